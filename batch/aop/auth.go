@@ -1,0 +1,392 @@
+package aop
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+)
+
+// Authenticator adds the provider's credential to each request (SPEC
+// section 5). Implementations are safe for concurrent use and never print
+// their secret: String, GoString and Format show only the mode.
+type Authenticator interface {
+	// Apply sets the credential headers of one request. It may block while a
+	// credential is fetched, up to req.Context().
+	Apply(req *http.Request) error
+	// Refresh replaces the credential after the provider rejected it (HTTP
+	// 401, code 10 or 11).
+	Refresh(ctx context.Context) error
+	// Mode names the kind of credential: "none", "bearer", "command" or
+	// "jwt". It never contains a secret.
+	Mode() string
+}
+
+// redacted gives an authenticator a printed form that is only its mode, for
+// every fmt verb, so a secret cannot reach a log line by accident.
+type redacted struct{ mode string }
+
+// Mode returns the authentication mode.
+func (r redacted) Mode() string { return r.mode }
+
+// String returns the authentication mode.
+func (r redacted) String() string { return r.mode }
+
+// GoString returns the authentication mode in Go-like syntax.
+func (r redacted) GoString() string { return "aop.Authenticator(" + r.mode + ")" }
+
+// Format prints the mode whatever the verb and flags.
+func (r redacted) Format(f fmt.State, verb rune) {
+	if verb == 'v' && f.Flag('#') {
+		_, _ = io.WriteString(f, r.GoString())
+		return
+	}
+	_, _ = io.WriteString(f, r.mode)
+}
+
+type noAuth struct{ redacted }
+
+// NoAuth returns an Authenticator that adds nothing.
+func NoAuth() Authenticator { return &noAuth{redacted{"none"}} }
+
+func (*noAuth) Apply(*http.Request) error     { return nil }
+func (*noAuth) Refresh(context.Context) error { return nil }
+
+type bearerAuth struct {
+	redacted
+	token string
+}
+
+// Bearer returns an Authenticator that sends "Authorization: Bearer token".
+// A fixed token cannot be renewed, so Refresh does nothing.
+func Bearer(token string) Authenticator {
+	return &bearerAuth{redacted: redacted{"bearer"}, token: strings.TrimSpace(token)}
+}
+
+func (a *bearerAuth) Apply(req *http.Request) error {
+	if a.token == "" {
+		return errors.New("bearer token is empty")
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	return nil
+}
+
+func (*bearerAuth) Refresh(context.Context) error { return nil }
+
+const (
+	defaultTokenTTL   = 600 * time.Second
+	commandTimeout    = 30 * time.Second
+	maxTokenOutput    = 64 << 10
+	maxStderrShown    = 200
+	refreshGap        = 2 * time.Second // a token younger than this counts as already refreshed
+	backgroundBackoff = 5 * time.Second // between failed ahead-of-expiry refreshes
+)
+
+// commandAuth runs a command that prints a bearer token and caches the token
+// for ttl. At most one run is in progress at any time: callers that need a
+// token while a run is going wait for that run.
+type commandAuth struct {
+	redacted
+	argv    []string
+	env     []string
+	ttl     time.Duration
+	now     func() time.Time
+	timeout time.Duration
+
+	mu       sync.Mutex
+	token    string
+	valid    bool
+	issuedAt time.Time // when the run that produced token started: expiry counts from here
+	gotAt    time.Time // when that run finished
+	bgFailAt time.Time // when an ahead-of-expiry run last failed
+	inflight *tokenRun
+}
+
+type tokenRun struct {
+	done  chan struct{}
+	token string
+	err   error
+}
+
+// Command returns an Authenticator whose bearer token is printed by a
+// command: argv is run directly (no shell), with the process environment
+// plus env, and the first line of its standard output, trimmed, is the
+// token. The token is cached for ttl (600s when 0) and renewed in the
+// background once 80% of ttl has passed; a caller blocks only when there is
+// no valid token. Refresh forces a new run unless one finished in the last
+// two seconds, so a burst of 401s costs one run. A run is killed after 30s.
+// Errors name argv[0], the exit status and the start of stderr, never the
+// token.
+func Command(argv []string, ttl time.Duration, env []string) Authenticator {
+	return newCommand(argv, ttl, env, time.Now)
+}
+
+func newCommand(argv []string, ttl time.Duration, env []string, now func() time.Time) *commandAuth {
+	if ttl <= 0 {
+		ttl = defaultTokenTTL
+	}
+	return &commandAuth{
+		redacted: redacted{"command"},
+		argv:     append([]string(nil), argv...),
+		env:      append([]string(nil), env...),
+		ttl:      ttl,
+		now:      now,
+		timeout:  commandTimeout,
+	}
+}
+
+func (a *commandAuth) Apply(req *http.Request) error {
+	tok, err := a.get(req.Context())
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	return nil
+}
+
+// get returns a valid token, starting or joining a run when there is none,
+// and starting a background run when the token is past 80% of its life.
+func (a *commandAuth) get(ctx context.Context) (string, error) {
+	a.mu.Lock()
+	now := a.now()
+	if a.valid {
+		age := now.Sub(a.issuedAt)
+		if age < a.ttl {
+			if age >= a.ttl/10*8 && a.inflight == nil &&
+				(a.bgFailAt.IsZero() || now.Sub(a.bgFailAt) >= backgroundBackoff) {
+				a.start(true)
+			}
+			tok := a.token
+			a.mu.Unlock()
+			return tok, nil
+		}
+		a.valid = false
+	}
+	run := a.inflight
+	if run == nil {
+		run = a.start(false)
+	}
+	a.mu.Unlock()
+	return a.wait(ctx, run)
+}
+
+func (a *commandAuth) Refresh(ctx context.Context) error {
+	a.mu.Lock()
+	run := a.inflight
+	if run == nil {
+		if a.valid && a.now().Sub(a.gotAt) < refreshGap {
+			a.mu.Unlock()
+			return nil
+		}
+		a.valid = false
+		run = a.start(false)
+	}
+	a.mu.Unlock()
+	_, err := a.wait(ctx, run)
+	return err
+}
+
+func (a *commandAuth) wait(ctx context.Context, run *tokenRun) (string, error) {
+	select {
+	case <-run.done:
+		return run.token, run.err
+	case <-ctx.Done():
+		return "", fmt.Errorf("wait for auth command: %w", ctx.Err())
+	}
+}
+
+// start begins a run; a.mu is held. The run has its own timeout and does not
+// depend on any caller's context, since other callers may be waiting for it.
+func (a *commandAuth) start(background bool) *tokenRun {
+	run := &tokenRun{done: make(chan struct{})}
+	a.inflight = run
+	started := a.now()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
+		tok, err := a.run(ctx)
+		cancel()
+		a.mu.Lock()
+		if err == nil {
+			a.token, a.valid, a.issuedAt, a.gotAt = tok, true, started, a.now()
+			a.bgFailAt = time.Time{}
+		} else if background {
+			a.bgFailAt = a.now()
+		}
+		a.inflight = nil
+		run.token, run.err = tok, err
+		a.mu.Unlock()
+		close(run.done)
+	}()
+	return run
+}
+
+// run executes the command once and returns the token it printed.
+func (a *commandAuth) run(ctx context.Context) (string, error) {
+	if len(a.argv) == 0 || a.argv[0] == "" {
+		return "", errors.New("auth command: no command given")
+	}
+	name := a.argv[0]
+	cmd := exec.CommandContext(ctx, name, a.argv[1:]...)
+	if len(a.env) > 0 {
+		cmd.Env = append(os.Environ(), a.env...)
+	}
+	stdout := &capBuffer{max: maxTokenOutput}
+	stderr := &capBuffer{max: 4 << 10}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.WaitDelay = 2 * time.Second
+	err := cmd.Run()
+	tok := firstLine(stdout.Bytes())
+	if err != nil {
+		var why string
+		var ee *exec.ExitError
+		switch {
+		case ctx.Err() != nil:
+			why = fmt.Sprintf("timed out after %s", a.timeout)
+		case errors.As(err, &ee):
+			why = ee.ProcessState.String()
+		default:
+			why = err.Error()
+		}
+		return "", fmt.Errorf("auth command %q: %s%s", name, why, stderrTail(stderr.Bytes(), tok))
+	}
+	if tok == "" {
+		return "", fmt.Errorf("auth command %q printed no token%s", name, stderrTail(stderr.Bytes(), ""))
+	}
+	if strings.IndexFunc(tok, unicode.IsControl) >= 0 {
+		return "", fmt.Errorf("auth command %q printed a token with control characters", name)
+	}
+	return tok, nil
+}
+
+// firstLine is the token: the first line of output, trimmed.
+func firstLine(b []byte) string {
+	s := string(b)
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
+}
+
+// stderrTail renders the first 200 bytes of stderr for an error message,
+// with the would-be token blanked out in case the command echoed it there.
+func stderrTail(b []byte, token string) string {
+	if len(b) > maxStderrShown {
+		b = b[:maxStderrShown]
+	}
+	s := string(b)
+	if token != "" {
+		s = strings.ReplaceAll(s, token, "[redacted]")
+	}
+	s = clip(s)
+	if s == "" {
+		return ""
+	}
+	return ": stderr: " + s
+}
+
+// capBuffer keeps the first max bytes written and discards the rest without
+// failing, so a chatty command is not killed by a broken pipe.
+type capBuffer struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (b *capBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.buf.Len(); room > 0 {
+		if len(p) > room {
+			b.buf.Write(p[:room])
+		} else {
+			b.buf.Write(p)
+		}
+	}
+	return len(p), nil
+}
+
+func (b *capBuffer) Bytes() []byte { return b.buf.Bytes() }
+
+// jwtHeader is the encoded JOSE header of every token: {"alg":"HS256","typ":"JWT"}.
+var jwtHeader = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
+
+type jwtAuth struct {
+	redacted
+	secret  []byte
+	partner string
+	header  string
+	now     func() time.Time
+}
+
+type jwtClaims struct {
+	Timestamp int64  `json:"timestamp"`
+	PartnerID string `json:"partnerId"`
+	ReqID     string `json:"reqid"`
+}
+
+// JWT returns an Authenticator that signs a fresh HS256 JWT for every
+// request, with claims timestamp (Unix seconds), partnerId and reqid (16
+// random bytes in hex), and sends the bare token in header ("Token" when
+// empty). The secret is used as raw bytes and copied. now defaults to
+// time.Now. Refresh does nothing: every request already has a new token.
+func JWT(secret []byte, partnerID, header string, now func() time.Time) Authenticator {
+	header = strings.TrimSpace(header)
+	if header == "" {
+		header = "Token"
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &jwtAuth{
+		redacted: redacted{"jwt"},
+		secret:   append([]byte(nil), secret...),
+		partner:  partnerID,
+		header:   header,
+		now:      now,
+	}
+}
+
+func (a *jwtAuth) Apply(req *http.Request) error {
+	tok, err := a.token()
+	if err != nil {
+		return err
+	}
+	req.Header.Set(a.header, tok)
+	return nil
+}
+
+func (*jwtAuth) Refresh(context.Context) error { return nil }
+
+func (a *jwtAuth) token() (string, error) {
+	if len(a.secret) == 0 {
+		return "", errors.New("jwt secret is empty")
+	}
+	if a.partner == "" {
+		return "", errors.New("jwt partner id is empty")
+	}
+	var id [16]byte
+	_, _ = rand.Read(id[:]) // never fails since Go 1.24
+	claims, err := json.Marshal(jwtClaims{
+		Timestamp: a.now().Unix(),
+		PartnerID: a.partner,
+		ReqID:     hex.EncodeToString(id[:]),
+	})
+	if err != nil {
+		return "", fmt.Errorf("encode jwt claims: %w", err)
+	}
+	signing := jwtHeader + "." + base64.RawURLEncoding.EncodeToString(claims)
+	mac := hmac.New(sha256.New, a.secret)
+	mac.Write([]byte(signing))
+	return signing + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil)), nil
+}

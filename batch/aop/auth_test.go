@@ -1,0 +1,430 @@
+package aop
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary act as the token command of Command when
+// AOPTEST_HELPER is set, so the tests need no shell and no other program.
+func TestMain(m *testing.M) {
+	if mode := os.Getenv("AOPTEST_HELPER"); mode != "" {
+		os.Exit(tokenHelper(mode))
+	}
+	os.Exit(m.Run())
+}
+
+// tokenHelper appends a line to $AOPTEST_COUNT, waits $AOPTEST_SLEEP, and
+// prints "tok-N" where N is the number of runs so far.
+func tokenHelper(mode string) int {
+	switch mode {
+	case "token":
+		f, err := os.OpenFile(os.Getenv("AOPTEST_COUNT"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		_, _ = f.WriteString("run\n")
+		f.Close()
+		b, _ := os.ReadFile(os.Getenv("AOPTEST_COUNT"))
+		if d, err := time.ParseDuration(os.Getenv("AOPTEST_SLEEP")); err == nil {
+			time.Sleep(d)
+		}
+		fmt.Printf("  tok-%d  \nsecond line\n", strings.Count(string(b), "\n"))
+		return 0
+	case "fail":
+		fmt.Println("leaked-token-value")
+		fmt.Fprintf(os.Stderr, "login failed for leaked-token-value: %s", strings.Repeat("e", 500))
+		return 3
+	case "empty":
+		return 0
+	}
+	return 2
+}
+
+// fakeClock is a settable clock for the token cache.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// helperCommand returns a Command authenticator running the token helper,
+// and a function that counts its runs.
+func helperCommand(t *testing.T, mode string, ttl time.Duration, clock *fakeClock) (*commandAuth, func() int) {
+	t.Helper()
+	count := filepath.Join(t.TempDir(), "runs")
+	env := []string{"AOPTEST_HELPER=" + mode, "AOPTEST_COUNT=" + count, "AOPTEST_SLEEP=100ms"}
+	a := newCommand([]string{os.Args[0], "-test.run=^$"}, ttl, env, clock.now)
+	runs := func() int {
+		b, _ := os.ReadFile(count)
+		return strings.Count(string(b), "\n")
+	}
+	return a, runs
+}
+
+// applyAll calls Apply from n goroutines at once and returns the
+// Authorization headers they set.
+func applyAll(t *testing.T, a Authenticator, n int) []string {
+	t.Helper()
+	got := make([]string, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			req, _ := http.NewRequest(http.MethodPost, "http://aop.example/", nil)
+			if err := a.Apply(req); err != nil {
+				t.Errorf("Apply: %v", err)
+			}
+			got[i] = req.Header.Get("Authorization")
+		})
+	}
+	close(start)
+	wg.Wait()
+	return got
+}
+
+func TestCommandOneRunPerTTL(t *testing.T) {
+	clock := &fakeClock{t: fixedNow}
+	a, runs := helperCommand(t, "token", 10*time.Minute, clock)
+	for round, want := range []string{"Bearer tok-1", "Bearer tok-2"} {
+		for i, got := range applyAll(t, a, 50) {
+			if got != want {
+				t.Fatalf("round %d, goroutine %d: header %q, want %q", round, i, got, want)
+			}
+		}
+		if got, want := runs(), round+1; got != want {
+			t.Fatalf("round %d: command ran %d times, want %d", round, got, want)
+		}
+		clock.advance(10*time.Minute + time.Second) // expire the token
+	}
+}
+
+func TestCommandRefreshAhead(t *testing.T) {
+	clock := &fakeClock{t: fixedNow}
+	a, runs := helperCommand(t, "token", 100*time.Second, clock)
+	applyAll(t, a, 1)
+	clock.advance(85 * time.Second)
+	// Past 80% of the ttl the cached token is still served at once while a
+	// new one is fetched in the background.
+	if got, want := applyAll(t, a, 20)[0], "Bearer tok-1"; got != want {
+		t.Errorf("header = %q, want %q", got, want)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		req, _ := http.NewRequest(http.MethodPost, "http://aop.example/", nil)
+		if err := a.Apply(req); err != nil {
+			t.Fatal(err)
+		}
+		if req.Header.Get("Authorization") == "Bearer tok-2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("background refresh never delivered tok-2")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got, want := runs(), 2; got != want {
+		t.Errorf("command ran %d times, want %d", got, want)
+	}
+}
+
+func TestCommandRefresh(t *testing.T) {
+	clock := &fakeClock{t: fixedNow}
+	a, runs := helperCommand(t, "token", 0, clock)
+	if a.ttl != 600*time.Second {
+		t.Errorf("default ttl = %v, want 600s", a.ttl)
+	}
+	applyAll(t, a, 1)
+	// A burst of 401s right after a fresh token costs no run.
+	if err := a.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := runs(), 1; got != want {
+		t.Fatalf("runs after an early Refresh = %d, want %d", got, want)
+	}
+	clock.advance(5 * time.Second)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if err := a.Refresh(context.Background()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if got, want := runs(), 2; got != want {
+		t.Fatalf("runs after 20 concurrent Refresh = %d, want %d", got, want)
+	}
+	if got, want := applyAll(t, a, 1)[0], "Bearer tok-2"; got != want {
+		t.Errorf("header = %q, want %q", got, want)
+	}
+}
+
+func TestCommandWaitHonoursContext(t *testing.T) {
+	clock := &fakeClock{t: fixedNow}
+	a, _ := helperCommand(t, "token", 0, clock)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://aop.example/", nil)
+	if err := a.Apply(req); err == nil {
+		t.Error("Apply with a cancelled context: no error")
+	}
+}
+
+func TestCommandErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		argv []string
+		mode string
+		want []string
+	}{
+		{"exit status and stderr", []string{os.Args[0]}, "fail", []string{os.Args[0], "exit status 3", "stderr: login failed for [redacted]: eee"}},
+		{"no output", []string{os.Args[0]}, "empty", []string{"printed no token"}},
+		{"no such program", []string{filepath.Join(t.TempDir(), "nope")}, "token", []string{"nope"}},
+		{"no command", nil, "token", []string{"no command given"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := Command(tt.argv, 0, []string{"AOPTEST_HELPER=" + tt.mode, "AOPTEST_COUNT=" + filepath.Join(t.TempDir(), "n")})
+			req, _ := http.NewRequest(http.MethodPost, "http://aop.example/", nil)
+			err := a.Apply(req)
+			if err == nil {
+				t.Fatal("Apply: no error")
+			}
+			msg := err.Error()
+			for _, w := range tt.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not contain %q", msg, w)
+				}
+			}
+			if strings.Contains(msg, "leaked-token-value") {
+				t.Errorf("error %q shows the token", msg)
+			}
+			if i := strings.Index(msg, "stderr: "); i >= 0 && len(msg[i+len("stderr: "):]) > 200 {
+				t.Errorf("error shows %d bytes of stderr, want at most 200", len(msg[i+len("stderr: "):]))
+			}
+			if req.Header.Get("Authorization") != "" {
+				t.Error("a failed Apply set a header")
+			}
+		})
+	}
+}
+
+func TestBearer(t *testing.T) {
+	req, _ := http.NewRequest(http.MethodPost, "http://aop.example/", nil)
+	if err := Bearer(" abc123 ").Apply(req); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := req.Header.Get("Authorization"), "Bearer abc123"; got != want {
+		t.Errorf("header = %q, want %q", got, want)
+	}
+	if err := Bearer("").Apply(req); err == nil {
+		t.Error("empty token: no error")
+	}
+	if err := Bearer("x").Refresh(context.Background()); err != nil {
+		t.Errorf("Refresh: %v", err)
+	}
+	req2, _ := http.NewRequest(http.MethodPost, "http://aop.example/", nil)
+	if err := NoAuth().Apply(req2); err != nil || len(req2.Header) != 0 {
+		t.Errorf("NoAuth set %v, err %v", req2.Header, err)
+	}
+}
+
+// verifyJWT decodes and checks a token independently of the package's
+// encoder and returns its claims.
+func verifyJWT(tok string, secret []byte) (map[string]any, error) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("%d parts", len(parts))
+	}
+	for _, p := range parts {
+		if strings.ContainsAny(p, "=+/") {
+			return nil, fmt.Errorf("part %q is not unpadded base64url", p)
+		}
+	}
+	hdr, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil {
+		return nil, err
+	}
+	var h map[string]string
+	if err := json.Unmarshal(hdr, &h); err != nil || h["alg"] != "HS256" || h["typ"] != "JWT" || len(h) != 2 {
+		return nil, fmt.Errorf("header %s", hdr)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return nil, err
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(parts[0] + "." + parts[1]))
+	if !hmac.Equal(sig, mac.Sum(nil)) {
+		return nil, fmt.Errorf("bad signature")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, err
+	}
+	var claims map[string]any
+	dec := json.NewDecoder(strings.NewReader(string(payload)))
+	dec.UseNumber()
+	if err := dec.Decode(&claims); err != nil {
+		return nil, err
+	}
+	return claims, nil
+}
+
+func TestJWT(t *testing.T) {
+	secret := []byte("jwt-secret-\x00\xff-raw")
+	const n = 1000
+	var mu sync.Mutex
+	reqids := map[string]int{}
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		tok := r.Header.Get("Token")
+		claims, err := verifyJWT(tok, secret)
+		if err != nil {
+			t.Errorf("token %q: %v", tok, err)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		ts, _ := claims["timestamp"].(json.Number)
+		id, _ := claims["reqid"].(string)
+		if ts.String() != strconv.FormatInt(fixedNow.Unix(), 10) || claims["partnerId"] != "PS001" || len(claims) != 3 {
+			t.Errorf("claims = %v", claims)
+		}
+		if b, err := hex.DecodeString(id); err != nil || len(b) != 16 {
+			t.Errorf("reqid %q is not 16 bytes of hex", id)
+		}
+		mu.Lock()
+		reqids[id]++
+		mu.Unlock()
+		_, _ = io.WriteString(w, `{"status":true,"response_code":1}`)
+	})
+	c := newClient(t, srv.URL, func(o *Options) {
+		o.Auth = JWT(secret, "PS001", "", func() time.Time { return fixedNow })
+	})
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			r, err := c.Recharge(context.Background(), rechargeBody(t, "R"+strconv.Itoa(i)))
+			if err != nil || r.Class != ClassSuccess {
+				t.Errorf("Recharge: %v, %+v", err, r)
+			}
+		})
+	}
+	wg.Wait()
+	if len(reqids) != n {
+		t.Errorf("%d distinct reqids over %d requests, want %d", len(reqids), n, n)
+	}
+	for id, k := range reqids {
+		if k > 1 {
+			t.Errorf("reqid %s used %d times", id, k)
+		}
+	}
+}
+
+func TestJWTHeaderAndErrors(t *testing.T) {
+	a := JWT([]byte("s"), "P", "X-Aop-Jwt", nil)
+	req, _ := http.NewRequest(http.MethodPost, "http://aop.example/", nil)
+	if err := a.Apply(req); err != nil {
+		t.Fatal(err)
+	}
+	tok := req.Header.Get("X-Aop-Jwt")
+	if strings.HasPrefix(tok, "Bearer") || req.Header.Get("Token") != "" || req.Header.Get("Authorization") != "" {
+		t.Errorf("headers = %v, want the bare JWT in X-Aop-Jwt only", req.Header)
+	}
+	claims, err := verifyJWT(tok, []byte("s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, _ := claims["timestamp"].(json.Number).Int64()
+	if d := time.Since(time.Unix(ts, 0)); d < -time.Second || d > 5*time.Second {
+		t.Errorf("timestamp %d is not now", ts)
+	}
+	if err := JWT(nil, "P", "", nil).Apply(req); err == nil {
+		t.Error("empty secret: no error")
+	}
+	if err := JWT([]byte("s"), "", "", nil).Apply(req); err == nil {
+		t.Error("empty partner id: no error")
+	}
+}
+
+// TestSecretsNeverPrinted formats every authenticator, and structures that
+// hold one, with every common verb and checks no secret comes out.
+func TestSecretsNeverPrinted(t *testing.T) {
+	const (
+		bearerTok = "bearer-secret-4711"
+		jwtSecret = "jwt-secret-4712"
+	)
+	clock := &fakeClock{t: fixedNow}
+	cmd, _ := helperCommand(t, "token", 0, clock)
+	cmdTok := strings.TrimPrefix(applyAll(t, cmd, 1)[0], "Bearer ")
+	if cmdTok == "" {
+		t.Fatal("command gave no token")
+	}
+	auths := map[string]Authenticator{
+		"none":    NoAuth(),
+		"bearer":  Bearer(bearerTok),
+		"command": cmd,
+		"jwt":     JWT([]byte(jwtSecret), "PS001", "", nil),
+	}
+	secrets := []string{bearerTok, jwtSecret, cmdTok}
+	for _, s := range append([]string(nil), secrets...) {
+		secrets = append(secrets, hex.EncodeToString([]byte(s)), fmt.Sprintf("%v", []byte(s)))
+	}
+	for mode, a := range auths {
+		if got := a.Mode(); got != mode {
+			t.Errorf("Mode() = %q, want %q", got, mode)
+		}
+		c := newClient(t, "http://127.0.0.1:1", func(o *Options) { o.Auth = a })
+		values := map[string]any{
+			"authenticator": a,
+			"options":       Options{BaseURL: "http://127.0.0.1:1", Auth: a},
+			"options ptr":   &Options{Auth: a},
+			"client":        c,
+			"slice":         []Authenticator{a},
+		}
+		for vname, v := range values {
+			for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d"} {
+				out := fmt.Sprintf(verb, v)
+				for _, s := range secrets {
+					if strings.Contains(out, s) {
+						t.Errorf("%s %s formatted with %s shows a secret: %s", mode, vname, verb, out)
+					}
+				}
+			}
+		}
+		if got := fmt.Sprint(a); got != mode {
+			t.Errorf("fmt.Sprint(%s authenticator) = %q, want %q", mode, got, mode)
+		}
+	}
+}

@@ -1,0 +1,382 @@
+package aop
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Endpoint paths, appended to Options.BaseURL.
+const (
+	PathRecharge      = "/api/AOP/Recharge"
+	PathStatus        = "/api/AOP/RechargeStatus"
+	PathConsumerFetch = "/api/AOP/FetchConsumerDetails"
+)
+
+const (
+	defaultMaxConns  = 64
+	defaultUserAgent = "aopbatch"
+)
+
+// Options configures a Client.
+type Options struct {
+	// BaseURL is the provider's absolute http or https URL, such as
+	// http://127.0.0.1:8080; endpoint paths are appended to it.
+	BaseURL string
+	// RegistrationID is sent in status enquiries.
+	RegistrationID string
+	// Auth adds the credential to every request; nil sends none.
+	Auth Authenticator
+	// HTTPClient, when set, is used as is (its redirect policy included).
+	// When nil the client uses a tuned transport that keeps MaxConns
+	// connections alive, always verifies TLS and never follows redirects.
+	HTTPClient *http.Client
+	// MaxConns is the number of idle keep-alive connections kept per host;
+	// 64 when 0.
+	MaxConns int
+	// NotFoundCodes are the status-enquiry response codes that mean "no such
+	// transaction"; {2} when empty.
+	NotFoundCodes []int
+	// UserAgent is sent with every request; "aopbatch" when empty.
+	UserAgent string
+}
+
+// Client talks to the AOP Recharge API. It is safe for concurrent use.
+type Client struct {
+	rechargeURL    string
+	statusURL      string
+	registrationID string
+	auth           Authenticator
+	hc             *http.Client
+	notFound       []int
+	userAgent      string
+	now            func() time.Time
+}
+
+// New returns a Client for o.BaseURL.
+func New(o Options) (*Client, error) {
+	base, err := parseBaseURL(o.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if o.MaxConns < 0 {
+		return nil, fmt.Errorf("max connections %d: must not be negative", o.MaxConns)
+	}
+	maxConns := o.MaxConns
+	if maxConns == 0 {
+		maxConns = defaultMaxConns
+	}
+	c := &Client{
+		rechargeURL:    base + PathRecharge,
+		statusURL:      base + PathStatus,
+		registrationID: o.RegistrationID,
+		auth:           o.Auth,
+		hc:             o.HTTPClient,
+		notFound:       append([]int(nil), o.NotFoundCodes...),
+		userAgent:      strings.TrimSpace(o.UserAgent),
+		now:            time.Now,
+	}
+	if c.auth == nil {
+		c.auth = NoAuth()
+	}
+	if c.hc == nil {
+		c.hc = defaultHTTPClient(maxConns)
+	}
+	if len(c.notFound) == 0 {
+		c.notFound = []int{2}
+	}
+	if c.userAgent == "" {
+		c.userAgent = defaultUserAgent
+	}
+	return c, nil
+}
+
+// parseBaseURL accepts an absolute http(s) URL without credentials, query or
+// fragment, and returns it without a trailing slash. Error messages never
+// repeat a URL that could hold a password.
+func parseBaseURL(raw string) (string, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return "", errors.New("base url is empty")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", errors.New("base url is not a valid URL")
+	}
+	if u.User != nil {
+		return "", fmt.Errorf("base url %s: credentials belong in the auth settings, not the URL", u.Redacted())
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if (scheme != "http" && scheme != "https") || u.Host == "" || u.Opaque != "" {
+		return "", fmt.Errorf("base url %q: must be an absolute http or https URL", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return "", fmt.Errorf("base url %q: must not have a query or fragment", raw)
+	}
+	u.Scheme = scheme
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// defaultHTTPClient keeps maxConns connections per host alive for reuse,
+// verifies TLS always, and does not follow redirects: a payment POST is
+// never replayed to another address, nor turned into a GET.
+func defaultHTTPClient(maxConns int) *http.Client {
+	tr := &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout:   30 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           maxConns,
+		MaxIdleConnsPerHost:    maxConns,
+		MaxConnsPerHost:        0,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: 1 << 20,
+		DisableCompression:     false,
+		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
+	}
+	return &http.Client{
+		Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// CloseIdleConnections closes the keep-alive connections not in use.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
+// String describes the client without its credential.
+func (c *Client) String() string {
+	return fmt.Sprintf("aop.Client(%s, auth=%s)", c.rechargeURL, c.auth.Mode())
+}
+
+// GoString describes the client without its credential.
+func (c *Client) GoString() string { return c.String() }
+
+// Format prints String for every verb, so no field is ever dumped.
+func (c *Client) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }
+
+// Recharge posts body, the exact bytes of a JSON-encoded RechargeRequest as
+// stored in the ledger, and classifies the answer. Every outcome, transport
+// failures included, is a Result with a nil error; the error is non-nil only
+// for a misuse (nil client, body that is not JSON). A Result is ClassSuccess
+// only when the provider answered code 1 with a 2xx status.
+//
+// When the credential is rejected (ClassAuth) the authenticator is refreshed
+// once and the same bytes are sent once more (safe: the same referenceid
+// would answer 18 if the first had been taken); the second answer is
+// returned with Attempts 2.
+func (c *Client) Recharge(ctx context.Context, body []byte) (Result, error) {
+	if c == nil {
+		return Result{Class: ClassNotSent, Code: -1}, errors.New("recharge: nil client")
+	}
+	if !json.Valid(body) {
+		return Result{Class: ClassNotSent, Code: -1}, errors.New("recharge: body is not valid JSON")
+	}
+	r := c.rechargeOnce(ctx, body)
+	if r.Class != ClassAuth {
+		return r, nil
+	}
+	if err := c.auth.Refresh(ctx); err != nil {
+		if ctx.Err() != nil {
+			// A rejected credential means nothing was processed.
+			return Result{Class: ClassNotSent, HTTPStatus: r.HTTPStatus, Code: r.Code,
+				Message: clip("not sent: " + describe(ctx, err)), Attempts: r.Attempts}, nil
+		}
+		r.Message = clip("credential refresh failed: " + err.Error())
+		return r, nil
+	}
+	r2 := c.rechargeOnce(ctx, body)
+	r2.Attempts += r.Attempts
+	return r2, nil
+}
+
+func (c *Client) rechargeOnce(ctx context.Context, body []byte) Result {
+	rp := c.post(ctx, c.rechargeURL, body)
+	r := Result{HTTPStatus: rp.status, Code: -1, Message: rp.msg, Attempts: rp.attempts}
+	switch rp.kind {
+	case replyCredential:
+		r.Class = ClassAuth
+	case replyNotSent:
+		r.Class = ClassNotSent
+	case replyLost:
+		r.Class = ClassUnknown
+		if rp.status == http.StatusTooManyRequests {
+			r.Class, r.RetryAfter = ClassThrottled, parseRetryAfter(rp.header.Get("Retry-After"), c.now())
+		}
+	default:
+		r = classifyRecharge(rp.status, rp.header, rp.body, rp.tooBig, c.now())
+		r.Attempts = rp.attempts
+	}
+	return r
+}
+
+// replyKind says how far one exchange got.
+type replyKind int
+
+const (
+	replyAnswer     replyKind = iota // status and body read in full (or capped)
+	replyNotSent                     // failed before the request could reach the server
+	replyLost                        // failed after the request may have reached the server
+	replyCredential                  // the authenticator could not produce a credential
+)
+
+type reply struct {
+	kind     replyKind
+	msg      string
+	status   int
+	header   http.Header
+	body     []byte
+	tooBig   bool
+	attempts int
+}
+
+// post makes one POST and reads its answer. It tells "not sent" from "lost"
+// with httptrace: an error before a connection was obtained for the final
+// attempt (dial, DNS, TLS handshake, a context already done) is not sent;
+// an error once a connection was in hand may follow bytes on the wire and
+// is lost. A write that fails on a connection is counted as lost too, since
+// part of the request may have been delivered.
+func (c *Client) post(ctx context.Context, url string, body []byte) reply {
+	if err := ctx.Err(); err != nil {
+		return reply{kind: replyNotSent, msg: "not sent: " + describe(ctx, err)}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return reply{kind: replyNotSent, msg: clip("not sent: " + err.Error())}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if err := c.auth.Apply(req); err != nil {
+		if ctx.Err() != nil {
+			return reply{kind: replyNotSent, msg: clip("not sent: " + describe(ctx, err))}
+		}
+		return reply{kind: replyCredential, msg: clip("credential: " + err.Error())}
+	}
+
+	var tr connTrace
+	req = req.WithContext(httptrace.WithClientTrace(ctx, tr.hooks()))
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if tr.reachedServer() {
+			return reply{kind: replyLost, attempts: 1,
+				msg: clip("no response: " + describe(ctx, err) + " " + tr.phase())}
+		}
+		return reply{kind: replyNotSent, attempts: 1, msg: clip("not sent: " + describe(ctx, err))}
+	}
+	defer drainAndClose(resp.Body)
+	b, tooBig, err := readBody(resp.Body)
+	if err != nil {
+		return reply{kind: replyLost, attempts: 1, status: resp.StatusCode, header: resp.Header,
+			msg: clip(fmt.Sprintf("incomplete response: HTTP %d, %s while reading the body", resp.StatusCode, describe(ctx, err)))}
+	}
+	return reply{kind: replyAnswer, attempts: 1, status: resp.StatusCode, header: resp.Header, body: b, tooBig: tooBig}
+}
+
+// connTrace records, for the latest attempt the transport made, whether a
+// connection was obtained and whether the request was fully written. The
+// hooks may run on the transport's goroutines, hence the mutex.
+type connTrace struct {
+	mu        sync.Mutex
+	getConn   bool
+	gotConn   bool
+	wrote     bool
+	wroteFail bool
+}
+
+func (t *connTrace) hooks() *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		GetConn: func(string) {
+			t.mu.Lock()
+			t.getConn, t.gotConn, t.wrote, t.wroteFail = true, false, false, false
+			t.mu.Unlock()
+		},
+		GotConn: func(httptrace.GotConnInfo) {
+			t.mu.Lock()
+			t.gotConn = true
+			t.mu.Unlock()
+		},
+		WroteRequest: func(i httptrace.WroteRequestInfo) {
+			t.mu.Lock()
+			if i.Err == nil {
+				t.wrote = true
+			} else {
+				t.wroteFail = true
+			}
+			t.mu.Unlock()
+		},
+	}
+}
+
+// reachedServer is false only when the trace shows the final attempt never
+// got a connection. A transport that reports no trace events at all (a
+// custom RoundTripper) proves nothing, so it counts as reached.
+func (t *connTrace) reachedServer() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return !t.getConn || t.gotConn
+}
+
+func (t *connTrace) phase() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.wrote {
+		return "after the request was sent"
+	}
+	return "while the request was being sent (it may have been received)"
+}
+
+// describe names a transport failure in a few words for Result.Message.
+func describe(ctx context.Context, err error) string {
+	var (
+		dnsErr  *net.DNSError
+		netErr  net.Error
+		certErr *tls.CertificateVerificationError
+		uaErr   x509.UnknownAuthorityError
+		hostErr x509.HostnameError
+		recErr  tls.RecordHeaderError
+	)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled):
+		return "canceled"
+	case errors.As(err, &dnsErr):
+		return "DNS lookup of " + dnsErr.Name + " failed"
+	case errors.As(err, &certErr), errors.As(err, &uaErr), errors.As(err, &hostErr):
+		return "TLS certificate not trusted"
+	case errors.As(err, &recErr):
+		return "TLS handshake failed"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed"
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return "timeout"
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err.Error()
+	}
+	return err.Error()
+}

@@ -1,0 +1,559 @@
+package aop
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// rechargeBody is a request as the engine stores it in the ledger.
+func rechargeBody(t *testing.T, ref string) []byte {
+	t.Helper()
+	b, err := json.Marshal(RechargeRequest{
+		Operator: 311, CANumber: "DL12CB4685", AmountPaise: 1050, ReferenceID: ref,
+		Latitude: "99", Longitude: "98", RegistrationID: "AOP-554",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// newServer starts a loopback server closed at the end of the test.
+func newServer(t *testing.T, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// newClient returns a client for srv with opts applied over the defaults.
+func newClient(t *testing.T, base string, opts ...func(*Options)) *Client {
+	t.Helper()
+	o := Options{BaseURL: base, RegistrationID: "AOP-554"}
+	for _, f := range opts {
+		f(&o)
+	}
+	c, err := New(o)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+// answer serves one fixed answer.
+func answer(status int, header http.Header, body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		for k, v := range header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}
+}
+
+func TestRechargeClassification(t *testing.T) {
+	tests := []struct {
+		name       string
+		status     int
+		header     http.Header
+		body       string
+		want       Class
+		wantCode   int
+		wantStatus bool
+		wantMsg    string
+		wantRetry  time.Duration
+	}{
+		{name: "code 1", status: 200, body: `{"status":true,"response_code":1,"message":"Recharge Successful"}`, want: ClassSuccess, wantCode: 1, wantStatus: true, wantMsg: "Recharge Successful"},
+		{name: "code 0", status: 200, body: `{"status":true,"response_code":0,"message":"Accepted"}`, want: ClassPending, wantCode: 0, wantStatus: true},
+		{name: "code 18 with status true", status: 200, body: `{"status":true,"response_code":18,"message":"Duplicate Transaction"}`, want: ClassDuplicate, wantCode: 18, wantStatus: true, wantMsg: "Duplicate Transaction"},
+		{name: "code 9 on 412", status: 412, body: `{"status":false,"response_code":9}`, want: ClassUnknown, wantCode: 9},
+		{name: "code 16", status: 402, body: `{"status":false,"response_code":16,"message":"Insufficient fund"}`, want: ClassAccountStop, wantCode: 16},
+		{name: "code 6", status: 200, body: `{"status":false,"response_code":6}`, want: ClassAccountStop, wantCode: 6},
+		{name: "code 12", status: 200, body: `{"status":false,"response_code":12}`, want: ClassAccountStop, wantCode: 12},
+		{name: "code 13", status: 200, body: `{"status":false,"response_code":13}`, want: ClassOperatorDown, wantCode: 13},
+		{name: "code 14", status: 200, body: `{"status":false,"response_code":14}`, want: ClassFailed, wantCode: 14},
+		{name: "code 17", status: 200, body: `{"status":false,"response_code":17}`, want: ClassFailed, wantCode: 17},
+		{name: "code 8", status: 200, body: `{"status":false,"response_code":8}`, want: ClassFailed, wantCode: 8},
+		{name: "unknown code 77", status: 200, body: `{"status":true,"response_code":77}`, want: ClassUnknown, wantCode: 77, wantStatus: true},
+		{name: "codes as strings", status: 200, body: `{"status":"true","response_code":"1","extra":{"x":[1,2]}}`, want: ClassSuccess, wantCode: 1, wantStatus: true},
+		{name: "non-JSON 200", status: 200, body: `Recharge Successful`, want: ClassUnknown, wantCode: -1},
+		{name: "empty body", status: 200, body: ``, want: ClassUnknown, wantCode: -1},
+		{name: "JSON without code", status: 200, body: `{"status":true,"message":"done"}`, want: ClassUnknown, wantCode: -1, wantStatus: true},
+		{name: "502 HTML", status: 502, body: `<html><body>Bad Gateway</body></html>`, want: ClassUnknown, wantCode: -1},
+		{name: "429 Retry-After 3", status: 429, header: http.Header{"Retry-After": {"3"}}, body: `slow down`, want: ClassThrottled, wantCode: -1, wantRetry: 3 * time.Second},
+		{name: "429 without Retry-After", status: 429, want: ClassThrottled, wantCode: -1, wantRetry: time.Second},
+		{name: "body of 2 MiB", status: 200, body: `{"response_code":1,"pad":"` + strings.Repeat("x", 2<<20) + `"}`, want: ClassUnknown, wantCode: -1, wantMsg: "response body over 1 MiB"},
+		{name: "body of exactly 1 MiB", status: 200, body: `{"response_code":1,"pad":"` + strings.Repeat("x", 1<<20-len(`{"response_code":1,"pad":""}`)) + `"}`, want: ClassSuccess, wantCode: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newServer(t, answer(tt.status, tt.header, tt.body))
+			c := newClient(t, srv.URL)
+			got, err := c.Recharge(context.Background(), rechargeBody(t, "REF1"))
+			if err != nil {
+				t.Fatalf("Recharge: %v", err)
+			}
+			if got.Class != tt.want || got.Code != tt.wantCode || got.Status != tt.wantStatus {
+				t.Errorf("class, code, status = %q, %d, %v, want %q, %d, %v (message %q)",
+					got.Class, got.Code, got.Status, tt.want, tt.wantCode, tt.wantStatus, got.Message)
+			}
+			if got.HTTPStatus != tt.status {
+				t.Errorf("HTTPStatus = %d, want %d", got.HTTPStatus, tt.status)
+			}
+			if got.Attempts != 1 {
+				t.Errorf("Attempts = %d, want 1", got.Attempts)
+			}
+			if got.RetryAfter != tt.wantRetry {
+				t.Errorf("RetryAfter = %v, want %v", got.RetryAfter, tt.wantRetry)
+			}
+			if tt.wantMsg != "" && got.Message != tt.wantMsg {
+				t.Errorf("Message = %q, want %q", got.Message, tt.wantMsg)
+			}
+		})
+	}
+}
+
+// TestRechargeAuthStatus covers the answers that mean "credential rejected";
+// each is retried once after a refresh, so both attempts see the same answer.
+func TestRechargeAuthStatus(t *testing.T) {
+	tests := []struct {
+		name     string
+		status   int
+		body     string
+		wantCode int
+	}{
+		{"responsecode key on 401", 401, `{"status":false,"responsecode":10,"message":"Signature verification failed"}`, 10},
+		{"code 11 on 200", 200, `{"status":false,"response_code":11}`, 11},
+		{"401 without body", 401, ``, -1},
+		{"403 HTML", 403, `<h1>Forbidden</h1>`, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newServer(t, answer(tt.status, nil, tt.body))
+			auth := &fakeAuth{}
+			c := newClient(t, srv.URL, func(o *Options) { o.Auth = auth })
+			got, err := c.Recharge(context.Background(), rechargeBody(t, "REF1"))
+			if err != nil {
+				t.Fatalf("Recharge: %v", err)
+			}
+			if got.Class != ClassAuth || got.Code != tt.wantCode || got.Attempts != 2 {
+				t.Errorf("class, code, attempts = %q, %d, %d, want auth, %d, 2", got.Class, got.Code, got.Attempts, tt.wantCode)
+			}
+			if got, want := auth.refreshes.Load(), int32(1); got != want {
+				t.Errorf("refreshes = %d, want %d", got, want)
+			}
+		})
+	}
+}
+
+func TestRechargeWireFormat(t *testing.T) {
+	type captured struct {
+		method, path string
+		header       http.Header
+		body         []byte
+	}
+	got := make(chan captured, 1)
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- captured{r.Method, r.URL.Path, r.Header.Clone(), b}
+		_, _ = io.WriteString(w, `{"status":true,"response_code":1}`)
+	})
+	c := newClient(t, srv.URL+"/", func(o *Options) { o.UserAgent = "aopbatch-test/1" })
+	body := rechargeBody(t, "1234435687678")
+	if _, err := c.Recharge(context.Background(), body); err != nil {
+		t.Fatalf("Recharge: %v", err)
+	}
+	r := <-got
+	if r.method != http.MethodPost || r.path != "/api/AOP/Recharge" {
+		t.Errorf("request = %s %s, want POST /api/AOP/Recharge", r.method, r.path)
+	}
+	if !bytes.Equal(r.body, body) {
+		t.Errorf("body sent = %s, want the exact bytes %s", r.body, body)
+	}
+	for k, want := range map[string]string{
+		"Content-Type":  "application/json",
+		"Accept":        "application/json",
+		"User-Agent":    "aopbatch-test/1",
+		"Authorization": "",
+	} {
+		if got := r.header.Get(k); got != want {
+			t.Errorf("header %s = %q, want %q", k, got, want)
+		}
+	}
+	const wantJSON = `{"operator":311,"canumber":"DL12CB4685","amount":10.50,"referenceid":"1234435687678","latitude":"99","longitude":"98","RegistrationID":"AOP-554"}`
+	if string(r.body) != wantJSON {
+		t.Errorf("body = %s, want %s", r.body, wantJSON)
+	}
+}
+
+func TestRechargeMisuse(t *testing.T) {
+	c := newClient(t, "http://127.0.0.1:1")
+	for _, body := range [][]byte{nil, []byte(`{"operator":`), []byte("not json")} {
+		got, err := c.Recharge(context.Background(), body)
+		if err == nil {
+			t.Errorf("Recharge(%q): no error", body)
+		}
+		if got.Class == ClassSuccess {
+			t.Errorf("Recharge(%q) class = success", body)
+		}
+	}
+	var nilClient *Client
+	if _, err := nilClient.Recharge(context.Background(), []byte(`{}`)); err == nil {
+		t.Error("nil client: no error")
+	}
+}
+
+// closedPort returns the address of a loopback port nobody listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr
+}
+
+func TestRechargeTransport(t *testing.T) {
+	tests := []struct {
+		name      string
+		base      func(t *testing.T) string
+		timeout   time.Duration
+		cancelled bool
+		want      Class
+		wantMsg   string
+		wantHTTP  int
+	}{
+		{
+			name:    "closed port",
+			base:    closedPort,
+			timeout: 5 * time.Second,
+			want:    ClassNotSent,
+			wantMsg: "not sent: connection refused",
+		},
+		{
+			name:      "context cancelled before sending",
+			base:      func(t *testing.T) string { return newServer(t, answer(200, nil, `{"response_code":1}`)).URL },
+			cancelled: true,
+			want:      ClassNotSent,
+			wantMsg:   "not sent: canceled",
+		},
+		{
+			name: "connection closed after the request was read",
+			base: func(t *testing.T) string {
+				return newServer(t, func(w http.ResponseWriter, r *http.Request) {
+					_, _ = io.Copy(io.Discard, r.Body)
+					conn, _, err := http.NewResponseController(w).Hijack()
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					conn.Close()
+				}).URL
+			},
+			timeout: 5 * time.Second,
+			want:    ClassUnknown,
+			wantMsg: "no response: connection closed after the request was sent",
+		},
+		{
+			name: "server slower than the timeout",
+			base: func(t *testing.T) string {
+				return newServer(t, func(w http.ResponseWriter, r *http.Request) {
+					_, _ = io.Copy(io.Discard, r.Body)
+					select {
+					case <-r.Context().Done():
+					case <-time.After(10 * time.Second):
+					}
+				}).URL
+			},
+			timeout: time.Second,
+			want:    ClassUnknown,
+			wantMsg: "no response: timeout after the request was sent",
+		},
+		{
+			name: "body that never ends",
+			base: func(t *testing.T) string {
+				return newServer(t, func(w http.ResponseWriter, r *http.Request) {
+					_, _ = io.Copy(io.Discard, r.Body)
+					rc := http.NewResponseController(w)
+					_, _ = io.WriteString(w, `{"response_code":1,"pad":"`)
+					for {
+						if _, err := io.WriteString(w, "x"); err != nil {
+							return
+						}
+						_ = rc.Flush()
+						select {
+						case <-r.Context().Done():
+							return
+						case <-time.After(5 * time.Millisecond):
+						}
+					}
+				}).URL
+			},
+			timeout:  time.Second,
+			want:     ClassUnknown,
+			wantMsg:  "incomplete response: HTTP 200, timeout while reading the body",
+			wantHTTP: 200,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newClient(t, tt.base(t))
+			ctx, cancel := context.WithCancel(context.Background())
+			if tt.timeout > 0 {
+				ctx, cancel = context.WithTimeout(context.Background(), tt.timeout)
+			}
+			defer cancel()
+			if tt.cancelled {
+				cancel()
+			}
+			start := time.Now()
+			got, err := c.Recharge(ctx, rechargeBody(t, "REF1"))
+			if err != nil {
+				t.Fatalf("Recharge: %v", err)
+			}
+			if elapsed := time.Since(start); elapsed > tt.timeout+2*time.Second {
+				t.Errorf("Recharge took %v, want it cut at the %v timeout", elapsed, tt.timeout)
+			}
+			if got.Class != tt.want || got.Message != tt.wantMsg {
+				t.Errorf("class, message = %q, %q, want %q, %q", got.Class, got.Message, tt.want, tt.wantMsg)
+			}
+			if got.Code != -1 || got.HTTPStatus != tt.wantHTTP {
+				t.Errorf("code, HTTP status = %d, %d, want -1, %d", got.Code, got.HTTPStatus, tt.wantHTTP)
+			}
+		})
+	}
+}
+
+// TestRechargeTLSVerified checks the default transport refuses a
+// certificate it cannot verify, and that such a failure is not-sent.
+func TestRechargeTLSVerified(t *testing.T) {
+	srv := httptest.NewUnstartedServer(answer(200, nil, `{"response_code":1}`))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	c := newClient(t, srv.URL)
+	got, err := c.Recharge(context.Background(), rechargeBody(t, "REF1"))
+	if err != nil {
+		t.Fatalf("Recharge: %v", err)
+	}
+	if got.Class != ClassNotSent || got.Message != "not sent: TLS certificate not trusted" {
+		t.Errorf("class, message = %q, %q, want not-sent, certificate not trusted", got.Class, got.Message)
+	}
+}
+
+func TestDefaultTransport(t *testing.T) {
+	c := newClient(t, "https://aop.example", func(o *Options) { o.MaxConns = 7 })
+	tr, ok := c.hc.Transport.(*http.Transport)
+	if !ok {
+		t.Fatalf("transport is %T, want *http.Transport", c.hc.Transport)
+	}
+	if tr.MaxIdleConns != 7 || tr.MaxIdleConnsPerHost != 7 || tr.MaxConnsPerHost != 0 {
+		t.Errorf("idle, per host, max per host = %d, %d, %d, want 7, 7, 0", tr.MaxIdleConns, tr.MaxIdleConnsPerHost, tr.MaxConnsPerHost)
+	}
+	if tr.IdleConnTimeout != 90*time.Second || !tr.ForceAttemptHTTP2 || tr.DisableCompression {
+		t.Errorf("idle timeout, http2, no compression = %v, %v, %v", tr.IdleConnTimeout, tr.ForceAttemptHTTP2, tr.DisableCompression)
+	}
+	if tr.TLSClientConfig == nil || tr.TLSClientConfig.InsecureSkipVerify {
+		t.Error("TLS verification is off")
+	}
+	if c.hc.CheckRedirect == nil {
+		t.Error("redirects are followed")
+	}
+	if d := newClient(t, "https://aop.example"); d.hc.Transport.(*http.Transport).MaxIdleConnsPerHost != 64 {
+		t.Error("MaxConns default is not 64")
+	}
+}
+
+// TestRechargeNoRedirect checks a redirect is classified, not followed.
+func TestRechargeNoRedirect(t *testing.T) {
+	var hits atomic.Int32
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
+	})
+	c := newClient(t, srv.URL)
+	got, _ := c.Recharge(context.Background(), rechargeBody(t, "REF1"))
+	if got.Class != ClassUnknown || got.HTTPStatus != 307 || hits.Load() != 1 {
+		t.Errorf("class, status, hits = %q, %d, %d, want unknown, 307, 1", got.Class, got.HTTPStatus, hits.Load())
+	}
+}
+
+// TestKeepAlive checks answers of every kind leave the connection reusable.
+func TestKeepAlive(t *testing.T) {
+	answers := []struct {
+		status int
+		body   string
+	}{
+		{200, `{"status":true,"response_code":1}`},
+		{200, `not json`},
+		{502, `<html>Bad Gateway</html>`},
+		{200, ``},
+		{429, `{}`},
+		{200, `{"response_code":18,"status":true}`},
+	}
+	var n atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a := answers[int(n.Add(1)-1)%len(answers)]
+		w.WriteHeader(a.status)
+		_, _ = io.WriteString(w, a.body)
+	}))
+	var conns atomic.Int32
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := newClient(t, srv.URL)
+	for i := 0; i < 3*len(answers); i++ {
+		if _, err := c.Recharge(context.Background(), rechargeBody(t, "REF1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := conns.Load(); got != 1 {
+		t.Errorf("connections opened = %d, want 1", got)
+	}
+}
+
+// fakeAuth stamps each request with its generation and counts refreshes.
+type fakeAuth struct {
+	refreshes  atomic.Int32
+	applyErr   error
+	refreshErr error
+}
+
+func (a *fakeAuth) Apply(req *http.Request) error {
+	if a.applyErr != nil {
+		return a.applyErr
+	}
+	req.Header.Set("Authorization", "Bearer gen-"+string(rune('0'+a.refreshes.Load())))
+	return nil
+}
+
+func (a *fakeAuth) Refresh(context.Context) error {
+	a.refreshes.Add(1)
+	return a.refreshErr
+}
+
+func (a *fakeAuth) Mode() string { return "fake" }
+
+func TestRechargeAuthRetry(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Get("Authorization"))
+		first := len(seen) == 1
+		mu.Unlock()
+		if first {
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"status":false,"responsecode":10,"message":"Signature verification failed"}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{"status":true,"response_code":1,"message":"ok"}`)
+	})
+	auth := &fakeAuth{}
+	c := newClient(t, srv.URL, func(o *Options) { o.Auth = auth })
+	got, err := c.Recharge(context.Background(), rechargeBody(t, "REF1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Class != ClassSuccess || got.Attempts != 2 || got.HTTPStatus != 200 {
+		t.Errorf("class, attempts, status = %q, %d, %d, want success, 2, 200", got.Class, got.Attempts, got.HTTPStatus)
+	}
+	if got := auth.refreshes.Load(); got != 1 {
+		t.Errorf("refreshes = %d, want 1", got)
+	}
+	if want := []string{"Bearer gen-0", "Bearer gen-1"}; strings.Join(seen, ",") != strings.Join(want, ",") {
+		t.Errorf("credentials sent = %q, want %q", seen, want)
+	}
+}
+
+func TestRechargeCredentialFailures(t *testing.T) {
+	var hits atomic.Int32
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusUnauthorized)
+	})
+	t.Run("refresh fails", func(t *testing.T) {
+		hits.Store(0)
+		auth := &fakeAuth{refreshErr: errors.New("token service down")}
+		c := newClient(t, srv.URL, func(o *Options) { o.Auth = auth })
+		got, _ := c.Recharge(context.Background(), rechargeBody(t, "REF1"))
+		if got.Class != ClassAuth || got.Attempts != 1 || hits.Load() != 1 {
+			t.Errorf("class, attempts, hits = %q, %d, %d, want auth, 1, 1", got.Class, got.Attempts, hits.Load())
+		}
+		if want := "credential refresh failed: token service down"; got.Message != want {
+			t.Errorf("Message = %q, want %q", got.Message, want)
+		}
+	})
+	t.Run("apply fails", func(t *testing.T) {
+		hits.Store(0)
+		auth := &fakeAuth{applyErr: errors.New("jwt secret is empty")}
+		c := newClient(t, srv.URL, func(o *Options) { o.Auth = auth })
+		got, _ := c.Recharge(context.Background(), rechargeBody(t, "REF1"))
+		if got.Class != ClassAuth || got.Attempts != 0 || hits.Load() != 0 {
+			t.Errorf("class, attempts, hits = %q, %d, %d, want auth, 0, 0", got.Class, got.Attempts, hits.Load())
+		}
+		if want := "credential: jwt secret is empty"; got.Message != want {
+			t.Errorf("Message = %q, want %q", got.Message, want)
+		}
+	})
+}
+
+func TestNew(t *testing.T) {
+	tests := []struct {
+		name    string
+		opts    Options
+		wantURL string
+		wantErr string
+	}{
+		{name: "loopback", opts: Options{BaseURL: "http://127.0.0.1:8080"}, wantURL: "http://127.0.0.1:8080/api/AOP/Recharge"},
+		{name: "prefix and slash", opts: Options{BaseURL: " HTTPS://aop.example/v1/ "}, wantURL: "https://aop.example/v1/api/AOP/Recharge"},
+		{name: "empty", opts: Options{}, wantErr: "base url is empty"},
+		{name: "relative", opts: Options{BaseURL: "/api"}, wantErr: "must be an absolute http or https URL"},
+		{name: "no scheme", opts: Options{BaseURL: "aop.example:8080"}, wantErr: "must be an absolute http or https URL"},
+		{name: "ftp", opts: Options{BaseURL: "ftp://aop.example"}, wantErr: "must be an absolute http or https URL"},
+		{name: "query", opts: Options{BaseURL: "http://aop.example/?x=1"}, wantErr: "must not have a query"},
+		{name: "credentials", opts: Options{BaseURL: "http://user:hunter2@aop.example"}, wantErr: "credentials belong in the auth settings"},
+		{name: "bad escape", opts: Options{BaseURL: "http://aop.example/%zz"}, wantErr: "not a valid URL"},
+		{name: "negative conns", opts: Options{BaseURL: "http://aop.example", MaxConns: -1}, wantErr: "must not be negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := New(tt.opts)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("New error = %v, want %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "hunter2") {
+					t.Errorf("error %q shows the password", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			if c.rechargeURL != tt.wantURL {
+				t.Errorf("recharge URL = %q, want %q", c.rechargeURL, tt.wantURL)
+			}
+		})
+	}
+}

@@ -1,0 +1,326 @@
+package aop
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Result is the classified answer to one Recharge call.
+type Result struct {
+	Class      Class
+	HTTPStatus int           // 0 when no response arrived
+	Code       int           // provider response code; -1 when none could be read
+	Status     bool          // the provider's status boolean, informational only
+	Message    string        // provider message or what went wrong, at most 200 characters
+	RetryAfter time.Duration // ClassThrottled only
+	Attempts   int           // HTTP requests made (an auth refresh retry makes 2)
+	TxnID      string        // the provider's transaction id, when the answer carried data.txnid
+}
+
+const (
+	// maxBody caps every response body the client reads.
+	maxBody = 1 << 20
+	// maxMessage caps Result.Message and StatusResult.Message, in characters.
+	maxMessage = 200
+	// defaultRetryAfter applies to a 429 without a readable Retry-After.
+	defaultRetryAfter = time.Second
+	// maxRetryAfter caps what a provider can ask us to wait.
+	maxRetryAfter = 5 * time.Minute
+)
+
+const msgTooBig = "response body over 1 MiB"
+
+// readBody reads at most 1 MiB of body. tooBig reports a longer body, whose
+// content is then not to be trusted. The caller drains and closes.
+func readBody(r io.Reader) (body []byte, tooBig bool, err error) {
+	body, err = io.ReadAll(io.LimitReader(r, maxBody+1))
+	if len(body) > maxBody {
+		return body[:maxBody], true, err
+	}
+	return body, false, err
+}
+
+// drainAndClose lets a keep-alive connection go back to the pool when the
+// rest of the body is short, and gives the connection up when it is not.
+func drainAndClose(rc io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(rc, 256<<10))
+	_ = rc.Close()
+}
+
+// envelope is the provider's common answer: response_code (or responsecode),
+// status, message, and for status enquiries a data object.
+type envelope struct {
+	code    int // -1 when absent, unreadable or contradictory
+	status  bool
+	message string
+	data    json.RawMessage // nil when absent or empty
+}
+
+// parseEnvelope decodes the top level of an answer tolerantly. ok is false
+// when the body is not a single JSON object. Keys match case-insensitively
+// and ignoring '_', '-' and spaces; a code given twice with different values
+// (or once unreadably) counts as no code at all.
+func parseEnvelope(body []byte) (env envelope, ok bool) {
+	env.code = -1
+	body = bytes.TrimPrefix(body, []byte("\xef\xbb\xbf"))
+	if !json.Valid(body) {
+		return env, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return env, false
+	}
+	codeSeen, codeBad := false, false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return envelope{code: -1}, false
+		}
+		key, _ := tok.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return envelope{code: -1}, false
+		}
+		switch normKey(key) {
+		case "responsecode":
+			c, present, good := parseCode(raw)
+			switch {
+			case !present:
+			case !good:
+				codeBad = true
+			case codeSeen && c != env.code:
+				codeBad = true
+			default:
+				codeSeen, env.code = true, c
+			}
+		case "status":
+			env.status = parseBool(raw)
+		case "message":
+			env.message = parseText(raw)
+		case "data":
+			env.data = nonEmpty(raw)
+		}
+	}
+	if codeBad {
+		env.code = -1
+	}
+	return env, true
+}
+
+// normKey folds a JSON key the way SPEC section 1 spells the same key twice.
+func normKey(k string) string {
+	var b strings.Builder
+	for _, r := range k {
+		switch r {
+		case '_', '-', ' ':
+			continue
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return b.String()
+}
+
+// parseCode reads a response code given as a JSON integer or a string of
+// digits. present is false for null; good is false for anything else
+// (1.0, -1, "abc", true, an object).
+func parseCode(raw json.RawMessage) (code int, present, good bool) {
+	s := strings.TrimSpace(string(raw))
+	if s == "null" {
+		return 0, false, false
+	}
+	if strings.HasPrefix(s, `"`) {
+		var str string
+		if json.Unmarshal(raw, &str) != nil {
+			return 0, true, false
+		}
+		s = strings.TrimSpace(str)
+	}
+	if s == "" || len(s) > 9 {
+		return 0, true, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, true, false
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, true, false
+	}
+	return n, true, true
+}
+
+// parseBool reads true/false, "true"/"false", 1/0 and "1"/"0".
+func parseBool(raw json.RawMessage) bool {
+	s := strings.TrimSpace(string(raw))
+	s = strings.Trim(s, `"`)
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "true", "1":
+		return true
+	}
+	return false
+}
+
+// parseText reads a JSON string, or keeps the literal text of anything else.
+func parseText(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	if t := strings.TrimSpace(string(raw)); t != "null" {
+		return t
+	}
+	return ""
+}
+
+// nonEmpty drops the ways a provider says "no data": null, "", [] and {}.
+func nonEmpty(raw json.RawMessage) json.RawMessage {
+	s := strings.Join(strings.Fields(string(raw)), "")
+	switch s {
+	case "null", `""`, "[]", "{}":
+		return nil
+	}
+	return raw
+}
+
+// clip makes a provider or error text safe to store and print: valid UTF-8,
+// no control characters, trimmed, at most 200 characters.
+func clip(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	s = strings.TrimSpace(s)
+	if utf8.RuneCountInString(s) <= maxMessage {
+		return s
+	}
+	n := 0
+	for i := range s {
+		if n == maxMessage {
+			return strings.TrimSpace(s[:i])
+		}
+		n++
+	}
+	return s
+}
+
+// parseRetryAfter reads Retry-After as delay-seconds or an HTTP-date. A
+// missing or unreadable value is one second; any value is capped at five
+// minutes so a confused server cannot park the run.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return defaultRetryAfter
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n < 0 {
+			return defaultRetryAfter
+		}
+		if n > int64(maxRetryAfter/time.Second) {
+			return maxRetryAfter
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		d := t.Sub(now)
+		switch {
+		case d < 0:
+			return 0
+		case d > maxRetryAfter:
+			return maxRetryAfter
+		}
+		return d.Round(time.Second)
+	}
+	return defaultRetryAfter
+}
+
+// is2xx reports an HTTP success status.
+func is2xx(status int) bool { return status >= 200 && status <= 299 }
+
+// isAuthStatus reports the HTTP statuses that mean "credential rejected"
+// when the body carries no code.
+func isAuthStatus(status int) bool {
+	return status == http.StatusUnauthorized || status == http.StatusForbidden
+}
+
+// unreadable explains why a body gave no answer.
+func unreadable(httpStatus int, body []byte) string {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return fmt.Sprintf("HTTP %d with an empty body", httpStatus)
+	}
+	return fmt.Sprintf("HTTP %d with a body that is not a JSON object", httpStatus)
+}
+
+// classifyRecharge turns one Recharge answer into a Result. It is pure so the
+// fuzzer can drive it. The rules, in order: 429 is throttled; a body over
+// 1 MiB is unknown; a readable code decides through the code table, except
+// that code 1 counts as success only with a 2xx status; with no code, 401 and
+// 403 are auth and everything else is unknown. Nothing but code 1 is success.
+func classifyRecharge(httpStatus int, header http.Header, body []byte, tooBig bool, now time.Time) Result {
+	r := Result{HTTPStatus: httpStatus, Code: -1, Class: ClassUnknown}
+	if httpStatus == http.StatusTooManyRequests {
+		r.Class = ClassThrottled
+		r.RetryAfter = parseRetryAfter(header.Get("Retry-After"), now)
+		if env, ok := parseEnvelope(body); ok && !tooBig {
+			r.Code, r.Status, r.Message = env.code, env.status, clip(env.message)
+		}
+		if r.Message == "" {
+			r.Message = "HTTP 429: throttled"
+		}
+		return r
+	}
+	if tooBig {
+		r.Message = msgTooBig
+		return r
+	}
+	env, ok := parseEnvelope(body)
+	if !ok {
+		if isAuthStatus(httpStatus) {
+			r.Class = ClassAuth
+		}
+		r.Message = unreadable(httpStatus, body)
+		return r
+	}
+	r.Code, r.Status, r.Message = env.code, env.status, clip(env.message)
+	r.TxnID = txnID(env.data)
+	switch {
+	case env.code >= 0:
+		r.Class = ClassOf(env.code)
+		if r.Class == ClassSuccess && !is2xx(httpStatus) {
+			r.Class = ClassUnknown
+			r.Message = clip(fmt.Sprintf("code 1 with HTTP %d: %s", httpStatus, env.message))
+		}
+	case isAuthStatus(httpStatus):
+		r.Class = ClassAuth
+	}
+	if r.Message == "" && r.Code == -1 {
+		r.Message = fmt.Sprintf("HTTP %d without a response code", httpStatus)
+	}
+	return r
+}
+
+// txnID reads data.txnid from an answer, if it has one: informational, for
+// the reports; it never decides an outcome.
+func txnID(data json.RawMessage) string {
+	if data == nil {
+		return ""
+	}
+	var d struct {
+		TxnID flexString `json:"txnid"`
+	}
+	if json.Unmarshal(data, &d) != nil {
+		return ""
+	}
+	return clip(string(d.TxnID))
+}

@@ -1,0 +1,472 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/aopbatch/aopbatch/batch/aop"
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// Provider is what the engine needs of the AOP API; *aop.Client has it.
+type Provider interface {
+	Recharge(ctx context.Context, body []byte) (aop.Result, error)
+	Status(ctx context.Context, referenceID string) (aop.StatusResult, error)
+}
+
+// Config tunes the engine. Zero values take the documented defaults.
+type Config struct {
+	Workers         int           // concurrent requests; default 8
+	Rate            float64       // requests per second; 0 = unlimited
+	Burst           int           // default 1
+	Timeout         time.Duration // per request; default 30s
+	MaxAttempts     int           // tries for a request that never left; default 5
+	Retry           RetryPolicy   // default Backoff{200ms, 10s}
+	HoldAfter       int           // operator-down answers in a row before holding that operator; default 3
+	BreakerWindow   int           // recent requests the breaker looks at; default 50
+	BreakerRatio    float64       // share of transient failures that trips it; default 0.8
+	MaxUnknownPaise int64         // stop once this much money is in unknown rows; 0 = no limit
+	ResolveTimeout  time.Duration // how long resolution keeps enquiring; default 30s
+	ResolveBackoff  time.Duration // first pause between enquiry rounds; default 500ms
+	Log             *slog.Logger
+	Now             func() time.Time
+	Sleep           func(ctx context.Context, d time.Duration) error
+}
+
+func (c *Config) defaults() {
+	if c.Workers <= 0 {
+		c.Workers = 8
+	}
+	if c.Burst <= 0 {
+		c.Burst = 1
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 30 * time.Second
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 5
+	}
+	if c.Retry == nil {
+		c.Retry = Backoff{Base: 200 * time.Millisecond, Max: 10 * time.Second}
+	}
+	if c.HoldAfter <= 0 {
+		c.HoldAfter = 3
+	}
+	if c.BreakerWindow <= 0 {
+		c.BreakerWindow = 50
+	}
+	if c.BreakerRatio <= 0 {
+		c.BreakerRatio = 0.8
+	}
+	if c.ResolveTimeout <= 0 {
+		c.ResolveTimeout = 30 * time.Second
+	}
+	if c.ResolveBackoff <= 0 {
+		c.ResolveBackoff = 500 * time.Millisecond
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Sleep == nil {
+		c.Sleep = sleep
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// StopError says why the engine stopped sending before the batch was done.
+// The remaining rows stay queued; fixing Hint and running again resumes.
+type StopError struct {
+	Reason string // "account", "auth", "breaker", "unknown-limit", "ledger", "lease"
+	Detail string
+	Hint   string
+}
+
+func (e *StopError) Error() string {
+	s := "stopped sending: " + e.Detail
+	if e.Hint != "" {
+		s += " (" + e.Hint + ")"
+	}
+	return s
+}
+
+// Engine sends a batch's queued rows and resolves its unsettled ones.
+type Engine struct {
+	l   *ledger.Ledger
+	p   Provider
+	cfg Config
+
+	lim     *limiter
+	brk     *breaker
+	started time.Time
+
+	stopOnce sync.Once
+	stopErr  atomic.Pointer[StopError]
+	stopCh   chan struct{}
+
+	opMu    sync.Mutex
+	opDown  map[int64]int  // operator -> operator-down answers in a row
+	opHeld  map[int64]bool // operators held for the rest of this run
+	unknown atomic.Int64   // paise moved to unknown during this run
+
+	progress Progress
+}
+
+// Progress is live counters of a run, safe to read while it runs.
+type Progress struct {
+	Todo     atomic.Int64 // rows this run set out to send
+	Sent     atomic.Int64 // requests made (recharge)
+	Done     atomic.Int64 // rows with an outcome this run
+	Success  atomic.Int64
+	Failed   atomic.Int64
+	Unsure   atomic.Int64 // pending, duplicate, unknown
+	Enquired atomic.Int64 // status enquiries made
+}
+
+// New makes an engine over ledger l and provider p.
+func New(l *ledger.Ledger, p Provider, cfg Config) *Engine {
+	cfg.defaults()
+	return &Engine{
+		l: l, p: p, cfg: cfg,
+		lim:    newLimiter(cfg.Rate, cfg.Burst, cfg.Now),
+		brk:    newBreaker(cfg.BreakerWindow, cfg.BreakerRatio),
+		stopCh: make(chan struct{}),
+		opDown: map[int64]int{},
+		opHeld: map[int64]bool{},
+	}
+}
+
+// Progress returns the run's live counters.
+func (e *Engine) Progress() *Progress { return &e.progress }
+
+// Stopped returns why the engine stopped early, or nil.
+func (e *Engine) Stopped() *StopError { return e.stopErr.Load() }
+
+func (e *Engine) stop(s *StopError) {
+	e.stopOnce.Do(func() {
+		e.stopErr.Store(s)
+		close(e.stopCh)
+		e.cfg.Log.Warn("stopping", "reason", s.Reason, "detail", s.Detail, "hint", s.Hint)
+	})
+}
+
+func (e *Engine) stopping() bool {
+	select {
+	case <-e.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// Prepare readies batch b for a run: rows a dead run left inflight become
+// unknown (they may have been charged), and held rows are queued again.
+func (e *Engine) Prepare(ctx context.Context, b ledger.Batch) error {
+	n, err := e.l.RecoverInflight(ctx, b.Seq)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		e.cfg.Log.Warn("rows were in flight when a previous run ended; they will be checked with the provider before anything is re-sent", "rows", n)
+	}
+	n, err = e.l.Move(ctx, b.Seq, ledger.StateHeld, ledger.StateQueued, 0, "")
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		e.cfg.Log.Info("held rows queued again", "rows", n)
+	}
+	return nil
+}
+
+const pageSize = 512
+
+// Send sends every queued row of batch b. Cancelling ctx stops it taking new
+// rows; requests already out finish (bounded by the timeout) and are
+// recorded. It returns a *StopError when a safety rule stopped the run.
+func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
+	e.started = e.cfg.Now()
+	if c, err := e.l.Counts(ctx, b.Seq); err == nil {
+		e.progress.Todo.Add(c[ledger.StateQueued].Rows)
+	}
+	w, err := e.l.NewWriter(context.WithoutCancel(ctx), b.Seq)
+	if err != nil {
+		return err
+	}
+	jobs := make(chan ledger.Row, e.cfg.Workers)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(jobs)
+		return e.readQueued(gctx, b, jobs)
+	})
+	for i := 0; i < e.cfg.Workers; i++ {
+		g.Go(func() error {
+			for row := range jobs {
+				if ctx.Err() != nil || e.stopping() {
+					continue // leave it queued; drain so the reader can finish
+				}
+				e.sendRow(ctx, w, row)
+			}
+			return nil
+		})
+	}
+	gerr := g.Wait()
+	// The writer outlives the errgroup's context: the last outcomes must be
+	// committed whatever ended the run.
+	werr := w.Close()
+	if werr != nil {
+		e.stop(&StopError{Reason: "ledger", Detail: werr.Error(), Hint: "check the disk and the ledger file; rows in flight will be checked on the next run"})
+	}
+	if r := w.Refused(); r != nil {
+		e.cfg.Log.Error("the ledger refused an outcome: please report this", "err", r)
+	}
+	if s := e.Stopped(); s != nil {
+		return s
+	}
+	if gerr != nil && !errors.Is(gerr, context.Canceled) {
+		return gerr
+	}
+	return nil
+}
+
+func (e *Engine) readQueued(ctx context.Context, b ledger.Batch, jobs chan<- ledger.Row) error {
+	after := 0
+	for {
+		if e.stopping() {
+			return nil
+		}
+		page, err := e.l.Page(ctx, b.Seq, ledger.StateQueued, after, pageSize)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for _, r := range page {
+			select {
+			case jobs <- r:
+			case <-ctx.Done():
+				return nil
+			case <-e.stopCh:
+				return nil
+			}
+		}
+		if len(page) < pageSize {
+			return nil
+		}
+		after = page[len(page)-1].Line
+	}
+}
+
+// held reports whether row's operator is held in this run.
+func (e *Engine) held(op int64) bool {
+	e.opMu.Lock()
+	defer e.opMu.Unlock()
+	return e.opHeld[op]
+}
+
+// sendRow sends one queued row and records its outcome.
+func (e *Engine) sendRow(ctx context.Context, w *ledger.Writer, row ledger.Row) {
+	if e.held(row.Operator) {
+		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateHeld, Code: -1,
+			Message: fmt.Sprintf("operator %d is down: held, a rerun retries it", row.Operator)})
+		return
+	}
+	if err := e.lim.Wait(ctx); err != nil {
+		return // interrupted: the row stays queued
+	}
+	if err := w.MarkInflight(ctx, row.Line); err != nil {
+		if errors.Is(err, ledger.ErrTransition) {
+			return // someone else settled it; never send a row we do not own
+		}
+		e.stop(&StopError{Reason: "ledger", Detail: err.Error(), Hint: "check the disk and the ledger file"})
+		return
+	}
+	e.deliver(ctx, w, row)
+}
+
+// deliver sends a row already marked inflight, retrying only what provably
+// never reached the provider, and records the outcome.
+func (e *Engine) deliver(ctx context.Context, w *ledger.Writer, row ledger.Row) {
+	var res aop.Result
+	notSent, throttles := 0, 0
+	for {
+		at := e.cfg.Now()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.Timeout)
+		res, _ = e.p.Recharge(rctx, row.Request)
+		cancel()
+		e.progress.Sent.Add(1)
+		lat := e.cfg.Now().Sub(at)
+		switch res.Class {
+		case aop.ClassNotSent:
+			notSent++
+			e.logAttempt(w, row, at, lat, res)
+			if notSent < e.cfg.MaxAttempts && ctx.Err() == nil && !e.stopping() {
+				if e.cfg.Sleep(ctx, e.cfg.Retry.Delay(notSent)) == nil && e.lim.Wait(ctx) == nil {
+					continue
+				}
+			}
+			e.breakerObserve(true)
+			e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1,
+				Message: "not sent: " + res.Message})
+			return
+		case aop.ClassThrottled:
+			throttles++
+			e.logAttempt(w, row, at, lat, res)
+			e.lim.throttled(e.achievedRate())
+			if throttles < 4*e.cfg.MaxAttempts && ctx.Err() == nil && !e.stopping() {
+				wait := res.RetryAfter
+				if wait <= 0 {
+					wait = e.cfg.Retry.Delay(throttles)
+				}
+				if e.cfg.Sleep(ctx, wait) == nil && e.lim.Wait(ctx) == nil {
+					continue
+				}
+			}
+			e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1,
+				Message: "not sent: provider kept answering 429 (rate limited)"})
+			return
+		}
+		e.settle(w, row, at, lat, res)
+		return
+	}
+}
+
+// settle maps a recharge answer to the row's state (SPEC section 2).
+func (e *Engine) settle(w *ledger.Writer, row ledger.Row, at time.Time, lat time.Duration, res aop.Result) {
+	var to ledger.State
+	transient := false
+	switch res.Class {
+	case aop.ClassSuccess:
+		to = ledger.StateSuccess
+		e.operatorUp(row.Operator)
+	case aop.ClassPending:
+		to = ledger.StatePending
+	case aop.ClassDuplicate:
+		to = ledger.StateDuplicate
+	case aop.ClassFailed:
+		to = ledger.StateFailed
+	case aop.ClassOperatorDown:
+		to = ledger.StateFailed
+		e.operatorDown(row.Operator)
+	case aop.ClassAccountStop:
+		// Declined before anything was taken: the row itself is not failed,
+		// it waits for the account to be fixed.
+		to = ledger.StateQueued
+		e.stop(&StopError{Reason: "account", Detail: fmt.Sprintf("provider answered %d %q", res.Code, res.Message), Hint: accountHint(res.Code)})
+	case aop.ClassAuth:
+		to = ledger.StateQueued
+		e.stop(&StopError{Reason: "auth", Detail: fmt.Sprintf("authentication failed after a credential refresh (HTTP %d, code %d: %q)", res.HTTPStatus, res.Code, res.Message),
+			Hint: "check the token or JWT secret and partner id (--auth, AOP_TOKEN, AOP_JWT_SECRET, AOP_PARTNER_ID)"})
+	default: // unknown, and anything unexpected
+		to = ledger.StateUnknown
+		transient = true
+		if n := e.unknown.Add(row.AmountPaise); e.cfg.MaxUnknownPaise > 0 && n > e.cfg.MaxUnknownPaise {
+			e.stop(&StopError{Reason: "unknown-limit", Detail: fmt.Sprintf("%s in rows whose outcome is unknown exceeds --max-unknown-amount", FormatRupees(n)),
+				Hint: "check the provider's status, then run aopbatch resolve"})
+		}
+	}
+	e.breakerObserve(transient)
+	e.record(w, ledger.Update{Line: row.Line, To: to, Code: res.Code, Message: res.Message, TxnID: res.TxnID,
+		Attempt: attempt("recharge", at, lat, res)})
+	e.count(to)
+}
+
+func (e *Engine) count(to ledger.State) {
+	e.progress.Done.Add(1)
+	switch to {
+	case ledger.StateSuccess:
+		e.progress.Success.Add(1)
+	case ledger.StateFailed, ledger.StateRefunded:
+		e.progress.Failed.Add(1)
+	case ledger.StatePending, ledger.StateDuplicate, ledger.StateUnknown:
+		e.progress.Unsure.Add(1)
+	}
+}
+
+func accountHint(code int) string {
+	switch code {
+	case 16:
+		return "top up the wallet, then run again to send the remaining rows"
+	case 6:
+		return "ask the provider to set the commission for this operator, then run again"
+	case 12:
+		return "ask the provider to activate recharge permission, then run again"
+	}
+	return "fix the account with the provider, then run again"
+}
+
+func (e *Engine) breakerObserve(transient bool) {
+	if e.brk.observe(transient) {
+		e.stop(&StopError{Reason: "breaker", Detail: fmt.Sprintf("most of the last %d requests failed without a clear answer", e.cfg.BreakerWindow),
+			Hint: "the provider or the network looks broken; run again later to resume"})
+	}
+}
+
+func (e *Engine) operatorUp(op int64) {
+	e.opMu.Lock()
+	e.opDown[op] = 0
+	e.opMu.Unlock()
+}
+
+func (e *Engine) operatorDown(op int64) {
+	e.opMu.Lock()
+	e.opDown[op]++
+	hold := e.opDown[op] >= e.cfg.HoldAfter && !e.opHeld[op]
+	if hold {
+		e.opHeld[op] = true
+	}
+	e.opMu.Unlock()
+	if hold {
+		e.cfg.Log.Warn("operator is down: holding its remaining rows, other operators carry on", "operator", op)
+	}
+}
+
+func (e *Engine) achievedRate() float64 {
+	el := e.cfg.Now().Sub(e.started).Seconds()
+	if el < 1 {
+		el = 1
+	}
+	return float64(e.progress.Sent.Load()) / el
+}
+
+func (e *Engine) record(w *ledger.Writer, u ledger.Update) {
+	if err := w.Record(u); err != nil {
+		e.stop(&StopError{Reason: "ledger", Detail: err.Error(), Hint: "check the disk and the ledger file; rows in flight will be checked on the next run"})
+	}
+}
+
+// logAttempt logs a request that did not settle the row (a retry follows).
+func (e *Engine) logAttempt(w *ledger.Writer, row ledger.Row, at time.Time, lat time.Duration, res aop.Result) {
+	e.record(w, ledger.Update{Line: row.Line, Code: res.Code, Message: res.Message, Attempt: attempt("recharge", at, lat, res)})
+}
+
+func attempt(kind string, at time.Time, lat time.Duration, res aop.Result) *ledger.Attempt {
+	return &ledger.Attempt{Kind: kind, At: at, Latency: lat, HTTPStatus: res.HTTPStatus, Code: res.Code, Class: string(res.Class), Message: res.Message}
+}
+
+// Stop makes the engine stop taking rows, for a reason found outside it
+// (the batch's lease was lost, say).
+func (e *Engine) Stop(s *StopError) { e.stop(s) }

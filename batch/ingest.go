@@ -1,0 +1,245 @@
+package batch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// Controls are the control totals a file must meet before anything is sent.
+// A negative value means "not checked".
+type Controls struct {
+	ExpectRows       int64   // data rows in the file, rejected ones included
+	ExpectTotalPaise int64   // sum of the rows that will be sent
+	MaxTotalPaise    int64   // upper bound on that sum
+	MaxAmountPaise   int64   // upper bound on any one row
+	MaxRejectRate    float64 // share of rejected rows above which the file is refused; <0 = no limit
+}
+
+// NoControls checks nothing.
+func NoControls() Controls {
+	return Controls{ExpectRows: -1, ExpectTotalPaise: -1, MaxTotalPaise: -1, MaxAmountPaise: -1, MaxRejectRate: -1}
+}
+
+// IngestOptions configure Ingest.
+type IngestOptions struct {
+	Reader   ReaderOptions // BatchID is filled in by Ingest
+	BatchID  string        // "" derives it from the file's content
+	Controls Controls
+	Owner    ledger.Owner
+	LeaseTTL time.Duration
+}
+
+// IngestResult says what the ledger now holds for the file.
+type IngestResult struct {
+	Batch     ledger.Batch
+	Resumed   bool // the batch was already in the ledger: nothing was re-read
+	Rows      int64
+	Queued    int64
+	Paise     int64 // total of queued rows
+	Rejected  int64
+	Conflicts int64
+}
+
+// ControlError means the file failed a control total; nothing was recorded
+// or sent.
+type ControlError struct{ Reason string }
+
+func (e *ControlError) Error() string { return "control totals: " + e.Reason }
+
+// BatchIDFor derives a batch id from a file's content hash, so rerunning the
+// same file resumes its batch.
+func BatchIDFor(contentHash string) string { return "b" + contentHash[:16] }
+
+// HashFile returns the hex SHA-256 of the file at path.
+func HashFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Ingest puts every data row of the CSV at path into the ledger, under the
+// batch's lease, and checks the control totals. A batch already ingested is
+// resumed as it is. A bad file (*FileError, *ControlError) leaves nothing in
+// the ledger, so nothing of it can be sent.
+func Ingest(ctx context.Context, l *ledger.Ledger, path string, o IngestOptions) (IngestResult, error) {
+	hash, err := HashFile(path)
+	if err != nil {
+		return IngestResult{}, err
+	}
+	id := o.BatchID
+	if id == "" {
+		id = BatchIDFor(hash)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return IngestResult{}, err
+	}
+	defer f.Close()
+	ro := o.Reader
+	ro.BatchID = id
+	// Read the header before taking a lease, so a bad file fails fast and
+	// leaves no batch behind.
+	rd, err := NewReader(f, ro)
+	if err != nil {
+		return IngestResult{}, err
+	}
+	b, err := l.Acquire(ctx, ledger.NewBatch{ID: id, ContentHash: hash, Source: filepath.Base(path), Header: rd.Header()}, o.Owner, o.LeaseTTL)
+	if err != nil {
+		return IngestResult{}, err
+	}
+	if b.Ready {
+		return IngestResult{Batch: b, Resumed: true, Rows: b.RowsTotal}, nil
+	}
+	// A previous ingest of this batch died part way: start it over.
+	if err := l.ClearRows(ctx, b.Seq); err != nil {
+		return IngestResult{}, err
+	}
+	// Hash what is parsed too: a file changed between the two reads must not
+	// be sent under the first version's batch.
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return IngestResult{}, err
+	}
+	h := sha256.New()
+	rd, err = NewReader(io.TeeReader(f, h), ro)
+	if err != nil {
+		return IngestResult{}, err
+	}
+	in, err := l.BeginIngest(ctx, b, o.Owner, o.LeaseTTL)
+	if err != nil {
+		return IngestResult{}, err
+	}
+	res, err := ingestRows(ctx, in, rd, o.Controls)
+	if err == nil {
+		if _, err = io.Copy(h, f); err == nil && hex.EncodeToString(h.Sum(nil)) != hash {
+			err = &FileError{Reason: "the file changed while it was being read"}
+		}
+	}
+	if err == nil {
+		err = res.check(o.Controls)
+	}
+	if err != nil {
+		if aerr := in.Abort(context.WithoutCancel(ctx)); aerr != nil {
+			return IngestResult{}, errors.Join(err, aerr)
+		}
+		return IngestResult{}, err
+	}
+	if err := in.Finish(ctx); err != nil {
+		return IngestResult{}, err
+	}
+	res.Batch, err = l.Batch(ctx, id)
+	return res, err
+}
+
+type overLimit struct {
+	lines []int
+	n     int
+}
+
+func ingestRows(ctx context.Context, in *ledger.Ingest, rd *Reader, c Controls) (IngestResult, error) {
+	var (
+		res  IngestResult
+		over overLimit
+	)
+	for {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		row, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var ir ledger.IngestRow
+		var rerr *RowError
+		switch {
+		case errors.As(err, &rerr):
+			ir = ledger.IngestRow{Line: rerr.Line, Raw: rerr.Raw,
+				Problem: &ledger.Problem{Code: rerr.Code, Column: rerr.Column, Message: rerr.Error()}}
+		case err != nil:
+			return res, err
+		default:
+			req := row.Request
+			if c.MaxAmountPaise >= 0 && req.AmountPaise > c.MaxAmountPaise {
+				over.n++
+				if len(over.lines) < 5 {
+					over.lines = append(over.lines, row.Line)
+				}
+			}
+			body, err := json.Marshal(req)
+			if err != nil {
+				return res, fmt.Errorf("line %d: encode request: %w", row.Line, err)
+			}
+			ir = ledger.IngestRow{Line: row.Line, ReferenceID: req.ReferenceID, Operator: req.Operator,
+				CANumber: req.CANumber, AmountPaise: req.AmountPaise, Request: body, Raw: row.Raw}
+		}
+		state, _, err := in.Add(ctx, ir)
+		if err != nil {
+			return res, err
+		}
+		res.Rows++
+		switch state {
+		case ledger.StateQueued:
+			res.Queued++
+			res.Paise += ir.AmountPaise
+		case ledger.StateRejected:
+			res.Rejected++
+		case ledger.StateConflict:
+			res.Conflicts++
+		}
+	}
+	if over.n > 0 {
+		return res, &ControlError{Reason: fmt.Sprintf("%d row(s) above --max-amount %s, first on line(s) %s",
+			over.n, FormatRupees(c.MaxAmountPaise), joinInts(over.lines))}
+	}
+	return res, nil
+}
+
+func (r IngestResult) check(c Controls) error {
+	var why []string
+	if r.Rows == 0 {
+		return &FileError{Line: 1, Reason: "the file has a header but no data rows"}
+	}
+	if c.ExpectRows >= 0 && r.Rows != c.ExpectRows {
+		why = append(why, fmt.Sprintf("the file has %d data rows, --expect-rows says %d", r.Rows, c.ExpectRows))
+	}
+	if c.ExpectTotalPaise >= 0 && r.Paise != c.ExpectTotalPaise {
+		why = append(why, fmt.Sprintf("the rows to send total %s, --expect-total says %s (%d row(s) rejected or in conflict are not sent)",
+			FormatRupees(r.Paise), FormatRupees(c.ExpectTotalPaise), r.Rejected+r.Conflicts))
+	}
+	if c.MaxTotalPaise >= 0 && r.Paise > c.MaxTotalPaise {
+		why = append(why, fmt.Sprintf("the rows to send total %s, above --max-total %s", FormatRupees(r.Paise), FormatRupees(c.MaxTotalPaise)))
+	}
+	if c.MaxRejectRate >= 0 && float64(r.Rejected) > c.MaxRejectRate*float64(r.Rows) {
+		why = append(why, fmt.Sprintf("%d of %d rows are invalid, more than --max-reject-rate %g allows: is this the right file?",
+			r.Rejected, r.Rows, c.MaxRejectRate))
+	}
+	if len(why) > 0 {
+		return &ControlError{Reason: strings.Join(why, "; ")}
+	}
+	return nil
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,145 @@
+package batch
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// RetryPolicy decides how long to wait before retrying a request that
+// provably never reached the provider. attempt counts from 1.
+type RetryPolicy interface {
+	Delay(attempt int) time.Duration
+}
+
+// Backoff is exponential backoff with full jitter: attempt n waits a uniform
+// random time in [0, min(Max, Base·2^(n-1))], so many workers retrying at
+// once spread out instead of hammering the provider in step.
+type Backoff struct {
+	Base, Max time.Duration
+	Rand      func() float64 // nil means math/rand/v2
+}
+
+// Delay implements RetryPolicy.
+func (b Backoff) Delay(attempt int) time.Duration {
+	if attempt < 1 {
+		attempt = 1
+	}
+	d := b.Base
+	for i := 1; i < attempt && d < b.Max; i++ {
+		d *= 2
+	}
+	if d > b.Max {
+		d = b.Max
+	}
+	r := b.Rand
+	if r == nil {
+		r = rand.Float64
+	}
+	return time.Duration(r() * float64(d))
+}
+
+// breaker trips when most of the recent requests failed transiently: the
+// provider or the network is broken, and burning the rest of the file
+// against it would only turn queued rows into unknown ones.
+type breaker struct {
+	mu     sync.Mutex
+	window []bool // ring of recent outcomes, true = transient failure
+	next   int
+	filled int
+	bad    int
+	ratio  float64
+}
+
+func newBreaker(size int, ratio float64) *breaker {
+	if size < 1 {
+		size = 1
+	}
+	return &breaker{window: make([]bool, size), ratio: ratio}
+}
+
+// observe records one outcome and reports whether the breaker trips.
+func (b *breaker) observe(transient bool) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.filled == len(b.window) {
+		if b.window[b.next] {
+			b.bad--
+		}
+	} else {
+		b.filled++
+	}
+	b.window[b.next] = transient
+	if transient {
+		b.bad++
+	}
+	b.next = (b.next + 1) % len(b.window)
+	return b.filled == len(b.window) && float64(b.bad) >= b.ratio*float64(b.filled)
+}
+
+// limiter is the run's send-rate limiter. A 429 halves the rate for a
+// cooling-off period; afterwards the rate climbs back to the configured one.
+type limiter struct {
+	mu       sync.Mutex
+	lim      *rate.Limiter
+	base     rate.Limit
+	burst    int
+	now      func() time.Time
+	coolTill time.Time
+}
+
+const coolOff = 30 * time.Second
+
+func newLimiter(perSecond float64, burst int, now func() time.Time) *limiter {
+	base := rate.Inf
+	if perSecond > 0 {
+		base = rate.Limit(perSecond)
+	}
+	if burst < 1 {
+		burst = 1
+	}
+	return &limiter{lim: rate.NewLimiter(base, burst), base: base, burst: burst, now: now}
+}
+
+// Wait blocks until a request may go out. It uses the run's context, never
+// a per-request timeout, so a long wait is a wait and not a failure.
+func (l *limiter) Wait(ctx context.Context) error {
+	l.recover()
+	return l.lim.Wait(ctx)
+}
+
+// throttled lowers the rate after a 429.
+func (l *limiter) throttled(achieved float64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cur := l.lim.Limit()
+	if cur == rate.Inf {
+		cur = rate.Limit(achieved)
+	}
+	next := cur / 2
+	if next < 1 {
+		next = 1
+	}
+	l.lim.SetLimit(next)
+	l.coolTill = l.now().Add(coolOff)
+}
+
+// recover raises a lowered rate again once the cooling-off period passed,
+// by half again each period, up to the configured rate.
+func (l *limiter) recover() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cur := l.lim.Limit()
+	if cur == l.base || l.now().Before(l.coolTill) {
+		return
+	}
+	next := cur * 1.5
+	if l.base != rate.Inf && next >= l.base || l.base == rate.Inf && next > 1e6 {
+		next = l.base
+	}
+	l.lim.SetLimit(next)
+	l.coolTill = l.now().Add(coolOff / 6)
+}

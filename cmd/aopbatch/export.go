@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/reports"
+)
+
+func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		batchID, state, out string
+		keepRefs            bool
+	)
+	fs := newFlagSet("export", "export [--ledger FILE] [--batch ID|latest] --state STATE [--out FILE] [--keep-refs]",
+		"aopbatch export --ledger nightly.db --batch latest --state failed --out retry.csv", stderr)
+	usage := fs.Usage
+	fs.Usage = func() {
+		usage()
+		fmt.Fprint(stderr, `
+Writes the rows of one state as an input CSV under the batch's own header, so
+they can be corrected and sent as a new batch. The referenceid column is left
+blank: each row needs a NEW referenceid chosen by a person (--keep-refs keeps
+the old ones, which the provider answers as duplicates if it received them).
+`)
+	}
+	ledgerPath := ledgerFlag(fs)
+	fs.StringVar(&batchID, "batch", "", "batch id, or latest; may be omitted when the ledger holds one batch")
+	fs.StringVar(&state, "state", "", "rows to export: "+stateNames())
+	fs.StringVar(&out, "out", "", "file to write (default standard output)")
+	fs.BoolVar(&keepRefs, "keep-refs", false, "keep the referenceid column instead of blanking it")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	st := ledger.State(strings.ToLower(strings.TrimSpace(state)))
+	if state == "" {
+		return start(errors.New("export needs --state, e.g. --state failed"))
+	}
+	if !st.Valid() {
+		return start(fmt.Errorf("--state %q is not a row state (%s)", state, stateNames()))
+	}
+	l, b, err := openExisting(ctx, *ledgerPath, batchID)
+	if err != nil {
+		return start(err)
+	}
+	defer l.Close()
+
+	o := reports.ExportOptions{KeepRefs: keepRefs}
+	var res reports.ExportResult
+	dest := "standard output"
+	if out == "" || out == "-" {
+		res, err = reports.Export(ctx, l, b, st, stdout, o)
+	} else {
+		dest = out
+		err = replaceFile(out, func(w io.Writer) error {
+			var err error
+			res, err = reports.Export(ctx, l, b, st, w, o)
+			return err
+		})
+	}
+	if err != nil {
+		return start(err)
+	}
+	fmt.Fprintf(stderr, "aopbatch: exported %d %s rows of batch %s to %s\n", res.Rows, st, b.ID, dest)
+	switch {
+	case res.Rows == 0:
+	case res.BlankedRefs:
+		fmt.Fprintln(stderr, "aopbatch: the referenceid column is blank: give every row a NEW referenceid before sending (--keep-refs keeps the old ones)")
+	case res.RefColumn:
+		fmt.Fprintln(stderr, "aopbatch: referenceids kept: the provider answers \"duplicate\" for any it already received; a new payment needs a new referenceid")
+	default:
+		fmt.Fprintln(stderr, "aopbatch: the file has no referenceid column (the batch used --generate-refs): send it with --generate-refs, which derives new ones")
+	}
+	switch st {
+	case ledger.StateSuccess, ledger.StatePending, ledger.StateDuplicate, ledger.StateUnknown, ledger.StateInflight:
+		if res.Rows > 0 {
+			fmt.Fprintf(stderr, "aopbatch: warning: %s rows may have been charged: sending them again under new referenceids can pay twice\n", st)
+		}
+	}
+	return nil
+}
+
+func stateNames() string {
+	names := make([]string, len(ledger.States))
+	for i, s := range ledger.States {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
+}
+
+// replaceFile writes path through a temporary file renamed into place, mode
+// 0600: the rows carry personal data.
+func replaceFile(path string, fn func(io.Writer) error) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := fn(f); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aopbatch/aopbatch/batch"
+	"github.com/aopbatch/aopbatch/batch/aop"
+)
+
+// newFlagSet makes a subcommand's flag set whose usage prints a synopsis
+// and an example before the flags.
+func newFlagSet(name, synopsis, example string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintf(out, "usage: aopbatch %s\n\nexample:\n  %s\n\nflags:\n", synopsis, example)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args, turning a usage mistake into exit 1 and -h into 0.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &exitError{code: exitStart, err: nil} // flag already printed the problem
+	}
+	if fs.NArg() > 0 {
+		return &exitError{code: exitStart, err: fmt.Errorf("%s: unexpected argument %q (flags go before it?)", fs.Name(), fs.Arg(0))}
+	}
+	return nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func ledgerFlag(fs *flag.FlagSet) *string {
+	return fs.String("ledger", envOr("AOPBATCH_LEDGER", "aopbatch.db"), "ledger file (env AOPBATCH_LEDGER)")
+}
+
+// logFlags are the logging flags shared by the commands that talk to the API.
+type logFlags struct {
+	format string
+}
+
+func (lf *logFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&lf.format, "log-format", "text", "log format: text or json")
+}
+
+func (lf *logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	switch lf.format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, nil)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, nil)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", lf.format)
+}
+
+// connFlags are the connection, auth and engine flags of run and resolve.
+type connFlags struct {
+	baseURL        string
+	registrationID string
+	insecureHTTP   bool
+	auth           string
+	tokenFile      string
+	tokenCommand   string
+	tokenTTL       time.Duration
+	jwtSecretFile  string
+	jwtHeader      string
+	partnerID      string
+
+	rate           float64
+	burst          int
+	workers        int
+	timeout        time.Duration
+	maxAttempts    int
+	resolveTimeout time.Duration
+	holdAfter      int
+	maxUnknown     string
+}
+
+func (c *connFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.baseURL, "base-url", os.Getenv("AOP_BASE_URL"), "provider base URL, e.g. https://api.example.in (env AOP_BASE_URL)")
+	fs.StringVar(&c.registrationID, "registration-id", os.Getenv("AOP_REGISTRATION_ID"), "RegistrationID for rows without one (env AOP_REGISTRATION_ID)")
+	fs.BoolVar(&c.insecureHTTP, "insecure-http", false, "allow a plain http:// base URL that is not loopback")
+	fs.StringVar(&c.auth, "auth", "none", "authentication: none, bearer (env AOP_TOKEN or --token-file), command (--token-command), jwt (env AOP_JWT_SECRET or --jwt-secret-file)")
+	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token (instead of AOP_TOKEN)")
+	fs.StringVar(&c.tokenCommand, "token-command", "", "command that prints a token (split on spaces, no shell), for --auth command")
+	fs.DurationVar(&c.tokenTTL, "token-ttl", 600*time.Second, "how long a --token-command token is used before a new one is fetched")
+	fs.StringVar(&c.jwtSecretFile, "jwt-secret-file", "", "file holding the JWT secret (instead of AOP_JWT_SECRET)")
+	fs.StringVar(&c.jwtHeader, "jwt-header", "Token", "header carrying the JWT")
+	fs.StringVar(&c.partnerID, "partner-id", os.Getenv("AOP_PARTNER_ID"), "JWT partnerId claim (env AOP_PARTNER_ID)")
+	fs.Float64Var(&c.rate, "rate", 10, "requests per second at most; 0 means no limit")
+	fs.IntVar(&c.burst, "burst", 1, "requests allowed at once above the rate")
+	fs.IntVar(&c.workers, "workers", 8, "concurrent requests")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "per-request timeout")
+	fs.IntVar(&c.maxAttempts, "max-attempts", 5, "tries for a request that never reached the provider")
+	fs.DurationVar(&c.resolveTimeout, "resolve-timeout", 30*time.Second, "how long to keep asking about pending/unknown rows")
+	fs.IntVar(&c.holdAfter, "hold-after", 3, "operator-down answers in a row before that operator's rows are held")
+	fs.StringVar(&c.maxUnknown, "max-unknown-amount", "", "stop sending once this many rupees sit in rows of unknown outcome")
+}
+
+// check validates the connection flags that need no I/O.
+func (c *connFlags) check() error {
+	if c.baseURL == "" {
+		return errors.New("no provider: set --base-url or AOP_BASE_URL (try 'aopbatch sandbox' for a local one)")
+	}
+	u, err := url.Parse(c.baseURL)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return fmt.Errorf("--base-url %q is not an http(s) URL", c.baseURL)
+	}
+	if u.Scheme == "http" && !c.insecureHTTP && !isLoopback(u.Hostname()) {
+		return fmt.Errorf("--base-url %q is plain http to a non-loopback host: tokens and payments would travel unencrypted (use https, or --insecure-http if you must)", c.baseURL)
+	}
+	if c.workers < 1 || c.workers > 1024 {
+		return fmt.Errorf("--workers must be between 1 and 1024, not %d", c.workers)
+	}
+	if c.rate < 0 {
+		return fmt.Errorf("--rate must not be negative")
+	}
+	if c.timeout <= 0 {
+		return fmt.Errorf("--timeout must be positive")
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// authenticator builds the credential from the environment or files named
+// by flags: a secret is never a flag value, since argv is visible in ps.
+func (c *connFlags) authenticator() (aop.Authenticator, error) {
+	switch c.auth {
+	case "none", "":
+		return aop.NoAuth(), nil
+	case "bearer":
+		tok, err := secret("AOP_TOKEN", c.tokenFile, "--token-file")
+		if err != nil {
+			return nil, err
+		}
+		return aop.Bearer(tok), nil
+	case "command":
+		argv := strings.Fields(c.tokenCommand)
+		if len(argv) == 0 {
+			return nil, errors.New("--auth command needs --token-command")
+		}
+		return aop.Command(argv, c.tokenTTL, nil), nil
+	case "jwt":
+		sec, err := secret("AOP_JWT_SECRET", c.jwtSecretFile, "--jwt-secret-file")
+		if err != nil {
+			return nil, err
+		}
+		if c.partnerID == "" {
+			return nil, errors.New("--auth jwt needs a partner id: set --partner-id or AOP_PARTNER_ID")
+		}
+		return aop.JWT([]byte(sec), c.partnerID, c.jwtHeader, nil), nil
+	}
+	return nil, fmt.Errorf("--auth must be none, bearer, command or jwt, not %q", c.auth)
+}
+
+func secret(env, file, flagName string) (string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", flagName, err)
+		}
+		s := strings.TrimSpace(string(b))
+		if s == "" {
+			return "", fmt.Errorf("%s %s is empty", flagName, file)
+		}
+		return s, nil
+	}
+	if s := os.Getenv(env); s != "" {
+		return s, nil
+	}
+	return "", fmt.Errorf("no secret: set %s in the environment or use %s", env, flagName)
+}
+
+func (c *connFlags) client() (*aop.Client, error) {
+	a, err := c.authenticator()
+	if err != nil {
+		return nil, err
+	}
+	return aop.New(aop.Options{BaseURL: c.baseURL, RegistrationID: c.registrationID, Auth: a, MaxConns: c.workers, UserAgent: "aopbatch"})
+}
+
+func (c *connFlags) engineConfig(log *slog.Logger) (batch.Config, error) {
+	cfg := batch.Config{
+		Workers: c.workers, Rate: c.rate, Burst: c.burst, Timeout: c.timeout, MaxAttempts: c.maxAttempts,
+		HoldAfter: c.holdAfter, ResolveTimeout: c.resolveTimeout, Log: log,
+	}
+	if c.maxUnknown != "" {
+		p, err := batch.ParseRupees(c.maxUnknown)
+		if err != nil {
+			return cfg, fmt.Errorf("--max-unknown-amount %q: %w", c.maxUnknown, err)
+		}
+		cfg.MaxUnknownPaise = p
+	}
+	return cfg, nil
+}

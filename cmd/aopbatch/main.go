@@ -1,0 +1,122 @@
+// Command aopbatch sends CSV files of recharges and bill payments to the AOP
+// Recharge API, records every row in a SQLite ledger so a rerun resumes
+// without paying twice, and reports the outcome. Run "aopbatch help".
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes (SPEC section 4).
+const (
+	exitOK         = 0 // every row success
+	exitStart      = 1 // nothing could start: usage, configuration, bad file, ledger error
+	exitFinishedNo = 2 // every row final, some not success
+	exitIncomplete = 3 // stopped, interrupted, or rows still unsettled: run again
+)
+
+// exitError carries the exit code a command wants; any other error is a
+// start failure (exit 1).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+func main() {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "aopbatch: %s: finishing the requests in flight, then stopping (send it again to exit at once)\n", s)
+		cancel()
+		<-sigs
+		// The ledger stays consistent: SQLite commits are atomic, and rows
+		// left inflight are checked with the provider on the next run.
+		fmt.Fprintln(os.Stderr, "aopbatch: second signal: exiting now; run again to resume")
+		os.Exit(exitIncomplete)
+	}()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// exitCode maps a command's error to the process exit code, printing it once.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil && ee.Error() != "" {
+			fmt.Fprintln(stderr, "aopbatch:", ee.Error())
+		}
+		return ee.code
+	}
+	fmt.Fprintln(stderr, "aopbatch:", err)
+	return exitStart
+}
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"run", "send a CSV file (rerunning the same file resumes it)", runRun},
+		{"resolve", "ask the provider about pending, duplicate and unknown rows", runResolve},
+		{"status", "list batches, or one batch's counts by state", runStatus},
+		{"report", "write reports and reconcile against a provider statement", runReport},
+		{"export", "write the rows in one state as an input CSV", runExport},
+		{"sandbox", "serve a local AOP-compatible API for trying things out", runSandbox},
+		{"demo", "sandbox + sample file + run + report, nothing to set up", runDemo},
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return &exitError{code: exitStart}
+		}
+		return nil
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], stdout, stderr)
+		}
+	}
+	usage(stderr)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: aopbatch COMMAND [flags]")
+	fmt.Fprintln(w)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run 'aopbatch COMMAND -h' for a command's flags. Try 'aopbatch demo'.")
+	fmt.Fprintln(w, "Exit codes: 0 all rows succeeded; 1 nothing could start; 2 finished, some rows")
+	fmt.Fprintln(w, "failed/refunded/rejected/conflict; 3 incomplete: run again to resume.")
+}

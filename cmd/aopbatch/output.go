@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/aopbatch/aopbatch/batch"
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// printCounts prints a batch's rows and amounts by state.
+func printCounts(ctx context.Context, l *ledger.Ledger, b ledger.Batch, w io.Writer) error {
+	c, err := l.Counts(ctx, b.Seq)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "batch %s (%s): %d rows\n", b.ID, b.Source, c.Total().Rows)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "state\trows\tamount (Rs)\t")
+	for _, s := range ledger.States {
+		t, ok := c[s]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t\n", s, t.Rows, batch.FormatRupees(t.Paise))
+	}
+	tot := c.Total()
+	fmt.Fprintf(tw, "total\t%d\t%s\t\n", tot.Rows, batch.FormatRupees(tot.Paise))
+	return tw.Flush()
+}
+
+// printProblems shows the first rejected and conflict rows, so a person sees
+// what to fix without opening a report.
+func printProblems(ctx context.Context, l *ledger.Ledger, b ledger.Batch, w io.Writer, max int) {
+	n := 0
+	for _, s := range []ledger.State{ledger.StateRejected, ledger.StateConflict} {
+		after := 0
+		for n < max {
+			page, err := l.Page(ctx, b.Seq, s, after, max)
+			if err != nil || len(page) == 0 {
+				break
+			}
+			for _, r := range page {
+				if n == max {
+					break
+				}
+				msg := r.Message
+				if s == ledger.StateConflict {
+					msg = fmt.Sprintf("line %d: %s", r.Line, r.Message)
+				}
+				fmt.Fprintf(w, "  %s: %s\n", s, msg)
+				n++
+			}
+			after = page[len(page)-1].Line
+		}
+	}
+	c, err := l.Counts(ctx, b.Seq)
+	if err == nil {
+		if more := c[ledger.StateRejected].Rows + c[ledger.StateConflict].Rows - int64(n); more > 0 {
+			fmt.Fprintf(w, "  ... and %d more (aopbatch report writes them all to rejects.csv)\n", more)
+		}
+	}
+}
+
+// printJSONSummary prints the one-line JSON summary cron monitors parse.
+func printJSONSummary(w io.Writer, b ledger.Batch, c ledger.Counts, code int) {
+	counts := map[string]int64{"total": c.Total().Rows}
+	amounts := map[string]int64{"total": c.Total().Paise}
+	for _, s := range ledger.States {
+		counts[string(s)] = c[s].Rows
+		amounts[string(s)] = c[s].Paise
+	}
+	line, _ := json.Marshal(map[string]any{"msg": "run summary", "batch": b.ID, "exit_code": code, "counts": counts, "amounts_paise": amounts})
+	fmt.Fprintln(w, string(line))
+}
+
+// showProgress draws a bar on a terminal, or logs a line every few seconds
+// when stderr is not one (cron). The returned func stops it.
+func showProgress(ctx context.Context, mode string, stderr io.Writer, eng *batch.Engine, log *slog.Logger) func() {
+	tty := false
+	if f, ok := stderr.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	if mode == "never" {
+		return func() {}
+	}
+	p := eng.Progress()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	if tty || mode == "always" {
+		bar := progressbar.NewOptions64(p.Todo.Load(),
+			progressbar.OptionSetWriter(stderr),
+			progressbar.OptionSetDescription("sending"),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("rows"),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionClearOnFinish(),
+		)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(200 * time.Millisecond)
+			defer t.Stop()
+			for {
+				bar.Describe(fmt.Sprintf("ok %d  failed %d  unsure %d", p.Success.Load(), p.Failed.Load(), p.Unsure.Load()))
+				_ = bar.Set64(p.Done.Load())
+				select {
+				case <-done:
+					_ = bar.Finish()
+					return
+				case <-t.C:
+				}
+			}
+		}()
+	} else {
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(5 * time.Second)
+			defer t.Stop()
+			start, last := time.Now(), int64(0)
+			for {
+				select {
+				case <-done:
+					return
+				case <-t.C:
+					d := p.Done.Load()
+					log.Info("progress", "done", d, "of", p.Todo.Load(), "rows_per_s", fmt.Sprintf("%.1f", float64(d-last)/5),
+						"success", p.Success.Load(), "failed", p.Failed.Load(), "unsure", p.Unsure.Load(),
+						"enquiries", p.Enquired.Load(), "elapsed", time.Since(start).Round(time.Second).String())
+					last = d
+				}
+			}
+		}()
+	}
+	return func() { close(done); wg.Wait() }
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/reports"
+)
+
+func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		batchID, statement, columns, format, out, metrics string
+		maskPII                                           bool
+	)
+	fs := newFlagSet("report",
+		"report [--ledger FILE] [--batch ID|latest] [--statement FILE [--statement-columns MAP]] [--format md,csv,json,html] [--out DIR] [--mask-pii] [--metrics-file FILE]",
+		"aopbatch report --ledger nightly.db --batch latest --statement provider-2025-03-01.csv --statement-columns refid=Reference,amount=Amt --out reports/2025-03-01 --metrics-file /var/lib/node_exporter/textfile/aopbatch.prom", stderr)
+	usage := fs.Usage
+	fs.Usage = func() {
+		usage()
+		fmt.Fprint(stderr, `
+Writes report.json, rows.csv, rejects.csv, summary.md and report.html (and
+reconciliation.csv with --statement) into --out, created if needed.
+The statement is a CSV with columns refid, txnid, amount, status, refunded,
+operatorid, dateadded (as the status enquiry names them); name the provider's
+own headers with --statement-columns ours=Theirs,... when they differ.
+Exit codes: 0 reports written; 2 written, but the ledger and the statement
+disagree (see reconciliation.csv); 1 usage, ledger or statement error.
+`)
+	}
+	ledgerPath := ledgerFlag(fs)
+	fs.StringVar(&batchID, "batch", "", "batch id, or latest; may be omitted when the ledger holds one batch")
+	fs.StringVar(&statement, "statement", "", "provider statement CSV to reconcile the ledger against")
+	fs.StringVar(&columns, "statement-columns", "", "statement headers, ours=theirs pairs, e.g. refid=Reference,amount=Amt")
+	fs.StringVar(&format, "format", "md,csv,json,html", "formats to write: md, csv, json, html")
+	fs.StringVar(&out, "out", "", "directory for the reports (default reports-BATCH)")
+	fs.BoolVar(&maskPII, "mask-pii", false, "mask canumber, cellNumber and userName (keep the last 4 characters)")
+	fs.StringVar(&metrics, "metrics-file", "", "also write the figures in Prometheus text format to this file (for node_exporter's textfile collector)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	formats, err := reports.ParseFormats(format)
+	if err != nil {
+		return start(fmt.Errorf("--format: %w", err))
+	}
+	cols, err := reports.ParseStatementColumns(columns)
+	if err != nil {
+		return start(fmt.Errorf("--statement-columns: %w", err))
+	}
+	if columns != "" && statement == "" {
+		return start(errors.New("--statement-columns needs --statement"))
+	}
+	l, b, err := openExisting(ctx, *ledgerPath, batchID)
+	if err != nil {
+		return start(err)
+	}
+	defer l.Close()
+	// Read the statement first: a bad one fails before anything is written.
+	var st *reports.Statement
+	if statement != "" {
+		if st, err = reports.ReadStatementFile(statement, cols); err != nil {
+			return start(err)
+		}
+	}
+	s, err := reports.Build(ctx, l, b, reports.Options{MaskPII: maskPII, StatementColumns: cols})
+	if err != nil {
+		return start(err)
+	}
+	if st != nil {
+		if err := s.Reconcile(ctx, l, st); err != nil {
+			return start(err)
+		}
+	}
+	if out == "" {
+		out = "reports-" + safeName(b.ID)
+	}
+	paths, err := reports.Write(ctx, l, out, s, formats)
+	if err != nil {
+		return start(err)
+	}
+	if metrics != "" {
+		if err := reports.WriteMetrics(metrics, s); err != nil {
+			return start(err)
+		}
+		paths = append(paths, metrics)
+	}
+	fmt.Fprint(stdout, s.TextSummary())
+	printWritten(stdout, out, paths)
+	if s.Mismatched() {
+		return &exitError{code: exitFinishedNo, err: fmt.Errorf("the ledger and the statement disagree: see %s", filepath.Join(out, reports.FileReconciliation))}
+	}
+	return nil
+}
+
+// writeReports writes every report format of batch b into dir, for run and
+// resolve's --report, and prints a short summary.
+func writeReports(ctx context.Context, l *ledger.Ledger, b ledger.Batch, dir string, stdout io.Writer) error {
+	s, err := reports.Build(ctx, l, b, reports.Options{})
+	if err != nil {
+		return err
+	}
+	paths, err := reports.Write(ctx, l, dir, s, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, s.TextSummary())
+	printWritten(stdout, dir, paths)
+	return nil
+}
+
+func printWritten(w io.Writer, dir string, paths []string) {
+	names := make([]string, len(paths))
+	for i, p := range paths {
+		names[i] = p
+		if filepath.Dir(p) == filepath.Clean(dir) {
+			names[i] = filepath.Base(p)
+		}
+	}
+	fmt.Fprintf(w, "reports in %s: %s\n", dir, strings.Join(names, ", "))
+}
+
+// openExisting opens a ledger that must already exist (reading commands
+// must not leave an empty ledger behind a typo) and picks the batch.
+func openExisting(ctx context.Context, path, batchID string) (*ledger.Ledger, ledger.Batch, error) {
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, ledger.Batch{}, fmt.Errorf("no ledger at %s: pass --ledger FILE or set AOPBATCH_LEDGER", path)
+		}
+		return nil, ledger.Batch{}, fmt.Errorf("open ledger: %w", err)
+	}
+	l, err := ledger.Open(ctx, path, ledger.Options{})
+	if err != nil {
+		return nil, ledger.Batch{}, err
+	}
+	b, err := l.Batch(ctx, batchID)
+	if err != nil {
+		l.Close()
+		return nil, ledger.Batch{}, err
+	}
+	return l, b, nil
+}
+
+// safeName makes a batch id usable as one path element.
+func safeName(id string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r == 0 || r == ':' {
+			return '_'
+		}
+		return r
+	}, id)
+}

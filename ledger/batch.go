@@ -1,0 +1,246 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+)
+
+// Batch is one input file's worth of rows.
+type Batch struct {
+	Seq         int64
+	ID          string
+	ContentHash string
+	Source      string
+	Header      []string
+	Ready       bool // every row of the file is in the ledger
+	RowsTotal   int64
+	Created     time.Time
+}
+
+// Owner identifies the process holding a batch's lease.
+type Owner struct {
+	ID   string // unique per run
+	Host string
+	PID  int
+}
+
+// NewOwner describes the current process.
+func NewOwner(id string) Owner {
+	h, _ := os.Hostname()
+	return Owner{ID: id, Host: h, PID: os.Getpid()}
+}
+
+// NewBatch describes a batch about to be ingested.
+type NewBatch struct {
+	ID          string
+	ContentHash string
+	Source      string
+	Header      []string
+}
+
+const batchCols = `seq, id, content_hash, source, header, status, rows_total, created_ms`
+
+func scanBatch(sc interface{ Scan(...any) error }) (Batch, error) {
+	var b Batch
+	var header, status string
+	var created int64
+	if err := sc.Scan(&b.Seq, &b.ID, &b.ContentHash, &b.Source, &header, &status, &b.RowsTotal, &created); err != nil {
+		return Batch{}, err
+	}
+	_ = json.Unmarshal([]byte(header), &b.Header)
+	b.Ready = status == "ready"
+	b.Created = time.UnixMilli(created)
+	return b, nil
+}
+
+// Acquire takes the lease on batch nb.ID for owner, creating the batch (not
+// yet ready) when it is new. It fails with ErrBatchMismatch when the id is
+// known with other content, and ErrBatchLocked while another live process
+// holds the lease. A lease whose holder died is taken over at once when the
+// holder ran on this host (its pid is gone), otherwise once it expires.
+func (l *Ledger) Acquire(ctx context.Context, nb NewBatch, o Owner, ttl time.Duration) (Batch, error) {
+	tx, err := l.w.BeginTx(ctx, nil)
+	if err != nil {
+		return Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+	}
+	defer tx.Rollback()
+	now := l.nowMS()
+	var (
+		contentHash       string
+		owner, host       sql.NullString
+		pid, expires, seq sql.NullInt64
+	)
+	err = tx.QueryRowContext(ctx,
+		`SELECT seq, content_hash, lease_owner, lease_host, lease_pid, lease_expires_ms FROM batches WHERE id = ?`, nb.ID).
+		Scan(&seq, &contentHash, &owner, &host, &pid, &expires)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		header, _ := json.Marshal(nb.Header)
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO batches (id, content_hash, source, header, status, created_ms, lease_owner, lease_host, lease_pid, lease_expires_ms)
+			 VALUES (?, ?, ?, ?, 'ingesting', ?, ?, ?, ?, ?)`,
+			nb.ID, nb.ContentHash, nb.Source, string(header), now, o.ID, o.Host, o.PID, now+ttl.Milliseconds()); err != nil {
+			return Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+		}
+	case err != nil:
+		return Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+	default:
+		if nb.ContentHash != "" && contentHash != nb.ContentHash {
+			return Batch{}, fmt.Errorf("batch %s: %w", nb.ID, ErrBatchMismatch)
+		}
+		if owner.Valid && owner.String != o.ID && expires.Int64 > now && holderAlive(host.String, int(pid.Int64), o.Host) {
+			return Batch{}, fmt.Errorf("batch %s (pid %d on %s): %w", nb.ID, pid.Int64, host.String, ErrBatchLocked)
+		}
+		if _, err := tx.ExecContext(ctx,
+			`UPDATE batches SET lease_owner = ?, lease_host = ?, lease_pid = ?, lease_expires_ms = ? WHERE id = ?`,
+			o.ID, o.Host, o.PID, now+ttl.Milliseconds(), nb.ID); err != nil {
+			return Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+		}
+	}
+	b, err := scanBatch(tx.QueryRowContext(ctx, `SELECT `+batchCols+` FROM batches WHERE id = ?`, nb.ID))
+	if err != nil {
+		return Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+	}
+	return b, nil
+}
+
+// holderAlive is conservative: a holder on another host is presumed alive
+// until its lease expires; on this host a vanished pid means it died.
+func holderAlive(host string, pid int, myHost string) bool {
+	if host != myHost || pid <= 0 {
+		return true
+	}
+	if pid == os.Getpid() {
+		return true
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// Renew extends the lease held by o; ErrLeaseLost when another owner took it.
+func (l *Ledger) Renew(ctx context.Context, batch string, o Owner, ttl time.Duration) error {
+	res, err := l.w.ExecContext(ctx,
+		`UPDATE batches SET lease_expires_ms = ? WHERE id = ? AND lease_owner = ?`,
+		l.nowMS()+ttl.Milliseconds(), batch, o.ID)
+	if err != nil {
+		return fmt.Errorf("renew lease on %s: %w", batch, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("renew lease on %s: %w", batch, ErrLeaseLost)
+	}
+	return nil
+}
+
+// Release gives up o's lease so the next run need not wait for it to expire.
+func (l *Ledger) Release(ctx context.Context, batch string, o Owner) error {
+	_, err := l.w.ExecContext(ctx,
+		`UPDATE batches SET lease_owner = NULL, lease_host = NULL, lease_pid = NULL, lease_expires_ms = NULL
+		 WHERE id = ? AND lease_owner = ?`, batch, o.ID)
+	if err != nil {
+		return fmt.Errorf("release lease on %s: %w", batch, err)
+	}
+	return nil
+}
+
+// MarkReady records that every row of the batch is in the ledger.
+func (l *Ledger) MarkReady(ctx context.Context, seq, rowsTotal int64) error {
+	_, err := l.w.ExecContext(ctx, `UPDATE batches SET status = 'ready', rows_total = ? WHERE seq = ?`, rowsTotal, seq)
+	if err != nil {
+		return fmt.Errorf("mark batch ready: %w", err)
+	}
+	return nil
+}
+
+// ClearRows deletes a batch's rows and attempts, keeping the batch (and its
+// lease): used when an ingest is abandoned, so a refused or half-read file
+// leaves no row behind to be sent or to hold a referenceid.
+func (l *Ledger) ClearRows(ctx context.Context, seq int64) error {
+	tx, err := l.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("clear batch rows: %w", err)
+	}
+	defer tx.Rollback()
+	for _, q := range []string{
+		`DELETE FROM attempts WHERE batch = ?`,
+		`DELETE FROM rows WHERE batch = ?`,
+		`UPDATE batches SET status = 'ingesting', rows_total = 0 WHERE seq = ?`,
+	} {
+		if _, err := tx.ExecContext(ctx, q, seq); err != nil {
+			return fmt.Errorf("clear batch rows: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("clear batch rows: %w", err)
+	}
+	return nil
+}
+
+// DeleteBatch removes a batch that never became ready, rows and all.
+func (l *Ledger) DeleteBatch(ctx context.Context, seq int64) error {
+	if err := l.ClearRows(ctx, seq); err != nil {
+		return err
+	}
+	if _, err := l.w.ExecContext(ctx, `DELETE FROM batches WHERE seq = ? AND status = 'ingesting'`, seq); err != nil {
+		return fmt.Errorf("delete batch: %w", err)
+	}
+	return nil
+}
+
+// Batch returns the batch with the given id; "" or "latest" resolve as
+// ResolveBatch does.
+func (l *Ledger) Batch(ctx context.Context, id string) (Batch, error) {
+	if id == "" || id == "latest" {
+		return l.resolve(ctx, id)
+	}
+	b, err := scanBatch(l.r.QueryRowContext(ctx, `SELECT `+batchCols+` FROM batches WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Batch{}, fmt.Errorf("batch %q: %w", id, ErrNoBatch)
+	}
+	if err != nil {
+		return Batch{}, fmt.Errorf("read batch %s: %w", id, err)
+	}
+	return b, nil
+}
+
+// resolve picks the only batch (id "") or the newest one (id "latest").
+func (l *Ledger) resolve(ctx context.Context, id string) (Batch, error) {
+	bs, err := l.Batches(ctx)
+	if err != nil {
+		return Batch{}, err
+	}
+	switch {
+	case len(bs) == 0:
+		return Batch{}, fmt.Errorf("ledger %s: %w", l.path, ErrNoBatch)
+	case id == "latest" || len(bs) == 1:
+		return bs[len(bs)-1], nil
+	default:
+		return Batch{}, fmt.Errorf("ledger %s holds %d batches: pass --batch ID or --batch latest: %w", l.path, len(bs), ErrAmbiguousBatch)
+	}
+}
+
+// Batches lists every batch, oldest first.
+func (l *Ledger) Batches(ctx context.Context) ([]Batch, error) {
+	rs, err := l.r.QueryContext(ctx, `SELECT `+batchCols+` FROM batches ORDER BY seq`)
+	if err != nil {
+		return nil, fmt.Errorf("list batches: %w", err)
+	}
+	defer rs.Close()
+	var out []Batch
+	for rs.Next() {
+		b, err := scanBatch(rs)
+		if err != nil {
+			return nil, fmt.Errorf("list batches: %w", err)
+		}
+		out = append(out, b)
+	}
+	return out, rs.Err()
+}

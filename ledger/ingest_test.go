@@ -1,0 +1,315 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestIngestQueued(t *testing.T) {
+	l := openLedger(t, Options{})
+	rows := rowsFor("q", 3)
+	b, states := ingest(t, l, "b1", rows)
+	for i, s := range states {
+		if s != StateQueued {
+			t.Errorf("line %d: Add state %s, want queued", rows[i].Line, s)
+		}
+	}
+	if !b.Ready || b.RowsTotal != 3 {
+		t.Errorf("batch Ready=%v RowsTotal=%d, want true 3", b.Ready, b.RowsTotal)
+	}
+	for _, want := range rows {
+		got := getRow(t, l, b.Seq, want.Line)
+		if got.ReferenceID != want.ReferenceID || got.Operator != want.Operator || got.CANumber != want.CANumber ||
+			got.AmountPaise != want.AmountPaise || string(got.Request) != string(want.Request) {
+			t.Errorf("line %d: got %+v, want fields of %+v", want.Line, got, want)
+		}
+		if got.State != StateQueued || got.Raw != nil || got.ResponseCode != -1 || got.Attempts != 0 ||
+			!got.FirstSent.IsZero() || got.ErrorCode != "" || got.Message != "" {
+			t.Errorf("line %d: got %+v, want a fresh queued row", want.Line, got)
+		}
+	}
+	if _, err := l.Row(context.Background(), b.Seq, 99); err == nil {
+		t.Error("Row(99) of a 3-row batch succeeded")
+	}
+}
+
+func TestIngestDuplicateInBatch(t *testing.T) {
+	ctx := context.Background()
+	l := openLedger(t, Options{})
+	o := NewOwner("run")
+	b := acquire(t, l, NewBatch{ID: "b1", ContentHash: "h"}, o)
+	in, err := l.BeginIngest(ctx, b, o, testTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := okRow(2, "R1")
+	again := okRow(5, "R1")
+	again.Raw = []string{"1", "CA5", "5.00", "R1"}
+	for _, tc := range []struct {
+		r       IngestRow
+		want    State
+		wantMsg string
+	}{
+		{first, StateQueued, ""},
+		{okRow(3, "R2"), StateQueued, ""},
+		{again, StateRejected, "line 2"},
+	} {
+		s, msg, err := in.Add(ctx, tc.r)
+		if err != nil {
+			t.Fatalf("Add(line %d): %v", tc.r.Line, err)
+		}
+		if s != tc.want || !strings.Contains(msg, tc.wantMsg) {
+			t.Errorf("Add(line %d) = %s %q, want %s mentioning %q", tc.r.Line, s, msg, tc.want, tc.wantMsg)
+		}
+	}
+	// The same line twice is a caller bug, reported, not stored.
+	if _, _, err := in.Add(ctx, okRow(3, "R9")); err == nil {
+		t.Error("Add of line 3 twice succeeded")
+	}
+	if err := in.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := getRow(t, l, b.Seq, 5)
+	if got.State != StateRejected || got.ErrorCode != "duplicate_referenceid" || got.ErrorColumn != "referenceid" ||
+		!strings.Contains(got.Message, "line 2") {
+		t.Errorf("line 5 = %+v, want rejected duplicate_referenceid naming line 2", got)
+	}
+	if !reflect.DeepEqual(got.Raw, again.Raw) {
+		t.Errorf("line 5 Raw = %q, want %q", got.Raw, again.Raw)
+	}
+	if got.Request != nil {
+		t.Errorf("line 5 Request = %q, want none for a row never sent", got.Request)
+	}
+	if s := getRow(t, l, b.Seq, 2).State; s != StateQueued {
+		t.Errorf("line 2 = %s, want queued", s)
+	}
+}
+
+func TestIngestConflict(t *testing.T) {
+	base := okRow(2, "SHARED")
+	for _, tc := range []struct {
+		name     string
+		edit     func(*IngestRow)
+		wantCode string
+		wantMsg  []string
+		notMsg   []string
+	}{
+		{"same details", func(*IngestRow) {}, "conflict",
+			[]string{"batch b1 line 2"}, []string{"different"}},
+		{"different amount", func(r *IngestRow) { r.AmountPaise = 1250 }, "conflict_drift",
+			[]string{"batch b1 line 2", "different details", "amount 2.00 there, 12.50 here"}, []string{"canumber"}},
+		{"different canumber", func(r *IngestRow) { r.CANumber = "OTHER" }, "conflict_drift",
+			[]string{"batch b1 line 2", "different details", "canumber differs"}, []string{"amount"}},
+		{"both differ", func(r *IngestRow) { r.CANumber, r.AmountPaise = "OTHER", 1 }, "conflict_drift",
+			[]string{"amount 2.00 there, 0.01 here", "canumber differs"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := openLedger(t, Options{})
+			ingest(t, l, "b1", []IngestRow{base, okRow(3, "OWN-1")})
+			r := base
+			r.Line = 7
+			r.Raw = []string{"raw", "cells"}
+			tc.edit(&r)
+			b2, states := ingest(t, l, "b2", []IngestRow{okRow(2, "OWN-2"), r})
+			if states[1] != StateConflict {
+				t.Fatalf("Add = %s, want conflict", states[1])
+			}
+			got := getRow(t, l, b2.Seq, 7)
+			if got.State != StateConflict || got.ErrorCode != tc.wantCode || got.ErrorColumn != "referenceid" {
+				t.Errorf("row = %s %s/%s, want conflict %s/referenceid", got.State, got.ErrorCode, got.ErrorColumn, tc.wantCode)
+			}
+			for _, w := range tc.wantMsg {
+				if !strings.Contains(got.Message, w) {
+					t.Errorf("message %q does not say %q", got.Message, w)
+				}
+			}
+			for _, w := range tc.notMsg {
+				if strings.Contains(got.Message, w) {
+					t.Errorf("message %q says %q", got.Message, w)
+				}
+			}
+			if !reflect.DeepEqual(got.Raw, r.Raw) {
+				t.Errorf("Raw = %q, want %q", got.Raw, r.Raw)
+			}
+			// A conflict row does not hold the referenceid: a third batch
+			// reusing it conflicts with the first batch again.
+			b3, states := ingest(t, l, "b3", []IngestRow{base})
+			if states[0] != StateConflict {
+				t.Errorf("third batch: Add = %s, want conflict", states[0])
+			}
+			if m := getRow(t, l, b3.Seq, 2).Message; !strings.Contains(m, "batch b1 line 2") {
+				t.Errorf("third batch message %q does not name batch b1 line 2", m)
+			}
+		})
+	}
+}
+
+func TestIngestProblemRows(t *testing.T) {
+	l := openLedger(t, Options{})
+	bad := IngestRow{Line: 2, ReferenceID: "R1", Raw: []string{"7", "CA1", "12.345", "R1"},
+		Problem: &Problem{Code: "bad_amount", Column: "amount", Message: `amount "12.345" has more than 2 decimals`}}
+	noRef := IngestRow{Line: 3, Raw: []string{"7", "CA2", "1", ""},
+		Problem: &Problem{Code: "missing", Column: "referenceid", Message: "referenceid is required"}}
+	noRef2 := noRef
+	noRef2.Line = 4
+	// A rejected row holds no referenceid: a later valid row may use it.
+	valid := okRow(5, "R1")
+	b, states := ingest(t, l, "b1", []IngestRow{bad, noRef, noRef2, valid})
+	if want := []State{StateRejected, StateRejected, StateRejected, StateQueued}; !reflect.DeepEqual(states, want) {
+		t.Errorf("states = %v, want %v", states, want)
+	}
+	for _, want := range []IngestRow{bad, noRef, noRef2} {
+		got := getRow(t, l, b.Seq, want.Line)
+		if got.State != StateRejected || got.ErrorCode != want.Problem.Code || got.ErrorColumn != want.Problem.Column ||
+			got.Message != want.Problem.Message || !reflect.DeepEqual(got.Raw, want.Raw) {
+			t.Errorf("line %d = %+v, want rejected with %+v and raw %q", want.Line, got, *want.Problem, want.Raw)
+		}
+	}
+	c := counts(t, l, b.Seq)
+	if c[StateRejected].Rows != 3 || c[StateQueued].Rows != 1 || c.Total().Rows != 4 {
+		t.Errorf("counts = %v, want 3 rejected 1 queued", c)
+	}
+}
+
+func TestIngestChunks(t *testing.T) {
+	for _, n := range []int{ingestChunk, 2*ingestChunk + 5} {
+		t.Run(fmt.Sprintf("%d rows", n), func(t *testing.T) {
+			ctx := context.Background()
+			c := newClock()
+			l := openLedger(t, Options{Now: c.now})
+			rows := rowsFor("c", n)
+			// The last row repeats the first row's referenceid across a
+			// chunk commit.
+			rows[n-1].ReferenceID = rows[0].ReferenceID
+			o := NewOwner("run")
+			b := acquire(t, l, NewBatch{ID: "big", ContentHash: "h"}, o)
+			in, err := l.BeginIngest(ctx, b, o, testTTL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wantPaise int64
+			for _, r := range rows {
+				c.advance(time.Millisecond)
+				if _, _, err := in.Add(ctx, r); err != nil {
+					t.Fatalf("Add(line %d): %v", r.Line, err)
+				}
+				wantPaise += r.AmountPaise
+			}
+			if got := in.Rows(); got != int64(n) {
+				t.Errorf("Rows() = %d, want %d", got, n)
+			}
+			// Half-ingested: committed chunks are in, but not sendable yet.
+			if got, err := l.Batch(ctx, "big"); err != nil || got.Ready {
+				t.Errorf("before Finish: Batch = %+v, %v; want not ready", got, err)
+			}
+			if err := in.Finish(ctx); err != nil {
+				t.Fatalf("Finish: %v", err)
+			}
+			if err := in.Finish(ctx); err == nil {
+				t.Error("second Finish succeeded")
+			}
+			got, err := l.Batch(ctx, "big")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.Ready || got.RowsTotal != int64(n) {
+				t.Errorf("Batch Ready=%v RowsTotal=%d, want true %d", got.Ready, got.RowsTotal, n)
+			}
+			cnt := counts(t, l, b.Seq)
+			if tot := cnt.Total(); tot.Rows != int64(n) || tot.Paise != wantPaise {
+				t.Errorf("Counts.Total = %+v, want %d rows %d paise", tot, n, wantPaise)
+			}
+			if cnt[StateQueued].Rows != int64(n-1) || cnt[StateRejected].Rows != 1 {
+				t.Errorf("counts = %v, want %d queued 1 rejected", cnt, n-1)
+			}
+			if r := getRow(t, l, b.Seq, rows[n-1].Line); r.ErrorCode != "duplicate_referenceid" {
+				t.Errorf("last line = %+v, want duplicate_referenceid", r)
+			}
+			// Each chunk commit renewed the lease: it runs from the last
+			// chunk, not from Acquire.
+			var expires int64
+			if err := rawDB(t, l.Path()).QueryRow(`SELECT lease_expires_ms FROM batches WHERE id = 'big'`).Scan(&expires); err != nil {
+				t.Fatal(err)
+			}
+			if min := c.now().Add(testTTL).Add(-ingestChunk * time.Millisecond).UnixMilli(); expires < min {
+				t.Errorf("lease expires at %d, want >= %d (renewed at the last chunk)", expires, min)
+			}
+		})
+	}
+}
+
+func TestIngestAbort(t *testing.T) {
+	ctx := context.Background()
+	l := openLedger(t, Options{})
+	o := NewOwner("run")
+	b := acquire(t, l, NewBatch{ID: "refused", ContentHash: "h"}, o)
+	in, err := l.BeginIngest(ctx, b, o, testTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := rowsFor("a", ingestChunk+10) // one chunk committed, one open
+	for _, r := range rows {
+		if _, _, err := in.Add(ctx, r); err != nil {
+			t.Fatalf("Add(line %d): %v", r.Line, err)
+		}
+	}
+	if err := in.Abort(ctx); err != nil {
+		t.Fatalf("Abort: %v", err)
+	}
+	if _, err := l.Batch(ctx, "refused"); !errors.Is(err, ErrNoBatch) {
+		t.Errorf("Batch after Abort: %v, want ErrNoBatch", err)
+	}
+	if n := counts(t, l, b.Seq).Total().Rows; n != 0 {
+		t.Errorf("%d rows left after Abort, want 0", n)
+	}
+	// The referenceids are free again.
+	later, states := ingest(t, l, "later", rows[:ingestChunk+1])
+	for i, s := range states {
+		if s != StateQueued {
+			t.Fatalf("later batch line %d: %s, want queued", rows[i].Line, s)
+		}
+	}
+	if later.RowsTotal != ingestChunk+1 {
+		t.Errorf("later RowsTotal = %d", later.RowsTotal)
+	}
+	integrityCheck(t, l.Path())
+}
+
+func TestIngestLeaseLost(t *testing.T) {
+	ctx := context.Background()
+	c := newClock()
+	l := openLedger(t, Options{Now: c.now})
+	me, other := NewOwner("run-a"), NewOwner("run-b")
+	b := acquire(t, l, NewBatch{ID: "b1", ContentHash: "h"}, me)
+	c.advance(testTTL + time.Second)
+	acquire(t, l, NewBatch{ID: "b1", ContentHash: "h"}, other)
+	if _, err := l.BeginIngest(ctx, b, me, testTTL); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("BeginIngest by stale owner: %v, want ErrLeaseLost", err)
+	}
+	// The writer connection was given back: the new owner can go on.
+	in, err := l.BeginIngest(ctx, b, other, testTTL)
+	if err != nil {
+		t.Fatalf("BeginIngest by holder: %v", err)
+	}
+	if err := in.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRupees(t *testing.T) {
+	for _, tc := range []struct {
+		paise int64
+		want  string
+	}{{0, "0.00"}, {1, "0.01"}, {1250, "12.50"}, {100000, "1000.00"}, {-5, "-0.05"}} {
+		t.Run(tc.want, func(t *testing.T) {
+			if got := rupees(tc.paise); got != tc.want {
+				t.Errorf("rupees(%d) = %q, want %q", tc.paise, got, tc.want)
+			}
+		})
+	}
+}

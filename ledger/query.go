@@ -1,0 +1,228 @@
+package ledger
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Row is one data row as the ledger holds it.
+type Row struct {
+	Batch         int64
+	Line          int
+	ReferenceID   string
+	Operator      int64
+	CANumber      string
+	AmountPaise   int64
+	Request       []byte
+	Raw           []string
+	State         State
+	ResponseCode  int // -1 when none
+	Message       string
+	ErrorCode     string
+	ErrorColumn   string
+	Attempts      int
+	ProviderTxnID string
+	FirstSent     time.Time // zero when never sent
+	Updated       time.Time
+}
+
+const rowCols = `batch, line, referenceid, operator, canumber, amount_paise, request, raw, state, response_code,
+	message, error_code, error_column, attempts, provider_txnid, first_sent_ms, updated_ms`
+
+func scanRow(sc interface{ Scan(...any) error }, r *Row) error {
+	var (
+		raw       sql.NullString
+		code      sql.NullInt64
+		firstSent sql.NullInt64
+		updated   int64
+		state     string
+	)
+	if err := sc.Scan(&r.Batch, &r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request, &raw,
+		&state, &code, &r.Message, &r.ErrorCode, &r.ErrorColumn, &r.Attempts, &r.ProviderTxnID, &firstSent, &updated); err != nil {
+		return err
+	}
+	r.State = State(state)
+	r.Raw = nil
+	if raw.Valid {
+		_ = json.Unmarshal([]byte(raw.String), &r.Raw)
+	}
+	r.ResponseCode = -1
+	if code.Valid {
+		r.ResponseCode = int(code.Int64)
+	}
+	r.FirstSent = time.Time{}
+	if firstSent.Valid {
+		r.FirstSent = time.UnixMilli(firstSent.Int64)
+	}
+	r.Updated = time.UnixMilli(updated)
+	return nil
+}
+
+// Page returns up to limit rows of batch seq in state s with line > after,
+// in line order. Callers page with the last line they saw, so a million-row
+// batch never sits in memory.
+func (l *Ledger) Page(ctx context.Context, seq int64, s State, after, limit int) ([]Row, error) {
+	rs, err := l.r.QueryContext(ctx, `SELECT `+rowCols+` FROM rows WHERE batch = ? AND state = ? AND line > ? ORDER BY line LIMIT ?`,
+		seq, string(s), after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read %s rows: %w", s, err)
+	}
+	defer rs.Close()
+	out := make([]Row, 0, limit)
+	for rs.Next() {
+		out = append(out, Row{})
+		if err := scanRow(rs, &out[len(out)-1]); err != nil {
+			return nil, fmt.Errorf("read %s rows: %w", s, err)
+		}
+	}
+	return out, rs.Err()
+}
+
+// Row returns one row of batch seq.
+func (l *Ledger) Row(ctx context.Context, seq int64, line int) (Row, error) {
+	var r Row
+	err := scanRow(l.r.QueryRowContext(ctx, `SELECT `+rowCols+` FROM rows WHERE batch = ? AND line = ?`, seq, line), &r)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Row{}, fmt.Errorf("line %d: no such row", line)
+	}
+	if err != nil {
+		return Row{}, fmt.Errorf("read line %d: %w", line, err)
+	}
+	return r, nil
+}
+
+// EachRow calls fn for every row of batch seq in line order. The Row passed
+// is reused between calls.
+func (l *Ledger) EachRow(ctx context.Context, seq int64, fn func(*Row) error) error {
+	rs, err := l.r.QueryContext(ctx, `SELECT `+rowCols+` FROM rows WHERE batch = ? ORDER BY line`, seq)
+	if err != nil {
+		return fmt.Errorf("read rows: %w", err)
+	}
+	defer rs.Close()
+	var r Row
+	for rs.Next() {
+		if err := scanRow(rs, &r); err != nil {
+			return fmt.Errorf("read rows: %w", err)
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	return rs.Err()
+}
+
+// Tally is a count of rows and their amount.
+type Tally struct {
+	Rows  int64
+	Paise int64
+}
+
+// Counts is a batch's tally by state.
+type Counts map[State]Tally
+
+// Total is the tally over every state.
+func (c Counts) Total() Tally {
+	var t Tally
+	for _, v := range c {
+		t.Rows += v.Rows
+		t.Paise += v.Paise
+	}
+	return t
+}
+
+// Counts tallies batch seq by state (from the state index alone).
+func (l *Ledger) Counts(ctx context.Context, seq int64) (Counts, error) {
+	rs, err := l.r.QueryContext(ctx, `SELECT state, count(*), coalesce(sum(amount_paise), 0) FROM rows WHERE batch = ? GROUP BY state`, seq)
+	if err != nil {
+		return nil, fmt.Errorf("count rows: %w", err)
+	}
+	defer rs.Close()
+	c := Counts{}
+	for rs.Next() {
+		var s string
+		var t Tally
+		if err := rs.Scan(&s, &t.Rows, &t.Paise); err != nil {
+			return nil, fmt.Errorf("count rows: %w", err)
+		}
+		c[State(s)] = t
+	}
+	return c, rs.Err()
+}
+
+// Any reports whether batch seq has a row in state s.
+func (l *Ledger) Any(ctx context.Context, seq int64, s State) (bool, error) {
+	var one int
+	err := l.r.QueryRowContext(ctx, `SELECT 1 FROM rows WHERE batch = ? AND state = ? LIMIT 1`, seq, string(s)).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read rows: %w", err)
+	}
+	return true, nil
+}
+
+// AttemptRow is one logged request of a batch.
+type AttemptRow struct {
+	Line int
+	Attempt
+	State State
+}
+
+// EachAttempt calls fn for every logged attempt of batch seq, oldest first.
+func (l *Ledger) EachAttempt(ctx context.Context, seq int64, fn func(*AttemptRow) error) error {
+	rs, err := l.r.QueryContext(ctx, `SELECT line, kind, at_ms, latency_ms, http_status, response_code, class, state, message
+		FROM attempts WHERE batch = ? ORDER BY id`, seq)
+	if err != nil {
+		return fmt.Errorf("read attempts: %w", err)
+	}
+	defer rs.Close()
+	var a AttemptRow
+	for rs.Next() {
+		var at, lat int64
+		var code sql.NullInt64
+		var state string
+		if err := rs.Scan(&a.Line, &a.Kind, &at, &lat, &a.HTTPStatus, &code, &a.Class, &state, &a.Message); err != nil {
+			return fmt.Errorf("read attempts: %w", err)
+		}
+		a.At, a.Latency, a.State = time.UnixMilli(at), time.Duration(lat)*time.Millisecond, State(state)
+		a.Code = -1
+		if code.Valid {
+			a.Code = int(code.Int64)
+		}
+		if err := fn(&a); err != nil {
+			return err
+		}
+	}
+	return rs.Err()
+}
+
+// Move changes every row of batch seq in state from to state to (optionally
+// only for one operator, when operator > 0), respecting the transition
+// table. It returns how many rows moved.
+func (l *Ledger) Move(ctx context.Context, seq int64, from, to State, operator int64, message string) (int64, error) {
+	if !CanMove(from, to) && !(from == StateInflight && to == StateUnknown) {
+		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, ErrTransition)
+	}
+	q := `UPDATE rows SET state = ?, message = ?, updated_ms = ? WHERE batch = ? AND state = ?`
+	args := []any{string(to), message, l.nowMS(), seq, string(from)}
+	if operator > 0 {
+		q += ` AND operator = ?`
+		args = append(args, operator)
+	}
+	res, err := l.w.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, err)
+	}
+	return res.RowsAffected()
+}
+
+// RecoverInflight turns rows a dead run left inflight into unknown: their
+// request may have reached the provider, so only an enquiry may settle them.
+func (l *Ledger) RecoverInflight(ctx context.Context, seq int64) (int64, error) {
+	return l.Move(ctx, seq, StateInflight, StateUnknown, 0, "interrupted while in flight: to be checked with the provider")
+}

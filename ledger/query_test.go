@@ -1,0 +1,305 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// mixedBatch ingests 30 rows (lines 2..31) and drives them through the
+// writer into a mix of states by line: every 5th rejected at ingest, then
+// line%4==0 success, line%4==1 inflight, line%4==2 held, the rest queued.
+// It returns the batch and the expected state of every line.
+func mixedBatch(t *testing.T, l *Ledger) (Batch, map[int]State) {
+	t.Helper()
+	var rows []IngestRow
+	want := map[int]State{}
+	for line := 2; line <= 31; line++ {
+		r := okRow(line, "mx-"+strconv.Itoa(line))
+		if line%5 == 0 {
+			r = IngestRow{Line: line, ReferenceID: r.ReferenceID, AmountPaise: r.AmountPaise, Operator: r.Operator,
+				Raw: []string{"bad"}, Problem: &Problem{Code: "bad", Column: "amount", Message: "bad"}}
+			want[line] = StateRejected
+		}
+		rows = append(rows, r)
+	}
+	b, _ := ingest(t, l, "mixed", rows)
+	w := newWriter(t, l, b.Seq)
+	for line := 2; line <= 31; line++ {
+		if want[line] == StateRejected {
+			continue
+		}
+		switch line % 4 {
+		case 0:
+			markInflight(t, w, line)
+			record(t, w, Update{Line: line, To: StateSuccess, Code: 1})
+			want[line] = StateSuccess
+		case 1:
+			markInflight(t, w, line)
+			want[line] = StateInflight
+		case 2:
+			record(t, w, Update{Line: line, To: StateHeld, Code: -1, Message: "operator down"})
+			want[line] = StateHeld
+		default:
+			want[line] = StateQueued
+		}
+	}
+	closeWriter(t, w)
+	return b, want
+}
+
+func TestPage(t *testing.T) {
+	ctx := context.Background()
+	l := openLedger(t, Options{})
+	b, want := mixedBatch(t, l)
+	for _, s := range States {
+		for _, limit := range []int{1, 3, 100} {
+			t.Run(string(s)+"/limit "+strconv.Itoa(limit), func(t *testing.T) {
+				var wantLines, gotLines []int
+				for line := 2; line <= 31; line++ {
+					if want[line] == s {
+						wantLines = append(wantLines, line)
+					}
+				}
+				after, pages := 0, 0
+				for {
+					page, err := l.Page(ctx, b.Seq, s, after, limit)
+					if err != nil {
+						t.Fatalf("Page: %v", err)
+					}
+					if len(page) > limit {
+						t.Fatalf("page of %d rows, limit %d", len(page), limit)
+					}
+					if len(page) == 0 {
+						break
+					}
+					pages++
+					for _, r := range page {
+						if r.State != s || r.Batch != b.Seq {
+							t.Errorf("line %d: state %s batch %d in a page of %s", r.Line, r.State, r.Batch, s)
+						}
+						gotLines = append(gotLines, r.Line)
+					}
+					after = page[len(page)-1].Line
+				}
+				if !reflect.DeepEqual(gotLines, wantLines) {
+					t.Errorf("lines = %v, want %v", gotLines, wantLines)
+				}
+				if min := (len(wantLines) + limit - 1) / limit; pages != min {
+					t.Errorf("%d pages, want %d", pages, min)
+				}
+			})
+		}
+	}
+}
+
+func TestCountsAnyEachRow(t *testing.T) {
+	ctx := context.Background()
+	l := openLedger(t, Options{})
+	b, want := mixedBatch(t, l)
+	wantCounts := Counts{}
+	var wantTotal Tally
+	for line, s := range want {
+		v := wantCounts[s]
+		v.Rows++
+		v.Paise += int64(100 * line)
+		wantCounts[s] = v
+		wantTotal.Rows++
+		wantTotal.Paise += int64(100 * line)
+	}
+	got := counts(t, l, b.Seq)
+	if !reflect.DeepEqual(got, wantCounts) {
+		t.Errorf("Counts = %v, want %v", got, wantCounts)
+	}
+	if got.Total() != wantTotal {
+		t.Errorf("Total = %+v, want %+v", got.Total(), wantTotal)
+	}
+	for _, s := range States {
+		t.Run("Any "+string(s), func(t *testing.T) {
+			got, err := l.Any(ctx, b.Seq, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := wantCounts[s].Rows > 0; got != want {
+				t.Errorf("Any(%s) = %v, want %v", s, got, want)
+			}
+		})
+	}
+	if c := counts(t, l, b.Seq+100); len(c) != 0 || c.Total() != (Tally{}) {
+		t.Errorf("Counts of a missing batch = %v, want empty", c)
+	}
+
+	var lines []int
+	if err := l.EachRow(ctx, b.Seq, func(r *Row) error {
+		lines = append(lines, r.Line)
+		if r.State != want[r.Line] {
+			t.Errorf("EachRow line %d: %s, want %s", r.Line, r.State, want[r.Line])
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(lines) != 30 || lines[0] != 2 || lines[29] != 31 {
+		t.Errorf("EachRow lines = %v, want 2..31 in order", lines)
+	}
+	stop := errors.New("stop")
+	n := 0
+	if err := l.EachRow(ctx, b.Seq, func(*Row) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+		t.Errorf("EachRow with fn error: %v after %d rows, want stop after 1", err, n)
+	}
+}
+
+func TestRecoverInflight(t *testing.T) {
+	ctx := context.Background()
+	l := openLedger(t, Options{})
+	b, want := mixedBatch(t, l)
+	other, _ := ingest(t, l, "other", rowsFor("o", 3))
+	ow := newWriter(t, l, other.Seq)
+	markInflight(t, ow, 2)
+	closeWriter(t, ow)
+
+	before := map[int]Row{}
+	for line := range want {
+		before[line] = getRow(t, l, b.Seq, line)
+	}
+	var wantMoved int64
+	for _, s := range want {
+		if s == StateInflight {
+			wantMoved++
+		}
+	}
+	n, err := l.RecoverInflight(ctx, b.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != wantMoved || n == 0 {
+		t.Errorf("RecoverInflight moved %d, want %d", n, wantMoved)
+	}
+	for line, s := range want {
+		got := getRow(t, l, b.Seq, line)
+		if s != StateInflight {
+			if !reflect.DeepEqual(got, before[line]) {
+				t.Errorf("line %d (%s) changed: %+v", line, s, got)
+			}
+			continue
+		}
+		if got.State != StateUnknown || !strings.Contains(got.Message, "interrupted") || got.Attempts != 1 {
+			t.Errorf("line %d = %+v, want unknown, interrupted, attempts kept", line, got)
+		}
+	}
+	if s := getRow(t, l, other.Seq, 2).State; s != StateInflight {
+		t.Errorf("other batch's inflight row = %s, want untouched", s)
+	}
+	if n, err := l.RecoverInflight(ctx, b.Seq); err != nil || n != 0 {
+		t.Errorf("second RecoverInflight = %d, %v; want 0, nil", n, err)
+	}
+}
+
+func TestMove(t *testing.T) {
+	ctx := context.Background()
+	l := openLedger(t, Options{})
+	rows := rowsFor("h", 12) // operators cycle 1..3 by line
+	b, _ := ingest(t, l, "b1", rows)
+	w := newWriter(t, l, b.Seq)
+	for _, r := range rows {
+		record(t, w, Update{Line: r.Line, To: StateHeld, Code: -1, Message: "operator down"})
+	}
+	closeWriter(t, w)
+
+	n, err := l.Move(ctx, b.Seq, StateHeld, StateQueued, 2, "operator back")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 4 {
+		t.Errorf("Move for operator 2 moved %d, want 4", n)
+	}
+	for _, r := range rows {
+		got := getRow(t, l, b.Seq, r.Line)
+		want := StateHeld
+		if r.Operator == 2 {
+			want = StateQueued
+		}
+		if got.State != want {
+			t.Errorf("line %d (operator %d) = %s, want %s", r.Line, r.Operator, got.State, want)
+		}
+	}
+	n, err = l.Move(ctx, b.Seq, StateHeld, StateQueued, 0, "")
+	if err != nil || n != 8 {
+		t.Errorf("Move for every operator = %d, %v; want 8", n, err)
+	}
+
+	for _, tc := range []struct{ from, to State }{
+		{StateSuccess, StateQueued},
+		{StateQueued, StateSuccess},
+		{StateFailed, StateInflight},
+		{StateRejected, StateQueued},
+	} {
+		t.Run(string(tc.from)+" to "+string(tc.to), func(t *testing.T) {
+			n, err := l.Move(ctx, b.Seq, tc.from, tc.to, 0, "")
+			if !errors.Is(err, ErrTransition) || n != 0 {
+				t.Errorf("Move = %d, %v; want 0, ErrTransition", n, err)
+			}
+		})
+	}
+	if c := counts(t, l, b.Seq); c[StateQueued].Rows != 12 {
+		t.Errorf("counts = %v, want 12 queued", c)
+	}
+}
+
+func TestBatchResolve(t *testing.T) {
+	ctx := context.Background()
+	l := openLedger(t, Options{})
+	if _, err := l.Batch(ctx, ""); !errors.Is(err, ErrNoBatch) {
+		t.Errorf(`empty ledger: Batch("") = %v, want ErrNoBatch`, err)
+	}
+	if _, err := l.Batch(ctx, "latest"); !errors.Is(err, ErrNoBatch) {
+		t.Errorf(`empty ledger: Batch("latest") = %v, want ErrNoBatch`, err)
+	}
+	first, _ := ingest(t, l, "first", rowsFor("f", 1))
+	for _, id := range []string{"", "latest", "first"} {
+		got, err := l.Batch(ctx, id)
+		if err != nil || got.Seq != first.Seq {
+			t.Errorf("one batch: Batch(%q) = %+v, %v; want first", id, got, err)
+		}
+	}
+	second, _ := ingest(t, l, "second", rowsFor("s", 1))
+	third, _ := ingest(t, l, "third", rowsFor("t", 1))
+	for _, tc := range []struct {
+		id      string
+		want    int64
+		wantErr error
+	}{
+		{"", 0, ErrAmbiguousBatch},
+		{"latest", third.Seq, nil},
+		{"first", first.Seq, nil},
+		{"second", second.Seq, nil},
+		{"nope", 0, ErrNoBatch},
+	} {
+		t.Run("id "+tc.id, func(t *testing.T) {
+			got, err := l.Batch(ctx, tc.id)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Batch(%q) error = %v, want %v", tc.id, err, tc.wantErr)
+			}
+			if err == nil && got.Seq != tc.want {
+				t.Errorf("Batch(%q) = seq %d, want %d", tc.id, got.Seq, tc.want)
+			}
+			if tc.wantErr == ErrAmbiguousBatch && !strings.Contains(err.Error(), "--batch") {
+				t.Errorf("error %q gives no hint", err)
+			}
+		})
+	}
+	bs, err := l.Batches(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, b := range bs {
+		ids = append(ids, b.ID)
+	}
+	if want := []string{"first", "second", "third"}; !reflect.DeepEqual(ids, want) {
+		t.Errorf("Batches = %v, want %v", ids, want)
+	}
+}

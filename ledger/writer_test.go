@@ -1,0 +1,372 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+)
+
+// newWriter starts a writer for seq and closes it when the test ends.
+func newWriter(t *testing.T, l *Ledger, seq int64) *Writer {
+	t.Helper()
+	w, err := l.NewWriter(context.Background(), seq)
+	if err != nil {
+		t.Fatalf("NewWriter: %v", err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w
+}
+
+// closeWriter closes w (Close may be called once), failing on error.
+func closeWriter(t *testing.T, w *Writer) {
+	t.Helper()
+	if err := w.Close(); err != nil {
+		t.Fatalf("Writer.Close: %v", err)
+	}
+}
+
+func markInflight(t *testing.T, w *Writer, line int) {
+	t.Helper()
+	if err := w.MarkInflight(context.Background(), line); err != nil {
+		t.Fatalf("MarkInflight(%d): %v", line, err)
+	}
+}
+
+func record(t *testing.T, w *Writer, u Update) {
+	t.Helper()
+	if err := w.Record(u); err != nil {
+		t.Fatalf("Record(%+v): %v", u, err)
+	}
+}
+
+func flush(t *testing.T, w *Writer) {
+	t.Helper()
+	if err := w.Flush(context.Background()); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+}
+
+func attempts(t *testing.T, l *Ledger, seq int64) []AttemptRow {
+	t.Helper()
+	var out []AttemptRow
+	if err := l.EachAttempt(context.Background(), seq, func(a *AttemptRow) error {
+		out = append(out, *a)
+		return nil
+	}); err != nil {
+		t.Fatalf("EachAttempt: %v", err)
+	}
+	return out
+}
+
+func TestWriterSuccess(t *testing.T) {
+	c := newClock()
+	l := openLedger(t, Options{Now: c.now})
+	b, _ := ingest(t, l, "b1", rowsFor("w", 3))
+	w := newWriter(t, l, b.Seq)
+
+	sent := c.now()
+	markInflight(t, w, 2)
+	// MarkInflight is committed when it returns: readers see it at once.
+	if got := getRow(t, l, b.Seq, 2); got.State != StateInflight || got.Attempts != 1 || !got.FirstSent.Equal(sent) {
+		t.Errorf("after MarkInflight: %s attempts=%d first_sent=%v, want inflight 1 %v", got.State, got.Attempts, got.FirstSent, sent)
+	}
+	c.advance(time.Second)
+	at := c.now()
+	a := &Attempt{Kind: "recharge", At: at, Latency: 340 * time.Millisecond, HTTPStatus: 200, Code: 1, Class: "success", Message: "Recharge success"}
+	record(t, w, Update{Line: 2, To: StateSuccess, Code: 1, Message: "Recharge success", TxnID: "TXN123", Attempt: a})
+	flush(t, w)
+
+	got := getRow(t, l, b.Seq, 2)
+	if got.State != StateSuccess || got.ResponseCode != 1 || got.Message != "Recharge success" ||
+		got.ProviderTxnID != "TXN123" || got.Attempts != 1 || !got.FirstSent.Equal(sent) || !got.Updated.Equal(at) {
+		t.Errorf("row = %+v, want success code 1 txn TXN123 attempts 1 first sent %v updated %v", got, sent, at)
+	}
+	want := []AttemptRow{{Line: 2, Attempt: *a, State: StateSuccess}}
+	if gotA := attempts(t, l, b.Seq); !reflect.DeepEqual(gotA, want) {
+		t.Errorf("attempts = %+v, want %+v", gotA, want)
+	}
+
+	// An unknown row goes out again under the same referenceid: attempts
+	// counts up, first_sent stays, and an enquiry without a txn id or code
+	// keeps what the row had.
+	markInflight(t, w, 3)
+	record(t, w, Update{Line: 3, To: StateUnknown, Code: -1, Message: "timeout", TxnID: "T3",
+		Attempt: &Attempt{Kind: "recharge", At: at, Code: -1, Class: "unknown"}})
+	flush(t, w)
+	first := getRow(t, l, b.Seq, 3).FirstSent
+	c.advance(time.Minute)
+	markInflight(t, w, 3)
+	record(t, w, Update{Line: 3, To: StateSuccess, Code: -1, Message: "status 1", Attempt: &Attempt{Kind: "status", Code: -1, Class: "success"}})
+	flush(t, w)
+	got = getRow(t, l, b.Seq, 3)
+	if got.State != StateSuccess || got.Attempts != 2 || !got.FirstSent.Equal(first) || got.ProviderTxnID != "T3" || got.ResponseCode != -1 {
+		t.Errorf("resent row = %+v, want success attempts 2 first sent %v txn T3 code -1", got, first)
+	}
+	var kinds []string
+	for _, a := range attempts(t, l, b.Seq) {
+		if a.Line == 3 {
+			kinds = append(kinds, a.Kind+":"+string(a.State))
+			if a.Code != -1 {
+				t.Errorf("attempt code = %d, want -1 (none)", a.Code)
+			}
+		}
+	}
+	if want := []string{"recharge:unknown", "status:success"}; !reflect.DeepEqual(kinds, want) {
+		t.Errorf("line 3 attempts = %v, want %v", kinds, want)
+	}
+
+	if err := w.Refused(); err != nil {
+		t.Errorf("Refused() = %v, want nil", err)
+	}
+	closeWriter(t, w)
+}
+
+func TestWriterMarkInflightRefused(t *testing.T) {
+	ctx := context.Background()
+	l := openLedger(t, Options{})
+	b, _ := ingest(t, l, "b1", append(rowsFor("m", 3), IngestRow{Line: 9, Raw: []string{"x"},
+		Problem: &Problem{Code: "bad", Column: "amount", Message: "bad"}}))
+	w := newWriter(t, l, b.Seq)
+	markInflight(t, w, 2)
+	record(t, w, Update{Line: 2, To: StateSuccess, Code: 1, Message: "ok"})
+	markInflight(t, w, 3) // inflight already: a second send must not start
+	flush(t, w)
+
+	for _, tc := range []struct {
+		name string
+		line int
+	}{
+		{"success row", 2},
+		{"inflight row", 3},
+		{"rejected row", 9},
+		{"missing row", 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, _ := l.Row(ctx, b.Seq, tc.line)
+			err := w.MarkInflight(ctx, tc.line)
+			if !errors.Is(err, ErrTransition) {
+				t.Fatalf("MarkInflight: %v, want ErrTransition", err)
+			}
+			after, _ := l.Row(ctx, b.Seq, tc.line)
+			if !reflect.DeepEqual(after, before) {
+				t.Errorf("row changed:\n got %+v\nwant %+v", after, before)
+			}
+		})
+	}
+	closeWriter(t, w)
+}
+
+func TestWriterRecordRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup []State // moves applied (through MarkInflight for inflight) first
+		to    State
+	}{
+		{"success to queued", []State{StateInflight, StateSuccess}, StateQueued},
+		{"success to inflight", []State{StateInflight, StateSuccess}, StateInflight},
+		{"failed to success", []State{StateInflight, StateFailed}, StateSuccess},
+		{"queued to success", nil, StateSuccess},
+		{"queued to rejected", nil, StateRejected},
+		{"unknown state", nil, State("bogus")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := openLedger(t, Options{})
+			b, _ := ingest(t, l, "b1", rowsFor("r", 2))
+			w := newWriter(t, l, b.Seq)
+			for _, s := range tc.setup {
+				if s == StateInflight {
+					markInflight(t, w, 2)
+					continue
+				}
+				record(t, w, Update{Line: 2, To: s, Code: 1, Message: "setup", TxnID: "T1"})
+			}
+			flush(t, w)
+			before := getRow(t, l, b.Seq, 2)
+			if err := w.Record(Update{Line: 2, To: tc.to, Code: 7, Message: "should not land", TxnID: "T2"}); err != nil {
+				t.Fatalf("Record: %v", err)
+			}
+			flush(t, w)
+			if got := getRow(t, l, b.Seq, 2); !reflect.DeepEqual(got, before) {
+				t.Errorf("row changed:\n got %+v\nwant %+v", got, before)
+			}
+			err := w.Refused()
+			if !errors.Is(err, ErrTransition) {
+				t.Errorf("Refused() = %v, want ErrTransition", err)
+			}
+			// A refused update does not poison the writer.
+			markInflight(t, w, 3)
+			if err := w.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+			if s := getRow(t, l, b.Seq, 3).State; s != StateInflight {
+				t.Errorf("line 3 = %s, want inflight", s)
+			}
+		})
+	}
+}
+
+func TestWriterFlushVisibility(t *testing.T) {
+	l := openLedger(t, Options{})
+	b, _ := ingest(t, l, "b1", rowsFor("f", 200))
+	w := newWriter(t, l, b.Seq)
+	for line := 2; line <= 201; line++ {
+		markInflight(t, w, line)
+	}
+	for line := 2; line <= 201; line++ {
+		to := StateSuccess
+		if line%2 == 1 {
+			to = StateFailed
+		}
+		record(t, w, Update{Line: line, To: to, Code: 1, Message: "done"})
+	}
+	flush(t, w)
+	c := counts(t, l, b.Seq)
+	if c[StateSuccess].Rows != 100 || c[StateFailed].Rows != 100 || c[StateInflight].Rows != 0 {
+		t.Errorf("counts after Flush = %v, want 100 success 100 failed", c)
+	}
+	closeWriter(t, w)
+}
+
+func TestWriterConcurrent(t *testing.T) {
+	const (
+		n       = 5000
+		workers = 32
+	)
+	ctx := context.Background()
+	l := openLedger(t, Options{})
+	rows := rowsFor("cc", n)
+	var wantPaise int64
+	for _, r := range rows {
+		wantPaise += r.AmountPaise
+	}
+	t0 := time.Now()
+	b, _ := ingest(t, l, "b1", rows)
+	t.Logf("ingest %v", time.Since(t0))
+	t0 = time.Now()
+	defer func() { t.Logf("rest %v", time.Since(t0)) }()
+	w := newWriter(t, l, b.Seq)
+
+	lines := make(chan int)
+	go func() {
+		defer close(lines)
+		for _, r := range rows {
+			lines <- r.Line
+		}
+	}()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for line := range lines {
+				if err := w.MarkInflight(ctx, line); err != nil {
+					fail(fmt.Errorf("MarkInflight(%d): %w", line, err))
+					continue
+				}
+				att := func(s string) *Attempt { return &Attempt{Kind: "recharge", Code: 1, Class: s} }
+				var err error
+				switch line % 3 {
+				case 0:
+					err = w.Record(Update{Line: line, To: StateSuccess, Code: 1, TxnID: fmt.Sprint("T", line), Attempt: att("success")})
+				case 1:
+					err = w.Record(Update{Line: line, To: StateFailed, Code: 2, Attempt: att("failed")})
+				default:
+					// Pending, then settled by an enquiry.
+					err = w.Record(Update{Line: line, To: StatePending, Code: 0, Attempt: att("pending")})
+					if err == nil {
+						err = w.Record(Update{Line: line, To: StateSuccess, Code: -1, Attempt: &Attempt{Kind: "status", Code: -1, Class: "success"}})
+					}
+				}
+				if err != nil {
+					fail(fmt.Errorf("Record(%d): %w", line, err))
+				}
+				if line%97 == 0 {
+					if err := w.Flush(ctx); err != nil {
+						fail(fmt.Errorf("Flush: %w", err))
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if len(errs) > 0 {
+		t.Fatalf("%d errors, first: %v", len(errs), errs[0])
+	}
+	if err := w.Refused(); err != nil {
+		t.Fatalf("Refused() = %v", err)
+	}
+
+	c := counts(t, l, b.Seq)
+	if tot := c.Total(); tot.Rows != n || tot.Paise != wantPaise {
+		t.Errorf("Counts.Total = %+v, want %d rows %d paise", tot, n, wantPaise)
+	}
+	var final Tally
+	for s, v := range c {
+		if !s.Final() {
+			t.Errorf("%d rows in %s, want every row final", v.Rows, s)
+		}
+		final.Rows += v.Rows
+		final.Paise += v.Paise
+	}
+	if final.Rows != n || final.Paise != wantPaise {
+		t.Errorf("final tally %+v, want %d rows %d paise", final, n, wantPaise)
+	}
+	if err := l.EachRow(ctx, b.Seq, func(r *Row) error {
+		if r.Attempts != 1 {
+			return fmt.Errorf("line %d: attempts %d, want 1", r.Line, r.Attempts)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	var nAttempts int
+	if err := l.EachAttempt(ctx, b.Seq, func(*AttemptRow) error { nAttempts++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	pendingLines := 0
+	for _, r := range rows {
+		if r.Line%3 == 2 {
+			pendingLines++
+		}
+	}
+	if want := n + pendingLines; nAttempts != want {
+		t.Errorf("%d attempts logged, want %d", nAttempts, want)
+	}
+	integrityCheck(t, l.Path())
+}
+
+func TestWriterMarkInflightCanceled(t *testing.T) {
+	l := openLedger(t, Options{})
+	b, _ := ingest(t, l, "b1", rowsFor("x", 2))
+	w := newWriter(t, l, b.Seq)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	// Either the op was queued (and then applied: inflight) or refused
+	// with ctx.Err() and the row untouched; never an error with the row moved.
+	err := w.MarkInflight(ctx, 2)
+	flush(t, w)
+	got := getRow(t, l, b.Seq, 2).State
+	switch {
+	case err == nil && got == StateInflight:
+	case errors.Is(err, context.Canceled) && got == StateQueued:
+	default:
+		t.Errorf("MarkInflight on canceled ctx = %v with row %s", err, got)
+	}
+	closeWriter(t, w)
+}

@@ -1,0 +1,48 @@
+// Package reports turns a batch's ledger into the reports finance acts on
+// (SPEC section 6) and reconciles the ledger against a provider statement.
+//
+// Build computes a Summary from the ledger in one pass over the rows and one
+// over the attempts log: counts and amounts by state, by operator and by
+// response code, the money still at risk (rows not final), and the run's
+// duration, throughput and latency. Reconcile compares it with a Statement
+// read by ReadStatement. Write renders the files (report.json, rows.csv,
+// rejects.csv, reconciliation.csv when a statement was given, summary.md,
+// report.html); the per-row files are streamed from the ledger again, so a
+// million-row batch is never held in memory. WriteMetrics renders the figures
+// for node_exporter's textfile collector.
+//
+// Reconciliation rules. A ledger row matches the statement entry with
+// refid = referenceid. Statement status "1" is success, "0" failed, "2"
+// pending, and refunded "1" turns a success into refunded. Compared with the
+// ledger state:
+//
+//   - success matches success; refunded matches refunded or failed ("0" is
+//     "failed, or taken and returned"); failed matches failed or refunded
+//     (in both no money was kept).
+//   - pending matches pending. duplicate, unknown and inflight rows are not
+//     resolved here: whatever the statement says is a status_mismatch noted
+//     "unresolved here: run aopbatch resolve", so nothing unsettled passes
+//     as matched.
+//   - queued and held rows were never sent: absent from the statement they
+//     are not_sent; present, they are a status_mismatch (someone sent them).
+//   - rejected and conflict rows were never sent and do not hold their
+//     referenceid: they are not_sent and never looked up.
+//   - When both status and amount differ the row is a status_mismatch (the
+//     note says the amount differs too): the status decides who holds money.
+//   - A sent row absent from the statement is missing_in_statement.
+//   - A statement entry no row of this batch holds is missing_in_ledger,
+//     unless another batch of the same ledger holds it (in_other_batch, not
+//     a mismatch: a statement covers a time range, not a batch).
+//   - Each extra occurrence of a refid is duplicated_in_statement; the first
+//     is compared as usual.
+//
+// Every ledger row lands in exactly one of matched, amount_mismatch,
+// status_mismatch, missing_in_statement and not_sent, so those add up to
+// counts.total. Control totals compare the ledger's success amount with the
+// statement's (first occurrences of refids of this batch or of none);
+// difference = statement - ledger, positive when the provider kept more
+// than the ledger says.
+//
+// Every CSV cell written that begins with '=', '+', '-', '@', tab or CR gets a
+// leading "'" so a spreadsheet shows it as text rather than running it.
+package reports

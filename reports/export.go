@@ -1,0 +1,135 @@
+package reports
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// ExportOptions tune Export.
+type ExportOptions struct {
+	// KeepRefs keeps the referenceid column; by default it is blank, so a
+	// person chooses new referenceids (re-sending under the old one would
+	// be answered "duplicate").
+	KeepRefs bool
+}
+
+// ExportResult says what Export wrote.
+type ExportResult struct {
+	Rows        int64
+	RefColumn   bool  // the batch's header has a referenceid column
+	BlankedRefs bool  // and it was left blank
+	Rebuilt     int64 // rows rebuilt from the recorded request (the rest from their cells)
+}
+
+const exportPage = 1000
+
+// Export writes the rows of batch b in state st as an input CSV under the
+// batch's own header, so they can be corrected and sent as a new batch.
+// Cells come from the row as it was read when the ledger kept it (rejected
+// and conflict rows), otherwise from the request body the ledger recorded.
+// Cells are defused against formula injection like every CSV written here.
+func Export(ctx context.Context, l *ledger.Ledger, b ledger.Batch, st ledger.State, w io.Writer, o ExportOptions) (ExportResult, error) {
+	var res ExportResult
+	if !st.Valid() {
+		return res, fmt.Errorf("export: unknown state %q", st)
+	}
+	if len(b.Header) == 0 {
+		return res, fmt.Errorf("export batch %s: the ledger has no header for it", b.ID)
+	}
+	refCol := -1
+	names := make([]string, len(b.Header))
+	for i, h := range b.Header {
+		names[i] = normName(h)
+		if names[i] == "referenceid" && refCol < 0 {
+			refCol = i
+		}
+	}
+	res.RefColumn = refCol >= 0
+	res.BlankedRefs = res.RefColumn && !o.KeepRefs
+	c := newCSV(w)
+	if err := c.write(append([]string(nil), b.Header...)); err != nil {
+		return res, err
+	}
+	rec := make([]string, len(b.Header))
+	after := 0
+	for {
+		rows, err := l.Page(ctx, b.Seq, st, after, exportPage)
+		if err != nil {
+			return res, fmt.Errorf("export batch %s: %w", b.ID, err)
+		}
+		for i := range rows {
+			r := &rows[i]
+			after = r.Line
+			if r.Raw != nil {
+				for j := range rec {
+					rec[j] = ""
+					if j < len(r.Raw) {
+						rec[j] = r.Raw[j]
+					}
+				}
+			} else {
+				cells, err := requestCells(r)
+				if err != nil {
+					return res, fmt.Errorf("export batch %s line %d: %w", b.ID, r.Line, err)
+				}
+				for j, n := range names {
+					rec[j] = cells[n]
+				}
+				res.Rebuilt++
+			}
+			if res.BlankedRefs {
+				rec[refCol] = ""
+			}
+			if err := c.write(rec); err != nil {
+				return res, err
+			}
+			res.Rows++
+		}
+		if len(rows) < exportPage {
+			break
+		}
+	}
+	return res, c.flush()
+}
+
+// requestCells flattens the recorded request body into input cells by
+// normalised column name: the top-level fields and those of bill_fetch.
+func requestCells(r *ledger.Row) (map[string]string, error) {
+	cells := map[string]string{}
+	if len(r.Request) == 0 {
+		return nil, errors.New("the ledger has neither the row's cells nor its request")
+	}
+	dec := json.NewDecoder(bytes.NewReader(r.Request))
+	dec.UseNumber()
+	var body map[string]any
+	if err := dec.Decode(&body); err != nil {
+		return nil, fmt.Errorf("read recorded request: %w", err)
+	}
+	var flatten func(m map[string]any)
+	flatten = func(m map[string]any) {
+		for k, v := range m {
+			switch v := v.(type) {
+			case map[string]any:
+				flatten(v)
+			case string:
+				cells[normName(k)] = v
+			case json.Number:
+				cells[normName(k)] = v.String()
+			case bool:
+				cells[normName(k)] = strconv.FormatBool(v)
+			}
+		}
+	}
+	flatten(body)
+	if r.AmountPaise > 0 {
+		cells["amount"] = rupees(r.AmountPaise)
+	}
+	return cells, nil
+}

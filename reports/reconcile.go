@@ -1,0 +1,337 @@
+package reports
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// Category is how reconciliation classifies a ledger row or statement entry.
+type Category string
+
+// Categories; see the package doc for the rules.
+const (
+	Matched               Category = "matched"
+	AmountMismatch        Category = "amount_mismatch"
+	StatusMismatch        Category = "status_mismatch"
+	MissingInStatement    Category = "missing_in_statement"
+	MissingInLedger       Category = "missing_in_ledger"
+	DuplicatedInStatement Category = "duplicated_in_statement"
+	// NotSent rows were never sent (rejected, conflict, queued, held) and are
+	// not on the statement: nothing to reconcile.
+	NotSent Category = "not_sent"
+	// InOtherBatch entries belong to another batch of the same ledger.
+	InOtherBatch Category = "in_other_batch"
+)
+
+// maxListedPerCategory bounds Reconciliation.Discrepancies per category;
+// reconciliation.csv has them all.
+const maxListedPerCategory = 20
+
+// ControlTotals sets the ledger's success total beside the statement's.
+type ControlTotals struct {
+	LedgerSuccessRows     int64 `json:"ledger_success_rows"`
+	LedgerSuccessPaise    int64 `json:"ledger_success_paise"`
+	StatementSuccessRows  int64 `json:"statement_success_rows"`
+	StatementSuccessPaise int64 `json:"statement_success_paise"`
+	// DifferencePaise is statement minus ledger: positive when the provider
+	// kept more than the ledger says it paid.
+	DifferencePaise int64 `json:"difference_paise"`
+}
+
+// Reconciliation is the outcome of comparing the ledger with a statement.
+// Performed is false (and every figure zero) when no statement was given.
+type Reconciliation struct {
+	Performed             bool              `json:"performed"`
+	StatementRows         int64             `json:"statement_rows"`
+	StatementColumns      map[string]string `json:"statement_columns,omitempty"`
+	Matched               int64             `json:"matched"`
+	AmountMismatch        int64             `json:"amount_mismatch"`
+	StatusMismatch        int64             `json:"status_mismatch"`
+	MissingInStatement    int64             `json:"missing_in_statement"`
+	MissingInLedger       int64             `json:"missing_in_ledger"`
+	DuplicatedInStatement int64             `json:"duplicated_in_statement"`
+	NotSent               int64             `json:"not_sent"`
+	InOtherBatch          int64             `json:"in_other_batch"`
+	ControlTotals         ControlTotals     `json:"control_totals"`
+	// Discrepancies lists the first rows of each category other than
+	// matched, not_sent and in_other_batch (at most 20 each).
+	Discrepancies []Discrepancy `json:"discrepancies"`
+}
+
+// Discrepancy is one classified row: a ledger row, a statement entry, or
+// both when they were compared.
+type Discrepancy struct {
+	Category             Category     `json:"category"`
+	Line                 int          `json:"line,omitempty"` // 0: not in this batch
+	ReferenceID          string       `json:"referenceid"`
+	State                ledger.State `json:"state,omitempty"`
+	AmountPaise          int64        `json:"amount_paise"`
+	ProviderTxnID        string       `json:"provider_txnid,omitempty"`
+	StatementLine        int          `json:"statement_line,omitempty"` // 0: not on the statement
+	StatementStatus      string       `json:"statement_status,omitempty"`
+	StatementAmountPaise int64        `json:"statement_amount_paise"`
+	StatementTxnID       string       `json:"statement_txnid,omitempty"`
+	Note                 string       `json:"note,omitempty"`
+
+	their TheirStatus
+	first bool // the first occurrence of its refid on the statement
+}
+
+// reconState is what Write needs to classify the rows again while it
+// streams them: the statement and which of its entries other batches hold.
+type reconState struct {
+	st    *Statement
+	other []bool // by entry: held by a row of another batch
+}
+
+func (s *Summary) count(c Category) *int64 {
+	r := &s.Reconciliation
+	switch c {
+	case Matched:
+		return &r.Matched
+	case AmountMismatch:
+		return &r.AmountMismatch
+	case StatusMismatch:
+		return &r.StatusMismatch
+	case MissingInStatement:
+		return &r.MissingInStatement
+	case MissingInLedger:
+		return &r.MissingInLedger
+	case DuplicatedInStatement:
+		return &r.DuplicatedInStatement
+	case NotSent:
+		return &r.NotSent
+	}
+	return &r.InOtherBatch
+}
+
+// Reconcile compares the batch's rows with statement st, filling
+// s.Reconciliation. Write then also writes reconciliation.csv, one line per
+// row and per statement entry the batch does not hold.
+func (s *Summary) Reconcile(ctx context.Context, l *ledger.Ledger, st *Statement) error {
+	if st == nil {
+		return errors.New("reconcile: no statement")
+	}
+	rc := &reconState{st: st}
+	r := Reconciliation{
+		Performed:        true,
+		StatementRows:    int64(st.Len()),
+		StatementColumns: st.Columns(),
+		Discrepancies:    []Discrepancy{},
+		ControlTotals: ControlTotals{
+			LedgerSuccessRows:  s.Counts.Success,
+			LedgerSuccessPaise: s.AmountsPaise.Success,
+		},
+	}
+	s.Reconciliation = r
+	listed := map[Category]int{}
+	err := s.walk(ctx, l, rc, func(d *Discrepancy) error {
+		*s.count(d.Category)++
+		ct := &s.Reconciliation.ControlTotals
+		if d.first && d.their == TheirSuccess && d.Category != InOtherBatch {
+			ct.StatementSuccessRows++
+			ct.StatementSuccessPaise += d.StatementAmountPaise
+		}
+		switch d.Category {
+		case Matched, NotSent, InOtherBatch:
+		default:
+			if listed[d.Category] < maxListedPerCategory {
+				listed[d.Category]++
+				s.Reconciliation.Discrepancies = append(s.Reconciliation.Discrepancies, *d)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.Reconciliation = Reconciliation{Discrepancies: []Discrepancy{}}
+		return fmt.Errorf("reconcile batch %s: %w", s.Batch, err)
+	}
+	ct := &s.Reconciliation.ControlTotals
+	ct.DifferencePaise = ct.StatementSuccessPaise - ct.LedgerSuccessPaise
+	s.recon = rc
+	return nil
+}
+
+// walk classifies every row of the batch (in line order), then every
+// statement entry no row of the batch holds (in statement order), calling fn
+// for each. The first walk works out which entries other batches hold.
+func (s *Summary) walk(ctx context.Context, l *ledger.Ledger, rc *reconState, fn func(*Discrepancy) error) error {
+	st := rc.st
+	seen := make([]bool, st.Len())
+	unseen := 0
+	err := l.EachRow(ctx, s.seq, func(r *ledger.Row) error {
+		d := Discrepancy{
+			Line: r.Line, ReferenceID: r.ReferenceID, State: r.State, AmountPaise: r.AmountPaise,
+			ProviderTxnID: r.ProviderTxnID,
+		}
+		if r.State == ledger.StateRejected || r.State == ledger.StateConflict {
+			// Never sent, and the referenceid is not theirs to hold: an
+			// entry under it belongs to another row.
+			d.Category = NotSent
+			return fn(&d)
+		}
+		pos, n := st.find(r.ReferenceID)
+		if n == 0 {
+			d.Category, d.Note = missing(r.State)
+			return fn(&d)
+		}
+		i := st.byRef[pos]
+		e := &st.entries[i]
+		seen[i] = true
+		d.first = true
+		d.their = e.status
+		d.StatementLine = int(e.line)
+		d.StatementStatus = e.status.String()
+		d.StatementAmountPaise = e.amount
+		d.StatementTxnID = st.str(e.txn)
+		ok, note := statusMatches(r.State, e.status)
+		switch {
+		case !ok:
+			d.Category, d.Note = StatusMismatch, note
+			if e.amount != r.AmountPaise {
+				d.Note += fmt.Sprintf("; the amount differs too (statement %s)", rupees(e.amount))
+			}
+		case e.amount != r.AmountPaise:
+			d.Category = AmountMismatch
+			d.Note = fmt.Sprintf("ledger %s, statement %s", rupees(r.AmountPaise), rupees(e.amount))
+		default:
+			d.Category = Matched
+		}
+		if n > 1 {
+			if d.Note != "" {
+				d.Note += "; "
+			}
+			d.Note += fmt.Sprintf("refid is on the statement %d times", n)
+		}
+		return fn(&d)
+	})
+	if err != nil {
+		return err
+	}
+	for i := range seen {
+		if !seen[i] && st.byRef[firstPos(st, i)] == int32(i) {
+			unseen++
+		}
+	}
+	if rc.other == nil {
+		rc.other = make([]bool, st.Len())
+		if unseen > 0 {
+			if err := s.findInOtherBatches(ctx, l, rc, seen, unseen); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range st.entries {
+		e := &st.entries[i]
+		pos := firstPos(st, i)
+		first := int(st.byRef[pos])
+		if first == i && seen[i] {
+			continue // compared with its row above
+		}
+		d := Discrepancy{
+			ReferenceID: st.str(e.ref), StatementLine: int(e.line), StatementStatus: e.status.String(),
+			StatementAmountPaise: e.amount, StatementTxnID: st.str(e.txn), their: e.status, first: first == i,
+		}
+		switch {
+		case first != i && rc.other[first]:
+			d.Category, d.Note = InOtherBatch, "another batch of this ledger holds this referenceid; repeats statement line "+st.entries[first].lineText()
+		case first != i:
+			d.Category, d.Note = DuplicatedInStatement, "repeats statement line "+st.entries[first].lineText()
+		case rc.other[i]:
+			d.Category, d.Note = InOtherBatch, "another batch of this ledger holds this referenceid"
+		default:
+			d.Category, d.Note = MissingInLedger, "no row of the ledger has this referenceid"
+		}
+		if err := fn(&d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// firstPos is the position in byRef of the first entry sharing entry i's refid.
+func firstPos(st *Statement, i int) int {
+	pos, _ := st.find(st.str(st.entries[i].ref))
+	return pos
+}
+
+// findInOtherBatches marks the statement entries (first occurrences not
+// seen in this batch) that a sendable row of another batch holds.
+func (s *Summary) findInOtherBatches(ctx context.Context, l *ledger.Ledger, rc *reconState, seen []bool, unseen int) error {
+	batches, err := l.Batches(ctx)
+	if err != nil {
+		return err
+	}
+	errDone := errors.New("all found")
+	for _, b := range batches {
+		if b.Seq == s.seq {
+			continue
+		}
+		err := l.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
+			if r.State == ledger.StateRejected || r.State == ledger.StateConflict {
+				return nil
+			}
+			pos, n := rc.st.find(r.ReferenceID)
+			if n == 0 {
+				return nil
+			}
+			i := rc.st.byRef[pos]
+			if !seen[i] && !rc.other[i] {
+				rc.other[i] = true
+				unseen--
+				if unseen == 0 {
+					return errDone
+				}
+			}
+			return nil
+		})
+		if errors.Is(err, errDone) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// missing classifies a row the statement does not have.
+func missing(s ledger.State) (Category, string) {
+	switch s {
+	case ledger.StateQueued, ledger.StateHeld:
+		return NotSent, ""
+	case ledger.StatePending, ledger.StateDuplicate, ledger.StateUnknown, ledger.StateInflight:
+		return MissingInStatement, "unresolved here: run aopbatch resolve"
+	case ledger.StateFailed:
+		return MissingInStatement, "failed here: nothing taken according to the ledger"
+	}
+	return MissingInStatement, ""
+}
+
+// statusMatches compares the ledger's state with the statement's outcome.
+func statusMatches(s ledger.State, t TheirStatus) (bool, string) {
+	switch s {
+	case ledger.StateSuccess:
+		if t == TheirSuccess {
+			return true, ""
+		}
+	case ledger.StateRefunded, ledger.StateFailed:
+		// "0" is "failed, or taken and returned"; either way no money kept.
+		if t == TheirFailed || t == TheirRefunded {
+			return true, ""
+		}
+	case ledger.StatePending:
+		if t == TheirPending {
+			return true, ""
+		}
+		return false, fmt.Sprintf("ledger pending, statement %s: unresolved here: run aopbatch resolve", t)
+	case ledger.StateDuplicate, ledger.StateUnknown, ledger.StateInflight:
+		return false, fmt.Sprintf("ledger %s, statement %s: unresolved here: run aopbatch resolve", s, t)
+	case ledger.StateQueued, ledger.StateHeld:
+		return false, fmt.Sprintf("ledger %s (never sent), statement %s: find out who sent it before sending it again", s, t)
+	}
+	return false, fmt.Sprintf("ledger %s, statement %s", s, t)
+}

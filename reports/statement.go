@@ -1,0 +1,338 @@
+package reports
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"strings"
+)
+
+// StatementColumnNames are our names for a statement's columns, as the
+// status enquiry's data object names them. refid, amount and status are
+// required.
+var StatementColumnNames = []string{"refid", "txnid", "amount", "status", "refunded", "operatorid", "dateadded"}
+
+var requiredStatementColumns = map[string]bool{"refid": true, "amount": true, "status": true}
+
+// TheirStatus is a statement entry's outcome.
+type TheirStatus uint8
+
+// Statement outcomes: status "1", "1" with refunded "1", "0", and "2".
+const (
+	TheirSuccess TheirStatus = iota + 1
+	TheirRefunded
+	TheirFailed
+	TheirPending
+)
+
+// String names the outcome like the ledger's states.
+func (t TheirStatus) String() string {
+	switch t {
+	case TheirSuccess:
+		return "success"
+	case TheirRefunded:
+		return "refunded"
+	case TheirFailed:
+		return "failed"
+	case TheirPending:
+		return "pending"
+	}
+	return ""
+}
+
+// Statement is a provider statement held compactly: the text of every refid
+// and txnid lives in one string, so a million-line statement costs tens of
+// megabytes, not hundreds.
+type Statement struct {
+	text    string
+	entries []stEntry // file order
+	byRef   []int32   // entry indexes sorted by refid, then file order
+	columns map[string]string
+}
+
+type span struct{ off, n uint32 }
+
+type stEntry struct {
+	ref, txn span
+	amount   int64
+	line     int32
+	status   TheirStatus
+}
+
+// StatementError is a statement line that cannot be read.
+type StatementError struct {
+	Line   int
+	Column string // the statement's header name
+	Value  string // at most 40 characters
+	Reason string
+}
+
+func (e *StatementError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "statement line %d", e.Line)
+	if e.Column != "" {
+		fmt.Fprintf(&b, ", column %q", e.Column)
+	}
+	if e.Value != "" || e.Column != "" {
+		fmt.Fprintf(&b, ", value %q", e.Value)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Reason)
+	return b.String()
+}
+
+// Len is the number of entries (data lines) of the statement.
+func (s *Statement) Len() int { return len(s.entries) }
+
+// Columns maps our column names to the statement's header names as found.
+func (s *Statement) Columns() map[string]string { return s.columns }
+
+func (s *Statement) str(sp span) string { return s.text[sp.off : sp.off+sp.n] }
+
+// find returns the first position in byRef holding ref, and how many entries
+// hold it (0 when none).
+func (s *Statement) find(ref string) (int, int) {
+	i := sort.Search(len(s.byRef), func(i int) bool { return s.str(s.entries[s.byRef[i]].ref) >= ref })
+	j := i
+	for j < len(s.byRef) && s.str(s.entries[s.byRef[j]].ref) == ref {
+		j++
+	}
+	return i, j - i
+}
+
+// ParseStatementColumns parses a --statement-columns value,
+// "refid=Reference,amount=Amt", into our name -> their header.
+func ParseStatementColumns(v string) (map[string]string, error) {
+	m := map[string]string{}
+	if strings.TrimSpace(v) == "" {
+		return m, nil
+	}
+	for _, pair := range strings.Split(v, ",") {
+		ours, theirs, ok := strings.Cut(pair, "=")
+		ours, theirs = strings.TrimSpace(ours), strings.TrimSpace(theirs)
+		if !ok || ours == "" || theirs == "" {
+			return nil, fmt.Errorf("statement columns: %q is not name=Header", pair)
+		}
+		if _, dup := m[ours]; dup {
+			return nil, fmt.Errorf("statement columns: %s given twice", ours)
+		}
+		m[ours] = theirs
+	}
+	return m, checkColumnNames(m)
+}
+
+func checkColumnNames(columns map[string]string) error {
+	for ours := range columns {
+		known := false
+		for _, n := range StatementColumnNames {
+			known = known || n == ours
+		}
+		if !known {
+			return fmt.Errorf("statement columns: unknown name %q (known: %s)", ours, strings.Join(StatementColumnNames, ", "))
+		}
+	}
+	return nil
+}
+
+// maxIDBytes bounds a refid or txnid: real ones are a few dozen bytes.
+const maxIDBytes = 256
+
+// ReadStatementFile reads the statement CSV at path; see ReadStatement.
+func ReadStatementFile(path string, columns map[string]string) (*Statement, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read statement: %w", err)
+	}
+	defer f.Close()
+	st, err := ReadStatement(f, columns)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return st, nil
+}
+
+// ReadStatement reads a provider statement CSV with a header row. columns
+// maps our names (StatementColumnNames) to the statement's header names;
+// a name not mapped is looked for under itself. Header names match
+// case-insensitively, ignoring '_', '-' and spaces. Blank lines are
+// skipped. Any unreadable line fails the whole statement with a
+// *StatementError naming line, column and value: reconciling against a
+// statement read in part would report false mismatches.
+func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
+	if err := checkColumnNames(columns); err != nil {
+		return nil, err
+	}
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	cr.ReuseRecord = true
+	header, err := cr.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, errors.New("statement is empty: no header line")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read statement: %w", err)
+	}
+	index := map[string]int{}
+	names := make([]string, len(header))
+	for i, h := range header {
+		names[i] = strings.TrimPrefix(h, "\ufeff")
+		n := normName(h)
+		if n == "" {
+			continue
+		}
+		if _, dup := index[n]; dup {
+			return nil, &StatementError{Line: 1, Column: names[i], Value: names[i], Reason: "header names this column twice"}
+		}
+		index[n] = i
+	}
+	col := map[string]int{}
+	found := map[string]string{}
+	for _, ours := range StatementColumnNames {
+		theirs, mapped := columns[ours]
+		if !mapped {
+			theirs = ours
+		}
+		i, ok := index[normName(theirs)]
+		switch {
+		case ok:
+			col[ours] = i
+			found[ours] = names[i]
+		case mapped || requiredStatementColumns[ours]:
+			hint := ""
+			if !mapped {
+				hint = fmt.Sprintf(" (map it with --statement-columns %s=Header)", ours)
+			}
+			return nil, &StatementError{Line: 1, Reason: fmt.Sprintf("no column %q for %s%s; the header has: %s",
+				theirs, ours, hint, clip(strings.Join(names, ", ")))}
+		default:
+			col[ours] = -1
+		}
+	}
+	st := &Statement{columns: found}
+	var text strings.Builder
+	add := func(v string) (span, error) {
+		if text.Len()+len(v) > math.MaxUint32 {
+			return span{}, errors.New("statement too large")
+		}
+		sp := span{off: uint32(text.Len()), n: uint32(len(v))}
+		text.WriteString(v)
+		return sp, nil
+	}
+	for {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read statement: %w", err)
+		}
+		line, _ := cr.FieldPos(0)
+		if blank(rec) {
+			continue
+		}
+		if len(st.entries) >= math.MaxInt32 {
+			return nil, errors.New("statement too large")
+		}
+		cell := func(ours string) (string, bool) {
+			i := col[ours]
+			if i < 0 || i >= len(rec) {
+				return "", i >= 0
+			}
+			return strings.TrimSpace(rec[i]), false
+		}
+		bad := func(ours, v, reason string) error {
+			return &StatementError{Line: line, Column: found[ours], Value: clip(v), Reason: reason}
+		}
+		for _, ours := range []string{"refid", "amount", "status", "txnid", "refunded"} {
+			if _, short := cell(ours); short {
+				return nil, &StatementError{Line: line, Reason: fmt.Sprintf("has %d cells, the header has %d", len(rec), len(header))}
+			}
+		}
+		var e stEntry
+		e.line = int32(line)
+		ref, _ := cell("refid")
+		if ref == "" {
+			return nil, bad("refid", ref, "empty refid")
+		}
+		if len(ref) > maxIDBytes {
+			return nil, bad("refid", ref, "refid longer than 256 bytes")
+		}
+		amount, _ := cell("amount")
+		if e.amount, err = parseStatementRupees(amount); err != nil {
+			return nil, bad("amount", amount, err.Error())
+		}
+		status, _ := cell("status")
+		refunded, _ := cell("refunded")
+		if e.status, err = theirStatus(status); err != nil {
+			return nil, bad("status", status, err.Error())
+		}
+		isRefunded, err := parseRefunded(refunded)
+		if err != nil {
+			return nil, bad("refunded", refunded, err.Error())
+		}
+		if isRefunded && e.status == TheirSuccess {
+			e.status = TheirRefunded
+		}
+		txn, _ := cell("txnid")
+		if len(txn) > maxIDBytes {
+			return nil, bad("txnid", txn, "txnid longer than 256 bytes")
+		}
+		if e.ref, err = add(ref); err != nil {
+			return nil, err
+		}
+		if e.txn, err = add(txn); err != nil {
+			return nil, err
+		}
+		st.entries = append(st.entries, e)
+	}
+	st.text = text.String()
+	st.byRef = make([]int32, len(st.entries))
+	for i := range st.byRef {
+		st.byRef[i] = int32(i)
+	}
+	sort.SliceStable(st.byRef, func(i, j int) bool {
+		return st.str(st.entries[st.byRef[i]].ref) < st.str(st.entries[st.byRef[j]].ref)
+	})
+	return st, nil
+}
+
+func blank(rec []string) bool {
+	for _, c := range rec {
+		if strings.TrimSpace(c) != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// theirStatus reads the status enquiry's codes, and the words a portal
+// export would use instead.
+func theirStatus(v string) (TheirStatus, error) {
+	switch strings.ToLower(v) {
+	case "1", "success", "successful":
+		return TheirSuccess, nil
+	case "0", "failed", "failure":
+		return TheirFailed, nil
+	case "2", "pending":
+		return TheirPending, nil
+	case "refunded", "reversed":
+		return TheirRefunded, nil
+	}
+	return 0, errors.New(`status is not "1" (success), "0" (failed) or "2" (pending)`)
+}
+
+func parseRefunded(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "", "0", "false", "no", "n":
+		return false, nil
+	case "1", "true", "yes", "y":
+		return true, nil
+	}
+	return false, errors.New(`refunded is not "1" or "0"`)
+}
+
+func (e *stEntry) lineText() string { return fmt.Sprint(e.line) }

@@ -1,0 +1,173 @@
+package reports
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParseStatementRupees(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		err  bool
+	}{
+		{"10", 1000, false},
+		{"10.5", 1050, false},
+		{"10.05", 1005, false},
+		{" 0.01 ", 1, false},
+		{"0", 0, false},
+		{"10.000", 1000, false},
+		{"1,00,000.00", 10000000, false},
+		{"100,000", 10000000, false},
+		{"-3.00", -300, false},
+		{"+3", 300, false},
+		{"10.005", 0, true},
+		{"10,50", 0, true},
+		{",100", 0, true},
+		{"1,,000", 0, true},
+		{"", 0, true},
+		{".5", 0, true},
+		{"5.", 0, true},
+		{"1e3", 0, true},
+		{"₹10", 0, true},
+		{"12345678901234567", 0, true},
+		{"NaN", 0, true},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := parseStatementRupees(tc.in)
+			if (err != nil) != tc.err {
+				t.Fatalf("parseStatementRupees(%q) error %v, want error %v", tc.in, err, tc.err)
+			}
+			if got != tc.want {
+				t.Errorf("parseStatementRupees(%q) = %d, want %d", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestReadStatementErrors(t *testing.T) {
+	const head = "refid,txnid,amount,status,refunded\n"
+	for _, tc := range []struct {
+		name, in string
+		cols     map[string]string
+		want     []string // substrings of the error
+	}{
+		{"empty", "", nil, []string{"empty"}},
+		{"no amount column", "refid,status\nA,1\n", nil, []string{"line 1", `no column "amount"`, "--statement-columns amount="}},
+		{"mapped column absent", head + "A,T,1,1,0\n", map[string]string{"refid": "Reference"}, []string{`no column "Reference" for refid`}},
+		{"unknown name", head, map[string]string{"reference": "refid"}, []string{`unknown name "reference"`}},
+		{"bad amount", head + "A,T,1,1,0\nB,T,ten,1,0\n", nil, []string{"line 3", `column "amount"`, `value "ten"`}},
+		{"bad status", head + "A,T,1,7,0\n", nil, []string{"line 2", `column "status"`, `value "7"`}},
+		{"bad refunded", head + "A,T,1,1,maybe\n", nil, []string{"line 2", `column "refunded"`}},
+		{"empty refid", head + " ,T,1,1,0\n", nil, []string{"line 2", "empty refid"}},
+		{"short line", head + "A,T\n", nil, []string{"line 2", "has 2 cells"}},
+		{"bad quoting", head + "A,\"T,1,1,0\n", nil, []string{"read statement"}},
+		{"duplicate header", "refid,REFID,amount,status\n", nil, []string{"twice"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ReadStatement(strings.NewReader(tc.in), tc.cols)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+	var se *StatementError
+	_, err := ReadStatement(strings.NewReader(head+"A,T,x,1,0\n"), nil)
+	if !errors.As(err, &se) || se.Line != 2 || se.Column != "amount" || se.Value != "x" {
+		t.Errorf("error %#v, want a *StatementError for line 2, amount, x", err)
+	}
+}
+
+func TestReadStatement(t *testing.T) {
+	in := "\ufeffRef ID;;,Amount,STATUS,Refunded\r\n" // a BOM, CRLF, odd names
+	in = strings.Replace(in, ";;", "", 1)
+	in += "B,10,1,1\r\n\r\nA,\"1,000.50\",2,\r\nA,5,0,0\r\n"
+	st, err := ReadStatement(strings.NewReader(in), map[string]string{"refid": "ref_id"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := st.Len(), 3; got != want {
+		t.Fatalf("Len() = %d, want %d", got, want)
+	}
+	pos, n := st.find("A")
+	if n != 2 {
+		t.Fatalf("find(A): %d entries, want 2", n)
+	}
+	first := st.entries[st.byRef[pos]]
+	if first.line != 4 || first.amount != 100050 || first.status != TheirPending {
+		t.Errorf("first A = %+v, want line 4, 100050 paise, pending", first)
+	}
+	if _, n := st.find("B"); n != 1 {
+		t.Errorf("find(B) = %d", n)
+	}
+	b := st.entries[0]
+	if b.status != TheirRefunded {
+		t.Errorf("B status %v, want refunded", b.status)
+	}
+	if _, n := st.find("C"); n != 0 {
+		t.Errorf("find(C) = %d", n)
+	}
+}
+
+func TestParseStatementColumns(t *testing.T) {
+	m, err := ParseStatementColumns("refid=Reference No, amount=Amt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["refid"] != "Reference No" || m["amount"] != "Amt" || len(m) != 2 {
+		t.Errorf("got %v", m)
+	}
+	for _, bad := range []string{"refid", "refid=", "nope=X", "refid=A,refid=B"} {
+		if _, err := ParseStatementColumns(bad); err == nil {
+			t.Errorf("ParseStatementColumns(%q): no error", bad)
+		}
+	}
+}
+
+func TestSafeCellAndMask(t *testing.T) {
+	for in, want := range map[string]string{
+		"=1+1": "'=1+1", "+91": "'+91", "-3.00": "'-3.00", "@SUM": "'@SUM", "\tx": "'\tx", "\rx": "'\rx",
+		"": "", "abc": "abc", "1=1": "1=1",
+	} {
+		if got := safeCell(in); got != want {
+			t.Errorf("safeCell(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"DL12CB4685": "XXXXXX4685", "1234": "XXXX", "12": "XX", "": "", "नमस्ते1234": "XXXXXX1234",
+	} {
+		if got := maskTail(in); got != want {
+			t.Errorf("maskTail(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzReadStatement(f *testing.F) {
+	f.Add("refid,txnid,amount,status,refunded\nA,T,10.00,1,0\nA,T2,10,0,1\n")
+	f.Add("\ufeffRefID,Amount,Status\r\nX,\"1,00,000.50\",2\r\n")
+	f.Add("refid,amount,status\n\"a\"\"b\",-1,success\n,,\n")
+	f.Add("refid,amount,status\nA,1e9,1\n")
+	f.Add("refid,amount\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		st, err := ReadStatement(strings.NewReader(in), nil)
+		if err != nil {
+			return
+		}
+		for i := range st.entries {
+			e := &st.entries[i]
+			ref := st.str(e.ref)
+			if ref == "" || e.status == 0 {
+				t.Fatalf("entry %d: ref %q status %d", i, ref, e.status)
+			}
+			if pos, n := st.find(ref); n == 0 || st.str(st.entries[st.byRef[pos]].ref) != ref {
+				t.Fatalf("entry %d (%q) not found", i, ref)
+			}
+		}
+	})
+}
