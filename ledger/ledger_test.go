@@ -197,6 +197,7 @@ func deadPID(t *testing.T) int {
 }
 
 func TestOpen(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 
 	t.Run("creates private files", func(t *testing.T) {
@@ -315,6 +316,7 @@ func TestOpen(t *testing.T) {
 // TestSchemaStates checks the CHECK constraint and the State constants
 // list the same states.
 func TestSchemaStates(t *testing.T) {
+	t.Parallel()
 	body, err := migrations.ReadFile("migrations/0001_init.sql")
 	if err != nil {
 		t.Fatal(err)
@@ -345,6 +347,7 @@ func TestSchemaStates(t *testing.T) {
 }
 
 func TestAcquire(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	nb := NewBatch{ID: "b1", ContentHash: "h1", Source: "pay.csv", Header: []string{"operator", "canumber", "amount"}}
 	me := NewOwner("run-a")
@@ -506,6 +509,7 @@ func TestAcquire(t *testing.T) {
 }
 
 func TestCanMove(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		from, to State
 		want     bool

@@ -52,6 +52,7 @@ func mixedBatch(t *testing.T, l *Ledger) (Batch, map[int]State) {
 }
 
 func TestPage(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	l := openLedger(t, Options{})
 	b, want := mixedBatch(t, l)
@@ -97,6 +98,7 @@ func TestPage(t *testing.T) {
 }
 
 func TestCountsAnyEachRow(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	l := openLedger(t, Options{})
 	b, want := mixedBatch(t, l)
@@ -153,6 +155,7 @@ func TestCountsAnyEachRow(t *testing.T) {
 }
 
 func TestRecoverInflight(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	l := openLedger(t, Options{})
 	b, want := mixedBatch(t, l)
@@ -199,6 +202,7 @@ func TestRecoverInflight(t *testing.T) {
 }
 
 func TestMove(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	l := openLedger(t, Options{})
 	rows := rowsFor("h", 12) // operators cycle 1..3 by line
@@ -250,6 +254,7 @@ func TestMove(t *testing.T) {
 }
 
 func TestBatchResolve(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	l := openLedger(t, Options{})
 	if _, err := l.Batch(ctx, ""); !errors.Is(err, ErrNoBatch) {

@@ -29,7 +29,10 @@
 //     referenceid: they are not_sent and never looked up.
 //   - When both status and amount differ the row is a status_mismatch (the
 //     note says the amount differs too): the status decides who holds money.
-//   - A sent row absent from the statement is missing_in_statement.
+//   - A sent row absent from the statement is missing_in_statement, except
+//     a failed one: failed_not_in_statement, not a mismatch, since both
+//     sides then say nothing was taken and a provider need not record a
+//     request it declined (operator down, amount out of limits).
 //   - A statement entry no row of this batch holds is missing_in_ledger,
 //     unless another batch of the same ledger holds it (in_other_batch, not
 //     a mismatch: a statement covers a time range, not a batch).
@@ -37,8 +40,8 @@
 //     is compared as usual.
 //
 // Every ledger row lands in exactly one of matched, amount_mismatch,
-// status_mismatch, missing_in_statement and not_sent, so those add up to
-// counts.total. Control totals compare the ledger's success amount with the
+// status_mismatch, missing_in_statement, failed_not_in_statement and
+// not_sent, so those add up to counts.total. Control totals compare the ledger's success amount with the
 // statement's (first occurrences of refids of this batch or of none);
 // difference = statement - ledger, positive when the provider kept more
 // than the ledger says.

@@ -58,43 +58,32 @@ func Export(ctx context.Context, l *ledger.Ledger, b ledger.Batch, st ledger.Sta
 		return res, err
 	}
 	rec := make([]string, len(b.Header))
-	after := 0
-	for {
-		rows, err := l.Page(ctx, b.Seq, st, after, exportPage)
-		if err != nil {
-			return res, fmt.Errorf("export batch %s: %w", b.ID, err)
-		}
-		for i := range rows {
-			r := &rows[i]
-			after = r.Line
-			if r.Raw != nil {
-				for j := range rec {
-					rec[j] = ""
-					if j < len(r.Raw) {
-						rec[j] = r.Raw[j]
-					}
+	err := eachInState(ctx, l, b.Seq, st, func(r *ledger.Row) error {
+		if r.Raw != nil {
+			for j := range rec {
+				rec[j] = ""
+				if j < len(r.Raw) {
+					rec[j] = r.Raw[j]
 				}
-			} else {
-				cells, err := requestCells(r)
-				if err != nil {
-					return res, fmt.Errorf("export batch %s line %d: %w", b.ID, r.Line, err)
-				}
-				for j, n := range names {
-					rec[j] = cells[n]
-				}
-				res.Rebuilt++
 			}
-			if res.BlankedRefs {
-				rec[refCol] = ""
+		} else {
+			cells, err := requestCells(r)
+			if err != nil {
+				return fmt.Errorf("line %d: %w", r.Line, err)
 			}
-			if err := c.write(rec); err != nil {
-				return res, err
+			for j, n := range names {
+				rec[j] = cells[n]
 			}
-			res.Rows++
+			res.Rebuilt++
 		}
-		if len(rows) < exportPage {
-			break
+		if res.BlankedRefs {
+			rec[refCol] = ""
 		}
+		res.Rows++
+		return c.write(rec)
+	})
+	if err != nil {
+		return res, fmt.Errorf("export batch %s: %w", b.ID, err)
 	}
 	return res, c.flush()
 }

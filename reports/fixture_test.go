@@ -77,6 +77,7 @@ var fixtureRows = []fixtureRow{
 	{ref: "REF017", op: 312, ca: "MH01AB7777", paise: 5000, final: ledger.StateSuccess, code: 1, message: "Recharge successful", txn: "T017", latency: 3 * time.Second, sentAt: time.Minute + 9*time.Second},
 	{ref: "REF018", op: 311, ca: "DL01PQ8888", paise: 800, final: ledger.StateFailed, code: 17, message: "amount below the operator's minimum", latency: 40 * time.Millisecond, sentAt: time.Minute + 10*time.Second},
 	{ref: "REF019", op: 311, ca: "DL01PQ9999", paise: 6000, final: ledger.StateSuccess, code: 1, message: "Recharge successful", txn: "T019", latency: 200 * time.Millisecond, sentAt: time.Minute + 11*time.Second},
+	{ref: "REF020", op: 313, ca: "GJ05ZZ0020", paise: 2500, final: ledger.StateFailed, code: 13, message: "Operator is down", latency: 30 * time.Millisecond, sentAt: time.Minute + 12*time.Second},
 }
 
 // fullCANumbers are the personal values of the fixture --mask-pii must hide.

@@ -164,6 +164,7 @@ func reconRows(r Reconciliation) []namedCount {
 		{"matched", r.Matched}, {"amount mismatch", r.AmountMismatch}, {"status mismatch", r.StatusMismatch},
 		{"missing in statement", r.MissingInStatement}, {"missing in ledger", r.MissingInLedger},
 		{"duplicated in statement", r.DuplicatedInStatement}, {"not sent (rejected, conflict, queued, held)", r.NotSent},
+		{"failed here, not in statement (nothing taken on either side)", r.FailedNotInStatement},
 		{"in another batch", r.InOtherBatch},
 	}
 }

@@ -98,7 +98,8 @@ func (s *Summary) writeMetrics(w io.Writer) error {
 		}{
 			{Matched, r.Matched}, {AmountMismatch, r.AmountMismatch}, {StatusMismatch, r.StatusMismatch},
 			{MissingInStatement, r.MissingInStatement}, {MissingInLedger, r.MissingInLedger},
-			{DuplicatedInStatement, r.DuplicatedInStatement}, {NotSent, r.NotSent}, {InOtherBatch, r.InOtherBatch},
+			{DuplicatedInStatement, r.DuplicatedInStatement}, {NotSent, r.NotSent},
+			{FailedNotInStatement, r.FailedNotInStatement}, {InOtherBatch, r.InOtherBatch},
 		} {
 			p.sample("aopbatch_reconciliation", itoa(c.n), "category", string(c.cat))
 		}

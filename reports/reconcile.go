@@ -22,6 +22,10 @@ const (
 	// NotSent rows were never sent (rejected, conflict, queued, held) and are
 	// not on the statement: nothing to reconcile.
 	NotSent Category = "not_sent"
+	// FailedNotInStatement rows failed here and are not on the statement:
+	// both sides say nothing was taken (a provider need not record a
+	// request it declined), so this is not a mismatch.
+	FailedNotInStatement Category = "failed_not_in_statement"
 	// InOtherBatch entries belong to another batch of the same ledger.
 	InOtherBatch Category = "in_other_batch"
 )
@@ -54,10 +58,12 @@ type Reconciliation struct {
 	MissingInLedger       int64             `json:"missing_in_ledger"`
 	DuplicatedInStatement int64             `json:"duplicated_in_statement"`
 	NotSent               int64             `json:"not_sent"`
+	FailedNotInStatement  int64             `json:"failed_not_in_statement"`
 	InOtherBatch          int64             `json:"in_other_batch"`
 	ControlTotals         ControlTotals     `json:"control_totals"`
 	// Discrepancies lists the first rows of each category other than
-	// matched, not_sent and in_other_batch (at most 20 each).
+	// matched, not_sent, failed_not_in_statement and in_other_batch (at
+	// most 20 each).
 	Discrepancies []Discrepancy `json:"discrepancies"`
 }
 
@@ -104,6 +110,8 @@ func (s *Summary) count(c Category) *int64 {
 		return &r.DuplicatedInStatement
 	case NotSent:
 		return &r.NotSent
+	case FailedNotInStatement:
+		return &r.FailedNotInStatement
 	}
 	return &r.InOtherBatch
 }
@@ -128,7 +136,7 @@ func (s *Summary) Reconcile(ctx context.Context, l *ledger.Ledger, st *Statement
 	}
 	s.Reconciliation = r
 	listed := map[Category]int{}
-	err := s.walk(ctx, l, rc, func(d *Discrepancy) error {
+	err := s.walk(ctx, l, rc, func(_ *ledger.Row, d *Discrepancy) error {
 		*s.count(d.Category)++
 		ct := &s.Reconciliation.ControlTotals
 		if d.first && d.their == TheirSuccess && d.Category != InOtherBatch {
@@ -136,7 +144,7 @@ func (s *Summary) Reconcile(ctx context.Context, l *ledger.Ledger, st *Statement
 			ct.StatementSuccessPaise += d.StatementAmountPaise
 		}
 		switch d.Category {
-		case Matched, NotSent, InOtherBatch:
+		case Matched, NotSent, FailedNotInStatement, InOtherBatch:
 		default:
 			if listed[d.Category] < maxListedPerCategory {
 				listed[d.Category]++
@@ -157,8 +165,8 @@ func (s *Summary) Reconcile(ctx context.Context, l *ledger.Ledger, st *Statement
 
 // walk classifies every row of the batch (in line order), then every
 // statement entry no row of the batch holds (in statement order), calling fn
-// for each. The first walk works out which entries other batches hold.
-func (s *Summary) walk(ctx context.Context, l *ledger.Ledger, rc *reconState, fn func(*Discrepancy) error) error {
+// for each, with the row when there is one. The first walk works out which entries other batches hold.
+func (s *Summary) walk(ctx context.Context, l *ledger.Ledger, rc *reconState, fn func(*ledger.Row, *Discrepancy) error) error {
 	st := rc.st
 	seen := make([]bool, st.Len())
 	unseen := 0
@@ -171,12 +179,12 @@ func (s *Summary) walk(ctx context.Context, l *ledger.Ledger, rc *reconState, fn
 			// Never sent, and the referenceid is not theirs to hold: an
 			// entry under it belongs to another row.
 			d.Category = NotSent
-			return fn(&d)
+			return fn(r, &d)
 		}
 		pos, n := st.find(r.ReferenceID)
 		if n == 0 {
 			d.Category, d.Note = missing(r.State)
-			return fn(&d)
+			return fn(r, &d)
 		}
 		i := st.byRef[pos]
 		e := &st.entries[i]
@@ -206,13 +214,13 @@ func (s *Summary) walk(ctx context.Context, l *ledger.Ledger, rc *reconState, fn
 			}
 			d.Note += fmt.Sprintf("refid is on the statement %d times", n)
 		}
-		return fn(&d)
+		return fn(r, &d)
 	})
 	if err != nil {
 		return err
 	}
 	for i := range seen {
-		if !seen[i] && st.byRef[firstPos(st, i)] == int32(i) {
+		if !seen[i] && st.first[i] == int32(i) {
 			unseen++
 		}
 	}
@@ -226,8 +234,7 @@ func (s *Summary) walk(ctx context.Context, l *ledger.Ledger, rc *reconState, fn
 	}
 	for i := range st.entries {
 		e := &st.entries[i]
-		pos := firstPos(st, i)
-		first := int(st.byRef[pos])
+		first := int(st.first[i])
 		if first == i && seen[i] {
 			continue // compared with its row above
 		}
@@ -245,17 +252,11 @@ func (s *Summary) walk(ctx context.Context, l *ledger.Ledger, rc *reconState, fn
 		default:
 			d.Category, d.Note = MissingInLedger, "no row of the ledger has this referenceid"
 		}
-		if err := fn(&d); err != nil {
+		if err := fn(nil, &d); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// firstPos is the position in byRef of the first entry sharing entry i's refid.
-func firstPos(st *Statement, i int) int {
-	pos, _ := st.find(st.str(st.entries[i].ref))
-	return pos
 }
 
 // findInOtherBatches marks the statement entries (first occurrences not
@@ -306,7 +307,7 @@ func missing(s ledger.State) (Category, string) {
 	case ledger.StatePending, ledger.StateDuplicate, ledger.StateUnknown, ledger.StateInflight:
 		return MissingInStatement, "unresolved here: run aopbatch resolve"
 	case ledger.StateFailed:
-		return MissingInStatement, "failed here: nothing taken according to the ledger"
+		return FailedNotInStatement, ""
 	}
 	return MissingInStatement, ""
 }

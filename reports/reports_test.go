@@ -234,6 +234,7 @@ var wantCategory = map[string]Category{
 	"17":  StatusMismatch,        // we success, they failed
 	"18":  StatusMismatch,        // we failed, they success
 	"19":  MissingInStatement,    // success, not on the statement
+	"20":  FailedNotInStatement,  // failed (operator down), not on the statement
 	"s12": DuplicatedInStatement, // REF002 again
 	"s13": MissingInLedger,       // REF-GHOST
 	"s14": InOtherBatch,          // REF-ELSEWHERE
@@ -245,7 +246,7 @@ func TestReconcile(t *testing.T) {
 	r := s.Reconciliation
 	got := map[Category]int64{
 		Matched: r.Matched, AmountMismatch: r.AmountMismatch, StatusMismatch: r.StatusMismatch,
-		MissingInStatement: r.MissingInStatement, MissingInLedger: r.MissingInLedger,
+		MissingInStatement: r.MissingInStatement, MissingInLedger: r.MissingInLedger, FailedNotInStatement: r.FailedNotInStatement,
 		DuplicatedInStatement: r.DuplicatedInStatement, NotSent: r.NotSent, InOtherBatch: r.InOtherBatch,
 	}
 	want := map[Category]int64{}
@@ -257,7 +258,7 @@ func TestReconcile(t *testing.T) {
 			t.Errorf("%s = %d, want %d", c, got[c], want[c])
 		}
 	}
-	if sum := r.Matched + r.AmountMismatch + r.StatusMismatch + r.MissingInStatement + r.NotSent; sum != s.Counts.Total {
+	if sum := r.Matched + r.AmountMismatch + r.StatusMismatch + r.MissingInStatement + r.FailedNotInStatement + r.NotSent; sum != s.Counts.Total {
 		t.Errorf("ledger-side categories add to %d, want counts.total %d", sum, s.Counts.Total)
 	}
 	ct := r.ControlTotals
@@ -552,11 +553,12 @@ func TestExport(t *testing.T) {
 	}
 	want := "operator,canumber,amount,referenceid,cellNumber,userName\n" +
 		"312,MH01AB1234,5.00,,,\n" +
-		"311,DL01PQ8888,8.00,,,\n"
+		"311,DL01PQ8888,8.00,,,\n" +
+		"313,GJ05ZZ0020,25.00,,,\n"
 	if got := buf.String(); got != want {
 		t.Errorf("export:\n%s\nwant:\n%s", got, want)
 	}
-	if res.Rows != 2 || !res.BlankedRefs {
+	if res.Rows != 3 || !res.BlankedRefs {
 		t.Errorf("result %+v", res)
 	}
 	buf.Reset()
@@ -582,7 +584,7 @@ func TestTextSummary(t *testing.T) {
 	f := newFixture(t)
 	s, _ := built(t, f, false, true)
 	got := s.TextSummary()
-	for _, want := range []string{"batch b1: 18 rows", "at risk: 6 rows, 66.99 rupees", "1 amount mismatch", "difference +14.00"} {
+	for _, want := range []string{"batch b1: 19 rows", "at risk: 6 rows, 66.99 rupees", "1 amount mismatch", "difference +14.00"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("text summary lacks %q:\n%s", want, got)
 		}

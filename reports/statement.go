@@ -1,12 +1,14 @@
 package reports
 
 import (
+	"cmp"
 	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -51,6 +53,7 @@ type Statement struct {
 	text    string
 	entries []stEntry // file order
 	byRef   []int32   // entry indexes sorted by refid, then file order
+	first   []int32   // by entry: the entry holding the first occurrence of its refid
 	columns map[string]string
 }
 
@@ -207,7 +210,7 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 				hint = fmt.Sprintf(" (map it with --statement-columns %s=Header)", ours)
 			}
 			return nil, &StatementError{Line: 1, Reason: fmt.Sprintf("no column %q for %s%s; the header has: %s",
-				theirs, ours, hint, clip(strings.Join(names, ", ")))}
+				theirs, ours, hint, clipN(strings.Join(names, ", "), 300))}
 		default:
 			col[ours] = -1
 		}
@@ -294,9 +297,19 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 	for i := range st.byRef {
 		st.byRef[i] = int32(i)
 	}
-	sort.SliceStable(st.byRef, func(i, j int) bool {
-		return st.str(st.entries[st.byRef[i]].ref) < st.str(st.entries[st.byRef[j]].ref)
+	// Ties keep file order, so the first of a run is the first occurrence.
+	slices.SortFunc(st.byRef, func(a, b int32) int {
+		return cmp.Or(strings.Compare(st.str(st.entries[a].ref), st.str(st.entries[b].ref)), cmp.Compare(a, b))
 	})
+	st.first = make([]int32, len(st.entries))
+	for k, i := range st.byRef {
+		st.first[i] = i
+		if k > 0 {
+			if p := st.byRef[k-1]; st.str(st.entries[p].ref) == st.str(st.entries[i].ref) {
+				st.first[i] = st.first[p]
+			}
+		}
+	}
 	return st, nil
 }
 

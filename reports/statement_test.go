@@ -165,8 +165,9 @@ func FuzzReadStatement(f *testing.F) {
 			if ref == "" || e.status == 0 {
 				t.Fatalf("entry %d: ref %q status %d", i, ref, e.status)
 			}
-			if pos, n := st.find(ref); n == 0 || st.str(st.entries[st.byRef[pos]].ref) != ref {
-				t.Fatalf("entry %d (%q) not found", i, ref)
+			pos, n := st.find(ref)
+			if n == 0 || st.byRef[pos] != st.first[i] || st.first[i] > int32(i) {
+				t.Fatalf("entry %d (%q): find %d/%d, first %d", i, ref, pos, n, st.first[i])
 			}
 		}
 	})

@@ -292,7 +292,7 @@ func Build(ctx context.Context, l *ledger.Ledger, b ledger.Batch, o Options) (*S
 		if r.ResponseCode < 0 && r.ErrorCode != "" {
 			k.msg = string(r.State) + ": " + r.ErrorCode
 		}
-		k.msg = clipRunes(oneLine(k.msg), maxCodeMessage)
+		k.msg = clipN(oneLine(k.msg), maxCodeMessage)
 		c := codes[k]
 		if c == nil {
 			if len(codes) >= maxCodeGroups {
@@ -501,17 +501,6 @@ func (s *Summary) rowMessage(r *ledger.Row) string {
 		return strings.ReplaceAll(r.Message, r.CANumber, maskTail(r.CANumber))
 	}
 	return r.Message
-}
-
-func clipRunes(s string, n int) string {
-	i := 0
-	for j := range s {
-		if i == n {
-			return s[:j] + "…"
-		}
-		i++
-	}
-	return s
 }
 
 // Mismatched reports whether a statement was reconciled and some row did

@@ -181,11 +181,14 @@ func normName(s string) string {
 var piiColumns = map[string]bool{"canumber": true, "cellnumber": true, "username": true}
 
 // clip shortens s for an error message: valid UTF-8, at most 40 runes.
-func clip(s string) string {
+func clip(s string) string { return clipN(s, 40) }
+
+// clipN is clip to max runes.
+func clipN(s string, max int) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	n := 0
 	for i := range s {
-		if n == 40 {
+		if n == max {
 			return s[:i] + "…"
 		}
 		n++

@@ -98,16 +98,13 @@ func Write(ctx context.Context, l *ledger.Ledger, dir string, s *Summary, format
 		}
 	}
 	if want["csv"] {
-		if err := put(FileRows, func(w io.Writer) error { return s.writeRows(ctx, l, w) }); err != nil {
-			return written, err
+		paths, err := s.writeRowFiles(ctx, l, dir)
+		written = append(written, paths...)
+		if err != nil {
+			return written, fmt.Errorf("write reports: %w", err)
 		}
 		if err := put(FileRejects, func(w io.Writer) error { return s.writeRejects(ctx, l, w) }); err != nil {
 			return written, err
-		}
-		if s.recon != nil {
-			if err := put(FileReconciliation, func(w io.Writer) error { return s.writeReconciliation(ctx, l, w) }); err != nil {
-				return written, err
-			}
 		}
 	}
 	if want["md"] {
@@ -123,36 +120,73 @@ func Write(ctx context.Context, l *ledger.Ledger, dir string, s *Summary, format
 	return written, nil
 }
 
-// writeAtomic writes path through a temporary file in the same directory
-// and renames it into place, so no reader ever sees half a file.
-func writeAtomic(path string, mode os.FileMode, fn func(io.Writer) error) (err error) {
+// atomicFile is a file written under a temporary name in its directory and
+// renamed into place by commit, so no reader ever sees half of it.
+type atomicFile struct {
+	f    *os.File
+	tmp  string
+	bw   *bufio.Writer
+	path string
+	mode os.FileMode
+	done bool
+}
+
+func createAtomic(path string, mode os.FileMode) (*atomicFile, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return nil, err
+	}
+	return &atomicFile{f: f, tmp: f.Name(), bw: bufio.NewWriterSize(f, 64<<10), path: path, mode: mode}, nil
+}
+
+func (a *atomicFile) Write(p []byte) (int, error) { return a.bw.Write(p) }
+
+func (a *atomicFile) commit() error {
+	err := a.bw.Flush()
+	if err == nil {
+		err = a.f.Chmod(a.mode)
+	}
+	if err == nil {
+		err = a.f.Sync()
+	}
+	if err == nil {
+		err = a.f.Close()
+		a.f = nil
+	}
+	if err == nil {
+		err = os.Rename(a.tmp, a.path)
+	}
+	if err != nil {
+		a.abort()
+	}
+	a.done = true
+	return err
+}
+
+// abort removes the temporary file; after commit it does nothing.
+func (a *atomicFile) abort() {
+	if a.done {
+		return
+	}
+	a.done = true
+	if a.f != nil {
+		a.f.Close()
+		a.f = nil
+	}
+	os.Remove(a.tmp)
+}
+
+// writeAtomic writes path through an atomicFile.
+func writeAtomic(path string, mode os.FileMode, fn func(io.Writer) error) error {
+	a, err := createAtomic(path, mode)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(f, 64<<10)
-	if err := fn(bw); err != nil {
+	if err := fn(a); err != nil {
+		a.abort()
 		return err
 	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return a.commit()
 }
 
 func (s *Summary) writeJSON(w io.Writer) error {
@@ -182,35 +216,103 @@ func amountCell(r *ledger.Row) string {
 	return rupees(r.AmountPaise)
 }
 
-func (s *Summary) writeRows(ctx context.Context, l *ledger.Ledger, w io.Writer) error {
-	c := newCSV(w)
-	if err := c.write(append([]string(nil), RowsHeader...)); err != nil {
-		return err
-	}
-	rec := make([]string, len(RowsHeader))
-	err := l.EachRow(ctx, s.seq, func(r *ledger.Row) error {
-		rec[0] = strconv.Itoa(r.Line)
-		rec[1] = r.ReferenceID
-		rec[2] = ""
-		if r.Operator != 0 {
-			rec[2] = strconv.FormatInt(r.Operator, 10)
-		}
-		rec[3] = s.mask(r.CANumber)
-		rec[4] = amountCell(r)
-		rec[5] = string(r.State)
-		rec[6] = ""
-		if r.ResponseCode >= 0 {
-			rec[6] = strconv.Itoa(r.ResponseCode)
-		}
-		rec[7] = s.rowMessage(r)
-		rec[8] = strconv.Itoa(r.Attempts)
-		rec[9] = r.ProviderTxnID
-		return c.write(rec)
-	})
+// writeRowFiles writes rows.csv and, after Reconcile, reconciliation.csv
+// in one pass over the ledger.
+func (s *Summary) writeRowFiles(ctx context.Context, l *ledger.Ledger, dir string) ([]string, error) {
+	rowsFile, err := createAtomic(filepath.Join(dir, FileRows), 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return c.flush()
+	defer rowsFile.abort()
+	rows := newCSV(rowsFile)
+	if err := rows.write(append([]string(nil), RowsHeader...)); err != nil {
+		return nil, err
+	}
+	var (
+		reconFile *atomicFile
+		recon     *csvWriter
+	)
+	if s.recon != nil {
+		if reconFile, err = createAtomic(filepath.Join(dir, FileReconciliation), 0o600); err != nil {
+			return nil, err
+		}
+		defer reconFile.abort()
+		recon = newCSV(reconFile)
+		if err := recon.write(append([]string(nil), ReconciliationHeader...)); err != nil {
+			return nil, err
+		}
+	}
+	rowRec := make([]string, len(RowsHeader))
+	reconRec := make([]string, len(ReconciliationHeader))
+	writeRow := func(r *ledger.Row) error {
+		rowRec[0] = strconv.Itoa(r.Line)
+		rowRec[1] = r.ReferenceID
+		rowRec[2] = ""
+		if r.Operator != 0 {
+			rowRec[2] = strconv.FormatInt(r.Operator, 10)
+		}
+		rowRec[3] = s.mask(r.CANumber)
+		rowRec[4] = amountCell(r)
+		rowRec[5] = string(r.State)
+		rowRec[6] = ""
+		if r.ResponseCode >= 0 {
+			rowRec[6] = strconv.Itoa(r.ResponseCode)
+		}
+		rowRec[7] = s.rowMessage(r)
+		rowRec[8] = strconv.Itoa(r.Attempts)
+		rowRec[9] = r.ProviderTxnID
+		return rows.write(rowRec)
+	}
+	if s.recon == nil {
+		err = l.EachRow(ctx, s.seq, writeRow)
+	} else {
+		err = s.walk(ctx, l, s.recon, func(r *ledger.Row, d *Discrepancy) error {
+			if r != nil {
+				if err := writeRow(r); err != nil {
+					return err
+				}
+			}
+			reconRec[0] = string(d.Category)
+			reconRec[1], reconRec[3], reconRec[4] = "", "", ""
+			if d.Line > 0 {
+				reconRec[1] = strconv.Itoa(d.Line)
+				reconRec[3] = string(d.State)
+				reconRec[4] = amountCell(r)
+			}
+			reconRec[2] = d.ReferenceID
+			reconRec[5] = d.ProviderTxnID
+			reconRec[6], reconRec[7], reconRec[8] = "", "", ""
+			if d.StatementLine > 0 {
+				reconRec[6] = strconv.Itoa(d.StatementLine)
+				reconRec[7] = d.StatementStatus
+				reconRec[8] = rupees(d.StatementAmountPaise)
+			}
+			reconRec[9] = d.StatementTxnID
+			reconRec[10] = d.Note
+			return recon.write(reconRec)
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	var written []string
+	if err := rows.flush(); err != nil {
+		return nil, err
+	}
+	if err := rowsFile.commit(); err != nil {
+		return nil, err
+	}
+	written = append(written, rowsFile.path)
+	if recon != nil {
+		if err := recon.flush(); err != nil {
+			return written, err
+		}
+		if err := reconFile.commit(); err != nil {
+			return written, err
+		}
+		written = append(written, reconFile.path)
+	}
+	return written, nil
 }
 
 // writeRejects writes the rejected rows as they came, under the batch's own
@@ -229,10 +331,7 @@ func (s *Summary) writeRejects(ctx context.Context, l *ledger.Ledger, w io.Write
 		pii[i] = s.PIIMasked && piiColumns[normName(h)]
 	}
 	rec := make([]string, width+len(RejectsTrailer))
-	err := l.EachRow(ctx, s.seq, func(r *ledger.Row) error {
-		if r.State != ledger.StateRejected {
-			return nil
-		}
+	err := eachInState(ctx, l, s.seq, ledger.StateRejected, func(r *ledger.Row) error {
 		for i := 0; i < width; i++ {
 			rec[i] = ""
 			if i < len(r.Raw) {
@@ -278,37 +377,23 @@ func (s *Summary) maskIfPII(v string) string {
 	return v
 }
 
-func (s *Summary) writeReconciliation(ctx context.Context, l *ledger.Ledger, w io.Writer) error {
-	c := newCSV(w)
-	if err := c.write(append([]string(nil), ReconciliationHeader...)); err != nil {
-		return err
-	}
-	rec := make([]string, len(ReconciliationHeader))
-	err := s.walk(ctx, l, s.recon, func(d *Discrepancy) error {
-		rec[0] = string(d.Category)
-		rec[1], rec[3], rec[4] = "", "", ""
-		if d.Line > 0 {
-			rec[1] = strconv.Itoa(d.Line)
-			rec[3] = string(d.State)
-			rec[4] = rupees(d.AmountPaise)
-			if d.AmountPaise == 0 && d.State == ledger.StateRejected {
-				rec[4] = ""
+// eachInState calls fn for the rows of one state in line order, a page at a
+// time through the state index.
+func eachInState(ctx context.Context, l *ledger.Ledger, seq int64, st ledger.State, fn func(*ledger.Row) error) error {
+	after := 0
+	for {
+		rows, err := l.Page(ctx, seq, st, after, exportPage)
+		if err != nil {
+			return err
+		}
+		for i := range rows {
+			after = rows[i].Line
+			if err := fn(&rows[i]); err != nil {
+				return err
 			}
 		}
-		rec[2] = d.ReferenceID
-		rec[5] = d.ProviderTxnID
-		rec[6], rec[7], rec[8] = "", "", ""
-		if d.StatementLine > 0 {
-			rec[6] = strconv.Itoa(d.StatementLine)
-			rec[7] = d.StatementStatus
-			rec[8] = rupees(d.StatementAmountPaise)
+		if len(rows) < exportPage {
+			return nil
 		}
-		rec[9] = d.StatementTxnID
-		rec[10] = d.Note
-		return c.write(rec)
-	})
-	if err != nil {
-		return err
 	}
-	return c.flush()
 }

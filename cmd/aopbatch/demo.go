@@ -45,7 +45,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg.PendingDelay = time.Second
 	cfg.PendingFailRate = 0.2
 	cfg.LostRate = 0.02
-	cfg.DownOperators = []int64{13}
+	cfg.DownOperators = []int64{demoDownOperator}
 	cfg.RegistrationID = "AOP-554"
 	sb := aoptest.NewServer(cfg)
 	defer sb.Close()
@@ -69,8 +69,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	sent := sb.Stats().Recharges
-	fmt.Fprintln(stdout, "== the same command again: the batch resumes, nothing is paid twice")
-	err = runRun(ctx, runArgs, io.Discard, stderr)
+	sb.SetOperatorDown(demoDownOperator, false)
+	fmt.Fprintf(stdout, "== operator %d is back up; the same command again resumes the batch: only the held rows go out, nothing is paid twice\n", demoDownOperator)
+	err = runRun(ctx, runArgs, stdout, stderr)
 	fmt.Fprintf(stdout, "-> exit code %d, recharge requests sent by the rerun: %d\n\n", exitCode(err, stderr), sb.Stats().Recharges-sent)
 
 	stmt := filepath.Join(dir, "statement.csv")
@@ -85,6 +86,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "Look around: aopbatch status --ledger %s --batch latest\n", ledgerPath)
 	return nil
 }
+
+// demoDownOperator is down in the demo's sandbox until the rerun.
+const demoDownOperator = 13
 
 func joinArgs(a []string) string {
 	s := ""
@@ -107,7 +111,7 @@ func writeSampleCSV(path string, n int) error {
 	}
 	w := csv.NewWriter(f)
 	_ = w.Write([]string{"operator", "canumber", "amount", "referenceid", "latitude", "longitude", "billAmount", "userName"})
-	ops := []string{"311", "12", "27", "13"}
+	ops := []string{"311", "12", "27", "311", "12", "27", "13"}
 	base := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC).Unix()
 	for i := 1; i <= n; i++ {
 		op := ops[i%len(ops)]

@@ -58,6 +58,7 @@ func TestFaults(t *testing.T) {
 		cfg.StallRate = 1
 		ts := start(t, cfg)
 		c := testClient(t, 200*time.Millisecond)
+		enquire(t, c, ts, "warm-up") // connect first: the timeout should hit the stall, not the dial
 		began := time.Now()
 		_, err := send(c, http.MethodPost, ts.URL+"/api/AOP/Recharge", recharge("stall-1", 311, "10"), nil)
 		var ne interface{ Timeout() bool }
@@ -66,6 +67,11 @@ func TestFaults(t *testing.T) {
 		}
 		if d := time.Since(began); d > 5*time.Second {
 			t.Errorf("timed out after %v", d)
+		}
+		// The handler may still be on its way to recording when a loaded
+		// machine lets the client give up first.
+		for deadline := time.Now().Add(5 * time.Second); ts.Charged("stall-1") == 0 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
 		}
 		if n := ts.Charged("stall-1"); n != 1 {
 			t.Errorf("Charged = %d, want 1", n)

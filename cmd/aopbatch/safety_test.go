@@ -1,0 +1,336 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// TestChaosKillAndResume is the never-pay-twice test: a real run against a
+// sandbox with every fault on, killed with SIGKILL at random moments many
+// times, then rerun and resolved until done. The sandbox and the ledger
+// must then agree on every row and on the total, to the paisa.
+func TestChaosKillAndResume(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) {
+		c.Seed = 7
+		c.Latency = 2 * time.Millisecond
+		c.LatencyJitter = 10 * time.Millisecond
+		c.PendingRate = 0.1
+		c.PendingDelay = 300 * time.Millisecond
+		c.PendingFailRate = 0.3
+		c.Fault5xxRate = 0.05
+		c.LostRate = 0.05
+		c.StallRate = 0.03
+		c.StallFor = 3 * time.Second
+		c.ThrottleRate = 0.03
+		c.RetryAfter = time.Second
+		c.UnknownCodeRate = 0.03
+	})
+	dir := t.TempDir()
+	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	rows := goodRows(500, "C")
+	writeCSV(t, csvPath, rows)
+	args := runArgs(csvPath, db, sb.URL, "--timeout", "400ms", "--rate", "400", "--resolve-timeout", "3s",
+		"--max-attempts", "3")
+
+	rng := rand.New(rand.NewPCG(7, 7))
+	kills := 0
+	for i := 0; i < 12; i++ {
+		cmd := aopbatchCmd(context.Background(), nil, args...)
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(time.Duration(50+rng.IntN(700)) * time.Millisecond):
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+			kills++
+		}
+		if strings.Contains(errb.String(), "panic:") {
+			t.Fatalf("run crashed:\n%s", errb.String())
+		}
+	}
+	if kills < 6 {
+		t.Fatalf("only %d of 12 runs were killed mid-way: the test did not test", kills)
+	}
+
+	// Faults off, let everything settle: rerun until every row is final.
+	sb.SetFaults(aoptest.Faults{})
+	final := false
+	for i := 0; i < 6 && !final; i++ {
+		p := aopbatch(t, nil, args...)
+		switch p.code {
+		case 0, 2:
+			final = true
+		case 3:
+			time.Sleep(300 * time.Millisecond) // pending rows settle at the sandbox
+		default:
+			t.Fatalf("rerun exit %d\n%s", p.code, p.stderr)
+		}
+	}
+	if !final {
+		t.Fatal("batch never finished after the faults stopped")
+	}
+
+	_, byRef, all := ledgerRows(t, db)
+	if len(all) != len(rows) {
+		t.Fatalf("ledger has %d rows, want %d (a row was lost)", len(all), len(rows))
+	}
+	var ledgerSuccess int64
+	for _, r := range rows {
+		lr := byRef[r.ref]
+		if !lr.State.Final() {
+			t.Errorf("ref %s is %s, want a final state", r.ref, lr.State)
+		}
+		if n := sb.Charged(r.ref); n > 1 {
+			t.Errorf("ref %s charged %d times", r.ref, n)
+		}
+		if n := sb.NonDuplicateAnswers(r.ref); n > 1 {
+			t.Errorf("ref %s was processed %d times (answers other than 18): sent twice", r.ref, n)
+		}
+		txn, recorded := sb.Txn(r.ref)
+		charged := recorded && txn.Status == "1" && !txn.Refunded
+		switch {
+		case lr.State == ledger.StateSuccess && !charged:
+			t.Errorf("ref %s: ledger success, sandbox not charged (%+v)", r.ref, txn)
+		case lr.State != ledger.StateSuccess && charged:
+			t.Errorf("ref %s: ledger %s, sandbox charged", r.ref, lr.State)
+		case lr.State == ledger.StateRefunded && !(recorded && txn.Refunded):
+			t.Errorf("ref %s: ledger refunded, sandbox %+v", r.ref, txn)
+		}
+		if lr.State == ledger.StateSuccess {
+			ledgerSuccess += lr.AmountPaise
+		}
+	}
+	if _, sandboxCharged := sb.Totals(); sandboxCharged != ledgerSuccess {
+		t.Errorf("ledger success total %d paise, sandbox charged %d paise", ledgerSuccess, sandboxCharged)
+	}
+	st := sb.Stats().Faults
+	if st.Lost == 0 || st.Stall == 0 || st.Fault5xx == 0 || st.Throttle == 0 || st.UnknownCode == 0 {
+		t.Errorf("not every fault fired: %+v", st)
+	}
+	t.Logf("%d kills; faults %+v", kills, st)
+}
+
+// TestDuplicateResolvesToSuccess: the provider already has the referenceid
+// (sent earlier, answer lost, ledger none the wiser), answers 18, and the
+// status enquiry settles it as success — never counted before that.
+func TestDuplicateResolvesToSuccess(t *testing.T) {
+	sb := sandbox(t, nil)
+	dir := t.TempDir()
+	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	rows := goodRows(3, "D")
+	writeCSV(t, csvPath, rows)
+	body := `{"operator":311,"canumber":"CA000001","amount":11.01,"referenceid":"` + rows[1].ref +
+		`","latitude":"1","longitude":"1","RegistrationID":"AOP-554"}`
+	resp, err := http.Post(sb.URL+"/api/AOP/Recharge", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if sb.Charged(rows[1].ref) != 1 {
+		t.Fatal("setup: the early send was not recorded")
+	}
+
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL)...)
+	if p.code != 0 {
+		t.Fatalf("exit %d, want 0\n%s", p.code, p.stderr)
+	}
+	_, byRef, _ := ledgerRows(t, db)
+	got := byRef[rows[1].ref]
+	if got.State != ledger.StateSuccess || got.ResponseCode != 18 || !strings.Contains(got.Message, "status enquiry") {
+		t.Errorf("row: state %s code %d message %q; want success settled by enquiry after code 18", got.State, got.ResponseCode, got.Message)
+	}
+	if n := sb.Charged(rows[1].ref); n != 1 {
+		t.Errorf("charged %d times, want 1", n)
+	}
+}
+
+func TestPendingResolvesToFinal(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*aoptest.Config)
+		want   ledger.State
+		code   int
+	}{
+		{"success", func(c *aoptest.Config) { c.PendingRate = 1; c.PendingDelay = 300 * time.Millisecond }, ledger.StateSuccess, 0},
+		{"failed", func(c *aoptest.Config) {
+			c.PendingRate = 1
+			c.PendingDelay = 300 * time.Millisecond
+			c.PendingFailRate = 1
+		}, ledger.StateFailed, 2},
+		{"refunded", func(c *aoptest.Config) {
+			c.PendingRate = 1
+			c.PendingDelay = 200 * time.Millisecond
+			c.RefundRate = 1
+			c.RefundDelay = 200 * time.Millisecond
+		}, ledger.StateRefunded, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sb := sandbox(t, tc.mutate)
+			dir := t.TempDir()
+			db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+			rows := goodRows(20, "P")
+			writeCSV(t, csvPath, rows)
+			p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL)...)
+			if p.code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s", p.code, tc.code, p.stderr)
+			}
+			_, byRef, _ := ledgerRows(t, db)
+			for _, r := range rows {
+				if got := byRef[r.ref]; got.State != tc.want || got.ResponseCode != 0 {
+					t.Errorf("ref %s: %s (code %d), want %s after code 0", r.ref, got.State, got.ResponseCode, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestWalletExhaustionStopsAndTopUpFinishes: code 16 stops the run at once
+// with the remaining rows queued (not failed); after a top-up the rerun
+// sends exactly those.
+func TestWalletExhaustionStopsAndTopUpFinishes(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.WalletPaise = 100_000 })
+	dir := t.TempDir()
+	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	rows := goodRows(60, "W")
+	writeCSV(t, csvPath, rows)
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--workers", "2")...)
+	if p.code != 3 {
+		t.Fatalf("exit %d, want 3\n%s", p.code, p.stderr)
+	}
+	if !strings.Contains(p.stderr, "top up the wallet") {
+		t.Errorf("stderr does not say what to fix:\n%s", p.stderr)
+	}
+	_, _, all := ledgerRows(t, db)
+	c := countStates(all)
+	if c[ledger.StateFailed] != 0 || c[ledger.StateQueued] == 0 || c[ledger.StateSuccess] == 0 {
+		t.Fatalf("states after exhaustion %v: want some success, the rest queued, none failed", c)
+	}
+	if got := sb.Stats().ByCode[16]; got > 2 {
+		t.Errorf("%d requests answered 16: the run did not stop at once", got)
+	}
+	sb.TopUp(10_000_000)
+	p = aopbatch(t, nil, runArgs(csvPath, db, sb.URL)...)
+	if p.code != 0 {
+		t.Fatalf("after top-up: exit %d, want 0\n%s", p.code, p.stderr)
+	}
+	for _, r := range rows {
+		if n := sb.Charged(r.ref); n != 1 {
+			t.Errorf("ref %s charged %d times, want 1", r.ref, n)
+		}
+	}
+}
+
+// TestAuthStormStopsWithoutFailingRows: every request refused 401, the run
+// refreshes once, then stops with rows queued, not failed, and says which
+// credential to check.
+func TestAuthStormStopsWithoutFailingRows(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.Auth = aoptest.AuthBearer; c.Tokens = []string{"right-token"} })
+	dir := t.TempDir()
+	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	writeCSV(t, csvPath, goodRows(40, "U"))
+	p := aopbatch(t, []string{"AOP_TOKEN=wrong-token"}, runArgs(csvPath, db, sb.URL, "--auth", "bearer", "--workers", "4")...)
+	if p.code != 3 {
+		t.Fatalf("exit %d, want 3\n%s", p.code, p.stderr)
+	}
+	if !strings.Contains(p.stderr, "AOP_TOKEN") {
+		t.Errorf("stderr does not name the credential:\n%s", p.stderr)
+	}
+	if strings.Contains(p.stderr+p.stdout, "wrong-token") {
+		t.Errorf("the token leaked into the output")
+	}
+	_, _, all := ledgerRows(t, db)
+	c := countStates(all)
+	if c[ledger.StateFailed] != 0 || c[ledger.StateQueued] != 40 {
+		t.Errorf("states %v: want all 40 queued, none failed", c)
+	}
+	if n := sb.Stats().AuthFailures; n > 16 {
+		t.Errorf("%d auth failures: the run kept hammering", n)
+	}
+}
+
+// TestSIGTERMExitsThreeAndResumes: SIGTERM stops taking rows, records those
+// in flight, exits 3; the rerun finishes with nothing sent twice.
+func TestSIGTERMExitsThreeAndResumes(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.Latency = 30 * time.Millisecond })
+	dir := t.TempDir()
+	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	rows := goodRows(400, "S")
+	writeCSV(t, csvPath, rows)
+	cmd := aopbatchCmd(context.Background(), nil, runArgs(csvPath, db, sb.URL, "--rate", "200")...)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for sb.Stats().Recharges < 50 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 3 {
+		t.Fatalf("exit %d (%v), want 3\n%s", code, err, errb.String())
+	}
+	_, _, all := ledgerRows(t, db)
+	c := countStates(all)
+	if c[ledger.StateInflight] != 0 || c[ledger.StateUnknown] != 0 {
+		t.Errorf("after SIGTERM %v: rows in flight were not recorded", c)
+	}
+	if c[ledger.StateQueued] == 0 {
+		t.Errorf("after SIGTERM %v: want rows left queued", c)
+	}
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL)...)
+	if p.code != 0 {
+		t.Fatalf("rerun exit %d\n%s", p.code, p.stderr)
+	}
+	for _, r := range rows {
+		if n := sb.Requests(r.ref); n != 1 {
+			t.Errorf("ref %s sent %d times, want 1", r.ref, n)
+		}
+	}
+}
+
+// TestSecondRunOnSameBatchRefuses: while one run holds the batch, a second
+// exits 1 without sending anything.
+func TestSecondRunOnSameBatchRefuses(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.Latency = 50 * time.Millisecond })
+	dir := t.TempDir()
+	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	writeCSV(t, csvPath, goodRows(200, "L"))
+	first := aopbatchCmd(context.Background(), nil, runArgs(csvPath, db, sb.URL, "--rate", "50")...)
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = first.Process.Kill(); _ = first.Wait() }()
+	for sb.Stats().Recharges < 5 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := sb.Stats().Recharges
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL)...)
+	if p.code != 1 {
+		t.Fatalf("second run exit %d, want 1\n%s", p.code, p.stderr)
+	}
+	if !strings.Contains(p.stderr, "another process") {
+		t.Errorf("stderr does not explain the refusal:\n%s", p.stderr)
+	}
+	// The first run keeps sending at 50/s; the second must add nothing
+	// beyond that pace.
+	if got := sb.Stats().Recharges - before; got > 40 {
+		t.Errorf("%d requests during the second run's attempt: did it send?", got)
+	}
+}
