@@ -162,13 +162,22 @@ func (l *Ledger) MarkReady(ctx context.Context, seq, rowsTotal int64) error {
 
 // ClearRows deletes a batch's rows and attempts, keeping the batch (and its
 // lease): used when an ingest is abandoned, so a refused or half-read file
-// leaves no row behind to be sent or to hold a referenceid.
+// leaves no row behind to be sent or to hold a referenceid. A ready batch is
+// refused: its rows are the record of what was sent.
 func (l *Ledger) ClearRows(ctx context.Context, seq int64) error {
 	tx, err := l.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("clear batch rows: %w", err)
 	}
 	defer tx.Rollback()
+	var status string
+	err = tx.QueryRowContext(ctx, `SELECT status FROM batches WHERE seq = ?`, seq).Scan(&status)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("clear batch rows: %w", err)
+	}
+	if status == "ready" {
+		return fmt.Errorf("clear batch rows: batch %d is ready: its rows are kept", seq)
+	}
 	for _, q := range []string{
 		`DELETE FROM attempts WHERE batch = ?`,
 		`DELETE FROM rows WHERE batch = ?`,

@@ -43,6 +43,7 @@ type Ingest struct {
 	lookup  *sql.Stmt
 	inChunk int
 	rows    int64
+	done    bool // Finish committed: Abort must leave the batch alone
 }
 
 const ingestChunk = 8192
@@ -191,12 +192,17 @@ func (in *Ingest) Finish(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
+	in.done = true
 	return nil
 }
 
 // Abort rolls back the open chunk and deletes what earlier chunks wrote, so
-// a refused file leaves nothing to send and holds no referenceid.
+// a refused file leaves nothing to send and holds no referenceid. After a
+// successful Finish it does nothing, like Rollback after Commit.
 func (in *Ingest) Abort(ctx context.Context) error {
+	if in.done {
+		return nil
+	}
 	if in.tx != nil {
 		in.tx.Rollback()
 		in.tx = nil

@@ -326,3 +326,61 @@ func TestRupees(t *testing.T) {
 		})
 	}
 }
+
+// TestIngestAbortAfterFinish: Abort mirrors Rollback, so the idiom
+// `defer in.Abort(ctx)` must not destroy a batch whose Finish succeeded.
+func TestIngestAbortAfterFinish(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := openLedger(t, Options{})
+	o := NewOwner("run")
+	b := acquire(t, l, NewBatch{ID: "b1", ContentHash: "h"}, o)
+	in, err := l.BeginIngest(ctx, b, o, testTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rowsFor("f", 3) {
+		if _, _, err := in.Add(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Abort(ctx); err != nil {
+		t.Errorf("Abort after Finish: %v, want nil (no-op)", err)
+	}
+	got, err := l.Batch(ctx, "b1")
+	if err != nil {
+		t.Fatalf("Batch after Abort-after-Finish: %v", err)
+	}
+	if !got.Ready || counts(t, l, got.Seq).Total().Rows != 3 {
+		t.Errorf("batch = %+v with %v, want ready with 3 rows", got, counts(t, l, got.Seq))
+	}
+}
+
+// TestClearRowsReady: a ready batch's rows are the record of what was sent;
+// ClearRows and DeleteBatch are for abandoned ingests only.
+func TestClearRowsReady(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := openLedger(t, Options{})
+	b, _ := ingest(t, l, "b1", rowsFor("c", 3))
+	w := newWriter(t, l, b.Seq)
+	markInflight(t, w, 2)
+	record(t, w, Update{Line: 2, To: StateSuccess, Code: 1})
+	closeWriter(t, w)
+	if err := l.ClearRows(ctx, b.Seq); err == nil {
+		t.Error("ClearRows of a ready batch succeeded")
+	}
+	if err := l.DeleteBatch(ctx, b.Seq); err == nil {
+		t.Error("DeleteBatch of a ready batch succeeded")
+	}
+	got, err := l.Batch(ctx, "b1")
+	if err != nil {
+		t.Fatalf("Batch: %v", err)
+	}
+	if c := counts(t, l, b.Seq); !got.Ready || c[StateSuccess].Rows != 1 || c.Total().Rows != 3 {
+		t.Errorf("batch = %+v with %v, want ready, 1 success of 3", got, c)
+	}
+}

@@ -150,6 +150,30 @@ func TestWriterSuccess(t *testing.T) {
 	closeWriter(t, w)
 }
 
+func TestWriterAttemptOnly(t *testing.T) {
+	t.Parallel()
+	l := openLedger(t, Options{})
+	b, _ := ingest(t, l, "b1", rowsFor("a", 2))
+	w := newWriter(t, l, b.Seq)
+	markInflight(t, w, 2)
+	before := getRow(t, l, b.Seq, 2)
+	// A throttled attempt that does not settle the row: logged, row as is.
+	a := Attempt{Kind: "recharge", At: time.UnixMilli(1_700_000_000_000), HTTPStatus: 429, Code: -1, Class: "throttled", Message: "slow down"}
+	record(t, w, Update{Line: 2, Attempt: &a})
+	flush(t, w)
+	if got := getRow(t, l, b.Seq, 2); !reflect.DeepEqual(got, before) {
+		t.Errorf("row changed:\n got %+v\nwant %+v", got, before)
+	}
+	want := []AttemptRow{{Line: 2, Attempt: a, State: StateInflight}}
+	if got := attempts(t, l, b.Seq); !reflect.DeepEqual(got, want) {
+		t.Errorf("attempts = %+v, want %+v", got, want)
+	}
+	if err := w.Refused(); err != nil {
+		t.Errorf("Refused() = %v", err)
+	}
+	closeWriter(t, w)
+}
+
 func TestWriterMarkInflightRefused(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -160,7 +160,7 @@ func hbars(title string, labels, values []string, classes []string, n []int64, b
 }
 
 const (
-	vbarSlot   = 64
+	vbarSlot   = 84
 	vbarPlotH  = 140
 	vbarTop    = 40
 	vbarBottom = 24

@@ -2,6 +2,7 @@ package reports
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -171,4 +172,20 @@ func FuzzReadStatement(f *testing.F) {
 			}
 		}
 	})
+}
+
+func BenchmarkReadStatement(b *testing.B) {
+	const n = 100000
+	var sb strings.Builder
+	sb.WriteString("refid,txnid,amount,status,refunded\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&sb, "R%07d,T%d,%s,1,0\n", (i*7919)%n, i, rupees(int64(100+i%1000)))
+	}
+	in := sb.String()
+	b.SetBytes(int64(len(in)))
+	for b.Loop() {
+		if _, err := ReadStatement(strings.NewReader(in), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
