@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -219,13 +220,16 @@ func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(jobs)
-		return e.readQueued(gctx, b, jobs)
+		return e.readQueued(gctx, b, w, jobs)
 	})
 	for i := 0; i < e.cfg.Workers; i++ {
 		g.Go(func() error {
 			for row := range jobs {
 				if ctx.Err() != nil || e.stopping() {
-					continue // leave it queued; drain so the reader can finish
+					// Marked ahead but never sent: say so, so the next
+					// run sends it instead of asking the provider.
+					e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1})
+					continue
 				}
 				e.sendRow(ctx, w, row)
 			}
@@ -251,8 +255,13 @@ func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 	return nil
 }
 
-func (e *Engine) readQueued(ctx context.Context, b ledger.Batch, jobs chan<- ledger.Row) error {
+// readQueued pages through the queued rows and hands them to the workers,
+// marking each chunk inflight in one commit just before: the commit's
+// latency overlaps the sending of the chunk before it.
+func (e *Engine) readQueued(ctx context.Context, b ledger.Batch, w *ledger.Writer, jobs chan<- ledger.Row) error {
 	after := 0
+	chunk := max(1, min(e.cfg.Workers, pageSize))
+	lines := make([]int, 0, chunk)
 	for {
 		if e.stopping() {
 			return nil
@@ -264,13 +273,33 @@ func (e *Engine) readQueued(ctx context.Context, b ledger.Batch, jobs chan<- led
 			}
 			return err
 		}
-		for _, r := range page {
-			select {
-			case jobs <- r:
-			case <-ctx.Done():
+		for start := 0; start < len(page); start += chunk {
+			if ctx.Err() != nil || e.stopping() {
 				return nil
-			case <-e.stopCh:
+			}
+			rows := page[start:min(start+chunk, len(page))]
+			lines = lines[:0]
+			for _, r := range rows {
+				lines = append(lines, r.Line)
+			}
+			marked, err := w.MarkInflightMany(ctx, lines)
+			if err != nil {
+				if ctx.Err() == nil {
+					e.stop(&StopError{Reason: "ledger", Detail: err.Error(), Hint: "check the disk and the ledger file"})
+				}
 				return nil
+			}
+			ok := make(map[int]bool, len(marked))
+			for _, l := range marked {
+				ok[l] = true
+			}
+			for _, r := range rows {
+				if !ok[r.Line] {
+					continue // settled elsewhere: never send a row we do not own
+				}
+				// Once marked, a row always reaches a worker, which sends it
+				// or puts it back to queued.
+				jobs <- r
 			}
 		}
 		if len(page) < pageSize {
@@ -287,7 +316,7 @@ func (e *Engine) held(op int64) bool {
 	return e.opHeld[op]
 }
 
-// sendRow sends one queued row and records its outcome.
+// sendRow sends one row already marked inflight and records its outcome.
 func (e *Engine) sendRow(ctx context.Context, w *ledger.Writer, row ledger.Row) {
 	if e.held(row.Operator) {
 		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateHeld, Code: -1,
@@ -295,13 +324,8 @@ func (e *Engine) sendRow(ctx context.Context, w *ledger.Writer, row ledger.Row) 
 		return
 	}
 	if err := e.lim.Wait(ctx); err != nil {
-		return // interrupted: the row stays queued
-	}
-	if err := w.MarkInflight(ctx, row.Line); err != nil {
-		if errors.Is(err, ledger.ErrTransition) {
-			return // someone else settled it; never send a row we do not own
-		}
-		e.stop(&StopError{Reason: "ledger", Detail: err.Error(), Hint: "check the disk and the ledger file"})
+		// Interrupted before sending: the row goes back to queued.
+		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1})
 		return
 	}
 	e.deliver(ctx, w, row)
@@ -328,9 +352,12 @@ func (e *Engine) deliver(ctx context.Context, w *ledger.Writer, row ledger.Row) 
 					continue
 				}
 			}
-			e.breakerObserve(true)
-			e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1,
-				Message: "not sent: " + res.Message})
+			msg := res.Message // the client's "not sent: <why>", said once
+			if !strings.HasPrefix(msg, "not sent") {
+				msg = "not sent: " + msg
+			}
+			e.breakerObserve(true, msg)
+			e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1, Message: msg})
 			return
 		case aop.ClassThrottled:
 			throttles++
@@ -388,7 +415,7 @@ func (e *Engine) settle(w *ledger.Writer, row ledger.Row, at time.Time, lat time
 				Hint: "check the provider's status, then run aopbatch resolve"})
 		}
 	}
-	e.breakerObserve(transient)
+	e.breakerObserve(transient, res.Message)
 	e.record(w, ledger.Update{Line: row.Line, To: to, Code: res.Code, Message: res.Message, TxnID: res.TxnID,
 		Attempt: attempt("recharge", at, lat, res)})
 	e.count(to)
@@ -418,9 +445,12 @@ func accountHint(code int) string {
 	return "fix the account with the provider, then run again"
 }
 
-func (e *Engine) breakerObserve(transient bool) {
+// breakerObserve feeds one outcome to the breaker; why is the outcome's
+// message, named when the breaker trips so the cause (an untrusted TLS
+// certificate, a refused connection) reaches the person running the batch.
+func (e *Engine) breakerObserve(transient bool, why string) {
 	if e.brk.observe(transient) {
-		e.stop(&StopError{Reason: "breaker", Detail: fmt.Sprintf("most of the last %d requests failed without a clear answer", e.cfg.BreakerWindow),
+		e.stop(&StopError{Reason: "breaker", Detail: fmt.Sprintf("most of the last %d requests failed without a clear answer, the latest: %s", e.cfg.BreakerWindow, why),
 			Hint: "the provider or the network looks broken; run again later to resume"})
 	}
 }

@@ -17,7 +17,7 @@ const (
 	ErrAmountEmpty          AmountError = "empty"
 	ErrAmountSign           AmountError = "sign not allowed"
 	ErrAmountExponent       AmountError = "exponent not allowed"
-	ErrAmountSeparator      AmountError = "thousands separator not allowed"
+	ErrAmountSeparator      AmountError = "separator not allowed: plain digits and a '.' for decimals, e.g. 1000.50"
 	ErrAmountNonASCIIDigits AmountError = "non-ASCII digits"
 	ErrAmountNotNumber      AmountError = "not a number"
 	ErrAmountLeadingDigit   AmountError = "needs a digit before the decimal point"

@@ -74,7 +74,7 @@ var allowedFrom = map[State][]State{
 	// Back to queued only when the request provably never reached the
 	// provider (not written, throttled, declined before recording).
 	StateQueued:    {StateInflight, StateHeld},
-	StateHeld:      {StateQueued},
+	StateHeld:      {StateQueued, StateInflight}, // inflight: marked ahead, never sent
 	StateSuccess:   {StateInflight, StatePending, StateDuplicate, StateUnknown},
 	StateFailed:    {StateInflight, StatePending, StateDuplicate, StateUnknown},
 	StatePending:   {StateInflight, StatePending, StateDuplicate, StateUnknown},

@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -53,6 +54,8 @@ type Writer struct {
 
 type op struct {
 	inflight bool
+	lines    []int // inflight: the rows to mark
+	marked   []int // inflight: the rows marked, set before done is signalled
 	barrier  bool
 	line     int
 	u        Update
@@ -65,23 +68,35 @@ const maxGroup = 1024
 func (l *Ledger) NewWriter(ctx context.Context, seq int64) (*Writer, error) {
 	w := &Writer{l: l, batch: seq, ops: make(chan *op, 4096), done: make(chan struct{}), moves: map[State]*sql.Stmt{}}
 	var err error
+	// Each statement takes a whole group's rows as one JSON array: one
+	// statement per group instead of one per row is most of the writer's
+	// speed. RETURNING names the rows the transition table let through.
 	w.inflight, err = l.w.PrepareContext(ctx, `UPDATE rows SET state = 'inflight', attempts = attempts + 1,
 		first_sent_ms = COALESCE(first_sent_ms, ?1), updated_ms = ?1
-		WHERE batch = ?2 AND line = ?3 AND state IN `+inList(allowedFrom[StateInflight]))
+		WHERE batch = ?2 AND line IN (SELECT value FROM json_each(?3)) AND state IN `+inList(allowedFrom[StateInflight])+`
+		RETURNING line`)
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
 	}
 	w.attempt, err = l.w.PrepareContext(ctx, `INSERT INTO attempts
 		(batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		SELECT ?1, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5,
+			j.value ->> 6, j.value ->> 7, j.value ->> 8
+		FROM json_each(?2) AS j`)
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
 	}
 	for to, from := range allowedFrom {
-		st, err := l.w.PrepareContext(ctx, `UPDATE rows SET state = ?1,
-			response_code = COALESCE(?2, response_code), message = ?3,
-			provider_txnid = CASE WHEN ?4 = '' THEN provider_txnid ELSE ?4 END, updated_ms = ?5
-			WHERE batch = ?6 AND line = ?7 AND state IN `+inList(from))
+		// The materialized CTE and the unary + keep the planner walking the
+		// group's rows and finding each by primary key; left to itself it
+		// scans every row of the batch in the source state instead.
+		st, err := l.w.PrepareContext(ctx, `WITH j(l, c, m, t) AS MATERIALIZED
+				(SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?3))
+			UPDATE rows SET state = ?1, response_code = COALESCE(j.c, rows.response_code), message = j.m,
+				provider_txnid = CASE WHEN j.t = '' THEN rows.provider_txnid ELSE j.t END, updated_ms = ?2
+			FROM j
+			WHERE rows.batch = ?4 AND rows.line = j.l AND +rows.state IN `+inList(from)+`
+			RETURNING rows.line`)
 		if err != nil {
 			return nil, fmt.Errorf("prepare ledger writer: %w", err)
 		}
@@ -103,8 +118,27 @@ func inList(states []State) string {
 // only once that is committed: a crash after this point leaves the row
 // inflight, which the next run treats as unknown, never as unsent.
 func (w *Writer) MarkInflight(ctx context.Context, line int) error {
-	o := &op{inflight: true, line: line, done: make(chan error, 1)}
-	return w.submitWait(ctx, o)
+	o := &op{inflight: true, lines: []int{line}, done: make(chan error, 1)}
+	if err := w.submitWait(ctx, o); err != nil {
+		return err
+	}
+	if len(o.marked) != 1 {
+		return fmt.Errorf("mark line %d inflight: %w", line, ErrTransition)
+	}
+	return nil
+}
+
+// MarkInflightMany marks several rows inflight in one commit and returns
+// the lines that were marked (those whose state allowed it). Marking a few
+// rows ahead of sending hides the commit's latency; a row marked but never
+// sent is safe, since the next run checks it with the provider first, and
+// the caller puts it back to queued if it stops before sending.
+func (w *Writer) MarkInflightMany(ctx context.Context, lines []int) ([]int, error) {
+	o := &op{inflight: true, lines: lines, done: make(chan error, 1)}
+	if err := w.submitWait(ctx, o); err != nil {
+		return nil, err
+	}
+	return o.marked, nil
 }
 
 // Record queues an update; it is committed with the next group. Errors
@@ -207,6 +241,11 @@ func (w *Writer) loop() {
 // apply runs one group in one transaction. A row whose state forbids its
 // change gets ErrTransition without failing the group; a database error
 // fails the whole group (and the writer).
+//
+// Rows are changed in batches, one statement per kind of change. Within a
+// segment of the group no row appears twice, so the order of statements
+// does not matter; a row's second change starts a new segment, keeping
+// each row's changes in the order they were made.
 func (w *Writer) apply(group []*op, errs []error) error {
 	ctx := context.Background() // a run's end must not abort a commit half-made
 	tx, err := w.l.w.BeginTx(ctx, nil)
@@ -215,60 +254,140 @@ func (w *Writer) apply(group []*op, errs []error) error {
 	}
 	defer tx.Rollback()
 	now := w.l.nowMS()
-	stmts := map[*sql.Stmt]*sql.Stmt{}
-	stmt := func(s *sql.Stmt) *sql.Stmt {
-		if t, ok := stmts[s]; ok {
-			return t
-		}
-		t := tx.StmtContext(ctx, s)
-		stmts[s] = t
-		return t
-	}
+	seg := newSegment()
+	var attempts []any
 	for i, o := range group {
 		errs[i] = nil
-		switch {
-		case o.barrier:
+		if o.barrier {
 			continue
-		case o.inflight:
-			res, err := stmt(w.inflight).ExecContext(ctx, now, w.batch, o.line)
-			if err != nil {
+		}
+		if o.inflight {
+			for _, line := range o.lines {
+				if seg.has(line) {
+					if err := w.flush(ctx, tx, seg, now, group, errs); err != nil {
+						return err
+					}
+					seg = newSegment()
+					break
+				}
+			}
+		} else if o.u.To != "" && seg.has(o.u.Line) {
+			// A row's second change in this group: keep its order.
+			if err := w.flush(ctx, tx, seg, now, group, errs); err != nil {
 				return err
 			}
-			if n, _ := res.RowsAffected(); n != 1 {
-				errs[i] = fmt.Errorf("mark line %d inflight: %w", o.line, ErrTransition)
+			seg = newSegment()
+		}
+		switch {
+		case o.inflight:
+			o.marked = o.marked[:0]
+			for _, line := range o.lines {
+				seg.add(line, i)
+				seg.inflight = append(seg.inflight, line)
 			}
 		default:
 			u := o.u
 			logged := u.To
 			if u.To == "" {
 				logged = StateInflight // an attempt that did not settle the row; a retry follows
+			} else if _, ok := w.moves[u.To]; !ok {
+				errs[i] = fmt.Errorf("move line %d to %s: %w", u.Line, u.To, ErrTransition)
+				w.noteRejected(errs[i])
+				continue
 			} else {
-				st, ok := w.moves[u.To]
-				if !ok {
-					errs[i] = fmt.Errorf("move line %d to %s: %w", u.Line, u.To, ErrTransition)
-					w.noteRejected(errs[i])
-					continue
-				}
-				res, err := stmt(st).ExecContext(ctx, string(u.To), nullCode(u.Code), u.Message, u.TxnID, now, w.batch, u.Line)
-				if err != nil {
-					return err
-				}
-				if n, _ := res.RowsAffected(); n != 1 {
-					// Not fatal for the group, but never silent: the run
-					// reports it through Refused.
-					errs[i] = fmt.Errorf("move line %d to %s: %w", u.Line, u.To, ErrTransition)
-					w.noteRejected(errs[i])
-				}
+				seg.add(u.Line, i)
+				seg.moves[u.To] = append(seg.moves[u.To], []any{u.Line, nullCode(u.Code), u.Message, u.TxnID})
 			}
 			if a := u.Attempt; a != nil {
-				if _, err := stmt(w.attempt).ExecContext(ctx, w.batch, u.Line, a.Kind, a.At.UnixMilli(), a.Latency.Milliseconds(),
-					a.HTTPStatus, nullCode(a.Code), a.Class, string(logged), a.Message); err != nil {
-					return err
-				}
+				attempts = append(attempts, []any{u.Line, a.Kind, a.At.UnixMilli(), a.Latency.Milliseconds(),
+					a.HTTPStatus, nullCode(a.Code), a.Class, string(logged), a.Message})
 			}
 		}
 	}
+	if err := w.flush(ctx, tx, seg, now, group, errs); err != nil {
+		return err
+	}
+	if len(attempts) > 0 {
+		js, err := json.Marshal(attempts)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.StmtContext(ctx, w.attempt).ExecContext(ctx, w.batch, string(js)); err != nil {
+			return err
+		}
+	}
 	return tx.Commit()
+}
+
+// segment collects a group's row changes in which no row appears twice.
+type segment struct {
+	ops      map[int]int // line -> index of its op in the group
+	inflight []int
+	moves    map[State][]any
+}
+
+func newSegment() *segment { return &segment{ops: map[int]int{}, moves: map[State][]any{}} }
+
+func (s *segment) has(line int) bool { _, ok := s.ops[line]; return ok }
+
+func (s *segment) add(line, op int) { s.ops[line] = op }
+
+// flush applies a segment; rows the transition table refused get
+// ErrTransition on their op.
+func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64, group []*op, errs []error) error {
+	if len(seg.inflight) > 0 {
+		js, err := json.Marshal(seg.inflight)
+		if err != nil {
+			return err
+		}
+		done, err := returnedLines(ctx, tx.StmtContext(ctx, w.inflight), now, w.batch, string(js))
+		if err != nil {
+			return err
+		}
+		for _, line := range seg.inflight {
+			if o := group[seg.ops[line]]; done[line] {
+				o.marked = append(o.marked, line)
+			}
+		}
+	}
+	for to, rows := range seg.moves {
+		js, err := json.Marshal(rows)
+		if err != nil {
+			return err
+		}
+		done, err := returnedLines(ctx, tx.StmtContext(ctx, w.moves[to]), string(to), now, string(js), w.batch)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			line := r.([]any)[0].(int)
+			if !done[line] {
+				// Not fatal for the group, but never silent: the run
+				// reports it through Refused.
+				i := seg.ops[line]
+				errs[i] = fmt.Errorf("move line %d to %s: %w", line, to, ErrTransition)
+				w.noteRejected(errs[i])
+			}
+		}
+	}
+	return nil
+}
+
+func returnedLines(ctx context.Context, st *sql.Stmt, args ...any) (map[int]bool, error) {
+	rs, err := st.QueryContext(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	done := map[int]bool{}
+	for rs.Next() {
+		var line int
+		if err := rs.Scan(&line); err != nil {
+			return nil, err
+		}
+		done[line] = true
+	}
+	return done, rs.Err()
 }
 
 // Refused returns the first recorded update that the transition table

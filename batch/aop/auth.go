@@ -128,7 +128,10 @@ type tokenRun struct {
 // token. The token is cached for ttl (600s when 0) and renewed in the
 // background once 80% of ttl has passed; a caller blocks only when there is
 // no valid token. Refresh forces a new run unless one finished in the last
-// two seconds, so a burst of 401s costs one run. A run is killed after 30s.
+// two seconds, so a burst of 401s costs one run; the Client, which knows
+// the refused token, instead renews unless that token was already replaced,
+// which also holds for tokens that live less than two seconds. A run is
+// killed after 30s.
 // Errors name argv[0], the exit status and the start of stderr, never the
 // token.
 func Command(argv []string, ttl time.Duration, env []string) Authenticator {
@@ -189,6 +192,29 @@ func (a *commandAuth) Refresh(ctx context.Context) error {
 	run := a.inflight
 	if run == nil {
 		if a.valid && a.now().Sub(a.gotAt) < refreshGap {
+			a.mu.Unlock()
+			return nil
+		}
+		a.valid = false
+		run = a.start(false)
+	}
+	a.mu.Unlock()
+	_, err := a.wait(ctx, run)
+	return err
+}
+
+// refreshRejected is Refresh for a request refused with the headers sent:
+// when the token it carried has already been replaced, by a renewal that
+// another refused request started or an ahead-of-expiry one, the new token
+// is used as it is; otherwise the command runs (or the run in progress is
+// joined). Unlike Refresh's two-second rule, this holds for tokens that
+// the provider lets live less than that.
+func (a *commandAuth) refreshRejected(ctx context.Context, sent http.Header) error {
+	used := strings.TrimPrefix(sent.Get("Authorization"), "Bearer ")
+	a.mu.Lock()
+	run := a.inflight
+	if run == nil {
+		if a.valid && used != a.token {
 			a.mu.Unlock()
 			return nil
 		}

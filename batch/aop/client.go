@@ -190,11 +190,11 @@ func (c *Client) Recharge(ctx context.Context, body []byte) (Result, error) {
 	if !json.Valid(body) {
 		return Result{Class: ClassNotSent, Code: -1}, errors.New("recharge: body is not valid JSON")
 	}
-	r := c.rechargeOnce(ctx, body)
+	r, sent := c.rechargeOnce(ctx, body)
 	if r.Class != ClassAuth {
 		return r, nil
 	}
-	if err := c.auth.Refresh(ctx); err != nil {
+	if err := c.refreshAuth(ctx, sent); err != nil {
 		if ctx.Err() != nil {
 			// A rejected credential means nothing was processed.
 			return Result{Class: ClassNotSent, HTTPStatus: r.HTTPStatus, Code: r.Code,
@@ -203,12 +203,27 @@ func (c *Client) Recharge(ctx context.Context, body []byte) (Result, error) {
 		r.Message = clip("credential refresh failed: " + err.Error())
 		return r, nil
 	}
-	r2 := c.rechargeOnce(ctx, body)
+	r2, _ := c.rechargeOnce(ctx, body)
 	r2.Attempts += r.Attempts
 	return r2, nil
 }
 
-func (c *Client) rechargeOnce(ctx context.Context, body []byte) Result {
+// refreshAuth renews the credential after a request carrying the headers
+// sent was refused. An authenticator that can tell whether that credential
+// has already been replaced (by another refused request) skips the renewal
+// then, however short the credential's life; others get Refresh.
+func (c *Client) refreshAuth(ctx context.Context, sent http.Header) error {
+	if r, ok := c.auth.(interface {
+		refreshRejected(ctx context.Context, sent http.Header) error
+	}); ok && sent != nil {
+		return r.refreshRejected(ctx, sent)
+	}
+	return c.auth.Refresh(ctx)
+}
+
+// rechargeOnce makes one Recharge exchange; it also returns the request
+// headers sent, for refreshAuth.
+func (c *Client) rechargeOnce(ctx context.Context, body []byte) (Result, http.Header) {
 	rp := c.post(ctx, c.rechargeURL, body)
 	r := Result{HTTPStatus: rp.status, Code: -1, Message: rp.msg, Attempts: rp.attempts}
 	switch rp.kind {
@@ -225,7 +240,7 @@ func (c *Client) rechargeOnce(ctx context.Context, body []byte) Result {
 		r = classifyRecharge(rp.status, rp.header, rp.body, rp.tooBig, c.now())
 		r.Attempts = rp.attempts
 	}
-	return r
+	return r, rp.sent
 }
 
 // replyKind says how far one exchange got.
@@ -246,6 +261,7 @@ type reply struct {
 	body     []byte
 	tooBig   bool
 	attempts int
+	sent     http.Header // the request's headers, credential included, once applied
 }
 
 // post makes one POST and reads its answer. It tells "not sent" from "lost"
@@ -277,18 +293,18 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if tr.reachedServer() {
-			return reply{kind: replyLost, attempts: 1,
+			return reply{kind: replyLost, attempts: 1, sent: req.Header,
 				msg: clip("no response: " + describe(ctx, err) + " " + tr.phase())}
 		}
-		return reply{kind: replyNotSent, attempts: 1, msg: clip("not sent: " + describe(ctx, err))}
+		return reply{kind: replyNotSent, attempts: 1, sent: req.Header, msg: clip("not sent: " + describe(ctx, err))}
 	}
 	defer drainAndClose(resp.Body)
 	b, tooBig, err := readBody(resp.Body)
 	if err != nil {
-		return reply{kind: replyLost, attempts: 1, status: resp.StatusCode, header: resp.Header,
+		return reply{kind: replyLost, attempts: 1, status: resp.StatusCode, header: resp.Header, sent: req.Header,
 			msg: clip(fmt.Sprintf("incomplete response: HTTP %d, %s while reading the body", resp.StatusCode, describe(ctx, err)))}
 	}
-	return reply{kind: replyAnswer, attempts: 1, status: resp.StatusCode, header: resp.Header, body: b, tooBig: tooBig}
+	return reply{kind: replyAnswer, attempts: 1, status: resp.StatusCode, header: resp.Header, body: b, tooBig: tooBig, sent: req.Header}
 }
 
 // connTrace records, for the latest attempt the transport made, whether a

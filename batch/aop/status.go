@@ -131,11 +131,11 @@ func (c *Client) Status(ctx context.Context, referenceID string) (StatusResult, 
 	if err != nil {
 		return StatusResult{Verdict: VerdictNotSent, Code: -1}, fmt.Errorf("status enquiry: encode: %w", err)
 	}
-	r := c.statusOnce(ctx, referenceID, body)
+	r, sent := c.statusOnce(ctx, referenceID, body)
 	if r.Verdict != VerdictAuth {
 		return r, nil
 	}
-	if err := c.auth.Refresh(ctx); err != nil {
+	if err := c.refreshAuth(ctx, sent); err != nil {
 		if ctx.Err() != nil {
 			return StatusResult{Verdict: VerdictNotSent, HTTPStatus: r.HTTPStatus, Code: r.Code,
 				Message: clip("not sent: " + describe(ctx, err)), Attempts: r.Attempts}, nil
@@ -143,12 +143,12 @@ func (c *Client) Status(ctx context.Context, referenceID string) (StatusResult, 
 		r.Message = clip("credential refresh failed: " + err.Error())
 		return r, nil
 	}
-	r2 := c.statusOnce(ctx, referenceID, body)
+	r2, _ := c.statusOnce(ctx, referenceID, body)
 	r2.Attempts += r.Attempts
 	return r2, nil
 }
 
-func (c *Client) statusOnce(ctx context.Context, referenceID string, body []byte) StatusResult {
+func (c *Client) statusOnce(ctx context.Context, referenceID string, body []byte) (StatusResult, http.Header) {
 	rp := c.post(ctx, c.statusURL, body)
 	r := StatusResult{HTTPStatus: rp.status, Code: -1, Message: rp.msg, Attempts: rp.attempts}
 	switch rp.kind {
@@ -165,7 +165,7 @@ func (c *Client) statusOnce(ctx context.Context, referenceID string, body []byte
 		r = decodeStatus(referenceID, c.notFound, rp.status, rp.header, rp.body, rp.tooBig, c.now())
 		r.Attempts = rp.attempts
 	}
-	return r
+	return r, rp.sent
 }
 
 // decodeStatus turns one status-enquiry answer into a StatusResult. It is

@@ -51,7 +51,8 @@ CREATE UNIQUE INDEX rows_referenceid ON rows (referenceid)
 -- touching the table.
 CREATE INDEX rows_state ON rows (batch, state, line, amount_paise);
 
--- Attempts: append-only log of every request made for a row.
+-- Attempts: append-only log of every request made for a row. No secondary
+-- index: appends stay cheap on the hot path, and readers scan by batch.
 CREATE TABLE attempts (
     id            INTEGER PRIMARY KEY,
     batch         INTEGER NOT NULL,
@@ -65,5 +66,3 @@ CREATE TABLE attempts (
     state         TEXT    NOT NULL,
     message       TEXT    NOT NULL DEFAULT ''
 );
-
-CREATE INDEX attempts_row ON attempts (batch, line);
