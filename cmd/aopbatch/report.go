@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -100,17 +101,43 @@ disagree (see reconciliation.csv); 1 usage, ledger or statement error.
 
 // writeReports writes every report format of batch b into dir, for run and
 // resolve's --report, and prints a short summary.
-func writeReports(ctx context.Context, l *ledger.Ledger, b ledger.Batch, dir string, stdout io.Writer) error {
-	s, err := reports.Build(ctx, l, b, reports.Options{})
+// endReports are the report outputs run and resolve write when they end.
+type endReports struct {
+	dir     string
+	maskPII bool
+	metrics string
+}
+
+func (r *endReports) register(fs *flag.FlagSet) {
+	fs.StringVar(&r.dir, "report", "", "write the reports into this directory at the end")
+	fs.BoolVar(&r.maskPII, "mask-pii", false, "mask canumber, cellNumber and userName in the reports")
+	fs.StringVar(&r.metrics, "metrics-file", "", "write the batch's figures in the Prometheus text format (for node_exporter's textfile collector)")
+}
+
+func (r endReports) wanted() bool { return r.dir != "" || r.metrics != "" }
+
+// write writes what r asks for about batch b.
+func (r endReports) write(ctx context.Context, l *ledger.Ledger, b ledger.Batch, stdout io.Writer) error {
+	if !r.wanted() {
+		return nil
+	}
+	s, err := reports.Build(ctx, l, b, reports.Options{MaskPII: r.maskPII})
 	if err != nil {
 		return err
 	}
-	paths, err := reports.Write(ctx, l, dir, s, nil)
-	if err != nil {
-		return err
+	if r.dir != "" {
+		paths, err := reports.Write(ctx, l, r.dir, s, nil)
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(stdout, s.TextSummary())
+		printWritten(stdout, r.dir, paths)
 	}
-	fmt.Fprint(stdout, s.TextSummary())
-	printWritten(stdout, dir, paths)
+	if r.metrics != "" {
+		if err := reports.WriteMetrics(r.metrics, s); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -12,12 +12,12 @@ import (
 
 func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
-		conn      connFlags
-		logs      logFlags
-		batchID   string
-		reportDir string
-		progress  string
-		leaseTTL  time.Duration
+		conn     connFlags
+		logs     logFlags
+		batchID  string
+		rep      endReports
+		progress string
+		leaseTTL time.Duration
 	)
 	fs := newFlagSet("resolve", "resolve [--ledger FILE] [--batch ID] [flags]",
 		"AOP_TOKEN=... aopbatch resolve --batch latest --base-url https://api.example.in --auth bearer", stderr)
@@ -25,7 +25,7 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&batchID, "batch", "", "batch id, or latest (may be omitted when the ledger holds one batch)")
 	conn.register(fs)
 	logs.register(fs)
-	fs.StringVar(&reportDir, "report", "", "write the reports into this directory at the end")
+	rep.register(fs)
 	fs.StringVar(&progress, "progress", "auto", "progress display: auto, always, never")
 	fs.DurationVar(&leaseTTL, "lease-ttl", 30*time.Second, "how long the batch lock outlives a run that died on another host")
 	if err := parseFlags(fs, args); err != nil {
@@ -74,5 +74,5 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	stopProgress := showProgress(ctx, progress, stderr, eng, log)
 	rerr := eng.Resolve(ctx, b)
 	stopProgress()
-	return finish(ctx, l, b, rerr, reportDir, logs.format, stdout, stderr)
+	return finish(ctx, l, b, rerr, rep, logs.format, stdout, stderr)
 }

@@ -29,7 +29,7 @@ type runFlags struct {
 	maxRejectRate        float64
 	dryRun               bool
 	progress             string
-	reportDir            string
+	reports              endReports
 	leaseTTL             time.Duration
 	synchronous          string
 }
@@ -54,7 +54,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&f.maxRejectRate, "max-reject-rate", 0.2, "refuse the file if more than this share of rows is invalid (1 = never)")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "validate and record the file, send nothing")
 	fs.StringVar(&f.progress, "progress", "auto", "progress display: auto (a bar on a terminal, log lines otherwise), always, never")
-	fs.StringVar(&f.reportDir, "report", "", "write the reports into this directory at the end")
+	f.reports.register(fs)
 	fs.DurationVar(&f.leaseTTL, "lease-ttl", 30*time.Second, "how long the batch lock outlives a run that died on another host")
 	fs.StringVar(&f.synchronous, "synchronous", "FULL", "ledger durability: FULL (survives power loss) or NORMAL (survives a crash)")
 	if err := parseFlags(fs, args); err != nil {
@@ -174,11 +174,11 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 		sendErr = eng.Resolve(ctx, b)
 	}
 	stopProgress()
-	return finish(ctx, l, b, sendErr, f.reportDir, f.logs.format, stdout, stderr)
+	return finish(ctx, l, b, sendErr, f.reports, f.logs.format, stdout, stderr)
 }
 
 // finish prints the batch's state, writes reports and picks the exit code.
-func finish(ctx context.Context, l *ledger.Ledger, b ledger.Batch, runErr error, reportDir, logFormat string, stdout, stderr io.Writer) error {
+func finish(ctx context.Context, l *ledger.Ledger, b ledger.Batch, runErr error, rep endReports, logFormat string, stdout, stderr io.Writer) error {
 	bg := context.WithoutCancel(ctx)
 	counts, err := l.Counts(bg, b.Seq)
 	if err != nil {
@@ -187,10 +187,8 @@ func finish(ctx context.Context, l *ledger.Ledger, b ledger.Batch, runErr error,
 	if err := printCounts(bg, l, b, stdout); err != nil {
 		return &exitError{code: exitIncomplete, err: err}
 	}
-	if reportDir != "" {
-		if err := writeReports(bg, l, b, reportDir, stdout); err != nil {
-			fmt.Fprintln(stderr, "aopbatch: reports:", err)
-		}
+	if err := rep.write(bg, l, b, stdout); err != nil {
+		fmt.Fprintln(stderr, "aopbatch: reports:", err)
 	}
 	code := outcome(counts)
 	if logFormat == "json" {
