@@ -212,6 +212,10 @@ func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 	return rd, nil
 }
 
+// rejectsTrailer are the normalized names of the columns rejects.csv adds
+// after the original ones; a reader ignores them.
+var rejectsTrailer = map[string]bool{"line": true, "errorcode": true, "reason": true, "fixable": true}
+
 // mapHeader decides which column each header cell fills and checks that the
 // header as a whole is usable.
 func (r *Reader) mapHeader(line int) error {
@@ -226,6 +230,14 @@ func (r *Reader) mapHeader(line int) error {
 		}
 		key := normalizeHeader(h)
 		col, ok := columnByName[key]
+		if !ok && rejectsTrailer[key] {
+			// rejects.csv appends these to the rows it lists, so a person
+			// can fix that file and feed it straight back in.
+			r.colOf[i] = colExtra
+			r.keys[i] = "\x00extra" + strconv.Itoa(i)
+			r.extras = true
+			continue
+		}
 		if !ok {
 			r.colOf[i] = colExtra
 			// A name no csvRow tag can match, even after gocsv's own

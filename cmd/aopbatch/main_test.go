@@ -383,3 +383,36 @@ func TestKill9MidRunResumes(t *testing.T) {
 		}
 	}
 }
+
+// TestRejectsFileFeedsStraightBack: rejects.csv, corrected by a person, is
+// itself a valid input file (its trailing line/error_code/reason/fixable
+// columns are ignored) and its rows go through.
+func TestRejectsFileFeedsStraightBack(t *testing.T) {
+	sb := sandbox(t, nil)
+	dir := t.TempDir()
+	db, csvPath, rep := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv"), filepath.Join(dir, "rep")
+	rows := goodRows(4, "F")
+	rows = append(rows, sampleRow{"311", "CA9", "10.005", "FIXME1"}, sampleRow{"27", "CA8", "abc", "FIXME2"})
+	writeCSV(t, csvPath, rows)
+	if p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--max-reject-rate", "1", "--report", rep)...); p.code != 2 {
+		t.Fatalf("exit %d, want 2\n%s", p.code, p.stderr)
+	}
+	rejects, err := os.ReadFile(filepath.Join(rep, "rejects.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed := strings.NewReplacer("10.005", "10.00", "abc", "12.50").Replace(string(rejects))
+	fixedPath := filepath.Join(dir, "fixed.csv")
+	if err := os.WriteFile(fixedPath, []byte(fixed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := aopbatch(t, nil, runArgs(fixedPath, db, sb.URL)...)
+	if p.code != 0 {
+		t.Fatalf("corrected rejects.csv: exit %d, want 0\n%s\nfile:\n%s", p.code, p.stderr, fixed)
+	}
+	for _, ref := range []string{"FIXME1", "FIXME2"} {
+		if n := sb.Charged(ref); n != 1 {
+			t.Errorf("ref %s charged %d times, want 1", ref, n)
+		}
+	}
+}
