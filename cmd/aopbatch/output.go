@@ -99,26 +99,40 @@ func showProgress(ctx context.Context, mode string, stderr io.Writer, eng *batch
 	var wg sync.WaitGroup
 	wg.Add(1)
 	if tty || mode == "always" {
-		bar := progressbar.NewOptions64(p.Todo.Load(),
-			progressbar.OptionSetWriter(stderr),
-			progressbar.OptionSetDescription("sending"),
-			progressbar.OptionShowCount(),
-			progressbar.OptionShowIts(),
-			progressbar.OptionSetItsString("rows"),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionThrottle(200*time.Millisecond),
-			progressbar.OptionClearOnFinish(),
-		)
+		newBar := func(max int64) *progressbar.ProgressBar {
+			return progressbar.NewOptions64(max,
+				progressbar.OptionSetWriter(stderr),
+				progressbar.OptionSetDescription("sending"),
+				progressbar.OptionShowCount(),
+				progressbar.OptionShowIts(),
+				progressbar.OptionSetItsString("rows"),
+				progressbar.OptionSetPredictTime(true),
+				progressbar.OptionThrottle(200*time.Millisecond),
+				progressbar.OptionClearOnFinish(),
+			)
+		}
 		go func() {
 			defer wg.Done()
 			t := time.NewTicker(200 * time.Millisecond)
 			defer t.Stop()
+			// A bar made with max 0 counts as finished and never draws:
+			// make it once the engine has counted the rows to send.
+			var bar *progressbar.ProgressBar
 			for {
-				bar.Describe(fmt.Sprintf("ok %d  failed %d  unsure %d", p.Success.Load(), p.Failed.Load(), p.Unsure.Load()))
-				_ = bar.Set64(p.Done.Load())
+				if m := p.Todo.Load(); m > 0 {
+					if bar == nil {
+						bar = newBar(m)
+					} else if m != bar.GetMax64() {
+						bar.ChangeMax64(m)
+					}
+					bar.Describe(fmt.Sprintf("ok %d  failed %d  unsure %d", p.Success.Load(), p.Failed.Load(), p.Unsure.Load()))
+					_ = bar.Set64(min(p.Done.Load(), m))
+				}
 				select {
 				case <-done:
-					_ = bar.Finish()
+					if bar != nil {
+						_ = bar.Finish()
+					}
 					return
 				case <-t.C:
 				}
