@@ -3,6 +3,7 @@ package batch
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -166,6 +167,14 @@ func (e *Engine) enquire(ctx context.Context, w *ledger.Writer, row ledger.Row) 
 
 func (e *Engine) apply(ctx context.Context, w *ledger.Writer, row ledger.Row, st aop.StatusResult, a *ledger.Attempt) {
 	txn := st.Data.TxnID
+	if why := otherPayment(row, st.Data); why != "" {
+		// The provider's record under this referenceid is not this row's
+		// payment (the referenceid was reused elsewhere): its status says
+		// nothing about ours. A person must look.
+		e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Attempt: a,
+			Message: "status enquiry describes a different payment under this referenceid (" + why + "): check with the provider"})
+		return
+	}
 	switch st.Verdict {
 	case aop.VerdictSuccess:
 		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateSuccess, Code: -1, TxnID: txn, Attempt: a,
@@ -217,4 +226,34 @@ func (e *Engine) resolved(row ledger.Row, to ledger.State) {
 	case ledger.StateFailed, ledger.StateRefunded:
 		e.progress.Failed.Add(1)
 	}
+}
+
+// otherPayment says how the provider's record differs from the row, when
+// it has the fields to tell; "" when it matches or cannot be compared.
+func otherPayment(row ledger.Row, d aop.StatusData) string {
+	var diff []string
+	if d.Amount != "" {
+		if p, err := parseProviderRupees(d.Amount); err == nil && p != row.AmountPaise {
+			diff = append(diff, fmt.Sprintf("amount %s there, %s here", FormatRupees(p), FormatRupees(row.AmountPaise)))
+		}
+	}
+	if d.CANumber != "" && row.CANumber != "" && strings.TrimSpace(d.CANumber) != row.CANumber {
+		diff = append(diff, "canumber differs")
+	}
+	return strings.Join(diff, ", ")
+}
+
+// parseProviderRupees reads the provider's amount text, which may carry
+// trailing zero decimals ("10.000") that the input-file parser refuses.
+func parseProviderRupees(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if whole, frac, ok := strings.Cut(s, "."); ok {
+		frac = strings.TrimRight(frac, "0")
+		if frac == "" {
+			s = whole
+		} else {
+			s = whole + "." + frac
+		}
+	}
+	return ParseRupees(s)
 }

@@ -334,3 +334,34 @@ func TestSecondRunOnSameBatchRefuses(t *testing.T) {
 		t.Errorf("%d requests during the second run's attempt: did it send?", got)
 	}
 }
+
+// TestDuplicateOfAnotherPaymentIsNotSuccess: the provider already holds the
+// referenceid, but for a different amount (the id was reused elsewhere).
+// Its success is not ours: the row stays unsettled for a person to check.
+func TestDuplicateOfAnotherPaymentIsNotSuccess(t *testing.T) {
+	sb := sandbox(t, nil)
+	dir := t.TempDir()
+	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	rows := goodRows(2, "O")
+	writeCSV(t, csvPath, rows)
+	body := `{"operator":311,"canumber":"CA000001","amount":999,"referenceid":"` + rows[1].ref +
+		`","latitude":"1","longitude":"1","RegistrationID":"AOP-554"}`
+	resp, err := http.Post(sb.URL+"/api/AOP/Recharge", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--resolve-timeout", "1s")...)
+	if p.code != 3 {
+		t.Fatalf("exit %d, want 3 (a row needs a person)\n%s", p.code, p.stderr)
+	}
+	_, byRef, _ := ledgerRows(t, db)
+	got := byRef[rows[1].ref]
+	if got.State != ledger.StateDuplicate || !strings.Contains(got.Message, "different payment") {
+		t.Errorf("row: %s %q; want duplicate, flagged as a different payment", got.State, got.Message)
+	}
+	if got := byRef[rows[0].ref].State; got != ledger.StateSuccess {
+		t.Errorf("the other row: %s, want success", got)
+	}
+}
