@@ -365,3 +365,89 @@ func TestDuplicateOfAnotherPaymentIsNotSuccess(t *testing.T) {
 		t.Errorf("the other row: %s, want success", got)
 	}
 }
+
+// TestBreakerStopsABrokenProvider: every answer is a 5xx (an unknown
+// outcome); the breaker stops the run instead of burning the file, and
+// leaves the untouched rows queued.
+func TestBreakerStopsABrokenProvider(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.Fault5xxRate = 1 })
+	dir := t.TempDir()
+	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	writeCSV(t, csvPath, goodRows(400, "B"))
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--workers", "4", "--resolve-timeout", "1s")...)
+	if p.code != 3 || !strings.Contains(p.stderr, "most of the last") {
+		t.Fatalf("exit %d, want 3 with the breaker named\n%s", p.code, p.stderr)
+	}
+	_, _, all := ledgerRows(t, db)
+	c := countStates(all)
+	if c[ledger.StateQueued] < 300 {
+		t.Errorf("states %v: want most rows left queued", c)
+	}
+	if n := sb.Stats().Recharges; n > 80 {
+		t.Errorf("%d requests before stopping, want about the breaker's window", n)
+	}
+}
+
+// TestMaxUnknownAmountStops: responses are lost after recording; once the
+// money in unknown rows passes --max-unknown-amount the run stops, and
+// resolution still settles what was sent.
+func TestMaxUnknownAmountStops(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.LostRate = 1 })
+	dir := t.TempDir()
+	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	writeCSV(t, csvPath, goodRows(100, "M"))
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--workers", "1", "--max-unknown-amount", "50", "--resolve-timeout", "2s")...)
+	if p.code != 3 || !strings.Contains(p.stderr, "max-unknown-amount") {
+		t.Fatalf("exit %d, want 3 naming --max-unknown-amount\n%s", p.code, p.stderr)
+	}
+	_, _, all := ledgerRows(t, db)
+	c := countStates(all)
+	if c[ledger.StateQueued] < 90 {
+		t.Errorf("states %v: want the rest queued", c)
+	}
+	sb.SetFaults(aoptest.Faults{})
+	if p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL)...); p.code != 0 {
+		t.Fatalf("rerun exit %d\n%s", p.code, p.stderr)
+	}
+}
+
+// TestOperatorDownHoldsItsRowsOnly: after a few code-13 answers in a row,
+// that operator's rows are held and the others carry on; a rerun after the
+// operator is back sends the held rows.
+func TestOperatorDownHoldsItsRowsOnly(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.DownOperators = []int64{12} })
+	dir := t.TempDir()
+	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	rows := goodRows(300, "H") // operators 311, 12, 27 in turn
+	writeCSV(t, csvPath, rows)
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--workers", "2")...)
+	if p.code != 3 {
+		t.Fatalf("exit %d, want 3 (held rows remain)\n%s", p.code, p.stderr)
+	}
+	_, byRef, _ := ledgerRows(t, db)
+	held, failed := 0, 0
+	for _, r := range rows {
+		got := byRef[r.ref].State
+		switch {
+		case r.operator != "12" && got != ledger.StateSuccess:
+			t.Errorf("ref %s (operator %s): %s, want success", r.ref, r.operator, got)
+		case r.operator == "12" && got == ledger.StateHeld:
+			held++
+		case r.operator == "12" && got == ledger.StateFailed:
+			failed++
+		}
+	}
+	if failed < 3 || failed > 6 || held+failed != 100 {
+		t.Errorf("operator 12: %d failed, %d held; want 3-6 failed (then held) and the rest held", failed, held)
+	}
+	sb.SetOperatorDown(12, false)
+	if p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL)...); p.code != 2 {
+		t.Fatalf("rerun exit %d, want 2 (the few failed rows stay failed)\n%s", p.code, p.stderr)
+	}
+	_, byRef, _ = ledgerRows(t, db)
+	for _, r := range rows {
+		if byRef[r.ref].State == ledger.StateHeld {
+			t.Errorf("ref %s still held after the operator came back", r.ref)
+		}
+	}
+}
