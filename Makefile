@@ -3,7 +3,9 @@
 GO      ?= go
 BIN     := bin/aopbatch
 PKGS    := ./...
-STATICCHECK_VERSION := 2025.1.1
+# staticcheck 2026.2.2 (module version v0.8.2, built against Go 1.26); the go
+# command needs the module version: a release name like 2025.1.1 does not resolve.
+STATICCHECK_VERSION := v0.8.2
 
 .PHONY: build test demo lint fuzz bench clean
 
@@ -32,6 +34,12 @@ fuzz:
 	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+# Issue 6's measurements against the in-process sandbox on loopback: bare
+# client ceiling, engine rows/s, peak RSS, rate adherence, resume, ledger
+# size. Full size takes several minutes; BENCHFLAGS="-scale 0.01" is quick.
+bench:
+	$(GO) run ./cmd/aopbench $(BENCHFLAGS)
 
 clean:
 	rm -rf bin aopbatch-demo

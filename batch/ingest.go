@@ -80,6 +80,17 @@ func HashFile(path string) (string, error) {
 // resumed as it is. A bad file (*FileError, *ControlError) leaves nothing in
 // the ledger, so nothing of it can be sent.
 func Ingest(ctx context.Context, l *ledger.Ledger, path string, o IngestOptions) (IngestResult, error) {
+	// A pipe, device or directory is refused before it is opened: opening a
+	// FIFO blocks until a writer appears, and /dev/zero would be hashed
+	// forever. Both reads below need a file that stays the same.
+	fi, err := os.Stat(path)
+	if err != nil {
+		return IngestResult{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return IngestResult{}, &FileError{Reason: fmt.Sprintf(
+			"not a regular file (%s): save the rows to a file and pass that", fileKind(fi.Mode()))}
+	}
 	hash, err := HashFile(path)
 	if err != nil {
 		return IngestResult{}, err
@@ -146,6 +157,21 @@ func Ingest(ctx context.Context, l *ledger.Ledger, path string, o IngestOptions)
 	}
 	res.Batch, err = l.Batch(ctx, id)
 	return res, err
+}
+
+// fileKind names what a non-regular file is, for FileError.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file"
 }
 
 type overLimit struct {

@@ -57,7 +57,6 @@ type op struct {
 	lines    []int // inflight: the rows to mark
 	marked   []int // inflight: the rows marked, set before done is signalled
 	barrier  bool
-	line     int
 	u        Update
 	done     chan error
 }

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// tenMBLine writes a file whose line is 10 MB long: the whole file (header
+// included) when header is false, or the second line after a good header.
+func tenMBLine(afterHeader bool) func(t *testing.T, dir string) string {
+	return func(t *testing.T, dir string) string {
+		t.Helper()
+		var b bytes.Buffer
+		if afterHeader {
+			b.WriteString("operator,canumber,amount,referenceid\n311,")
+		} else {
+			b.WriteString("operator,canumber,amount,referenceid,")
+		}
+		b.Write(bytes.Repeat([]byte("x"), 10<<20))
+		if afterHeader {
+			b.WriteString(",10,R1\n311,CA2,10,R2\n")
+		}
+		path := filepath.Join(dir, "10mb.csv")
+		if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+}
+
+// fifo makes a named pipe that nobody writes to: opening it would block.
+func fifo(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "in.csv")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	return path
+}
+
+// TestBadInputFiles runs the real "aopbatch run" on every hostile file of
+// testdata/bad against a sandbox. A file-level problem exits 1, names the
+// problem, sends nothing and leaves no batch in the ledger; a row-level
+// problem rejects that row by line and sends exactly the valid rows.
+func TestBadInputFiles(t *testing.T) {
+	const rejectAll = "--max-reject-rate"
+	cases := []struct {
+		name     string
+		file     string                                // in testdata/bad
+		gen      func(t *testing.T, dir string) string // instead of file
+		args     []string
+		code     int
+		errText  string         // in stderr
+		rejected map[int]string // line -> in the reason
+		sent     int            // valid rows, each sent once
+		check    func(t *testing.T, all []ledger.Row)
+	}{
+		{name: "empty", file: "empty.csv", code: 1, errText: "empty file: no header row"},
+		{name: "header only", file: "header-only.csv", code: 1, errText: "line 1: the file has a header but no data rows"},
+		{name: "binary", file: "binary.csv", code: 1, errText: "not a UTF-8 text CSV"},
+		{name: "utf16 with bom", file: "utf16-bom.csv", code: 1, errText: "not a UTF-8 text CSV (UTF-16 byte order mark)"},
+		{name: "utf16 without bom", file: "utf16-nobom.csv", code: 1, errText: "not a UTF-8 text CSV (NUL byte)"},
+		{name: "10MB header line", gen: tenMBLine(false), code: 1, errText: "line 1: line longer than 65536 bytes"},
+		{name: "10MB data line", gen: tenMBLine(true), code: 1, errText: "line 2: line longer than 65536 bytes"},
+		{name: "endless device", gen: func(*testing.T, string) string { return "/dev/zero" }, code: 1,
+			errText: "not a regular file (a device)"},
+		{name: "fifo without writer", gen: fifo, code: 1, errText: "not a regular file (a pipe)"},
+		{name: "unbalanced quote", file: "unbalanced-quote.csv", code: 1, errText: "line 3: a quoted cell is not closed properly"},
+		{name: "bare quote", file: "bare-quote.csv", code: 1, errText: `line 3: a " in a cell that is not quoted`},
+		{name: "duplicate header", file: "duplicate-header.csv", code: 1, errText: `duplicate column "referenceid" (columns 4 and 5)`},
+		{name: "duplicate header exact", file: "duplicate-header-exact.csv", code: 1, errText: `duplicate column "amount" (columns 2 and 4)`},
+		{name: "semicolons", file: "semicolon.csv", code: 1, errText: `columns must be separated by commas, not ";"`},
+		{name: "ragged rows", file: "ragged-rows.csv", args: []string{rejectAll, "1"}, code: 2, sent: 3,
+			rejected: map[int]string{3: "wrong number of cells: the header has 4", 5: "wrong number of cells"}},
+		{name: "latin1 cell", file: "latin1-cell.csv", args: []string{rejectAll, "1"}, code: 2, sent: 1,
+			rejected: map[int]string{3: `column "username": not valid UTF-8`}},
+		{name: "amount 1e3", file: "amount-exponent.csv", args: []string{rejectAll, "1"}, code: 2, sent: 2,
+			rejected: map[int]string{3: `value "1e3": exponent not allowed`}},
+		{name: "amount devanagari", file: "amount-devanagari.csv", args: []string{rejectAll, "1"}, code: 2, sent: 2,
+			rejected: map[int]string{3: `value "१००": non-ASCII digits`}},
+		{name: "amount decimal comma", file: "amount-decimal-comma.csv", args: []string{rejectAll, "1"}, code: 2, sent: 2,
+			rejected: map[int]string{3: `value "10,00": separator not allowed`}},
+		{name: "amount zero", file: "amount-zero.csv", args: []string{rejectAll, "1"}, code: 2, sent: 2,
+			rejected: map[int]string{3: `value "0": must be greater than zero`}},
+		{name: "amount huge", file: "amount-huge.csv", args: []string{rejectAll, "1"}, code: 2, sent: 2,
+			rejected: map[int]string{3: `value "99999999999999": too large`}},
+		{name: "amount padded", file: "amount-spaces.csv", code: 0, sent: 3,
+			check: func(t *testing.T, all []ledger.Row) {
+				for _, r := range all {
+					if r.Line == 3 && r.AmountPaise != 1000 {
+						t.Errorf("line 3 amount %q: %d paise, want 1000 (cells are trimmed)", r.Raw[2], r.AmountPaise)
+					}
+				}
+			}},
+		{name: "default reject rate refuses", file: "mostly-bad.csv", code: 1,
+			errText: "3 of 4 rows are invalid, more than --max-reject-rate 0.2 allows"},
+		{name: "mostly bad allowed", file: "mostly-bad.csv", args: []string{rejectAll, "1"}, code: 2, sent: 1,
+			rejected: map[int]string{3: "exponent", 4: "greater than zero", 5: "not a number"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sb := sandbox(t, nil)
+			dir := t.TempDir()
+			db := filepath.Join(dir, "l.db")
+			path := filepath.Join("..", "..", "testdata", "bad", tc.file)
+			if tc.gen != nil {
+				path = tc.gen(t, dir)
+			}
+			p := aopbatch(t, nil, runArgs(path, db, sb.URL, tc.args...)...)
+			if p.code != tc.code {
+				t.Fatalf("exit %d, want %d\nstderr:\n%s", p.code, tc.code, p.stderr)
+			}
+			if tc.errText != "" && !strings.Contains(p.stderr, tc.errText) {
+				t.Errorf("stderr does not say %q:\n%s", tc.errText, p.stderr)
+			}
+			if got := sb.Stats().Recharges; got != int64(tc.sent) {
+				t.Errorf("sandbox got %d recharges, want %d (the valid rows)", got, tc.sent)
+			}
+			if tc.code == 1 {
+				if !strings.Contains(p.stderr, "nothing was sent") {
+					t.Errorf("stderr does not say nothing was sent:\n%s", p.stderr)
+				}
+				if n := sb.Stats().Requests; n != 0 {
+					t.Errorf("sandbox got %d requests, want 0", n)
+				}
+				assertNoBatch(t, db)
+				return
+			}
+			_, byRef, all := ledgerRows(t, db)
+			if got, want := len(all), tc.sent+len(tc.rejected); got != want {
+				t.Errorf("ledger rows = %d, want %d: %v", got, want, countStates(all))
+			}
+			for _, r := range all {
+				want, isBad := tc.rejected[r.Line]
+				switch {
+				case isBad && r.State != ledger.StateRejected:
+					t.Errorf("line %d: state %s, want rejected", r.Line, r.State)
+				case isBad && !strings.Contains(r.Message, want):
+					t.Errorf("line %d: reason %q does not say %q", r.Line, r.Message, want)
+				case !isBad && r.State != ledger.StateSuccess:
+					t.Errorf("line %d: state %s (%s), want success", r.Line, r.State, r.Message)
+				}
+			}
+			for ref, r := range byRef {
+				if n := sb.Requests(ref); n != 1 {
+					t.Errorf("ref %s (line %d) sent %d times, want 1", ref, r.Line, n)
+				}
+			}
+			if tc.check != nil {
+				tc.check(t, all)
+			}
+		})
+	}
+}
+
+// assertNoBatch checks that a refused file left nothing in the ledger that a
+// later run could send.
+func assertNoBatch(t *testing.T, db string) {
+	t.Helper()
+	l, err := ledger.Open(context.Background(), db, ledger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	bs, err := l.Batches(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bs) != 0 {
+		t.Errorf("ledger holds %d batch(es) after a refused file, want 0", len(bs))
+	}
+}
