@@ -2,24 +2,14 @@ package reports
 
 import (
 	"errors"
-	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/aopbatch/aopbatch/batch"
 )
 
 // rupees renders paise as rupees with two decimals: 1050 -> "10.50".
-func rupees(paise int64) string {
-	var b []byte
-	u := uint64(paise)
-	if paise < 0 {
-		b = append(b, '-')
-		u = -u // two's complement: right for math.MinInt64 too
-	}
-	b = strconv.AppendUint(b, u/100, 10)
-	f := u % 100
-	b = append(b, '.', byte('0'+f/10), byte('0'+f%10))
-	return string(b)
-}
+func rupees(paise int64) string { return batch.FormatRupees(paise) }
 
 // signedRupees is rupees with an explicit sign for differences: "+10.00".
 func signedRupees(paise int64) string {
