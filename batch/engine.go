@@ -347,6 +347,14 @@ func (e *Engine) deliver(ctx context.Context, w *ledger.Writer, row ledger.Row) 
 		case aop.ClassNotSent:
 			notSent++
 			e.logAttempt(w, row, at, lat, res)
+			if res.Untrusted {
+				// Every row would meet the same certificate: stop now
+				// rather than retry the whole file into the breaker.
+				e.stop(&StopError{Reason: "tls", Detail: "the provider's TLS certificate is not trusted",
+					Hint: "check --base-url; aopbatch never skips certificate verification"})
+				e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1, Message: res.Message})
+				return
+			}
 			if notSent < e.cfg.MaxAttempts && ctx.Err() == nil && !e.stopping() {
 				if e.cfg.Sleep(ctx, e.cfg.Retry.Delay(notSent)) == nil && e.lim.Wait(ctx) == nil {
 					continue

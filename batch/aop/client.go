@@ -231,6 +231,7 @@ func (c *Client) rechargeOnce(ctx context.Context, body []byte) (Result, http.He
 		r.Class = ClassAuth
 	case replyNotSent:
 		r.Class = ClassNotSent
+		r.Untrusted = rp.untrusted
 	case replyLost:
 		r.Class = ClassUnknown
 		if rp.status == http.StatusTooManyRequests {
@@ -254,14 +255,15 @@ const (
 )
 
 type reply struct {
-	kind     replyKind
-	msg      string
-	status   int
-	header   http.Header
-	body     []byte
-	tooBig   bool
-	attempts int
-	sent     http.Header // the request's headers, credential included, once applied
+	kind      replyKind
+	msg       string
+	status    int
+	header    http.Header
+	body      []byte
+	tooBig    bool
+	attempts  int
+	sent      http.Header // the request's headers, credential included, once applied
+	untrusted bool        // the server's TLS certificate was refused
 }
 
 // post makes one POST and reads its answer. It tells "not sent" from "lost"
@@ -296,7 +298,8 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 			return reply{kind: replyLost, attempts: 1, sent: req.Header,
 				msg: clip("no response: " + describe(ctx, err) + " " + tr.phase())}
 		}
-		return reply{kind: replyNotSent, attempts: 1, sent: req.Header, msg: clip("not sent: " + describe(ctx, err))}
+		return reply{kind: replyNotSent, attempts: 1, sent: req.Header, msg: clip("not sent: " + describe(ctx, err)),
+			untrusted: untrustedCert(err)}
 	}
 	defer drainAndClose(resp.Body)
 	b, tooBig, err := readBody(resp.Body)
@@ -358,6 +361,17 @@ func (t *connTrace) phase() string {
 		return "after the request was sent"
 	}
 	return "while the request was being sent (it may have been received)"
+}
+
+// untrustedCert reports whether err is a refused server certificate: no
+// retry can fix that, only configuration.
+func untrustedCert(err error) bool {
+	var (
+		certErr *tls.CertificateVerificationError
+		uaErr   x509.UnknownAuthorityError
+		hostErr x509.HostnameError
+	)
+	return errors.As(err, &certErr) || errors.As(err, &uaErr) || errors.As(err, &hostErr)
 }
 
 // describe names a transport failure in a few words for Result.Message.

@@ -23,6 +23,7 @@ type Result struct {
 	RetryAfter time.Duration // ClassThrottled only
 	Attempts   int           // HTTP requests made (an auth refresh retry makes 2)
 	TxnID      string        // the provider's transaction id, when the answer carried data.txnid
+	Untrusted  bool          // ClassNotSent because the server's TLS certificate was refused
 }
 
 const (

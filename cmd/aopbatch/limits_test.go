@@ -310,7 +310,8 @@ func TestInsecureHTTPRefused(t *testing.T) {
 
 // TestTLSVerificationAlwaysOn points a run at a loopback https server with a
 // self-signed certificate: every handshake must fail, so no row is sent and
-// all stay queued for a rerun; the breaker stops the run and names the cause.
+// all stay queued for a rerun; the run stops at the first refusal and names
+// the cause.
 func TestTLSVerificationAlwaysOn(t *testing.T) {
 	var hits atomic.Int64
 	srv := quietServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -328,7 +329,7 @@ func TestTLSVerificationAlwaysOn(t *testing.T) {
 	if p.code != 3 {
 		t.Fatalf("exit %d, want 3\nstderr:\n%s", p.code, p.stderr)
 	}
-	if want := "the latest: not sent: TLS certificate not trusted"; !strings.Contains(p.stderr, want) {
+	if want := "TLS certificate is not trusted"; !strings.Contains(p.stderr, want) {
 		t.Errorf("stderr does not say %q:\n%s", want, p.stderr)
 	}
 	if n := hits.Load(); n != 0 {
