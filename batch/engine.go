@@ -209,8 +209,8 @@ const pageSize = 512
 // recorded. It returns a *StopError when a safety rule stopped the run.
 func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 	e.started = e.cfg.Now()
-	if c, err := e.l.Counts(ctx, b.Seq); err == nil {
-		e.progress.Todo.Add(c[ledger.StateQueued].Rows)
+	if n, err := e.l.CountState(ctx, b.Seq, ledger.StateQueued); err == nil {
+		e.progress.Todo.Add(n)
 	}
 	w, err := e.l.NewWriter(context.WithoutCancel(ctx), b.Seq)
 	if err != nil {

@@ -153,6 +153,15 @@ func (l *Ledger) Counts(ctx context.Context, seq int64) (Counts, error) {
 	return c, rs.Err()
 }
 
+// CountState counts batch seq's rows in state s (from the state index).
+func (l *Ledger) CountState(ctx context.Context, seq int64, s State) (int64, error) {
+	var n int64
+	if err := l.r.QueryRowContext(ctx, `SELECT count(*) FROM rows WHERE batch = ? AND state = ?`, seq, string(s)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count %s rows: %w", s, err)
+	}
+	return n, nil
+}
+
 // Any reports whether batch seq has a row in state s.
 func (l *Ledger) Any(ctx context.Context, seq int64, s State) (bool, error) {
 	var one int
@@ -208,10 +217,14 @@ func (l *Ledger) Move(ctx context.Context, seq int64, from, to State, operator i
 	if !CanMove(from, to) && !(from == StateInflight && to == StateUnknown) {
 		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, ErrTransition)
 	}
-	q := `UPDATE rows SET state = ?, message = ?, updated_ms = ? WHERE batch = ? AND state = ?`
+	// The subquery finds the rows through the state index; a plain
+	// "WHERE state = ?" on an UPDATE of state makes SQLite walk the whole
+	// batch, seconds on a million rows even when nothing matches.
+	q := `UPDATE rows SET state = ?1, message = ?2, updated_ms = ?3
+		WHERE batch = ?4 AND line IN (SELECT line FROM rows WHERE batch = ?4 AND state = ?5) AND state = ?5`
 	args := []any{string(to), message, l.nowMS(), seq, string(from)}
 	if operator > 0 {
-		q += ` AND operator = ?`
+		q += ` AND operator = ?6`
 		args = append(args, operator)
 	}
 	res, err := l.w.ExecContext(ctx, q, args...)

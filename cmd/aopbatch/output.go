@@ -24,6 +24,12 @@ func printCounts(ctx context.Context, l *ledger.Ledger, b ledger.Batch, w io.Wri
 	if err != nil {
 		return err
 	}
+	return writeCounts(w, b, c)
+}
+
+// writeCounts prints counts already read (counting reads the whole batch's
+// index: once per command is enough).
+func writeCounts(w io.Writer, b ledger.Batch, c ledger.Counts) error {
 	fmt.Fprintf(w, "batch %s (%s): %d rows\n", b.ID, b.Source, c.Total().Rows)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "state\trows\tamount (Rs)\t")

@@ -184,7 +184,7 @@ func finish(ctx context.Context, l *ledger.Ledger, b ledger.Batch, runErr error,
 	if err != nil {
 		return &exitError{code: exitIncomplete, err: err}
 	}
-	if err := printCounts(bg, l, b, stdout); err != nil {
+	if err := writeCounts(stdout, b, counts); err != nil {
 		return &exitError{code: exitIncomplete, err: err}
 	}
 	if err := rep.write(bg, l, b, stdout); err != nil {

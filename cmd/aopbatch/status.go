@@ -78,7 +78,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return enc.Encode(out)
 	}
 	if batchID != "" {
-		return printCounts(ctx, l, bs[0], stdout)
+		c, err := l.Counts(ctx, bs[0].Seq)
+		if err != nil {
+			return start(err)
+		}
+		return writeCounts(stdout, bs[0], c)
 	}
 	if len(bs) == 0 {
 		fmt.Fprintf(stdout, "ledger %s holds no batches\n", l.Path())

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary be the launcher the harness starts
+// aopbatch through, as the aopbench binary is.
+func TestMain(m *testing.M) {
+	if report := os.Getenv(launchEnv); report != "" {
+		os.Exit(launch(report, os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+// TestSmoke runs every section on a few hundred rows. It checks that each
+// produced a number, never the targets: tiny runs on a shared machine say
+// nothing about them.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds aopbatch and runs it several times")
+	}
+	bin := filepath.Join(t.TempDir(), "aopbatch")
+	if out, err := exec.Command("go", "build", "-o", bin, aopbatchPkg).CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cfg := defaultConfig()
+	cfg.Bin = bin
+	cfg.Dir = t.TempDir()
+	cfg.Workers = 8
+	cfg.Scale = 0.001 // 200, 100 and 1000 rows
+	cfg.Rates = []float64{50, 200}
+	cfg.RateWindow = time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if err := run(ctx, cfg, &out); err != nil {
+		t.Fatalf("run: %v\noutput:\n%s", err, out.String())
+	}
+	t.Log("\n" + out.String())
+
+	values := map[string]string{}
+	for line := range strings.Lines(out.String()) {
+		cells := strings.Split(strings.TrimSpace(line), "|")
+		if len(cells) != 6 || cells[1] == " measure " || strings.HasPrefix(cells[1], "---") {
+			continue
+		}
+		values[strings.TrimSpace(cells[1])] = strings.TrimSpace(cells[2])
+	}
+	for _, want := range []string{
+		"bare client: 200 Recharge POSTs",
+		"aopbatch run, 200 rows, whole process",
+		"send phase only",
+		"engine whole process / bare client",
+		"peak RSS, aopbatch run 100 rows",
+		"peak RSS, aopbatch run 1000 rows",
+		"peak RSS ratio 1000 / 100 rows",
+		"ledger bytes per row",
+		"resume a finished 1000-row batch",
+		"--rate 50 --burst 1, 50 rows: achieved rate",
+		"--rate 50 --burst 1, 50 rows: most Recharges in any 1 s",
+		"--rate 200 --burst 1, 200 rows: achieved rate",
+		"--rate 200 --burst 1, 200 rows: most Recharges in any 1 s",
+	} {
+		t.Run(want, func(t *testing.T) {
+			for measure, v := range values {
+				if strings.HasPrefix(measure, want) {
+					if !hasNonZeroDigit(v) || strings.Contains(v, "NaN") || strings.Contains(v, "Inf") {
+						t.Errorf("%s = %q, want a number", measure, v)
+					}
+					return
+				}
+			}
+			t.Errorf("no line %q in the table", want)
+		})
+	}
+}
+
+func hasNonZeroDigit(s string) bool {
+	return strings.ContainsAny(s, "123456789")
+}
+
+func TestMaxPerSecond(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		d := make([]time.Duration, len(v))
+		for i, x := range v {
+			d[i] = time.Duration(x) * time.Millisecond
+		}
+		return d
+	}
+	tests := []struct {
+		name                  string
+		ts                    []time.Duration
+		sliding, bucketedWant int
+	}{
+		{"empty", nil, 0, 0},
+		{"one", ms(5), 1, 1},
+		{"even", ms(0, 250, 500, 750, 1000, 1250), 4, 4},
+		{"burst across a bucket edge", ms(0, 900, 950, 1000, 1050), 4, 3},
+		{"a full second apart", ms(0, 1000), 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, b := maxPerSecond(tt.ts)
+			if s != tt.sliding || b != tt.bucketedWant {
+				t.Errorf("maxPerSecond = %d, %d; want %d, %d", s, b, tt.sliding, tt.bucketedWant)
+			}
+		})
+	}
+}
+
+func TestThousands(t *testing.T) {
+	for _, tt := range []struct {
+		in   float64
+		want string
+	}{{0, "0"}, {999.4, "999"}, {1000, "1,000"}, {123456.7, "123,457"}, {-1234, "-1,234"}, {1e6, "1,000,000"}} {
+		if got := thousands(tt.in); got != tt.want {
+			t.Errorf("thousands(%v) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestSections(t *testing.T) {
+	if _, err := sections([]string{"engine", "nope"}); err == nil {
+		t.Error("sections accepted an unknown name")
+	}
+	sel, err := sections([]string{" rate", "resume"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(sel), 2; got != want || !sel[secRate] || !sel[secResume] {
+		t.Errorf("sections = %v, want rate and resume", sel)
+	}
+}

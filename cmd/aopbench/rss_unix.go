@@ -1,0 +1,21 @@
+//go:build unix
+
+package main
+
+import (
+	"os"
+	"runtime"
+	"syscall"
+)
+
+// maxRSSKiB is a finished process's peak resident set size in KiB.
+func maxRSSKiB(ps *os.ProcessState) int64 {
+	ru, ok := ps.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return 0
+	}
+	if runtime.GOOS == "darwin" { // bytes there, KiB on Linux and the BSDs
+		return ru.Maxrss / 1024
+	}
+	return ru.Maxrss
+}
