@@ -263,6 +263,8 @@ func describeStartError(file string, err error) error {
 	var fe *batch.FileError
 	var ce *batch.ControlError
 	switch {
+	case errors.Is(err, context.Canceled):
+		return errors.New("interrupted while reading the file: nothing was recorded or sent")
 	case errors.As(err, &fe):
 		return fmt.Errorf("%s: %w; nothing was sent", file, err)
 	case errors.As(err, &ce):

@@ -451,3 +451,35 @@ func TestOperatorDownHoldsItsRowsOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestResolveTheMorningAfter: rows still pending when run gives up are
+// settled later by aopbatch resolve, which sends nothing new.
+func TestResolveTheMorningAfter(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.PendingRate = 1; c.PendingDelay = 1500 * time.Millisecond })
+	dir := t.TempDir()
+	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	rows := goodRows(10, "Z")
+	writeCSV(t, csvPath, rows)
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--resolve-timeout", "200ms")...)
+	if p.code != 3 {
+		t.Fatalf("run exit %d, want 3 (rows pending)\n%s", p.code, p.stderr)
+	}
+	if got := countStates(func() []ledger.Row { _, _, all := ledgerRows(t, db); return all }())[ledger.StatePending]; got != 10 {
+		t.Fatalf("pending rows after run = %d, want 10", got)
+	}
+	time.Sleep(1600 * time.Millisecond)
+	sent := sb.Stats().Recharges
+	p = aopbatch(t, nil, "resolve", "--ledger", db, "--base-url", sb.URL, "--registration-id", "AOP-554", "--progress", "never")
+	if p.code != 0 {
+		t.Fatalf("resolve exit %d, want 0\n%s", p.code, p.stderr)
+	}
+	if n := sb.Stats().Recharges - sent; n != 0 {
+		t.Errorf("resolve sent %d recharges, want 0", n)
+	}
+	_, byRef, _ := ledgerRows(t, db)
+	for _, r := range rows {
+		if got := byRef[r.ref].State; got != ledger.StateSuccess {
+			t.Errorf("ref %s: %s, want success", r.ref, got)
+		}
+	}
+}
