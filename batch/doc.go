@@ -1,5 +1,25 @@
-// Package batch reads a batch file of recharges and bill payments and turns
-// its rows into provider requests.
+// Package batch reads a batch file of recharges and bill payments, records
+// its rows in the ledger, sends them to the provider and settles every
+// answer that was not final.
+//
+// # The run
+//
+// Ingest streams the file into the ledger under the batch's lease and checks
+// the control totals; a refused file leaves nothing behind. Engine.Send then
+// runs one reader, a fixed pool of workers and the ledger's single writer:
+// the reader marks each chunk of queued rows inflight in one durable commit
+// and hands them to the workers, which wait for the shared rate limiter and
+// send. Only failures that provably never reached the provider (no
+// connection, 429) are retried; everything else is recorded as answered.
+// Engine.Resolve asks the provider about pending, duplicate and unknown rows
+// in rounds with growing pauses; an unknown row the provider has no record
+// of goes out again under the same referenceid, never a new one.
+//
+// Safety stops (SPEC section 2) leave the remaining rows queued and return a
+// *StopError: account problems (16, 6, 12), credentials still refused after
+// a refresh, an untrusted TLS certificate, a breaker over recent transient
+// failures, and money in unknown rows above a limit. Operators answering 13
+// several times in a row have their rows held; a rerun queues them again.
 //
 // # Input
 //
