@@ -1,6 +1,8 @@
 package batch
 
 import (
+	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,5 +86,44 @@ func TestLimiterHalvesOn429AndRecovers(t *testing.T) {
 	}
 	if got := u.lim.Limit(); got != rate.Inf {
 		t.Errorf("unlimited long after: limit %v, want Inf", got)
+	}
+}
+
+func TestLimiterWindowNeverHoldsMoreThanRatePlusBurst(t *testing.T) {
+	const perSecond, burst, workers = 40, 4, 8
+	l := newLimiter(perSecond, burst, time.Now)
+	// Fill the window as a stall would leave it: rate+burst sends just now.
+	// The token bucket alone would let the next ones through at once.
+	start := time.Now()
+	for i := range l.win {
+		l.win[i] = start
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	var mu sync.Mutex
+	var sent []time.Time
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for l.Wait(ctx) == nil {
+				mu.Lock()
+				sent = append(sent, time.Now())
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, s := range sent {
+		if s.Sub(start) < time.Second-5*time.Millisecond {
+			t.Fatalf("a send %v after a full window, want none before 1s", s.Sub(start))
+		}
+	}
+	if len(sent) == 0 {
+		t.Fatal("nothing was sent after the window cleared")
+	}
+	if u := newLimiter(0, 1, time.Now); u.win != nil {
+		t.Error("an unlimited limiter keeps a window")
 	}
 }
