@@ -188,19 +188,7 @@ func (a *commandAuth) get(ctx context.Context) (string, error) {
 }
 
 func (a *commandAuth) Refresh(ctx context.Context) error {
-	a.mu.Lock()
-	run := a.inflight
-	if run == nil {
-		if a.valid && a.now().Sub(a.gotAt) < refreshGap {
-			a.mu.Unlock()
-			return nil
-		}
-		a.valid = false
-		run = a.start(false)
-	}
-	a.mu.Unlock()
-	_, err := a.wait(ctx, run)
-	return err
+	return a.renew(ctx, func() bool { return a.now().Sub(a.gotAt) < refreshGap })
 }
 
 // refreshRejected is Refresh for a request refused with the headers sent:
@@ -211,10 +199,16 @@ func (a *commandAuth) Refresh(ctx context.Context) error {
 // the provider lets live less than that.
 func (a *commandAuth) refreshRejected(ctx context.Context, sent http.Header) error {
 	used := strings.TrimPrefix(sent.Get("Authorization"), "Bearer ")
+	return a.renew(ctx, func() bool { return used != a.token })
+}
+
+// renew runs the command, or joins the run in progress, unless the current
+// token is valid and keep (called with a.mu held) says it may stay.
+func (a *commandAuth) renew(ctx context.Context, keep func() bool) error {
 	a.mu.Lock()
 	run := a.inflight
 	if run == nil {
-		if a.valid && used != a.token {
+		if a.valid && keep() {
 			a.mu.Unlock()
 			return nil
 		}
