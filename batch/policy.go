@@ -90,6 +90,7 @@ type limiter struct {
 	burst    int
 	now      func() time.Time
 	coolTill time.Time
+	lastCut  time.Time
 
 	// win holds the send times of the last rate+burst requests (less a
 	// little slack): a
@@ -159,6 +160,15 @@ func (l *limiter) Wait(ctx context.Context) error {
 func (l *limiter) throttled(achieved float64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.now()
+	// One cut per second at most: the 429s of requests already in flight
+	// answer the old rate, and halving for each of them would collapse the
+	// rate to the floor after a single burst.
+	if now.Before(l.lastCut.Add(time.Second)) {
+		l.coolTill = now.Add(coolOff)
+		return
+	}
+	l.lastCut = now
 	cur := l.lim.Limit()
 	if cur == rate.Inf {
 		cur = rate.Limit(achieved)
@@ -168,7 +178,7 @@ func (l *limiter) throttled(achieved float64) {
 		next = 1
 	}
 	l.lim.SetLimit(next)
-	l.coolTill = l.now().Add(coolOff)
+	l.coolTill = now.Add(coolOff)
 }
 
 // recover raises a lowered rate again once the cooling-off period passed,

@@ -57,6 +57,10 @@ func TestLimiterHalvesOn429AndRecovers(t *testing.T) {
 	if got := l.lim.Limit(); got != 50 {
 		t.Fatalf("after a 429: limit %v, want 50", got)
 	}
+	l.throttled(0) // the 429s of requests already in flight: no second cut
+	if got := l.lim.Limit(); got != 50 {
+		t.Fatalf("after a second 429 in the same second: limit %v, want 50", got)
+	}
 	l.recover()
 	if got := l.lim.Limit(); got != 50 {
 		t.Fatalf("during the cooling-off: limit %v, want 50", got)

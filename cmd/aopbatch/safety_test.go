@@ -483,3 +483,25 @@ func TestResolveTheMorningAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestThrottledRequestsAreRetriedNotFailed: 429s are never an outcome; the
+// rows they hit are sent again after Retry-After and all succeed once.
+func TestThrottledRequestsAreRetriedNotFailed(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.ThrottleRate = 0.1; c.RetryAfter = time.Second })
+	dir := t.TempDir()
+	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	rows := goodRows(20, "T")
+	writeCSV(t, csvPath, rows)
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--workers", "8", "--max-attempts", "5")...)
+	if p.code != 0 {
+		t.Fatalf("exit %d, want 0\n%s", p.code, p.stderr)
+	}
+	if n := sb.Stats().ByHTTPStatus[429]; n == 0 {
+		t.Fatal("the sandbox answered no 429: the test did not test")
+	}
+	for _, r := range rows {
+		if n := sb.Charged(r.ref); n != 1 {
+			t.Errorf("ref %s charged %d times, want 1", r.ref, n)
+		}
+	}
+}
