@@ -151,15 +151,6 @@ func (l *Ledger) Release(ctx context.Context, batch string, o Owner) error {
 	return nil
 }
 
-// MarkReady records that every row of the batch is in the ledger.
-func (l *Ledger) MarkReady(ctx context.Context, seq, rowsTotal int64) error {
-	_, err := l.w.ExecContext(ctx, `UPDATE batches SET status = 'ready', rows_total = ? WHERE seq = ?`, rowsTotal, seq)
-	if err != nil {
-		return fmt.Errorf("mark batch ready: %w", err)
-	}
-	return nil
-}
-
 // ClearRows deletes a batch's rows and attempts, keeping the batch (and its
 // lease): used when an ingest is abandoned, so a refused or half-read file
 // leaves no row behind to be sent or to hold a referenceid. A ready batch is

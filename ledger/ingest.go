@@ -31,7 +31,7 @@ type Problem struct {
 }
 
 // Ingest adds a file's rows to a batch in chunked transactions. Until
-// MarkReady the batch is not sendable, so an interrupted ingest is simply
+// Finish the batch is not sendable, so an interrupted ingest is simply
 // cleared and redone.
 type Ingest struct {
 	l       *Ledger

@@ -49,11 +49,6 @@ func (s State) Final() bool {
 	return false
 }
 
-// NeedsResolution reports whether s is settled only by a status enquiry.
-func (s State) NeedsResolution() bool {
-	return s == StatePending || s == StateDuplicate || s == StateUnknown
-}
-
 // Valid reports whether s is one of the defined states.
 func (s State) Valid() bool {
 	for _, v := range States {

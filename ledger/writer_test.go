@@ -70,14 +70,15 @@ func seedRows(t *testing.T, l *Ledger, id string, n int) Batch {
 	ctx := context.Background()
 	o := NewOwner("seed")
 	b := acquire(t, l, NewBatch{ID: id, ContentHash: "h"}, o)
-	if _, err := rawDB(t, l.Path()).Exec(`WITH RECURSIVE s(line) AS (SELECT 2 UNION ALL SELECT line + 1 FROM s WHERE line <= ?)
+	db := rawDB(t, l.Path())
+	if _, err := db.Exec(`WITH RECURSIVE s(line) AS (SELECT 2 UNION ALL SELECT line + 1 FROM s WHERE line <= ?)
 		INSERT INTO rows (batch, line, referenceid, operator, canumber, amount_paise, request, state, updated_ms)
 		SELECT ?, line, ? || '-' || line, 1 + line % 3, 'CA' || line, 100 * line, '{}', 'queued', 0 FROM s`,
 		n, b.Seq, id); err != nil {
 		t.Fatalf("seed rows: %v", err)
 	}
-	if err := l.MarkReady(ctx, b.Seq, int64(n)); err != nil {
-		t.Fatal(err)
+	if _, err := db.Exec(`UPDATE batches SET status = 'ready', rows_total = ? WHERE seq = ?`, n, b.Seq); err != nil {
+		t.Fatalf("mark ready: %v", err)
 	}
 	if err := l.Release(ctx, id, o); err != nil {
 		t.Fatal(err)

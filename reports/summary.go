@@ -19,10 +19,6 @@ type Options struct {
 	// Now is the clock for "generated at" and ages; nil means time.Now.
 	// Times in the text reports are shown in its location.
 	Now func() time.Time
-	// StatementColumns maps our statement column names to the provider's
-	// header names. Build does not read it: it is carried for the caller,
-	// which passes it to ReadStatement.
-	StatementColumns map[string]string
 }
 
 // Limits on the lists the summary carries, so it stays small for any batch;

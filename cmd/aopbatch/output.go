@@ -46,8 +46,8 @@ func writeCounts(w io.Writer, b ledger.Batch, c ledger.Counts) error {
 }
 
 // printProblems shows the first rejected and conflict rows, so a person sees
-// what to fix without opening a report.
-func printProblems(ctx context.Context, l *ledger.Ledger, b ledger.Batch, w io.Writer, max int) {
+// what to fix without opening a report; total is how many there are.
+func printProblems(ctx context.Context, l *ledger.Ledger, b ledger.Batch, w io.Writer, max int, total int64) {
 	n := 0
 	for _, s := range []ledger.State{ledger.StateRejected, ledger.StateConflict} {
 		after := 0
@@ -70,11 +70,8 @@ func printProblems(ctx context.Context, l *ledger.Ledger, b ledger.Batch, w io.W
 			after = page[len(page)-1].Line
 		}
 	}
-	c, err := l.Counts(ctx, b.Seq)
-	if err == nil {
-		if more := c[ledger.StateRejected].Rows + c[ledger.StateConflict].Rows - int64(n); more > 0 {
-			fmt.Fprintf(w, "  ... and %d more (aopbatch report writes them all to rejects.csv)\n", more)
-		}
+	if more := total - int64(n); more > 0 {
+		fmt.Fprintf(w, "  ... and %d more (aopbatch report writes them all to rejects.csv)\n", more)
 	}
 }
 

@@ -69,7 +69,7 @@ disagree (see reconciliation.csv); 1 usage, ledger or statement error.
 			return start(err)
 		}
 	}
-	s, err := reports.Build(ctx, l, b, reports.Options{MaskPII: maskPII, StatementColumns: cols})
+	s, err := reports.Build(ctx, l, b, reports.Options{MaskPII: maskPII})
 	if err != nil {
 		return start(err)
 	}

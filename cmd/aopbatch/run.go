@@ -148,7 +148,7 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 		log.Info("file recorded", "batch", b.ID, "file", f.csv, "rows", ing.Rows, "to_send", ing.Queued,
 			"amount", batch.FormatRupees(ing.Paise), "rejected", ing.Rejected, "conflict", ing.Conflicts)
 		if ing.Rejected+ing.Conflicts > 0 {
-			printProblems(ctx, l, b, stderr, 10)
+			printProblems(ctx, l, b, stderr, 10, ing.Rejected+ing.Conflicts)
 		}
 	}
 	if f.dryRun {

@@ -54,11 +54,13 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		ExitCode int                  `json:"exit_code"`
 	}
 	var out []batchJSON
+	var counts []ledger.Counts // counting walks a batch's index: once per batch
 	for _, b := range bs {
 		c, err := l.Counts(ctx, b.Seq)
 		if err != nil {
 			return start(err)
 		}
+		counts = append(counts, c)
 		bj := batchJSON{Batch: b.ID, Source: b.Source, Created: b.Created.UTC().Format(time.RFC3339), Ready: b.Ready,
 			Total: c.Total().Rows, States: map[string]stateJSON{}, ExitCode: outcome(c)}
 		for _, s := range ledger.States {
@@ -78,11 +80,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return enc.Encode(out)
 	}
 	if batchID != "" {
-		c, err := l.Counts(ctx, bs[0].Seq)
-		if err != nil {
-			return start(err)
-		}
-		return writeCounts(stdout, bs[0], c)
+		return writeCounts(stdout, bs[0], counts[0])
 	}
 	if len(bs) == 0 {
 		fmt.Fprintf(stdout, "ledger %s holds no batches\n", l.Path())
