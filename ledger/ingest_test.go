@@ -43,12 +43,7 @@ func TestIngestDuplicateInBatch(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	l := openLedger(t, Options{})
-	o := NewOwner("run")
-	b := acquire(t, l, NewBatch{ID: "b1", ContentHash: "h"}, o)
-	in, err := l.BeginIngest(ctx, b, o, testTTL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, b, _ := beginIngest(t, l, "b1")
 	first := okRow(2, "R1")
 	again := okRow(5, "R1")
 	again.Raw = []string{"1", "CA5", "5.00", "R1"}
@@ -255,12 +250,7 @@ func TestIngestAbort(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	l := openLedger(t, Options{})
-	o := NewOwner("run")
-	b := acquire(t, l, NewBatch{ID: "refused", ContentHash: "h"}, o)
-	in, err := l.BeginIngest(ctx, b, o, testTTL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, b, _ := beginIngest(t, l, "refused")
 	rows := rowsFor("a", ingestChunk+3) // one chunk committed, one open
 	for _, r := range rows {
 		if _, _, err := in.Add(ctx, r); err != nil {
@@ -333,12 +323,7 @@ func TestIngestAbortAfterFinish(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	l := openLedger(t, Options{})
-	o := NewOwner("run")
-	b := acquire(t, l, NewBatch{ID: "b1", ContentHash: "h"}, o)
-	in, err := l.BeginIngest(ctx, b, o, testTTL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in, _, _ := beginIngest(t, l, "b1")
 	for _, r := range rowsFor("f", 3) {
 		if _, _, err := in.Add(ctx, r); err != nil {
 			t.Fatal(err)

@@ -131,17 +131,25 @@ func rowsFor(prefix string, n int) []IngestRow {
 	return rs
 }
 
+// beginIngest creates batch id under a fresh owner's lease and starts
+// ingesting it.
+func beginIngest(t *testing.T, l *Ledger, id string) (*Ingest, Batch, Owner) {
+	t.Helper()
+	o := NewOwner("ingest-" + id)
+	b := acquire(t, l, NewBatch{ID: id, ContentHash: "hash-" + id}, o)
+	in, err := l.BeginIngest(context.Background(), b, o, testTTL)
+	if err != nil {
+		t.Fatalf("BeginIngest(%s): %v", id, err)
+	}
+	return in, b, o
+}
+
 // ingest creates batch id, adds rows, finishes it and returns it ready,
 // with the state Add gave each row.
 func ingest(t *testing.T, l *Ledger, id string, rows []IngestRow) (Batch, []State) {
 	t.Helper()
 	ctx := context.Background()
-	o := NewOwner("ingest-" + id)
-	b := acquire(t, l, NewBatch{ID: id, ContentHash: "hash-" + id}, o)
-	in, err := l.BeginIngest(ctx, b, o, testTTL)
-	if err != nil {
-		t.Fatalf("BeginIngest(%s): %v", id, err)
-	}
+	in, _, o := beginIngest(t, l, id)
 	states := make([]State, len(rows))
 	for i, r := range rows {
 		s, _, err := in.Add(ctx, r)
@@ -156,7 +164,7 @@ func ingest(t *testing.T, l *Ledger, id string, rows []IngestRow) (Batch, []Stat
 	if err := l.Release(ctx, id, o); err != nil {
 		t.Fatalf("Release(%s): %v", id, err)
 	}
-	b, err = l.Batch(ctx, id)
+	b, err := l.Batch(ctx, id)
 	if err != nil {
 		t.Fatalf("Batch(%s): %v", id, err)
 	}

@@ -181,8 +181,7 @@ func TestJWTWrongSecretStopsThenRightSecretFinishes(t *testing.T) {
 		c.JWTSecret = []byte(right)
 		c.PartnerID = partner
 	})
-	dir := t.TempDir()
-	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	db, csvPath := batchFiles(t)
 	rows := goodRows(200, "J")
 	writeCSV(t, csvPath, rows)
 	// A generous timeout: a request timed out on a loaded machine would be
@@ -229,8 +228,7 @@ func TestTokenCommandRunsOncePerTTL(t *testing.T) {
 	t.Parallel()
 	sb := sandbox(t, func(c *aoptest.Config) { c.Auth = aoptest.AuthBearer; c.Latency = 2 * time.Millisecond })
 	tokenCmd, env, runs := tokenCommand(t, sb)
-	dir := t.TempDir()
-	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	db, csvPath := batchFiles(t)
 	rows := goodRows(200, "O")
 	writeCSV(t, csvPath, rows)
 	p := aopbatch(t, env, runArgs(csvPath, db, sb.URL, "--auth", "command", "--token-command", tokenCmd,

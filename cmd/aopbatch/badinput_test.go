@@ -138,17 +138,7 @@ func TestBadInputFiles(t *testing.T) {
 			if got, want := len(all), tc.sent+len(tc.rejected); got != want {
 				t.Errorf("ledger rows = %d, want %d: %v", got, want, countStates(all))
 			}
-			for _, r := range all {
-				want, isBad := tc.rejected[r.Line]
-				switch {
-				case isBad && r.State != ledger.StateRejected:
-					t.Errorf("line %d: state %s, want rejected", r.Line, r.State)
-				case isBad && !strings.Contains(r.Message, want):
-					t.Errorf("line %d: reason %q does not say %q", r.Line, r.Message, want)
-				case !isBad && r.State != ledger.StateSuccess:
-					t.Errorf("line %d: state %s (%s), want success", r.Line, r.State, r.Message)
-				}
-			}
+			checkRejected(t, all, tc.rejected)
 			for ref, r := range byRef {
 				if n := sb.Requests(ref); n != 1 {
 					t.Errorf("ref %s (line %d) sent %d times, want 1", ref, r.Line, n)

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -67,18 +66,7 @@ func aopbatchRSS(t *testing.T, env []string, args ...string) (proc, int64) {
 	err := cmd.Wait()
 	close(exited)
 	<-polled
-	p := proc{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		p.code = ee.ExitCode()
-	default:
-		t.Fatalf("aopbatch %v: %v", args, err)
-	}
-	if strings.Contains(p.stderr, "goroutine ") || strings.Contains(p.stderr, "panic:") {
-		t.Fatalf("aopbatch %v crashed:\n%s", args, p.stderr)
-	}
+	p := finished(t, args, err, out.String(), errb.String())
 	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	if !ok {
 		t.Fatalf("no rusage for the subprocess")

@@ -56,8 +56,15 @@ func aopbatch(t *testing.T, env []string, args ...string) proc {
 	cmd := aopbatchCmd(ctx, env, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	p := proc{stdout: out.String(), stderr: errb.String()}
+	return finished(t, args, cmd.Run(), out.String(), errb.String())
+}
+
+// finished turns the end of an aopbatch subprocess into a proc, failing the
+// test when it could not run or crashed: a panic or a goroutine dump is
+// never an acceptable answer to any input.
+func finished(t *testing.T, args []string, err error, stdout, stderr string) proc {
+	t.Helper()
+	p := proc{stdout: stdout, stderr: stderr}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -134,6 +141,42 @@ func sandbox(t *testing.T, mutate func(*aoptest.Config)) *aoptest.TestServer {
 	s := aoptest.NewServer(cfg)
 	t.Cleanup(s.Close)
 	return s
+}
+
+// batchFiles returns a ledger path and an input CSV path in a fresh
+// temporary directory.
+func batchFiles(t *testing.T) (db, csvPath string) {
+	t.Helper()
+	dir := t.TempDir()
+	return filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+}
+
+// wantOnce checks that count(ref) is exactly 1 for every row; what names
+// the count in the failure ("charged", "sent", ...).
+func wantOnce(t *testing.T, rows []sampleRow, what string, count func(string) int) {
+	t.Helper()
+	for _, r := range rows {
+		if n := count(r.ref); n != 1 {
+			t.Errorf("ref %s %s %d times, want 1", r.ref, what, n)
+		}
+	}
+}
+
+// checkRejected checks that exactly the lines in want are rejected, each
+// with a reason containing want[line], and that every other row succeeded.
+func checkRejected(t *testing.T, all []ledger.Row, want map[int]string) {
+	t.Helper()
+	for _, r := range all {
+		reason, isBad := want[r.Line]
+		switch {
+		case isBad && r.State != ledger.StateRejected:
+			t.Errorf("line %d: state %s, want rejected", r.Line, r.State)
+		case isBad && !strings.Contains(r.Message, reason):
+			t.Errorf("line %d: reason %q does not say %q", r.Line, r.Message, reason)
+		case !isBad && r.State != ledger.StateSuccess:
+			t.Errorf("line %d: state %s (%s), want success", r.Line, r.State, r.Message)
+		}
+	}
 }
 
 func runArgs(csvPath, ledgerPath, url string, extra ...string) []string {
@@ -260,8 +303,7 @@ func TestReusedReferenceInAnotherFileIsConflict(t *testing.T) {
 
 func TestBadRowsAreRejectedGoodRowsGo(t *testing.T) {
 	sb := sandbox(t, nil)
-	dir := t.TempDir()
-	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	db, csvPath := batchFiles(t)
 	rows := goodRows(6, "G")
 	bad := []sampleRow{
 		{"311", "CA1", "10.005", "X1"},
@@ -283,17 +325,7 @@ func TestBadRowsAreRejectedGoodRowsGo(t *testing.T) {
 		11: `"canumber"`,
 		12: "repeats line 2",
 	}
-	for _, r := range all {
-		want, isBad := wantReject[r.Line]
-		switch {
-		case isBad && r.State != ledger.StateRejected:
-			t.Errorf("line %d: state %s, want rejected", r.Line, r.State)
-		case isBad && !strings.Contains(r.Message, want):
-			t.Errorf("line %d: reason %q does not name %s", r.Line, r.Message, want)
-		case !isBad && r.State != ledger.StateSuccess:
-			t.Errorf("line %d: state %s, want success", r.Line, r.State)
-		}
-	}
+	checkRejected(t, all, wantReject)
 	for _, b := range bad[:4] {
 		if n := sb.Requests(b.ref); n != 0 {
 			t.Errorf("rejected ref %s was sent %d times", b.ref, n)
@@ -306,8 +338,7 @@ func TestBadRowsAreRejectedGoodRowsGo(t *testing.T) {
 
 func TestMissingAmountColumnSendsNothing(t *testing.T) {
 	sb := sandbox(t, nil)
-	dir := t.TempDir()
-	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	db, csvPath := batchFiles(t)
 	if err := os.WriteFile(csvPath, []byte("operator,canumber,referenceid\n311,CA1,R1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -336,8 +367,7 @@ func TestMissingAmountColumnSendsNothing(t *testing.T) {
 // re-sent.
 func TestKill9MidRunResumes(t *testing.T) {
 	sb := sandbox(t, func(c *aoptest.Config) { c.Latency = 20 * time.Millisecond })
-	dir := t.TempDir()
-	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	db, csvPath := batchFiles(t)
 	rows := goodRows(600, "K")
 	writeCSV(t, csvPath, rows)
 

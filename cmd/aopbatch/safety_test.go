@@ -35,8 +35,7 @@ func TestChaosKillAndResume(t *testing.T) {
 		c.RetryAfter = time.Second
 		c.UnknownCodeRate = 0.03
 	})
-	dir := t.TempDir()
-	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	db, csvPath := batchFiles(t)
 	rows := goodRows(500, "C")
 	writeCSV(t, csvPath, rows)
 	args := runArgs(csvPath, db, sb.URL, "--timeout", "400ms", "--rate", "400", "--resolve-timeout", "3s",
@@ -131,8 +130,7 @@ func TestChaosKillAndResume(t *testing.T) {
 // status enquiry settles it as success — never counted before that.
 func TestDuplicateResolvesToSuccess(t *testing.T) {
 	sb := sandbox(t, nil)
-	dir := t.TempDir()
-	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	db, csvPath := batchFiles(t)
 	rows := goodRows(3, "D")
 	writeCSV(t, csvPath, rows)
 	body := `{"operator":311,"canumber":"CA000001","amount":11.01,"referenceid":"` + rows[1].ref +
@@ -205,8 +203,7 @@ func TestPendingResolvesToFinal(t *testing.T) {
 // sends exactly those.
 func TestWalletExhaustionStopsAndTopUpFinishes(t *testing.T) {
 	sb := sandbox(t, func(c *aoptest.Config) { c.WalletPaise = 100_000 })
-	dir := t.TempDir()
-	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	db, csvPath := batchFiles(t)
 	rows := goodRows(60, "W")
 	writeCSV(t, csvPath, rows)
 	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--workers", "2")...)
@@ -229,11 +226,7 @@ func TestWalletExhaustionStopsAndTopUpFinishes(t *testing.T) {
 	if p.code != 0 {
 		t.Fatalf("after top-up: exit %d, want 0\n%s", p.code, p.stderr)
 	}
-	for _, r := range rows {
-		if n := sb.Charged(r.ref); n != 1 {
-			t.Errorf("ref %s charged %d times, want 1", r.ref, n)
-		}
-	}
+	wantOnce(t, rows, "charged", sb.Charged)
 }
 
 // TestAuthStormStopsWithoutFailingRows: every request refused 401, the run
@@ -241,8 +234,7 @@ func TestWalletExhaustionStopsAndTopUpFinishes(t *testing.T) {
 // credential to check.
 func TestAuthStormStopsWithoutFailingRows(t *testing.T) {
 	sb := sandbox(t, func(c *aoptest.Config) { c.Auth = aoptest.AuthBearer; c.Tokens = []string{"right-token"} })
-	dir := t.TempDir()
-	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	db, csvPath := batchFiles(t)
 	writeCSV(t, csvPath, goodRows(40, "U"))
 	p := aopbatch(t, []string{"AOP_TOKEN=wrong-token"}, runArgs(csvPath, db, sb.URL, "--auth", "bearer", "--workers", "4")...)
 	if p.code != 3 {
@@ -268,8 +260,7 @@ func TestAuthStormStopsWithoutFailingRows(t *testing.T) {
 // in flight, exits 3; the rerun finishes with nothing sent twice.
 func TestSIGTERMExitsThreeAndResumes(t *testing.T) {
 	sb := sandbox(t, func(c *aoptest.Config) { c.Latency = 30 * time.Millisecond })
-	dir := t.TempDir()
-	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	db, csvPath := batchFiles(t)
 	rows := goodRows(400, "S")
 	writeCSV(t, csvPath, rows)
 	cmd := aopbatchCmd(context.Background(), nil, runArgs(csvPath, db, sb.URL, "--rate", "200")...)
@@ -298,19 +289,14 @@ func TestSIGTERMExitsThreeAndResumes(t *testing.T) {
 	if p.code != 0 {
 		t.Fatalf("rerun exit %d\n%s", p.code, p.stderr)
 	}
-	for _, r := range rows {
-		if n := sb.Requests(r.ref); n != 1 {
-			t.Errorf("ref %s sent %d times, want 1", r.ref, n)
-		}
-	}
+	wantOnce(t, rows, "sent", sb.Requests)
 }
 
 // TestSecondRunOnSameBatchRefuses: while one run holds the batch, a second
 // exits 1 without sending anything.
 func TestSecondRunOnSameBatchRefuses(t *testing.T) {
 	sb := sandbox(t, func(c *aoptest.Config) { c.Latency = 50 * time.Millisecond })
-	dir := t.TempDir()
-	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	db, csvPath := batchFiles(t)
 	writeCSV(t, csvPath, goodRows(200, "L"))
 	first := aopbatchCmd(context.Background(), nil, runArgs(csvPath, db, sb.URL, "--rate", "50")...)
 	if err := first.Start(); err != nil {
@@ -340,8 +326,7 @@ func TestSecondRunOnSameBatchRefuses(t *testing.T) {
 // Its success is not ours: the row stays unsettled for a person to check.
 func TestDuplicateOfAnotherPaymentIsNotSuccess(t *testing.T) {
 	sb := sandbox(t, nil)
-	dir := t.TempDir()
-	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	db, csvPath := batchFiles(t)
 	rows := goodRows(2, "O")
 	writeCSV(t, csvPath, rows)
 	body := `{"operator":311,"canumber":"CA000001","amount":999,"referenceid":"` + rows[1].ref +
@@ -371,8 +356,7 @@ func TestDuplicateOfAnotherPaymentIsNotSuccess(t *testing.T) {
 // leaves the untouched rows queued.
 func TestBreakerStopsABrokenProvider(t *testing.T) {
 	sb := sandbox(t, func(c *aoptest.Config) { c.Fault5xxRate = 1 })
-	dir := t.TempDir()
-	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	db, csvPath := batchFiles(t)
 	writeCSV(t, csvPath, goodRows(400, "B"))
 	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--workers", "4", "--resolve-timeout", "1s")...)
 	if p.code != 3 || !strings.Contains(p.stderr, "most of the last") {
@@ -393,8 +377,7 @@ func TestBreakerStopsABrokenProvider(t *testing.T) {
 // resolution still settles what was sent.
 func TestMaxUnknownAmountStops(t *testing.T) {
 	sb := sandbox(t, func(c *aoptest.Config) { c.LostRate = 1 })
-	dir := t.TempDir()
-	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	db, csvPath := batchFiles(t)
 	writeCSV(t, csvPath, goodRows(100, "M"))
 	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--workers", "1", "--max-unknown-amount", "50", "--resolve-timeout", "2s")...)
 	if p.code != 3 || !strings.Contains(p.stderr, "max-unknown-amount") {
@@ -416,8 +399,7 @@ func TestMaxUnknownAmountStops(t *testing.T) {
 // operator is back sends the held rows.
 func TestOperatorDownHoldsItsRowsOnly(t *testing.T) {
 	sb := sandbox(t, func(c *aoptest.Config) { c.DownOperators = []int64{12} })
-	dir := t.TempDir()
-	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	db, csvPath := batchFiles(t)
 	rows := goodRows(300, "H") // operators 311, 12, 27 in turn
 	writeCSV(t, csvPath, rows)
 	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--workers", "2")...)
@@ -456,8 +438,7 @@ func TestOperatorDownHoldsItsRowsOnly(t *testing.T) {
 // settled later by aopbatch resolve, which sends nothing new.
 func TestResolveTheMorningAfter(t *testing.T) {
 	sb := sandbox(t, func(c *aoptest.Config) { c.PendingRate = 1; c.PendingDelay = 1500 * time.Millisecond })
-	dir := t.TempDir()
-	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	db, csvPath := batchFiles(t)
 	rows := goodRows(10, "Z")
 	writeCSV(t, csvPath, rows)
 	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--resolve-timeout", "200ms")...)
@@ -488,8 +469,7 @@ func TestResolveTheMorningAfter(t *testing.T) {
 // rows they hit are sent again after Retry-After and all succeed once.
 func TestThrottledRequestsAreRetriedNotFailed(t *testing.T) {
 	sb := sandbox(t, func(c *aoptest.Config) { c.ThrottleRate = 0.1; c.RetryAfter = time.Second })
-	dir := t.TempDir()
-	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	db, csvPath := batchFiles(t)
 	rows := goodRows(20, "T")
 	writeCSV(t, csvPath, rows)
 	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--workers", "8", "--max-attempts", "5")...)
@@ -499,9 +479,5 @@ func TestThrottledRequestsAreRetriedNotFailed(t *testing.T) {
 	if n := sb.Stats().ByHTTPStatus[429]; n == 0 {
 		t.Fatal("the sandbox answered no 429: the test did not test")
 	}
-	for _, r := range rows {
-		if n := sb.Charged(r.ref); n != 1 {
-			t.Errorf("ref %s charged %d times, want 1", r.ref, n)
-		}
-	}
+	wantOnce(t, rows, "charged", sb.Charged)
 }
