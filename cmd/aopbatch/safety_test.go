@@ -125,6 +125,23 @@ func TestChaosKillAndResume(t *testing.T) {
 	t.Logf("%d kills; faults %+v", kills, st)
 }
 
+// sendAhead charges ref at the sandbox (for canumber CA000001) behind
+// aopbatch's back, as an earlier send whose answer was lost, or another
+// system reusing the referenceid, would.
+func sendAhead(t *testing.T, sb *aoptest.TestServer, ref, rupees string) {
+	t.Helper()
+	body := `{"operator":311,"canumber":"CA000001","amount":` + rupees + `,"referenceid":"` + ref +
+		`","latitude":"1","longitude":"1","RegistrationID":"AOP-554"}`
+	resp, err := http.Post(sb.URL+"/api/AOP/Recharge", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if sb.Charged(ref) != 1 {
+		t.Fatal("setup: the early send was not recorded")
+	}
+}
+
 // TestDuplicateResolvesToSuccess: the provider already has the referenceid
 // (sent earlier, answer lost, ledger none the wiser), answers 18, and the
 // status enquiry settles it as success — never counted before that.
@@ -133,16 +150,7 @@ func TestDuplicateResolvesToSuccess(t *testing.T) {
 	db, csvPath := batchFiles(t)
 	rows := goodRows(3, "D")
 	writeCSV(t, csvPath, rows)
-	body := `{"operator":311,"canumber":"CA000001","amount":11.01,"referenceid":"` + rows[1].ref +
-		`","latitude":"1","longitude":"1","RegistrationID":"AOP-554"}`
-	resp, err := http.Post(sb.URL+"/api/AOP/Recharge", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if sb.Charged(rows[1].ref) != 1 {
-		t.Fatal("setup: the early send was not recorded")
-	}
+	sendAhead(t, sb, rows[1].ref, "11.01")
 
 	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL)...)
 	if p.code != 0 {
@@ -329,13 +337,7 @@ func TestDuplicateOfAnotherPaymentIsNotSuccess(t *testing.T) {
 	db, csvPath := batchFiles(t)
 	rows := goodRows(2, "O")
 	writeCSV(t, csvPath, rows)
-	body := `{"operator":311,"canumber":"CA000001","amount":999,"referenceid":"` + rows[1].ref +
-		`","latitude":"1","longitude":"1","RegistrationID":"AOP-554"}`
-	resp, err := http.Post(sb.URL+"/api/AOP/Recharge", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	sendAhead(t, sb, rows[1].ref, "999")
 
 	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--resolve-timeout", "1s")...)
 	if p.code != 3 {
