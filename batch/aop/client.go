@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -187,7 +186,7 @@ func (c *Client) Recharge(ctx context.Context, body []byte) (Result, error) {
 	if c == nil {
 		return Result{Class: ClassNotSent, Code: -1}, errors.New("recharge: nil client")
 	}
-	if !json.Valid(body) {
+	if !validJSON(body) {
 		return Result{Class: ClassNotSent, Code: -1}, errors.New("recharge: body is not valid JSON")
 	}
 	r, sent := c.rechargeOnce(ctx, body)
@@ -280,9 +279,13 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 	if err != nil {
 		return reply{kind: replyNotSent, msg: clip("not sent: " + err.Error())}
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
+	// Canonical keys set directly, the values sharing one array: Header.Set
+	// would allocate each. The capacities keep an Add from overwriting a
+	// neighbour.
+	v := &[3]string{"application/json", "application/json", c.userAgent}
+	req.Header["Content-Type"] = v[0:1:1]
+	req.Header["Accept"] = v[1:2:2]
+	req.Header["User-Agent"] = v[2:3:3]
 	if err := c.auth.Apply(req); err != nil {
 		if ctx.Err() != nil {
 			return reply{kind: replyNotSent, msg: clip("not sent: " + describe(ctx, err))}
@@ -301,8 +304,12 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 		return reply{kind: replyNotSent, attempts: 1, sent: req.Header, msg: clip("not sent: " + describe(ctx, err)),
 			untrusted: untrustedCert(err)}
 	}
-	defer drainAndClose(resp.Body)
 	b, tooBig, err := readBody(resp.Body)
+	if err == nil && !tooBig {
+		_ = resp.Body.Close() // read to its end: nothing to drain
+	} else {
+		drainAndClose(resp.Body)
+	}
 	if err != nil {
 		return reply{kind: replyLost, attempts: 1, status: resp.StatusCode, header: resp.Header, sent: req.Header,
 			msg: clip(fmt.Sprintf("incomplete response: HTTP %d, %s while reading the body", resp.StatusCode, describe(ctx, err)))}
@@ -319,10 +326,11 @@ type connTrace struct {
 	gotConn   bool
 	wrote     bool
 	wroteFail bool
+	ct        httptrace.ClientTrace // the hooks, here to save an allocation
 }
 
 func (t *connTrace) hooks() *httptrace.ClientTrace {
-	return &httptrace.ClientTrace{
+	t.ct = httptrace.ClientTrace{
 		GetConn: func(string) {
 			t.mu.Lock()
 			t.getConn, t.gotConn, t.wrote, t.wroteFail = true, false, false, false
@@ -343,6 +351,7 @@ func (t *connTrace) hooks() *httptrace.ClientTrace {
 			t.mu.Unlock()
 		},
 	}
+	return &t.ct
 }
 
 // reachedServer is false only when the trace shows the final attempt never

@@ -10,11 +10,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
 )
 
 // rechargeBody is a request as the engine stores it in the ledger.
@@ -555,5 +558,107 @@ func TestNew(t *testing.T) {
 				t.Errorf("recharge URL = %q, want %q", c.rechargeURL, tt.wantURL)
 			}
 		})
+	}
+}
+
+// benchBody returns a stored Recharge body with a unique referenceid, built
+// without json.Marshal so the benchmark measures the client, not the setup.
+func benchBody(buf []byte, n int64) []byte {
+	buf = append(buf[:0], `{"operator":311,"canumber":"DL12CB4685","amount":10.50,"referenceid":"bench-`...)
+	buf = strconv.AppendInt(buf, n, 10)
+	return append(buf, `","latitude":"99","longitude":"98","RegistrationID":"AOP-554"}`...)
+}
+
+// BenchmarkRechargeLoopback sends unique Recharge requests to the sandbox
+// over loopback HTTP with keep-alive, as the engine's workers do. The
+// server runs in the same process, so its CPU is part of every op; compare
+// with BenchmarkBareLoopback for the client's own share.
+func BenchmarkRechargeLoopback(b *testing.B) {
+	ts := aoptest.NewServer(aoptest.DefaultConfig())
+	defer ts.Close()
+	c, err := New(Options{BaseURL: ts.URL, RegistrationID: "AOP-554", MaxConns: 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.CloseIdleConnections()
+	var n atomic.Int64
+	b.SetParallelism(8)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		var buf []byte
+		for pb.Next() {
+			buf = benchBody(buf, n.Add(1))
+			r, err := c.Recharge(context.Background(), buf)
+			if err != nil || r.Class != ClassSuccess {
+				b.Fatalf("Recharge = %+v, %v", r, err)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+// BenchmarkBareLoopback is the floor for BenchmarkRechargeLoopback: a bare
+// net/http client against the same sandbox, reading the answer unparsed.
+func BenchmarkBareLoopback(b *testing.B) {
+	ts := aoptest.NewServer(aoptest.DefaultConfig())
+	defer ts.Close()
+	tr := &http.Transport{MaxIdleConnsPerHost: 16}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	url := ts.URL + PathRecharge
+	var n atomic.Int64
+	b.SetParallelism(8)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		var buf []byte
+		for pb.Next() {
+			buf = benchBody(buf, n.Add(1))
+			resp, err := hc.Post(url, "application/json", bytes.NewReader(buf))
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Fatalf("HTTP %d", resp.StatusCode)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+// cannedTransport answers every request with the sandbox's success answer,
+// without a network, so a benchmark sees the client's own cost alone.
+type cannedTransport struct{ body string }
+
+func (t cannedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+		req.Body.Close()
+	}
+	return &http.Response{
+		StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:        http.Header{"Content-Type": {"application/json"}},
+		Body:          io.NopCloser(strings.NewReader(t.body)),
+		ContentLength: int64(len(t.body)),
+		Request:       req,
+	}, nil
+}
+
+// BenchmarkRechargeCanned measures one Recharge call's client-side cost:
+// request, credential, http.Client, reading and classifying the answer.
+func BenchmarkRechargeCanned(b *testing.B) {
+	hc := &http.Client{Transport: cannedTransport{body: benchAnswers[0].body}}
+	c, err := New(Options{BaseURL: "http://127.0.0.1:1", RegistrationID: "AOP-554", HTTPClient: hc})
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := benchBody(nil, 1)
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := c.Recharge(context.Background(), body)
+		if err != nil || r.Class != ClassSuccess {
+			b.Fatalf("Recharge = %+v, %v", r, err)
+		}
 	}
 }

@@ -40,7 +40,8 @@ const (
 const msgTooBig = "response body over 1 MiB"
 
 // readBody reads at most 1 MiB of body. tooBig reports a longer body, whose
-// content is then not to be trusted. The caller drains and closes.
+// content is then not to be trusted. The caller drains and closes; a nil
+// err without tooBig means the body was read to its end.
 func readBody(r io.Reader) (body []byte, tooBig bool, err error) {
 	body, err = io.ReadAll(io.LimitReader(r, maxBody+1))
 	if len(body) > maxBody {
@@ -65,21 +66,35 @@ type envelope struct {
 	data    json.RawMessage // nil when absent or empty
 }
 
+// utf8BOM is skipped before an answer, which some servers prepend.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
 // parseEnvelope decodes the top level of an answer tolerantly. ok is false
 // when the body is not a single JSON object. Keys match case-insensitively
 // and ignoring '_', '-' and spaces; a code given twice with different values
 // (or once unreadably) counts as no code at all.
+//
+// Most answers are read by scanEnvelope without encoding/json; whatever it
+// declines goes to decodeEnvelope. FuzzEnvelopeFastPath holds the two to
+// the same answer.
 func parseEnvelope(body []byte) (env envelope, ok bool) {
-	env.code = -1
-	body = bytes.TrimPrefix(body, []byte("\xef\xbb\xbf"))
+	body = bytes.TrimPrefix(body, utf8BOM)
+	if env, ok := scanEnvelope(body); ok {
+		return env, true
+	}
+	return decodeEnvelope(body)
+}
+
+// decodeEnvelope is parseEnvelope for any body, through encoding/json.
+func decodeEnvelope(body []byte) (env envelope, ok bool) {
 	if !json.Valid(body) {
-		return env, false
+		return envelope{code: -1}, false
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return env, false
+		return envelope{code: -1}, false
 	}
-	codeSeen, codeBad := false, false
+	f := newEnvFields()
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -90,30 +105,122 @@ func parseEnvelope(body []byte) (env envelope, ok bool) {
 		if err := dec.Decode(&raw); err != nil {
 			return envelope{code: -1}, false
 		}
-		switch normKey(key) {
-		case "responsecode":
-			c, present, good := parseCode(raw)
-			switch {
-			case !present:
-			case !good:
-				codeBad = true
-			case codeSeen && c != env.code:
-				codeBad = true
-			default:
-				codeSeen, env.code = true, c
-			}
-		case "status":
-			env.status = parseBool(raw)
-		case "message":
-			env.message = parseText(raw)
-		case "data":
-			env.data = nonEmpty(raw)
+		f.add(envKeyOf(normKey(key)), raw)
+	}
+	return f.result(), true
+}
+
+// scanEnvelope is parseEnvelope for the usual answer, without encoding/json.
+// ok is false when it declines: on anything that is not a valid JSON
+// object, and on keys with escapes or bytes outside ASCII.
+func scanEnvelope(body []byte) (env envelope, ok bool) {
+	s := jsonScan{b: body}
+	s.space()
+	empty, ok := s.open('{', '}')
+	if !ok {
+		return envelope{}, false
+	}
+	f := newEnvFields()
+	for !empty {
+		key, raw, plain, ok := s.member()
+		if !ok || !plain {
+			return envelope{}, false
+		}
+		f.add(asciiEnvKey(key), raw)
+		if empty, ok = s.more('}'); !ok {
+			return envelope{}, false
 		}
 	}
-	if codeBad {
-		env.code = -1
+	if !s.end() {
+		return envelope{}, false
 	}
-	return env, true
+	return f.result(), true
+}
+
+// envKey names the top-level keys an envelope reads.
+type envKey uint8
+
+const (
+	keyOther envKey = iota
+	keyCode
+	keyStatus
+	keyMessage
+	keyData
+)
+
+// envKeyOf maps a key folded by normKey.
+func envKeyOf(folded string) envKey {
+	switch folded {
+	case "responsecode":
+		return keyCode
+	case "status":
+		return keyStatus
+	case "message":
+		return keyMessage
+	case "data":
+		return keyData
+	}
+	return keyOther
+}
+
+// asciiEnvKey is envKeyOf(normKey(key)) for an ASCII key, without
+// allocating: on ASCII, normKey drops '_', '-' and ' ' and lowers A-Z.
+func asciiEnvKey(key []byte) envKey {
+	var buf [len("responsecode")]byte
+	n := 0
+	for _, c := range key {
+		switch {
+		case c == '_' || c == '-' || c == ' ':
+			continue
+		case n == len(buf):
+			return keyOther
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		buf[n] = c
+		n++
+	}
+	return envKeyOf(string(buf[:n]))
+}
+
+// envFields builds an envelope from an object's members in document order.
+// Both decoders feed it, so they can differ only in how they split the
+// object into keys and values.
+type envFields struct {
+	env      envelope
+	codeSeen bool
+	codeBad  bool
+}
+
+func newEnvFields() envFields { return envFields{env: envelope{code: -1}} }
+
+func (f *envFields) add(key envKey, raw []byte) {
+	switch key {
+	case keyCode:
+		c, present, good := parseCode(raw)
+		switch {
+		case !present:
+		case !good:
+			f.codeBad = true
+		case f.codeSeen && c != f.env.code:
+			f.codeBad = true
+		default:
+			f.codeSeen, f.env.code = true, c
+		}
+	case keyStatus:
+		f.env.status = parseBool(raw)
+	case keyMessage:
+		f.env.message = parseText(raw)
+	case keyData:
+		f.env.data = nonEmpty(raw)
+	}
+}
+
+func (f *envFields) result() envelope {
+	if f.codeBad {
+		f.env.code = -1
+	}
+	return f.env
 }
 
 // normKey folds a JSON key the way SPEC section 1 spells the same key twice.
@@ -132,60 +239,111 @@ func normKey(k string) string {
 // parseCode reads a response code given as a JSON integer or a string of
 // digits. present is false for null; good is false for anything else
 // (1.0, -1, "abc", true, an object).
-func parseCode(raw json.RawMessage) (code int, present, good bool) {
-	s := strings.TrimSpace(string(raw))
-	if s == "null" {
+func parseCode(raw []byte) (code int, present, good bool) {
+	s := bytes.TrimSpace(raw)
+	if string(s) == "null" {
 		return 0, false, false
 	}
-	if strings.HasPrefix(s, `"`) {
-		var str string
-		if json.Unmarshal(raw, &str) != nil {
-			return 0, true, false
+	if len(s) > 0 && s[0] == '"' {
+		if text, ok := plainString(s); ok {
+			s = text
+		} else {
+			var str string
+			if json.Unmarshal(s, &str) != nil {
+				return 0, true, false
+			}
+			s = []byte(str)
 		}
-		s = strings.TrimSpace(str)
+		s = bytes.TrimSpace(s)
 	}
-	if s == "" || len(s) > 9 {
+	if len(s) == 0 || len(s) > 9 {
 		return 0, true, false
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
+	n := 0 // nine digits cannot overflow an int
+	for _, c := range s {
+		if c < '0' || c > '9' {
 			return 0, true, false
 		}
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return 0, true, false
+		n = n*10 + int(c-'0')
 	}
 	return n, true, true
 }
 
 // parseBool reads true/false, "true"/"false", 1/0 and "1"/"0".
-func parseBool(raw json.RawMessage) bool {
-	s := strings.TrimSpace(string(raw))
-	s = strings.Trim(s, `"`)
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "true", "1":
+func parseBool(raw []byte) bool {
+	s := bytes.TrimSpace(bytes.Trim(bytes.TrimSpace(raw), `"`))
+	// Only ASCII letters lower to "true": no other rune maps onto t, r, u, e.
+	if len(s) == 4 {
+		for i, c := range s {
+			if c|0x20 != "true"[i] {
+				return false
+			}
+		}
 		return true
 	}
-	return false
+	return len(s) == 1 && s[0] == '1'
 }
 
 // parseText reads a JSON string, or keeps the literal text of anything else.
-func parseText(raw json.RawMessage) string {
+func parseText(raw []byte) string {
+	if text, ok := plainString(raw); ok {
+		return string(text)
+	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
 		return s
 	}
-	if t := strings.TrimSpace(string(raw)); t != "null" {
-		return t
+	if t := bytes.TrimSpace(raw); string(t) != "null" {
+		return string(t)
 	}
 	return ""
 }
 
-// nonEmpty drops the ways a provider says "no data": null, "", [] and {}.
-func nonEmpty(raw json.RawMessage) json.RawMessage {
-	s := strings.Join(strings.Fields(string(raw)), "")
-	switch s {
+// plainString returns the text of a JSON string that needs no decoding: no
+// escapes, no control characters and valid UTF-8, which encoding/json would
+// return byte for byte.
+func plainString(raw []byte) ([]byte, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return nil, false
+	}
+	text := raw[1 : len(raw)-1]
+	ascii := true
+	for _, c := range text {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return nil, false
+		}
+		if c >= utf8.RuneSelf {
+			ascii = false
+		}
+	}
+	if !ascii && !utf8.Valid(text) {
+		return nil, false
+	}
+	return text, true
+}
+
+// nonEmpty drops the ways a provider says "no data": null, "", [] and {},
+// whatever white space (Unicode's, even inside the quotes) they hold.
+func nonEmpty(raw []byte) json.RawMessage {
+	var kept [5]byte // more than the 4 bytes of "null" means data
+	n := 0
+	for i := 0; i < len(raw); {
+		r, size := rune(raw[i]), 1
+		if r >= utf8.RuneSelf {
+			r, size = utf8.DecodeRune(raw[i:])
+		}
+		if !unicode.IsSpace(r) {
+			for _, c := range raw[i : i+size] {
+				if n == len(kept) {
+					return raw
+				}
+				kept[n] = c
+				n++
+			}
+		}
+		i += size
+	}
+	switch string(kept[:n]) {
 	case "null", `""`, "[]", "{}":
 		return nil
 	}
@@ -317,6 +475,17 @@ func txnID(data json.RawMessage) string {
 	if data == nil {
 		return ""
 	}
+	var v [1]string
+	if scanFields(data, txnIDField[:], v[:]) {
+		return clip(v[0])
+	}
+	return decodeTxnID(data)
+}
+
+var txnIDField = [1]string{"txnid"}
+
+// decodeTxnID is txnID for any data, through encoding/json.
+func decodeTxnID(data json.RawMessage) string {
 	var d struct {
 		TxnID flexString `json:"txnid"`
 	}

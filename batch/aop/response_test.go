@@ -1,6 +1,7 @@
 package aop
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -97,5 +98,74 @@ func TestClip(t *testing.T) {
 				t.Errorf("clip gave %d characters, want at most %d", n, maxMessage)
 			}
 		})
+	}
+}
+
+// benchAnswers are the answers a run sees most, in the sandbox's shapes.
+var benchAnswers = []struct {
+	name   string
+	status int
+	body   string
+}{
+	{"success", 200, `{"status":true,"response_code":1,"message":"Recharge successful","data":{"txnid":"TXN0000123456","refid":"bench-000001","operatorid":"OP0000123456","amount":"10.50","status":"1"}}`},
+	{"duplicate", 200, `{"status":true,"response_code":18,"message":"Duplicate Transaction"}`},
+	{"auth-401", 401, `{"status":false,"responsecode":10,"message":"Signature verification failed"}`},
+	{"html-502", 502, `<html><body>Bad Gateway</body></html>`},
+}
+
+func BenchmarkClassifyRecharge(b *testing.B) {
+	h := http.Header{}
+	for _, a := range benchAnswers {
+		body := []byte(a.body)
+		b.Run(a.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				classifyRecharge(a.status, h, body, false, fixedNow)
+			}
+		})
+	}
+}
+
+// TestFastPathsTakeUsualAnswers checks the answers and requests a run sees
+// most are read without encoding/json; FuzzEnvelopeFastPath checks that
+// they are read the same either way.
+func TestFastPathsTakeUsualAnswers(t *testing.T) {
+	for _, a := range benchAnswers {
+		if _, ok := scanEnvelope([]byte(a.body)); !ok && a.name != "html-502" {
+			t.Errorf("%s: scanEnvelope declined %s", a.name, a.body)
+		}
+	}
+	env, ok := scanEnvelope([]byte(benchAnswers[0].body))
+	var txn [1]string
+	if !ok || !scanFields(env.data, txnIDField[:], txn[:]) || txn[0] != "TXN0000123456" {
+		t.Errorf("txnid = %q, want TXN0000123456 without encoding/json", txn[0])
+	}
+	data := `{"txnid":"T1","operatorname":"Airtel","canumber":"DL12CB4685","amount":"10.50","comm":"0.10","tds":"0.01","status":"1","refid":"R1","operatorid":"OP9","dateadded":"2025-03-01 10:00:00","refunded":"0","refundtxnid":"","daterefunded":""}`
+	var v [len(statusDataFields)]string
+	if !scanFields([]byte(data), statusDataFields[:], v[:]) {
+		t.Errorf("scanFields declined %s", data)
+	}
+	req, err := json.Marshal(RechargeRequest{
+		Operator: 311, CANumber: "DL12CB4685", AmountPaise: 1050, ReferenceID: "R<&>1",
+		BillFetch:      &BillFetch{BillAmount: "1000.0", MinBillAmount: "1000", AcceptPayment: new(bool), UserName: "NITESH \u2028 KUMAR"},
+		RegistrationID: "AOP-554",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !scanValid(req) {
+		t.Errorf("scanner declined the request %s", req)
+	}
+}
+
+func TestValidJSON(t *testing.T) {
+	for _, b := range []string{
+		``, ` `, `{`, `{"operator":`, `not json`, `{"a":1}`, ` [1, -2.5e+3, "x\u00e9", true, false, null, {}] `,
+		`{"a":01}`, `{"a":1.}`, `{"a":"\q"}`, `{"a":"` + "\x01" + `"}`, "\"\xff\"", `{"a":1}{}`, `{"a":1,}`,
+		strings.Repeat("[", 100) + strings.Repeat("]", 100),
+	} {
+		if got, want := validJSON([]byte(b)), json.Valid([]byte(b)); got != want {
+			t.Errorf("validJSON(%q) = %v, want %v", b, got, want)
+		}
 	}
 }

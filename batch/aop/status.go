@@ -205,12 +205,12 @@ func decodeStatus(referenceID string, notFound []int, httpStatus int, header htt
 			r.Message = clip(fmt.Sprintf("transaction data with HTTP %d: %s", httpStatus, env.message))
 			return r
 		}
-		var w wireStatusData
-		if err := json.Unmarshal(env.data, &w); err != nil {
+		d, err := decodeStatusData(env.data)
+		if err != nil {
 			r.Message = clip("unreadable transaction data: " + err.Error())
 			return r
 		}
-		r.Data = w.data()
+		r.Data = d
 		if r.Data.RefID != "" && r.Data.RefID != referenceID {
 			// Never trust an answer about another transaction.
 			r.Message = clip(fmt.Sprintf("answer is about referenceid %q, not %q", r.Data.RefID, referenceID))
@@ -255,6 +255,41 @@ func verdictOf(d StatusData) (Verdict, bool) {
 		return VerdictPending, true
 	}
 	return VerdictUnknown, false
+}
+
+// statusDataFields are wireStatusData's JSON names, in its field order.
+var statusDataFields = [...]string{
+	"txnid", "operatorname", "canumber", "amount", "comm", "tds", "status",
+	"refid", "operatorid", "dateadded", "refunded", "refundtxnid", "daterefunded",
+}
+
+// decodeStatusData reads a status answer's data object as json.Unmarshal
+// into wireStatusData does; scanFields reads the usual one without
+// encoding/json, and declines the rest.
+func decodeStatusData(data []byte) (StatusData, error) {
+	var v [len(statusDataFields)]string
+	if scanFields(data, statusDataFields[:], v[:]) {
+		return StatusData{
+			TxnID:        v[0],
+			OperatorName: v[1],
+			CANumber:     v[2],
+			Amount:       v[3],
+			Comm:         v[4],
+			TDS:          v[5],
+			Status:       v[6],
+			RefID:        v[7],
+			OperatorID:   v[8],
+			DateAdded:    v[9],
+			Refunded:     v[10],
+			RefundTxnID:  v[11],
+			DateRefunded: v[12],
+		}, nil
+	}
+	var w wireStatusData
+	if err := json.Unmarshal(data, &w); err != nil {
+		return StatusData{}, err
+	}
+	return w.data(), nil
 }
 
 func (w wireStatusData) data() StatusData {

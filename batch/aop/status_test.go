@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -287,4 +288,30 @@ func TestStatusTransport(t *testing.T) {
 			t.Error("no error")
 		}
 	})
+}
+
+func BenchmarkDecodeStatus(b *testing.B) {
+	body := []byte(statusBody(`{"txnid":"T1","operatorname":"Airtel","canumber":"DL12CB4685","amount":"10.50","comm":"0.10","tds":"0.01","status":"1","refid":"` + statusRef + `","operatorid":"OP9","dateadded":"2025-03-01 10:00:00","refunded":"0","refundtxnid":"","daterefunded":""}`))
+	notFound := []int{2}
+	b.ReportAllocs()
+	for b.Loop() {
+		decodeStatus(statusRef, notFound, 200, http.Header{}, body, false, fixedNow)
+	}
+}
+
+// TestStatusDataFields keeps the fast reader's names in step with
+// wireStatusData, which the general reader uses.
+func TestStatusDataFields(t *testing.T) {
+	wt, dt := reflect.TypeFor[wireStatusData](), reflect.TypeFor[StatusData]()
+	if wt.NumField() != len(statusDataFields) || dt.NumField() != len(statusDataFields) {
+		t.Fatalf("fields: wire %d, data %d, names %d", wt.NumField(), dt.NumField(), len(statusDataFields))
+	}
+	for i, name := range statusDataFields {
+		if got := wt.Field(i).Tag.Get("json"); got != name {
+			t.Errorf("field %d: tag %q, name %q", i, got, name)
+		}
+		if wt.Field(i).Name != dt.Field(i).Name {
+			t.Errorf("field %d: wire %s, data %s", i, wt.Field(i).Name, dt.Field(i).Name)
+		}
+	}
 }
