@@ -369,3 +369,99 @@ func TestClearRowsReady(t *testing.T) {
 		t.Errorf("batch = %+v with %v, want ready, 1 success of 3", got, c)
 	}
 }
+
+// AddMany must give each row exactly what adding it alone would: the chunked
+// insert is only a faster way to the same ledger.
+func TestAddManyMatchesAdd(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	mixed := func() []IngestRow {
+		var rs []IngestRow
+		for i := range 3*addChunk + 7 {
+			line := i + 2
+			r := okRow(line, fmt.Sprintf("m-%d", line))
+			switch {
+			case i%11 == 3: // repeats a line a few rows up, often in the same chunk
+				r.ReferenceID = fmt.Sprintf("m-%d", line-3)
+			case i%13 == 5: // held by the other batch, same details
+				r = okRow(line, fmt.Sprintf("o-%d", line))
+			case i%17 == 6: // held by the other batch, different amount
+				r = okRow(line, fmt.Sprintf("o-%d", line))
+				r.AmountPaise++
+			case i%19 == 7:
+				r = IngestRow{Line: line, Raw: []string{"x"}, Problem: &Problem{Code: "bad_amount", Column: "amount", Message: "bad"}}
+			}
+			rs = append(rs, r)
+		}
+		return rs
+	}
+	other := func(l *Ledger) {
+		var rs []IngestRow
+		for line := 2; line < 3*addChunk+9; line++ {
+			rs = append(rs, okRow(line, fmt.Sprintf("o-%d", line)))
+		}
+		ingest(t, l, "other", rs)
+	}
+	type result struct {
+		Added
+		Row Row
+	}
+	run := func(many bool) []result {
+		l := openLedger(t, Options{})
+		other(l)
+		in, b, _ := beginIngest(t, l, "b")
+		rows := mixed()
+		var added []Added
+		if many {
+			// Uneven calls: chunks straddle the calls.
+			for _, part := range [][]IngestRow{rows[:5], rows[5 : 5+2*addChunk], rows[5+2*addChunk:]} {
+				a, err := in.AddMany(ctx, part)
+				if err != nil {
+					t.Fatal(err)
+				}
+				added = append(added, a...)
+			}
+		} else {
+			for _, r := range rows {
+				s, msg, err := in.Add(ctx, r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				added = append(added, Added{State: s, Message: msg})
+			}
+		}
+		if err := in.Finish(ctx); err != nil {
+			t.Fatal(err)
+		}
+		out := make([]result, len(rows))
+		for i, r := range rows {
+			row := getRow(t, l, b.Seq, r.Line)
+			row.Updated = time.Time{}
+			out[i] = result{added[i], row}
+		}
+		return out
+	}
+	one, many := run(false), run(true)
+	states := map[State]int{}
+	for i := range one {
+		states[one[i].State]++
+		if !reflect.DeepEqual(one[i], many[i]) {
+			t.Errorf("row %d:\n Add     %+v\n AddMany %+v", i, one[i], many[i])
+		}
+	}
+	if states[StateQueued] == 0 || states[StateRejected] < 2 || states[StateConflict] < 2 {
+		t.Errorf("states %v: the mix should hold queued, rejected and conflict rows", states)
+	}
+}
+
+func TestAddManyNeedsBody(t *testing.T) {
+	t.Parallel()
+	l := openLedger(t, Options{})
+	in, _, _ := beginIngest(t, l, "b")
+	r := okRow(2, "nobody")
+	r.Request = nil
+	if _, err := in.AddMany(context.Background(), []IngestRow{okRow(3, "fine"), r}); err == nil ||
+		!strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("AddMany with a bodiless sendable row: %v, want an error naming line 2", err)
+	}
+}

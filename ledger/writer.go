@@ -77,11 +77,11 @@ func (l *Ledger) NewWriter(ctx context.Context, seq int64) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
 	}
+	// One plain insert per attempt: appends are cheap, and cheaper
+	// bound directly than unpacked from JSON.
 	w.attempt, err = l.w.PrepareContext(ctx, `INSERT INTO attempts
 		(batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message)
-		SELECT ?1, j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5,
-			j.value ->> 6, j.value ->> 7, j.value ->> 8
-		FROM json_each(?2) AS j`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
 	}
@@ -254,7 +254,7 @@ func (w *Writer) apply(group []*op, errs []error) error {
 	defer tx.Rollback()
 	now := w.l.nowMS()
 	seg := newSegment()
-	var attempts []any
+	var attempts []loggedAttempt
 	for i, o := range group {
 		errs[i] = nil
 		if o.barrier {
@@ -297,9 +297,8 @@ func (w *Writer) apply(group []*op, errs []error) error {
 				seg.add(u.Line, i)
 				seg.moves[u.To] = append(seg.moves[u.To], []any{u.Line, nullCode(u.Code), u.Message, u.TxnID})
 			}
-			if a := u.Attempt; a != nil {
-				attempts = append(attempts, []any{u.Line, a.Kind, a.At.UnixMilli(), a.Latency.Milliseconds(),
-					a.HTTPStatus, nullCode(a.Code), a.Class, string(logged), a.Message})
+			if u.Attempt != nil {
+				attempts = append(attempts, loggedAttempt{u.Line, logged, u.Attempt})
 			}
 		}
 	}
@@ -307,15 +306,24 @@ func (w *Writer) apply(group []*op, errs []error) error {
 		return err
 	}
 	if len(attempts) > 0 {
-		js, err := json.Marshal(attempts)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.StmtContext(ctx, w.attempt).ExecContext(ctx, w.batch, string(js)); err != nil {
-			return err
+		st := tx.StmtContext(ctx, w.attempt)
+		for _, la := range attempts {
+			a := la.a
+			if _, err := st.ExecContext(ctx, w.batch, la.line, a.Kind, a.At.UnixMilli(), a.Latency.Milliseconds(),
+				a.HTTPStatus, nullCode(a.Code), a.Class, string(la.state), a.Message); err != nil {
+				return err
+			}
 		}
 	}
 	return tx.Commit()
+}
+
+// loggedAttempt is an attempt waiting for its insert, with the state it
+// left the row in.
+type loggedAttempt struct {
+	line  int
+	state State
+	a     *Attempt
 }
 
 // segment collects a group's row changes in which no row appears twice.
