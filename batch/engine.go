@@ -255,13 +255,32 @@ func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 	return nil
 }
 
-// readQueued pages through the queued rows and hands them to the workers,
-// marking each chunk inflight in one commit just before: the commit's
-// latency overlaps the sending of the chunk before it.
+// readQueued pages through the queued rows and hands them to the workers.
+// A marker marks each chunk inflight in one durable commit while the chunk
+// before it is being handed out, so workers never wait for a commit, and a
+// commit carries the outcomes of a whole chunk: fewer, larger commits.
 func (e *Engine) readQueued(ctx context.Context, b ledger.Batch, w *ledger.Writer, jobs chan<- ledger.Row) error {
+	marked := make(chan []ledger.Row, 1)
+	var g errgroup.Group
+	g.Go(func() error {
+		defer close(marked)
+		return e.markQueued(ctx, b, w, marked)
+	})
+	// Once marked, a row always reaches a worker, which sends it or puts it
+	// back to queued: this loop drains every marked chunk, even after a stop.
+	for rows := range marked {
+		for _, r := range rows {
+			jobs <- r
+		}
+	}
+	return g.Wait()
+}
+
+// markQueued pages through the queued rows and sends each chunk, marked
+// inflight, to marked.
+func (e *Engine) markQueued(ctx context.Context, b ledger.Batch, w *ledger.Writer, marked chan<- []ledger.Row) error {
 	after := 0
-	chunk := max(1, min(e.cfg.Workers, pageSize))
-	lines := make([]int, 0, chunk)
+	chunk := e.chunk()
 	for {
 		if e.stopping() {
 			return nil
@@ -278,35 +297,46 @@ func (e *Engine) readQueued(ctx context.Context, b ledger.Batch, w *ledger.Write
 				return nil
 			}
 			rows := page[start:min(start+chunk, len(page))]
-			lines = lines[:0]
-			for _, r := range rows {
-				lines = append(lines, r.Line)
+			lines := make([]int, len(rows))
+			for i, r := range rows {
+				lines[i] = r.Line
 			}
-			marked, err := w.MarkInflightMany(ctx, lines)
+			done, err := w.MarkInflightMany(ctx, lines)
 			if err != nil {
 				if ctx.Err() == nil {
 					e.stop(&StopError{Reason: "ledger", Detail: err.Error(), Hint: "check the disk and the ledger file"})
 				}
 				return nil
 			}
-			ok := make(map[int]bool, len(marked))
-			for _, l := range marked {
+			ok := make(map[int]bool, len(done))
+			for _, l := range done {
 				ok[l] = true
 			}
+			out := make([]ledger.Row, 0, len(done))
 			for _, r := range rows {
-				if !ok[r.Line] {
-					continue // settled elsewhere: never send a row we do not own
+				if ok[r.Line] { // else settled elsewhere: never send a row we do not own
+					out = append(out, r)
 				}
-				// Once marked, a row always reaches a worker, which sends it
-				// or puts it back to queued.
-				jobs <- r
 			}
+			marked <- out
 		}
 		if len(page) < pageSize {
 			return nil
 		}
 		after = page[len(page)-1].Line
 	}
+}
+
+// chunk is how many rows one inflight mark covers. Larger chunks mean
+// fewer, larger commits; but a crash leaves up to two chunks marked and
+// unsent, each row of which costs a status enquiry on the next run, so at a
+// set rate a chunk is at most half a second of sending.
+func (e *Engine) chunk() int {
+	n := pageSize
+	if e.cfg.Rate > 0 {
+		n = min(n, int(e.cfg.Rate/2))
+	}
+	return max(n, min(e.cfg.Workers, pageSize), 1)
 }
 
 // held reports whether row's operator is held in this run.
@@ -323,24 +353,30 @@ func (e *Engine) sendRow(ctx context.Context, w *ledger.Writer, row ledger.Row) 
 			Message: fmt.Sprintf("operator %d is down: held, a rerun retries it", row.Operator)})
 		return
 	}
-	if err := e.lim.Wait(ctx); err != nil {
+	tk, err := e.lim.Wait(ctx)
+	if err != nil {
 		// Interrupted before sending: the row goes back to queued.
 		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1})
 		return
 	}
-	e.deliver(ctx, w, row)
+	e.deliver(ctx, w, row, tk)
 }
 
-// deliver sends a row already marked inflight, retrying only what provably
-// never reached the provider, and records the outcome.
-func (e *Engine) deliver(ctx context.Context, w *ledger.Writer, row ledger.Row) {
-	var res aop.Result
+// deliver sends a row already marked inflight, under the limiter ticket tk,
+// retrying only what provably never reached the provider, and records the
+// outcome.
+func (e *Engine) deliver(ctx context.Context, w *ledger.Writer, row ledger.Row, tk ticket) {
+	var (
+		res aop.Result
+		err error
+	)
 	notSent, throttles := 0, 0
 	for {
 		at := e.cfg.Now()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.Timeout)
 		res, _ = e.p.Recharge(rctx, row.Request)
 		cancel()
+		e.lim.done(tk)
 		e.progress.Sent.Add(1)
 		lat := e.cfg.Now().Sub(at)
 		switch res.Class {
@@ -356,8 +392,10 @@ func (e *Engine) deliver(ctx context.Context, w *ledger.Writer, row ledger.Row) 
 				return
 			}
 			if notSent < e.cfg.MaxAttempts && ctx.Err() == nil && !e.stopping() {
-				if e.cfg.Sleep(ctx, e.cfg.Retry.Delay(notSent)) == nil && e.lim.Wait(ctx) == nil {
-					continue
+				if e.cfg.Sleep(ctx, e.cfg.Retry.Delay(notSent)) == nil {
+					if tk, err = e.lim.Wait(ctx); err == nil {
+						continue
+					}
 				}
 			}
 			msg := res.Message // the client's "not sent: <why>", said once
@@ -376,8 +414,10 @@ func (e *Engine) deliver(ctx context.Context, w *ledger.Writer, row ledger.Row) 
 				if wait <= 0 {
 					wait = e.cfg.Retry.Delay(throttles)
 				}
-				if e.cfg.Sleep(ctx, wait) == nil && e.lim.Wait(ctx) == nil {
-					continue
+				if e.cfg.Sleep(ctx, wait) == nil {
+					if tk, err = e.lim.Wait(ctx); err == nil {
+						continue
+					}
 				}
 			}
 			e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1,

@@ -92,14 +92,23 @@ type limiter struct {
 	coolTill time.Time
 	lastCut  time.Time
 
-	// win holds the send times of the last rate+burst requests (less a
-	// little slack): a
-	// request waits until the oldest is a second old, so no one-second
-	// window ever holds more than rate+burst sends, even when a stall
-	// bunches up requests whose tokens were granted on time.
+	// win holds the last rate+burst requests: a request waits until the oldest is a second old, so no one-second
+	// window ever holds more than rate+burst, even when a stall bunches up
+	// requests whose tokens were granted on time. A request counts from
+	// when it was answered once it has been (see done): it reached the
+	// provider at some moment before that, so the window then bounds
+	// arrivals there, whatever delays came between our clock and theirs.
 	winMu   sync.Mutex
 	win     []time.Time
+	winSeq  []uint64
 	winNext int
+	issued  uint64
+}
+
+// ticket is one request's place in the window, for done.
+type ticket struct {
+	slot int
+	seq  uint64
 }
 
 const coolOff = 30 * time.Second
@@ -114,12 +123,9 @@ func newLimiter(perSecond float64, burst int, now func() time.Time) *limiter {
 	}
 	l := &limiter{lim: rate.NewLimiter(base, burst), base: base, burst: burst, now: now}
 	if perSecond > 0 && perSecond < maxWindow {
-		// Half a percent of slack: requests reach the provider a little
-		// after we time them, and a few milliseconds of scheduling jitter
-		// must not push its one-second count over rate+burst. It costs at
-		// most half a percent of throughput.
-		slack := int(math.Ceil(perSecond * 0.005))
-		l.win = make([]time.Time, max(1, int(perSecond)+burst-slack))
+		n := int(math.Floor(perSecond)) + burst
+		l.win = make([]time.Time, n)
+		l.winSeq = make([]uint64, n)
 	}
 	return l
 }
@@ -130,13 +136,13 @@ const maxWindow = 100_000
 
 // Wait blocks until a request may go out. It uses the run's context, never
 // a per-request timeout, so a long wait is a wait and not a failure.
-func (l *limiter) Wait(ctx context.Context) error {
+func (l *limiter) Wait(ctx context.Context) (ticket, error) {
 	l.recover()
 	if err := l.lim.Wait(ctx); err != nil {
-		return err
+		return ticket{}, err
 	}
 	if l.win == nil {
-		return nil
+		return ticket{slot: -1}, nil
 	}
 	for {
 		l.winMu.Lock()
@@ -144,16 +150,34 @@ func (l *limiter) Wait(ctx context.Context) error {
 		oldest := l.win[l.winNext]
 		wait := oldest.Add(time.Second).Sub(now)
 		if oldest.IsZero() || wait <= 0 {
-			l.win[l.winNext] = now
+			l.issued++
+			t := ticket{slot: l.winNext, seq: l.issued}
+			l.win[t.slot], l.winSeq[t.slot] = now, t.seq
 			l.winNext = (l.winNext + 1) % len(l.win)
 			l.winMu.Unlock()
-			return nil
+			return t, nil
 		}
 		l.winMu.Unlock()
 		if err := sleep(ctx, wait); err != nil {
-			return err
+			return ticket{}, err
 		}
 	}
+}
+
+// done says the request holding t has been answered (or given up on): from
+// now on it counts from this moment, which is after it reached the
+// provider. A slot already taken by a later request is left alone.
+func (l *limiter) done(t ticket) {
+	if t.seq == 0 {
+		return
+	}
+	l.winMu.Lock()
+	if l.winSeq[t.slot] == t.seq {
+		if now := l.now(); now.After(l.win[t.slot]) {
+			l.win[t.slot] = now
+		}
+	}
+	l.winMu.Unlock()
 }
 
 // throttled lowers the rate after a 429.

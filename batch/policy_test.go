@@ -111,7 +111,10 @@ func TestLimiterWindowNeverHoldsMoreThanRatePlusBurst(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for l.Wait(ctx) == nil {
+			for {
+				if _, err := l.Wait(ctx); err != nil {
+					return
+				}
 				mu.Lock()
 				sent = append(sent, time.Now())
 				mu.Unlock()
@@ -129,5 +132,51 @@ func TestLimiterWindowNeverHoldsMoreThanRatePlusBurst(t *testing.T) {
 	}
 	if u := newLimiter(0, 1, time.Now); u.win != nil {
 		t.Error("an unlimited limiter keeps a window")
+	}
+}
+
+// A request counts in the window from its answer, which comes after it
+// reached the provider: delays between our clock and the provider's can
+// then not squeeze more than rate+burst into one of its seconds.
+func TestLimiterCountsAnsweredRequestsFromTheirAnswer(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := newLimiter(3, 1, func() time.Time { return now })
+	l.lim.SetLimit(rate.Inf) // the window alone is under test
+	if len(l.win) != 4 {
+		t.Fatalf("window of %d, want rate+burst = 4", len(l.win))
+	}
+	ctx := context.Background()
+	var tks []ticket
+	for range 4 {
+		tk, err := l.Wait(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tks = append(tks, tk)
+	}
+	now = now.Add(900 * time.Millisecond)
+	l.done(tks[0]) // answered late: it may have arrived just now
+	now = now.Add(200 * time.Millisecond)
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := l.Wait(short); err == nil {
+		t.Fatal("a fifth request went 1.1 s after the first was sent but 0.2 s after it was answered")
+	}
+	now = now.Add(801 * time.Millisecond)
+	tk, err := l.Wait(ctx)
+	if err != nil {
+		t.Fatalf("a second after the answer: %v", err)
+	}
+	// The first request's slot now belongs to the fifth; a late done for
+	// the first must not move it.
+	before := l.win[tk.slot]
+	now = now.Add(time.Second)
+	l.done(tks[0])
+	if l.win[tk.slot] != before {
+		t.Error("done of a reused slot's old ticket moved the new request's time")
+	}
+	l.done(tk)
+	if !l.win[tk.slot].Equal(now) {
+		t.Errorf("done: slot time %v, want %v", l.win[tk.slot], now)
 	}
 }

@@ -130,13 +130,15 @@ func (e *Engine) resolveRound(ctx context.Context, w *ledger.Writer, b ledger.Ba
 func (e *Engine) enquire(ctx context.Context, w *ledger.Writer, row ledger.Row) {
 	var st aop.StatusResult
 	for try := 1; ; try++ {
-		if e.lim.Wait(ctx) != nil {
+		tk, err := e.lim.Wait(ctx)
+		if err != nil {
 			return
 		}
 		at := e.cfg.Now()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.Timeout)
 		st, _ = e.p.Status(rctx, row.ReferenceID)
 		cancel()
+		e.lim.done(tk)
 		e.progress.Enquired.Add(1)
 		lat := e.cfg.Now().Sub(at)
 		a := &ledger.Attempt{Kind: "status", At: at, Latency: lat, HTTPStatus: st.HTTPStatus, Code: st.Code,
@@ -202,13 +204,15 @@ func (e *Engine) apply(ctx context.Context, w *ledger.Writer, row ledger.Row, st
 		e.record(w, ledger.Update{Line: row.Line, Code: -1, Attempt: a})
 		// The provider never recorded it: sending again under the SAME
 		// referenceid is safe, since a duplicate would answer 18.
-		if e.lim.Wait(ctx) != nil {
+		tk, err := e.lim.Wait(ctx)
+		if err != nil {
 			return
 		}
 		if err := w.MarkInflight(ctx, row.Line); err != nil {
+			e.lim.done(tk)
 			return
 		}
-		e.deliver(ctx, w, row)
+		e.deliver(ctx, w, row, tk)
 	case aop.VerdictAuth:
 		e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Message: row.Message, Attempt: a})
 		e.stop(&StopError{Reason: "auth", Detail: fmt.Sprintf("status enquiry: authentication failed after a credential refresh (HTTP %d, code %d)", st.HTTPStatus, st.Code),
