@@ -9,8 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"sort"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -321,37 +319,81 @@ func TestOpen(t *testing.T) {
 	})
 }
 
-// TestSchemaStates checks the CHECK constraint and the State constants
-// list the same states.
+// TestSchemaStates checks the live schema's state CHECK accepts exactly the
+// State constants.
 func TestSchemaStates(t *testing.T) {
 	t.Parallel()
-	body, err := migrations.ReadFile("migrations/0001_init.sql")
-	if err != nil {
+	l := openLedger(t, Options{})
+	db := rawDB(t, l.Path())
+	if _, err := db.Exec(`INSERT INTO batches (seq, id, content_hash, status, created_ms) VALUES (1, 'b', 'h', 'ready', 0)`); err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?s)CHECK \(state IN \(([^)]*)\)\)`).FindSubmatch(body)
-	if m == nil {
-		t.Fatal("no state CHECK in 0001_init.sql")
+	insert := func(line int, s string) error {
+		_, err := db.Exec(`INSERT INTO rows (batch, line, referenceid, state, updated_ms) VALUES (1, ?, ?, ?, 0)`,
+			line, fmt.Sprint("r", line), s)
+		return err
 	}
-	var got []string
-	for _, q := range regexp.MustCompile(`'([a-z]+)'`).FindAllSubmatch(m[1], -1) {
-		got = append(got, string(q[1]))
-	}
-	var want []string
-	for _, s := range States {
-		want = append(want, string(s))
+	for i, s := range States {
 		if !s.Valid() {
 			t.Errorf("%s.Valid() = false", s)
 		}
+		if err := insert(i+2, string(s)); err != nil {
+			t.Errorf("the schema refuses state %s: %v", s, err)
+		}
 	}
-	sort.Strings(got)
-	sort.Strings(want)
-	if strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("schema states %v, State constants %v", got, want)
+	for i, s := range []string{"bogus", "Queued", "", "queued "} {
+		if err := insert(100+i, s); err == nil {
+			t.Errorf("the schema accepts state %q", s)
+		}
 	}
 	if State("bogus").Valid() {
 		t.Error(`State("bogus").Valid() = true`)
 	}
+}
+
+// A ledger written before migration 0002 keeps its rows, and its
+// referenceids stay held, through the rebuild of the rows table.
+func TestMigrateRowsV1(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "v1.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, err := migrations.ReadFile("migrations/0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{string(v1), "PRAGMA user_version = 1",
+		`INSERT INTO batches (seq, id, content_hash, status, created_ms) VALUES (1, 'old', 'h', 'ready', 0)`,
+		`INSERT INTO rows (batch, line, referenceid, amount_paise, request, state, message, updated_ms)
+			VALUES (1, 2, 'R2', 500, '{"referenceid":"R2"}', 'success', 'done', 7)`,
+		`INSERT INTO rows (batch, line, referenceid, raw, state, error_code, updated_ms)
+			VALUES (1, 3, 'R2', '["x"]', 'rejected', 'duplicate_referenceid', 8)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	l := openAt(t, path, Options{})
+	if got, want := userVersion(t, path), migrationCount(t); got != want {
+		t.Fatalf("user_version = %d, want %d", got, want)
+	}
+	if r := getRow(t, l, 1, 2); r.State != StateSuccess || r.AmountPaise != 500 || r.Message != "done" ||
+		string(r.Request) != `{"referenceid":"R2"}` {
+		t.Errorf("line 2 after the migration: %+v", r)
+	}
+	if r := getRow(t, l, 1, 3); r.State != StateRejected || r.ErrorCode != "duplicate_referenceid" || r.Raw[0] != "x" {
+		t.Errorf("line 3 after the migration: %+v", r)
+	}
+	// R2 is still held: a new batch's row with it is a conflict.
+	_, states := ingest(t, l, "new", []IngestRow{okRow(2, "R2"), okRow(3, "R3")})
+	if states[0] != StateConflict || states[1] != StateQueued {
+		t.Errorf("states after the migration: %v, want [conflict queued]", states)
+	}
+	integrityCheck(t, path)
 }
 
 func TestAcquire(t *testing.T) {

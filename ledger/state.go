@@ -1,7 +1,8 @@
 package ledger
 
-// State is where a row stands. The set is mirrored by the CHECK constraint in
-// migrations/0001_init.sql; the two must change together.
+// State is where a row stands. The set is mirrored by the CHECK constraint on
+// rows.state (migrations/0002_rows_cheaper_writes.sql); the two must change
+// together, and TestSchemaStates holds them to it.
 type State string
 
 const (
