@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 )
@@ -53,6 +54,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "aopbatch: second signal: exiting now; run again to resume")
 		os.Exit(exitIncomplete)
 	}()
+	if os.Getenv("GOGC") == "" {
+		// A run's live heap is a few MB whatever the file's size, so letting
+		// it grow 4x instead of 2x between collections costs ~10 MB and
+		// saves about a tenth of the CPU (make bench). A GOGC set by the
+		// user wins.
+		debug.SetGCPercent(400)
+	}
 	stopProfile := startProfile(os.Getenv("AOPBATCH_CPUPROFILE"))
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stopProfile()
