@@ -7,9 +7,9 @@
 // Ingest streams the file into the ledger under the batch's lease and checks
 // the control totals; a refused file leaves nothing behind. Engine.Send then
 // runs one reader, a fixed pool of workers and the ledger's single writer:
-// the reader marks each chunk of queued rows inflight in one durable commit
-// and hands them to the workers, which wait for the shared rate limiter and
-// send. Only failures that provably never reached the provider (no
+// the reader dispatches each chunk of queued rows in one durable commit
+// (the next chunk while the workers send this one) and hands them to the
+// workers, which wait for the shared rate limiter and send. Only failures that provably never reached the provider (no
 // connection, 429) are retried; everything else is recorded as answered.
 // Engine.Resolve asks the provider about pending, duplicate and unknown rows
 // in rounds with growing pauses; an unknown row the provider has no record

@@ -182,7 +182,7 @@ func (e *Engine) stopping() bool {
 	}
 }
 
-// Prepare readies batch b for a run: rows a dead run left inflight become
+// Prepare readies batch b for a run: rows a dead run left in flight become
 // unknown (they may have been charged), and held rows are queued again.
 func (e *Engine) Prepare(ctx context.Context, b ledger.Batch) error {
 	n, err := e.l.RecoverInflight(ctx, b.Seq)
@@ -226,7 +226,7 @@ func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 		g.Go(func() error {
 			for row := range jobs {
 				if ctx.Err() != nil || e.stopping() {
-					// Marked ahead but never sent: say so, so the next
+					// Dispatched but never sent: say so, so the next
 					// run sends it instead of asking the provider.
 					e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1})
 					continue
@@ -256,19 +256,20 @@ func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 }
 
 // readQueued pages through the queued rows and hands them to the workers.
-// A marker marks each chunk inflight in one durable commit while the chunk
+// A marker dispatches each chunk in one durable commit while the chunk
 // before it is being handed out, so workers never wait for a commit, and a
 // commit carries the outcomes of a whole chunk: fewer, larger commits.
 func (e *Engine) readQueued(ctx context.Context, b ledger.Batch, w *ledger.Writer, jobs chan<- ledger.Row) error {
-	marked := make(chan []ledger.Row, 1)
+	chunks := make(chan []ledger.Row, 1)
 	var g errgroup.Group
 	g.Go(func() error {
-		defer close(marked)
-		return e.markQueued(ctx, b, w, marked)
+		defer close(chunks)
+		return e.dispatchQueued(ctx, b, w, chunks)
 	})
-	// Once marked, a row always reaches a worker, which sends it or puts it
-	// back to queued: this loop drains every marked chunk, even after a stop.
-	for rows := range marked {
+	// Once dispatched, a row always reaches a worker, which sends it or
+	// puts it back to queued: this loop drains every chunk, even after a
+	// stop.
+	for rows := range chunks {
 		for _, r := range rows {
 			jobs <- r
 		}
@@ -276,9 +277,9 @@ func (e *Engine) readQueued(ctx context.Context, b ledger.Batch, w *ledger.Write
 	return g.Wait()
 }
 
-// markQueued pages through the queued rows and sends each chunk, marked
-// inflight, to marked.
-func (e *Engine) markQueued(ctx context.Context, b ledger.Batch, w *ledger.Writer, marked chan<- []ledger.Row) error {
+// dispatchQueued pages through the queued rows and sends each chunk,
+// durably dispatched (ledger.Writer.Dispatch), to chunks.
+func (e *Engine) dispatchQueued(ctx context.Context, b ledger.Batch, w *ledger.Writer, chunks chan<- []ledger.Row) error {
 	after := 0
 	chunk := e.chunk()
 	for {
@@ -301,7 +302,7 @@ func (e *Engine) markQueued(ctx context.Context, b ledger.Batch, w *ledger.Write
 			for i, r := range rows {
 				lines[i] = r.Line
 			}
-			done, err := w.MarkInflightMany(ctx, lines)
+			done, err := w.Dispatch(ctx, lines)
 			if err != nil {
 				if ctx.Err() == nil {
 					e.stop(&StopError{Reason: "ledger", Detail: err.Error(), Hint: "check the disk and the ledger file"})
@@ -318,7 +319,7 @@ func (e *Engine) markQueued(ctx context.Context, b ledger.Batch, w *ledger.Write
 					out = append(out, r)
 				}
 			}
-			marked <- out
+			chunks <- out
 		}
 		if len(page) < pageSize {
 			return nil
@@ -327,14 +328,15 @@ func (e *Engine) markQueued(ctx context.Context, b ledger.Batch, w *ledger.Write
 	}
 }
 
-// chunk is how many rows one inflight mark covers. Larger chunks mean
-// fewer, larger commits; but a crash leaves up to two chunks marked and
-// unsent, each row of which costs a status enquiry on the next run, so at a
-// set rate a chunk is at most half a second of sending.
+// chunk is how many rows one dispatch covers. A crash leaves up to two
+// chunks dispatched and unsent, each row of which costs a status enquiry on
+// the next run, so chunks are as small as throughput allows: one per
+// worker, grown at high rates to keep dispatch commits under about 50 a
+// second, and 512 rows unlimited.
 func (e *Engine) chunk() int {
 	n := pageSize
 	if e.cfg.Rate > 0 {
-		n = min(n, int(e.cfg.Rate/2))
+		n = min(n, int(e.cfg.Rate/50))
 	}
 	return max(n, min(e.cfg.Workers, pageSize), 1)
 }
@@ -346,7 +348,8 @@ func (e *Engine) held(op int64) bool {
 	return e.opHeld[op]
 }
 
-// sendRow sends one row already marked inflight and records its outcome.
+// sendRow sends one row already dispatched (or marked inflight) and records
+// its outcome.
 func (e *Engine) sendRow(ctx context.Context, w *ledger.Writer, row ledger.Row) {
 	if e.held(row.Operator) {
 		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateHeld, Code: -1,
@@ -362,9 +365,9 @@ func (e *Engine) sendRow(ctx context.Context, w *ledger.Writer, row ledger.Row) 
 	e.deliver(ctx, w, row, tk)
 }
 
-// deliver sends a row already marked inflight, under the limiter ticket tk,
-// retrying only what provably never reached the provider, and records the
-// outcome.
+// deliver sends a row already dispatched or marked inflight, under the
+// limiter ticket tk, retrying only what provably never reached the
+// provider, and records the outcome.
 func (e *Engine) deliver(ctx context.Context, w *ledger.Writer, row ledger.Row, tk ticket) {
 	var (
 		res aop.Result

@@ -234,8 +234,37 @@ func (l *Ledger) Move(ctx context.Context, seq int64, from, to State, operator i
 	return res.RowsAffected()
 }
 
-// RecoverInflight turns rows a dead run left inflight into unknown: their
-// request may have reached the provider, so only an enquiry may settle them.
+// RecoverInflight turns the rows a dead run left in flight into unknown:
+// those marked inflight, and those of its dispatches still queued. Their
+// request may have reached the provider, so only an enquiry may settle
+// them. It returns how many rows it moved.
 func (l *Ledger) RecoverInflight(ctx context.Context, seq int64) (int64, error) {
-	return l.Move(ctx, seq, StateInflight, StateUnknown, 0, "interrupted while in flight: to be checked with the provider")
+	const why = "interrupted while in flight: to be checked with the provider"
+	n, err := l.Move(ctx, seq, StateInflight, StateUnknown, 0, why)
+	if err != nil {
+		return 0, err
+	}
+	tx, err := l.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("recover dispatched rows: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE rows SET state = 'unknown', message = ?, updated_ms = ?
+		WHERE batch = ? AND state = 'queued'
+			AND line IN (SELECT j.value FROM dispatches d, json_each(d.lines) j WHERE d.batch = ?)`,
+		why, l.nowMS(), seq, seq)
+	if err != nil {
+		return 0, fmt.Errorf("recover dispatched rows: %w", err)
+	}
+	m, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("recover dispatched rows: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM dispatches WHERE batch = ?`, seq); err != nil {
+		return 0, fmt.Errorf("recover dispatched rows: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("recover dispatched rows: %w", err)
+	}
+	return n + m, nil
 }

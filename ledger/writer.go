@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,12 +51,24 @@ type Writer struct {
 	inflight *sql.Stmt
 	attempt  *sql.Stmt
 	moves    map[State]*sql.Stmt
+	// movesSent are the moves of a row this writer dispatched: it is still
+	// queued in the table, and may leave queued as a marked row leaves
+	// inflight.
+	movesSent map[State]*sql.Stmt
+
+	// Owned by the loop goroutine: the rows dispatched and not yet moved,
+	// and the dispatches rows this writer wrote.
+	sent          bitset
+	dispatchIDs   []int64
+	dispatchCheck *sql.Stmt
+	dispatchAdd   *sql.Stmt
 }
 
 type op struct {
 	inflight bool
-	lines    []int // inflight: the rows to mark
-	marked   []int // inflight: the rows marked, set before done is signalled
+	dispatch bool
+	lines    []int // inflight, dispatch: the rows to mark
+	marked   []int // inflight, dispatch: the rows marked, set before done is signalled
 	barrier  bool
 	u        Update
 	done     chan error
@@ -65,11 +78,11 @@ const maxGroup = 1024
 
 // NewWriter starts the writer for batch seq.
 func (l *Ledger) NewWriter(ctx context.Context, seq int64) (*Writer, error) {
-	w := &Writer{l: l, batch: seq, ops: make(chan *op, 4096), done: make(chan struct{}), moves: map[State]*sql.Stmt{}}
+	w := &Writer{l: l, batch: seq, ops: make(chan *op, 4096), done: make(chan struct{}),
+		moves: map[State]*sql.Stmt{}, movesSent: map[State]*sql.Stmt{}}
 	var err error
-	// Each statement takes a whole group's rows as one JSON array: one
-	// statement per group instead of one per row is most of the writer's
-	// speed. RETURNING names the rows the transition table let through.
+	// Marks take a group's rows as one JSON array, one statement for many
+	// rows; RETURNING names the rows the transition table let through.
 	w.inflight, err = l.w.PrepareContext(ctx, `UPDATE rows SET state = 'inflight', attempts = attempts + 1,
 		first_sent_ms = COALESCE(first_sent_ms, ?1), updated_ms = ?1
 		WHERE batch = ?2 AND line IN (SELECT value FROM json_each(?3)) AND state IN `+inList(allowedFrom[StateInflight])+`
@@ -85,24 +98,59 @@ func (l *Ledger) NewWriter(ctx context.Context, seq int64) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
 	}
+	w.dispatchCheck, err = l.w.PrepareContext(ctx, `SELECT line FROM rows
+		WHERE batch = ?1 AND line IN (SELECT value FROM json_each(?2)) AND state = 'queued'`)
+	if err != nil {
+		return nil, fmt.Errorf("prepare ledger writer: %w", err)
+	}
+	w.dispatchAdd, err = l.w.PrepareContext(ctx, `INSERT INTO dispatches (batch, lines, at_ms) VALUES (?, ?, ?)`)
+	if err != nil {
+		return nil, fmt.Errorf("prepare ledger writer: %w", err)
+	}
 	for to, from := range allowedFrom {
-		// The materialized CTE and the unary + keep the planner walking the
-		// group's rows and finding each by primary key; left to itself it
-		// scans every row of the batch in the source state instead.
-		st, err := l.w.PrepareContext(ctx, `WITH j(l, c, m, t) AS MATERIALIZED
-				(SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?3))
-			UPDATE rows SET state = ?1, response_code = COALESCE(j.c, rows.response_code), message = j.m,
-				provider_txnid = CASE WHEN j.t = '' THEN rows.provider_txnid ELSE j.t END, updated_ms = ?2
-			FROM j
-			WHERE rows.batch = ?4 AND rows.line = j.l AND +rows.state IN `+inList(from)+`
-			RETURNING rows.line`)
-		if err != nil {
-			return nil, fmt.Errorf("prepare ledger writer: %w", err)
+		if w.moves[to], err = l.prepareMove(ctx, to, from, ""); err != nil {
+			return nil, err
 		}
-		w.moves[to] = st
+		if !slices.Contains(from, StateInflight) {
+			continue // not a move a sent row makes
+		}
+		// A dispatched row leaves queued as a marked row leaves inflight.
+		// It counts as sent once it has an outcome; back to queued or held
+		// it never left.
+		set := ""
+		if to != StateQueued && to != StateHeld {
+			set = ", attempts = attempts + 1, first_sent_ms = COALESCE(first_sent_ms, ?5)"
+		}
+		if w.movesSent[to], err = l.prepareMove(ctx, to, append([]State{StateQueued}, from...), set); err != nil {
+			return nil, err
+		}
 	}
 	go w.loop()
 	return w, nil
+}
+
+// prepareMove prepares the statement that moves one row to state to from
+// any of states from, setting set's columns too. One statement per row,
+// bound directly, costs less than unpacking a group's rows from JSON; the
+// guard is a chain of comparisons, since SQLite evaluates an IN list of
+// more than two names through a temporary table on every execution.
+func (l *Ledger) prepareMove(ctx context.Context, to State, from []State, set string) (*sql.Stmt, error) {
+	st, err := l.w.PrepareContext(ctx, `UPDATE rows SET state = ?1, response_code = COALESCE(?2, response_code),
+		message = ?3, provider_txnid = CASE WHEN ?4 = '' THEN provider_txnid ELSE ?4 END, updated_ms = ?5`+set+`
+		WHERE batch = ?6 AND line = ?7 AND `+orList("state", from))
+	if err != nil {
+		return nil, fmt.Errorf("prepare ledger writer: move to %s: %w", to, err)
+	}
+	return st, nil
+}
+
+// orList is "(col = 's1' OR col = 's2' ...)".
+func orList(col string, states []State) string {
+	q := make([]string, len(states))
+	for i, s := range states {
+		q[i] = col + " = '" + string(s) + "'"
+	}
+	return "(" + strings.Join(q, " OR ") + ")"
 }
 
 func inList(states []State) string {
@@ -127,13 +175,18 @@ func (w *Writer) MarkInflight(ctx context.Context, line int) error {
 	return nil
 }
 
-// MarkInflightMany marks several rows inflight in one commit and returns
-// the lines that were marked (those whose state allowed it). Marking a few
-// rows ahead of sending hides the commit's latency; a row marked but never
-// sent is safe, since the next run checks it with the provider first, and
-// the caller puts it back to queued if it stops before sending.
-func (w *Writer) MarkInflightMany(ctx context.Context, lines []int) ([]int, error) {
-	o := &op{inflight: true, lines: lines, done: make(chan error, 1)}
+// Dispatch durably records that queued rows are about to be sent, as one
+// dispatches row for all of them, and returns the lines recorded (those
+// still queued) once that is committed. It does what MarkInflight does for
+// each row at a fraction of the cost: the rows stay queued in the table,
+// and a crash leaves them in a dispatch the next run turns into unknown
+// (RecoverInflight). Their outcomes are recorded as for marked rows, and
+// each may leave queued once. A row dispatched but never sent is safe, and
+// the caller records it back to queued (or held) if it stops before
+// sending. Close deletes the writer's dispatches once all their rows have
+// moved.
+func (w *Writer) Dispatch(ctx context.Context, lines []int) ([]int, error) {
+	o := &op{dispatch: true, lines: lines, done: make(chan error, 1)}
 	if err := w.submitWait(ctx, o); err != nil {
 		return nil, err
 	}
@@ -176,13 +229,34 @@ func (w *Writer) Close() error {
 	w.closeOnce.Do(func() {
 		close(w.ops)
 		<-w.done
-		for _, st := range w.moves {
-			st.Close()
+		if w.sticky() == nil && len(w.dispatchIDs) > 0 && w.sent.empty() {
+			// Every dispatched row has moved: nothing of these dispatches
+			// is left for a next run to check.
+			ids, _ := json.Marshal(w.dispatchIDs)
+			if _, err := w.l.w.ExecContext(context.Background(),
+				`DELETE FROM dispatches WHERE batch = ? AND id IN (SELECT value FROM json_each(?))`, w.batch, string(ids)); err != nil {
+				w.fail(err)
+			}
+		}
+		for _, m := range []map[State]*sql.Stmt{w.moves, w.movesSent} {
+			for _, st := range m {
+				st.Close()
+			}
 		}
 		w.inflight.Close()
 		w.attempt.Close()
+		w.dispatchCheck.Close()
+		w.dispatchAdd.Close()
 	})
 	return w.sticky()
+}
+
+func (w *Writer) fail(err error) {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = fmt.Errorf("ledger write: %w", err)
+	}
+	w.mu.Unlock()
 }
 
 func (w *Writer) sticky() error {
@@ -241,10 +315,11 @@ func (w *Writer) loop() {
 // change gets ErrTransition without failing the group; a database error
 // fails the whole group (and the writer).
 //
-// Rows are changed in batches, one statement per kind of change. Within a
-// segment of the group no row appears twice, so the order of statements
-// does not matter; a row's second change starts a new segment, keeping
-// each row's changes in the order they were made.
+// Marks and dispatches are applied a segment at a time, one statement for
+// all of a segment's rows, then the segment's moves one by one. Within a
+// segment no row appears twice, so this order does not matter; a row's
+// second change starts a new segment, keeping each row's changes in the
+// order they were made.
 func (w *Writer) apply(group []*op, errs []error) error {
 	ctx := context.Background() // a run's end must not abort a commit half-made
 	tx, err := w.l.w.BeginTx(ctx, nil)
@@ -260,7 +335,7 @@ func (w *Writer) apply(group []*op, errs []error) error {
 		if o.barrier {
 			continue
 		}
-		if o.inflight {
+		if o.inflight || o.dispatch {
 			for _, line := range o.lines {
 				if seg.has(line) {
 					if err := w.flush(ctx, tx, seg, now, group, errs); err != nil {
@@ -284,6 +359,12 @@ func (w *Writer) apply(group []*op, errs []error) error {
 				seg.add(line, i)
 				seg.inflight = append(seg.inflight, line)
 			}
+		case o.dispatch:
+			o.marked = o.marked[:0]
+			for _, line := range o.lines {
+				seg.add(line, i)
+				seg.dispatch = append(seg.dispatch, line)
+			}
 		default:
 			u := o.u
 			logged := u.To
@@ -295,7 +376,8 @@ func (w *Writer) apply(group []*op, errs []error) error {
 				continue
 			} else {
 				seg.add(u.Line, i)
-				seg.moves[u.To] = append(seg.moves[u.To], []any{u.Line, nullCode(u.Code), u.Message, u.TxnID})
+				k := moveKey{u.To, w.sent.has(u.Line) && w.movesSent[u.To] != nil}
+				seg.moves = append(seg.moves, move{k: k, u: u, op: i})
 			}
 			if u.Attempt != nil {
 				attempts = append(attempts, loggedAttempt{u.Line, logged, u.Attempt})
@@ -330,10 +412,24 @@ type loggedAttempt struct {
 type segment struct {
 	ops      map[int]int // line -> index of its op in the group
 	inflight []int
-	moves    map[State][]any
+	dispatch []int
+	moves    []move // in the order they were recorded
 }
 
-func newSegment() *segment { return &segment{ops: map[int]int{}, moves: map[State][]any{}} }
+type move struct {
+	k  moveKey
+	u  Update
+	op int // index in the group
+}
+
+// moveKey sorts a segment's moves by statement: sent marks rows this
+// writer dispatched.
+type moveKey struct {
+	to   State
+	sent bool
+}
+
+func newSegment() *segment { return &segment{ops: map[int]int{}} }
 
 func (s *segment) has(line int) bool { _, ok := s.ops[line]; return ok }
 
@@ -357,25 +453,80 @@ func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64,
 			}
 		}
 	}
-	for to, rows := range seg.moves {
-		js, err := json.Marshal(rows)
-		if err != nil {
+	if len(seg.dispatch) > 0 {
+		if err := w.dispatch(ctx, tx, seg, now, group); err != nil {
 			return err
 		}
-		done, err := returnedLines(ctx, tx.StmtContext(ctx, w.moves[to]), string(to), now, string(js), w.batch)
-		if err != nil {
-			return err
-		}
-		for _, r := range rows {
-			line := r.([]any)[0].(int)
-			if !done[line] {
-				// Not fatal for the group, but never silent: the run
-				// reports it through Refused.
-				i := seg.ops[line]
-				errs[i] = fmt.Errorf("move line %d to %s: %w", line, to, ErrTransition)
-				w.noteRejected(errs[i])
+	}
+	stmts := map[moveKey]*sql.Stmt{}
+	for _, m := range seg.moves {
+		st := stmts[m.k]
+		if st == nil {
+			if m.k.sent {
+				st = tx.StmtContext(ctx, w.movesSent[m.k.to])
+			} else {
+				st = tx.StmtContext(ctx, w.moves[m.k.to])
 			}
+			stmts[m.k] = st
 		}
+		u := m.u
+		res, err := st.ExecContext(ctx, string(u.To), nullCode(u.Code), u.Message, u.TxnID, now, w.batch, u.Line)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n == 1 && m.k.sent {
+			w.sent.clear(u.Line) // it may leave queued once
+		}
+		if n != 1 {
+			// Not fatal for the group, but never silent: the run reports it
+			// through Refused.
+			errs[m.op] = fmt.Errorf("move line %d to %s: %w", u.Line, u.To, ErrTransition)
+			w.noteRejected(errs[m.op])
+		}
+	}
+	return nil
+}
+
+// dispatch records a segment's dispatched rows that are still queued as
+// one dispatches row.
+func (w *Writer) dispatch(ctx context.Context, tx *sql.Tx, seg *segment, now int64, group []*op) error {
+	js, err := json.Marshal(seg.dispatch)
+	if err != nil {
+		return err
+	}
+	queued, err := returnedLines(ctx, tx.StmtContext(ctx, w.dispatchCheck), w.batch, string(js))
+	if err != nil {
+		return err
+	}
+	lines := make([]int, 0, len(queued))
+	for _, line := range seg.dispatch {
+		if queued[line] {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	if js, err = json.Marshal(lines); err != nil {
+		return err
+	}
+	res, err := tx.StmtContext(ctx, w.dispatchAdd).ExecContext(ctx, w.batch, string(js), now)
+	if err != nil {
+		return err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return err
+	}
+	w.dispatchIDs = append(w.dispatchIDs, id)
+	for _, line := range lines {
+		w.sent.set(line)
+		o := group[seg.ops[line]]
+		o.marked = append(o.marked, line)
 	}
 	return nil
 }
@@ -420,4 +571,32 @@ func nullCode(c int) any {
 		return nil
 	}
 	return c
+}
+
+// bitset is a set of line numbers, 1 bit each: a million-row batch's
+// dispatched rows in 125 KB, where a map would take tens of MB.
+type bitset []uint64
+
+func (b bitset) has(i int) bool { return i >= 0 && i/64 < len(b) && b[i/64]&(1<<(i%64)) != 0 }
+
+func (b *bitset) set(i int) {
+	for i/64 >= len(*b) {
+		*b = append(*b, 0)
+	}
+	(*b)[i/64] |= 1 << (i % 64)
+}
+
+func (b bitset) clear(i int) {
+	if i >= 0 && i/64 < len(b) {
+		b[i/64] &^= 1 << (i % 64)
+	}
+}
+
+func (b bitset) empty() bool {
+	for _, w := range b {
+		if w != 0 {
+			return false
+		}
+	}
+	return true
 }

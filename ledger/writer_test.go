@@ -423,3 +423,132 @@ func TestWriterMarkInflightCanceled(t *testing.T) {
 	}
 	closeWriter(t, w)
 }
+
+func dispatch(t *testing.T, w *Writer, lines ...int) []int {
+	t.Helper()
+	got, err := w.Dispatch(context.Background(), lines)
+	if err != nil {
+		t.Fatalf("Dispatch(%v): %v", lines, err)
+	}
+	return got
+}
+
+func dispatchCount(t *testing.T, l *Ledger, seq int64) int {
+	t.Helper()
+	var n int
+	if err := rawDB(t, l.Path()).QueryRow(`SELECT count(*) FROM dispatches WHERE batch = ?`, seq).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A dispatched row is durably recorded before Dispatch returns, stays
+// queued in the table, and takes the outcomes a marked row takes, once.
+func TestWriterDispatch(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	l := openLedger(t, Options{Now: c.now})
+	b := seedRows(t, l, "d", 6) // lines 2..7
+	w := newWriter(t, l, b.Seq)
+
+	// A success can only follow a dispatch: line 7 was never dispatched.
+	record(t, w, Update{Line: 7, To: StateSuccess, Code: 0})
+	flush(t, w)
+	if err := w.Refused(); !errors.Is(err, ErrTransition) {
+		t.Fatalf("success for an undispatched queued row: Refused = %v, want ErrTransition", err)
+	}
+
+	if got := dispatch(t, w, 2, 3, 4, 5); !reflect.DeepEqual(got, []int{2, 3, 4, 5}) {
+		t.Fatalf("Dispatch = %v, want all four", got)
+	}
+	if n := dispatchCount(t, l, b.Seq); n != 1 {
+		t.Fatalf("%d dispatches committed, want 1", n)
+	}
+	if s := getRow(t, l, b.Seq, 2).State; s != StateQueued {
+		t.Fatalf("a dispatched row is %s in the table, want queued", s)
+	}
+	sent := c.now()
+	record(t, w, Update{Line: 2, To: StateSuccess, Code: 0, Message: "ok", TxnID: "T2"})
+	record(t, w, Update{Line: 3, To: StateUnknown, Code: -1, Message: "lost"})
+	record(t, w, Update{Line: 4, To: StateQueued, Code: -1}) // never sent
+	record(t, w, Update{Line: 5, To: StateHeld, Code: -1})   // operator held
+	flush(t, w)
+	for line, want := range map[int]State{2: StateSuccess, 3: StateUnknown, 4: StateQueued, 5: StateHeld} {
+		r := getRow(t, l, b.Seq, line)
+		wantAttempts := 0
+		if want == StateSuccess || want == StateUnknown {
+			wantAttempts = 1 // sent
+		}
+		if r.State != want || r.Attempts != wantAttempts || (wantAttempts == 1) != r.FirstSent.Equal(sent) {
+			t.Errorf("line %d: %s attempts=%d first_sent=%v, want %s %d", line, r.State, r.Attempts, r.FirstSent, want, wantAttempts)
+		}
+	}
+	if r := getRow(t, l, b.Seq, 2); r.ProviderTxnID != "T2" || r.Message != "ok" || r.ResponseCode != 0 {
+		t.Errorf("line 2: %+v", r)
+	}
+
+	// Each dispatched row leaves queued once: line 4 went back to queued,
+	// so a success for it now is refused like any undispatched row's.
+	w2 := newWriter(t, l, b.Seq)
+	record(t, w2, Update{Line: 4, To: StateSuccess, Code: 0})
+	flush(t, w2)
+	if err := w2.Refused(); !errors.Is(err, ErrTransition) {
+		t.Errorf("second exit from queued: Refused = %v, want ErrTransition", err)
+	}
+	closeWriter(t, w2)
+	// Rows not queued are not dispatched.
+	if got := dispatch(t, w, 2, 6); !reflect.DeepEqual(got, []int{6}) {
+		t.Errorf("Dispatch(success row, queued row) = %v, want [6]", got)
+	}
+	record(t, w, Update{Line: 6, To: StateQueued, Code: -1})
+	closeWriter(t, w)
+	// Every dispatched row moved: Close leaves nothing to recover.
+	if n := dispatchCount(t, l, b.Seq); n != 0 {
+		t.Errorf("%d dispatches left after a clean Close, want 0", n)
+	}
+	if n, err := l.RecoverInflight(context.Background(), b.Seq); err != nil || n != 0 {
+		t.Errorf("RecoverInflight after a clean run = %d, %v; want 0", n, err)
+	}
+}
+
+// Rows dispatched by a run that died before their outcome become unknown;
+// those that got one keep it, and rows never dispatched stay queued.
+func TestRecoverDispatched(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := openLedger(t, Options{})
+	b := seedRows(t, l, "r", 8) // lines 2..9
+	w, err := l.NewWriter(ctx, b.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dispatch(t, w, 2, 3, 4)
+	dispatch(t, w, 5, 6)
+	record(t, w, Update{Line: 3, To: StateFailed, Code: 1})
+	flush(t, w)
+	markInflight(t, w, 8) // the single-row path, as resolve uses
+	// The run dies here: no Close. (Closing later must not clear the
+	// dispatches of rows still without an outcome.)
+	record(t, w, Update{Line: 5, To: StateQueued, Code: -1}) // back before the death
+	closeWriter(t, w)
+	if n := dispatchCount(t, l, b.Seq); n != 2 {
+		t.Fatalf("%d dispatches after a run with rows unsettled, want 2 kept", n)
+	}
+	n, err := l.RecoverInflight(ctx, b.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int]State{2: StateUnknown, 3: StateFailed, 4: StateUnknown, 5: StateUnknown, 6: StateUnknown,
+		7: StateQueued, 8: StateUnknown, 9: StateQueued}
+	for line, s := range want {
+		if got := getRow(t, l, b.Seq, line).State; got != s {
+			t.Errorf("line %d: %s after recovery, want %s", line, got, s)
+		}
+	}
+	if n != 5 {
+		t.Errorf("RecoverInflight moved %d rows, want 5 (2, 4, 5, 6 dispatched; 8 inflight)", n)
+	}
+	if c := dispatchCount(t, l, b.Seq); c != 0 {
+		t.Errorf("%d dispatches left after recovery, want 0", c)
+	}
+}

@@ -48,3 +48,18 @@ CREATE UNIQUE INDEX rows_referenceid ON rows (referenceid) WHERE request IS NOT 
 -- Pages of one state in line order, and counts/sums by state without
 -- touching the table.
 CREATE INDEX rows_state ON rows (batch, state, line, amount_paise);
+
+-- Dispatches: the send path's durable in-flight record. A run records a
+-- chunk of queued rows here, and commits it, before it sends any of them;
+-- the rows stay queued until their outcome, which spares each row the
+-- state change (and its index writes) of being marked inflight. A run that
+-- ends cleanly deletes its dispatches. After a crash, the next run turns
+-- the rows of the dispatches left here that are still queued into unknown:
+-- they may have been sent. lines is a JSON array of line numbers.
+CREATE TABLE dispatches (
+    id    INTEGER PRIMARY KEY,
+    batch INTEGER NOT NULL REFERENCES batches (seq),
+    lines TEXT    NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX dispatches_batch ON dispatches (batch);
