@@ -286,7 +286,7 @@ func (e *Engine) dispatchQueued(ctx context.Context, b ledger.Batch, w *ledger.W
 		if e.stopping() {
 			return nil
 		}
-		page, err := e.l.Page(ctx, b.Seq, ledger.StateQueued, after, pageSize)
+		page, err := e.l.Queued(ctx, b.Seq, after, pageSize)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -49,7 +49,7 @@ func ingestOpts(c Controls) IngestOptions {
 // every 8192) goes in whole, with its bad and repeated rows recorded.
 func TestIngestLargeFile(t *testing.T) {
 	t.Parallel()
-	const n = 20_000
+	const n = 10_000
 	path := writeRows(t, n, "1,CAX,abc,BAD-1", "2,CAY,5.00,R-7") // a bad amount; R-7 repeated
 	l := openLedger(t)
 	res, err := Ingest(context.Background(), l, path, ingestOpts(NoControls()))
@@ -74,13 +74,13 @@ func TestIngestLargeFile(t *testing.T) {
 // A file refused after thousands of rows were stored leaves nothing behind.
 func TestIngestRefusedLeavesNothing(t *testing.T) {
 	t.Parallel()
-	path := writeRows(t, 20_000, "3,CAZ,999999.00,BIG-1")
+	path := writeRows(t, 10_000, "3,CAZ,999999.00,BIG-1")
 	l := openLedger(t)
 	c := NoControls()
 	c.MaxAmountPaise = 100_000_00
 	_, err := Ingest(context.Background(), l, path, ingestOpts(c))
 	var ce *ControlError
-	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "line(s) 20002") {
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "line(s) 10002") {
 		t.Fatalf("Ingest = %v, want a control error naming line 20002", err)
 	}
 	if _, err := l.Batch(context.Background(), ""); !errors.Is(err, ledger.ErrNoBatch) {

@@ -97,6 +97,45 @@ func TestPage(t *testing.T) {
 	}
 }
 
+// Queued pages like Page(StateQueued), with the fields sending needs.
+func TestQueued(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := openLedger(t, Options{})
+	b, _ := mixedBatch(t, l)
+	for _, limit := range []int{1, 4, 100} {
+		var want, got []Row
+		for after := 0; ; {
+			page, err := l.Page(ctx, b.Seq, StateQueued, after, limit)
+			if err != nil || len(page) == 0 {
+				break
+			}
+			for _, r := range page {
+				want = append(want, Row{Batch: r.Batch, Line: r.Line, ReferenceID: r.ReferenceID, Operator: r.Operator,
+					CANumber: r.CANumber, AmountPaise: r.AmountPaise, Request: r.Request, State: r.State, ResponseCode: -1})
+			}
+			after = page[len(page)-1].Line
+		}
+		for after := 0; ; {
+			page, err := l.Queued(ctx, b.Seq, after, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) > limit {
+				t.Fatalf("page of %d rows, limit %d", len(page), limit)
+			}
+			if len(page) == 0 {
+				break
+			}
+			got = append(got, page...)
+			after = page[len(page)-1].Line
+		}
+		if len(want) == 0 || !reflect.DeepEqual(got, want) {
+			t.Errorf("limit %d: Queued = %+v\nwant %+v", limit, got, want)
+		}
+	}
+}
+
 func TestCountsAnyEachRow(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
