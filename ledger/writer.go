@@ -98,8 +98,10 @@ func (l *Ledger) NewWriter(ctx context.Context, seq int64) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
 	}
-	w.dispatchCheck, err = l.w.PrepareContext(ctx, `SELECT line FROM rows
-		WHERE batch = ?1 AND line IN (SELECT value FROM json_each(?2)) AND state = 'queued'`)
+	// A range of the state index: the chunk's lines are the next queued
+	// ones, so the range holds them and little else.
+	w.dispatchCheck, err = l.w.PrepareContext(ctx, `SELECT line FROM rows INDEXED BY rows_state
+		WHERE batch = ?1 AND state = 'queued' AND line BETWEEN ?2 AND ?3`)
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
 	}
@@ -494,11 +496,8 @@ func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64,
 // dispatch records a segment's dispatched rows that are still queued as
 // one dispatches row.
 func (w *Writer) dispatch(ctx context.Context, tx *sql.Tx, seg *segment, now int64, group []*op) error {
-	js, err := json.Marshal(seg.dispatch)
-	if err != nil {
-		return err
-	}
-	queued, err := returnedLines(ctx, tx.StmtContext(ctx, w.dispatchCheck), w.batch, string(js))
+	lo, hi := slices.Min(seg.dispatch), slices.Max(seg.dispatch)
+	queued, err := returnedLines(ctx, tx.StmtContext(ctx, w.dispatchCheck), w.batch, lo, hi)
 	if err != nil {
 		return err
 	}
@@ -511,7 +510,8 @@ func (w *Writer) dispatch(ctx context.Context, tx *sql.Tx, seg *segment, now int
 	if len(lines) == 0 {
 		return nil
 	}
-	if js, err = json.Marshal(lines); err != nil {
+	js, err := json.Marshal(lines)
+	if err != nil {
 		return err
 	}
 	res, err := tx.StmtContext(ctx, w.dispatchAdd).ExecContext(ctx, w.batch, string(js), now)
