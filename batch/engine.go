@@ -303,7 +303,13 @@ func (e *Engine) dispatchQueued(ctx context.Context, b ledger.Batch, w *ledger.W
 				lines[i] = r.Line
 			}
 			done, err := w.Dispatch(ctx, lines)
-			if err != nil {
+			switch {
+			case err == nil:
+			case errors.Is(err, ledger.ErrLeaseLost):
+				e.stop(&StopError{Reason: "lease", Detail: "another aopbatch took this batch over",
+					Hint: "let that run finish; run again afterwards if rows are left"})
+				return nil
+			default:
 				if ctx.Err() == nil {
 					e.stop(&StopError{Reason: "ledger", Detail: err.Error(), Hint: "check the disk and the ledger file"})
 				}

@@ -329,9 +329,17 @@ func TestSchemaStates(t *testing.T) {
 		t.Fatal(err)
 	}
 	insert := func(line int, s string) error {
-		_, err := db.Exec(`INSERT INTO rows (batch, line, referenceid, state, updated_ms) VALUES (1, ?, ?, ?, 0)`,
+		_, err := db.Exec(`INSERT INTO rows (batch, line, referenceid, request, state, updated_ms) VALUES (1, ?, ?, '{}', ?, 0)`,
 			line, fmt.Sprint("r", line), s)
 		return err
+	}
+	// A row that may be sent needs its body, or the referenceid index
+	// (which covers the rows with one) would not hold its referenceid.
+	if _, err := db.Exec(`INSERT INTO rows (batch, line, referenceid, state, updated_ms) VALUES (1, 99, 'nobody', 'queued', 0)`); err == nil {
+		t.Error("the schema accepts a queued row without a request body")
+	}
+	if _, err := db.Exec(`INSERT INTO rows (batch, line, referenceid, raw, state, updated_ms) VALUES (1, 98, 'r98', '[]', 'rejected', 0)`); err != nil {
+		t.Errorf("the schema refuses a rejected row without a body: %v", err)
 	}
 	for i, s := range States {
 		if !s.Valid() {

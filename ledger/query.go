@@ -69,9 +69,25 @@ func scanRow(sc interface{ Scan(...any) error }, r *Row) error {
 // INDEXED BY: left to itself, SQLite 3.54 walks the batch by primary key
 // for the line order, about half a second on a million rows even when no
 // row is in state s (make bench, resume).
+//
+// Rows in a dispatch are seen as inflight, not queued (see inFlight).
 func (l *Ledger) Page(ctx context.Context, seq int64, s State, after, limit int) ([]Row, error) {
-	rs, err := l.r.QueryContext(ctx, `SELECT `+rowCols+` FROM rows INDEXED BY rows_state WHERE batch = ? AND state = ? AND line > ? ORDER BY line LIMIT ?`,
-		seq, string(s), after, limit)
+	q, args := `SELECT `+rowCols+` FROM rows INDEXED BY rows_state WHERE batch = ? AND state = ? AND line > ? ORDER BY line LIMIT ?`,
+		[]any{seq, string(s), after, limit}
+	if s == StateQueued || s == StateInflight {
+		disp, err := l.hasDispatches(ctx, seq)
+		if err != nil {
+			return nil, fmt.Errorf("read %s rows: %w", s, err)
+		}
+		if disp {
+			q = `SELECT ` + rowCols + ` FROM rows WHERE batch = ?1 AND line > ?2 AND ` + map[State]string{
+				StateQueued:   `+state = 'queued' AND line NOT IN ` + dispatchedLines,
+				StateInflight: `(+state = 'inflight' OR +state = 'queued' AND line IN ` + dispatchedLines + `)`,
+			}[s] + ` ORDER BY line LIMIT ?3`
+			args = []any{seq, after, limit}
+		}
+	}
+	rs, err := l.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read %s rows: %w", s, err)
 	}
@@ -82,8 +98,42 @@ func (l *Ledger) Page(ctx context.Context, seq int64, s State, after, limit int)
 		if err := scanRow(rs, &out[len(out)-1]); err != nil {
 			return nil, fmt.Errorf("read %s rows: %w", s, err)
 		}
+		if s == StateInflight {
+			out[len(out)-1].State = StateInflight
+		}
 	}
 	return out, rs.Err()
+}
+
+// dispatchedLines is the subquery of a batch's (?1) dispatched lines.
+const dispatchedLines = `(SELECT j.value FROM dispatches d, json_each(d.lines) j WHERE d.batch = ?1)`
+
+func (l *Ledger) hasDispatches(ctx context.Context, seq int64) (bool, error) {
+	var some bool
+	err := l.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM dispatches WHERE batch = ?)`, seq).Scan(&some)
+	return some, err
+}
+
+// inFlight returns the lines of batch seq that are queued in the table but
+// covered by a dispatch: a run is sending them, or died while it might
+// have. Readers show them as inflight, never as queued: "queued" tells a
+// person the row was never sent, and exporting it for a resubmission under
+// a new referenceid could pay it twice. Nil when the batch has no dispatch.
+func (l *Ledger) inFlight(ctx context.Context, seq int64) (bitset, error) {
+	rs, err := l.r.QueryContext(ctx, `SELECT line FROM rows WHERE batch = ?1 AND +state = 'queued' AND line IN `+dispatchedLines, seq)
+	if err != nil {
+		return nil, fmt.Errorf("read dispatched rows: %w", err)
+	}
+	defer rs.Close()
+	var set bitset
+	for rs.Next() {
+		var line int
+		if err := rs.Scan(&line); err != nil {
+			return nil, fmt.Errorf("read dispatched rows: %w", err)
+		}
+		set.set(line)
+	}
+	return set, rs.Err()
 }
 
 // Queued is Page for queued rows with only what sending needs filled in:
@@ -124,12 +174,25 @@ func (l *Ledger) Row(ctx context.Context, seq int64, line int) (Row, error) {
 	if err != nil {
 		return Row{}, fmt.Errorf("read line %d: %w", line, err)
 	}
+	if r.State == StateQueued {
+		set, err := l.inFlight(ctx, seq)
+		if err != nil {
+			return Row{}, err
+		}
+		if set.has(line) {
+			r.State = StateInflight
+		}
+	}
 	return r, nil
 }
 
 // EachRow calls fn for every row of batch seq in line order. The Row passed
-// is reused between calls.
+// is reused between calls. Rows in a dispatch are seen as inflight.
 func (l *Ledger) EachRow(ctx context.Context, seq int64, fn func(*Row) error) error {
+	set, err := l.inFlight(ctx, seq)
+	if err != nil {
+		return err
+	}
 	rs, err := l.r.QueryContext(ctx, `SELECT `+rowCols+` FROM rows WHERE batch = ? ORDER BY line`, seq)
 	if err != nil {
 		return fmt.Errorf("read rows: %w", err)
@@ -139,6 +202,9 @@ func (l *Ledger) EachRow(ctx context.Context, seq int64, fn func(*Row) error) er
 	for rs.Next() {
 		if err := scanRow(rs, &r); err != nil {
 			return fmt.Errorf("read rows: %w", err)
+		}
+		if r.State == StateQueued && set.has(r.Line) {
+			r.State = StateInflight
 		}
 		if err := fn(&r); err != nil {
 			return err
@@ -182,11 +248,34 @@ func (l *Ledger) Counts(ctx context.Context, seq int64) (Counts, error) {
 		}
 		c[State(s)] = t
 	}
-	return c, rs.Err()
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("count rows: %w", err)
+	}
+	if disp, err := l.hasDispatches(ctx, seq); err != nil || !disp {
+		return c, err
+	}
+	var t Tally
+	if err := l.r.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(amount_paise), 0) FROM rows
+		WHERE batch = ?1 AND +state = 'queued' AND line IN `+dispatchedLines, seq).Scan(&t.Rows, &t.Paise); err != nil {
+		return nil, fmt.Errorf("count rows: %w", err)
+	}
+	if t.Rows > 0 {
+		q, f := c[StateQueued], c[StateInflight]
+		q.Rows, q.Paise, f.Rows, f.Paise = q.Rows-t.Rows, q.Paise-t.Paise, f.Rows+t.Rows, f.Paise+t.Paise
+		c[StateInflight] = f
+		if c[StateQueued] = q; q.Rows == 0 {
+			delete(c, StateQueued)
+		}
+	}
+	return c, nil
 }
 
 // CountState counts batch seq's rows in state s (from the state index).
 func (l *Ledger) CountState(ctx context.Context, seq int64, s State) (int64, error) {
+	if s == StateQueued || s == StateInflight {
+		c, err := l.Counts(ctx, seq) // rows in a dispatch count as inflight
+		return c[s].Rows, err
+	}
 	var n int64
 	if err := l.r.QueryRowContext(ctx, `SELECT count(*) FROM rows WHERE batch = ? AND state = ?`, seq, string(s)).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count %s rows: %w", s, err)
@@ -196,6 +285,10 @@ func (l *Ledger) CountState(ctx context.Context, seq int64, s State) (int64, err
 
 // Any reports whether batch seq has a row in state s.
 func (l *Ledger) Any(ctx context.Context, seq int64, s State) (bool, error) {
+	if s == StateQueued || s == StateInflight {
+		page, err := l.Page(ctx, seq, s, 0, 1) // rows in a dispatch are inflight
+		return len(page) > 0, err
+	}
 	var one int
 	err := l.r.QueryRowContext(ctx, `SELECT 1 FROM rows WHERE batch = ? AND state = ? LIMIT 1`, seq, string(s)).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -290,10 +383,14 @@ func (l *Ledger) RecoverInflight(ctx context.Context, seq int64) (int64, error) 
 	defer tx.Rollback()
 	// The unary + keeps the planner finding each dispatched line by primary
 	// key instead of walking the batch's queued rows.
-	res, err := tx.ExecContext(ctx, `UPDATE rows SET state = 'unknown', message = ?, updated_ms = ?
-		WHERE batch = ? AND +state = 'queued'
-			AND line IN (SELECT j.value FROM dispatches d, json_each(d.lines) j WHERE d.batch = ?)`,
-		why, l.nowMS(), seq, seq)
+	// They may have been sent: counted as a send, from when they were
+	// dispatched, as a marked row was.
+	res, err := tx.ExecContext(ctx, `UPDATE rows SET state = 'unknown', message = ?1, updated_ms = ?2,
+			attempts = attempts + 1, first_sent_ms = COALESCE(first_sent_ms, x.at)
+		FROM (SELECT j.value AS line, max(d.at_ms) AS at FROM dispatches d, json_each(d.lines) j
+			WHERE d.batch = ?3 GROUP BY j.value) AS x
+		WHERE rows.batch = ?3 AND rows.line = x.line AND +rows.state = 'queued'`,
+		why, l.nowMS(), seq)
 	if err != nil {
 		return 0, fmt.Errorf("recover dispatched rows: %w", err)
 	}

@@ -60,6 +60,7 @@ type Writer struct {
 	// and the dispatches rows this writer wrote.
 	sent          bitset
 	dispatchIDs   []int64
+	leaseOwner    sql.NullString // the batch's lease holder when the writer started
 	dispatchCheck *sql.Stmt
 	dispatchAdd   *sql.Stmt
 }
@@ -105,9 +106,13 @@ func (l *Ledger) NewWriter(ctx context.Context, seq int64) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
 	}
-	w.dispatchAdd, err = l.w.PrepareContext(ctx, `INSERT INTO dispatches (batch, lines, at_ms) VALUES (?, ?, ?)`)
+	w.dispatchAdd, err = l.w.PrepareContext(ctx, `INSERT INTO dispatches (batch, lines, at_ms)
+		SELECT ?1, ?2, ?3 FROM batches WHERE seq = ?1 AND lease_owner IS ?4`)
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
+	}
+	if err := l.w.QueryRowContext(ctx, `SELECT lease_owner FROM batches WHERE seq = ?`, seq).Scan(&w.leaseOwner); err != nil {
+		return nil, fmt.Errorf("start ledger writer: %w", err)
 	}
 	for to, from := range allowedFrom {
 		if w.moves[to], err = l.prepareMove(ctx, to, from, ""); err != nil {
@@ -120,8 +125,8 @@ func (l *Ledger) NewWriter(ctx context.Context, seq int64) (*Writer, error) {
 		// It counts as sent once it has an outcome; back to queued or held
 		// it never left.
 		set := ""
-		if to != StateQueued && to != StateHeld {
-			set = ", attempts = attempts + 1, first_sent_ms = COALESCE(first_sent_ms, ?5)"
+		if to != StateQueued && to != StateHeld { // then bound with ?8, see flush
+			set = ", attempts = attempts + 1, first_sent_ms = COALESCE(first_sent_ms, ?8)"
 		}
 		if w.movesSent[to], err = l.prepareMove(ctx, to, append([]State{StateQueued}, from...), set); err != nil {
 			return nil, err
@@ -456,7 +461,7 @@ func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64,
 		}
 	}
 	if len(seg.dispatch) > 0 {
-		if err := w.dispatch(ctx, tx, seg, now, group); err != nil {
+		if err := w.dispatch(ctx, tx, seg, now, group, errs); err != nil {
 			return err
 		}
 	}
@@ -472,7 +477,15 @@ func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64,
 			stmts[m.k] = st
 		}
 		u := m.u
-		res, err := st.ExecContext(ctx, string(u.To), nullCode(u.Code), u.Message, u.TxnID, now, w.batch, u.Line)
+		args := []any{string(u.To), nullCode(u.Code), u.Message, u.TxnID, now, w.batch, u.Line}
+		if m.k.sent && u.To != StateQueued && u.To != StateHeld {
+			sentAt := now // when the request went, for first_sent_ms
+			if u.Attempt != nil {
+				sentAt = u.Attempt.At.UnixMilli()
+			}
+			args = append(args, sentAt)
+		}
+		res, err := st.ExecContext(ctx, args...)
 		if err != nil {
 			return err
 		}
@@ -495,7 +508,7 @@ func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64,
 
 // dispatch records a segment's dispatched rows that are still queued as
 // one dispatches row.
-func (w *Writer) dispatch(ctx context.Context, tx *sql.Tx, seg *segment, now int64, group []*op) error {
+func (w *Writer) dispatch(ctx context.Context, tx *sql.Tx, seg *segment, now int64, group []*op, errs []error) error {
 	lo, hi := slices.Min(seg.dispatch), slices.Max(seg.dispatch)
 	queued, err := returnedLines(ctx, tx.StmtContext(ctx, w.dispatchCheck), w.batch, lo, hi)
 	if err != nil {
@@ -514,9 +527,21 @@ func (w *Writer) dispatch(ctx context.Context, tx *sql.Tx, seg *segment, now int
 	if err != nil {
 		return err
 	}
-	res, err := tx.StmtContext(ctx, w.dispatchAdd).ExecContext(ctx, w.batch, string(js), now)
+	// The dispatch is written only while the lease holder is the one this
+	// writer started under, in the same transaction: a process that lost
+	// the batch to a takeover cannot dispatch rows the new holder may
+	// also send.
+	res, err := tx.StmtContext(ctx, w.dispatchAdd).ExecContext(ctx, w.batch, string(js), now, w.leaseOwner)
 	if err != nil {
 		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		for _, line := range seg.dispatch {
+			errs[seg.ops[line]] = fmt.Errorf("dispatch: %w", ErrLeaseLost)
+		}
+		return nil
 	}
 	id, err := res.LastInsertId()
 	if err != nil {

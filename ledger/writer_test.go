@@ -464,8 +464,13 @@ func TestWriterDispatch(t *testing.T) {
 	if n := dispatchCount(t, l, b.Seq); n != 1 {
 		t.Fatalf("%d dispatches committed, want 1", n)
 	}
-	if s := getRow(t, l, b.Seq, 2).State; s != StateQueued {
-		t.Fatalf("a dispatched row is %s in the table, want queued", s)
+	var raw string
+	if err := rawDB(t, l.Path()).QueryRow(`SELECT state FROM rows WHERE batch = ? AND line = 2`, b.Seq).Scan(&raw); err != nil || raw != "queued" {
+		t.Fatalf("a dispatched row is %q in the table (%v), want queued", raw, err)
+	}
+	// Readers see it as inflight: it may be on its way.
+	if s := getRow(t, l, b.Seq, 2).State; s != StateInflight {
+		t.Fatalf("a dispatched row reads as %s, want inflight", s)
 	}
 	sent := c.now()
 	record(t, w, Update{Line: 2, To: StateSuccess, Code: 0, Message: "ok", TxnID: "T2"})
@@ -473,7 +478,9 @@ func TestWriterDispatch(t *testing.T) {
 	record(t, w, Update{Line: 4, To: StateQueued, Code: -1}) // never sent
 	record(t, w, Update{Line: 5, To: StateHeld, Code: -1})   // operator held
 	flush(t, w)
-	for line, want := range map[int]State{2: StateSuccess, 3: StateUnknown, 4: StateQueued, 5: StateHeld} {
+	// Line 4 is queued again, but its dispatch stands until the writer
+	// closes: until then it reads as inflight.
+	for line, want := range map[int]State{2: StateSuccess, 3: StateUnknown, 4: StateInflight, 5: StateHeld} {
 		r := getRow(t, l, b.Seq, line)
 		wantAttempts := 0
 		if want == StateSuccess || want == StateUnknown {
@@ -506,6 +513,9 @@ func TestWriterDispatch(t *testing.T) {
 	if n := dispatchCount(t, l, b.Seq); n != 0 {
 		t.Errorf("%d dispatches left after a clean Close, want 0", n)
 	}
+	if s := getRow(t, l, b.Seq, 4).State; s != StateQueued {
+		t.Errorf("line 4 after Close reads as %s, want queued (never sent)", s)
+	}
 	if n, err := l.RecoverInflight(context.Background(), b.Seq); err != nil || n != 0 {
 		t.Errorf("RecoverInflight after a clean run = %d, %v; want 0", n, err)
 	}
@@ -534,6 +544,47 @@ func TestRecoverDispatched(t *testing.T) {
 	if n := dispatchCount(t, l, b.Seq); n != 2 {
 		t.Fatalf("%d dispatches after a run with rows unsettled, want 2 kept", n)
 	}
+	// Before recovery, readers see the dispatched rows as inflight, never
+	// as queued: a person must not take them for unsent.
+	seen := map[int]State{}
+	if err := l.EachRow(ctx, b.Seq, func(r *Row) error { seen[r.Line] = r.State; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	wantSeen := map[int]State{2: StateInflight, 3: StateFailed, 4: StateInflight, 5: StateInflight, 6: StateInflight,
+		7: StateQueued, 8: StateInflight, 9: StateQueued}
+	if !reflect.DeepEqual(seen, wantSeen) {
+		t.Errorf("EachRow before recovery: %v, want %v", seen, wantSeen)
+	}
+	if c := counts(t, l, b.Seq); c[StateInflight].Rows != 5 || c[StateQueued].Rows != 2 ||
+		c[StateQueued].Paise != 100*(7+9) {
+		t.Errorf("Counts before recovery: %v, want 5 inflight, 2 queued (1600 paise)", c)
+	}
+	for s, want := range map[State][]int{StateQueued: {7, 9}, StateInflight: {2, 4, 5, 6, 8}} {
+		var got []int
+		for after := 0; ; {
+			page, err := l.Page(ctx, b.Seq, s, after, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			for _, r := range page {
+				if r.State != s {
+					t.Errorf("Page(%s) gave line %d as %s", s, r.Line, r.State)
+				}
+				got = append(got, r.Line)
+			}
+			after = page[len(page)-1].Line
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("Page(%s) before recovery: %v, want %v", s, got, want)
+		}
+		if n, err := l.CountState(ctx, b.Seq, s); err != nil || n != int64(len(want)) {
+			t.Errorf("CountState(%s) = %d, %v; want %d", s, n, err, len(want))
+		}
+	}
+
 	n, err := l.RecoverInflight(ctx, b.Seq)
 	if err != nil {
 		t.Fatal(err)
@@ -548,7 +599,46 @@ func TestRecoverDispatched(t *testing.T) {
 	if n != 5 {
 		t.Errorf("RecoverInflight moved %d rows, want 5 (2, 4, 5, 6 dispatched; 8 inflight)", n)
 	}
+	// A recovered row may have been sent: it counts as sent.
+	for _, line := range []int{2, 4, 5, 6} {
+		if r := getRow(t, l, b.Seq, line); r.Attempts != 1 || r.FirstSent.IsZero() {
+			t.Errorf("line %d: attempts=%d first_sent=%v after recovery, want 1 and a time", line, r.Attempts, r.FirstSent)
+		}
+	}
 	if c := dispatchCount(t, l, b.Seq); c != 0 {
 		t.Errorf("%d dispatches left after recovery, want 0", c)
+	}
+}
+
+// A writer whose batch was taken over by another owner cannot dispatch:
+// the new holder may send the same queued rows.
+func TestDispatchAfterTakeover(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := openLedger(t, Options{})
+	b := seedRows(t, l, "t", 4)
+	a := NewOwner("a")
+	if _, err := l.Acquire(ctx, NewBatch{ID: "t", ContentHash: "h"}, a, testTTL); err != nil {
+		t.Fatal(err)
+	}
+	w := newWriter(t, l, b.Seq)
+	dispatch(t, w, 2)
+	// The lease moves to another owner (as a takeover of an expired lease
+	// does).
+	if _, err := rawDB(t, l.Path()).Exec(`UPDATE batches SET lease_owner = 'b' WHERE seq = ?`, b.Seq); err != nil {
+		t.Fatal(err)
+	}
+	got, err := w.Dispatch(ctx, []int{3, 4})
+	if !errors.Is(err, ErrLeaseLost) || len(got) != 0 {
+		t.Fatalf("Dispatch after a takeover = %v, %v; want ErrLeaseLost and nothing", got, err)
+	}
+	// The writer still records outcomes: line 2 was dispatched before.
+	record(t, w, Update{Line: 2, To: StateSuccess, Code: 0})
+	closeWriter(t, w)
+	if s := getRow(t, l, b.Seq, 2).State; s != StateSuccess {
+		t.Errorf("line 2: %s, want success", s)
+	}
+	if n := dispatchCount(t, l, b.Seq); n != 0 {
+		t.Errorf("%d dispatches left, want 0 (line 3 and 4 never dispatched)", n)
 	}
 }

@@ -31,7 +31,10 @@ CREATE TABLE rows_v2 (
     provider_txnid TEXT    NOT NULL DEFAULT '',
     first_sent_ms  INTEGER,
     updated_ms     INTEGER NOT NULL,
-    PRIMARY KEY (batch, line)
+    PRIMARY KEY (batch, line),
+    -- The referenceid index below covers the rows with a body: a row that
+    -- may be sent must have one, or its referenceid would not be held.
+    CHECK (request IS NOT NULL OR state = 'rejected' OR state = 'conflict')
 ) WITHOUT ROWID;
 
 INSERT INTO rows_v2 SELECT batch, line, referenceid, operator, canumber, amount_paise, request, raw, state,
