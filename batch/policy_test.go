@@ -135,11 +135,12 @@ func TestLimiterWindowNeverHoldsMoreThanRatePlusBurst(t *testing.T) {
 	}
 }
 
-// A request counts in the window from its answer, which comes after it
-// reached the provider: delays between our clock and the provider's can
-// then not squeeze more than rate+burst into one of its seconds.
+// A request counts in the window from its answer when that comes soon
+// (it reached the provider before), and never more than maxArrivalDelay
+// after its send, so a slow provider does not slow the rate.
 func TestLimiterCountsAnsweredRequestsFromTheirAnswer(t *testing.T) {
-	now := time.Unix(1000, 0)
+	start := time.Unix(1000, 0)
+	now := start
 	l := newLimiter(3, 1, func() time.Time { return now })
 	l.lim.SetLimit(rate.Inf) // the window alone is under test
 	if len(l.win) != 4 {
@@ -154,15 +155,20 @@ func TestLimiterCountsAnsweredRequestsFromTheirAnswer(t *testing.T) {
 		}
 		tks = append(tks, tk)
 	}
-	now = now.Add(900 * time.Millisecond)
-	l.done(tks[0]) // answered late: it may have arrived just now
-	now = now.Add(200 * time.Millisecond)
-	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	now = start.Add(4 * time.Millisecond)
+	l.done(tks[0]) // answered 4 ms after it went: it arrived by then
+	now = start.Add(204 * time.Millisecond)
+	l.done(tks[2]) // answered 204 ms after it went: counts from 5 ms
+	if want := start.Add(maxArrivalDelay); !l.win[tks[2].slot].Equal(want) {
+		t.Errorf("a slow answer's slot at %v, want %v (the send plus maxArrivalDelay)", l.win[tks[2].slot], want)
+	}
+	now = start.Add(time.Second + 2*time.Millisecond)
+	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
 	defer cancel()
 	if _, err := l.Wait(short); err == nil {
-		t.Fatal("a fifth request went 1.1 s after the first was sent but 0.2 s after it was answered")
+		t.Fatal("a fifth request went 1.002 s after the first was sent, 0.998 s after its answer")
 	}
-	now = now.Add(801 * time.Millisecond)
+	now = start.Add(time.Second + 4*time.Millisecond + time.Microsecond)
 	tk, err := l.Wait(ctx)
 	if err != nil {
 		t.Fatalf("a second after the answer: %v", err)
@@ -170,7 +176,7 @@ func TestLimiterCountsAnsweredRequestsFromTheirAnswer(t *testing.T) {
 	// The first request's slot now belongs to the fifth; a late done for
 	// the first must not move it.
 	before := l.win[tk.slot]
-	now = now.Add(time.Second)
+	now = now.Add(time.Millisecond)
 	l.done(tks[0])
 	if l.win[tk.slot] != before {
 		t.Error("done of a reused slot's old ticket moved the new request's time")
