@@ -385,7 +385,7 @@ func (e *Engine) deliver(ctx context.Context, w *ledger.Writer, row ledger.Row, 
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.Timeout)
 		res, _ = e.p.Recharge(rctx, row.Request)
 		cancel()
-		e.lim.done(tk)
+		e.lim.done(tk, res.Wrote)
 		e.progress.Sent.Add(1)
 		lat := e.cfg.Now().Sub(at)
 		switch res.Class {

@@ -95,10 +95,9 @@ type limiter struct {
 	// win holds the last rate+burst requests: a request waits until the
 	// oldest is a second old, so no one-second window ever holds more than
 	// rate+burst, even when a stall bunches up requests whose tokens were
-	// granted on time. A request counts from when it went, or up to
-	// maxArrivalDelay later when it was answered later (see done): it
-	// reached the provider before its answer, so a quick answer bounds its
-	// arrival whatever delays came between our clock and the provider's.
+	// granted on time. A request counts from its answer if that came soon
+	// after it was written out (see done): it reached the provider before
+	// its answer, so the window bounds arrivals there too.
 	winMu   sync.Mutex
 	win     []time.Time
 	winSeq  []uint64
@@ -165,25 +164,30 @@ func (l *limiter) Wait(ctx context.Context) (ticket, error) {
 	}
 }
 
-// maxArrivalDelay bounds how much later than its send a request counts in
-// the window. Counting it from its answer (after it reached the provider)
-// would be exact, but would cap the rate at (rate+burst)/(1s + latency);
-// this much covers the scheduling delays seen on the way (on loopback, a
-// 500/s run put 502 requests in one of the provider's seconds when counted
-// from the send) and costs at most half a percent of the rate.
+// maxArrivalDelay bounds how much later than it was written a request
+// counts in the window. Counting it from its answer (after it reached the
+// provider) would be exact, but would cap the rate at (rate+burst)/(1s +
+// latency); this much covers the provider's side of the delays between our
+// clock and its, and costs at most half a percent of the rate.
 const maxArrivalDelay = 5 * time.Millisecond
 
-// done says the request holding t has been answered (or given up on): it
-// counts from now, up to maxArrivalDelay after it was sent. A slot already
-// taken by a later request is left alone.
-func (l *limiter) done(t ticket) {
+// done says the request holding t has been answered (or given up on); wrote
+// is when it was written out, zero if unknown. It then counts from its
+// answer, but no later than maxArrivalDelay after it was written (or, not
+// known to be written, after it was let through): delays on our side
+// before the write, a busy process's, are covered whatever their length.
+// A slot already taken by a later request is left alone.
+func (l *limiter) done(t ticket, wrote time.Time) {
 	if t.seq == 0 {
 		return
 	}
 	l.winMu.Lock()
 	if l.winSeq[t.slot] == t.seq {
-		at := l.now()
-		if limit := l.win[t.slot].Add(maxArrivalDelay); at.After(limit) {
+		at, from := l.now(), l.win[t.slot]
+		if wrote.After(from) {
+			from = wrote
+		}
+		if limit := from.Add(maxArrivalDelay); at.After(limit) {
 			at = limit
 		}
 		if at.After(l.win[t.slot]) {

@@ -156,11 +156,17 @@ func TestLimiterCountsAnsweredRequestsFromTheirAnswer(t *testing.T) {
 		tks = append(tks, tk)
 	}
 	now = start.Add(4 * time.Millisecond)
-	l.done(tks[0]) // answered 4 ms after it went: it arrived by then
+	l.done(tks[0], time.Time{}) // answered 4 ms after it went: it arrived by then
 	now = start.Add(204 * time.Millisecond)
-	l.done(tks[2]) // answered 204 ms after it went: counts from 5 ms
+	l.done(tks[2], time.Time{}) // answered 204 ms after it went, not known written: counts from 5 ms
 	if want := start.Add(maxArrivalDelay); !l.win[tks[2].slot].Equal(want) {
 		t.Errorf("a slow answer's slot at %v, want %v (the send plus maxArrivalDelay)", l.win[tks[2].slot], want)
+	}
+	// Written out 100 ms after it was let through (a busy process) and
+	// answered 104 ms later: it counts from 5 ms after the write.
+	l.done(tks[3], start.Add(100*time.Millisecond))
+	if want := start.Add(100*time.Millisecond + maxArrivalDelay); !l.win[tks[3].slot].Equal(want) {
+		t.Errorf("a late write's slot at %v, want %v (the write plus maxArrivalDelay)", l.win[tks[3].slot], want)
 	}
 	now = start.Add(time.Second + 2*time.Millisecond)
 	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
@@ -177,11 +183,11 @@ func TestLimiterCountsAnsweredRequestsFromTheirAnswer(t *testing.T) {
 	// the first must not move it.
 	before := l.win[tk.slot]
 	now = now.Add(time.Millisecond)
-	l.done(tks[0])
+	l.done(tks[0], time.Time{})
 	if l.win[tk.slot] != before {
 		t.Error("done of a reused slot's old ticket moved the new request's time")
 	}
-	l.done(tk)
+	l.done(tk, time.Time{})
 	if !l.win[tk.slot].Equal(now) {
 		t.Errorf("done: slot time %v, want %v", l.win[tk.slot], now)
 	}

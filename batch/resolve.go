@@ -138,7 +138,7 @@ func (e *Engine) enquire(ctx context.Context, w *ledger.Writer, row ledger.Row) 
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.Timeout)
 		st, _ = e.p.Status(rctx, row.ReferenceID)
 		cancel()
-		e.lim.done(tk)
+		e.lim.done(tk, st.Wrote)
 		e.progress.Enquired.Add(1)
 		lat := e.cfg.Now().Sub(at)
 		a := &ledger.Attempt{Kind: "status", At: at, Latency: lat, HTTPStatus: st.HTTPStatus, Code: st.Code,
@@ -209,7 +209,7 @@ func (e *Engine) apply(ctx context.Context, w *ledger.Writer, row ledger.Row, st
 			return
 		}
 		if err := w.MarkInflight(ctx, row.Line); err != nil {
-			e.lim.done(tk)
+			e.lim.done(tk, time.Time{})
 			return
 		}
 		e.deliver(ctx, w, row, tk)

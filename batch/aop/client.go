@@ -240,6 +240,7 @@ func (c *Client) rechargeOnce(ctx context.Context, body []byte) (Result, http.He
 		r = classifyRecharge(rp.status, rp.header, rp.body, rp.tooBig, c.now())
 		r.Attempts = rp.attempts
 	}
+	r.Wrote = rp.wrote
 	return r, rp.sent
 }
 
@@ -263,6 +264,7 @@ type reply struct {
 	attempts  int
 	sent      http.Header // the request's headers, credential included, once applied
 	untrusted bool        // the server's TLS certificate was refused
+	wrote     time.Time   // when the request was written; zero if unknown or never
 }
 
 // post makes one POST and reads its answer. It tells "not sent" from "lost"
@@ -298,7 +300,7 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if tr.reachedServer() {
-			return reply{kind: replyLost, attempts: 1, sent: req.Header,
+			return reply{kind: replyLost, attempts: 1, sent: req.Header, wrote: tr.wroteTime(),
 				msg: clip("no response: " + describe(ctx, err) + " " + tr.phase())}
 		}
 		return reply{kind: replyNotSent, attempts: 1, sent: req.Header, msg: clip("not sent: " + describe(ctx, err)),
@@ -311,10 +313,11 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 		drainAndClose(resp.Body)
 	}
 	if err != nil {
-		return reply{kind: replyLost, attempts: 1, status: resp.StatusCode, header: resp.Header, sent: req.Header,
+		return reply{kind: replyLost, attempts: 1, status: resp.StatusCode, header: resp.Header, sent: req.Header, wrote: tr.wroteTime(),
 			msg: clip(fmt.Sprintf("incomplete response: HTTP %d, %s while reading the body", resp.StatusCode, describe(ctx, err)))}
 	}
-	return reply{kind: replyAnswer, attempts: 1, status: resp.StatusCode, header: resp.Header, body: b, tooBig: tooBig, sent: req.Header}
+	return reply{kind: replyAnswer, attempts: 1, status: resp.StatusCode, header: resp.Header, body: b, tooBig: tooBig, sent: req.Header,
+		wrote: tr.wroteTime()}
 }
 
 // connTrace records, for the latest attempt the transport made, whether a
@@ -326,6 +329,7 @@ type connTrace struct {
 	gotConn   bool
 	wrote     bool
 	wroteFail bool
+	wroteAt   time.Time             // when the final attempt's request was written
 	ct        httptrace.ClientTrace // the hooks, here to save an allocation
 }
 
@@ -344,7 +348,7 @@ func (t *connTrace) hooks() *httptrace.ClientTrace {
 		WroteRequest: func(i httptrace.WroteRequestInfo) {
 			t.mu.Lock()
 			if i.Err == nil {
-				t.wrote = true
+				t.wrote, t.wroteAt = true, time.Now()
 			} else {
 				t.wroteFail = true
 			}
@@ -352,6 +356,13 @@ func (t *connTrace) hooks() *httptrace.ClientTrace {
 		},
 	}
 	return &t.ct
+}
+
+// wroteTime is when the final attempt's request was written, or zero.
+func (t *connTrace) wroteTime() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.wroteAt
 }
 
 // reachedServer is false only when the trace shows the final attempt never

@@ -662,3 +662,33 @@ func BenchmarkRechargeCanned(b *testing.B) {
 		}
 	}
 }
+
+// Result.Wrote says when the request went out: the rate limiter counts a
+// request from it. Zero when it never went.
+func TestRechargeWrote(t *testing.T) {
+	t.Parallel()
+	arrived := make(chan time.Time, 1)
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		arrived <- time.Now()
+		time.Sleep(20 * time.Millisecond) // a slow answer
+		_, _ = io.WriteString(w, `{"status":true,"response_code":1,"message":"ok"}`)
+	})
+	before := time.Now()
+	r, err := newClient(t, srv.URL).Recharge(context.Background(), []byte(`{"referenceid":"W1"}`))
+	after := time.Now()
+	if err != nil || r.Class != ClassSuccess {
+		t.Fatalf("Recharge = %+v, %v", r, err)
+	}
+	at := <-arrived
+	if r.Wrote.Before(before) || r.Wrote.After(at.Add(10*time.Millisecond)) || !after.After(r.Wrote.Add(10*time.Millisecond)) {
+		t.Errorf("Wrote %v, want from the call %v to about the arrival %v, well before the answer %v", r.Wrote, before, at, after)
+	}
+
+	dead := newServer(t, answer(200, nil, "{}"))
+	dead.Close() // nothing listens: never written
+	r, _ = newClient(t, dead.URL).Recharge(context.Background(), []byte(`{"referenceid":"W2"}`))
+	if r.Class != ClassNotSent || !r.Wrote.IsZero() {
+		t.Errorf("to a closed port: %s, Wrote %v; want not sent and zero", r.Class, r.Wrote)
+	}
+}

@@ -24,6 +24,7 @@ type Result struct {
 	Attempts   int           // HTTP requests made (an auth refresh retry makes 2)
 	TxnID      string        // the provider's transaction id, when the answer carried data.txnid
 	Untrusted  bool          // ClassNotSent because the server's TLS certificate was refused
+	Wrote      time.Time     // when the request was written out; zero when it never was, or is unknown
 }
 
 const (

@@ -108,6 +108,7 @@ type StatusResult struct {
 	Data       StatusData    // as received, when the answer had a data object
 	RetryAfter time.Duration // VerdictThrottled only
 	Attempts   int           // HTTP requests made (an auth refresh retry makes 2)
+	Wrote      time.Time     // when the request was written out; zero when it never was, or is unknown
 }
 
 type statusRequest struct {
@@ -165,6 +166,7 @@ func (c *Client) statusOnce(ctx context.Context, referenceID string, body []byte
 		r = decodeStatus(referenceID, c.notFound, rp.status, rp.header, rp.body, rp.tooBig, c.now())
 		r.Attempts = rp.attempts
 	}
+	r.Wrote = rp.wrote
 	return r, rp.sent
 }
 
