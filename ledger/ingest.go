@@ -51,7 +51,7 @@ const ingestChunk = 8192
 
 // addChunk is how many sendable rows one insert statement carries: one
 // statement per row spends about half its time getting in and out of SQLite.
-const addChunk = 32
+const addChunk = 128
 
 const rowValues = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
