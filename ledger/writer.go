@@ -242,7 +242,7 @@ func (w *Writer) Close() error {
 			ids, _ := json.Marshal(w.dispatchIDs)
 			if _, err := w.l.w.ExecContext(context.Background(),
 				`DELETE FROM dispatches WHERE batch = ? AND id IN (SELECT value FROM json_each(?))`, w.batch, string(ids)); err != nil {
-				w.fail(err)
+				_ = w.fail(err) // Close returns it below
 			}
 		}
 		for _, m := range []map[State]*sql.Stmt{w.moves, w.movesSent} {
@@ -258,12 +258,15 @@ func (w *Writer) Close() error {
 	return w.sticky()
 }
 
-func (w *Writer) fail(err error) {
+// fail makes err the writer's sticky error, unless it has one, and
+// returns the sticky error.
+func (w *Writer) fail(err error) error {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.err == nil {
 		w.err = fmt.Errorf("ledger write: %w", err)
 	}
-	w.mu.Unlock()
+	return w.err
 }
 
 func (w *Writer) sticky() error {
@@ -297,12 +300,8 @@ func (w *Writer) loop() {
 		errs = errs[:cap(errs)][:len(group)]
 		err := w.sticky()
 		if err == nil {
-			err = w.apply(group, errs)
-			if err != nil {
-				w.mu.Lock()
-				w.err = fmt.Errorf("ledger write: %w", err)
-				err = w.err
-				w.mu.Unlock()
+			if err = w.apply(group, errs); err != nil {
+				err = w.fail(err)
 			}
 		}
 		for i, o := range group {
