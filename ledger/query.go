@@ -175,12 +175,13 @@ func (l *Ledger) Row(ctx context.Context, seq int64, line int) (Row, error) {
 		return Row{}, fmt.Errorf("read line %d: %w", line, err)
 	}
 	if r.State == StateQueued {
-		set, err := l.inFlight(ctx, seq)
-		if err != nil {
-			return Row{}, err
+		var in bool
+		if err := l.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM dispatches d, json_each(d.lines) j
+			WHERE d.batch = ? AND j.value = ?)`, seq, line).Scan(&in); err != nil {
+			return Row{}, fmt.Errorf("read line %d: %w", line, err)
 		}
-		if set.has(line) {
-			r.State = StateInflight
+		if in {
+			r.State = StateInflight // see inFlight
 		}
 	}
 	return r, nil
@@ -273,8 +274,12 @@ func (l *Ledger) Counts(ctx context.Context, seq int64) (Counts, error) {
 // CountState counts batch seq's rows in state s (from the state index).
 func (l *Ledger) CountState(ctx context.Context, seq int64, s State) (int64, error) {
 	if s == StateQueued || s == StateInflight {
-		c, err := l.Counts(ctx, seq) // rows in a dispatch count as inflight
-		return c[s].Rows, err
+		if disp, err := l.hasDispatches(ctx, seq); err != nil {
+			return 0, fmt.Errorf("count %s rows: %w", s, err)
+		} else if disp {
+			c, err := l.Counts(ctx, seq) // rows in a dispatch count as inflight
+			return c[s].Rows, err
+		}
 	}
 	var n int64
 	if err := l.r.QueryRowContext(ctx, `SELECT count(*) FROM rows WHERE batch = ? AND state = ?`, seq, string(s)).Scan(&n); err != nil {
