@@ -80,10 +80,11 @@ func (l *Ledger) Page(ctx context.Context, seq int64, s State, after, limit int)
 			return nil, fmt.Errorf("read %s rows: %w", s, err)
 		}
 		if disp {
-			q = `SELECT ` + rowCols + ` FROM rows WHERE batch = ?1 AND line > ?2 AND ` + map[State]string{
-				StateQueued:   `+state = 'queued' AND line NOT IN ` + dispatchedLines,
-				StateInflight: `(+state = 'inflight' OR +state = 'queued' AND line IN ` + dispatchedLines + `)`,
-			}[s] + ` ORDER BY line LIMIT ?3`
+			cond := `+state = 'queued' AND line NOT IN ` + dispatchedLines
+			if s == StateInflight {
+				cond = `(+state = 'inflight' OR +state = 'queued' AND line IN ` + dispatchedLines + `)`
+			}
+			q = `SELECT ` + rowCols + ` FROM rows WHERE batch = ?1 AND line > ?2 AND ` + cond + ` ORDER BY line LIMIT ?3`
 			args = []any{seq, after, limit}
 		}
 	}
@@ -112,6 +113,15 @@ func (l *Ledger) hasDispatches(ctx context.Context, seq int64) (bool, error) {
 	var some bool
 	err := l.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM dispatches WHERE batch = ?)`, seq).Scan(&some)
 	return some, err
+}
+
+// dispatchedQueued tallies the rows of batch seq that are queued in the
+// table but covered by a dispatch (see inFlight).
+func (l *Ledger) dispatchedQueued(ctx context.Context, seq int64) (Tally, error) {
+	var t Tally
+	err := l.r.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(amount_paise), 0) FROM rows
+		WHERE batch = ?1 AND +state = 'queued' AND line IN `+dispatchedLines, seq).Scan(&t.Rows, &t.Paise)
+	return t, err
 }
 
 // inFlight returns the lines of batch seq that are queued in the table but
@@ -255,9 +265,8 @@ func (l *Ledger) Counts(ctx context.Context, seq int64) (Counts, error) {
 	if disp, err := l.hasDispatches(ctx, seq); err != nil || !disp {
 		return c, err
 	}
-	var t Tally
-	if err := l.r.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(amount_paise), 0) FROM rows
-		WHERE batch = ?1 AND +state = 'queued' AND line IN `+dispatchedLines, seq).Scan(&t.Rows, &t.Paise); err != nil {
+	t, err := l.dispatchedQueued(ctx, seq)
+	if err != nil {
 		return nil, fmt.Errorf("count rows: %w", err)
 	}
 	if t.Rows > 0 {
@@ -273,19 +282,25 @@ func (l *Ledger) Counts(ctx context.Context, seq int64) (Counts, error) {
 
 // CountState counts batch seq's rows in state s (from the state index).
 func (l *Ledger) CountState(ctx context.Context, seq int64, s State) (int64, error) {
-	if s == StateQueued || s == StateInflight {
-		if disp, err := l.hasDispatches(ctx, seq); err != nil {
-			return 0, fmt.Errorf("count %s rows: %w", s, err)
-		} else if disp {
-			c, err := l.Counts(ctx, seq) // rows in a dispatch count as inflight
-			return c[s].Rows, err
-		}
-	}
 	var n int64
 	if err := l.r.QueryRowContext(ctx, `SELECT count(*) FROM rows WHERE batch = ? AND state = ?`, seq, string(s)).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count %s rows: %w", s, err)
 	}
-	return n, nil
+	if s != StateQueued && s != StateInflight {
+		return n, nil
+	}
+	// Rows in a dispatch count as inflight, not queued.
+	if disp, err := l.hasDispatches(ctx, seq); err != nil || !disp {
+		return n, err
+	}
+	t, err := l.dispatchedQueued(ctx, seq)
+	if err != nil {
+		return 0, fmt.Errorf("count %s rows: %w", s, err)
+	}
+	if s == StateQueued {
+		return n - t.Rows, nil
+	}
+	return n + t.Rows, nil
 }
 
 // Any reports whether batch seq has a row in state s.
@@ -374,11 +389,9 @@ func (l *Ledger) RecoverInflight(ctx context.Context, seq int64) (int64, error) 
 	if err != nil {
 		return 0, err
 	}
-	var left bool
-	if err := l.w.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM dispatches WHERE batch = ?)`, seq).Scan(&left); err != nil {
+	if left, err := l.hasDispatches(ctx, seq); err != nil {
 		return 0, fmt.Errorf("recover dispatched rows: %w", err)
-	}
-	if !left {
+	} else if !left {
 		return n, nil // the last run ended cleanly
 	}
 	tx, err := l.w.BeginTx(ctx, nil)
@@ -386,10 +399,9 @@ func (l *Ledger) RecoverInflight(ctx context.Context, seq int64) (int64, error) 
 		return 0, fmt.Errorf("recover dispatched rows: %w", err)
 	}
 	defer tx.Rollback()
-	// The unary + keeps the planner finding each dispatched line by primary
-	// key instead of walking the batch's queued rows.
-	// They may have been sent: counted as a send, from when they were
-	// dispatched, as a marked row was.
+	// They may have been sent: each counts as a send, from when it was
+	// dispatched, as a marked row did. The unary + keeps the planner finding
+	// each dispatched line by primary key, not walking the queued rows.
 	res, err := tx.ExecContext(ctx, `UPDATE rows SET state = 'unknown', message = ?1, updated_ms = ?2,
 			attempts = attempts + 1, first_sent_ms = COALESCE(first_sent_ms, x.at)
 		FROM (SELECT j.value AS line, max(d.at_ms) AS at FROM dispatches d, json_each(d.lines) j
