@@ -54,15 +54,15 @@ type Writer struct {
 	// movesSent are the moves of a row this writer dispatched: it is still
 	// queued in the table, and may leave queued as a marked row leaves
 	// inflight.
-	movesSent map[State]*sql.Stmt
+	movesSent     map[State]*sql.Stmt
+	dispatchCheck *sql.Stmt
+	dispatchAdd   *sql.Stmt
+	leaseOwner    sql.NullString // the batch's lease holder when the writer started
 
 	// Owned by the loop goroutine: the rows dispatched and not yet moved,
 	// and the dispatches rows this writer wrote.
-	sent          bitset
-	dispatchIDs   []int64
-	leaseOwner    sql.NullString // the batch's lease holder when the writer started
-	dispatchCheck *sql.Stmt
-	dispatchAdd   *sql.Stmt
+	sent        bitset
+	dispatchIDs []int64
 }
 
 type op struct {
@@ -86,7 +86,7 @@ func (l *Ledger) NewWriter(ctx context.Context, seq int64) (*Writer, error) {
 	// rows; RETURNING names the rows the transition table let through.
 	w.inflight, err = l.w.PrepareContext(ctx, `UPDATE rows SET state = 'inflight', attempts = attempts + 1,
 		first_sent_ms = COALESCE(first_sent_ms, ?1), updated_ms = ?1
-		WHERE batch = ?2 AND line IN (SELECT value FROM json_each(?3)) AND state IN `+inList(allowedFrom[StateInflight])+`
+		WHERE batch = ?2 AND line IN (SELECT value FROM json_each(?3)) AND `+orList("state", allowedFrom[StateInflight])+`
 		RETURNING line`)
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
@@ -158,14 +158,6 @@ func orList(col string, states []State) string {
 		q[i] = col + " = '" + string(s) + "'"
 	}
 	return "(" + strings.Join(q, " OR ") + ")"
-}
-
-func inList(states []State) string {
-	q := make([]string, len(states))
-	for i, s := range states {
-		q[i] = "'" + string(s) + "'"
-	}
-	return "(" + strings.Join(q, ", ") + ")"
 }
 
 // MarkInflight durably records that the row is about to be sent and returns
