@@ -105,7 +105,8 @@ type limiter struct {
 	issued  uint64
 }
 
-// ticket is one request's place in the window, for done.
+// ticket is one request's place in the window, for done; the zero ticket
+// has none (no window is kept).
 type ticket struct {
 	slot int
 	seq  uint64
@@ -142,7 +143,7 @@ func (l *limiter) Wait(ctx context.Context) (ticket, error) {
 		return ticket{}, err
 	}
 	if l.win == nil {
-		return ticket{slot: -1}, nil
+		return ticket{}, nil
 	}
 	for {
 		l.winMu.Lock()

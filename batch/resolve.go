@@ -209,8 +209,7 @@ func (e *Engine) apply(ctx context.Context, w *ledger.Writer, row ledger.Row, st
 			return
 		}
 		if err := w.MarkInflight(ctx, row.Line); err != nil {
-			e.lim.done(tk, time.Time{})
-			return
+			return // nothing went: tk keeps counting from when it was let through
 		}
 		e.deliver(ctx, w, row, tk)
 	case aop.VerdictAuth:
