@@ -571,8 +571,10 @@ func benchBody(buf []byte, n int64) []byte {
 
 // BenchmarkRechargeLoopback sends unique Recharge requests to the sandbox
 // over loopback HTTP with keep-alive, as the engine's workers do. The
-// server runs in the same process, so its CPU is part of every op; compare
-// with BenchmarkBareLoopback for the client's own share.
+// server runs in the same process, so its CPU is part of every op; the
+// sandbox's own BenchmarkRechargeLoopback (package aoptest) is a bare
+// net/http client doing the same, the floor for this one:
+// go test -bench Loopback ./batch/aop/...
 func BenchmarkRechargeLoopback(b *testing.B) {
 	ts := aoptest.NewServer(aoptest.DefaultConfig())
 	defer ts.Close()
@@ -591,36 +593,6 @@ func BenchmarkRechargeLoopback(b *testing.B) {
 			r, err := c.Recharge(context.Background(), buf)
 			if err != nil || r.Class != ClassSuccess {
 				b.Fatalf("Recharge = %+v, %v", r, err)
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
-}
-
-// BenchmarkBareLoopback is the floor for BenchmarkRechargeLoopback: a bare
-// net/http client against the same sandbox, reading the answer unparsed.
-func BenchmarkBareLoopback(b *testing.B) {
-	ts := aoptest.NewServer(aoptest.DefaultConfig())
-	defer ts.Close()
-	tr := &http.Transport{MaxIdleConnsPerHost: 16}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr}
-	url := ts.URL + PathRecharge
-	var n atomic.Int64
-	b.SetParallelism(8)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		var buf []byte
-		for pb.Next() {
-			buf = benchBody(buf, n.Add(1))
-			resp, err := hc.Post(url, "application/json", bytes.NewReader(buf))
-			if err != nil {
-				b.Fatal(err)
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				b.Fatalf("HTTP %d", resp.StatusCode)
 			}
 		}
 	})
