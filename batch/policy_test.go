@@ -158,12 +158,12 @@ func TestLimiterCountsAnsweredRequestsFromTheirAnswer(t *testing.T) {
 	now = start.Add(4 * time.Millisecond)
 	l.done(tks[0], time.Time{}) // answered 4 ms after it went: it arrived by then
 	now = start.Add(204 * time.Millisecond)
-	l.done(tks[2], time.Time{}) // answered 204 ms after it went, not known written: counts from 5 ms
+	l.done(tks[2], time.Time{}) // answered 204 ms after it went, not known written: counts from maxArrivalDelay
 	if want := start.Add(maxArrivalDelay); !l.win[tks[2].slot].Equal(want) {
 		t.Errorf("a slow answer's slot at %v, want %v (the send plus maxArrivalDelay)", l.win[tks[2].slot], want)
 	}
 	// Written out 100 ms after it was let through (a busy process) and
-	// answered 104 ms later: it counts from 5 ms after the write.
+	// answered 104 ms later: it counts from maxArrivalDelay after the write.
 	l.done(tks[3], start.Add(100*time.Millisecond))
 	if want := start.Add(100*time.Millisecond + maxArrivalDelay); !l.win[tks[3].slot].Equal(want) {
 		t.Errorf("a late write's slot at %v, want %v (the write plus maxArrivalDelay)", l.win[tks[3].slot], want)
