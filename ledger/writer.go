@@ -77,6 +77,17 @@ type op struct {
 
 const maxGroup = 1024
 
+// A group of recorded outcomes smaller than lingerGroup waits up to
+// lingerFor for more before it is committed. Measured on 60k rows against
+// the loopback sandbox (2 cores): groups of ~35 rows became ~240 and the
+// run took 7.2-8.1 s instead of 9.0-9.5 s. An outcome not yet committed
+// when the process dies costs its row a status enquiry, as it would a
+// moment earlier.
+const (
+	lingerGroup = 256
+	lingerFor   = 10 * time.Millisecond
+)
+
 // NewWriter starts the writer for batch seq.
 func (l *Ledger) NewWriter(ctx context.Context, seq int64) (*Writer, error) {
 	w := &Writer{l: l, batch: seq, ops: make(chan *op, 4096), done: make(chan struct{}),
@@ -271,23 +282,47 @@ func (w *Writer) loop() {
 	defer close(w.done)
 	group := make([]*op, 0, maxGroup)
 	errs := make([]error, 0, maxGroup)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for {
 		first, ok := <-w.ops
 		if !ok {
 			return
 		}
 		group = append(group[:0], first)
+		waited := first.done != nil
+		lingering := false
 	fill:
 		for len(group) < maxGroup {
+			var o *op
 			select {
-			case o, ok := <-w.ops:
-				if !ok {
+			case o, ok = <-w.ops:
+			default:
+				// Nothing more queued. Unless someone waits on this group,
+				// let a small one grow for a moment: a commit costs about
+				// as much CPU as 10-20 row updates, and recorded outcomes
+				// are not waited on.
+				if waited || len(group) >= lingerGroup {
 					break fill
 				}
-				group = append(group, o)
-			default:
+				if !lingering {
+					lingering = true
+					linger.Reset(lingerFor)
+				}
+				select {
+				case o, ok = <-w.ops:
+				case <-linger.C:
+					break fill
+				}
+			}
+			if !ok {
 				break fill
 			}
+			group = append(group, o)
+			waited = waited || o.done != nil
+		}
+		if lingering {
+			linger.Stop()
 		}
 		errs = errs[:cap(errs)][:len(group)]
 		err := w.sticky()
