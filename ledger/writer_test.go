@@ -151,6 +151,44 @@ func TestWriterSuccess(t *testing.T) {
 	closeWriter(t, w)
 }
 
+// A group's attempts go in attemptsPerInsert to a statement and the rest
+// one by one; every one is logged, in the order recorded, with its fields.
+func TestWriterLogsEveryAttemptOfAGroupInOrder(t *testing.T) {
+	t.Parallel()
+	l := openLedger(t, Options{})
+	n := 2*attemptsPerInsert + 5
+	b := seedRows(t, l, "b1", n)
+	w := newWriter(t, l, b.Seq)
+	lines := make([]int, n)
+	for i := range lines {
+		lines[i] = i + 2
+	}
+	dispatch(t, w, lines...)
+	var want []AttemptRow
+	at := time.UnixMilli(1_700_000_000_000)
+	for i, line := range lines {
+		a := Attempt{Kind: "recharge", At: at.Add(time.Duration(i) * time.Millisecond), Latency: time.Duration(i) * time.Millisecond,
+			HTTPStatus: 200, Code: i % 3, Class: "answer", Message: fmt.Sprintf("attempt %d", i)}
+		u := Update{Line: line, Attempt: &a}
+		st := StateInflight // attempt-only: the row stays as it is
+		if i%4 != 0 {
+			u.To, u.Code, u.Message, st = StateSuccess, 0, "ok", StateSuccess
+		}
+		if i == 7 {
+			a.Code = -1 // no provider code: stored as NULL
+		}
+		record(t, w, u)
+		want = append(want, AttemptRow{Line: line, Attempt: a, State: st})
+	}
+	flush(t, w)
+	if got := attempts(t, l, b.Seq); !reflect.DeepEqual(got, want) {
+		t.Errorf("attempts:\n got %+v\nwant %+v", got, want)
+	}
+	if err := w.Refused(); err != nil {
+		t.Errorf("Refused() = %v, want nil", err)
+	}
+}
+
 func TestWriterAttemptOnly(t *testing.T) {
 	t.Parallel()
 	l := openLedger(t, Options{})
