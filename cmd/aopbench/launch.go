@@ -23,7 +23,8 @@ import (
 const launchEnv = "AOPBENCH_LAUNCH_REPORT"
 
 // launch runs args, forwarding SIGINT and SIGTERM, writes "maxrss-KiB
-// start-unix-ns wall-ns" to report and returns the command's exit code.
+// start-unix-ns wall-ns cpu-ns" to report and returns the command's exit
+// code.
 func launch(report string, args []string) int {
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, "aopbench launcher: no command")
@@ -50,7 +51,8 @@ func launch(report string, args []string) int {
 	}()
 	_ = cmd.Wait() // the exit code is passed on below
 	wall := time.Since(start)
-	line := fmt.Sprintf("%d %d %d\n", maxRSSKiB(cmd.ProcessState), start.UnixNano(), wall.Nanoseconds())
+	ps := cmd.ProcessState
+	line := fmt.Sprintf("%d %d %d %d\n", maxRSSKiB(ps), start.UnixNano(), wall.Nanoseconds(), (ps.UserTime() + ps.SystemTime()).Nanoseconds())
 	if err := os.WriteFile(report, []byte(line), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, "aopbench launcher:", err)
 		return 1
@@ -66,6 +68,7 @@ type launchReport struct {
 	maxRSS int64 // KiB
 	start  time.Time
 	wall   time.Duration
+	cpu    time.Duration // user and system
 }
 
 func readLaunchReport(path string) (launchReport, error) {
@@ -74,10 +77,10 @@ func readLaunchReport(path string) (launchReport, error) {
 		return launchReport{}, fmt.Errorf("launcher report: %w", err)
 	}
 	var r launchReport
-	var start, wall int64
-	if _, err := fmt.Sscan(string(b), &r.maxRSS, &start, &wall); err != nil {
+	var start, wall, cpu int64
+	if _, err := fmt.Sscan(string(b), &r.maxRSS, &start, &wall, &cpu); err != nil {
 		return r, fmt.Errorf("launcher report %q: %w", b, err)
 	}
-	r.start, r.wall = time.Unix(0, start), time.Duration(wall)
+	r.start, r.wall, r.cpu = time.Unix(0, start), time.Duration(wall), time.Duration(cpu)
 	return r, nil
 }

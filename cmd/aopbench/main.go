@@ -232,7 +232,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	// compared with their mean: on a shared machine a single bare run
 	// swings by a fifth, and load that changes during the engine's run
 	// shows as the two differing.
-	var ceilings []float64
+	var ceilings []ceilingRun
 	measureCeiling := func() error {
 		c, err := b.ceiling(ctx)
 		if err != nil {
@@ -247,14 +247,15 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		}
 	}
 	if sel[secEngine] {
-		after := func() (float64, error) {
+		after := func() (ceilingRun, error) {
 			if !sel[secCeiling] {
-				return 0, nil
+				return ceilingRun{}, nil
 			}
 			if err := measureCeiling(); err != nil {
-				return 0, err
+				return ceilingRun{}, err
 			}
-			return (ceilings[0] + ceilings[1]) / 2, nil
+			return ceilingRun{perSec: (ceilings[0].perSec + ceilings[1].perSec) / 2,
+				cpuPerReq: (ceilings[0].cpuPerReq + ceilings[1].cpuPerReq) / 2}, nil
 		}
 		if err := b.engine(ctx, after); err != nil {
 			return fmt.Errorf("engine: %w", err)
@@ -323,13 +324,19 @@ func (b *bench) binary(ctx context.Context) (string, error) {
 	return bin, nil
 }
 
+// ceilingRun is one run of the bare client.
+type ceilingRun struct {
+	perSec    float64
+	cpuPerReq time.Duration // this process's CPU (client and sandbox) per request
+}
+
 // ceiling posts RowsRun Recharge bodies with a bare net/http client, the
-// way aopbatch would but with nothing else to do, and returns requests/s.
-func (b *bench) ceiling(ctx context.Context) (float64, error) {
+// way aopbatch would but with nothing else to do.
+func (b *bench) ceiling(ctx context.Context) (ceilingRun, error) {
 	n := b.cfg.rows(b.cfg.RowsRun)
 	sb, err := startSandbox(n)
 	if err != nil {
-		return 0, err
+		return ceilingRun{}, err
 	}
 	defer sb.close()
 	b.logf("ceiling: bare client, %d requests, %d workers", n, b.cfg.Workers)
@@ -341,6 +348,7 @@ func (b *bench) ceiling(ctx context.Context) (float64, error) {
 	url := sb.url + aop.PathRecharge
 	var next atomic.Int64
 	errc := make(chan error, w)
+	cpu0 := selfCPU()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range w {
@@ -364,17 +372,18 @@ func (b *bench) ceiling(ctx context.Context) (float64, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := (selfCPU() - cpu0) / time.Duration(n)
 	close(errc)
 	if err := <-errc; err != nil {
-		return 0, err
+		return ceilingRun{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return ceilingRun{}, err
 	}
 	perSec := float64(n) / elapsed.Seconds()
 	b.add(fmt.Sprintf("bare client: %d Recharge POSTs, %d workers, keep-alive", n, w),
-		fmt.Sprintf("%s req/s (%.1f s)", thousands(perSec), elapsed.Seconds()))
-	return perSec, nil
+		fmt.Sprintf("%s req/s (%.1f s), CPU %s per request with the sandbox's", thousands(perSec), elapsed.Seconds(), micros(cpu)))
+	return ceilingRun{perSec: perSec, cpuPerReq: cpu}, nil
 }
 
 func post(ctx context.Context, hc *http.Client, url string, body []byte) error {
@@ -401,7 +410,7 @@ func post(ctx context.Context, hc *http.Client, url string, body []byte) error {
 }
 
 // engine times "aopbatch run" on RowsRun rows with no rate limit.
-func (b *bench) engine(ctx context.Context, ceilingAfter func() (float64, error)) error {
+func (b *bench) engine(ctx context.Context, ceilingAfter func() (ceilingRun, error)) error {
 	n := b.cfg.rows(b.cfg.RowsRun)
 	var env []string
 	if b.cfg.CPUProfile != "" {
@@ -424,16 +433,26 @@ func (b *bench) engine(ctx context.Context, ceilingAfter func() (float64, error)
 	b.add("  start to first Recharge (ingest, prepare) / last Recharge to exit",
 		fmt.Sprintf("%.2f s / %.2f s", r.firstAt.Seconds(), (r.wall-r.lastAt).Seconds()))
 	b.add("  peak RSS", megabytes(r.maxRSS))
+	cpu := (r.cpu + r.harnessCPU) / time.Duration(n)
+	b.add("  CPU per row, aopbatch's and the sandbox's (whole process)",
+		fmt.Sprintf("%s (%s + %s)", micros(cpu), micros(r.cpu/time.Duration(n)), micros(r.harnessCPU/time.Duration(n))))
 	ceiling, err := ceilingAfter()
 	if err != nil {
 		return err
 	}
-	if ceiling > 0 {
-		b.add("bare client, mean of the runs before and after the engine", fmt.Sprintf("%s req/s", thousands(ceiling)))
-		ratio := whole / ceiling
+	if ceiling.perSec > 0 {
+		b.add("bare client, mean of the runs before and after the engine",
+			fmt.Sprintf("%s req/s, CPU %s per request", thousands(ceiling.perSec), micros(ceiling.cpuPerReq)))
+		ratio := whole / ceiling.perSec
 		b.check("engine whole process / bare client", fmt.Sprintf("%.2f", ratio),
 			fmt.Sprintf("≥ %.2f", targetEngineRatio), ratio >= targetEngineRatio)
-		b.add("engine send phase / bare client", fmt.Sprintf("%.2f", send/ceiling))
+		b.add("engine send phase / bare client", fmt.Sprintf("%.2f", send/ceiling.perSec))
+		// On two cores shared by client and sandbox both runs are CPU-bound,
+		// so this ratio is what the throughput ratio tends to, without the
+		// swings of a shared machine's speed between the runs.
+		if cpu > 0 && ceiling.cpuPerReq > 0 {
+			b.add("bare client CPU per request / engine CPU per row", fmt.Sprintf("%.2f", float64(ceiling.cpuPerReq)/float64(cpu)))
+		}
 	}
 	return nil
 }
@@ -525,12 +544,14 @@ func (b *bench) rate(ctx context.Context, r float64) error {
 
 // runResult is one finished aopbatch run.
 type runResult struct {
-	rows     int
-	wall     time.Duration   // whole process
-	maxRSS   int64           // KiB
-	arrivals []time.Duration // Recharge arrivals at the sandbox, from process start, sorted
-	firstAt  time.Duration
-	lastAt   time.Duration
+	rows       int
+	wall       time.Duration   // whole process
+	cpu        time.Duration   // aopbatch's user and system CPU
+	harnessCPU time.Duration   // this process's meanwhile: the sandbox's, mostly
+	maxRSS     int64           // KiB
+	arrivals   []time.Duration // Recharge arrivals at the sandbox, from process start, sorted
+	firstAt    time.Duration
+	lastAt     time.Duration
 }
 
 func (r runResult) sendSpan() time.Duration { return r.lastAt - r.firstAt }
@@ -609,6 +630,7 @@ func (b *bench) aopbatch(ctx context.Context, sb *sandbox, csvPath, db string, r
 	stderr := &tailBuffer{max: maxStderrKept}
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
 	mark := sb.count()
+	cpu0 := selfCPU()
 	if err := cmd.Run(); err != nil {
 		return runResult{}, fmt.Errorf("aopbatch %s: %w\nstdout:\n%s\nstderr (tail):\n%s",
 			strings.Join(args, " "), err, stdout.String(), stderr.String())
@@ -617,7 +639,7 @@ func (b *bench) aopbatch(ctx context.Context, sb *sandbox, csvPath, db string, r
 	if err != nil {
 		return runResult{}, err
 	}
-	r := runResult{wall: lr.wall, maxRSS: lr.maxRSS}
+	r := runResult{wall: lr.wall, cpu: lr.cpu, harnessCPU: selfCPU() - cpu0, maxRSS: lr.maxRSS}
 	base := lr.start.Sub(sb.start) // wall clock: the launcher is another process
 	for _, t := range sb.since(mark) {
 		r.arrivals = append(r.arrivals, t-base)
@@ -785,6 +807,11 @@ func loadAverage() string {
 // megabytes renders KiB as decimal megabytes.
 func megabytes(kib int64) string {
 	return fmt.Sprintf("%.1f MB", float64(kib)*1024/1e6)
+}
+
+// micros renders d in microseconds, one decimal.
+func micros(d time.Duration) string {
+	return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond))
 }
 
 // thousands renders v rounded, with thin separators every three digits.

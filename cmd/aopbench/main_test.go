@@ -59,6 +59,8 @@ func TestSmoke(t *testing.T) {
 		"aopbatch run, 200 rows, whole process",
 		"send phase only",
 		"engine whole process / bare client",
+		"CPU per row, aopbatch's and the sandbox's",
+		"bare client CPU per request / engine CPU per row",
 		"peak RSS, aopbatch run 100 rows",
 		"peak RSS, aopbatch run 1000 rows",
 		"peak RSS ratio 1000 / 100 rows",

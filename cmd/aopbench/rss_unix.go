@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"syscall"
+	"time"
 )
 
 // maxRSSKiB is a finished process's peak resident set size in KiB.
@@ -18,4 +19,13 @@ func maxRSSKiB(ps *os.ProcessState) int64 {
 		return ru.Maxrss / 1024
 	}
 	return ru.Maxrss
+}
+
+// selfCPU is this process's user and system CPU so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
