@@ -9,8 +9,9 @@
 // runs one reader, a fixed pool of workers and the ledger's single writer:
 // the reader dispatches each chunk of queued rows in one durable commit
 // (the next chunk while the workers send this one) and hands them to the
-// workers, which wait for the shared rate limiter and send. Only failures that provably never reached the provider (no
-// connection, 429) are retried; everything else is recorded as answered.
+// workers, which wait for the shared rate limiter and send. Only failures
+// that provably never reached the provider (no connection, 429) are
+// retried; everything else is recorded as answered.
 // Engine.Resolve asks the provider about pending, duplicate and unknown rows
 // in rounds with growing pauses; an unknown row the provider has no record
 // of goes out again under the same referenceid, never a new one.

@@ -53,7 +53,12 @@ const ingestChunk = 8192
 // statement per row spends about half its time getting in and out of SQLite.
 const addChunk = 128
 
-const rowValues = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+const (
+	rowInsert = `INSERT INTO rows
+		(batch, line, referenceid, operator, canumber, amount_paise, request, raw, state, message, error_code, error_column, updated_ms)
+		VALUES `
+	rowValues = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 // BeginIngest starts adding rows to batch b, whose lease o holds; each chunk
 // commit also renews the lease, since the ingest holds the writer connection.
@@ -80,16 +85,13 @@ func (in *Ingest) begin(ctx context.Context) error {
 		tx.Rollback()
 		return fmt.Errorf("ingest batch %s: %w", in.batch.ID, ErrLeaseLost)
 	}
-	in.insert, err = tx.PrepareContext(ctx, `INSERT INTO rows
-		(batch, line, referenceid, operator, canumber, amount_paise, request, raw, state, message, error_code, error_column, updated_ms)
-		VALUES `+rowValues+` ON CONFLICT DO NOTHING`)
+	in.insert, err = tx.PrepareContext(ctx, rowInsert+rowValues+` ON CONFLICT DO NOTHING`)
 	if err != nil {
 		tx.Rollback()
 		return fmt.Errorf("ingest: %w", err)
 	}
-	in.insertN, err = tx.PrepareContext(ctx, `INSERT INTO rows
-		(batch, line, referenceid, operator, canumber, amount_paise, request, raw, state, message, error_code, error_column, updated_ms)
-		VALUES `+strings.Repeat(rowValues+", ", addChunk-1)+rowValues+` ON CONFLICT DO NOTHING RETURNING line`)
+	in.insertN, err = tx.PrepareContext(ctx, rowInsert+strings.Repeat(rowValues+", ", addChunk-1)+rowValues+
+		` ON CONFLICT DO NOTHING RETURNING line`)
 	if err != nil {
 		tx.Rollback()
 		return fmt.Errorf("ingest: %w", err)

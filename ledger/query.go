@@ -186,8 +186,7 @@ func (l *Ledger) Row(ctx context.Context, seq int64, line int) (Row, error) {
 	}
 	if r.State == StateQueued {
 		var in bool
-		if err := l.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM dispatches d, json_each(d.lines) j
-			WHERE d.batch = ? AND j.value = ?)`, seq, line).Scan(&in); err != nil {
+		if err := l.r.QueryRowContext(ctx, `SELECT ?2 IN `+dispatchedLines, seq, line).Scan(&in); err != nil {
 			return Row{}, fmt.Errorf("read line %d: %w", line, err)
 		}
 		if in {

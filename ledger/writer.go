@@ -530,6 +530,7 @@ func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64,
 		}
 	}
 	stmts := map[moveKey]*sql.Stmt{}
+	args := make([]any, 0, 8) // reused: ExecContext keeps none of it
 	for _, m := range seg.moves {
 		st := stmts[m.k]
 		if st == nil {
@@ -541,7 +542,7 @@ func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64,
 			stmts[m.k] = st
 		}
 		u := m.u
-		args := []any{string(u.To), nullCode(u.Code), u.Message, u.TxnID, now, w.batch, u.Line}
+		args = append(args[:0], string(u.To), nullCode(u.Code), u.Message, u.TxnID, now, w.batch, u.Line)
 		if m.k.sent && u.To != StateQueued && u.To != StateHeld {
 			sentAt := now // when the request went, for first_sent_ms
 			if u.Attempt != nil {
