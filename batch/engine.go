@@ -22,8 +22,13 @@ type Provider interface {
 	Status(ctx context.Context, referenceID string) (aop.StatusResult, error)
 }
 
-// Config tunes the engine. Zero values take the documented defaults.
+// Config tunes the engine. Zero values take the documented defaults, but
+// for Owner.
 type Config struct {
+	// Owner holds the lease of the batches the engine runs; every ledger
+	// write is checked against it, so a run that lost its batch to
+	// another stops instead of writing over it.
+	Owner           ledger.Owner
 	Workers         int           // concurrent requests; default 8
 	Rate            float64       // requests per second; 0 = unlimited
 	Burst           int           // default 1
@@ -127,6 +132,8 @@ type Engine struct {
 	stopErr  atomic.Pointer[StopError]
 	stopCh   chan struct{}
 
+	leaseUntil atomic.Int64 // unix ms the batch's lease is surely held until; 0: no limit
+
 	opMu    sync.Mutex
 	opDown  map[int64]int  // operator -> operator-down answers in a row
 	opHeld  map[int64]bool // operators held for the rest of this run
@@ -185,14 +192,14 @@ func (e *Engine) stopping() bool {
 // Prepare readies batch b for a run: rows a dead run left in flight become
 // unknown (they may have been charged), and held rows are queued again.
 func (e *Engine) Prepare(ctx context.Context, b ledger.Batch) error {
-	n, err := e.l.RecoverInflight(ctx, b.Seq)
+	n, err := e.l.RecoverInflight(ctx, b.Seq, e.cfg.Owner)
 	if err != nil {
 		return err
 	}
 	if n > 0 {
 		e.cfg.Log.Warn("rows were in flight when a previous run ended; they will be checked with the provider before anything is re-sent", "rows", n)
 	}
-	n, err = e.l.Move(ctx, b.Seq, ledger.StateHeld, ledger.StateQueued, 0, "")
+	n, err = e.l.Move(ctx, b.Seq, e.cfg.Owner, ledger.StateHeld, ledger.StateQueued, 0, "")
 	if err != nil {
 		return err
 	}
@@ -212,7 +219,7 @@ func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 	if n, err := e.l.CountState(ctx, b.Seq, ledger.StateQueued); err == nil {
 		e.progress.Todo.Add(n)
 	}
-	w, err := e.l.NewWriter(context.WithoutCancel(ctx), b.Seq)
+	w, err := e.l.NewWriter(context.WithoutCancel(ctx), b.Seq, e.cfg.Owner)
 	if err != nil {
 		return err
 	}
@@ -239,9 +246,8 @@ func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 	gerr := g.Wait()
 	// The writer outlives the errgroup's context: the last outcomes must be
 	// committed whatever ended the run.
-	werr := w.Close()
-	if werr != nil {
-		e.stop(&StopError{Reason: "ledger", Detail: werr.Error(), Hint: "check the disk and the ledger file; rows in flight will be checked on the next run"})
+	if err := w.Close(); err != nil {
+		e.ledgerFailed(err)
 	}
 	if r := w.Refused(); r != nil {
 		e.cfg.Log.Error("the ledger refused an outcome: please report this", "err", r)
@@ -303,15 +309,9 @@ func (e *Engine) dispatchQueued(ctx context.Context, b ledger.Batch, w *ledger.W
 				lines[i] = r.Line
 			}
 			done, err := w.Dispatch(ctx, lines)
-			switch {
-			case err == nil:
-			case errors.Is(err, ledger.ErrLeaseLost):
-				e.stop(&StopError{Reason: "lease", Detail: "another aopbatch took this batch over",
-					Hint: "let that run finish; run again afterwards if rows are left"})
-				return nil
-			default:
-				if ctx.Err() == nil {
-					e.stop(&StopError{Reason: "ledger", Detail: err.Error(), Hint: "check the disk and the ledger file"})
+			if err != nil {
+				if ctx.Err() == nil || errors.Is(err, ledger.ErrLeaseLost) {
+					e.ledgerFailed(err)
 				}
 				return nil
 			}
@@ -363,8 +363,9 @@ func (e *Engine) sendRow(ctx context.Context, w *ledger.Writer, row ledger.Row) 
 		return
 	}
 	tk, err := e.lim.Wait(ctx)
-	if err != nil {
-		// Interrupted before sending: the row goes back to queued.
+	if err != nil || e.stopping() || !e.leaseOK() {
+		// Interrupted or stopped before sending (the wait may be long at
+		// a low rate): the row goes back to queued.
 		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1})
 		return
 	}
@@ -402,7 +403,7 @@ func (e *Engine) deliver(ctx context.Context, w *ledger.Writer, row ledger.Row, 
 			}
 			if notSent < e.cfg.MaxAttempts && ctx.Err() == nil && !e.stopping() {
 				if e.cfg.Sleep(ctx, e.cfg.Retry.Delay(notSent)) == nil {
-					if tk, err = e.lim.Wait(ctx); err == nil {
+					if tk, err = e.lim.Wait(ctx); err == nil && e.leaseOK() {
 						continue
 					}
 				}
@@ -424,7 +425,7 @@ func (e *Engine) deliver(ctx context.Context, w *ledger.Writer, row ledger.Row, 
 					wait = e.cfg.Retry.Delay(throttles)
 				}
 				if e.cfg.Sleep(ctx, wait) == nil {
-					if tk, err = e.lim.Wait(ctx); err == nil {
+					if tk, err = e.lim.Wait(ctx); err == nil && e.leaseOK() {
 						continue
 					}
 				}
@@ -541,8 +542,19 @@ func (e *Engine) achievedRate() float64 {
 
 func (e *Engine) record(w *ledger.Writer, u ledger.Update) {
 	if err := w.Record(u); err != nil {
-		e.stop(&StopError{Reason: "ledger", Detail: err.Error(), Hint: "check the disk and the ledger file; rows in flight will be checked on the next run"})
+		e.ledgerFailed(err)
 	}
+}
+
+// ledgerFailed stops the engine for a ledger write that failed: the
+// batch's lease lost to another run, or the ledger itself.
+func (e *Engine) ledgerFailed(err error) {
+	if errors.Is(err, ledger.ErrLeaseLost) {
+		e.stop(&StopError{Reason: "lease", Detail: "another aopbatch took this batch over while this run was paused or stalled",
+			Hint: "let that run finish; run again afterwards if rows are left"})
+		return
+	}
+	e.stop(&StopError{Reason: "ledger", Detail: err.Error(), Hint: "check the disk and the ledger file; rows in flight will be checked on the next run"})
 }
 
 // logAttempt logs a request that did not settle the row (a retry follows).
@@ -557,3 +569,28 @@ func attempt(kind string, at time.Time, lat time.Duration, res aop.Result) *ledg
 // Stop makes the engine stop taking rows, for a reason found outside it
 // (the batch's lease was lost, say).
 func (e *Engine) Stop(s *StopError) { e.stop(s) }
+
+// SetLease says until when the batch's lease is surely held, as last
+// renewed; the engine sends nothing after that. The zero time means no
+// limit.
+func (e *Engine) SetLease(until time.Time) {
+	if until.IsZero() {
+		e.leaseUntil.Store(0)
+		return
+	}
+	e.leaseUntil.Store(until.UnixMilli())
+}
+
+// leaseOK reports whether the lease is still surely held, and stops the
+// engine when not. A process paused past its lease (SIGSTOP, a suspended
+// laptop) must not send once it resumes: another run may have taken the
+// batch over meanwhile and be settling the same rows.
+func (e *Engine) leaseOK() bool {
+	until := e.leaseUntil.Load()
+	if until == 0 || e.cfg.Now().UnixMilli() < until {
+		return true
+	}
+	e.stop(&StopError{Reason: "lease", Detail: "the batch's lease ran out before it could be renewed (was this process paused?)",
+		Hint: "run again to resume; rows that were in flight are checked with the provider first"})
+	return false
+}

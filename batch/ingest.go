@@ -122,7 +122,7 @@ func Ingest(ctx context.Context, l *ledger.Ledger, path string, o IngestOptions)
 		return IngestResult{Batch: b, Resumed: true, Rows: b.RowsTotal}, nil
 	}
 	// A previous ingest of this batch died part way: start it over.
-	if err := l.ClearRows(ctx, b.Seq); err != nil {
+	if err := l.ClearRows(ctx, b.Seq, o.Owner); err != nil {
 		return IngestResult{}, err
 	}
 	// Hash what is parsed too: a file changed between the two reads must not

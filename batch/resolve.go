@@ -2,6 +2,7 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -20,7 +21,7 @@ func (e *Engine) Resolve(ctx context.Context, b ledger.Batch) error {
 	if e.started.IsZero() {
 		e.started = e.cfg.Now()
 	}
-	w, err := e.l.NewWriter(context.WithoutCancel(ctx), b.Seq)
+	w, err := e.l.NewWriter(context.WithoutCancel(ctx), b.Seq, e.cfg.Owner)
 	if err != nil {
 		return err
 	}
@@ -51,7 +52,7 @@ func (e *Engine) Resolve(ctx context.Context, b ledger.Batch) error {
 		pause = min(pause*2, 10*time.Second)
 	}
 	if err := w.Close(); err != nil {
-		e.stop(&StopError{Reason: "ledger", Detail: err.Error(), Hint: "check the disk and the ledger file"})
+		e.ledgerFailed(err)
 	}
 	if r := w.Refused(); r != nil {
 		e.cfg.Log.Error("the ledger refused an outcome: please report this", "err", r)
@@ -205,10 +206,13 @@ func (e *Engine) apply(ctx context.Context, w *ledger.Writer, row ledger.Row, st
 		// The provider never recorded it: sending again under the SAME
 		// referenceid is safe, since a duplicate would answer 18.
 		tk, err := e.lim.Wait(ctx)
-		if err != nil {
-			return
+		if err != nil || e.stopping() || !e.leaseOK() {
+			return // still unknown: the next resolve asks again
 		}
 		if err := w.MarkInflight(ctx, row.Line); err != nil {
+			if errors.Is(err, ledger.ErrLeaseLost) {
+				e.ledgerFailed(err)
+			}
 			return // nothing went: tk keeps counting from when it was let through
 		}
 		e.deliver(ctx, w, row, tk)

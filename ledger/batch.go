@@ -140,6 +140,20 @@ func (l *Ledger) Renew(ctx context.Context, batch string, o Owner, ttl time.Dura
 	return nil
 }
 
+// checkLease fails with ErrLeaseLost unless o holds batch seq's lease. It
+// belongs inside the transaction whose writes it guards: the writer
+// connection begins immediate transactions, so no takeover can commit
+// between the check and the writes. A lease that expired without anyone
+// taking it over is still o's.
+func checkLease(ctx context.Context, tx *sql.Tx, seq int64, o Owner) error {
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM batches WHERE seq = ? AND lease_owner = ?`, seq, o.ID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("batch %d: %w", seq, ErrLeaseLost)
+	}
+	return err
+}
+
 // Release gives up o's lease so the next run need not wait for it to expire.
 func (l *Ledger) Release(ctx context.Context, batch string, o Owner) error {
 	_, err := l.w.ExecContext(ctx,
@@ -154,13 +168,18 @@ func (l *Ledger) Release(ctx context.Context, batch string, o Owner) error {
 // ClearRows deletes a batch's rows and attempts, keeping the batch (and its
 // lease): used when an ingest is abandoned, so a refused or half-read file
 // leaves no row behind to be sent or to hold a referenceid. A ready batch is
-// refused: its rows are the record of what was sent.
-func (l *Ledger) ClearRows(ctx context.Context, seq int64) error {
+// refused: its rows are the record of what was sent. Only o, the lease
+// holder, may: a run that lost the batch must not clear the rows of the
+// run that took it over.
+func (l *Ledger) ClearRows(ctx context.Context, seq int64, o Owner) error {
 	tx, err := l.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("clear batch rows: %w", err)
 	}
 	defer tx.Rollback()
+	if err := checkLease(ctx, tx, seq, o); err != nil {
+		return fmt.Errorf("clear batch rows: %w", err)
+	}
 	var status string
 	err = tx.QueryRowContext(ctx, `SELECT status FROM batches WHERE seq = ?`, seq).Scan(&status)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -184,12 +203,13 @@ func (l *Ledger) ClearRows(ctx context.Context, seq int64) error {
 	return nil
 }
 
-// DeleteBatch removes a batch that never became ready, rows and all.
-func (l *Ledger) DeleteBatch(ctx context.Context, seq int64) error {
-	if err := l.ClearRows(ctx, seq); err != nil {
+// DeleteBatch removes a batch that never became ready, rows and all, while
+// o holds its lease.
+func (l *Ledger) DeleteBatch(ctx context.Context, seq int64, o Owner) error {
+	if err := l.ClearRows(ctx, seq, o); err != nil {
 		return err
 	}
-	if _, err := l.w.ExecContext(ctx, `DELETE FROM batches WHERE seq = ? AND status = 'ingesting'`, seq); err != nil {
+	if _, err := l.w.ExecContext(ctx, `DELETE FROM batches WHERE seq = ? AND status = 'ingesting' AND lease_owner = ?`, seq, o.ID); err != nil {
 		return fmt.Errorf("delete batch: %w", err)
 	}
 	return nil

@@ -51,7 +51,7 @@ func crashChild(path string) {
 		check("add", err)
 	}
 	check("finish", in.Finish(ctx))
-	w, err := l.NewWriter(ctx, b.Seq)
+	w, err := l.NewWriter(ctx, b.Seq, o)
 	check("writer", err)
 	for line := 2; line <= 6; line++ {
 		check("mark", w.MarkInflight(ctx, line))
@@ -114,7 +114,7 @@ func TestCrashDurability(t *testing.T) {
 	if _, err := l.Acquire(ctx, NewBatch{ID: "crash", ContentHash: "h"}, me, testTTL); err != nil {
 		t.Fatalf("Acquire after the crash: %v", err)
 	}
-	n, err := l.RecoverInflight(ctx, b.Seq)
+	n, err := l.RecoverInflight(ctx, b.Seq, me)
 	if err != nil {
 		t.Fatal(err)
 	}

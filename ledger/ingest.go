@@ -326,7 +326,7 @@ func (in *Ingest) Abort(ctx context.Context) error {
 		in.tx.Rollback()
 		in.tx = nil
 	}
-	return in.l.DeleteBatch(ctx, in.batch.Seq)
+	return in.l.DeleteBatch(ctx, in.batch.Seq, in.owner)
 }
 
 func rupees(p int64) string {

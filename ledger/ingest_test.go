@@ -355,10 +355,10 @@ func TestClearRowsReady(t *testing.T) {
 	markInflight(t, w, 2)
 	record(t, w, Update{Line: 2, To: StateSuccess, Code: 1})
 	closeWriter(t, w)
-	if err := l.ClearRows(ctx, b.Seq); err == nil {
+	if err := l.ClearRows(ctx, b.Seq, testOwner); err == nil {
 		t.Error("ClearRows of a ready batch succeeded")
 	}
-	if err := l.DeleteBatch(ctx, b.Seq); err == nil {
+	if err := l.DeleteBatch(ctx, b.Seq, testOwner); err == nil {
 		t.Error("DeleteBatch of a ready batch succeeded")
 	}
 	got, err := l.Batch(ctx, "b1")

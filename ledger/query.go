@@ -356,24 +356,45 @@ func (l *Ledger) EachAttempt(ctx context.Context, seq int64, fn func(*AttemptRow
 
 // Move changes every row of batch seq in state from to state to (optionally
 // only for one operator, when operator > 0), respecting the transition
-// table. It returns how many rows moved.
-func (l *Ledger) Move(ctx context.Context, seq int64, from, to State, operator int64, message string) (int64, error) {
-	if !CanMove(from, to) && !(from == StateInflight && to == StateUnknown) {
+// table, while o holds the batch's lease. It returns how many rows moved.
+func (l *Ledger) Move(ctx context.Context, seq int64, o Owner, from, to State, operator int64, message string) (int64, error) {
+	if !CanMove(from, to) {
 		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, ErrTransition)
+	}
+	tx, err := l.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, err)
+	}
+	defer tx.Rollback()
+	n, err := moveAll(ctx, tx, seq, o, from, to, operator, message, l.nowMS())
+	if err != nil {
+		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, err)
+	}
+	return n, nil
+}
+
+// moveAll is Move inside tx, without the transition table: RecoverInflight
+// makes the one move the table does not list (inflight to unknown).
+func moveAll(ctx context.Context, tx *sql.Tx, seq int64, o Owner, from, to State, operator int64, message string, now int64) (int64, error) {
+	if err := checkLease(ctx, tx, seq, o); err != nil {
+		return 0, err
 	}
 	// The subquery finds the rows through the state index; a plain
 	// "WHERE state = ?" on an UPDATE of state makes SQLite walk the whole
 	// batch, seconds on a million rows even when nothing matches.
 	q := `UPDATE rows SET state = ?1, message = ?2, updated_ms = ?3
 		WHERE batch = ?4 AND line IN (SELECT line FROM rows WHERE batch = ?4 AND state = ?5) AND state = ?5`
-	args := []any{string(to), message, l.nowMS(), seq, string(from)}
+	args := []any{string(to), message, now, seq, string(from)}
 	if operator > 0 {
 		q += ` AND operator = ?6`
 		args = append(args, operator)
 	}
-	res, err := l.w.ExecContext(ctx, q, args...)
+	res, err := tx.ExecContext(ctx, q, args...)
 	if err != nil {
-		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, err)
+		return 0, err
 	}
 	return res.RowsAffected()
 }
@@ -381,44 +402,49 @@ func (l *Ledger) Move(ctx context.Context, seq int64, from, to State, operator i
 // RecoverInflight turns the rows a dead run left in flight into unknown:
 // those marked inflight, and those of its dispatches still queued. Their
 // request may have reached the provider, so only an enquiry may settle
-// them. It returns how many rows it moved.
-func (l *Ledger) RecoverInflight(ctx context.Context, seq int64) (int64, error) {
+// them. It returns how many rows it moved. o must hold the batch's lease,
+// checked in the same transaction: recovering the rows of a run that is
+// still sending would let two processes send them.
+func (l *Ledger) RecoverInflight(ctx context.Context, seq int64, o Owner) (int64, error) {
 	const why = "interrupted while in flight: to be checked with the provider"
-	n, err := l.Move(ctx, seq, StateInflight, StateUnknown, 0, why)
+	left, err := l.hasDispatches(ctx, seq)
 	if err != nil {
-		return 0, err
-	}
-	if left, err := l.hasDispatches(ctx, seq); err != nil {
-		return 0, fmt.Errorf("recover dispatched rows: %w", err)
-	} else if !left {
-		return n, nil // the last run ended cleanly
+		return 0, fmt.Errorf("recover rows in flight: %w", err)
 	}
 	tx, err := l.w.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("recover dispatched rows: %w", err)
+		return 0, fmt.Errorf("recover rows in flight: %w", err)
 	}
 	defer tx.Rollback()
-	// They may have been sent: each counts as a send, from when it was
-	// dispatched, as a marked row did. The unary + keeps the planner finding
-	// each dispatched line by primary key, not walking the queued rows.
-	res, err := tx.ExecContext(ctx, `UPDATE rows SET state = 'unknown', message = ?1, updated_ms = ?2,
-			attempts = attempts + 1, first_sent_ms = COALESCE(first_sent_ms, x.at)
-		FROM (SELECT j.value AS line, max(d.at_ms) AS at FROM dispatches d, json_each(d.lines) j
-			WHERE d.batch = ?3 GROUP BY j.value) AS x
-		WHERE rows.batch = ?3 AND rows.line = x.line AND +rows.state = 'queued'`,
-		why, l.nowMS(), seq)
+	now := l.nowMS()
+	n, err := moveAll(ctx, tx, seq, o, StateInflight, StateUnknown, 0, why, now)
 	if err != nil {
-		return 0, fmt.Errorf("recover dispatched rows: %w", err)
+		return 0, fmt.Errorf("recover rows in flight: %w", err)
 	}
-	m, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("recover dispatched rows: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM dispatches WHERE batch = ?`, seq); err != nil {
-		return 0, fmt.Errorf("recover dispatched rows: %w", err)
+	var m int64
+	if left { // else the last run ended cleanly
+		// They may have been sent: each counts as a send, from when it was
+		// dispatched, as a marked row did. The unary + keeps the planner
+		// finding each dispatched line by primary key, not walking the
+		// queued rows.
+		res, err := tx.ExecContext(ctx, `UPDATE rows SET state = 'unknown', message = ?1, updated_ms = ?2,
+				attempts = attempts + 1, first_sent_ms = COALESCE(first_sent_ms, x.at)
+			FROM (SELECT j.value AS line, max(d.at_ms) AS at FROM dispatches d, json_each(d.lines) j
+				WHERE d.batch = ?3 GROUP BY j.value) AS x
+			WHERE rows.batch = ?3 AND rows.line = x.line AND +rows.state = 'queued'`,
+			why, now, seq)
+		if err != nil {
+			return 0, fmt.Errorf("recover dispatched rows: %w", err)
+		}
+		if m, err = res.RowsAffected(); err != nil {
+			return 0, fmt.Errorf("recover dispatched rows: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM dispatches WHERE batch = ?`, seq); err != nil {
+			return 0, fmt.Errorf("recover dispatched rows: %w", err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("recover dispatched rows: %w", err)
+		return 0, fmt.Errorf("recover rows in flight: %w", err)
 	}
 	return n + m, nil
 }

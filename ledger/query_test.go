@@ -213,7 +213,7 @@ func TestRecoverInflight(t *testing.T) {
 			wantMoved++
 		}
 	}
-	n, err := l.RecoverInflight(ctx, b.Seq)
+	n, err := l.RecoverInflight(ctx, b.Seq, testOwner)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +235,7 @@ func TestRecoverInflight(t *testing.T) {
 	if s := getRow(t, l, other.Seq, 2).State; s != StateInflight {
 		t.Errorf("other batch's inflight row = %s, want untouched", s)
 	}
-	if n, err := l.RecoverInflight(ctx, b.Seq); err != nil || n != 0 {
+	if n, err := l.RecoverInflight(ctx, b.Seq, testOwner); err != nil || n != 0 {
 		t.Errorf("second RecoverInflight = %d, %v; want 0, nil", n, err)
 	}
 }
@@ -252,7 +252,7 @@ func TestMove(t *testing.T) {
 	}
 	closeWriter(t, w)
 
-	n, err := l.Move(ctx, b.Seq, StateHeld, StateQueued, 2, "operator back")
+	n, err := l.Move(ctx, b.Seq, testOwner, StateHeld, StateQueued, 2, "operator back")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestMove(t *testing.T) {
 			t.Errorf("line %d (operator %d) = %s, want %s", r.Line, r.Operator, got.State, want)
 		}
 	}
-	n, err = l.Move(ctx, b.Seq, StateHeld, StateQueued, 0, "")
+	n, err = l.Move(ctx, b.Seq, testOwner, StateHeld, StateQueued, 0, "")
 	if err != nil || n != 8 {
 		t.Errorf("Move for every operator = %d, %v; want 8", n, err)
 	}
@@ -281,7 +281,7 @@ func TestMove(t *testing.T) {
 		{StateRejected, StateQueued},
 	} {
 		t.Run(string(tc.from)+" to "+string(tc.to), func(t *testing.T) {
-			n, err := l.Move(ctx, b.Seq, tc.from, tc.to, 0, "")
+			n, err := l.Move(ctx, b.Seq, testOwner, tc.from, tc.to, 0, "")
 			if !errors.Is(err, ErrTransition) || n != 0 {
 				t.Errorf("Move = %d, %v; want 0, ErrTransition", n, err)
 			}

@@ -36,9 +36,16 @@ type Attempt struct {
 // Writer is the single writer of a run: it applies row changes from many
 // workers in group commits (whatever is queued goes into one transaction),
 // so durability costs one commit per group, not per row.
+//
+// Every transaction it commits first checks that its owner still holds the
+// batch's lease: a run paused past its lease (SIGSTOP, a suspended laptop)
+// and taken over by another must not write a row again, or its stale
+// outcomes would overwrite the new holder's. Its writes then fail with
+// ErrLeaseLost, and the new holder settles what it had in flight.
 type Writer struct {
 	l     *Ledger
 	batch int64
+	owner Owner
 	ops   chan *op
 	done  chan struct{}
 
@@ -58,7 +65,6 @@ type Writer struct {
 	movesSent     map[State]*sql.Stmt
 	dispatchCheck *sql.Stmt
 	dispatchAdd   *sql.Stmt
-	leaseOwner    sql.NullString // the batch's lease holder when the writer started
 
 	// Owned by the loop goroutine: the rows dispatched and not yet moved,
 	// and the dispatches rows this writer wrote.
@@ -89,9 +95,10 @@ const (
 	lingerFor   = 10 * time.Millisecond
 )
 
-// NewWriter starts the writer for batch seq.
-func (l *Ledger) NewWriter(ctx context.Context, seq int64) (*Writer, error) {
-	w := &Writer{l: l, batch: seq, ops: make(chan *op, 4096), done: make(chan struct{}),
+// NewWriter starts the writer for batch seq, writing while o holds its
+// lease.
+func (l *Ledger) NewWriter(ctx context.Context, seq int64, o Owner) (*Writer, error) {
+	w := &Writer{l: l, batch: seq, owner: o, ops: make(chan *op, 4096), done: make(chan struct{}),
 		moves: map[State]*sql.Stmt{}, movesSent: map[State]*sql.Stmt{}}
 	var err error
 	// Marks take a group's rows as one JSON array, one statement for many
@@ -123,13 +130,9 @@ func (l *Ledger) NewWriter(ctx context.Context, seq int64) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
 	}
-	w.dispatchAdd, err = l.w.PrepareContext(ctx, `INSERT INTO dispatches (batch, lines, at_ms)
-		SELECT ?1, ?2, ?3 FROM batches WHERE seq = ?1 AND lease_owner IS ?4`)
+	w.dispatchAdd, err = l.w.PrepareContext(ctx, `INSERT INTO dispatches (batch, lines, at_ms) VALUES (?, ?, ?)`)
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
-	}
-	if err := l.w.QueryRowContext(ctx, `SELECT lease_owner FROM batches WHERE seq = ?`, seq).Scan(&w.leaseOwner); err != nil {
-		return nil, fmt.Errorf("start ledger writer: %w", err)
 	}
 	for to, from := range allowedFrom {
 		if w.moves[to], err = l.prepareMove(ctx, to, from, ""); err != nil {
@@ -140,12 +143,17 @@ func (l *Ledger) NewWriter(ctx context.Context, seq int64) (*Writer, error) {
 		}
 		// A dispatched row leaves queued as a marked row leaves inflight.
 		// It counts as sent once it has an outcome; back to queued or held
-		// it never left.
+		// it never left, and only from queued: a dispatched row in any
+		// other state was settled elsewhere, and "never sent" must not
+		// overwrite that.
 		set := ""
-		if to != StateQueued && to != StateHeld { // then bound with ?8, see flush
+		sentFrom := append([]State{StateQueued}, from...)
+		if to == StateQueued || to == StateHeld {
+			sentFrom = []State{StateQueued}
+		} else { // bound with ?8, see flush
 			set = ", attempts = attempts + 1, first_sent_ms = COALESCE(first_sent_ms, ?8)"
 		}
-		if w.movesSent[to], err = l.prepareMove(ctx, to, append([]State{StateQueued}, from...), set); err != nil {
+		if w.movesSent[to], err = l.prepareMove(ctx, to, sentFrom, set); err != nil {
 			return nil, err
 		}
 	}
@@ -248,9 +256,7 @@ func (w *Writer) Close() error {
 		if w.sticky() == nil && len(w.dispatchIDs) > 0 && w.sent.empty() {
 			// Every dispatched row has moved: nothing of these dispatches
 			// is left for a next run to check.
-			ids, _ := json.Marshal(w.dispatchIDs)
-			if _, err := w.l.w.ExecContext(context.Background(),
-				`DELETE FROM dispatches WHERE batch = ? AND id IN (SELECT value FROM json_each(?))`, w.batch, string(ids)); err != nil {
+			if err := w.deleteDispatches(); err != nil {
 				_ = w.fail(err) // Close returns it below
 			}
 		}
@@ -266,6 +272,30 @@ func (w *Writer) Close() error {
 		w.dispatchAdd.Close()
 	})
 	return w.sticky()
+}
+
+// deleteDispatches deletes the writer's dispatches while its owner holds
+// the lease: after a takeover they are the new holder's to recover, and
+// their ids may already name its own dispatches.
+func (w *Writer) deleteDispatches() error {
+	ctx := context.Background()
+	tx, err := w.l.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := checkLease(ctx, tx, w.batch, w.owner); err != nil {
+		return err
+	}
+	ids, err := json.Marshal(w.dispatchIDs)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM dispatches WHERE batch = ? AND id IN (SELECT value FROM json_each(?))`,
+		w.batch, string(ids)); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // fail makes err the writer's sticky error, unless it has one, and
@@ -367,6 +397,9 @@ func (w *Writer) apply(group []*op, errs []error) error {
 		return err
 	}
 	defer tx.Rollback()
+	if err := checkLease(ctx, tx, w.batch, w.owner); err != nil {
+		return err
+	}
 	now := w.l.nowMS()
 	seg := newSegment()
 	var attempts []loggedAttempt
@@ -525,7 +558,7 @@ func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64,
 		}
 	}
 	if len(seg.dispatch) > 0 {
-		if err := w.dispatch(ctx, tx, seg, now, group, errs); err != nil {
+		if err := w.dispatch(ctx, tx, seg, now, group); err != nil {
 			return err
 		}
 	}
@@ -573,7 +606,7 @@ func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64,
 
 // dispatch records a segment's dispatched rows that are still queued as
 // one dispatches row.
-func (w *Writer) dispatch(ctx context.Context, tx *sql.Tx, seg *segment, now int64, group []*op, errs []error) error {
+func (w *Writer) dispatch(ctx context.Context, tx *sql.Tx, seg *segment, now int64, group []*op) error {
 	lo, hi := slices.Min(seg.dispatch), slices.Max(seg.dispatch)
 	queued, err := returnedLines(ctx, tx.StmtContext(ctx, w.dispatchCheck), w.batch, lo, hi)
 	if err != nil {
@@ -592,21 +625,11 @@ func (w *Writer) dispatch(ctx context.Context, tx *sql.Tx, seg *segment, now int
 	if err != nil {
 		return err
 	}
-	// The dispatch is written only while the lease holder is the one this
-	// writer started under, in the same transaction: a process that lost
-	// the batch to a takeover cannot dispatch rows the new holder may
-	// also send.
-	res, err := tx.StmtContext(ctx, w.dispatchAdd).ExecContext(ctx, w.batch, string(js), now, w.leaseOwner)
+	// apply checked the lease in this transaction: a process that lost the
+	// batch to a takeover cannot dispatch rows the new holder may also send.
+	res, err := tx.StmtContext(ctx, w.dispatchAdd).ExecContext(ctx, w.batch, string(js), now)
 	if err != nil {
 		return err
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return err
-	} else if n == 0 {
-		for _, line := range seg.dispatch {
-			errs[seg.ops[line]] = fmt.Errorf("dispatch: %w", ErrLeaseLost)
-		}
-		return nil
 	}
 	id, err := res.LastInsertId()
 	if err != nil {

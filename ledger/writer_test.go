@@ -10,10 +10,32 @@ import (
 	"time"
 )
 
-// newWriter starts a writer for seq and closes it when the test ends.
+// testOwner is the lease holder newWriter writes under.
+var testOwner = NewOwner("test")
+
+// holdLease makes testOwner the holder of batch seq's lease, as a run is
+// before it writes.
+func holdLease(t *testing.T, l *Ledger, seq int64) {
+	t.Helper()
+	bs, err := l.Batches(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bs {
+		if b.Seq == seq {
+			acquire(t, l, NewBatch{ID: b.ID}, testOwner)
+			return
+		}
+	}
+	t.Fatalf("no batch %d", seq)
+}
+
+// newWriter starts a writer for seq under testOwner's lease and closes it
+// when the test ends.
 func newWriter(t *testing.T, l *Ledger, seq int64) *Writer {
 	t.Helper()
-	w, err := l.NewWriter(context.Background(), seq)
+	holdLease(t, l, seq)
+	w, err := l.NewWriter(context.Background(), seq, testOwner)
 	if err != nil {
 		t.Fatalf("NewWriter: %v", err)
 	}
@@ -554,7 +576,7 @@ func TestWriterDispatch(t *testing.T) {
 	if s := getRow(t, l, b.Seq, 4).State; s != StateQueued {
 		t.Errorf("line 4 after Close reads as %s, want queued (never sent)", s)
 	}
-	if n, err := l.RecoverInflight(context.Background(), b.Seq); err != nil || n != 0 {
+	if n, err := l.RecoverInflight(context.Background(), b.Seq, testOwner); err != nil || n != 0 {
 		t.Errorf("RecoverInflight after a clean run = %d, %v; want 0", n, err)
 	}
 }
@@ -566,7 +588,8 @@ func TestRecoverDispatched(t *testing.T) {
 	ctx := context.Background()
 	l := openLedger(t, Options{})
 	b := seedRows(t, l, "r", 8) // lines 2..9
-	w, err := l.NewWriter(ctx, b.Seq)
+	holdLease(t, l, b.Seq)
+	w, err := l.NewWriter(ctx, b.Seq, testOwner)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -623,7 +646,7 @@ func TestRecoverDispatched(t *testing.T) {
 		}
 	}
 
-	n, err := l.RecoverInflight(ctx, b.Seq)
+	n, err := l.RecoverInflight(ctx, b.Seq, testOwner)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -648,35 +671,172 @@ func TestRecoverDispatched(t *testing.T) {
 	}
 }
 
-// A writer whose batch was taken over by another owner cannot dispatch:
-// the new holder may send the same queued rows.
-func TestDispatchAfterTakeover(t *testing.T) {
+// takeover makes owner b take batch id over from a holder whose lease
+// expired (a run paused past it: SIGSTOP, a suspended laptop), and recover
+// what it left in flight, as a run or resolve does first.
+func takeover(t *testing.T, l *Ledger, c *clock, b Batch, to Owner) {
+	t.Helper()
+	c.advance(testTTL + time.Second)
+	acquire(t, l, NewBatch{ID: b.ID}, to)
+	if _, err := l.RecoverInflight(context.Background(), b.Seq, to); err != nil {
+		t.Fatalf("RecoverInflight by the new holder: %v", err)
+	}
+}
+
+// A run paused past its lease and taken over writes nothing when it
+// resumes: not its outcomes, not a new dispatch, not the deletion of
+// dispatches on Close. The new holder settles its rows by enquiry, and
+// what the new holder dispatched stays in flight, recoverable.
+func TestStaleWriterWritesNothingAfterTakeover(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	l := openLedger(t, Options{})
-	b := seedRows(t, l, "t", 4)
-	a := NewOwner("a")
-	if _, err := l.Acquire(ctx, NewBatch{ID: "t", ContentHash: "h"}, a, testTTL); err != nil {
+	c := newClock()
+	l := openLedger(t, Options{Now: c.now})
+	b := seedRows(t, l, "t", 10) // lines 2..11
+	a, bo := NewOwner("run-a"), NewOwner("run-b")
+	acquire(t, l, NewBatch{ID: b.ID}, a)
+	wa, err := l.NewWriter(ctx, b.Seq, a)
+	if err != nil {
 		t.Fatal(err)
 	}
-	w := newWriter(t, l, b.Seq)
-	dispatch(t, w, 2)
-	// The lease moves to another owner (as a takeover of an expired lease
-	// does).
-	if _, err := rawDB(t, l.Path()).Exec(`UPDATE batches SET lease_owner = 'b' WHERE seq = ?`, b.Seq); err != nil {
+	dispatch(t, wa, 2, 3) // A sends both, then is paused before recording
+
+	takeover(t, l, c, b, bo)
+	for _, line := range []int{2, 3} {
+		if s := getRow(t, l, b.Seq, line).State; s != StateUnknown {
+			t.Fatalf("line %d after the takeover: %s, want unknown", line, s)
+		}
+	}
+	wb, err := l.NewWriter(ctx, b.Seq, bo)
+	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := w.Dispatch(ctx, []int{3, 4})
-	if !errors.Is(err, ErrLeaseLost) || len(got) != 0 {
-		t.Fatalf("Dispatch after a takeover = %v, %v; want ErrLeaseLost and nothing", got, err)
+	dispatch(t, wb, 4, 5, 6) // B is sending these
+
+	// A resumes.
+	if err := wa.Record(Update{Line: 2, To: StateSuccess, Code: 0, TxnID: "T2"}); err != nil {
+		t.Fatalf("Record is queued, its error comes later: %v", err)
 	}
-	// The writer still records outcomes: line 2 was dispatched before.
-	record(t, w, Update{Line: 2, To: StateSuccess, Code: 0})
-	closeWriter(t, w)
-	if s := getRow(t, l, b.Seq, 2).State; s != StateSuccess {
-		t.Errorf("line 2: %s, want success", s)
+	if err := wa.Flush(ctx); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("A's Flush after the takeover = %v, want ErrLeaseLost", err)
 	}
-	if n := dispatchCount(t, l, b.Seq); n != 0 {
-		t.Errorf("%d dispatches left, want 0 (line 3 and 4 never dispatched)", n)
+	if got, err := wa.Dispatch(ctx, []int{7}); !errors.Is(err, ErrLeaseLost) || len(got) != 0 {
+		t.Errorf("A's Dispatch after the takeover = %v, %v; want ErrLeaseLost and nothing", got, err)
+	}
+	if err := wa.Close(); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("A's Close = %v, want ErrLeaseLost", err)
+	}
+	want := map[int]State{2: StateUnknown, 3: StateUnknown, 4: StateInflight, 5: StateInflight, 6: StateInflight, 7: StateQueued}
+	for line, s := range want {
+		if got := getRow(t, l, b.Seq, line).State; got != s {
+			t.Errorf("line %d after A resumed: %s, want %s", line, got, s)
+		}
+	}
+	if n := dispatchCount(t, l, b.Seq); n != 1 {
+		t.Errorf("%d dispatches after A's Close, want B's 1", n)
+	}
+
+	// B dies; the next holder finds what B had in flight.
+	c2 := NewOwner("run-c")
+	c.advance(testTTL + time.Second)
+	acquire(t, l, NewBatch{ID: b.ID}, c2)
+	if n, err := l.RecoverInflight(ctx, b.Seq, c2); err != nil || n != 3 {
+		t.Errorf("RecoverInflight after B died = %d, %v; want 3 (lines 4-6)", n, err)
+	}
+	// B never learns it died: its Close writes nothing either.
+	_ = wb.Close()
+	for _, line := range []int{4, 5, 6} {
+		if s := getRow(t, l, b.Seq, line).State; s != StateUnknown {
+			t.Errorf("line %d after B's Close: %s, want unknown", line, s)
+		}
+	}
+}
+
+// A stale run's "dispatched but never sent" must not overwrite the row the
+// new holder re-sent, nor get its true outcome refused.
+func TestStaleRequeueLeavesNewHoldersRowAlone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClock()
+	l := openLedger(t, Options{Now: c.now})
+	b := seedRows(t, l, "q", 4)
+	a, bo := NewOwner("run-a"), NewOwner("resolve-b")
+	acquire(t, l, NewBatch{ID: b.ID}, a)
+	wa, err := l.NewWriter(ctx, b.Seq, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { wa.Close() })
+	dispatch(t, wa, 2) // waits in A's pipeline, unsent, when A is paused
+
+	takeover(t, l, c, b, bo)
+	wb, err := l.NewWriter(ctx, b.Seq, bo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	markInflight(t, wb, 2) // the enquiry found nothing: B re-sends
+
+	_ = wa.Record(Update{Line: 2, To: StateQueued, Code: -1})
+	if err := wa.Flush(ctx); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("A's Flush = %v, want ErrLeaseLost", err)
+	}
+	if s := getRow(t, l, b.Seq, 2).State; s != StateInflight {
+		t.Errorf("line 2 after A's stale requeue: %s, want inflight (B is sending it)", s)
+	}
+	record(t, wb, Update{Line: 2, To: StateSuccess, Code: 0, TxnID: "T"})
+	closeWriter(t, wb)
+	if r := wb.Refused(); r != nil {
+		t.Errorf("B's outcome refused: %v", r)
+	}
+	if r := getRow(t, l, b.Seq, 2); r.State != StateSuccess || r.ProviderTxnID != "T" {
+		t.Errorf("line 2 = %s txn %q, want success T", r.State, r.ProviderTxnID)
+	}
+}
+
+// A run paused before it started its writer, and taken over meanwhile,
+// cannot write under the new holder's lease once it resumes.
+func TestWriterOfAnOwnerWithoutTheLease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClock()
+	l := openLedger(t, Options{Now: c.now})
+	b := seedRows(t, l, "w", 4)
+	a, bo := NewOwner("run-a"), NewOwner("run-b")
+	acquire(t, l, NewBatch{ID: b.ID}, a)
+	takeover(t, l, c, b, bo)
+	wb, err := l.NewWriter(ctx, b.Seq, bo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { wb.Close() })
+	wa, err := l.NewWriter(ctx, b.Seq, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { wa.Close() })
+	if got, err := wa.Dispatch(ctx, []int{2, 3}); !errors.Is(err, ErrLeaseLost) || len(got) != 0 {
+		t.Errorf("A's Dispatch under B's lease = %v, %v; want ErrLeaseLost and nothing", got, err)
+	}
+	if err := wa.MarkInflight(ctx, 4); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("A's MarkInflight under B's lease = %v, want ErrLeaseLost", err)
+	}
+	if got := dispatch(t, wb, 2, 3); !reflect.DeepEqual(got, []int{2, 3}) {
+		t.Errorf("B's Dispatch = %v, want [2 3]", got)
+	}
+	// Nor may A recover B's dispatches, requeue held rows, or clear rows.
+	if n, err := l.RecoverInflight(ctx, b.Seq, a); !errors.Is(err, ErrLeaseLost) || n != 0 {
+		t.Errorf("A's RecoverInflight = %d, %v; want ErrLeaseLost", n, err)
+	}
+	if n, err := l.Move(ctx, b.Seq, a, StateQueued, StateHeld, 0, ""); !errors.Is(err, ErrLeaseLost) || n != 0 {
+		t.Errorf("A's Move = %d, %v; want ErrLeaseLost", n, err)
+	}
+	if err := l.ClearRows(ctx, b.Seq, a); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("A's ClearRows = %v, want ErrLeaseLost", err)
+	}
+	if n := dispatchCount(t, l, b.Seq); n != 1 {
+		t.Errorf("%d dispatches, want B's 1", n)
+	}
+	if s := getRow(t, l, b.Seq, 4).State; s != StateQueued {
+		t.Errorf("line 4: %s, want queued", s)
 	}
 }

@@ -154,7 +154,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	send := func(b ledger.Batch, rows []fixtureRow) {
 		t.Helper()
-		w, err := l.NewWriter(ctx, b.Seq)
+		w, err := l.NewWriter(ctx, b.Seq, owner)
 		if err != nil {
 			t.Fatal(err)
 		}

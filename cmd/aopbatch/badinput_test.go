@@ -168,3 +168,44 @@ func assertNoBatch(t *testing.T, db string) {
 		t.Errorf("ledger holds %d batch(es) after a refused file, want 0", len(bs))
 	}
 }
+
+// TestBadFlagValuesRefused: a flag value that would crash the run, or
+// quietly switch a safety limit off, exits 1 naming the flag, and sends
+// nothing.
+func TestBadFlagValuesRefused(t *testing.T) {
+	sb := sandbox(t, nil)
+	db, csvPath := batchFiles(t)
+	writeCSV(t, csvPath, goodRows(3, "F"))
+	for _, tc := range []struct{ flag, value string }{
+		{"--lease-ttl", "0"},
+		{"--lease-ttl", "-1s"},
+		{"--rate", "NaN"},
+		{"--rate", "-1"},
+		{"--burst", "0"},
+		{"--max-attempts", "0"},
+		{"--hold-after", "0"},
+		{"--resolve-timeout", "-1s"},
+		{"--token-ttl", "0"},
+		{"--progress", "bogus"},
+		{"--max-reject-rate", "-1"},
+		{"--max-reject-rate", "NaN"},
+		{"--max-reject-rate", "1.5"},
+		{"--expect-rows", "-2"},
+	} {
+		t.Run(tc.flag+"="+tc.value, func(t *testing.T) {
+			p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, tc.flag, tc.value)...)
+			if p.code != 1 || !strings.Contains(p.stderr, tc.flag) {
+				t.Errorf("exit %d, want 1 naming %s:\n%s", p.code, tc.flag, p.stderr)
+			}
+		})
+	}
+	for _, v := range []string{"0", "500ms"} {
+		p := aopbatch(t, nil, "resolve", "--ledger", db, "--base-url", sb.URL, "--lease-ttl", v)
+		if p.code != 1 || !strings.Contains(p.stderr, "--lease-ttl") {
+			t.Errorf("resolve --lease-ttl %s: exit %d, want 1 naming the flag:\n%s", v, p.code, p.stderr)
+		}
+	}
+	if n := sb.Stats().Recharges; n != 0 {
+		t.Errorf("%d requests sent, want none", n)
+	}
+}

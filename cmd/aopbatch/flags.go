@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -131,11 +132,43 @@ func (c *connFlags) check() error {
 	if c.workers < 1 || c.workers > 1024 {
 		return fmt.Errorf("--workers must be between 1 and 1024, not %d", c.workers)
 	}
-	if c.rate < 0 {
-		return fmt.Errorf("--rate must not be negative")
+	// A value that would quietly turn a safety limit off is refused: NaN
+	// compares false with everything, and the engine reads zero as "use
+	// the default".
+	if math.IsNaN(c.rate) || math.IsInf(c.rate, 0) || c.rate < 0 {
+		return fmt.Errorf("--rate must be 0 (no limit) or a positive number, not %v", c.rate)
 	}
-	if c.timeout <= 0 {
-		return fmt.Errorf("--timeout must be positive")
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"--burst", c.burst}, {"--max-attempts", c.maxAttempts}, {"--hold-after", c.holdAfter}} {
+		if f.v < 1 {
+			return fmt.Errorf("%s must be at least 1, not %d", f.name, f.v)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{{"--timeout", c.timeout}, {"--resolve-timeout", c.resolveTimeout}, {"--token-ttl", c.tokenTTL}} {
+		if f.v <= 0 {
+			return fmt.Errorf("%s must be positive, not %s", f.name, f.v)
+		}
+	}
+	return nil
+}
+
+// checkSession validates the flags run and resolve share beyond the
+// connection's.
+func checkSession(progress string, leaseTTL time.Duration) error {
+	switch progress {
+	case "auto", "always", "never":
+	default:
+		return fmt.Errorf("--progress must be auto, always or never, not %q", progress)
+	}
+	// The lease is renewed every third of it; below a second that is a
+	// busy loop on the ledger.
+	if leaseTTL < time.Second {
+		return fmt.Errorf("--lease-ttl must be at least 1s, not %s", leaseTTL)
 	}
 	return nil
 }

@@ -38,6 +38,9 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := conn.check(); err != nil {
 		return start(err)
 	}
+	if err := checkSession(progress, leaseTTL); err != nil {
+		return start(err)
+	}
 	cfg, err := conn.engineConfig(log)
 	if err != nil {
 		return start(err)
@@ -63,10 +66,11 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return start(describeStartError("", err))
 	}
 	defer func() { _ = l.Release(context.WithoutCancel(ctx), b.ID, owner) }()
+	cfg.Owner = owner
 	eng := batch.New(l, client, cfg)
 	hb := heartbeat(ctx, l, b, owner, leaseTTL, eng, log)
 	defer hb()
-	if n, err := l.RecoverInflight(ctx, b.Seq); err != nil {
+	if n, err := l.RecoverInflight(ctx, b.Seq, owner); err != nil {
 		return start(err)
 	} else if n > 0 {
 		log.Warn("rows were in flight when a previous run ended; checking them with the provider", "rows", n)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"time"
 
@@ -66,6 +67,12 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 func (f *runFlags) controls() (batch.Controls, error) {
 	c := batch.NoControls()
+	if f.expectRows < -1 { // -1: the default, no check
+		return c, fmt.Errorf("--expect-rows must be 0 or more, not %d", f.expectRows)
+	}
+	if math.IsNaN(f.maxRejectRate) || f.maxRejectRate < 0 || f.maxRejectRate > 1 {
+		return c, fmt.Errorf("--max-reject-rate must be between 0 and 1, not %v", f.maxRejectRate)
+	}
 	c.ExpectRows = f.expectRows
 	c.MaxRejectRate = f.maxRejectRate
 	for _, m := range []struct {
@@ -102,6 +109,9 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 	}
 	controls, err := f.controls()
 	if err != nil {
+		return start(err)
+	}
+	if err := checkSession(f.progress, f.leaseTTL); err != nil {
 		return start(err)
 	}
 	if !f.dryRun {
@@ -162,6 +172,7 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 		return nil
 	}
 
+	cfg.Owner = owner
 	eng := batch.New(l, client, cfg)
 	hb := heartbeat(ctx, l, b, owner, f.leaseTTL, eng, log)
 	defer hb()
@@ -231,9 +242,32 @@ func outcome(c ledger.Counts) int {
 }
 
 // heartbeat renews the batch lease until the returned func is called; if the
-// lease is lost the engine stops, since another process may be sending.
+// lease is lost the engine stops, since another process may be sending. The
+// engine learns until when each renewal holds: a process paused past it
+// sends nothing more once it resumes.
 func heartbeat(ctx context.Context, l *ledger.Ledger, b ledger.Batch, o ledger.Owner, ttl time.Duration, eng *batch.Engine, log *slog.Logger) func() {
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	renew := func() bool {
+		at := time.Now() // before the write: the lease it sets ends no sooner
+		err := l.Renew(hctx, b.ID, o, ttl)
+		switch {
+		case err == nil:
+			eng.SetLease(at.Add(ttl))
+		case errors.Is(err, ledger.ErrLeaseLost):
+			eng.Stop(&batch.StopError{Reason: "lease", Detail: err.Error(), Hint: "another aopbatch took over this batch"})
+			return false
+		default:
+			log.Warn("renew batch lease", "err", err)
+		}
+		return true
+	}
+	// Acquire (or the ingest) set the lease a while ago: start from a
+	// fresh one, and until it is set allow no send at all.
+	eng.SetLease(time.Now())
+	if !renew() {
+		cancel()
+		return func() {}
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -244,12 +278,8 @@ func heartbeat(ctx context.Context, l *ledger.Ledger, b ledger.Batch, o ledger.O
 			case <-hctx.Done():
 				return
 			case <-t.C:
-				if err := l.Renew(hctx, b.ID, o, ttl); err != nil {
-					if errors.Is(err, ledger.ErrLeaseLost) {
-						eng.Stop(&batch.StopError{Reason: "lease", Detail: err.Error(), Hint: "another aopbatch took over this batch"})
-						return
-					}
-					log.Warn("renew batch lease", "err", err)
+				if !renew() {
+					return
 				}
 			}
 		}

@@ -85,6 +85,20 @@ func TestChaosKillAndResume(t *testing.T) {
 		t.Fatal("batch never finished after the faults stopped")
 	}
 
+	ledgerAgreesWithSandbox(t, sb, db, rows)
+	st := sb.Stats().Faults
+	if st.Lost == 0 || st.Stall == 0 || st.Fault5xx == 0 || st.Throttle == 0 || st.UnknownCode == 0 {
+		t.Errorf("not every fault fired: %+v", st)
+	}
+	t.Logf("%d kills; faults %+v", kills, st)
+}
+
+// ledgerAgreesWithSandbox checks a settled batch against the provider:
+// every row final, no referenceid charged or processed twice, success in
+// the ledger exactly where the sandbox holds the money, and the totals
+// equal to the paisa.
+func ledgerAgreesWithSandbox(t *testing.T, sb *aoptest.TestServer, db string, rows []sampleRow) {
+	t.Helper()
 	_, byRef, all := ledgerRows(t, db)
 	if len(all) != len(rows) {
 		t.Fatalf("ledger has %d rows, want %d (a row was lost)", len(all), len(rows))
@@ -118,11 +132,6 @@ func TestChaosKillAndResume(t *testing.T) {
 	if _, sandboxCharged := sb.Totals(); sandboxCharged != ledgerSuccess {
 		t.Errorf("ledger success total %d paise, sandbox charged %d paise", ledgerSuccess, sandboxCharged)
 	}
-	st := sb.Stats().Faults
-	if st.Lost == 0 || st.Stall == 0 || st.Fault5xx == 0 || st.Throttle == 0 || st.UnknownCode == 0 {
-		t.Errorf("not every fault fired: %+v", st)
-	}
-	t.Logf("%d kills; faults %+v", kills, st)
 }
 
 // sendAhead charges ref at the sandbox (for canumber CA000001) behind
@@ -482,4 +491,57 @@ func TestThrottledRequestsAreRetriedNotFailed(t *testing.T) {
 		t.Fatal("the sandbox answered no 429: the test did not test")
 	}
 	wantOnce(t, rows, "charged", sb.Charged)
+}
+
+// TestPausedRunTakenOverStaysOut: a run paused (SIGSTOP) past its lease
+// while requests were in flight, and taken over by a rerun, writes nothing
+// and sends nothing once it resumes; it exits 3 saying why. The rerun
+// settles every row, and the ledger agrees with the provider: nothing
+// charged twice, no charged row recorded as never sent.
+func TestPausedRunTakenOverStaysOut(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.Latency = 400 * time.Millisecond })
+	db, csvPath := batchFiles(t)
+	rows := goodRows(12, "P")
+	writeCSV(t, csvPath, rows)
+	args := func(workers string) []string {
+		return runArgs(csvPath, db, sb.URL, "--workers", workers, "--lease-ttl", "1s", "--timeout", "20s", "--resolve-timeout", "20s")
+	}
+	a := aopbatchCmd(context.Background(), nil, args("2")...)
+	var aerr bytes.Buffer
+	a.Stderr = &aerr
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = a.Process.Kill() }()
+	for sb.Stats().Recharges < 2 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = a.Process.Signal(syscall.SIGSTOP)
+	time.Sleep(1500 * time.Millisecond) // past A's lease
+
+	b := aopbatchCmd(context.Background(), nil, args("8")...)
+	var berr bytes.Buffer
+	b.Stderr = &berr
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Process.Kill() }()
+	// Resume A while B is settling the rows A left in flight.
+	for before := sb.Stats().Enquiries; sb.Stats().Enquiries == before; {
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = a.Process.Signal(syscall.SIGCONT)
+	aErr := a.Wait()
+	if code := a.ProcessState.ExitCode(); code != 3 || !strings.Contains(aerr.String(), "lease") {
+		t.Errorf("paused run: exit %d (%v), want 3 naming the lease\n%s", code, aErr, aerr.String())
+	}
+	bErr := b.Wait()
+	if code := b.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("rerun: exit %d (%v), want 0\n%s", code, bErr, berr.String())
+	}
+	// A had two requests out when it was paused, and dispatched the rest.
+	// B found those two charged and sent each of the others once: had A
+	// sent anything after resuming, some referenceid would show twice.
+	wantOnce(t, rows, "sent", sb.Requests)
+	ledgerAgreesWithSandbox(t, sb, db, rows)
 }
