@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,6 +205,89 @@ func TestBadFlagValuesRefused(t *testing.T) {
 		if p.code != 1 || !strings.Contains(p.stderr, "--lease-ttl") {
 			t.Errorf("resolve --lease-ttl %s: exit %d, want 1 naming the flag:\n%s", v, p.code, p.stderr)
 		}
+	}
+	if n := sb.Stats().Recharges; n != 0 {
+		t.Errorf("%d requests sent, want none", n)
+	}
+}
+
+// TestDemoKeepsToItsOwnDirectory: the demo replaces only what an earlier
+// demo left; a directory it did not make is refused, not emptied.
+func TestDemoKeepsToItsOwnDirectory(t *testing.T) {
+	foreign := t.TempDir()
+	precious := filepath.Join(foreign, "aopbatch.db")
+	if err := os.WriteFile(precious, []byte("a real ledger"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := aopbatch(t, nil, "demo", "--dir", foreign, "--rows", "10")
+	if p.code != 1 || !strings.Contains(p.stderr, "not empty") {
+		t.Errorf("demo in a foreign directory: exit %d, want 1 saying why\n%s", p.code, p.stderr)
+	}
+	if b, err := os.ReadFile(precious); err != nil || string(b) != "a real ledger" {
+		t.Errorf("the foreign ledger was touched: %q, %v", b, err)
+	}
+
+	dir := filepath.Join(t.TempDir(), "demo")
+	for i := range 2 { // the second replaces the first's files
+		p := aopbatch(t, nil, "demo", "--dir", dir, "--rows", "10")
+		if p.code != 0 || !strings.Contains(p.stdout, "report.html") {
+			t.Fatalf("demo %d: exit %d\n%s\n%s", i+1, p.code, p.stdout, p.stderr)
+		}
+	}
+}
+
+// TestRunReportsNotWrittenIsNotSuccess: a run whose --report or
+// --metrics-file cannot be written does not exit 0, so cron notices;
+// the rerun sends nothing and writes them.
+func TestRunReportsNotWrittenIsNotSuccess(t *testing.T) {
+	sb := sandbox(t, nil)
+	db, csvPath := batchFiles(t)
+	rows := goodRows(5, "W")
+	writeCSV(t, csvPath, rows)
+	blocker := filepath.Join(t.TempDir(), "afile")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, flag := range []string{"--report", "--metrics-file"} {
+		p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, flag, filepath.Join(blocker, "out"))...)
+		if p.code != 3 || !strings.Contains(p.stderr, "reports") {
+			t.Errorf("%s under a file: exit %d, want 3 saying the reports were not written\n%s", flag, p.code, p.stderr)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--report", out)...)
+	if p.code != 0 {
+		t.Fatalf("rerun: exit %d\n%s", p.code, p.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(out, "report.json")); err != nil {
+		t.Errorf("rerun wrote no report: %v", err)
+	}
+	wantOnce(t, rows, "sent", sb.Requests)
+}
+
+// TestMistypedLedgerOrBatch: only run creates a ledger, so a mistyped
+// --ledger is named, not silently created empty; and run refuses
+// "latest", which elsewhere names the newest batch.
+func TestMistypedLedgerOrBatch(t *testing.T) {
+	sb := sandbox(t, nil)
+	db, csvPath := batchFiles(t)
+	writeCSV(t, csvPath, goodRows(2, "M"))
+	for _, args := range [][]string{
+		{"status", "--ledger", db},
+		{"resolve", "--ledger", db, "--base-url", sb.URL},
+		{"report", "--ledger", db, "--batch", "latest"},
+	} {
+		p := aopbatch(t, nil, args...)
+		if p.code != 1 || !strings.Contains(p.stderr, "no ledger at") {
+			t.Errorf("%s: exit %d, want 1 naming the missing ledger\n%s", args[0], p.code, p.stderr)
+		}
+		if _, err := os.Stat(db); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s created %s", args[0], db)
+		}
+	}
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--batch", "latest")...)
+	if p.code != 1 || !strings.Contains(p.stderr, "reserved") {
+		t.Errorf("run --batch latest: exit %d, want 1\n%s", p.code, p.stderr)
 	}
 	if n := sb.Stats().Recharges; n != 0 {
 		t.Errorf("%d requests sent, want none", n)

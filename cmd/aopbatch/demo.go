@@ -19,7 +19,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var dir string
 	var rows int
 	fs := newFlagSet("demo", "demo [--dir DIR] [--rows N]", "aopbatch demo --dir /tmp/aopbatch-demo", stderr)
-	fs.StringVar(&dir, "dir", "aopbatch-demo", "directory for the sample file, the ledger and the reports (emptied first)")
+	fs.StringVar(&dir, "dir", "aopbatch-demo", "directory for the sample file, the ledger and the reports: new, empty, or an earlier demo's (whose files are replaced)")
 	fs.IntVar(&rows, "rows", 300, "data rows in the sample file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -27,11 +27,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if rows < 10 {
 		return start(errors.New("--rows must be at least 10"))
 	}
-	for _, name := range []string{"recharges.csv", "aopbatch.db", "aopbatch.db-wal", "aopbatch.db-shm", "statement.csv"} {
-		_ = os.Remove(filepath.Join(dir, name))
-	}
-	_ = os.RemoveAll(filepath.Join(dir, "reports"))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := demoDir(dir); err != nil {
 		return start(err)
 	}
 
@@ -85,6 +81,37 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "Reports are in %s (open report.html in a browser).\n", reportDir)
 	fmt.Fprintf(stdout, "Look around: aopbatch status --ledger %s --batch latest\n", ledgerPath)
 	return nil
+}
+
+// demoMarker marks a directory the demo made, whose files it may replace.
+const demoMarker = ".aopbatch-demo"
+
+// demoDir readies dir for the demo. It deletes only what an earlier demo
+// left there: a directory it did not make (say, one holding a real ledger
+// called aopbatch.db) is refused, not emptied.
+func demoDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return err
+	case len(entries) > 0:
+		if _, err := os.Stat(filepath.Join(dir, demoMarker)); err != nil {
+			return fmt.Errorf("--dir %s is not empty and not an earlier demo's: pick a new or empty directory", dir)
+		}
+		for _, name := range []string{"recharges.csv", "aopbatch.db", "aopbatch.db-wal", "aopbatch.db-shm", "statement.csv"} {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+		if err := os.RemoveAll(filepath.Join(dir, "reports")); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, demoMarker), []byte("made by aopbatch demo: its files here are replaced by the next demo\n"), 0o600)
 }
 
 // demoDownOperator is down in the demo's sandbox until the rerun.

@@ -152,16 +152,21 @@ func printWritten(w io.Writer, dir string, paths []string) {
 	fmt.Fprintf(w, "reports in %s: %s\n", dir, strings.Join(names, ", "))
 }
 
-// openExisting opens a ledger that must already exist (reading commands
-// must not leave an empty ledger behind a typo) and picks the batch.
-func openExisting(ctx context.Context, path, batchID string) (*ledger.Ledger, ledger.Batch, error) {
+// openLedgerFile opens a ledger that must already exist: only run creates
+// one, and no other command may leave an empty ledger behind a typo.
+func openLedgerFile(ctx context.Context, path string) (*ledger.Ledger, error) {
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, ledger.Batch{}, fmt.Errorf("no ledger at %s: pass --ledger FILE or set AOPBATCH_LEDGER", path)
+			return nil, fmt.Errorf("no ledger at %s: pass --ledger FILE or set AOPBATCH_LEDGER", path)
 		}
-		return nil, ledger.Batch{}, fmt.Errorf("open ledger: %w", err)
+		return nil, fmt.Errorf("open ledger: %w", err)
 	}
-	l, err := ledger.Open(ctx, path, ledger.Options{})
+	return ledger.Open(ctx, path, ledger.Options{})
+}
+
+// openExisting opens a ledger that must already exist and picks the batch.
+func openExisting(ctx context.Context, path, batchID string) (*ledger.Ledger, ledger.Batch, error) {
+	l, err := openLedgerFile(ctx, path)
 	if err != nil {
 		return nil, ledger.Batch{}, err
 	}

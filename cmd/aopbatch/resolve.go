@@ -49,7 +49,7 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return start(err)
 	}
-	l, err := ledger.Open(ctx, *ledgerPath, ledger.Options{})
+	l, err := openLedgerFile(ctx, *ledgerPath)
 	if err != nil {
 		return start(err)
 	}

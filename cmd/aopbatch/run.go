@@ -103,6 +103,11 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 	if f.csv == "" {
 		return start(errors.New("run: --csv FILE is required (see aopbatch run -h)"))
 	}
+	if f.batchID == "latest" {
+		// Elsewhere "latest" names the newest batch; as a new batch's id it
+		// would be shadowed by that meaning for good.
+		return start(errors.New(`run: --batch latest is reserved (it names the newest batch in status, report and resolve): omit --batch to resume this file's batch, or pick another id`))
+	}
 	log, err := f.logs.logger(stderr)
 	if err != nil {
 		return start(err)
@@ -198,8 +203,9 @@ func finish(ctx context.Context, l *ledger.Ledger, b ledger.Batch, runErr error,
 	if err := writeCounts(stdout, b, counts); err != nil {
 		return &exitError{code: exitIncomplete, err: err}
 	}
-	if err := rep.write(bg, l, b, stdout); err != nil {
-		fmt.Fprintln(stderr, "aopbatch: reports:", err)
+	repErr := rep.write(bg, l, b, stdout)
+	if repErr != nil {
+		fmt.Fprintln(stderr, "aopbatch: reports:", repErr)
 	}
 	code := outcome(counts)
 	if logFormat == "json" {
@@ -213,6 +219,10 @@ func finish(ctx context.Context, l *ledger.Ledger, b ledger.Batch, runErr error,
 		return &exitError{code: exitIncomplete, err: runErr}
 	case ctx.Err() != nil:
 		return &exitError{code: exitIncomplete, err: errors.New("interrupted: run the same command again to resume")}
+	case repErr != nil:
+		// Rows are settled but what cron was told to leave behind is not:
+		// never exit 0 (or 2) without it. A rerun sends nothing more.
+		return &exitError{code: exitIncomplete, err: errors.New("the run finished but its reports were not written (see above): run the same command again, which sends nothing more, or use aopbatch report")}
 	}
 	switch code {
 	case exitIncomplete:

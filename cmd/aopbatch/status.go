@@ -25,7 +25,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if format != "text" && format != "json" {
 		return start(fmt.Errorf("--format must be text or json, not %q", format))
 	}
-	l, err := ledger.Open(ctx, *ledgerPath, ledger.Options{})
+	l, err := openLedgerFile(ctx, *ledgerPath)
 	if err != nil {
 		return start(err)
 	}
