@@ -35,6 +35,16 @@ type RowError struct {
 
 // Error renders the problem on one line, e.g.
 // `line 7, column "amount", value "10.005": more than 2 decimals`.
+// WithLine prefixes a row's problem with its line, unless it names it
+// already (a RowError's text does; the ledger's own reasons, such as a
+// repeated referenceid, do not).
+func WithLine(line int, msg string) string {
+	if strings.HasPrefix(msg, "line ") {
+		return msg
+	}
+	return "line " + strconv.Itoa(line) + ": " + msg
+}
+
 func (e *RowError) Error() string {
 	var b strings.Builder
 	b.WriteString("line ")

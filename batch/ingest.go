@@ -51,7 +51,14 @@ type IngestResult struct {
 	Paise     int64 // total of queued rows
 	Rejected  int64
 	Conflicts int64
+	// FirstProblems says why the first few rejected or conflicting rows
+	// were not taken: a refused file is not recorded, so this is all a
+	// person gets to see of them.
+	FirstProblems []string
 }
+
+// firstProblems is how many reasons IngestResult keeps.
+const firstProblems = 3
 
 // ControlError means the file failed a control total; nothing was recorded
 // or sent.
@@ -287,6 +294,9 @@ func (r *IngestResult) add(ctx context.Context, in *ledger.Ingest, rows []ledger
 		case ledger.StateConflict:
 			r.Conflicts++
 		}
+		if a.State != ledger.StateQueued && len(r.FirstProblems) < firstProblems {
+			r.FirstProblems = append(r.FirstProblems, WithLine(rows[i].Line, a.Message))
+		}
 	}
 	return nil
 }
@@ -307,8 +317,8 @@ func (r IngestResult) check(c Controls) error {
 		why = append(why, fmt.Sprintf("the rows to send total %s, above --max-total %s", FormatRupees(r.Paise), FormatRupees(c.MaxTotalPaise)))
 	}
 	if c.MaxRejectRate >= 0 && float64(r.Rejected) > c.MaxRejectRate*float64(r.Rows) {
-		why = append(why, fmt.Sprintf("%d of %d rows are invalid, more than --max-reject-rate %g allows: is this the right file?",
-			r.Rejected, r.Rows, c.MaxRejectRate))
+		why = append(why, fmt.Sprintf("%d of %d rows are invalid, more than --max-reject-rate %g allows: is this the right file? (%s)",
+			r.Rejected, r.Rows, c.MaxRejectRate, strings.Join(r.FirstProblems, "; ")))
 	}
 	if len(why) > 0 {
 		return &ControlError{Reason: strings.Join(why, "; ")}

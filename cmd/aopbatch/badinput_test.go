@@ -101,7 +101,7 @@ func TestBadInputFiles(t *testing.T) {
 				}
 			}},
 		{name: "default reject rate refuses", file: "mostly-bad.csv", code: 1,
-			errText: "3 of 4 rows are invalid, more than --max-reject-rate 0.2 allows"},
+			errText: "3 of 4 rows are invalid, more than --max-reject-rate 0.2 allows: is this the right file? (line 3"},
 		{name: "mostly bad allowed", file: "mostly-bad.csv", args: []string{rejectAll, "1"}, code: 2, sent: 1,
 			rejected: map[int]string{3: "exponent", 4: "greater than zero", 5: "not a number"}},
 	}

@@ -60,11 +60,7 @@ func printProblems(ctx context.Context, l *ledger.Ledger, b ledger.Batch, w io.W
 				if n == max {
 					break
 				}
-				msg := r.Message
-				if s == ledger.StateConflict {
-					msg = fmt.Sprintf("line %d: %s", r.Line, r.Message)
-				}
-				fmt.Fprintf(w, "  %s: %s\n", s, msg)
+				fmt.Fprintf(w, "  %s: %s\n", s, batch.WithLine(r.Line, r.Message))
 				n++
 			}
 			after = page[len(page)-1].Line
