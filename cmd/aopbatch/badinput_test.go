@@ -206,6 +206,12 @@ func TestBadFlagValuesRefused(t *testing.T) {
 			t.Errorf("resolve --lease-ttl %s: exit %d, want 1 naming the flag:\n%s", v, p.code, p.stderr)
 		}
 	}
+	// A value the flag package cannot parse: one line, not the usage.
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--rate", "abc")...)
+	if p.code != 1 || !strings.Contains(p.stderr, `invalid value "abc" for flag -rate`) ||
+		strings.Count(strings.TrimSpace(p.stderr), "\n") != 0 {
+		t.Errorf("--rate abc: exit %d, want 1 and one line naming the flag:\n%s", p.code, p.stderr)
+	}
 	if n := sb.Stats().Recharges; n != 0 {
 		t.Errorf("%d requests sent, want none", n)
 	}

@@ -31,11 +31,20 @@ func newFlagSet(name, synopsis, example string, out io.Writer) *flag.FlagSet {
 
 // parseFlags parses args, turning a usage mistake into exit 1 and -h into 0.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	// The flag package prints the whole usage after a mistake, burying the
+	// one line that matters: print that line, and the usage only for -h.
+	usage, out := fs.Usage, fs.Output()
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.Usage = usage
+	fs.SetOutput(out)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			usage()
 			return err
 		}
-		return &exitError{code: exitStart, err: nil} // flag already printed the problem
+		return &exitError{code: exitStart, err: fmt.Errorf("%s: %w (see aopbatch %s -h)", fs.Name(), err, fs.Name())}
 	}
 	if fs.NArg() > 0 {
 		return &exitError{code: exitStart, err: fmt.Errorf("%s: unexpected argument %q (flags go before it?)", fs.Name(), fs.Arg(0))}
