@@ -144,12 +144,12 @@ type Engine struct {
 
 // Progress is live counters of a run, safe to read while it runs.
 type Progress struct {
-	Todo     atomic.Int64 // rows this run set out to send
+	Todo     atomic.Int64 // queued rows this run set out to send
 	Sent     atomic.Int64 // requests made (recharge)
-	Done     atomic.Int64 // rows with an outcome this run
-	Success  atomic.Int64
+	Done     atomic.Int64 // of Todo, rows with an outcome: at most Todo
+	Success  atomic.Int64 // outcomes this run, sent or resolved
 	Failed   atomic.Int64
-	Unsure   atomic.Int64 // pending, duplicate, unknown
+	Unsure   atomic.Int64 // rows pending, duplicate or unknown now; from Resolve on, the whole batch's
 	Enquired atomic.Int64 // status enquiries made
 }
 
@@ -476,10 +476,16 @@ func (e *Engine) settle(w *ledger.Writer, row ledger.Row, at time.Time, lat time
 	e.breakerObserve(transient, res.Message)
 	e.record(w, ledger.Update{Line: row.Line, To: to, Code: res.Code, Message: res.Message, TxnID: res.TxnID,
 		Attempt: attempt("recharge", at, lat, res)})
-	e.count(to)
+	e.count(row, to)
 }
 
-func (e *Engine) count(to ledger.State) {
+// count tallies a recharge's outcome: a queued row's (sending), or that of
+// an unknown row the provider had no record of, sent again (resolving).
+func (e *Engine) count(row ledger.Row, to ledger.State) {
+	if row.State != ledger.StateQueued {
+		e.resolved(row, to)
+		return
+	}
 	e.progress.Done.Add(1)
 	switch to {
 	case ledger.StateSuccess:

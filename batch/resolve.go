@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,6 +22,17 @@ func (e *Engine) Resolve(ctx context.Context, b ledger.Batch) error {
 	if e.started.IsZero() {
 		e.started = e.cfg.Now()
 	}
+	// From here Unsure counts the batch's unsettled rows, earlier runs'
+	// included, and each one settled takes one off.
+	var unsure int64
+	for _, s := range unsettledStates {
+		n, err := e.l.CountState(ctx, b.Seq, s)
+		if err != nil {
+			return err
+		}
+		unsure += n
+	}
+	e.progress.Unsure.Store(unsure)
 	w, err := e.l.NewWriter(context.WithoutCancel(ctx), b.Seq, e.cfg.Owner)
 	if err != nil {
 		return err
@@ -226,7 +238,14 @@ func (e *Engine) apply(ctx context.Context, w *ledger.Writer, row ledger.Row, st
 	}
 }
 
+// resolved tallies an unsettled row's new state.
 func (e *Engine) resolved(row ledger.Row, to ledger.State) {
+	if !to.Final() {
+		return
+	}
+	if slices.Contains(unsettledStates, row.State) {
+		e.progress.Unsure.Add(-1)
+	}
 	switch to {
 	case ledger.StateSuccess:
 		e.progress.Success.Add(1)
