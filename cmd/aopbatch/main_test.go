@@ -446,3 +446,62 @@ func TestRejectsFileFeedsStraightBack(t *testing.T) {
 		}
 	}
 }
+
+// TestGeneratedRefsEditedCopyIsRefused: generated referenceids come from
+// the batch id, which comes from the file's bytes. A corrected or re-saved
+// copy of a file already run would get new ones and pay its unchanged rows
+// again: it is refused, nothing sent. Only the rows still to pay go, in
+// their own file; --batch NEW-ID says they are all new payments.
+func TestGeneratedRefsEditedCopyIsRefused(t *testing.T) {
+	sb := sandbox(t, nil)
+	dir := t.TempDir()
+	db, path := filepath.Join(dir, "l.db"), filepath.Join(dir, "pay.csv")
+	write := func(path, body string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := func(csvPath string, extra ...string) []string {
+		return append([]string{"run", "--csv", csvPath, "--ledger", db, "--base-url", sb.URL, "--registration-id", "AOP-554",
+			"--generate-refs", "--max-reject-rate", "1", "--progress", "never"}, extra...)
+	}
+	// A dry run charges nothing: editing the file after one is no repeat.
+	write(path, "operator,canumber,amount\n311,GA1,10\n311,GA2,abd\n311,GA3,30\n")
+	if p := aopbatch(t, nil, args(path, "--dry-run")...); p.code != 2 {
+		t.Fatalf("dry run: exit %d, want 2 (a row rejected)\n%s", p.code, p.stderr)
+	}
+	write(path, "operator,canumber,amount\n311,GA1,10\n311,GA2,abc\n311,GA3,30\n")
+	if p := aopbatch(t, nil, args(path)...); p.code != 2 {
+		t.Fatalf("first run: exit %d, want 2 (a row rejected)\n%s", p.code, p.stderr)
+	}
+	if n := sb.Stats().Recharges; n != 2 {
+		t.Fatalf("first run sent %d, want 2", n)
+	}
+	for _, body := range []string{
+		"operator,canumber,amount\n311,GA1,10\n311,GA2,20\n311,GA3,30\n",          // the bad row fixed
+		"operator,canumber,amount\r\n311,GA1,10\r\n311,GA2,abc\r\n311,GA3,30\r\n", // re-saved with CRLF
+	} {
+		write(path, body)
+		p := aopbatch(t, nil, args(path)...)
+		if p.code != 1 || !strings.Contains(p.stderr, "would be paid again") || !strings.Contains(p.stderr, "first on line 2") {
+			t.Errorf("edited copy: exit %d, want 1 explaining the refusal\n%s", p.code, p.stderr)
+		}
+	}
+	if n := sb.Stats().Recharges; n != 2 {
+		t.Fatalf("%d recharges after the refused copies, want still 2", n)
+	}
+	// The row still to pay, on its own: sent once.
+	fix := filepath.Join(dir, "fix.csv")
+	write(fix, "operator,canumber,amount\n311,GA2,20\n")
+	if p := aopbatch(t, nil, args(fix)...); p.code != 0 {
+		t.Fatalf("fix file: exit %d\n%s", p.code, p.stderr)
+	}
+	// An explicit new batch id says these are new payments.
+	if p := aopbatch(t, nil, args(path, "--batch", "second-round")...); p.code != 2 {
+		t.Fatalf("--batch second-round: exit %d, want 2\n%s", p.code, p.stderr)
+	}
+	if n := sb.Stats().Recharges; n != 5 {
+		t.Errorf("%d recharges in all, want 5 (2 + the fix + 2 asked for again)", n)
+	}
+}
