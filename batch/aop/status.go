@@ -224,7 +224,9 @@ func decodeStatus(referenceID string, notFound []int, httpStatus int, header htt
 		}
 		return r
 	}
-	if env.code >= 0 && slices.Contains(notFound, env.code) {
+	// "Not found" lets an unknown row be sent again, so it is believed only
+	// from a server that is not failing: a 5xx says nothing reliable.
+	if env.code >= 0 && slices.Contains(notFound, env.code) && httpStatus < 500 {
 		r.Verdict = VerdictNotFound
 		return r
 	}

@@ -146,6 +146,13 @@ func TestStatus(t *testing.T) {
 			wantCode: 2,
 		},
 		{
+			name:     "not found from a failing server",
+			status:   503,
+			body:     `{"status":false,"response_code":2,"message":"Transaction not found"}`,
+			want:     VerdictUnknown,
+			wantCode: 2,
+		},
+		{
 			name:     "configured not-found code",
 			status:   200,
 			body:     `{"status":false,"response_code":404}`,
