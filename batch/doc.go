@@ -42,9 +42,7 @@
 // characters of the batch id followed by the record's 8-digit physical line
 // number ("3f9a1c07b2e400000042"); a non-empty referenceid cell is still used
 // as it is. Generated ids are stable only as long as the file is not edited,
-// which the batch id (derived from the content) guarantees; Ingest refuses
-// an edited copy of a file that was run (see ledger.Ingest.RepeatedPayments),
-// whose new ids would pay its unchanged rows again.
+// which the batch id (derived from the content) guarantees.
 //
 // # Errors
 //

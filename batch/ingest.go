@@ -155,9 +155,6 @@ func Ingest(ctx context.Context, l *ledger.Ledger, path string, o IngestOptions)
 	if err == nil {
 		err = res.check(o.Controls)
 	}
-	if err == nil && o.Reader.GenerateRefs && o.BatchID == "" {
-		err = refuseRepeats(ctx, in, b.Source)
-	}
 	if err != nil {
 		if aerr := in.Abort(context.WithoutCancel(ctx)); aerr != nil {
 			return IngestResult{}, errors.Join(err, aerr)
@@ -169,23 +166,6 @@ func Ingest(ctx context.Context, l *ledger.Ledger, path string, o IngestOptions)
 	}
 	res.Batch, err = l.Batch(ctx, id)
 	return res, err
-}
-
-// refuseRepeats refuses a file read with generated referenceids that looks
-// like an edited or re-saved copy of one run before: its batch id, and so
-// every generated referenceid, is new, and its unchanged rows would be
-// paid a second time. An explicit --batch (o.BatchID) says the rows are
-// new payments, and skips this.
-func refuseRepeats(ctx context.Context, in *ledger.Ingest, source string) error {
-	r, found, err := in.RepeatedPayments(ctx, source)
-	if err != nil || !found {
-		return err
-	}
-	return &FileError{Reason: fmt.Sprintf("%d row(s), first on line %d, have the payment (operator, canumber, amount) "+
-		"of the same line of batch %s, read from a file of this name on %s with generated referenceids, where it may have been charged: "+
-		"if this is a corrected or re-saved copy of that file, its referenceids are new and those rows would be paid again. "+
-		"Send only the rows still to pay (rejects.csv holds the rejected ones), or pass --batch NEW-ID if these are all new payments",
-		r.Rows, r.FirstLine, r.Batch, r.Created.Format("2006-01-02 15:04"))}
 }
 
 // fileKind names what a non-regular file is, for FileError.

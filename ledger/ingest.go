@@ -293,51 +293,6 @@ func (in *Ingest) counted(ctx context.Context, n int) error {
 	return nil
 }
 
-// Repeat is an earlier batch whose payments a file being ingested repeats.
-type Repeat struct {
-	Batch     string
-	Created   time.Time
-	Rows      int64 // rows here with the same payment on the same line as there
-	FirstLine int
-}
-
-// RepeatedPayments looks for an earlier batch read from a file named
-// source, with generated referenceids, that holds a row that may have been
-// charged (success, or not yet settled) with the same operator, canumber
-// and amount on the same line as a sendable row of this ingest: the mark
-// of an edited or re-saved copy of that file.
-// Generated referenceids come from the batch id, which comes from the
-// file's bytes, so such a copy's unchanged rows have new referenceids and
-// would be paid again. It reports the batch with the most such rows.
-func (in *Ingest) RepeatedPayments(ctx context.Context, source string) (Repeat, bool, error) {
-	if in.tx == nil {
-		return Repeat{}, false, errors.New("ingest: already finished")
-	}
-	// A generated referenceid is the batch id's first 12 characters and the
-	// 8-digit line (batch.ReaderOptions.GenerateRefs).
-	var r Repeat
-	var created int64
-	err := in.tx.QueryRowContext(ctx, `SELECT ob.id, ob.created_ms, count(*), min(n.line)
-		FROM batches ob
-		JOIN rows o ON o.batch = ob.seq
-		JOIN rows n ON n.batch = ?1 AND n.line = o.line
-		WHERE ob.source = ?2 AND ob.seq <> ?1 AND ob.status = 'ready' AND n.request IS NOT NULL
-			AND (o.state IN ('success', 'pending', 'duplicate', 'unknown', 'inflight')
-				OR o.state = 'queued' AND o.line IN (SELECT j.value FROM dispatches d, json_each(d.lines) j WHERE d.batch = ob.seq))
-			AND o.referenceid = substr(ob.id, 1, 12) || printf('%08d', o.line)
-			AND n.operator = o.operator AND n.canumber = o.canumber AND n.amount_paise = o.amount_paise
-		GROUP BY ob.seq ORDER BY count(*) DESC LIMIT 1`, in.batch.Seq, source).
-		Scan(&r.Batch, &created, &r.Rows, &r.FirstLine)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Repeat{}, false, nil
-	}
-	if err != nil {
-		return Repeat{}, false, fmt.Errorf("ingest: look for repeated payments: %w", err)
-	}
-	r.Created = time.UnixMilli(created)
-	return r, true, nil
-}
-
 // Rows is how many rows were added so far.
 func (in *Ingest) Rows() int64 { return in.rows }
 
