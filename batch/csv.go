@@ -2,7 +2,9 @@ package batch
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -161,17 +163,10 @@ func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 	}
 	rd := &Reader{opts: opts}
 	if opts.GenerateRefs {
-		p := opts.BatchID
-		if len(p) > 12 {
-			p = p[:12]
-		}
-		if p == "" {
+		if opts.BatchID == "" {
 			return nil, errors.New("generate referenceids: batch id is empty")
 		}
-		if reason := checkRefChars(p); reason != "" {
-			return nil, fmt.Errorf("generate referenceids: batch id %q: %s", p, reason)
-		}
-		rd.refPrefix = p
+		rd.refPrefix = refPrefix(opts.BatchID)
 	}
 
 	rd.src = &guard{r: r, max: opts.MaxLineBytes, line: 1, recLine: 1}
@@ -524,6 +519,15 @@ func (r *Reader) referenceID(line int, cell string) (string, *RowError) {
 		return "", bad(colReferenceID, cell, reason)
 	}
 	return s, nil
+}
+
+// refPrefix is the part of a generated referenceid that names the batch:
+// 12 hex digits of the id's SHA-256. Hashed, since ids people choose share
+// long prefixes ("nightly-2026-06-01", "nightly-2026-06-02"), and the
+// referenceids of two batches must never meet.
+func refPrefix(batchID string) string {
+	sum := sha256.Sum256([]byte(batchID))
+	return hex.EncodeToString(sum[:6])
 }
 
 // generateRef derives a stable referenceid: the batch prefix and the

@@ -528,7 +528,7 @@ func TestReaderGenerateRefs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := refs(res.rows), []string{"b3f9a1c07b2e00000002", "b3f9a1c07b2e00000004"}; !reflect.DeepEqual(got, want) {
+		if got, want := refs(res.rows), []string{"1165403ec83b00000002", "1165403ec83b00000004"}; !reflect.DeepEqual(got, want) {
 			t.Errorf("refs = %q, want %q", got, want)
 		}
 	})
@@ -537,32 +537,34 @@ func TestReaderGenerateRefs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := refs(res.rows), []string{"MINE", "b3f9a1c07b2e00000003"}; !reflect.DeepEqual(got, want) {
+		if got, want := refs(res.rows), []string{"MINE", "1165403ec83b00000003"}; !reflect.DeepEqual(got, want) {
 			t.Errorf("refs = %q, want %q", got, want)
 		}
 	})
-	t.Run("short batch id", func(t *testing.T) {
-		o := opts
-		o.BatchID = "b1"
-		res, err := readAll(t, strings.NewReader("operator,canumber,amount\n311,CA1,10\n"), o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, want := refs(res.rows), []string{"b100000002"}; !reflect.DeepEqual(got, want) {
-			t.Errorf("refs = %q, want %q", got, want)
-		}
-	})
-	for _, id := range []string{"", "batch 1", "बैच"} {
-		t.Run("bad batch id "+id, func(t *testing.T) {
+	// Any id works, and ids that share a long prefix get apart referenceids.
+	for id, want := range map[string]string{"b1": "7dc96f776c84", "batch 1": "e8dd3d6efcbc", "बैच": "aeb5437bf43a",
+		"nightly-2026-06-01": "d216b365f96e", "nightly-2026-06-02": "9a4491c7678f"} {
+		t.Run("batch id "+id, func(t *testing.T) {
 			o := opts
 			o.BatchID = id
-			_, err := NewReader(strings.NewReader("operator,canumber,amount\n"), o)
-			var fe *FileError
-			if err == nil || errors.As(err, &fe) {
-				t.Errorf("err = %v, want a plain option error", err)
+			res, err := readAll(t, strings.NewReader("operator,canumber,amount\n311,CA1,10\n"), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := refs(res.rows); !reflect.DeepEqual(got, []string{want + "00000002"}) {
+				t.Errorf("refs = %q, want %q", got, want+"00000002")
 			}
 		})
 	}
+	t.Run("empty batch id", func(t *testing.T) {
+		o := opts
+		o.BatchID = ""
+		_, err := NewReader(strings.NewReader("operator,canumber,amount\n"), o)
+		var fe *FileError
+		if err == nil || errors.As(err, &fe) {
+			t.Errorf("err = %v, want a plain option error", err)
+		}
+	})
 }
 
 func TestReaderHeaderOnly(t *testing.T) {

@@ -38,11 +38,14 @@
 // are optional; a row gets a bill_fetch object only when one of them is
 // non-empty.
 //
-// With GenerateRefs, an empty or missing referenceid becomes the first 12
-// characters of the batch id followed by the record's 8-digit physical line
+// With GenerateRefs, an empty or missing referenceid becomes 12 hex digits
+// of the batch id's SHA-256 followed by the record's 8-digit physical line
 // number ("3f9a1c07b2e400000042"); a non-empty referenceid cell is still used
-// as it is. Generated ids are stable only as long as the file is not edited,
-// which the batch id (derived from the content) guarantees.
+// as it is. Ingest needs an explicit batch id for it: one derived from the
+// file's bytes would change with any edit or re-save of the file, and with
+// it every generated referenceid, so a corrected copy would pay again the
+// rows already paid. Under a named batch such a copy is refused as content
+// that differs.
 //
 // # Errors
 //

@@ -60,6 +60,12 @@ type IngestResult struct {
 // firstProblems is how many reasons IngestResult keeps.
 const firstProblems = 3
 
+// ErrGenerateRefsNeedsBatch refuses generated referenceids under a batch
+// id derived from the file's bytes.
+var ErrGenerateRefsNeedsBatch = errors.New("generated referenceids need a named batch (--batch ID): " +
+	"an id derived from the file changes with any edit or re-save, and with it every generated referenceid, " +
+	"so a corrected copy of the file would pay again the rows already paid")
+
 // ControlError means the file failed a control total; nothing was recorded
 // or sent.
 type ControlError struct{ Reason string }
@@ -89,6 +95,10 @@ func HashFile(path string) (string, error) {
 // resumed as it is. A bad file (*FileError, *ControlError) leaves nothing in
 // the ledger, so nothing of it can be sent.
 func Ingest(ctx context.Context, l *ledger.Ledger, path string, o IngestOptions) (IngestResult, error) {
+	if o.Reader.GenerateRefs && o.BatchID == "" {
+		// See the package doc: a corrected copy would pay its rows again.
+		return IngestResult{}, ErrGenerateRefsNeedsBatch
+	}
 	// A pipe, device or directory is refused before it is opened: opening a
 	// FIFO blocks until a writer appears, and /dev/zero would be hashed
 	// forever. Both reads below need a file that stays the same.

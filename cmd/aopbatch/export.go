@@ -75,7 +75,7 @@ the old ones, which the provider answers as duplicates if it received them).
 	case res.RefColumn:
 		fmt.Fprintln(stderr, "aopbatch: referenceids kept: the provider answers \"duplicate\" for any it already received; a new payment needs a new referenceid")
 	default:
-		fmt.Fprintln(stderr, "aopbatch: the file has no referenceid column (the batch used --generate-refs): send it with --generate-refs, which derives new ones")
+		fmt.Fprintln(stderr, "aopbatch: the file has no referenceid column (the batch used --generate-refs): send it with --generate-refs and a new --batch id, which derive new ones")
 	}
 	switch st {
 	case ledger.StateSuccess, ledger.StatePending, ledger.StateDuplicate, ledger.StateUnknown, ledger.StateInflight:

@@ -446,3 +446,69 @@ func TestRejectsFileFeedsStraightBack(t *testing.T) {
 		}
 	}
 }
+
+// TestGeneratedRefsNeedANamedBatch: generated referenceids come from the
+// batch id. One derived from the file's bytes would change with any edit,
+// so a corrected copy would pay its rows again: --generate-refs needs a
+// named batch, and under it a corrected or re-saved copy is refused as
+// different content. Only the rows still to pay go, under a new id; and
+// ids sharing a long prefix never share referenceids.
+func TestGeneratedRefsNeedANamedBatch(t *testing.T) {
+	sb := sandbox(t, nil)
+	dir := t.TempDir()
+	db, path := filepath.Join(dir, "l.db"), filepath.Join(dir, "pay.csv")
+	write := func(path, body string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := func(csvPath string, extra ...string) []string {
+		return append([]string{"run", "--csv", csvPath, "--ledger", db, "--base-url", sb.URL, "--registration-id", "AOP-554",
+			"--generate-refs", "--max-reject-rate", "1", "--progress", "never"}, extra...)
+	}
+	write(path, "operator,canumber,amount\n311,GA1,10\n311,GA2,abc\n311,GA3,30\n")
+	if p := aopbatch(t, nil, args(path)...); p.code != 1 || !strings.Contains(p.stderr, "--generate-refs needs --batch") {
+		t.Errorf("without --batch: exit %d, want 1 saying why\n%s", p.code, p.stderr)
+	}
+	if p := aopbatch(t, nil, args(path, "--batch", "pay-1")...); p.code != 2 {
+		t.Fatalf("first run: exit %d, want 2 (a row rejected)\n%s", p.code, p.stderr)
+	}
+	if n := sb.Stats().Recharges; n != 2 {
+		t.Fatalf("first run sent %d, want 2", n)
+	}
+	for _, body := range []string{
+		"operator,canumber,amount\n311,GA1,10\n311,GA2,20\n311,GA3,30\n",          // the bad row fixed
+		"operator,canumber,amount\r\n311,GA1,10\r\n311,GA2,abc\r\n311,GA3,30\r\n", // re-saved with CRLF
+		"operator,canumber,amount\n311,GA1,10\n311,GA3,30\n",                      // the bad row deleted
+	} {
+		write(path, body)
+		p := aopbatch(t, nil, args(path, "--batch", "pay-1")...)
+		if p.code != 1 || !strings.Contains(p.stderr, "would be paid again") {
+			t.Errorf("edited copy: exit %d, want 1 explaining the refusal\n%s", p.code, p.stderr)
+		}
+	}
+	if n := sb.Stats().Recharges; n != 2 {
+		t.Fatalf("%d recharges after the refused copies, want still 2", n)
+	}
+	// The row still to pay, on its own, under its own id: sent once.
+	fix := filepath.Join(dir, "fix.csv")
+	write(fix, "operator,canumber,amount\n311,GA2,20\n")
+	if p := aopbatch(t, nil, args(fix, "--batch", "pay-1-fix")...); p.code != 0 {
+		t.Fatalf("fix file: exit %d\n%s", p.code, p.stderr)
+	}
+	if n := sb.Stats().Recharges; n != 3 {
+		t.Errorf("%d recharges, want 3", n)
+	}
+	// Nightly files with recurring payments, under ids sharing a prefix
+	// longer than the referenceid keeps of it: every row is sent.
+	write(path, "operator,canumber,amount\n311,FLEET1,100\n311,FLEET2,100\n")
+	for _, id := range []string{"nightly-2026-06-01", "nightly-2026-06-02"} {
+		if p := aopbatch(t, nil, args(path, "--batch", id)...); p.code != 0 {
+			t.Errorf("--batch %s: exit %d, want 0\n%s", id, p.code, p.stderr)
+		}
+	}
+	if n := sb.Stats().Recharges; n != 7 {
+		t.Errorf("%d recharges in all, want 7", n)
+	}
+}

@@ -45,7 +45,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	f.conn.register(fs)
 	f.logs.register(fs)
 	fs.BoolVar(&f.allowExtra, "allow-extra-columns", false, "ignore columns aopbatch does not know instead of refusing the file")
-	fs.BoolVar(&f.generateRefs, "generate-refs", false, "derive a stable referenceid from the batch and line for rows without one")
+	fs.BoolVar(&f.generateRefs, "generate-refs", false, "derive a stable referenceid from the batch and line for rows without one (needs --batch)")
 	fs.StringVar(&f.latitude, "latitude", "", "latitude for rows without one")
 	fs.StringVar(&f.longitude, "longitude", "", "longitude for rows without one")
 	fs.Int64Var(&f.expectRows, "expect-rows", -1, "refuse the file unless it has exactly this many data rows")
@@ -103,6 +103,9 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 	if f.csv == "" {
 		return start(errors.New("run: --csv FILE is required (see aopbatch run -h)"))
 	}
+	if f.generateRefs && f.batchID == "" {
+		return start(fmt.Errorf("run: --generate-refs needs --batch ID, e.g. --batch payouts-2026-11-26: %w", batch.ErrGenerateRefsNeedsBatch))
+	}
 	if f.batchID == "latest" {
 		// Elsewhere "latest" names the newest batch; as a new batch's id it
 		// would be shadowed by that meaning for good.
@@ -152,6 +155,11 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 		BatchID: f.batchID, Controls: controls, Owner: owner, LeaseTTL: f.leaseTTL,
 	})
 	if err != nil {
+		if f.generateRefs && errors.Is(err, ledger.ErrBatchMismatch) {
+			return start(fmt.Errorf("%w. If this is a corrected or re-saved copy, do not run it whole under a new --batch id: "+
+				"its rows would get new referenceids and the rows already paid would be paid again. "+
+				"Put only the rows still to pay in a file (rejects.csv holds the rejected ones) and run that under a new --batch id", err))
+		}
 		return start(describeStartError(f.csv, err))
 	}
 	b := ing.Batch
