@@ -133,6 +133,8 @@ type Engine struct {
 	stopCh   chan struct{}
 
 	leaseUntil atomic.Int64 // unix ms the batch's lease is surely held until; 0: no limit
+	renewMu    sync.Mutex   // one synchronous renewal at a time
+	renewLease func() (time.Time, error)
 
 	opMu    sync.Mutex
 	opDown  map[int64]int  // operator -> operator-down answers in a row
@@ -576,27 +578,60 @@ func attempt(kind string, at time.Time, lat time.Duration, res aop.Result) *ledg
 // (the batch's lease was lost, say).
 func (e *Engine) Stop(s *StopError) { e.stop(s) }
 
-// SetLease says until when the batch's lease is surely held, as last
-// renewed; the engine sends nothing after that. The zero time means no
-// limit.
-func (e *Engine) SetLease(until time.Time) {
-	if until.IsZero() {
-		e.leaseUntil.Store(0)
-		return
-	}
-	e.leaseUntil.Store(until.UnixMilli())
+// UseLease makes the engine send only while the batch's lease surely
+// holds. renew renews it and says until when; the engine calls it when a
+// send finds the last renewal run out, and SetLease takes the renewals
+// made meanwhile by a heartbeat. Call it before Send or Resolve.
+func (e *Engine) UseLease(renew func() (time.Time, error)) {
+	e.renewLease = renew
+	e.leaseUntil.Store(e.cfg.Now().UnixMilli()) // nothing renewed yet
 }
 
-// leaseOK reports whether the lease is still surely held, and stops the
-// engine when not. A process paused past its lease (SIGSTOP, a suspended
-// laptop) must not send once it resumes: another run may have taken the
-// batch over meanwhile and be settling the same rows.
-func (e *Engine) leaseOK() bool {
+// SetLease says until when the batch's lease is surely held, as last
+// renewed.
+func (e *Engine) SetLease(until time.Time) { e.leaseUntil.Store(until.UnixMilli()) }
+
+func (e *Engine) leaseFresh() bool {
 	until := e.leaseUntil.Load()
-	if until == 0 || e.cfg.Now().UnixMilli() < until {
+	return until == 0 || e.cfg.Now().UnixMilli() < until
+}
+
+// leaseOK reports whether the lease surely holds, renewing it first if the
+// last renewal has run out, and stops the engine when it does not. A
+// process paused past its lease (SIGSTOP, a suspended laptop) must not send
+// once it resumes: another run may have taken the batch over meanwhile and
+// be settling the same rows. A renewal that only ran late (the ledger was
+// busy) is no reason to stop.
+func (e *Engine) leaseOK() bool {
+	if e.leaseFresh() {
 		return true
 	}
-	e.stop(&StopError{Reason: "lease", Detail: "the batch's lease ran out before it could be renewed (was this process paused?)",
-		Hint: "run again to resume; rows that were in flight are checked with the provider first"})
+	e.renewMu.Lock()
+	defer e.renewMu.Unlock()
+	if e.leaseFresh() { // another worker renewed it
+		return true
+	}
+	var err error
+	// A renewal that waited out a whole lease for the ledger is counted
+	// from before its wait: it may need a second, prompt one.
+	for try := 0; try < 2 && err == nil && e.renewLease != nil && !e.stopping(); try++ {
+		var until time.Time
+		if until, err = e.renewLease(); err == nil {
+			e.SetLease(until)
+			if e.leaseFresh() {
+				return true
+			}
+		}
+	}
+	switch {
+	case errors.Is(err, ledger.ErrLeaseLost):
+		e.ledgerFailed(err)
+	case err != nil:
+		e.stop(&StopError{Reason: "lease", Detail: "the batch's lease ran out and could not be renewed: " + err.Error(),
+			Hint: "check the disk and the ledger file, then run again to resume"})
+	default:
+		e.stop(&StopError{Reason: "lease", Detail: "the batch's lease ran out and could not be renewed in time",
+			Hint: "run again to resume; rows that were in flight are checked with the provider first"})
+	}
 	return false
 }

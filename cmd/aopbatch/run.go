@@ -265,23 +265,27 @@ func outcome(c ledger.Counts) int {
 // sends nothing more once it resumes.
 func heartbeat(ctx context.Context, l *ledger.Ledger, b ledger.Batch, o ledger.Owner, ttl time.Duration, eng *batch.Engine, log *slog.Logger) func() {
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	renew := func() bool {
+	renewOnce := func() (time.Time, error) {
 		at := time.Now() // before the write: the lease it sets ends no sooner
-		err := l.Renew(hctx, b.ID, o, ttl)
+		err := l.Renew(context.WithoutCancel(ctx), b.ID, o, ttl)
+		return at.Add(ttl), err
+	}
+	// Acquire (or the ingest) set the lease a while ago: the engine sends
+	// nothing until a renewal made here holds.
+	eng.UseLease(renewOnce)
+	renew := func() bool {
+		until, err := renewOnce()
 		switch {
 		case err == nil:
-			eng.SetLease(at.Add(ttl))
+			eng.SetLease(until)
 		case errors.Is(err, ledger.ErrLeaseLost):
 			eng.Stop(&batch.StopError{Reason: "lease", Detail: err.Error(), Hint: "another aopbatch took over this batch"})
 			return false
-		default:
+		case hctx.Err() == nil:
 			log.Warn("renew batch lease", "err", err)
 		}
 		return true
 	}
-	// Acquire (or the ingest) set the lease a while ago: start from a
-	// fresh one, and until it is set allow no send at all.
-	eng.SetLease(time.Now())
 	if !renew() {
 		cancel()
 		return func() {}

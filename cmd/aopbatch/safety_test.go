@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"math/rand/v2"
 	"net/http"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
 	"github.com/aopbatch/aopbatch/ledger"
+	_ "modernc.org/sqlite"
 )
 
 // TestChaosKillAndResume is the never-pay-twice test: a real run against a
@@ -544,4 +546,45 @@ func TestPausedRunTakenOverStaysOut(t *testing.T) {
 	// sent anything after resuming, some referenceid would show twice.
 	wantOnce(t, rows, "sent", sb.Requests)
 	ledgerAgreesWithSandbox(t, sb, db, rows)
+}
+
+// TestLedgerStallDoesNotStopARun: a run whose ledger is locked by another
+// process for longer than its lease (a backup, a stalled disk) renews the
+// lease once it can write again and carries on: no one took the batch
+// over, so there is no reason to stop.
+func TestLedgerStallDoesNotStopARun(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.Latency = 5 * time.Millisecond })
+	db, csvPath := batchFiles(t)
+	rows := goodRows(300, "T")
+	writeCSV(t, csvPath, rows)
+	cmd := aopbatchCmd(context.Background(), nil, runArgs(csvPath, db, sb.URL, "--rate", "100", "--lease-ttl", "1s")...)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill() }()
+	for sb.Stats().Recharges < 20 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Hold the write lock for 2.5 s: more than two leases, less than the
+	// ledger's 5 s busy wait.
+	lock, err := sql.Open("sqlite", "file:"+db+"?_pragma=busy_timeout(5000)&_txlock=immediate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	tx, err := lock.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit %d (%v), want 0: a stall is not a takeover\n%s", code, err, errb.String())
+	}
+	wantOnce(t, rows, "sent", sb.Requests)
 }
