@@ -840,3 +840,65 @@ func TestWriterOfAnOwnerWithoutTheLease(t *testing.T) {
 		t.Errorf("line 4: %s, want queued", s)
 	}
 }
+
+// A stale writer whose rows all settled before the takeover reaches Close
+// with nothing sticky: deleting its dispatches by id must still be fenced,
+// since the new holder's first dispatch may reuse the same id.
+func TestStaleCloseKeepsNewHoldersDispatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClock()
+	l := openLedger(t, Options{Now: c.now})
+	b := seedRows(t, l, "d", 4)
+	a, bo := NewOwner("run-a"), NewOwner("run-b")
+	acquire(t, l, NewBatch{ID: b.ID}, a)
+	wa, err := l.NewWriter(ctx, b.Seq, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dispatch(t, wa, 2)
+	record(t, wa, Update{Line: 2, To: StateSuccess, Code: 0})
+	flush(t, wa) // committed while A held the lease
+
+	takeover(t, l, c, b, bo) // deletes A's dispatch
+	wb, err := l.NewWriter(ctx, b.Seq, bo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { wb.Close() })
+	dispatch(t, wb, 3)
+	if err := wa.Close(); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("A's Close = %v, want ErrLeaseLost", err)
+	}
+	if n := dispatchCount(t, l, b.Seq); n != 1 {
+		t.Errorf("%d dispatches after A's Close, want B's 1", n)
+	}
+	if s := getRow(t, l, b.Seq, 3).State; s != StateInflight {
+		t.Errorf("line 3, dispatched by B: %s, want inflight", s)
+	}
+}
+
+// A row this writer dispatched goes back to queued or held only from
+// queued: if anything else moved it meanwhile, "never sent" must not
+// overwrite that, even with the lease held.
+func TestDispatchedRowRequeuedOnlyFromQueued(t *testing.T) {
+	t.Parallel()
+	l := openLedger(t, Options{})
+	b := seedRows(t, l, "s", 3)
+	w := newWriter(t, l, b.Seq)
+	dispatch(t, w, 2, 3)
+	if _, err := rawDB(t, l.Path()).Exec(`UPDATE rows SET state = 'inflight' WHERE batch = ? AND line IN (2, 3)`, b.Seq); err != nil {
+		t.Fatal(err)
+	}
+	record(t, w, Update{Line: 2, To: StateQueued, Code: -1})
+	record(t, w, Update{Line: 3, To: StateHeld, Code: -1})
+	flush(t, w)
+	if err := w.Refused(); !errors.Is(err, ErrTransition) {
+		t.Errorf("Refused = %v, want ErrTransition", err)
+	}
+	for _, line := range []int{2, 3} {
+		if s := getRow(t, l, b.Seq, line).State; s != StateInflight {
+			t.Errorf("line %d: %s, want inflight left alone", line, s)
+		}
+	}
+}
