@@ -51,9 +51,9 @@ type IngestResult struct {
 	Paise     int64 // total of queued rows
 	Rejected  int64
 	Conflicts int64
-	// FirstProblems says why the first few rejected or conflicting rows
-	// were not taken: a refused file is not recorded, so this is all a
-	// person gets to see of them.
+	// FirstProblems says why the first few rejected rows were not taken:
+	// a refused file is not recorded, so this is all a person gets to see
+	// of them.
 	FirstProblems []string
 }
 
@@ -304,7 +304,7 @@ func (r *IngestResult) add(ctx context.Context, in *ledger.Ingest, rows []ledger
 		case ledger.StateConflict:
 			r.Conflicts++
 		}
-		if a.State != ledger.StateQueued && len(r.FirstProblems) < firstProblems {
+		if a.State == ledger.StateRejected && len(r.FirstProblems) < firstProblems {
 			r.FirstProblems = append(r.FirstProblems, WithLine(rows[i].Line, a.Message))
 		}
 	}

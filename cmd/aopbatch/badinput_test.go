@@ -255,9 +255,11 @@ func TestRunReportsNotWrittenIsNotSuccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, flag := range []string{"--report", "--metrics-file"} {
-		p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, flag, filepath.Join(blocker, "out"))...)
-		if p.code != 3 || !strings.Contains(p.stderr, "reports") {
-			t.Errorf("%s under a file: exit %d, want 3 saying the reports were not written\n%s", flag, p.code, p.stderr)
+		for _, dry := range [][]string{{"--dry-run"}, nil} {
+			p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, append(dry, flag, filepath.Join(blocker, "out"))...)...)
+			if p.code != 3 || !strings.Contains(p.stderr, "reports") {
+				t.Errorf("%s under a file %v: exit %d, want 3 saying the reports were not written\n%s", flag, dry, p.code, p.stderr)
+			}
 		}
 	}
 	out := filepath.Join(t.TempDir(), "out")

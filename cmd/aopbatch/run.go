@@ -179,6 +179,12 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 		if err := printCounts(ctx, l, b, stdout); err != nil {
 			return start(err)
 		}
+		// The reports of a dry run show what would be sent: asked for, they
+		// are written, or the exit says they were not.
+		if err := f.reports.write(context.WithoutCancel(ctx), l, b, stdout); err != nil {
+			fmt.Fprintln(stderr, "aopbatch: reports:", err)
+			return &exitError{code: exitIncomplete, err: errors.New("the dry run's reports were not written (see above)")}
+		}
 		if ing.Rejected+ing.Conflicts > 0 {
 			return &exitError{code: exitFinishedNo}
 		}
