@@ -29,10 +29,10 @@ type ReaderOptions struct {
 	// refusing the file.
 	AllowExtraColumns bool
 	// GenerateRefs makes the referenceid column optional: an empty or missing
-	// referenceid becomes the first 12 characters of BatchID followed by the
+	// referenceid becomes 12 hex digits of BatchID's SHA-256 followed by the
 	// 8-digit physical line number. A non-empty referenceid cell is used as is.
 	GenerateRefs bool
-	// BatchID is the prefix of generated referenceids.
+	// BatchID names the batch generated referenceids belong to.
 	BatchID string
 	// Latitude, Longitude and RegistrationID fill empty or missing cells.
 	Latitude, Longitude, RegistrationID string

@@ -588,8 +588,14 @@ func (e *Engine) UseLease(renew func() (time.Time, error)) {
 }
 
 // SetLease says until when the batch's lease is surely held, as last
-// renewed.
-func (e *Engine) SetLease(until time.Time) { e.leaseUntil.Store(until.UnixMilli()) }
+// renewed. The zero time means no limit.
+func (e *Engine) SetLease(until time.Time) {
+	if until.IsZero() {
+		e.leaseUntil.Store(0)
+		return
+	}
+	e.leaseUntil.Store(until.UnixMilli())
+}
 
 func (e *Engine) leaseFresh() bool {
 	until := e.leaseUntil.Load()

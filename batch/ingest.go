@@ -40,6 +40,9 @@ type IngestOptions struct {
 	Controls Controls
 	Owner    ledger.Owner
 	LeaseTTL time.Duration
+	// PayAgain lets a file with generated referenceids whose content is
+	// already another batch go as new payments (see RepeatError).
+	PayAgain bool
 }
 
 // IngestResult says what the ledger now holds for the file.
@@ -59,6 +62,58 @@ type IngestResult struct {
 
 // firstProblems is how many reasons IngestResult keeps.
 const firstProblems = 3
+
+// RepeatError refuses a file read with generated referenceids under a new
+// batch id when its content is already a batch whose referenceids were
+// generated: under the new id every row would get a new referenceid and be
+// paid again. It is the interrupted run resumed under another name, or the
+// same file sent twice; a file that really repeats each day goes with
+// IngestOptions.PayAgain.
+type RepeatError struct{ Batch ledger.Batch }
+
+func (e *RepeatError) Error() string {
+	return fmt.Sprintf("this file's content is already batch %s (from %s, %s), whose referenceids were generated: "+
+		"under another batch id every row would be paid again. To resume that batch, run with --batch %s; "+
+		"if these rows are new payments (a file that repeats), add --pay-again",
+		e.Batch.ID, e.Batch.Source, e.Batch.Created.Format("2006-01-02 15:04"), e.Batch.ID)
+}
+
+// generatedRefsBatch picks the batch id for a file read with generated
+// referenceids: the named one, unless the same content is already a batch
+// with generated referenceids (RepeatError); without a name, only the batch
+// an earlier version made of this content without one, whose referenceids
+// it keeps (ErrGenerateRefsNeedsBatch otherwise).
+func generatedRefsBatch(ctx context.Context, l *ledger.Ledger, hash, id string, payAgain bool) (string, error) {
+	derived := BatchIDFor(hash)
+	if id == "" {
+		if _, err := l.Batch(ctx, derived); errors.Is(err, ledger.ErrNoBatch) {
+			return "", ErrGenerateRefsNeedsBatch
+		} else if err != nil {
+			return "", err
+		}
+		return derived, nil
+	}
+	if payAgain {
+		return id, nil
+	}
+	same, err := l.BatchesWithContent(ctx, hash)
+	if err != nil {
+		return "", err
+	}
+	for _, b := range same {
+		if b.ID == id {
+			continue
+		}
+		// Prefixes of now and of before referenceids were hashed.
+		legacy := b.ID[:min(12, len(b.ID))]
+		if gen, err := l.HasRefsStartingWith(ctx, b.Seq, refPrefix(b.ID), legacy); err != nil {
+			return "", err
+		} else if gen {
+			return "", &RepeatError{Batch: b}
+		}
+	}
+	return id, nil
+}
 
 // ErrGenerateRefsNeedsBatch refuses generated referenceids under a batch
 // id derived from the file's bytes.
@@ -95,10 +150,6 @@ func HashFile(path string) (string, error) {
 // resumed as it is. A bad file (*FileError, *ControlError) leaves nothing in
 // the ledger, so nothing of it can be sent.
 func Ingest(ctx context.Context, l *ledger.Ledger, path string, o IngestOptions) (IngestResult, error) {
-	if o.Reader.GenerateRefs && o.BatchID == "" {
-		// See the package doc: a corrected copy would pay its rows again.
-		return IngestResult{}, ErrGenerateRefsNeedsBatch
-	}
 	// A pipe, device or directory is refused before it is opened: opening a
 	// FIFO blocks until a writer appears, and /dev/zero would be hashed
 	// forever. Both reads below need a file that stays the same.
@@ -115,6 +166,11 @@ func Ingest(ctx context.Context, l *ledger.Ledger, path string, o IngestOptions)
 		return IngestResult{}, err
 	}
 	id := o.BatchID
+	if o.Reader.GenerateRefs {
+		if id, err = generatedRefsBatch(ctx, l, hash, id, o.PayAgain); err != nil {
+			return IngestResult{}, err
+		}
+	}
 	if id == "" {
 		id = BatchIDFor(hash)
 	}

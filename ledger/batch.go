@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -245,6 +246,44 @@ func (l *Ledger) resolve(ctx context.Context, id string) (Batch, error) {
 	default:
 		return Batch{}, fmt.Errorf("ledger %s holds %d batches: pass --batch ID or --batch latest: %w", l.path, len(bs), ErrAmbiguousBatch)
 	}
+}
+
+// BatchesWithContent lists the batches read from files of content hash
+// hash, oldest first.
+func (l *Ledger) BatchesWithContent(ctx context.Context, hash string) ([]Batch, error) {
+	rs, err := l.r.QueryContext(ctx, `SELECT `+batchCols+` FROM batches WHERE content_hash = ? ORDER BY seq`, hash)
+	if err != nil {
+		return nil, fmt.Errorf("find batches by content: %w", err)
+	}
+	defer rs.Close()
+	var out []Batch
+	for rs.Next() {
+		b, err := scanBatch(rs)
+		if err != nil {
+			return nil, fmt.Errorf("find batches by content: %w", err)
+		}
+		out = append(out, b)
+	}
+	return out, rs.Err()
+}
+
+// HasRefsStartingWith reports whether a sendable row of batch seq has a
+// referenceid whose first 12 characters are one of prefixes.
+func (l *Ledger) HasRefsStartingWith(ctx context.Context, seq int64, prefixes ...string) (bool, error) {
+	if len(prefixes) == 0 {
+		return false, nil
+	}
+	q := `SELECT EXISTS (SELECT 1 FROM rows WHERE batch = ? AND request IS NOT NULL AND substr(referenceid, 1, 12) IN (?` +
+		strings.Repeat(", ?", len(prefixes)-1) + `))`
+	args := []any{seq}
+	for _, p := range prefixes {
+		args = append(args, p)
+	}
+	var some bool
+	if err := l.r.QueryRowContext(ctx, q, args...).Scan(&some); err != nil {
+		return false, fmt.Errorf("read referenceids: %w", err)
+	}
+	return some, nil
 }
 
 // Batches lists every batch, oldest first.

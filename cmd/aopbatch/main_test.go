@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aopbatch/aopbatch/batch"
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
 	"github.com/aopbatch/aopbatch/ledger"
 )
@@ -500,15 +501,57 @@ func TestGeneratedRefsNeedANamedBatch(t *testing.T) {
 	if n := sb.Stats().Recharges; n != 3 {
 		t.Errorf("%d recharges, want 3", n)
 	}
-	// Nightly files with recurring payments, under ids sharing a prefix
-	// longer than the referenceid keeps of it: every row is sent.
+	// The same content under another name would pay every row again: the
+	// interrupted run resumed after midnight under the next day's name is
+	// refused, naming the batch to resume.
 	write(path, "operator,canumber,amount\n311,FLEET1,100\n311,FLEET2,100\n")
-	for _, id := range []string{"nightly-2026-06-01", "nightly-2026-06-02"} {
-		if p := aopbatch(t, nil, args(path, "--batch", id)...); p.code != 0 {
-			t.Errorf("--batch %s: exit %d, want 0\n%s", id, p.code, p.stderr)
-		}
+	if p := aopbatch(t, nil, args(path, "--batch", "nightly-2026-06-01")...); p.code != 0 {
+		t.Fatalf("night 1: exit %d\n%s", p.code, p.stderr)
+	}
+	p := aopbatch(t, nil, args(path, "--batch", "nightly-2026-06-02")...)
+	if p.code != 1 || !strings.Contains(p.stderr, "already batch nightly-2026-06-01") || !strings.Contains(p.stderr, "--pay-again") {
+		t.Errorf("same content, new name: exit %d, want 1 naming the batch\n%s", p.code, p.stderr)
+	}
+	if n := sb.Stats().Recharges; n != 5 {
+		t.Fatalf("%d recharges, want 5", n)
+	}
+	// A file that really repeats each night says so. Its referenceids
+	// differ from the first night's although the two ids share more than
+	// the 12 characters a referenceid keeps of one.
+	if p := aopbatch(t, nil, args(path, "--batch", "nightly-2026-06-02", "--pay-again")...); p.code != 0 {
+		t.Errorf("--pay-again: exit %d, want 0\n%s", p.code, p.stderr)
 	}
 	if n := sb.Stats().Recharges; n != 7 {
 		t.Errorf("%d recharges in all, want 7", n)
+	}
+
+	// A batch that an earlier version made without --batch (its id derived
+	// from the content) is resumed without one, keeping its referenceids.
+	legacy := filepath.Join(dir, "legacy.csv")
+	write(legacy, "operator,canumber,amount\n311,OLD1,10\n311,OLD2,20\n")
+	hash, err := batch.HashFile(legacy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := aopbatch(t, nil, args(legacy, "--batch", batch.BatchIDFor(hash), "--dry-run")...); p.code != 0 {
+		t.Fatalf("legacy batch: exit %d\n%s", p.code, p.stderr)
+	}
+	if p := aopbatch(t, nil, args(legacy)...); p.code != 0 || !strings.Contains(p.stderr, `msg="resuming batch" batch=`+batch.BatchIDFor(hash)) {
+		t.Errorf("legacy batch without --batch: exit %d, want 0 resuming it\n%s", p.code, p.stderr)
+	}
+	if n := sb.Stats().Recharges; n != 9 {
+		t.Errorf("%d recharges in all, want 9", n)
+	}
+
+	// After a dry run nothing was paid: an edited file may go under a new
+	// id, and the refusal says so.
+	write(path, "operator,canumber,amount\n311,DRY1,10\n")
+	if p := aopbatch(t, nil, args(path, "--batch", "dry-1", "--dry-run")...); p.code != 0 {
+		t.Fatalf("dry run: exit %d\n%s", p.code, p.stderr)
+	}
+	write(path, "operator,canumber,amount\n311,DRY1,11\n")
+	p = aopbatch(t, nil, args(path, "--batch", "dry-1")...)
+	if p.code != 1 || !strings.Contains(p.stderr, "Nothing of batch dry-1 was sent") {
+		t.Errorf("edited after a dry run: exit %d, want 1 saying a new id is safe\n%s", p.code, p.stderr)
 	}
 }

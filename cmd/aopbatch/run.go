@@ -29,6 +29,7 @@ type runFlags struct {
 	maxAmount            string
 	maxRejectRate        float64
 	dryRun               bool
+	payAgain             bool
 	progress             string
 	reports              endReports
 	leaseTTL             time.Duration
@@ -46,6 +47,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	f.logs.register(fs)
 	fs.BoolVar(&f.allowExtra, "allow-extra-columns", false, "ignore columns aopbatch does not know instead of refusing the file")
 	fs.BoolVar(&f.generateRefs, "generate-refs", false, "derive a stable referenceid from the batch and line for rows without one (needs --batch)")
+	fs.BoolVar(&f.payAgain, "pay-again", false, "with --generate-refs: send a file whose exact content is already a batch as new payments")
 	fs.StringVar(&f.latitude, "latitude", "", "latitude for rows without one")
 	fs.StringVar(&f.longitude, "longitude", "", "longitude for rows without one")
 	fs.Int64Var(&f.expectRows, "expect-rows", -1, "refuse the file unless it has exactly this many data rows")
@@ -103,9 +105,6 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 	if f.csv == "" {
 		return start(errors.New("run: --csv FILE is required (see aopbatch run -h)"))
 	}
-	if f.generateRefs && f.batchID == "" {
-		return start(fmt.Errorf("run: --generate-refs needs --batch ID, e.g. --batch payouts-2026-11-26: %w", batch.ErrGenerateRefsNeedsBatch))
-	}
 	if f.batchID == "latest" {
 		// Elsewhere "latest" names the newest batch; as a new batch's id it
 		// would be shadowed by that meaning for good.
@@ -152,13 +151,14 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 	ing, err := batch.Ingest(ctx, l, f.csv, batch.IngestOptions{
 		Reader: batch.ReaderOptions{AllowExtraColumns: f.allowExtra, GenerateRefs: f.generateRefs,
 			Latitude: f.latitude, Longitude: f.longitude, RegistrationID: f.conn.registrationID},
-		BatchID: f.batchID, Controls: controls, Owner: owner, LeaseTTL: f.leaseTTL,
+		BatchID: f.batchID, Controls: controls, Owner: owner, LeaseTTL: f.leaseTTL, PayAgain: f.payAgain,
 	})
 	if err != nil {
-		if f.generateRefs && errors.Is(err, ledger.ErrBatchMismatch) {
-			return start(fmt.Errorf("%w. If this is a corrected or re-saved copy, do not run it whole under a new --batch id: "+
-				"its rows would get new referenceids and the rows already paid would be paid again. "+
-				"Put only the rows still to pay in a file (rejects.csv holds the rejected ones) and run that under a new --batch id", err))
+		switch {
+		case errors.Is(err, batch.ErrGenerateRefsNeedsBatch):
+			return start(fmt.Errorf("run: --generate-refs needs --batch ID, e.g. --batch payouts-2026-11-26: %w", err))
+		case f.generateRefs && errors.Is(err, ledger.ErrBatchMismatch):
+			return start(generatedMismatch(ctx, l, f.batchID, err))
 		}
 		return start(describeStartError(f.csv, err))
 	}
@@ -313,6 +313,31 @@ func heartbeat(ctx context.Context, l *ledger.Ledger, b ledger.Batch, o ledger.O
 		}
 	}()
 	return func() { cancel(); <-done }
+}
+
+// generatedMismatch explains a file refused under a batch id made from
+// other content, when referenceids are generated: a corrected copy run
+// whole under a new id would pay again the rows that batch already sent.
+func generatedMismatch(ctx context.Context, l *ledger.Ledger, id string, err error) error {
+	sent := int64(-1) // unknown
+	if b, berr := l.Batch(ctx, id); berr == nil {
+		if c, cerr := l.Counts(ctx, b.Seq); cerr == nil {
+			sent = 0
+			for s, t := range c {
+				switch s {
+				case ledger.StateQueued, ledger.StateHeld, ledger.StateRejected, ledger.StateConflict:
+				default:
+					sent += t.Rows
+				}
+			}
+		}
+	}
+	if sent == 0 {
+		return fmt.Errorf("%w. Nothing of batch %s was sent (a dry run?): run this file under a new --batch id", err, id)
+	}
+	return fmt.Errorf("%w. If this is a corrected or re-saved copy, do not run it whole under a new --batch id: "+
+		"its rows would get new referenceids and the rows already paid would be paid again. "+
+		"Put only the rows still to pay in a file (rejects.csv holds the rejected ones) and run that under a new --batch id", err)
 }
 
 // describeStartError turns the errors that stop a run before sending into
