@@ -33,8 +33,6 @@ type RowError struct {
 	Raw    []string // the record's cells as they were; nil when unknown
 }
 
-// Error renders the problem on one line, e.g.
-// `line 7, column "amount", value "10.005": more than 2 decimals`.
 // WithLine prefixes a row's problem with its line, unless it names it
 // already (a RowError's text does; the ledger's own reasons, such as a
 // repeated referenceid, do not).
@@ -45,6 +43,8 @@ func WithLine(line int, msg string) string {
 	return "line " + strconv.Itoa(line) + ": " + msg
 }
 
+// Error renders the problem on one line, e.g.
+// `line 7, column "amount", value "10.005": more than 2 decimals`.
 func (e *RowError) Error() string {
 	var b strings.Builder
 	b.WriteString("line ")

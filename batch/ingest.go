@@ -104,7 +104,8 @@ func generatedRefsBatch(ctx context.Context, l *ledger.Ledger, hash, id string, 
 		if b.ID == id {
 			continue
 		}
-		// Prefixes of now and of before referenceids were hashed.
+		// Generated referenceids start with refPrefix(id); in batches made
+		// before that was a hash, with the id's first 12 characters.
 		legacy := b.ID[:min(12, len(b.ID))]
 		if gen, err := l.HasRefsStartingWith(ctx, b.Seq, refPrefix(b.ID), legacy); err != nil {
 			return "", err

@@ -141,18 +141,26 @@ func (l *Ledger) Renew(ctx context.Context, batch string, o Owner, ttl time.Dura
 	return nil
 }
 
-// checkLease fails with ErrLeaseLost unless o holds batch seq's lease. It
-// belongs inside the transaction whose writes it guards: the writer
-// connection begins immediate transactions, so no takeover can commit
-// between the check and the writes. A lease that expired without anyone
+// beginHolding begins a write transaction of o's on batch seq, failing
+// with ErrLeaseLost unless o holds the batch's lease. The writer connection
+// begins immediate transactions, so no takeover can commit between the
+// check and the transaction's writes. A lease that expired without anyone
 // taking it over is still o's.
-func checkLease(ctx context.Context, tx *sql.Tx, seq int64, o Owner) error {
-	var one int
-	err := tx.QueryRowContext(ctx, `SELECT 1 FROM batches WHERE seq = ? AND lease_owner = ?`, seq, o.ID).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("batch %d: %w", seq, ErrLeaseLost)
+func (l *Ledger) beginHolding(ctx context.Context, seq int64, o Owner) (*sql.Tx, error) {
+	tx, err := l.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
 	}
-	return err
+	var one int
+	err = tx.QueryRowContext(ctx, `SELECT 1 FROM batches WHERE seq = ? AND lease_owner = ?`, seq, o.ID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = fmt.Errorf("batch %d: %w", seq, ErrLeaseLost)
+	}
+	if err != nil {
+		tx.Rollback()
+		return nil, err
+	}
+	return tx, nil
 }
 
 // Release gives up o's lease so the next run need not wait for it to expire.
@@ -173,14 +181,11 @@ func (l *Ledger) Release(ctx context.Context, batch string, o Owner) error {
 // holder, may: a run that lost the batch must not clear the rows of the
 // run that took it over.
 func (l *Ledger) ClearRows(ctx context.Context, seq int64, o Owner) error {
-	tx, err := l.w.BeginTx(ctx, nil)
+	tx, err := l.beginHolding(ctx, seq, o)
 	if err != nil {
 		return fmt.Errorf("clear batch rows: %w", err)
 	}
 	defer tx.Rollback()
-	if err := checkLease(ctx, tx, seq, o); err != nil {
-		return fmt.Errorf("clear batch rows: %w", err)
-	}
 	var status string
 	err = tx.QueryRowContext(ctx, `SELECT status FROM batches WHERE seq = ?`, seq).Scan(&status)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -251,20 +256,7 @@ func (l *Ledger) resolve(ctx context.Context, id string) (Batch, error) {
 // BatchesWithContent lists the batches read from files of content hash
 // hash, oldest first.
 func (l *Ledger) BatchesWithContent(ctx context.Context, hash string) ([]Batch, error) {
-	rs, err := l.r.QueryContext(ctx, `SELECT `+batchCols+` FROM batches WHERE content_hash = ? ORDER BY seq`, hash)
-	if err != nil {
-		return nil, fmt.Errorf("find batches by content: %w", err)
-	}
-	defer rs.Close()
-	var out []Batch
-	for rs.Next() {
-		b, err := scanBatch(rs)
-		if err != nil {
-			return nil, fmt.Errorf("find batches by content: %w", err)
-		}
-		out = append(out, b)
-	}
-	return out, rs.Err()
+	return l.batchesWhere(ctx, "WHERE content_hash = ?", hash)
 }
 
 // HasRefsStartingWith reports whether a sendable row of batch seq has a
@@ -287,8 +279,11 @@ func (l *Ledger) HasRefsStartingWith(ctx context.Context, seq int64, prefixes ..
 }
 
 // Batches lists every batch, oldest first.
-func (l *Ledger) Batches(ctx context.Context) ([]Batch, error) {
-	rs, err := l.r.QueryContext(ctx, `SELECT `+batchCols+` FROM batches ORDER BY seq`)
+func (l *Ledger) Batches(ctx context.Context) ([]Batch, error) { return l.batchesWhere(ctx, "") }
+
+// batchesWhere lists the batches a WHERE clause picks, oldest first.
+func (l *Ledger) batchesWhere(ctx context.Context, where string, args ...any) ([]Batch, error) {
+	rs, err := l.r.QueryContext(ctx, `SELECT `+batchCols+` FROM batches `+where+` ORDER BY seq`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list batches: %w", err)
 	}

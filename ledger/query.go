@@ -361,12 +361,12 @@ func (l *Ledger) Move(ctx context.Context, seq int64, o Owner, from, to State, o
 	if !CanMove(from, to) {
 		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, ErrTransition)
 	}
-	tx, err := l.w.BeginTx(ctx, nil)
+	tx, err := l.beginHolding(ctx, seq, o)
 	if err != nil {
 		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, err)
 	}
 	defer tx.Rollback()
-	n, err := moveAll(ctx, tx, seq, o, from, to, operator, message, l.nowMS())
+	n, err := moveAll(ctx, tx, seq, from, to, operator, message, l.nowMS())
 	if err != nil {
 		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, err)
 	}
@@ -378,10 +378,7 @@ func (l *Ledger) Move(ctx context.Context, seq int64, o Owner, from, to State, o
 
 // moveAll is Move inside tx, without the transition table: RecoverInflight
 // makes the one move the table does not list (inflight to unknown).
-func moveAll(ctx context.Context, tx *sql.Tx, seq int64, o Owner, from, to State, operator int64, message string, now int64) (int64, error) {
-	if err := checkLease(ctx, tx, seq, o); err != nil {
-		return 0, err
-	}
+func moveAll(ctx context.Context, tx *sql.Tx, seq int64, from, to State, operator int64, message string, now int64) (int64, error) {
 	// The subquery finds the rows through the state index; a plain
 	// "WHERE state = ?" on an UPDATE of state makes SQLite walk the whole
 	// batch, seconds on a million rows even when nothing matches.
@@ -411,13 +408,13 @@ func (l *Ledger) RecoverInflight(ctx context.Context, seq int64, o Owner) (int64
 	if err != nil {
 		return 0, fmt.Errorf("recover rows in flight: %w", err)
 	}
-	tx, err := l.w.BeginTx(ctx, nil)
+	tx, err := l.beginHolding(ctx, seq, o)
 	if err != nil {
 		return 0, fmt.Errorf("recover rows in flight: %w", err)
 	}
 	defer tx.Rollback()
 	now := l.nowMS()
-	n, err := moveAll(ctx, tx, seq, o, StateInflight, StateUnknown, 0, why, now)
+	n, err := moveAll(ctx, tx, seq, StateInflight, StateUnknown, 0, why, now)
 	if err != nil {
 		return 0, fmt.Errorf("recover rows in flight: %w", err)
 	}

@@ -279,14 +279,11 @@ func (w *Writer) Close() error {
 // their ids may already name its own dispatches.
 func (w *Writer) deleteDispatches() error {
 	ctx := context.Background()
-	tx, err := w.l.w.BeginTx(ctx, nil)
+	tx, err := w.l.beginHolding(ctx, w.batch, w.owner)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if err := checkLease(ctx, tx, w.batch, w.owner); err != nil {
-		return err
-	}
 	ids, err := json.Marshal(w.dispatchIDs)
 	if err != nil {
 		return err
@@ -392,14 +389,11 @@ func (w *Writer) loop() {
 // order they were made.
 func (w *Writer) apply(group []*op, errs []error) error {
 	ctx := context.Background() // a run's end must not abort a commit half-made
-	tx, err := w.l.w.BeginTx(ctx, nil)
+	tx, err := w.l.beginHolding(ctx, w.batch, w.owner)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if err := checkLease(ctx, tx, w.batch, w.owner); err != nil {
-		return err
-	}
 	now := w.l.nowMS()
 	seg := newSegment()
 	var attempts []loggedAttempt
@@ -625,7 +619,7 @@ func (w *Writer) dispatch(ctx context.Context, tx *sql.Tx, seg *segment, now int
 	if err != nil {
 		return err
 	}
-	// apply checked the lease in this transaction: a process that lost the
+	// apply began this transaction holding the lease: a process that lost the
 	// batch to a takeover cannot dispatch rows the new holder may also send.
 	res, err := tx.StmtContext(ctx, w.dispatchAdd).ExecContext(ctx, w.batch, string(js), now)
 	if err != nil {

@@ -35,7 +35,14 @@ func holdLease(t *testing.T, l *Ledger, seq int64) {
 func newWriter(t *testing.T, l *Ledger, seq int64) *Writer {
 	t.Helper()
 	holdLease(t, l, seq)
-	w, err := l.NewWriter(context.Background(), seq, testOwner)
+	return writerOf(t, l, seq, testOwner)
+}
+
+// writerOf starts a writer for seq under o, whatever the lease, and closes
+// it when the test ends (a second Close is harmless).
+func writerOf(t *testing.T, l *Ledger, seq int64, o Owner) *Writer {
+	t.Helper()
+	w, err := l.NewWriter(context.Background(), seq, o)
 	if err != nil {
 		t.Fatalf("NewWriter: %v", err)
 	}
@@ -695,10 +702,7 @@ func TestStaleWriterWritesNothingAfterTakeover(t *testing.T) {
 	b := seedRows(t, l, "t", 10) // lines 2..11
 	a, bo := NewOwner("run-a"), NewOwner("run-b")
 	acquire(t, l, NewBatch{ID: b.ID}, a)
-	wa, err := l.NewWriter(ctx, b.Seq, a)
-	if err != nil {
-		t.Fatal(err)
-	}
+	wa := writerOf(t, l, b.Seq, a)
 	dispatch(t, wa, 2, 3) // A sends both, then is paused before recording
 
 	takeover(t, l, c, b, bo)
@@ -707,10 +711,7 @@ func TestStaleWriterWritesNothingAfterTakeover(t *testing.T) {
 			t.Fatalf("line %d after the takeover: %s, want unknown", line, s)
 		}
 	}
-	wb, err := l.NewWriter(ctx, b.Seq, bo)
-	if err != nil {
-		t.Fatal(err)
-	}
+	wb := writerOf(t, l, b.Seq, bo)
 	dispatch(t, wb, 4, 5, 6) // B is sending these
 
 	// A resumes.
@@ -762,18 +763,11 @@ func TestStaleRequeueLeavesNewHoldersRowAlone(t *testing.T) {
 	b := seedRows(t, l, "q", 4)
 	a, bo := NewOwner("run-a"), NewOwner("resolve-b")
 	acquire(t, l, NewBatch{ID: b.ID}, a)
-	wa, err := l.NewWriter(ctx, b.Seq, a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { wa.Close() })
+	wa := writerOf(t, l, b.Seq, a)
 	dispatch(t, wa, 2) // waits in A's pipeline, unsent, when A is paused
 
 	takeover(t, l, c, b, bo)
-	wb, err := l.NewWriter(ctx, b.Seq, bo)
-	if err != nil {
-		t.Fatal(err)
-	}
+	wb := writerOf(t, l, b.Seq, bo)
 	markInflight(t, wb, 2) // the enquiry found nothing: B re-sends
 
 	_ = wa.Record(Update{Line: 2, To: StateQueued, Code: -1})
@@ -804,16 +798,8 @@ func TestWriterOfAnOwnerWithoutTheLease(t *testing.T) {
 	a, bo := NewOwner("run-a"), NewOwner("run-b")
 	acquire(t, l, NewBatch{ID: b.ID}, a)
 	takeover(t, l, c, b, bo)
-	wb, err := l.NewWriter(ctx, b.Seq, bo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { wb.Close() })
-	wa, err := l.NewWriter(ctx, b.Seq, a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { wa.Close() })
+	wb := writerOf(t, l, b.Seq, bo)
+	wa := writerOf(t, l, b.Seq, a)
 	if got, err := wa.Dispatch(ctx, []int{2, 3}); !errors.Is(err, ErrLeaseLost) || len(got) != 0 {
 		t.Errorf("A's Dispatch under B's lease = %v, %v; want ErrLeaseLost and nothing", got, err)
 	}
@@ -846,26 +832,18 @@ func TestWriterOfAnOwnerWithoutTheLease(t *testing.T) {
 // since the new holder's first dispatch may reuse the same id.
 func TestStaleCloseKeepsNewHoldersDispatch(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	c := newClock()
 	l := openLedger(t, Options{Now: c.now})
 	b := seedRows(t, l, "d", 4)
 	a, bo := NewOwner("run-a"), NewOwner("run-b")
 	acquire(t, l, NewBatch{ID: b.ID}, a)
-	wa, err := l.NewWriter(ctx, b.Seq, a)
-	if err != nil {
-		t.Fatal(err)
-	}
+	wa := writerOf(t, l, b.Seq, a)
 	dispatch(t, wa, 2)
 	record(t, wa, Update{Line: 2, To: StateSuccess, Code: 0})
 	flush(t, wa) // committed while A held the lease
 
 	takeover(t, l, c, b, bo) // deletes A's dispatch
-	wb, err := l.NewWriter(ctx, b.Seq, bo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { wb.Close() })
+	wb := writerOf(t, l, b.Seq, bo)
 	dispatch(t, wb, 3)
 	if err := wa.Close(); !errors.Is(err, ErrLeaseLost) {
 		t.Errorf("A's Close = %v, want ErrLeaseLost", err)

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"math/rand/v2"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -282,15 +283,8 @@ func TestSIGTERMExitsThreeAndResumes(t *testing.T) {
 	db, csvPath := batchFiles(t)
 	rows := goodRows(400, "S")
 	writeCSV(t, csvPath, rows)
-	cmd := aopbatchCmd(context.Background(), nil, runArgs(csvPath, db, sb.URL, "--rate", "200")...)
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for sb.Stats().Recharges < 50 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	cmd, errb := startRun(t, runArgs(csvPath, db, sb.URL, "--rate", "200"))
+	waitRecharges(t, sb, 50)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	err := cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != 3 {
@@ -322,9 +316,7 @@ func TestSecondRunOnSameBatchRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = first.Process.Kill(); _ = first.Wait() }()
-	for sb.Stats().Recharges < 5 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitRecharges(t, sb, 5)
 	before := sb.Stats().Recharges
 	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL)...)
 	if p.code != 1 {
@@ -508,26 +500,12 @@ func TestPausedRunTakenOverStaysOut(t *testing.T) {
 	args := func(workers string) []string {
 		return runArgs(csvPath, db, sb.URL, "--workers", workers, "--lease-ttl", "1s", "--timeout", "20s", "--resolve-timeout", "20s")
 	}
-	a := aopbatchCmd(context.Background(), nil, args("2")...)
-	var aerr bytes.Buffer
-	a.Stderr = &aerr
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = a.Process.Kill() }()
-	for sb.Stats().Recharges < 2 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	a, aerr := startRun(t, args("2"))
+	waitRecharges(t, sb, 2)
 	_ = a.Process.Signal(syscall.SIGSTOP)
 	time.Sleep(1500 * time.Millisecond) // past A's lease
 
-	b := aopbatchCmd(context.Background(), nil, args("8")...)
-	var berr bytes.Buffer
-	b.Stderr = &berr
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = b.Process.Kill() }()
+	b, berr := startRun(t, args("8"))
 	// Resume A while B is settling the rows A left in flight.
 	for before := sb.Stats().Enquiries; sb.Stats().Enquiries == before; {
 		time.Sleep(5 * time.Millisecond)
@@ -557,16 +535,8 @@ func TestLedgerStallDoesNotStopARun(t *testing.T) {
 	db, csvPath := batchFiles(t)
 	rows := goodRows(300, "T")
 	writeCSV(t, csvPath, rows)
-	cmd := aopbatchCmd(context.Background(), nil, runArgs(csvPath, db, sb.URL, "--rate", "100", "--lease-ttl", "1s")...)
-	var errb bytes.Buffer
-	cmd.Stderr = &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }()
-	for sb.Stats().Recharges < 20 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	cmd, errb := startRun(t, runArgs(csvPath, db, sb.URL, "--rate", "100", "--lease-ttl", "1s"))
+	waitRecharges(t, sb, 20)
 	// Hold the write lock for 2.5 s: more than two leases, less than the
 	// ledger's 5 s busy wait.
 	lock, err := sql.Open("sqlite", "file:"+db+"?_pragma=busy_timeout(5000)&_txlock=immediate")
@@ -587,4 +557,29 @@ func TestLedgerStallDoesNotStopARun(t *testing.T) {
 		t.Fatalf("exit %d (%v), want 0: a stall is not a takeover\n%s", code, err, errb.String())
 	}
 	wantOnce(t, rows, "sent", sb.Requests)
+}
+
+// startRun starts aopbatch with args, keeping its stderr; the test's end
+// kills it if it is still running.
+func startRun(t *testing.T, args []string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := aopbatchCmd(context.Background(), nil, args...)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return cmd, &errb
+}
+
+// waitRecharges waits until the sandbox has seen n Recharge requests.
+func waitRecharges(t *testing.T, sb *aoptest.TestServer, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); sb.Stats().Recharges < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the sandbox saw %d Recharges in a minute, want %d", sb.Stats().Recharges, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
