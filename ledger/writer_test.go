@@ -678,6 +678,21 @@ func TestRecoverDispatched(t *testing.T) {
 	}
 }
 
+// runA and runB are two runs of one batch: A holds its lease first, and B
+// takes it over once A's has expired (takeover).
+var runA, runB = NewOwner("run-a"), NewOwner("run-b")
+
+// leasedTo seeds n queued rows (lines 2..n+1) in a new batch whose lease o
+// holds, on a ledger whose clock the test moves.
+func leasedTo(t *testing.T, o Owner, id string, n int) (*clock, *Ledger, Batch) {
+	t.Helper()
+	c := newClock()
+	l := openLedger(t, Options{Now: c.now})
+	b := seedRows(t, l, id, n)
+	acquire(t, l, NewBatch{ID: b.ID}, o)
+	return c, l, b
+}
+
 // takeover makes owner b take batch id over from a holder whose lease
 // expired (a run paused past it: SIGSTOP, a suspended laptop), and recover
 // what it left in flight, as a run or resolve does first.
@@ -697,21 +712,17 @@ func takeover(t *testing.T, l *Ledger, c *clock, b Batch, to Owner) {
 func TestStaleWriterWritesNothingAfterTakeover(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := newClock()
-	l := openLedger(t, Options{Now: c.now})
-	b := seedRows(t, l, "t", 10) // lines 2..11
-	a, bo := NewOwner("run-a"), NewOwner("run-b")
-	acquire(t, l, NewBatch{ID: b.ID}, a)
-	wa := writerOf(t, l, b.Seq, a)
+	c, l, b := leasedTo(t, runA, "t", 10) // lines 2..11
+	wa := writerOf(t, l, b.Seq, runA)
 	dispatch(t, wa, 2, 3) // A sends both, then is paused before recording
 
-	takeover(t, l, c, b, bo)
+	takeover(t, l, c, b, runB)
 	for _, line := range []int{2, 3} {
 		if s := getRow(t, l, b.Seq, line).State; s != StateUnknown {
 			t.Fatalf("line %d after the takeover: %s, want unknown", line, s)
 		}
 	}
-	wb := writerOf(t, l, b.Seq, bo)
+	wb := writerOf(t, l, b.Seq, runB)
 	dispatch(t, wb, 4, 5, 6) // B is sending these
 
 	// A resumes.
@@ -758,16 +769,12 @@ func TestStaleWriterWritesNothingAfterTakeover(t *testing.T) {
 func TestStaleRequeueLeavesNewHoldersRowAlone(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := newClock()
-	l := openLedger(t, Options{Now: c.now})
-	b := seedRows(t, l, "q", 4)
-	a, bo := NewOwner("run-a"), NewOwner("resolve-b")
-	acquire(t, l, NewBatch{ID: b.ID}, a)
-	wa := writerOf(t, l, b.Seq, a)
+	c, l, b := leasedTo(t, runA, "q", 4)
+	wa := writerOf(t, l, b.Seq, runA)
 	dispatch(t, wa, 2) // waits in A's pipeline, unsent, when A is paused
 
-	takeover(t, l, c, b, bo)
-	wb := writerOf(t, l, b.Seq, bo)
+	takeover(t, l, c, b, runB)
+	wb := writerOf(t, l, b.Seq, runB)
 	markInflight(t, wb, 2) // the enquiry found nothing: B re-sends
 
 	_ = wa.Record(Update{Line: 2, To: StateQueued, Code: -1})
@@ -792,14 +799,10 @@ func TestStaleRequeueLeavesNewHoldersRowAlone(t *testing.T) {
 func TestWriterOfAnOwnerWithoutTheLease(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := newClock()
-	l := openLedger(t, Options{Now: c.now})
-	b := seedRows(t, l, "w", 4)
-	a, bo := NewOwner("run-a"), NewOwner("run-b")
-	acquire(t, l, NewBatch{ID: b.ID}, a)
-	takeover(t, l, c, b, bo)
-	wb := writerOf(t, l, b.Seq, bo)
-	wa := writerOf(t, l, b.Seq, a)
+	c, l, b := leasedTo(t, runA, "w", 4)
+	takeover(t, l, c, b, runB)
+	wb := writerOf(t, l, b.Seq, runB)
+	wa := writerOf(t, l, b.Seq, runA)
 	if got, err := wa.Dispatch(ctx, []int{2, 3}); !errors.Is(err, ErrLeaseLost) || len(got) != 0 {
 		t.Errorf("A's Dispatch under B's lease = %v, %v; want ErrLeaseLost and nothing", got, err)
 	}
@@ -810,13 +813,13 @@ func TestWriterOfAnOwnerWithoutTheLease(t *testing.T) {
 		t.Errorf("B's Dispatch = %v, want [2 3]", got)
 	}
 	// Nor may A recover B's dispatches, requeue held rows, or clear rows.
-	if n, err := l.RecoverInflight(ctx, b.Seq, a); !errors.Is(err, ErrLeaseLost) || n != 0 {
+	if n, err := l.RecoverInflight(ctx, b.Seq, runA); !errors.Is(err, ErrLeaseLost) || n != 0 {
 		t.Errorf("A's RecoverInflight = %d, %v; want ErrLeaseLost", n, err)
 	}
-	if n, err := l.Move(ctx, b.Seq, a, StateQueued, StateHeld, 0, ""); !errors.Is(err, ErrLeaseLost) || n != 0 {
+	if n, err := l.Move(ctx, b.Seq, runA, StateQueued, StateHeld, 0, ""); !errors.Is(err, ErrLeaseLost) || n != 0 {
 		t.Errorf("A's Move = %d, %v; want ErrLeaseLost", n, err)
 	}
-	if err := l.ClearRows(ctx, b.Seq, a); !errors.Is(err, ErrLeaseLost) {
+	if err := l.ClearRows(ctx, b.Seq, runA); !errors.Is(err, ErrLeaseLost) {
 		t.Errorf("A's ClearRows = %v, want ErrLeaseLost", err)
 	}
 	if n := dispatchCount(t, l, b.Seq); n != 1 {
@@ -832,18 +835,14 @@ func TestWriterOfAnOwnerWithoutTheLease(t *testing.T) {
 // since the new holder's first dispatch may reuse the same id.
 func TestStaleCloseKeepsNewHoldersDispatch(t *testing.T) {
 	t.Parallel()
-	c := newClock()
-	l := openLedger(t, Options{Now: c.now})
-	b := seedRows(t, l, "d", 4)
-	a, bo := NewOwner("run-a"), NewOwner("run-b")
-	acquire(t, l, NewBatch{ID: b.ID}, a)
-	wa := writerOf(t, l, b.Seq, a)
+	c, l, b := leasedTo(t, runA, "d", 4)
+	wa := writerOf(t, l, b.Seq, runA)
 	dispatch(t, wa, 2)
 	record(t, wa, Update{Line: 2, To: StateSuccess, Code: 0})
 	flush(t, wa) // committed while A held the lease
 
-	takeover(t, l, c, b, bo) // deletes A's dispatch
-	wb := writerOf(t, l, b.Seq, bo)
+	takeover(t, l, c, b, runB) // deletes A's dispatch
+	wb := writerOf(t, l, b.Seq, runB)
 	dispatch(t, wb, 3)
 	if err := wa.Close(); !errors.Is(err, ErrLeaseLost) {
 		t.Errorf("A's Close = %v, want ErrLeaseLost", err)
