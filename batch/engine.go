@@ -120,7 +120,7 @@ func (e *StopError) Error() string {
 
 // Engine sends a batch's queued rows and resolves its unsettled ones.
 type Engine struct {
-	l   *ledger.Ledger
+	l   ledger.Store
 	p   Provider
 	cfg Config
 
@@ -156,7 +156,7 @@ type Progress struct {
 }
 
 // New makes an engine over ledger l and provider p.
-func New(l *ledger.Ledger, p Provider, cfg Config) *Engine {
+func New(l ledger.Store, p Provider, cfg Config) *Engine {
 	cfg.defaults()
 	return &Engine{
 		l: l, p: p, cfg: cfg,
@@ -267,7 +267,7 @@ func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 // A marker dispatches each chunk in one durable commit while the chunk
 // before it is being handed out, so workers never wait for a commit, and a
 // commit carries the outcomes of a whole chunk: fewer, larger commits.
-func (e *Engine) readQueued(ctx context.Context, b ledger.Batch, w *ledger.Writer, jobs chan<- ledger.Row) error {
+func (e *Engine) readQueued(ctx context.Context, b ledger.Batch, w ledger.Writer, jobs chan<- ledger.Row) error {
 	chunks := make(chan []ledger.Row, 1)
 	var g errgroup.Group
 	g.Go(func() error {
@@ -287,7 +287,7 @@ func (e *Engine) readQueued(ctx context.Context, b ledger.Batch, w *ledger.Write
 
 // dispatchQueued pages through the queued rows and sends each chunk,
 // durably dispatched (ledger.Writer.Dispatch), to chunks.
-func (e *Engine) dispatchQueued(ctx context.Context, b ledger.Batch, w *ledger.Writer, chunks chan<- []ledger.Row) error {
+func (e *Engine) dispatchQueued(ctx context.Context, b ledger.Batch, w ledger.Writer, chunks chan<- []ledger.Row) error {
 	after := 0
 	chunk := e.chunk()
 	for {
@@ -358,7 +358,7 @@ func (e *Engine) held(op int64) bool {
 
 // sendRow sends one row already dispatched (or marked inflight) and records
 // its outcome.
-func (e *Engine) sendRow(ctx context.Context, w *ledger.Writer, row ledger.Row) {
+func (e *Engine) sendRow(ctx context.Context, w ledger.Writer, row ledger.Row) {
 	if e.held(row.Operator) {
 		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateHeld, Code: -1,
 			Message: fmt.Sprintf("operator %d is down: held, a rerun retries it", row.Operator)})
@@ -377,7 +377,7 @@ func (e *Engine) sendRow(ctx context.Context, w *ledger.Writer, row ledger.Row) 
 // deliver sends a row already dispatched or marked inflight, under the
 // limiter ticket tk, retrying only what provably never reached the
 // provider, and records the outcome.
-func (e *Engine) deliver(ctx context.Context, w *ledger.Writer, row ledger.Row, tk ticket) {
+func (e *Engine) deliver(ctx context.Context, w ledger.Writer, row ledger.Row, tk ticket) {
 	var (
 		res aop.Result
 		err error
@@ -442,7 +442,7 @@ func (e *Engine) deliver(ctx context.Context, w *ledger.Writer, row ledger.Row, 
 }
 
 // settle maps a recharge answer to the row's state (SPEC section 2).
-func (e *Engine) settle(w *ledger.Writer, row ledger.Row, at time.Time, lat time.Duration, res aop.Result) {
+func (e *Engine) settle(w ledger.Writer, row ledger.Row, at time.Time, lat time.Duration, res aop.Result) {
 	var to ledger.State
 	transient := false
 	switch res.Class {
@@ -548,7 +548,7 @@ func (e *Engine) achievedRate() float64 {
 	return float64(e.progress.Sent.Load()) / el
 }
 
-func (e *Engine) record(w *ledger.Writer, u ledger.Update) {
+func (e *Engine) record(w ledger.Writer, u ledger.Update) {
 	if err := w.Record(u); err != nil {
 		e.ledgerFailed(err)
 	}
@@ -566,7 +566,7 @@ func (e *Engine) ledgerFailed(err error) {
 }
 
 // logAttempt logs a request that did not settle the row (a retry follows).
-func (e *Engine) logAttempt(w *ledger.Writer, row ledger.Row, at time.Time, lat time.Duration, res aop.Result) {
+func (e *Engine) logAttempt(w ledger.Writer, row ledger.Row, at time.Time, lat time.Duration, res aop.Result) {
 	e.record(w, ledger.Update{Line: row.Line, Code: res.Code, Message: res.Message, Attempt: attempt("recharge", at, lat, res)})
 }
 

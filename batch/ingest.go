@@ -83,7 +83,7 @@ func (e *RepeatError) Error() string {
 // with generated referenceids (RepeatError); without a name, only the batch
 // an earlier version made of this content without one, whose referenceids
 // it keeps (ErrGenerateRefsNeedsBatch otherwise).
-func generatedRefsBatch(ctx context.Context, l *ledger.Ledger, hash, id string, payAgain bool) (string, error) {
+func generatedRefsBatch(ctx context.Context, l ledger.Store, hash, id string, payAgain bool) (string, error) {
 	derived := BatchIDFor(hash)
 	if id == "" {
 		if _, err := l.Batch(ctx, derived); errors.Is(err, ledger.ErrNoBatch) {
@@ -150,7 +150,7 @@ func HashFile(path string) (string, error) {
 // batch's lease, and checks the control totals. A batch already ingested is
 // resumed as it is. A bad file (*FileError, *ControlError) leaves nothing in
 // the ledger, so nothing of it can be sent.
-func Ingest(ctx context.Context, l *ledger.Ledger, path string, o IngestOptions) (IngestResult, error) {
+func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (IngestResult, error) {
 	// A pipe, device or directory is refused before it is opened: opening a
 	// FIFO blocks until a writer appears, and /dev/zero would be hashed
 	// forever. Both reads below need a file that stays the same.
@@ -255,7 +255,7 @@ type overLimit struct {
 	n     int
 }
 
-func ingestRows(ctx context.Context, in *ledger.Ingest, rd *Reader, c Controls) (IngestResult, error) {
+func ingestRows(ctx context.Context, in ledger.Ingest, rd *Reader, c Controls) (IngestResult, error) {
 	var (
 		res  IngestResult
 		over overLimit
@@ -345,7 +345,7 @@ func ingestRows(ctx context.Context, in *ledger.Ingest, rd *Reader, c Controls) 
 }
 
 // add records rows and counts what they became.
-func (r *IngestResult) add(ctx context.Context, in *ledger.Ingest, rows []ledger.IngestRow) error {
+func (r *IngestResult) add(ctx context.Context, in ledger.Ingest, rows []ledger.IngestRow) error {
 	added, err := in.AddMany(ctx, rows)
 	if err != nil {
 		return err

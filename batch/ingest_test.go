@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/sqlite"
 )
 
 // writeRows writes a CSV of n valid rows, then the extra lines given.
@@ -31,9 +32,9 @@ func writeRows(t *testing.T, n int, extra ...string) string {
 	return path
 }
 
-func openLedger(t *testing.T) *ledger.Ledger {
+func openLedger(t *testing.T) ledger.Store {
 	t.Helper()
-	l, err := ledger.Open(context.Background(), filepath.Join(t.TempDir(), "l.db"), ledger.Options{Synchronous: "NORMAL"})
+	l, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "l.db"), sqlite.Options{Synchronous: "NORMAL"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,7 +91,7 @@ func (e *Engine) unsettled(ctx context.Context, b ledger.Batch) (bool, error) {
 }
 
 // resolveRound enquires every unsettled row once.
-func (e *Engine) resolveRound(ctx context.Context, w *ledger.Writer, b ledger.Batch) error {
+func (e *Engine) resolveRound(ctx context.Context, w ledger.Writer, b ledger.Batch) error {
 	for _, s := range unsettledStates {
 		jobs := make(chan ledger.Row, e.cfg.Workers)
 		g, gctx := errgroup.WithContext(ctx)
@@ -140,7 +140,7 @@ func (e *Engine) resolveRound(ctx context.Context, w *ledger.Writer, b ledger.Ba
 }
 
 // enquire asks the provider about one row and applies the answer.
-func (e *Engine) enquire(ctx context.Context, w *ledger.Writer, row ledger.Row) {
+func (e *Engine) enquire(ctx context.Context, w ledger.Writer, row ledger.Row) {
 	var st aop.StatusResult
 	for try := 1; ; try++ {
 		tk, err := e.lim.Wait(ctx)
@@ -180,7 +180,7 @@ func (e *Engine) enquire(ctx context.Context, w *ledger.Writer, row ledger.Row) 
 	}
 }
 
-func (e *Engine) apply(ctx context.Context, w *ledger.Writer, row ledger.Row, st aop.StatusResult, a *ledger.Attempt) {
+func (e *Engine) apply(ctx context.Context, w ledger.Writer, row ledger.Row, st aop.StatusResult, a *ledger.Attempt) {
 	txn := st.Data.TxnID
 	if why := otherPayment(row, st.Data); why != "" {
 		// The provider's record under this referenceid is not this row's

@@ -88,3 +88,18 @@ func CanMove(from, to State) bool {
 	}
 	return false
 }
+
+// From returns the states a row may move to state to from, per the
+// transition table; nil when no move leads there.
+func From(to State) []State { return append([]State(nil), allowedFrom[to]...) }
+
+// Targets lists the states some move leads to, in report order.
+func Targets() []State {
+	var out []State
+	for _, s := range States {
+		if _, ok := allowedFrom[s]; ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -35,7 +35,7 @@ const exportPage = 1000
 // Cells come from the row as it was read when the ledger kept it (rejected
 // and conflict rows), otherwise from the request body the ledger recorded.
 // Cells are defused against formula injection like every CSV written here.
-func Export(ctx context.Context, l *ledger.Ledger, b ledger.Batch, st ledger.State, w io.Writer, o ExportOptions) (ExportResult, error) {
+func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.State, w io.Writer, o ExportOptions) (ExportResult, error) {
 	var res ExportResult
 	if !st.Valid() {
 		return res, fmt.Errorf("export: unknown state %q", st)

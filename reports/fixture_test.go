@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/sqlite"
 )
 
 // t0 is the fixture's epoch: the batch is created then, rows are sent in
@@ -100,7 +101,7 @@ func request(r fixtureRow) []byte {
 // and REF-ELSEWHERE) and "b1" (every state, rejected rows with their cells,
 // a conflict with "other").
 type fixture struct {
-	l     *ledger.Ledger
+	l     ledger.Reader
 	b     ledger.Batch
 	clock *clock
 }
@@ -113,7 +114,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	c := &clock{t: t0.Add(-24 * time.Hour)}
-	l, err := ledger.Open(ctx, filepath.Join(t.TempDir(), "ledger.db"), ledger.Options{Now: c.now, Synchronous: "NORMAL"})
+	l, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ledger.db"), sqlite.Options{Now: c.now, Synchronous: "NORMAL"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,10 +136,11 @@ func newFixture(t *testing.T) *fixture {
 			if r.problem == nil {
 				ir.Request = request(r)
 			}
-			st, _, err := in.Add(ctx, ir)
+			added, err := in.AddMany(ctx, []ledger.IngestRow{ir})
 			if err != nil {
 				t.Fatal(err)
 			}
+			st := added[0].State
 			want := ledger.StateQueued
 			if r.final == ledger.StateRejected || r.final == ledger.StateConflict {
 				want = r.final

@@ -119,7 +119,7 @@ func (s *Summary) count(c Category) *int64 {
 // Reconcile compares the batch's rows with statement st, filling
 // s.Reconciliation. Write then also writes reconciliation.csv, one line per
 // row and per statement entry the batch does not hold.
-func (s *Summary) Reconcile(ctx context.Context, l *ledger.Ledger, st *Statement) error {
+func (s *Summary) Reconcile(ctx context.Context, l ledger.Reader, st *Statement) error {
 	if st == nil {
 		return errors.New("reconcile: no statement")
 	}
@@ -166,7 +166,7 @@ func (s *Summary) Reconcile(ctx context.Context, l *ledger.Ledger, st *Statement
 // walk classifies every row of the batch (in line order), then every
 // statement entry no row of the batch holds (in statement order), calling fn
 // for each, with the row when there is one. The first walk works out which entries other batches hold.
-func (s *Summary) walk(ctx context.Context, l *ledger.Ledger, rc *reconState, fn func(*ledger.Row, *Discrepancy) error) error {
+func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn func(*ledger.Row, *Discrepancy) error) error {
 	st := rc.st
 	seen := make([]bool, st.Len())
 	unseen := 0
@@ -261,7 +261,7 @@ func (s *Summary) walk(ctx context.Context, l *ledger.Ledger, rc *reconState, fn
 
 // findInOtherBatches marks the statement entries (first occurrences not
 // seen in this batch) that a sendable row of another batch holds.
-func (s *Summary) findInOtherBatches(ctx context.Context, l *ledger.Ledger, rc *reconState, seen []bool, unseen int) error {
+func (s *Summary) findInOtherBatches(ctx context.Context, l ledger.Reader, rc *reconState, seen []bool, unseen int) error {
 	batches, err := l.Batches(ctx)
 	if err != nil {
 		return err

@@ -244,7 +244,7 @@ type codeKey struct {
 
 // Build computes the summary of batch b from the ledger: one pass over its
 // rows and one over its attempts log.
-func Build(ctx context.Context, l *ledger.Ledger, b ledger.Batch, o Options) (*Summary, error) {
+func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Summary, error) {
 	now := time.Now
 	if o.Now != nil {
 		now = o.Now
@@ -380,7 +380,7 @@ func Build(ctx context.Context, l *ledger.Ledger, b ledger.Batch, o Options) (*S
 }
 
 // timing reads the attempts log for duration, throughput and latency.
-func (s *Summary) timing(ctx context.Context, l *ledger.Ledger) error {
+func (s *Summary) timing(ctx context.Context, l ledger.Reader) error {
 	var first, last time.Time
 	var lat []int32
 	err := l.EachAttempt(ctx, s.seq, func(a *ledger.AttemptRow) error {

@@ -66,7 +66,7 @@ func ParseFormats(v string) ([]string, error) {
 // formats are "json", "csv", "md", "html"; none means all. The csv format
 // is rows.csv, rejects.csv and, after Reconcile, reconciliation.csv, all
 // streamed from the ledger l.
-func Write(ctx context.Context, l *ledger.Ledger, dir string, s *Summary, formats []string) ([]string, error) {
+func Write(ctx context.Context, l ledger.Reader, dir string, s *Summary, formats []string) ([]string, error) {
 	want := map[string]bool{}
 	if len(formats) == 0 {
 		formats = Formats
@@ -218,7 +218,7 @@ func amountCell(r *ledger.Row) string {
 
 // writeRowFiles writes rows.csv and, after Reconcile, reconciliation.csv
 // in one pass over the ledger.
-func (s *Summary) writeRowFiles(ctx context.Context, l *ledger.Ledger, dir string) ([]string, error) {
+func (s *Summary) writeRowFiles(ctx context.Context, l ledger.Reader, dir string) ([]string, error) {
 	rowsFile, err := createAtomic(filepath.Join(dir, FileRows), 0o600)
 	if err != nil {
 		return nil, err
@@ -319,7 +319,7 @@ func (s *Summary) writeRowFiles(ctx context.Context, l *ledger.Ledger, dir strin
 // header plus line, error_code, reason and fixable, ready to be corrected.
 // fixable is "yes", or "review" for a referenceid repeated in the file: that
 // row may be the same payment twice, and must not just get a new id.
-func (s *Summary) writeRejects(ctx context.Context, l *ledger.Ledger, w io.Writer) error {
+func (s *Summary) writeRejects(ctx context.Context, l ledger.Reader, w io.Writer) error {
 	c := newCSV(w)
 	width := len(s.header)
 	hdr := append(append([]string(nil), s.header...), RejectsTrailer...)
@@ -379,7 +379,7 @@ func (s *Summary) maskIfPII(v string) string {
 
 // eachInState calls fn for the rows of one state in line order, a page at a
 // time through the state index.
-func eachInState(ctx context.Context, l *ledger.Ledger, seq int64, st ledger.State, fn func(*ledger.Row) error) error {
+func eachInState(ctx context.Context, l ledger.Reader, seq int64, st ledger.State, fn func(*ledger.Row) error) error {
 	after := 0
 	for {
 		rows, err := l.Page(ctx, seq, st, after, exportPage)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/sqlite"
 )
 
 // tenMBLine writes a file whose line is 10 MB long: the whole file (header
@@ -156,7 +157,7 @@ func TestBadInputFiles(t *testing.T) {
 // later run could send.
 func assertNoBatch(t *testing.T, db string) {
 	t.Helper()
-	l, err := ledger.Open(context.Background(), db, ledger.Options{})
+	l, err := sqlite.Open(context.Background(), db, sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

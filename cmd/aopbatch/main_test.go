@@ -18,6 +18,7 @@ import (
 	"github.com/aopbatch/aopbatch/batch"
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/sqlite"
 )
 
 // The test binary doubles as the aopbatch binary: process-level behaviour
@@ -189,7 +190,7 @@ func runArgs(csvPath, ledgerPath, url string, extra ...string) []string {
 // ledgerRows reads every row of the ledger's only batch.
 func ledgerRows(t *testing.T, path string) (ledger.Batch, map[string]ledger.Row, []ledger.Row) {
 	t.Helper()
-	l, err := ledger.Open(context.Background(), path, ledger.Options{})
+	l, err := sqlite.Open(context.Background(), path, sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +354,7 @@ func TestMissingAmountColumnSendsNothing(t *testing.T) {
 	if n := sb.Stats().Requests; n != 0 {
 		t.Errorf("sandbox got %d requests, want 0", n)
 	}
-	l, err := ledger.Open(context.Background(), db, ledger.Options{})
+	l, err := sqlite.Open(context.Background(), db, sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

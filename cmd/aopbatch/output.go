@@ -19,7 +19,7 @@ import (
 )
 
 // printCounts prints a batch's rows and amounts by state.
-func printCounts(ctx context.Context, l *ledger.Ledger, b ledger.Batch, w io.Writer) error {
+func printCounts(ctx context.Context, l ledger.Store, b ledger.Batch, w io.Writer) error {
 	c, err := l.Counts(ctx, b.Seq)
 	if err != nil {
 		return err
@@ -47,7 +47,7 @@ func writeCounts(w io.Writer, b ledger.Batch, c ledger.Counts) error {
 
 // printProblems shows the first rejected and conflict rows, so a person sees
 // what to fix without opening a report; total is how many there are.
-func printProblems(ctx context.Context, l *ledger.Ledger, b ledger.Batch, w io.Writer, max int, total int64) {
+func printProblems(ctx context.Context, l ledger.Store, b ledger.Batch, w io.Writer, max int, total int64) {
 	n := 0
 	for _, s := range []ledger.State{ledger.StateRejected, ledger.StateConflict} {
 		after := 0

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -117,7 +116,7 @@ func (r *endReports) register(fs *flag.FlagSet) {
 func (r endReports) wanted() bool { return r.dir != "" || r.metrics != "" }
 
 // write writes what r asks for about batch b.
-func (r endReports) write(ctx context.Context, l *ledger.Ledger, b ledger.Batch, stdout io.Writer) error {
+func (r endReports) write(ctx context.Context, l ledger.Store, b ledger.Batch, stdout io.Writer) error {
 	if !r.wanted() {
 		return nil
 	}
@@ -152,20 +151,8 @@ func printWritten(w io.Writer, dir string, paths []string) {
 	fmt.Fprintf(w, "reports in %s: %s\n", dir, strings.Join(names, ", "))
 }
 
-// openLedgerFile opens a ledger that must already exist: only run creates
-// one, and no other command may leave an empty ledger behind a typo.
-func openLedgerFile(ctx context.Context, path string) (*ledger.Ledger, error) {
-	if _, err := os.Stat(path); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("no ledger at %s: pass --ledger FILE or set AOPBATCH_LEDGER", path)
-		}
-		return nil, fmt.Errorf("open ledger: %w", err)
-	}
-	return ledger.Open(ctx, path, ledger.Options{})
-}
-
 // openExisting opens a ledger that must already exist and picks the batch.
-func openExisting(ctx context.Context, path, batchID string) (*ledger.Ledger, ledger.Batch, error) {
+func openExisting(ctx context.Context, path, batchID string) (ledger.Store, ledger.Batch, error) {
 	l, err := openLedgerFile(ctx, path)
 	if err != nil {
 		return nil, ledger.Batch{}, err

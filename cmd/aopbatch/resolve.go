@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io"
 	"time"
 
@@ -54,26 +53,17 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return start(err)
 	}
 	defer l.Close()
-	b, err := l.Batch(ctx, batchID)
+	sess, err := batch.Join(ctx, l, batchID, ledger.NewOwner(newRunID()), leaseTTL, log)
 	if err != nil {
-		return start(err)
-	}
-	if !b.Ready {
-		return start(errors.New("batch " + b.ID + " was never fully recorded: run the file again with aopbatch run"))
-	}
-	owner := ledger.NewOwner(newRunID())
-	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID}, owner, leaseTTL); err != nil {
 		return start(describeStartError("", err))
 	}
-	defer func() { _ = l.Release(context.WithoutCancel(ctx), b.ID, owner) }()
-	cfg.Owner = owner
+	defer sess.Close(ctx)
+	b := sess.Batch()
+	cfg.Owner = sess.Owner()
 	eng := batch.New(l, client, cfg)
-	hb := heartbeat(ctx, l, b, owner, leaseTTL, eng, log)
-	defer hb()
-	if n, err := l.RecoverInflight(ctx, b.Seq, owner); err != nil {
+	sess.Start(ctx, eng)
+	if _, err := sess.Recover(ctx); err != nil {
 		return start(err)
-	} else if n > 0 {
-		log.Warn("rows were in flight when a previous run ended; checking them with the provider", "rows", n)
 	}
 	stopProgress := showProgress(ctx, progress, stderr, eng, log)
 	rerr := eng.Resolve(ctx, b)

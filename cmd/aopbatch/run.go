@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"os"
 	"time"
@@ -141,7 +140,7 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 		}
 		client = c
 	}
-	l, err := ledger.Open(ctx, f.ledger, ledger.Options{Synchronous: f.synchronous})
+	l, err := openLedger(ctx, f.ledger, ledgerOptions{create: true, synchronous: f.synchronous})
 	if err != nil {
 		return start(err)
 	}
@@ -163,8 +162,8 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 		return start(describeStartError(f.csv, err))
 	}
 	b := ing.Batch
-	release := func() { _ = l.Release(context.WithoutCancel(ctx), b.ID, owner) }
-	defer release()
+	sess := batch.NewSession(l, b, owner, f.leaseTTL, log)
+	defer sess.Close(ctx)
 	if ing.Resumed {
 		log.Info("resuming batch", "batch", b.ID, "file", f.csv, "rows", b.RowsTotal)
 	} else {
@@ -193,8 +192,7 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 
 	cfg.Owner = owner
 	eng := batch.New(l, client, cfg)
-	hb := heartbeat(ctx, l, b, owner, f.leaseTTL, eng, log)
-	defer hb()
+	sess.Start(ctx, eng)
 	if err := eng.Prepare(ctx, b); err != nil {
 		return start(err)
 	}
@@ -208,7 +206,7 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 }
 
 // finish prints the batch's state, writes reports and picks the exit code.
-func finish(ctx context.Context, l *ledger.Ledger, b ledger.Batch, runErr error, rep endReports, logFormat string, stdout, stderr io.Writer) error {
+func finish(ctx context.Context, l ledger.Store, b ledger.Batch, runErr error, rep endReports, logFormat string, stdout, stderr io.Writer) error {
 	bg := context.WithoutCancel(ctx)
 	counts, err := l.Counts(bg, b.Seq)
 	if err != nil {
@@ -265,60 +263,10 @@ func outcome(c ledger.Counts) int {
 	return exitFinishedNo
 }
 
-// heartbeat renews the batch lease until the returned func is called; if the
-// lease is lost the engine stops, since another process may be sending. The
-// engine learns until when each renewal holds: a process paused past it
-// sends nothing more once it resumes.
-func heartbeat(ctx context.Context, l *ledger.Ledger, b ledger.Batch, o ledger.Owner, ttl time.Duration, eng *batch.Engine, log *slog.Logger) func() {
-	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	renewOnce := func() (time.Time, error) {
-		at := time.Now() // before the write: the lease it sets ends no sooner
-		err := l.Renew(context.WithoutCancel(ctx), b.ID, o, ttl)
-		return at.Add(ttl), err
-	}
-	// Acquire (or the ingest) set the lease a while ago: the engine sends
-	// nothing until a renewal made here holds.
-	eng.UseLease(renewOnce)
-	renew := func() bool {
-		until, err := renewOnce()
-		switch {
-		case err == nil:
-			eng.SetLease(until)
-		case errors.Is(err, ledger.ErrLeaseLost):
-			eng.Stop(&batch.StopError{Reason: "lease", Detail: err.Error(), Hint: "another aopbatch took over this batch"})
-			return false
-		case hctx.Err() == nil:
-			log.Warn("renew batch lease", "err", err)
-		}
-		return true
-	}
-	if !renew() {
-		cancel()
-		return func() {}
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(ttl / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-hctx.Done():
-				return
-			case <-t.C:
-				if !renew() {
-					return
-				}
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
-}
-
 // generatedMismatch explains a file refused under a batch id made from
 // other content, when referenceids are generated: a corrected copy run
 // whole under a new id would pay again the rows that batch already sent.
-func generatedMismatch(ctx context.Context, l *ledger.Ledger, id string, err error) error {
+func generatedMismatch(ctx context.Context, l ledger.Store, id string, err error) error {
 	sent := int64(-1) // unknown
 	if b, berr := l.Batch(ctx, id); berr == nil {
 		if c, cerr := l.Counts(ctx, b.Seq); cerr == nil {

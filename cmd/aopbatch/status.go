@@ -83,7 +83,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return writeCounts(stdout, bs[0], counts[0])
 	}
 	if len(bs) == 0 {
-		fmt.Fprintf(stdout, "ledger %s holds no batches\n", l.Path())
+		fmt.Fprintf(stdout, "ledger %s holds no batches\n", l.Location())
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)

@@ -1,6 +1,8 @@
-package ledger
+package sqlite
 
 import (
+	"github.com/aopbatch/aopbatch/ledger"
+
 	"context"
 	"database/sql"
 	"embed"
@@ -17,29 +19,13 @@ import (
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
 )
 
-// Sentinel errors callers branch on.
-var (
-	// ErrNoBatch means the ledger holds no batch by that id.
-	ErrNoBatch = errors.New("no such batch")
-	// ErrBatchMismatch means a batch id is reused for different content.
-	ErrBatchMismatch = errors.New("batch id already used for a different file")
-	// ErrBatchLocked means another live process holds the batch's lease.
-	ErrBatchLocked = errors.New("batch is being run by another process")
-	// ErrLeaseLost means this process no longer holds the batch's lease.
-	ErrLeaseLost = errors.New("batch lease lost")
-	// ErrAmbiguousBatch means a batch id is needed because the ledger holds several.
-	ErrAmbiguousBatch = errors.New("ledger holds several batches")
-	// ErrTransition means a row was not in a state that allows the change.
-	ErrTransition = errors.New("row state does not allow this change")
-)
-
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Ledger is the SQLite store of batches, rows and attempts. It has one
+// Store is the SQLite ledger of batches, rows and attempts. It has one
 // writer connection (SQLite allows one writer at a time; serialising in
 // database/sql beats lock retries) and a small pool of readers.
-type Ledger struct {
+type Store struct {
 	path string
 	w    *sql.DB
 	r    *sql.DB
@@ -57,7 +43,7 @@ type Options struct {
 
 // Open opens (creating if needed, with mode 0600) the ledger at path and
 // applies pending migrations.
-func Open(ctx context.Context, path string, o Options) (*Ledger, error) {
+func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("open ledger: empty path")
 	}
@@ -84,7 +70,7 @@ func Open(ctx context.Context, path string, o Options) (*Ledger, error) {
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
-	l := &Ledger{path: path, w: w, now: o.Now}
+	l := &Store{path: path, w: w, now: o.Now}
 	if l.now == nil {
 		l.now = time.Now
 	}
@@ -103,10 +89,19 @@ func Open(ctx context.Context, path string, o Options) (*Ledger, error) {
 }
 
 // Path is the file the ledger lives in.
-func (l *Ledger) Path() string { return l.path }
+func (l *Store) Path() string { return l.path }
+
+// Location implements ledger.Reader: the file's path.
+func (l *Store) Location() string { return l.path }
+
+// Shared implements ledger.Store: a SQLite file is run by one process at
+// a time.
+func (l *Store) Shared() bool { return false }
+
+var _ ledger.Store = (*Store)(nil)
 
 // Close closes the ledger's connections.
-func (l *Ledger) Close() error {
+func (l *Store) Close() error {
 	err := l.r.Close()
 	if e := l.w.Close(); err == nil {
 		err = e
@@ -114,44 +109,48 @@ func (l *Ledger) Close() error {
 	return err
 }
 
-func (l *Ledger) nowMS() int64 { return l.now().UnixMilli() }
+func (l *Store) nowMS() int64 { return l.now().UnixMilli() }
 
-// migrate applies the embedded migrations newer than user_version, each in
-// its own transaction, so a ledger written by an older build upgrades in
-// place and a newer one is refused rather than misread.
-func (l *Ledger) migrate(ctx context.Context) error {
+// migrate applies the embedded migrations newer than user_version in one
+// transaction, so a ledger written by an older build upgrades in place and
+// a newer one is refused rather than misread. The version is read inside
+// the (immediate) transaction: two processes opening a new ledger at the
+// same moment take turns, and the second finds the schema made.
+func (l *Store) migrate(ctx context.Context) error {
 	names, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {
 		return err
 	}
 	sort.Strings(names)
+	tx, err := l.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
 	var version int
-	if err := l.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	if version > len(names) {
 		return fmt.Errorf("schema version %d is newer than this aopbatch understands (%d): upgrade aopbatch", version, len(names))
+	}
+	if version == len(names) {
+		return nil
 	}
 	for i := version; i < len(names); i++ {
 		body, err := migrations.ReadFile(names[i])
 		if err != nil {
 			return err
 		}
-		tx, err := l.w.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("migrate %s: %w", names[i], err)
-		}
 		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-			tx.Rollback()
 			return fmt.Errorf("migrate %s: %w", names[i], err)
 		}
-		if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(i+1)); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migrate %s: %w", names[i], err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migrate %s: %w", names[i], err)
-		}
+	}
+	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(len(names))); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil
 }

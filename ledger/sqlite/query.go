@@ -1,6 +1,8 @@
-package ledger
+package sqlite
 
 import (
+	"github.com/aopbatch/aopbatch/ledger"
+
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -9,31 +11,10 @@ import (
 	"time"
 )
 
-// Row is one data row as the ledger holds it.
-type Row struct {
-	Batch         int64
-	Line          int
-	ReferenceID   string
-	Operator      int64
-	CANumber      string
-	AmountPaise   int64
-	Request       []byte
-	Raw           []string
-	State         State
-	ResponseCode  int // -1 when none
-	Message       string
-	ErrorCode     string
-	ErrorColumn   string
-	Attempts      int
-	ProviderTxnID string
-	FirstSent     time.Time // zero when never sent
-	Updated       time.Time
-}
-
 const rowCols = `batch, line, referenceid, operator, canumber, amount_paise, request, raw, state, response_code,
 	message, error_code, error_column, attempts, provider_txnid, first_sent_ms, updated_ms`
 
-func scanRow(sc interface{ Scan(...any) error }, r *Row) error {
+func scanRow(sc interface{ Scan(...any) error }, r *ledger.Row) error {
 	var (
 		raw       sql.NullString
 		code      sql.NullInt64
@@ -45,7 +26,7 @@ func scanRow(sc interface{ Scan(...any) error }, r *Row) error {
 		&state, &code, &r.Message, &r.ErrorCode, &r.ErrorColumn, &r.Attempts, &r.ProviderTxnID, &firstSent, &updated); err != nil {
 		return err
 	}
-	r.State = State(state)
+	r.State = ledger.State(state)
 	r.Raw = nil
 	if raw.Valid {
 		_ = json.Unmarshal([]byte(raw.String), &r.Raw)
@@ -71,17 +52,17 @@ func scanRow(sc interface{ Scan(...any) error }, r *Row) error {
 // row is in state s (make bench, resume).
 //
 // Rows in a dispatch are seen as inflight, not queued (see inFlight).
-func (l *Ledger) Page(ctx context.Context, seq int64, s State, after, limit int) ([]Row, error) {
+func (l *Store) Page(ctx context.Context, seq int64, s ledger.State, after, limit int) ([]ledger.Row, error) {
 	q, args := `SELECT `+rowCols+` FROM rows INDEXED BY rows_state WHERE batch = ? AND state = ? AND line > ? ORDER BY line LIMIT ?`,
 		[]any{seq, string(s), after, limit}
-	if s == StateQueued || s == StateInflight {
+	if s == ledger.StateQueued || s == ledger.StateInflight {
 		disp, err := l.hasDispatches(ctx, seq)
 		if err != nil {
 			return nil, fmt.Errorf("read %s rows: %w", s, err)
 		}
 		if disp {
 			cond := `+state = 'queued' AND line NOT IN ` + dispatchedLines
-			if s == StateInflight {
+			if s == ledger.StateInflight {
 				cond = `(+state = 'inflight' OR +state = 'queued' AND line IN ` + dispatchedLines + `)`
 			}
 			q = `SELECT ` + rowCols + ` FROM rows WHERE batch = ?1 AND line > ?2 AND ` + cond + ` ORDER BY line LIMIT ?3`
@@ -93,14 +74,14 @@ func (l *Ledger) Page(ctx context.Context, seq int64, s State, after, limit int)
 		return nil, fmt.Errorf("read %s rows: %w", s, err)
 	}
 	defer rs.Close()
-	out := make([]Row, 0, limit)
+	out := make([]ledger.Row, 0, limit)
 	for rs.Next() {
-		out = append(out, Row{})
+		out = append(out, ledger.Row{})
 		if err := scanRow(rs, &out[len(out)-1]); err != nil {
 			return nil, fmt.Errorf("read %s rows: %w", s, err)
 		}
-		if s == StateInflight {
-			out[len(out)-1].State = StateInflight
+		if s == ledger.StateInflight {
+			out[len(out)-1].State = ledger.StateInflight
 		}
 	}
 	return out, rs.Err()
@@ -109,7 +90,7 @@ func (l *Ledger) Page(ctx context.Context, seq int64, s State, after, limit int)
 // dispatchedLines is the subquery of a batch's (?1) dispatched lines.
 const dispatchedLines = `(SELECT j.value FROM dispatches d, json_each(d.lines) j WHERE d.batch = ?1)`
 
-func (l *Ledger) hasDispatches(ctx context.Context, seq int64) (bool, error) {
+func (l *Store) hasDispatches(ctx context.Context, seq int64) (bool, error) {
 	var some bool
 	err := l.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM dispatches WHERE batch = ?)`, seq).Scan(&some)
 	return some, err
@@ -117,8 +98,8 @@ func (l *Ledger) hasDispatches(ctx context.Context, seq int64) (bool, error) {
 
 // dispatchedQueued tallies the rows of batch seq that are queued in the
 // table but covered by a dispatch (see inFlight).
-func (l *Ledger) dispatchedQueued(ctx context.Context, seq int64) (Tally, error) {
-	var t Tally
+func (l *Store) dispatchedQueued(ctx context.Context, seq int64) (ledger.Tally, error) {
+	var t ledger.Tally
 	err := l.r.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(amount_paise), 0) FROM rows
 		WHERE batch = ?1 AND +state = 'queued' AND line IN `+dispatchedLines, seq).Scan(&t.Rows, &t.Paise)
 	return t, err
@@ -129,7 +110,7 @@ func (l *Ledger) dispatchedQueued(ctx context.Context, seq int64) (Tally, error)
 // have. Readers show them as inflight, never as queued: "queued" tells a
 // person the row was never sent, and exporting it for a resubmission under
 // a new referenceid could pay it twice. Nil when the batch has no dispatch.
-func (l *Ledger) inFlight(ctx context.Context, seq int64) (bitset, error) {
+func (l *Store) inFlight(ctx context.Context, seq int64) (bitset, error) {
 	rs, err := l.r.QueryContext(ctx, `SELECT line FROM rows WHERE batch = ?1 AND +state = 'queued' AND line IN `+dispatchedLines, seq)
 	if err != nil {
 		return nil, fmt.Errorf("read dispatched rows: %w", err)
@@ -149,7 +130,7 @@ func (l *Ledger) inFlight(ctx context.Context, seq int64) (bitset, error) {
 // Queued is Page for queued rows with only what sending needs filled in:
 // Batch, Line, ReferenceID, Operator, CANumber, AmountPaise, Request and
 // State. It reads a fraction of what Page does per row.
-func (l *Ledger) Queued(ctx context.Context, seq int64, after, limit int) ([]Row, error) {
+func (l *Store) Queued(ctx context.Context, seq int64, after, limit int) ([]ledger.Row, error) {
 	// The state index finds how far the next limit queued rows reach; the
 	// rows are then read in one walk of the primary key up to there, which
 	// costs less than fetching each through the index when most rows of
@@ -163,9 +144,9 @@ func (l *Ledger) Queued(ctx context.Context, seq int64, after, limit int) ([]Row
 		return nil, fmt.Errorf("read queued rows: %w", err)
 	}
 	defer rs.Close()
-	out := make([]Row, 0, limit)
+	out := make([]ledger.Row, 0, limit)
 	for rs.Next() {
-		r := Row{Batch: seq, State: StateQueued, ResponseCode: -1}
+		r := ledger.Row{Batch: seq, State: ledger.StateQueued, ResponseCode: -1}
 		if err := rs.Scan(&r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request); err != nil {
 			return nil, fmt.Errorf("read queued rows: %w", err)
 		}
@@ -175,22 +156,22 @@ func (l *Ledger) Queued(ctx context.Context, seq int64, after, limit int) ([]Row
 }
 
 // Row returns one row of batch seq.
-func (l *Ledger) Row(ctx context.Context, seq int64, line int) (Row, error) {
-	var r Row
+func (l *Store) Row(ctx context.Context, seq int64, line int) (ledger.Row, error) {
+	var r ledger.Row
 	err := scanRow(l.r.QueryRowContext(ctx, `SELECT `+rowCols+` FROM rows WHERE batch = ? AND line = ?`, seq, line), &r)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Row{}, fmt.Errorf("line %d: no such row", line)
+		return ledger.Row{}, fmt.Errorf("line %d: no such row", line)
 	}
 	if err != nil {
-		return Row{}, fmt.Errorf("read line %d: %w", line, err)
+		return ledger.Row{}, fmt.Errorf("read line %d: %w", line, err)
 	}
-	if r.State == StateQueued {
+	if r.State == ledger.StateQueued {
 		var in bool
 		if err := l.r.QueryRowContext(ctx, `SELECT ?2 IN `+dispatchedLines, seq, line).Scan(&in); err != nil {
-			return Row{}, fmt.Errorf("read line %d: %w", line, err)
+			return ledger.Row{}, fmt.Errorf("read line %d: %w", line, err)
 		}
 		if in {
-			r.State = StateInflight // see inFlight
+			r.State = ledger.StateInflight // see inFlight
 		}
 	}
 	return r, nil
@@ -198,7 +179,7 @@ func (l *Ledger) Row(ctx context.Context, seq int64, line int) (Row, error) {
 
 // EachRow calls fn for every row of batch seq in line order. The Row passed
 // is reused between calls. Rows in a dispatch are seen as inflight.
-func (l *Ledger) EachRow(ctx context.Context, seq int64, fn func(*Row) error) error {
+func (l *Store) EachRow(ctx context.Context, seq int64, fn func(*ledger.Row) error) error {
 	set, err := l.inFlight(ctx, seq)
 	if err != nil {
 		return err
@@ -208,13 +189,13 @@ func (l *Ledger) EachRow(ctx context.Context, seq int64, fn func(*Row) error) er
 		return fmt.Errorf("read rows: %w", err)
 	}
 	defer rs.Close()
-	var r Row
+	var r ledger.Row
 	for rs.Next() {
 		if err := scanRow(rs, &r); err != nil {
 			return fmt.Errorf("read rows: %w", err)
 		}
-		if r.State == StateQueued && set.has(r.Line) {
-			r.State = StateInflight
+		if r.State == ledger.StateQueued && set.has(r.Line) {
+			r.State = ledger.StateInflight
 		}
 		if err := fn(&r); err != nil {
 			return err
@@ -223,40 +204,21 @@ func (l *Ledger) EachRow(ctx context.Context, seq int64, fn func(*Row) error) er
 	return rs.Err()
 }
 
-// Tally is a count of rows and their amount.
-type Tally struct {
-	Rows  int64
-	Paise int64
-}
-
-// Counts is a batch's tally by state.
-type Counts map[State]Tally
-
-// Total is the tally over every state.
-func (c Counts) Total() Tally {
-	var t Tally
-	for _, v := range c {
-		t.Rows += v.Rows
-		t.Paise += v.Paise
-	}
-	return t
-}
-
 // Counts tallies batch seq by state (from the state index alone).
-func (l *Ledger) Counts(ctx context.Context, seq int64) (Counts, error) {
+func (l *Store) Counts(ctx context.Context, seq int64) (ledger.Counts, error) {
 	rs, err := l.r.QueryContext(ctx, `SELECT state, count(*), coalesce(sum(amount_paise), 0) FROM rows WHERE batch = ? GROUP BY state`, seq)
 	if err != nil {
 		return nil, fmt.Errorf("count rows: %w", err)
 	}
 	defer rs.Close()
-	c := Counts{}
+	c := ledger.Counts{}
 	for rs.Next() {
 		var s string
-		var t Tally
+		var t ledger.Tally
 		if err := rs.Scan(&s, &t.Rows, &t.Paise); err != nil {
 			return nil, fmt.Errorf("count rows: %w", err)
 		}
-		c[State(s)] = t
+		c[ledger.State(s)] = t
 	}
 	if err := rs.Err(); err != nil {
 		return nil, fmt.Errorf("count rows: %w", err)
@@ -269,23 +231,23 @@ func (l *Ledger) Counts(ctx context.Context, seq int64) (Counts, error) {
 		return nil, fmt.Errorf("count rows: %w", err)
 	}
 	if t.Rows > 0 {
-		q, f := c[StateQueued], c[StateInflight]
+		q, f := c[ledger.StateQueued], c[ledger.StateInflight]
 		q.Rows, q.Paise, f.Rows, f.Paise = q.Rows-t.Rows, q.Paise-t.Paise, f.Rows+t.Rows, f.Paise+t.Paise
-		c[StateInflight] = f
-		if c[StateQueued] = q; q.Rows == 0 {
-			delete(c, StateQueued)
+		c[ledger.StateInflight] = f
+		if c[ledger.StateQueued] = q; q.Rows == 0 {
+			delete(c, ledger.StateQueued)
 		}
 	}
 	return c, nil
 }
 
 // CountState counts batch seq's rows in state s (from the state index).
-func (l *Ledger) CountState(ctx context.Context, seq int64, s State) (int64, error) {
+func (l *Store) CountState(ctx context.Context, seq int64, s ledger.State) (int64, error) {
 	var n int64
 	if err := l.r.QueryRowContext(ctx, `SELECT count(*) FROM rows WHERE batch = ? AND state = ?`, seq, string(s)).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count %s rows: %w", s, err)
 	}
-	if s != StateQueued && s != StateInflight {
+	if s != ledger.StateQueued && s != ledger.StateInflight {
 		return n, nil
 	}
 	// Rows in a dispatch count as inflight, not queued.
@@ -296,15 +258,15 @@ func (l *Ledger) CountState(ctx context.Context, seq int64, s State) (int64, err
 	if err != nil {
 		return 0, fmt.Errorf("count %s rows: %w", s, err)
 	}
-	if s == StateQueued {
+	if s == ledger.StateQueued {
 		return n - t.Rows, nil
 	}
 	return n + t.Rows, nil
 }
 
 // Any reports whether batch seq has a row in state s.
-func (l *Ledger) Any(ctx context.Context, seq int64, s State) (bool, error) {
-	if s == StateQueued || s == StateInflight {
+func (l *Store) Any(ctx context.Context, seq int64, s ledger.State) (bool, error) {
+	if s == ledger.StateQueued || s == ledger.StateInflight {
 		page, err := l.Page(ctx, seq, s, 0, 1) // rows in a dispatch are inflight
 		return len(page) > 0, err
 	}
@@ -319,22 +281,15 @@ func (l *Ledger) Any(ctx context.Context, seq int64, s State) (bool, error) {
 	return true, nil
 }
 
-// AttemptRow is one logged request of a batch.
-type AttemptRow struct {
-	Line int
-	Attempt
-	State State
-}
-
 // EachAttempt calls fn for every logged attempt of batch seq, oldest first.
-func (l *Ledger) EachAttempt(ctx context.Context, seq int64, fn func(*AttemptRow) error) error {
+func (l *Store) EachAttempt(ctx context.Context, seq int64, fn func(*ledger.AttemptRow) error) error {
 	rs, err := l.r.QueryContext(ctx, `SELECT line, kind, at_ms, latency_ms, http_status, response_code, class, state, message
 		FROM attempts WHERE batch = ? ORDER BY id`, seq)
 	if err != nil {
 		return fmt.Errorf("read attempts: %w", err)
 	}
 	defer rs.Close()
-	var a AttemptRow
+	var a ledger.AttemptRow
 	for rs.Next() {
 		var at, lat int64
 		var code sql.NullInt64
@@ -342,7 +297,7 @@ func (l *Ledger) EachAttempt(ctx context.Context, seq int64, fn func(*AttemptRow
 		if err := rs.Scan(&a.Line, &a.Kind, &at, &lat, &a.HTTPStatus, &code, &a.Class, &state, &a.Message); err != nil {
 			return fmt.Errorf("read attempts: %w", err)
 		}
-		a.At, a.Latency, a.State = time.UnixMilli(at), time.Duration(lat)*time.Millisecond, State(state)
+		a.At, a.Latency, a.State = time.UnixMilli(at), time.Duration(lat)*time.Millisecond, ledger.State(state)
 		a.Code = -1
 		if code.Valid {
 			a.Code = int(code.Int64)
@@ -357,9 +312,9 @@ func (l *Ledger) EachAttempt(ctx context.Context, seq int64, fn func(*AttemptRow
 // Move changes every row of batch seq in state from to state to (optionally
 // only for one operator, when operator > 0), respecting the transition
 // table, while o holds the batch's lease. It returns how many rows moved.
-func (l *Ledger) Move(ctx context.Context, seq int64, o Owner, from, to State, operator int64, message string) (int64, error) {
-	if !CanMove(from, to) {
-		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, ErrTransition)
+func (l *Store) Move(ctx context.Context, seq int64, o ledger.Owner, from, to ledger.State, operator int64, message string) (int64, error) {
+	if !ledger.CanMove(from, to) {
+		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, ledger.ErrTransition)
 	}
 	tx, err := l.beginHolding(ctx, seq, o)
 	if err != nil {
@@ -378,7 +333,7 @@ func (l *Ledger) Move(ctx context.Context, seq int64, o Owner, from, to State, o
 
 // moveAll is Move inside tx, without the transition table: RecoverInflight
 // makes the one move the table does not list (inflight to unknown).
-func moveAll(ctx context.Context, tx *sql.Tx, seq int64, from, to State, operator int64, message string, now int64) (int64, error) {
+func moveAll(ctx context.Context, tx *sql.Tx, seq int64, from, to ledger.State, operator int64, message string, now int64) (int64, error) {
 	// The subquery finds the rows through the state index; a plain
 	// "WHERE state = ?" on an UPDATE of state makes SQLite walk the whole
 	// batch, seconds on a million rows even when nothing matches.
@@ -402,7 +357,7 @@ func moveAll(ctx context.Context, tx *sql.Tx, seq int64, from, to State, operato
 // them. It returns how many rows it moved. o must hold the batch's lease,
 // checked in the same transaction: recovering the rows of a run that is
 // still sending would let two processes send them.
-func (l *Ledger) RecoverInflight(ctx context.Context, seq int64, o Owner) (int64, error) {
+func (l *Store) RecoverInflight(ctx context.Context, seq int64, o ledger.Owner) (int64, error) {
 	const why = "interrupted while in flight: to be checked with the provider"
 	left, err := l.hasDispatches(ctx, seq)
 	if err != nil {
@@ -414,7 +369,7 @@ func (l *Ledger) RecoverInflight(ctx context.Context, seq int64, o Owner) (int64
 	}
 	defer tx.Rollback()
 	now := l.nowMS()
-	n, err := moveAll(ctx, tx, seq, StateInflight, StateUnknown, 0, why, now)
+	n, err := moveAll(ctx, tx, seq, ledger.StateInflight, ledger.StateUnknown, 0, why, now)
 	if err != nil {
 		return 0, fmt.Errorf("recover rows in flight: %w", err)
 	}

@@ -1,6 +1,8 @@
-package ledger
+package sqlite
 
 import (
+	"github.com/aopbatch/aopbatch/ledger"
+
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -10,33 +12,13 @@ import (
 	"time"
 )
 
-// IngestRow is one data row of a file as the ledger records it. Problem is
-// set for a row that failed validation; such a row is stored rejected.
-type IngestRow struct {
-	Line        int
-	ReferenceID string
-	Operator    int64
-	CANumber    string
-	AmountPaise int64
-	Request     []byte   // the exact JSON body to send
-	Raw         []string // the cells as they were; kept for rows never sent
-	Problem     *Problem
-}
-
-// Problem says why a row is not sent.
-type Problem struct {
-	Code    string // machine code, e.g. "bad_amount", "duplicate_referenceid"
-	Column  string
-	Message string
-}
-
 // Ingest adds a file's rows to a batch in chunked transactions. Until
 // Finish the batch is not sendable, so an interrupted ingest is simply
 // cleared and redone.
 type Ingest struct {
-	l       *Ledger
-	batch   Batch
-	owner   Owner
+	l       *Store
+	batch   ledger.Batch
+	owner   ledger.Owner
 	ttl     time.Duration
 	tx      *sql.Tx
 	insert  *sql.Stmt
@@ -62,7 +44,7 @@ const (
 
 // BeginIngest starts adding rows to batch b, whose lease o holds; each chunk
 // commit also renews the lease, since the ingest holds the writer connection.
-func (l *Ledger) BeginIngest(ctx context.Context, b Batch, o Owner, ttl time.Duration) (*Ingest, error) {
+func (l *Store) BeginIngest(ctx context.Context, b ledger.Batch, o ledger.Owner, ttl time.Duration) (ledger.Ingest, error) {
 	in := &Ingest{l: l, batch: b, owner: o, ttl: ttl}
 	if err := in.begin(ctx); err != nil {
 		return nil, err
@@ -83,7 +65,7 @@ func (in *Ingest) begin(ctx context.Context) error {
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
 		tx.Rollback()
-		return fmt.Errorf("ingest batch %s: %w", in.batch.ID, ErrLeaseLost)
+		return fmt.Errorf("ingest batch %s: %w", in.batch.ID, ledger.ErrLeaseLost)
 	}
 	in.insert, err = tx.PrepareContext(ctx, rowInsert+rowValues+` ON CONFLICT DO NOTHING`)
 	if err != nil {
@@ -107,28 +89,11 @@ func (in *Ingest) begin(ctx context.Context) error {
 	return nil
 }
 
-// Added is what the ledger made of one row: queued, rejected (invalid, or
-// a referenceid repeated inside this file) or conflict (the referenceid
-// belongs to another batch). Message explains the last two.
-type Added struct {
-	State   State
-	Message string
-}
-
-// Add records one row; see AddMany.
-func (in *Ingest) Add(ctx context.Context, r IngestRow) (State, string, error) {
-	out, err := in.AddMany(ctx, []IngestRow{r})
-	if err != nil {
-		return "", "", err
-	}
-	return out[0].State, out[0].Message, nil
-}
-
 // AddMany records rows, in file order, and returns what each became. Its
 // result is the same as adding the rows one by one; sendable rows go in
 // with one statement per addChunk rows.
-func (in *Ingest) AddMany(ctx context.Context, rows []IngestRow) ([]Added, error) {
-	out := make([]Added, len(rows))
+func (in *Ingest) AddMany(ctx context.Context, rows []ledger.IngestRow) ([]ledger.Added, error) {
+	out := make([]ledger.Added, len(rows))
 	for _, r := range rows {
 		// The referenceid index covers exactly the rows with a body: a
 		// sendable row without one would escape the never-reuse check.
@@ -157,7 +122,7 @@ func (in *Ingest) AddMany(ctx context.Context, rows []IngestRow) ([]Added, error
 	return out, nil
 }
 
-func allSendable(rows []IngestRow) bool {
+func allSendable(rows []ledger.IngestRow) bool {
 	for _, r := range rows {
 		if r.Problem != nil {
 			return false
@@ -170,12 +135,12 @@ func allSendable(rows []IngestRow) bool {
 // statement skipped holds a referenceid already taken (by an earlier row,
 // possibly of this chunk: rows go in in order) and is added on its own,
 // which records why.
-func (in *Ingest) addChunk(ctx context.Context, rows []IngestRow, out []Added) error {
+func (in *Ingest) addChunk(ctx context.Context, rows []ledger.IngestRow, out []ledger.Added) error {
 	now := in.l.nowMS()
 	args := make([]any, 0, 13*len(rows))
 	for _, r := range rows {
 		args = append(args, in.batch.Seq, r.Line, r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise,
-			r.Request, nil, string(StateQueued), "", "", "", now)
+			r.Request, nil, string(ledger.StateQueued), "", "", "", now)
 	}
 	rs, err := in.insertN.QueryContext(ctx, args...)
 	if err != nil {
@@ -196,7 +161,7 @@ func (in *Ingest) addChunk(ctx context.Context, rows []IngestRow, out []Added) e
 	}
 	for i, r := range rows {
 		if inserted[r.Line] {
-			out[i] = Added{State: StateQueued}
+			out[i] = ledger.Added{State: ledger.StateQueued}
 			continue
 		}
 		a, err := in.add(ctx, r, true)
@@ -210,18 +175,18 @@ func (in *Ingest) addChunk(ctx context.Context, rows []IngestRow, out []Added) e
 
 // add records one row. taken says the row is sendable and its insert was
 // already refused because its referenceid is held.
-func (in *Ingest) add(ctx context.Context, r IngestRow, taken bool) (Added, error) {
+func (in *Ingest) add(ctx context.Context, r ledger.IngestRow, taken bool) (ledger.Added, error) {
 	now := in.l.nowMS()
-	state, msg := StateQueued, ""
+	state, msg := ledger.StateQueued, ""
 	if r.Problem == nil {
 		if !taken {
 			res, err := in.insert.ExecContext(ctx, in.batch.Seq, r.Line, r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise,
-				r.Request, nil, string(StateQueued), "", "", "", now)
+				r.Request, nil, string(ledger.StateQueued), "", "", "", now)
 			if err != nil {
-				return Added{}, fmt.Errorf("ingest line %d: %w", r.Line, err)
+				return ledger.Added{}, fmt.Errorf("ingest line %d: %w", r.Line, err)
 			}
 			if n, _ := res.RowsAffected(); n == 1 {
-				return Added{State: StateQueued}, nil
+				return ledger.Added{State: ledger.StateQueued}, nil
 			}
 		}
 		// The referenceid is taken: by an earlier line of this file, or by
@@ -235,17 +200,17 @@ func (in *Ingest) add(ctx context.Context, r IngestRow, taken bool) (Added, erro
 		)
 		err := in.lookup.QueryRowContext(ctx, r.ReferenceID).Scan(&otherID, &otherSeq, &otherLine, &otherAmount, &otherCA)
 		if errors.Is(err, sql.ErrNoRows) {
-			return Added{}, fmt.Errorf("ingest line %d: line already in batch %s", r.Line, in.batch.ID)
+			return ledger.Added{}, fmt.Errorf("ingest line %d: line already in batch %s", r.Line, in.batch.ID)
 		}
 		if err != nil {
-			return Added{}, fmt.Errorf("ingest line %d: %w", r.Line, err)
+			return ledger.Added{}, fmt.Errorf("ingest line %d: %w", r.Line, err)
 		}
 		if otherSeq == in.batch.Seq {
-			state = StateRejected
+			state = ledger.StateRejected
 			msg = fmt.Sprintf("referenceid repeats line %d of this file", otherLine)
-			r.Problem = &Problem{Code: "duplicate_referenceid", Column: "referenceid", Message: msg}
+			r.Problem = &ledger.Problem{Code: "duplicate_referenceid", Column: "referenceid", Message: msg}
 		} else {
-			state = StateConflict
+			state = ledger.StateConflict
 			msg = fmt.Sprintf("referenceid already used by batch %s line %d", otherID, otherLine)
 			var drift []string
 			if otherAmount != r.AmountPaise {
@@ -259,21 +224,21 @@ func (in *Ingest) add(ctx context.Context, r IngestRow, taken bool) (Added, erro
 				code = "conflict_drift"
 				msg += fmt.Sprintf(" with different details (%s): a different payment under a reused referenceid", strings.Join(drift, ", "))
 			}
-			r.Problem = &Problem{Code: code, Column: "referenceid", Message: msg}
+			r.Problem = &ledger.Problem{Code: code, Column: "referenceid", Message: msg}
 		}
 	} else {
-		state, msg = StateRejected, r.Problem.Message
+		state, msg = ledger.StateRejected, r.Problem.Message
 	}
 	raw, _ := json.Marshal(r.Raw)
 	res, err := in.insert.ExecContext(ctx, in.batch.Seq, r.Line, r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise,
 		nil, string(raw), string(state), msg, r.Problem.Code, r.Problem.Column, now)
 	if err != nil {
-		return Added{}, fmt.Errorf("ingest line %d: %w", r.Line, err)
+		return ledger.Added{}, fmt.Errorf("ingest line %d: %w", r.Line, err)
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
-		return Added{}, fmt.Errorf("ingest line %d: line already in batch %s", r.Line, in.batch.ID)
+		return ledger.Added{}, fmt.Errorf("ingest line %d: line already in batch %s", r.Line, in.batch.ID)
 	}
-	return Added{State: state, Message: msg}, nil
+	return ledger.Added{State: state, Message: msg}, nil
 }
 
 // counted notes n more rows added and commits the chunk when it is full.

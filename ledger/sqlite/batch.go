@@ -1,6 +1,8 @@
-package ledger
+package sqlite
 
 import (
+	"github.com/aopbatch/aopbatch/ledger"
+
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -12,47 +14,14 @@ import (
 	"time"
 )
 
-// Batch is one input file's worth of rows.
-type Batch struct {
-	Seq         int64
-	ID          string
-	ContentHash string
-	Source      string
-	Header      []string
-	Ready       bool // every row of the file is in the ledger
-	RowsTotal   int64
-	Created     time.Time
-}
-
-// Owner identifies the process holding a batch's lease.
-type Owner struct {
-	ID   string // unique per run
-	Host string
-	PID  int
-}
-
-// NewOwner describes the current process.
-func NewOwner(id string) Owner {
-	h, _ := os.Hostname()
-	return Owner{ID: id, Host: h, PID: os.Getpid()}
-}
-
-// NewBatch describes a batch about to be ingested.
-type NewBatch struct {
-	ID          string
-	ContentHash string
-	Source      string
-	Header      []string
-}
-
 const batchCols = `seq, id, content_hash, source, header, status, rows_total, created_ms`
 
-func scanBatch(sc interface{ Scan(...any) error }) (Batch, error) {
-	var b Batch
+func scanBatch(sc interface{ Scan(...any) error }) (ledger.Batch, error) {
+	var b ledger.Batch
 	var header, status string
 	var created int64
 	if err := sc.Scan(&b.Seq, &b.ID, &b.ContentHash, &b.Source, &header, &status, &b.RowsTotal, &created); err != nil {
-		return Batch{}, err
+		return ledger.Batch{}, err
 	}
 	_ = json.Unmarshal([]byte(header), &b.Header)
 	b.Ready = status == "ready"
@@ -65,10 +34,10 @@ func scanBatch(sc interface{ Scan(...any) error }) (Batch, error) {
 // known with other content, and ErrBatchLocked while another live process
 // holds the lease. A lease whose holder died is taken over at once when the
 // holder ran on this host (its pid is gone), otherwise once it expires.
-func (l *Ledger) Acquire(ctx context.Context, nb NewBatch, o Owner, ttl time.Duration) (Batch, error) {
+func (l *Store) Acquire(ctx context.Context, nb ledger.NewBatch, o ledger.Owner, ttl time.Duration) (ledger.Batch, error) {
 	tx, err := l.w.BeginTx(ctx, nil)
 	if err != nil {
-		return Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 	}
 	defer tx.Rollback()
 	now := l.nowMS()
@@ -87,29 +56,29 @@ func (l *Ledger) Acquire(ctx context.Context, nb NewBatch, o Owner, ttl time.Dur
 			`INSERT INTO batches (id, content_hash, source, header, status, created_ms, lease_owner, lease_host, lease_pid, lease_expires_ms)
 			 VALUES (?, ?, ?, ?, 'ingesting', ?, ?, ?, ?, ?)`,
 			nb.ID, nb.ContentHash, nb.Source, string(header), now, o.ID, o.Host, o.PID, now+ttl.Milliseconds()); err != nil {
-			return Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+			return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 		}
 	case err != nil:
-		return Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 	default:
 		if nb.ContentHash != "" && contentHash != nb.ContentHash {
-			return Batch{}, fmt.Errorf("batch %s: %w", nb.ID, ErrBatchMismatch)
+			return ledger.Batch{}, fmt.Errorf("batch %s: %w", nb.ID, ledger.ErrBatchMismatch)
 		}
 		if owner.Valid && owner.String != o.ID && expires.Int64 > now && holderAlive(host.String, int(pid.Int64), o.Host) {
-			return Batch{}, fmt.Errorf("batch %s (pid %d on %s): %w", nb.ID, pid.Int64, host.String, ErrBatchLocked)
+			return ledger.Batch{}, fmt.Errorf("batch %s (pid %d on %s): %w", nb.ID, pid.Int64, host.String, ledger.ErrBatchLocked)
 		}
 		if _, err := tx.ExecContext(ctx,
 			`UPDATE batches SET lease_owner = ?, lease_host = ?, lease_pid = ?, lease_expires_ms = ? WHERE id = ?`,
 			o.ID, o.Host, o.PID, now+ttl.Milliseconds(), nb.ID); err != nil {
-			return Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+			return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 		}
 	}
 	b, err := scanBatch(tx.QueryRowContext(ctx, `SELECT `+batchCols+` FROM batches WHERE id = ?`, nb.ID))
 	if err != nil {
-		return Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 	}
 	return b, nil
 }
@@ -128,7 +97,7 @@ func holderAlive(host string, pid int, myHost string) bool {
 }
 
 // Renew extends the lease held by o; ErrLeaseLost when another owner took it.
-func (l *Ledger) Renew(ctx context.Context, batch string, o Owner, ttl time.Duration) error {
+func (l *Store) Renew(ctx context.Context, batch string, o ledger.Owner, ttl time.Duration) error {
 	res, err := l.w.ExecContext(ctx,
 		`UPDATE batches SET lease_expires_ms = ? WHERE id = ? AND lease_owner = ?`,
 		l.nowMS()+ttl.Milliseconds(), batch, o.ID)
@@ -136,7 +105,7 @@ func (l *Ledger) Renew(ctx context.Context, batch string, o Owner, ttl time.Dura
 		return fmt.Errorf("renew lease on %s: %w", batch, err)
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
-		return fmt.Errorf("renew lease on %s: %w", batch, ErrLeaseLost)
+		return fmt.Errorf("renew lease on %s: %w", batch, ledger.ErrLeaseLost)
 	}
 	return nil
 }
@@ -146,7 +115,7 @@ func (l *Ledger) Renew(ctx context.Context, batch string, o Owner, ttl time.Dura
 // begins immediate transactions, so no takeover can commit between the
 // check and the transaction's writes. A lease that expired without anyone
 // taking it over is still o's.
-func (l *Ledger) beginHolding(ctx context.Context, seq int64, o Owner) (*sql.Tx, error) {
+func (l *Store) beginHolding(ctx context.Context, seq int64, o ledger.Owner) (*sql.Tx, error) {
 	tx, err := l.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -154,7 +123,7 @@ func (l *Ledger) beginHolding(ctx context.Context, seq int64, o Owner) (*sql.Tx,
 	var one int
 	err = tx.QueryRowContext(ctx, `SELECT 1 FROM batches WHERE seq = ? AND lease_owner = ?`, seq, o.ID).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
-		err = fmt.Errorf("batch %d: %w", seq, ErrLeaseLost)
+		err = fmt.Errorf("batch %d: %w", seq, ledger.ErrLeaseLost)
 	}
 	if err != nil {
 		tx.Rollback()
@@ -164,7 +133,7 @@ func (l *Ledger) beginHolding(ctx context.Context, seq int64, o Owner) (*sql.Tx,
 }
 
 // Release gives up o's lease so the next run need not wait for it to expire.
-func (l *Ledger) Release(ctx context.Context, batch string, o Owner) error {
+func (l *Store) Release(ctx context.Context, batch string, o ledger.Owner) error {
 	_, err := l.w.ExecContext(ctx,
 		`UPDATE batches SET lease_owner = NULL, lease_host = NULL, lease_pid = NULL, lease_expires_ms = NULL
 		 WHERE id = ? AND lease_owner = ?`, batch, o.ID)
@@ -180,7 +149,7 @@ func (l *Ledger) Release(ctx context.Context, batch string, o Owner) error {
 // refused: its rows are the record of what was sent. Only o, the lease
 // holder, may: a run that lost the batch must not clear the rows of the
 // run that took it over.
-func (l *Ledger) ClearRows(ctx context.Context, seq int64, o Owner) error {
+func (l *Store) ClearRows(ctx context.Context, seq int64, o ledger.Owner) error {
 	tx, err := l.beginHolding(ctx, seq, o)
 	if err != nil {
 		return fmt.Errorf("clear batch rows: %w", err)
@@ -211,7 +180,7 @@ func (l *Ledger) ClearRows(ctx context.Context, seq int64, o Owner) error {
 
 // DeleteBatch removes a batch that never became ready, rows and all, while
 // o holds its lease.
-func (l *Ledger) DeleteBatch(ctx context.Context, seq int64, o Owner) error {
+func (l *Store) DeleteBatch(ctx context.Context, seq int64, o ledger.Owner) error {
 	if err := l.ClearRows(ctx, seq, o); err != nil {
 		return err
 	}
@@ -223,45 +192,45 @@ func (l *Ledger) DeleteBatch(ctx context.Context, seq int64, o Owner) error {
 
 // Batch returns the batch with the given id; "" or "latest" resolve as
 // ResolveBatch does.
-func (l *Ledger) Batch(ctx context.Context, id string) (Batch, error) {
+func (l *Store) Batch(ctx context.Context, id string) (ledger.Batch, error) {
 	if id == "" || id == "latest" {
 		return l.resolve(ctx, id)
 	}
 	b, err := scanBatch(l.r.QueryRowContext(ctx, `SELECT `+batchCols+` FROM batches WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Batch{}, fmt.Errorf("batch %q: %w", id, ErrNoBatch)
+		return ledger.Batch{}, fmt.Errorf("batch %q: %w", id, ledger.ErrNoBatch)
 	}
 	if err != nil {
-		return Batch{}, fmt.Errorf("read batch %s: %w", id, err)
+		return ledger.Batch{}, fmt.Errorf("read batch %s: %w", id, err)
 	}
 	return b, nil
 }
 
 // resolve picks the only batch (id "") or the newest one (id "latest").
-func (l *Ledger) resolve(ctx context.Context, id string) (Batch, error) {
+func (l *Store) resolve(ctx context.Context, id string) (ledger.Batch, error) {
 	bs, err := l.Batches(ctx)
 	if err != nil {
-		return Batch{}, err
+		return ledger.Batch{}, err
 	}
 	switch {
 	case len(bs) == 0:
-		return Batch{}, fmt.Errorf("ledger %s: %w", l.path, ErrNoBatch)
+		return ledger.Batch{}, fmt.Errorf("ledger %s: %w", l.path, ledger.ErrNoBatch)
 	case id == "latest" || len(bs) == 1:
 		return bs[len(bs)-1], nil
 	default:
-		return Batch{}, fmt.Errorf("ledger %s holds %d batches: pass --batch ID or --batch latest: %w", l.path, len(bs), ErrAmbiguousBatch)
+		return ledger.Batch{}, fmt.Errorf("ledger %s holds %d batches: pass --batch ID or --batch latest: %w", l.path, len(bs), ledger.ErrAmbiguousBatch)
 	}
 }
 
 // BatchesWithContent lists the batches read from files of content hash
 // hash, oldest first.
-func (l *Ledger) BatchesWithContent(ctx context.Context, hash string) ([]Batch, error) {
+func (l *Store) BatchesWithContent(ctx context.Context, hash string) ([]ledger.Batch, error) {
 	return l.batchesWhere(ctx, "WHERE content_hash = ?", hash)
 }
 
 // HasRefsStartingWith reports whether a sendable row of batch seq has a
 // referenceid whose first 12 characters are one of prefixes.
-func (l *Ledger) HasRefsStartingWith(ctx context.Context, seq int64, prefixes ...string) (bool, error) {
+func (l *Store) HasRefsStartingWith(ctx context.Context, seq int64, prefixes ...string) (bool, error) {
 	if len(prefixes) == 0 {
 		return false, nil
 	}
@@ -279,16 +248,16 @@ func (l *Ledger) HasRefsStartingWith(ctx context.Context, seq int64, prefixes ..
 }
 
 // Batches lists every batch, oldest first.
-func (l *Ledger) Batches(ctx context.Context) ([]Batch, error) { return l.batchesWhere(ctx, "") }
+func (l *Store) Batches(ctx context.Context) ([]ledger.Batch, error) { return l.batchesWhere(ctx, "") }
 
 // batchesWhere lists the batches a WHERE clause picks, oldest first.
-func (l *Ledger) batchesWhere(ctx context.Context, where string, args ...any) ([]Batch, error) {
+func (l *Store) batchesWhere(ctx context.Context, where string, args ...any) ([]ledger.Batch, error) {
 	rs, err := l.r.QueryContext(ctx, `SELECT `+batchCols+` FROM batches `+where+` ORDER BY seq`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list batches: %w", err)
 	}
 	defer rs.Close()
-	var out []Batch
+	var out []ledger.Batch
 	for rs.Next() {
 		b, err := scanBatch(rs)
 		if err != nil {

@@ -1,62 +1,65 @@
-package ledger
+package ledgertest
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/aopbatch/aopbatch/ledger"
 )
 
 // mixedBatch ingests 30 rows (lines 2..31) and drives them through the
 // writer into a mix of states by line: every 5th rejected at ingest, then
 // line%4==0 success, line%4==1 inflight, line%4==2 held, the rest queued.
 // It returns the batch and the expected state of every line.
-func mixedBatch(t *testing.T, l *Ledger) (Batch, map[int]State) {
+func mixedBatch(t *testing.T, l ledger.Store) (ledger.Batch, map[int]ledger.State) {
 	t.Helper()
-	var rows []IngestRow
-	want := map[int]State{}
+	var rows []ledger.IngestRow
+	want := map[int]ledger.State{}
 	for line := 2; line <= 31; line++ {
 		r := okRow(line, "mx-"+strconv.Itoa(line))
 		if line%5 == 0 {
-			r = IngestRow{Line: line, ReferenceID: r.ReferenceID, AmountPaise: r.AmountPaise, Operator: r.Operator,
-				Raw: []string{"bad"}, Problem: &Problem{Code: "bad", Column: "amount", Message: "bad"}}
-			want[line] = StateRejected
+			r = ledger.IngestRow{Line: line, ReferenceID: r.ReferenceID, AmountPaise: r.AmountPaise, Operator: r.Operator,
+				Raw: []string{"bad"}, Problem: &ledger.Problem{Code: "bad", Column: "amount", Message: "bad"}}
+			want[line] = ledger.StateRejected
 		}
 		rows = append(rows, r)
 	}
 	b, _ := ingest(t, l, "mixed", rows)
 	w := newWriter(t, l, b.Seq)
 	for line := 2; line <= 31; line++ {
-		if want[line] == StateRejected {
+		if want[line] == ledger.StateRejected {
 			continue
 		}
 		switch line % 4 {
 		case 0:
 			markInflight(t, w, line)
-			record(t, w, Update{Line: line, To: StateSuccess, Code: 1})
-			want[line] = StateSuccess
+			record(t, w, ledger.Update{Line: line, To: ledger.StateSuccess, Code: 1})
+			want[line] = ledger.StateSuccess
 		case 1:
 			markInflight(t, w, line)
-			want[line] = StateInflight
+			want[line] = ledger.StateInflight
 		case 2:
-			record(t, w, Update{Line: line, To: StateHeld, Code: -1, Message: "operator down"})
-			want[line] = StateHeld
+			record(t, w, ledger.Update{Line: line, To: ledger.StateHeld, Code: -1, Message: "operator down"})
+			want[line] = ledger.StateHeld
 		default:
-			want[line] = StateQueued
+			want[line] = ledger.StateQueued
 		}
 	}
 	closeWriter(t, w)
 	return b, want
 }
 
-func TestPage(t *testing.T) {
+func (s suite) testPage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	l := openLedger(t, Options{})
+	l := s.open(t, Options{})
 	b, want := mixedBatch(t, l)
-	for _, s := range States {
+	for _, s := range ledger.States {
 		for _, limit := range []int{1, 3, 100} {
 			t.Run(string(s)+"/limit "+strconv.Itoa(limit), func(t *testing.T) {
 				var wantLines, gotLines []int
@@ -98,20 +101,20 @@ func TestPage(t *testing.T) {
 }
 
 // Queued pages like Page(StateQueued), with the fields sending needs.
-func TestQueued(t *testing.T) {
+func (s suite) testQueued(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	l := openLedger(t, Options{})
+	l := s.open(t, Options{})
 	b, _ := mixedBatch(t, l)
 	for _, limit := range []int{1, 4, 100} {
-		var want, got []Row
+		var want, got []ledger.Row
 		for after := 0; ; {
-			page, err := l.Page(ctx, b.Seq, StateQueued, after, limit)
+			page, err := l.Page(ctx, b.Seq, ledger.StateQueued, after, limit)
 			if err != nil || len(page) == 0 {
 				break
 			}
 			for _, r := range page {
-				want = append(want, Row{Batch: r.Batch, Line: r.Line, ReferenceID: r.ReferenceID, Operator: r.Operator,
+				want = append(want, ledger.Row{Batch: r.Batch, Line: r.Line, ReferenceID: r.ReferenceID, Operator: r.Operator,
 					CANumber: r.CANumber, AmountPaise: r.AmountPaise, Request: r.Request, State: r.State, ResponseCode: -1})
 			}
 			after = page[len(page)-1].Line
@@ -136,13 +139,13 @@ func TestQueued(t *testing.T) {
 	}
 }
 
-func TestCountsAnyEachRow(t *testing.T) {
+func (s suite) testCountsAnyEachRow(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	l := openLedger(t, Options{})
+	l := s.open(t, Options{})
 	b, want := mixedBatch(t, l)
-	wantCounts := Counts{}
-	var wantTotal Tally
+	wantCounts := ledger.Counts{}
+	var wantTotal ledger.Tally
 	for line, s := range want {
 		v := wantCounts[s]
 		v.Rows++
@@ -158,7 +161,7 @@ func TestCountsAnyEachRow(t *testing.T) {
 	if got.Total() != wantTotal {
 		t.Errorf("Total = %+v, want %+v", got.Total(), wantTotal)
 	}
-	for _, s := range States {
+	for _, s := range ledger.States {
 		t.Run("Any "+string(s), func(t *testing.T) {
 			got, err := l.Any(ctx, b.Seq, s)
 			if err != nil {
@@ -169,12 +172,12 @@ func TestCountsAnyEachRow(t *testing.T) {
 			}
 		})
 	}
-	if c := counts(t, l, b.Seq+100); len(c) != 0 || c.Total() != (Tally{}) {
+	if c := counts(t, l, b.Seq+100); len(c) != 0 || c.Total() != (ledger.Tally{}) {
 		t.Errorf("Counts of a missing batch = %v, want empty", c)
 	}
 
 	var lines []int
-	if err := l.EachRow(ctx, b.Seq, func(r *Row) error {
+	if err := l.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
 		lines = append(lines, r.Line)
 		if r.State != want[r.Line] {
 			t.Errorf("EachRow line %d: %s, want %s", r.Line, r.State, want[r.Line])
@@ -188,28 +191,28 @@ func TestCountsAnyEachRow(t *testing.T) {
 	}
 	stop := errors.New("stop")
 	n := 0
-	if err := l.EachRow(ctx, b.Seq, func(*Row) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+	if err := l.EachRow(ctx, b.Seq, func(*ledger.Row) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
 		t.Errorf("EachRow with fn error: %v after %d rows, want stop after 1", err, n)
 	}
 }
 
-func TestRecoverInflight(t *testing.T) {
+func (s suite) testRecoverInflight(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	l := openLedger(t, Options{})
+	l := s.open(t, Options{})
 	b, want := mixedBatch(t, l)
 	other, _ := ingest(t, l, "other", rowsFor("o", 3))
 	ow := newWriter(t, l, other.Seq)
 	markInflight(t, ow, 2)
 	closeWriter(t, ow)
 
-	before := map[int]Row{}
+	before := map[int]ledger.Row{}
 	for line := range want {
 		before[line] = getRow(t, l, b.Seq, line)
 	}
 	var wantMoved int64
 	for _, s := range want {
-		if s == StateInflight {
+		if s == ledger.StateInflight {
 			wantMoved++
 		}
 	}
@@ -222,17 +225,17 @@ func TestRecoverInflight(t *testing.T) {
 	}
 	for line, s := range want {
 		got := getRow(t, l, b.Seq, line)
-		if s != StateInflight {
+		if s != ledger.StateInflight {
 			if !reflect.DeepEqual(got, before[line]) {
 				t.Errorf("line %d (%s) changed: %+v", line, s, got)
 			}
 			continue
 		}
-		if got.State != StateUnknown || !strings.Contains(got.Message, "interrupted") || got.Attempts != 1 {
+		if got.State != ledger.StateUnknown || !strings.Contains(got.Message, "interrupted") || got.Attempts != 1 {
 			t.Errorf("line %d = %+v, want unknown, interrupted, attempts kept", line, got)
 		}
 	}
-	if s := getRow(t, l, other.Seq, 2).State; s != StateInflight {
+	if s := getRow(t, l, other.Seq, 2).State; s != ledger.StateInflight {
 		t.Errorf("other batch's inflight row = %s, want untouched", s)
 	}
 	if n, err := l.RecoverInflight(ctx, b.Seq, testOwner); err != nil || n != 0 {
@@ -240,19 +243,19 @@ func TestRecoverInflight(t *testing.T) {
 	}
 }
 
-func TestMove(t *testing.T) {
+func (s suite) testMove(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	l := openLedger(t, Options{})
+	l := s.open(t, Options{})
 	rows := rowsFor("h", 12) // operators cycle 1..3 by line
 	b, _ := ingest(t, l, "b1", rows)
 	w := newWriter(t, l, b.Seq)
 	for _, r := range rows {
-		record(t, w, Update{Line: r.Line, To: StateHeld, Code: -1, Message: "operator down"})
+		record(t, w, ledger.Update{Line: r.Line, To: ledger.StateHeld, Code: -1, Message: "operator down"})
 	}
 	closeWriter(t, w)
 
-	n, err := l.Move(ctx, b.Seq, testOwner, StateHeld, StateQueued, 2, "operator back")
+	n, err := l.Move(ctx, b.Seq, testOwner, ledger.StateHeld, ledger.StateQueued, 2, "operator back")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,45 +264,45 @@ func TestMove(t *testing.T) {
 	}
 	for _, r := range rows {
 		got := getRow(t, l, b.Seq, r.Line)
-		want := StateHeld
+		want := ledger.StateHeld
 		if r.Operator == 2 {
-			want = StateQueued
+			want = ledger.StateQueued
 		}
 		if got.State != want {
 			t.Errorf("line %d (operator %d) = %s, want %s", r.Line, r.Operator, got.State, want)
 		}
 	}
-	n, err = l.Move(ctx, b.Seq, testOwner, StateHeld, StateQueued, 0, "")
+	n, err = l.Move(ctx, b.Seq, testOwner, ledger.StateHeld, ledger.StateQueued, 0, "")
 	if err != nil || n != 8 {
 		t.Errorf("Move for every operator = %d, %v; want 8", n, err)
 	}
 
-	for _, tc := range []struct{ from, to State }{
-		{StateSuccess, StateQueued},
-		{StateQueued, StateSuccess},
-		{StateFailed, StateInflight},
-		{StateRejected, StateQueued},
+	for _, tc := range []struct{ from, to ledger.State }{
+		{ledger.StateSuccess, ledger.StateQueued},
+		{ledger.StateQueued, ledger.StateSuccess},
+		{ledger.StateFailed, ledger.StateInflight},
+		{ledger.StateRejected, ledger.StateQueued},
 	} {
 		t.Run(string(tc.from)+" to "+string(tc.to), func(t *testing.T) {
 			n, err := l.Move(ctx, b.Seq, testOwner, tc.from, tc.to, 0, "")
-			if !errors.Is(err, ErrTransition) || n != 0 {
+			if !errors.Is(err, ledger.ErrTransition) || n != 0 {
 				t.Errorf("Move = %d, %v; want 0, ErrTransition", n, err)
 			}
 		})
 	}
-	if c := counts(t, l, b.Seq); c[StateQueued].Rows != 12 {
+	if c := counts(t, l, b.Seq); c[ledger.StateQueued].Rows != 12 {
 		t.Errorf("counts = %v, want 12 queued", c)
 	}
 }
 
-func TestBatchResolve(t *testing.T) {
+func (s suite) testBatchResolve(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	l := openLedger(t, Options{})
-	if _, err := l.Batch(ctx, ""); !errors.Is(err, ErrNoBatch) {
+	l := s.open(t, Options{})
+	if _, err := l.Batch(ctx, ""); !errors.Is(err, ledger.ErrNoBatch) {
 		t.Errorf(`empty ledger: Batch("") = %v, want ErrNoBatch`, err)
 	}
-	if _, err := l.Batch(ctx, "latest"); !errors.Is(err, ErrNoBatch) {
+	if _, err := l.Batch(ctx, "latest"); !errors.Is(err, ledger.ErrNoBatch) {
 		t.Errorf(`empty ledger: Batch("latest") = %v, want ErrNoBatch`, err)
 	}
 	first, _ := ingest(t, l, "first", rowsFor("f", 1))
@@ -316,11 +319,11 @@ func TestBatchResolve(t *testing.T) {
 		want    int64
 		wantErr error
 	}{
-		{"", 0, ErrAmbiguousBatch},
+		{"", 0, ledger.ErrAmbiguousBatch},
 		{"latest", third.Seq, nil},
 		{"first", first.Seq, nil},
 		{"second", second.Seq, nil},
-		{"nope", 0, ErrNoBatch},
+		{"nope", 0, ledger.ErrNoBatch},
 	} {
 		t.Run("id "+tc.id, func(t *testing.T) {
 			got, err := l.Batch(ctx, tc.id)
@@ -330,7 +333,7 @@ func TestBatchResolve(t *testing.T) {
 			if err == nil && got.Seq != tc.want {
 				t.Errorf("Batch(%q) = seq %d, want %d", tc.id, got.Seq, tc.want)
 			}
-			if tc.wantErr == ErrAmbiguousBatch && !strings.Contains(err.Error(), "--batch") {
+			if tc.wantErr == ledger.ErrAmbiguousBatch && !strings.Contains(err.Error(), "--batch") {
 				t.Errorf("error %q gives no hint", err)
 			}
 		})
@@ -347,3 +350,65 @@ func TestBatchResolve(t *testing.T) {
 		t.Errorf("Batches = %v, want %v", ids, want)
 	}
 }
+
+// BatchesWithContent finds a file's batches by content hash, oldest first;
+// HasRefsStartingWith looks at sendable rows only.
+func (s suite) testBatchesWithContent(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := s.open(t, Options{})
+	for _, id := range []string{"one", "two", "three"} {
+		in, _, o := beginIngest(t, l, id)
+		rows := []ledger.IngestRow{okRow(2, ref12("s", id)+"-2"), {Line: 3, ReferenceID: ref12("r", id) + "-3", Raw: []string{"x"},
+			Problem: &ledger.Problem{Code: "bad", Column: "amount", Message: "bad"}}}
+		if _, err := in.AddMany(ctx, rows); err != nil {
+			t.Fatal(err)
+		}
+		if err := in.Finish(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Release(ctx, id, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// beginIngest names the content "hash-" + id: give two the same.
+	same := ledger.NewOwner("same")
+	acquire(t, l, ledger.NewBatch{ID: "four", ContentHash: "hash-two"}, same)
+	bs, err := l.BatchesWithContent(ctx, "hash-two")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, b := range bs {
+		ids = append(ids, b.ID)
+	}
+	if want := []string{"two", "four"}; !reflect.DeepEqual(ids, want) {
+		t.Errorf("BatchesWithContent(hash-two) = %v, want %v", ids, want)
+	}
+	if bs, err := l.BatchesWithContent(ctx, "nope"); err != nil || len(bs) != 0 {
+		t.Errorf("BatchesWithContent(nope) = %v, %v; want none", bs, err)
+	}
+	two, err := l.Batch(ctx, "two")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		prefixes []string
+		want     bool
+	}{
+		{[]string{ref12("s", "two")}, true},
+		{[]string{"zzz", ref12("s", "two")}, true},
+		{[]string{ref12("s", "one")}, false}, // another batch's
+		{[]string{ref12("r", "two")}, false}, // a rejected row holds nothing
+		{[]string{ref12("s", "tw")}, false},  // the whole 12 characters
+		{nil, false},
+	} {
+		got, err := l.HasRefsStartingWith(ctx, two.Seq, tc.prefixes...)
+		if err != nil || got != tc.want {
+			t.Errorf("HasRefsStartingWith(%q) = %v, %v; want %v", tc.prefixes, got, err, tc.want)
+		}
+	}
+}
+
+// ref12 is a 12-character referenceid prefix: kind, '-', id padded with dots.
+func ref12(kind, id string) string { return fmt.Sprintf("%.12s", kind+"-"+id+"............") }

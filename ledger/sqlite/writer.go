@@ -1,6 +1,8 @@
-package ledger
+package sqlite
 
 import (
+	"github.com/aopbatch/aopbatch/ledger"
+
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -10,28 +12,6 @@ import (
 	"sync"
 	"time"
 )
-
-// Update moves one row to a new state and logs the attempt that caused it.
-// An Update with an empty To only logs the attempt.
-type Update struct {
-	Line    int
-	To      State
-	Code    int // provider response code; -1 when there was none
-	Message string
-	TxnID   string   // provider transaction id, when known
-	Attempt *Attempt // appended to the attempts log; nil logs nothing
-}
-
-// Attempt is one request made for a row.
-type Attempt struct {
-	Kind       string // "recharge" or "status"
-	At         time.Time
-	Latency    time.Duration
-	HTTPStatus int
-	Code       int // -1 when there was none
-	Class      string
-	Message    string
-}
 
 // Writer is the single writer of a run: it applies row changes from many
 // workers in group commits (whatever is queued goes into one transaction),
@@ -43,9 +23,9 @@ type Attempt struct {
 // outcomes would overwrite the new holder's. Its writes then fail with
 // ErrLeaseLost, and the new holder settles what it had in flight.
 type Writer struct {
-	l     *Ledger
+	l     *Store
 	batch int64
-	owner Owner
+	owner ledger.Owner
 	ops   chan *op
 	done  chan struct{}
 
@@ -58,11 +38,11 @@ type Writer struct {
 	inflight *sql.Stmt
 	attempt  *sql.Stmt
 	attemptN *sql.Stmt // attemptsPerInsert attempts at once
-	moves    map[State]*sql.Stmt
+	moves    map[ledger.State]*sql.Stmt
 	// movesSent are the moves of a row this writer dispatched: it is still
 	// queued in the table, and may leave queued as a marked row leaves
 	// inflight.
-	movesSent     map[State]*sql.Stmt
+	movesSent     map[ledger.State]*sql.Stmt
 	dispatchCheck *sql.Stmt
 	dispatchAdd   *sql.Stmt
 
@@ -78,7 +58,7 @@ type op struct {
 	lines    []int // inflight, dispatch: the rows to mark
 	marked   []int // inflight, dispatch: the rows marked, set before done is signalled
 	barrier  bool
-	u        Update
+	u        ledger.Update
 	done     chan error
 }
 
@@ -97,15 +77,15 @@ const (
 
 // NewWriter starts the writer for batch seq, writing while o holds its
 // lease.
-func (l *Ledger) NewWriter(ctx context.Context, seq int64, o Owner) (*Writer, error) {
+func (l *Store) NewWriter(ctx context.Context, seq int64, o ledger.Owner) (ledger.Writer, error) {
 	w := &Writer{l: l, batch: seq, owner: o, ops: make(chan *op, 4096), done: make(chan struct{}),
-		moves: map[State]*sql.Stmt{}, movesSent: map[State]*sql.Stmt{}}
+		moves: map[ledger.State]*sql.Stmt{}, movesSent: map[ledger.State]*sql.Stmt{}}
 	var err error
 	// Marks take a group's rows as one JSON array, one statement for many
 	// rows; RETURNING names the rows the transition table let through.
 	w.inflight, err = l.w.PrepareContext(ctx, `UPDATE rows SET state = 'inflight', attempts = attempts + 1,
 		first_sent_ms = COALESCE(first_sent_ms, ?1), updated_ms = ?1
-		WHERE batch = ?2 AND line IN (SELECT value FROM json_each(?3)) AND `+orList("state", allowedFrom[StateInflight])+`
+		WHERE batch = ?2 AND line IN (SELECT value FROM json_each(?3)) AND `+orList("state", ledger.From(ledger.StateInflight))+`
 		RETURNING line`)
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
@@ -134,11 +114,12 @@ func (l *Ledger) NewWriter(ctx context.Context, seq int64, o Owner) (*Writer, er
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
 	}
-	for to, from := range allowedFrom {
+	for _, to := range ledger.Targets() {
+		from := ledger.From(to)
 		if w.moves[to], err = l.prepareMove(ctx, to, from, ""); err != nil {
 			return nil, err
 		}
-		if !slices.Contains(from, StateInflight) {
+		if !slices.Contains(from, ledger.StateInflight) {
 			continue // not a move a sent row makes
 		}
 		// A dispatched row leaves queued as a marked row leaves inflight.
@@ -147,9 +128,9 @@ func (l *Ledger) NewWriter(ctx context.Context, seq int64, o Owner) (*Writer, er
 		// other state was settled elsewhere, and "never sent" must not
 		// overwrite that.
 		set := ""
-		sentFrom := append([]State{StateQueued}, from...)
-		if to == StateQueued || to == StateHeld {
-			sentFrom = []State{StateQueued}
+		sentFrom := append([]ledger.State{ledger.StateQueued}, from...)
+		if to == ledger.StateQueued || to == ledger.StateHeld {
+			sentFrom = []ledger.State{ledger.StateQueued}
 		} else { // bound with ?8, see flush
 			set = ", attempts = attempts + 1, first_sent_ms = COALESCE(first_sent_ms, ?8)"
 		}
@@ -166,7 +147,7 @@ func (l *Ledger) NewWriter(ctx context.Context, seq int64, o Owner) (*Writer, er
 // bound directly, costs less than unpacking a group's rows from JSON; the
 // guard is a chain of comparisons, since SQLite evaluates an IN list of
 // more than two names through a temporary table on every execution.
-func (l *Ledger) prepareMove(ctx context.Context, to State, from []State, set string) (*sql.Stmt, error) {
+func (l *Store) prepareMove(ctx context.Context, to ledger.State, from []ledger.State, set string) (*sql.Stmt, error) {
 	st, err := l.w.PrepareContext(ctx, `UPDATE rows SET state = ?1, response_code = COALESCE(?2, response_code),
 		message = ?3, provider_txnid = CASE WHEN ?4 = '' THEN provider_txnid ELSE ?4 END, updated_ms = ?5`+set+`
 		WHERE batch = ?6 AND line = ?7 AND `+orList("state", from))
@@ -177,7 +158,7 @@ func (l *Ledger) prepareMove(ctx context.Context, to State, from []State, set st
 }
 
 // orList is "(col = 's1' OR col = 's2' ...)".
-func orList(col string, states []State) string {
+func orList(col string, states []ledger.State) string {
 	q := make([]string, len(states))
 	for i, s := range states {
 		q[i] = col + " = '" + string(s) + "'"
@@ -194,7 +175,7 @@ func (w *Writer) MarkInflight(ctx context.Context, line int) error {
 		return err
 	}
 	if len(o.marked) != 1 {
-		return fmt.Errorf("mark line %d inflight: %w", line, ErrTransition)
+		return fmt.Errorf("mark line %d inflight: %w", line, ledger.ErrTransition)
 	}
 	return nil
 }
@@ -219,7 +200,7 @@ func (w *Writer) Dispatch(ctx context.Context, lines []int) ([]int, error) {
 
 // Record queues an update; it is committed with the next group. Errors
 // surface from Flush and Close.
-func (w *Writer) Record(u Update) error {
+func (w *Writer) Record(u ledger.Update) error {
 	if err := w.sticky(); err != nil {
 		return err
 	}
@@ -260,7 +241,7 @@ func (w *Writer) Close() error {
 				_ = w.fail(err) // Close returns it below
 			}
 		}
-		for _, m := range []map[State]*sql.Stmt{w.moves, w.movesSent} {
+		for _, m := range []map[ledger.State]*sql.Stmt{w.moves, w.movesSent} {
 			for _, st := range m {
 				st.Close()
 			}
@@ -436,9 +417,9 @@ func (w *Writer) apply(group []*op, errs []error) error {
 			u := o.u
 			logged := u.To
 			if u.To == "" {
-				logged = StateInflight // an attempt that did not settle the row; a retry follows
+				logged = ledger.StateInflight // an attempt that did not settle the row; a retry follows
 			} else if _, ok := w.moves[u.To]; !ok {
-				errs[i] = fmt.Errorf("move line %d to %s: %w", u.Line, u.To, ErrTransition)
+				errs[i] = fmt.Errorf("move line %d to %s: %w", u.Line, u.To, ledger.ErrTransition)
 				w.noteRejected(errs[i])
 				continue
 			} else {
@@ -502,8 +483,8 @@ func (w *Writer) logAttempts(ctx context.Context, tx *sql.Tx, attempts []loggedA
 // left the row in.
 type loggedAttempt struct {
 	line  int
-	state State
-	a     *Attempt
+	state ledger.State
+	a     *ledger.Attempt
 }
 
 // segment collects a group's row changes in which no row appears twice.
@@ -516,14 +497,14 @@ type segment struct {
 
 type move struct {
 	k  moveKey
-	u  Update
+	u  ledger.Update
 	op int // index in the group
 }
 
 // moveKey sorts a segment's moves by statement: sent marks rows this
 // writer dispatched.
 type moveKey struct {
-	to   State
+	to   ledger.State
 	sent bool
 }
 
@@ -570,7 +551,7 @@ func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64,
 		}
 		u := m.u
 		args = append(args[:0], string(u.To), nullCode(u.Code), u.Message, u.TxnID, now, w.batch, u.Line)
-		if m.k.sent && u.To != StateQueued && u.To != StateHeld {
+		if m.k.sent && u.To != ledger.StateQueued && u.To != ledger.StateHeld {
 			sentAt := now // when the request went, for first_sent_ms
 			if u.Attempt != nil {
 				sentAt = u.Attempt.At.UnixMilli()
@@ -591,7 +572,7 @@ func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64,
 		if n != 1 {
 			// Not fatal for the group, but never silent: the run reports it
 			// through Refused.
-			errs[m.op] = fmt.Errorf("move line %d to %s: %w", u.Line, u.To, ErrTransition)
+			errs[m.op] = fmt.Errorf("move line %d to %s: %w", u.Line, u.To, ledger.ErrTransition)
 			w.noteRejected(errs[m.op])
 		}
 	}

@@ -1,6 +1,6 @@
 //go:build race
 
-package ledger
+package sqlite
 
 // raceEnabled scales the heaviest tests: the race detector slows the
 // transpiled SQLite down by well over an order of magnitude.

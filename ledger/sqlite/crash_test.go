@@ -1,4 +1,4 @@
-package ledger
+package sqlite
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aopbatch/aopbatch/ledger"
 )
 
 // crashEnv, when set, names the ledger TestCrashHelperProcess writes to
@@ -41,13 +43,13 @@ func crashChild(path string) {
 	}
 	l, err := Open(ctx, path, Options{})
 	check("open", err)
-	o := NewOwner("child")
-	b, err := l.Acquire(ctx, NewBatch{ID: "crash", ContentHash: "h"}, o, time.Hour)
+	o := ledger.NewOwner("child")
+	b, err := l.Acquire(ctx, ledger.NewBatch{ID: "crash", ContentHash: "h"}, o, time.Hour)
 	check("acquire", err)
 	in, err := l.BeginIngest(ctx, b, o, time.Hour)
 	check("ingest", err)
 	for _, r := range rowsFor("k", 20) {
-		_, _, err := in.Add(ctx, r)
+		_, err := in.AddMany(ctx, []ledger.IngestRow{r})
 		check("add", err)
 	}
 	check("finish", in.Finish(ctx))
@@ -57,7 +59,7 @@ func crashChild(path string) {
 		check("mark", w.MarkInflight(ctx, line))
 	}
 	check("mark", w.MarkInflight(ctx, 7))
-	check("record", w.Record(Update{Line: 7, To: StateSuccess, Code: 1, TxnID: "T7"}))
+	check("record", w.Record(ledger.Update{Line: 7, To: ledger.StateSuccess, Code: 1, TxnID: "T7"}))
 	check("flush", w.Flush(ctx))
 	check("mark", w.MarkInflight(ctx, 8))
 	syscall.Kill(os.Getpid(), syscall.SIGKILL)
@@ -90,28 +92,28 @@ func TestCrashDurability(t *testing.T) {
 	if !b.Ready || b.RowsTotal != 20 {
 		t.Errorf("batch Ready=%v RowsTotal=%d, want true 20", b.Ready, b.RowsTotal)
 	}
-	want := func(line int) State {
+	want := func(line int) ledger.State {
 		switch {
 		case line <= 6 || line == 8:
-			return StateInflight
+			return ledger.StateInflight
 		case line == 7:
-			return StateSuccess
+			return ledger.StateSuccess
 		}
-		return StateQueued
+		return ledger.StateQueued
 	}
 	for line := 2; line <= 21; line++ {
 		r := getRow(t, l, b.Seq, line)
 		if r.State != want(line) {
 			t.Errorf("line %d = %s, want %s", line, r.State, want(line))
 		}
-		if sent := r.State != StateQueued; sent != (r.Attempts == 1) || sent == r.FirstSent.IsZero() {
+		if sent := r.State != ledger.StateQueued; sent != (r.Attempts == 1) || sent == r.FirstSent.IsZero() {
 			t.Errorf("line %d: %s with attempts %d first sent %v", line, r.State, r.Attempts, r.FirstSent)
 		}
 	}
 
 	// The child's lease names a dead pid on this host: taken over at once.
-	me := NewOwner("parent")
-	if _, err := l.Acquire(ctx, NewBatch{ID: "crash", ContentHash: "h"}, me, testTTL); err != nil {
+	me := ledger.NewOwner("parent")
+	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: "crash", ContentHash: "h"}, me, testTTL); err != nil {
 		t.Fatalf("Acquire after the crash: %v", err)
 	}
 	n, err := l.RecoverInflight(ctx, b.Seq, me)
@@ -124,8 +126,8 @@ func TestCrashDurability(t *testing.T) {
 	for line := 2; line <= 21; line++ {
 		r := getRow(t, l, b.Seq, line)
 		w := want(line)
-		if w == StateInflight {
-			w = StateUnknown
+		if w == ledger.StateInflight {
+			w = ledger.StateUnknown
 		}
 		if r.State != w {
 			t.Errorf("after recovery line %d = %s, want %s", line, r.State, w)

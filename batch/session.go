@@ -1,0 +1,126 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// Session is one process's hold on a batch: the lease its owner took in
+// the ledger, renewed by a heartbeat while an engine works, and given up
+// at Close. Every ledger write of the run is fenced by that lease, so a
+// process paused past it (SIGSTOP, a suspended laptop) and taken over
+// writes and sends nothing once it resumes.
+type Session struct {
+	store ledger.Store
+	batch ledger.Batch
+	owner ledger.Owner
+	ttl   time.Duration
+	log   *slog.Logger
+	stop  func()
+}
+
+// NewSession is the session of owner o, which already holds batch b's
+// lease (Ingest took it).
+func NewSession(store ledger.Store, b ledger.Batch, o ledger.Owner, ttl time.Duration, log *slog.Logger) *Session {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Session{store: store, batch: b, owner: o, ttl: ttl, log: log, stop: func() {}}
+}
+
+// Join takes the lease on the ready batch id ("" or "latest" as
+// ledger.Reader.Batch reads them) for o: the session of a command that
+// settles a batch someone else recorded (resolve, reconcile).
+func Join(ctx context.Context, store ledger.Store, id string, o ledger.Owner, ttl time.Duration, log *slog.Logger) (*Session, error) {
+	b, err := store.Batch(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !b.Ready {
+		return nil, fmt.Errorf("batch %s was never fully recorded: run the file again with aopbatch run", b.ID)
+	}
+	if _, err := store.Acquire(ctx, ledger.NewBatch{ID: b.ID}, o, ttl); err != nil {
+		return nil, err
+	}
+	return NewSession(store, b, o, ttl, log), nil
+}
+
+// Batch is the session's batch.
+func (s *Session) Batch() ledger.Batch { return s.batch }
+
+// Owner is the lease holder every write of the session names.
+func (s *Session) Owner() ledger.Owner { return s.owner }
+
+// Recover takes over what runs that died left in flight: their rows
+// become unknown, to be settled by a status enquiry before anything is
+// sent again. It returns how many rows it moved.
+func (s *Session) Recover(ctx context.Context) (int64, error) {
+	n, err := s.store.RecoverInflight(ctx, s.batch.Seq, s.owner)
+	if err == nil && n > 0 {
+		s.log.Warn("rows were in flight when a previous run ended; they will be checked with the provider before anything is re-sent", "rows", n)
+	}
+	return n, err
+}
+
+// Start renews the lease every third of its life until Close. The engine
+// learns until when each renewal holds, so it sends only while the lease
+// surely holds, and it stops if the lease is lost: another process may be
+// settling the same rows.
+func (s *Session) Start(ctx context.Context, eng *Engine) {
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	renewOnce := func() (time.Time, error) {
+		at := time.Now() // before the write: the lease it sets ends no sooner
+		err := s.store.Renew(context.WithoutCancel(ctx), s.batch.ID, s.owner, s.ttl)
+		return at.Add(s.ttl), err
+	}
+	// Acquire (or the ingest) set the lease a while ago: the engine sends
+	// nothing until a renewal made here holds.
+	eng.UseLease(renewOnce)
+	renew := func() bool {
+		until, err := renewOnce()
+		switch {
+		case err == nil:
+			eng.SetLease(until)
+		case errors.Is(err, ledger.ErrLeaseLost):
+			eng.Stop(&StopError{Reason: "lease", Detail: err.Error(), Hint: "another aopbatch took over this batch"})
+			return false
+		case hctx.Err() == nil:
+			s.log.Warn("renew batch lease", "err", err)
+		}
+		return true
+	}
+	if !renew() {
+		cancel()
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(s.ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-t.C:
+				if !renew() {
+					return
+				}
+			}
+		}
+	}()
+	s.stop = func() { cancel(); <-done }
+}
+
+// Close stops the heartbeat and gives up the lease, so the next run need
+// not wait for it to expire. It is safe to call more than once.
+func (s *Session) Close(ctx context.Context) {
+	s.stop()
+	s.stop = func() {}
+	_ = s.store.Release(context.WithoutCancel(ctx), s.batch.ID, s.owner)
+}

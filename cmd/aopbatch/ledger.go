@@ -1,0 +1,40 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/sqlite"
+)
+
+// ledgerOptions tune how a command opens its ledger.
+type ledgerOptions struct {
+	// create lets the ledger be made when it does not exist: only run
+	// creates one, and no other command may leave an empty ledger behind
+	// a typo.
+	create bool
+	// synchronous is SQLite's durability setting.
+	synchronous string
+}
+
+// openLedger opens the ledger at location: a SQLite file path, the
+// embedded default.
+func openLedger(ctx context.Context, location string, o ledgerOptions) (ledger.Store, error) {
+	if !o.create {
+		if _, err := os.Stat(location); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("no ledger at %s: pass --ledger FILE or set AOPBATCH_LEDGER", location)
+			}
+			return nil, fmt.Errorf("open ledger: %w", err)
+		}
+	}
+	return sqlite.Open(ctx, location, sqlite.Options{Synchronous: o.synchronous})
+}
+
+// openLedgerFile opens a ledger that must already exist.
+func openLedgerFile(ctx context.Context, location string) (ledger.Store, error) {
+	return openLedger(ctx, location, ledgerOptions{})
+}

@@ -1,0 +1,159 @@
+package ledgertest
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+func (s suite) testAcquire(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	nb := ledger.NewBatch{ID: "b1", ContentHash: "h1", Source: "pay.csv", Header: []string{"operator", "canumber", "amount"}}
+	me := ledger.NewOwner("run-a")
+	other := ledger.NewOwner("run-b") // this very process: alive
+
+	setup := func(t *testing.T) (ledger.Store, *clock) {
+		t.Helper()
+		c := newClock()
+		return s.open(t, Options{Now: c.now}), c
+	}
+
+	t.Run("new batch is created not ready", func(t *testing.T) {
+		l, c := setup(t)
+		b := acquire(t, l, nb, me)
+		if b.ID != nb.ID || b.ContentHash != nb.ContentHash || b.Source != nb.Source ||
+			strings.Join(b.Header, ",") != strings.Join(nb.Header, ",") {
+			t.Errorf("Acquire = %+v, want fields of %+v", b, nb)
+		}
+		if b.Ready || b.RowsTotal != 0 {
+			t.Errorf("new batch Ready=%v RowsTotal=%d, want false 0", b.Ready, b.RowsTotal)
+		}
+		if !b.Created.Equal(c.now()) {
+			t.Errorf("Created = %v, want %v", b.Created, c.now())
+		}
+		if b.Seq == 0 {
+			t.Error("Seq = 0")
+		}
+		got, err := l.Batch(ctx, nb.ID)
+		if err != nil {
+			t.Fatalf("Batch: %v", err)
+		}
+		if got.Seq != b.Seq || got.Ready {
+			t.Errorf("Batch = %+v, want seq %d not ready", got, b.Seq)
+		}
+	})
+
+	t.Run("same id different content", func(t *testing.T) {
+		l, _ := setup(t)
+		acquire(t, l, nb, me)
+		l.Release(ctx, nb.ID, me)
+		changed := nb
+		changed.ContentHash = "h2"
+		_, err := l.Acquire(ctx, changed, me, testTTL)
+		if !errors.Is(err, ledger.ErrBatchMismatch) {
+			t.Errorf("Acquire with other hash: %v, want ErrBatchMismatch", err)
+		}
+	})
+
+	t.Run("live owner with unexpired lease", func(t *testing.T) {
+		l, c := setup(t)
+		acquire(t, l, nb, me)
+		c.advance(testTTL - time.Second)
+		_, err := l.Acquire(ctx, nb, other, testTTL)
+		if !errors.Is(err, ledger.ErrBatchLocked) {
+			t.Fatalf("Acquire by other: %v, want ErrBatchLocked", err)
+		}
+		if err := l.Renew(ctx, nb.ID, me, testTTL); err != nil {
+			t.Errorf("Renew by holder after refused Acquire: %v", err)
+		}
+	})
+
+	t.Run("holder on another host locks until expiry", func(t *testing.T) {
+		l, c := setup(t)
+		remote := ledger.Owner{ID: "remote", Host: "elsewhere.invalid", PID: 1}
+		acquire(t, l, nb, remote)
+		c.advance(testTTL - time.Millisecond)
+		if _, err := l.Acquire(ctx, nb, me, testTTL); !errors.Is(err, ledger.ErrBatchLocked) {
+			t.Fatalf("Acquire before expiry: %v, want ErrBatchLocked", err)
+		}
+		c.advance(2 * time.Millisecond)
+		acquire(t, l, nb, me)
+	})
+
+	t.Run("expired lease is taken over", func(t *testing.T) {
+		l, c := setup(t)
+		acquire(t, l, nb, me)
+		c.advance(testTTL + time.Millisecond)
+		acquire(t, l, nb, other)
+		if err := l.Renew(ctx, nb.ID, me, testTTL); !errors.Is(err, ledger.ErrLeaseLost) {
+			t.Errorf("Renew by stale owner: %v, want ErrLeaseLost", err)
+		}
+		if err := l.Renew(ctx, nb.ID, other, testTTL); err != nil {
+			t.Errorf("Renew by new owner: %v", err)
+		}
+	})
+
+	t.Run("renew keeps the lease alive", func(t *testing.T) {
+		l, c := setup(t)
+		acquire(t, l, nb, me)
+		for i := 0; i < 3; i++ {
+			c.advance(testTTL / 2)
+			if err := l.Renew(ctx, nb.ID, me, testTTL); err != nil {
+				t.Fatalf("Renew: %v", err)
+			}
+		}
+		c.advance(testTTL / 2)
+		if _, err := l.Acquire(ctx, nb, other, testTTL); !errors.Is(err, ledger.ErrBatchLocked) {
+			t.Errorf("Acquire after renewals: %v, want ErrBatchLocked", err)
+		}
+	})
+
+	t.Run("renew of unknown batch", func(t *testing.T) {
+		l, _ := setup(t)
+		if err := l.Renew(ctx, "nope", me, testTTL); !errors.Is(err, ledger.ErrLeaseLost) {
+			t.Errorf("Renew: %v, want ErrLeaseLost", err)
+		}
+	})
+
+	t.Run("release then acquire by another", func(t *testing.T) {
+		l, _ := setup(t)
+		acquire(t, l, nb, me)
+		// A stale owner's Release must not free someone else's lease.
+		if err := l.Release(ctx, nb.ID, other); err != nil {
+			t.Fatalf("Release by non-holder: %v", err)
+		}
+		if _, err := l.Acquire(ctx, nb, other, testTTL); !errors.Is(err, ledger.ErrBatchLocked) {
+			t.Fatalf("Acquire after non-holder Release: %v, want ErrBatchLocked", err)
+		}
+		if err := l.Release(ctx, nb.ID, me); err != nil {
+			t.Fatalf("Release: %v", err)
+		}
+		acquire(t, l, nb, other)
+		if err := l.Renew(ctx, nb.ID, me, testTTL); !errors.Is(err, ledger.ErrLeaseLost) {
+			t.Errorf("Renew by released owner: %v, want ErrLeaseLost", err)
+		}
+	})
+
+	t.Run("same owner acquires again", func(t *testing.T) {
+		l, _ := setup(t)
+		b1 := acquire(t, l, nb, me)
+		b2 := acquire(t, l, nb, me)
+		if b1.Seq != b2.Seq {
+			t.Errorf("seq %d then %d, want the same batch", b1.Seq, b2.Seq)
+		}
+	})
+
+	t.Run("two handles on one ledger", func(t *testing.T) {
+		db := s.newDB(t)
+		l1, l2 := db.Open(t, Options{}), db.Open(t, Options{})
+		acquire(t, l1, nb, me)
+		if _, err := l2.Acquire(ctx, nb, other, testTTL); !errors.Is(err, ledger.ErrBatchLocked) {
+			t.Errorf("Acquire through second handle: %v, want ErrBatchLocked", err)
+		}
+	})
+}

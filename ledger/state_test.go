@@ -1,0 +1,68 @@
+package ledger
+
+import (
+	"fmt"
+	"testing"
+)
+
+func TestCanMove(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		from, to State
+		want     bool
+	}{
+		{StateQueued, StateInflight, true},
+		{StateUnknown, StateInflight, true},
+		{StateInflight, StateSuccess, true},
+		{StateInflight, StateUnknown, true},
+		{StateInflight, StateQueued, true},
+		{StateHeld, StateQueued, true},
+		{StateQueued, StateHeld, true},
+		{StatePending, StateSuccess, true},
+		{StateDuplicate, StateFailed, true},
+		{StateUnknown, StateRefunded, true},
+		{StateSuccess, StateRefunded, true},
+		{StateQueued, StateSuccess, false},
+		{StateSuccess, StateQueued, false},
+		{StateSuccess, StateInflight, false},
+		{StateSuccess, StateFailed, false},
+		{StateFailed, StateQueued, false},
+		{StateFailed, StateInflight, false},
+		{StateRefunded, StateSuccess, false},
+		{StateRejected, StateQueued, false},
+		{StateConflict, StateInflight, false},
+		{StatePending, StateQueued, false},
+		{StateUnknown, StateQueued, false},
+		{StateDuplicate, StateQueued, false},
+		{StateHeld, StateInflight, false},
+	} {
+		t.Run(fmt.Sprintf("%s to %s", tc.from, tc.to), func(t *testing.T) {
+			if got := CanMove(tc.from, tc.to); got != tc.want {
+				t.Errorf("CanMove(%s, %s) = %v, want %v", tc.from, tc.to, got, tc.want)
+			}
+		})
+	}
+
+	t.Run("final states stay final", func(t *testing.T) {
+		for _, from := range States {
+			if !from.Final() {
+				continue
+			}
+			for _, to := range States {
+				want := from == StateSuccess && to == StateRefunded
+				if got := CanMove(from, to); got != want {
+					t.Errorf("CanMove(%s, %s) = %v, want %v", from, to, got, want)
+				}
+			}
+		}
+	})
+
+	t.Run("nothing reached by the provider goes back to queued", func(t *testing.T) {
+		for _, from := range States {
+			want := from == StateInflight || from == StateHeld
+			if got := CanMove(from, StateQueued); got != want {
+				t.Errorf("CanMove(%s, queued) = %v, want %v", from, got, want)
+			}
+		}
+	})
+}

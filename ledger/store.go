@@ -1,0 +1,143 @@
+package ledger
+
+import (
+	"context"
+	"time"
+)
+
+// Reader is what the reports and the read-only commands need of a ledger.
+// Rows a run has recorded in flight (dispatched, or marked) read as
+// StateInflight everywhere, never as queued: "queued" tells a person a row
+// was never sent.
+type Reader interface {
+	// Location names where the ledger lives, for messages: a file path, or
+	// a URL without its password.
+	Location() string
+
+	// Batch returns the batch with the given id; "" picks the only batch
+	// (ErrAmbiguousBatch when there are several) and "latest" the newest.
+	Batch(ctx context.Context, id string) (Batch, error)
+	// Batches lists every batch, oldest first.
+	Batches(ctx context.Context) ([]Batch, error)
+	// BatchesWithContent lists the batches read from files of content
+	// hash hash, oldest first.
+	BatchesWithContent(ctx context.Context, hash string) ([]Batch, error)
+	// HasRefsStartingWith reports whether a sendable row of batch seq has
+	// a referenceid whose first 12 characters are one of prefixes.
+	HasRefsStartingWith(ctx context.Context, seq int64, prefixes ...string) (bool, error)
+
+	// Page returns up to limit rows of batch seq in state s with line >
+	// after, in line order: callers page with the last line they saw, so a
+	// million-row batch never sits in memory.
+	Page(ctx context.Context, seq int64, s State, after, limit int) ([]Row, error)
+	// Queued is Page for the rows free to send, with only what sending
+	// needs: Batch, Line, ReferenceID, Operator, CANumber, AmountPaise,
+	// Request and State.
+	Queued(ctx context.Context, seq int64, after, limit int) ([]Row, error)
+	// Row returns one row of batch seq.
+	Row(ctx context.Context, seq int64, line int) (Row, error)
+	// EachRow calls fn for every row of batch seq in line order; the Row
+	// passed is reused between calls.
+	EachRow(ctx context.Context, seq int64, fn func(*Row) error) error
+	// EachAttempt calls fn for every logged attempt of batch seq, oldest
+	// first.
+	EachAttempt(ctx context.Context, seq int64, fn func(*AttemptRow) error) error
+	// Counts tallies batch seq by state.
+	Counts(ctx context.Context, seq int64) (Counts, error)
+	// CountState counts batch seq's rows in state s.
+	CountState(ctx context.Context, seq int64, s State) (int64, error)
+	// Any reports whether batch seq has a row in state s.
+	Any(ctx context.Context, seq int64, s State) (bool, error)
+
+	// Close releases the store's connections.
+	Close() error
+}
+
+// Store is a ledger: every batch, every row and an append-only log of
+// every request. Each write of a run names its Owner and is refused with
+// ErrLeaseLost unless that owner holds the batch's lease, checked in the
+// same transaction as the write: a run paused past its lease and taken over
+// must not write over the run that took its batch.
+type Store interface {
+	Reader
+
+	// Shared reports whether several processes may run one batch at once
+	// (a store shared by hosts): each claims its own rows, and a process's
+	// lease covers the rows it has in flight. A store that is not shared
+	// gives a batch's lease to one process at a time, and refuses a second
+	// with ErrBatchLocked.
+	Shared() bool
+
+	// Acquire takes the lease on batch nb.ID for o, creating the batch
+	// (not yet ready) when it is new. It fails with ErrBatchMismatch when
+	// the id is known with other content (nb.ContentHash "" matches any),
+	// and with ErrBatchLocked while another live process holds the lease.
+	// A lease whose holder died is taken over once it expires (sooner
+	// where the store can tell the holder died).
+	Acquire(ctx context.Context, nb NewBatch, o Owner, ttl time.Duration) (Batch, error)
+	// Renew extends o's lease; ErrLeaseLost when another owner took it.
+	Renew(ctx context.Context, batchID string, o Owner, ttl time.Duration) error
+	// Release gives up o's lease so the next run need not wait for it.
+	Release(ctx context.Context, batchID string, o Owner) error
+
+	// BeginIngest starts adding rows to batch b, whose lease o holds.
+	// Until Ingest.Finish the batch is not ready to send.
+	BeginIngest(ctx context.Context, b Batch, o Owner, ttl time.Duration) (Ingest, error)
+	// ClearRows deletes the rows and attempts of a batch that is not
+	// ready (an ingest abandoned part way), keeping the batch.
+	ClearRows(ctx context.Context, seq int64, o Owner) error
+
+	// RecoverInflight turns the rows a dead run left in flight into
+	// unknown: their request may have reached the provider, so only a
+	// status enquiry may settle them. It returns how many rows moved.
+	RecoverInflight(ctx context.Context, seq int64, o Owner) (int64, error)
+	// Move changes every row of batch seq in state from to state to (only
+	// operator's rows when operator > 0), as the transition table allows.
+	Move(ctx context.Context, seq int64, o Owner, from, to State, operator int64, message string) (int64, error)
+	// NewWriter starts the single writer of o's run on batch seq.
+	NewWriter(ctx context.Context, seq int64, o Owner) (Writer, error)
+}
+
+// Ingest adds a file's rows to a batch. An interrupted ingest is cleared
+// and redone, so a half-read file is never sent.
+type Ingest interface {
+	// AddMany records rows, in file order, and returns what each became.
+	AddMany(ctx context.Context, rows []IngestRow) ([]Added, error)
+	// Rows is how many rows were added so far.
+	Rows() int64
+	// Finish commits the rows and marks the batch ready to send.
+	Finish(ctx context.Context) error
+	// Abort removes what the ingest wrote, so a refused file leaves
+	// nothing to send and holds no referenceid. After Finish it does
+	// nothing.
+	Abort(ctx context.Context) error
+}
+
+// Writer applies a run's row changes in group commits. Its errors are
+// sticky: once a write fails, every later call fails.
+type Writer interface {
+	// Dispatch durably records that queued rows are about to be sent and
+	// returns, once that is committed, the lines it recorded: those still
+	// queued and free. A crash after it leaves them for RecoverInflight.
+	// A row dispatched but never sent is recorded back to queued (or held)
+	// with an Update.
+	Dispatch(ctx context.Context, lines []int) ([]int, error)
+	// MarkInflight durably records that one row (queued, or unknown and
+	// not found by the provider) is about to be sent; ErrTransition when
+	// its state does not allow it.
+	MarkInflight(ctx context.Context, line int) error
+	// Record queues an update for the next group commit; errors surface
+	// from Flush and Close. An update the transition table refuses is kept
+	// for Refused, not applied.
+	Record(u Update) error
+	// Flush returns once everything recorded before it is committed.
+	Flush(ctx context.Context) error
+	// Close commits what is queued, releases the writer's dispatches whose
+	// rows all moved, and stops. It returns the first error met; calling
+	// it again returns the same.
+	Close() error
+	// Refused returns the first update the transition table refused, or
+	// nil: a bug the run reports rather than let an outcome go unrecorded
+	// in silence.
+	Refused() error
+}

@@ -1,0 +1,160 @@
+package ledger
+
+import (
+	"errors"
+	"os"
+	"time"
+)
+
+// Sentinel errors callers branch on; every store returns them (wrapped).
+var (
+	// ErrNoBatch means the ledger holds no batch by that id.
+	ErrNoBatch = errors.New("no such batch")
+	// ErrBatchMismatch means a batch id is reused for different content.
+	ErrBatchMismatch = errors.New("batch id already used for a different file")
+	// ErrBatchLocked means another live process holds the batch's lease.
+	ErrBatchLocked = errors.New("batch is being run by another process")
+	// ErrBatchIngesting means another live process is still recording the
+	// batch's file: on a shared store, wait for it and join.
+	ErrBatchIngesting = errors.New("batch is being recorded by another process")
+	// ErrLeaseLost means this process no longer holds the batch's lease.
+	ErrLeaseLost = errors.New("batch lease lost")
+	// ErrAmbiguousBatch means a batch id is needed because the ledger holds several.
+	ErrAmbiguousBatch = errors.New("ledger holds several batches")
+	// ErrTransition means a row was not in a state that allows the change.
+	ErrTransition = errors.New("row state does not allow this change")
+	// ErrNotLedger means the file or database is not an aopbatch ledger.
+	ErrNotLedger = errors.New("not an aopbatch ledger")
+)
+
+// Batch is one input file's worth of rows.
+type Batch struct {
+	Seq         int64
+	ID          string
+	ContentHash string
+	Source      string
+	Header      []string
+	Ready       bool // every row of the file is in the ledger
+	RowsTotal   int64
+	Created     time.Time
+}
+
+// NewBatch describes a batch about to be ingested.
+type NewBatch struct {
+	ID          string
+	ContentHash string
+	Source      string
+	Header      []string
+}
+
+// Owner identifies the process holding a batch's lease. ID is unique per
+// run and is what every store fences writes with; Host and PID only help a
+// store on one host see that a holder died (a shared store ignores them).
+type Owner struct {
+	ID   string // unique per run
+	Host string
+	PID  int
+}
+
+// NewOwner describes the current process.
+func NewOwner(id string) Owner {
+	h, _ := os.Hostname()
+	return Owner{ID: id, Host: h, PID: os.Getpid()}
+}
+
+// Row is one data row as the ledger holds it.
+type Row struct {
+	Batch         int64
+	Line          int
+	ReferenceID   string
+	Operator      int64
+	CANumber      string
+	AmountPaise   int64
+	Request       []byte
+	Raw           []string
+	State         State
+	ResponseCode  int // -1 when none
+	Message       string
+	ErrorCode     string
+	ErrorColumn   string
+	Attempts      int
+	ProviderTxnID string
+	FirstSent     time.Time // zero when never sent
+	Updated       time.Time
+}
+
+// IngestRow is one data row of a file as the ledger records it. Problem is
+// set for a row that failed validation; such a row is stored rejected.
+type IngestRow struct {
+	Line        int
+	ReferenceID string
+	Operator    int64
+	CANumber    string
+	AmountPaise int64
+	Request     []byte   // the exact JSON body to send
+	Raw         []string // the cells as they were; kept for rows never sent
+	Problem     *Problem
+}
+
+// Problem says why a row is not sent.
+type Problem struct {
+	Code    string // machine code, e.g. "bad_amount", "duplicate_referenceid"
+	Column  string
+	Message string
+}
+
+// Added is what the ledger made of one row: queued, rejected (invalid, or
+// a referenceid repeated inside this file) or conflict (the referenceid
+// belongs to another batch). Message explains the last two.
+type Added struct {
+	State   State
+	Message string
+}
+
+// Update moves one row to a new state and logs the attempt that caused it.
+// An Update with an empty To only logs the attempt.
+type Update struct {
+	Line    int
+	To      State
+	Code    int // provider response code; -1 when there was none
+	Message string
+	TxnID   string   // provider transaction id, when known
+	Attempt *Attempt // appended to the attempts log; nil logs nothing
+}
+
+// Attempt is one request made for a row.
+type Attempt struct {
+	Kind       string // "recharge" or "status"
+	At         time.Time
+	Latency    time.Duration
+	HTTPStatus int
+	Code       int // -1 when there was none
+	Class      string
+	Message    string
+}
+
+// AttemptRow is one logged request of a batch.
+type AttemptRow struct {
+	Line int
+	Attempt
+	State State
+}
+
+// Tally is a count of rows and their amount.
+type Tally struct {
+	Rows  int64
+	Paise int64
+}
+
+// Counts is a batch's tally by state.
+type Counts map[State]Tally
+
+// Total is the tally over every state.
+func (c Counts) Total() Tally {
+	var t Tally
+	for _, v := range c {
+		t.Rows += v.Rows
+		t.Paise += v.Paise
+	}
+	return t
+}
