@@ -3,6 +3,7 @@ package ledgertest
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,15 @@ func (s suite) testAcquire(t *testing.T) {
 		t.Helper()
 		c := newClock()
 		return s.open(t, Options{Now: c.now}), c
+	}
+	// The batches below are being recorded (never made ready): one
+	// process holds such a batch alone, on every store. A ready batch is
+	// one process's at a time on a store that is not shared.
+	locked := func(l ledger.Store) error {
+		if l.Shared() {
+			return ledger.ErrBatchIngesting
+		}
+		return ledger.ErrBatchLocked
 	}
 
 	t.Run("new batch is created not ready", func(t *testing.T) {
@@ -65,8 +75,8 @@ func (s suite) testAcquire(t *testing.T) {
 		acquire(t, l, nb, me)
 		c.advance(testTTL - time.Second)
 		_, err := l.Acquire(ctx, nb, other, testTTL)
-		if !errors.Is(err, ledger.ErrBatchLocked) {
-			t.Fatalf("Acquire by other: %v, want ErrBatchLocked", err)
+		if !errors.Is(err, locked(l)) {
+			t.Fatalf("Acquire by other: %v, want %v", err, locked(l))
 		}
 		if err := l.Renew(ctx, nb.ID, me, testTTL); err != nil {
 			t.Errorf("Renew by holder after refused Acquire: %v", err)
@@ -78,8 +88,8 @@ func (s suite) testAcquire(t *testing.T) {
 		remote := ledger.Owner{ID: "remote", Host: "elsewhere.invalid", PID: 1}
 		acquire(t, l, nb, remote)
 		c.advance(testTTL - time.Millisecond)
-		if _, err := l.Acquire(ctx, nb, me, testTTL); !errors.Is(err, ledger.ErrBatchLocked) {
-			t.Fatalf("Acquire before expiry: %v, want ErrBatchLocked", err)
+		if _, err := l.Acquire(ctx, nb, me, testTTL); !errors.Is(err, locked(l)) {
+			t.Fatalf("Acquire before expiry: %v, want %v", err, locked(l))
 		}
 		c.advance(2 * time.Millisecond)
 		acquire(t, l, nb, me)
@@ -108,8 +118,8 @@ func (s suite) testAcquire(t *testing.T) {
 			}
 		}
 		c.advance(testTTL / 2)
-		if _, err := l.Acquire(ctx, nb, other, testTTL); !errors.Is(err, ledger.ErrBatchLocked) {
-			t.Errorf("Acquire after renewals: %v, want ErrBatchLocked", err)
+		if _, err := l.Acquire(ctx, nb, other, testTTL); !errors.Is(err, locked(l)) {
+			t.Errorf("Acquire after renewals: %v, want %v", err, locked(l))
 		}
 	})
 
@@ -127,8 +137,8 @@ func (s suite) testAcquire(t *testing.T) {
 		if err := l.Release(ctx, nb.ID, other); err != nil {
 			t.Fatalf("Release by non-holder: %v", err)
 		}
-		if _, err := l.Acquire(ctx, nb, other, testTTL); !errors.Is(err, ledger.ErrBatchLocked) {
-			t.Fatalf("Acquire after non-holder Release: %v, want ErrBatchLocked", err)
+		if _, err := l.Acquire(ctx, nb, other, testTTL); !errors.Is(err, locked(l)) {
+			t.Fatalf("Acquire after non-holder Release: %v, want %v", err, locked(l))
 		}
 		if err := l.Release(ctx, nb.ID, me); err != nil {
 			t.Fatalf("Release: %v", err)
@@ -152,8 +162,68 @@ func (s suite) testAcquire(t *testing.T) {
 		db := s.newDB(t)
 		l1, l2 := db.Open(t, Options{}), db.Open(t, Options{})
 		acquire(t, l1, nb, me)
-		if _, err := l2.Acquire(ctx, nb, other, testTTL); !errors.Is(err, ledger.ErrBatchLocked) {
-			t.Errorf("Acquire through second handle: %v, want ErrBatchLocked", err)
+		if _, err := l2.Acquire(ctx, nb, other, testTTL); !errors.Is(err, locked(l2)) {
+			t.Errorf("Acquire through second handle: %v, want %v", err, locked(l2))
+		}
+	})
+
+	t.Run("a ready batch", func(t *testing.T) {
+		db := s.newDB(t)
+		c := newClock()
+		l1, l2 := db.Open(t, Options{Now: c.now}), db.Open(t, Options{Now: c.now})
+		b := seedRows(t, l1, "ready", 4)
+		acquire(t, l1, ledger.NewBatch{ID: b.ID}, me)
+		_, err := l2.Acquire(ctx, ledger.NewBatch{ID: b.ID}, other, testTTL)
+		if !l1.Shared() {
+			if !errors.Is(err, ledger.ErrBatchLocked) {
+				t.Errorf("second run of a ready batch: %v, want ErrBatchLocked", err)
+			}
+			return
+		}
+		// Shared: the second process joins, each with a lease of its own,
+		// and each claims rows no other has.
+		if err != nil {
+			t.Fatalf("second process joining: %v", err)
+		}
+		for _, o := range []ledger.Owner{me, other} {
+			if err := l1.Renew(ctx, b.ID, o, testTTL); err != nil {
+				t.Errorf("Renew(%s): %v", o.ID, err)
+			}
+		}
+		w1, w2 := writerOf(t, l1, b.Seq, me), writerOf(t, l2, b.Seq, other)
+		got1, got2 := dispatch(t, w1, 2, 3, 4), dispatch(t, w2, 3, 4, 5)
+		if !reflect.DeepEqual(got1, []int{2, 3, 4}) || !reflect.DeepEqual(got2, []int{5}) {
+			t.Errorf("claims: %v and %v, want [2 3 4] and [5]", got1, got2)
+		}
+		// A row in flight moves only for the process that claimed it.
+		record(t, w2, ledger.Update{Line: 3, To: ledger.StateSuccess, Code: 1})
+		flush(t, w2)
+		if err := w2.Refused(); !errors.Is(err, ledger.ErrTransition) {
+			t.Errorf("another's claimed row: Refused = %v, want ErrTransition", err)
+		}
+		// One process's recovery leaves the live other's rows alone, and
+		// takes over the dead one's once its lease expires.
+		if n, err := l1.RecoverInflight(ctx, b.Seq, me); err != nil || n != 0 {
+			t.Errorf("RecoverInflight with both alive = %d, %v; want 0", n, err)
+		}
+		c.advance(testTTL / 2)
+		if err := l1.Renew(ctx, b.ID, me, testTTL); err != nil {
+			t.Fatal(err)
+		}
+		c.advance(testTTL/2 + time.Second)
+		if n, err := l1.RecoverInflight(ctx, b.Seq, me); err != nil || n != 1 {
+			t.Errorf("RecoverInflight after the other's lease expired = %d, %v; want 1 (line 5)", n, err)
+		}
+		if st := getRow(t, l1, b.Seq, 5).State; st != ledger.StateUnknown {
+			t.Errorf("the dead process's line 5: %s, want unknown", st)
+		}
+		if err := l2.Renew(ctx, b.ID, other, testTTL); !errors.Is(err, ledger.ErrLeaseLost) {
+			t.Errorf("the taken-over process's Renew: %v, want ErrLeaseLost", err)
+		}
+		for _, line := range []int{2, 3, 4} {
+			if st := getRow(t, l1, b.Seq, line).State; st != ledger.StateInflight {
+				t.Errorf("the live process's line %d: %s, want inflight", line, st)
+			}
 		}
 	})
 }

@@ -418,13 +418,17 @@ func (s suite) testWriterDispatch(t *testing.T) {
 	record(t, w, ledger.Update{Line: 4, To: ledger.StateQueued, Code: -1}) // never sent
 	record(t, w, ledger.Update{Line: 5, To: ledger.StateHeld, Code: -1})   // operator held
 	flush(t, w)
-	// Line 4 is queued again, but its dispatch stands until the writer
-	// closes: until then it reads as inflight.
-	for line, want := range map[int]ledger.State{2: ledger.StateSuccess, 3: ledger.StateUnknown, 4: ledger.StateInflight, 5: ledger.StateHeld} {
+	// Line 4 is queued again. A store may show it inflight until the
+	// writer closes (SQLite keeps its chunk's dispatch until then): never
+	// as anything that says it was sent.
+	for line, want := range map[int]ledger.State{2: ledger.StateSuccess, 3: ledger.StateUnknown, 4: ledger.StateQueued, 5: ledger.StateHeld} {
 		r := getRow(t, l, b.Seq, line)
 		wantAttempts := 0
 		if want == ledger.StateSuccess || want == ledger.StateUnknown {
 			wantAttempts = 1 // sent
+		}
+		if line == 4 && r.State == ledger.StateInflight {
+			want = ledger.StateInflight
 		}
 		if r.State != want || r.Attempts != wantAttempts || (wantAttempts == 1) != r.FirstSent.Equal(sent) {
 			t.Errorf("line %d: %s attempts=%d first_sent=%v, want %s %d", line, r.State, r.Attempts, r.FirstSent, want, wantAttempts)
@@ -453,7 +457,12 @@ func (s suite) testWriterDispatch(t *testing.T) {
 	if s := getRow(t, l, b.Seq, 4).State; s != ledger.StateQueued {
 		t.Errorf("line 4 after Close reads as %s, want queued (never sent)", s)
 	}
-	if n, err := l.RecoverInflight(context.Background(), b.Seq, testOwner); err != nil || n != 0 {
+	next := ledger.NewOwner("next")
+	if err := l.Release(context.Background(), b.ID, testOwner); err != nil {
+		t.Fatal(err)
+	}
+	acquire(t, l, ledger.NewBatch{ID: b.ID}, next)
+	if n, err := l.RecoverInflight(context.Background(), b.Seq, next); err != nil || n != 0 {
 		t.Errorf("RecoverInflight after a clean run = %d, %v; want 0", n, err)
 	}
 }
@@ -463,7 +472,8 @@ func (s suite) testWriterDispatch(t *testing.T) {
 func (s suite) testRecoverDispatched(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	l := s.open(t, Options{})
+	c := newClock()
+	l := s.open(t, Options{Now: c.now})
 	b := seedRows(t, l, "r", 8) // lines 2..9
 	holdLease(t, l, b.Seq)
 	w, err := l.NewWriter(ctx, b.Seq, testOwner)
@@ -475,9 +485,8 @@ func (s suite) testRecoverDispatched(t *testing.T) {
 	record(t, w, ledger.Update{Line: 3, To: ledger.StateFailed, Code: 1})
 	flush(t, w)
 	markInflight(t, w, 8) // the single-row path, as resolve uses
-	// The run dies here: no Close. (Closing later must not clear the
-	// dispatches of rows still without an outcome.)
-	record(t, w, ledger.Update{Line: 5, To: ledger.StateQueued, Code: -1}) // back before the death
+	// The run dies here, its outcomes for 2, 4, 5, 6 and 8 never known.
+	// (Closing its writer must not clear what it had in flight.)
 	closeWriter(t, w)
 	// Before recovery, readers see the dispatched rows as inflight, never
 	// as queued: a person must not take them for unsent.
@@ -520,7 +529,11 @@ func (s suite) testRecoverDispatched(t *testing.T) {
 		}
 	}
 
-	n, err := l.RecoverInflight(ctx, b.Seq, testOwner)
+	// The next run finds the dead one's lease expired.
+	c.advance(testTTL + time.Second)
+	next := ledger.NewOwner("next")
+	acquire(t, l, ledger.NewBatch{ID: b.ID}, next)
+	n, err := l.RecoverInflight(ctx, b.Seq, next)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -540,7 +553,7 @@ func (s suite) testRecoverDispatched(t *testing.T) {
 			t.Errorf("line %d: attempts=%d first_sent=%v after recovery, want 1 and a time", line, r.Attempts, r.FirstSent)
 		}
 	}
-	if n, err := l.RecoverInflight(ctx, b.Seq, testOwner); err != nil || n != 0 {
+	if n, err := l.RecoverInflight(ctx, b.Seq, next); err != nil || n != 0 {
 		t.Errorf("second RecoverInflight = %d, %v; want nothing left", n, err)
 	}
 }
@@ -683,8 +696,10 @@ func (s suite) testStaleCloseKeepsNewHoldersDispatch(t *testing.T) {
 	takeover(t, l, c, b, runB) // deletes A's dispatch
 	wb := writerOf(t, l, b.Seq, runB)
 	dispatch(t, wb, 3)
-	if err := wa.Close(); !errors.Is(err, ledger.ErrLeaseLost) {
-		t.Errorf("A's Close = %v, want ErrLeaseLost", err)
+	// A wrote nothing after the takeover; a store whose Close writes (the
+	// SQLite store deletes its dispatches) must find the lease gone.
+	if err := wa.Close(); err != nil && !errors.Is(err, ledger.ErrLeaseLost) {
+		t.Errorf("A's Close = %v, want nil or ErrLeaseLost", err)
 	}
 	if s := getRow(t, l, b.Seq, 3).State; s != ledger.StateInflight {
 		t.Errorf("line 3, dispatched by B: %s, want inflight", s)

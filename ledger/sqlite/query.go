@@ -351,12 +351,13 @@ func moveAll(ctx context.Context, tx *sql.Tx, seq int64, from, to ledger.State, 
 	return res.RowsAffected()
 }
 
-// RecoverInflight turns the rows a dead run left in flight into unknown:
-// those marked inflight, and those of its dispatches still queued. Their
-// request may have reached the provider, so only an enquiry may settle
-// them. It returns how many rows it moved. o must hold the batch's lease,
-// checked in the same transaction: recovering the rows of a run that is
-// still sending would let two processes send them.
+// RecoverInflight turns into unknown the rows that runs other than o left
+// in flight: those marked inflight, and those of their dispatches still
+// queued. Their request may have reached the provider, so only an enquiry
+// may settle them. o holds the batch's lease, checked in the same
+// transaction (recovering the rows of a run still sending would let two
+// processes send them), so every other run is dead; what o itself has in
+// flight is left alone. It returns how many rows it moved.
 func (l *Store) RecoverInflight(ctx context.Context, seq int64, o ledger.Owner) (int64, error) {
 	const why = "interrupted while in flight: to be checked with the provider"
 	left, err := l.hasDispatches(ctx, seq)
@@ -369,7 +370,14 @@ func (l *Store) RecoverInflight(ctx context.Context, seq int64, o ledger.Owner) 
 	}
 	defer tx.Rollback()
 	now := l.nowMS()
-	n, err := moveAll(ctx, tx, seq, ledger.StateInflight, ledger.StateUnknown, 0, why, now)
+	// The subquery finds the rows through the state index (see moveAll).
+	res, err := tx.ExecContext(ctx, `UPDATE rows SET state = 'unknown', message = ?1, updated_ms = ?2
+		WHERE batch = ?3 AND line IN (SELECT line FROM rows WHERE batch = ?3 AND state = 'inflight')
+			AND state = 'inflight' AND claimed_by IS NOT ?4`, why, now, seq, o.ID)
+	if err != nil {
+		return 0, fmt.Errorf("recover rows in flight: %w", err)
+	}
+	n, err := res.RowsAffected()
 	if err != nil {
 		return 0, fmt.Errorf("recover rows in flight: %w", err)
 	}
@@ -382,16 +390,16 @@ func (l *Store) RecoverInflight(ctx context.Context, seq int64, o ledger.Owner) 
 		res, err := tx.ExecContext(ctx, `UPDATE rows SET state = 'unknown', message = ?1, updated_ms = ?2,
 				attempts = attempts + 1, first_sent_ms = COALESCE(first_sent_ms, x.at)
 			FROM (SELECT j.value AS line, max(d.at_ms) AS at FROM dispatches d, json_each(d.lines) j
-				WHERE d.batch = ?3 GROUP BY j.value) AS x
+				WHERE d.batch = ?3 AND d.owner <> ?4 GROUP BY j.value) AS x
 			WHERE rows.batch = ?3 AND rows.line = x.line AND +rows.state = 'queued'`,
-			why, now, seq)
+			why, now, seq, o.ID)
 		if err != nil {
 			return 0, fmt.Errorf("recover dispatched rows: %w", err)
 		}
 		if m, err = res.RowsAffected(); err != nil {
 			return 0, fmt.Errorf("recover dispatched rows: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM dispatches WHERE batch = ?`, seq); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM dispatches WHERE batch = ? AND owner <> ?`, seq, o.ID); err != nil {
 			return 0, fmt.Errorf("recover dispatched rows: %w", err)
 		}
 	}

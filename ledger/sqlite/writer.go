@@ -84,7 +84,7 @@ func (l *Store) NewWriter(ctx context.Context, seq int64, o ledger.Owner) (ledge
 	// Marks take a group's rows as one JSON array, one statement for many
 	// rows; RETURNING names the rows the transition table let through.
 	w.inflight, err = l.w.PrepareContext(ctx, `UPDATE rows SET state = 'inflight', attempts = attempts + 1,
-		first_sent_ms = COALESCE(first_sent_ms, ?1), updated_ms = ?1
+		first_sent_ms = COALESCE(first_sent_ms, ?1), updated_ms = ?1, claimed_by = ?4
 		WHERE batch = ?2 AND line IN (SELECT value FROM json_each(?3)) AND `+orList("state", ledger.From(ledger.StateInflight))+`
 		RETURNING line`)
 	if err != nil {
@@ -110,7 +110,7 @@ func (l *Store) NewWriter(ctx context.Context, seq int64, o ledger.Owner) (ledge
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
 	}
-	w.dispatchAdd, err = l.w.PrepareContext(ctx, `INSERT INTO dispatches (batch, lines, at_ms) VALUES (?, ?, ?)`)
+	w.dispatchAdd, err = l.w.PrepareContext(ctx, `INSERT INTO dispatches (batch, lines, at_ms, owner) VALUES (?, ?, ?, ?)`)
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
 	}
@@ -522,7 +522,7 @@ func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64,
 		if err != nil {
 			return err
 		}
-		done, err := returnedLines(ctx, tx.StmtContext(ctx, w.inflight), now, w.batch, string(js))
+		done, err := returnedLines(ctx, tx.StmtContext(ctx, w.inflight), now, w.batch, string(js), w.owner.ID)
 		if err != nil {
 			return err
 		}
@@ -602,7 +602,7 @@ func (w *Writer) dispatch(ctx context.Context, tx *sql.Tx, seg *segment, now int
 	}
 	// apply began this transaction holding the lease: a process that lost the
 	// batch to a takeover cannot dispatch rows the new holder may also send.
-	res, err := tx.StmtContext(ctx, w.dispatchAdd).ExecContext(ctx, w.batch, string(js), now)
+	res, err := tx.StmtContext(ctx, w.dispatchAdd).ExecContext(ctx, w.batch, string(js), now, w.owner.ID)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,248 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+const batchCols = `seq, id, content_hash, source, header, status, rows_total, created_ms`
+
+func scanBatch(sc interface{ Scan(...any) error }) (ledger.Batch, error) {
+	var b ledger.Batch
+	var header, status string
+	var created int64
+	if err := sc.Scan(&b.Seq, &b.ID, &b.ContentHash, &b.Source, &header, &status, &b.RowsTotal, &created); err != nil {
+		return ledger.Batch{}, err
+	}
+	_ = json.Unmarshal([]byte(header), &b.Header)
+	b.Ready = status == "ready"
+	b.Created = time.UnixMilli(created)
+	return b, nil
+}
+
+// Acquire implements ledger.Store. On a shared ledger it joins: o gets a
+// session (a lease of its own) on the batch, beside those of the other
+// processes running it. The first process records the file; while its
+// lease lives, the others get ErrBatchIngesting and wait. An ingest whose
+// process died is taken over (the caller clears its rows and records the
+// file again).
+func (s *Store) Acquire(ctx context.Context, nb ledger.NewBatch, o ledger.Owner, ttl time.Duration) (ledger.Batch, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+	}
+	defer tx.Rollback(ctx)
+	now := s.nowMS()
+	header, _ := json.Marshal(nb.Header)
+	if nb.Header == nil {
+		header = []byte("[]")
+	}
+	// Create it if new; either way lock it, so that joins and ingest
+	// takeovers of one batch take turns.
+	if _, err := tx.Exec(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, ingest_owner)
+		VALUES ($1, $2, $3, $4, 'ingesting', $5, $6) ON CONFLICT (id) DO NOTHING`,
+		nb.ID, nb.ContentHash, nb.Source, string(header), now, o.ID); err != nil {
+		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+	}
+	var (
+		seq                int64
+		hash, status       string
+		ingestOwner        *string
+		ingesterExpires    *int64
+		ingesterHasSession bool
+	)
+	err = tx.QueryRow(ctx, `SELECT b.seq, b.content_hash, b.status, b.ingest_owner, s.expires_ms, s.owner IS NOT NULL
+		FROM batches b LEFT JOIN sessions s ON s.batch = b.seq AND s.owner = b.ingest_owner
+		WHERE b.id = $1 FOR UPDATE OF b`, nb.ID).Scan(&seq, &hash, &status, &ingestOwner, &ingesterExpires, &ingesterHasSession)
+	if err != nil {
+		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+	}
+	if nb.ContentHash != "" && hash != nb.ContentHash {
+		return ledger.Batch{}, fmt.Errorf("batch %s: %w", nb.ID, ledger.ErrBatchMismatch)
+	}
+	if status == "ingesting" && ingestOwner != nil && *ingestOwner != o.ID {
+		if ingesterHasSession && *ingesterExpires > now {
+			return ledger.Batch{}, fmt.Errorf("batch %s: %w", nb.ID, ledger.ErrBatchIngesting)
+		}
+		// The recording process died: end its session, so it writes
+		// nothing more should it only have been paused, and take over.
+		if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE batch = $1 AND owner = $2`, seq, *ingestOwner); err != nil {
+			return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE batches SET ingest_owner = $1 WHERE seq = $2`, o.ID, seq); err != nil {
+			return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO sessions (batch, owner, host, pid, expires_ms) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (batch, owner) DO UPDATE SET expires_ms = EXCLUDED.expires_ms`,
+		seq, o.ID, o.Host, o.PID, now+ttl.Milliseconds()); err != nil {
+		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+	}
+	b, err := scanBatch(tx.QueryRow(ctx, `SELECT `+batchCols+` FROM batches WHERE seq = $1`, seq))
+	if err != nil {
+		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+	}
+	return b, nil
+}
+
+// Renew implements ledger.Store: it extends o's session, and reads the
+// database's clock again on the way.
+func (s *Store) Renew(ctx context.Context, batchID string, o ledger.Owner, ttl time.Duration) error {
+	if s.clock == nil {
+		_ = s.syncClock(ctx) // a failure here shows in the update below
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE sessions SET expires_ms = $1
+		WHERE batch = (SELECT seq FROM batches WHERE id = $2) AND owner = $3`,
+		s.nowMS()+ttl.Milliseconds(), batchID, o.ID)
+	if err != nil {
+		return fmt.Errorf("renew lease on %s: %w", batchID, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("renew lease on %s: %w", batchID, ledger.ErrLeaseLost)
+	}
+	return nil
+}
+
+// Release implements ledger.Store: it ends o's session. Rows o still had
+// in flight (it should have none) are then no live session's, and the
+// next RecoverInflight turns them into unknown.
+func (s *Store) Release(ctx context.Context, batchID string, o ledger.Owner) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE batch = (SELECT seq FROM batches WHERE id = $1) AND owner = $2`,
+		batchID, o.ID); err != nil {
+		return fmt.Errorf("release lease on %s: %w", batchID, err)
+	}
+	return nil
+}
+
+// ClearRows implements ledger.Store.
+func (s *Store) ClearRows(ctx context.Context, seq int64, o ledger.Owner) error {
+	tx, err := s.beginHolding(ctx, seq, o)
+	if err != nil {
+		return fmt.Errorf("clear batch rows: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if err := clearRows(ctx, tx, seq); err != nil {
+		return fmt.Errorf("clear batch rows: %w", err)
+	}
+	return tx.Commit(ctx)
+}
+
+// clearRows deletes a batch's rows and attempts inside tx, refusing a
+// ready batch: its rows are the record of what was sent.
+func clearRows(ctx context.Context, tx pgx.Tx, seq int64) error {
+	var status string
+	err := tx.QueryRow(ctx, `SELECT status FROM batches WHERE seq = $1 FOR UPDATE`, seq).Scan(&status)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return err
+	}
+	if status == "ready" {
+		return fmt.Errorf("batch %d is ready: its rows are kept", seq)
+	}
+	for _, q := range []string{
+		`DELETE FROM attempts WHERE batch = $1`,
+		`DELETE FROM rows WHERE batch = $1`,
+		`UPDATE batches SET status = 'ingesting', rows_total = 0 WHERE seq = $1`,
+	} {
+		if _, err := tx.Exec(ctx, q, seq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteBatch removes a batch that never became ready, rows and all,
+// while o holds a session on it.
+func (s *Store) deleteBatch(ctx context.Context, seq int64, o ledger.Owner) error {
+	tx, err := s.beginHolding(ctx, seq, o)
+	if err != nil {
+		return fmt.Errorf("delete batch: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if err := clearRows(ctx, tx, seq); err != nil {
+		return fmt.Errorf("delete batch: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM batches WHERE seq = $1 AND status = 'ingesting'`, seq); err != nil {
+		return fmt.Errorf("delete batch: %w", err)
+	}
+	return tx.Commit(ctx)
+}
+
+// Batch implements ledger.Reader.
+func (s *Store) Batch(ctx context.Context, id string) (ledger.Batch, error) {
+	if id == "" || id == "latest" {
+		return s.resolve(ctx, id)
+	}
+	b, err := scanBatch(s.pool.QueryRow(ctx, `SELECT `+batchCols+` FROM batches WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ledger.Batch{}, fmt.Errorf("batch %q: %w", id, ledger.ErrNoBatch)
+	}
+	if err != nil {
+		return ledger.Batch{}, fmt.Errorf("read batch %s: %w", id, err)
+	}
+	return b, nil
+}
+
+// resolve picks the only batch (id "") or the newest one (id "latest").
+func (s *Store) resolve(ctx context.Context, id string) (ledger.Batch, error) {
+	bs, err := s.Batches(ctx)
+	if err != nil {
+		return ledger.Batch{}, err
+	}
+	switch {
+	case len(bs) == 0:
+		return ledger.Batch{}, fmt.Errorf("ledger %s: %w", s.location, ledger.ErrNoBatch)
+	case id == "latest" || len(bs) == 1:
+		return bs[len(bs)-1], nil
+	default:
+		return ledger.Batch{}, fmt.Errorf("ledger %s holds %d batches: pass --batch ID or --batch latest: %w", s.location, len(bs), ledger.ErrAmbiguousBatch)
+	}
+}
+
+// Batches implements ledger.Reader.
+func (s *Store) Batches(ctx context.Context) ([]ledger.Batch, error) { return s.batchesWhere(ctx, "") }
+
+// BatchesWithContent implements ledger.Reader.
+func (s *Store) BatchesWithContent(ctx context.Context, hash string) ([]ledger.Batch, error) {
+	return s.batchesWhere(ctx, "WHERE content_hash = $1", hash)
+}
+
+func (s *Store) batchesWhere(ctx context.Context, where string, args ...any) ([]ledger.Batch, error) {
+	rs, err := s.pool.Query(ctx, `SELECT `+batchCols+` FROM batches `+where+` ORDER BY seq`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list batches: %w", err)
+	}
+	defer rs.Close()
+	var out []ledger.Batch
+	for rs.Next() {
+		b, err := scanBatch(rs)
+		if err != nil {
+			return nil, fmt.Errorf("list batches: %w", err)
+		}
+		out = append(out, b)
+	}
+	return out, rs.Err()
+}
+
+// HasRefsStartingWith implements ledger.Reader.
+func (s *Store) HasRefsStartingWith(ctx context.Context, seq int64, prefixes ...string) (bool, error) {
+	if len(prefixes) == 0 {
+		return false, nil
+	}
+	var some bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM rows WHERE batch = $1 AND request IS NOT NULL
+		AND substr(referenceid, 1, 12) = ANY($2))`, seq, prefixes).Scan(&some)
+	if err != nil {
+		return false, fmt.Errorf("read referenceids: %w", err)
+	}
+	return some, nil
+}

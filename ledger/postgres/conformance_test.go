@@ -1,0 +1,38 @@
+package postgres
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/ledgertest"
+	"github.com/aopbatch/aopbatch/ledger/postgres/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// TestConformance runs the ledger suite against the PostgreSQL store.
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.Start(t)
+	ledgertest.Exercise(t, func(t *testing.T) ledgertest.DB {
+		return testDB{url: srv.URL(srv.NewDB(t))}
+	})
+}
+
+// testDB is one database of the test server.
+type testDB struct{ url string }
+
+func (d testDB) Open(t *testing.T, o ledgertest.Options) ledger.Store {
+	t.Helper()
+	s, err := Open(context.Background(), d.url, Options{Now: o.Now})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// Check has nothing to add: PostgreSQL checks its own pages.
+func (d testDB) Check(t *testing.T) {}

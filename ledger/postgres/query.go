@@ -1,0 +1,275 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+const rowCols = `batch, line, referenceid, operator, canumber, amount_paise, request, raw, state, response_code,
+	message, error_code, error_column, attempts, provider_txnid, first_sent_ms, updated_ms`
+
+func scanRow(sc interface{ Scan(...any) error }, r *ledger.Row) error {
+	var (
+		raw       *string
+		code      *int32
+		firstSent *int64
+		updated   int64
+		state     string
+	)
+	if err := sc.Scan(&r.Batch, &r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request, &raw,
+		&state, &code, &r.Message, &r.ErrorCode, &r.ErrorColumn, &r.Attempts, &r.ProviderTxnID, &firstSent, &updated); err != nil {
+		return err
+	}
+	r.State = ledger.State(state)
+	r.Raw = nil
+	if raw != nil {
+		_ = json.Unmarshal([]byte(*raw), &r.Raw)
+	}
+	r.ResponseCode = -1
+	if code != nil {
+		r.ResponseCode = int(*code)
+	}
+	r.FirstSent = time.Time{}
+	if firstSent != nil {
+		r.FirstSent = time.UnixMilli(*firstSent)
+	}
+	r.Updated = time.UnixMilli(updated)
+	return nil
+}
+
+// Page implements ledger.Reader.
+func (s *Store) Page(ctx context.Context, seq int64, st ledger.State, after, limit int) ([]ledger.Row, error) {
+	rs, err := s.pool.Query(ctx, `SELECT `+rowCols+` FROM rows WHERE batch = $1 AND state = $2 AND line > $3 ORDER BY line LIMIT $4`,
+		seq, string(st), after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read %s rows: %w", st, err)
+	}
+	defer rs.Close()
+	out := make([]ledger.Row, 0, limit)
+	for rs.Next() {
+		out = append(out, ledger.Row{})
+		if err := scanRow(rs, &out[len(out)-1]); err != nil {
+			return nil, fmt.Errorf("read %s rows: %w", st, err)
+		}
+	}
+	return out, rs.Err()
+}
+
+// Queued implements ledger.Reader.
+func (s *Store) Queued(ctx context.Context, seq int64, after, limit int) ([]ledger.Row, error) {
+	rs, err := s.pool.Query(ctx, `SELECT line, referenceid, operator, canumber, amount_paise, request
+		FROM rows WHERE batch = $1 AND state = 'queued' AND line > $2 ORDER BY line LIMIT $3`, seq, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read queued rows: %w", err)
+	}
+	defer rs.Close()
+	out := make([]ledger.Row, 0, limit)
+	for rs.Next() {
+		r := ledger.Row{Batch: seq, State: ledger.StateQueued, ResponseCode: -1}
+		if err := rs.Scan(&r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request); err != nil {
+			return nil, fmt.Errorf("read queued rows: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rs.Err()
+}
+
+// Row implements ledger.Reader.
+func (s *Store) Row(ctx context.Context, seq int64, line int) (ledger.Row, error) {
+	var r ledger.Row
+	err := scanRow(s.pool.QueryRow(ctx, `SELECT `+rowCols+` FROM rows WHERE batch = $1 AND line = $2`, seq, line), &r)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ledger.Row{}, fmt.Errorf("line %d: no such row", line)
+	}
+	if err != nil {
+		return ledger.Row{}, fmt.Errorf("read line %d: %w", line, err)
+	}
+	return r, nil
+}
+
+// EachRow implements ledger.Reader. Rows are read a page at a time, so
+// no connection is held for the whole walk of a big batch.
+func (s *Store) EachRow(ctx context.Context, seq int64, fn func(*ledger.Row) error) error {
+	const page = 2048
+	var r ledger.Row
+	for after := 0; ; {
+		rows, err := s.pool.Query(ctx, `SELECT `+rowCols+` FROM rows WHERE batch = $1 AND line > $2 ORDER BY line LIMIT $3`, seq, after, page)
+		if err != nil {
+			return fmt.Errorf("read rows: %w", err)
+		}
+		var buf []ledger.Row
+		for rows.Next() {
+			if err := scanRow(rows, &r); err != nil {
+				rows.Close()
+				return fmt.Errorf("read rows: %w", err)
+			}
+			buf = append(buf, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read rows: %w", err)
+		}
+		for i := range buf {
+			r = buf[i]
+			if err := fn(&r); err != nil {
+				return err
+			}
+		}
+		if len(buf) < page {
+			return nil
+		}
+		after = buf[len(buf)-1].Line
+	}
+}
+
+// Counts implements ledger.Reader.
+func (s *Store) Counts(ctx context.Context, seq int64) (ledger.Counts, error) {
+	rs, err := s.pool.Query(ctx, `SELECT state, count(*), coalesce(sum(amount_paise), 0)::bigint FROM rows WHERE batch = $1 GROUP BY state`, seq)
+	if err != nil {
+		return nil, fmt.Errorf("count rows: %w", err)
+	}
+	defer rs.Close()
+	c := ledger.Counts{}
+	for rs.Next() {
+		var st string
+		var t ledger.Tally
+		if err := rs.Scan(&st, &t.Rows, &t.Paise); err != nil {
+			return nil, fmt.Errorf("count rows: %w", err)
+		}
+		c[ledger.State(st)] = t
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("count rows: %w", err)
+	}
+	return c, nil
+}
+
+// CountState implements ledger.Reader.
+func (s *Store) CountState(ctx context.Context, seq int64, st ledger.State) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM rows WHERE batch = $1 AND state = $2`, seq, string(st)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count %s rows: %w", st, err)
+	}
+	return n, nil
+}
+
+// Any implements ledger.Reader.
+func (s *Store) Any(ctx context.Context, seq int64, st ledger.State) (bool, error) {
+	var some bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM rows WHERE batch = $1 AND state = $2)`, seq, string(st)).Scan(&some); err != nil {
+		return false, fmt.Errorf("read rows: %w", err)
+	}
+	return some, nil
+}
+
+// EachAttempt implements ledger.Reader.
+func (s *Store) EachAttempt(ctx context.Context, seq int64, fn func(*ledger.AttemptRow) error) error {
+	const page = 4096
+	var a ledger.AttemptRow
+	for after := int64(0); ; {
+		rows, err := s.pool.Query(ctx, `SELECT id, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message
+			FROM attempts WHERE batch = $1 AND id > $2 ORDER BY id LIMIT $3`, seq, after, page)
+		if err != nil {
+			return fmt.Errorf("read attempts: %w", err)
+		}
+		var buf []ledger.AttemptRow
+		for rows.Next() {
+			var at, lat int64
+			var code *int32
+			var state string
+			if err := rows.Scan(&after, &a.Line, &a.Kind, &at, &lat, &a.HTTPStatus, &code, &a.Class, &state, &a.Message); err != nil {
+				rows.Close()
+				return fmt.Errorf("read attempts: %w", err)
+			}
+			a.At, a.Latency, a.State = time.UnixMilli(at), time.Duration(lat)*time.Millisecond, ledger.State(state)
+			a.Code = -1
+			if code != nil {
+				a.Code = int(*code)
+			}
+			buf = append(buf, a)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read attempts: %w", err)
+		}
+		for i := range buf {
+			if err := fn(&buf[i]); err != nil {
+				return err
+			}
+		}
+		if len(buf) < page {
+			return nil
+		}
+	}
+}
+
+// Move implements ledger.Store. A row in flight moves only for the
+// session that claimed it: the caller's.
+func (s *Store) Move(ctx context.Context, seq int64, o ledger.Owner, from, to ledger.State, operator int64, message string) (int64, error) {
+	// A row goes in flight only through a writer, which names its claim.
+	if !ledger.CanMove(from, to) || to == ledger.StateInflight {
+		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, ledger.ErrTransition)
+	}
+	tx, err := s.beginHolding(ctx, seq, o)
+	if err != nil {
+		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, err)
+	}
+	defer tx.Rollback(ctx)
+	q := `UPDATE rows SET state = $1, message = $2, updated_ms = $3, claimed_by = NULL, claim = NULL, claimed_ms = NULL
+		WHERE batch = $4 AND state = $5 AND (state <> 'inflight' OR claimed_by = $6)`
+	args := []any{string(to), message, s.nowMS(), seq, string(from), o.ID}
+	if operator > 0 {
+		q += ` AND operator = $7`
+		args = append(args, operator)
+	}
+	tag, err := tx.Exec(ctx, q, args...)
+	if err != nil {
+		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// recoverWhy is the message of a row recovered from a dead session.
+const recoverWhy = "interrupted while in flight: to be checked with the provider"
+
+// RecoverInflight implements ledger.Store: it ends the sessions of batch
+// seq whose lease expired (o's excepted), and turns into unknown every row
+// in flight that no live session holds. A row dispatched but never
+// answered counts as sent, from when it was claimed: it may have been.
+func (s *Store) RecoverInflight(ctx context.Context, seq int64, o ledger.Owner) (int64, error) {
+	tx, err := s.beginHolding(ctx, seq, o)
+	if err != nil {
+		return 0, fmt.Errorf("recover rows in flight: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	now := s.nowMS()
+	// Deleting a session waits for the writes that hold it (FOR KEY
+	// SHARE); once it is gone, its process writes nothing more.
+	if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE batch = $1 AND owner <> $2 AND expires_ms < $3`, seq, o.ID, now); err != nil {
+		return 0, fmt.Errorf("recover rows in flight: %w", err)
+	}
+	tag, err := tx.Exec(ctx, `UPDATE rows SET state = 'unknown', message = $1, updated_ms = $2,
+			attempts = attempts + CASE WHEN claim = 'dispatch' THEN 1 ELSE 0 END,
+			first_sent_ms = CASE WHEN claim = 'dispatch' THEN COALESCE(first_sent_ms, claimed_ms) ELSE first_sent_ms END,
+			claimed_by = NULL, claim = NULL, claimed_ms = NULL
+		WHERE batch = $3 AND state = 'inflight'
+			AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.batch = $3 AND s.owner = rows.claimed_by)`,
+		recoverWhy, now, seq)
+	if err != nil {
+		return 0, fmt.Errorf("recover rows in flight: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("recover rows in flight: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}

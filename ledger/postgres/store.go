@@ -1,0 +1,236 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Store is a ledger in a PostgreSQL database, shared by every process and
+// host that runs the batches of one provider account.
+type Store struct {
+	pool     *pgxpool.Pool
+	location string // the URL without its password
+	now      func() time.Time
+	skew     atomic.Int64 // database clock minus ours, in ms (clock == nil)
+	clock    func() time.Time
+}
+
+// Options tune Open. The zero value is the safe default.
+type Options struct {
+	// Now is the clock; nil means the database's, as read through this
+	// host's (so that hosts agree on when a lease expires).
+	Now func() time.Time
+	// MaxConns caps the connection pool; 0 means 8.
+	MaxConns int32
+}
+
+// IsURL reports whether location names a PostgreSQL ledger.
+func IsURL(location string) bool {
+	return strings.HasPrefix(location, "postgres://") || strings.HasPrefix(location, "postgresql://")
+}
+
+// Open connects to the ledger at the postgres:// URL dsn and applies
+// pending migrations. The password comes from the URL, PGPASSWORD or
+// ~/.pgpass; no message Open returns carries it.
+func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
+	loc := Redact(dsn)
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's parse errors may quote the URL: say only which one.
+		return nil, fmt.Errorf("open ledger %s: not a valid PostgreSQL URL", loc)
+	}
+	cfg.MaxConns = 8
+	if o.MaxConns > 0 {
+		cfg.MaxConns = o.MaxConns
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = "aopbatch"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open ledger %s: %w", loc, scrub(err, dsn))
+	}
+	s := &Store{pool: pool, location: loc, clock: o.Now}
+	s.now = s.dbNow
+	if o.Now != nil {
+		s.now = o.Now
+	}
+	if err := s.syncClock(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open ledger %s: %w", loc, scrub(err, dsn))
+	}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open ledger %s: %w", loc, scrub(err, dsn))
+	}
+	return s, nil
+}
+
+// Redact returns dsn without its password, for messages.
+func Redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "postgres://(unreadable URL)"
+	}
+	if u.User != nil {
+		u.User = url.User(u.User.Username())
+	}
+	q := u.Query()
+	if q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// scrub removes dsn's password from an error's text, should a driver
+// message quote it.
+func scrub(err error, dsn string) error {
+	if err == nil {
+		return nil
+	}
+	u, perr := url.Parse(dsn)
+	if perr != nil || u.User == nil {
+		return err
+	}
+	pw, ok := u.User.Password()
+	if !ok || pw == "" || !strings.Contains(err.Error(), pw) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), pw, "xxxxx"))
+}
+
+// Location implements ledger.Reader: the URL without its password.
+func (s *Store) Location() string { return s.location }
+
+// Shared implements ledger.Store: many processes, on many hosts, run one
+// batch together.
+func (s *Store) Shared() bool { return true }
+
+// Close closes the pool.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+var _ ledger.Store = (*Store)(nil)
+
+func (s *Store) nowMS() int64 { return s.now().UnixMilli() }
+
+// dbNow is this host's clock corrected by the database's.
+func (s *Store) dbNow() time.Time {
+	return time.Now().Add(time.Duration(s.skew.Load()) * time.Millisecond)
+}
+
+// syncClock measures how far the database's clock is from ours, taking
+// the middle of the round trip as the moment it was read.
+func (s *Store) syncClock(ctx context.Context) error {
+	before := time.Now()
+	var dbMS int64
+	if err := s.pool.QueryRow(ctx, `SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint`).Scan(&dbMS); err != nil {
+		return err
+	}
+	after := time.Now()
+	mid := before.Add(after.Sub(before) / 2)
+	s.skew.Store(dbMS - mid.UnixMilli())
+	return nil
+}
+
+// migrate applies the embedded migrations newer than the recorded version
+// in one transaction, under an advisory lock: processes that open a new
+// ledger at once take turns, and a newer schema is refused.
+func (s *Store) migrate(ctx context.Context) error {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7061626174636801)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS aopbatch_schema (version INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var version int
+	err = tx.QueryRow(ctx, `SELECT version FROM aopbatch_schema`).Scan(&version)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if _, err := tx.Exec(ctx, `INSERT INTO aopbatch_schema (version) VALUES (0)`); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if version > len(names) {
+		return fmt.Errorf("schema version %d is newer than this aopbatch understands (%d): upgrade aopbatch", version, len(names))
+	}
+	if version == len(names) {
+		return nil
+	}
+	for i := version; i < len(names); i++ {
+		body, err := migrations.ReadFile(names[i])
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, string(body)); err != nil {
+			return fmt.Errorf("migrate %s: %w", names[i], err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE aopbatch_schema SET version = $1`, len(names)); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return tx.Commit(ctx)
+}
+
+// holding locks o's session on batch seq inside tx, failing with
+// ErrLeaseLost when o has none: a takeover deletes the sessions of dead
+// processes, and the lock makes a takeover wait for the write, or the
+// write find the session gone. A lease that expired with nobody taking it
+// over is still o's.
+func holding(ctx context.Context, tx pgx.Tx, seq int64, o ledger.Owner) error {
+	var one int
+	err := tx.QueryRow(ctx, `SELECT 1 FROM sessions WHERE batch = $1 AND owner = $2 FOR KEY SHARE`, seq, o.ID).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("batch %d: %w", seq, ledger.ErrLeaseLost)
+	}
+	return err
+}
+
+// beginHolding begins a transaction of o's on batch seq, under o's lease.
+func (s *Store) beginHolding(ctx context.Context, seq int64, o ledger.Owner) (pgx.Tx, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := holding(ctx, tx, seq, o); err != nil {
+		tx.Rollback(ctx)
+		return nil, err
+	}
+	return tx, nil
+}
+
+// isUniqueViolation reports whether err is PostgreSQL's unique_violation.
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}

@@ -1,0 +1,379 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// writer is a run's single writer: row changes from many workers go to
+// the database in group commits, each group one transaction whose
+// statements travel in one round trip (a pgx batch), in the order they
+// were made.
+type writer struct {
+	s     *Store
+	batch int64
+	owner ledger.Owner
+	ops   chan *op
+	done  chan struct{}
+
+	closeOnce sync.Once
+
+	mu       sync.Mutex
+	err      error // sticky
+	rejected error // first update the transition table refused
+}
+
+type op struct {
+	inflight bool
+	dispatch bool
+	lines    []int
+	marked   []int
+	barrier  bool
+	u        ledger.Update
+	done     chan error
+}
+
+const maxGroup = 1024
+
+// A group of recorded outcomes smaller than lingerGroup waits up to
+// lingerFor for more before its commit: outcomes are not waited on, and a
+// commit costs a round trip and a WAL flush.
+const (
+	lingerGroup = 256
+	lingerFor   = 10 * time.Millisecond
+)
+
+// NewWriter implements ledger.Store.
+func (s *Store) NewWriter(ctx context.Context, seq int64, o ledger.Owner) (ledger.Writer, error) {
+	w := &writer{s: s, batch: seq, owner: o, ops: make(chan *op, 4096), done: make(chan struct{})}
+	go w.loop()
+	return w, nil
+}
+
+// Dispatch implements ledger.Writer: the rows still queued become in
+// flight, claimed by the writer's owner, so no other process sends them.
+func (w *writer) Dispatch(ctx context.Context, lines []int) ([]int, error) {
+	o := &op{dispatch: true, lines: lines, done: make(chan error, 1)}
+	if err := w.submitWait(ctx, o); err != nil {
+		return nil, err
+	}
+	return o.marked, nil
+}
+
+// MarkInflight implements ledger.Writer.
+func (w *writer) MarkInflight(ctx context.Context, line int) error {
+	o := &op{inflight: true, lines: []int{line}, done: make(chan error, 1)}
+	if err := w.submitWait(ctx, o); err != nil {
+		return err
+	}
+	if len(o.marked) != 1 {
+		return fmt.Errorf("mark line %d inflight: %w", line, ledger.ErrTransition)
+	}
+	return nil
+}
+
+// Record implements ledger.Writer.
+func (w *writer) Record(u ledger.Update) error {
+	if err := w.sticky(); err != nil {
+		return err
+	}
+	w.ops <- &op{u: u}
+	return nil
+}
+
+// Flush implements ledger.Writer.
+func (w *writer) Flush(ctx context.Context) error {
+	return w.submitWait(ctx, &op{barrier: true, done: make(chan error, 1)})
+}
+
+func (w *writer) submitWait(ctx context.Context, o *op) error {
+	if err := w.sticky(); err != nil {
+		return err
+	}
+	select {
+	case w.ops <- o:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued the op will be applied: wait for the verdict even if ctx
+	// ends, or the caller could act on a row whose state it does not know.
+	return <-o.done
+}
+
+// Close implements ledger.Writer. Rows the writer still has in flight stay
+// claimed by its owner; once the owner's session ends they are recovered.
+func (w *writer) Close() error {
+	w.closeOnce.Do(func() {
+		close(w.ops)
+		<-w.done
+	})
+	return w.sticky()
+}
+
+// Refused implements ledger.Writer.
+func (w *writer) Refused() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.rejected
+}
+
+func (w *writer) noteRejected(err error) {
+	w.mu.Lock()
+	if w.rejected == nil {
+		w.rejected = err
+	}
+	w.mu.Unlock()
+}
+
+func (w *writer) fail(err error) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = fmt.Errorf("ledger write: %w", err)
+	}
+	return w.err
+}
+
+func (w *writer) sticky() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+func (w *writer) loop() {
+	defer close(w.done)
+	group := make([]*op, 0, maxGroup)
+	errs := make([]error, 0, maxGroup)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	for {
+		first, ok := <-w.ops
+		if !ok {
+			return
+		}
+		group = append(group[:0], first)
+		waited := first.done != nil
+		lingering := false
+	fill:
+		for len(group) < maxGroup {
+			var o *op
+			select {
+			case o, ok = <-w.ops:
+			default:
+				if waited || len(group) >= lingerGroup {
+					break fill
+				}
+				if !lingering {
+					lingering = true
+					linger.Reset(lingerFor)
+				}
+				select {
+				case o, ok = <-w.ops:
+				case <-linger.C:
+					break fill
+				}
+			}
+			if !ok {
+				break fill
+			}
+			group = append(group, o)
+			waited = waited || o.done != nil
+		}
+		if lingering {
+			linger.Stop()
+		}
+		errs = errs[:cap(errs)][:len(group)]
+		err := w.sticky()
+		if err == nil {
+			if err = w.apply(group, errs); err != nil {
+				err = w.fail(err)
+			}
+		}
+		for i, o := range group {
+			if o.done == nil {
+				continue
+			}
+			if err != nil {
+				o.done <- err
+			} else {
+				o.done <- errs[i]
+			}
+		}
+	}
+}
+
+// The statements of a group. A row in flight moves only for the session
+// that claimed it; a row dispatched counts as a send once it has an
+// outcome (not when it goes back to queued or held: it never left).
+const (
+	stmtDispatch = `UPDATE rows SET state = 'inflight', claimed_by = $3, claim = 'dispatch', claimed_ms = $4
+		WHERE batch = $1 AND line = ANY($2) AND state = 'queued' RETURNING line`
+	stmtMark = `UPDATE rows SET state = 'inflight', claimed_by = $3, claim = 'mark', claimed_ms = $4,
+			attempts = attempts + 1, first_sent_ms = COALESCE(first_sent_ms, $4), updated_ms = $4
+		WHERE batch = $1 AND line = $2 AND state = ANY($5) RETURNING line`
+	stmtMove = `UPDATE rows SET state = $1, response_code = COALESCE($2, response_code), message = $3,
+			provider_txnid = CASE WHEN $4 = '' THEN provider_txnid ELSE $4 END, updated_ms = $5,
+			attempts = attempts + CASE WHEN state = 'inflight' AND claim = 'dispatch' AND $11 THEN 1 ELSE 0 END,
+			first_sent_ms = CASE WHEN state = 'inflight' AND claim = 'dispatch' AND $11 THEN COALESCE(first_sent_ms, $8) ELSE first_sent_ms END,
+			claimed_by = NULL, claim = NULL, claimed_ms = NULL
+		WHERE batch = $6 AND line = $7 AND state = ANY($9) AND (state <> 'inflight' OR claimed_by = $10)`
+	stmtAttempts = `INSERT INTO attempts (batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message)
+		SELECT $1, u.line, u.kind, u.at, u.lat, u.http, u.code, u.class, u.state, u.msg
+		FROM unnest($2::int[], $3::text[], $4::bigint[], $5::bigint[], $6::int[], $7::int[], $8::text[], $9::text[], $10::text[])
+			WITH ORDINALITY AS u(line, kind, at, lat, http, code, class, state, msg, n)
+		ORDER BY u.n`
+)
+
+// markFrom are the states a row may be marked in flight from.
+var markFrom = states(ledger.From(ledger.StateInflight))
+
+func states(ss []ledger.State) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = string(s)
+	}
+	return out
+}
+
+// apply runs one group in one transaction, under the owner's lease. A row
+// whose state forbids its change gets ErrTransition without failing the
+// group; a database error fails the group (and the writer).
+func (w *writer) apply(group []*op, errs []error) error {
+	ctx := context.Background() // a run's end must not abort a commit half-made
+	tx, err := w.s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	now := w.s.nowMS()
+	b := &pgx.Batch{}
+	// The session check comes first; without the session the batch stops
+	// there and the transaction is rolled back.
+	b.Queue(`SELECT 1 FROM sessions WHERE batch = $1 AND owner = $2 FOR KEY SHARE`, w.batch, w.owner.ID).Fn = func(br pgx.BatchResults) error {
+		var one int
+		err := br.QueryRow().Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("batch %d: %w", w.batch, ledger.ErrLeaseLost)
+		}
+		return err
+	}
+	var (
+		aLine                       []int32
+		aKind, aClass, aState, aMsg []string
+		aAt, aLat                   []int64
+		aHTTP                       []int32
+		aCode                       []*int32
+	)
+	for i, o := range group {
+		errs[i] = nil
+		switch {
+		case o.barrier:
+		case o.dispatch:
+			o.marked = o.marked[:0]
+			b.Queue(stmtDispatch, w.batch, o.lines, w.owner.ID, now).Fn = func(br pgx.BatchResults) error {
+				rows, err := br.Query()
+				if err != nil {
+					return err
+				}
+				got, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+				if err != nil {
+					return err
+				}
+				for _, l := range o.lines {
+					if slices.Contains(got, int32(l)) {
+						o.marked = append(o.marked, l)
+					}
+				}
+				return nil
+			}
+		case o.inflight:
+			o.marked = o.marked[:0]
+			b.Queue(stmtMark, w.batch, o.lines[0], w.owner.ID, now, markFrom).Fn = func(br pgx.BatchResults) error {
+				rows, err := br.Query()
+				if err != nil {
+					return err
+				}
+				got, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+				if err != nil {
+					return err
+				}
+				if len(got) == 1 {
+					o.marked = append(o.marked, o.lines[0])
+				}
+				return nil
+			}
+		default:
+			u := o.u
+			logged := u.To
+			if u.To == "" {
+				logged = ledger.StateInflight // an attempt that did not settle the row; a retry follows
+			} else if from := ledger.From(u.To); len(from) == 0 || u.To == ledger.StateInflight {
+				// Rows go in flight only through Dispatch and MarkInflight,
+				// which name their claim.
+				errs[i] = fmt.Errorf("move line %d to %s: %w", u.Line, u.To, ledger.ErrTransition)
+				w.noteRejected(errs[i])
+				continue
+			} else {
+				sentAt := now
+				if u.Attempt != nil {
+					sentAt = u.Attempt.At.UnixMilli()
+				}
+				sent := u.To != ledger.StateQueued && u.To != ledger.StateHeld
+				i := i
+				b.Queue(stmtMove, string(u.To), nullCode(u.Code), u.Message, u.TxnID, now, w.batch, u.Line, sentAt,
+					states(from), w.owner.ID, sent).Fn = func(br pgx.BatchResults) error {
+					tag, err := br.Exec()
+					if err != nil {
+						return err
+					}
+					if tag.RowsAffected() != 1 {
+						errs[i] = fmt.Errorf("move line %d to %s: %w", u.Line, u.To, ledger.ErrTransition)
+						w.noteRejected(errs[i])
+					}
+					return nil
+				}
+			}
+			if a := u.Attempt; a != nil {
+				aLine = append(aLine, int32(u.Line))
+				aKind = append(aKind, a.Kind)
+				aAt = append(aAt, a.At.UnixMilli())
+				aLat = append(aLat, a.Latency.Milliseconds())
+				aHTTP = append(aHTTP, int32(a.HTTPStatus))
+				aCode = append(aCode, nullCode32(a.Code))
+				aClass = append(aClass, a.Class)
+				aState = append(aState, string(logged))
+				aMsg = append(aMsg, a.Message)
+			}
+		}
+	}
+	if len(aLine) > 0 {
+		b.Queue(stmtAttempts, w.batch, aLine, aKind, aAt, aLat, aHTTP, aCode, aClass, aState, aMsg)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+func nullCode(c int) any {
+	if c < 0 {
+		return nil
+	}
+	return c
+}
+
+func nullCode32(c int) *int32 {
+	if c < 0 {
+		return nil
+	}
+	v := int32(c)
+	return &v
+}
