@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,9 @@ type IngestOptions struct {
 	// PayAgain lets a file with generated referenceids whose content is
 	// already another batch go as new payments (see RepeatError).
 	PayAgain bool
+	// Log says when the run waits for another process to record the file;
+	// nil logs nothing.
+	Log *slog.Logger
 }
 
 // IngestResult says what the ledger now holds for the file.
@@ -188,7 +192,7 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 	if err != nil {
 		return IngestResult{}, err
 	}
-	b, err := l.Acquire(ctx, ledger.NewBatch{ID: id, ContentHash: hash, Source: filepath.Base(path), Header: rd.Header()}, o.Owner, o.LeaseTTL)
+	b, err := acquireOrWait(ctx, l, ledger.NewBatch{ID: id, ContentHash: hash, Source: filepath.Base(path), Header: rd.Header()}, o)
 	if err != nil {
 		return IngestResult{}, err
 	}
@@ -233,6 +237,30 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 	}
 	res.Batch, err = l.Batch(ctx, id)
 	return res, err
+}
+
+// ingestPoll is how often a process waits to see the file recorded by
+// another process of a shared ledger.
+const ingestPoll = time.Second
+
+// acquireOrWait takes the batch's lease. On a shared ledger, while another
+// process records the file, it waits and then joins the ready batch (or
+// takes the recording over, if that process died).
+func acquireOrWait(ctx context.Context, l ledger.Store, nb ledger.NewBatch, o IngestOptions) (ledger.Batch, error) {
+	logged := false
+	for {
+		b, err := l.Acquire(ctx, nb, o.Owner, o.LeaseTTL)
+		if !errors.Is(err, ledger.ErrBatchIngesting) {
+			return b, err
+		}
+		if !logged && o.Log != nil {
+			o.Log.Info("another process is recording this file: waiting to join the batch", "batch", nb.ID)
+			logged = true
+		}
+		if err := sleep(ctx, ingestPoll); err != nil {
+			return ledger.Batch{}, err
+		}
+	}
 }
 
 // fileKind names what a non-regular file is, for FileError.

@@ -96,6 +96,25 @@ type Store interface {
 	Move(ctx context.Context, seq int64, o Owner, from, to State, operator int64, message string) (int64, error)
 	// NewWriter starts the single writer of o's run on batch seq.
 	NewWriter(ctx context.Context, seq int64, o Owner) (Writer, error)
+
+	// ImportBatch starts copying batch b, read from another ledger, into
+	// this one: every row and attempt as it was there. An id this ledger
+	// already holds is refused with ErrBatchExists. Until Finish the batch
+	// is not ready, so nothing sends it.
+	ImportBatch(ctx context.Context, b Batch) (BatchImport, error)
+}
+
+// BatchImport writes one batch copied from another ledger.
+type BatchImport interface {
+	// Rows adds rows as they were, in line order. A referenceid this
+	// ledger holds for another sendable row is an error.
+	Rows(ctx context.Context, rows []Row) error
+	// Attempts adds logged attempts, oldest first.
+	Attempts(ctx context.Context, as []AttemptRow) error
+	// Finish makes the batch ready, as it was.
+	Finish(ctx context.Context) error
+	// Abort removes what the import wrote.
+	Abort(ctx context.Context) error
 }
 
 // Ingest adds a file's rows to a batch. An interrupted ingest is cleared

@@ -23,6 +23,8 @@ var (
 	ErrAmbiguousBatch = errors.New("ledger holds several batches")
 	// ErrTransition means a row was not in a state that allows the change.
 	ErrTransition = errors.New("row state does not allow this change")
+	// ErrBatchExists means a batch id is already in the ledger.
+	ErrBatchExists = errors.New("batch already in the ledger")
 	// ErrNotLedger means the file or database is not an aopbatch ledger.
 	ErrNotLedger = errors.New("not an aopbatch ledger")
 )

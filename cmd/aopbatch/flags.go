@@ -15,6 +15,7 @@ import (
 
 	"github.com/aopbatch/aopbatch/batch"
 	"github.com/aopbatch/aopbatch/batch/aop"
+	"github.com/aopbatch/aopbatch/ledger/postgres"
 )
 
 // newFlagSet makes a subcommand's flag set whose usage prints a synopsis
@@ -60,7 +61,13 @@ func envOr(name, def string) string {
 }
 
 func ledgerFlag(fs *flag.FlagSet) *string {
-	return fs.String("ledger", envOr("AOPBATCH_LEDGER", "aopbatch.db"), "ledger file (env AOPBATCH_LEDGER)")
+	p := fs.String("ledger", envOr("AOPBATCH_LEDGER", "aopbatch.db"), "ledger: a SQLite file, or a postgres:// URL shared by hosts (password from PGPASSWORD or ~/.pgpass; env AOPBATCH_LEDGER)")
+	// The default shown by -h comes from the environment: never with a
+	// password in it.
+	if f := fs.Lookup("ledger"); postgres.IsURL(f.DefValue) {
+		f.DefValue = postgres.Redact(f.DefValue)
+	}
+	return p
 }
 
 // logFlags are the logging flags shared by the commands that talk to the API.

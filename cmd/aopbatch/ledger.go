@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/postgres"
 	"github.com/aopbatch/aopbatch/ledger/sqlite"
 )
 
@@ -20,9 +21,12 @@ type ledgerOptions struct {
 	synchronous string
 }
 
-// openLedger opens the ledger at location: a SQLite file path, the
-// embedded default.
+// openLedger opens the ledger at location: a postgres:// URL (a ledger
+// shared by hosts), or a SQLite file path, the embedded default.
 func openLedger(ctx context.Context, location string, o ledgerOptions) (ledger.Store, error) {
+	if postgres.IsURL(location) {
+		return postgres.Open(ctx, location, postgres.Options{})
+	}
 	if !o.create {
 		if _, err := os.Stat(location); err != nil {
 			if errors.Is(err, os.ErrNotExist) {

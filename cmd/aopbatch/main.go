@@ -123,6 +123,7 @@ func commands() []command {
 		{"status", "list batches, or one batch's counts by state", runStatus},
 		{"report", "write reports and reconcile against a provider statement", runReport},
 		{"export", "write the rows in one state as an input CSV", runExport},
+		{"ledger", "copy batches between ledgers (SQLite file, PostgreSQL)", runLedger},
 		{"sandbox", "serve a local AOP-compatible API for trying things out", runSandbox},
 		{"demo", "sandbox + sample file + run + report, nothing to set up", runDemo},
 	}

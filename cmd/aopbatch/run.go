@@ -150,7 +150,7 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 	ing, err := batch.Ingest(ctx, l, f.csv, batch.IngestOptions{
 		Reader: batch.ReaderOptions{AllowExtraColumns: f.allowExtra, GenerateRefs: f.generateRefs,
 			Latitude: f.latitude, Longitude: f.longitude, RegistrationID: f.conn.registrationID},
-		BatchID: f.batchID, Controls: controls, Owner: owner, LeaseTTL: f.leaseTTL, PayAgain: f.payAgain,
+		BatchID: f.batchID, Controls: controls, Owner: owner, LeaseTTL: f.leaseTTL, PayAgain: f.payAgain, Log: log,
 	})
 	if err != nil {
 		switch {

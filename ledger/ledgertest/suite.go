@@ -57,6 +57,7 @@ func Exercise(t *testing.T, newDB func(t *testing.T) DB) {
 		{"Move", s.testMove},
 		{"BatchResolve", s.testBatchResolve},
 		{"BatchesWithContent", s.testBatchesWithContent},
+		{"Copy", s.testCopy},
 		{"WriterSuccess", s.testWriterSuccess},
 		{"WriterLogsEveryAttemptOfAGroupInOrder", s.testWriterLogsEveryAttemptOfAGroupInOrder},
 		{"WriterAttemptOnly", s.testWriterAttemptOnly},

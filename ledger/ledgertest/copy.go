@@ -1,0 +1,107 @@
+package ledgertest
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// Copy moves a batch into another ledger as it was: every row, every
+// attempt, counts and sums; it refuses a batch the destination holds and a
+// batch with rows in flight, and leaves nothing behind when it fails.
+func (s suite) testCopy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClock()
+	src := s.open(t, Options{Now: c.now})
+	b, _ := mixedBatch(t, src)
+	// mixedBatch leaves rows in flight: settle them, with attempts.
+	w := newWriter(t, src, b.Seq)
+	var lines []int
+	page, err := src.Page(ctx, b.Seq, ledger.StateInflight, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range page {
+		lines = append(lines, r.Line)
+		record(t, w, ledger.Update{Line: r.Line, To: ledger.StatePending, Code: 0, Message: "accepted", TxnID: "TX" + r.ReferenceID,
+			Attempt: &ledger.Attempt{Kind: "recharge", At: c.now(), Latency: 120 * time.Millisecond, HTTPStatus: 200, Code: 0, Class: "pending", Message: "accepted"}})
+	}
+	closeWriter(t, w)
+	if len(lines) == 0 {
+		t.Fatal("mixedBatch left nothing in flight to settle")
+	}
+
+	dst := s.open(t, Options{Now: c.now})
+	res, err := ledger.Copy(ctx, src, dst, nil)
+	if err != nil {
+		t.Fatalf("Copy: %v", err)
+	}
+	if len(res.Batches) != 1 || res.Rows != 30 {
+		t.Errorf("Copy = %+v, want 1 batch of 30 rows", res)
+	}
+	nb, err := dst.Batch(ctx, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !nb.Ready || nb.RowsTotal != b.RowsTotal || nb.ContentHash != b.ContentHash || !nb.Created.Equal(b.Created) {
+		t.Errorf("copied batch %+v, want as %+v", nb, b)
+	}
+	rowsOf := func(l ledger.Store, seq int64) []ledger.Row {
+		var out []ledger.Row
+		if err := l.EachRow(ctx, seq, func(r *ledger.Row) error {
+			row := *r
+			row.Batch = 0
+			out = append(out, row)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got, want := rowsOf(dst, nb.Seq), rowsOf(src, b.Seq); !reflect.DeepEqual(got, want) {
+		t.Errorf("rows differ after Copy:\n got %+v\nwant %+v", got, want)
+	}
+	if got, want := attempts(t, dst, nb.Seq), attempts(t, src, b.Seq); !reflect.DeepEqual(got, want) || len(got) == 0 {
+		t.Errorf("attempts differ after Copy:\n got %+v\nwant %+v", got, want)
+	}
+	if got, want := counts(t, dst, nb.Seq), counts(t, src, b.Seq); !reflect.DeepEqual(got, want) {
+		t.Errorf("counts differ: %v, want %v", got, want)
+	}
+	// The copy's referenceids are held in the destination too.
+	_, states := ingest(t, dst, "after", []ledger.IngestRow{okRow(2, "mx-4")})
+	if states[0] != ledger.StateConflict {
+		t.Errorf("a referenceid of the copied batch, reused: %s, want conflict", states[0])
+	}
+
+	if _, err := ledger.Copy(ctx, src, dst, []string{b.ID}); !errors.Is(err, ledger.ErrBatchExists) {
+		t.Errorf("copying it again: %v, want ErrBatchExists", err)
+	}
+
+	// A batch with a row in flight is refused, and nothing of it stays.
+	busy := seedRows(t, src, "busy", 3)
+	bw := newWriter(t, src, busy.Seq)
+	dispatch(t, bw, 2)
+	if _, err := ledger.Copy(ctx, src, dst, []string{"busy"}); err == nil {
+		t.Error("Copy of a batch with a row in flight succeeded")
+	}
+	if _, err := dst.Batch(ctx, "busy"); !errors.Is(err, ledger.ErrNoBatch) {
+		t.Errorf("after a refused copy: Batch(busy) = %v, want ErrNoBatch", err)
+	}
+	record(t, bw, ledger.Update{Line: 2, To: ledger.StateQueued, Code: -1})
+	closeWriter(t, bw)
+
+	// A batch whose referenceid the destination holds fails and is removed.
+	clash := s.open(t, Options{Now: c.now})
+	ingest(t, clash, "mine", []ledger.IngestRow{okRow(2, "mx-4")})
+	if _, err := ledger.Copy(ctx, src, clash, []string{b.ID}); err == nil {
+		t.Error("Copy into a ledger holding one of its referenceids succeeded")
+	}
+	if _, err := clash.Batch(ctx, b.ID); !errors.Is(err, ledger.ErrNoBatch) {
+		t.Errorf("after a failed copy: Batch = %v, want ErrNoBatch", err)
+	}
+}

@@ -1,0 +1,173 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// batchImport copies one batch in from another ledger, with COPY. The
+// batch exists, not ready, under a session of the import's own from the
+// start, so no process sends or clears it half copied.
+type batchImport struct {
+	s     *Store
+	b     ledger.Batch
+	seq   int64
+	owner ledger.Owner
+	done  bool
+}
+
+// importLease is how long an import's session lasts, renewed by each call.
+const importLease = 10 * 60 * 1000 // ms
+
+// ImportBatch implements ledger.Store.
+func (s *Store) ImportBatch(ctx context.Context, b ledger.Batch) (ledger.BatchImport, error) {
+	id := make([]byte, 8)
+	_, _ = rand.Read(id)
+	o := ledger.NewOwner("import-" + hex.EncodeToString(id))
+	header, _ := json.Marshal(b.Header)
+	if b.Header == nil {
+		header = []byte("[]")
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
+	}
+	defer tx.Rollback(ctx)
+	var seq int64
+	err = tx.QueryRow(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, ingest_owner)
+		VALUES ($1, $2, $3, $4, 'ingesting', $5, $6) ON CONFLICT (id) DO NOTHING RETURNING seq`,
+		b.ID, b.ContentHash, b.Source, string(header), b.Created.UnixMilli(), o.ID).Scan(&seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("import batch %s: %w", b.ID, ledger.ErrBatchExists)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO sessions (batch, owner, host, pid, expires_ms) VALUES ($1, $2, $3, $4, $5)`,
+		seq, o.ID, o.Host, o.PID, s.nowMS()+importLease); err != nil {
+		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
+	}
+	return &batchImport{s: s, b: b, seq: seq, owner: o}, nil
+}
+
+// in runs fn in a transaction under the import's session, renewing it.
+func (im *batchImport) in(ctx context.Context, fn func(pgx.Tx) error) error {
+	if im.done {
+		return fmt.Errorf("import batch %s: already finished", im.b.ID)
+	}
+	tx, err := im.s.beginHolding(ctx, im.seq, im.owner)
+	if err != nil {
+		return fmt.Errorf("import batch %s: %w", im.b.ID, err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `UPDATE sessions SET expires_ms = $1 WHERE batch = $2 AND owner = $3`,
+		im.s.nowMS()+importLease, im.seq, im.owner.ID); err != nil {
+		return fmt.Errorf("import batch %s: %w", im.b.ID, err)
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("import batch %s: %w", im.b.ID, err)
+	}
+	return nil
+}
+
+// Rows implements ledger.BatchImport.
+func (im *batchImport) Rows(ctx context.Context, rows []ledger.Row) error {
+	src := make([][]any, len(rows))
+	for i, r := range rows {
+		if r.State == ledger.StateInflight {
+			return fmt.Errorf("import batch %s line %d: a row in flight is not copied: settle the batch first", im.b.ID, r.Line)
+		}
+		var raw *string
+		if r.Raw != nil {
+			js, _ := json.Marshal(r.Raw)
+			s := string(js)
+			raw = &s
+		}
+		var first *int64
+		if !r.FirstSent.IsZero() {
+			ms := r.FirstSent.UnixMilli()
+			first = &ms
+		}
+		src[i] = []any{im.seq, int32(r.Line), r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise, r.Request, raw,
+			string(r.State), nullCode32(r.ResponseCode), r.Message, r.ErrorCode, r.ErrorColumn, int32(r.Attempts),
+			r.ProviderTxnID, first, r.Updated.UnixMilli()}
+	}
+	return im.in(ctx, func(tx pgx.Tx) error {
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"rows"}, []string{"batch", "line", "referenceid", "operator", "canumber",
+			"amount_paise", "request", "raw", "state", "response_code", "message", "error_code", "error_column", "attempts",
+			"provider_txnid", "first_sent_ms", "updated_ms"}, pgx.CopyFromRows(src))
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "rows_referenceid" {
+			return fmt.Errorf("import batch %s: a referenceid of it is already in this ledger under another batch (%s)", im.b.ID, pe.Detail)
+		}
+		if err != nil {
+			return fmt.Errorf("import batch %s: %w", im.b.ID, err)
+		}
+		return nil
+	})
+}
+
+// Attempts implements ledger.BatchImport.
+func (im *batchImport) Attempts(ctx context.Context, as []ledger.AttemptRow) error {
+	src := make([][]any, len(as))
+	for i, a := range as {
+		src[i] = []any{im.seq, int32(a.Line), a.Kind, a.At.UnixMilli(), a.Latency.Milliseconds(), int32(a.HTTPStatus),
+			nullCode32(a.Code), a.Class, string(a.State), a.Message}
+	}
+	return im.in(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"attempts"}, []string{"batch", "line", "kind", "at_ms", "latency_ms",
+			"http_status", "response_code", "class", "state", "message"}, pgx.CopyFromRows(src)); err != nil {
+			return fmt.Errorf("import batch %s attempts: %w", im.b.ID, err)
+		}
+		return nil
+	})
+}
+
+// Finish implements ledger.BatchImport.
+func (im *batchImport) Finish(ctx context.Context) error {
+	status := "ingesting"
+	if im.b.Ready {
+		status = "ready"
+	}
+	err := im.in(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE batches SET status = $1, rows_total = $2, ingest_owner = NULL WHERE seq = $3`,
+			status, im.b.RowsTotal, im.seq); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM sessions WHERE batch = $1 AND owner = $2`, im.seq, im.owner.ID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("import batch %s: %w", im.b.ID, err)
+	}
+	im.done = true
+	return nil
+}
+
+// Abort implements ledger.BatchImport.
+func (im *batchImport) Abort(ctx context.Context) error {
+	if im.done {
+		return nil
+	}
+	im.done = true
+	err := im.s.deleteBatch(ctx, im.seq, im.owner)
+	if errors.Is(err, ledger.ErrLeaseLost) {
+		return nil
+	}
+	return err
+}

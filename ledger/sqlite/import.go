@@ -1,0 +1,175 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// batchImport copies one batch in from another ledger. The batch exists,
+// not ready, under a lease of the import's own from the start, so no run
+// sends or clears it half copied; each call is one transaction.
+type batchImport struct {
+	l     *Store
+	b     ledger.Batch
+	seq   int64
+	owner ledger.Owner
+	rows  int64
+	done  bool
+}
+
+// importLease is how long an import's lease lasts: it is renewed by every
+// call, and a copy that dies leaves a batch the next run clears.
+const importLease = 10 * 60 * 1000 // ms
+
+// ImportBatch implements ledger.Store.
+func (l *Store) ImportBatch(ctx context.Context, b ledger.Batch) (ledger.BatchImport, error) {
+	id := make([]byte, 8)
+	_, _ = rand.Read(id)
+	o := ledger.NewOwner("import-" + hex.EncodeToString(id))
+	header, _ := json.Marshal(b.Header)
+	if b.Header == nil {
+		header = []byte("[]")
+	}
+	now := l.nowMS()
+	res, err := l.w.ExecContext(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, lease_owner, lease_host, lease_pid, lease_expires_ms)
+		VALUES (?, ?, ?, ?, 'ingesting', ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		b.ID, b.ContentHash, b.Source, string(header), b.Created.UnixMilli(), o.ID, o.Host, o.PID, now+importLease)
+	if err != nil {
+		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return nil, fmt.Errorf("import batch %s: %w", b.ID, ledger.ErrBatchExists)
+	}
+	seq, err := res.LastInsertId()
+	if err != nil {
+		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
+	}
+	return &batchImport{l: l, b: b, seq: seq, owner: o}, nil
+}
+
+// Rows implements ledger.BatchImport.
+func (im *batchImport) Rows(ctx context.Context, rows []ledger.Row) error {
+	tx, err := im.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, `INSERT INTO rows (batch, line, referenceid, operator, canumber, amount_paise, request, raw,
+		state, response_code, message, error_code, error_column, attempts, provider_txnid, first_sent_ms, updated_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("import batch %s: %w", im.b.ID, err)
+	}
+	defer st.Close()
+	for _, r := range rows {
+		if r.State == ledger.StateInflight {
+			return fmt.Errorf("import batch %s line %d: a row in flight is not copied: settle the batch first", im.b.ID, r.Line)
+		}
+		var raw any
+		if r.Raw != nil {
+			js, _ := json.Marshal(r.Raw)
+			raw = string(js)
+		}
+		var first any
+		if !r.FirstSent.IsZero() {
+			first = r.FirstSent.UnixMilli()
+		}
+		if _, err := st.ExecContext(ctx, im.seq, r.Line, r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise, r.Request, raw,
+			string(r.State), nullCode(r.ResponseCode), r.Message, r.ErrorCode, r.ErrorColumn, r.Attempts, r.ProviderTxnID,
+			first, r.Updated.UnixMilli()); err != nil {
+			if strings.Contains(err.Error(), "UNIQUE") && strings.Contains(err.Error(), "referenceid") {
+				return fmt.Errorf("import batch %s line %d: referenceid %s is already in this ledger under another batch", im.b.ID, r.Line, r.ReferenceID)
+			}
+			return fmt.Errorf("import batch %s line %d: %w", im.b.ID, r.Line, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("import batch %s: %w", im.b.ID, err)
+	}
+	im.rows += int64(len(rows))
+	return nil
+}
+
+// Attempts implements ledger.BatchImport.
+func (im *batchImport) Attempts(ctx context.Context, as []ledger.AttemptRow) error {
+	tx, err := im.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	st, err := tx.PrepareContext(ctx, `INSERT INTO attempts (batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("import batch %s: %w", im.b.ID, err)
+	}
+	defer st.Close()
+	for _, a := range as {
+		if _, err := st.ExecContext(ctx, im.seq, a.Line, a.Kind, a.At.UnixMilli(), a.Latency.Milliseconds(), a.HTTPStatus,
+			nullCode(a.Code), a.Class, string(a.State), a.Message); err != nil {
+			return fmt.Errorf("import batch %s attempts: %w", im.b.ID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("import batch %s: %w", im.b.ID, err)
+	}
+	return nil
+}
+
+// begin starts a transaction under the import's lease, renewing it.
+func (im *batchImport) begin(ctx context.Context) (*sql.Tx, error) {
+	if im.done {
+		return nil, fmt.Errorf("import batch %s: already finished", im.b.ID)
+	}
+	tx, err := im.l.beginHolding(ctx, im.seq, im.owner)
+	if err != nil {
+		return nil, fmt.Errorf("import batch %s: %w", im.b.ID, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE batches SET lease_expires_ms = ? WHERE seq = ?`, im.l.nowMS()+importLease, im.seq); err != nil {
+		tx.Rollback()
+		return nil, fmt.Errorf("import batch %s: %w", im.b.ID, err)
+	}
+	return tx, nil
+}
+
+// Finish implements ledger.BatchImport.
+func (im *batchImport) Finish(ctx context.Context) error {
+	tx, err := im.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	status := "ingesting"
+	if im.b.Ready {
+		status = "ready"
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE batches SET status = ?, rows_total = ?, lease_owner = NULL, lease_host = NULL,
+		lease_pid = NULL, lease_expires_ms = NULL WHERE seq = ?`, status, im.b.RowsTotal, im.seq); err != nil {
+		return fmt.Errorf("import batch %s: %w", im.b.ID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("import batch %s: %w", im.b.ID, err)
+	}
+	im.done = true
+	return nil
+}
+
+// Abort implements ledger.BatchImport.
+func (im *batchImport) Abort(ctx context.Context) error {
+	if im.done {
+		return nil
+	}
+	im.done = true
+	err := im.l.DeleteBatch(ctx, im.seq, im.owner)
+	if errors.Is(err, ledger.ErrLeaseLost) {
+		return nil // someone took it over: it is theirs to clear
+	}
+	return err
+}
