@@ -74,7 +74,7 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	if l.now == nil {
 		l.now = time.Now
 	}
-	if err := l.migrate(ctx); err != nil {
+	if err := l.migrateRetrying(ctx); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
@@ -110,6 +110,31 @@ func (l *Store) Close() error {
 }
 
 func (l *Store) nowMS() int64 { return l.now().UnixMilli() }
+
+// migrateRetrying migrates, waiting out a lock the busy timeout does not:
+// while another process turns a new file into a WAL database, SQLite
+// answers "database is locked" at once rather than calling the busy
+// handler.
+func (l *Store) migrateRetrying(ctx context.Context) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		err := l.migrate(ctx)
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// isBusy reports whether err is SQLite's "database is locked".
+func isBusy(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "SQLITE_BUSY") || strings.Contains(s, "database is locked")
+}
 
 // migrate applies the embedded migrations newer than user_version in one
 // transaction, so a ledger written by an older build upgrades in place and
