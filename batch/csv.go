@@ -17,6 +17,7 @@ import (
 	"github.com/gocarina/gocsv"
 
 	"github.com/aopbatch/aopbatch/batch/aop"
+	"github.com/aopbatch/aopbatch/ledger"
 )
 
 // DefaultMaxLineBytes bounds a physical line, and a record, when
@@ -309,19 +310,9 @@ func separatorHint(header []string) string {
 	return ""
 }
 
-// normalizeHeader folds a header cell to its canonical form: lowercase, with
-// '_', '-', white space and zero-width characters removed.
-func normalizeHeader(h string) string {
-	return strings.Map(func(c rune) rune {
-		switch {
-		case c == '_' || c == '-' || unicode.IsSpace(c):
-			return -1
-		case c == '\u200B' || c == '\u200C' || c == '\u200D' || c == '\u2060' || c == '\uFEFF':
-			return -1
-		}
-		return unicode.ToLower(c)
-	}, h)
-}
+// normalizeHeader folds a header cell to its canonical form; it is the
+// ledger's one normaliser, shared with the reports.
+func normalizeHeader(h string) string { return ledger.NormalizeColumn(h) }
 
 // Header returns the header cells as they were in the file (without a BOM).
 func (r *Reader) Header() []string { return append([]string(nil), r.header...) }

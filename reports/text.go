@@ -5,11 +5,11 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/aopbatch/aopbatch/batch"
+	"github.com/aopbatch/aopbatch/ledger"
 )
 
 // rupees renders paise as rupees with two decimals: 1050 -> "10.50".
-func rupees(paise int64) string { return batch.FormatRupees(paise) }
+func rupees(paise int64) string { return ledger.FormatRupees(paise) }
 
 // signedRupees is rupees with an explicit sign for differences: "+10.00".
 func signedRupees(paise int64) string {
@@ -152,20 +152,9 @@ func maskTail(s string) string {
 	return strings.Repeat("X", n-4) + s[i:]
 }
 
-// normName normalises a header name the way the input reader matches them:
-// lowercase, ignoring '_', '-', spaces and a byte order mark.
-func normName(s string) string {
-	s = strings.TrimPrefix(s, "\ufeff")
-	var b strings.Builder
-	for _, r := range strings.ToLower(strings.TrimSpace(s)) {
-		switch r {
-		case '_', '-', ' ':
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+// normName is the ledger's one column-name normaliser, the input
+// reader's own.
+func normName(s string) string { return ledger.NormalizeColumn(s) }
 
 // piiColumns are the (normalised) input columns --mask-pii masks.
 var piiColumns = map[string]bool{"canumber": true, "cellnumber": true, "username": true}
