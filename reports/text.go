@@ -114,16 +114,41 @@ func grouped(s string) bool {
 }
 
 // safeCell defuses spreadsheet formula injection: a cell that a spreadsheet
-// would evaluate gets a leading "'" and is shown as text.
+// would evaluate gets a leading "'" and is shown as text. A plain number
+// ("-1007.23") is left alone, so it can still be summed; aopbatch's reader
+// takes the "'" off again (batch.unescapeFormula), so a file written to be
+// fed back reads as the original.
 func safeCell(s string) string {
 	if s == "" {
 		return s
 	}
 	switch s[0] {
 	case '=', '+', '-', '@', '\t', '\r':
+		if plainNumber(s) {
+			return s
+		}
 		return "'" + s
 	}
 	return s
+}
+
+// plainNumber reports whether s is -?digits[.digits].
+func plainNumber(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	whole, frac, dot := strings.Cut(s, ".")
+	return digitsOnly(whole) && (!dot || digitsOnly(frac))
+}
+
+func digitsOnly(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // safeRecord applies safeCell to every cell of rec in place.
