@@ -60,7 +60,7 @@ type Statement struct {
 type span struct{ off, n uint32 }
 
 type stEntry struct {
-	ref, txn span
+	ref, txn, opref span
 	amount   int64
 	line     int32
 	status   TheirStatus
@@ -105,6 +105,18 @@ func (s *Statement) find(ref string) (int, int) {
 		j++
 	}
 	return i, j - i
+}
+
+// charged reports whether any line of the statement shows ref charged or
+// pending (money taken, or perhaps taken).
+func (s *Statement) charged(ref string) bool {
+	pos, n := s.find(ref)
+	for k := pos; k < pos+n; k++ {
+		if t := s.entries[s.byRef[k]].status; t == TheirSuccess || t == TheirPending {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseStatementColumns parses a --statement-columns value,
@@ -284,10 +296,17 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 		if len(txn) > maxIDBytes {
 			return nil, bad("txnid", txn, "txnid longer than 256 bytes")
 		}
+		opref, _ := cell("operatorid")
+		if len(opref) > maxIDBytes {
+			return nil, bad("operatorid", opref, "operatorid longer than 256 bytes")
+		}
 		if e.ref, err = add(ref); err != nil {
 			return nil, err
 		}
 		if e.txn, err = add(txn); err != nil {
+			return nil, err
+		}
+		if e.opref, err = add(opref); err != nil {
 			return nil, err
 		}
 		st.entries = append(st.entries, e)
