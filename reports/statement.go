@@ -61,9 +61,9 @@ type span struct{ off, n uint32 }
 
 type stEntry struct {
 	ref, txn, opref span
-	amount   int64
-	line     int32
-	status   TheirStatus
+	amount          int64
+	line            int32
+	status          TheirStatus
 }
 
 // StatementError is a statement line that cannot be read.

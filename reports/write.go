@@ -63,7 +63,9 @@ var formats = []format{
 	}},
 	{"md", func(w *writer) error { return w.put(FileMarkdown, w.view().writeMarkdown) }},
 	{"html", func(w *writer) error { return w.put(FileHTML, w.view().writeHTML) }},
-	{"xlsx", func(w *writer) error { return w.put(FileXLSX, func(out io.Writer) error { return w.s.writeXLSX(w.ctx, w.l, out) }) }},
+	{"xlsx", func(w *writer) error {
+		return w.put(FileXLSX, func(out io.Writer) error { return w.s.writeXLSX(w.ctx, w.l, out) })
+	}},
 }
 
 // Formats are the report formats Write knows, in the order it writes them.
