@@ -392,26 +392,7 @@ func (s *Summary) writeRejects(ctx context.Context, l *ledger.Ledger, w io.Write
 				}
 			}
 		}
-		reason := s.rowMessage(r)
-		if r.ErrorColumn != "" && !strings.Contains(reason, r.ErrorColumn) {
-			reason = "column " + r.ErrorColumn + ": " + reason
-		}
-		if len(r.Raw) > width {
-			extra := make([]string, 0, len(r.Raw)-width)
-			for _, v := range r.Raw[width:] {
-				extra = append(extra, strconv.Quote(s.maskIfPII(v)))
-			}
-			reason += "; cells beyond the header: " + strings.Join(extra, ", ")
-		}
-		fixable := "yes"
-		if r.ErrorCode == "duplicate_referenceid" {
-			fixable = "review"
-		}
-		if s.recon != nil {
-			if note, ok := s.recon.rejectedCharged[r.Line]; ok {
-				fixable, reason = "no", reason+"; "+note
-			}
-		}
+		reason, fixable := s.rejectReason(r)
 		rec[width] = strconv.Itoa(r.Line)
 		rec[width+1] = r.ErrorCode
 		rec[width+2] = reason
@@ -422,6 +403,35 @@ func (s *Summary) writeRejects(ctx context.Context, l *ledger.Ledger, w io.Write
 		return err
 	}
 	return c.flush()
+}
+
+// rejectReason is a rejected row's reason and fixable for rejects.csv:
+// fixable is "yes"; "review" for a referenceid repeated in the file (the
+// row may be the same payment twice); "no" when the statement given shows
+// its referenceid charged (someone sent it: it must not be sent again).
+func (s *Summary) rejectReason(r *ledger.Row) (reason, fixable string) {
+	width := len(s.header)
+	reason = s.rowMessage(r)
+	if r.ErrorColumn != "" && !strings.Contains(reason, r.ErrorColumn) {
+		reason = "column " + r.ErrorColumn + ": " + reason
+	}
+	if len(r.Raw) > width {
+		extra := make([]string, 0, len(r.Raw)-width)
+		for _, v := range r.Raw[width:] {
+			extra = append(extra, strconv.Quote(s.maskIfPII(v)))
+		}
+		reason += "; cells beyond the header: " + strings.Join(extra, ", ")
+	}
+	fixable = "yes"
+	if r.ErrorCode == "duplicate_referenceid" {
+		fixable = "review"
+	}
+	if s.recon != nil {
+		if note, ok := s.recon.rejectedCharged[r.Line]; ok {
+			fixable, reason = "no", reason+"; "+note
+		}
+	}
+	return reason, fixable
 }
 
 // maskIfPII masks a cell whose column is unknown (beyond the header) when
