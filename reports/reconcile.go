@@ -239,6 +239,36 @@ func (s *Summary) Reconcile(ctx context.Context, l *ledger.Ledger, st *Statement
 	return nil
 }
 
+// Disputed are the rows and statement lines of a reconciled batch that do
+// not agree (every category Mismatched counts), with the ledger row where
+// there is one: what aopbatch reconcile asks the provider about. Every
+// one, not the first 20 of each category.
+type Disputed struct {
+	Discrepancy
+	Row *ledger.Row // nil for a statement line the batch does not hold
+}
+
+// Disputes lists the disagreements of a summary Reconcile has filled.
+func (s *Summary) Disputes(ctx context.Context, l *ledger.Ledger) ([]Disputed, error) {
+	if s.recon == nil {
+		return nil, errors.New("disputes: not reconciled")
+	}
+	var out []Disputed
+	err := s.walk(ctx, l, s.recon, func(r *ledger.Row, d *Discrepancy) error {
+		switch d.Category {
+		case AmountMismatch, StatusMismatch, MissingInStatement, MissingInLedger, DuplicatedInStatement:
+			dd := Disputed{Discrepancy: *d}
+			if r != nil {
+				row := *r
+				dd.Row = &row
+			}
+			out = append(out, dd)
+		}
+		return nil
+	})
+	return out, err
+}
+
 // walk classifies every row of the batch (in line order), then every
 // statement entry no row of the batch holds (in statement order), calling fn
 // for each, with the row when there is one. The first walk works out which entries other batches hold.

@@ -23,8 +23,9 @@ import (
 type recordingSandbox struct {
 	*aoptest.Server
 	URL    string
-	mu     sync.Mutex
-	bodies map[string][]map[string]any
+	mu       sync.Mutex
+	bodies   map[string][]map[string]any
+	enquired []string // referenceids of the status enquiries, in order
 }
 
 func newRecordingSandbox(t *testing.T, mutate func(*aoptest.Config)) *recordingSandbox {
@@ -36,6 +37,17 @@ func newRecordingSandbox(t *testing.T, mutate func(*aoptest.Config)) *recordingS
 	}
 	rs := &recordingSandbox{Server: aoptest.New(cfg), bodies: map[string][]map[string]any{}}
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/AOP/RechargeStatus" {
+			body, _ := io.ReadAll(r.Body)
+			var m struct {
+				Ref string `json:"referenceid"`
+			}
+			_ = json.Unmarshal(body, &m)
+			rs.mu.Lock()
+			rs.enquired = append(rs.enquired, m.Ref)
+			rs.mu.Unlock()
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
 		if r.URL.Path == "/api/AOP/Recharge" {
 			body, _ := io.ReadAll(r.Body)
 			var m map[string]any
@@ -52,6 +64,15 @@ func newRecordingSandbox(t *testing.T, mutate func(*aoptest.Config)) *recordingS
 	t.Cleanup(func() { rs.Server.ReleaseStalls(); hs.Close() })
 	rs.URL = hs.URL
 	return rs
+}
+
+// enquiries returns the referenceids enquired about since the last call.
+func (rs *recordingSandbox) enquiries() []string {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	out := rs.enquired
+	rs.enquired = nil
+	return out
 }
 
 // received returns the canumber and cellNumber of the one request for ref.

@@ -122,6 +122,7 @@ func commands() []command {
 		{"resolve", "ask the provider about pending, duplicate and unknown rows", runResolve},
 		{"status", "list batches, or one batch's counts by state", runStatus},
 		{"report", "write reports and reconcile against a provider statement", runReport},
+		{"reconcile", "confirm a provider statement's disagreements with the provider and record them", runReconcile},
 		{"export", "write the rows in one state as an input CSV", runExport},
 		{"sandbox", "serve a local AOP-compatible API for trying things out", runSandbox},
 		{"demo", "sandbox + sample file + run + report, nothing to set up", runDemo},
