@@ -22,7 +22,7 @@ import (
 // body by referenceid: what the provider really received.
 type recordingSandbox struct {
 	*aoptest.Server
-	URL    string
+	URL      string
 	mu       sync.Mutex
 	bodies   map[string][]map[string]any
 	enquired []string // referenceids of the status enquiries, in order
