@@ -94,35 +94,43 @@ func codeMeaning(code int, errCode, msg string) string {
 	return clipN(oneLine(msg), maxCodeMessage)
 }
 
-// TextSummary is a few lines for the terminal: counts, amounts, money at
-// risk and the reconciliation's outcome.
+// TextSummary is a few lines for the terminal, drawn from the same view
+// as summary.md and report.html: counts, amounts, the verdict, the two
+// figures of money at risk, the reconciliation's outcome and what to do.
 func (s *Summary) TextSummary() string {
+	v := s.view()
 	var b strings.Builder
-	fmt.Fprintf(&b, "batch %s: %d rows, %s rupees\n", s.Batch, s.Counts.Total, rupees(s.AmountsPaise.Total))
+	fmt.Fprintf(&b, "batch %s: %d rows, %s\n", v.Batch, v.TotalRows, v.TotalAmount)
 	var parts []string
-	for _, st := range ledger.States {
-		if n := s.Counts.Get(st); n > 0 {
-			parts = append(parts, fmt.Sprintf("%s %d (%s)", st, n, rupees(s.AmountsPaise.Get(st))))
-		}
+	for _, st := range v.States {
+		parts = append(parts, fmt.Sprintf("%s %d (%s)", st.Name, st.N, st.Amount))
 	}
 	if len(parts) > 0 {
 		fmt.Fprintf(&b, "  %s\n", strings.Join(parts, ", "))
 	}
-	u, n := s.AtRisk.OutcomeUnknown, s.AtRisk.NotYetSent
-	if u.Rows+n.Rows == 0 {
-		b.WriteString("at risk: nothing, every row is final\n")
-	} else {
-		fmt.Fprintf(&b, "at risk: outcome unknown %d rows, %s rupees (oldest %s); not yet sent %d rows, %s rupees\n",
-			u.Rows, rupees(u.AmountPaise), ageText(u.OldestSeconds), n.Rows, rupees(n.AmountPaise))
+	fmt.Fprintf(&b, "%s\n", v.Verdict)
+	parts = parts[:0]
+	for _, r := range v.Risk {
+		p := fmt.Sprintf("%s %d rows, %s", strings.ToLower(r.Title), r.Rows, r.Amount)
+		if r.Rows > 0 {
+			p += " (oldest " + r.Oldest + ")"
+		}
+		parts = append(parts, p)
 	}
-	if r := s.Reconciliation; r.Performed {
-		fmt.Fprintf(&b, "reconciliation: %d matched, %d amount mismatch, %d status mismatch, %d missing in statement, %d missing in ledger, %d duplicated in statement\n",
-			r.Matched, r.AmountMismatch, r.StatusMismatch, r.MissingInStatement, r.MissingInLedger, r.DuplicatedInStatement)
-		ct := r.ControlTotals
+	fmt.Fprintf(&b, "at risk: %s\n", strings.Join(parts, "; "))
+	if rc := v.Recon; rc != nil {
+		parts = parts[:0]
+		for _, c := range rc.Categories {
+			if c.N > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s (%s)", c.N, c.Name, c.Amount))
+			}
+		}
+		fmt.Fprintf(&b, "reconciliation: %s\n", strings.Join(parts, ", "))
+		amount := rc.Control[1]
 		fmt.Fprintf(&b, "control totals: ledger success %s, statement success %s, difference %s (statement minus ledger); net to recover %s\n",
-			rupees(ct.LedgerSuccessPaise), rupees(ct.StatementSuccessPaise), signedRupees(ct.DifferencePaise), signedRupees(r.NetToRecoverPaise))
+			amount.Ledger, amount.Statement, amount.Diff, rc.NetToRecover)
 	}
-	for _, act := range s.Attention.Actions {
+	for _, act := range v.Actions {
 		fmt.Fprintf(&b, "to do: %s\n", act)
 	}
 	return b.String()

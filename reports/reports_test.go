@@ -588,8 +588,8 @@ func TestTextSummary(t *testing.T) {
 	f := newFixture(t)
 	s, _ := built(t, f, false, true)
 	got := s.TextSummary()
-	for _, want := range []string{"batch b1: 19 rows", "at risk: outcome unknown 4 rows, 31.99 rupees", "not yet sent 2 rows, 35.00 rupees", "1 amount mismatch",
-		"difference +24.00 (statement minus ledger)", "net to recover +15.00", "to do: 1 row recorded failed (₹8.00)"} {
+	for _, want := range []string{"batch b1: 19 rows", "at risk: outcome unknown 4 rows, ₹31.99", "not yet sent 2 rows, ₹35.00", "1 amount mismatch (₹40.00)",
+		"difference +₹24.00 (statement minus ledger)", "net to recover +₹15.00", "to do: 1 row recorded failed (₹8.00)"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("text summary lacks %q:\n%s", want, got)
 		}
