@@ -3,6 +3,7 @@ package reports
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/xuri/excelize/v2"
@@ -104,5 +105,32 @@ func TestWorkbookKeepsLongDigitIDsAsText(t *testing.T) {
 	}
 	if raw, _ := wb.GetCellValue(SheetRows, "E2", excelize.Options{RawCellValue: true}); raw != "1885.99" {
 		t.Errorf("Rows!E2 holds %q, want exactly 1885.99", raw)
+	}
+}
+
+// --mask-pii reaches the workbook: no cell of any sheet holds a personal
+// value whole (the zip hides them from a byte search of the file).
+func TestWorkbookMasksPII(t *testing.T) {
+	f := newFixture(t)
+	_, _, dir := reconciled(t, f, "", f.options(true))
+	wb, err := excelize.OpenFile(filepath.Join(dir, FileXLSX))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wb.Close()
+	for _, name := range wb.GetSheetList() {
+		rows, err := wb.GetRows(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, row := range rows {
+			for _, cell := range row {
+				for _, v := range fullPII {
+					if strings.Contains(cell, v) {
+						t.Errorf("sheet %s holds %q in %q", name, v, cell)
+					}
+				}
+			}
+		}
 	}
 }

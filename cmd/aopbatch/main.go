@@ -150,7 +150,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: aopbatch COMMAND [flags]")
 	fmt.Fprintln(w)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'aopbatch COMMAND -h' for a command's flags. Try 'aopbatch demo'.")
