@@ -11,14 +11,6 @@ import (
 // rupees renders paise as rupees with two decimals: 1050 -> "10.50".
 func rupees(paise int64) string { return ledger.FormatRupees(paise) }
 
-// signedRupees is rupees with an explicit sign for differences: "+10.00".
-func signedRupees(paise int64) string {
-	if paise > 0 {
-		return "+" + rupees(paise)
-	}
-	return rupees(paise)
-}
-
 // maxStatementIntDigits keeps a statement amount far inside int64 paise.
 const maxStatementIntDigits = 15
 
