@@ -17,6 +17,7 @@ import (
 	"github.com/gocarina/gocsv"
 
 	"github.com/aopbatch/aopbatch/batch/aop"
+	"github.com/aopbatch/aopbatch/ledger"
 )
 
 // DefaultMaxLineBytes bounds a physical line, and a record, when
@@ -309,19 +310,9 @@ func separatorHint(header []string) string {
 	return ""
 }
 
-// normalizeHeader folds a header cell to its canonical form: lowercase, with
-// '_', '-', white space and zero-width characters removed.
-func normalizeHeader(h string) string {
-	return strings.Map(func(c rune) rune {
-		switch {
-		case c == '_' || c == '-' || unicode.IsSpace(c):
-			return -1
-		case c == '\u200B' || c == '\u200C' || c == '\u200D' || c == '\u2060' || c == '\uFEFF':
-			return -1
-		}
-		return unicode.ToLower(c)
-	}, h)
-}
+// normalizeHeader folds a header cell to its canonical form; it is the
+// ledger's one normaliser, shared with the reports.
+func normalizeHeader(h string) string { return ledger.NormalizeColumn(h) }
 
 // Header returns the header cells as they were in the file (without a BOM).
 func (r *Reader) Header() []string { return append([]string(nil), r.header...) }
@@ -369,12 +360,15 @@ func (r *Reader) Next() (Row, error) {
 	}
 	line, _ := r.cr.FieldPos(0)
 	vals := rec.values()
+	for i := range vals {
+		vals[i] = unescapeFormula(vals[i])
+	}
 	raw := make([]string, len(r.colOf))
 	for i, c := range r.colOf {
 		if c != colExtra {
 			raw[i] = vals[c]
 		} else {
-			raw[i] = unmatched[r.keys[i]]
+			raw[i] = unescapeFormula(unmatched[r.keys[i]])
 		}
 	}
 	req, rerr := r.request(line, &vals)
@@ -384,6 +378,21 @@ func (r *Reader) Next() (Row, error) {
 		return Row{}, rerr
 	}
 	return Row{Line: line, Request: req, Raw: raw}, nil
+}
+
+// unescapeFormula takes off the one leading "'" that aopbatch's own CSV
+// writers put before a cell beginning with '=', '+', '-', '@', tab or CR
+// (so a spreadsheet shows it as text, SPEC section 6): rejects.csv and
+// export files then read back to exactly the values of the original file,
+// and a +91 phone number reaches the provider as it was written.
+func unescapeFormula(s string) string {
+	if len(s) >= 2 && s[0] == '\'' {
+		switch s[1] {
+		case '=', '+', '-', '@', '\t', '\r':
+			return s[1:]
+		}
+	}
+	return s
 }
 
 // parseFault turns a parser error into the file-level error it is: after a

@@ -319,7 +319,9 @@ func ingestRows(ctx context.Context, in ledger.Ingest, rd *Reader, c Controls) (
 			var rerr *RowError
 			switch {
 			case errors.As(err, &rerr):
-				ir = ledger.IngestRow{Line: rerr.Line, Raw: rerr.Raw,
+				sv := rd.Salvage(rerr.Raw)
+				ir = ledger.IngestRow{Line: rerr.Line, Raw: rerr.Raw, ReferenceID: sv.ReferenceID, Operator: sv.Operator,
+					CANumber: sv.CANumber, AmountPaise: sv.AmountPaise,
 					Problem: &ledger.Problem{Code: rerr.Code, Column: rerr.Column, Message: rerr.Error()}}
 			case err != nil:
 				return err

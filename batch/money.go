@@ -1,147 +1,35 @@
 package batch
 
-import (
-	"strconv"
-	"unicode"
-	"unicode/utf8"
-)
+import "github.com/aopbatch/aopbatch/ledger"
 
-// AmountError is the reason an amount was refused by ParseRupees. Its values
-// are constants, so callers compare with errors.Is or ==.
-type AmountError string
+// The money helpers live in the ledger's vocabulary (ledger/money.go), so
+// the reports use the very same ones without importing batch. These names
+// forward to them.
 
-func (e AmountError) Error() string { return string(e) }
+// AmountError is the reason an amount was refused by ParseRupees.
+type AmountError = ledger.AmountError
 
 // Reasons ParseRupees refuses an amount.
 const (
-	ErrAmountEmpty          AmountError = "empty"
-	ErrAmountSign           AmountError = "sign not allowed"
-	ErrAmountExponent       AmountError = "exponent not allowed"
-	ErrAmountSeparator      AmountError = "separator not allowed: plain digits and a '.' for decimals, e.g. 1000.50"
-	ErrAmountNonASCIIDigits AmountError = "non-ASCII digits"
-	ErrAmountNotNumber      AmountError = "not a number"
-	ErrAmountLeadingDigit   AmountError = "needs a digit before the decimal point"
-	ErrAmountTrailingDigit  AmountError = "needs a digit after the decimal point"
-	ErrAmountDecimals       AmountError = "more than 2 decimals"
-	ErrAmountZero           AmountError = "must be greater than zero"
-	ErrAmountTooLarge       AmountError = "too large"
+	ErrAmountEmpty          = ledger.ErrAmountEmpty
+	ErrAmountSign           = ledger.ErrAmountSign
+	ErrAmountExponent       = ledger.ErrAmountExponent
+	ErrAmountSeparator      = ledger.ErrAmountSeparator
+	ErrAmountNonASCIIDigits = ledger.ErrAmountNonASCIIDigits
+	ErrAmountNotNumber      = ledger.ErrAmountNotNumber
+	ErrAmountLeadingDigit   = ledger.ErrAmountLeadingDigit
+	ErrAmountTrailingDigit  = ledger.ErrAmountTrailingDigit
+	ErrAmountDecimals       = ledger.ErrAmountDecimals
+	ErrAmountZero           = ledger.ErrAmountZero
+	ErrAmountTooLarge       = ledger.ErrAmountTooLarge
 )
 
-// maxRupeeDigits bounds the integer part: 10 digits of rupees is at most
-// 10^12 paise, far inside int64, and far above any real recharge.
-const maxRupeeDigits = 10
+// ParseRupees converts rupees written as plain decimal text into integer
+// paise; see ledger.ParseRupees.
+func ParseRupees(s string) (int64, error) { return ledger.ParseRupees(s) }
 
-// ParseRupees converts rupees written as plain decimal text ("10", "10.5",
-// "10.05") into integer paise. It never goes through a float. Surrounding
-// ASCII spaces and tabs are ignored; anything else that is not an ASCII digit
-// or a single decimal point followed by one or two digits is refused with an
-// AmountError naming the reason.
-func ParseRupees(s string) (int64, error) {
-	s = trimSpaceTab(s)
-	if s == "" {
-		return 0, ErrAmountEmpty
-	}
-	if s[0] == '-' || s[0] == '+' {
-		return 0, ErrAmountSign
-	}
-	intStart, intEnd := 0, 0
-	fracStart, fracEnd := -1, -1
-	i := 0
-	for i < len(s) && isDigit(s[i]) {
-		i++
-	}
-	intEnd = i
-	if i < len(s) && s[i] == '.' {
-		i++
-		fracStart = i
-		for i < len(s) && isDigit(s[i]) {
-			i++
-		}
-		fracEnd = i
-	}
-	if i < len(s) {
-		return 0, badAmountChar(s, i)
-	}
-	if intEnd == intStart {
-		if fracStart < 0 {
-			return 0, ErrAmountNotNumber
-		}
-		return 0, ErrAmountLeadingDigit
-	}
-	if fracStart >= 0 && fracEnd == fracStart {
-		return 0, ErrAmountTrailingDigit
-	}
-	if fracStart >= 0 && fracEnd-fracStart > 2 {
-		return 0, ErrAmountDecimals
-	}
-	// Leading zeros carry no value; only significant digits count as size.
-	for intStart < intEnd-1 && s[intStart] == '0' {
-		intStart++
-	}
-	if intEnd-intStart > maxRupeeDigits {
-		return 0, ErrAmountTooLarge
-	}
-	var paise int64
-	for j := intStart; j < intEnd; j++ {
-		paise = paise*10 + int64(s[j]-'0')
-	}
-	paise *= 100
-	if fracStart >= 0 {
-		frac := int64(s[fracStart]-'0') * 10
-		if fracEnd-fracStart == 2 {
-			frac += int64(s[fracStart+1] - '0')
-		}
-		paise += frac
-	}
-	if paise == 0 {
-		return 0, ErrAmountZero
-	}
-	return paise, nil
-}
-
-// badAmountChar explains why the byte at s[i] ends an otherwise numeric amount.
-func badAmountChar(s string, i int) error {
-	switch c := s[i]; c {
-	case ',', '_', '\'', ' ', '\t':
-		return ErrAmountSeparator
-	case 'e', 'E':
-		if i > 0 && isDigit(s[i-1]) {
-			return ErrAmountExponent
-		}
-	case '-', '+':
-		return ErrAmountSign
-	}
-	if r, _ := utf8.DecodeRuneInString(s[i:]); r >= utf8.RuneSelf && unicode.IsDigit(r) {
-		return ErrAmountNonASCIIDigits
-	}
-	return ErrAmountNotNumber
-}
-
-// FormatRupees renders paise as rupees with exactly two decimals, for text
-// reports: 1000 -> "10.00", 5 -> "0.05", -300 -> "-3.00".
-func FormatRupees(paise int64) string {
-	var buf [24]byte
-	b := buf[:0]
-	u := uint64(paise)
-	if paise < 0 {
-		b = append(b, '-')
-		u = -u // two's complement: correct for math.MinInt64 too
-	}
-	b = strconv.AppendUint(b, u/100, 10)
-	frac := u % 100
-	b = append(b, '.', byte('0'+frac/10), byte('0'+frac%10))
-	return string(b)
-}
+// FormatRupees renders paise as rupees with exactly two decimals; see
+// ledger.FormatRupees.
+func FormatRupees(paise int64) string { return ledger.FormatRupees(paise) }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
-
-// trimSpaceTab removes surrounding ASCII spaces and tabs, and nothing else.
-func trimSpaceTab(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
-}

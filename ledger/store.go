@@ -97,6 +97,13 @@ type Store interface {
 	// NewWriter starts the single writer of o's run on batch seq.
 	NewWriter(ctx context.Context, seq int64, o Owner) (Writer, error)
 
+	// Correct applies c to a row of batch seq while o holds the batch's
+	// lease, in one transaction with its evidence logged in the attempts
+	// log: a move the provider confirmed (aopbatch reconcile). The row
+	// must still be in c.From (ErrTransition otherwise); a move neither
+	// table allows is ErrNotCorrectable.
+	Correct(ctx context.Context, seq int64, o Owner, c Correction) error
+
 	// ImportBatch starts copying batch b, read from another ledger, into
 	// this one: every row and attempt as it was there. An id this ledger
 	// already holds is refused with ErrBatchExists. Until Finish the batch

@@ -18,6 +18,10 @@ type ExportOptions struct {
 	// person chooses new referenceids (re-sending under the old one would
 	// be answered "duplicate").
 	KeepRefs bool
+	// Statement, when given, leaves out every row whose referenceid it
+	// shows charged or pending: such a row must never be offered for
+	// sending again, whatever the ledger says (SPEC section 6).
+	Statement *Statement
 }
 
 // ExportResult says what Export wrote.
@@ -26,6 +30,8 @@ type ExportResult struct {
 	RefColumn   bool  // the batch's header has a referenceid column
 	BlankedRefs bool  // and it was left blank
 	Rebuilt     int64 // rows rebuilt from the recorded request (the rest from their cells)
+	Charged     int64 // rows left out: the statement shows them charged or pending
+	ChargedRefs []string
 }
 
 const exportPage = 1000
@@ -59,6 +65,13 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 	}
 	rec := make([]string, len(b.Header))
 	err := eachInState(ctx, l, b.Seq, st, func(r *ledger.Row) error {
+		if o.Statement != nil && r.ReferenceID != "" && o.Statement.charged(r.ReferenceID) {
+			res.Charged++
+			if len(res.ChargedRefs) < 20 {
+				res.ChargedRefs = append(res.ChargedRefs, r.ReferenceID)
+			}
+			return nil
+		}
 		if r.Raw != nil {
 			for j := range rec {
 				rec[j] = ""

@@ -67,12 +67,17 @@ func (s *Summary) writeMetrics(w io.Writer) error {
 	for _, st := range ledger.States {
 		p.sample("aopbatch_amount_paise", itoa(s.AmountsPaise.Get(st)), "state", string(st))
 	}
-	p.family("aopbatch_at_risk_rows", "gauge", "Rows not settled (pending, duplicate, unknown, inflight, held, queued).")
-	p.sample("aopbatch_at_risk_rows", itoa(s.AtRisk.Rows))
-	p.family("aopbatch_at_risk_amount_paise", "gauge", "Amount of the rows not settled, in paise.")
-	p.sample("aopbatch_at_risk_amount_paise", itoa(s.AtRisk.AmountPaise))
-	p.family("aopbatch_at_risk_oldest_seconds", "gauge", "How long the oldest unsettled row has been unsettled.")
-	p.sample("aopbatch_at_risk_oldest_seconds", itoa(s.AtRisk.OldestSeconds))
+	// Two figures, never added up: money that may have moved (outcome
+	// unknown) and money that has not (not yet sent).
+	p.family("aopbatch_at_risk_rows", "gauge", "Rows not settled, by kind: outcome_unknown (inflight, pending, duplicate, unknown) or not_yet_sent (queued, held).")
+	p.sample("aopbatch_at_risk_rows", itoa(s.AtRisk.OutcomeUnknown.Rows), "kind", "outcome_unknown")
+	p.sample("aopbatch_at_risk_rows", itoa(s.AtRisk.NotYetSent.Rows), "kind", "not_yet_sent")
+	p.family("aopbatch_at_risk_amount_paise", "gauge", "Amount of the rows not settled, in paise, by kind.")
+	p.sample("aopbatch_at_risk_amount_paise", itoa(s.AtRisk.OutcomeUnknown.AmountPaise), "kind", "outcome_unknown")
+	p.sample("aopbatch_at_risk_amount_paise", itoa(s.AtRisk.NotYetSent.AmountPaise), "kind", "not_yet_sent")
+	p.family("aopbatch_at_risk_oldest_seconds", "gauge", "How long the oldest unsettled row has been unsettled, by kind.")
+	p.sample("aopbatch_at_risk_oldest_seconds", itoa(s.AtRisk.OutcomeUnknown.OldestSeconds), "kind", "outcome_unknown")
+	p.sample("aopbatch_at_risk_oldest_seconds", itoa(s.AtRisk.NotYetSent.OldestSeconds), "kind", "not_yet_sent")
 	p.family("aopbatch_requests", "gauge", "Requests logged for the batch by kind.")
 	p.sample("aopbatch_requests", itoa(s.Throughput.RechargeAttempts), "kind", "recharge")
 	p.sample("aopbatch_requests", itoa(s.Throughput.StatusEnquiries), "kind", "status")

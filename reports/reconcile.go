@@ -34,7 +34,10 @@ const (
 // reconciliation.csv has them all.
 const maxListedPerCategory = 20
 
-// ControlTotals sets the ledger's success total beside the statement's.
+// ControlTotals sets the ledger's success total beside the statement's:
+// every line of the statement that shows a charge for a referenceid of
+// this batch or of no batch, a line repeated on the statement included
+// (a double charge is money too).
 type ControlTotals struct {
 	LedgerSuccessRows     int64 `json:"ledger_success_rows"`
 	LedgerSuccessPaise    int64 `json:"ledger_success_paise"`
@@ -61,10 +64,42 @@ type Reconciliation struct {
 	FailedNotInStatement  int64             `json:"failed_not_in_statement"`
 	InOtherBatch          int64             `json:"in_other_batch"`
 	ControlTotals         ControlTotals     `json:"control_totals"`
+	// AmountsPaise is each category's money: the ledger row's amount for
+	// the categories of rows, the statement line's for the lines the
+	// batch does not hold.
+	AmountsPaise map[Category]int64 `json:"amounts_paise"`
+	// StatementTotals are the statement's own figures, every line of it.
+	StatementTotals StatementTotals `json:"statement_totals"`
+	// FailedButCharged are rows recorded failed that the statement shows
+	// charged or pending: never to be sent again on the ledger's word.
+	FailedButCharged Tally `json:"failed_but_charged"`
+	// SuccessNotKept are rows recorded success that the statement shows
+	// failed or refunded: the money is back in the wallet, the payee unpaid.
+	SuccessNotKept Tally `json:"success_not_kept"`
+	// ChargedNotSent are charges on the statement that aopbatch never
+	// sent: no row of the ledger holds the referenceid, or only a
+	// rejected, queued or held one. Someone else sent them.
+	ChargedNotSent Tally `json:"charged_not_sent"`
+	// ExtraCharges are repeated statement lines that show a charge.
+	ExtraCharges Tally `json:"extra_charges"`
+	// NetToRecoverPaise is what the provider kept beyond what the ledger
+	// paid, row by row: extra charges plus amounts charged above the
+	// ledger's, less amounts charged below it. Status disagreements are
+	// not in it: aopbatch reconcile confirms those with the provider first.
+	NetToRecoverPaise int64 `json:"net_to_recover_paise"`
 	// Discrepancies lists the first rows of each category other than
 	// matched, not_sent, failed_not_in_statement and in_other_batch (at
 	// most 20 each).
 	Discrepancies []Discrepancy `json:"discrepancies"`
+}
+
+// StatementTotals are a statement's lines by outcome.
+type StatementTotals struct {
+	Lines    int64 `json:"lines"`
+	Success  Tally `json:"success"`
+	Refunded Tally `json:"refunded"`
+	Failed   Tally `json:"failed"`
+	Pending  Tally `json:"pending"`
 }
 
 // Discrepancy is one classified row: a ledger row, a statement entry, or
@@ -80,6 +115,7 @@ type Discrepancy struct {
 	StatementStatus      string       `json:"statement_status,omitempty"`
 	StatementAmountPaise int64        `json:"statement_amount_paise"`
 	StatementTxnID       string       `json:"statement_txnid,omitempty"`
+	StatementOperatorRef string       `json:"statement_operatorid,omitempty"`
 	Note                 string       `json:"note,omitempty"`
 
 	their TheirStatus
@@ -91,6 +127,9 @@ type Discrepancy struct {
 type reconState struct {
 	st    *Statement
 	other []bool // by entry: held by a row of another batch
+	// rejectedCharged notes, by line, the rejected rows whose referenceid
+	// the statement shows charged: rejects.csv does not offer them again.
+	rejectedCharged map[int]string
 }
 
 func (s *Summary) count(c Category) *int64 {
@@ -123,8 +162,9 @@ func (s *Summary) Reconcile(ctx context.Context, l ledger.Reader, st *Statement)
 	if st == nil {
 		return errors.New("reconcile: no statement")
 	}
-	rc := &reconState{st: st}
+	rc := &reconState{st: st, rejectedCharged: map[int]string{}}
 	r := Reconciliation{
+		AmountsPaise:     map[Category]int64{},
 		Performed:        true,
 		StatementRows:    int64(st.Len()),
 		StatementColumns: st.Columns(),
@@ -136,12 +176,47 @@ func (s *Summary) Reconcile(ctx context.Context, l ledger.Reader, st *Statement)
 	}
 	s.Reconciliation = r
 	listed := map[Category]int{}
+	rr := &s.Reconciliation
+	for i := range st.entries {
+		e := &st.entries[i]
+		rr.StatementTotals.Lines++
+		switch e.status {
+		case TheirSuccess:
+			rr.StatementTotals.Success.add(e.amount)
+		case TheirRefunded:
+			rr.StatementTotals.Refunded.add(e.amount)
+		case TheirFailed:
+			rr.StatementTotals.Failed.add(e.amount)
+		case TheirPending:
+			rr.StatementTotals.Pending.add(e.amount)
+		}
+	}
 	err := s.walk(ctx, l, rc, func(_ *ledger.Row, d *Discrepancy) error {
 		*s.count(d.Category)++
 		ct := &s.Reconciliation.ControlTotals
-		if d.first && d.their == TheirSuccess && d.Category != InOtherBatch {
+		if d.StatementLine > 0 && d.their == TheirSuccess && d.Category != InOtherBatch {
 			ct.StatementSuccessRows++
 			ct.StatementSuccessPaise += d.StatementAmountPaise
+		}
+		amount := d.AmountPaise
+		if d.Line == 0 {
+			amount = d.StatementAmountPaise
+		}
+		rr.AmountsPaise[d.Category] += amount
+		took := d.their == TheirSuccess || d.their == TheirPending
+		switch {
+		case d.Category == StatusMismatch && d.State == ledger.StateFailed && took:
+			rr.FailedButCharged.add(d.AmountPaise)
+		case d.Category == StatusMismatch && d.State == ledger.StateSuccess && (d.their == TheirFailed || d.their == TheirRefunded):
+			rr.SuccessNotKept.add(d.AmountPaise)
+		case d.Category == StatusMismatch && (d.State == ledger.StateQueued || d.State == ledger.StateHeld) && took,
+			d.Category == MissingInLedger && took:
+			rr.ChargedNotSent.add(d.StatementAmountPaise)
+		case d.Category == DuplicatedInStatement && d.their == TheirSuccess:
+			rr.ExtraCharges.add(d.StatementAmountPaise)
+			rr.NetToRecoverPaise += d.StatementAmountPaise
+		case d.Category == AmountMismatch && d.their == TheirSuccess:
+			rr.NetToRecoverPaise += d.StatementAmountPaise - d.AmountPaise
 		}
 		switch d.Category {
 		case Matched, NotSent, FailedNotInStatement, InOtherBatch:
@@ -160,7 +235,38 @@ func (s *Summary) Reconcile(ctx context.Context, l ledger.Reader, st *Statement)
 	ct := &s.Reconciliation.ControlTotals
 	ct.DifferencePaise = ct.StatementSuccessPaise - ct.LedgerSuccessPaise
 	s.recon = rc
+	s.Attention.Actions = s.actions()
 	return nil
+}
+
+// Disputed are the rows and statement lines of a reconciled batch that do
+// not agree (every category Mismatched counts), with the ledger row where
+// there is one: what aopbatch reconcile asks the provider about. Every
+// one, not the first 20 of each category.
+type Disputed struct {
+	Discrepancy
+	Row *ledger.Row // nil for a statement line the batch does not hold
+}
+
+// Disputes lists the disagreements of a summary Reconcile has filled.
+func (s *Summary) Disputes(ctx context.Context, l ledger.Reader) ([]Disputed, error) {
+	if s.recon == nil {
+		return nil, errors.New("disputes: not reconciled")
+	}
+	var out []Disputed
+	err := s.walk(ctx, l, s.recon, func(r *ledger.Row, d *Discrepancy) error {
+		switch d.Category {
+		case AmountMismatch, StatusMismatch, MissingInStatement, MissingInLedger, DuplicatedInStatement:
+			dd := Disputed{Discrepancy: *d}
+			if r != nil {
+				row := *r
+				dd.Row = &row
+			}
+			out = append(out, dd)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // walk classifies every row of the batch (in line order), then every
@@ -170,6 +276,7 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 	st := rc.st
 	seen := make([]bool, st.Len())
 	unseen := 0
+	rejectedAt := map[int]int{} // entry -> line of a rejected row of this batch with its refid
 	err := l.EachRow(ctx, s.seq, func(r *ledger.Row) error {
 		d := Discrepancy{
 			Line: r.Line, ReferenceID: r.ReferenceID, State: r.State, AmountPaise: r.AmountPaise,
@@ -177,7 +284,21 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 		}
 		if r.State == ledger.StateRejected || r.State == ledger.StateConflict {
 			// Never sent, and the referenceid is not theirs to hold: an
-			// entry under it belongs to another row.
+			// entry under it belongs to another row. A rejected row's own
+			// referenceid on the statement (not one it repeats) means
+			// someone else sent it.
+			if r.State == ledger.StateRejected && r.ErrorCode != "duplicate_referenceid" && r.ReferenceID != "" {
+				if pos, n := st.find(r.ReferenceID); n > 0 {
+					i := int(st.byRef[pos])
+					if _, dup := rejectedAt[i]; !dup {
+						rejectedAt[i] = r.Line
+					}
+					if t := st.entries[i].status; t == TheirSuccess || t == TheirPending {
+						rc.rejectedCharged[r.Line] = fmt.Sprintf("the statement shows this referenceid %s (statement line %d): find out who sent it before sending it again",
+							t, st.entries[i].line)
+					}
+				}
+			}
 			d.Category = NotSent
 			return fn(r, &d)
 		}
@@ -195,6 +316,7 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 		d.StatementStatus = e.status.String()
 		d.StatementAmountPaise = e.amount
 		d.StatementTxnID = st.str(e.txn)
+		d.StatementOperatorRef = st.str(e.opref)
 		ok, note := statusMatches(r.State, e.status)
 		switch {
 		case !ok:
@@ -240,7 +362,7 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 		}
 		d := Discrepancy{
 			ReferenceID: st.str(e.ref), StatementLine: int(e.line), StatementStatus: e.status.String(),
-			StatementAmountPaise: e.amount, StatementTxnID: st.str(e.txn), their: e.status, first: first == i,
+			StatementAmountPaise: e.amount, StatementTxnID: st.str(e.txn), StatementOperatorRef: st.str(e.opref), their: e.status, first: first == i,
 		}
 		switch {
 		case first != i && rc.other[first]:
@@ -251,6 +373,9 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 			d.Category, d.Note = InOtherBatch, "another batch of this ledger holds this referenceid"
 		default:
 			d.Category, d.Note = MissingInLedger, "no row of the ledger has this referenceid"
+			if line, ok := rejectedAt[i]; ok {
+				d.Note = fmt.Sprintf("line %d of this batch has this referenceid but was rejected, never sent by aopbatch: find out who sent it before sending it again", line)
+			}
 		}
 		if err := fn(nil, &d); err != nil {
 			return err

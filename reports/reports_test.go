@@ -182,23 +182,26 @@ func TestAtRisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	// pending 7.00, duplicate 12.00, unknown 9.99, held 20.00, queued 15.00, inflight 3.00
-	if got, want := s.AtRisk.Rows, int64(6); got != want {
+	if got, want := s.AtRisk.Rows(), int64(6); got != want {
 		t.Errorf("at risk rows = %d, want %d", got, want)
 	}
-	if got, want := s.AtRisk.AmountPaise, int64(700+1200+999+2000+1500+300); got != want {
+	if got, want := s.AtRisk.OutcomeUnknown.AmountPaise+s.AtRisk.NotYetSent.AmountPaise, int64(700+1200+999+2000+1500+300); got != want {
 		t.Errorf("at risk amount = %d, want %d", got, want)
 	}
 	// Held and queued were never sent: unresolved since the batch was
 	// created (t0), two hours before the report.
-	if got, want := s.AtRisk.OldestSeconds, int64(7200); got != want {
+	if got, want := s.AtRisk.NotYetSent.OldestSeconds, int64(7200); got != want {
 		t.Errorf("oldest = %d, want %d", got, want)
 	}
 	byRef := map[string]AtRiskRow{}
-	for _, r := range s.AtRisk.Listed {
+	for _, r := range append(s.AtRisk.OutcomeUnknown.Listed, s.AtRisk.NotYetSent.Listed...) {
 		byRef[r.ReferenceID] = r
 	}
 	if got, want := byRef["REF006"].UnresolvedSeconds, int64(7200-64); got != want {
 		t.Errorf("REF006 unresolved for %d s, want %d (since first sent)", got, want)
+	}
+	if got := s.AtRisk.NotYetSent.Ageing[1]; got.Rows != 2 || got.AmountPaise != 3500 {
+		t.Errorf("ageing 1 to 24 hours: %+v, want the 2 unsent rows", got)
 	}
 	if s.Complete {
 		t.Error("complete with rows at risk")
@@ -265,9 +268,10 @@ func TestReconcile(t *testing.T) {
 	if got, want := ct.LedgerSuccessPaise, int64(1000+2550+4000+5000+6000); got != want {
 		t.Errorf("ledger success = %d, want %d", got, want)
 	}
-	// First occurrences of refids of this batch or of none: REF002 10.00,
-	// REF003 25.50, REF007 12.00, REF016 45.00, REF018 8.00, REF-GHOST 99.00.
-	if got, want := ct.StatementSuccessPaise, int64(1000+2550+1200+4500+800+9900); got != want {
+	// Every line charging a refid of this batch or of none: REF002 10.00
+	// (twice: a double charge), REF003 25.50, REF007 12.00, REF016 45.00,
+	// REF018 8.00, REF-GHOST 99.00.
+	if got, want := ct.StatementSuccessPaise, int64(1000+1000+2550+1200+4500+800+9900); got != want {
 		t.Errorf("statement success = %d, want %d", got, want)
 	}
 	if got, want := ct.DifferencePaise, ct.StatementSuccessPaise-ct.LedgerSuccessPaise; got != want {
@@ -584,7 +588,8 @@ func TestTextSummary(t *testing.T) {
 	f := newFixture(t)
 	s, _ := built(t, f, false, true)
 	got := s.TextSummary()
-	for _, want := range []string{"batch b1: 19 rows", "at risk: 6 rows, 66.99 rupees", "1 amount mismatch", "difference +14.00"} {
+	for _, want := range []string{"batch b1: 19 rows", "at risk: outcome unknown 4 rows, ₹31.99", "not yet sent 2 rows, ₹35.00", "1 amount mismatch (₹40.00)",
+		"difference +₹24.00 (statement minus ledger)", "net to recover +₹15.00", "to do: 1 row recorded failed (₹8.00)"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("text summary lacks %q:\n%s", want, got)
 		}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // StatementColumnNames are our names for a statement's columns, as the
@@ -55,15 +56,18 @@ type Statement struct {
 	byRef   []int32   // entry indexes sorted by refid, then file order
 	first   []int32   // by entry: the entry holding the first occurrence of its refid
 	columns map[string]string
+	// from and to are the earliest and latest dateadded that could be
+	// read; zero when none could.
+	from, to time.Time
 }
 
 type span struct{ off, n uint32 }
 
 type stEntry struct {
-	ref, txn span
-	amount   int64
-	line     int32
-	status   TheirStatus
+	ref, txn, opref span
+	amount          int64
+	line            int32
+	status          TheirStatus
 }
 
 // StatementError is a statement line that cannot be read.
@@ -105,6 +109,18 @@ func (s *Statement) find(ref string) (int, int) {
 		j++
 	}
 	return i, j - i
+}
+
+// charged reports whether any line of the statement shows ref charged or
+// pending (money taken, or perhaps taken).
+func (s *Statement) charged(ref string) bool {
+	pos, n := s.find(ref)
+	for k := pos; k < pos+n; k++ {
+		if t := s.entries[s.byRef[k]].status; t == TheirSuccess || t == TheirPending {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseStatementColumns parses a --statement-columns value,
@@ -284,10 +300,27 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 		if len(txn) > maxIDBytes {
 			return nil, bad("txnid", txn, "txnid longer than 256 bytes")
 		}
+		if v, _ := cell("dateadded"); v != "" {
+			if t, ok := parseStatementTime(v); ok {
+				if st.from.IsZero() || t.Before(st.from) {
+					st.from = t
+				}
+				if t.After(st.to) {
+					st.to = t
+				}
+			}
+		}
+		opref, _ := cell("operatorid")
+		if len(opref) > maxIDBytes {
+			return nil, bad("operatorid", opref, "operatorid longer than 256 bytes")
+		}
 		if e.ref, err = add(ref); err != nil {
 			return nil, err
 		}
 		if e.txn, err = add(txn); err != nil {
+			return nil, err
+		}
+		if e.opref, err = add(opref); err != nil {
 			return nil, err
 		}
 		st.entries = append(st.entries, e)
@@ -311,6 +344,27 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 		}
 	}
 	return st, nil
+}
+
+// parseStatementTime reads a dateadded: RFC 3339, or a date and time
+// without a zone, taken as UTC.
+func parseStatementTime(v string) (time.Time, bool) {
+	for _, layout := range []string{time.RFC3339, "2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// Span is the earliest and latest dateadded of the statement; ok is false
+// when no line had a readable one.
+func (s *Statement) Span() (from, to time.Time, ok bool) { return s.from, s.to, !s.from.IsZero() }
+
+// Has reports whether some line of the statement names ref.
+func (s *Statement) Has(ref string) bool {
+	_, n := s.find(ref)
+	return n > 0
 }
 
 func blank(rec []string) bool {

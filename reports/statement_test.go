@@ -133,7 +133,7 @@ func TestParseStatementColumns(t *testing.T) {
 
 func TestSafeCellAndMask(t *testing.T) {
 	for in, want := range map[string]string{
-		"=1+1": "'=1+1", "+91": "'+91", "-3.00": "'-3.00", "@SUM": "'@SUM", "\tx": "'\tx", "\rx": "'\rx",
+		"=1+1": "'=1+1", "+91": "'+91", "-3.00": "-3.00", "-1007": "-1007", "-1e3": "'-1e3", "-": "'-", "-.5": "'-.5", "-5.": "'-5.", "+5": "'+5", "@SUM": "'@SUM", "\tx": "'\tx", "\rx": "'\rx",
 		"": "", "abc": "abc", "1=1": "1=1",
 	} {
 		if got := safeCell(in); got != want {

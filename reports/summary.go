@@ -19,6 +19,9 @@ type Options struct {
 	// Now is the clock for "generated at" and ages; nil means time.Now.
 	// Times in the text reports are shown in its location.
 	Now func() time.Time
+	// Location, when set, is the time zone every time is shown in
+	// (report --tz Asia/Kolkata); nil keeps Now's.
+	Location *time.Location
 }
 
 // Limits on the lists the summary carries, so it stays small for any batch;
@@ -108,24 +111,100 @@ type OperatorTally struct {
 	States   map[string]Tally `json:"states"`
 }
 
-// CodeTally is the rows that ended with one response code and message.
-// Rows without a provider answer group by their error code (rejected) or
-// by message alone.
+// CodeTally is the rows that got one response code and stand in one
+// state: one outcome per line. Rows without a provider answer group by
+// state and error code (rejected: "bad_amount"). Message is what the code
+// means, or the first message seen for it.
 type CodeTally struct {
-	Code        *int   `json:"code"` // null: no provider response code
-	Message     string `json:"message"`
+	Code        *int         `json:"code"` // null: no provider response code
+	State       ledger.State `json:"state"`
+	Message     string       `json:"message"`
+	Rows        int64        `json:"rows"`
+	AmountPaise int64        `json:"amount_paise"`
+}
+
+// AtRisk is the money whose fate is not settled, as two figures that are
+// never added up (SPEC section 6): money that may have moved, and money
+// that has not.
+type AtRisk struct {
+	// OutcomeUnknown rows were sent and have no final answer (inflight,
+	// pending, duplicate, unknown): the provider may have taken the money.
+	// They are settled by aopbatch resolve, never by sending again.
+	OutcomeUnknown RiskGroup `json:"outcome_unknown"`
+	// NotYetSent rows were never sent (queued, held): nothing has moved;
+	// a rerun sends them.
+	NotYetSent RiskGroup `json:"not_yet_sent"`
+}
+
+// RiskGroup is one figure of money at risk and its rows.
+type RiskGroup struct {
+	Rows          int64       `json:"rows"`
+	AmountPaise   int64       `json:"amount_paise"`
+	OldestSeconds int64       `json:"oldest_unresolved_seconds"`
+	Ageing        []AgeBucket `json:"ageing"`
+	Listed        []AtRiskRow `json:"listed"` // the oldest first, at most 100
+
+	heap atRiskHeap
+}
+
+// AgeBucket counts the unsettled rows whose age is at most UpToSeconds
+// (and above the previous bucket's); UpToSeconds 0 is the open last one.
+type AgeBucket struct {
+	Label       string `json:"label"`
+	UpToSeconds int64  `json:"up_to_seconds"`
 	Rows        int64  `json:"rows"`
 	AmountPaise int64  `json:"amount_paise"`
 }
 
-// AtRisk is the money whose fate is not settled: rows pending, duplicate,
-// unknown, inflight, held or queued.
-type AtRisk struct {
-	Rows          int64       `json:"rows"`
-	AmountPaise   int64       `json:"amount_paise"`
-	OldestSeconds int64       `json:"oldest_unresolved_seconds"`
-	Listed        []AtRiskRow `json:"listed"` // the oldest first, at most 100
+// ageBounds are the ageing buckets finance chases by: within the hour,
+// the day, three days, a week, and older.
+var ageBounds = []struct {
+	label string
+	sec   int64
+}{{"under 1 hour", 3600}, {"1 to 24 hours", 86400}, {"1 to 3 days", 3 * 86400}, {"3 to 7 days", 7 * 86400}, {"over 7 days", 0}}
+
+func newRiskGroup() RiskGroup {
+	g := RiskGroup{Listed: []AtRiskRow{}, Ageing: make([]AgeBucket, len(ageBounds))}
+	for i, b := range ageBounds {
+		g.Ageing[i] = AgeBucket{Label: b.label, UpToSeconds: b.sec}
+	}
+	return g
 }
+
+func (g *RiskGroup) add(r AtRiskRow) {
+	g.Rows++
+	g.AmountPaise += r.AmountPaise
+	g.OldestSeconds = max(g.OldestSeconds, r.UnresolvedSeconds)
+	for i := range g.Ageing {
+		if b := g.Ageing[i].UpToSeconds; b == 0 || r.UnresolvedSeconds <= b {
+			g.Ageing[i].Rows++
+			g.Ageing[i].AmountPaise += r.AmountPaise
+			break
+		}
+	}
+	h := &g.heap
+	if len(*h) < maxAtRiskListed || r.Since.Before((*h)[0].Since) || (r.Since.Equal((*h)[0].Since) && r.Line < (*h)[0].Line) {
+		heap.Push(h, r)
+		if len(*h) > maxAtRiskListed {
+			heap.Pop(h)
+		}
+	}
+}
+
+func (g *RiskGroup) finish() {
+	g.Listed = append(g.Listed[:0], g.heap...)
+	g.heap = nil
+	sort.Slice(g.Listed, func(i, j int) bool {
+		a, c := g.Listed[i], g.Listed[j]
+		if !a.Since.Equal(c.Since) {
+			return a.Since.Before(c.Since)
+		}
+		return a.Line < c.Line
+	})
+}
+
+// Rows is the number of rows not final, in both figures.
+func (a AtRisk) Rows() int64 { return a.OutcomeUnknown.Rows + a.NotYetSent.Rows }
 
 // AtRiskRow is one unsettled row and how long it has been so: since it was
 // first sent, or since the batch was created when it never was.
@@ -238,8 +317,9 @@ func (h *atRiskHeap) Pop() any {
 }
 
 type codeKey struct {
-	code int
-	msg  string
+	code  int
+	state ledger.State
+	err   string // error code, for rows without a response code
 }
 
 // Build computes the summary of batch b from the ledger: one pass over its
@@ -250,6 +330,9 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 		now = o.Now
 	}
 	t := now()
+	if o.Location != nil {
+		t = t.In(o.Location)
+	}
 	s := &Summary{
 		Batch:        b.ID,
 		Source:       b.Source,
@@ -258,7 +341,7 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 		PIIMasked:    o.MaskPII,
 		ByOperator:   []OperatorTally{},
 		ByCode:       []CodeTally{},
-		AtRisk:       AtRisk{Listed: []AtRiskRow{}},
+		AtRisk:       AtRisk{OutcomeUnknown: newRiskGroup(), NotYetSent: newRiskGroup()},
 		Attention:    Attention{Actions: []string{}, Conflicts: []RowRef{}},
 		seq:          b.Seq,
 		header:       b.Header,
@@ -267,7 +350,6 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 	s.Reconciliation.Discrepancies = []Discrepancy{}
 	ops := map[int64]*OperatorTally{}
 	codes := map[codeKey]*CodeTally{}
-	var risk atRiskHeap
 	err := l.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
 		s.Counts.add(r.State, 1)
 		s.AmountsPaise.add(r.State, r.AmountPaise)
@@ -284,19 +366,21 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 		st.add(r.AmountPaise)
 		op.States[string(r.State)] = st
 
-		k := codeKey{code: r.ResponseCode, msg: s.rowMessage(r)}
-		if r.ResponseCode < 0 && r.ErrorCode != "" {
-			k.msg = string(r.State) + ": " + r.ErrorCode
+		k := codeKey{code: r.ResponseCode, state: r.State}
+		if r.ResponseCode < 0 {
+			k.err = r.ErrorCode
 		}
-		k.msg = clipN(oneLine(k.msg), maxCodeMessage)
 		c := codes[k]
 		if c == nil {
 			if len(codes) >= maxCodeGroups {
-				k = codeKey{code: -2, msg: "(other messages)"}
+				k = codeKey{code: -2, err: "(other)"}
 				c = codes[k]
 			}
 			if c == nil {
-				c = &CodeTally{Message: k.msg}
+				c = &CodeTally{State: r.State, Message: codeMeaning(k.code, k.err, s.rowMessage(r))}
+				if k.code == -2 {
+					c.State, c.Message = "", "(other codes and states)"
+				}
 				if k.code >= 0 {
 					code := k.code
 					c.Code = &code
@@ -312,19 +396,15 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 			if !r.FirstSent.IsZero() {
 				since = r.FirstSent
 			}
-			age := int64(t.Sub(since) / time.Second)
-			s.AtRisk.Rows++
-			s.AtRisk.AmountPaise += r.AmountPaise
-			s.AtRisk.OldestSeconds = max(s.AtRisk.OldestSeconds, age)
-			if len(risk) < maxAtRiskListed || since.Before(risk[0].Since) || (since.Equal(risk[0].Since) && r.Line < risk[0].Line) {
-				heap.Push(&risk, AtRiskRow{
-					Line: r.Line, ReferenceID: r.ReferenceID, Operator: r.Operator, CANumber: s.mask(r.CANumber),
-					AmountPaise: r.AmountPaise, State: r.State, Since: since.In(s.loc), UnresolvedSeconds: age,
-					Message: s.rowMessage(r),
-				})
-				if len(risk) > maxAtRiskListed {
-					heap.Pop(&risk)
-				}
+			ar := AtRiskRow{
+				Line: r.Line, ReferenceID: r.ReferenceID, Operator: r.Operator, CANumber: s.mask(r.CANumber),
+				AmountPaise: r.AmountPaise, State: r.State, Since: since.In(s.loc), UnresolvedSeconds: int64(t.Sub(since) / time.Second),
+				Message: s.rowMessage(r),
+			}
+			if r.State == ledger.StateQueued || r.State == ledger.StateHeld {
+				s.AtRisk.NotYetSent.add(ar)
+			} else {
+				s.AtRisk.OutcomeUnknown.add(ar)
 			}
 		}
 		if r.State == ledger.StateConflict && len(s.Attention.Conflicts) < maxConflictsListed {
@@ -337,15 +417,9 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 	if err != nil {
 		return nil, fmt.Errorf("report on batch %s: %w", b.ID, err)
 	}
-	s.Complete = s.AtRisk.Rows == 0
-	s.AtRisk.Listed = append(s.AtRisk.Listed, risk...)
-	sort.Slice(s.AtRisk.Listed, func(i, j int) bool {
-		a, c := s.AtRisk.Listed[i], s.AtRisk.Listed[j]
-		if !a.Since.Equal(c.Since) {
-			return a.Since.Before(c.Since)
-		}
-		return a.Line < c.Line
-	})
+	s.Complete = s.AtRisk.Rows() == 0
+	s.AtRisk.OutcomeUnknown.finish()
+	s.AtRisk.NotYetSent.finish()
 	for _, op := range ops {
 		s.ByOperator = append(s.ByOperator, *op)
 	}
@@ -367,6 +441,9 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 		}
 		if ac != cc {
 			return ac < cc
+		}
+		if a.State != c.State {
+			return a.State < c.State
 		}
 		return a.Message < c.Message
 	})
@@ -445,36 +522,6 @@ func msLabel(ms int64) string {
 	return fmt.Sprintf("%dms", ms)
 }
 
-// actions says what a person should do about the rows not settled well.
-func (s *Summary) actions() []string {
-	var a []string
-	c := s.Counts
-	if n := c.Pending + c.Duplicate + c.Unknown + c.Inflight; n > 0 {
-		a = append(a, fmt.Sprintf("%s (%s rupees) not settled with the provider: run aopbatch resolve", rowsText(n),
-			rupees(s.AmountsPaise.Pending+s.AmountsPaise.Duplicate+s.AmountsPaise.Unknown+s.AmountsPaise.Inflight)))
-	}
-	if n := c.Queued + c.Held; n > 0 {
-		a = append(a, fmt.Sprintf("%s (%s rupees) not sent yet (queued or held): run aopbatch run again to resume", rowsText(n),
-			rupees(s.AmountsPaise.Queued+s.AmountsPaise.Held)))
-	}
-	if c.Rejected > 0 {
-		a = append(a, fmt.Sprintf("%s rejected, not sent: correct rejects.csv and submit it as a new file", rowsText(c.Rejected)))
-	}
-	if c.Conflict > 0 {
-		a = append(a, fmt.Sprintf("%s in conflict (a referenceid of another batch), not sent: check that batch before paying under a new referenceid", rowsText(c.Conflict)))
-	}
-	if c.Failed > 0 {
-		a = append(a, fmt.Sprintf("%s failed (%s rupees, nothing taken): aopbatch export --state failed gives a file to correct and send under new referenceids", rowsText(c.Failed), rupees(s.AmountsPaise.Failed)))
-	}
-	if c.Refunded > 0 {
-		a = append(a, fmt.Sprintf("%s charged and refunded (%s rupees returned to the wallet)", rowsText(c.Refunded), rupees(s.AmountsPaise.Refunded)))
-	}
-	if a == nil {
-		a = []string{}
-	}
-	return a
-}
-
 func rowsText(n int64) string {
 	if n == 1 {
 		return "1 row"
@@ -504,36 +551,6 @@ func (s *Summary) rowMessage(r *ledger.Row) string {
 func (s *Summary) Mismatched() bool {
 	r := s.Reconciliation
 	return r.Performed && r.AmountMismatch+r.StatusMismatch+r.MissingInStatement+r.MissingInLedger+r.DuplicatedInStatement > 0
-}
-
-// TextSummary is a few lines for the terminal: counts, amounts, money at
-// risk and the reconciliation's outcome.
-func (s *Summary) TextSummary() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "batch %s: %d rows, %s rupees\n", s.Batch, s.Counts.Total, rupees(s.AmountsPaise.Total))
-	var parts []string
-	for _, st := range ledger.States {
-		if n := s.Counts.Get(st); n > 0 {
-			parts = append(parts, fmt.Sprintf("%s %d (%s)", st, n, rupees(s.AmountsPaise.Get(st))))
-		}
-	}
-	if len(parts) > 0 {
-		fmt.Fprintf(&b, "  %s\n", strings.Join(parts, ", "))
-	}
-	if s.AtRisk.Rows > 0 {
-		fmt.Fprintf(&b, "at risk: %d rows, %s rupees not settled, the oldest for %s\n",
-			s.AtRisk.Rows, rupees(s.AtRisk.AmountPaise), ageText(s.AtRisk.OldestSeconds))
-	} else {
-		b.WriteString("at risk: nothing, every row is final\n")
-	}
-	if r := s.Reconciliation; r.Performed {
-		fmt.Fprintf(&b, "reconciliation: %d matched, %d amount mismatch, %d status mismatch, %d missing in statement, %d missing in ledger, %d duplicated in statement\n",
-			r.Matched, r.AmountMismatch, r.StatusMismatch, r.MissingInStatement, r.MissingInLedger, r.DuplicatedInStatement)
-		ct := r.ControlTotals
-		fmt.Fprintf(&b, "control totals: ledger success %s, statement success %s, difference %s\n",
-			rupees(ct.LedgerSuccessPaise), rupees(ct.StatementSuccessPaise), signedRupees(ct.DifferencePaise))
-	}
-	return b.String()
 }
 
 // ageText renders seconds as a duration a person reads: "2h5m0s".

@@ -5,19 +5,11 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/aopbatch/aopbatch/batch"
+	"github.com/aopbatch/aopbatch/ledger"
 )
 
 // rupees renders paise as rupees with two decimals: 1050 -> "10.50".
-func rupees(paise int64) string { return batch.FormatRupees(paise) }
-
-// signedRupees is rupees with an explicit sign for differences: "+10.00".
-func signedRupees(paise int64) string {
-	if paise > 0 {
-		return "+" + rupees(paise)
-	}
-	return rupees(paise)
-}
+func rupees(paise int64) string { return ledger.FormatRupees(paise) }
 
 // maxStatementIntDigits keeps a statement amount far inside int64 paise.
 const maxStatementIntDigits = 15
@@ -114,16 +106,41 @@ func grouped(s string) bool {
 }
 
 // safeCell defuses spreadsheet formula injection: a cell that a spreadsheet
-// would evaluate gets a leading "'" and is shown as text.
+// would evaluate gets a leading "'" and is shown as text. A plain number
+// ("-1007.23") is left alone, so it can still be summed; aopbatch's reader
+// takes the "'" off again (batch.unescapeFormula), so a file written to be
+// fed back reads as the original.
 func safeCell(s string) string {
 	if s == "" {
 		return s
 	}
 	switch s[0] {
 	case '=', '+', '-', '@', '\t', '\r':
+		if plainNumber(s) {
+			return s
+		}
 		return "'" + s
 	}
 	return s
+}
+
+// plainNumber reports whether s is -?digits[.digits].
+func plainNumber(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	whole, frac, dot := strings.Cut(s, ".")
+	return digitsOnly(whole) && (!dot || digitsOnly(frac))
+}
+
+func digitsOnly(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // safeRecord applies safeCell to every cell of rec in place.
@@ -152,20 +169,9 @@ func maskTail(s string) string {
 	return strings.Repeat("X", n-4) + s[i:]
 }
 
-// normName normalises a header name the way the input reader matches them:
-// lowercase, ignoring '_', '-', spaces and a byte order mark.
-func normName(s string) string {
-	s = strings.TrimPrefix(s, "\ufeff")
-	var b strings.Builder
-	for _, r := range strings.ToLower(strings.TrimSpace(s)) {
-		switch r {
-		case '_', '-', ' ':
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+// normName is the ledger's one column-name normaliser, the input
+// reader's own.
+func normName(s string) string { return ledger.NormalizeColumn(s) }
 
 // piiColumns are the (normalised) input columns --mask-pii masks.
 var piiColumns = map[string]bool{"canumber": true, "cellnumber": true, "username": true}

@@ -9,14 +9,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aopbatch/aopbatch/ledger"
 )
-
-// Formats are the report formats Write knows, in the order it writes them.
-var Formats = []string{"json", "csv", "md", "html"}
 
 // File names written by Write.
 const (
@@ -26,10 +25,15 @@ const (
 	FileReconciliation = "reconciliation.csv"
 	FileMarkdown       = "summary.md"
 	FileHTML           = "report.html"
+	FileXLSX           = "report.xlsx"
 )
 
-// RowsHeader is the header of rows.csv.
-var RowsHeader = []string{"line", "referenceid", "operator", "canumber", "amount", "state", "response_code", "message", "attempts", "provider_txnid"}
+// RowsHeader is the header of rows.csv: SPEC section 6's columns, then the
+// provider's operator reference (from the statement, when one was given),
+// when the row was first sent and when it settled (RFC 3339, the report's
+// time zone; empty when never sent, or not settled).
+var RowsHeader = []string{"line", "referenceid", "operator", "canumber", "amount", "state", "response_code", "message", "attempts",
+	"provider_txnid", "operator_ref", "first_sent", "settled"}
 
 // RejectsTrailer is appended to the batch's own header in rejects.csv.
 var RejectsTrailer = []string{"line", "error_code", "reason", "fixable"}
@@ -37,6 +41,41 @@ var RejectsTrailer = []string{"line", "error_code", "reason", "fixable"}
 // ReconciliationHeader is the header of reconciliation.csv.
 var ReconciliationHeader = []string{"category", "line", "referenceid", "state", "amount", "provider_txnid",
 	"statement_line", "statement_status", "statement_amount", "statement_txnid", "note"}
+
+// format is one report format: the files it writes.
+type format struct {
+	name string
+	// write writes the format's files into dir and returns their paths.
+	write func(w *writer) error
+}
+
+// formats is the registry of report formats, in the order Write writes
+// them; --format picks from it by name.
+var formats = []format{
+	{"json", func(w *writer) error { return w.put(FileJSON, w.s.writeJSON) }},
+	{"csv", func(w *writer) error {
+		paths, err := w.s.writeRowFiles(w.ctx, w.l, w.dir)
+		w.written = append(w.written, paths...)
+		if err != nil {
+			return err
+		}
+		return w.put(FileRejects, func(out io.Writer) error { return w.s.writeRejects(w.ctx, w.l, out) })
+	}},
+	{"md", func(w *writer) error { return w.put(FileMarkdown, w.view().writeMarkdown) }},
+	{"html", func(w *writer) error { return w.put(FileHTML, w.view().writeHTML) }},
+	{"xlsx", func(w *writer) error {
+		return w.put(FileXLSX, func(out io.Writer) error { return w.s.writeXLSX(w.ctx, w.l, out) })
+	}},
+}
+
+// Formats are the report formats Write knows, in the order it writes them.
+var Formats = func() []string {
+	names := make([]string, len(formats))
+	for i, f := range formats {
+		names[i] = f.name
+	}
+	return names
+}()
 
 // ParseFormats reads a --format value ("md,csv"); empty means all.
 func ParseFormats(v string) ([]string, error) {
@@ -49,29 +88,51 @@ func ParseFormats(v string) ([]string, error) {
 		if f == "markdown" {
 			f = "md"
 		}
-		known := false
-		for _, k := range Formats {
-			known = known || k == f
-		}
-		if !known {
-			return nil, fmt.Errorf("unknown report format %q (known: md, csv, json, html)", f)
+		if !slices.Contains(Formats, f) {
+			return nil, fmt.Errorf("unknown report format %q (known: %s)", f, strings.Join(Formats, ", "))
 		}
 		out = append(out, f)
 	}
 	return out, nil
 }
 
+// writer is one Write call: where it writes, and what it wrote.
+type writer struct {
+	ctx     context.Context
+	l       ledger.Reader
+	dir     string
+	s       *Summary
+	v       *view
+	written []string
+}
+
+func (w *writer) view() *view {
+	if w.v == nil {
+		w.v = w.s.view()
+	}
+	return w.v
+}
+
+func (w *writer) put(name string, fn func(io.Writer) error) error {
+	p := filepath.Join(w.dir, name)
+	if err := writeAtomic(p, 0o600, fn); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	w.written = append(w.written, p)
+	return nil
+}
+
 // Write writes the reports of s into dir (created with mode 0700 if needed;
 // files 0600, each replaced atomically) and returns the paths written.
-// formats are "json", "csv", "md", "html"; none means all. The csv format
-// is rows.csv, rejects.csv and, after Reconcile, reconciliation.csv, all
-// streamed from the ledger l.
-func Write(ctx context.Context, l ledger.Reader, dir string, s *Summary, formats []string) ([]string, error) {
+// formats name entries of Formats; none means all. The csv format is
+// rows.csv, rejects.csv and, after Reconcile, reconciliation.csv, all
+// streamed from the ledger l, as are the workbook's row sheets.
+func Write(ctx context.Context, l ledger.Reader, dir string, s *Summary, names []string) ([]string, error) {
 	want := map[string]bool{}
-	if len(formats) == 0 {
-		formats = Formats
+	if len(names) == 0 {
+		names = Formats
 	}
-	for _, f := range formats {
+	for _, f := range names {
 		fs, err := ParseFormats(f)
 		if err != nil {
 			return nil, err
@@ -83,41 +144,16 @@ func Write(ctx context.Context, l ledger.Reader, dir string, s *Summary, formats
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("write reports: %w", err)
 	}
-	var written []string
-	put := func(name string, fn func(io.Writer) error) error {
-		p := filepath.Join(dir, name)
-		if err := writeAtomic(p, 0o600, fn); err != nil {
-			return fmt.Errorf("write %s: %w", p, err)
+	w := &writer{ctx: ctx, l: l, dir: dir, s: s}
+	for _, f := range formats {
+		if !want[f.name] {
+			continue
 		}
-		written = append(written, p)
-		return nil
-	}
-	if want["json"] {
-		if err := put(FileJSON, s.writeJSON); err != nil {
-			return written, err
+		if err := f.write(w); err != nil {
+			return w.written, fmt.Errorf("write reports: %w", err)
 		}
 	}
-	if want["csv"] {
-		paths, err := s.writeRowFiles(ctx, l, dir)
-		written = append(written, paths...)
-		if err != nil {
-			return written, fmt.Errorf("write reports: %w", err)
-		}
-		if err := put(FileRejects, func(w io.Writer) error { return s.writeRejects(ctx, l, w) }); err != nil {
-			return written, err
-		}
-	}
-	if want["md"] {
-		if err := put(FileMarkdown, s.writeMarkdown); err != nil {
-			return written, err
-		}
-	}
-	if want["html"] {
-		if err := put(FileHTML, s.writeHTML); err != nil {
-			return written, err
-		}
-	}
-	return written, nil
+	return w.written, nil
 }
 
 // atomicFile is a file written under a temporary name in its directory and
@@ -209,11 +245,24 @@ func (c *csvWriter) flush() error {
 
 // amountCell is a row's amount in rupees; empty for a rejected row whose
 // amount could not be read (stored as 0).
-func amountCell(r *ledger.Row) string {
-	if r.AmountPaise == 0 && r.State == ledger.StateRejected {
+func amountCell(st ledger.State, paise int64) string {
+	if paise == 0 && st == ledger.StateRejected {
 		return ""
 	}
-	return rupees(r.AmountPaise)
+	return rupees(paise)
+}
+
+// rowTimes are a row's first-sent and settled times for rows.csv: empty
+// when it was never sent, or has not settled.
+func (s *Summary) rowTimes(r *ledger.Row) (first, settled string) {
+	if r.FirstSent.IsZero() {
+		return "", ""
+	}
+	first = r.FirstSent.In(s.loc).Format(time.RFC3339)
+	if r.State.Final() {
+		settled = r.Updated.In(s.loc).Format(time.RFC3339)
+	}
+	return first, settled
 }
 
 // writeRowFiles writes rows.csv and, after Reconcile, reconciliation.csv
@@ -244,7 +293,7 @@ func (s *Summary) writeRowFiles(ctx context.Context, l ledger.Reader, dir string
 	}
 	rowRec := make([]string, len(RowsHeader))
 	reconRec := make([]string, len(ReconciliationHeader))
-	writeRow := func(r *ledger.Row) error {
+	writeRow := func(r *ledger.Row, opRef string) error {
 		rowRec[0] = strconv.Itoa(r.Line)
 		rowRec[1] = r.ReferenceID
 		rowRec[2] = ""
@@ -252,7 +301,7 @@ func (s *Summary) writeRowFiles(ctx context.Context, l ledger.Reader, dir string
 			rowRec[2] = strconv.FormatInt(r.Operator, 10)
 		}
 		rowRec[3] = s.mask(r.CANumber)
-		rowRec[4] = amountCell(r)
+		rowRec[4] = amountCell(r.State, r.AmountPaise)
 		rowRec[5] = string(r.State)
 		rowRec[6] = ""
 		if r.ResponseCode >= 0 {
@@ -261,14 +310,16 @@ func (s *Summary) writeRowFiles(ctx context.Context, l ledger.Reader, dir string
 		rowRec[7] = s.rowMessage(r)
 		rowRec[8] = strconv.Itoa(r.Attempts)
 		rowRec[9] = r.ProviderTxnID
+		rowRec[10] = opRef
+		rowRec[11], rowRec[12] = s.rowTimes(r)
 		return rows.write(rowRec)
 	}
 	if s.recon == nil {
-		err = l.EachRow(ctx, s.seq, writeRow)
+		err = l.EachRow(ctx, s.seq, func(r *ledger.Row) error { return writeRow(r, "") })
 	} else {
 		err = s.walk(ctx, l, s.recon, func(r *ledger.Row, d *Discrepancy) error {
 			if r != nil {
-				if err := writeRow(r); err != nil {
+				if err := writeRow(r, d.StatementOperatorRef); err != nil {
 					return err
 				}
 			}
@@ -277,7 +328,7 @@ func (s *Summary) writeRowFiles(ctx context.Context, l ledger.Reader, dir string
 			if d.Line > 0 {
 				reconRec[1] = strconv.Itoa(d.Line)
 				reconRec[3] = string(d.State)
-				reconRec[4] = amountCell(r)
+				reconRec[4] = amountCell(r.State, r.AmountPaise)
 			}
 			reconRec[2] = d.ReferenceID
 			reconRec[5] = d.ProviderTxnID
@@ -341,21 +392,7 @@ func (s *Summary) writeRejects(ctx context.Context, l ledger.Reader, w io.Writer
 				}
 			}
 		}
-		reason := s.rowMessage(r)
-		if r.ErrorColumn != "" && !strings.Contains(reason, r.ErrorColumn) {
-			reason = "column " + r.ErrorColumn + ": " + reason
-		}
-		if len(r.Raw) > width {
-			extra := make([]string, 0, len(r.Raw)-width)
-			for _, v := range r.Raw[width:] {
-				extra = append(extra, strconv.Quote(s.maskIfPII(v)))
-			}
-			reason += "; cells beyond the header: " + strings.Join(extra, ", ")
-		}
-		fixable := "yes"
-		if r.ErrorCode == "duplicate_referenceid" {
-			fixable = "review"
-		}
+		reason, fixable := s.rejectReason(r)
 		rec[width] = strconv.Itoa(r.Line)
 		rec[width+1] = r.ErrorCode
 		rec[width+2] = reason
@@ -366,6 +403,35 @@ func (s *Summary) writeRejects(ctx context.Context, l ledger.Reader, w io.Writer
 		return err
 	}
 	return c.flush()
+}
+
+// rejectReason is a rejected row's reason and fixable for rejects.csv:
+// fixable is "yes"; "review" for a referenceid repeated in the file (the
+// row may be the same payment twice); "no" when the statement given shows
+// its referenceid charged (someone sent it: it must not be sent again).
+func (s *Summary) rejectReason(r *ledger.Row) (reason, fixable string) {
+	width := len(s.header)
+	reason = s.rowMessage(r)
+	if r.ErrorColumn != "" && !strings.Contains(reason, r.ErrorColumn) {
+		reason = "column " + r.ErrorColumn + ": " + reason
+	}
+	if len(r.Raw) > width {
+		extra := make([]string, 0, len(r.Raw)-width)
+		for _, v := range r.Raw[width:] {
+			extra = append(extra, strconv.Quote(s.maskIfPII(v)))
+		}
+		reason += "; cells beyond the header: " + strings.Join(extra, ", ")
+	}
+	fixable = "yes"
+	if r.ErrorCode == "duplicate_referenceid" {
+		fixable = "review"
+	}
+	if s.recon != nil {
+		if note, ok := s.recon.rejectedCharged[r.Line]; ok {
+			fixable, reason = "no", reason+"; "+note
+		}
+	}
+	return reason, fixable
 }
 
 // maskIfPII masks a cell whose column is unknown (beyond the header) when

@@ -15,10 +15,10 @@ import (
 
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
-		batchID, state, out string
-		keepRefs            bool
+		batchID, state, out, statement, columns string
+		keepRefs                                bool
 	)
-	fs := newFlagSet("export", "export [--ledger FILE] [--batch ID|latest] --state STATE [--out FILE] [--keep-refs]",
+	fs := newFlagSet("export", "export [--ledger FILE] [--batch ID|latest] --state STATE [--statement FILE [--statement-columns MAP]] [--out FILE] [--keep-refs]",
 		"aopbatch export --ledger nightly.db --batch latest --state failed --out retry.csv", stderr)
 	usage := fs.Usage
 	fs.Usage = func() {
@@ -28,6 +28,9 @@ Writes the rows of one state as an input CSV under the batch's own header, so
 they can be corrected and sent as a new batch. The referenceid column is left
 blank: each row needs a NEW referenceid chosen by a person (--keep-refs keeps
 the old ones, which the provider answers as duplicates if it received them).
+With --statement, every row the statement shows charged or pending is left
+out: it must never be sent again (aopbatch reconcile records what the
+provider says about it).
 `)
 	}
 	ledgerPath := ledgerFlag(fs)
@@ -35,6 +38,8 @@ the old ones, which the provider answers as duplicates if it received them).
 	fs.StringVar(&state, "state", "", "rows to export: "+stateNames())
 	fs.StringVar(&out, "out", "", "file to write (default standard output)")
 	fs.BoolVar(&keepRefs, "keep-refs", false, "keep the referenceid column instead of blanking it")
+	fs.StringVar(&statement, "statement", "", "provider statement CSV: leave out the rows it shows charged or pending")
+	fs.StringVar(&columns, "statement-columns", "", "statement headers, ours=theirs pairs, e.g. refid=Reference,amount=Amt")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -45,13 +50,26 @@ the old ones, which the provider answers as duplicates if it received them).
 	if !st.Valid() {
 		return start(fmt.Errorf("--state %q is not a row state (%s)", state, stateNames()))
 	}
+	cols, err := reports.ParseStatementColumns(columns)
+	if err != nil {
+		return start(fmt.Errorf("--statement-columns: %w", err))
+	}
+	if columns != "" && statement == "" {
+		return start(errors.New("--statement-columns needs --statement"))
+	}
+	var st2 *reports.Statement
+	if statement != "" {
+		if st2, err = reports.ReadStatementFile(statement, cols); err != nil {
+			return start(err)
+		}
+	}
 	l, b, err := openExisting(ctx, *ledgerPath, batchID)
 	if err != nil {
 		return start(err)
 	}
 	defer l.Close()
 
-	o := reports.ExportOptions{KeepRefs: keepRefs}
+	o := reports.ExportOptions{KeepRefs: keepRefs, Statement: st2}
 	var res reports.ExportResult
 	dest := "standard output"
 	if out == "" || out == "-" {
@@ -68,6 +86,10 @@ the old ones, which the provider answers as duplicates if it received them).
 		return start(err)
 	}
 	fmt.Fprintf(stderr, "aopbatch: exported %d %s rows of batch %s to %s\n", res.Rows, st, b.ID, dest)
+	if res.Charged > 0 {
+		fmt.Fprintf(stderr, "aopbatch: left out %d rows the statement shows charged or pending (%s): do not send them again; aopbatch reconcile confirms them with the provider\n",
+			res.Charged, strings.Join(res.ChargedRefs, ", "))
+	}
 	switch {
 	case res.Rows == 0:
 	case res.BlankedRefs:

@@ -7,7 +7,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/aopbatch/aopbatch/batch"
 	"github.com/aopbatch/aopbatch/ledger"
 )
 
@@ -71,7 +70,7 @@ func runLedgerCopy(ctx context.Context, args []string, stdout, stderr io.Writer)
 	res, err := ledger.Copy(ctx, src, dst, ids)
 	for _, b := range res.Batches {
 		t := b.Counts.Total()
-		fmt.Fprintf(stdout, "copied batch %s: %d rows, %s, %d attempts\n", b.ID, t.Rows, batch.FormatRupees(t.Paise), b.Attempts)
+		fmt.Fprintf(stdout, "copied batch %s: %d rows, %s, %d attempts\n", b.ID, t.Rows, ledger.FormatRupees(t.Paise), b.Attempts)
 	}
 	if err != nil {
 		switch {
@@ -83,6 +82,6 @@ func runLedgerCopy(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return start(fmt.Errorf("ledger copy: %w", err))
 	}
 	fmt.Fprintf(stdout, "copied %d batches from %s to %s: %d rows, %s, %d attempts; counts and sums by state agree in both ledgers\n",
-		len(res.Batches), src.Location(), dst.Location(), res.Rows, batch.FormatRupees(res.Paise), res.Attempts)
+		len(res.Batches), src.Location(), dst.Location(), res.Rows, ledger.FormatRupees(res.Paise), res.Attempts)
 	return nil
 }

@@ -122,6 +122,7 @@ func commands() []command {
 		{"resolve", "ask the provider about pending, duplicate and unknown rows", runResolve},
 		{"status", "list batches, or one batch's counts by state", runStatus},
 		{"report", "write reports and reconcile against a provider statement", runReport},
+		{"reconcile", "confirm a provider statement's disagreements with the provider and record them", runReconcile},
 		{"export", "write the rows in one state as an input CSV", runExport},
 		{"ledger", "copy batches between ledgers (SQLite file, PostgreSQL)", runLedger},
 		{"sandbox", "serve a local AOP-compatible API for trying things out", runSandbox},
@@ -150,7 +151,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: aopbatch COMMAND [flags]")
 	fmt.Fprintln(w)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'aopbatch COMMAND -h' for a command's flags. Try 'aopbatch demo'.")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/aopbatch/aopbatch/ledger"
 	"github.com/aopbatch/aopbatch/reports"
@@ -15,18 +16,19 @@ import (
 
 func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
-		batchID, statement, columns, format, out, metrics string
-		maskPII                                           bool
+		batchID, statement, columns, format, out, metrics, tz string
+		maskPII                                               bool
 	)
 	fs := newFlagSet("report",
-		"report [--ledger FILE] [--batch ID|latest] [--statement FILE [--statement-columns MAP]] [--format md,csv,json,html] [--out DIR] [--mask-pii] [--metrics-file FILE]",
+		"report [--ledger FILE] [--batch ID|latest] [--statement FILE [--statement-columns MAP]] [--format md,csv,json,html,xlsx] [--out DIR] [--tz ZONE] [--mask-pii] [--metrics-file FILE]",
 		"aopbatch report --ledger nightly.db --batch latest --statement provider-2025-03-01.csv --statement-columns refid=Reference,amount=Amt --out reports/2025-03-01 --metrics-file /var/lib/node_exporter/textfile/aopbatch.prom", stderr)
 	usage := fs.Usage
 	fs.Usage = func() {
 		usage()
 		fmt.Fprint(stderr, `
-Writes report.json, rows.csv, rejects.csv, summary.md and report.html (and
-reconciliation.csv with --statement) into --out, created if needed.
+Writes report.json, rows.csv, rejects.csv, summary.md, report.html and
+report.xlsx (and reconciliation.csv with --statement) into --out, created
+if needed.
 The statement is a CSV with columns refid, txnid, amount, status, refunded,
 operatorid, dateadded (as the status enquiry names them); name the provider's
 own headers with --statement-columns ours=Theirs,... when they differ.
@@ -38,7 +40,8 @@ disagree (see reconciliation.csv); 1 usage, ledger or statement error.
 	fs.StringVar(&batchID, "batch", "", "batch id, or latest; may be omitted when the ledger holds one batch")
 	fs.StringVar(&statement, "statement", "", "provider statement CSV to reconcile the ledger against")
 	fs.StringVar(&columns, "statement-columns", "", "statement headers, ours=theirs pairs, e.g. refid=Reference,amount=Amt")
-	fs.StringVar(&format, "format", "md,csv,json,html", "formats to write: md, csv, json, html")
+	fs.StringVar(&format, "format", strings.Join(reports.Formats, ","), "formats to write: "+strings.Join(reports.Formats, ", "))
+	fs.StringVar(&tz, "tz", "", "time zone the reports show times in, e.g. Asia/Kolkata (default: the machine's)")
 	fs.StringVar(&out, "out", "", "directory for the reports (default reports-BATCH)")
 	fs.BoolVar(&maskPII, "mask-pii", false, "mask canumber, cellNumber and userName (keep the last 4 characters)")
 	fs.StringVar(&metrics, "metrics-file", "", "also write the figures in Prometheus text format to this file (for node_exporter's textfile collector)")
@@ -48,6 +51,10 @@ disagree (see reconciliation.csv); 1 usage, ledger or statement error.
 	formats, err := reports.ParseFormats(format)
 	if err != nil {
 		return start(fmt.Errorf("--format: %w", err))
+	}
+	loc, err := parseTZ(tz)
+	if err != nil {
+		return start(err)
 	}
 	cols, err := reports.ParseStatementColumns(columns)
 	if err != nil {
@@ -68,7 +75,7 @@ disagree (see reconciliation.csv); 1 usage, ledger or statement error.
 			return start(err)
 		}
 	}
-	s, err := reports.Build(ctx, l, b, reports.Options{MaskPII: maskPII})
+	s, err := reports.Build(ctx, l, b, reports.Options{MaskPII: maskPII, Location: loc})
 	if err != nil {
 		return start(err)
 	}
@@ -98,6 +105,18 @@ disagree (see reconciliation.csv); 1 usage, ledger or statement error.
 	return nil
 }
 
+// parseTZ reads a --tz value: an IANA zone name; empty is the machine's.
+func parseTZ(tz string) (*time.Location, error) {
+	if tz == "" {
+		return nil, nil
+	}
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		return nil, fmt.Errorf("--tz %q is not a time zone name such as Asia/Kolkata or UTC", tz)
+	}
+	return loc, nil
+}
+
 // writeReports writes every report format of batch b into dir, for run and
 // resolve's --report, and prints a short summary.
 // endReports are the report outputs run and resolve write when they end.
@@ -105,11 +124,13 @@ type endReports struct {
 	dir     string
 	maskPII bool
 	metrics string
+	tz      string
 }
 
 func (r *endReports) register(fs *flag.FlagSet) {
 	fs.StringVar(&r.dir, "report", "", "write the reports into this directory at the end")
 	fs.BoolVar(&r.maskPII, "mask-pii", false, "mask canumber, cellNumber and userName in the reports")
+	fs.StringVar(&r.tz, "tz", "", "time zone the reports show times in, e.g. Asia/Kolkata (default: the machine's)")
 	fs.StringVar(&r.metrics, "metrics-file", "", "write the batch's figures in the Prometheus text format (for node_exporter's textfile collector)")
 }
 
@@ -120,7 +141,11 @@ func (r endReports) write(ctx context.Context, l ledger.Store, b ledger.Batch, s
 	if !r.wanted() {
 		return nil
 	}
-	s, err := reports.Build(ctx, l, b, reports.Options{MaskPII: r.maskPII})
+	loc, err := parseTZ(r.tz)
+	if err != nil {
+		return err
+	}
+	s, err := reports.Build(ctx, l, b, reports.Options{MaskPII: r.maskPII, Location: loc})
 	if err != nil {
 		return err
 	}

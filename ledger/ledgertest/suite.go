@@ -58,6 +58,7 @@ func Exercise(t *testing.T, newDB func(t *testing.T) DB) {
 		{"BatchResolve", s.testBatchResolve},
 		{"BatchesWithContent", s.testBatchesWithContent},
 		{"Copy", s.testCopy},
+		{"Correct", s.testCorrect},
 		{"WriterSuccess", s.testWriterSuccess},
 		{"WriterLogsEveryAttemptOfAGroupInOrder", s.testWriterLogsEveryAttemptOfAGroupInOrder},
 		{"WriterAttemptOnly", s.testWriterAttemptOnly},

@@ -106,6 +106,8 @@ func (s *Server) serveRecharge(w http.ResponseWriter, r *http.Request) {
 		out = outDuplicate
 	default:
 		e.nonDup++
+		// Remembered for a late success (ChargeLate) of a declined one.
+		e.canumber, e.operator, e.amount = req.CANumber, op, amount
 		switch {
 		case s.down[op]:
 			out = outDown

@@ -111,6 +111,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if s.allow(w, r, http.MethodGet) {
 			s.serveStatement(w, r)
 		}
+	case "/sandbox/refund", "/sandbox/charge":
+		if s.allow(w, r, http.MethodPost) {
+			s.serveAfter(w, r, r.URL.Path == "/sandbox/refund")
+		}
 	case "/sandbox/token":
 		if s.allow(w, r, http.MethodPost) {
 			s.serveToken(w, r)

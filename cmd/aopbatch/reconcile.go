@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aopbatch/aopbatch/batch"
+	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/reports"
+)
+
+func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		conn                                 connFlags
+		logs                                 logFlags
+		batchID, statement, columns, out, tz string
+		maskPII                              bool
+		leaseTTL                             time.Duration
+	)
+	fs := newFlagSet("reconcile", "reconcile --statement FILE [--statement-columns MAP] [--ledger FILE] [--batch ID] [--out DIR] [connection flags]",
+		"AOP_TOKEN=... aopbatch reconcile --statement provider-2026-11-26.csv --ledger nightly.db --auth bearer --out recon/2026-11-26", stderr)
+	usage := fs.Usage
+	fs.Usage = func() {
+		usage()
+		fmt.Fprint(stderr, `
+Compares a provider statement with the ledger: every batch whose rows the
+statement names or that sent between its earliest and latest dateadded
+(or --batch). Each row that disagrees is confirmed with the status enquiry
+(only those rows), and what the provider confirms is recorded in the ledger
+with the enquiry as evidence: a success later refunded becomes refunded, a
+row recorded failed that the provider charged becomes success. The
+statement alone never changes the ledger; nothing is ever sent. The reports
+are written into --out (one directory per batch when there are several).
+Exit codes: 0 everything agrees after confirmation; 2 some disagreement
+remains (each listed with the provider's answer); 1 usage, ledger or
+statement error.
+`)
+	}
+	ledgerPath := ledgerFlag(fs)
+	fs.StringVar(&batchID, "batch", "", "reconcile this batch only (id, or latest)")
+	fs.StringVar(&statement, "statement", "", "provider statement CSV (required)")
+	fs.StringVar(&columns, "statement-columns", "", "statement headers, ours=theirs pairs, e.g. refid=Reference,amount=Amt")
+	fs.StringVar(&out, "out", "", "directory for the reports (default reconcile-BATCH)")
+	fs.StringVar(&tz, "tz", "", "time zone the reports show times in, e.g. Asia/Kolkata")
+	fs.BoolVar(&maskPII, "mask-pii", false, "mask canumber, cellNumber and userName in the reports")
+	fs.DurationVar(&leaseTTL, "lease-ttl", 30*time.Second, "how long the batch lock outlives a reconcile that died on another host")
+	conn.register(fs)
+	logs.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if statement == "" {
+		return start(errors.New("reconcile needs --statement FILE"))
+	}
+	cols, err := reports.ParseStatementColumns(columns)
+	if err != nil {
+		return start(fmt.Errorf("--statement-columns: %w", err))
+	}
+	loc, err := parseTZ(tz)
+	if err != nil {
+		return start(err)
+	}
+	if err := conn.check(); err != nil {
+		return start(err)
+	}
+	if leaseTTL < time.Second {
+		return start(fmt.Errorf("--lease-ttl must be at least 1s, not %s", leaseTTL))
+	}
+	if _, err := logs.logger(stderr); err != nil {
+		return start(err)
+	}
+	st, err := reports.ReadStatementFile(statement, cols)
+	if err != nil {
+		return start(err)
+	}
+	client, err := conn.client()
+	if err != nil {
+		return start(err)
+	}
+	l, err := openLedgerFile(ctx, *ledgerPath)
+	if err != nil {
+		return start(err)
+	}
+	defer l.Close()
+	batches, err := coveredBatches(ctx, l, st, batchID)
+	if err != nil {
+		return start(err)
+	}
+	if len(batches) == 0 {
+		return start(errors.New("the statement names no row of any batch of this ledger, and no batch sent in its time range: pass --batch ID"))
+	}
+	opts := reports.Options{MaskPII: maskPII, Location: loc}
+	remaining := 0
+	for _, b := range batches {
+		dir := out
+		switch {
+		case dir == "":
+			dir = "reconcile-" + safeName(b.ID)
+		case len(batches) > 1:
+			dir = filepath.Join(out, safeName(b.ID))
+		}
+		n, err := reconcileBatch(ctx, l, client, b, st, opts, conn, leaseTTL, dir, stdout)
+		if err != nil {
+			return start(fmt.Errorf("reconcile batch %s: %w", b.ID, err))
+		}
+		remaining += n
+	}
+	if remaining > 0 {
+		return &exitError{code: exitFinishedNo, err: fmt.Errorf("%d disagreements remain after asking the provider: see above and reconciliation.csv", remaining)}
+	}
+	fmt.Fprintln(stdout, "reconcile: the ledger and the statement agree")
+	return nil
+}
+
+// coveredBatches are the batches a statement covers: id when given, else
+// every ready batch with a row the statement names or first sent within
+// the statement's dateadded range.
+func coveredBatches(ctx context.Context, l ledger.Store, st *reports.Statement, id string) ([]ledger.Batch, error) {
+	if id != "" {
+		b, err := l.Batch(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return []ledger.Batch{b}, nil
+	}
+	all, err := l.Batches(ctx)
+	if err != nil {
+		return nil, err
+	}
+	from, to, dated := st.Span()
+	errFound := errors.New("covered")
+	var out []ledger.Batch
+	for _, b := range all {
+		if !b.Ready {
+			continue
+		}
+		err := l.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
+			if r.State != ledger.StateRejected && r.State != ledger.StateConflict && st.Has(r.ReferenceID) {
+				return errFound
+			}
+			if dated && !r.FirstSent.IsZero() && !r.FirstSent.Before(from) && !r.FirstSent.After(to) {
+				return errFound
+			}
+			return nil
+		})
+		if errors.Is(err, errFound) {
+			out = append(out, b)
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// reconcileBatch confirms one batch's disagreements with the provider,
+// records what it confirms, writes the reports and returns how many
+// disagreements remain.
+func reconcileBatch(ctx context.Context, l ledger.Store, p batch.Prober, b ledger.Batch, st *reports.Statement, opts reports.Options,
+	conn connFlags, leaseTTL time.Duration, dir string, stdout io.Writer) (int, error) {
+	s, err := reports.Build(ctx, l, b, opts)
+	if err != nil {
+		return 0, err
+	}
+	if err := s.Reconcile(ctx, l, st); err != nil {
+		return 0, err
+	}
+	disputes, err := s.Disputes(ctx, l)
+	if err != nil {
+		return 0, err
+	}
+	var rows []ledger.Row
+	for _, d := range disputes {
+		if d.Row != nil && d.Row.ReferenceID != "" && confirmable(d.Row.State) {
+			rows = append(rows, *d.Row)
+		}
+	}
+	fmt.Fprintf(stdout, "batch %s: %d disagreements with the statement; asking the provider about %d rows\n", b.ID, len(disputes), len(rows))
+	answers := map[int]batch.Confirmation{}
+	if len(rows) > 0 {
+		// The lease is held while the ledger is written, as resolve does:
+		// no run of the batch may move these rows meanwhile.
+		owner := ledger.NewOwner(newRunID())
+		if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID}, owner, leaseTTL); err != nil {
+			return 0, describeStartError("", err)
+		}
+		confirmed, err := batch.Confirm(ctx, l, p, b.Seq, owner, rows, batch.ConfirmOptions{
+			Rate: conn.rate, MaxAttempts: conn.maxAttempts, Timeout: conn.timeout})
+		_ = l.Release(context.WithoutCancel(ctx), b.ID, owner)
+		if err != nil {
+			return 0, err
+		}
+		for _, c := range confirmed {
+			answers[c.Line] = c
+			if c.To != "" {
+				fmt.Fprintf(stdout, "  line %d %s: %s -> %s: %s (recorded with the enquiry as evidence)\n", c.Line, c.ReferenceID, c.From, c.To, c.Why)
+			}
+		}
+	}
+	// Reconciled again: what the provider confirmed now agrees.
+	s, err = reports.Build(ctx, l, b, opts)
+	if err != nil {
+		return 0, err
+	}
+	if err := s.Reconcile(ctx, l, st); err != nil {
+		return 0, err
+	}
+	left, err := s.Disputes(ctx, l)
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range left {
+		fmt.Fprintf(stdout, "  %s\n", describeDispute(d, answers))
+	}
+	paths, err := reports.Write(ctx, l, dir, s, nil)
+	if err != nil {
+		return 0, err
+	}
+	printWritten(stdout, dir, paths)
+	return len(left), nil
+}
+
+// confirmable are the states whose rows reconcile asks the provider about:
+// rows it sent. A queued, held, rejected or conflict row was never sent
+// by aopbatch; what the statement says of it is for a person.
+func confirmable(s ledger.State) bool {
+	switch s {
+	case ledger.StateSuccess, ledger.StateFailed, ledger.StateRefunded, ledger.StatePending, ledger.StateDuplicate, ledger.StateUnknown:
+		return true
+	}
+	return false
+}
+
+// describeDispute is one remaining disagreement with the provider's answer.
+func describeDispute(d reports.Disputed, answers map[int]batch.Confirmation) string {
+	var b strings.Builder
+	if d.Line > 0 {
+		fmt.Fprintf(&b, "line %d %s %s: ledger %s", d.Line, d.ReferenceID, d.Category, d.State)
+	} else {
+		fmt.Fprintf(&b, "statement line %d %s %s", d.StatementLine, d.ReferenceID, d.Category)
+	}
+	if d.StatementLine > 0 {
+		fmt.Fprintf(&b, ", statement %s %s", d.StatementStatus, ledger.FormatRupees(d.StatementAmountPaise))
+	}
+	if c, ok := answers[d.Line]; ok && d.Line > 0 {
+		fmt.Fprintf(&b, "; provider: %s", c.Answer.Verdict)
+		if c.Answer.Message != "" {
+			fmt.Fprintf(&b, " (%s)", c.Answer.Message)
+		}
+		fmt.Fprintf(&b, ": %s; the ledger is left as it is", c.Why)
+	} else if d.Note != "" {
+		fmt.Fprintf(&b, "; %s", d.Note)
+	}
+	return b.String()
+}

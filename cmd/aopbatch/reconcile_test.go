@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
+	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/sqlite"
+)
+
+// fetchStatement saves the sandbox's statement export to path.
+func fetchStatement(t *testing.T, url, path string) string {
+	t.Helper()
+	resp, err := http.Get(url + "/api/AOP/Statement")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("statement: %s %v", resp.Status, err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// Issue 15, must show: a run, then refunds and late successes made at the
+// provider, then reconcile with its statement: exit 0, those rows now
+// refunded and success in the ledger with their evidence, and status
+// enquiries only for the rows that disagreed. Then a statement claiming a
+// charge the provider denies: exit 2, the row unchanged.
+func TestReconcileRecordsWhatTheProviderConfirms(t *testing.T) {
+	sb := newRecordingSandbox(t, func(c *aoptest.Config) { c.DownOperators = []int64{27} })
+	dir := t.TempDir()
+	db, in := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	rows := goodRows(12, "RC")
+	for i := range rows {
+		rows[i].operator = "311"
+	}
+	rows[3].operator, rows[8].operator = "27", "27" // declined: operator down
+	writeCSV(t, in, rows)
+	if p := aopbatch(t, nil, runArgs(in, db, sb.URL, "--hold-after", "5")...); p.code != 2 {
+		t.Fatalf("run: exit %d, want 2 (two rows failed)\n%s", p.code, p.stderr)
+	}
+	_, before, _ := ledgerRows(t, db)
+	if before[rows[3].ref].State != ledger.StateFailed || before[rows[8].ref].State != ledger.StateFailed {
+		t.Fatalf("rows on operator 27: %s, %s, want failed", before[rows[3].ref].State, before[rows[8].ref].State)
+	}
+	sb.enquiries()
+
+	// After the run, at the provider: two successes reversed, one decline
+	// turned into a charge.
+	refunded := []string{rows[1].ref, rows[6].ref}
+	late := rows[3].ref
+	for _, ref := range refunded {
+		if !sb.RefundNow(ref) {
+			t.Fatalf("refund %s", ref)
+		}
+	}
+	if !sb.ChargeLate(late) {
+		t.Fatalf("late charge %s", late)
+	}
+	statement := filepath.Join(dir, "statement.csv")
+	fetchStatement(t, sb.URL, statement)
+	out := filepath.Join(dir, "recon")
+	p := aopbatch(t, nil, "reconcile", "--statement", statement, "--ledger", db, "--base-url", sb.URL, "--registration-id", "AOP-554",
+		"--rate", "0", "--out", out, "--tz", "Asia/Kolkata")
+	if p.code != 0 {
+		t.Fatalf("reconcile: exit %d, want 0\nstdout:\n%s\nstderr:\n%s", p.code, p.stdout, p.stderr)
+	}
+	got := sb.enquiries()
+	want := append([]string{late}, refunded...)
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("status enquiries for %v, want only the rows that disagreed %v", got, want)
+	}
+	b, after, _ := ledgerRows(t, db)
+	for _, ref := range refunded {
+		if after[ref].State != ledger.StateRefunded {
+			t.Errorf("%s: %s, want refunded", ref, after[ref].State)
+		}
+	}
+	if after[late].State != ledger.StateSuccess || after[late].ProviderTxnID == "" {
+		t.Errorf("%s: %s txnid %q, want success with the provider's txnid", late, after[late].State, after[late].ProviderTxnID)
+	}
+	if after[rows[8].ref].State != ledger.StateFailed {
+		t.Errorf("%s: %s, want still failed (nothing disputed it)", rows[8].ref, after[rows[8].ref].State)
+	}
+	evidence := evidenceLines(t, db, b.Seq)
+	for _, ref := range append([]string{late}, refunded...) {
+		if !strings.Contains(evidence[after[ref].Line], "reconcile: status enquiry answered") {
+			t.Errorf("%s: no evidence in the attempts log: %q", ref, evidence[after[ref].Line])
+		}
+	}
+	for _, name := range []string{"report.json", "rows.csv", "report.xlsx", "summary.md", "report.html", "reconciliation.csv"} {
+		if _, err := os.Stat(filepath.Join(out, name)); err != nil {
+			t.Errorf("reconcile did not write %s: %v", name, err)
+		}
+	}
+	if md, _ := os.ReadFile(filepath.Join(out, "summary.md")); !strings.Contains(string(md), "IST") {
+		t.Error("summary.md not in --tz Asia/Kolkata")
+	}
+
+	// A statement that claims the other declined row was charged: the
+	// provider denies it, so the ledger keeps it failed, and exit 2 lists
+	// it with the provider's answer.
+	claim := rows[8]
+	forged := filepath.Join(dir, "forged.csv")
+	body, _ := os.ReadFile(statement)
+	body = append(body, []byte(claim.ref+",TXFAKE,"+claim.amount+",1,0,OPFAKE,2026-01-01T00:00:00Z\n")...)
+	if err := os.WriteFile(forged, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p = aopbatch(t, nil, "reconcile", "--statement", forged, "--ledger", db, "--base-url", sb.URL, "--registration-id", "AOP-554",
+		"--rate", "0", "--out", out)
+	if p.code != 2 {
+		t.Fatalf("forged statement: exit %d, want 2\n%s\n%s", p.code, p.stdout, p.stderr)
+	}
+	if got := sb.enquiries(); !slices.Equal(got, []string{claim.ref}) {
+		t.Errorf("status enquiries %v, want only %s", got, claim.ref)
+	}
+	if !strings.Contains(p.stdout, claim.ref) || !strings.Contains(p.stdout, "provider: not-found") {
+		t.Errorf("the remaining disagreement is not listed with the provider's answer:\n%s", p.stdout)
+	}
+	_, final, _ := ledgerRows(t, db)
+	if final[claim.ref].State != ledger.StateFailed {
+		t.Errorf("%s: %s, want failed: the statement alone never changes the ledger", claim.ref, final[claim.ref].State)
+	}
+	// And no file offers it for sending again.
+	exported := filepath.Join(dir, "retry.csv")
+	if p := aopbatch(t, nil, "export", "--ledger", db, "--state", "failed", "--statement", forged, "--out", exported); p.code != 0 {
+		t.Fatalf("export: exit %d\n%s", p.code, p.stderr)
+	}
+	if raw, _ := os.ReadFile(exported); strings.Contains(string(raw), claim.canumber) {
+		t.Errorf("export --statement offers %s, which the statement shows charged:\n%s", claim.ref, raw)
+	}
+	if md, _ := os.ReadFile(filepath.Join(out, "summary.md")); strings.Contains(string(md), "1 row failed") {
+		t.Errorf("summary.md offers the disputed failed row for resending:\n%s", md)
+	}
+}
+
+// evidenceLines maps each line of batch seq to its attempts' messages.
+func evidenceLines(t *testing.T, path string, seq int64) map[int]string {
+	t.Helper()
+	l, err := sqlite.Open(context.Background(), path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	m := map[int]string{}
+	err = l.EachAttempt(context.Background(), seq, func(a *ledger.AttemptRow) error {
+		m[a.Line] += a.Message + "\n"
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}

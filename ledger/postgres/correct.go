@@ -1,0 +1,48 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// Correct implements ledger.Store.
+func (s *Store) Correct(ctx context.Context, seq int64, o ledger.Owner, c ledger.Correction) error {
+	if !ledger.CanCorrect(c.From, c.To) {
+		return fmt.Errorf("correct line %d from %s to %s: %w", c.Line, c.From, c.To, ledger.ErrNotCorrectable)
+	}
+	tx, err := s.beginHolding(ctx, seq, o)
+	if err != nil {
+		return fmt.Errorf("correct line %d: %w", c.Line, err)
+	}
+	defer tx.Rollback(ctx)
+	now := s.nowMS()
+	tag, err := tx.Exec(ctx, `UPDATE rows SET state = $1, message = $2,
+			provider_txnid = CASE WHEN $3 = '' THEN provider_txnid ELSE $3 END, updated_ms = $4
+		WHERE batch = $5 AND line = $6 AND state = $7 AND request IS NOT NULL`,
+		string(c.To), c.Message, c.TxnID, now, seq, c.Line, string(c.From))
+	if err != nil {
+		return fmt.Errorf("correct line %d: %w", c.Line, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("correct line %d: not %s any more: %w", c.Line, c.From, ledger.ErrTransition)
+	}
+	a := c.Evidence
+	if a.Kind == "" {
+		a.Kind = "status"
+	}
+	at := a.At.UnixMilli()
+	if a.At.IsZero() {
+		at = now
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO attempts
+		(batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		seq, c.Line, a.Kind, at, a.Latency.Milliseconds(), a.HTTPStatus, nullCode32(a.Code), a.Class, string(c.To), a.Message); err != nil {
+		return fmt.Errorf("correct line %d: log evidence: %w", c.Line, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("correct line %d: %w", c.Line, err)
+	}
+	return nil
+}

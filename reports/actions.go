@@ -1,0 +1,137 @@
+package reports
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// inr renders paise for people: "₹57,87,601.13" (Indian grouping). CSV
+// files keep plain rupees (rupees) so they can be summed.
+func inr(paise int64) string { return ledger.FormatRupeesIndian(paise) }
+
+// signedINR is inr with an explicit sign for differences: "+₹10.00".
+func signedINR(paise int64) string {
+	if paise > 0 {
+		return "+" + inr(paise)
+	}
+	return inr(paise)
+}
+
+// actions says what a person should do about the rows not settled well.
+// Nothing here ever offers for sending again a row that the provider or
+// the statement given says was charged (SPEC section 6).
+func (s *Summary) actions() []string {
+	a := []string{}
+	add := func(format string, args ...any) { a = append(a, fmt.Sprintf(format, args...)) }
+	c, amt, r := s.Counts, s.AmountsPaise, s.Reconciliation
+	if t := r.FailedButCharged; t.Rows > 0 {
+		add("%s recorded failed (%s) that the statement shows charged: do NOT send them again; aopbatch reconcile --statement FILE confirms each with the provider and records what it says",
+			rowsText(t.Rows), inr(t.AmountPaise))
+	}
+	if t := r.SuccessNotKept; t.Rows > 0 {
+		add("%s recorded success (%s) that the statement shows not kept (failed, or refunded to the wallet): the payees were not paid; aopbatch reconcile --statement FILE confirms and records it before anyone pays them again",
+			rowsText(t.Rows), inr(t.AmountPaise))
+	}
+	if t := r.ChargedNotSent; t.Rows > 0 {
+		add("%s charged on the statement (%s) that aopbatch never sent: find out who sent them before sending anything again",
+			rowsText(t.Rows), inr(t.AmountPaise))
+	}
+	if t := r.ExtraCharges; t.Rows > 0 {
+		add("%s charged twice on the statement (%s extra): claim it back from the provider", rowsText(t.Rows), inr(t.AmountPaise))
+	}
+	if r.AmountMismatch > 0 {
+		add("%s charged a different amount than the ledger says: see amount_mismatch in reconciliation.csv and take it up with the provider", rowsText(r.AmountMismatch))
+	}
+	if g := s.AtRisk.OutcomeUnknown; g.Rows > 0 {
+		add("%s (%s) sent with no final answer yet (inflight, pending, duplicate, unknown): money may have moved; run aopbatch resolve, never send them again",
+			rowsText(g.Rows), inr(g.AmountPaise))
+	}
+	if g := s.AtRisk.NotYetSent; g.Rows > 0 {
+		add("%s (%s) not sent yet (queued or held): run aopbatch run again to resume", rowsText(g.Rows), inr(g.AmountPaise))
+	}
+	if c.Rejected > 0 {
+		msg := fmt.Sprintf("%s rejected (%s), not sent: correct rejects.csv and submit it as a new file", rowsText(c.Rejected), inr(amt.Rejected))
+		if s.recon != nil && len(s.recon.rejectedCharged) > 0 {
+			msg += fmt.Sprintf(" (leave out the %d marked fixable \"no\": the statement shows them charged)", len(s.recon.rejectedCharged))
+		}
+		a = append(a, msg)
+	}
+	if c.Conflict > 0 {
+		add("%s in conflict (a referenceid of another batch), not sent: check that batch before paying under a new referenceid", rowsText(c.Conflict))
+	}
+	if n := c.Failed - r.FailedButCharged.Rows; n > 0 {
+		how := "aopbatch export --state failed gives a file to correct and send under new referenceids"
+		if r.Performed {
+			how = "aopbatch export --state failed --statement FILE gives a file to correct and send under new referenceids, leaving out any row the statement shows charged"
+		}
+		add("%s failed (%s, nothing taken): %s", rowsText(n), inr(amt.Failed-r.FailedButCharged.AmountPaise), how)
+	}
+	if c.Refunded > 0 {
+		add("%s charged and refunded (%s returned to the wallet)", rowsText(c.Refunded), inr(amt.Refunded))
+	}
+	return a
+}
+
+// codeMeanings are the provider's published response codes (SPEC section 1).
+var codeMeanings = map[int]string{
+	0: "accepted, final status later", 1: "recharge successful", 6: "commission not set", 8: "validation error",
+	9: "unable to process request", 10: "token or signature refused", 11: "authentication failed",
+	12: "recharge permission not active", 13: "operator down", 14: "bill payment failed",
+	16: "insufficient funds in the wallet", 17: "amount outside the operator's limits", 18: "duplicate transaction",
+}
+
+// codeMeaning is a by-code line's text: the code's published meaning, the
+// error code of a row without an answer, or the first message seen.
+func codeMeaning(code int, errCode, msg string) string {
+	if m, ok := codeMeanings[code]; ok {
+		return m
+	}
+	if code < 0 && errCode != "" {
+		return errCode
+	}
+	return clipN(oneLine(msg), maxCodeMessage)
+}
+
+// TextSummary is a few lines for the terminal, drawn from the same view
+// as summary.md and report.html: counts, amounts, the verdict, the two
+// figures of money at risk, the reconciliation's outcome and what to do.
+func (s *Summary) TextSummary() string {
+	v := s.view()
+	var b strings.Builder
+	fmt.Fprintf(&b, "batch %s: %d rows, %s\n", v.Batch, v.TotalRows, v.TotalAmount)
+	var parts []string
+	for _, st := range v.States {
+		parts = append(parts, fmt.Sprintf("%s %d (%s)", st.Name, st.N, st.Amount))
+	}
+	if len(parts) > 0 {
+		fmt.Fprintf(&b, "  %s\n", strings.Join(parts, ", "))
+	}
+	fmt.Fprintf(&b, "%s\n", v.Verdict)
+	parts = parts[:0]
+	for _, r := range v.Risk {
+		p := fmt.Sprintf("%s %d rows, %s", strings.ToLower(r.Title), r.Rows, r.Amount)
+		if r.Rows > 0 {
+			p += " (oldest " + r.Oldest + ")"
+		}
+		parts = append(parts, p)
+	}
+	fmt.Fprintf(&b, "at risk: %s\n", strings.Join(parts, "; "))
+	if rc := v.Recon; rc != nil {
+		parts = parts[:0]
+		for _, c := range rc.Categories {
+			if c.N > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s (%s)", c.N, c.Name, c.Amount))
+			}
+		}
+		fmt.Fprintf(&b, "reconciliation: %s\n", strings.Join(parts, ", "))
+		amount := rc.Control[1]
+		fmt.Fprintf(&b, "control totals: ledger success %s, statement success %s, difference %s (statement minus ledger); net to recover %s\n",
+			amount.Ledger, amount.Statement, amount.Diff, rc.NetToRecover)
+	}
+	for _, act := range v.Actions {
+		fmt.Fprintf(&b, "to do: %s\n", act)
+	}
+	return b.String()
+}
