@@ -413,6 +413,9 @@ func TestKill9MidRunResumes(t *testing.T) {
 		if n, ok := finalBefore[r.ref]; ok && sb.Requests(r.ref) != n {
 			t.Errorf("ref %s was final before the rerun and was sent again", r.ref)
 		}
+		if n := sb.Resent(r.ref); n > 0 {
+			t.Errorf("ref %s was sent again after the provider had recorded it (%d times): rows in flight at the kill must be enquired first", r.ref, n)
+		}
 	}
 }
 

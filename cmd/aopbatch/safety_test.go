@@ -118,6 +118,11 @@ func ledgerAgreesWithSandbox(t *testing.T, sb *aoptest.TestServer, db string, ro
 		if n := sb.NonDuplicateAnswers(r.ref); n > 1 {
 			t.Errorf("ref %s was processed %d times (answers other than 18): sent twice", r.ref, n)
 		}
+		// The sandbox de-duplicates, so a blind resend costs nothing there
+		// and shows only here: a real provider may not be so forgiving.
+		if n := sb.Resent(r.ref); n > 0 {
+			t.Errorf("ref %s was sent %d more time(s) after the provider had recorded it (answered 18): a resend without an enquiry", r.ref, n)
+		}
 		txn, recorded := sb.Txn(r.ref)
 		charged := recorded && txn.Status == "1" && !txn.Refunded
 		switch {

@@ -90,6 +90,12 @@ func (s *Server) serveRecharge(w http.ResponseWriter, r *http.Request) {
 		e = s.entryFor(ref)
 		e.requests++
 		attempt = int(e.requests)
+		if e.recorded {
+			// Whatever it is answered (18, or a fault before that): a
+			// client that enquires before it resends never gets here.
+			e.resent++
+			s.st.resent.Add(1)
+		}
 	}
 	d := decider{seed: s.cfg.Seed, ref: ref, attempt: attempt}
 	f := s.faults

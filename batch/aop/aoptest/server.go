@@ -295,6 +295,19 @@ func (s *Server) NonDuplicateAnswers(ref string) int {
 	return 0
 }
 
+// Resent reports how many Recharge requests carried ref after the sandbox
+// had recorded it: each a send of a referenceid the provider already held,
+// answered 18 at best. A client that settles every unclear outcome by
+// enquiry before sending again keeps this at 0.
+func (s *Server) Resent(ref string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.refs[ref]; e != nil {
+		return int(e.resent)
+	}
+	return 0
+}
+
 // Txn returns the current state of the transaction recorded under ref.
 func (s *Server) Txn(ref string) (Txn, bool) {
 	s.mu.Lock()
@@ -393,6 +406,7 @@ type Stats struct {
 	Recharges    int64         // Recharge requests
 	Enquiries    int64         // RechargeStatus requests
 	Recorded     int64         // transactions recorded (wallet debited)
+	Resent       int64         // Recharges of a referenceid already recorded (see Resent)
 	ByCode       map[int]int64 // response_code of the answers written
 	ByHTTPStatus map[int]int64 // HTTP status of the answers written
 	Faults       FaultCounts
@@ -412,6 +426,7 @@ func (s *Server) Stats() Stats {
 		Recharges:    c.recharges.Load(),
 		Enquiries:    c.enquiries.Load(),
 		Recorded:     c.recorded.Load(),
+		Resent:       c.resent.Load(),
 		ByCode:       make(map[int]int64),
 		ByHTTPStatus: make(map[int]int64),
 		Faults: FaultCounts{
@@ -443,13 +458,13 @@ func (s *Server) Stats() Stats {
 
 // counters are atomics so that counting never takes the state lock.
 type counters struct {
-	requests, recharges, enquiries, recorded     atomic.Int64
-	fault5xx, lost, stall, throttle, unknownCode atomic.Int64
-	authFailures                                 atomic.Int64
-	codes                                        [32]atomic.Int64
-	statuses                                     [500]atomic.Int64
-	otherMu                                      sync.Mutex
-	otherCodes                                   map[int]int64
+	requests, recharges, enquiries, recorded, resent atomic.Int64
+	fault5xx, lost, stall, throttle, unknownCode     atomic.Int64
+	authFailures                                     atomic.Int64
+	codes                                            [32]atomic.Int64
+	statuses                                         [500]atomic.Int64
+	otherMu                                          sync.Mutex
+	otherCodes                                       map[int]int64
 }
 
 func (c *counters) code(code int) {

@@ -25,6 +25,7 @@ type entry struct {
 	requests    int32
 	charged     int32
 	nonDup      int32
+	resent      int32 // Recharge requests received after it was recorded
 	recorded    bool
 	status      byte
 	refunded    bool
