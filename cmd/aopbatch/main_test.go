@@ -18,6 +18,7 @@ import (
 	"github.com/aopbatch/aopbatch/batch"
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/postgres/pgtest"
 	"github.com/aopbatch/aopbatch/ledger/sqlite"
 )
 
@@ -35,7 +36,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m))
 }
 
 // proc is a finished aopbatch subprocess.
@@ -190,7 +191,7 @@ func runArgs(csvPath, ledgerPath, url string, extra ...string) []string {
 // ledgerRows reads every row of the ledger's only batch.
 func ledgerRows(t *testing.T, path string) (ledger.Batch, map[string]ledger.Row, []ledger.Row) {
 	t.Helper()
-	l, err := sqlite.Open(context.Background(), path, sqlite.Options{})
+	l, err := openLedgerFile(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}

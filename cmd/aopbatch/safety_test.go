@@ -15,6 +15,7 @@ import (
 
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/postgres/pgtest"
 	_ "modernc.org/sqlite"
 )
 
@@ -23,6 +24,22 @@ import (
 // times, then rerun and resolved until done. The sandbox and the ledger
 // must then agree on every row and on the total, to the paisa.
 func TestChaosKillAndResume(t *testing.T) {
+	db, _ := batchFiles(t)
+	chaosKillAndResume(t, db)
+}
+
+// TestChaosKillAndResumePostgres is the chaos test on a PostgreSQL ledger.
+// No run there knows another died but by its lease expiring, so the lease
+// is short.
+func TestChaosKillAndResumePostgres(t *testing.T) {
+	srv := pgtest.Start(t)
+	chaosKillAndResume(t, srv.URL(srv.NewDB(t)), "--lease-ttl", "1s")
+}
+
+// chaosKillAndResume runs a batch under every fault, killing the run at
+// random instants, then lets it settle and checks the ledger at db against
+// what reached the sandbox.
+func chaosKillAndResume(t *testing.T, db string, extra ...string) {
 	sb := sandbox(t, func(c *aoptest.Config) {
 		c.Seed = 7
 		c.Latency = 2 * time.Millisecond
@@ -38,11 +55,11 @@ func TestChaosKillAndResume(t *testing.T) {
 		c.RetryAfter = time.Second
 		c.UnknownCodeRate = 0.03
 	})
-	db, csvPath := batchFiles(t)
+	_, csvPath := batchFiles(t)
 	rows := goodRows(500, "C")
 	writeCSV(t, csvPath, rows)
-	args := runArgs(csvPath, db, sb.URL, "--timeout", "400ms", "--rate", "400", "--resolve-timeout", "3s",
-		"--max-attempts", "3")
+	args := runArgs(csvPath, db, sb.URL, append([]string{"--timeout", "400ms", "--rate", "400", "--resolve-timeout", "3s",
+		"--max-attempts", "3"}, extra...)...)
 
 	rng := rand.New(rand.NewPCG(7, 7))
 	kills := 0
@@ -79,7 +96,9 @@ func TestChaosKillAndResume(t *testing.T) {
 		case 0, 2:
 			final = true
 		case 3:
-			time.Sleep(300 * time.Millisecond) // pending rows settle at the sandbox
+			// Pending rows settle at the sandbox; on a shared ledger the
+			// killed runs' leases run out.
+			time.Sleep(1100 * time.Millisecond)
 		default:
 			t.Fatalf("rerun exit %d\n%s", p.code, p.stderr)
 		}
