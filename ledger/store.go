@@ -167,3 +167,15 @@ type Writer interface {
 	// in silence.
 	Refused() error
 }
+
+// RateBudget is a send rate shared by every process of a provider
+// account, on a store shared by hosts: the rate belongs to the account,
+// not to a process. A store that has one implements it.
+type RateBudget interface {
+	// Reserve takes the account's next n request slots at rate requests
+	// per second, and says when the first may go: the others follow at
+	// 1/rate intervals. After a pause, up to burst slots may come at once.
+	// However many processes reserve, the slots of all of them together
+	// keep to rate, with burst.
+	Reserve(ctx context.Context, account string, n int, rate float64, burst int) (first time.Time, every time.Duration, err error)
+}

@@ -28,7 +28,7 @@ type Store struct {
 	pool     *pgxpool.Pool
 	location string // the URL without its password
 	now      func() time.Time
-	skew     atomic.Int64 // database clock minus ours, in ms (clock == nil)
+	skew     atomic.Int64 // database clock minus ours, in µs
 	clock    func() time.Time
 }
 
@@ -134,20 +134,27 @@ func (s *Store) nowMS() int64 { return s.now().UnixMilli() }
 
 // dbNow is this host's clock corrected by the database's.
 func (s *Store) dbNow() time.Time {
-	return time.Now().Add(time.Duration(s.skew.Load()) * time.Millisecond)
+	return time.Now().Add(time.Duration(s.skew.Load()) * time.Microsecond)
 }
 
-// syncClock measures how far the database's clock is from ours, taking
-// the middle of the round trip as the moment it was read.
+// syncClock measures how far the database's clock is from ours: of a few
+// readings, the one with the shortest round trip, taken as read in the
+// middle of it.
 func (s *Store) syncClock(ctx context.Context) error {
-	before := time.Now()
-	var dbMS int64
-	if err := s.pool.QueryRow(ctx, `SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint`).Scan(&dbMS); err != nil {
-		return err
+	best, bestRTT := int64(0), time.Duration(-1)
+	for range 3 {
+		before := time.Now()
+		var dbUS int64
+		if err := s.pool.QueryRow(ctx, `SELECT (extract(epoch FROM clock_timestamp()) * 1e6)::bigint`).Scan(&dbUS); err != nil {
+			return err
+		}
+		rtt := time.Since(before)
+		if bestRTT < 0 || rtt < bestRTT {
+			bestRTT = rtt
+			best = dbUS - before.Add(rtt/2).UnixMicro()
+		}
 	}
-	after := time.Now()
-	mid := before.Add(after.Sub(before) / 2)
-	s.skew.Store(dbMS - mid.UnixMilli())
+	s.skew.Store(best)
 	return nil
 }
 

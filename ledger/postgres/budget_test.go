@@ -1,0 +1,91 @@
+package postgres
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/postgres/pgtest"
+)
+
+var _ ledger.RateBudget = (*Store)(nil)
+
+// Processes reserving from one account's budget at once get slots that,
+// all together, keep to the rate: no two closer than 1/rate with burst 1,
+// and after a pause no more than burst at once.
+func TestReserveSharesOneSchedule(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.Start(t)
+	url := srv.URL(srv.NewDB(t))
+	const rate, procs, blocks, n = 200.0, 3, 10, 7
+	var (
+		mu    sync.Mutex
+		slots []time.Time
+		wg    sync.WaitGroup
+	)
+	for range procs {
+		s, err := Open(context.Background(), url, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range blocks {
+				first, every, err := s.Reserve(context.Background(), "AOP-554", n, rate, 1)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if every != 5*time.Millisecond {
+					t.Errorf("every = %v, want 5ms at 200/s", every)
+				}
+				mu.Lock()
+				for i := range n {
+					slots = append(slots, first.Add(time.Duration(i)*every))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(slots) != procs*blocks*n {
+		t.Fatalf("%d slots, want %d", len(slots), procs*blocks*n)
+	}
+	sort.Slice(slots, func(i, j int) bool { return slots[i].Before(slots[j]) })
+	// The slots are on one schedule by the database's clock; each handle
+	// maps them to ours with its own reading of the skew, good to well
+	// under a millisecond here.
+	const slack = time.Millisecond
+	for i := 1; i < len(slots); i++ {
+		if d := slots[i].Sub(slots[i-1]); d < 5*time.Millisecond-slack {
+			t.Fatalf("slots %d and %d are %v apart, want about 5ms: two processes got the same slot", i-1, i, d)
+		}
+	}
+	// Another account has its own budget.
+	s, err := Open(context.Background(), url, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	first, _, err := s.Reserve(context.Background(), "AOP-999", 1, rate, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(first); d > 50*time.Millisecond {
+		t.Errorf("a fresh account's first slot is %v away, want now", d)
+	}
+	// After a pause, a burst of 5 comes at once, and no more.
+	time.Sleep(100 * time.Millisecond) // longer than the 40 ms of credit a burst of 5 at 100/s gives
+	first, every, err := s.Reserve(context.Background(), "AOP-999", 8, 100, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ahead := -time.Until(first); ahead < 4*every-10*time.Millisecond || ahead > 4*every+10*time.Millisecond {
+		t.Errorf("after a pause the first of 8 slots is %v in the past, want about 4 intervals (%v): a burst of 5", ahead, 4*every)
+	}
+}
