@@ -42,7 +42,11 @@ func Copy(ctx context.Context, from Reader, to Store, ids []string) (CopyResult,
 	}
 	var pick []Batch
 	if ids == nil {
-		pick = all
+		for _, b := range all {
+			if b.Archived == "" { // what is left of it here is not the batch
+				pick = append(pick, b)
+			}
+		}
 	} else {
 		for _, id := range ids {
 			i := slices.IndexFunc(all, func(b Batch) bool { return b.ID == id })
@@ -70,6 +74,9 @@ func copyBatch(ctx context.Context, from Reader, to Store, b Batch) (CopiedBatch
 	cb := CopiedBatch{ID: b.ID}
 	if !b.Ready {
 		return cb, fmt.Errorf("batch %s was never fully recorded: run its file again, or leave it out", b.ID)
+	}
+	if b.Archived != "" {
+		return cb, fmt.Errorf("batch %s (in %s): %w: copy it from there", b.ID, b.Archived, ErrBatchArchived)
 	}
 	want, err := from.Counts(ctx, b.Seq)
 	if err != nil {

@@ -104,6 +104,14 @@ type Store interface {
 	// table allows is ErrNotCorrectable.
 	Correct(ctx context.Context, seq int64, o Owner, c Correction) error
 
+	// Archive empties batch seq after it was written to the archive named
+	// archive: its attempts, request bodies and cells go, its rows' states,
+	// amounts and referenceids stay (a file that reuses a referenceid is
+	// still a conflict), and the batch names the archive. o must hold the
+	// batch's lease; a batch with a row not final is refused (ErrNotFinal).
+	// Acquire then refuses the batch with ErrBatchArchived.
+	Archive(ctx context.Context, seq int64, o Owner, archive string) error
+
 	// ImportBatch starts copying batch b, read from another ledger, into
 	// this one: every row and attempt as it was there. An id this ledger
 	// already holds is refused with ErrBatchExists. Until Finish the batch

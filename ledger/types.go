@@ -23,6 +23,11 @@ var (
 	ErrAmbiguousBatch = errors.New("ledger holds several batches")
 	// ErrTransition means a row was not in a state that allows the change.
 	ErrTransition = errors.New("row state does not allow this change")
+	// ErrBatchArchived means the batch was moved to an archive: it is
+	// read there, and nothing of it is sent again.
+	ErrBatchArchived = errors.New("batch was archived")
+	// ErrNotFinal means a batch still has rows that are not final.
+	ErrNotFinal = errors.New("batch has rows that are not final")
 	// ErrBatchExists means a batch id is already in the ledger.
 	ErrBatchExists = errors.New("batch already in the ledger")
 	// ErrNotLedger means the file or database is not an aopbatch ledger.
@@ -39,6 +44,10 @@ type Batch struct {
 	Ready       bool // every row of the file is in the ledger
 	RowsTotal   int64
 	Created     time.Time
+	// Archived names the archive the batch was moved to (aopbatch ledger
+	// archive); "" while it is whole here. An archived batch keeps only
+	// its rows' states, amounts and referenceids, which stay held.
+	Archived string
 }
 
 // NewBatch describes a batch about to be ingested.

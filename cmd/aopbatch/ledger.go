@@ -35,6 +35,9 @@ func openLedger(ctx context.Context, location string, o ledgerOptions) (ledger.S
 			return nil, fmt.Errorf("open ledger: %w", err)
 		}
 	}
+	if isArchive(location) {
+		return openArchive(ctx, location)
+	}
 	return sqlite.Open(ctx, location, sqlite.Options{Synchronous: o.synchronous})
 }
 

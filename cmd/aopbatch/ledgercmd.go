@@ -14,8 +14,10 @@ import (
 func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprintln(stderr, "usage: aopbatch ledger copy --from LEDGER --to LEDGER [--batch ID]")
+		fmt.Fprintln(stderr, "       aopbatch ledger archive --before DATE --out FILE [--ledger LEDGER]")
 		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "  copy   move batches between ledgers (a SQLite file, a postgres:// URL), checked by counts and sums")
+		fmt.Fprintln(stderr, "  copy     move batches between ledgers (a SQLite file, a postgres:// URL), checked by counts and sums")
+		fmt.Fprintln(stderr, "  archive  move finished batches to a compressed file that report, status and export read")
 		if len(args) == 0 {
 			return &exitError{code: exitStart}
 		}
@@ -24,6 +26,8 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	switch args[0] {
 	case "copy":
 		return runLedgerCopy(ctx, args[1:], stdout, stderr)
+	case "archive":
+		return runLedgerArchive(ctx, args[1:], stdout, stderr)
 	}
 	return start(fmt.Errorf("ledger: unknown subcommand %q (try aopbatch ledger copy)", args[0]))
 }

@@ -302,6 +302,8 @@ func describeStartError(file string, err error) error {
 		return fmt.Errorf("%s: %w; nothing was sent", file, err)
 	case errors.Is(err, ledger.ErrBatchLocked):
 		return fmt.Errorf("%w: wait for it to finish (or for its lock to expire if it died on another machine)", err)
+	case errors.Is(err, ledger.ErrBatchArchived):
+		return fmt.Errorf("%w: it is finished and nothing of it is sent again; read it with aopbatch report --ledger ARCHIVE --batch ID", err)
 	case errors.Is(err, ledger.ErrBatchMismatch):
 		return fmt.Errorf("%w: pick another --batch id, or omit --batch to derive one from the file", err)
 	}

@@ -59,6 +59,7 @@ func Exercise(t *testing.T, newDB func(t *testing.T) DB) {
 		{"BatchesWithContent", s.testBatchesWithContent},
 		{"Copy", s.testCopy},
 		{"Correct", s.testCorrect},
+		{"Archive", s.testArchive},
 		{"WriterSuccess", s.testWriterSuccess},
 		{"WriterLogsEveryAttemptOfAGroupInOrder", s.testWriterLogsEveryAttemptOfAGroupInOrder},
 		{"WriterAttemptOnly", s.testWriterAttemptOnly},

@@ -12,13 +12,13 @@ import (
 	"github.com/aopbatch/aopbatch/ledger"
 )
 
-const batchCols = `seq, id, content_hash, source, header, status, rows_total, created_ms`
+const batchCols = `seq, id, content_hash, source, header, status, rows_total, created_ms, archived`
 
 func scanBatch(sc interface{ Scan(...any) error }) (ledger.Batch, error) {
 	var b ledger.Batch
 	var header, status string
 	var created int64
-	if err := sc.Scan(&b.Seq, &b.ID, &b.ContentHash, &b.Source, &header, &status, &b.RowsTotal, &created); err != nil {
+	if err := sc.Scan(&b.Seq, &b.ID, &b.ContentHash, &b.Source, &header, &status, &b.RowsTotal, &created, &b.Archived); err != nil {
 		return ledger.Batch{}, err
 	}
 	_ = json.Unmarshal([]byte(header), &b.Header)
@@ -52,17 +52,20 @@ func (s *Store) Acquire(ctx context.Context, nb ledger.NewBatch, o ledger.Owner,
 		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 	}
 	var (
-		seq                int64
-		hash, status       string
-		ingestOwner        *string
-		ingesterExpires    *int64
-		ingesterHasSession bool
+		seq                    int64
+		hash, status, archived string
+		ingestOwner            *string
+		ingesterExpires        *int64
+		ingesterHasSession     bool
 	)
-	err = tx.QueryRow(ctx, `SELECT b.seq, b.content_hash, b.status, b.ingest_owner, s.expires_ms, s.owner IS NOT NULL
+	err = tx.QueryRow(ctx, `SELECT b.seq, b.content_hash, b.status, b.archived, b.ingest_owner, s.expires_ms, s.owner IS NOT NULL
 		FROM batches b LEFT JOIN sessions s ON s.batch = b.seq AND s.owner = b.ingest_owner
-		WHERE b.id = $1 FOR UPDATE OF b`, nb.ID).Scan(&seq, &hash, &status, &ingestOwner, &ingesterExpires, &ingesterHasSession)
+		WHERE b.id = $1 FOR UPDATE OF b`, nb.ID).Scan(&seq, &hash, &status, &archived, &ingestOwner, &ingesterExpires, &ingesterHasSession)
 	if err != nil {
 		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+	}
+	if archived != "" {
+		return ledger.Batch{}, fmt.Errorf("batch %s (in %s): %w", nb.ID, archived, ledger.ErrBatchArchived)
 	}
 	if nb.ContentHash != "" && hash != nb.ContentHash {
 		return ledger.Batch{}, fmt.Errorf("batch %s: %w", nb.ID, ledger.ErrBatchMismatch)

@@ -14,13 +14,13 @@ import (
 	"time"
 )
 
-const batchCols = `seq, id, content_hash, source, header, status, rows_total, created_ms`
+const batchCols = `seq, id, content_hash, source, header, status, rows_total, created_ms, archived`
 
 func scanBatch(sc interface{ Scan(...any) error }) (ledger.Batch, error) {
 	var b ledger.Batch
 	var header, status string
 	var created int64
-	if err := sc.Scan(&b.Seq, &b.ID, &b.ContentHash, &b.Source, &header, &status, &b.RowsTotal, &created); err != nil {
+	if err := sc.Scan(&b.Seq, &b.ID, &b.ContentHash, &b.Source, &header, &status, &b.RowsTotal, &created, &b.Archived); err != nil {
 		return ledger.Batch{}, err
 	}
 	_ = json.Unmarshal([]byte(header), &b.Header)
@@ -42,13 +42,13 @@ func (l *Store) Acquire(ctx context.Context, nb ledger.NewBatch, o ledger.Owner,
 	defer tx.Rollback()
 	now := l.nowMS()
 	var (
-		contentHash       string
-		owner, host       sql.NullString
-		pid, expires, seq sql.NullInt64
+		contentHash, archived string
+		owner, host           sql.NullString
+		pid, expires, seq     sql.NullInt64
 	)
 	err = tx.QueryRowContext(ctx,
-		`SELECT seq, content_hash, lease_owner, lease_host, lease_pid, lease_expires_ms FROM batches WHERE id = ?`, nb.ID).
-		Scan(&seq, &contentHash, &owner, &host, &pid, &expires)
+		`SELECT seq, content_hash, lease_owner, lease_host, lease_pid, lease_expires_ms, archived FROM batches WHERE id = ?`, nb.ID).
+		Scan(&seq, &contentHash, &owner, &host, &pid, &expires, &archived)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		header, _ := json.Marshal(nb.Header)
@@ -61,6 +61,9 @@ func (l *Store) Acquire(ctx context.Context, nb ledger.NewBatch, o ledger.Owner,
 	case err != nil:
 		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 	default:
+		if archived != "" {
+			return ledger.Batch{}, fmt.Errorf("batch %s (in %s): %w", nb.ID, archived, ledger.ErrBatchArchived)
+		}
 		if nb.ContentHash != "" && contentHash != nb.ContentHash {
 			return ledger.Batch{}, fmt.Errorf("batch %s: %w", nb.ID, ledger.ErrBatchMismatch)
 		}

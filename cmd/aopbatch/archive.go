@@ -1,0 +1,308 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/sqlite"
+)
+
+// An archive is a SQLite ledger of the archived batches, gzip-compressed:
+// the commands that read a ledger (status, report, export, ledger copy)
+// read it as one; none sends from it.
+
+// gzipMagic starts every gzip stream.
+var gzipMagic = []byte{0x1f, 0x8b}
+
+// isArchive reports whether the file at path is a compressed archive.
+func isArchive(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	head := make([]byte, 2)
+	n, _ := io.ReadFull(f, head)
+	return n == 2 && bytes.Equal(head, gzipMagic)
+}
+
+// archiveStore is an archive opened for reading: a SQLite ledger
+// decompressed into a private temporary directory, removed at Close. It
+// takes no lease, so nothing runs from it.
+type archiveStore struct {
+	ledger.Store
+	path string
+	dir  string
+}
+
+func (a *archiveStore) Location() string { return a.path }
+
+// Acquire refuses: an archive is read, never run.
+func (a *archiveStore) Acquire(context.Context, ledger.NewBatch, ledger.Owner, time.Duration) (ledger.Batch, error) {
+	return ledger.Batch{}, fmt.Errorf("%s is an archive made by aopbatch ledger archive: read it with status, report or export, or copy a batch back with aopbatch ledger copy", a.path)
+}
+
+func (a *archiveStore) Close() error {
+	err := a.Store.Close()
+	_ = os.RemoveAll(a.dir)
+	return err
+}
+
+// openArchive decompresses the archive at path and opens it.
+func openArchive(ctx context.Context, path string) (ledger.Store, error) {
+	dir, err := os.MkdirTemp("", "aopbatch-archive-")
+	if err != nil {
+		return nil, fmt.Errorf("open archive %s: %w", path, err)
+	}
+	db := filepath.Join(dir, "ledger.db")
+	if err := gunzip(path, db); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("open archive %s: %w", path, err)
+	}
+	l, err := sqlite.Open(ctx, db, sqlite.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("open archive %s: %w", path, err)
+	}
+	return &archiveStore{Store: l, path: path, dir: dir}, nil
+}
+
+func gunzip(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	zr, err := gzip.NewReader(bufio.NewReader(in))
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, zr); err != nil {
+		out.Close()
+		return fmt.Errorf("damaged archive: %w", err)
+	}
+	return out.Close()
+}
+
+// gzipFile compresses from into a new file to, synced before it returns.
+func gzipFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	zw, _ := gzip.NewWriterLevel(out, gzip.BestCompression)
+	if _, err := io.Copy(zw, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func runLedgerArchive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var before, out string
+	fs := newFlagSet("ledger archive", "ledger archive --before DATE --out FILE [--ledger LEDGER]",
+		"aopbatch ledger archive --ledger /var/lib/aopbatch/aopbatch.db --before 2026-11-01 --out /srv/archive/aopbatch-2026-10.ledger.gz", stderr)
+	ledgerPath := ledgerFlag(fs)
+	fs.StringVar(&before, "before", "", "archive the finished batches recorded before this date (YYYY-MM-DD, local time, or RFC 3339) (required)")
+	fs.StringVar(&out, "out", "", "the archive to write: a new file, gzip-compressed (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if before == "" || out == "" {
+		return start(errors.New("ledger archive: --before and --out are both required (see aopbatch ledger archive -h)"))
+	}
+	cut, err := time.ParseInLocation("2006-01-02", before, time.Local)
+	if err != nil {
+		if cut, err = time.Parse(time.RFC3339, before); err != nil {
+			return start(fmt.Errorf("ledger archive: --before %q is not a date (YYYY-MM-DD or RFC 3339)", before))
+		}
+	}
+	abs, err := filepath.Abs(out)
+	if err != nil {
+		return start(err)
+	}
+	if _, err := os.Lstat(abs); err == nil {
+		return start(fmt.Errorf("ledger archive: %s exists: pick a new file (an archive is never overwritten)", abs))
+	}
+	l, err := openLedgerFile(ctx, *ledgerPath)
+	if err != nil {
+		return start(err)
+	}
+	defer l.Close()
+	all, err := l.Batches(ctx)
+	if err != nil {
+		return start(err)
+	}
+
+	// Keep runs out of each batch while it is archived: its lease.
+	id := make([]byte, 8)
+	_, _ = rand.Read(id)
+	owner := ledger.NewOwner("archive-" + hex.EncodeToString(id))
+	bg := context.WithoutCancel(ctx)
+	var (
+		take    []ledger.Batch
+		refused []string
+		want    = map[string]ledger.Counts{}
+	)
+	defer func() {
+		for _, b := range take {
+			_ = l.Release(bg, b.ID, owner)
+		}
+	}()
+	for _, b := range all {
+		if !b.Created.Before(cut) || b.Archived != "" || !b.Ready {
+			continue
+		}
+		if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID}, owner, 10*time.Minute); err != nil {
+			refused = append(refused, fmt.Sprintf("%s: %v", b.ID, err))
+			continue
+		}
+		c, err := l.Counts(ctx, b.Seq)
+		if err != nil {
+			_ = l.Release(bg, b.ID, owner)
+			return start(err)
+		}
+		var open []string
+		for s, t := range c {
+			if !s.Final() {
+				open = append(open, fmt.Sprintf("%d %s", t.Rows, s))
+			}
+		}
+		if len(open) > 0 {
+			_ = l.Release(bg, b.ID, owner)
+			refused = append(refused, fmt.Sprintf("%s: rows not final (%s): run aopbatch resolve first", b.ID, strings.Join(open, ", ")))
+			continue
+		}
+		take = append(take, b)
+		want[b.ID] = c
+	}
+	for _, r := range refused {
+		fmt.Fprintln(stderr, "aopbatch: not archived:", r)
+	}
+	if len(take) == 0 {
+		fmt.Fprintf(stdout, "no finished batch recorded before %s to archive in %s\n", cut.Format("2006-01-02 15:04"), l.Location())
+		if len(refused) > 0 {
+			return &exitError{code: exitFinishedNo}
+		}
+		return nil
+	}
+
+	// Write the archive beside its final name, and rename it into place
+	// only once it reads back whole.
+	tmp, err := os.MkdirTemp(filepath.Dir(abs), ".aopbatch-archive-")
+	if err != nil {
+		return start(fmt.Errorf("ledger archive: %w", err))
+	}
+	defer os.RemoveAll(tmp)
+	db := filepath.Join(tmp, "ledger.db")
+	dst, err := sqlite.Open(ctx, db, sqlite.Options{})
+	if err != nil {
+		return start(fmt.Errorf("ledger archive: %w", err))
+	}
+	ids := make([]string, len(take))
+	for i, b := range take {
+		ids[i] = b.ID
+	}
+	res, err := ledger.Copy(ctx, l, dst, ids)
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return start(fmt.Errorf("ledger archive: %w; nothing was archived", err))
+	}
+	gz := filepath.Join(tmp, "archive.gz")
+	if err := gzipFile(db, gz); err != nil {
+		return start(fmt.Errorf("ledger archive: compress: %w; nothing was archived", err))
+	}
+	if err := verifyArchive(ctx, gz, want); err != nil {
+		return start(fmt.Errorf("ledger archive: %w; nothing was archived", err))
+	}
+	if err := os.Link(gz, abs); err != nil { // never over a file that appeared meanwhile
+		return start(fmt.Errorf("ledger archive: %w; nothing was archived", err))
+	}
+	if d, err := os.Open(filepath.Dir(abs)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+
+	// Only now, with the archive safe, empty the batches here.
+	for _, b := range take {
+		if err := l.Archive(ctx, b.Seq, owner, abs); err != nil {
+			return &exitError{code: exitIncomplete, err: fmt.Errorf("ledger archive: %s is written, but batch %s was not emptied here: %w; run the same command with a new --out to finish", abs, b.ID, err)}
+		}
+	}
+	if v, ok := l.(interface{ Vacuum(context.Context) error }); ok {
+		if err := v.Vacuum(ctx); err != nil {
+			fmt.Fprintln(stderr, "aopbatch: ledger archive:", err)
+		}
+	}
+	size := int64(0)
+	if fi, err := os.Stat(abs); err == nil {
+		size = fi.Size()
+	}
+	for _, b := range res.Batches {
+		t := b.Counts.Total()
+		fmt.Fprintf(stdout, "archived batch %s: %d rows, %s\n", b.ID, t.Rows, ledger.FormatRupees(t.Paise))
+	}
+	fmt.Fprintf(stdout, "archived %d batches (%d rows, %s, %d attempts) to %s (%d bytes); their referenceids stay held in %s.\n"+
+		"Read them with: aopbatch report --ledger %s --batch ID\n",
+		len(res.Batches), res.Rows, ledger.FormatRupees(res.Paise), res.Attempts, abs, size, l.Location(), abs)
+	if len(refused) > 0 {
+		return &exitError{code: exitFinishedNo}
+	}
+	return nil
+}
+
+// verifyArchive reads the compressed archive back and checks it holds
+// every batch with the counts and sums the ledger has.
+func verifyArchive(ctx context.Context, path string, want map[string]ledger.Counts) error {
+	a, err := openArchive(ctx, path)
+	if err != nil {
+		return fmt.Errorf("reading the archive back: %w", err)
+	}
+	defer a.Close()
+	for id, c := range want {
+		b, err := a.Batch(ctx, id)
+		if err != nil {
+			return fmt.Errorf("reading the archive back: %w", err)
+		}
+		got, err := a.Counts(ctx, b.Seq)
+		if err != nil {
+			return fmt.Errorf("reading the archive back: %w", err)
+		}
+		if !maps.Equal(got, c) {
+			return fmt.Errorf("the archive's batch %s reads back as %v, the ledger has %v", id, got, c)
+		}
+	}
+	return nil
+}
