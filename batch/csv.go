@@ -169,7 +169,7 @@ func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 		rd.refPrefix = refPrefix(opts.BatchID)
 	}
 
-	rd.src = &guard{r: r, max: opts.MaxLineBytes, line: 1, recLine: 1}
+	rd.src = &guard{r: r, max: opts.MaxLineBytes, line: 1, recLine: 1, sepOnly: true}
 	br := bufio.NewReaderSize(rd.src, 64<<10)
 	if b, _ := br.Peek(3); len(b) >= 2 {
 		switch {
@@ -331,8 +331,19 @@ func (r *Reader) Header() []string { return append([]string(nil), r.header...) }
 // returns io.EOF; a broken file returns a *FileError, and so does every later
 // call.
 func (r *Reader) Next() (Row, error) {
+	for {
+		row, blank, err := r.next()
+		if !blank {
+			return row, err
+		}
+	}
+}
+
+// next reads one record; blank reports a line of only separators, which
+// Next skips as the parser skips empty lines.
+func (r *Reader) next() (_ Row, blank bool, _ error) {
 	if r.err != nil {
-		return Row{}, r.err
+		return Row{}, false, r.err
 	}
 	var (
 		v         any
@@ -348,26 +359,32 @@ func (r *Reader) Next() (Row, error) {
 	// truncated record it caused.
 	if r.src.err != nil {
 		r.err = r.src.fault()
-		return Row{}, r.err
+		return Row{}, false, r.err
 	}
 	if err != nil {
 		if err == io.EOF {
-			return Row{}, io.EOF
+			return Row{}, false, io.EOF
 		}
 		var pe *csv.ParseError
 		if errors.As(err, &pe) && pe.Err == csv.ErrFieldCount {
-			return Row{}, &RowError{Line: pe.StartLine, Code: CodeFieldCount,
+			if r.src.separatorOnly(pe.StartLine) {
+				return Row{}, true, nil
+			}
+			return Row{}, false, &RowError{Line: pe.StartLine, Code: CodeFieldCount,
 				Reason: fmt.Sprintf("wrong number of cells: the header has %d", len(r.header))}
 		}
 		r.err = parseFault(err)
-		return Row{}, r.err
+		return Row{}, false, r.err
 	}
 	rec, ok := v.(*csvRow)
 	if !ok {
 		r.err = fmt.Errorf("read csv: unexpected record type %T", v)
-		return Row{}, r.err
+		return Row{}, false, r.err
 	}
 	line, _ := r.cr.FieldPos(0)
+	if r.src.separatorOnly(line) {
+		return Row{}, true, nil
+	}
 	vals := rec.values()
 	raw := make([]string, len(r.colOf))
 	for i, c := range r.colOf {
@@ -381,9 +398,9 @@ func (r *Reader) Next() (Row, error) {
 	if rerr != nil {
 		rerr.Line = line
 		rerr.Raw = raw
-		return Row{}, rerr
+		return Row{}, false, rerr
 	}
-	return Row{Line: line, Request: req, Raw: raw}, nil
+	return Row{Line: line, Request: req, Raw: raw}, false, nil
 }
 
 // parseFault turns a parser error into the file-level error it is: after a
@@ -722,6 +739,32 @@ type guard struct {
 	inQuote   bool
 	pending   error // found, not yet returned: bytes before it are delivered first
 	err       error // returned to the parser; sticky
+
+	// A line of only commas (a spreadsheet's empty rows below the data) is
+	// an empty line, not a row: the guard notes such lines as it passes
+	// them, and Next skips the records that start on one.
+	sepOnly bool  // the current line started outside quotes and holds only ',' and CR so far
+	sawSep  bool  // ... and has at least one ','
+	blank   []int // separator-only lines not yet passed by Next, ascending
+}
+
+// separatorOnly reports whether line was a line of only separators, and
+// forgets the lines before it: Next asks in ascending order.
+func (g *guard) separatorOnly(line int) bool {
+	i := 0
+	for i < len(g.blank) && g.blank[i] < line {
+		i++
+	}
+	g.blank = g.blank[i:]
+	return len(g.blank) > 0 && g.blank[0] == line
+}
+
+// endLine notes the line just ended if it held only separators.
+func (g *guard) endLine() {
+	if g.sepOnly && g.sawSep && !g.inQuote {
+		g.blank = append(g.blank, g.line)
+	}
+	g.sepOnly, g.sawSep = !g.inQuote, false
 }
 
 func (g *guard) Read(p []byte) (int, error) {
@@ -736,6 +779,7 @@ func (g *guard) Read(p []byte) (int, error) {
 	for i := 0; i < n; i++ {
 		switch p[i] {
 		case '\n':
+			g.endLine()
 			g.line++
 			g.lineBytes = 0
 			if !g.inQuote {
@@ -749,6 +793,12 @@ func (g *guard) Read(p []byte) (int, error) {
 			g.pending = &FileError{Line: g.line, Reason: "not a UTF-8 text CSV (NUL byte)"}
 		case '"':
 			g.inQuote = !g.inQuote
+			g.sepOnly = false
+		case ',':
+			g.sawSep = true
+		case '\r':
+		default:
+			g.sepOnly = false
 		}
 		if g.pending == nil {
 			g.lineBytes++
@@ -768,6 +818,9 @@ func (g *guard) Read(p []byte) (int, error) {
 			g.err = g.pending
 			return 0, g.err
 		}
+	}
+	if err == io.EOF {
+		g.endLine() // a last line without a line end
 	}
 	if err != nil && err != io.EOF {
 		g.err = err

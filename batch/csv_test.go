@@ -636,3 +636,43 @@ func BenchmarkReader(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
 }
+
+// TestReaderSkipsSeparatorOnlyLines: a line of nothing but commas (what a
+// spreadsheet leaves below the data) is an empty line, not a data row, in
+// either line ending, with as many commas as the header or fewer, and as
+// the file's last line without a line end.
+func TestReaderSkipsSeparatorOnlyLines(t *testing.T) {
+	head := "operator,canumber,amount,referenceid"
+	for _, tc := range []struct {
+		name string
+		body string
+	}{
+		{"LF trailing", head + "\n311,CA1,10,R1\n311,CA2,20,R2\n,,,\n,,,\n"},
+		{"CRLF trailing", head + "\r\n311,CA1,10,R1\r\n311,CA2,20,R2\r\n,,,\r\n,,,\r\n"},
+		{"between rows", head + "\n311,CA1,10,R1\n,,,\n\n,,,\n311,CA2,20,R2\n"},
+		{"fewer commas", head + "\r\n311,CA1,10,R1\r\n,,\r\n,\r\n311,CA2,20,R2\r\n"},
+		{"last line without line end", head + "\n311,CA1,10,R1\n311,CA2,20,R2\n,,,"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := readAll(t, strings.NewReader(tc.body), defaults)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.rejects) > 0 {
+				t.Errorf("rejects = %v, want none", res.rejects)
+			}
+			if got, want := refs(res.rows), []string{"R1", "R2"}; !reflect.DeepEqual(got, want) {
+				t.Errorf("rows = %q, want %q", got, want)
+			}
+		})
+	}
+	// A line with a space in it is a row (an invalid one), and so is a
+	// record whose quoted cell holds a line of commas.
+	res, err := readAll(t, strings.NewReader(head+"\n,,, \n311,\"CA1\n,,,\",10,R1\n"), defaults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := res.order, []int{2, 3}; !reflect.DeepEqual(got, want) {
+		t.Errorf("records at lines %v, want %v", got, want)
+	}
+}
