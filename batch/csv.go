@@ -162,6 +162,13 @@ func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 		opts.MaxLineBytes = DefaultMaxLineBytes
 	}
 	rd := &Reader{opts: opts}
+	for _, c := range []column{colLatitude, colLongitude} {
+		if def := rd.defaultOf(c); def != "" {
+			if _, err := coordinate(c, def, ""); err != nil {
+				return nil, fmt.Errorf("default %s %q: must be a decimal number", c, def)
+			}
+		}
+	}
 	if opts.GenerateRefs {
 		if opts.BatchID == "" {
 			return nil, errors.New("generate referenceids: batch id is empty")
@@ -286,7 +293,28 @@ func (r *Reader) mapHeader(line int) error {
 		return &FileError{Line: line, Column: colRegistrationID.String(),
 			Reason: "RegistrationID missing: add a RegistrationID column, or set --registration-id or AOP_REGISTRATION_ID"}
 	}
+	// Every request carries coordinates: without a column or a default,
+	// every row would go out with "" (or be rejected one by one).
+	for _, c := range []column{colLatitude, colLongitude} {
+		if !r.present[c] && r.defaultOf(c) == "" {
+			return &FileError{Line: line, Column: c.String(), Reason: c.String() + " missing: add a " + c.String() +
+				" column, or set " + coordinateSetting(c)}
+		}
+	}
 	return nil
+}
+
+// defaultOf is the value that fills an empty latitude or longitude cell.
+func (r *Reader) defaultOf(c column) string {
+	if c == colLatitude {
+		return r.opts.Latitude
+	}
+	return r.opts.Longitude
+}
+
+// coordinateSetting names where a latitude or longitude default is set.
+func coordinateSetting(c column) string {
+	return "--" + c.String() + " or AOP_" + strings.ToUpper(c.String())
 }
 
 // separatorHint explains a header that is one cell because the file is not
@@ -443,11 +471,14 @@ func (r *Reader) request(line int, v *[numColumns]string) (aop.RechargeRequest, 
 	if req.ReferenceID, err = r.referenceID(line, v[colReferenceID]); err != nil {
 		return req, err
 	}
-	if req.Latitude, err = coordinate(colLatitude, v[colLatitude], r.opts.Latitude); err != nil {
-		return req, err
-	}
-	if req.Longitude, err = coordinate(colLongitude, v[colLongitude], r.opts.Longitude); err != nil {
-		return req, err
+	for _, c := range []column{colLatitude, colLongitude} {
+		dst := &req.Latitude
+		if c == colLongitude {
+			dst = &req.Longitude
+		}
+		if *dst, err = coordinate(c, v[c], r.defaultOf(c)); err != nil {
+			return req, err
+		}
 	}
 	if req.RegistrationID, err = text(colRegistrationID, v[colRegistrationID], maxTextLen, false); err != nil {
 		return req, err
@@ -598,10 +629,15 @@ func text(c column, cell string, max int, required bool) (string, *RowError) {
 }
 
 // coordinate validates a latitude or longitude: an optionally signed decimal
-// number. An empty cell takes the default.
+// number. An empty cell takes the default; with none, the row is refused
+// as one without a RegistrationID is.
 func coordinate(c column, cell, def string) (string, *RowError) {
 	s := strings.TrimSpace(cell)
 	if s == "" {
+		if def == "" {
+			return "", &RowError{Column: c.String(), Code: CodeMissingValue,
+				Reason: c.String() + " missing: fill the cell, or set " + coordinateSetting(c)}
+		}
 		return def, nil
 	}
 	t := s

@@ -33,3 +33,25 @@ func TestSpreadsheetBlankLinesAreNotRows(t *testing.T) {
 		t.Errorf("%d recharges, want 20", n)
 	}
 }
+
+// TestMissingCoordinatesRefusedUpFront: a file without latitude/longitude
+// columns and no default is refused before anything is sent, as one
+// without RegistrationID is; the defaults from flags make it go.
+func TestMissingCoordinatesRefusedUpFront(t *testing.T) {
+	sb := sandbox(t, nil)
+	db, csvPath := batchFiles(t)
+	writeCSV(t, csvPath, goodRows(3, "LL"))
+	args := []string{"run", "--csv", csvPath, "--ledger", db, "--base-url", sb.URL, "--registration-id", "AOP-554", "--progress", "never"}
+	p := aopbatch(t, []string{"AOP_LATITUDE=", "AOP_LONGITUDE="}, args...)
+	if p.code != 1 || !strings.Contains(p.stderr, "latitude missing") || !strings.Contains(p.stderr, "--latitude") {
+		t.Errorf("no coordinates: exit %d, want 1 naming latitude and --latitude\n%s", p.code, p.stderr)
+	}
+	if n := sb.Stats().Requests; n != 0 {
+		t.Fatalf("sandbox got %d requests, want 0", n)
+	}
+	p = aopbatch(t, []string{"AOP_LATITUDE=28.61", "AOP_LONGITUDE=77.20"}, args...)
+	if p.code != 0 {
+		t.Fatalf("with AOP_LATITUDE/AOP_LONGITUDE: exit %d, want 0\n%s", p.code, p.stderr)
+	}
+	wantOnce(t, goodRows(3, "LL"), "charged", sb.Charged)
+}
