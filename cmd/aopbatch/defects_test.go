@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -54,4 +55,41 @@ func TestMissingCoordinatesRefusedUpFront(t *testing.T) {
 		t.Fatalf("with AOP_LATITUDE/AOP_LONGITUDE: exit %d, want 0\n%s", p.code, p.stderr)
 	}
 	wantOnce(t, goodRows(3, "LL"), "charged", sb.Charged)
+}
+
+// TestCheckOrder: what the person must fix first is named first: a
+// missing input file before a missing provider, and for resolve a
+// missing ledger or batch before the provider.
+func TestCheckOrder(t *testing.T) {
+	dir := t.TempDir()
+	noProvider := []string{"AOP_BASE_URL="}
+	missingCSV := filepath.Join(dir, "missing.csv")
+	p := aopbatch(t, noProvider, "run", "--csv", missingCSV, "--ledger", filepath.Join(dir, "l.db"))
+	if p.code != 1 || !strings.Contains(p.stderr, "no such file") || strings.Contains(p.stderr, "no provider") {
+		t.Errorf("run, missing file, no provider: exit %d, want 1 saying no such file first\n%s", p.code, p.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "l.db")); err == nil {
+		t.Error("run with a missing file created the ledger")
+	}
+	missingDB := filepath.Join(dir, "missing.db")
+	p = aopbatch(t, noProvider, "resolve", "--ledger", missingDB)
+	if p.code != 1 || !strings.Contains(p.stderr, "no ledger at "+missingDB) || strings.Contains(p.stderr, "no provider") {
+		t.Errorf("resolve, missing ledger, no provider: exit %d, want 1 saying no ledger first\n%s", p.code, p.stderr)
+	}
+	// A ledger without that batch.
+	sb := sandbox(t, nil)
+	db, csvPath := batchFiles(t)
+	writeCSV(t, csvPath, goodRows(2, "CO"))
+	if p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL)...); p.code != 0 {
+		t.Fatalf("run: exit %d\n%s", p.code, p.stderr)
+	}
+	p = aopbatch(t, noProvider, "resolve", "--ledger", db, "--batch", "no-such-batch")
+	if p.code != 1 || !strings.Contains(p.stderr, "no-such-batch") || strings.Contains(p.stderr, "no provider") {
+		t.Errorf("resolve, unknown batch, no provider: exit %d, want 1 naming the batch first\n%s", p.code, p.stderr)
+	}
+	// And with all of that right, the provider is still required.
+	p = aopbatch(t, noProvider, "resolve", "--ledger", db)
+	if p.code != 1 || !strings.Contains(p.stderr, "no provider") {
+		t.Errorf("resolve, no provider: exit %d, want 1 saying so\n%s", p.code, p.stderr)
+	}
 }

@@ -35,20 +35,11 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return start(err)
 	}
-	if err := conn.check(); err != nil {
-		return start(err)
-	}
 	if err := checkSession(progress, leaseTTL); err != nil {
 		return start(err)
 	}
-	cfg, err := conn.engineConfig(log)
-	if err != nil {
-		return start(err)
-	}
-	client, err := conn.client()
-	if err != nil {
-		return start(err)
-	}
+	// The ledger and the batch first: without them there is nothing to
+	// ask the provider about.
 	l, err := openLedgerFile(ctx, *ledgerPath)
 	if err != nil {
 		return start(err)
@@ -60,6 +51,17 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if !b.Ready {
 		return start(errors.New("batch " + b.ID + " was never fully recorded: run the file again with aopbatch run"))
+	}
+	if err := conn.check(); err != nil {
+		return start(err)
+	}
+	cfg, err := conn.engineConfig(log)
+	if err != nil {
+		return start(err)
+	}
+	client, err := conn.client()
+	if err != nil {
+		return start(err)
 	}
 	owner := ledger.NewOwner(newRunID())
 	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID}, owner, leaseTTL); err != nil {

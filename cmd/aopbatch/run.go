@@ -110,6 +110,11 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 		// would be shadowed by that meaning for good.
 		return start(errors.New(`run: --batch latest is reserved (it names the newest batch in status, report and resolve): omit --batch to resume this file's batch, or pick another id`))
 	}
+	// The file first: it is what the person named, and the first thing
+	// to fix when it is missing.
+	if _, err := os.Stat(f.csv); err != nil {
+		return start(fmt.Errorf("input: %w", err))
+	}
 	log, err := f.logs.logger(stderr)
 	if err != nil {
 		return start(err)
@@ -129,9 +134,6 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 	cfg, err := f.conn.engineConfig(log)
 	if err != nil {
 		return start(err)
-	}
-	if _, err := os.Stat(f.csv); err != nil {
-		return start(fmt.Errorf("input: %w", err))
 	}
 	var client batch.Provider
 	if !f.dryRun {
