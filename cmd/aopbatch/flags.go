@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -94,6 +95,9 @@ type connFlags struct {
 	jwtSecretFile  string
 	jwtHeader      string
 	partnerID      string
+	// log gets the connection's notes (the auth mode chosen, a token
+	// command's failures); nil discards them.
+	log *slog.Logger
 
 	rate           float64
 	burst          int
@@ -109,7 +113,7 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.baseURL, "base-url", os.Getenv("AOP_BASE_URL"), "provider base URL, e.g. https://api.example.in (env AOP_BASE_URL)")
 	fs.StringVar(&c.registrationID, "registration-id", os.Getenv("AOP_REGISTRATION_ID"), "RegistrationID for rows without one (env AOP_REGISTRATION_ID)")
 	fs.BoolVar(&c.insecureHTTP, "insecure-http", false, "allow a plain http:// base URL that is not loopback")
-	fs.StringVar(&c.auth, "auth", "none", "authentication: none, bearer (env AOP_TOKEN or --token-file), command (--token-command), jwt (env AOP_JWT_SECRET or --jwt-secret-file)")
+	fs.StringVar(&c.auth, "auth", "", "authentication: none, bearer (env AOP_TOKEN or --token-file), command (--token-command), jwt (env AOP_JWT_SECRET or --jwt-secret-file); default: the mode whose secret is configured, none when none is")
 	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token (instead of AOP_TOKEN)")
 	fs.StringVar(&c.tokenCommand, "token-command", "", "command that prints a token (split on spaces, no shell), for --auth command")
 	fs.DurationVar(&c.tokenTTL, "token-ttl", 600*time.Second, "how long a --token-command token is used before a new one is fetched")
@@ -190,11 +194,77 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// authSource is a credential that is configured, and the mode it is for.
+type authSource struct{ mode, name string }
+
+// configuredAuth lists the credentials set in the environment or by flags.
+func (c *connFlags) configuredAuth() []authSource {
+	var found []authSource
+	for _, s := range []struct {
+		set        bool
+		mode, name string
+	}{
+		{os.Getenv("AOP_TOKEN") != "", "bearer", "AOP_TOKEN"},
+		{c.tokenFile != "", "bearer", "--token-file"},
+		{c.tokenCommand != "", "command", "--token-command"},
+		{os.Getenv("AOP_JWT_SECRET") != "", "jwt", "AOP_JWT_SECRET"},
+		{c.jwtSecretFile != "", "jwt", "--jwt-secret-file"},
+	} {
+		if s.set {
+			found = append(found, authSource{s.mode, s.name})
+		}
+	}
+	return found
+}
+
+// authMode is the --auth mode to use and where it comes from: the flag, or
+// the one kind of credential configured. A token set while the run goes
+// unauthenticated only ends in "authentication failed"; two kinds set with
+// no choice made is refused, naming them.
+func (c *connFlags) authMode() (mode, from string, err error) {
+	found := c.configuredAuth()
+	if c.auth != "" {
+		return c.auth, "--auth", nil
+	}
+	if len(found) == 0 {
+		return "none", "no credential configured", nil
+	}
+	var names, modes []string
+	for _, f := range found {
+		names = append(names, f.name)
+		if !slices.Contains(modes, f.mode) {
+			modes = append(modes, f.mode)
+		}
+	}
+	if len(modes) > 1 {
+		for i, m := range modes {
+			modes[i] = "--auth " + m
+		}
+		return "", "", fmt.Errorf("credentials for more than one --auth mode are set (%s): choose with %s, or unset the others",
+			strings.Join(names, ", "), strings.Join(modes, " or "))
+	}
+	return modes[0], strings.Join(names, " and "), nil
+}
+
 // authenticator builds the credential from the environment or files named
 // by flags: a secret is never a flag value, since argv is visible in ps.
 func (c *connFlags) authenticator() (aop.Authenticator, error) {
-	switch c.auth {
-	case "none", "":
+	mode, from, err := c.authMode()
+	if err != nil {
+		return nil, err
+	}
+	log := c.log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log.Info("authentication", "auth", mode, "from", from)
+	if mode == "none" {
+		for _, f := range c.configuredAuth() {
+			log.Warn("--auth none: a credential is configured but not used", "setting", f.name)
+		}
+	}
+	switch mode {
+	case "none":
 		return aop.NoAuth(), nil
 	case "bearer":
 		tok, err := secret("AOP_TOKEN", c.tokenFile, "--token-file")

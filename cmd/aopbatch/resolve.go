@@ -35,6 +35,7 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return start(err)
 	}
+	conn.log = log
 	if err := checkSession(progress, leaseTTL); err != nil {
 		return start(err)
 	}

@@ -119,6 +119,7 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return start(err)
 	}
+	f.conn.log = log
 	controls, err := f.controls()
 	if err != nil {
 		return start(err)

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// noSecrets clears every credential variable the tests' own environment
+// might carry, so each test says exactly what is configured.
+var noSecrets = []string{"AOP_TOKEN=", "AOP_JWT_SECRET=", "AOP_PARTNER_ID="}
+
+// TestAuthModeFollowsWhatIsConfigured: without --auth, a token in
+// AOP_TOKEN means bearer, in run and in resolve alike, instead of sending
+// unauthenticated and stopping on "authentication failed"; two kinds of
+// secret configured at once are refused, naming both.
+func TestAuthModeFollowsWhatIsConfigured(t *testing.T) {
+	t.Parallel()
+	const token = "tok-AUTO-3b9e1f"
+	sb := sandbox(t, func(c *aoptest.Config) {
+		c.Auth = aoptest.AuthBearer
+		c.Tokens = []string{token}
+		c.PendingRate = 1
+		c.PendingDelay = 500 * time.Millisecond
+	})
+	db, csvPath := batchFiles(t)
+	rows := goodRows(5, "AM")
+	writeCSV(t, csvPath, rows)
+	env := append(noSecrets, "AOP_TOKEN="+token)
+	// Every answer pending, and no time to ask again: resolve has work.
+	p := aopbatch(t, env, runArgs(csvPath, db, sb.URL, "--resolve-timeout", "1ms")...)
+	if p.code != 3 {
+		t.Fatalf("run without --auth, AOP_TOKEN set: exit %d, want 3 (rows pending)\n%s", p.code, p.stderr)
+	}
+	if !strings.Contains(p.stderr, "auth=bearer") || !strings.Contains(p.stderr, "AOP_TOKEN") {
+		t.Errorf("run does not log the mode it chose and why:\n%s", p.stderr)
+	}
+	if strings.Contains(p.stderr+p.stdout, token) {
+		t.Errorf("the token reached the output:\n%s", p.stderr)
+	}
+	_, _, all := ledgerRows(t, db)
+	if c := countStates(all); c[ledger.StatePending] != len(rows) {
+		t.Fatalf("states %v, want all %d pending", c, len(rows))
+	}
+	time.Sleep(600 * time.Millisecond)
+	p = aopbatch(t, env, "resolve", "--ledger", db, "--base-url", sb.URL, "--progress", "never")
+	if p.code != 0 {
+		t.Fatalf("resolve without --auth, AOP_TOKEN set: exit %d, want 0\n%s", p.code, p.stderr)
+	}
+	if n := sb.Stats().AuthFailures; n != 0 {
+		t.Errorf("%d requests refused for want of a credential", n)
+	}
+
+	// Two secrets and no choice: refused before anything, naming both.
+	db2 := filepath.Join(t.TempDir(), "l.db")
+	before := sb.Stats().Requests
+	both := append(noSecrets, "AOP_TOKEN="+token, "AOP_JWT_SECRET=jwt-secret-AUTO")
+	p = aopbatch(t, both, runArgs(csvPath, db2, sb.URL)...)
+	if p.code != 1 || !strings.Contains(p.stderr, "AOP_TOKEN") || !strings.Contains(p.stderr, "AOP_JWT_SECRET") || !strings.Contains(p.stderr, "--auth") {
+		t.Errorf("two secrets, no --auth: exit %d, want 1 naming both and --auth\n%s", p.code, p.stderr)
+	}
+	if n := sb.Stats().Requests - before; n != 0 {
+		t.Errorf("%d requests sent with the mode undecided", n)
+	}
+	// An explicit --auth settles it.
+	p = aopbatch(t, both, runArgs(csvPath, db2, sb.URL, "--auth", "bearer", "--resolve-timeout", "5s")...)
+	if p.code != 0 {
+		t.Errorf("two secrets, --auth bearer: exit %d, want 0\n%s", p.code, p.stderr)
+	}
+}
