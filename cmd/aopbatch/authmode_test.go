@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -70,5 +72,54 @@ func TestAuthModeFollowsWhatIsConfigured(t *testing.T) {
 	p = aopbatch(t, both, runArgs(csvPath, db2, sb.URL, "--auth", "bearer", "--resolve-timeout", "5s")...)
 	if p.code != 0 {
 		t.Errorf("two secrets, --auth bearer: exit %d, want 0\n%s", p.code, p.stderr)
+	}
+}
+
+// TestSecretFileReadableByOthersRefused: a --token-file or
+// --jwt-secret-file that others can read is refused before anything is
+// sent, as ssh refuses such a key; private, or shared with a group only,
+// it is used.
+func TestSecretFileReadableByOthersRefused(t *testing.T) {
+	t.Parallel()
+	const token, secret, partner = "tok-FILE-7c2a90", "jwt-FILE-secret-51d3", "PARTNER-F"
+	sbBearer := sandbox(t, func(c *aoptest.Config) { c.Auth = aoptest.AuthBearer; c.Tokens = []string{token} })
+	sbJWT := sandbox(t, func(c *aoptest.Config) { c.Auth = aoptest.AuthJWT; c.JWTSecret = []byte(secret); c.PartnerID = partner })
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		flag, value string
+		sb          *aoptest.TestServer
+	}{
+		{"--token-file", token, sbBearer},
+		{"--jwt-secret-file", secret, sbJWT},
+	} {
+		for _, mode := range []os.FileMode{0o644, 0o604, 0o602, 0o600, 0o640} {
+			name := fmt.Sprintf("%s %#o", tc.flag, mode)
+			path := filepath.Join(dir, fmt.Sprintf("secret-%s-%o", tc.flag[2:], mode))
+			if err := os.WriteFile(path, []byte(tc.value+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, mode); err != nil {
+				t.Fatal(err)
+			}
+			db, csvPath := filepath.Join(dir, fmt.Sprintf("%s-%o.db", tc.flag[2:], mode)), filepath.Join(dir, "in.csv")
+			writeCSV(t, csvPath, goodRows(2, fmt.Sprintf("SF%o%s", mode, tc.flag[2:5])))
+			before := tc.sb.Stats().Requests
+			p := aopbatch(t, append(noSecrets, "AOP_PARTNER_ID="+partner), runArgs(csvPath, db, tc.sb.URL, tc.flag, path)...)
+			if strings.Contains(p.stdout+p.stderr, tc.value) {
+				t.Errorf("%s: the secret reached the output", name)
+			}
+			if mode&0o007 != 0 {
+				if p.code != 1 || !strings.Contains(p.stderr, path) || !strings.Contains(p.stderr, "chmod 600") {
+					t.Errorf("%s: exit %d, want 1 naming the file and the fix\n%s", name, p.code, p.stderr)
+				}
+				if n := tc.sb.Stats().Requests - before; n != 0 {
+					t.Errorf("%s: %d requests sent", name, n)
+				}
+				continue
+			}
+			if p.code != 0 {
+				t.Errorf("%s: exit %d, want 0\n%s", name, p.code, p.stderr)
+			}
+		}
 	}
 }

@@ -293,9 +293,9 @@ func (c *connFlags) authenticator() (aop.Authenticator, error) {
 
 func secret(env, file, flagName string) (string, error) {
 	if file != "" {
-		b, err := os.ReadFile(file)
+		b, err := readPrivate(file, flagName)
 		if err != nil {
-			return "", fmt.Errorf("read %s: %w", flagName, err)
+			return "", err
 		}
 		s := strings.TrimSpace(string(b))
 		if s == "" {
@@ -307,6 +307,33 @@ func secret(env, file, flagName string) (string, error) {
 		return s, nil
 	}
 	return "", fmt.Errorf("no secret: set %s in the environment or use %s", env, flagName)
+}
+
+// readPrivate reads a secret file that only its owner (and its group) may
+// read. One that others can read or write is refused, as ssh refuses such
+// a key: the secret is already exposed, and a warning in a cron log is
+// read by nobody while the job carries on with it. Group read is allowed,
+// for a secrets group (mode 0640). The mode is checked on the open file,
+// so it is the file that is read.
+func readPrivate(file, flagName string) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", flagName, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", flagName, err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o007 != 0 {
+		return nil, fmt.Errorf("%s %s is open to others (mode %#o): a secret file must be private, as ssh requires of keys (chmod 600 %s; 640 to share it with a group)",
+			flagName, file, perm, file)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", flagName, err)
+	}
+	return b, nil
 }
 
 func (c *connFlags) client() (*aop.Client, error) {
