@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -121,5 +122,59 @@ func TestSecretFileReadableByOthersRefused(t *testing.T) {
 				t.Errorf("%s: exit %d, want 0\n%s", name, p.code, p.stderr)
 			}
 		}
+	}
+}
+
+// failTokenArg makes the test binary a token command that fails, printing
+// a secret on stderr as a careless token tool might.
+const (
+	failTokenArg    = "fail-token-command"
+	failTokenSecret = "SECRET-VALUE-8d1f3a"
+)
+
+func failToken() int {
+	fmt.Fprintf(os.Stderr, "vault: token=%s refused for svc-aop\nvault: %s again\n", failTokenSecret, failTokenSecret)
+	return 2
+}
+
+// TestTokenCommandStderrKeptOutOfTheLedger: a failing --token-command's
+// stderr never reaches the ledger; the log says its exit status and one
+// bounded line with the secret blanked out.
+func TestTokenCommandStderrKeptOutOfTheLedger(t *testing.T) {
+	t.Parallel()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(exe, " \t") {
+		t.Skipf("test binary path %q has spaces; --token-command is split on spaces", exe)
+	}
+	sb := sandbox(t, func(c *aoptest.Config) { c.Auth = aoptest.AuthBearer })
+	db, csvPath := batchFiles(t)
+	writeCSV(t, csvPath, goodRows(3, "TC"))
+	p := aopbatch(t, noSecrets, runArgs(csvPath, db, sb.URL, "--auth", "command", "--token-command", exe+" "+failTokenArg)...)
+	if p.code != 3 {
+		t.Fatalf("exit %d, want 3 (no credential: rows stay queued)\n%s", p.code, p.stderr)
+	}
+	if strings.Contains(p.stdout+p.stderr, failTokenSecret) {
+		t.Errorf("the token command's secret reached the output:\n%s", p.stderr)
+	}
+	if !strings.Contains(p.stderr, "exit status 2") || !strings.Contains(p.stderr, `stderr="vault: token=[redacted] refused for svc-aop"`) {
+		t.Errorf("the log does not give the exit status and the redacted line:\n%s", p.stderr)
+	}
+	for _, name := range []string{db, db + "-wal"} {
+		b, err := os.ReadFile(name)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		for _, s := range []string{failTokenSecret, "vault"} {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("%s holds %q from the token command's stderr", filepath.Base(name), s)
+			}
+		}
+	}
+	_, _, all := ledgerRows(t, db)
+	if c := countStates(all); c[ledger.StateQueued] != 3 {
+		t.Errorf("states %v, want all 3 queued", c)
 	}
 }

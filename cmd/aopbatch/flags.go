@@ -277,7 +277,9 @@ func (c *connFlags) authenticator() (aop.Authenticator, error) {
 		if len(argv) == 0 {
 			return nil, errors.New("--auth command needs --token-command")
 		}
-		return aop.Command(argv, c.tokenTTL, nil), nil
+		// Its stderr goes to the log, redacted, never into an error that
+		// the ledger would record.
+		return aop.CommandWithLog(argv, c.tokenTTL, nil, log), nil
 	case "jwt":
 		sec, err := secret("AOP_JWT_SECRET", c.jwtSecretFile, "--jwt-secret-file")
 		if err != nil {

@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 	if url := os.Getenv(tokenURLEnv); url != "" && len(os.Args) == 2 && os.Args[1] == mintTokenArg {
 		os.Exit(mintToken(url, os.Getenv(tokenCountEnv)))
 	}
+	if len(os.Args) == 2 && os.Args[1] == failTokenArg {
+		os.Exit(failToken())
+	}
 	if os.Getenv("AOPBATCH_BE_MAIN") == "1" {
 		main()
 		return
