@@ -433,7 +433,7 @@ func (e *Engine) deliver(ctx context.Context, w *ledger.Writer, row ledger.Row, 
 				}
 			}
 			e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1,
-				Message: "not sent: provider kept answering 429 (rate limited)"})
+				Message: throttledMessage(throttles, ctx.Err() != nil, e.stopping())})
 			return
 		}
 		e.settle(w, row, at, lat, res)

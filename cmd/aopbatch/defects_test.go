@@ -4,7 +4,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
+	"github.com/aopbatch/aopbatch/ledger"
 )
 
 // TestSpreadsheetBlankLinesAreNotRows: the comma-only lines a spreadsheet
@@ -91,5 +96,32 @@ func TestCheckOrder(t *testing.T) {
 	p = aopbatch(t, noProvider, "resolve", "--ledger", db)
 	if p.code != 1 || !strings.Contains(p.stderr, "no provider") {
 		t.Errorf("resolve, no provider: exit %d, want 1 saying so\n%s", p.code, p.stderr)
+	}
+}
+
+// TestInterruptedAfterOne429SaysSo: a row that met one 429 and was then
+// interrupted while waiting out Retry-After says that, not that the
+// provider "kept answering 429".
+func TestInterruptedAfterOne429SaysSo(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.ThrottleRate = 1; c.RetryAfter = 30 * time.Second })
+	db, csvPath := batchFiles(t)
+	writeCSV(t, csvPath, goodRows(1, "TH"))
+	cmd, errb := startRun(t, runArgs(csvPath, db, sb.URL, "--workers", "1"))
+	waitRecharges(t, sb, 1)
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	_ = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 3 {
+		t.Fatalf("exit %d, want 3\n%s", code, errb.String())
+	}
+	if n := sb.Stats().Recharges; n != 1 {
+		t.Fatalf("%d recharge requests, want exactly 1 (the 429)", n)
+	}
+	_, _, all := ledgerRows(t, db)
+	if len(all) != 1 || all[0].State != ledger.StateQueued {
+		t.Fatalf("rows %+v, want one queued", all)
+	}
+	msg := all[0].Message
+	if strings.Contains(msg, "kept answering") || !strings.Contains(msg, "429") || !strings.Contains(msg, "interrupted") {
+		t.Errorf("message %q, want it to say one 429 and then the interrupt", msg)
 	}
 }
