@@ -125,3 +125,68 @@ func TestInterruptedAfterOne429SaysSo(t *testing.T) {
 		t.Errorf("message %q, want it to say one 429 and then the interrupt", msg)
 	}
 }
+
+// TestGeneratedRefCollisionSettles: two ledgers (two hosts) that run
+// different files under one --batch name generate the same referenceids.
+// The second file's row is answered 18 and the provider's record under
+// that referenceid is the first file's payment: what the provider charged
+// is not this row's payment, so this row was not paid. It ends failed
+// (final, exit 2) with the way out in its message, instead of staying
+// duplicate and exiting 3 on every rerun; nothing is charged for it and
+// the first payment is untouched.
+func TestGeneratedRefCollisionSettles(t *testing.T) {
+	sb := sandbox(t, nil)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	write := func(path, body string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := func(dir string) []string {
+		return []string{"run", "--csv", filepath.Join(dir, "pay.csv"), "--ledger", filepath.Join(dir, "l.db"), "--base-url", sb.URL,
+			"--registration-id", "AOP-554", "--latitude", "28.61", "--longitude", "77.20", "--generate-refs", "--batch", "payouts-2026-12-01",
+			"--progress", "never", "--resolve-timeout", "5s"}
+	}
+	write(filepath.Join(dirA, "pay.csv"), "operator,canumber,amount\n311,CA-HOST-A,10\n")
+	write(filepath.Join(dirB, "pay.csv"), "operator,canumber,amount\n311,CA-HOST-B,20\n")
+	if p := aopbatch(t, nil, args(dirA)...); p.code != 0 {
+		t.Fatalf("host A: exit %d\n%s", p.code, p.stderr)
+	}
+	p := aopbatch(t, nil, args(dirB)...)
+	if p.code != 2 {
+		t.Fatalf("host B: exit %d, want 2 (finished, the colliding row failed)\n%s", p.code, p.stderr)
+	}
+	if strings.Contains(p.stderr, "run again later") {
+		t.Errorf("host B is told to run again later, which can never settle it:\n%s", p.stderr)
+	}
+	_, _, all := ledgerRows(t, filepath.Join(dirB, "l.db"))
+	if len(all) != 1 {
+		t.Fatalf("host B ledger rows %d, want 1", len(all))
+	}
+	row := all[0]
+	if row.State != ledger.StateFailed {
+		t.Errorf("colliding row %s (%q), want failed", row.State, row.Message)
+	}
+	for _, w := range []string{"collision", "not paid", "new referenceid", "amount 10.00 there, 20.00 here"} {
+		if !strings.Contains(row.Message, w) {
+			t.Errorf("message %q does not say %q", row.Message, w)
+		}
+	}
+	// The provider holds host A's payment under the referenceid, charged
+	// once; host B's was never taken.
+	tx, ok := sb.Txn(row.ReferenceID)
+	if !ok || tx.CANumber != "CA-HOST-A" || tx.AmountPaise != 1000 || sb.Charged(row.ReferenceID) != 1 {
+		t.Errorf("provider's record %+v (charged %d), want host A's Rs 10 once", tx, sb.Charged(row.ReferenceID))
+	}
+	if _, paise := sb.Totals(); paise != 1000 {
+		t.Errorf("provider charged %d paise in all, want 1000", paise)
+	}
+	before := sb.Stats().Requests
+	if p := aopbatch(t, nil, args(dirB)...); p.code != 2 {
+		t.Errorf("host B rerun: exit %d, want 2\n%s", p.code, p.stderr)
+	}
+	if n := sb.Stats().Requests - before; n != 0 {
+		t.Errorf("host B rerun made %d requests, want 0: the row is settled", n)
+	}
+}
