@@ -73,6 +73,32 @@ func (lf *logFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&lf.format, "log-format", "text", "log format: text or json")
 }
 
+// json reports whether the logs, and the summary on stdout, are JSON.
+func (lf *logFlags) json() bool { return lf.format == "json" }
+
+// progressMode is --progress as the logs need it: with JSON logs, auto
+// means log lines even on a terminal, since something reads them.
+func (lf *logFlags) progressMode(mode string) string {
+	if lf.json() && mode == "auto" {
+		return "lines"
+	}
+	return mode
+}
+
+// done ends a command that logs: with JSON logs its error goes out as an
+// ERROR log line rather than the text "aopbatch: ..." line, so that
+// stderr holds nothing but JSON. The exit code is kept.
+func (lf *logFlags) done(log *slog.Logger, err error) error {
+	if !lf.json() || err == nil {
+		return err
+	}
+	code := codeOf(err)
+	if msg := err.Error(); msg != "" {
+		log.Error(msg, "exit_code", code)
+	}
+	return &exitError{code: code}
+}
+
 func (lf *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	switch lf.format {
 	case "text":
