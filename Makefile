@@ -17,8 +17,10 @@ test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 
-demo:
-	$(GO) run ./cmd/aopbatch demo
+# Builds bin/aopbatch first, so the commands the demo ends with run as
+# printed.
+demo: build
+	./$(BIN) demo
 
 lint:
 	$(GO) vet $(PKGS)

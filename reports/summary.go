@@ -527,8 +527,13 @@ func (s *Summary) TextSummary() string {
 		b.WriteString("at risk: nothing, every row is final\n")
 	}
 	if r := s.Reconciliation; r.Performed {
-		fmt.Fprintf(&b, "reconciliation: %d matched, %d amount mismatch, %d status mismatch, %d missing in statement, %d missing in ledger, %d duplicated in statement\n",
-			r.Matched, r.AmountMismatch, r.StatusMismatch, r.MissingInStatement, r.MissingInLedger, r.DuplicatedInStatement)
+		// Every row of the batch is in one figure of the first line, so
+		// they add up to the row count above; the second line is about
+		// the statement's entries.
+		fmt.Fprintf(&b, "reconciliation of %d rows: %d matched, %d amount mismatch, %d status mismatch, %d missing in statement, %d failed and not in statement (nothing taken), %d never sent\n",
+			s.Counts.Total, r.Matched, r.AmountMismatch, r.StatusMismatch, r.MissingInStatement, r.FailedNotInStatement, r.NotSent)
+		fmt.Fprintf(&b, "statement: %d entries; %d missing in ledger, %d duplicated in statement, %d of other batches\n",
+			r.StatementRows, r.MissingInLedger, r.DuplicatedInStatement, r.InOtherBatch)
 		ct := r.ControlTotals
 		fmt.Fprintf(&b, "control totals: ledger success %s, statement success %s, difference %s\n",
 			rupees(ct.LedgerSuccessPaise), rupees(ct.StatementSuccessPaise), signedRupees(ct.DifferencePaise))

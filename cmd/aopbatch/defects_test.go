@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -188,5 +192,68 @@ func TestGeneratedRefCollisionSettles(t *testing.T) {
 	}
 	if n := sb.Stats().Requests - before; n != 0 {
 		t.Errorf("host B rerun made %d requests, want 0: the row is settled", n)
+	}
+}
+
+// TestDemoEndsWithCommandsThatRun: the demo's closing commands run as
+// printed (from the directory the demo ran in), and its reconciliation
+// line accounts for all of its rows.
+func TestDemoEndsWithCommandsThatRun(t *testing.T) {
+	t.Parallel()
+	work := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	demo := aopbatchCmd(ctx, nil, "demo")
+	demo.Dir = work
+	var out, errb bytes.Buffer
+	demo.Stdout, demo.Stderr = &out, &errb
+	p := finished(t, []string{"demo"}, demo.Run(), out.String(), errb.String())
+	if p.code != 0 {
+		t.Fatalf("demo: exit %d\n%s\n%s", p.code, p.stdout, p.stderr)
+	}
+	m := regexp.MustCompile(`(?m)^reconciliation of (\d+) rows: (.*)$`).FindStringSubmatch(p.stdout)
+	if m == nil || m[1] != "300" {
+		t.Fatalf("no reconciliation line of 300 rows:\n%s", p.stdout)
+	}
+	sum := 0
+	for _, part := range strings.Split(m[2], ", ") {
+		n, err := strconv.Atoi(strings.Fields(part)[0])
+		if err != nil {
+			t.Fatalf("part %q of the reconciliation line", part)
+		}
+		sum += n
+	}
+	if sum != 300 {
+		t.Errorf("reconciliation line adds up to %d, not 300: %s", sum, m[0])
+	}
+	// The closing commands, each on its own indented line after "Look
+	// around".
+	_, after, ok := strings.Cut(p.stdout, "Look around")
+	if !ok {
+		t.Fatalf("no closing commands:\n%s", p.stdout)
+	}
+	var cmds [][]string
+	for _, line := range strings.Split(after, "\n")[1:] {
+		if !strings.HasPrefix(line, "  ") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != os.Args[0] {
+			t.Fatalf("closing command %q does not start with the binary that ran the demo (%s)", line, os.Args[0])
+		}
+		cmds = append(cmds, f[1:])
+	}
+	if len(cmds) < 3 {
+		t.Fatalf("%d closing commands, want status, report and export at least:\n%s", len(cmds), after)
+	}
+	for _, args := range cmds {
+		c := aopbatchCmd(ctx, nil, args...)
+		c.Dir = work
+		var o, e bytes.Buffer
+		c.Stdout, c.Stderr = &o, &e
+		r := finished(t, args, c.Run(), o.String(), e.String())
+		if r.code != 0 && !(args[0] == "report" && r.code == 2) {
+			t.Errorf("%v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
 	}
 }
