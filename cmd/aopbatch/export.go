@@ -38,6 +38,7 @@ the old ones, which the provider answers as duplicates if it received them).
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	noteLedger(textLog(stderr), *ledgerPath)
 	st := ledger.State(strings.ToLower(strings.TrimSpace(state)))
 	if state == "" {
 		return start(errors.New("export needs --state, e.g. --state failed"))

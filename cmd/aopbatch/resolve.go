@@ -48,6 +48,7 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func (f *resolveFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.Writer) error {
+	noteLedger(log, f.ledger)
 	conn, logs, rep, progress, leaseTTL := &f.conn, f.logs, f.rep, f.progress, f.leaseTTL
 	conn.log = log
 	if err := checkSession(progress, leaseTTL); err != nil {
