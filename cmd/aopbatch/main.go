@@ -156,6 +156,7 @@ func commands() []command {
 		{"export", "write the rows in one state as an input CSV", runExport},
 		{"sandbox", "serve a local AOP-compatible API for trying things out", runSandbox},
 		{"demo", "sandbox + sample file + run + report, nothing to set up", runDemo},
+		{"version", "print the version, VCS revision and Go version (also --version)", runVersion},
 	}
 }
 
@@ -166,6 +167,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return &exitError{code: exitStart}
 		}
 		return nil
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		return runVersion(ctx, args[1:], stdout, stderr)
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
