@@ -183,3 +183,58 @@ func TestFirstLogLineNamesTheLedger(t *testing.T) {
 		}
 	}
 }
+
+// TestDamagedLedgerRefusedBeforeSending: a ledger with a page overwritten
+// inside, or a file that is not a ledger, is refused by every command
+// with exit 1 and a message naming it and what is wrong, before anything
+// is sent, and is left as it was.
+func TestDamagedLedgerRefusedBeforeSending(t *testing.T) {
+	t.Parallel()
+	sb := sandbox(t, nil)
+	db, csvPath := batchFiles(t)
+	rows := goodRows(3000, "DMG")
+	writeCSV(t, csvPath, rows)
+	if p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--dry-run")...); p.code != 0 {
+		t.Fatalf("dry run: exit %d\n%s", p.code, p.stderr)
+	}
+	b, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(db + "-wal"); err == nil {
+		t.Fatalf("a WAL was left behind: the damage would not be in the file")
+	}
+	const page = 4096
+	at := len(b) / page / 2 * page
+	for i := at; i < at+page; i++ {
+		b[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(db, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notLedger := filepath.Join(t.TempDir(), "notes.db")
+	if err := os.WriteFile(notLedger, []byte("operator,canumber,amount\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path, want string
+	}{{db, "damaged"}, {notLedger, "not an aopbatch ledger"}} {
+		before, _ := os.ReadFile(tc.path)
+		for _, args := range [][]string{
+			runArgs(csvPath, tc.path, sb.URL),
+			{"resolve", "--ledger", tc.path, "--base-url", sb.URL},
+			{"status", "--ledger", tc.path},
+		} {
+			p := aopbatch(t, nil, args...)
+			if p.code != 1 || !strings.Contains(p.stderr, tc.path) || !strings.Contains(p.stderr, tc.want) {
+				t.Errorf("%s on %s: exit %d, want 1 naming the file and %q\n%s", args[0], filepath.Base(tc.path), p.code, tc.want, p.stderr)
+			}
+		}
+		if after, _ := os.ReadFile(tc.path); !bytes.Equal(before, after) {
+			t.Errorf("%s was changed", tc.path)
+		}
+	}
+	if n := sb.Stats().Requests; n != 0 {
+		t.Errorf("%d requests sent on a damaged ledger", n)
+	}
+}

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+
+	"github.com/aopbatch/aopbatch/ledger"
 )
 
 // noteLedger logs, as a command's first log line, where its ledger is:
@@ -31,4 +35,17 @@ func noteLedger(log *slog.Logger, path string) {
 // textLog is the logger of a command without --log-format: text on stderr.
 func textLog(stderr io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, nil))
+}
+
+// ledgerTrouble adds to an error from opening the ledger what a person
+// can do about it.
+func ledgerTrouble(err error) error {
+	switch {
+	case errors.Is(err, ledger.ErrCorrupt):
+		return fmt.Errorf("%w; nothing was sent and the file is as it was: restore the ledger from a backup, "+
+			"or move it aside (keep it: its rows say what was paid) and check the provider's statement before sending those files again", err)
+	case errors.Is(err, ledger.ErrNotLedger):
+		return fmt.Errorf("%w; nothing was sent and the file is as it was: check --ledger (or AOPBATCH_LEDGER)", err)
+	}
+	return err
 }

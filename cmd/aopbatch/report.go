@@ -162,7 +162,11 @@ func openLedgerFile(ctx context.Context, path string) (*ledger.Ledger, error) {
 		}
 		return nil, fmt.Errorf("open ledger: %w", err)
 	}
-	return ledger.Open(ctx, path, ledger.Options{})
+	l, err := ledger.Open(ctx, path, ledger.Options{})
+	if err != nil {
+		return nil, ledgerTrouble(err)
+	}
+	return l, nil
 }
 
 // openExisting opens a ledger that must already exist and picks the batch.

@@ -151,7 +151,7 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 	}
 	l, err := ledger.Open(ctx, f.ledger, ledger.Options{Synchronous: f.synchronous})
 	if err != nil {
-		return start(err)
+		return start(ledgerTrouble(err))
 	}
 	defer l.Close()
 
