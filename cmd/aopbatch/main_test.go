@@ -34,6 +34,7 @@ func TestMain(m *testing.M) {
 		os.Exit(failToken())
 	}
 	if os.Getenv("AOPBATCH_BE_MAIN") == "1" {
+		limitFileSize()
 		main()
 		return
 	}

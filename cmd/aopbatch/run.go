@@ -256,6 +256,7 @@ func errText(err error) string {
 // With JSON logs, stdout gets only the summary line (see printJSONSummary).
 func finish(ctx context.Context, l *ledger.Ledger, b ledger.Batch, runErr error, rep endReports, logs logFlags, log *slog.Logger, stdout, stderr io.Writer) error {
 	bg := context.WithoutCancel(ctx)
+	runErr = explainLedgerStop(l.Path(), runErr)
 	counts, err := l.Counts(bg, b.Seq)
 	if err != nil {
 		return &exitError{code: exitIncomplete, err: err}
