@@ -257,3 +257,23 @@ func TestDemoEndsWithCommandsThatRun(t *testing.T) {
 		}
 	}
 }
+
+// TestUnsettledMessageSaysWhatSettlesThem: "run again later (or aopbatch
+// resolve)" sent people to resolve for held rows, which only a rerun
+// sends; the message names each kind of unsettled row and its way out.
+func TestUnsettledMessageSaysWhatSettlesThem(t *testing.T) {
+	c := ledger.Counts{
+		ledger.StateSuccess: {Rows: 10}, ledger.StateHeld: {Rows: 3},
+		ledger.StateQueued: {Rows: 2}, ledger.StatePending: {Rows: 1}, ledger.StateUnknown: {Rows: 1},
+	}
+	got := unsettledMessage(c)
+	for _, want := range []string{"3 held (operator down): run the same command again later", "2 not sent yet: run the same command again",
+		"2 waiting for the provider's final answer: run aopbatch resolve"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%q does not say %q", got, want)
+		}
+	}
+	if got := unsettledMessage(ledger.Counts{ledger.StateHeld: {Rows: 1}}); strings.Contains(got, "resolve") {
+		t.Errorf("held rows only: %q sends the person to resolve", got)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/aopbatch/aopbatch/batch"
@@ -298,11 +299,29 @@ func endOf(ctx context.Context, counts ledger.Counts, runErr, repErr error) erro
 	}
 	switch code {
 	case exitIncomplete:
-		return &exitError{code: code, err: errors.New("some rows are not settled yet: run again later (or aopbatch resolve) to finish them")}
+		return &exitError{code: code, err: errors.New(unsettledMessage(counts))}
 	case exitFinishedNo:
 		return &exitError{code: code}
 	}
 	return nil
+}
+
+// unsettledMessage says which rows are not final and what settles them:
+// held and queued rows go out when the same command runs again; pending,
+// duplicate and unknown rows wait for the provider's answer, which
+// aopbatch resolve (or the same command) asks for.
+func unsettledMessage(c ledger.Counts) string {
+	var parts []string
+	if n := c[ledger.StateHeld].Rows; n > 0 {
+		parts = append(parts, fmt.Sprintf("%d held (operator down): run the same command again later to send them", n))
+	}
+	if n := c[ledger.StateQueued].Rows + c[ledger.StateInflight].Rows; n > 0 {
+		parts = append(parts, fmt.Sprintf("%d not sent yet: run the same command again to send them", n))
+	}
+	if n := c[ledger.StatePending].Rows + c[ledger.StateDuplicate].Rows + c[ledger.StateUnknown].Rows; n > 0 {
+		parts = append(parts, fmt.Sprintf("%d waiting for the provider's final answer: run aopbatch resolve later (or the same command again)", n))
+	}
+	return "not finished: " + strings.Join(parts, "; ")
 }
 
 // outcome is the exit code a batch's counts call for.
