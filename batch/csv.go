@@ -360,18 +360,21 @@ func (r *Reader) Header() []string { return append([]string(nil), r.header...) }
 // call.
 func (r *Reader) Next() (Row, error) {
 	for {
-		row, blank, err := r.next()
-		if !blank {
+		row, err := r.next()
+		if err != errSeparatorLine {
 			return row, err
 		}
 	}
 }
 
-// next reads one record; blank reports a line of only separators, which
+// errSeparatorLine is next's answer for a line of only separators, which
 // Next skips as the parser skips empty lines.
-func (r *Reader) next() (_ Row, blank bool, _ error) {
+var errSeparatorLine = errors.New("a line of only separators")
+
+// next reads one record.
+func (r *Reader) next() (Row, error) {
 	if r.err != nil {
-		return Row{}, false, r.err
+		return Row{}, r.err
 	}
 	var (
 		v         any
@@ -387,31 +390,31 @@ func (r *Reader) next() (_ Row, blank bool, _ error) {
 	// truncated record it caused.
 	if r.src.err != nil {
 		r.err = r.src.fault()
-		return Row{}, false, r.err
+		return Row{}, r.err
 	}
 	if err != nil {
 		if err == io.EOF {
-			return Row{}, false, io.EOF
+			return Row{}, io.EOF
 		}
 		var pe *csv.ParseError
 		if errors.As(err, &pe) && pe.Err == csv.ErrFieldCount {
 			if r.src.separatorOnly(pe.StartLine) {
-				return Row{}, true, nil
+				return Row{}, errSeparatorLine
 			}
-			return Row{}, false, &RowError{Line: pe.StartLine, Code: CodeFieldCount,
+			return Row{}, &RowError{Line: pe.StartLine, Code: CodeFieldCount,
 				Reason: fmt.Sprintf("wrong number of cells: the header has %d", len(r.header))}
 		}
 		r.err = parseFault(err)
-		return Row{}, false, r.err
+		return Row{}, r.err
 	}
 	rec, ok := v.(*csvRow)
 	if !ok {
 		r.err = fmt.Errorf("read csv: unexpected record type %T", v)
-		return Row{}, false, r.err
+		return Row{}, r.err
 	}
 	line, _ := r.cr.FieldPos(0)
 	if r.src.separatorOnly(line) {
-		return Row{}, true, nil
+		return Row{}, errSeparatorLine
 	}
 	vals := rec.values()
 	raw := make([]string, len(r.colOf))
@@ -426,9 +429,9 @@ func (r *Reader) next() (_ Row, blank bool, _ error) {
 	if rerr != nil {
 		rerr.Line = line
 		rerr.Raw = raw
-		return Row{}, false, rerr
+		return Row{}, rerr
 	}
-	return Row{Line: line, Request: req, Raw: raw}, false, nil
+	return Row{Line: line, Request: req, Raw: raw}, nil
 }
 
 // parseFault turns a parser error into the file-level error it is: after a
@@ -471,14 +474,11 @@ func (r *Reader) request(line int, v *[numColumns]string) (aop.RechargeRequest, 
 	if req.ReferenceID, err = r.referenceID(line, v[colReferenceID]); err != nil {
 		return req, err
 	}
-	for _, c := range []column{colLatitude, colLongitude} {
-		dst := &req.Latitude
-		if c == colLongitude {
-			dst = &req.Longitude
-		}
-		if *dst, err = coordinate(c, v[c], r.defaultOf(c)); err != nil {
-			return req, err
-		}
+	if req.Latitude, err = coordinate(colLatitude, v[colLatitude], r.opts.Latitude); err != nil {
+		return req, err
+	}
+	if req.Longitude, err = coordinate(colLongitude, v[colLongitude], r.opts.Longitude); err != nil {
+		return req, err
 	}
 	if req.RegistrationID, err = text(colRegistrationID, v[colRegistrationID], maxTextLen, false); err != nil {
 		return req, err
