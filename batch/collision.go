@@ -3,6 +3,7 @@ package batch
 import (
 	"fmt"
 
+	"github.com/aopbatch/aopbatch/batch/aop"
 	"github.com/aopbatch/aopbatch/ledger"
 )
 
@@ -21,18 +22,31 @@ import (
 // person can do: send it again under a new referenceid. Asking again
 // would get the same answer forever.
 //
-// A pending row is left as it is: the provider accepted this row's
-// request (code 0), so a record that looks like another payment means
-// the two disagree about the details, and only a person can tell.
-func (e *Engine) collided(w *ledger.Writer, row ledger.Row, why string, a *ledger.Attempt) {
-	if row.State == ledger.StateDuplicate || row.State == ledger.StateUnknown {
+// That verdict leads a person to pay the row again, so it needs the
+// amount to differ: the provider's amount is what it charged. A canumber
+// alone that differs may be the provider masking or reformatting it
+// ("XXXXXX4685"), and a pending row was accepted by the provider (code
+// 0), so its record should be this row's: both are left as they are for
+// a person, with a message saying what to compare.
+func (e *Engine) collided(w *ledger.Writer, row ledger.Row, d aop.StatusData, why string, a *ledger.Attempt) {
+	if (row.State == ledger.StateDuplicate || row.State == ledger.StateUnknown) && amountDiffers(row, d) {
 		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateFailed, Code: -1, Attempt: a, Message: collisionMessage(row.ReferenceID, why)})
 		e.resolved(row, ledger.StateFailed)
 		return
 	}
 	e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Attempt: a,
-		Message: fmt.Sprintf("the provider accepted this row, but its record under referenceid %s describes a different payment (%s): "+
-			"ask the provider which payment it charged before sending anything again", row.ReferenceID, why)})
+		Message: fmt.Sprintf("the provider's record under referenceid %s may be another payment (%s): "+
+			"ask the provider whether it charged this row before sending anything again", row.ReferenceID, why)})
+}
+
+// amountDiffers reports whether the provider's record is for another sum
+// than the row's.
+func amountDiffers(row ledger.Row, d aop.StatusData) bool {
+	if d.Amount == "" {
+		return false
+	}
+	p, err := parseProviderRupees(d.Amount)
+	return err == nil && p != row.AmountPaise
 }
 
 // collisionMessage is the message of a row failed by a referenceid

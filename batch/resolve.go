@@ -186,7 +186,7 @@ func (e *Engine) apply(ctx context.Context, w *ledger.Writer, row ledger.Row, st
 		// The provider's record under this referenceid is not this row's
 		// payment (the referenceid was used elsewhere first): its status
 		// says nothing about ours. See collided.
-		e.collided(w, row, why, a)
+		e.collided(w, row, st.Data, why, a)
 		return
 	}
 	switch st.Verdict {

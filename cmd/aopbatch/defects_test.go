@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -275,5 +276,32 @@ func TestUnsettledMessageSaysWhatSettlesThem(t *testing.T) {
 	}
 	if got := unsettledMessage(ledger.Counts{ledger.StateHeld: {Rows: 1}}); strings.Contains(got, "resolve") {
 		t.Errorf("held rows only: %q sends the person to resolve", got)
+	}
+}
+
+// TestCollisionOnCanumberAloneWaitsForAPerson: a provider record whose
+// canumber differs but whose amount is the row's may be the provider
+// masking the canumber, so the row is not declared unpaid (which would
+// lead a person to pay it again): it stays unsettled, saying what to ask.
+func TestCollisionOnCanumberAloneWaitsForAPerson(t *testing.T) {
+	sb := sandbox(t, nil)
+	db, csvPath := batchFiles(t)
+	rows := goodRows(1, "MASK")
+	writeCSV(t, csvPath, rows)
+	body := `{"operator":311,"canumber":"XXXX0000","amount":` + rows[0].amount + `,"referenceid":"` + rows[0].ref +
+		`","latitude":"1","longitude":"1","RegistrationID":"AOP-554"}`
+	resp, err := http.Post(sb.URL+"/api/AOP/Recharge", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--resolve-timeout", "1s")...)
+	if p.code != 3 {
+		t.Fatalf("exit %d, want 3 (a row for a person)\n%s", p.code, p.stderr)
+	}
+	_, byRef, _ := ledgerRows(t, db)
+	got := byRef[rows[0].ref]
+	if got.State != ledger.StateDuplicate || !strings.Contains(got.Message, "ask the provider whether it charged this row") {
+		t.Errorf("row %s %q, want duplicate, asking a person", got.State, got.Message)
 	}
 }
