@@ -165,7 +165,7 @@ func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 	for _, c := range []column{colLatitude, colLongitude} {
 		if def := rd.defaultOf(c); def != "" {
 			if _, err := coordinate(c, def, ""); err != nil {
-				return nil, fmt.Errorf("default %s %q: must be a decimal number", c, def)
+				return nil, fmt.Errorf("%s default %q (%s): must be a decimal number", c, def, coordinateSetting(c))
 			}
 		}
 	}

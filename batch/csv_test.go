@@ -724,4 +724,8 @@ func TestReaderCoordinatesRequired(t *testing.T) {
 	if err != nil || len(res.rows) != 3 || res.rows[1].Request.Latitude != "1" || res.rows[2].Request.Longitude != "2" {
 		t.Errorf("empty cells take the defaults: rows %+v, err %v", res.rows, err)
 	}
+	if _, err := NewReader(strings.NewReader(in), ReaderOptions{RegistrationID: "R", Latitude: "north", Longitude: "2"}); err == nil ||
+		!strings.Contains(err.Error(), "--latitude") {
+		t.Errorf("a default that is not a number: err %v, want it refused naming --latitude", err)
+	}
 }
