@@ -163,6 +163,13 @@ func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 		opts.MaxLineBytes = DefaultMaxLineBytes
 	}
 	rd := &Reader{opts: opts}
+	for _, c := range []column{colLatitude, colLongitude} {
+		if def := rd.defaultOf(c); def != "" {
+			if _, err := coordinate(c, def, ""); err != nil {
+				return nil, fmt.Errorf("%s default %q (%s): must be a decimal number", c, def, coordinateSetting(c))
+			}
+		}
+	}
 	if opts.GenerateRefs {
 		if opts.BatchID == "" {
 			return nil, errors.New("generate referenceids: batch id is empty")
@@ -170,7 +177,7 @@ func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 		rd.refPrefix = refPrefix(opts.BatchID)
 	}
 
-	rd.src = &guard{r: r, max: opts.MaxLineBytes, line: 1, recLine: 1}
+	rd.src = &guard{r: r, max: opts.MaxLineBytes, line: 1, recLine: 1, sepOnly: true}
 	br := bufio.NewReaderSize(rd.src, 64<<10)
 	if b, _ := br.Peek(3); len(b) >= 2 {
 		switch {
@@ -287,7 +294,28 @@ func (r *Reader) mapHeader(line int) error {
 		return &FileError{Line: line, Column: colRegistrationID.String(),
 			Reason: "RegistrationID missing: add a RegistrationID column, or set --registration-id or AOP_REGISTRATION_ID"}
 	}
+	// Every request carries coordinates: without a column or a default,
+	// every row would go out with "" (or be rejected one by one).
+	for _, c := range []column{colLatitude, colLongitude} {
+		if !r.present[c] && r.defaultOf(c) == "" {
+			return &FileError{Line: line, Column: c.String(), Reason: c.String() + " missing: add a " + c.String() +
+				" column, or set " + coordinateSetting(c)}
+		}
+	}
 	return nil
+}
+
+// defaultOf is the value that fills an empty latitude or longitude cell.
+func (r *Reader) defaultOf(c column) string {
+	if c == colLatitude {
+		return r.opts.Latitude
+	}
+	return r.opts.Longitude
+}
+
+// coordinateSetting names where a latitude or longitude default is set.
+func coordinateSetting(c column) string {
+	return "--" + c.String() + " or AOP_" + strings.ToUpper(c.String())
 }
 
 // separatorHint explains a header that is one cell because the file is not
@@ -322,6 +350,20 @@ func (r *Reader) Header() []string { return append([]string(nil), r.header...) }
 // returns io.EOF; a broken file returns a *FileError, and so does every later
 // call.
 func (r *Reader) Next() (Row, error) {
+	for {
+		row, err := r.next()
+		if err != errSeparatorLine {
+			return row, err
+		}
+	}
+}
+
+// errSeparatorLine is next's answer for a line of only separators, which
+// Next skips as the parser skips empty lines.
+var errSeparatorLine = errors.New("a line of only separators")
+
+// next reads one record.
+func (r *Reader) next() (Row, error) {
 	if r.err != nil {
 		return Row{}, r.err
 	}
@@ -347,6 +389,9 @@ func (r *Reader) Next() (Row, error) {
 		}
 		var pe *csv.ParseError
 		if errors.As(err, &pe) && pe.Err == csv.ErrFieldCount {
+			if r.src.separatorOnly(pe.StartLine) {
+				return Row{}, errSeparatorLine
+			}
 			return Row{}, &RowError{Line: pe.StartLine, Code: CodeFieldCount,
 				Reason: fmt.Sprintf("wrong number of cells: the header has %d", len(r.header))}
 		}
@@ -359,6 +404,9 @@ func (r *Reader) Next() (Row, error) {
 		return Row{}, r.err
 	}
 	line, _ := r.cr.FieldPos(0)
+	if r.src.separatorOnly(line) {
+		return Row{}, errSeparatorLine
+	}
 	vals := rec.values()
 	for i := range vals {
 		vals[i] = unescapeFormula(vals[i])
@@ -590,10 +638,15 @@ func text(c column, cell string, max int, required bool) (string, *RowError) {
 }
 
 // coordinate validates a latitude or longitude: an optionally signed decimal
-// number. An empty cell takes the default.
+// number. An empty cell takes the default; with none, the row is refused
+// as one without a RegistrationID is.
 func coordinate(c column, cell, def string) (string, *RowError) {
 	s := strings.TrimSpace(cell)
 	if s == "" {
+		if def == "" {
+			return "", &RowError{Column: c.String(), Code: CodeMissingValue,
+				Reason: c.String() + " missing: fill the cell, or set " + coordinateSetting(c)}
+		}
 		return def, nil
 	}
 	t := s
@@ -731,6 +784,32 @@ type guard struct {
 	inQuote   bool
 	pending   error // found, not yet returned: bytes before it are delivered first
 	err       error // returned to the parser; sticky
+
+	// A line of only commas (a spreadsheet's empty rows below the data) is
+	// an empty line, not a row: the guard notes such lines as it passes
+	// them, and Next skips the records that start on one.
+	sepOnly bool  // the current line started outside quotes and holds only ',' and CR so far
+	sawSep  bool  // ... and has at least one ','
+	blank   []int // separator-only lines not yet passed by Next, ascending
+}
+
+// separatorOnly reports whether line was a line of only separators, and
+// forgets the lines before it: Next asks in ascending order.
+func (g *guard) separatorOnly(line int) bool {
+	i := 0
+	for i < len(g.blank) && g.blank[i] < line {
+		i++
+	}
+	g.blank = g.blank[i:]
+	return len(g.blank) > 0 && g.blank[0] == line
+}
+
+// endLine notes the line just ended if it held only separators.
+func (g *guard) endLine() {
+	if g.sepOnly && g.sawSep && !g.inQuote {
+		g.blank = append(g.blank, g.line)
+	}
+	g.sepOnly, g.sawSep = !g.inQuote, false
 }
 
 func (g *guard) Read(p []byte) (int, error) {
@@ -745,6 +824,7 @@ func (g *guard) Read(p []byte) (int, error) {
 	for i := 0; i < n; i++ {
 		switch p[i] {
 		case '\n':
+			g.endLine()
 			g.line++
 			g.lineBytes = 0
 			if !g.inQuote {
@@ -758,6 +838,12 @@ func (g *guard) Read(p []byte) (int, error) {
 			g.pending = &FileError{Line: g.line, Reason: "not a UTF-8 text CSV (NUL byte)"}
 		case '"':
 			g.inQuote = !g.inQuote
+			g.sepOnly = false
+		case ',':
+			g.sawSep = true
+		case '\r':
+		default:
+			g.sepOnly = false
 		}
 		if g.pending == nil {
 			g.lineBytes++
@@ -777,6 +863,9 @@ func (g *guard) Read(p []byte) (int, error) {
 			g.err = g.pending
 			return 0, g.err
 		}
+	}
+	if err == io.EOF {
+		g.endLine() // a last line without a line end
 	}
 	if err != nil && err != io.EOF {
 		g.err = err

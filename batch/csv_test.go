@@ -195,7 +195,7 @@ func TestReaderEncodings(t *testing.T) {
 }
 
 func TestReaderQuotedMultiline(t *testing.T) {
-	res := mustRead(t, "quoted-multiline.csv", ReaderOptions{RegistrationID: "R", AllowExtraColumns: true})
+	res := mustRead(t, "quoted-multiline.csv", ReaderOptions{RegistrationID: "R", Latitude: "1", Longitude: "2", AllowExtraColumns: true})
 	if got, want := lines(res.rows), []int{2, 4, 7, 10}; !reflect.DeepEqual(got, want) {
 		t.Errorf("row lines = %v, want %v", got, want)
 	}
@@ -306,7 +306,7 @@ func TestReaderHeaderVariants(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	r, err := NewReader(f, ReaderOptions{})
+	r, err := NewReader(f, ReaderOptions{Latitude: "1", Longitude: "2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,9 +362,9 @@ func TestReaderFileErrors(t *testing.T) {
 		{name: "bare quote", in: hdr + "311,CA1,10,R1\n311,CA\"2,10,R2\n311,CA3,10,R3\n", goodBefore: 1, line: 3, reason: `a " in a cell that is not quoted`},
 		{name: "bad quote", in: hdr + "311,\"CA1\"x,10,R1\n", line: 2, reason: "not closed properly"},
 		{name: "unclosed quote", in: hdr + "311,CA1,10,R1\n311,\"CA2,10,R2\n311,CA3,10,R3\n", goodBefore: 1, line: 3, reason: "not closed properly (a \" inside a quoted cell must be doubled) (noticed at line 4)"},
-		{name: "long line", in: hdr + "311,CA1,10,R1\n311,CA2,10," + strings.Repeat("x", 200) + "\n", opts: ReaderOptions{RegistrationID: "R", MaxLineBytes: 100}, goodBefore: 1, line: 3, reason: "line longer than 100 bytes"},
-		{name: "long record", in: hdr + "311,\"" + strings.Repeat("CA\n", 50) + "\",10,R1\n", opts: ReaderOptions{RegistrationID: "R", MaxLineBytes: 100}, line: 2, reason: "row longer than 100 bytes"},
-		{name: "long header", in: strings.Repeat("x", 101) + "\n", opts: ReaderOptions{RegistrationID: "R", MaxLineBytes: 100}, line: 1, reason: "line longer than 100 bytes"},
+		{name: "long line", in: hdr + "311,CA1,10,R1\n311,CA2,10," + strings.Repeat("x", 200) + "\n", opts: ReaderOptions{RegistrationID: "R", Latitude: "1", Longitude: "2", MaxLineBytes: 100}, goodBefore: 1, line: 3, reason: "line longer than 100 bytes"},
+		{name: "long record", in: hdr + "311,\"" + strings.Repeat("CA\n", 50) + "\",10,R1\n", opts: ReaderOptions{RegistrationID: "R", Latitude: "1", Longitude: "2", MaxLineBytes: 100}, line: 2, reason: "row longer than 100 bytes"},
+		{name: "long header", in: strings.Repeat("x", 101) + "\n", opts: ReaderOptions{RegistrationID: "R", Latitude: "1", Longitude: "2", MaxLineBytes: 100}, line: 1, reason: "line longer than 100 bytes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -509,7 +509,7 @@ func TestReaderRowErrors(t *testing.T) {
 
 func TestReaderRegistrationIDCellEmpty(t *testing.T) {
 	in := "operator,canumber,amount,referenceid,RegistrationID\n311,CA1,10,R1,AOP-1\n311,CA2,10,R2,\n"
-	res, err := readAll(t, strings.NewReader(in), ReaderOptions{})
+	res, err := readAll(t, strings.NewReader(in), ReaderOptions{Latitude: "1", Longitude: "2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -522,7 +522,7 @@ func TestReaderRegistrationIDCellEmpty(t *testing.T) {
 }
 
 func TestReaderGenerateRefs(t *testing.T) {
-	opts := ReaderOptions{GenerateRefs: true, BatchID: "b3f9a1c07b2e4d5f", RegistrationID: "R"}
+	opts := ReaderOptions{GenerateRefs: true, BatchID: "b3f9a1c07b2e4d5f", RegistrationID: "R", Latitude: "1", Longitude: "2"}
 	t.Run("no column", func(t *testing.T) {
 		res, err := readAll(t, strings.NewReader("operator,canumber,amount\n311,CA1,10\n\n311,CA2,20\n"), opts)
 		if err != nil {
@@ -635,4 +635,97 @@ func BenchmarkReader(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
+}
+
+// TestReaderSkipsSeparatorOnlyLines: a line of nothing but commas (what a
+// spreadsheet leaves below the data) is an empty line, not a data row, in
+// either line ending, with as many commas as the header or fewer, and as
+// the file's last line without a line end.
+func TestReaderSkipsSeparatorOnlyLines(t *testing.T) {
+	head := "operator,canumber,amount,referenceid"
+	for _, tc := range []struct {
+		name string
+		body string
+	}{
+		{"LF trailing", head + "\n311,CA1,10,R1\n311,CA2,20,R2\n,,,\n,,,\n"},
+		{"CRLF trailing", head + "\r\n311,CA1,10,R1\r\n311,CA2,20,R2\r\n,,,\r\n,,,\r\n"},
+		{"between rows", head + "\n311,CA1,10,R1\n,,,\n\n,,,\n311,CA2,20,R2\n"},
+		{"fewer commas", head + "\r\n311,CA1,10,R1\r\n,,\r\n,\r\n311,CA2,20,R2\r\n"},
+		{"last line without line end", head + "\n311,CA1,10,R1\n311,CA2,20,R2\n,,,"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := readAll(t, strings.NewReader(tc.body), defaults)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.rejects) > 0 {
+				t.Errorf("rejects = %v, want none", res.rejects)
+			}
+			if got, want := refs(res.rows), []string{"R1", "R2"}; !reflect.DeepEqual(got, want) {
+				t.Errorf("rows = %q, want %q", got, want)
+			}
+		})
+	}
+	// A line with a space in it is a row (an invalid one), and so is a
+	// record whose quoted cell holds a line of commas.
+	res, err := readAll(t, strings.NewReader(head+"\n,,, \n311,\"CA1\n,,,\",10,R1\n"), defaults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := res.order, []int{2, 3}; !reflect.DeepEqual(got, want) {
+		t.Errorf("records at lines %v, want %v", got, want)
+	}
+}
+
+// TestReaderCoordinatesRequired: latitude and longitude are treated like
+// RegistrationID: with no column and no default the file is refused up
+// front, and an empty cell with no default rejects its row, instead of
+// sending "" to the provider.
+func TestReaderCoordinatesRequired(t *testing.T) {
+	head := "operator,canumber,amount,referenceid"
+	for _, tc := range []struct {
+		name, in, want string
+		opts           ReaderOptions
+	}{
+		{"no columns, no defaults", head + "\n311,CA1,10,R1\n", "latitude", ReaderOptions{RegistrationID: "R"}},
+		{"no longitude column", head + ",latitude\n311,CA1,10,R1,28.6\n", "longitude", ReaderOptions{RegistrationID: "R"}},
+		{"no latitude column, longitude default", head + "\n311,CA1,10,R1\n", "latitude", ReaderOptions{RegistrationID: "R", Longitude: "77.2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := readAll(t, strings.NewReader(tc.in), tc.opts)
+			var fe *FileError
+			if !errors.As(err, &fe) || fe.Column != tc.want || !strings.Contains(fe.Reason, "--"+tc.want) {
+				t.Errorf("err = %v, want a file error naming column %s and --%s", err, tc.want, tc.want)
+			}
+		})
+	}
+	res, err := readAll(t, strings.NewReader(head+"\n311,CA1,10,R1\n"), ReaderOptions{RegistrationID: "R", Latitude: "28.6", Longitude: "77.2"})
+	if err != nil || len(res.rows) != 1 || res.rows[0].Request.Latitude != "28.6" || res.rows[0].Request.Longitude != "77.2" {
+		t.Errorf("defaults from flags: rows %+v, err %v", res.rows, err)
+	}
+	in := head + ",latitude,longitude\n311,CA1,10,R1,28.6,77.2\n311,CA2,10,R2,,77.2\n311,CA3,10,R3,28.6,\n"
+	res, err = readAll(t, strings.NewReader(in), ReaderOptions{RegistrationID: "R"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.rows) != 1 || res.rows[0].Line != 2 {
+		t.Errorf("rows = %+v, want line 2 only", res.rows)
+	}
+	if len(res.rejects) != 2 {
+		t.Fatalf("rejects = %v, want lines 3 and 4", res.rejects)
+	}
+	for i, col := range []string{"latitude", "longitude"} {
+		re := res.rejects[i]
+		if re.Line != 3+i || re.Column != col || re.Code != CodeMissingValue || !strings.Contains(re.Reason, "--"+col) {
+			t.Errorf("reject %d = %v, want line %d %s missing, naming --%s", i, re, 3+i, col, col)
+		}
+	}
+	res, err = readAll(t, strings.NewReader(in), ReaderOptions{RegistrationID: "R", Latitude: "1", Longitude: "2"})
+	if err != nil || len(res.rows) != 3 || res.rows[1].Request.Latitude != "1" || res.rows[2].Request.Longitude != "2" {
+		t.Errorf("empty cells take the defaults: rows %+v, err %v", res.rows, err)
+	}
+	if _, err := NewReader(strings.NewReader(in), ReaderOptions{RegistrationID: "R", Latitude: "north", Longitude: "2"}); err == nil ||
+		!strings.Contains(err.Error(), "--latitude") {
+		t.Errorf("a default that is not a number: err %v, want it refused naming --latitude", err)
+	}
 }

@@ -433,7 +433,7 @@ func (e *Engine) deliver(ctx context.Context, w ledger.Writer, row ledger.Row, t
 				}
 			}
 			e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1,
-				Message: "not sent: provider kept answering 429 (rate limited)"})
+				Message: throttledMessage(throttles, ctx.Err() != nil, e.stopping())})
 			return
 		}
 		e.settle(w, row, at, lat, res)
@@ -465,7 +465,11 @@ func (e *Engine) settle(w ledger.Writer, row ledger.Row, at time.Time, lat time.
 		e.stop(&StopError{Reason: "account", Detail: fmt.Sprintf("provider answered %d %q", res.Code, res.Message), Hint: accountHint(res.Code)})
 	case aop.ClassAuth:
 		to = ledger.StateQueued
-		e.stop(&StopError{Reason: "auth", Detail: fmt.Sprintf("authentication failed after a credential refresh (HTTP %d, code %d: %q)", res.HTTPStatus, res.Code, res.Message),
+		detail := fmt.Sprintf("authentication failed after a credential refresh (HTTP %d, code %d: %q)", res.HTTPStatus, res.Code, res.Message)
+		if res.HTTPStatus == 0 { // nothing went: there was no credential to send
+			detail = "no credential to send: " + res.Message
+		}
+		e.stop(&StopError{Reason: "auth", Detail: detail,
 			Hint: "check the token or JWT secret and partner id (--auth, AOP_TOKEN, AOP_JWT_SECRET, AOP_PARTNER_ID)"})
 	default: // unknown, and anything unexpected
 		to = ledger.StateUnknown

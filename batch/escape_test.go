@@ -11,7 +11,7 @@ func TestReaderRemovesTheFormulaEscape(t *testing.T) {
 	in := "operator,canumber,amount,referenceid,cellNumber,userName,RegistrationID\n" +
 		"311,'=1+1,10,R1,'+919800000014,'@ASHA,AOP-1\n" +
 		"311,''=x,10,R2,'9800000014,'-ASHA,AOP-1\n"
-	rd, err := NewReader(strings.NewReader(in), ReaderOptions{})
+	rd, err := NewReader(strings.NewReader(in), ReaderOptions{Latitude: "1", Longitude: "1"})
 	if err != nil {
 		t.Fatal(err)
 	}

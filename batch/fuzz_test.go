@@ -55,7 +55,7 @@ func FuzzReader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, lenient bool) {
 		opts := ReaderOptions{MaxLineBytes: 256}
 		if lenient {
-			opts = ReaderOptions{AllowExtraColumns: true, GenerateRefs: true, BatchID: "fuzzbatch", RegistrationID: "AOP-1"}
+			opts = ReaderOptions{AllowExtraColumns: true, GenerateRefs: true, BatchID: "fuzzbatch", RegistrationID: "AOP-1", Latitude: "28.6", Longitude: "77.2"}
 		}
 		r, err := NewReader(bytes.NewReader(data), opts)
 		if err != nil {

@@ -43,7 +43,7 @@ func openLedger(t *testing.T) ledger.Store {
 }
 
 func ingestOpts(c Controls) IngestOptions {
-	return IngestOptions{Reader: ReaderOptions{RegistrationID: "REG-1"}, Controls: c, Owner: ledger.NewOwner("test"), LeaseTTL: time.Minute}
+	return IngestOptions{Reader: ReaderOptions{RegistrationID: "REG-1", Latitude: "28.6", Longitude: "77.2"}, Controls: c, Owner: ledger.NewOwner("test"), LeaseTTL: time.Minute}
 }
 
 // A file of several ledger transactions' worth of rows (the ledger commits

@@ -184,10 +184,9 @@ func (e *Engine) apply(ctx context.Context, w ledger.Writer, row ledger.Row, st 
 	txn := st.Data.TxnID
 	if why := otherPayment(row, st.Data); why != "" {
 		// The provider's record under this referenceid is not this row's
-		// payment (the referenceid was reused elsewhere): its status says
-		// nothing about ours. A person must look.
-		e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Attempt: a,
-			Message: "status enquiry describes a different payment under this referenceid (" + why + "): check with the provider"})
+		// payment (the referenceid was used elsewhere first): its status
+		// says nothing about ours. See collided.
+		e.collided(w, row, st.Data, why, a)
 		return
 	}
 	switch st.Verdict {

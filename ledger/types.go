@@ -30,8 +30,13 @@ var (
 	ErrNotFinal = errors.New("batch has rows that are not final")
 	// ErrBatchExists means a batch id is already in the ledger.
 	ErrBatchExists = errors.New("batch already in the ledger")
-	// ErrNotLedger means the file or database is not an aopbatch ledger.
+	// ErrNotLedger means the file is not an aopbatch ledger: not SQLite at
+	// all (a CSV given as --ledger, say), or another program's database.
+	// Nothing is written to it: no schema is created over it.
 	ErrNotLedger = errors.New("not an aopbatch ledger")
+	// ErrCorrupt means the ledger is damaged: cut short, or a page
+	// overwritten inside. Nothing is "repaired".
+	ErrCorrupt = errors.New("the ledger is damaged")
 )
 
 // Batch is one input file's worth of rows.

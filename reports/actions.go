@@ -119,13 +119,16 @@ func (s *Summary) TextSummary() string {
 	}
 	fmt.Fprintf(&b, "at risk: %s\n", strings.Join(parts, "; "))
 	if rc := v.Recon; rc != nil {
-		parts = parts[:0]
-		for _, c := range rc.Categories {
-			if c.N > 0 {
-				parts = append(parts, fmt.Sprintf("%d %s (%s)", c.N, c.Name, c.Amount))
-			}
-		}
-		fmt.Fprintf(&b, "reconciliation: %s\n", strings.Join(parts, ", "))
+		// Every row of the batch is in one figure of the first line, so
+		// they add up to the row count above; the second line is about
+		// the statement's entries.
+		r := s.Reconciliation
+		amt := func(c Category) string { return inr(r.AmountsPaise[c]) }
+		fmt.Fprintf(&b, "reconciliation of %d rows: %d matched (%s), %d amount mismatch (%s), %d status mismatch (%s), %d missing in statement (%s), %d failed and not in statement (nothing taken), %d never sent\n",
+			s.Counts.Total, r.Matched, amt(Matched), r.AmountMismatch, amt(AmountMismatch), r.StatusMismatch, amt(StatusMismatch),
+			r.MissingInStatement, amt(MissingInStatement), r.FailedNotInStatement, r.NotSent)
+		fmt.Fprintf(&b, "statement: %d entries; %d missing in ledger (%s), %d duplicated in statement (%s), %d of other batches\n",
+			r.StatementRows, r.MissingInLedger, amt(MissingInLedger), r.DuplicatedInStatement, amt(DuplicatedInStatement), r.InOtherBatch)
 		amount := rc.Control[1]
 		fmt.Fprintf(&b, "control totals: ledger success %s, statement success %s, difference %s (statement minus ledger); net to recover %s\n",
 			amount.Ledger, amount.Statement, amount.Diff, rc.NetToRecover)

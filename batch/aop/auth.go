@@ -12,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -106,6 +108,7 @@ type commandAuth struct {
 	ttl     time.Duration
 	now     func() time.Time
 	timeout time.Duration
+	log     *slog.Logger // gets a failed run's exit status and its stderr, redacted
 
 	mu       sync.Mutex
 	token    string
@@ -132,10 +135,22 @@ type tokenRun struct {
 // the refused token, instead renews unless that token was already replaced,
 // which also holds for tokens that live less than two seconds. A run is
 // killed after 30s.
-// Errors name argv[0], the exit status and the start of stderr, never the
-// token.
+// Errors name argv[0] and the exit status, never what the command printed:
+// they reach the ledger, and a token tool may print its secret when it
+// fails. Its stderr goes to the log only (see CommandWithLog).
 func Command(argv []string, ttl time.Duration, env []string) Authenticator {
 	return newCommand(argv, ttl, env, time.Now)
+}
+
+// CommandWithLog is Command whose failed runs are logged to log: the exit
+// status and the first line of stderr, at most 200 bytes, with the token
+// and anything shaped like a secret replaced by "[redacted]".
+func CommandWithLog(argv []string, ttl time.Duration, env []string, log *slog.Logger) Authenticator {
+	a := newCommand(argv, ttl, env, time.Now)
+	if log != nil {
+		a.log = log
+	}
+	return a
 }
 
 func newCommand(argv []string, ttl time.Duration, env []string, now func() time.Time) *commandAuth {
@@ -149,6 +164,7 @@ func newCommand(argv []string, ttl time.Duration, env []string, now func() time.
 		ttl:      ttl,
 		now:      now,
 		timeout:  commandTimeout,
+		log:      slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -281,10 +297,10 @@ func (a *commandAuth) run(ctx context.Context) (string, error) {
 		default:
 			why = err.Error()
 		}
-		return "", fmt.Errorf("auth command %q: %s%s", name, why, stderrTail(stderr.Bytes(), tok))
+		return "", a.failed(name, why, stderr.Bytes(), tok)
 	}
 	if tok == "" {
-		return "", fmt.Errorf("auth command %q printed no token%s", name, stderrTail(stderr.Bytes(), ""))
+		return "", a.failed(name, "printed no token", stderr.Bytes(), "")
 	}
 	if strings.IndexFunc(tok, unicode.IsControl) >= 0 {
 		return "", fmt.Errorf("auth command %q printed a token with control characters", name)
@@ -301,21 +317,55 @@ func firstLine(b []byte) string {
 	return strings.TrimSpace(s)
 }
 
-// stderrTail renders the first 200 bytes of stderr for an error message,
-// with the would-be token blanked out in case the command echoed it there.
-func stderrTail(b []byte, token string) string {
-	if len(b) > maxStderrShown {
-		b = b[:maxStderrShown]
+// failed logs a failed run, with what it printed on stderr redacted, and
+// returns the error for the caller, which names only the command and why.
+func (a *commandAuth) failed(name, why string, stderr []byte, token string) error {
+	line := redactLine(stderr, token)
+	a.log.Warn("auth command failed", "command", name, "status", why, "stderr", line)
+	if line != "" {
+		why += " (its stderr is in the log)"
 	}
-	s := string(b)
+	if why == "printed no token" {
+		return fmt.Errorf("auth command %q %s", name, why)
+	}
+	return fmt.Errorf("auth command %q: %s", name, why)
+}
+
+var (
+	// secretAfterKey matches a value that follows a word naming a secret:
+	// "token=...", "password: ...", "Bearer ...".
+	secretAfterKey = regexp.MustCompile(`(?i)((?:bearer|token|secret|password|passwd|pass|pwd|apikey|api[_-]key|key|authorization)["']?(?:\s*[:=]\s*|\s+)["']?)[^\s"',;]+`)
+	// longWord matches a run of token characters long enough to be a key.
+	longWord = regexp.MustCompile(`[A-Za-z0-9+/=_.~-]{16,}`)
+)
+
+// redactLine makes a token command's stderr fit for a log line: the first
+// non-empty line only, the token it printed and whatever looks like a
+// secret (a value after "token=", "password", "Bearer" and the like; a long
+// run of letters and digits) replaced by "[redacted]", at most 200 bytes.
+func redactLine(b []byte, token string) string {
+	s := ""
+	for _, l := range strings.Split(strings.ToValidUTF8(string(b), "\uFFFD"), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			s = l
+			break
+		}
+	}
 	if token != "" {
 		s = strings.ReplaceAll(s, token, "[redacted]")
 	}
+	s = secretAfterKey.ReplaceAllString(s, "${1}[redacted]")
+	s = longWord.ReplaceAllStringFunc(s, func(w string) string {
+		if strings.ContainsAny(w, "0123456789") && strings.IndexFunc(w, unicode.IsLetter) >= 0 {
+			return "[redacted]"
+		}
+		return w
+	})
 	s = clip(s)
-	if s == "" {
-		return ""
+	if len(s) > maxStderrShown {
+		s = strings.ToValidUTF8(s[:maxStderrShown], "")
 	}
-	return ": stderr: " + s
+	return s
 }
 
 // capBuffer keeps the first max bytes written and discards the rest without

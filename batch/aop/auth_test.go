@@ -1,6 +1,7 @@
 package aop
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -9,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -52,6 +54,10 @@ func tokenHelper(mode string) int {
 		return 3
 	case "empty":
 		return 0
+	case "chatty":
+		fmt.Fprintf(os.Stderr, "vault: login as svc-aop, token=s3cr3t-Pa55 refused; Bearer eyJhbGciOiJIUzI1NiJ9.eyJwIjoxfQ.c2lnbmF0dXJlMTIz expired, key 9f86d081884c7d659a2feaa0c55ad015 %s\nsecond line: password hunter2\n",
+			strings.Repeat("x", 400))
+		return 2
 	}
 	return 2
 }
@@ -205,7 +211,7 @@ func TestCommandErrors(t *testing.T) {
 		mode string
 		want []string
 	}{
-		{"exit status and stderr", []string{os.Args[0]}, "fail", []string{os.Args[0], "exit status 3", "stderr: login failed for [redacted]: eee"}},
+		{"exit status", []string{os.Args[0]}, "fail", []string{os.Args[0], "exit status 3", "its stderr is in the log"}},
 		{"no output", []string{os.Args[0]}, "empty", []string{"printed no token"}},
 		{"no such program", []string{filepath.Join(t.TempDir(), "nope")}, "token", []string{"nope"}},
 		{"no command", nil, "token", []string{"no command given"}},
@@ -227,8 +233,8 @@ func TestCommandErrors(t *testing.T) {
 			if strings.Contains(msg, "leaked-token-value") {
 				t.Errorf("error %q shows the token", msg)
 			}
-			if i := strings.Index(msg, "stderr: "); i >= 0 && len(msg[i+len("stderr: "):]) > 200 {
-				t.Errorf("error shows %d bytes of stderr, want at most 200", len(msg[i+len("stderr: "):]))
+			if strings.Contains(msg, "login failed") || strings.Contains(msg, "eee") {
+				t.Errorf("error %q carries the command's stderr: it would reach the ledger", msg)
 			}
 			if req.Header.Get("Authorization") != "" {
 				t.Error("a failed Apply set a header")
@@ -426,5 +432,57 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		if got := fmt.Sprint(a); got != mode {
 			t.Errorf("fmt.Sprint(%s authenticator) = %q, want %q", mode, got, mode)
 		}
+	}
+}
+
+// TestCommandStderrOnlyInTheLog: what a failing token command prints on
+// stderr never reaches the error (which the ledger records): the log gets
+// its exit status and its first stderr line, bounded, with the token and
+// anything that looks like a secret blanked out.
+func TestCommandStderrOnlyInTheLog(t *testing.T) {
+	for _, tc := range []struct {
+		mode, status string
+		leaks        []string
+		want         []string
+	}{
+		{"fail", "exit status 3", []string{"leaked-token-value"}, []string{"login failed for [redacted]"}},
+		{"chatty", "exit status 2", []string{"s3cr3t-Pa55", "eyJhbGciOiJIUzI1NiJ9", "c2lnbmF0dXJlMTIz", "9f86d081884c7d659a2feaa0c55ad015", "hunter2", "second line"},
+			[]string{"vault: login as svc-aop, token=[redacted] refused; Bearer [redacted] expired, key [redacted]"}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			var logs bytes.Buffer
+			log := slog.New(slog.NewJSONHandler(&logs, nil))
+			a := CommandWithLog([]string{os.Args[0]}, 0, []string{"AOPTEST_HELPER=" + tc.mode, "AOPTEST_COUNT=" + filepath.Join(t.TempDir(), "n")}, log)
+			req, _ := http.NewRequest(http.MethodPost, "http://aop.example/", nil)
+			err := a.Apply(req)
+			if err == nil {
+				t.Fatal("Apply: no error")
+			}
+			var rec struct {
+				Msg, Command, Status, Stderr string
+			}
+			if jerr := json.Unmarshal(logs.Bytes(), &rec); jerr != nil {
+				t.Fatalf("log %q: %v", logs.String(), jerr)
+			}
+			if rec.Status != tc.status || rec.Command != os.Args[0] {
+				t.Errorf("log = %+v, want command and %q", rec, tc.status)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(rec.Stderr, w) {
+					t.Errorf("logged stderr %q does not contain %q", rec.Stderr, w)
+				}
+			}
+			if len(rec.Stderr) > 200 {
+				t.Errorf("logged stderr is %d bytes, want at most 200", len(rec.Stderr))
+			}
+			for _, l := range tc.leaks {
+				if strings.Contains(logs.String()+err.Error(), l) {
+					t.Errorf("%q leaked: log %s error %q", l, logs.String(), err)
+				}
+			}
+			if strings.Contains(err.Error(), "vault") || strings.Contains(err.Error(), "login") {
+				t.Errorf("error %q carries stderr", err)
+			}
+		})
 	}
 }

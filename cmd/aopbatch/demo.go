@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
@@ -79,8 +80,33 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	err = runReport(ctx, repArgs, stdout, stderr)
 	fmt.Fprintf(stdout, "-> exit code %d\n\n", exitCode(err, stderr))
 	fmt.Fprintf(stdout, "Reports are in %s (open report.html in a browser).\n", reportDir)
-	fmt.Fprintf(stdout, "Look around: aopbatch status --ledger %s --batch latest\n", ledgerPath)
+	self := selfCommand()
+	fmt.Fprintln(stdout, "Look around (from this directory; the ledger stays, the sandbox is gone):")
+	for _, c := range []string{
+		"status --ledger " + ledgerPath,
+		"status --ledger " + ledgerPath + " --batch latest",
+		"report --ledger " + ledgerPath + " --batch latest --out " + filepath.Join(dir, "reports-again"),
+		"export --ledger " + ledgerPath + " --batch latest --state failed --out " + filepath.Join(dir, "failed.csv"),
+	} {
+		fmt.Fprintf(stdout, "  %s %s\n", self, c)
+	}
 	return nil
+}
+
+// selfCommand is how a person runs this same aopbatch again from the
+// current directory: the path it was started by ("bin/aopbatch" from
+// make demo), "aopbatch" when found on PATH, or "go run ./cmd/aopbatch"
+// for a binary that go run built and has since deleted.
+func selfCommand() string {
+	arg0 := os.Args[0]
+	exe, _ := os.Executable()
+	if filepath.Base(filepath.Dir(exe)) == "exe" && strings.Contains(exe, "go-build") {
+		return "go run ./cmd/aopbatch"
+	}
+	if strings.ContainsAny(arg0, " \t'\"") {
+		return strconv.Quote(arg0)
+	}
+	return arg0 // "bin/aopbatch" as make demo starts it, or "aopbatch" from PATH
 }
 
 // demoMarker marks a directory the demo made, whose files it may replace.
@@ -104,8 +130,10 @@ func demoDir(dir string) error {
 				return err
 			}
 		}
-		if err := os.RemoveAll(filepath.Join(dir, "reports")); err != nil {
-			return err
+		for _, sub := range []string{"reports", "reports-again", "failed.csv"} {
+			if err := os.RemoveAll(filepath.Join(dir, sub)); err != nil {
+				return err
+			}
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -43,6 +43,7 @@ provider says about it).
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	noteLedger(textLog(stderr), *ledgerPath)
 	st := ledger.State(strings.ToLower(strings.TrimSpace(state)))
 	if state == "" {
 		return start(errors.New("export needs --state, e.g. --state failed"))

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,6 +80,32 @@ func (lf *logFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&lf.format, "log-format", "text", "log format: text or json")
 }
 
+// json reports whether the logs, and the summary on stdout, are JSON.
+func (lf *logFlags) json() bool { return lf.format == "json" }
+
+// progressMode is --progress as the logs need it: with JSON logs, auto
+// means log lines even on a terminal, since something reads them.
+func (lf *logFlags) progressMode(mode string) string {
+	if lf.json() && mode == "auto" {
+		return "lines"
+	}
+	return mode
+}
+
+// done ends a command that logs: with JSON logs its error goes out as an
+// ERROR log line rather than the text "aopbatch: ..." line, so that
+// stderr holds nothing but JSON. The exit code is kept.
+func (lf *logFlags) done(log *slog.Logger, err error) error {
+	if !lf.json() || err == nil {
+		return err
+	}
+	code := codeOf(err)
+	if msg := err.Error(); msg != "" {
+		log.Error(msg, "exit_code", code)
+	}
+	return &exitError{code: code}
+}
+
 func (lf *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	switch lf.format {
 	case "text":
@@ -101,6 +128,9 @@ type connFlags struct {
 	jwtSecretFile  string
 	jwtHeader      string
 	partnerID      string
+	// log gets the connection's notes (the auth mode chosen, a token
+	// command's failures); nil discards them.
+	log *slog.Logger
 
 	rate           float64
 	burst          int
@@ -116,7 +146,7 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.baseURL, "base-url", os.Getenv("AOP_BASE_URL"), "provider base URL, e.g. https://api.example.in (env AOP_BASE_URL)")
 	fs.StringVar(&c.registrationID, "registration-id", os.Getenv("AOP_REGISTRATION_ID"), "RegistrationID for rows without one (env AOP_REGISTRATION_ID)")
 	fs.BoolVar(&c.insecureHTTP, "insecure-http", false, "allow a plain http:// base URL that is not loopback")
-	fs.StringVar(&c.auth, "auth", "none", "authentication: none, bearer (env AOP_TOKEN or --token-file), command (--token-command), jwt (env AOP_JWT_SECRET or --jwt-secret-file)")
+	fs.StringVar(&c.auth, "auth", "", "authentication: none, bearer (env AOP_TOKEN or --token-file), command (--token-command), jwt (env AOP_JWT_SECRET or --jwt-secret-file); default: the mode whose secret is configured, none when none is")
 	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token (instead of AOP_TOKEN)")
 	fs.StringVar(&c.tokenCommand, "token-command", "", "command that prints a token (split on spaces, no shell), for --auth command")
 	fs.DurationVar(&c.tokenTTL, "token-ttl", 600*time.Second, "how long a --token-command token is used before a new one is fetched")
@@ -197,11 +227,77 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// authSource is a credential that is configured, and the mode it is for.
+type authSource struct{ mode, name string }
+
+// configuredAuth lists the credentials set in the environment or by flags.
+func (c *connFlags) configuredAuth() []authSource {
+	var found []authSource
+	for _, s := range []struct {
+		set        bool
+		mode, name string
+	}{
+		{os.Getenv("AOP_TOKEN") != "", "bearer", "AOP_TOKEN"},
+		{c.tokenFile != "", "bearer", "--token-file"},
+		{c.tokenCommand != "", "command", "--token-command"},
+		{os.Getenv("AOP_JWT_SECRET") != "", "jwt", "AOP_JWT_SECRET"},
+		{c.jwtSecretFile != "", "jwt", "--jwt-secret-file"},
+	} {
+		if s.set {
+			found = append(found, authSource{s.mode, s.name})
+		}
+	}
+	return found
+}
+
+// authMode is the --auth mode to use and where it comes from: the flag, or
+// the one kind of credential configured. A token set while the run goes
+// unauthenticated only ends in "authentication failed"; two kinds set with
+// no choice made is refused, naming them.
+func (c *connFlags) authMode() (mode, from string, err error) {
+	found := c.configuredAuth()
+	if c.auth != "" {
+		return c.auth, "--auth", nil
+	}
+	if len(found) == 0 {
+		return "none", "no credential configured", nil
+	}
+	var names, modes []string
+	for _, f := range found {
+		names = append(names, f.name)
+		if !slices.Contains(modes, f.mode) {
+			modes = append(modes, f.mode)
+		}
+	}
+	if len(modes) > 1 {
+		for i, m := range modes {
+			modes[i] = "--auth " + m
+		}
+		return "", "", fmt.Errorf("credentials for more than one --auth mode are set (%s): choose with %s, or unset the others",
+			strings.Join(names, ", "), strings.Join(modes, " or "))
+	}
+	return modes[0], strings.Join(names, " and "), nil
+}
+
 // authenticator builds the credential from the environment or files named
 // by flags: a secret is never a flag value, since argv is visible in ps.
 func (c *connFlags) authenticator() (aop.Authenticator, error) {
-	switch c.auth {
-	case "none", "":
+	mode, from, err := c.authMode()
+	if err != nil {
+		return nil, err
+	}
+	log := c.log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log.Info("authentication", "auth", mode, "from", from)
+	if mode == "none" {
+		for _, f := range c.configuredAuth() {
+			log.Warn("--auth none: a credential is configured but not used", "setting", f.name)
+		}
+	}
+	switch mode {
+	case "none":
 		return aop.NoAuth(), nil
 	case "bearer":
 		tok, err := secret("AOP_TOKEN", c.tokenFile, "--token-file")
@@ -214,7 +310,9 @@ func (c *connFlags) authenticator() (aop.Authenticator, error) {
 		if len(argv) == 0 {
 			return nil, errors.New("--auth command needs --token-command")
 		}
-		return aop.Command(argv, c.tokenTTL, nil), nil
+		// Its stderr goes to the log, redacted, never into an error that
+		// the ledger would record.
+		return aop.CommandWithLog(argv, c.tokenTTL, nil, log), nil
 	case "jwt":
 		sec, err := secret("AOP_JWT_SECRET", c.jwtSecretFile, "--jwt-secret-file")
 		if err != nil {
@@ -230,9 +328,9 @@ func (c *connFlags) authenticator() (aop.Authenticator, error) {
 
 func secret(env, file, flagName string) (string, error) {
 	if file != "" {
-		b, err := os.ReadFile(file)
+		b, err := readPrivate(file, flagName)
 		if err != nil {
-			return "", fmt.Errorf("read %s: %w", flagName, err)
+			return "", err
 		}
 		s := strings.TrimSpace(string(b))
 		if s == "" {
@@ -244,6 +342,33 @@ func secret(env, file, flagName string) (string, error) {
 		return s, nil
 	}
 	return "", fmt.Errorf("no secret: set %s in the environment or use %s", env, flagName)
+}
+
+// readPrivate reads a secret file that only its owner (and its group) may
+// read. One that others can read or write is refused, as ssh refuses such
+// a key: the secret is already exposed, and a warning in a cron log is
+// read by nobody while the job carries on with it. Group read is allowed,
+// for a secrets group (mode 0640). The mode is checked on the open file,
+// so it is the file that is read.
+func readPrivate(file, flagName string) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", flagName, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", flagName, err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o007 != 0 {
+		return nil, fmt.Errorf("%s %s is open to others (mode %#o): a secret file must be private, as ssh requires of keys (chmod 600 %s; 640 to share it with a group)",
+			flagName, file, perm, file)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", flagName, err)
+	}
+	return b, nil
 }
 
 func (c *connFlags) client() (*aop.Client, error) {

@@ -38,7 +38,11 @@ func openLedger(ctx context.Context, location string, o ledgerOptions) (ledger.S
 	if isArchive(location) {
 		return openArchive(ctx, location)
 	}
-	return sqlite.Open(ctx, location, sqlite.Options{Synchronous: o.synchronous})
+	l, err := sqlite.Open(ctx, location, sqlite.Options{Synchronous: o.synchronous})
+	if err != nil {
+		return nil, ledgerTrouble(err)
+	}
+	return l, nil
 }
 
 // openLedgerFile opens a ledger that must already exist.

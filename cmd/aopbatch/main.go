@@ -9,10 +9,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -46,12 +48,12 @@ func main() {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		s := <-sigs
-		fmt.Fprintf(os.Stderr, "aopbatch: %s: finishing the requests in flight, then stopping (send it again to exit at once)\n", s)
+		notice("finishing the requests in flight, then stopping (send the signal again to exit at once)", "signal", s.String())
 		cancel()
 		<-sigs
 		// The ledger stays consistent: SQLite commits are atomic, and rows
 		// left inflight are checked with the provider on the next run.
-		fmt.Fprintln(os.Stderr, "aopbatch: second signal: exiting now; run again to resume")
+		notice("second signal: exiting now; run again to resume")
 		os.Exit(exitIncomplete)
 	}()
 	if os.Getenv("GOGC") == "" {
@@ -92,6 +94,35 @@ func startProfile(path string) func() {
 	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
+// codeOf is the exit code err calls for, printing nothing.
+func codeOf(err error) int {
+	var ee *exitError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &ee):
+		return ee.code
+	}
+	return exitStart
+}
+
+// notices, when set, gets the signal handler's messages instead of a text
+// line on stderr: a command with JSON logs keeps stderr JSON.
+var notices atomic.Pointer[slog.Logger]
+
+// notice tells the person at the terminal (or the log) what a signal does.
+func notice(msg string, args ...any) {
+	if l := notices.Load(); l != nil {
+		l.Warn(msg, args...)
+		return
+	}
+	fmt.Fprint(os.Stderr, "aopbatch: "+msg)
+	for i := 0; i+1 < len(args); i += 2 {
+		fmt.Fprintf(os.Stderr, " %v=%v", args[i], args[i+1])
+	}
+	fmt.Fprintln(os.Stderr)
+}
+
 // exitCode maps a command's error to the process exit code, printing it once.
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
@@ -127,6 +158,7 @@ func commands() []command {
 		{"ledger", "copy batches between ledgers (SQLite file, PostgreSQL)", runLedger},
 		{"sandbox", "serve a local AOP-compatible API for trying things out", runSandbox},
 		{"demo", "sandbox + sample file + run + report, nothing to set up", runDemo},
+		{"version", "print the version, VCS revision and Go version (also --version)", runVersion},
 	}
 }
 
@@ -137,6 +169,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return &exitError{code: exitStart}
 		}
 		return nil
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		return runVersion(ctx, args[1:], stdout, stderr)
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {

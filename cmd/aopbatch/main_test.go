@@ -32,7 +32,11 @@ func TestMain(m *testing.M) {
 	if url := os.Getenv(tokenURLEnv); url != "" && len(os.Args) == 2 && os.Args[1] == mintTokenArg {
 		os.Exit(mintToken(url, os.Getenv(tokenCountEnv)))
 	}
+	if len(os.Args) == 2 && os.Args[1] == failTokenArg {
+		os.Exit(failToken())
+	}
 	if os.Getenv("AOPBATCH_BE_MAIN") == "1" {
+		limitFileSize()
 		main()
 		return
 	}
@@ -184,7 +188,7 @@ func checkRejected(t *testing.T, all []ledger.Row, want map[int]string) {
 
 func runArgs(csvPath, ledgerPath, url string, extra ...string) []string {
 	return append([]string{"run", "--csv", csvPath, "--ledger", ledgerPath, "--base-url", url,
-		"--registration-id", "AOP-554", "--rate", "0", "--workers", "16", "--timeout", "2s",
+		"--registration-id", "AOP-554", "--latitude", "28.61", "--longitude", "77.20", "--rate", "0", "--workers", "16", "--timeout", "2s",
 		"--resolve-timeout", "10s", "--progress", "never"}, extra...)
 }
 
@@ -470,7 +474,7 @@ func TestGeneratedRefsNeedANamedBatch(t *testing.T) {
 		}
 	}
 	args := func(csvPath string, extra ...string) []string {
-		return append([]string{"run", "--csv", csvPath, "--ledger", db, "--base-url", sb.URL, "--registration-id", "AOP-554",
+		return append([]string{"run", "--csv", csvPath, "--ledger", db, "--base-url", sb.URL, "--registration-id", "AOP-554", "--latitude", "28.61", "--longitude", "77.20",
 			"--generate-refs", "--max-reject-rate", "1", "--progress", "never"}, extra...)
 	}
 	write(path, "operator,canumber,amount\n311,GA1,10\n311,GA2,abc\n311,GA3,30\n")

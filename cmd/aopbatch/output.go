@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,15 +16,6 @@ import (
 	"github.com/aopbatch/aopbatch/batch"
 	"github.com/aopbatch/aopbatch/ledger"
 )
-
-// printCounts prints a batch's rows and amounts by state.
-func printCounts(ctx context.Context, l ledger.Store, b ledger.Batch, w io.Writer) error {
-	c, err := l.Counts(ctx, b.Seq)
-	if err != nil {
-		return err
-	}
-	return writeCounts(w, b, c)
-}
 
 // writeCounts prints counts already read (counting reads the whole batch's
 // index: once per command is enough).
@@ -46,8 +36,9 @@ func writeCounts(w io.Writer, b ledger.Batch, c ledger.Counts) error {
 }
 
 // printProblems shows the first rejected and conflict rows, so a person sees
-// what to fix without opening a report; total is how many there are.
-func printProblems(ctx context.Context, l ledger.Store, b ledger.Batch, w io.Writer, max int, total int64) {
+// what to fix without opening a report; total is how many there are. With
+// a JSON log (jsonLog not nil) each is a log line instead.
+func printProblems(ctx context.Context, l ledger.Store, b ledger.Batch, w io.Writer, jsonLog *slog.Logger, max int, total int64) {
 	n := 0
 	for _, s := range []ledger.State{ledger.StateRejected, ledger.StateConflict} {
 		after := 0
@@ -60,27 +51,49 @@ func printProblems(ctx context.Context, l ledger.Store, b ledger.Batch, w io.Wri
 				if n == max {
 					break
 				}
-				fmt.Fprintf(w, "  %s: %s\n", s, batch.WithLine(r.Line, r.Message))
+				if jsonLog != nil {
+					jsonLog.Warn("row not accepted", "line", r.Line, "state", string(s), "reason", r.Message)
+				} else {
+					fmt.Fprintf(w, "  %s: %s\n", s, batch.WithLine(r.Line, r.Message))
+				}
 				n++
 			}
 			after = page[len(page)-1].Line
 		}
 	}
 	if more := total - int64(n); more > 0 {
+		if jsonLog != nil {
+			jsonLog.Warn("more rows not accepted", "rows", more, "see", "rejects.csv (aopbatch report)")
+			return
+		}
 		fmt.Fprintf(w, "  ... and %d more (aopbatch report writes them all to rejects.csv)\n", more)
 	}
 }
 
-// printJSONSummary prints the one-line JSON summary cron monitors parse.
-func printJSONSummary(w io.Writer, b ledger.Batch, c ledger.Counts, code int) {
+// printJSONSummary prints the summary of a run with JSON logs: stdout's
+// only line, a log record like those on stderr (time, level, msg "run
+// summary") so one parser reads both. The level follows the exit code:
+// INFO for 0, WARN for 2, ERROR otherwise. errMsg is the error the run
+// ended with, "" for none; extra are more attributes.
+func printJSONSummary(w io.Writer, b ledger.Batch, c ledger.Counts, code int, errMsg string, extra ...any) {
 	counts := map[string]int64{"total": c.Total().Rows}
 	amounts := map[string]int64{"total": c.Total().Paise}
 	for _, s := range ledger.States {
 		counts[string(s)] = c[s].Rows
 		amounts[string(s)] = c[s].Paise
 	}
-	line, _ := json.Marshal(map[string]any{"msg": "run summary", "batch": b.ID, "exit_code": code, "counts": counts, "amounts_paise": amounts})
-	fmt.Fprintln(w, string(line))
+	level := slog.LevelError
+	switch code {
+	case exitOK:
+		level = slog.LevelInfo
+	case exitFinishedNo:
+		level = slog.LevelWarn
+	}
+	args := append([]any{"batch", b.ID, "exit_code", code, "counts", counts, "amounts_paise", amounts}, extra...)
+	if errMsg != "" {
+		args = append(args, "error", errMsg)
+	}
+	slog.New(slog.NewJSONHandler(w, nil)).Log(context.Background(), level, "run summary", args...)
 }
 
 // showProgress draws a bar on a terminal, or logs a line every few seconds
@@ -97,7 +110,7 @@ func showProgress(ctx context.Context, mode string, stderr io.Writer, eng *batch
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
-	if tty || mode == "always" {
+	if mode == "always" || tty && mode != "lines" {
 		newBar := func(max int64) *progressbar.ProgressBar {
 			return progressbar.NewOptions64(max,
 				progressbar.OptionSetWriter(stderr),

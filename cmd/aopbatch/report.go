@@ -48,6 +48,7 @@ disagree (see reconciliation.csv); 1 usage, ledger or statement error.
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	noteLedger(textLog(stderr), *ledgerPath)
 	formats, err := reports.ParseFormats(format)
 	if err != nil {
 		return start(fmt.Errorf("--format: %w", err))

@@ -2,42 +2,73 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/aopbatch/aopbatch/batch"
 	"github.com/aopbatch/aopbatch/ledger"
 )
 
+// resolveFlags are the resolve command's settings.
+type resolveFlags struct {
+	ledger, batchID string
+	conn            connFlags
+	logs            logFlags
+	rep             endReports
+	progress        string
+	leaseTTL        time.Duration
+}
+
 func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var (
-		conn     connFlags
-		logs     logFlags
-		batchID  string
-		rep      endReports
-		progress string
-		leaseTTL time.Duration
-	)
+	var f resolveFlags
 	fs := newFlagSet("resolve", "resolve [--ledger FILE] [--batch ID] [flags]",
 		"AOP_TOKEN=... aopbatch resolve --batch latest --base-url https://api.example.in --auth bearer", stderr)
 	ledgerPath := ledgerFlag(fs)
-	fs.StringVar(&batchID, "batch", "", "batch id, or latest (may be omitted when the ledger holds one batch)")
-	conn.register(fs)
-	logs.register(fs)
-	rep.register(fs)
-	fs.StringVar(&progress, "progress", "auto", "progress display: auto, always, never")
-	fs.DurationVar(&leaseTTL, "lease-ttl", 30*time.Second, "how long the batch lock outlives a run that died on another host")
+	fs.StringVar(&f.batchID, "batch", "", "batch id, or latest (may be omitted when the ledger holds one batch)")
+	f.conn.register(fs)
+	f.logs.register(fs)
+	f.rep.register(fs)
+	fs.StringVar(&f.progress, "progress", "auto", "progress display: auto, always, never")
+	fs.DurationVar(&f.leaseTTL, "lease-ttl", 30*time.Second, "how long the batch lock outlives a run that died on another host")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	log, err := logs.logger(stderr)
+	f.ledger = *ledgerPath
+	log, err := f.logs.logger(stderr)
 	if err != nil {
 		return start(err)
 	}
-	if err := conn.check(); err != nil {
+	if f.logs.json() {
+		notices.Store(log)
+		defer notices.Store(nil)
+	}
+	return f.logs.done(log, f.run(ctx, log, stdout, stderr))
+}
+
+func (f *resolveFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.Writer) error {
+	noteLedger(log, f.ledger)
+	conn, logs, rep, progress, leaseTTL := &f.conn, f.logs, f.rep, f.progress, f.leaseTTL
+	conn.log = log
+	if err := checkSession(progress, leaseTTL); err != nil {
 		return start(err)
 	}
-	if err := checkSession(progress, leaseTTL); err != nil {
+	// The ledger and the batch first: without them there is nothing to
+	// ask the provider about.
+	l, err := openLedgerFile(ctx, f.ledger)
+	if err != nil {
+		return start(err)
+	}
+	defer l.Close()
+	b, err := l.Batch(ctx, f.batchID)
+	if err != nil {
+		return start(err)
+	}
+	if !b.Ready {
+		return start(errors.New("batch " + b.ID + " was never fully recorded: run the file again with aopbatch run"))
+	}
+	if err := conn.check(); err != nil {
 		return start(err)
 	}
 	cfg, err := conn.engineConfig(log)
@@ -48,25 +79,19 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return start(err)
 	}
-	l, err := openLedgerFile(ctx, *ledgerPath)
-	if err != nil {
-		return start(err)
-	}
-	defer l.Close()
-	sess, err := batch.Join(ctx, l, batchID, ledger.NewOwner(newRunID()), leaseTTL, log)
+	sess, err := batch.Join(ctx, l, b.ID, ledger.NewOwner(newRunID()), leaseTTL, log)
 	if err != nil {
 		return start(describeStartError("", err))
 	}
 	defer sess.Close(ctx)
-	b := sess.Batch()
 	cfg.Owner = sess.Owner()
 	eng := batch.New(l, client, cfg)
 	sess.Start(ctx, eng)
 	if _, err := sess.Recover(ctx); err != nil {
 		return start(err)
 	}
-	stopProgress := showProgress(ctx, progress, stderr, eng, log)
+	stopProgress := showProgress(ctx, logs.progressMode(progress), stderr, eng, log)
 	rerr := eng.Resolve(ctx, b)
 	stopProgress()
-	return finish(ctx, l, b, rerr, rep, logs.format, stdout, stderr)
+	return finish(ctx, l, b, rerr, rep, logs, log, stdout, stderr)
 }

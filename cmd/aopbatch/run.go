@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/aopbatch/aopbatch/batch"
@@ -47,8 +49,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&f.allowExtra, "allow-extra-columns", false, "ignore columns aopbatch does not know instead of refusing the file")
 	fs.BoolVar(&f.generateRefs, "generate-refs", false, "derive a stable referenceid from the batch and line for rows without one (needs --batch)")
 	fs.BoolVar(&f.payAgain, "pay-again", false, "with --generate-refs: send a file whose exact content is already a batch as new payments")
-	fs.StringVar(&f.latitude, "latitude", "", "latitude for rows without one")
-	fs.StringVar(&f.longitude, "longitude", "", "longitude for rows without one")
+	fs.StringVar(&f.latitude, "latitude", os.Getenv("AOP_LATITUDE"), "latitude for rows without one (env AOP_LATITUDE); every request carries one")
+	fs.StringVar(&f.longitude, "longitude", os.Getenv("AOP_LONGITUDE"), "longitude for rows without one (env AOP_LONGITUDE)")
 	fs.Int64Var(&f.expectRows, "expect-rows", -1, "refuse the file unless it has exactly this many data rows")
 	fs.StringVar(&f.expectTotal, "expect-total", "", "refuse the file unless the rows to send total exactly these rupees")
 	fs.StringVar(&f.maxTotal, "max-total", "", "refuse the file if the rows to send total more than these rupees")
@@ -63,7 +65,15 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	f.ledger = *ledgerPath
-	return f.run(ctx, stdout, stderr)
+	log, err := f.logs.logger(stderr)
+	if err != nil {
+		return start(err)
+	}
+	if f.logs.json() {
+		notices.Store(log)
+		defer notices.Store(nil)
+	}
+	return f.logs.done(log, f.run(ctx, log, stdout, stderr))
 }
 
 func (f *runFlags) controls() (batch.Controls, error) {
@@ -100,7 +110,8 @@ func newRunID() string {
 	return hex.EncodeToString(b)
 }
 
-func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
+func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.Writer) error {
+	noteLedger(log, f.ledger)
 	if f.csv == "" {
 		return start(errors.New("run: --csv FILE is required (see aopbatch run -h)"))
 	}
@@ -109,10 +120,12 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 		// would be shadowed by that meaning for good.
 		return start(errors.New(`run: --batch latest is reserved (it names the newest batch in status, report and resolve): omit --batch to resume this file's batch, or pick another id`))
 	}
-	log, err := f.logs.logger(stderr)
-	if err != nil {
-		return start(err)
+	// The file first: it is what the person named, and the first thing
+	// to fix when it is missing.
+	if _, err := os.Stat(f.csv); err != nil {
+		return start(fmt.Errorf("input: %w", err))
 	}
+	f.conn.log = log
 	controls, err := f.controls()
 	if err != nil {
 		return start(err)
@@ -128,9 +141,6 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 	cfg, err := f.conn.engineConfig(log)
 	if err != nil {
 		return start(err)
-	}
-	if _, err := os.Stat(f.csv); err != nil {
-		return start(fmt.Errorf("input: %w", err))
 	}
 	var client batch.Provider
 	if !f.dryRun {
@@ -170,24 +180,15 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 		log.Info("file recorded", "batch", b.ID, "file", f.csv, "rows", ing.Rows, "to_send", ing.Queued,
 			"amount", batch.FormatRupees(ing.Paise), "rejected", ing.Rejected, "conflict", ing.Conflicts)
 		if ing.Rejected+ing.Conflicts > 0 {
-			printProblems(ctx, l, b, stderr, 10, ing.Rejected+ing.Conflicts)
+			var jsonLog *slog.Logger
+			if f.logs.json() {
+				jsonLog = log
+			}
+			printProblems(ctx, l, b, stderr, jsonLog, 10, ing.Rejected+ing.Conflicts)
 		}
 	}
 	if f.dryRun {
-		fmt.Fprintf(stdout, "dry run: batch %s recorded, nothing sent\n", b.ID)
-		if err := printCounts(ctx, l, b, stdout); err != nil {
-			return start(err)
-		}
-		// The reports of a dry run show what would be sent: asked for, they
-		// are written, or the exit says they were not.
-		if err := f.reports.write(context.WithoutCancel(ctx), l, b, stdout); err != nil {
-			fmt.Fprintln(stderr, "aopbatch: reports:", err)
-			return &exitError{code: exitIncomplete, err: errors.New("the dry run's reports were not written (see above)")}
-		}
-		if ing.Rejected+ing.Conflicts > 0 {
-			return &exitError{code: exitFinishedNo}
-		}
-		return nil
+		return f.dryRunEnd(ctx, l, b, ing, log, stdout, stderr)
 	}
 
 	cfg.Owner = owner
@@ -196,33 +197,92 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err := eng.Prepare(ctx, b); err != nil {
 		return start(err)
 	}
-	stopProgress := showProgress(ctx, f.progress, stderr, eng, log)
+	stopProgress := showProgress(ctx, f.logs.progressMode(f.progress), stderr, eng, log)
 	sendErr := eng.Send(ctx, b)
 	if sendErr == nil && ctx.Err() == nil {
 		sendErr = eng.Resolve(ctx, b)
 	}
 	stopProgress()
-	return finish(ctx, l, b, sendErr, f.reports, f.logs.format, stdout, stderr)
+	return finish(ctx, l, b, sendErr, f.reports, f.logs, log, stdout, stderr)
+}
+
+// dryRunEnd reports a dry run: the batch recorded, nothing sent.
+func (f *runFlags) dryRunEnd(ctx context.Context, l ledger.Store, b ledger.Batch, ing batch.IngestResult, log *slog.Logger, stdout, stderr io.Writer) error {
+	text := stdout
+	if f.logs.json() {
+		text = io.Discard
+	}
+	fmt.Fprintf(text, "dry run: batch %s recorded, nothing sent\n", b.ID)
+	counts, err := l.Counts(ctx, b.Seq)
+	if err != nil {
+		return start(err)
+	}
+	if err := writeCounts(text, b, counts); err != nil {
+		return start(err)
+	}
+	// The reports of a dry run show what would be sent: asked for, they
+	// are written, or the exit says they were not.
+	var end error
+	if err := f.reports.write(context.WithoutCancel(ctx), l, b, text); err != nil {
+		reportsFailed(f.logs, log, stderr, err)
+		end = &exitError{code: exitIncomplete, err: errors.New("the dry run's reports were not written (see above)")}
+	} else if ing.Rejected+ing.Conflicts > 0 {
+		end = &exitError{code: exitFinishedNo}
+	}
+	if f.logs.json() {
+		printJSONSummary(stdout, b, counts, codeOf(end), errText(end), "dry_run", true, "reports", f.reports.dir)
+	}
+	return end
+}
+
+// reportsFailed says that the reports were not written.
+func reportsFailed(logs logFlags, log *slog.Logger, stderr io.Writer, err error) {
+	if logs.json() {
+		log.Error("reports not written", "err", err)
+		return
+	}
+	fmt.Fprintln(stderr, "aopbatch: reports:", err)
+}
+
+// errText is err's message, "" for nil.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // finish prints the batch's state, writes reports and picks the exit code.
-func finish(ctx context.Context, l ledger.Store, b ledger.Batch, runErr error, rep endReports, logFormat string, stdout, stderr io.Writer) error {
+// With JSON logs, stdout gets only the summary line (see printJSONSummary).
+func finish(ctx context.Context, l ledger.Store, b ledger.Batch, runErr error, rep endReports, logs logFlags, log *slog.Logger, stdout, stderr io.Writer) error {
 	bg := context.WithoutCancel(ctx)
+	runErr = explainLedgerStop(ledgerName(l), runErr)
 	counts, err := l.Counts(bg, b.Seq)
 	if err != nil {
 		return &exitError{code: exitIncomplete, err: err}
 	}
-	if err := writeCounts(stdout, b, counts); err != nil {
+	text := stdout
+	if logs.json() {
+		text = io.Discard
+	}
+	if err := writeCounts(text, b, counts); err != nil {
 		return &exitError{code: exitIncomplete, err: err}
 	}
-	repErr := rep.write(bg, l, b, stdout)
+	repErr := rep.write(bg, l, b, text)
 	if repErr != nil {
-		fmt.Fprintln(stderr, "aopbatch: reports:", repErr)
+		reportsFailed(logs, log, stderr, repErr)
 	}
+	end := endOf(ctx, counts, runErr, repErr)
+	if logs.json() {
+		printJSONSummary(stdout, b, counts, codeOf(end), errText(end), "reports", rep.dir)
+	}
+	return end
+}
+
+// endOf picks how a run that got as far as sending ends: its error and
+// exit code.
+func endOf(ctx context.Context, counts ledger.Counts, runErr, repErr error) error {
 	code := outcome(counts)
-	if logFormat == "json" {
-		printJSONSummary(stdout, b, counts, code)
-	}
 	var stop *batch.StopError
 	switch {
 	case errors.As(runErr, &stop):
@@ -238,11 +298,29 @@ func finish(ctx context.Context, l ledger.Store, b ledger.Batch, runErr error, r
 	}
 	switch code {
 	case exitIncomplete:
-		return &exitError{code: code, err: errors.New("some rows are not settled yet: run again later (or aopbatch resolve) to finish them")}
+		return &exitError{code: code, err: errors.New(unsettledMessage(counts))}
 	case exitFinishedNo:
 		return &exitError{code: code}
 	}
 	return nil
+}
+
+// unsettledMessage says which rows are not final and what settles them:
+// held and queued rows go out when the same command runs again; pending,
+// duplicate and unknown rows wait for the provider's answer, which
+// aopbatch resolve (or the same command) asks for.
+func unsettledMessage(c ledger.Counts) string {
+	var parts []string
+	if n := c[ledger.StateHeld].Rows; n > 0 {
+		parts = append(parts, fmt.Sprintf("%d held (operator down): run the same command again later to send them", n))
+	}
+	if n := c[ledger.StateQueued].Rows + c[ledger.StateInflight].Rows; n > 0 {
+		parts = append(parts, fmt.Sprintf("%d not sent yet: run the same command again to send them", n))
+	}
+	if n := c[ledger.StatePending].Rows + c[ledger.StateDuplicate].Rows + c[ledger.StateUnknown].Rows; n > 0 {
+		parts = append(parts, fmt.Sprintf("%d waiting for the provider's final answer: run aopbatch resolve later (or the same command again)", n))
+	}
+	return "not finished: " + strings.Join(parts, "; ")
 }
 
 // outcome is the exit code a batch's counts call for.

@@ -358,7 +358,8 @@ func TestSecondRunOnSameBatchRefuses(t *testing.T) {
 
 // TestDuplicateOfAnotherPaymentIsNotSuccess: the provider already holds the
 // referenceid, but for a different amount (the id was reused elsewhere).
-// Its success is not ours: the row stays unsettled for a person to check.
+// Its success is not ours, and this row's request was refused (18): the
+// row was not paid, and ends failed with the way out in its message.
 func TestDuplicateOfAnotherPaymentIsNotSuccess(t *testing.T) {
 	sb := sandbox(t, nil)
 	db, csvPath := batchFiles(t)
@@ -367,13 +368,19 @@ func TestDuplicateOfAnotherPaymentIsNotSuccess(t *testing.T) {
 	sendAhead(t, sb, rows[1].ref, "999")
 
 	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--resolve-timeout", "1s")...)
-	if p.code != 3 {
-		t.Fatalf("exit %d, want 3 (a row needs a person)\n%s", p.code, p.stderr)
+	if p.code != 2 {
+		t.Fatalf("exit %d, want 2 (finished, a row not paid)\n%s", p.code, p.stderr)
 	}
 	_, byRef, _ := ledgerRows(t, db)
 	got := byRef[rows[1].ref]
-	if got.State != ledger.StateDuplicate || !strings.Contains(got.Message, "different payment") {
-		t.Errorf("row: %s %q; want duplicate, flagged as a different payment", got.State, got.Message)
+	if got.State != ledger.StateFailed || !strings.Contains(got.Message, "another payment") || !strings.Contains(got.Message, "not paid") {
+		t.Errorf("row: %s %q; want failed, flagged as another payment, not paid", got.State, got.Message)
+	}
+	if got.ProviderTxnID != "" {
+		t.Errorf("row carries the other payment's txnid %q", got.ProviderTxnID)
+	}
+	if tx, _ := sb.Txn(rows[1].ref); tx.AmountPaise != 99900 || sb.Charged(rows[1].ref) != 1 {
+		t.Errorf("provider's record %+v: want the other payment, Rs 999, charged once", tx)
 	}
 	if got := byRef[rows[0].ref].State; got != ledger.StateSuccess {
 		t.Errorf("the other row: %s, want success", got)

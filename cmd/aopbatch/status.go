@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -22,6 +24,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	noteLedger(textLog(stderr), *ledgerPath)
 	if format != "text" && format != "json" {
 		return start(fmt.Errorf("--format must be text or json, not %q", format))
 	}
@@ -45,14 +48,17 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Paise int64 `json:"amount_paise"`
 	}
 	type batchJSON struct {
-		Batch    string               `json:"batch"`
-		Source   string               `json:"source"`
-		Created  string               `json:"created"`
-		Ready    bool                 `json:"ready"`
-		Total    int64                `json:"total"`
-		States   map[string]stateJSON `json:"states"`
-		ExitCode int                  `json:"exit_code"`
+		Batch      string               `json:"batch"`
+		Source     string               `json:"source"`
+		Created    string               `json:"created"`
+		AgeSeconds int64                `json:"age_seconds"`
+		Ready      bool                 `json:"ready"`
+		Total      int64                `json:"total"`
+		Paise      int64                `json:"amount_paise"`
+		States     map[string]stateJSON `json:"states"`
+		ExitCode   int                  `json:"exit_code"`
 	}
+	now := time.Now()
 	var out []batchJSON
 	var counts []ledger.Counts // counting walks a batch's index: once per batch
 	for _, b := range bs {
@@ -61,8 +67,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return start(err)
 		}
 		counts = append(counts, c)
-		bj := batchJSON{Batch: b.ID, Source: b.Source, Created: b.Created.UTC().Format(time.RFC3339), Ready: b.Ready,
-			Total: c.Total().Rows, States: map[string]stateJSON{}, ExitCode: outcome(c)}
+		bj := batchJSON{Batch: b.ID, Source: b.Source, Created: b.Created.UTC().Format(time.RFC3339),
+			AgeSeconds: int64(now.Sub(b.Created).Seconds()), Ready: b.Ready,
+			Total: c.Total().Rows, Paise: c.Total().Paise, States: map[string]stateJSON{}, ExitCode: outcome(c)}
 		for _, s := range ledger.States {
 			bj.States[string(s)] = stateJSON{Rows: c[s].Rows, Paise: c[s].Paise}
 		}
@@ -83,11 +90,19 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return writeCounts(stdout, bs[0], counts[0])
 	}
 	if len(bs) == 0 {
-		fmt.Fprintf(stdout, "ledger %s holds no batches\n", l.Location())
+		fmt.Fprintf(stdout, "ledger %s holds no batches\n", ledgerName(l))
 		return nil
 	}
+	// A batch's share of the file, estimated from its share of the rows
+	// (each row and its attempts take about the same room): what keeping
+	// it costs, and what archiving it would free.
+	size, allRows := ledgerBytes(l.Location()), int64(0)
+	for _, bj := range out {
+		allRows += bj.Total
+	}
+	fmt.Fprintf(stdout, "ledger %s (%s): %d %s, %d rows\n", ledgerName(l), humanBytes(size), len(out), plural(len(out), "batch", "batches"), allRows)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "batch\tfile\tcreated\trows\tsuccess\tfailed\tunsettled\tamount sent ok (Rs)")
+	fmt.Fprintln(tw, "batch\tfile\tcreated\tage\trows\tamount (Rs)\tsize (est.)\tsuccess\tfailed\tunsettled\tamount sent ok (Rs)")
 	for _, bj := range out {
 		unsettled := int64(0)
 		for s, v := range bj.States {
@@ -95,9 +110,69 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				unsettled += v.Rows
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", bj.Batch, bj.Source, bj.Created, bj.Total,
+		est := int64(0)
+		if allRows > 0 {
+			est = size * bj.Total / allRows
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t~%s\t%d\t%d\t%d\t%s\n", bj.Batch, bj.Source, bj.Created, age(time.Duration(bj.AgeSeconds)*time.Second),
+			bj.Total, batch.FormatRupees(bj.Paise), humanBytes(est),
 			bj.States["success"].Rows, bj.States["failed"].Rows+bj.States["refunded"].Rows, unsettled,
 			batch.FormatRupees(bj.States["success"].Paise))
 	}
 	return tw.Flush()
+}
+
+// age renders how old a batch is the way a person reads it: "45m", "7h",
+// "3d4h", "12d".
+func age(d time.Duration) string {
+	switch {
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
+	case d < 10*24*time.Hour:
+		return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
+	}
+	return fmt.Sprintf("%dd", int(d.Hours())/24)
+}
+
+// ledgerBytes is the room the ledger takes on disk: the file and its WAL.
+func ledgerBytes(path string) int64 {
+	var n int64
+	for _, p := range []string{path, path + "-wal"} {
+		if fi, err := os.Stat(p); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// humanBytes renders a size in B, KB, MB or GB (powers of 1024).
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "KMGT"[exp])
+}
+
+// absPath is path made absolute, or path itself when that fails.
+func absPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
+}
+
+// plural picks the word for n things.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

@@ -612,7 +612,7 @@ func writeArrivals(path string, ts []time.Duration) error {
 // row should succeed on this sandbox.
 func (b *bench) aopbatch(ctx context.Context, sb *sandbox, csvPath, db string, rate float64, env []string) (runResult, error) {
 	args := []string{"run", "--csv", csvPath, "--ledger", db, "--base-url", sb.url,
-		"--registration-id", registrationID, "--rate", strconv.FormatFloat(rate, 'f', -1, 64),
+		"--registration-id", registrationID, "--latitude", "28.61", "--longitude", "77.20", "--rate", strconv.FormatFloat(rate, 'f', -1, 64),
 		"--burst", strconv.Itoa(burst), "--workers", strconv.Itoa(b.cfg.Workers),
 		"--progress", "never", "--resolve-timeout", resolveTimeout}
 	self, err := os.Executable()

@@ -62,6 +62,9 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("open ledger %s: synchronous must be FULL or NORMAL, not %q", path, o.Synchronous)
 	}
 	base := "file:" + (&url.URL{Path: path}).EscapedPath()
+	if err := checkFile(ctx, path, base); err != nil {
+		return nil, fmt.Errorf("open ledger %s: %w", path, err)
+	}
 	common := "_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=synchronous(" + sync + ")"
 	w, err := sql.Open("sqlite", base+"?"+common+"&_pragma=journal_mode(WAL)&_txlock=immediate")
 	if err != nil {

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/aopbatch/aopbatch/batch"
+)
+
+// explainLedgerStop makes a run stopped by a failed ledger write name the
+// ledger and, when it can be found, why it could not be written: SQLite
+// says only "disk I/O error" or "database or disk is full". Other errors
+// pass unchanged.
+func explainLedgerStop(path string, err error) error {
+	var stop *batch.StopError
+	if !errors.As(err, &stop) || stop.Reason != "ledger" {
+		return err
+	}
+	abs := absPath(path)
+	why := ledgerWriteCause(abs)
+	if why == "" {
+		why = "see the error below"
+	}
+	return &batch.StopError{Reason: stop.Reason,
+		Detail: fmt.Sprintf("the ledger %s could not be written: %s (%s)", abs, why, stop.Detail),
+		Hint:   "make room, then run the same command again to resume: rows in flight are checked with the provider first"}
+}
+
+// ledgerWriteCause looks for why the ledger at path cannot be written: a
+// file size limit reached, a full disk, a file or directory not writable.
+// "" when none is found.
+func ledgerWriteCause(path string) string {
+	if limit, ok := fileSizeLimit(); ok {
+		// SQLite writes a page at a time: a file within a page or so of
+		// the limit could not take the next one.
+		var sizes []string
+		at := false
+		for _, p := range []string{path, path + "-wal", path + "-journal"} {
+			if fi, err := os.Stat(p); err == nil {
+				sizes = append(sizes, filepath.Base(p)+" "+humanBytes(fi.Size()))
+				at = at || fi.Size() >= int64(limit)-64<<10
+			}
+		}
+		if at {
+			return fmt.Sprintf("its files cannot grow past the file size limit (ulimit -f) of %s (%s): file too large",
+				humanBytes(int64(limit)), strings.Join(sizes, ", "))
+		}
+	}
+	if free, ok := freeBytes(filepath.Dir(path)); ok && free < 1<<20 {
+		return fmt.Sprintf("the disk holding it is full (%s free)", humanBytes(free))
+	}
+	for _, p := range []string{path, path + "-wal", filepath.Dir(path)} {
+		if err := writable(p); err != nil {
+			return fmt.Sprintf("%s is not writable: %v", p, err)
+		}
+	}
+	return ""
+}

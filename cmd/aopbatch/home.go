@@ -1,0 +1,66 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/postgres"
+)
+
+// noteLedger logs, as a command's first log line, where its ledger is:
+// the absolute path, and whether it is there yet. Run from cron, a
+// relative --ledger (or the default aopbatch.db) lands in the job's
+// working directory, often $HOME, and a night's batch in a fresh ledger
+// there is a puzzle the next morning unless the log says so.
+// A PostgreSQL ledger is named by its URL, without the password.
+func noteLedger(log *slog.Logger, path string) {
+	if postgres.IsURL(path) {
+		log.Info("ledger", "url", postgres.Redact(path))
+		return
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	fi, err := os.Stat(abs)
+	switch {
+	case err == nil:
+		log.Info("ledger", "path", abs, "bytes", fi.Size())
+	case os.IsNotExist(err):
+		log.Info("ledger", "path", abs, "new", true)
+	default:
+		log.Info("ledger", "path", abs, "err", err)
+	}
+}
+
+// ledgerName names an open ledger for a person: a file's absolute path,
+// or a URL without its password.
+func ledgerName(l ledger.Reader) string {
+	if postgres.IsURL(l.Location()) {
+		return l.Location()
+	}
+	return absPath(l.Location())
+}
+
+// textLog is the logger of a command without --log-format: text on stderr.
+func textLog(stderr io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(stderr, nil))
+}
+
+// ledgerTrouble adds to an error from opening the ledger what a person
+// can do about it.
+func ledgerTrouble(err error) error {
+	switch {
+	case errors.Is(err, ledger.ErrCorrupt):
+		return fmt.Errorf("%w; nothing was sent and the file is as it was: restore the ledger from a backup, "+
+			"or move it aside (keep it: its rows say what was paid) and check the provider's statement before sending those files again", err)
+	case errors.Is(err, ledger.ErrNotLedger):
+		return fmt.Errorf("%w; nothing was sent and the file is as it was: check --ledger (or AOPBATCH_LEDGER)", err)
+	}
+	return err
+}

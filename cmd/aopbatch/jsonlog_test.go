@@ -1,0 +1,99 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
+)
+
+// jsonLines parses every line of out as a JSON object with time, level and
+// msg, as slog writes them, failing the test on any other line.
+func jsonLines(t *testing.T, where, out string) []map[string]any {
+	t.Helper()
+	var recs []map[string]any
+	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Errorf("%s: not a JSON line: %q", where, line)
+			continue
+		}
+		for _, k := range []string{"time", "level", "msg"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("%s: line without %q: %q", where, k, line)
+			}
+		}
+		recs = append(recs, m)
+	}
+	return recs
+}
+
+// TestJSONLogsAreJSONOnly: with --log-format json, stdout is one JSON
+// summary line with time and level like the log lines (no text table,
+// no report listing), and stderr is JSON log lines only, the rows not
+// accepted and the final error included, for run and resolve, for a
+// finished batch and a stopped one.
+func TestJSONLogsAreJSONOnly(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		wallet   int64
+		wantCode int
+	}{
+		{"finished", -1, 2},
+		{"stopped", 3000, 3}, // the wallet runs dry: exit 3 with an error
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sb := sandbox(t, func(c *aoptest.Config) { c.WalletPaise = tc.wallet })
+			dir := t.TempDir()
+			db, csvPath, rep := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv"), filepath.Join(dir, "rep")
+			writeCSV(t, csvPath, append(goodRows(20, "JS"), sampleRow{"311", "CA-BAD", "1.234", "JSBAD"}))
+			p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--log-format", "json", "--report", rep, "--max-reject-rate", "1", "--workers", "1")...)
+			if p.code != tc.wantCode {
+				t.Fatalf("run: exit %d, want %d\n%s", p.code, tc.wantCode, p.stderr)
+			}
+			out := jsonLines(t, "run stdout", p.stdout)
+			if len(out) != 1 {
+				t.Fatalf("run stdout has %d JSON lines, want 1 summary:\n%s", len(out), p.stdout)
+			}
+			sum := out[0]
+			if sum["msg"] != "run summary" || sum["exit_code"] != float64(tc.wantCode) || sum["batch"] == nil {
+				t.Errorf("summary %v: want msg, batch and exit_code %d", sum, tc.wantCode)
+			}
+			if c, _ := sum["counts"].(map[string]any); c == nil || c["total"] != float64(21) || c["rejected"] != float64(1) {
+				t.Errorf("summary counts %v, want total 21, rejected 1", sum["counts"])
+			}
+			if sum["reports"] != rep {
+				t.Errorf("summary reports %v, want %s", sum["reports"], rep)
+			}
+			if tc.wantCode == 3 && !strings.Contains(fmt.Sprint(sum["error"]), "wallet") {
+				t.Errorf("summary error %v, want the stop named", sum["error"])
+			}
+			errs := jsonLines(t, "run stderr", p.stderr)
+			var sawReject, sawErr bool
+			for _, m := range errs {
+				sawReject = sawReject || m["state"] == "rejected"
+				sawErr = sawErr || m["level"] == "ERROR"
+			}
+			if !sawReject {
+				t.Errorf("run stderr does not log the rejected row:\n%s", p.stderr)
+			}
+			if tc.wantCode == 3 && !sawErr {
+				t.Errorf("run stderr does not log the final error:\n%s", p.stderr)
+			}
+
+			r := aopbatch(t, nil, "resolve", "--ledger", db, "--base-url", sb.URL, "--log-format", "json", "--progress", "never")
+			if len(jsonLines(t, "resolve stdout", r.stdout)) != 1 {
+				t.Errorf("resolve stdout, want one JSON summary:\n%s", r.stdout)
+			}
+			jsonLines(t, "resolve stderr", r.stderr)
+		})
+	}
+}
