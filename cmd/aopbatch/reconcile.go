@@ -65,20 +65,18 @@ statement error.
 	if err != nil {
 		return start(err)
 	}
-	if err := conn.check(); err != nil {
-		return start(err)
-	}
 	if leaseTTL < time.Second {
 		return start(fmt.Errorf("--lease-ttl must be at least 1s, not %s", leaseTTL))
 	}
-	if _, err := logs.logger(stderr); err != nil {
-		return start(err)
-	}
-	st, err := reports.ReadStatementFile(statement, cols)
+	log, err := logs.logger(stderr)
 	if err != nil {
 		return start(err)
 	}
-	client, err := conn.client()
+	noteLedger(log, *ledgerPath)
+	conn.log = log
+	// The statement and the ledger first: without them there is nothing
+	// to ask the provider about.
+	st, err := reports.ReadStatementFile(statement, cols)
 	if err != nil {
 		return start(err)
 	}
@@ -87,6 +85,13 @@ statement error.
 		return start(err)
 	}
 	defer l.Close()
+	if err := conn.check(); err != nil {
+		return start(err)
+	}
+	client, err := conn.client()
+	if err != nil {
+		return start(err)
+	}
 	batches, err := coveredBatches(ctx, l, st, batchID)
 	if err != nil {
 		return start(err)
