@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"sync"
 	"text/tabwriter"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/aopbatch/aopbatch/batch"
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/reports"
 )
 
 // printCounts prints a batch's rows and amounts by state.
@@ -71,16 +73,54 @@ func printProblems(ctx context.Context, l *ledger.Ledger, b ledger.Batch, w io.W
 	}
 }
 
-// printJSONSummary prints the one-line JSON summary cron monitors parse.
-func printJSONSummary(w io.Writer, b ledger.Batch, c ledger.Counts, code int) {
+// printJSONSummary prints the one-line JSON summary cron monitors parse;
+// run, when not nil, adds what the run measured.
+func printJSONSummary(w io.Writer, b ledger.Batch, c ledger.Counts, code int, run *batch.RunStats) {
 	counts := map[string]int64{"total": c.Total().Rows}
 	amounts := map[string]int64{"total": c.Total().Paise}
 	for _, s := range ledger.States {
 		counts[string(s)] = c[s].Rows
 		amounts[string(s)] = c[s].Paise
 	}
-	line, _ := json.Marshal(map[string]any{"msg": "run summary", "batch": b.ID, "exit_code": code, "counts": counts, "amounts_paise": amounts})
+	v := map[string]any{"msg": "run summary", "batch": b.ID, "exit_code": code, "counts": counts, "amounts_paise": amounts}
+	if run != nil {
+		v["run"] = runJSON(*run)
+	}
+	line, _ := json.Marshal(v)
 	fmt.Fprintln(w, string(line))
+}
+
+// runJSON is the run's figures in the JSON summary.
+func runJSON(r batch.RunStats) map[string]any {
+	ms := func(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Millisecond)*10) / 10 }
+	workers := "auto"
+	if r.Fixed {
+		workers = "fixed"
+	}
+	return map[string]any{
+		"configured_rate":   r.ConfiguredRate,
+		"achieved_rate":     math.Round(r.AchievedRate*100) / 100,
+		"send_seconds":      math.Round(r.SendPhase.Seconds()*10) / 10,
+		"recharges":         r.Recharges,
+		"enquiries":         r.Enquiries,
+		"throttled_429":     r.Throttled,
+		"lowest_rate":       math.Round(r.LowestRate*100) / 100,
+		"latency_ms":        map[string]float64{"p50": ms(r.LatencyP50), "p90": ms(r.LatencyP90), "p99": ms(r.LatencyP99)},
+		"peak_in_flight":    r.PeakInFlight,
+		"in_flight_cap":     r.InFlightCap,
+		"workers":           workers,
+		"rate_below_warned": r.Warned,
+	}
+}
+
+// runFigures is the run's figures for the metrics file.
+func runFigures(r batch.RunStats) reports.RunFigures {
+	return reports.RunFigures{
+		ConfiguredRate: r.ConfiguredRate, AchievedRate: r.AchievedRate, SendSeconds: r.SendPhase.Seconds(),
+		Recharges: r.Recharges, Enquiries: r.Enquiries, Throttled: r.Throttled,
+		LatencyP50: r.LatencyP50.Seconds(), LatencyP90: r.LatencyP90.Seconds(), LatencyP99: r.LatencyP99.Seconds(),
+		PeakInFlight: r.PeakInFlight, InFlightCap: r.InFlightCap,
+	}
 }
 
 // showProgress draws a bar on a terminal, or logs a line every few seconds
@@ -151,7 +191,8 @@ func showProgress(ctx context.Context, mode string, stderr io.Writer, eng *batch
 					d := p.Done.Load()
 					log.Info("progress", "done", d, "of", p.Todo.Load(), "rows_per_s", fmt.Sprintf("%.1f", float64(d-last)/5),
 						"success", p.Success.Load(), "failed", p.Failed.Load(), "unsure", p.Unsure.Load(),
-						"enquiries", p.Enquired.Load(), "elapsed", time.Since(start).Round(time.Second).String())
+						"enquiries", p.Enquired.Load(), "in_flight", p.InFlight.Load(), "in_flight_limit", p.Limit.Load(),
+						"elapsed", time.Since(start).Round(time.Second).String())
 					last = d
 				}
 			}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/aopbatch/aopbatch/batch"
 	"github.com/aopbatch/aopbatch/ledger"
 	"github.com/aopbatch/aopbatch/reports"
 )
@@ -106,6 +107,7 @@ type endReports struct {
 	dir     string
 	maskPII bool
 	metrics string
+	run     *batch.RunStats // what the run measured, for the metrics file; nil for none
 }
 
 func (r *endReports) register(fs *flag.FlagSet) {
@@ -134,7 +136,11 @@ func (r endReports) write(ctx context.Context, l *ledger.Ledger, b ledger.Batch,
 		printWritten(stdout, r.dir, paths)
 	}
 	if r.metrics != "" {
-		if err := reports.WriteMetrics(r.metrics, s); err != nil {
+		write := func() error { return reports.WriteMetrics(r.metrics, s) }
+		if r.run != nil {
+			write = func() error { return reports.WriteMetricsWithRun(r.metrics, s, runFigures(*r.run)) }
+		}
+		if err := write(); err != nil {
 			return err
 		}
 	}

@@ -78,5 +78,6 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	stopProgress := showProgress(ctx, progress, stderr, eng, log)
 	rerr := eng.Resolve(ctx, b)
 	stopProgress()
-	return finish(ctx, l, b, rerr, rep, logs.format, stdout, stderr)
+	st := eng.Stats()
+	return finish(ctx, l, b, rerr, rep, logs.format, &st, stdout, stderr)
 }

@@ -204,11 +204,13 @@ func (f *runFlags) run(ctx context.Context, stdout, stderr io.Writer) error {
 		sendErr = eng.Resolve(ctx, b)
 	}
 	stopProgress()
-	return finish(ctx, l, b, sendErr, f.reports, f.logs.format, stdout, stderr)
+	st := eng.Stats()
+	return finish(ctx, l, b, sendErr, f.reports, f.logs.format, &st, stdout, stderr)
 }
 
-// finish prints the batch's state, writes reports and picks the exit code.
-func finish(ctx context.Context, l *ledger.Ledger, b ledger.Batch, runErr error, rep endReports, logFormat string, stdout, stderr io.Writer) error {
+// finish prints the batch's state and, when run is not nil, what the run
+// measured, writes reports and picks the exit code.
+func finish(ctx context.Context, l *ledger.Ledger, b ledger.Batch, runErr error, rep endReports, logFormat string, run *batch.RunStats, stdout, stderr io.Writer) error {
 	bg := context.WithoutCancel(ctx)
 	counts, err := l.Counts(bg, b.Seq)
 	if err != nil {
@@ -217,13 +219,17 @@ func finish(ctx context.Context, l *ledger.Ledger, b ledger.Batch, runErr error,
 	if err := writeCounts(stdout, b, counts); err != nil {
 		return &exitError{code: exitIncomplete, err: err}
 	}
+	if run != nil {
+		fmt.Fprintln(stdout, run.String())
+	}
+	rep.run = run
 	repErr := rep.write(bg, l, b, stdout)
 	if repErr != nil {
 		fmt.Fprintln(stderr, "aopbatch: reports:", repErr)
 	}
 	code := outcome(counts)
 	if logFormat == "json" {
-		printJSONSummary(stdout, b, counts, code)
+		printJSONSummary(stdout, b, counts, code, run)
 	}
 	var stop *batch.StopError
 	switch {
