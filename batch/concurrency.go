@@ -57,10 +57,10 @@ type concurrency struct {
 	lat     float64 // moving average of answer latency, seconds
 	seen    bool    // an answer has been observed
 
-	start            time.Time // of the current evaluation interval
-	granted, blocked int64     // counters at its start
-	answers, over    int       // in it
-	lastCut          time.Time
+	start         time.Time // of the current evaluation interval
+	granted       int64     // the limiter's count at its start
+	answers, over int       // in it
+	lastCut       time.Time
 }
 
 // newConcurrency makes the controller: fixed > 0 pins the limit to it,
@@ -114,12 +114,13 @@ func (c *concurrency) latency() time.Duration {
 	return time.Duration(c.lat * float64(time.Second))
 }
 
-// sample is what the engine saw since the run began, for adjust.
+// sample is what the engine sees now, for adjust.
 type sample struct {
-	rate    float64 // the limiter's rate now; 0 = none
-	granted int64   // requests the limiter let through
-	blocked int64   // requests that waited for a free slot
-	peakOut int     // most requests out at once since the last adjust
+	rate         float64 // the limiter's rate now; 0 = none
+	granted      int64   // requests the limiter let through since the run began
+	slotWaiters  int     // requests waiting for a slot now
+	tokenWaiters int64   // requests holding a slot, waiting for the limiter now
+	peakOut      int     // most requests out at once since the last adjust
 }
 
 // adjust re-evaluates the limit once an interval has passed (long enough
@@ -135,7 +136,7 @@ func (c *concurrency) adjust(s sample) int {
 	if dt < evalEvery(s.rate) {
 		return int(c.limit)
 	}
-	sent, blocked := s.granted-c.granted, s.blocked-c.blocked
+	sent := s.granted - c.granted
 	need := c.need(s.rate)
 	cool := max(time.Second, time.Duration(c.lat*float64(time.Second)))
 	switch {
@@ -145,9 +146,10 @@ func (c *concurrency) adjust(s sample) int {
 		c.ceiling = max(float64(inFlightMin), c.limit*cutFactor)
 		c.limit = c.ceiling
 		c.lastCut = now
-	case blocked > 0 && (s.rate <= 0 || float64(sent) < spareTokens*s.rate*dt.Seconds()):
-		// Requests waited for a slot while the limiter had tokens to
-		// spare: the pool holds the run back.
+	case s.slotWaiters > 0 && s.tokenWaiters == 0 && (s.rate <= 0 || float64(sent) < spareTokens*s.rate*dt.Seconds()):
+		// Requests wait for a slot, none for the limiter, and fewer
+		// went than the rate allowed: the limiter has tokens to spare,
+		// the in-flight limit holds the run back.
 		c.limit = max(c.limit*growFactor+1, need)
 	case c.limit < need:
 		c.limit = need // the latency rose
@@ -158,7 +160,7 @@ func (c *concurrency) adjust(s sample) int {
 		c.ceiling = min(float64(c.max), c.ceiling*(1+recoverPerSecond*dt.Seconds())+1)
 	}
 	c.limit = c.clamp(c.limit)
-	c.start, c.granted, c.blocked, c.answers, c.over = now, s.granted, s.blocked, 0, 0
+	c.start, c.granted, c.answers, c.over = now, s.granted, 0, 0
 	return int(c.limit)
 }
 
@@ -260,14 +262,15 @@ func (g *gate) sending(d int) {
 	g.mu.Unlock()
 }
 
-// snapshot returns the blocked count and the peak on the wire since the
-// last snapshot.
-func (g *gate) snapshot() (blocked int64, peakOut int) {
+// snapshot returns the requests waiting for a slot now, the count of
+// those that ever waited, and the peak on the wire since the last
+// snapshot.
+func (g *gate) snapshot() (waiting int, blocked int64, peakOut int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	blocked, peakOut = g.blocked, g.peakOut
+	waiting, blocked, peakOut = g.waiters.Len(), g.blocked, g.peakOut
 	g.peakOut = g.out
-	return blocked, peakOut
+	return waiting, blocked, peakOut
 }
 
 // counts returns the requests on the wire now, the most in the run and
@@ -276,4 +279,11 @@ func (g *gate) counts() (out, maxOut, limit int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.out, g.maxOut, g.limit
+}
+
+// peek is snapshot without resetting the peak.
+func (g *gate) peek() (waiting int, blocked int64, peakOut int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.waiters.Len(), g.blocked, g.peakOut
 }

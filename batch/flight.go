@@ -95,8 +95,9 @@ func (e *Engine) monitor(watch bool) func() {
 				return
 			case <-t.C:
 			}
-			blocked, peakOut := e.gate.snapshot()
-			limit := e.conc.adjust(sample{rate: e.lim.rate(), granted: e.lim.granted.Load(), blocked: blocked, peakOut: peakOut})
+			waiting, _, peakOut := e.gate.snapshot()
+			limit := e.conc.adjust(sample{rate: e.lim.rate(), granted: e.lim.granted.Load(),
+				slotWaiters: waiting, tokenWaiters: e.lim.waiting.Load(), peakOut: peakOut})
 			e.gate.setLimit(limit)
 			e.progress.Limit.Store(int64(limit))
 			if now := e.cfg.Now(); watch && now.Sub(lastWatch) >= time.Second {
@@ -118,11 +119,11 @@ func (e *Engine) shortfall(achieved float64, d time.Duration) Shortfall {
 	cl, _, capN, fixed := e.conc.state()
 	bad, size := e.brk.state()
 	_, th, _, _ := e.thr.state()
-	blocked, _ := e.gate.snapshot()
+	waiting, _, _ := e.gate.peek()
 	return Shortfall{
 		Configured: e.cfg.Rate, Achieved: achieved, For: d,
 		P50: e.lat.quantile(0.5), P99: e.lat.quantile(0.99),
-		InFlight: out, Limit: max(limit, cl), Cap: capN, Fixed: fixed, Blocked: blocked > 0,
+		InFlight: out, Limit: max(limit, cl), Cap: capN, Fixed: fixed, Blocked: waiting > 0,
 		Rate: e.lim.rate(), Answers: e.answers.Load(), Throttled: th, Overloads: e.overloads.Load(),
 		BreakerBad: bad, Breaker: size, BreakerRatio: e.cfg.BreakerRatio,
 	}

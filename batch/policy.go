@@ -57,6 +57,7 @@ type limiter struct {
 	burst   int
 	now     func() time.Time
 	granted atomic.Int64 // requests let through
+	waiting atomic.Int64 // requests waiting in Wait now
 
 	// win holds the last rate+burst requests: a request waits until the
 	// oldest is a second old, so no one-second window ever holds more than
@@ -102,6 +103,8 @@ const maxWindow = 100_000
 // Wait blocks until a request may go out. It uses the run's context, never
 // a per-request timeout, so a long wait is a wait and not a failure.
 func (l *limiter) Wait(ctx context.Context) (ticket, error) {
+	l.waiting.Add(1)
+	defer l.waiting.Add(-1)
 	if err := l.lim.Wait(ctx); err != nil {
 		return ticket{}, err
 	}

@@ -7,8 +7,9 @@ import (
 
 // The 429 policy. A 429 is never a row's outcome: its request waits the
 // provider's Retry-After and goes again (RetryPolicy). The send rate is
-// lowered only when 429s persist, meaning more than throttleShare of a
-// second's answers (and at least throttleMin of them): a provider
+// lowered only when 429s persist: more than throttleShare of the answers
+// (and at least throttleMin of them) two seconds in a row, or twice that
+// share in one. A provider
 // throttling above N requests/s then answers 429 to about (rate-N)/rate
 // of them, and the rate is set to what it accepted in that second, a
 // little under N. Scattered 429s (1-2% of answers) never reach the
@@ -21,10 +22,11 @@ const (
 	throttleWindow = time.Second
 	throttleShare  = 0.05
 	throttleMin    = 3
-	throttleUnder  = 0.95 // of the accepted rate, after a cut
+	throttleUnder  = 0.97 // of the accepted rate, after a cut
 	throttleFloor  = 1.0  // requests per second
 	climbClean     = 1.10 // a window without 429s
-	climbSome      = 1.03 // a window with a few
+	climbSome      = 1.02 // a window with a few, or near the rate last cut at
+	forgetAfter    = 3    // clean windows before that rate is forgotten
 )
 
 // throttle tracks 429s and decides the send rate. Its clock is injected.
@@ -40,6 +42,9 @@ type throttle struct {
 	total       int64     // 429s in the run
 	lowest      float64   // lowest rate set; 0 = never lowered
 	cuts        int
+	plateau     float64 // what the provider accepted at the last cut; 0 = forgotten
+	clean       int     // windows in a row above the plateau without a 429
+	over        bool    // the last window was over throttleShare
 }
 
 func newThrottle(base float64, now func() time.Time) *throttle {
@@ -79,7 +84,20 @@ func (t *throttle) observe(throttled bool, lat time.Duration) (rate float64, cha
 	old := t.rate
 	accepted := float64(t.answers-t.th) / dt.Seconds()
 	switch {
-	case t.th >= throttleMin && float64(t.th) > throttleShare*float64(t.answers):
+	case t.th > 0:
+		t.clean = 0
+	case t.plateau > 0 && t.rate > t.plateau*(1+throttleShare):
+		t.clean++ // clearly above what the provider took, and no 429
+	}
+
+	share := float64(t.th) / float64(t.answers)
+	persist := t.th >= throttleMin && (share > 2*throttleShare || share > throttleShare && t.over)
+	t.over = t.th >= throttleMin && share > throttleShare
+	switch {
+	case t.over && !persist:
+		// Over the threshold once: hold the rate and see whether it lasts.
+	case persist:
+		t.over = false
 		next := max(throttleFloor, accepted*throttleUnder)
 		if t.base > 0 {
 			next = min(next, t.base)
@@ -91,19 +109,28 @@ func (t *throttle) observe(throttled bool, lat time.Duration) (rate float64, cha
 			next = t.base
 		}
 		t.rate = next
+		t.plateau, t.clean = accepted, 0
 		t.cuts++
 		if t.lowest == 0 || next < t.lowest {
 			t.lowest = next
 		}
 		// Answers to requests sent before the cut still reflect the old
-		// rate: judge none of them.
-		t.holdUntil = now.Add(lat)
+		// rate, and the provider's own window still holds them for a
+		// second: judge none of them.
+		t.holdUntil = now.Add(throttleWindow + lat)
 	case t.rate != t.base:
-		f := climbClean
-		if t.th > 0 {
-			f = climbSome
+		// Back to the rate the provider last took at once, then probe
+		// above it gently while 429s still come or it was found lately;
+		// after a few clean windows it is forgotten: the throttle lifted.
+		next := t.rate*climbClean + 1
+		switch {
+		case t.plateau > 0 && t.rate < t.plateau:
+			next = min(next, t.plateau)
+		case t.th > 0 || t.plateau > 0 && t.clean < forgetAfter:
+			next = t.rate*climbSome + 1
+		default:
+			t.plateau = 0
 		}
-		next := t.rate*f + 1
 		switch {
 		case t.base > 0 && next >= t.base:
 			next = t.base

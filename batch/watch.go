@@ -239,7 +239,7 @@ func (r RunStats) String() string {
 	if r.LowestRate > 0 {
 		fmt.Fprintf(&b, " (rate lowered to %.0f/s at most)", r.LowestRate)
 	}
-	mode := "max"
+	mode := "--max-in-flight"
 	if r.Fixed {
 		mode = "--workers"
 	}

@@ -11,7 +11,7 @@ import (
 // request is let through when fewer than n were let through in the second
 // before it (a sliding window), and answered 429 otherwise.
 type rpsLimit struct {
-	mu   sync.Mutex
+	mu     sync.Mutex
 	ring   []int64 // unix ns of the last n requests let through
 	next   int
 	filled int
