@@ -83,7 +83,8 @@ func (c *concurrency) need(rate float64) float64 {
 	if rate <= 0 {
 		return 0
 	}
-	return math.Ceil(rate*c.lat*inFlightHeadroom) + inFlightSpare
+	// Less a hair: a latency a rounding error above 100 ms is 100 ms.
+	return math.Ceil(rate*c.lat*inFlightHeadroom-1e-6) + inFlightSpare
 }
 
 func (c *concurrency) clamp(v float64) float64 {
@@ -153,7 +154,7 @@ func (c *concurrency) adjust(s sample) int {
 		c.limit = max(c.limit*growFactor+1, need)
 	case c.limit < need:
 		c.limit = need // the latency rose
-	case need > 0 && c.limit > 2*need && float64(s.peakOut) < c.limit/2:
+	case need > 0 && c.limit > need && float64(s.peakOut) < need:
 		c.limit = max(need, c.limit*0.9) // slots unused since the latency fell
 	}
 	if c.over == 0 && c.ceiling < float64(c.max) {

@@ -81,9 +81,9 @@ func newRateWatch(target float64) *rateWatch {
 }
 
 // check takes the count of requests let through so far at now; waiting
-// says rows are waiting to be sent. It returns true once, when the rate
-// has been short for the whole of w.after, with the rate achieved since
-// it fell short.
+// says rows are waiting to be sent. It returns true once, when the recent
+// rate has been short at every check for w.after, with the rate achieved
+// over that time.
 func (w *rateWatch) check(now time.Time, n int64, waiting bool) (achieved float64, warn bool) {
 	if w.target <= 0 || w.warned {
 		return 0, false
@@ -107,7 +107,7 @@ func (w *rateWatch) check(now time.Time, n int64, waiting bool) (achieved float6
 		return 0, false
 	}
 	if w.since.IsZero() {
-		w.since, w.sinceN = first.at, first.n
+		w.since, w.sinceN = now, n
 	}
 	if d := now.Sub(w.since); d >= w.after {
 		w.warned = true
