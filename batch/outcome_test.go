@@ -87,4 +87,3 @@ func TestEnquiryOutcomes(t *testing.T) {
 		}
 	}
 }
-
