@@ -167,6 +167,7 @@ type Engine struct {
 	warned       atomic.Bool
 	overloads    atomic.Int64 // timeouts and 5xx answers
 	answers      atomic.Int64 // answers that reached the provider
+	pausing      atomic.Int64 // workers waiting to retry a request
 
 	stopOnce sync.Once
 	stopErr  atomic.Pointer[StopError]
@@ -312,7 +313,7 @@ func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 	defer cancelWaits()
 	e.feeding.Store(todo > 0)
 	stopMonitor := e.monitor(true)
-	p := newPool(e.poolSize(), func(j job) { e.work(ctx, wctx, w, j) })
+	p := newPool(e.poolSize(), e.poolWant, func(j job) { e.work(ctx, wctx, w, j) })
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer e.feeding.Store(false)
@@ -370,6 +371,16 @@ func (e *Engine) poolSize() int {
 		return e.cfg.Workers
 	}
 	return e.cfg.MaxInFlight
+}
+
+// poolSpare is how many workers beyond the in-flight limit (and those
+// pausing before a retry) the pool keeps.
+const poolSpare = 4
+
+// poolWant is how many workers the pool may have at work now.
+func (e *Engine) poolWant() int {
+	_, _, limit := e.gate.counts()
+	return limit + poolSpare + int(e.pausing.Load())
 }
 
 // work does one job: sends a row (or puts it back to queued when the run
@@ -594,7 +605,9 @@ func (e *Engine) retryWait(ctx, wctx context.Context, r Retry) string {
 	if !ok {
 		return "exhausted"
 	}
+	e.pausing.Add(1)
 	_ = e.cfg.Sleep(wctx, at.Sub(e.cfg.Now())) // ended early only by ctx or a stop
+	e.pausing.Add(-1)
 	return e.interruption(ctx)
 }
 

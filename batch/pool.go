@@ -13,21 +13,25 @@ type job struct {
 }
 
 // pool is the run's workers. It starts one only when a job finds none
-// idle, up to max, so it grows to what the in-flight limit uses (workers
-// beyond it wait for a slot at the gate) and never to one per row. Idle
-// workers wait on the channel.
+// idle and fewer than want() are at work, up to max: it grows with the
+// in-flight limit (and a few more, whose waiting for a slot tells the
+// controller the limit holds the run back), never to one per row. Idle
+// workers wait on the channel. Rows are handed out only as workers can
+// take them, so few sit dispatched and unsent, and the feeders of a pool
+// (queued rows, rows to ask about) take turns.
 type pool struct {
 	jobs chan job // unbuffered: a send succeeds only into an idle worker
 	work func(job)
 	max  int
+	want func() int
 
 	mu   sync.Mutex
 	size int
 	wg   sync.WaitGroup
 }
 
-func newPool(max int, work func(job)) *pool {
-	return &pool{jobs: make(chan job), work: work, max: max}
+func newPool(max int, want func() int, work func(job)) *pool {
+	return &pool{jobs: make(chan job), work: work, max: max, want: want}
 }
 
 // submit hands j to a worker, starting one if none is idle and the pool
@@ -40,7 +44,7 @@ func (p *pool) submit(j job) {
 	default:
 	}
 	p.mu.Lock()
-	if p.size < p.max {
+	if p.size < min(p.max, p.want()) {
 		p.size++
 		p.wg.Add(1)
 		go func() {

@@ -95,7 +95,7 @@ func (e *Engine) unsettled(ctx context.Context, b ledger.Batch) (bool, error) {
 // resolveRound enquires every unsettled row once, through the run's
 // workers, limiter and in-flight limit.
 func (e *Engine) resolveRound(ctx, wctx context.Context, w *ledger.Writer, b ledger.Batch) error {
-	p := newPool(e.poolSize(), func(j job) {
+	p := newPool(e.poolSize(), e.poolWant, func(j job) {
 		if ctx.Err() == nil && !e.stopping() {
 			e.enquire(ctx, wctx, w, j.row)
 		}
