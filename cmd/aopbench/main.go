@@ -3,7 +3,9 @@
 // the ceiling a bare HTTP client reaches, the rows per second of a real
 // "aopbatch run", its peak memory on a small and a large file, how closely it
 // keeps to --rate, how long a finished batch takes to resume, and the
-// ledger's size per row.
+// ledger's size per row. Then issue 13's runs against a provider as it
+// really answers (slow, slowing down, throttling, or capped), with
+// aopbatch's default flags; -providers runs only those.
 //
 // The sandbox runs in this process, with no latency, no faults and an
 // unlimited wallet; aopbatch runs as a subprocess of a binary built first
