@@ -648,9 +648,9 @@ func (b *bench) aopbatch(ctx context.Context, sb *sandbox, csvPath, db string, r
 }
 
 // aopbatchArgs runs aopbatch with args against sb, as aopbatch does;
-// stdout, when not nil, receives the whole of aopbatch's stdout and
-// stderr.
-func (b *bench) aopbatchArgs(ctx context.Context, sb *sandbox, args, env []string, output *bytes.Buffer) (runResult, error) {
+// output, when not nil, receives the whole of aopbatch's stdout and
+// stderr (each copied by its own goroutine).
+func (b *bench) aopbatchArgs(ctx context.Context, sb *sandbox, args, env []string, output *[2]bytes.Buffer) (runResult, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return runResult{}, fmt.Errorf("find the launcher: %w", err)
@@ -666,7 +666,7 @@ func (b *bench) aopbatchArgs(ctx context.Context, sb *sandbox, args, env []strin
 	stderr := &tailBuffer{max: maxStderrKept}
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
 	if output != nil {
-		cmd.Stdout, cmd.Stderr = io.MultiWriter(&stdout, output), io.MultiWriter(stderr, output)
+		cmd.Stdout, cmd.Stderr = io.MultiWriter(&stdout, &output[0]), io.MultiWriter(stderr, &output[1])
 	}
 	mark := sb.count()
 	cpu0 := selfCPU()

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -198,7 +199,7 @@ func (b *bench) scenario(ctx context.Context, sc scenario) error {
 			}
 		})
 	}
-	var out bytes.Buffer
+	var out [2]bytes.Buffer // stdout, stderr
 	r, err := b.aopbatchArgs(ctx, sb, args, nil, &out)
 	close(stepDone)
 	wg.Wait()
@@ -216,7 +217,7 @@ func (b *bench) scenario(ctx context.Context, sc scenario) error {
 	if sc.step && stepIdx > 0 && stepIdx <= len(r.arrivals) {
 		res.stepAt = r.arrivals[stepIdx-1]
 	}
-	sc2 := bufio.NewScanner(&out)
+	sc2 := bufio.NewScanner(io.MultiReader(&out[0], &out[1]))
 	sc2.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc2.Scan() {
 		line := sc2.Text()
