@@ -17,8 +17,9 @@ import (
 // is rate × latency, so the limit follows the observed latency with
 // headroom; it also grows while requests wait for a free slot and the
 // limiter has tokens to spare (the pool, not the rate, is what holds the
-// run back), and shrinks multiplicatively when the provider answers
-// timeouts and 5xx (TCP's AIMD), climbing back as they stop. It is capped
+// run back), and shrinks multiplicatively when more than 5% of the
+// answers are timeouts and 5xx (TCP's AIMD), down to a quarter of what
+// the rate needs, climbing back 10% a second as they stop. It is capped
 // by --max-in-flight.
 //
 // Latency-gradient limiters (TCP Vegas, Netflix's concurrency-limits)
@@ -37,6 +38,7 @@ const (
 	latencyWeight    = 0.1                    // of each answer in the average
 	growFactor       = 1.25                   // per evaluation while pool-bound
 	cutFactor        = 0.75                   // on timeouts and 5xx
+	cutFloor         = 0.25                   // of what the rate needs: the lowest a cut goes
 	overloadShare    = 0.05                   // of answers that makes a cut
 	overloadMin      = 2                      // and at least this many
 	recoverPerSecond = 0.10                   // the cut ceiling climbs back
@@ -140,13 +142,17 @@ func (c *concurrency) adjust(s sample) int {
 	sent := s.granted - c.granted
 	need := c.need(s.rate)
 	cool := max(time.Second, time.Duration(c.lat*float64(time.Second)))
+	overloaded := c.over >= overloadMin && float64(c.over) >= overloadShare*float64(c.answers)
+	cut := false
 	switch {
-	case c.over >= overloadMin && float64(c.over) >= overloadShare*float64(c.answers) && now.Sub(c.lastCut) >= cool:
+	case overloaded && now.Sub(c.lastCut) >= cool:
 		// The provider is struggling: fewer requests at once, whatever
-		// the rate asks (multiplicative decrease).
-		c.ceiling = max(float64(inFlightMin), c.limit*cutFactor)
+		// the rate asks (multiplicative decrease), but not below a
+		// quarter of what the rate needs: a provider failing for good
+		// is the breaker's to stop.
+		c.ceiling = max(float64(inFlightMin), c.limit*cutFactor, need*cutFloor)
 		c.limit = c.ceiling
-		c.lastCut = now
+		c.lastCut, cut = now, true
 	case s.slotWaiters > 0 && s.tokenWaiters == 0 && (s.rate <= 0 || float64(sent) < spareTokens*s.rate*dt.Seconds()):
 		// Requests wait for a slot, none for the limiter, and fewer
 		// went than the rate allowed: the limiter has tokens to spare,
@@ -157,7 +163,7 @@ func (c *concurrency) adjust(s sample) int {
 	case need > 0 && c.limit > need && float64(s.peakOut) < need:
 		c.limit = max(need, c.limit*0.9) // slots unused since the latency fell
 	}
-	if c.over == 0 && c.ceiling < float64(c.max) {
+	if !cut && !overloaded && c.ceiling < float64(c.max) {
 		c.ceiling = min(float64(c.max), c.ceiling*(1+recoverPerSecond*dt.Seconds())+1)
 	}
 	c.limit = c.clamp(c.limit)

@@ -171,6 +171,24 @@ func TestConcurrencyShrinksOnTimeoutsAnd5xx(t *testing.T) {
 	if limit != 127 {
 		t.Errorf("30 s after the timeouts stopped: limit %d, want 127 again", limit)
 	}
+	// A provider failing a tenth of its requests for good: the limit
+	// shrinks, but not below a quarter of what the rate needs.
+	for range 60 {
+		feed(c, 20, 500*time.Millisecond, 2)
+		clk.advance(time.Second)
+		limit = c.adjust(steady(200, &granted, time.Second, 60))
+	}
+	if floor := int(start * cutFloor); limit != floor {
+		t.Errorf("after a minute of 10%% timeouts: limit %d, want the floor %d", limit, floor)
+	}
+	for range 30 { // 2%: under the threshold, it climbs back
+		feed(c, 100, 500*time.Millisecond, 2)
+		clk.advance(time.Second)
+		limit = c.adjust(steady(200, &granted, time.Second, 60))
+	}
+	if limit != 127 {
+		t.Errorf("30 s of 2%% timeouts after that: limit %d, want 127 again", limit)
+	}
 }
 
 // --workers N fixes the limit; --max-in-flight caps the automatic one.
