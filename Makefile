@@ -44,7 +44,10 @@ fuzz:
 
 # Issue 6's measurements against the in-process sandbox on loopback: bare
 # client ceiling, engine rows/s, peak RSS, rate adherence, resume, ledger
-# size. Full size takes several minutes; BENCHFLAGS="-scale 0.01" is quick.
+# size; then issue 13's against a provider as it really answers (slow,
+# slowing, throttling, capped). Full size takes several minutes;
+# BENCHFLAGS="-scale 0.01" is quick, BENCHFLAGS=-providers runs only
+# issue 13's (about 4 minutes).
 bench:
 	$(GO) run ./cmd/aopbench $(BENCHFLAGS)
 

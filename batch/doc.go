@@ -6,12 +6,29 @@
 //
 // Ingest streams the file into the ledger under the batch's lease and checks
 // the control totals; a refused file leaves nothing behind. Engine.Send then
-// runs one reader, a fixed pool of workers and the ledger's single writer:
-// the reader dispatches each chunk of queued rows in one durable commit
-// (the next chunk while the workers send this one) and hands them to the
-// workers, which wait for the shared rate limiter and send. Only failures
-// that provably never reached the provider (no connection, 429) are
-// retried; everything else is recorded as answered.
+// runs one reader, a pool of workers and the ledger's single writer: the
+// reader dispatches each chunk of queued rows in one durable commit (the
+// next chunk while the workers send this one) and hands them to the
+// workers. Rows earlier runs left pending, duplicate or unknown are handed
+// out meanwhile, to be asked about. Every request takes a slot (the
+// in-flight limit) and then a token of the shared rate limiter.
+//
+// The rate limiter is the run's clock; concurrency is what keeping its
+// pace takes. With Config.Workers 0 (the default) the in-flight limit
+// follows rate × observed latency with headroom, grows while requests wait
+// for a slot and the limiter has tokens to spare, is cut when timeouts and
+// 5xx pass 5% of the answers, and stays under Config.MaxInFlight
+// (concurrency.go says why this and not a latency-gradient limiter). When
+// the rate stays short of Config.Rate for 30 s while rows wait, one WARN
+// line says why and what to change; Engine.Stats gives the run's figures.
+//
+// Only answers that decided nothing are retried, by one RetryPolicy for
+// both loops: a request that provably never left, and a 429, which waits
+// its Retry-After. A 429 is never a row's outcome; the send rate is lowered
+// only while 429s persist, to what the provider accepts, and climbs back
+// (throttle.go). What every other answer does to a row and to the run is
+// one table (outcome.go).
+//
 // Engine.Resolve asks the provider about pending, duplicate and unknown rows
 // in rounds with growing pauses; an unknown row the provider has no record
 // of goes out again under the same referenceid, never a new one.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,60 +21,83 @@ type Provider interface {
 	Status(ctx context.Context, referenceID string) (aop.StatusResult, error)
 }
 
-// Config tunes the engine. Zero values take the documented defaults, but
-// for Owner.
+// Config tunes the engine. Zero values take DefaultConfig's, but for
+// Owner, Rate (0: no limit) and Workers (0: automatic).
 type Config struct {
 	// Owner holds the lease of the batches the engine runs; every ledger
 	// write is checked against it, so a run that lost its batch to
 	// another stops instead of writing over it.
-	Owner           ledger.Owner
-	Workers         int           // concurrent requests; default 8
+	Owner ledger.Owner
+	// Workers fixes the number of requests in flight; 0 is automatic:
+	// concurrency follows the provider's latency so that Rate is reached
+	// (rate × latency, with headroom), up to MaxInFlight.
+	Workers         int
+	MaxInFlight     int           // cap of automatic concurrency
 	Rate            float64       // requests per second; 0 = unlimited
-	Burst           int           // default 1
-	Timeout         time.Duration // per request; default 30s
-	MaxAttempts     int           // tries for a request that never left; default 5
-	Retry           RetryPolicy   // default Backoff{200ms, 10s}
-	HoldAfter       int           // operator-down answers in a row before holding that operator; default 3
-	BreakerWindow   int           // recent requests the breaker looks at; default 50
-	BreakerRatio    float64       // share of transient failures that trips it; default 0.8
+	Burst           int           // requests allowed at once above the rate
+	Timeout         time.Duration // per request
+	MaxAttempts     int           // tries for a request that never left
+	Retry           RetryPolicy   // default Backoff{200ms, 10s, MaxAttempts}
+	HoldAfter       int           // operator-down answers in a row before holding that operator
+	BreakerWindow   int           // recent requests the breaker looks at
+	BreakerRatio    float64       // share of transient failures that trips it
 	MaxUnknownPaise int64         // stop once this much money is in unknown rows; 0 = no limit
-	ResolveTimeout  time.Duration // how long resolution keeps enquiring; default 30s
-	ResolveBackoff  time.Duration // first pause between enquiry rounds; default 500ms
+	ResolveTimeout  time.Duration // how long resolution keeps enquiring
+	ResolveBackoff  time.Duration // first pause between enquiry rounds
 	Log             *slog.Logger
 	Now             func() time.Time
 	Sleep           func(ctx context.Context, d time.Duration) error
 }
 
+// DefaultConfig is the engine's defaults, which the command line's flags
+// show and use.
+func DefaultConfig() Config {
+	return Config{
+		Workers:        0, // automatic
+		MaxInFlight:    256,
+		Rate:           10,
+		Burst:          1,
+		Timeout:        30 * time.Second,
+		MaxAttempts:    5,
+		HoldAfter:      3,
+		BreakerWindow:  50,
+		BreakerRatio:   0.8,
+		ResolveTimeout: 30 * time.Second,
+		ResolveBackoff: 500 * time.Millisecond,
+	}
+}
+
 func (c *Config) defaults() {
-	if c.Workers <= 0 {
-		c.Workers = 8
+	d := DefaultConfig()
+	if c.Workers < 0 {
+		c.Workers = 0
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = d.MaxInFlight
 	}
 	if c.Burst <= 0 {
-		c.Burst = 1
+		c.Burst = d.Burst
 	}
 	if c.Timeout <= 0 {
-		c.Timeout = 30 * time.Second
+		c.Timeout = d.Timeout
 	}
 	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = 5
-	}
-	if c.Retry == nil {
-		c.Retry = Backoff{Base: 200 * time.Millisecond, Max: 10 * time.Second}
+		c.MaxAttempts = d.MaxAttempts
 	}
 	if c.HoldAfter <= 0 {
-		c.HoldAfter = 3
+		c.HoldAfter = d.HoldAfter
 	}
 	if c.BreakerWindow <= 0 {
-		c.BreakerWindow = 50
+		c.BreakerWindow = d.BreakerWindow
 	}
 	if c.BreakerRatio <= 0 {
-		c.BreakerRatio = 0.8
+		c.BreakerRatio = d.BreakerRatio
 	}
 	if c.ResolveTimeout <= 0 {
-		c.ResolveTimeout = 30 * time.Second
+		c.ResolveTimeout = d.ResolveTimeout
 	}
 	if c.ResolveBackoff <= 0 {
-		c.ResolveBackoff = 500 * time.Millisecond
+		c.ResolveBackoff = d.ResolveBackoff
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -85,6 +107,10 @@ func (c *Config) defaults() {
 	}
 	if c.Sleep == nil {
 		c.Sleep = sleep
+	}
+	if c.Retry == nil {
+		c.Retry = Backoff{Base: 200 * time.Millisecond, Max: 10 * time.Second,
+			MaxTries: c.MaxAttempts, MaxThrottled: 4 * c.MaxAttempts, Now: c.Now}
 	}
 }
 
@@ -105,7 +131,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // StopError says why the engine stopped sending before the batch was done.
 // The remaining rows stay queued; fixing Hint and running again resumes.
 type StopError struct {
-	Reason string // "account", "auth", "breaker", "unknown-limit", "ledger", "lease"
+	Reason string // StopAccount, StopAuth, StopTLS, StopBreaker, StopUnknownLimit, StopLedger, StopLease
 	Detail string
 	Hint   string
 }
@@ -124,9 +150,24 @@ type Engine struct {
 	p   Provider
 	cfg Config
 
-	lim     *limiter
-	brk     *breaker
-	started time.Time
+	lim   *limiter
+	brk   *breaker
+	gate  *gate
+	conc  *concurrency
+	thr   *throttle
+	lat   latencies
+	retry RetryPolicy
+
+	started      time.Time    // Send or Resolve began
+	sendBegan    atomic.Int64 // unix ns
+	sendEnded    atomic.Int64 // unix ns; 0 while sending
+	sendGranted0 atomic.Int64 // requests let through before Send
+	sendGranted  atomic.Int64 // requests let through while sending
+	feeding      atomic.Bool  // queued rows are still being handed out
+	warned       atomic.Bool
+	overloads    atomic.Int64 // timeouts and 5xx answers
+	answers      atomic.Int64 // answers that reached the provider
+	pausing      atomic.Int64 // workers waiting to retry a request
 
 	stopOnce sync.Once
 	stopErr  atomic.Pointer[StopError]
@@ -141,6 +182,9 @@ type Engine struct {
 	opHeld  map[int64]bool // operators held for the rest of this run
 	unknown atomic.Int64   // paise moved to unknown during this run
 
+	thrMu     sync.Mutex
+	thrLogged time.Time // the last "rate lowered" line
+
 	progress Progress
 }
 
@@ -153,19 +197,28 @@ type Progress struct {
 	Failed   atomic.Int64
 	Unsure   atomic.Int64 // rows pending, duplicate or unknown now; from Resolve on, the whole batch's
 	Enquired atomic.Int64 // status enquiries made
+	InFlight atomic.Int64 // requests out now
+	Limit    atomic.Int64 // in-flight limit now
 }
 
 // New makes an engine over ledger l and provider p.
 func New(l ledger.Store, p Provider, cfg Config) *Engine {
 	cfg.defaults()
-	return &Engine{
+	e := &Engine{
 		l: l, p: p, cfg: cfg,
 		lim:    newLimiter(cfg.Rate, cfg.Burst, cfg.Now),
 		brk:    newBreaker(cfg.BreakerWindow, cfg.BreakerRatio),
+		conc:   newConcurrency(cfg.Workers, cfg.MaxInFlight, cfg.Rate, cfg.Now),
+		thr:    newThrottle(cfg.Rate, cfg.Now),
+		retry:  cfg.Retry,
 		stopCh: make(chan struct{}),
 		opDown: map[int64]int{},
 		opHeld: map[int64]bool{},
 	}
+	limit, _, _, _ := e.conc.state()
+	e.gate = newGate(limit)
+	e.progress.Limit.Store(int64(limit))
+	return e
 }
 
 // Progress returns the run's live counters.
@@ -191,6 +244,20 @@ func (e *Engine) stopping() bool {
 	}
 }
 
+// untilStop is ctx, also ended when the engine stops: for the waits that
+// must end then (a slot, a token, a retry's pause).
+func (e *Engine) untilStop(ctx context.Context) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-e.stopCh:
+			cancel(errStopped)
+		case <-c.Done():
+		}
+	}()
+	return c, func() { cancel(nil) }
+}
+
 // Prepare readies batch b for a run: rows a dead run left in flight become
 // unknown (they may have been charged), and held rows are queued again.
 func (e *Engine) Prepare(ctx context.Context, b ledger.Batch) error {
@@ -213,39 +280,53 @@ func (e *Engine) Prepare(ctx context.Context, b ledger.Batch) error {
 
 const pageSize = 512
 
-// Send sends every queued row of batch b. Cancelling ctx stops it taking new
-// rows; requests already out finish (bounded by the timeout) and are
-// recorded. It returns a *StopError when a safety rule stopped the run.
+// Send sends every queued row of batch b. Rows earlier runs left pending,
+// duplicate or unknown are asked about meanwhile, through the same limiter
+// and workers. Cancelling ctx stops it taking new rows; requests already
+// out finish (bounded by the timeout) and are recorded. It returns a
+// *StopError when a safety rule stopped the run.
 func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 	e.started = e.cfg.Now()
-	if n, err := e.l.CountState(ctx, b.Seq, ledger.StateQueued); err == nil {
-		e.progress.Todo.Add(n)
+	cutoff := e.started
+	e.sendBegan.Store(e.started.UnixNano())
+	e.sendGranted0.Store(e.lim.granted.Load())
+	todo, err := e.l.CountState(ctx, b.Seq, ledger.StateQueued)
+	if err != nil {
+		return err
 	}
+	e.progress.Todo.Add(todo)
+	var earlier int64
+	for _, s := range unsettledStates {
+		n, err := e.l.CountState(ctx, b.Seq, s)
+		if err != nil {
+			return err
+		}
+		earlier += n
+	}
+	e.progress.Unsure.Add(earlier)
+	e.announce(todo, earlier)
 	w, err := e.l.NewWriter(context.WithoutCancel(ctx), b.Seq, e.cfg.Owner)
 	if err != nil {
 		return err
 	}
-	jobs := make(chan ledger.Row, e.cfg.Workers)
+	wctx, cancelWaits := e.untilStop(ctx)
+	defer cancelWaits()
+	e.feeding.Store(todo > 0)
+	stopMonitor := e.monitor(true)
+	p := newPool(e.poolSize(), e.poolWant, func(j job) { e.work(ctx, wctx, w, j) })
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		defer close(jobs)
-		return e.readQueued(gctx, b, w, jobs)
+		defer e.feeding.Store(false)
+		return e.readQueued(gctx, b, w, p)
 	})
-	for i := 0; i < e.cfg.Workers; i++ {
-		g.Go(func() error {
-			for row := range jobs {
-				if ctx.Err() != nil || e.stopping() {
-					// Dispatched but never sent: say so, so the next
-					// run sends it instead of asking the provider.
-					e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1})
-					continue
-				}
-				e.sendRow(ctx, w, row)
-			}
-			return nil
-		})
+	if earlier > 0 {
+		g.Go(func() error { return e.feedUnsettled(gctx, b, p, cutoff) })
 	}
 	gerr := g.Wait()
+	p.close()
+	e.sendGranted.Store(e.lim.granted.Load() - e.sendGranted0.Load())
+	e.sendEnded.Store(e.cfg.Now().UnixNano())
+	stopMonitor()
 	// The writer outlives the errgroup's context: the last outcomes must be
 	// committed whatever ended the run.
 	if err := w.Close(); err != nil {
@@ -263,11 +344,100 @@ func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 	return nil
 }
 
+// announce says what the run sets out to do and how long it should take.
+func (e *Engine) announce(todo, earlier int64) {
+	args := []any{"rows", todo}
+	if earlier > 0 {
+		args = append(args, "to_check", earlier)
+	}
+	msg := fmt.Sprintf("sending %d rows with no --rate limit", todo)
+	if e.cfg.Rate > 0 {
+		msg = fmt.Sprintf("%d rows at %g/s: %s", todo, e.cfg.Rate, expected(todo, e.cfg.Rate))
+		args = append(args, "rate", e.cfg.Rate)
+	}
+	if todo == 0 {
+		msg = "nothing left to send"
+	}
+	if earlier > 0 {
+		msg += fmt.Sprintf("; %d rows from earlier runs are checked with the provider meanwhile", earlier)
+	}
+	e.cfg.Log.Info(msg, args...)
+}
+
+// poolSize is how many workers the pool may start: the fixed number, or
+// the automatic limit's cap.
+func (e *Engine) poolSize() int {
+	if e.cfg.Workers > 0 {
+		return e.cfg.Workers
+	}
+	return e.cfg.MaxInFlight
+}
+
+// poolSpare is how many workers beyond the in-flight limit (and those
+// pausing before a retry) the pool keeps.
+const poolSpare = 4
+
+// poolWant is how many workers the pool may have at work now.
+func (e *Engine) poolWant() int {
+	_, _, limit := e.gate.counts()
+	return limit + poolSpare + int(e.pausing.Load())
+}
+
+// work does one job: sends a row (or puts it back to queued when the run
+// is ending), or asks the provider about one.
+func (e *Engine) work(ctx, wctx context.Context, w ledger.Writer, j job) {
+	if j.enquire {
+		if ctx.Err() == nil && !e.stopping() {
+			e.enquire(ctx, wctx, w, j.row)
+		}
+		return
+	}
+	if ctx.Err() != nil || e.stopping() {
+		// Dispatched but never sent: say so, so the next run sends it
+		// instead of asking the provider.
+		e.record(w, ledger.Update{Line: j.row.Line, To: ledger.StateQueued, Code: -1})
+		return
+	}
+	e.sendRow(ctx, wctx, w, j.row)
+}
+
+// feedUnsettled hands the rows earlier runs left pending, duplicate or
+// unknown (changed before cutoff) to the workers to ask about, once each.
+// They are not queued, so the send loop never holds them; the rows this
+// run leaves unsettled wait for Resolve.
+func (e *Engine) feedUnsettled(ctx context.Context, b ledger.Batch, p *pool, cutoff time.Time) error {
+	for _, s := range unsettledStates {
+		after := 0
+		for {
+			if ctx.Err() != nil || e.stopping() {
+				return nil
+			}
+			page, err := e.l.Page(ctx, b.Seq, s, after, pageSize)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			for _, r := range page {
+				if r.Updated.Before(cutoff) {
+					p.submit(job{row: r, enquire: true})
+				}
+			}
+			if len(page) < pageSize {
+				break
+			}
+			after = page[len(page)-1].Line
+		}
+	}
+	return nil
+}
+
 // readQueued pages through the queued rows and hands them to the workers.
 // A marker dispatches each chunk in one durable commit while the chunk
 // before it is being handed out, so workers never wait for a commit, and a
 // commit carries the outcomes of a whole chunk: fewer, larger commits.
-func (e *Engine) readQueued(ctx context.Context, b ledger.Batch, w ledger.Writer, jobs chan<- ledger.Row) error {
+func (e *Engine) readQueued(ctx context.Context, b ledger.Batch, w ledger.Writer, p *pool) error {
 	chunks := make(chan []ledger.Row, 1)
 	var g errgroup.Group
 	g.Go(func() error {
@@ -279,7 +449,7 @@ func (e *Engine) readQueued(ctx context.Context, b ledger.Batch, w ledger.Writer
 	// stop.
 	for rows := range chunks {
 		for _, r := range rows {
-			jobs <- r
+			p.submit(job{row: r})
 		}
 	}
 	return g.Wait()
@@ -289,7 +459,6 @@ func (e *Engine) readQueued(ctx context.Context, b ledger.Batch, w ledger.Writer
 // durably dispatched (ledger.Writer.Dispatch), to chunks.
 func (e *Engine) dispatchQueued(ctx context.Context, b ledger.Batch, w ledger.Writer, chunks chan<- []ledger.Row) error {
 	after := 0
-	chunk := e.chunk()
 	for {
 		if e.stopping() {
 			return nil
@@ -301,11 +470,12 @@ func (e *Engine) dispatchQueued(ctx context.Context, b ledger.Batch, w ledger.Wr
 			}
 			return err
 		}
-		for start := 0; start < len(page); start += chunk {
+		for start := 0; start < len(page); {
 			if ctx.Err() != nil || e.stopping() {
 				return nil
 			}
-			rows := page[start:min(start+chunk, len(page))]
+			rows := page[start:min(start+e.chunk(), len(page))]
+			start += len(rows)
 			lines := make([]int, len(rows))
 			for i, r := range rows {
 				lines[i] = r.Line
@@ -338,15 +508,16 @@ func (e *Engine) dispatchQueued(ctx context.Context, b ledger.Batch, w ledger.Wr
 
 // chunk is how many rows one dispatch covers. A crash leaves up to two
 // chunks dispatched and unsent, each row of which costs a status enquiry on
-// the next run, so chunks are as small as throughput allows: one per
-// worker, grown at high rates to keep dispatch commits under about 50 a
-// second, and 512 rows unlimited.
+// the next run, so chunks are as small as throughput allows: as many as
+// may be in flight now, grown at high rates to keep dispatch commits under
+// about 50 a second, and 512 rows unlimited.
 func (e *Engine) chunk() int {
 	n := pageSize
 	if e.cfg.Rate > 0 {
 		n = min(n, int(e.cfg.Rate/50))
 	}
-	return max(n, min(e.cfg.Workers, pageSize), 1)
+	_, _, limit := e.gate.counts()
+	return max(n, min(limit, pageSize), 1)
 }
 
 // held reports whether row's operator is held in this run.
@@ -358,128 +529,132 @@ func (e *Engine) held(op int64) bool {
 
 // sendRow sends one row already dispatched (or marked inflight) and records
 // its outcome.
-func (e *Engine) sendRow(ctx context.Context, w ledger.Writer, row ledger.Row) {
+func (e *Engine) sendRow(ctx, wctx context.Context, w ledger.Writer, row ledger.Row) {
 	if e.held(row.Operator) {
 		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateHeld, Code: -1,
 			Message: fmt.Sprintf("operator %d is down: held, a rerun retries it", row.Operator)})
 		return
 	}
-	tk, err := e.lim.Wait(ctx)
+	tk, err := e.take(wctx)
 	if err != nil || e.stopping() || !e.leaseOK() {
 		// Interrupted or stopped before sending (the wait may be long at
 		// a low rate): the row goes back to queued.
+		if err == nil {
+			e.untake(tk)
+		}
 		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1})
 		return
 	}
-	e.deliver(ctx, w, row, tk)
+	e.deliver(ctx, wctx, w, row, tk)
 }
 
-// deliver sends a row already dispatched or marked inflight, under the
-// limiter ticket tk, retrying only what provably never reached the
-// provider, and records the outcome.
-func (e *Engine) deliver(ctx context.Context, w ledger.Writer, row ledger.Row, tk ticket) {
-	var (
-		res aop.Result
-		err error
-	)
-	notSent, throttles := 0, 0
+// deliver sends a row already dispatched or marked inflight, holding the
+// slot and token tk, retrying (RetryPolicy) only what got no decision,
+// and records the outcome.
+func (e *Engine) deliver(ctx, wctx context.Context, w ledger.Writer, row ledger.Row, tk ticket) {
+	var first time.Time
+	tries := map[RetryReason]int{}
 	for {
 		at := e.cfg.Now()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.Timeout)
-		res, _ = e.p.Recharge(rctx, row.Request)
+		e.sending(1)
+		res, _ := e.p.Recharge(rctx, row.Request)
+		e.sending(-1)
 		cancel()
-		e.lim.done(tk, res.Wrote)
-		e.progress.Sent.Add(1)
 		lat := e.cfg.Now().Sub(at)
-		switch res.Class {
-		case aop.ClassNotSent:
-			notSent++
-			e.logAttempt(w, row, at, lat, res)
-			if res.Untrusted {
-				// Every row would meet the same certificate: stop now
-				// rather than retry the whole file into the breaker.
-				e.stop(&StopError{Reason: "tls", Detail: "the provider's TLS certificate is not trusted",
-					Hint: "check --base-url; aopbatch never skips certificate verification"})
-				e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1, Message: res.Message})
-				return
-			}
-			if notSent < e.cfg.MaxAttempts && ctx.Err() == nil && !e.stopping() {
-				if e.cfg.Sleep(ctx, e.cfg.Retry.Delay(notSent)) == nil {
-					if tk, err = e.lim.Wait(ctx); err == nil && e.leaseOK() {
-						continue
-					}
-				}
-			}
-			msg := res.Message // the client's "not sent: <why>", said once
-			if !strings.HasPrefix(msg, "not sent") {
-				msg = "not sent: " + msg
-			}
-			e.breakerObserve(true, msg)
-			e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1, Message: msg})
-			return
-		case aop.ClassThrottled:
-			throttles++
-			e.logAttempt(w, row, at, lat, res)
-			e.lim.throttled(e.achievedRate())
-			if throttles < 4*e.cfg.MaxAttempts && ctx.Err() == nil && !e.stopping() {
-				wait := res.RetryAfter
-				if wait <= 0 {
-					wait = e.cfg.Retry.Delay(throttles)
-				}
-				if e.cfg.Sleep(ctx, wait) == nil {
-					if tk, err = e.lim.Wait(ctx); err == nil && e.leaseOK() {
-						continue
-					}
-				}
-			}
-			e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1,
-				Message: throttledMessage(throttles, ctx.Err() != nil, e.stopping())})
+		e.progress.Sent.Add(1)
+		e.answered(tk, res.Wrote, lat, res.Class != aop.ClassNotSent, res.Class == aop.ClassThrottled, res.Timeout || res.HTTPStatus >= 500)
+		o := rechargeOutcome(res)
+		if o.Retry == "" {
+			e.settle(w, row, at, lat, res, o)
 			return
 		}
-		e.settle(w, row, at, lat, res)
+		e.logAttempt(w, row, at, lat, res)
+		if first.IsZero() {
+			first = at
+		}
+		tries[o.Retry]++
+		r := Retry{Why: o.Retry, Tries: tries[o.Retry], RetryAfter: res.RetryAfter, First: first}
+		why := e.retryWait(ctx, wctx, r)
+		if why == "" {
+			var err error
+			if tk, err = e.take(wctx); err == nil {
+				if !e.stopping() && e.leaseOK() {
+					continue
+				}
+				e.untake(tk)
+			}
+			why = e.interruption(ctx)
+		}
+		msg := gaveUp(r, res.Message, e.cfg.Now(), why == "interrupted", why == "stopped")
+		if o.Transient && why == "exhausted" {
+			e.breakerObserve(true, msg)
+		}
+		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1, Message: msg})
 		return
 	}
 }
 
-// settle maps a recharge answer to the row's state (SPEC section 2).
-func (e *Engine) settle(w ledger.Writer, row ledger.Row, at time.Time, lat time.Duration, res aop.Result) {
-	var to ledger.State
-	transient := false
+// retryWait waits until r's request may go again: "" when it may, else
+// why not: "exhausted" (the policy gave up), "interrupted" or "stopped".
+func (e *Engine) retryWait(ctx, wctx context.Context, r Retry) string {
+	if why := e.interruption(ctx); why != "" {
+		return why
+	}
+	at, ok := e.retry.Next(r)
+	if !ok {
+		return "exhausted"
+	}
+	e.pausing.Add(1)
+	_ = e.cfg.Sleep(wctx, at.Sub(e.cfg.Now())) // ended early only by ctx or a stop
+	e.pausing.Add(-1)
+	return e.interruption(ctx)
+}
+
+// interruption says why the run should not go on with a request:
+// "interrupted" (ctx), "stopped" (a safety stop) or "".
+func (e *Engine) interruption(ctx context.Context) string {
+	switch {
+	case ctx.Err() != nil:
+		return "interrupted"
+	case e.stopping():
+		return "stopped"
+	}
+	return ""
+}
+
+// settle records a recharge answer's outcome (SPEC section 2) and its
+// effects on the run.
+func (e *Engine) settle(w ledger.Writer, row ledger.Row, at time.Time, lat time.Duration, res aop.Result, o Outcome) {
+	to := o.State
 	switch res.Class {
 	case aop.ClassSuccess:
-		to = ledger.StateSuccess
 		e.operatorUp(row.Operator)
-	case aop.ClassPending:
-		to = ledger.StatePending
-	case aop.ClassDuplicate:
-		to = ledger.StateDuplicate
-	case aop.ClassFailed:
-		to = ledger.StateFailed
 	case aop.ClassOperatorDown:
-		to = ledger.StateFailed
 		e.operatorDown(row.Operator)
-	case aop.ClassAccountStop:
-		// Declined before anything was taken: the row itself is not failed,
-		// it waits for the account to be fixed.
-		to = ledger.StateQueued
-		e.stop(&StopError{Reason: "account", Detail: fmt.Sprintf("provider answered %d %q", res.Code, res.Message), Hint: accountHint(res.Code)})
-	case aop.ClassAuth:
-		to = ledger.StateQueued
-		detail := fmt.Sprintf("authentication failed after a credential refresh (HTTP %d, code %d: %q)", res.HTTPStatus, res.Code, res.Message)
-		if res.HTTPStatus == 0 { // nothing went: there was no credential to send
-			detail = "no credential to send: " + res.Message
+	}
+	if o.Stop != "" {
+		detail := o.Detail
+		switch o.Stop {
+		case StopAccount:
+			detail = fmt.Sprintf("provider answered %d %q", res.Code, res.Message)
+		case StopAuth:
+			detail = fmt.Sprintf("%s (HTTP %d, code %d: %q)", o.Detail, res.HTTPStatus, res.Code, res.Message)
+			if res.HTTPStatus == 0 { // nothing went: there was no credential to send
+				detail = "no credential to send: " + res.Message
+			}
 		}
-		e.stop(&StopError{Reason: "auth", Detail: detail,
-			Hint: "check the token or JWT secret and partner id (--auth, AOP_TOKEN, AOP_JWT_SECRET, AOP_PARTNER_ID)"})
-	default: // unknown, and anything unexpected
-		to = ledger.StateUnknown
-		transient = true
+		e.stop(&StopError{Reason: o.Stop, Detail: detail, Hint: o.Hint})
+	}
+	if to == ledger.StateUnknown {
 		if n := e.unknown.Add(row.AmountPaise); e.cfg.MaxUnknownPaise > 0 && n > e.cfg.MaxUnknownPaise {
-			e.stop(&StopError{Reason: "unknown-limit", Detail: fmt.Sprintf("%s in rows whose outcome is unknown exceeds --max-unknown-amount", FormatRupees(n)),
+			e.stop(&StopError{Reason: StopUnknownLimit, Detail: fmt.Sprintf("%s in rows whose outcome is unknown exceeds --max-unknown-amount", FormatRupees(n)),
 				Hint: "check the provider's status, then run aopbatch resolve"})
 		}
 	}
-	e.breakerObserve(transient, res.Message)
+	if o.Stop != StopTLS {
+		e.breakerObserve(o.Transient, res.Message)
+	}
 	e.record(w, ledger.Update{Line: row.Line, To: to, Code: res.Code, Message: res.Message, TxnID: res.TxnID,
 		Attempt: attempt("recharge", at, lat, res)})
 	e.count(row, to)
@@ -503,24 +678,12 @@ func (e *Engine) count(row ledger.Row, to ledger.State) {
 	}
 }
 
-func accountHint(code int) string {
-	switch code {
-	case 16:
-		return "top up the wallet, then run again to send the remaining rows"
-	case 6:
-		return "ask the provider to set the commission for this operator, then run again"
-	case 12:
-		return "ask the provider to activate recharge permission, then run again"
-	}
-	return "fix the account with the provider, then run again"
-}
-
 // breakerObserve feeds one outcome to the breaker; why is the outcome's
 // message, named when the breaker trips so the cause (an untrusted TLS
 // certificate, a refused connection) reaches the person running the batch.
 func (e *Engine) breakerObserve(transient bool, why string) {
 	if e.brk.observe(transient) {
-		e.stop(&StopError{Reason: "breaker", Detail: fmt.Sprintf("most of the last %d requests failed without a clear answer, the latest: %s", e.cfg.BreakerWindow, why),
+		e.stop(&StopError{Reason: StopBreaker, Detail: fmt.Sprintf("most of the last %d requests failed without a clear answer, the latest: %s", e.cfg.BreakerWindow, why),
 			Hint: "the provider or the network looks broken; run again later to resume"})
 	}
 }
@@ -544,14 +707,6 @@ func (e *Engine) operatorDown(op int64) {
 	}
 }
 
-func (e *Engine) achievedRate() float64 {
-	el := e.cfg.Now().Sub(e.started).Seconds()
-	if el < 1 {
-		el = 1
-	}
-	return float64(e.progress.Sent.Load()) / el
-}
-
 func (e *Engine) record(w ledger.Writer, u ledger.Update) {
 	if err := w.Record(u); err != nil {
 		e.ledgerFailed(err)
@@ -562,11 +717,11 @@ func (e *Engine) record(w ledger.Writer, u ledger.Update) {
 // batch's lease lost to another run, or the ledger itself.
 func (e *Engine) ledgerFailed(err error) {
 	if errors.Is(err, ledger.ErrLeaseLost) {
-		e.stop(&StopError{Reason: "lease", Detail: "another aopbatch took this batch over while this run was paused or stalled",
+		e.stop(&StopError{Reason: StopLease, Detail: "another aopbatch took this batch over while this run was paused or stalled",
 			Hint: "let that run finish; run again afterwards if rows are left"})
 		return
 	}
-	e.stop(&StopError{Reason: "ledger", Detail: err.Error(), Hint: "check the disk and the ledger file; rows in flight will be checked on the next run"})
+	e.stop(&StopError{Reason: StopLedger, Detail: err.Error(), Hint: "check the disk and the ledger file; rows in flight will be checked on the next run"})
 }
 
 // logAttempt logs a request that did not settle the row (a retry follows).
@@ -637,10 +792,10 @@ func (e *Engine) leaseOK() bool {
 	case errors.Is(err, ledger.ErrLeaseLost):
 		e.ledgerFailed(err)
 	case err != nil:
-		e.stop(&StopError{Reason: "lease", Detail: "the batch's lease ran out and could not be renewed: " + err.Error(),
+		e.stop(&StopError{Reason: StopLease, Detail: "the batch's lease ran out and could not be renewed: " + err.Error(),
 			Hint: "check the disk and the ledger file, then run again to resume"})
 	default:
-		e.stop(&StopError{Reason: "lease", Detail: "the batch's lease ran out and could not be renewed in time",
+		e.stop(&StopError{Reason: StopLease, Detail: "the batch's lease ran out and could not be renewed in time",
 			Hint: "run again to resume; rows that were in flight are checked with the provider first"})
 	}
 	return false

@@ -3,45 +3,12 @@ package batch
 import (
 	"context"
 	"math"
-	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
 )
-
-// RetryPolicy decides how long to wait before retrying a request that
-// provably never reached the provider. attempt counts from 1.
-type RetryPolicy interface {
-	Delay(attempt int) time.Duration
-}
-
-// Backoff is exponential backoff with full jitter: attempt n waits a uniform
-// random time in [0, min(Max, Base·2^(n-1))], so many workers retrying at
-// once spread out instead of hammering the provider in step.
-type Backoff struct {
-	Base, Max time.Duration
-	Rand      func() float64 // nil means math/rand/v2
-}
-
-// Delay implements RetryPolicy.
-func (b Backoff) Delay(attempt int) time.Duration {
-	if attempt < 1 {
-		attempt = 1
-	}
-	d := b.Base
-	for i := 1; i < attempt && d < b.Max; i++ {
-		d *= 2
-	}
-	if d > b.Max {
-		d = b.Max
-	}
-	r := b.Rand
-	if r == nil {
-		r = rand.Float64
-	}
-	return time.Duration(r() * float64(d))
-}
 
 // breaker trips when most of the recent requests failed transiently: the
 // provider or the network is broken, and burning the rest of the file
@@ -81,16 +48,16 @@ func (b *breaker) observe(transient bool) bool {
 	return b.filled == len(b.window) && float64(b.bad) >= b.ratio*float64(b.filled)
 }
 
-// limiter is the run's send-rate limiter. A 429 halves the rate for a
-// cooling-off period; afterwards the rate climbs back to the configured one.
+// limiter is the run's send-rate limiter, shared by every request of the
+// run (recharges and status enquiries: the provider's limit is the
+// account's). The 429 policy (throttle) lowers and raises its rate.
 type limiter struct {
-	mu       sync.Mutex
-	lim      *rate.Limiter
-	base     rate.Limit
-	burst    int
-	now      func() time.Time
-	coolTill time.Time
-	lastCut  time.Time
+	lim     *rate.Limiter
+	base    rate.Limit
+	burst   int
+	now     func() time.Time
+	granted atomic.Int64 // requests let through
+	waiting atomic.Int64 // requests waiting in Wait now
 
 	// win holds the last rate+burst requests: a request waits until the
 	// oldest is a second old, so no one-second window ever holds more than
@@ -111,8 +78,6 @@ type ticket struct {
 	slot int
 	seq  uint64
 }
-
-const coolOff = 30 * time.Second
 
 func newLimiter(perSecond float64, burst int, now func() time.Time) *limiter {
 	base := rate.Inf
@@ -138,11 +103,13 @@ const maxWindow = 100_000
 // Wait blocks until a request may go out. It uses the run's context, never
 // a per-request timeout, so a long wait is a wait and not a failure.
 func (l *limiter) Wait(ctx context.Context) (ticket, error) {
-	l.recover()
+	l.waiting.Add(1)
+	defer l.waiting.Add(-1)
 	if err := l.lim.Wait(ctx); err != nil {
 		return ticket{}, err
 	}
 	if l.win == nil {
+		l.granted.Add(1)
 		return ticket{}, nil
 	}
 	for {
@@ -156,6 +123,7 @@ func (l *limiter) Wait(ctx context.Context) (ticket, error) {
 			l.win[t.slot], l.winSeq[t.slot] = now, t.seq
 			l.winNext = (l.winNext + 1) % len(l.win)
 			l.winMu.Unlock()
+			l.granted.Add(1)
 			return t, nil
 		}
 		l.winMu.Unlock()
@@ -201,44 +169,28 @@ func (l *limiter) done(t ticket, wrote time.Time) {
 	l.winMu.Unlock()
 }
 
-// throttled lowers the rate after a 429.
-func (l *limiter) throttled(achieved float64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	// One cut per second at most: the 429s of requests already in flight
-	// answer the old rate, and halving for each of them would collapse the
-	// rate to the floor after a single burst.
-	if now.Before(l.lastCut.Add(time.Second)) {
-		l.coolTill = now.Add(coolOff)
+// setRate sets the rate: perSecond, or the configured one when 0 (no
+// limit, when that is none). The one-second window keeps the configured
+// rate's size: the rate is only ever lowered below it.
+func (l *limiter) setRate(perSecond float64) {
+	if perSecond <= 0 {
+		l.lim.SetLimit(l.base)
 		return
 	}
-	l.lastCut = now
-	cur := l.lim.Limit()
-	if cur == rate.Inf {
-		cur = rate.Limit(achieved)
-	}
-	next := cur / 2
-	if next < 1 {
-		next = 1
-	}
-	l.lim.SetLimit(next)
-	l.coolTill = now.Add(coolOff)
+	l.lim.SetLimit(rate.Limit(perSecond))
 }
 
-// recover raises a lowered rate again once the cooling-off period passed,
-// by half again each period, up to the configured rate.
-func (l *limiter) recover() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	cur := l.lim.Limit()
-	if cur == l.base || l.now().Before(l.coolTill) {
-		return
+// rate is the rate now; 0 for none.
+func (l *limiter) rate() float64 {
+	if r := l.lim.Limit(); r != rate.Inf {
+		return float64(r)
 	}
-	next := cur * 1.5
-	if l.base != rate.Inf && next >= l.base || l.base == rate.Inf && next > 1e6 {
-		next = l.base
-	}
-	l.lim.SetLimit(next)
-	l.coolTill = l.now().Add(coolOff / 6)
+	return 0
+}
+
+// state returns the transient failures in the window and its size.
+func (b *breaker) state() (bad, size int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.bad, len(b.window)
 }

@@ -9,23 +9,6 @@ import (
 	"golang.org/x/time/rate"
 )
 
-func TestBackoffGrowsAndCaps(t *testing.T) {
-	top := func() float64 { return 1 } // the upper edge of the jitter
-	b := Backoff{Base: 100 * time.Millisecond, Max: time.Second, Rand: top}
-	for _, tc := range []struct {
-		attempt int
-		want    time.Duration
-	}{{0, 100 * time.Millisecond}, {1, 100 * time.Millisecond}, {2, 200 * time.Millisecond}, {4, 800 * time.Millisecond}, {5, time.Second}, {40, time.Second}} {
-		if got := b.Delay(tc.attempt); got != tc.want {
-			t.Errorf("Delay(%d) = %v, want %v", tc.attempt, got, tc.want)
-		}
-	}
-	b.Rand = func() float64 { return 0.25 }
-	if got, want := b.Delay(3), 100*time.Millisecond; got != want {
-		t.Errorf("jittered Delay(3) = %v, want %v", got, want)
-	}
-}
-
 func TestBreakerTripsOnlyWhenMostRecentFail(t *testing.T) {
 	b := newBreaker(10, 0.8)
 	for i := 0; i < 7; i++ {
@@ -47,49 +30,6 @@ func TestBreakerTripsOnlyWhenMostRecentFail(t *testing.T) {
 	}
 	if !b.observe(true) {
 		t.Error("did not trip with 8 of the last 10 failing")
-	}
-}
-
-func TestLimiterHalvesOn429AndRecovers(t *testing.T) {
-	now := time.Unix(1000, 0)
-	l := newLimiter(100, 1, func() time.Time { return now })
-	l.throttled(0)
-	if got := l.lim.Limit(); got != 50 {
-		t.Fatalf("after a 429: limit %v, want 50", got)
-	}
-	l.throttled(0) // the 429s of requests already in flight: no second cut
-	if got := l.lim.Limit(); got != 50 {
-		t.Fatalf("after a second 429 in the same second: limit %v, want 50", got)
-	}
-	l.recover()
-	if got := l.lim.Limit(); got != 50 {
-		t.Fatalf("during the cooling-off: limit %v, want 50", got)
-	}
-	now = now.Add(coolOff + time.Second)
-	l.recover()
-	if got := l.lim.Limit(); got != 75 {
-		t.Fatalf("after cooling off: limit %v, want 75", got)
-	}
-	for i := 0; i < 10; i++ {
-		now = now.Add(coolOff)
-		l.recover()
-	}
-	if got := l.lim.Limit(); got != 100 {
-		t.Errorf("long after: limit %v, want the configured 100", got)
-	}
-
-	u := newLimiter(0, 1, func() time.Time { return now })
-	u.throttled(400) // unlimited: halve what was achieved
-	if got := u.lim.Limit(); got != 200 {
-		t.Errorf("unlimited after a 429 at 400/s: limit %v, want 200", got)
-	}
-	now = now.Add(100 * coolOff)
-	for i := 0; i < 40; i++ {
-		now = now.Add(coolOff)
-		u.recover()
-	}
-	if got := u.lim.Limit(); got != rate.Inf {
-		t.Errorf("unlimited long after: limit %v, want Inf", got)
 	}
 }
 

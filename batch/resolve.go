@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/aopbatch/aopbatch/batch/aop"
 	"github.com/aopbatch/aopbatch/ledger"
 )
@@ -37,6 +35,9 @@ func (e *Engine) Resolve(ctx context.Context, b ledger.Batch) error {
 	if err != nil {
 		return err
 	}
+	wctx, cancelWaits := e.untilStop(ctx)
+	defer cancelWaits()
+	stopMonitor := e.monitor(false)
 	deadline := e.cfg.Now().Add(e.cfg.ResolveTimeout)
 	pause := e.cfg.ResolveBackoff
 	var rerr error
@@ -44,7 +45,7 @@ func (e *Engine) Resolve(ctx context.Context, b ledger.Batch) error {
 		if ctx.Err() != nil || e.stopping() {
 			break
 		}
-		if rerr = e.resolveRound(ctx, w, b); rerr != nil {
+		if rerr = e.resolveRound(ctx, wctx, w, b); rerr != nil {
 			break
 		}
 		if rerr = w.Flush(context.WithoutCancel(ctx)); rerr != nil {
@@ -58,11 +59,12 @@ func (e *Engine) Resolve(ctx context.Context, b ledger.Batch) error {
 		if e.cfg.Now().Add(pause).After(deadline) {
 			break
 		}
-		if e.cfg.Sleep(ctx, pause) != nil {
+		if e.cfg.Sleep(wctx, pause) != nil {
 			break
 		}
 		pause = min(pause*2, 10*time.Second)
 	}
+	stopMonitor()
 	if err := w.Close(); err != nil {
 		e.ledgerFailed(err)
 	}
@@ -90,97 +92,83 @@ func (e *Engine) unsettled(ctx context.Context, b ledger.Batch) (bool, error) {
 	return false, nil
 }
 
-// resolveRound enquires every unsettled row once.
-func (e *Engine) resolveRound(ctx context.Context, w ledger.Writer, b ledger.Batch) error {
+// resolveRound enquires every unsettled row once, through the run's
+// workers, limiter and in-flight limit.
+func (e *Engine) resolveRound(ctx, wctx context.Context, w ledger.Writer, b ledger.Batch) error {
+	p := newPool(e.poolSize(), e.poolWant, func(j job) {
+		if ctx.Err() == nil && !e.stopping() {
+			e.enquire(ctx, wctx, w, j.row)
+		}
+	})
+	defer p.close()
 	for _, s := range unsettledStates {
-		jobs := make(chan ledger.Row, e.cfg.Workers)
-		g, gctx := errgroup.WithContext(ctx)
-		g.Go(func() error {
-			defer close(jobs)
-			after := 0
-			for {
-				page, err := e.l.Page(gctx, b.Seq, s, after, pageSize)
-				if err != nil {
-					if gctx.Err() != nil {
-						return nil
-					}
-					return err
-				}
-				for _, r := range page {
-					select {
-					case jobs <- r:
-					case <-gctx.Done():
-						return nil
-					case <-e.stopCh:
-						return nil
-					}
-				}
-				if len(page) < pageSize {
+		after := 0
+		for {
+			if ctx.Err() != nil || e.stopping() {
+				return nil
+			}
+			page, err := e.l.Page(ctx, b.Seq, s, after, pageSize)
+			if err != nil {
+				if ctx.Err() != nil {
 					return nil
 				}
-				after = page[len(page)-1].Line
+				return err
 			}
-		})
-		for i := 0; i < e.cfg.Workers; i++ {
-			g.Go(func() error {
-				for row := range jobs {
-					if ctx.Err() != nil || e.stopping() {
-						continue
-					}
-					e.enquire(ctx, w, row)
-				}
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil {
-			return err
+			for _, r := range page {
+				p.submit(job{row: r, enquire: true})
+			}
+			if len(page) < pageSize {
+				break
+			}
+			after = page[len(page)-1].Line
 		}
 	}
 	return nil
 }
 
-// enquire asks the provider about one row and applies the answer.
-func (e *Engine) enquire(ctx context.Context, w ledger.Writer, row ledger.Row) {
-	var st aop.StatusResult
-	for try := 1; ; try++ {
-		tk, err := e.lim.Wait(ctx)
+// enquire asks the provider about one row and applies the answer,
+// retrying (RetryPolicy) an enquiry that got no decision.
+func (e *Engine) enquire(ctx, wctx context.Context, w ledger.Writer, row ledger.Row) {
+	var first time.Time
+	tries := map[RetryReason]int{}
+	for {
+		tk, err := e.take(wctx)
 		if err != nil {
 			return
 		}
 		at := e.cfg.Now()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.Timeout)
-		st, _ = e.p.Status(rctx, row.ReferenceID)
+		e.sending(1)
+		st, _ := e.p.Status(rctx, row.ReferenceID)
+		e.sending(-1)
 		cancel()
-		e.lim.done(tk, st.Wrote)
-		e.progress.Enquired.Add(1)
 		lat := e.cfg.Now().Sub(at)
+		e.progress.Enquired.Add(1)
+		e.answered(tk, st.Wrote, lat, st.Verdict != aop.VerdictNotSent, st.Verdict == aop.VerdictThrottled, st.Timeout || st.HTTPStatus >= 500)
 		a := &ledger.Attempt{Kind: "status", At: at, Latency: lat, HTTPStatus: st.HTTPStatus, Code: st.Code,
 			Class: string(st.Verdict), Message: st.Message}
-		retry := false
-		switch st.Verdict {
-		case aop.VerdictNotSent:
-			retry = true
-		case aop.VerdictThrottled:
-			e.lim.throttled(e.achievedRate())
-			retry = true
+		o := enquiryOutcome(st.Verdict)
+		if o.Retry == "" {
+			e.apply(ctx, wctx, w, row, st, a, o)
+			return
 		}
-		if retry && try < e.cfg.MaxAttempts {
-			e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Message: row.Message, Attempt: a})
-			wait := st.RetryAfter
-			if wait <= 0 {
-				wait = e.cfg.Retry.Delay(try)
-			}
-			if e.cfg.Sleep(ctx, wait) != nil {
-				return
-			}
-			continue
+		if first.IsZero() {
+			first = at
 		}
-		e.apply(ctx, w, row, st, a)
-		return
+		tries[o.Retry]++
+		r := Retry{Why: o.Retry, Tries: tries[o.Retry], RetryAfter: st.RetryAfter, First: first}
+		if why := e.retryWait(ctx, wctx, r); why != "" {
+			// Asked again in the next round, or the next run.
+			e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Attempt: a,
+				Message: "status enquiry gave no usable answer: " + strings.TrimPrefix(gaveUp(r, st.Message, e.cfg.Now(), why == "interrupted", why == "stopped"), "not sent: ")})
+			return
+		}
+		e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Message: row.Message, Attempt: a})
 	}
 }
 
-func (e *Engine) apply(ctx context.Context, w ledger.Writer, row ledger.Row, st aop.StatusResult, a *ledger.Attempt) {
+// apply records what an enquiry's answer means for the row (outcome o).
+func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Row, st aop.StatusResult, a *ledger.Attempt, o Outcome) {
 	txn := st.Data.TxnID
 	if why := otherPayment(row, st.Data); why != "" {
 		// The provider's record under this referenceid is not this row's
@@ -189,23 +177,11 @@ func (e *Engine) apply(ctx context.Context, w ledger.Writer, row ledger.Row, st 
 		e.collided(w, row, st.Data, why, a)
 		return
 	}
-	switch st.Verdict {
-	case aop.VerdictSuccess:
-		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateSuccess, Code: -1, TxnID: txn, Attempt: a,
-			Message: "confirmed by status enquiry: success"})
-		e.resolved(row, ledger.StateSuccess)
-	case aop.VerdictRefunded:
-		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateRefunded, Code: -1, TxnID: txn, Attempt: a,
-			Message: "status enquiry: charged, then refunded to the wallet"})
-		e.resolved(row, ledger.StateRefunded)
-	case aop.VerdictFailed:
-		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateFailed, Code: -1, TxnID: txn, Attempt: a,
-			Message: "status enquiry: failed (nothing taken, or returned to the wallet)"})
-		e.resolved(row, ledger.StateFailed)
-	case aop.VerdictPending:
-		e.record(w, ledger.Update{Line: row.Line, To: ledger.StatePending, Code: -1, TxnID: txn, Attempt: a,
-			Message: "status enquiry: still pending at the provider"})
-	case aop.VerdictNotFound:
+	switch {
+	case o.Stop != "":
+		e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Message: row.Message, Attempt: a})
+		e.stop(&StopError{Reason: o.Stop, Detail: fmt.Sprintf("%s (HTTP %d, code %d)", o.Detail, st.HTTPStatus, st.Code), Hint: o.Hint})
+	case o.Resend:
 		if row.State != ledger.StateUnknown {
 			// The provider said it had this referenceid (18) or accepted it
 			// (0) yet cannot find it now: wait for it, never re-send.
@@ -216,24 +192,28 @@ func (e *Engine) apply(ctx context.Context, w ledger.Writer, row ledger.Row, st 
 		e.record(w, ledger.Update{Line: row.Line, Code: -1, Attempt: a})
 		// The provider never recorded it: sending again under the SAME
 		// referenceid is safe, since a duplicate would answer 18.
-		tk, err := e.lim.Wait(ctx)
-		if err != nil || e.stopping() || !e.leaseOK() {
+		tk, err := e.take(wctx)
+		if err != nil {
 			return // still unknown: the next resolve asks again
 		}
+		if e.stopping() || !e.leaseOK() {
+			e.untake(tk)
+			return
+		}
 		if err := w.MarkInflight(ctx, row.Line); err != nil {
+			e.untake(tk) // nothing went
 			if errors.Is(err, ledger.ErrLeaseLost) {
 				e.ledgerFailed(err)
 			}
-			return // nothing went: tk keeps counting from when it was let through
+			return
 		}
-		e.deliver(ctx, w, row, tk)
-	case aop.VerdictAuth:
-		e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Message: row.Message, Attempt: a})
-		e.stop(&StopError{Reason: "auth", Detail: fmt.Sprintf("status enquiry: authentication failed after a credential refresh (HTTP %d, code %d)", st.HTTPStatus, st.Code),
-			Hint: "check the token or JWT secret and partner id"})
-	default: // unknown, or retries exhausted: ask again next round
+		e.deliver(ctx, wctx, w, row, tk)
+	case o.State != "":
+		e.record(w, ledger.Update{Line: row.Line, To: o.State, Code: -1, TxnID: txn, Attempt: a, Message: o.Detail})
+		e.resolved(row, o.State)
+	default: // unreadable: ask again next round
 		e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Attempt: a,
-			Message: "status enquiry gave no usable answer: " + st.Message})
+			Message: o.Detail + ": " + st.Message})
 	}
 }
 

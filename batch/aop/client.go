@@ -240,7 +240,7 @@ func (c *Client) rechargeOnce(ctx context.Context, body []byte) (Result, http.He
 		r = classifyRecharge(rp.status, rp.header, rp.body, rp.tooBig, c.now())
 		r.Attempts = rp.attempts
 	}
-	r.Wrote = rp.wrote
+	r.Wrote, r.Timeout = rp.wrote, rp.timeout
 	return r, rp.sent
 }
 
@@ -265,6 +265,7 @@ type reply struct {
 	sent      http.Header // the request's headers, credential included, once applied
 	untrusted bool        // the server's TLS certificate was refused
 	wrote     time.Time   // when the request was written; zero if unknown or never
+	timeout   bool        // it ended at the request's deadline
 }
 
 // post makes one POST and reads its answer. It tells "not sent" from "lost"
@@ -300,8 +301,9 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if tr.reachedServer() {
-			return reply{kind: replyLost, attempts: 1, sent: req.Header, wrote: tr.wroteTime(),
-				msg: clip("no response: " + describe(ctx, err) + " " + tr.phase())}
+			why := describe(ctx, err)
+			return reply{kind: replyLost, attempts: 1, sent: req.Header, wrote: tr.wroteTime(), timeout: why == "timeout",
+				msg: clip("no response: " + why + " " + tr.phase())}
 		}
 		return reply{kind: replyNotSent, attempts: 1, sent: req.Header, msg: clip("not sent: " + describe(ctx, err)),
 			untrusted: untrustedCert(err)}
@@ -313,8 +315,9 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 		drainAndClose(resp.Body)
 	}
 	if err != nil {
+		why := describe(ctx, err)
 		return reply{kind: replyLost, attempts: 1, status: resp.StatusCode, header: resp.Header, sent: req.Header, wrote: tr.wroteTime(),
-			msg: clip(fmt.Sprintf("incomplete response: HTTP %d, %s while reading the body", resp.StatusCode, describe(ctx, err)))}
+			timeout: why == "timeout", msg: clip(fmt.Sprintf("incomplete response: HTTP %d, %s while reading the body", resp.StatusCode, why))}
 	}
 	return reply{kind: replyAnswer, attempts: 1, status: resp.StatusCode, header: resp.Header, body: b, tooBig: tooBig, sent: req.Header,
 		wrote: tr.wroteTime()}

@@ -25,6 +25,7 @@ type Result struct {
 	TxnID      string        // the provider's transaction id, when the answer carried data.txnid
 	Untrusted  bool          // ClassNotSent because the server's TLS certificate was refused
 	Wrote      time.Time     // when the request was written out; zero when it never was, or is unknown
+	Timeout    bool          // no answer came within the request's deadline
 }
 
 const (

@@ -109,6 +109,7 @@ type StatusResult struct {
 	RetryAfter time.Duration // VerdictThrottled only
 	Attempts   int           // HTTP requests made (an auth refresh retry makes 2)
 	Wrote      time.Time     // when the request was written out; zero when it never was, or is unknown
+	Timeout    bool          // no answer came within the request's deadline
 }
 
 type statusRequest struct {
@@ -166,7 +167,7 @@ func (c *Client) statusOnce(ctx context.Context, referenceID string, body []byte
 		r = decodeStatus(referenceID, c.notFound, rp.status, rp.header, rp.body, rp.tooBig, c.now())
 		r.Attempts = rp.attempts
 	}
-	r.Wrote = rp.wrote
+	r.Wrote, r.Timeout = rp.wrote, rp.timeout
 	return r, rp.sent
 }
 

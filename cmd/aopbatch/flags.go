@@ -135,6 +135,7 @@ type connFlags struct {
 	rate           float64
 	burst          int
 	workers        int
+	maxInFlight    int
 	timeout        time.Duration
 	maxAttempts    int
 	resolveTimeout time.Duration
@@ -143,6 +144,7 @@ type connFlags struct {
 }
 
 func (c *connFlags) register(fs *flag.FlagSet) {
+	d := batch.DefaultConfig()
 	fs.StringVar(&c.baseURL, "base-url", os.Getenv("AOP_BASE_URL"), "provider base URL, e.g. https://api.example.in (env AOP_BASE_URL)")
 	fs.StringVar(&c.registrationID, "registration-id", os.Getenv("AOP_REGISTRATION_ID"), "RegistrationID for rows without one (env AOP_REGISTRATION_ID)")
 	fs.BoolVar(&c.insecureHTTP, "insecure-http", false, "allow a plain http:// base URL that is not loopback")
@@ -153,15 +155,20 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.jwtSecretFile, "jwt-secret-file", "", "file holding the JWT secret (instead of AOP_JWT_SECRET)")
 	fs.StringVar(&c.jwtHeader, "jwt-header", "Token", "header carrying the JWT")
 	fs.StringVar(&c.partnerID, "partner-id", os.Getenv("AOP_PARTNER_ID"), "JWT partnerId claim (env AOP_PARTNER_ID)")
-	fs.Float64Var(&c.rate, "rate", 10, "requests per second at most; 0 means no limit")
-	fs.IntVar(&c.burst, "burst", 1, "requests allowed at once above the rate")
-	fs.IntVar(&c.workers, "workers", 8, "concurrent requests")
-	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "per-request timeout")
-	fs.IntVar(&c.maxAttempts, "max-attempts", 5, "tries for a request that never reached the provider")
-	fs.DurationVar(&c.resolveTimeout, "resolve-timeout", 30*time.Second, "how long to keep asking about pending/unknown rows")
-	fs.IntVar(&c.holdAfter, "hold-after", 3, "operator-down answers in a row before that operator's rows are held")
+	fs.Float64Var(&c.rate, "rate", d.Rate, "requests per second at most; 0 means no limit")
+	fs.IntVar(&c.burst, "burst", d.Burst, "requests allowed at once above the rate")
+	fs.IntVar(&c.workers, "workers", d.Workers, "requests in flight, fixed; 0 is automatic: as many as the provider's latency needs to reach --rate, up to --max-in-flight")
+	fs.IntVar(&c.maxInFlight, "max-in-flight", d.MaxInFlight, "most requests in flight with automatic --workers")
+	fs.DurationVar(&c.timeout, "timeout", d.Timeout, "per-request timeout")
+	fs.IntVar(&c.maxAttempts, "max-attempts", d.MaxAttempts, "tries for a request that never reached the provider")
+	fs.DurationVar(&c.resolveTimeout, "resolve-timeout", d.ResolveTimeout, "how long to keep asking about pending/unknown rows")
+	fs.IntVar(&c.holdAfter, "hold-after", d.HoldAfter, "operator-down answers in a row before that operator's rows are held")
 	fs.StringVar(&c.maxUnknown, "max-unknown-amount", "", "stop sending once this many rupees sit in rows of unknown outcome")
 }
+
+// maxWorkers bounds --workers and --max-in-flight: each request in flight
+// holds a connection and a goroutine.
+const maxWorkers = 4096
 
 // check validates the connection flags that need no I/O.
 func (c *connFlags) check() error {
@@ -175,8 +182,11 @@ func (c *connFlags) check() error {
 	if u.Scheme == "http" && !c.insecureHTTP && !isLoopback(u.Hostname()) {
 		return fmt.Errorf("--base-url %q is plain http to a non-loopback host: tokens and payments would travel unencrypted (use https, or --insecure-http if you must)", c.baseURL)
 	}
-	if c.workers < 1 || c.workers > 1024 {
-		return fmt.Errorf("--workers must be between 1 and 1024, not %d", c.workers)
+	if c.workers < 0 || c.workers > maxWorkers {
+		return fmt.Errorf("--workers must be 0 (automatic) or up to %d, not %d", maxWorkers, c.workers)
+	}
+	if c.maxInFlight < 1 || c.maxInFlight > maxWorkers {
+		return fmt.Errorf("--max-in-flight must be between 1 and %d, not %d", maxWorkers, c.maxInFlight)
 	}
 	// A value that would quietly turn a safety limit off is refused: NaN
 	// compares false with everything, and the engine reads zero as "use
@@ -376,12 +386,16 @@ func (c *connFlags) client() (*aop.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return aop.New(aop.Options{BaseURL: c.baseURL, RegistrationID: c.registrationID, Auth: a, MaxConns: c.workers, UserAgent: "aopbatch"})
+	conns := c.maxInFlight
+	if c.workers > 0 {
+		conns = c.workers
+	}
+	return aop.New(aop.Options{BaseURL: c.baseURL, RegistrationID: c.registrationID, Auth: a, MaxConns: conns, UserAgent: "aopbatch"})
 }
 
 func (c *connFlags) engineConfig(log *slog.Logger) (batch.Config, error) {
 	cfg := batch.Config{
-		Workers: c.workers, Rate: c.rate, Burst: c.burst, Timeout: c.timeout, MaxAttempts: c.maxAttempts,
+		Workers: c.workers, MaxInFlight: c.maxInFlight, Rate: c.rate, Burst: c.burst, Timeout: c.timeout, MaxAttempts: c.maxAttempts,
 		HoldAfter: c.holdAfter, ResolveTimeout: c.resolveTimeout, Log: log,
 	}
 	if c.maxUnknown != "" {

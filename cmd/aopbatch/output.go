@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"sync"
 	"text/tabwriter"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/aopbatch/aopbatch/batch"
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/reports"
 )
 
 // writeCounts prints counts already read (counting reads the whole batch's
@@ -96,6 +98,39 @@ func printJSONSummary(w io.Writer, b ledger.Batch, c ledger.Counts, code int, er
 	slog.New(slog.NewJSONHandler(w, nil)).Log(context.Background(), level, "run summary", args...)
 }
 
+// runJSON is the run's figures in the JSON summary.
+func runJSON(r batch.RunStats) map[string]any {
+	ms := func(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Millisecond)*10) / 10 }
+	workers := "auto"
+	if r.Fixed {
+		workers = "fixed"
+	}
+	return map[string]any{
+		"configured_rate":   r.ConfiguredRate,
+		"achieved_rate":     math.Round(r.AchievedRate*100) / 100,
+		"send_seconds":      math.Round(r.SendPhase.Seconds()*10) / 10,
+		"recharges":         r.Recharges,
+		"enquiries":         r.Enquiries,
+		"throttled_429":     r.Throttled,
+		"lowest_rate":       math.Round(r.LowestRate*100) / 100,
+		"latency_ms":        map[string]float64{"p50": ms(r.LatencyP50), "p90": ms(r.LatencyP90), "p99": ms(r.LatencyP99)},
+		"peak_in_flight":    r.PeakInFlight,
+		"in_flight_cap":     r.InFlightCap,
+		"workers":           workers,
+		"rate_below_warned": r.Warned,
+	}
+}
+
+// runFigures is the run's figures for the metrics file.
+func runFigures(r batch.RunStats) reports.RunFigures {
+	return reports.RunFigures{
+		ConfiguredRate: r.ConfiguredRate, AchievedRate: r.AchievedRate, SendSeconds: r.SendPhase.Seconds(),
+		Recharges: r.Recharges, Enquiries: r.Enquiries, Throttled: r.Throttled,
+		LatencyP50: r.LatencyP50.Seconds(), LatencyP90: r.LatencyP90.Seconds(), LatencyP99: r.LatencyP99.Seconds(),
+		PeakInFlight: r.PeakInFlight, InFlightCap: r.InFlightCap,
+	}
+}
+
 // showProgress draws a bar on a terminal, or logs a line every few seconds
 // when stderr is not one (cron). The returned func stops it.
 func showProgress(ctx context.Context, mode string, stderr io.Writer, eng *batch.Engine, log *slog.Logger) func() {
@@ -164,7 +199,8 @@ func showProgress(ctx context.Context, mode string, stderr io.Writer, eng *batch
 					d := p.Done.Load()
 					log.Info("progress", "done", d, "of", p.Todo.Load(), "rows_per_s", fmt.Sprintf("%.1f", float64(d-last)/5),
 						"success", p.Success.Load(), "failed", p.Failed.Load(), "unsure", p.Unsure.Load(),
-						"enquiries", p.Enquired.Load(), "elapsed", time.Since(start).Round(time.Second).String())
+						"enquiries", p.Enquired.Load(), "in_flight", p.InFlight.Load(), "in_flight_limit", p.Limit.Load(),
+						"elapsed", time.Since(start).Round(time.Second).String())
 					last = d
 				}
 			}

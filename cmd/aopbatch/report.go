@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aopbatch/aopbatch/batch"
 	"github.com/aopbatch/aopbatch/ledger"
 	"github.com/aopbatch/aopbatch/reports"
 )
@@ -126,6 +127,7 @@ type endReports struct {
 	maskPII bool
 	metrics string
 	tz      string
+	run     *batch.RunStats // what the run measured, for the metrics file; nil for none
 }
 
 func (r *endReports) register(fs *flag.FlagSet) {
@@ -159,7 +161,11 @@ func (r endReports) write(ctx context.Context, l ledger.Store, b ledger.Batch, s
 		printWritten(stdout, r.dir, paths)
 	}
 	if r.metrics != "" {
-		if err := reports.WriteMetrics(r.metrics, s); err != nil {
+		write := func() error { return reports.WriteMetrics(r.metrics, s) }
+		if r.run != nil {
+			write = func() error { return reports.WriteMetricsWithRun(r.metrics, s, runFigures(*r.run)) }
+		}
+		if err := write(); err != nil {
 			return err
 		}
 	}

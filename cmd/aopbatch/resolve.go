@@ -93,5 +93,6 @@ func (f *resolveFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr
 	stopProgress := showProgress(ctx, logs.progressMode(progress), stderr, eng, log)
 	rerr := eng.Resolve(ctx, b)
 	stopProgress()
-	return finish(ctx, l, b, rerr, rep, logs, log, stdout, stderr)
+	st := eng.Stats()
+	return finish(ctx, l, b, rerr, rep, logs, log, &st, stdout, stderr)
 }

@@ -203,7 +203,8 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 		sendErr = eng.Resolve(ctx, b)
 	}
 	stopProgress()
-	return finish(ctx, l, b, sendErr, f.reports, f.logs, log, stdout, stderr)
+	st := eng.Stats()
+	return finish(ctx, l, b, sendErr, f.reports, f.logs, log, &st, stdout, stderr)
 }
 
 // dryRunEnd reports a dry run: the batch recorded, nothing sent.
@@ -252,9 +253,10 @@ func errText(err error) string {
 	return err.Error()
 }
 
-// finish prints the batch's state, writes reports and picks the exit code.
-// With JSON logs, stdout gets only the summary line (see printJSONSummary).
-func finish(ctx context.Context, l ledger.Store, b ledger.Batch, runErr error, rep endReports, logs logFlags, log *slog.Logger, stdout, stderr io.Writer) error {
+// finish prints the batch's state and, when run is not nil, what the run
+// measured, writes reports and picks the exit code. With JSON logs, stdout
+// gets only the summary line (see printJSONSummary).
+func finish(ctx context.Context, l ledger.Store, b ledger.Batch, runErr error, rep endReports, logs logFlags, log *slog.Logger, run *batch.RunStats, stdout, stderr io.Writer) error {
 	bg := context.WithoutCancel(ctx)
 	runErr = explainLedgerStop(ledgerName(l), runErr)
 	counts, err := l.Counts(bg, b.Seq)
@@ -268,13 +270,21 @@ func finish(ctx context.Context, l ledger.Store, b ledger.Batch, runErr error, r
 	if err := writeCounts(text, b, counts); err != nil {
 		return &exitError{code: exitIncomplete, err: err}
 	}
+	if run != nil {
+		fmt.Fprintln(text, run.String())
+	}
+	rep.run = run
 	repErr := rep.write(bg, l, b, text)
 	if repErr != nil {
 		reportsFailed(logs, log, stderr, repErr)
 	}
 	end := endOf(ctx, counts, runErr, repErr)
 	if logs.json() {
-		printJSONSummary(stdout, b, counts, codeOf(end), errText(end), "reports", rep.dir)
+		extra := []any{"reports", rep.dir}
+		if run != nil {
+			extra = append(extra, "run", runJSON(*run))
+		}
+		printJSONSummary(stdout, b, counts, codeOf(end), errText(end), extra...)
 	}
 	return end
 }

@@ -20,13 +20,16 @@ Serve a local AOP-compatible API: Recharge, RechargeStatus,
 FetchConsumerDetails, GET /api/AOP/Statement?from=RFC3339&to=RFC3339 (CSV)
 and POST /sandbox/token. It de-duplicates referenceids (18), keeps a wallet
 (16), has operators down (13) and limits (17), pending transactions that turn
-final later, and injects faults; every decision is reproducible under --seed.
+final later, injects faults and, with --limit-rps, throttles as a real
+provider does (429 with Retry-After); every decision is reproducible under
+--seed.
 Secrets come from the environment only: AOP_SANDBOX_TOKEN (a static bearer
 token for --auth bearer) and AOP_JWT_SECRET (for --auth jwt).
 
 Example:
   aopbatch sandbox --addr 127.0.0.1:8080 --seed 7 --wallet 5000 --down 12 \
-    --pending-rate 0.1 --pending-delay 5s --fault-lost 0.01 --fault-429 0.02
+    --pending-rate 0.1 --pending-delay 5s --fault-lost 0.01 --fault-429 0.02 \
+    --latency 200ms --latency-jitter 200ms --limit-rps 150
 
 Flags:
 `

@@ -3,7 +3,9 @@
 // the ceiling a bare HTTP client reaches, the rows per second of a real
 // "aopbatch run", its peak memory on a small and a large file, how closely it
 // keeps to --rate, how long a finished batch takes to resume, and the
-// ledger's size per row.
+// ledger's size per row. Then issue 13's runs against a provider as it
+// really answers (slow, slowing down, throttling, or capped), with
+// aopbatch's default flags; -providers runs only those.
 //
 // The sandbox runs in this process, with no latency, no faults and an
 // unlimited wallet; aopbatch runs as a subprocess of a binary built first
@@ -52,9 +54,20 @@ const (
 	secResume  = "resume"
 	secLedger  = "ledger"
 	secRate    = "rate"
+	// Against a provider as it really answers (issue 13), default flags.
+	secSlow      = "slow"      // 300 ms ± 100 ms at --rate 500
+	secStep      = "step"      // latency 100 ms -> 1 s halfway, --rate 200
+	secThrottle  = "throttle"  // the provider's own limit at 150/s, --rate 200
+	secRandom429 = "random429" // 2% of requests answered 429, --rate 200
+	secCap       = "cap"       // --max-in-flight 8 against 300 ms, --rate 100
 )
 
-var allSections = []string{secCeiling, secEngine, secRSS, secResume, secLedger, secRate}
+var allSections = []string{secCeiling, secEngine, secRSS, secResume, secLedger, secRate,
+	secSlow, secStep, secThrottle, secRandom429, secCap}
+
+// providerSections are the sections against a realistic provider; -providers
+// runs only them.
+var providerSections = []string{secSlow, secStep, secThrottle, secRandom429, secCap}
 
 // Targets from issue 6 (a 2-core machine).
 const (
@@ -83,6 +96,7 @@ type config struct {
 	Rates      []float64     // --rate settings of the adherence runs
 	RateWindow time.Duration // each adherence run sends rate × RateWindow rows
 	Only       []string      // sections to run; empty means all
+	Providers  bool          // only the provider sections
 	CPUProfile string        // AOPBATCH_CPUPROFILE for the throughput run
 	Strict     bool          // return an error when a target is missed
 	Progress   io.Writer     // what the harness is doing; nil discards it
@@ -139,6 +153,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	rates := fs.String("rates", "50,500,2000", "comma-separated --rate settings of the adherence runs")
 	fs.DurationVar(&cfg.RateWindow, "rate-window", cfg.RateWindow, "how long each adherence run sends (it gets rate × this many rows)")
 	only := fs.String("only", "", "comma-separated sections to run: "+strings.Join(allSections, ","))
+	fs.BoolVar(&cfg.Providers, "providers", false, "run only the sections against a realistic provider ("+strings.Join(providerSections, ",")+"), about 4 minutes; with -scale 0.2 about 1")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile-run", "", "write a CPU profile of the throughput run's aopbatch to this file")
 	fs.BoolVar(&cfg.Strict, "strict", false, "exit 1 when a target is missed")
 	if err := fs.Parse(args); err != nil {
@@ -160,6 +175,12 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	}
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
+	}
+	if cfg.Providers {
+		if *only != "" {
+			return cfg, errors.New("-providers and -only: use one")
+		}
+		cfg.Only = providerSections
 	}
 	return cfg, nil
 }
@@ -273,8 +294,16 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 			}
 		}
 	}
+	for _, sc := range scenarios() {
+		if !sel[sc.name] {
+			continue
+		}
+		if err := b.scenario(ctx, sc); err != nil {
+			return fmt.Errorf("%s: %w", sc.name, err)
+		}
+	}
 
-	fmt.Fprintf(stdout, "aopbench: %s/%s, %d CPUs, GOMAXPROCS %d, %s; workers %d, scale %g; took %s\n",
+	fmt.Fprintf(stdout, "aopbench: %s/%s, %d CPUs, GOMAXPROCS %d, %s; workers %d (provider sections: automatic), scale %g; took %s\n",
 		runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(),
 		cfg.Workers, cfg.Scale, time.Since(began).Round(time.Second))
 	fmt.Fprintf(stdout, "load average (1, 5, 15 min): before %s, after %s\n\n", loadBefore, loadAverage())
@@ -615,6 +644,13 @@ func (b *bench) aopbatch(ctx context.Context, sb *sandbox, csvPath, db string, r
 		"--registration-id", registrationID, "--latitude", "28.61", "--longitude", "77.20", "--rate", strconv.FormatFloat(rate, 'f', -1, 64),
 		"--burst", strconv.Itoa(burst), "--workers", strconv.Itoa(b.cfg.Workers),
 		"--progress", "never", "--resolve-timeout", resolveTimeout}
+	return b.aopbatchArgs(ctx, sb, args, env, nil)
+}
+
+// aopbatchArgs runs aopbatch with args against sb, as aopbatch does;
+// output, when not nil, receives the whole of aopbatch's stdout and
+// stderr (each copied by its own goroutine).
+func (b *bench) aopbatchArgs(ctx context.Context, sb *sandbox, args, env []string, output *[2]bytes.Buffer) (runResult, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return runResult{}, fmt.Errorf("find the launcher: %w", err)
@@ -622,13 +658,18 @@ func (b *bench) aopbatch(ctx context.Context, sb *sandbox, csvPath, db string, r
 	report := filepath.Join(b.dir, "launch-report.txt")
 	_ = os.Remove(report)
 	cmd := exec.CommandContext(ctx, self, append([]string{b.bin}, args...)...)
-	cmd.Env = append(append(os.Environ(), env...), launchEnv+"="+report)
+	// The bench's files carry no coordinates: every run gets the defaults.
+	cmd.Env = append(append(os.Environ(), "AOP_LATITUDE=28.61", "AOP_LONGITUDE=77.20"), env...)
+	cmd.Env = append(cmd.Env, launchEnv+"="+report)
 	// Interrupted, aopbatch finishes the requests in flight and records them.
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 30 * time.Second
 	var stdout bytes.Buffer
 	stderr := &tailBuffer{max: maxStderrKept}
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	if output != nil {
+		cmd.Stdout, cmd.Stderr = io.MultiWriter(&stdout, &output[0]), io.MultiWriter(stderr, &output[1])
+	}
 	mark := sb.count()
 	cpu0 := selfCPU()
 	if err := cmd.Run(); err != nil {
@@ -666,12 +707,16 @@ type sandbox struct {
 }
 
 func startSandbox(expect int) (*sandbox, error) {
+	return startSandboxWith(aoptest.DefaultConfig(), expect)
+}
+
+func startSandboxWith(cfg aoptest.Config, expect int) (*sandbox, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: listen: %w", err)
 	}
 	s := &sandbox{
-		sb:       aoptest.New(aoptest.DefaultConfig()),
+		sb:       aoptest.New(cfg),
 		url:      "http://" + ln.Addr().String(),
 		start:    time.Now(),
 		done:     make(chan error, 1),

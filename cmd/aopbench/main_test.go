@@ -70,6 +70,10 @@ func TestSmoke(t *testing.T) {
 		"--rate 50 --burst 1, 50 rows: most Recharges in any 1 s",
 		"--rate 200 --burst 1, 200 rows: achieved rate",
 		"--rate 200 --burst 1, 200 rows: most Recharges in any 1 s",
+		"slow, 300 ms ± 100 ms, --rate 500, default flags, 10 rows: achieved rate",
+		"throttle, the provider throttles above 150/s (--limit-rps 150), 300 ms ± 100 ms, --rate 200, 6 rows: rows/s",
+		"random429, 2% of requests answered 429, 300 ms ± 100 ms, --rate 200, 6 rows: rows/s",
+		"cap, --max-in-flight 8 against 300 ms, --rate 100, 1 rows: summary achieved",
 	} {
 		t.Run(want, func(t *testing.T) {
 			for measure, v := range values {
@@ -139,5 +143,28 @@ func TestSections(t *testing.T) {
 	}
 	if got, want := len(sel), 2; got != want || !sel[secRate] || !sel[secResume] {
 		t.Errorf("sections = %v, want rate and resume", sel)
+	}
+}
+
+func TestRecoveryAfterAStep(t *testing.T) {
+	// 100/s until 10 s, 20/s for 3 s, then 100/s again.
+	var ts []time.Duration
+	for t := time.Duration(0); t < 20*time.Second; {
+		ts = append(ts, t)
+		if t >= 10*time.Second && t < 13*time.Second {
+			t += 50 * time.Millisecond
+		} else {
+			t += 10 * time.Millisecond
+		}
+	}
+	rec, ok := recovery(ts, 10*time.Second, 95)
+	if !ok || rec < 3*time.Second || rec > 4*time.Second {
+		t.Errorf("recovery = %v, %v; want between 3 and 4 s", rec, ok)
+	}
+	if got := rateBetween(ts, 14*time.Second, 20*time.Second); got < 99 || got > 101 {
+		t.Errorf("rateBetween = %.1f, want 100", got)
+	}
+	if _, ok := recovery(ts[:1100], 10*time.Second, 95); ok {
+		t.Error("recovered in a run that ends slow")
 	}
 }

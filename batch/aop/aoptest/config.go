@@ -39,6 +39,13 @@ type Config struct {
 	RetryAfter      time.Duration // default 1s; sent rounded up to whole seconds
 	UnknownCodeRate float64       // recorded, then HTTP 412 code 9
 
+	// LimitRPS is the provider's own throttle: above this many API
+	// requests (Recharge, RechargeStatus, FetchConsumerDetails) in any one
+	// second, a request is answered HTTP 429 with a Retry-After saying
+	// when a slot frees, and nothing is recorded. 429s do not count
+	// toward the limit. 0 means none.
+	LimitRPS int
+
 	Auth           string        // AuthNone (default), AuthBearer or AuthJWT
 	Tokens         []string      // bearer: static tokens that never expire
 	TokenTTL       time.Duration // bearer: lifetime of minted tokens, default 600s

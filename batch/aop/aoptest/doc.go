@@ -18,6 +18,9 @@
 // recorded and charged, a lost response (connection closed), a stall past the
 // client's timeout, or code 9 on HTTP 412. The last three are the cases where
 // the client cannot know whether it paid, which is the point of the sandbox.
+// Config.LimitRPS is the provider's own throttle: above that many requests
+// in any second it answers 429 with a Retry-After saying when a slot frees.
+// SetLatency slows the answers mid-run.
 //
 // The sandbox deliberately shares no code with package aop (the client): a
 // fake that parsed requests the same way as the client would hide the

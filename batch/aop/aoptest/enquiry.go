@@ -44,6 +44,10 @@ func timeText(unixNano int64) string {
 func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 	s.st.enquiries.Add(1)
 	body, readErr := readBody(w, r)
+	if limited, ra := s.overLimit(); limited {
+		s.replyLimited(w, r, ra)
+		return
+	}
 	if code, msg := s.authenticate(r); code != 0 {
 		s.replyAuth(w, r, code, msg)
 		return
@@ -149,6 +153,10 @@ var cannedNames = []string{
 // from the canumber alone (the due date counts from today).
 func (s *Server) serveFetch(w http.ResponseWriter, r *http.Request) {
 	body, readErr := readBody(w, r)
+	if limited, ra := s.overLimit(); limited {
+		s.replyLimited(w, r, ra)
+		return
+	}
 	if code, msg := s.authenticate(r); code != 0 {
 		s.replyAuth(w, r, code, msg)
 		return

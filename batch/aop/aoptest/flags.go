@@ -34,6 +34,7 @@ func FlagConfig(fs *flag.FlagSet, getenv func(string) string) func() (Config, er
 	fs.Float64Var(&c.ThrottleRate, "fault-429", 0, "fraction answered HTTP 429 with Retry-After (nothing recorded)")
 	fs.DurationVar(&c.RetryAfter, "retry-after", c.RetryAfter, "Retry-After of a 429, rounded up to whole seconds")
 	fs.Float64Var(&c.UnknownCodeRate, "fault-unknown", 0, "fraction recorded and charged, then answered HTTP 412 code 9")
+	fs.IntVar(&c.LimitRPS, "limit-rps", 0, "the provider's own throttle: HTTP 429 with Retry-After above this many requests in any second (0 = none)")
 	fs.StringVar(&c.Auth, "auth", c.Auth, "authentication: none, bearer (AOP_SANDBOX_TOKEN or POST /sandbox/token) or jwt (AOP_JWT_SECRET)")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", c.TokenTTL, "lifetime of tokens minted at POST /sandbox/token")
 	fs.StringVar(&c.PartnerID, "partner-id", "", "jwt: required partnerId claim (default: any)")
@@ -86,6 +87,9 @@ func FlagConfig(fs *flag.FlagSet, getenv func(string) string) func() (Config, er
 			if !(r.v >= 0 && r.v <= 1) {
 				return Config{}, fmt.Errorf("--%s %v: a rate is a fraction between 0 and 1", r.name, r.v)
 			}
+		}
+		if cfg.LimitRPS < 0 {
+			return Config{}, fmt.Errorf("--limit-rps %d: must not be negative", cfg.LimitRPS)
 		}
 		for _, d := range []struct {
 			name string

@@ -34,11 +34,11 @@ func TestFlagConfig(t *testing.T) {
 		}, ""},
 		{"behaviour", []string{"--seed", "7", "--wallet", "5000.50", "--down", "12, 13", "--min-amount", "10",
 			"--max-amount", "10000", "--pending-rate", "0.1", "--pending-delay", "5s", "--fault-lost", "0.01",
-			"--fault-429", "0.02", "--retry-after", "3s", "--latency", "20ms"}, env(), func(t *testing.T, c Config) {
+			"--fault-429", "0.02", "--retry-after", "3s", "--latency", "20ms", "--limit-rps", "150"}, env(), func(t *testing.T, c Config) {
 			if c.Seed != 7 || c.WalletPaise != 500050 || !reflect.DeepEqual(c.DownOperators, []int64{12, 13}) ||
 				c.MinAmountPaise != 1000 || c.MaxAmountPaise != 1000000 || c.PendingRate != 0.1 ||
 				c.PendingDelay != 5*time.Second || c.LostRate != 0.01 || c.ThrottleRate != 0.02 ||
-				c.RetryAfter != 3*time.Second || c.Latency != 20*time.Millisecond {
+				c.RetryAfter != 3*time.Second || c.Latency != 20*time.Millisecond || c.LimitRPS != 150 {
 				t.Errorf("config = %+v", c)
 			}
 		}, ""},
@@ -60,6 +60,7 @@ func TestFlagConfig(t *testing.T) {
 		{"bad operator", []string{"--down", "12,x"}, env(), nil, "operator code"},
 		{"min above max", []string{"--min-amount", "100", "--max-amount", "10"}, env(), nil, "above"},
 		{"negative duration", []string{"--stall-for", "-1s"}, env(), nil, "stall-for"},
+		{"negative limit", []string{"--limit-rps", "-1"}, env(), nil, "limit-rps"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

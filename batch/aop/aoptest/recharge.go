@@ -60,6 +60,18 @@ func (s *Server) serveRecharge(w http.ResponseWriter, r *http.Request) {
 	}
 	ref := req.ReferenceID
 
+	// The throttle stands before everything, as a gateway's does; the
+	// request still counts among ref's (Requests).
+	if limited, ra := s.overLimit(); limited {
+		if ref != "" {
+			s.mu.Lock()
+			s.entryFor(ref).requests++
+			s.mu.Unlock()
+		}
+		s.replyLimited(w, r, ra)
+		return
+	}
+
 	if code, msg := s.authenticate(r); code != 0 {
 		if ref != "" {
 			s.mu.Lock()

@@ -45,6 +45,9 @@ type Server struct {
 	st      counters
 	canned  cannedAnswers
 	retryAt string // Retry-After header value
+
+	latency, jitter atomic.Int64 // nanoseconds, see SetLatency
+	limit           *rpsLimit    // nil: no throttle of its own
 }
 
 type seenReq struct {
@@ -88,7 +91,19 @@ func New(cfg Config) *Server {
 	secs := (cfg.RetryAfter + time.Second - 1) / time.Second
 	s.retryAt = strconv.FormatInt(int64(secs), 10)
 	s.canned = newCannedAnswers(cfg.NotFoundCode)
+	s.latency.Store(int64(cfg.Latency))
+	s.jitter.Store(int64(cfg.LatencyJitter))
+	if cfg.LimitRPS > 0 {
+		s.limit = newRPSLimit(cfg.LimitRPS)
+	}
 	return s
+}
+
+// SetLatency changes the latency added to every answer, and its jitter,
+// for the requests that follow (a provider slowing down mid-run).
+func (s *Server) SetLatency(latency, jitter time.Duration) {
+	s.latency.Store(int64(latency))
+	s.jitter.Store(int64(jitter))
 }
 
 // ServeHTTP routes the sandbox's endpoints.
@@ -143,9 +158,9 @@ func (s *Server) ReleaseStalls() {
 // delay waits for the configured latency. It reports false when the client
 // went away meanwhile, in which case nothing should be written.
 func (s *Server) delay(r *http.Request) bool {
-	d := s.cfg.Latency
-	if j := s.cfg.LatencyJitter; j > 0 {
-		d += time.Duration(rand.Int64N(int64(j) + 1))
+	d := time.Duration(s.latency.Load())
+	if j := s.jitter.Load(); j > 0 {
+		d += time.Duration(rand.Int64N(j + 1))
 	}
 	if d <= 0 {
 		return true
@@ -413,9 +428,10 @@ type Stats struct {
 	AuthFailures int64
 }
 
-// FaultCounts counts the faults injected, by kind.
+// FaultCounts counts the faults injected, by kind. Limited counts the 429s
+// of Config.LimitRPS, the provider's own throttle.
 type FaultCounts struct {
-	Fault5xx, Lost, Stall, Throttle, UnknownCode int64
+	Fault5xx, Lost, Stall, Throttle, UnknownCode, Limited int64
 }
 
 // Stats returns a snapshot of the counters.
@@ -435,6 +451,7 @@ func (s *Server) Stats() Stats {
 			Stall:       c.stall.Load(),
 			Throttle:    c.throttle.Load(),
 			UnknownCode: c.unknownCode.Load(),
+			Limited:     c.limited.Load(),
 		},
 		AuthFailures: c.authFailures.Load(),
 	}
@@ -460,6 +477,7 @@ func (s *Server) Stats() Stats {
 type counters struct {
 	requests, recharges, enquiries, recorded, resent atomic.Int64
 	fault5xx, lost, stall, throttle, unknownCode     atomic.Int64
+	limited                                          atomic.Int64
 	authFailures                                     atomic.Int64
 	codes                                            [32]atomic.Int64
 	statuses                                         [500]atomic.Int64

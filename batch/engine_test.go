@@ -1,0 +1,274 @@
+package batch
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aopbatch/aopbatch/batch/aop"
+	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// arrival is one request as it reached the sandbox.
+type arrival struct {
+	path string
+	ref  string
+}
+
+// recorder stands in front of the sandbox and logs every request in the
+// order it arrived: what reached the provider is what a safety rule is
+// about, whatever the ledger says.
+type recorder struct {
+	h          http.Handler
+	mu         sync.Mutex
+	log        []arrival
+	recharges  int
+	onRecharge func(n int)
+}
+
+func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	var v struct {
+		Ref string `json:"referenceid"`
+	}
+	_ = json.Unmarshal(body, &v)
+	r.mu.Lock()
+	r.log = append(r.log, arrival{req.URL.Path, v.Ref})
+	n := 0
+	if req.URL.Path == aop.PathRecharge {
+		r.recharges++
+		n = r.recharges
+	}
+	cb := r.onRecharge
+	r.mu.Unlock()
+	if cb != nil && n > 0 {
+		cb(n)
+	}
+	r.h.ServeHTTP(w, req)
+}
+
+func (r *recorder) since(mark int) []arrival {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]arrival(nil), r.log[mark:]...)
+}
+
+func (r *recorder) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.log)
+}
+
+// Rows an earlier run left pending, duplicate or unknown are asked about
+// while the send phase runs, not after it: Send alone settles them. And
+// the rules hold: nothing is sent again before an enquiry found no record
+// of it, and the provider never answers 18 (nothing it holds is re-sent).
+func TestSendEnquiresEarlierRowsMeanwhile(t *testing.T) {
+	cfg := aoptest.DefaultConfig()
+	cfg.Seed = 3
+	cfg.Latency = 5 * time.Millisecond
+	cfg.PendingRate = 0.3
+	cfg.PendingDelay = 100 * time.Millisecond
+	sb := aoptest.New(cfg)
+	rec := &recorder{h: sb}
+	hs := httptest.NewServer(rec)
+	t.Cleanup(func() { sb.ReleaseStalls(); hs.Close() })
+	client, err := aop.New(aop.Options{BaseURL: hs.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const rows = 300
+	l := openLedger(t)
+	res, err := Ingest(context.Background(), l, writeRows(t, rows), ingestOpts(NoControls()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := res.Batch
+	// Two rows the provider already holds (an earlier answer lost before
+	// the ledger knew): the first run is answered 18 for them.
+	for _, body := range []string{
+		`{"operator":1,"canumber":"CA0000000","amount":10,"referenceid":"R-0","RegistrationID":"REG-1"}`,
+		`{"operator":2,"canumber":"CA0000001","amount":11.01,"referenceid":"R-1","RegistrationID":"REG-1"}`,
+	} {
+		resp, err := http.Post(hs.URL+aop.PathRecharge, "application/json", bytes.NewReader([]byte(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+
+	sb.SetFaults(aoptest.Faults{
+		LostRate:     0.15, // recorded, answer lost: unknown, the provider has it
+		Fault5xxRate: 0.15, // not recorded: unknown, the provider has no record
+	})
+	// The first run sends 60 rows and is interrupted.
+	owner := ledger.NewOwner("test")
+	ctx1, stop1 := context.WithCancel(context.Background())
+	rec.onRecharge = func(n int) {
+		if n >= 62 {
+			stop1()
+		}
+	}
+	e1 := New(l, client, Config{Owner: owner, Rate: 200, Timeout: 2 * time.Second})
+	if err := e1.Send(ctx1, b); err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	rec.onRecharge = nil
+	earlier := map[string]ledger.State{}
+	for _, s := range unsettledStates {
+		page, err := l.Page(context.Background(), b.Seq, s, 0, rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page {
+			earlier[r.ReferenceID] = r.State
+		}
+	}
+	byState := map[ledger.State]int{}
+	for _, s := range earlier {
+		byState[s]++
+	}
+	if byState[ledger.StatePending] == 0 || byState[ledger.StateDuplicate] == 0 || byState[ledger.StateUnknown] < 4 {
+		t.Fatalf("setup: the first run left %v unsettled, want some of each", byState)
+	}
+	queued, err := l.CountState(context.Background(), b.Seq, ledger.StateQueued)
+	if err != nil || queued < 200 {
+		t.Fatalf("setup: %d rows queued (%v), want most of them", queued, err)
+	}
+
+	// The second run, faults off: Send only, no Resolve.
+	time.Sleep(cfg.PendingDelay) // the pending ones are final at the provider now
+	sb.SetFaults(aoptest.Faults{})
+	dupBefore := sb.Stats().ByCode[18]
+	mark := rec.len()
+	e2 := New(l, client, Config{Owner: owner, Rate: 100, Timeout: 2 * time.Second})
+	if err := e2.Prepare(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if err := e2.Send(context.Background(), b); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	log := rec.since(mark)
+
+	if n := sb.Stats().ByCode[18] - dupBefore; n != 0 {
+		t.Errorf("the provider answered 18 to %d requests of the second run: something it held was sent again", n)
+	}
+	enquired := map[string]int{} // ref -> index of its first enquiry
+	lastQueued := -1
+	for i, a := range log {
+		switch a.path {
+		case aop.PathStatus:
+			if _, ok := enquired[a.ref]; !ok {
+				enquired[a.ref] = i
+			}
+		case aop.PathRecharge:
+			if _, ok := earlier[a.ref]; !ok {
+				lastQueued = i
+				continue
+			}
+			// An earlier row goes again only after an enquiry found
+			// no record of it: an unknown row, enquired before.
+			if at, ok := enquired[a.ref]; !ok || at > i {
+				t.Errorf("%s (%s) was sent again with no enquiry before it", a.ref, earlier[a.ref])
+			}
+			if earlier[a.ref] != ledger.StateUnknown {
+				t.Errorf("%s was %s, and was sent again", a.ref, earlier[a.ref])
+			}
+		}
+	}
+	for ref, s := range earlier {
+		at, ok := enquired[ref]
+		switch {
+		case !ok:
+			t.Errorf("%s (%s from the first run) was not enquired during the send phase", ref, s)
+		case at > lastQueued:
+			t.Errorf("%s was enquired only after the last queued row was sent", ref)
+		}
+		if n := sb.NonDuplicateAnswers(ref); n > 1 {
+			t.Errorf("%s was processed %d times by the provider", ref, n)
+		}
+	}
+	// Send alone settled them: every earlier row is final now, or
+	// pending again after the provider took it afresh. (The second run's
+	// own pending rows wait for Resolve.)
+	resent := map[string]bool{} // earlier rows sent again
+	for _, a := range log {
+		if _, ok := earlier[a.ref]; ok && a.path == aop.PathRecharge {
+			resent[a.ref] = true
+		}
+	}
+	err = l.EachRow(context.Background(), b.Seq, func(r *ledger.Row) error {
+		s, ok := earlier[r.ReferenceID]
+		if ok && r.State != ledger.StateSuccess && !(r.State == ledger.StatePending && resent[r.ReferenceID]) {
+			t.Errorf("%s, %s after the first run: %s after the second run's send phase (%s), want settled", r.ReferenceID, s, r.State, r.Message)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resent) == 0 {
+		t.Error("no earlier row was sent again: the test did not test the re-send rule")
+	}
+	st := e2.Stats()
+	if st.Enquiries < int64(len(earlier)) {
+		t.Errorf("Stats: %d enquiries, want at least the %d earlier rows", st.Enquiries, len(earlier))
+	}
+}
+
+// The run's figures: configured and achieved rate, latency percentiles,
+// 429s and the most requests in flight, as the sandbox saw them.
+func TestSendStats(t *testing.T) {
+	cfg := aoptest.DefaultConfig()
+	cfg.Seed = 5
+	cfg.Latency = 40 * time.Millisecond
+	cfg.ThrottleRate = 0.1
+	cfg.RetryAfter = time.Second
+	ts := aoptest.NewServer(cfg)
+	t.Cleanup(ts.Close)
+	client, err := aop.New(aop.Options{BaseURL: ts.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rows = 120
+	l := openLedger(t)
+	res, err := Ingest(context.Background(), l, writeRows(t, rows), ingestOpts(NoControls()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Rate: 200, MaxInFlight: 16, Timeout: 2 * time.Second})
+	if err := e.Send(context.Background(), res.Batch); err != nil {
+		t.Fatal(err)
+	}
+	st := e.Stats()
+	sst := ts.Stats()
+	if st.Recharges != sst.Recharges || st.Throttled != sst.Faults.Throttle || st.Throttled == 0 {
+		t.Errorf("Stats: %d recharges, %d 429s; the sandbox saw %d and answered %d 429s (want equal, and some)",
+			st.Recharges, st.Throttled, sst.Recharges, sst.Faults.Throttle)
+	}
+	if st.ConfiguredRate != 200 || st.AchievedRate <= 0 || st.AchievedRate > 200*1.05 || st.SendPhase <= 0 {
+		t.Errorf("Stats: configured %v, achieved %v over %v; want 200, and above 0 but not above it", st.ConfiguredRate, st.AchievedRate, st.SendPhase)
+	}
+	if st.LatencyP50 < cfg.Latency || st.LatencyP99 < st.LatencyP50 || st.LatencyP90 < st.LatencyP50 {
+		t.Errorf("Stats: latency p50 %v p90 %v p99 %v; want ordered and at least the sandbox's %v", st.LatencyP50, st.LatencyP90, st.LatencyP99, cfg.Latency)
+	}
+	if st.PeakInFlight < 1 || st.PeakInFlight > 16 || st.InFlightCap != 16 || st.Fixed {
+		t.Errorf("Stats: peak in flight %d, cap %d, fixed %v; want 1..16, 16, automatic", st.PeakInFlight, st.InFlightCap, st.Fixed)
+	}
+	c, err := l.Counts(context.Background(), res.Batch.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c[ledger.StateSuccess].Rows != rows {
+		t.Errorf("counts %v: a 429 must never be a row's outcome", c)
+	}
+}

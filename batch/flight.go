@@ -1,0 +1,163 @@
+package batch
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// take waits for a slot at the gate, then for the rate limiter's token:
+// what every request needs before it goes out. A slot taken first means a
+// token is never wasted waiting for a slot.
+func (e *Engine) take(ctx context.Context) (ticket, error) {
+	if err := e.gate.acquire(ctx); err != nil {
+		return ticket{}, err
+	}
+	tk, err := e.lim.Wait(ctx)
+	if err != nil {
+		e.gate.release()
+		return ticket{}, err
+	}
+	return tk, nil
+}
+
+// untake gives back a slot and token taken for a request that did not go.
+func (e *Engine) untake(tk ticket) {
+	e.lim.done(tk, time.Time{})
+	e.gate.release()
+}
+
+// sending counts a request going out (+1) or back (-1).
+func (e *Engine) sending(d int) {
+	e.gate.sending(d)
+	e.progress.InFlight.Add(int64(d))
+}
+
+// answered ends a request taken with tk: wrote is when it was written
+// out, lat how long its answer took. reached says it got to the provider
+// (anything but "not sent"), throttled that the answer was 429, overload
+// that it was a timeout or a 5xx. The concurrency controller and the 429
+// policy learn from it.
+func (e *Engine) answered(tk ticket, wrote time.Time, lat time.Duration, reached, throttled, overload bool) {
+	e.lim.done(tk, wrote)
+	e.gate.release()
+	if !reached {
+		return
+	}
+	e.answers.Add(1)
+	if overload {
+		e.overloads.Add(1)
+	}
+	e.lat.add(lat)
+	e.conc.observe(lat, overload)
+	rate, changed := e.thr.observe(throttled, e.conc.latency())
+	if !changed {
+		return
+	}
+	e.lim.setRate(rate)
+	if cur := e.lim.rate(); cur > 0 && cur < e.cfg.Rate || e.cfg.Rate <= 0 && cur > 0 {
+		e.thrMu.Lock()
+		now := e.cfg.Now()
+		quiet := now.Sub(e.thrLogged) < time.Minute
+		if !quiet {
+			e.thrLogged = now
+		}
+		e.thrMu.Unlock()
+		if !quiet {
+			e.cfg.Log.Info("the provider keeps answering 429: send rate lowered to what it accepts; it climbs back as the 429s stop",
+				"rate", roundRate(cur))
+		}
+	}
+}
+
+func roundRate(r float64) string {
+	if r >= 10 {
+		return fmt.Sprintf("%.0f/s", r)
+	}
+	return fmt.Sprintf("%.1f/s", r)
+}
+
+// monitor moves the in-flight limit every 100 ms, and while sending
+// (watch) says once why the rate falls short of --rate. It returns the
+// function that stops it.
+func (e *Engine) monitor(watch bool) func() {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	rw := newRateWatch(e.cfg.Rate)
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		lastWatch := e.cfg.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			waiting, _, peakOut := e.gate.snapshot()
+			limit := e.conc.adjust(sample{rate: e.lim.rate(), granted: e.lim.granted.Load(),
+				slotWaiters: waiting, tokenWaiters: e.lim.waiting.Load(), peakOut: peakOut})
+			e.gate.setLimit(limit)
+			e.progress.Limit.Store(int64(limit))
+			if now := e.cfg.Now(); watch && now.Sub(lastWatch) >= time.Second {
+				lastWatch = now
+				if achieved, warn := rw.check(now, e.lim.granted.Load(), e.feeding.Load() && !e.stopping()); warn {
+					e.warned.Store(true)
+					s := e.shortfall(achieved, now.Sub(rw.since))
+					e.cfg.Log.Warn("sending below --rate", s.Args()...)
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
+}
+
+// shortfall gathers the WARN line's figures.
+func (e *Engine) shortfall(achieved float64, d time.Duration) Shortfall {
+	out, _, limit := e.gate.counts()
+	cl, _, capN, fixed := e.conc.state()
+	bad, size := e.brk.state()
+	_, th, _, _ := e.thr.state()
+	waiting, _, _ := e.gate.peek()
+	return Shortfall{
+		Configured: e.cfg.Rate, Achieved: achieved, For: d,
+		P50: e.lat.quantile(0.5), P99: e.lat.quantile(0.99),
+		InFlight: out, Limit: max(limit, cl), Cap: capN, Fixed: fixed, Blocked: waiting > 0,
+		Rate: e.lim.rate(), Answers: e.answers.Load(), Throttled: th, Overloads: e.overloads.Load(),
+		BreakerBad: bad, Breaker: size, BreakerRatio: e.cfg.BreakerRatio,
+	}
+}
+
+// Stats returns what the run measured so far: the send phase's rate, the
+// provider's latency, its 429s, the most requests in flight.
+func (e *Engine) Stats() RunStats {
+	_, maxOut, _ := e.gate.counts()
+	_, _, capN, fixed := e.conc.state()
+	_, th, lowest, _ := e.thr.state()
+	r := RunStats{
+		ConfiguredRate: e.cfg.Rate,
+		Recharges:      e.progress.Sent.Load(),
+		Enquiries:      e.progress.Enquired.Load(),
+		Throttled:      th,
+		LowestRate:     lowest,
+		LatencyP50:     e.lat.quantile(0.5),
+		LatencyP90:     e.lat.quantile(0.9),
+		LatencyP99:     e.lat.quantile(0.99),
+		PeakInFlight:   maxOut,
+		InFlightCap:    capN,
+		Fixed:          fixed,
+		Warned:         e.warned.Load(),
+	}
+	if began := e.sendBegan.Load(); began > 0 {
+		end, n := e.sendEnded.Load(), e.sendGranted.Load()
+		if end == 0 {
+			end, n = e.cfg.Now().UnixNano(), e.lim.granted.Load()-e.sendGranted0.Load()
+		}
+		r.SendPhase = time.Duration(end - began)
+		if r.SendPhase > 0 {
+			r.AchievedRate = float64(n) / r.SendPhase.Seconds()
+		}
+	}
+	return r
+}

@@ -1,0 +1,155 @@
+package batch
+
+import (
+	"sync"
+	"time"
+)
+
+// The 429 policy. A 429 is never a row's outcome: its request waits the
+// provider's Retry-After and goes again (RetryPolicy). The send rate is
+// lowered only when 429s persist: more than throttleShare of the answers
+// (and at least throttleMin of them) two seconds in a row, or twice that
+// share in one. A provider
+// throttling above N requests/s then answers 429 to about (rate-N)/rate
+// of them, and the rate is set to what it accepted in that second, a
+// little under N. Scattered 429s (1-2% of answers) never reach the
+// threshold and cost only their own retries. Each second without a cut
+// the rate climbs back (by 10%, or 3% while some 429s still come) to the
+// configured one, so a throttle that lifts is followed up and a rate just
+// under the provider's is probed from time to time. The rate never falls
+// below throttleFloor: no collapse to a crawl held for minutes.
+const (
+	throttleWindow = time.Second
+	throttleShare  = 0.05
+	throttleMin    = 3
+	throttleUnder  = 0.97 // of the accepted rate, after a cut
+	throttleFloor  = 1.0  // requests per second
+	climbClean     = 1.10 // a window without 429s
+	climbSome      = 1.02 // a window with a few, or near the rate last cut at
+	forgetAfter    = 3    // clean windows before that rate is forgotten
+)
+
+// throttle tracks 429s and decides the send rate. Its clock is injected.
+type throttle struct {
+	mu   sync.Mutex
+	now  func() time.Time
+	base float64 // configured rate; 0 = none
+	rate float64 // current; equal to base unless lowered
+
+	start       time.Time // of the window
+	holdUntil   time.Time // answers before it reply to the rate before the last cut
+	answers, th int       // in the window
+	total       int64     // 429s in the run
+	lowest      float64   // lowest rate set; 0 = never lowered
+	cuts        int
+	plateau     float64 // what the provider accepted at the last cut; 0 = forgotten
+	clean       int     // windows in a row above the plateau without a 429
+	over        bool    // the last window was over throttleShare
+}
+
+func newThrottle(base float64, now func() time.Time) *throttle {
+	return &throttle{now: now, base: base, rate: base}
+}
+
+// observe takes one answer from the provider (429 or not) and the latency
+// it came after, and returns the send rate (0 = no limit) and whether it
+// changed.
+func (t *throttle) observe(throttled bool, lat time.Duration) (rate float64, changed bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if throttled {
+		t.total++
+	}
+	now := t.now()
+	if now.Before(t.holdUntil) {
+		return t.rate, false
+	}
+	if t.start.IsZero() {
+		t.start = now
+	}
+	t.answers++
+	if throttled {
+		t.th++
+	}
+	dt := now.Sub(t.start)
+	if dt < throttleWindow {
+		return t.rate, false
+	}
+	if dt > 5*throttleWindow {
+		// A pause (nothing to send, the ledger busy): the window says
+		// nothing about the provider's rate.
+		t.start, t.answers, t.th = now, 0, 0
+		return t.rate, false
+	}
+	old := t.rate
+	accepted := float64(t.answers-t.th) / dt.Seconds()
+	switch {
+	case t.th > 0:
+		t.clean = 0
+	case t.plateau > 0 && t.rate > t.plateau*(1+throttleShare):
+		t.clean++ // clearly above what the provider took, and no 429
+	}
+
+	share := float64(t.th) / float64(t.answers)
+	persist := t.th >= throttleMin && (share > 2*throttleShare || share > throttleShare && t.over)
+	t.over = t.th >= throttleMin && share > throttleShare
+	switch {
+	case t.over && !persist:
+		// Over the threshold once: hold the rate and see whether it lasts.
+	case persist:
+		t.over = false
+		next := max(throttleFloor, accepted*throttleUnder)
+		if t.base > 0 {
+			next = min(next, t.base)
+		}
+		if t.rate > 0 {
+			next = min(next, t.rate)
+		}
+		if t.base > 0 && t.base < throttleFloor {
+			next = t.base
+		}
+		t.rate = next
+		t.plateau, t.clean = accepted, 0
+		t.cuts++
+		if t.lowest == 0 || next < t.lowest {
+			t.lowest = next
+		}
+		// Answers to requests sent before the cut still reflect the old
+		// rate, and the provider's own window still holds them for a
+		// second: judge none of them.
+		t.holdUntil = now.Add(throttleWindow + lat)
+	case t.rate != t.base:
+		// Back to the rate the provider last took at once, then probe
+		// above it gently while 429s still come or it was found lately;
+		// after a few clean windows it is forgotten: the throttle lifted.
+		next := t.rate*climbClean + 1
+		switch {
+		case t.plateau > 0 && t.rate < t.plateau:
+			next = min(next, t.plateau)
+		case t.th > 0 || t.plateau > 0 && t.clean < forgetAfter:
+			next = t.rate*climbSome + 1
+		default:
+			t.plateau = 0
+		}
+		switch {
+		case t.base > 0 && next >= t.base:
+			next = t.base
+		case t.base <= 0 && next > 2*accepted+10:
+			next = 0 // the lowered rate no longer binds: no limit again
+		}
+		t.rate = next
+	}
+	t.start, t.answers, t.th = now, 0, 0
+	if now.Before(t.holdUntil) {
+		t.start = t.holdUntil
+	}
+	return t.rate, t.rate != old
+}
+
+// state returns the current rate, the 429s answered in the run, the lowest
+// rate set (0 if never lowered) and how many times it was lowered.
+func (t *throttle) state() (rate float64, throttled int64, lowest float64, cuts int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.rate, t.total, t.lowest, t.cuts
+}

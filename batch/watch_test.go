@@ -1,0 +1,149 @@
+package batch
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// The WARN line comes once, after the rate has been short for 30 s while
+// rows waited to be sent; a recovery in between starts the count again; a
+// run's tail (nothing waiting) never warns.
+func TestRateWatchWarnsOnce(t *testing.T) {
+	clk := newTestClock()
+	w := newRateWatch(100)
+	var n int64
+	tick := func(perSecond int64, waiting bool) (float64, bool) {
+		clk.advance(time.Second)
+		n += perSecond
+		return w.check(clk.now(), n, waiting)
+	}
+	for i := range 60 { // on rate: nothing to say
+		if _, warn := tick(100, true); warn {
+			t.Fatalf("warned at %d s while on rate", i)
+		}
+	}
+	for i := range 20 { // short for 20 s, then back
+		if _, warn := tick(26, true); warn {
+			t.Fatalf("warned after %d s short", i+1)
+		}
+	}
+	for i := range 15 {
+		if _, warn := tick(100, true); warn {
+			t.Fatalf("warned %d s after the rate came back", i+1)
+		}
+	}
+	for i := range 100 { // short with nothing waiting: the tail of a run
+		if _, warn := tick(5, false); warn {
+			t.Fatalf("warned at %d s with no row waiting", i)
+		}
+	}
+	warnedAt := -1
+	var achieved float64
+	for i := range 120 { // short for good
+		if a, warn := tick(26, true); warn {
+			if warnedAt >= 0 {
+				t.Fatalf("warned again at %d s", i+1)
+			}
+			warnedAt, achieved = i+1, a
+		}
+	}
+	if warnedAt < 30 || warnedAt > 36 {
+		t.Errorf("warned after %d s short, want about 30", warnedAt)
+	}
+	if achieved < 25 || achieved > 27 {
+		t.Errorf("achieved %.1f/s in the WARN, want 26", achieved)
+	}
+	if _, warn := newRateWatch(0).check(clk.now(), 0, true); warn {
+		t.Error("no --rate: warned")
+	}
+}
+
+// The WARN line names what holds the run back and what to change.
+func TestShortfallDiagnosis(t *testing.T) {
+	base := Shortfall{Configured: 100, Achieved: 26, For: 31 * time.Second, P50: 300 * time.Millisecond, P99: 400 * time.Millisecond,
+		InFlight: 8, Limit: 8, Cap: 8, Blocked: true, Rate: 100, Answers: 1000, Breaker: 50, BreakerRatio: 0.8}
+	for _, tc := range []struct {
+		name      string
+		mut       func(*Shortfall)
+		by, hints string
+	}{
+		{"the in-flight cap", func(*Shortfall) {}, "--max-in-flight 8", "raise --max-in-flight to about 40"},
+		{"fixed workers", func(s *Shortfall) { s.Fixed = true }, "--workers 8", "omit --workers"},
+		{"throttled", func(s *Shortfall) { s.Limit, s.Cap, s.Rate, s.Throttled, s.Achieved = 120, 256, 140, 60, 141 },
+			"the provider's throttle (HTTP 429 on 6.0% of requests)", "lower --rate to that"},
+		{"timeouts and 5xx", func(s *Shortfall) { s.Limit, s.Cap, s.Overloads = 20, 256, 90 }, "timeouts and 5xx answers (9.0%", "lowered to 20"},
+		{"the engine", func(s *Shortfall) { s.Limit, s.Cap, s.Blocked = 40, 256, false }, "aopbatch itself", "the ledger's disk"},
+	} {
+		s := base
+		tc.mut(&s)
+		by, hint := s.Diagnose()
+		if !strings.Contains(by, tc.by) || !strings.Contains(hint, tc.hints) {
+			t.Errorf("%s: limited by %q, hint %q; want %q and %q", tc.name, by, hint, tc.by, tc.hints)
+		}
+	}
+	args := base.Args()
+	got := map[string]any{}
+	for i := 0; i+1 < len(args); i += 2 {
+		got[args[i].(string)] = args[i+1]
+	}
+	for k, want := range map[string]any{"configured": "100/s", "achieved": "26.0/s", "latency_p50": "300ms", "latency_p99": "400ms",
+		"in_flight_cap": 8, "throttled_429": "0.0%"} {
+		if got[k] != want {
+			t.Errorf("WARN %s = %v, want %v", k, got[k], want)
+		}
+	}
+	for _, k := range []string{"breaker", "limited_by", "hint", "in_flight", "for"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("WARN line lacks %s", k)
+		}
+	}
+}
+
+// The run summary carries configured and achieved rate, latency
+// percentiles, 429s and peak in flight.
+func TestRunStatsLine(t *testing.T) {
+	r := RunStats{ConfiguredRate: 100, AchievedRate: 26.4, SendPhase: 45500 * time.Millisecond, Recharges: 1200, Enquiries: 3,
+		Throttled: 7, LowestRate: 80, LatencyP50: 303 * time.Millisecond, LatencyP90: 350 * time.Millisecond, LatencyP99: 399 * time.Millisecond,
+		PeakInFlight: 8, InFlightCap: 8}
+	line := r.String()
+	for _, want := range []string{"1203 requests", "45.5s", "26.4 requests/s of 100/s configured", "p50 303ms", "p90 350ms", "p99 399ms",
+		"HTTP 429 answers 7", "lowered to 80/s", "peak in flight 8 (--max-in-flight 8)"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("summary %q lacks %q", line, want)
+		}
+	}
+}
+
+func TestExpectedDuration(t *testing.T) {
+	for _, tc := range []struct {
+		rows int64
+		rate float64
+		want string
+	}{
+		{300000, 10, "about 8h20m"}, {300000, 200, "about 25m"}, {1500, 100, "about 15s"}, {9000, 100, "about 1m30s"}, {1, 1000, "about 1s"}, {5, 0, ""},
+	} {
+		if got := expected(tc.rows, tc.rate); got != tc.want {
+			t.Errorf("expected(%d, %g) = %q, want %q", tc.rows, tc.rate, got, tc.want)
+		}
+	}
+}
+
+func TestLatencyPercentiles(t *testing.T) {
+	var h latencies
+	if h.quantile(0.5) != 0 {
+		t.Error("no answers: a percentile")
+	}
+	for i := 1; i <= 1000; i++ { // 1 ms .. 1 s
+		h.add(time.Duration(i) * time.Millisecond)
+	}
+	for _, tc := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 500 * time.Millisecond}, {0.9, 900 * time.Millisecond}, {0.99, 990 * time.Millisecond}} {
+		got := h.quantile(tc.q)
+		if d := float64(got-tc.want) / float64(tc.want); d < -0.03 || d > 0.03 {
+			t.Errorf("p%g = %v, want %v within 3%%", 100*tc.q, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,62 @@
+package reports
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// RunFigures is what one run of the engine measured of the provider and
+// of itself: the batch's figures say what happened to the rows, these how
+// fast, and what held the run back.
+type RunFigures struct {
+	ConfiguredRate float64 // requests per second asked for; 0 = no limit
+	AchievedRate   float64 // requests per second over the send phase
+	SendSeconds    float64 // length of the send phase
+	Recharges      int64
+	Enquiries      int64
+	Throttled      int64   // HTTP 429 answers
+	LatencyP50     float64 // seconds, of every answer
+	LatencyP90     float64
+	LatencyP99     float64
+	PeakInFlight   int
+	InFlightCap    int
+}
+
+// WriteMetricsWithRun writes what WriteMetrics writes, and the run's
+// figures after it, in one atomic replacement of path.
+func WriteMetricsWithRun(path string, s *Summary, r RunFigures) error {
+	err := writeAtomic(path, 0o644, func(w io.Writer) error {
+		if err := s.writeMetrics(w); err != nil {
+			return err
+		}
+		return r.writeMetrics(w, s.Batch)
+	})
+	if err != nil {
+		return fmt.Errorf("write metrics %s: %w", path, err)
+	}
+	return nil
+}
+
+func (r RunFigures) writeMetrics(w io.Writer, batch string) error {
+	p := &promWriter{w: w, batch: batch}
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+	p.family("aopbatch_run_rate_per_second", "gauge", "Send rate of the last run: configured (0 = no limit) and achieved over its send phase.")
+	p.sample("aopbatch_run_rate_per_second", f(r.ConfiguredRate), "kind", "configured")
+	p.sample("aopbatch_run_rate_per_second", f(r.AchievedRate), "kind", "achieved")
+	p.family("aopbatch_run_send_seconds", "gauge", "Length of the last run's send phase.")
+	p.sample("aopbatch_run_send_seconds", f(r.SendSeconds))
+	p.family("aopbatch_run_requests", "gauge", "Requests the last run made, by kind.")
+	p.sample("aopbatch_run_requests", itoa(r.Recharges), "kind", "recharge")
+	p.sample("aopbatch_run_requests", itoa(r.Enquiries), "kind", "status")
+	p.family("aopbatch_run_throttled", "gauge", "HTTP 429 answers the last run got.")
+	p.sample("aopbatch_run_throttled", itoa(r.Throttled))
+	p.family("aopbatch_run_latency_seconds", "gauge", "Answer latency percentiles of the last run.")
+	p.sample("aopbatch_run_latency_seconds", f(r.LatencyP50), "quantile", "0.5")
+	p.sample("aopbatch_run_latency_seconds", f(r.LatencyP90), "quantile", "0.9")
+	p.sample("aopbatch_run_latency_seconds", f(r.LatencyP99), "quantile", "0.99")
+	p.family("aopbatch_run_in_flight", "gauge", "Requests in flight in the last run: the most at once, and the cap.")
+	p.sample("aopbatch_run_in_flight", itoa(int64(r.PeakInFlight)), "kind", "peak")
+	p.sample("aopbatch_run_in_flight", itoa(int64(r.InFlightCap)), "kind", "cap")
+	return p.err
+}
