@@ -42,11 +42,14 @@ type Config struct {
 	BreakerWindow   int           // recent requests the breaker looks at
 	BreakerRatio    float64       // share of transient failures that trips it
 	MaxUnknownPaise int64         // stop once this much money is in unknown rows; 0 = no limit
-	ResolveTimeout  time.Duration // how long resolution keeps enquiring
-	ResolveBackoff  time.Duration // first pause between enquiry rounds
-	Log             *slog.Logger
-	Now             func() time.Time
-	Sleep           func(ctx context.Context, d time.Duration) error
+	// Account names the provider account the rate belongs to: on a shared
+	// ledger, every process of the account draws from one rate budget.
+	Account        string
+	ResolveTimeout time.Duration // how long resolution keeps enquiring
+	ResolveBackoff time.Duration // first pause between enquiry rounds
+	Log            *slog.Logger
+	Now            func() time.Time
+	Sleep          func(ctx context.Context, d time.Duration) error
 }
 
 // DefaultConfig is the engine's defaults, which the command line's flags
@@ -214,6 +217,15 @@ func New(l ledger.Store, p Provider, cfg Config) *Engine {
 		stopCh: make(chan struct{}),
 		opDown: map[int64]int{},
 		opHeld: map[int64]bool{},
+	}
+	// On a ledger shared by processes the rate is the account's: each
+	// request also takes a slot of the account's budget in the ledger.
+	if b, ok := l.(ledger.RateBudget); ok && l.Shared() && cfg.Rate > 0 {
+		account := cfg.Account
+		if account == "" {
+			account = "default"
+		}
+		e.lim.shared = newSharedSlots(b, account, cfg.Rate, cfg.Burst, e.ledgerFailed)
 	}
 	limit, _, _, _ := e.conc.state()
 	e.gate = newGate(limit)
@@ -458,6 +470,9 @@ func (e *Engine) readQueued(ctx context.Context, b ledger.Batch, w ledger.Writer
 // dispatchQueued pages through the queued rows and sends each chunk,
 // durably dispatched (ledger.Writer.Dispatch), to chunks.
 func (e *Engine) dispatchQueued(ctx context.Context, b ledger.Batch, w ledger.Writer, chunks chan<- []ledger.Row) error {
+	if c, ok := w.(ledger.Claimer); ok {
+		return e.claimQueued(ctx, c, chunks)
+	}
 	after := 0
 	for {
 		if e.stopping() {
@@ -503,6 +518,27 @@ func (e *Engine) dispatchQueued(ctx context.Context, b ledger.Batch, w ledger.Wr
 			return nil
 		}
 		after = page[len(page)-1].Line
+	}
+}
+
+// claimQueued hands out chunks of queued rows the writer claims itself
+// (a shared ledger's: rows no other process holds), until none is left.
+func (e *Engine) claimQueued(ctx context.Context, c ledger.Claimer, chunks chan<- []ledger.Row) error {
+	for {
+		if ctx.Err() != nil || e.stopping() {
+			return nil
+		}
+		rows, err := c.Claim(ctx, e.chunk())
+		if err != nil {
+			if ctx.Err() == nil || errors.Is(err, ledger.ErrLeaseLost) {
+				e.ledgerFailed(err)
+			}
+			return nil
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		chunks <- rows
 	}
 }
 

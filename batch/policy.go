@@ -58,6 +58,9 @@ type limiter struct {
 	now     func() time.Time
 	granted atomic.Int64 // requests let through
 	waiting atomic.Int64 // requests waiting in Wait now
+	// shared, when not nil, is the account's rate budget on a shared
+	// ledger: a request first takes its slot there.
+	shared *sharedSlots
 
 	// win holds the last rate+burst requests: a request waits until the
 	// oldest is a second old, so no one-second window ever holds more than
@@ -105,6 +108,15 @@ const maxWindow = 100_000
 func (l *limiter) Wait(ctx context.Context) (ticket, error) {
 	l.waiting.Add(1)
 	defer l.waiting.Add(-1)
+	if l.shared != nil {
+		at, err := l.shared.Next(ctx)
+		if err != nil {
+			return ticket{}, err
+		}
+		if err := sleep(ctx, at.Sub(l.now())); err != nil {
+			return ticket{}, err
+		}
+	}
 	if err := l.lim.Wait(ctx); err != nil {
 		return ticket{}, err
 	}

@@ -200,7 +200,7 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 			e.untake(tk)
 			return
 		}
-		if err := w.MarkInflight(ctx, row.Line); err != nil {
+		if err := w.MarkInflight(ctx, row.Line, row.Attempts); err != nil {
 			e.untake(tk) // nothing went
 			if errors.Is(err, ledger.ErrLeaseLost) {
 				e.ledgerFailed(err)

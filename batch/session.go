@@ -62,7 +62,7 @@ func (s *Session) Owner() ledger.Owner { return s.owner }
 func (s *Session) Recover(ctx context.Context) (int64, error) {
 	n, err := s.store.RecoverInflight(ctx, s.batch.Seq, s.owner)
 	if err == nil && n > 0 {
-		s.log.Warn("rows were in flight when a previous run ended; they will be checked with the provider before anything is re-sent", "rows", n)
+		s.log.Warn("rows were in flight at a run that ended or stopped renewing its lease; they will be checked with the provider before anything is re-sent", "rows", n)
 	}
 	return n, err
 }
@@ -86,6 +86,13 @@ func (s *Session) Start(ctx context.Context, eng *Engine) {
 		switch {
 		case err == nil:
 			eng.SetLease(until)
+			if s.store.Shared() {
+				// Another process's lease may have run out: take over
+				// what it had in flight, to be settled by enquiry.
+				if _, err := s.Recover(hctx); err != nil && hctx.Err() == nil {
+					s.log.Warn("take over rows of a process whose lease ran out", "err", err)
+				}
+			}
 		case errors.Is(err, ledger.ErrLeaseLost):
 			eng.Stop(&StopError{Reason: "lease", Detail: err.Error(), Hint: "another aopbatch took over this batch"})
 			return false

@@ -158,8 +158,12 @@ type Writer interface {
 	Dispatch(ctx context.Context, lines []int) ([]int, error)
 	// MarkInflight durably records that one row (queued, or unknown and
 	// not found by the provider) is about to be sent; ErrTransition when
-	// its state does not allow it.
-	MarkInflight(ctx context.Context, line int) error
+	// its state does not allow it, or when it was sent since the caller
+	// read it: sends is the row's Attempts as read. A status enquiry's "not
+	// found" says nothing of a send made after it (by another process of a
+	// shared ledger, say), and a second send would reach the provider with
+	// a referenceid it may hold.
+	MarkInflight(ctx context.Context, line, sends int) error
 	// Record queues an update for the next group commit; errors surface
 	// from Flush and Close. An update the transition table refuses is kept
 	// for Refused, not applied.
@@ -186,4 +190,14 @@ type RateBudget interface {
 	// However many processes reserve, the slots of all of them together
 	// keep to rate, with burst.
 	Reserve(ctx context.Context, account string, n int, rate float64, burst int) (first time.Time, every time.Duration, err error)
+}
+
+// Claimer is a Writer that picks the rows it sends itself: on a store
+// shared by processes, the next queued rows no other process holds, so
+// processes never wait on each other's claims.
+type Claimer interface {
+	// Claim records up to n queued rows as in flight for the writer's
+	// owner, durably, and returns them in line order with what sending
+	// needs (as Reader.Queued). None means no queued row is left free.
+	Claim(ctx context.Context, n int) ([]Row, error)
 }

@@ -173,7 +173,7 @@ func newFixture(t *testing.T) *fixture {
 			}
 			at := t0.Add(r.sentAt)
 			c.set(at)
-			if err := w.MarkInflight(ctx, line); err != nil {
+			if err := w.MarkInflight(ctx, line, 0); err != nil {
 				t.Fatal(err)
 			}
 			if r.final == ledger.StateInflight {

@@ -396,7 +396,7 @@ func (c *connFlags) client() (*aop.Client, error) {
 func (c *connFlags) engineConfig(log *slog.Logger) (batch.Config, error) {
 	cfg := batch.Config{
 		Workers: c.workers, MaxInFlight: c.maxInFlight, Rate: c.rate, Burst: c.burst, Timeout: c.timeout, MaxAttempts: c.maxAttempts,
-		HoldAfter: c.holdAfter, ResolveTimeout: c.resolveTimeout, Log: log,
+		HoldAfter: c.holdAfter, ResolveTimeout: c.resolveTimeout, Log: log, Account: c.account(),
 	}
 	if c.maxUnknown != "" {
 		p, err := batch.ParseRupees(c.maxUnknown)
@@ -406,4 +406,15 @@ func (c *connFlags) engineConfig(log *slog.Logger) (batch.Config, error) {
 		cfg.MaxUnknownPaise = p
 	}
 	return cfg, nil
+}
+
+// account names the provider account the rate belongs to: the
+// RegistrationID at the provider's host. Processes sharing a ledger share
+// the rate of each account.
+func (c *connFlags) account() string {
+	host := c.baseURL
+	if u, err := url.Parse(c.baseURL); err == nil && u.Host != "" {
+		host = u.Host
+	}
+	return c.registrationID + "@" + host
 }

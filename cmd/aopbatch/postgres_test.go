@@ -1,15 +1,25 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/aopbatch/aopbatch/batch/aop"
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
 	"github.com/aopbatch/aopbatch/ledger"
 	"github.com/aopbatch/aopbatch/ledger/postgres/pgtest"
@@ -190,4 +200,241 @@ func scrubAges(v any) {
 			scrubAges(x)
 		}
 	}
+}
+
+// arrivals records when each Recharge reached a sandbox.
+type arrivals struct {
+	h  http.Handler
+	mu sync.Mutex
+	at []time.Time
+}
+
+func (a *arrivals) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == aop.PathRecharge {
+		a.mu.Lock()
+		a.at = append(a.at, time.Now())
+		a.mu.Unlock()
+	}
+	a.h.ServeHTTP(w, r)
+}
+
+// rate is the arrivals per second from the first to the last.
+func (a *arrivals) rate() float64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.at) < 2 {
+		return 0
+	}
+	lo, hi := slices.MinFunc(a.at, time.Time.Compare), slices.MaxFunc(a.at, time.Time.Compare)
+	return float64(len(a.at)-1) / hi.Sub(lo).Seconds()
+}
+
+// maxInWindow is the most arrivals in any window of length d.
+func (a *arrivals) maxInWindow(d time.Duration) int {
+	a.mu.Lock()
+	ts := slices.Clone(a.at)
+	a.mu.Unlock()
+	slices.SortFunc(ts, func(x, y time.Time) int { return x.Compare(y) })
+	best, lo := 0, 0
+	for hi := range ts {
+		for ts[hi].Sub(ts[lo]) >= d {
+			lo++
+		}
+		best = max(best, hi-lo+1)
+	}
+	return best
+}
+
+// arrivalSandbox is a sandbox whose Recharge arrivals are recorded.
+func arrivalSandbox(t *testing.T, mutate func(*aoptest.Config)) (*aoptest.TestServer, *arrivals) {
+	t.Helper()
+	cfg := aoptest.DefaultConfig()
+	cfg.Seed = 1
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	s := aoptest.New(cfg)
+	rec := &arrivals{h: s}
+	hs := httptest.NewServer(rec)
+	t.Cleanup(func() { s.ReleaseStalls(); hs.Close() })
+	return &aoptest.TestServer{Server: s, URL: hs.URL}, rec
+}
+
+// startRuns starts n aopbatch processes with the same arguments.
+func startRuns(t *testing.T, n int, args []string) ([]*exec.Cmd, []*bytes.Buffer) {
+	t.Helper()
+	cmds := make([]*exec.Cmd, n)
+	errs := make([]*bytes.Buffer, n)
+	for i := range n {
+		cmds[i], errs[i] = startRun(t, args)
+	}
+	return cmds, errs
+}
+
+// TestPostgresThreeProcessesShareABatch: three processes run one batch on
+// one PostgreSQL ledger against a provider answering in 100 ms. Each row
+// is charged once by the sandbox's own record, never sent twice, and the
+// three together keep to --rate at the sandbox (no second above rate +
+// burst, with the 5% SPEC section 4 allows for clocks between hosts).
+func TestPostgresThreeProcessesShareABatch(t *testing.T) {
+	srv := pgtest.Start(t)
+	db := srv.URL(srv.NewDB(t))
+	sb, rec := arrivalSandbox(t, func(c *aoptest.Config) { c.Latency = 100 * time.Millisecond })
+	_, csvPath := batchFiles(t)
+	rows := goodRows(1500, "M")
+	writeCSV(t, csvPath, rows)
+	const rate = 150
+	args := withoutFixedWorkers(runArgs(csvPath, db, sb.URL, "--batch", "shared-1", "--rate", fmt.Sprint(rate)))
+	cmds, errs := startRuns(t, 3, args)
+	for i, c := range cmds {
+		if err := c.Wait(); c.ProcessState.ExitCode() != 0 {
+			t.Errorf("process %d: exit %d (%v), want 0\n%s", i, c.ProcessState.ExitCode(), err, errs[i])
+		}
+	}
+	ledgerAgreesWithSandbox(t, sb, db, rows)
+	wantOnce(t, rows, "sent", sb.Requests)
+	if got, limit := rec.maxInWindow(time.Second), (rate+1)*105/100; got > limit {
+		t.Errorf("%d Recharges reached the sandbox in one second, want at most %d (rate %d + burst 1, +5%%)", got, limit, rate)
+	}
+	t.Logf("combined: %.1f Recharges/s at the sandbox, at most %d in a second", rec.rate(), rec.maxInWindow(time.Second))
+	// All three took part: each names the batch it joined.
+	for i := range errs {
+		if !strings.Contains(errs[i].String(), "shared-1") {
+			t.Errorf("process %d never mentions the batch:\n%s", i, errs[i])
+		}
+	}
+}
+
+// withoutFixedWorkers drops runArgs' --workers setting: the processes size
+// their concurrency to the provider's latency.
+func withoutFixedWorkers(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		if args[i] == "--workers" {
+			i++
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return out
+}
+
+// TestPostgresKillOneOfThree: of three processes on one batch, one is
+// killed mid-run. The other two finish the batch: the dead one's rows in
+// flight are taken over once its lease runs out and checked with the
+// provider before anything is sent again; nothing is charged twice.
+func TestPostgresKillOneOfThree(t *testing.T) {
+	srv := pgtest.Start(t)
+	db := srv.URL(srv.NewDB(t))
+	sb, _ := arrivalSandbox(t, func(c *aoptest.Config) { c.Latency = 100 * time.Millisecond })
+	_, csvPath := batchFiles(t)
+	rows := goodRows(1200, "D")
+	writeCSV(t, csvPath, rows)
+	args := withoutFixedWorkers(runArgs(csvPath, db, sb.URL, "--batch", "kill-1", "--rate", "200", "--lease-ttl", "2s"))
+	cmds, errs := startRuns(t, 3, args)
+	waitRecharges(t, sb, 300)
+	_ = cmds[0].Process.Signal(syscall.SIGKILL)
+	_ = cmds[0].Wait()
+	enquiriesAtKill := sb.Stats().Enquiries
+	for i, c := range cmds[1:] {
+		if err := c.Wait(); c.ProcessState.ExitCode() != 0 {
+			t.Errorf("survivor %d: exit %d (%v), want 0\n%s", i+1, c.ProcessState.ExitCode(), err, errs[i+1])
+		}
+	}
+	ledgerAgreesWithSandbox(t, sb, db, rows)
+	wantOnce(t, rows, "processed", sb.NonDuplicateAnswers)
+	if n := sb.Stats().Enquiries - enquiriesAtKill; n == 0 {
+		t.Error("no status enquiry after the kill: the dead process's rows in flight were not checked")
+	}
+	took := false
+	for _, e := range errs[1:] {
+		took = took || strings.Contains(e.String(), "stopped renewing its lease")
+	}
+	if !took {
+		t.Errorf("no survivor says it took over rows of the dead process:\n%s\n%s", errs[1], errs[2])
+	}
+}
+
+// TestChaosSeveralProcessesPostgres: rounds of three processes on one
+// batch under every fault, killed at random instants, then left to settle.
+// No referenceid is charged twice or sent again after the provider
+// recorded it, and every row ends final and agrees with the sandbox.
+func TestChaosSeveralProcessesPostgres(t *testing.T) {
+	srv := pgtest.Start(t)
+	db := srv.URL(srv.NewDB(t))
+	sb := sandbox(t, func(c *aoptest.Config) {
+		c.Seed = 11
+		c.Latency = 2 * time.Millisecond
+		c.LatencyJitter = 10 * time.Millisecond
+		c.PendingRate = 0.1
+		c.PendingDelay = 300 * time.Millisecond
+		c.PendingFailRate = 0.3
+		c.Fault5xxRate = 0.05
+		c.LostRate = 0.05
+		c.StallRate = 0.03
+		c.StallFor = 3 * time.Second
+		c.ThrottleRate = 0.03
+		c.RetryAfter = time.Second
+		c.UnknownCodeRate = 0.03
+	})
+	_, csvPath := batchFiles(t)
+	rows := goodRows(600, "X")
+	writeCSV(t, csvPath, rows)
+	args := runArgs(csvPath, db, sb.URL, "--batch", "chaos-1", "--timeout", "400ms", "--rate", "300",
+		"--resolve-timeout", "3s", "--max-attempts", "3", "--lease-ttl", "1s")
+	rng := rand.New(rand.NewPCG(11, 11))
+	kills := 0
+	for round := 0; round < 6; round++ {
+		cmds, errs := startRuns(t, 3, args)
+		done := make([]chan struct{}, len(cmds))
+		for i, c := range cmds {
+			done[i] = make(chan struct{})
+			go func() { _ = c.Wait(); close(done[i]) }()
+		}
+		for i := range cmds {
+			select {
+			case <-done[i]:
+			case <-time.After(time.Duration(100+rng.IntN(900)) * time.Millisecond):
+				_ = cmds[i].Process.Signal(syscall.SIGKILL)
+				<-done[i]
+				kills++
+			}
+			if strings.Contains(errs[i].String(), "panic:") {
+				t.Fatalf("a run crashed:\n%s", errs[i])
+			}
+		}
+	}
+	if kills < 8 {
+		t.Fatalf("only %d runs were killed mid-way: the test did not test", kills)
+	}
+	// Faults off; two processes at a time until every row is final (the
+	// killed ones' leases run out meanwhile).
+	sb.SetFaults(aoptest.Faults{})
+	final := false
+	for i := 0; i < 6 && !final; i++ {
+		cmds, errs := startRuns(t, 2, args)
+		final = true
+		for j, c := range cmds {
+			_ = c.Wait()
+			switch code := c.ProcessState.ExitCode(); code {
+			case 0, 2:
+			case 3:
+				final = false
+			default:
+				t.Fatalf("settling run exit %d\n%s", code, errs[j])
+			}
+		}
+		if !final {
+			time.Sleep(1100 * time.Millisecond)
+		}
+	}
+	if !final {
+		t.Fatal("the batch never finished after the faults stopped")
+	}
+	ledgerAgreesWithSandbox(t, sb, db, rows)
+	st := sb.Stats()
+	if f := st.Faults; f.Lost == 0 || f.Fault5xx == 0 || f.Throttle == 0 || f.UnknownCode == 0 {
+		t.Errorf("not every fault fired: %+v", f)
+	}
+	t.Logf("%d kills; %d Recharges, %d enquiries; faults %+v", kills, st.Recharges, st.Enquiries, st.Faults)
 }

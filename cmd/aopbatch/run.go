@@ -202,6 +202,11 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 	if sendErr == nil && ctx.Err() == nil {
 		sendErr = eng.Resolve(ctx, b)
 	}
+	if sendErr == nil && ctx.Err() == nil && l.Shared() {
+		// Other processes work on the batch too: stay until it is done,
+		// or until a dead one's lease has long run out.
+		sendErr = eng.Finish(ctx, b, sess.Recover, 2*f.leaseTTL+f.conn.resolveTimeout)
+	}
 	stopProgress()
 	st := eng.Stats()
 	return finish(ctx, l, b, sendErr, f.reports, f.logs, log, &st, stdout, stderr)

@@ -24,7 +24,7 @@ func (s suite) testCorrect(t *testing.T) {
 		t.Fatal(err)
 	}
 	for line, to := range map[int]ledger.State{2: ledger.StateFailed, 3: ledger.StateSuccess, 4: ledger.StateFailed} {
-		if err := w.MarkInflight(ctx, line); err != nil {
+		if err := w.MarkInflight(ctx, line, 0); err != nil {
 			t.Fatal(err)
 		}
 		if err := w.Record(ledger.Update{Line: line, To: to, Code: -1}); err != nil {

@@ -60,6 +60,7 @@ func Exercise(t *testing.T, newDB func(t *testing.T) DB) {
 		{"Copy", s.testCopy},
 		{"Correct", s.testCorrect},
 		{"Archive", s.testArchive},
+		{"Claim", s.testClaim},
 		{"WriterSuccess", s.testWriterSuccess},
 		{"WriterLogsEveryAttemptOfAGroupInOrder", s.testWriterLogsEveryAttemptOfAGroupInOrder},
 		{"WriterAttemptOnly", s.testWriterAttemptOnly},
@@ -291,10 +292,18 @@ func closeWriter(t *testing.T, w ledger.Writer) {
 	}
 }
 
+// markInflight marks a row never sent before.
 func markInflight(t *testing.T, w ledger.Writer, line int) {
 	t.Helper()
-	if err := w.MarkInflight(context.Background(), line); err != nil {
-		t.Fatalf("MarkInflight(%d): %v", line, err)
+	remark(t, w, line, 0)
+}
+
+// remark marks a row sent sends times before (an unknown row the
+// provider had no record of, sent again).
+func remark(t *testing.T, w ledger.Writer, line, sends int) {
+	t.Helper()
+	if err := w.MarkInflight(context.Background(), line, sends); err != nil {
+		t.Fatalf("MarkInflight(%d, %d): %v", line, sends, err)
 	}
 }
 

@@ -35,6 +35,7 @@ type op struct {
 	inflight bool
 	dispatch bool
 	lines    []int
+	sends    int // inflight: the row's attempts as the caller read them
 	marked   []int
 	barrier  bool
 	u        ledger.Update
@@ -69,8 +70,8 @@ func (w *writer) Dispatch(ctx context.Context, lines []int) ([]int, error) {
 }
 
 // MarkInflight implements ledger.Writer.
-func (w *writer) MarkInflight(ctx context.Context, line int) error {
-	o := &op{inflight: true, lines: []int{line}, done: make(chan error, 1)}
+func (w *writer) MarkInflight(ctx context.Context, line, sends int) error {
+	o := &op{inflight: true, lines: []int{line}, sends: sends, done: make(chan error, 1)}
 	if err := w.submitWait(ctx, o); err != nil {
 		return err
 	}
@@ -218,7 +219,7 @@ const (
 		WHERE batch = $1 AND line = ANY($2) AND state = 'queued' RETURNING line`
 	stmtMark = `UPDATE rows SET state = 'inflight', claimed_by = $3, claim = 'mark', claimed_ms = $4,
 			attempts = attempts + 1, first_sent_ms = COALESCE(first_sent_ms, $4), updated_ms = $4
-		WHERE batch = $1 AND line = $2 AND state = ANY($5) RETURNING line`
+		WHERE batch = $1 AND line = $2 AND state = ANY($5) AND attempts = $6 RETURNING line`
 	stmtMove = `UPDATE rows SET state = $1, response_code = COALESCE($2, response_code), message = $3,
 			provider_txnid = CASE WHEN $4 = '' THEN provider_txnid ELSE $4 END, updated_ms = $5,
 			attempts = attempts + CASE WHEN state = 'inflight' AND claim = 'dispatch' AND $11 THEN 1 ELSE 0 END,
@@ -296,7 +297,7 @@ func (w *writer) apply(group []*op, errs []error) error {
 			}
 		case o.inflight:
 			o.marked = o.marked[:0]
-			b.Queue(stmtMark, w.batch, o.lines[0], w.owner.ID, now, markFrom).Fn = func(br pgx.BatchResults) error {
+			b.Queue(stmtMark, w.batch, o.lines[0], w.owner.ID, now, markFrom, o.sends).Fn = func(br pgx.BatchResults) error {
 				rows, err := br.Query()
 				if err != nil {
 					return err
@@ -376,4 +377,54 @@ func nullCode32(c int) *int32 {
 	}
 	v := int32(c)
 	return &v
+}
+
+// Claim implements ledger.Claimer: FOR UPDATE SKIP LOCKED lets processes
+// claiming at the same moment each take rows the others did not, and the
+// claim commits, under the owner's session, before it returns.
+func (w *writer) Claim(ctx context.Context, n int) ([]ledger.Row, error) {
+	if err := w.sticky(); err != nil {
+		return nil, err
+	}
+	tx, err := w.s.beginHolding(ctx, w.batch, w.owner)
+	if err != nil {
+		return nil, w.failUnlessCanceled(ctx, err)
+	}
+	defer tx.Rollback(ctx)
+	rs, err := tx.Query(ctx, `UPDATE rows SET state = 'inflight', claimed_by = $3, claim = 'dispatch', claimed_ms = $4
+		WHERE batch = $1 AND line IN (SELECT line FROM rows WHERE batch = $1 AND state = 'queued'
+			ORDER BY line LIMIT $2 FOR UPDATE SKIP LOCKED)
+		RETURNING line, referenceid, operator, canumber, amount_paise, request`, w.batch, n, w.owner.ID, w.s.nowMS())
+	if err != nil {
+		return nil, w.failUnlessCanceled(ctx, err)
+	}
+	var out []ledger.Row
+	for rs.Next() {
+		r := ledger.Row{Batch: w.batch, State: ledger.StateQueued, ResponseCode: -1}
+		if err := rs.Scan(&r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request); err != nil {
+			rs.Close()
+			return nil, w.failUnlessCanceled(ctx, err)
+		}
+		out = append(out, r)
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return nil, w.failUnlessCanceled(ctx, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, w.failUnlessCanceled(ctx, err)
+	}
+	slices.SortFunc(out, func(a, b ledger.Row) int { return a.Line - b.Line })
+	return out, nil
+}
+
+var _ ledger.Claimer = (*writer)(nil)
+
+// failUnlessCanceled is fail, but for the caller's own cancellation: a
+// claim interrupted before it committed leaves the writer usable.
+func (w *writer) failUnlessCanceled(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	return w.fail(err)
 }

@@ -56,12 +56,12 @@ func crashChild(path string) {
 	w, err := l.NewWriter(ctx, b.Seq, o)
 	check("writer", err)
 	for line := 2; line <= 6; line++ {
-		check("mark", w.MarkInflight(ctx, line))
+		check("mark", w.MarkInflight(ctx, line, 0))
 	}
-	check("mark", w.MarkInflight(ctx, 7))
+	check("mark", w.MarkInflight(ctx, 7, 0))
 	check("record", w.Record(ledger.Update{Line: 7, To: ledger.StateSuccess, Code: 1, TxnID: "T7"}))
 	check("flush", w.Flush(ctx))
-	check("mark", w.MarkInflight(ctx, 8))
+	check("mark", w.MarkInflight(ctx, 8, 0))
 	syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	select {}
 }

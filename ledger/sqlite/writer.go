@@ -56,6 +56,7 @@ type op struct {
 	inflight bool
 	dispatch bool
 	lines    []int // inflight, dispatch: the rows to mark
+	sends    int   // inflight: the row's attempts as the caller read them
 	marked   []int // inflight, dispatch: the rows marked, set before done is signalled
 	barrier  bool
 	u        ledger.Update
@@ -81,11 +82,13 @@ func (l *Store) NewWriter(ctx context.Context, seq int64, o ledger.Owner) (ledge
 	w := &Writer{l: l, batch: seq, owner: o, ops: make(chan *op, 4096), done: make(chan struct{}),
 		moves: map[ledger.State]*sql.Stmt{}, movesSent: map[ledger.State]*sql.Stmt{}}
 	var err error
-	// Marks take a group's rows as one JSON array, one statement for many
-	// rows; RETURNING names the rows the transition table let through.
+	// Marks take a group's rows as one JSON array of [line, sends] pairs,
+	// one statement for many rows; RETURNING names the rows the transition
+	// table let through, among those not sent since the caller read them.
 	w.inflight, err = l.w.PrepareContext(ctx, `UPDATE rows SET state = 'inflight', attempts = attempts + 1,
 		first_sent_ms = COALESCE(first_sent_ms, ?1), updated_ms = ?1, claimed_by = ?4
-		WHERE batch = ?2 AND line IN (SELECT value FROM json_each(?3)) AND `+orList("state", ledger.From(ledger.StateInflight))+`
+		WHERE batch = ?2 AND (line, attempts) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?3))
+			AND `+orList("state", ledger.From(ledger.StateInflight))+`
 		RETURNING line`)
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
@@ -169,8 +172,8 @@ func orList(col string, states []ledger.State) string {
 // MarkInflight durably records that the row is about to be sent and returns
 // only once that is committed: a crash after this point leaves the row
 // inflight, which the next run treats as unknown, never as unsent.
-func (w *Writer) MarkInflight(ctx context.Context, line int) error {
-	o := &op{inflight: true, lines: []int{line}, done: make(chan error, 1)}
+func (w *Writer) MarkInflight(ctx context.Context, line, sends int) error {
+	o := &op{inflight: true, lines: []int{line}, sends: sends, done: make(chan error, 1)}
 	if err := w.submitWait(ctx, o); err != nil {
 		return err
 	}
@@ -518,7 +521,11 @@ func (s *segment) add(line, op int) { s.ops[line] = op }
 // ErrTransition on their op.
 func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64, group []*op, errs []error) error {
 	if len(seg.inflight) > 0 {
-		js, err := json.Marshal(seg.inflight)
+		pairs := make([][2]int, len(seg.inflight))
+		for i, line := range seg.inflight {
+			pairs[i] = [2]int{line, group[seg.ops[line]].sends}
+		}
+		js, err := json.Marshal(pairs)
 		if err != nil {
 			return err
 		}

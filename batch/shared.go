@@ -1,0 +1,55 @@
+package batch
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// sharedSlots hands out send times drawn from a provider account's rate
+// budget, which every process on a shared ledger draws from: the rate
+// belongs to the account, not to a process (SPEC section 4). It reserves
+// a block of slots at a time, about 50 ms of the rate, so the ledger sees
+// a reservation every 50 ms per process, not one per request.
+type sharedSlots struct {
+	budget  ledger.RateBudget
+	fail    func(error) // told when the ledger cannot give slots: the run stops
+	account string
+	rate    float64
+	burst   int
+	block   int
+
+	mu    sync.Mutex
+	next  time.Time
+	every time.Duration
+	left  int
+}
+
+func newSharedSlots(b ledger.RateBudget, account string, rate float64, burst int, fail func(error)) *sharedSlots {
+	block := max(1, int(math.Ceil(rate/20)))
+	return &sharedSlots{budget: b, fail: fail, account: account, rate: rate, burst: max(burst, 1), block: block}
+}
+
+// Next returns when the caller's request may go, reserving slots when the
+// block is used up. Callers take slots in turn, each its own.
+func (s *sharedSlots) Next(ctx context.Context) (time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.left == 0 {
+		first, every, err := s.budget.Reserve(ctx, s.account, s.block, s.rate, s.burst)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.fail(err)
+			}
+			return time.Time{}, err
+		}
+		s.next, s.every, s.left = first, every, s.block
+	}
+	at := s.next
+	s.next = s.next.Add(s.every)
+	s.left--
+	return at, nil
+}
