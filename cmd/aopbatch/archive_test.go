@@ -1,0 +1,104 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
+)
+
+// TestLedgerArchiveThenReport: finished batches go to a compressed archive
+// that report reads to the same report.json; the ledger keeps their
+// referenceids (a file reusing one is a conflict) and refuses to run them
+// again; a batch with rows not final stays.
+func TestLedgerArchiveThenReport(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.FailRate = 0.1 })
+	dir := t.TempDir()
+	db := filepath.Join(dir, "l.db")
+	oldCSV, openCSV := filepath.Join(dir, "old.csv"), filepath.Join(dir, "open.csv")
+	rows := goodRows(150, "OLD")
+	writeCSV(t, oldCSV, rows)
+	if p := aopbatch(t, nil, runArgs(oldCSV, db, sb.URL, "--batch", "old")...); p.code != 0 && p.code != 2 {
+		t.Fatalf("run old: exit %d\n%s", p.code, p.stderr)
+	}
+	// A batch left with rows not final: pending for an hour.
+	sb.SetFaults(aoptest.Faults{})
+	pending := sandbox(t, func(c *aoptest.Config) { c.PendingRate = 1; c.PendingDelay = time.Hour })
+	writeCSV(t, openCSV, goodRows(5, "OPEN"))
+	if p := aopbatch(t, nil, runArgs(openCSV, db, pending.URL, "--batch", "open", "--resolve-timeout", "1s")...); p.code != 3 {
+		t.Fatalf("run open: exit %d, want 3\n%s", p.code, p.stderr)
+	}
+	reportJSON := func(ledgerLoc, id string) map[string]any {
+		t.Helper()
+		out := filepath.Join(t.TempDir(), "rep")
+		if p := aopbatch(t, nil, "report", "--ledger", ledgerLoc, "--batch", id, "--format", "json", "--out", out); p.code != 0 {
+			t.Fatalf("report %s from %s: exit %d\n%s", id, ledgerLoc, p.code, p.stderr)
+		}
+		b, err := os.ReadFile(filepath.Join(out, "report.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		delete(m, "generated_at")
+		scrubAges(m)
+		return m
+	}
+	before := reportJSON(db, "old")
+	sizeBefore := fileSize(t, db)
+
+	archive := filepath.Join(dir, "2026-12.ledger.gz")
+	p := aopbatch(t, nil, "ledger", "archive", "--ledger", db, "--before", "2999-01-01", "--out", archive)
+	if p.code != 2 {
+		t.Fatalf("archive: exit %d, want 2 (one batch refused)\n%s%s", p.code, p.stdout, p.stderr)
+	}
+	if !strings.Contains(p.stderr, "open: rows not final") || !strings.Contains(p.stdout, "archived batch old") {
+		t.Errorf("archive output does not say what it did:\n%s%s", p.stdout, p.stderr)
+	}
+	if got := reportJSON(archive, "old"); !reflect.DeepEqual(got, before) {
+		gj, _ := json.MarshalIndent(got, "", " ")
+		wj, _ := json.MarshalIndent(before, "", " ")
+		t.Errorf("report.json from the archive differs:\n%s\nwant\n%s", gj, wj)
+	}
+	if after := fileSize(t, db); after >= sizeBefore {
+		t.Errorf("the ledger is %d bytes after archiving, %d before: nothing freed", after, sizeBefore)
+	}
+	// The archived batch is not run again, and its referenceids are held.
+	if p := aopbatch(t, nil, runArgs(oldCSV, db, sb.URL, "--batch", "old")...); p.code != 1 || !strings.Contains(p.stderr, "archived") {
+		t.Errorf("rerun of the archived batch: exit %d, want 1 naming the archive\n%s", p.code, p.stderr)
+	}
+	reuse := filepath.Join(dir, "reuse.csv")
+	writeCSV(t, reuse, rows[:3])
+	before3 := sb.Stats().Recharges
+	p = aopbatch(t, nil, runArgs(reuse, db, sb.URL, "--batch", "reuse")...)
+	if p.code != 2 || !strings.Contains(p.stderr, "already used by batch old") {
+		t.Errorf("a file reusing archived referenceids: exit %d, want 2 with conflicts\n%s", p.code, p.stderr)
+	}
+	if n := sb.Stats().Recharges - before3; n != 0 {
+		t.Errorf("%d Recharges for reused referenceids", n)
+	}
+	// The batch with rows not final is still whole in the ledger.
+	if p := aopbatch(t, nil, "status", "--ledger", db, "--batch", "open"); p.code != 0 || !strings.Contains(p.stdout, "pending") {
+		t.Errorf("status of the batch left: exit %d\n%s%s", p.code, p.stdout, p.stderr)
+	}
+	// An archive is never written over.
+	if p := aopbatch(t, nil, "ledger", "archive", "--ledger", db, "--before", "2999-01-01", "--out", archive); p.code != 1 {
+		t.Errorf("archive over an existing file: exit %d, want 1\n%s", p.code, p.stderr)
+	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
