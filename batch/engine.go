@@ -547,13 +547,21 @@ func (e *Engine) claimQueued(ctx context.Context, c ledger.Claimer, chunks chan<
 // the next run, so chunks are as small as throughput allows: as many as
 // may be in flight now, grown at high rates to keep dispatch commits under
 // about 50 a second, and 512 rows unlimited.
+//
+// On a ledger shared by processes a chunk is also what this process keeps
+// from the others: claimed rows wait for its workers alone. It claims no
+// more than twice what it may have in flight.
 func (e *Engine) chunk() int {
 	n := pageSize
 	if e.cfg.Rate > 0 {
 		n = min(n, int(e.cfg.Rate/50))
 	}
 	_, _, limit := e.gate.counts()
-	return max(n, min(limit, pageSize), 1)
+	n = max(n, min(limit, pageSize), 1)
+	if e.l.Shared() {
+		n = min(n, 2*max(limit, 1))
+	}
+	return n
 }
 
 // held reports whether row's operator is held in this run.

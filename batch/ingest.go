@@ -241,7 +241,7 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 
 // ingestPoll is how often a process waits to see the file recorded by
 // another process of a shared ledger.
-const ingestPoll = time.Second
+const ingestPoll = 250 * time.Millisecond
 
 // acquireOrWait takes the batch's lease. On a shared ledger, while another
 // process records the file, it waits and then joins the ready batch (or

@@ -44,6 +44,7 @@ import (
 
 	"github.com/aopbatch/aopbatch/batch/aop"
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
+	"github.com/aopbatch/aopbatch/ledger/postgres/pgtest"
 )
 
 // Sections, in the order they run and print.
@@ -63,7 +64,7 @@ const (
 )
 
 var allSections = []string{secCeiling, secEngine, secRSS, secResume, secLedger, secRate,
-	secSlow, secStep, secThrottle, secRandom429, secCap}
+	secSlow, secStep, secThrottle, secRandom429, secCap, secPostgres, secShared, secScaling}
 
 // providerSections are the sections against a realistic provider; -providers
 // runs only them.
@@ -198,6 +199,10 @@ type bench struct {
 	bin     string
 	logw    io.Writer
 	results []result
+
+	sqliteWhole float64        // the engine run's rows/s, for the PostgreSQL run's ratio
+	pg          *pgtest.Server // the PostgreSQL sections' server, started on first use
+	pgErr       error
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -300,6 +305,21 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 		}
 		if err := b.scenario(ctx, sc); err != nil {
 			return fmt.Errorf("%s: %w", sc.name, err)
+		}
+	}
+	defer func() {
+		if b.pg != nil {
+			b.pg.Stop()
+		}
+	}()
+	for _, sec := range []struct {
+		name string
+		run  func(context.Context) error
+	}{{secPostgres, b.postgresRun}, {secShared, b.sharedRun}, {secScaling, b.scalingRun}} {
+		if sel[sec.name] {
+			if err := sec.run(ctx); err != nil {
+				return fmt.Errorf("%s: %w", sec.name, err)
+			}
 		}
 	}
 
@@ -454,6 +474,7 @@ func (b *bench) engine(ctx context.Context, ceilingAfter func() (ceilingRun, err
 		return err
 	}
 	whole := float64(n) / r.wall.Seconds()
+	b.sqliteWhole = whole
 	b.add(fmt.Sprintf("aopbatch run, %d rows, whole process (ingest included)", n),
 		fmt.Sprintf("%s rows/s (%.1f s)", thousands(whole), r.wall.Seconds()))
 	send := r.sendRate()

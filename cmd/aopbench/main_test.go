@@ -54,6 +54,9 @@ func TestSmoke(t *testing.T) {
 		}
 		values[strings.TrimSpace(cells[1])] = strings.TrimSpace(cells[2])
 	}
+	if v := values["rows not charged exactly once"]; v != "0" {
+		t.Errorf("rows of the shared run not charged exactly once: %q, want 0", v)
+	}
 	for _, want := range []string{
 		"bare client: 200 Recharge POSTs",
 		"aopbatch run, 200 rows, whole process",
@@ -67,6 +70,11 @@ func TestSmoke(t *testing.T) {
 		"ledger bytes per row",
 		"resume a finished 1000-row batch",
 		"--rate 50 --burst 1, 50 rows: achieved rate",
+		"aopbatch run, 200 rows, PostgreSQL ledger, whole process (send phase)",
+		"PostgreSQL / SQLite, whole process",
+		"3 processes, one 600-row batch, 100ms latency, --rate 300: achieved together",
+		"largest 1-second window at the sandbox",
+		"3 processes over 1",
 		"--rate 50 --burst 1, 50 rows: most Recharges in any 1 s",
 		"--rate 200 --burst 1, 200 rows: achieved rate",
 		"--rate 200 --burst 1, 200 rows: most Recharges in any 1 s",

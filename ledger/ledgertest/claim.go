@@ -54,6 +54,9 @@ func (s suite) testClaim(t *testing.T) {
 				if len(rows) == 0 {
 					return
 				}
+				if len(rows) > 3 {
+					t.Errorf("Claim(3) claimed %d rows: one process would starve the others", len(rows))
+				}
 				mu.Lock()
 				for _, r := range rows {
 					if prev, dup := got[r.Line]; dup {

@@ -391,10 +391,13 @@ func (w *writer) Claim(ctx context.Context, n int) ([]ledger.Row, error) {
 		return nil, w.failUnlessCanceled(ctx, err)
 	}
 	defer tx.Rollback(ctx)
-	rs, err := tx.Query(ctx, `UPDATE rows SET state = 'inflight', claimed_by = $3, claim = 'dispatch', claimed_ms = $4
-		WHERE batch = $1 AND line IN (SELECT line FROM rows WHERE batch = $1 AND state = 'queued'
+	// The pick is a CTE, run once: as an IN subquery the planner may run
+	// it again for each row it updates, claiming far more than n.
+	rs, err := tx.Query(ctx, `WITH picked AS (SELECT line FROM rows WHERE batch = $1 AND state = 'queued'
 			ORDER BY line LIMIT $2 FOR UPDATE SKIP LOCKED)
-		RETURNING line, referenceid, operator, canumber, amount_paise, request`, w.batch, n, w.owner.ID, w.s.nowMS())
+		UPDATE rows SET state = 'inflight', claimed_by = $3, claim = 'dispatch', claimed_ms = $4
+		FROM picked WHERE rows.batch = $1 AND rows.line = picked.line
+		RETURNING rows.line, rows.referenceid, rows.operator, rows.canumber, rows.amount_paise, rows.request`, w.batch, n, w.owner.ID, w.s.nowMS())
 	if err != nil {
 		return nil, w.failUnlessCanceled(ctx, err)
 	}

@@ -77,6 +77,24 @@ func Start(t testing.TB) *Server {
 	return shared
 }
 
+// Launch starts a server of its own, outside a test (the benchmarks):
+// the caller stops it.
+func Launch() (*Server, error) { return start() }
+
+// CreateDB creates an empty database and returns its name.
+func (s *Server) CreateDB(ctx context.Context) (string, error) {
+	name := fmt.Sprintf("b%d_%d", os.Getpid(), s.dbs.Add(1))
+	conn, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE template0"); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
 // Password is the superuser's password.
 func (s *Server) Password() string { return s.password }
 
