@@ -317,7 +317,7 @@ func (s suite) testWriterConcurrent(t *testing.T) {
 				}
 				if line%97 == 0 {
 					if err := w.Flush(ctx); err != nil {
-						fail(fmt.Errorf("Flush: %w", err))
+						fail(fmt.Errorf("flush: %w", err))
 					}
 				}
 			}

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -19,18 +18,6 @@ import (
 )
 
 const testTTL = time.Minute
-
-// clock is a settable clock for Options.Now, safe for concurrent use.
-type clock struct{ ms atomic.Int64 }
-
-func newClock() *clock {
-	c := &clock{}
-	c.ms.Store(time.Date(2025, 3, 14, 9, 26, 53, 0, time.UTC).UnixMilli())
-	return c
-}
-
-func (c *clock) now() time.Time          { return time.UnixMilli(c.ms.Load()) }
-func (c *clock) advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
 
 // openLedger opens a fresh ledger in a temporary directory.
 func openLedger(t *testing.T, o Options) *Store {
@@ -178,15 +165,6 @@ func getRow(t *testing.T, l *Store, seq int64, line int) ledger.Row {
 		t.Fatalf("Row(%d): %v", line, err)
 	}
 	return r
-}
-
-func counts(t *testing.T, l *Store, seq int64) ledger.Counts {
-	t.Helper()
-	c, err := l.Counts(context.Background(), seq)
-	if err != nil {
-		t.Fatalf("Counts: %v", err)
-	}
-	return c
 }
 
 // deadPID returns the pid of a child process that has exited and been
