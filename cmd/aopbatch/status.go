@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
@@ -57,6 +56,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Paise      int64                `json:"amount_paise"`
 		States     map[string]stateJSON `json:"states"`
 		ExitCode   int                  `json:"exit_code"`
+		Archived   string               `json:"archived,omitempty"`
 	}
 	now := time.Now()
 	var out []batchJSON
@@ -67,7 +67,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return start(err)
 		}
 		counts = append(counts, c)
-		bj := batchJSON{Batch: b.ID, Source: b.Source, Created: b.Created.UTC().Format(time.RFC3339),
+		bj := batchJSON{Batch: b.ID, Source: b.Source, Created: b.Created.UTC().Format(time.RFC3339), Archived: b.Archived,
 			AgeSeconds: int64(now.Sub(b.Created).Seconds()), Ready: b.Ready,
 			Total: c.Total().Rows, Paise: c.Total().Paise, States: map[string]stateJSON{}, ExitCode: outcome(c)}
 		for _, s := range ledger.States {
@@ -96,7 +96,12 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// A batch's share of the file, estimated from its share of the rows
 	// (each row and its attempts take about the same room): what keeping
 	// it costs, and what archiving it would free.
-	size, allRows := ledgerBytes(l.Location()), int64(0)
+	size, allRows := int64(0), int64(0)
+	if sz, ok := l.(interface {
+		Size(context.Context) (int64, error)
+	}); ok {
+		size, _ = sz.Size(ctx)
+	}
 	for _, bj := range out {
 		allRows += bj.Total
 	}
@@ -114,7 +119,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if allRows > 0 {
 			est = size * bj.Total / allRows
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t~%s\t%d\t%d\t%d\t%s\n", bj.Batch, bj.Source, bj.Created, age(time.Duration(bj.AgeSeconds)*time.Second),
+		id := bj.Batch
+		if bj.Archived != "" {
+			id += " (archived)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t~%s\t%d\t%d\t%d\t%s\n", id, bj.Source, bj.Created, age(time.Duration(bj.AgeSeconds)*time.Second),
 			bj.Total, batch.FormatRupees(bj.Paise), humanBytes(est),
 			bj.States["success"].Rows, bj.States["failed"].Rows+bj.States["refunded"].Rows, unsettled,
 			batch.FormatRupees(bj.States["success"].Paise))
@@ -134,17 +143,6 @@ func age(d time.Duration) string {
 		return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
 	}
 	return fmt.Sprintf("%dd", int(d.Hours())/24)
-}
-
-// ledgerBytes is the room the ledger takes on disk: the file and its WAL.
-func ledgerBytes(path string) int64 {
-	var n int64
-	for _, p := range []string{path, path + "-wal"} {
-		if fi, err := os.Stat(p); err == nil {
-			n += fi.Size()
-		}
-	}
-	return n
 }
 
 // humanBytes renders a size in B, KB, MB or GB (powers of 1024).

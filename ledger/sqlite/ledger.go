@@ -182,3 +182,14 @@ func (l *Store) migrate(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Size is the room the ledger takes on disk: the file and its WAL.
+func (l *Store) Size(context.Context) (int64, error) {
+	var n int64
+	for _, p := range []string{l.path, l.path + "-wal"} {
+		if fi, err := os.Stat(p); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n, nil
+}
