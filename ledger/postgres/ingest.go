@@ -238,7 +238,7 @@ func (in *ingest) explainTaken(ctx context.Context, rows []ledger.IngestRow, tak
 		msg := fmt.Sprintf("referenceid already used by batch %s line %d", h.id, h.line)
 		var drift []string
 		if h.amount != r.AmountPaise {
-			drift = append(drift, fmt.Sprintf("amount %s there, %s here", rupees(h.amount), rupees(r.AmountPaise)))
+			drift = append(drift, fmt.Sprintf("amount %s there, %s here", ledger.FormatRupees(h.amount), ledger.FormatRupees(r.AmountPaise)))
 		}
 		if h.ca != r.CANumber {
 			drift = append(drift, "canumber differs")
@@ -334,12 +334,4 @@ func (in *ingest) release() {
 		in.conn.Release()
 		in.conn = nil
 	}
-}
-
-func rupees(p int64) string {
-	sign := ""
-	if p < 0 {
-		sign, p = "-", -p
-	}
-	return fmt.Sprintf("%s%d.%02d", sign, p/100, p%100)
 }

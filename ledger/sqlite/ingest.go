@@ -214,7 +214,7 @@ func (in *Ingest) add(ctx context.Context, r ledger.IngestRow, taken bool) (ledg
 			msg = fmt.Sprintf("referenceid already used by batch %s line %d", otherID, otherLine)
 			var drift []string
 			if otherAmount != r.AmountPaise {
-				drift = append(drift, fmt.Sprintf("amount %s there, %s here", rupees(otherAmount), rupees(r.AmountPaise)))
+				drift = append(drift, fmt.Sprintf("amount %s there, %s here", ledger.FormatRupees(otherAmount), ledger.FormatRupees(r.AmountPaise)))
 			}
 			if otherCA != r.CANumber {
 				drift = append(drift, "canumber differs")
@@ -292,12 +292,4 @@ func (in *Ingest) Abort(ctx context.Context) error {
 		in.tx = nil
 	}
 	return in.l.DeleteBatch(ctx, in.batch.Seq, in.owner)
-}
-
-func rupees(p int64) string {
-	sign := ""
-	if p < 0 {
-		sign, p = "-", -p
-	}
-	return fmt.Sprintf("%s%d.%02d", sign, p/100, p%100)
 }

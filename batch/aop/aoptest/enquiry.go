@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/aopbatch/aopbatch/ledger"
 )
 
 // statusWire is the RechargeStatus body.
@@ -85,9 +87,9 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 		TxnID:        s.txnID(snap.ref),
 		OperatorName: operatorName(snap.operator),
 		CANumber:     snap.canumber,
-		Amount:       formatRupees(snap.amount),
-		Comm:         formatRupees(comm),
-		TDS:          formatRupees(comm * 5 / 100),
+		Amount:       ledger.FormatRupees(snap.amount),
+		Comm:         ledger.FormatRupees(comm),
+		TDS:          ledger.FormatRupees(comm * 5 / 100),
 		Status:       statusText(snap.status),
 		RefID:        snap.ref,
 		DateAdded:    timeText(snap.created),
@@ -191,7 +193,7 @@ func (s *Server) serveFetch(w http.ResponseWriter, r *http.Request) {
 	}
 	h := hashOf(0, req.CANumber, 0, "bill")
 	paise := int64(100+h%4900)*100 + int64(h>>20)%100
-	amount := formatRupees(paise)
+	amount := ledger.FormatRupees(paise)
 	due := s.cfg.Now().UTC().AddDate(0, 0, 7+int(h>>40)%21).Format(time.DateOnly)
 	name := cannedNames[int(h>>50)%len(cannedNames)]
 	s.replyValue(w, r, http.StatusOK, 1, fetchAnswer{
@@ -273,7 +275,7 @@ func (s *Server) serveStatement(w http.ResponseWriter, r *http.Request) {
 		if e.status == statusSuccess {
 			opid = s.operatorRef(e.ref)
 		}
-		_ = cw.Write([]string{e.ref, s.txnID(e.ref), formatRupees(e.amount), statusText(e.status), refunded, opid, timeText(e.created)})
+		_ = cw.Write([]string{e.ref, s.txnID(e.ref), ledger.FormatRupees(e.amount), statusText(e.status), refunded, opid, timeText(e.created)})
 	}
 	cw.Flush()
 	if s.delay(r) {

@@ -93,18 +93,3 @@ func parsePaise(s string) (int64, error) {
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
-
-// formatRupees renders paise as rupees with two decimals: 1050 -> "10.50".
-func formatRupees(paise int64) string {
-	sign := ""
-	if paise < 0 {
-		sign = "-"
-		paise = -paise
-	}
-	frac := paise % 100
-	f := strconv.FormatInt(frac, 10)
-	if frac < 10 {
-		f = "0" + f
-	}
-	return sign + strconv.FormatInt(paise/100, 10) + "." + f
-}

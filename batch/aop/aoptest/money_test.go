@@ -5,6 +5,8 @@ import (
 	"math/big"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/aopbatch/aopbatch/ledger"
 )
 
 func TestParsePaise(t *testing.T) {
@@ -48,8 +50,8 @@ func TestParsePaise(t *testing.T) {
 
 func TestFormatRupees(t *testing.T) {
 	for paise, want := range map[int64]string{0: "0.00", 5: "0.05", 1000: "10.00", 1050: "10.50", -1025: "-10.25"} {
-		if got := formatRupees(paise); got != want {
-			t.Errorf("formatRupees(%d) = %q, want %q", paise, got, want)
+		if got := ledger.FormatRupees(paise); got != want {
+			t.Errorf("ledger.FormatRupees(%d) = %q, want %q", paise, got, want)
 		}
 	}
 }
@@ -72,7 +74,7 @@ func FuzzParsePaise(f *testing.F) {
 		if want := big.NewRat(p, 100); r.Cmp(want) != 0 {
 			t.Fatalf("parsePaise(%q) = %d paise, want %s rupees", s, p, r.FloatString(4))
 		}
-		if back, err := parsePaise(formatRupees(p)); err != nil || back != p {
+		if back, err := parsePaise(ledger.FormatRupees(p)); err != nil || back != p {
 			t.Fatalf("round trip of %d: %d, %v", p, back, err)
 		}
 	})

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/aopbatch/aopbatch/ledger"
 )
 
 // rechargeWire is the Recharge body as SPEC section 1 shows it. operator and
@@ -272,7 +274,7 @@ func (s *Server) answerRecorded(w http.ResponseWriter, r *http.Request, ref stri
 		b = append(b, s.operatorRef(ref)...)
 	}
 	b = append(b, `","amount":"`...)
-	b = append(b, formatRupees(amount)...)
+	b = append(b, ledger.FormatRupees(amount)...)
 	b = append(b, `","status":"`...)
 	b = append(b, status)
 	b = append(b, `"}}`...)
