@@ -20,8 +20,19 @@ type CopyResult struct {
 // CopiedBatch is one batch Copy moved, with the tallies both ledgers agree on.
 type CopiedBatch struct {
 	ID       string
+	Archived string // the batch's archive, when it was archived in the source
 	Counts   Counts
 	Attempts int64
+}
+
+// CopyOptions tune Copy.
+type CopyOptions struct {
+	// IDs picks the batches; nil copies every batch.
+	IDs []string
+	// Hold, when not nil, keeps runs out of a source batch while it is
+	// copied (its lease), and returns how to let them back in. Archived
+	// batches, which nothing changes, are not held.
+	Hold func(ctx context.Context, b Batch) (release func(), err error)
 }
 
 // copyChunk is how many rows or attempts go to the destination at once.
@@ -29,26 +40,25 @@ const copyChunk = 2048
 
 // Copy moves batches from one ledger to another, losslessly: every row
 // with its state, amounts, messages, times and provider ids, and every
-// logged attempt. ids picks the batches (nil: all). Only ready batches
-// with nothing in flight are copied: a batch being run is settled first.
-// After each batch it checks that both ledgers hold the same counts and
-// sums by state and the same number of attempts, and it stops at the first
-// that differs; a batch half copied is removed from the destination.
-func Copy(ctx context.Context, from Reader, to Store, ids []string) (CopyResult, error) {
+// logged attempt. An archived batch goes as what is left of it (its rows'
+// states, amounts and referenceids, which stay held in the destination,
+// and its content hash, which keeps its file from being paid again), with
+// the name of its archive. Only ready batches with nothing in flight are
+// copied. Before a batch is made ready in the destination, both ledgers'
+// counts and sums by state and attempt counts are compared, and the
+// source's again with what it held when the copy began; a batch that
+// differs is removed from the destination and Copy stops
+// (ErrCopyMismatch, ErrChanged).
+func Copy(ctx context.Context, from Reader, to Store, o CopyOptions) (CopyResult, error) {
 	var res CopyResult
 	all, err := from.Batches(ctx)
 	if err != nil {
 		return res, err
 	}
-	var pick []Batch
-	if ids == nil {
-		for _, b := range all {
-			if b.Archived == "" { // what is left of it here is not the batch
-				pick = append(pick, b)
-			}
-		}
-	} else {
-		for _, id := range ids {
+	pick := all
+	if o.IDs != nil {
+		pick = nil
+		for _, id := range o.IDs {
 			i := slices.IndexFunc(all, func(b Batch) bool { return b.ID == id })
 			if i < 0 {
 				return res, fmt.Errorf("batch %q: %w", id, ErrNoBatch)
@@ -57,7 +67,7 @@ func Copy(ctx context.Context, from Reader, to Store, ids []string) (CopyResult,
 		}
 	}
 	for _, b := range pick {
-		cb, err := copyBatch(ctx, from, to, b)
+		cb, err := copyHeld(ctx, from, to, b, o.Hold)
 		if err != nil {
 			return res, err
 		}
@@ -70,13 +80,22 @@ func Copy(ctx context.Context, from Reader, to Store, ids []string) (CopyResult,
 	return res, nil
 }
 
-func copyBatch(ctx context.Context, from Reader, to Store, b Batch) (CopiedBatch, error) {
-	cb := CopiedBatch{ID: b.ID}
+// copyHeld copies b while holding it, when there is a way to.
+func copyHeld(ctx context.Context, from Reader, to Store, b Batch, hold func(context.Context, Batch) (func(), error)) (CopiedBatch, error) {
+	if hold != nil && b.Archived == "" {
+		release, err := hold(ctx, b)
+		if err != nil {
+			return CopiedBatch{ID: b.ID}, err
+		}
+		defer release()
+	}
+	return copyBatch(ctx, from, to, b)
+}
+
+func copyBatch(ctx context.Context, from Reader, to Store, b Batch) (cb CopiedBatch, err error) {
+	cb = CopiedBatch{ID: b.ID, Archived: b.Archived}
 	if !b.Ready {
 		return cb, fmt.Errorf("batch %s was never fully recorded: run its file again, or leave it out", b.ID)
-	}
-	if b.Archived != "" {
-		return cb, fmt.Errorf("batch %s (in %s): %w: copy it from there", b.ID, b.Archived, ErrBatchArchived)
 	}
 	want, err := from.Counts(ctx, b.Seq)
 	if err != nil {
@@ -89,10 +108,12 @@ func copyBatch(ctx context.Context, from Reader, to Store, b Batch) (CopiedBatch
 	if err != nil {
 		return cb, err
 	}
-	ok := false
+	done := false
 	defer func() {
-		if !ok {
-			_ = im.Abort(context.WithoutCancel(ctx))
+		if !done {
+			if aerr := im.Abort(context.WithoutCancel(ctx)); aerr != nil {
+				err = errors.Join(err, fmt.Errorf("remove the half-copied batch %s: %w", b.ID, aerr))
+			}
 		}
 	}()
 	rows := make([]Row, 0, copyChunk)
@@ -106,6 +127,8 @@ func copyBatch(ctx context.Context, from Reader, to Store, b Batch) (CopiedBatch
 	}
 	if err := from.EachRow(ctx, b.Seq, func(r *Row) error {
 		row := *r
+		// An archived row's empty body stays a body: it keeps the
+		// referenceid held.
 		row.Request = bytes.Clone(r.Request)
 		row.Raw = slices.Clone(r.Raw)
 		if rows = append(rows, row); len(rows) == copyChunk {
@@ -136,11 +159,8 @@ func copyBatch(ctx context.Context, from Reader, to Store, b Batch) (CopiedBatch
 			return cb, err
 		}
 	}
-	if err := im.Finish(ctx); err != nil {
-		return cb, err
-	}
-	ok = true
-	// Check what the destination now holds against what was read.
+	// Check before the batch is ready in the destination: a copy that
+	// differs is removed, never left where a run could send from it.
 	nb, err := to.Batch(ctx, b.ID)
 	if err != nil {
 		return cb, err
@@ -153,10 +173,21 @@ func copyBatch(ctx context.Context, from Reader, to Store, b Batch) (CopiedBatch
 	if err := to.EachAttempt(ctx, nb.Seq, func(*AttemptRow) error { gotAttempts++; return nil }); err != nil {
 		return cb, err
 	}
-	if !maps.Equal(got, want) || gotAttempts != nAttempts || nb.RowsTotal != b.RowsTotal {
-		return cb, fmt.Errorf("batch %s copied but the ledgers disagree: %v and %d attempts there, %v and %d here: %w",
+	if !maps.Equal(got, want) || gotAttempts != nAttempts {
+		return cb, fmt.Errorf("batch %s: %v and %d attempts there, %v and %d here: %w",
 			b.ID, want, nAttempts, got, gotAttempts, ErrCopyMismatch)
 	}
+	now, err := from.Counts(ctx, b.Seq)
+	if err != nil {
+		return cb, err
+	}
+	if !maps.Equal(now, want) {
+		return cb, fmt.Errorf("batch %s: %v when the copy began, %v now: %w", b.ID, want, now, ErrChanged)
+	}
+	if err := im.Finish(ctx); err != nil {
+		return cb, err
+	}
+	done = true
 	cb.Counts, cb.Attempts = got, gotAttempts
 	return cb, nil
 }

@@ -108,9 +108,12 @@ type Store interface {
 	// archive: its attempts, request bodies and cells go, its rows' states,
 	// amounts and referenceids stay (a file that reuses a referenceid is
 	// still a conflict), and the batch names the archive. o must hold the
-	// batch's lease; a batch with a row not final is refused (ErrNotFinal).
-	// Acquire then refuses the batch with ErrBatchArchived.
-	Archive(ctx context.Context, seq int64, o Owner, archive string) error
+	// batch's lease, and no other process may be at the batch
+	// (ErrBatchLocked); a batch with a row not final is refused
+	// (ErrNotFinal), and so is one whose counts and sums by state are no
+	// longer want, what the archive holds (ErrChanged). Acquire and
+	// Correct then refuse the batch with ErrBatchArchived.
+	Archive(ctx context.Context, seq int64, o Owner, archive string, want Counts) error
 
 	// ImportBatch starts copying batch b, read from another ledger, into
 	// this one: every row and attempt as it was there. An id this ledger

@@ -26,6 +26,9 @@ var (
 	// ErrBatchArchived means the batch was moved to an archive: it is
 	// read there, and nothing of it is sent again.
 	ErrBatchArchived = errors.New("batch was archived")
+	// ErrChanged means a batch changed while it was being copied or
+	// archived: what was written elsewhere is not what the ledger holds.
+	ErrChanged = errors.New("batch changed while it was copied")
 	// ErrNotFinal means a batch still has rows that are not final.
 	ErrNotFinal = errors.New("batch has rows that are not final")
 	// ErrBatchExists means a batch id is already in the ledger.

@@ -50,9 +50,53 @@ type archiveStore struct {
 
 func (a *archiveStore) Location() string { return a.path }
 
-// Acquire refuses: an archive is read, never run.
+// readOnly is what every write to an archive answers: it is read, never
+// run or written (its decompressed copy is thrown away at Close).
+func (a *archiveStore) readOnly() error {
+	return fmt.Errorf("%s is an archive made by aopbatch ledger archive: read it with status, report or export, or copy a batch back with aopbatch ledger copy", a.path)
+}
+
 func (a *archiveStore) Acquire(context.Context, ledger.NewBatch, ledger.Owner, time.Duration) (ledger.Batch, error) {
-	return ledger.Batch{}, fmt.Errorf("%s is an archive made by aopbatch ledger archive: read it with status, report or export, or copy a batch back with aopbatch ledger copy", a.path)
+	return ledger.Batch{}, a.readOnly()
+}
+
+func (a *archiveStore) BeginIngest(context.Context, ledger.Batch, ledger.Owner, time.Duration) (ledger.Ingest, error) {
+	return nil, a.readOnly()
+}
+
+func (a *archiveStore) ClearRows(context.Context, int64, ledger.Owner) error { return a.readOnly() }
+
+func (a *archiveStore) RecoverInflight(context.Context, int64, ledger.Owner) (int64, error) {
+	return 0, a.readOnly()
+}
+
+func (a *archiveStore) Move(context.Context, int64, ledger.Owner, ledger.State, ledger.State, int64, string) (int64, error) {
+	return 0, a.readOnly()
+}
+
+func (a *archiveStore) NewWriter(context.Context, int64, ledger.Owner) (ledger.Writer, error) {
+	return nil, a.readOnly()
+}
+
+func (a *archiveStore) Correct(context.Context, int64, ledger.Owner, ledger.Correction) error {
+	return a.readOnly()
+}
+
+func (a *archiveStore) Archive(context.Context, int64, ledger.Owner, string, ledger.Counts) error {
+	return a.readOnly()
+}
+
+func (a *archiveStore) ImportBatch(context.Context, ledger.Batch) (ledger.BatchImport, error) {
+	return nil, a.readOnly()
+}
+
+// Size is the archive's own size, compressed.
+func (a *archiveStore) Size(context.Context) (int64, error) {
+	fi, err := os.Stat(a.path)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
 }
 
 func (a *archiveStore) Close() error {
@@ -147,6 +191,9 @@ func runLedgerArchive(ctx context.Context, args []string, stdout, stderr io.Writ
 			return start(fmt.Errorf("ledger archive: --before %q is not a date (YYYY-MM-DD or RFC 3339)", before))
 		}
 	}
+	if isArchive(*ledgerPath) {
+		return start(fmt.Errorf("ledger archive: %s is already an archive: name the ledger its batches are in", *ledgerPath))
+	}
 	abs, err := filepath.Abs(out)
 	if err != nil {
 		return start(err)
@@ -233,7 +280,7 @@ func runLedgerArchive(ctx context.Context, args []string, stdout, stderr io.Writ
 	for i, b := range take {
 		ids[i] = b.ID
 	}
-	res, err := ledger.Copy(ctx, l, dst, ids)
+	res, err := ledger.Copy(ctx, l, dst, ledger.CopyOptions{IDs: ids})
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
@@ -247,6 +294,17 @@ func runLedgerArchive(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err := verifyArchive(ctx, gz, want); err != nil {
 		return start(fmt.Errorf("ledger archive: %w; nothing was archived", err))
 	}
+	// The ledger still as it was copied (a reconcile may have corrected a
+	// row meanwhile on a shared ledger): else archive nothing.
+	for _, b := range take {
+		c, err := l.Counts(ctx, b.Seq)
+		if err != nil {
+			return start(err)
+		}
+		if !maps.Equal(c, want[b.ID]) {
+			return start(fmt.Errorf("ledger archive: batch %s changed while it was copied: %w; nothing was archived, run the command again", b.ID, ledger.ErrChanged))
+		}
+	}
 	if err := os.Link(gz, abs); err != nil { // never over a file that appeared meanwhile
 		return start(fmt.Errorf("ledger archive: %w; nothing was archived", err))
 	}
@@ -256,9 +314,12 @@ func runLedgerArchive(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 
 	// Only now, with the archive safe, empty the batches here.
+	// The store checks again, with the batch locked, that it is as the
+	// archive holds it and that no other process is at it.
 	for _, b := range take {
-		if err := l.Archive(ctx, b.Seq, owner, abs); err != nil {
-			return &exitError{code: exitIncomplete, err: fmt.Errorf("ledger archive: %s is written, but batch %s was not emptied here: %w; run the same command with a new --out to finish", abs, b.ID, err)}
+		if err := l.Archive(ctx, b.Seq, owner, abs, want[b.ID]); err != nil {
+			return &exitError{code: exitIncomplete, err: fmt.Errorf("ledger archive: %s is written, but batch %s was not emptied here and stays whole in the ledger "+
+				"(its copy in %s is not to be used): %w; run the command again with a new --out for it", abs, b.ID, abs, err)}
 		}
 	}
 	if v, ok := l.(interface{ Vacuum(context.Context) error }); ok {

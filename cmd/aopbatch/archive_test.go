@@ -102,3 +102,45 @@ func fileSize(t *testing.T, path string) int64 {
 	}
 	return fi.Size()
 }
+
+// An archive is read, never written: ledger copy into one is refused, and
+// so is a run or a reconcile from one.
+func TestArchiveIsReadOnly(t *testing.T) {
+	sb := sandbox(t, nil)
+	dir := t.TempDir()
+	db, csvPath, archive := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv"), filepath.Join(dir, "a.ledger.gz")
+	writeCSV(t, csvPath, goodRows(20, "RO"))
+	if p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--batch", "one")...); p.code != 0 {
+		t.Fatalf("run: exit %d\n%s", p.code, p.stderr)
+	}
+	if p := aopbatch(t, nil, "ledger", "archive", "--ledger", db, "--before", "2999-01-01", "--out", archive); p.code != 0 {
+		t.Fatalf("archive: exit %d\n%s", p.code, p.stderr)
+	}
+	other := filepath.Join(dir, "other.db")
+	writeCSV(t, csvPath, goodRows(5, "RX"))
+	if p := aopbatch(t, nil, runArgs(csvPath, other, sb.URL, "--batch", "two")...); p.code != 0 {
+		t.Fatalf("run two: exit %d\n%s", p.code, p.stderr)
+	}
+	sum := func() string {
+		b, err := os.ReadFile(archive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	before := sum()
+	p := aopbatch(t, nil, "ledger", "copy", "--from", other, "--to", archive)
+	if p.code != 1 || !strings.Contains(p.stderr, "is an archive") {
+		t.Errorf("ledger copy into an archive: exit %d, want 1 naming it an archive\n%s%s", p.code, p.stdout, p.stderr)
+	}
+	if sum() != before {
+		t.Error("the archive changed")
+	}
+	if p := aopbatch(t, nil, runArgs(csvPath, archive, sb.URL, "--batch", "three")...); p.code != 1 || !strings.Contains(p.stderr, "is an archive") {
+		t.Errorf("run on an archive: exit %d, want 1\n%s", p.code, p.stderr)
+	}
+	// The batch's emptied rows in the ledger are not reported as if whole.
+	if p := aopbatch(t, nil, "report", "--ledger", db, "--batch", "one", "--out", filepath.Join(dir, "rep")); p.code != 1 || !strings.Contains(p.stderr, archive) {
+		t.Errorf("report of an archived batch from the ledger: exit %d, want 1 naming the archive\n%s", p.code, p.stderr)
+	}
+}

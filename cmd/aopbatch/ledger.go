@@ -36,6 +36,9 @@ func openLedger(ctx context.Context, location string, o ledgerOptions) (ledger.S
 		}
 	}
 	if isArchive(location) {
+		if o.create {
+			return nil, fmt.Errorf("%s is an archive made by aopbatch ledger archive: it is read, never written; name a ledger (a new SQLite file, or a postgres:// URL)", location)
+		}
 		return openArchive(ctx, location)
 	}
 	l, err := sqlite.Open(ctx, location, sqlite.Options{Synchronous: o.synchronous})

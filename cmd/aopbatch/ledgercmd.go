@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/aopbatch/aopbatch/ledger"
 )
@@ -16,7 +17,7 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stderr, "usage: aopbatch ledger copy --from LEDGER --to LEDGER [--batch ID]")
 		fmt.Fprintln(stderr, "       aopbatch ledger archive --before DATE --out FILE [--ledger LEDGER]")
 		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "  copy     move batches between ledgers (a SQLite file, a postgres:// URL), checked by counts and sums")
+		fmt.Fprintln(stderr, "  copy     copy batches between ledgers (a SQLite file, a postgres:// URL), checked by counts and sums")
 		fmt.Fprintln(stderr, "  archive  move finished batches to a compressed file that report, status and export read")
 		if len(args) == 0 {
 			return &exitError{code: exitStart}
@@ -67,24 +68,43 @@ func runLedgerCopy(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if src.Location() == dst.Location() {
 		return start(fmt.Errorf("ledger copy: --from and --to are the same ledger (%s)", src.Location()))
 	}
-	var ids []string
+	o := ledger.CopyOptions{}
 	if len(batches) > 0 {
-		ids = batches
+		o.IDs = batches
 	}
-	res, err := ledger.Copy(ctx, src, dst, ids)
+	if !isArchive(from) {
+		// Each batch's lease while it is copied: no run of it changes what
+		// is being read (on a shared ledger, one that does is found by the
+		// counts compared at the end).
+		owner := ledger.NewOwner(newRunID())
+		o.Hold = func(ctx context.Context, b ledger.Batch) (func(), error) {
+			if _, err := src.Acquire(ctx, ledger.NewBatch{ID: b.ID}, owner, 10*time.Minute); err != nil {
+				return nil, err
+			}
+			return func() { _ = src.Release(context.WithoutCancel(ctx), b.ID, owner) }, nil
+		}
+	}
+	res, err := ledger.Copy(ctx, src, dst, o)
 	for _, b := range res.Batches {
 		t := b.Counts.Total()
-		fmt.Fprintf(stdout, "copied batch %s: %d rows, %s, %d attempts\n", b.ID, t.Rows, ledger.FormatRupees(t.Paise), b.Attempts)
+		note := ""
+		if b.Archived != "" {
+			note = " (archived in " + b.Archived + ": its referenceids stay held)"
+		}
+		fmt.Fprintf(stdout, "copied batch %s: %d rows, %s, %d attempts%s\n", b.ID, t.Rows, ledger.FormatRupees(t.Paise), b.Attempts, note)
 	}
 	if err != nil {
 		switch {
 		case errors.Is(err, ledger.ErrBatchExists):
 			err = fmt.Errorf("%w in %s: copy the others with --batch, or remove it there first", err, dst.Location())
-		case errors.Is(err, ledger.ErrCopyMismatch):
-			err = fmt.Errorf("%w: the copy is not to be trusted; the source %s is untouched", err, src.Location())
+		case errors.Is(err, ledger.ErrCopyMismatch), errors.Is(err, ledger.ErrChanged):
+			err = fmt.Errorf("%w: that batch was not copied (nothing of it is left in %s); the source %s is untouched", err, dst.Location(), src.Location())
+		case errors.Is(err, ledger.ErrBatchLocked):
+			err = fmt.Errorf("%w: copy it when that run is done", err)
 		}
 		return start(fmt.Errorf("ledger copy: %w", err))
 	}
+	fmt.Fprintf(stdout, "note: the batches are now in both ledgers; run each from one of them only (the provider's referenceids keep a mistake from paying twice)\n")
 	fmt.Fprintf(stdout, "copied %d batches from %s to %s: %d rows, %s, %d attempts; counts and sums by state agree in both ledgers\n",
 		len(res.Batches), src.Location(), dst.Location(), res.Rows, ledger.FormatRupees(res.Paise), res.Attempts)
 	return nil

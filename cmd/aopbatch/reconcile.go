@@ -80,6 +80,9 @@ statement error.
 	if err != nil {
 		return start(err)
 	}
+	if isArchive(*ledgerPath) {
+		return start(fmt.Errorf("%s is an archive made by aopbatch ledger archive: nothing in it is corrected; reconcile against the ledger its batches came from, or read it with aopbatch report", *ledgerPath))
+	}
 	l, err := openLedgerFile(ctx, *ledgerPath)
 	if err != nil {
 		return start(err)
@@ -131,6 +134,9 @@ func coveredBatches(ctx context.Context, l ledger.Store, st *reports.Statement, 
 		if err != nil {
 			return nil, err
 		}
+		if b.Archived != "" {
+			return nil, fmt.Errorf("batch %s was archived to %s: nothing of it is corrected any more; its report comes from there", b.ID, b.Archived)
+		}
 		return []ledger.Batch{b}, nil
 	}
 	all, err := l.Batches(ctx)
@@ -141,7 +147,9 @@ func coveredBatches(ctx context.Context, l ledger.Store, st *reports.Statement, 
 	errFound := errors.New("covered")
 	var out []ledger.Batch
 	for _, b := range all {
-		if !b.Ready {
+		// An archived batch is finished and kept elsewhere: a statement
+		// naming its rows is for a person to read against the archive.
+		if !b.Ready || b.Archived != "" {
 			continue
 		}
 		err := l.EachRow(ctx, b.Seq, func(r *ledger.Row) error {

@@ -194,6 +194,13 @@ func openExisting(ctx context.Context, path, batchID string) (ledger.Store, ledg
 		l.Close()
 		return nil, ledger.Batch{}, err
 	}
+	if b.Archived != "" {
+		// What is left of it here is its rows' states and amounts, not
+		// the batch: reports and exports come from the archive.
+		l.Close()
+		return nil, ledger.Batch{}, fmt.Errorf("batch %s was archived to %s: read it there, e.g. aopbatch report --ledger %s --batch %s",
+			b.ID, b.Archived, b.Archived, b.ID)
+	}
 	return l, b, nil
 }
 

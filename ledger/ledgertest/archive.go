@@ -3,6 +3,7 @@ package ledgertest
 import (
 	"context"
 	"errors"
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -26,17 +27,37 @@ func (s suite) testArchive(t *testing.T) {
 		record(t, w, ledger.Update{Line: line, To: to, Code: 1, Attempt: &ledger.Attempt{Kind: "recharge", Code: 1, Class: string(to)}})
 	}
 	flush(t, w)
-	if err := l.Archive(ctx, b.Seq, testOwner, "old.ledger.gz"); !errors.Is(err, ledger.ErrNotFinal) {
+	if err := l.Archive(ctx, b.Seq, testOwner, "old.ledger.gz", counts(t, l, b.Seq)); !errors.Is(err, ledger.ErrNotFinal) {
 		t.Fatalf("Archive with a row pending: %v, want ErrNotFinal", err)
 	}
 	record(t, w, ledger.Update{Line: 5, To: ledger.StateSuccess, Code: -1})
 	closeWriter(t, w)
 	before := counts(t, l, b.Seq)
-	if err := l.Archive(ctx, b.Seq, ledger.NewOwner("stranger"), "old.ledger.gz"); !errors.Is(err, ledger.ErrLeaseLost) {
+	if err := l.Archive(ctx, b.Seq, ledger.NewOwner("stranger"), "old.ledger.gz", before); !errors.Is(err, ledger.ErrLeaseLost) {
 		t.Errorf("Archive without the lease: %v, want ErrLeaseLost", err)
 	}
-	if err := l.Archive(ctx, b.Seq, testOwner, "old.ledger.gz"); err != nil {
+	// What the archive holds must be what the ledger holds.
+	stale := maps.Clone(before)
+	stale[ledger.StateSuccess] = ledger.Tally{Rows: 3, Paise: 200 + 400 + 500 + 1} // a row corrected meanwhile, say
+	if err := l.Archive(ctx, b.Seq, testOwner, "old.ledger.gz", stale); !errors.Is(err, ledger.ErrChanged) {
+		t.Errorf("Archive with counts other than the ledger's: %v, want ErrChanged", err)
+	}
+	if l.Shared() {
+		// Another process at the batch: it is not archived under it.
+		other := ledger.NewOwner("other")
+		acquire(t, l, ledger.NewBatch{ID: "old"}, other)
+		if err := l.Archive(ctx, b.Seq, testOwner, "old.ledger.gz", before); !errors.Is(err, ledger.ErrBatchLocked) {
+			t.Errorf("Archive with another process at the batch: %v, want ErrBatchLocked", err)
+		}
+		if err := l.Release(ctx, "old", other); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Archive(ctx, b.Seq, testOwner, "old.ledger.gz", before); err != nil {
 		t.Fatalf("Archive: %v", err)
+	}
+	if err := l.Correct(ctx, b.Seq, testOwner, ledger.Correction{Line: 3, From: ledger.StateFailed, To: ledger.StateSuccess}); !errors.Is(err, ledger.ErrBatchArchived) {
+		t.Errorf("Correct in an archived batch: %v, want ErrBatchArchived", err)
 	}
 	got, err := l.Batch(ctx, "old")
 	if err != nil {
@@ -68,5 +89,27 @@ func (s suite) testArchive(t *testing.T) {
 	}
 	if m := getRow(t, l, nb.Seq, 2).Message; !strings.Contains(m, "batch old line 2") {
 		t.Errorf("conflict message %q does not name batch old line 2", m)
+	}
+
+	// Copied to another ledger, what is left of it goes along: its
+	// referenceids stay held there too, and it is not run again there.
+	dst := s.open(t, Options{})
+	res, err := ledger.Copy(ctx, l, dst, ledger.CopyOptions{IDs: []string{"old"}})
+	if err != nil {
+		t.Fatalf("Copy of an archived batch: %v", err)
+	}
+	if len(res.Batches) != 1 || res.Batches[0].Archived != "old.ledger.gz" {
+		t.Errorf("Copy = %+v, want the archived batch, naming its archive", res)
+	}
+	cb, err := dst.Batch(ctx, "old")
+	if err != nil || cb.Archived != "old.ledger.gz" || !reflect.DeepEqual(counts(t, dst, cb.Seq), before) {
+		t.Errorf("the copy: %+v, %v, counts %v; want archived, as the source", cb, err, counts(t, dst, cb.Seq))
+	}
+	_, states = ingest(t, dst, "new2", []ledger.IngestRow{okRow(2, "A-3")})
+	if states[0] != ledger.StateConflict {
+		t.Errorf("an archived referenceid reused in the copy: %s, want conflict", states[0])
+	}
+	if _, err := dst.Acquire(ctx, ledger.NewBatch{ID: "old"}, ledger.NewOwner("again"), testTTL); !errors.Is(err, ledger.ErrBatchArchived) {
+		t.Errorf("Acquire of the copied archived batch: %v, want ErrBatchArchived", err)
 	}
 }

@@ -37,7 +37,7 @@ func (s suite) testCopy(t *testing.T) {
 	}
 
 	dst := s.open(t, Options{Now: c.now})
-	res, err := ledger.Copy(ctx, src, dst, nil)
+	res, err := ledger.Copy(ctx, src, dst, ledger.CopyOptions{})
 	if err != nil {
 		t.Fatalf("Copy: %v", err)
 	}
@@ -78,7 +78,7 @@ func (s suite) testCopy(t *testing.T) {
 		t.Errorf("a referenceid of the copied batch, reused: %s, want conflict", states[0])
 	}
 
-	if _, err := ledger.Copy(ctx, src, dst, []string{b.ID}); !errors.Is(err, ledger.ErrBatchExists) {
+	if _, err := ledger.Copy(ctx, src, dst, ledger.CopyOptions{IDs: []string{b.ID}}); !errors.Is(err, ledger.ErrBatchExists) {
 		t.Errorf("copying it again: %v, want ErrBatchExists", err)
 	}
 
@@ -86,7 +86,7 @@ func (s suite) testCopy(t *testing.T) {
 	busy := seedRows(t, src, "busy", 3)
 	bw := newWriter(t, src, busy.Seq)
 	dispatch(t, bw, 2)
-	if _, err := ledger.Copy(ctx, src, dst, []string{"busy"}); err == nil {
+	if _, err := ledger.Copy(ctx, src, dst, ledger.CopyOptions{IDs: []string{"busy"}}); err == nil {
 		t.Error("Copy of a batch with a row in flight succeeded")
 	}
 	if _, err := dst.Batch(ctx, "busy"); !errors.Is(err, ledger.ErrNoBatch) {
@@ -98,7 +98,7 @@ func (s suite) testCopy(t *testing.T) {
 	// A batch whose referenceid the destination holds fails and is removed.
 	clash := s.open(t, Options{Now: c.now})
 	ingest(t, clash, "mine", []ledger.IngestRow{okRow(2, "mx-4")})
-	if _, err := ledger.Copy(ctx, src, clash, []string{b.ID}); err == nil {
+	if _, err := ledger.Copy(ctx, src, clash, ledger.CopyOptions{IDs: []string{b.ID}}); err == nil {
 		t.Error("Copy into a ledger holding one of its referenceids succeeded")
 	}
 	if _, err := clash.Batch(ctx, b.ID); !errors.Is(err, ledger.ErrNoBatch) {

@@ -17,6 +17,15 @@ func (s *Store) Correct(ctx context.Context, seq int64, o ledger.Owner, c ledger
 		return fmt.Errorf("correct line %d: %w", c.Line, err)
 	}
 	defer tx.Rollback(ctx)
+	// FOR SHARE: an archive in progress (FOR UPDATE) finishes first, and
+	// then this finds the batch archived.
+	var archived string
+	if err := tx.QueryRow(ctx, `SELECT archived FROM batches WHERE seq = $1 FOR SHARE`, seq).Scan(&archived); err != nil {
+		return fmt.Errorf("correct line %d: %w", c.Line, err)
+	}
+	if archived != "" {
+		return fmt.Errorf("correct line %d: batch %d (in %s): %w", c.Line, seq, archived, ledger.ErrBatchArchived)
+	}
 	now := s.nowMS()
 	tag, err := tx.Exec(ctx, `UPDATE rows SET state = $1, message = $2,
 			provider_txnid = CASE WHEN $3 = '' THEN provider_txnid ELSE $3 END, updated_ms = $4

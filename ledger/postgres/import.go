@@ -43,9 +43,9 @@ func (s *Store) ImportBatch(ctx context.Context, b ledger.Batch) (ledger.BatchIm
 	}
 	defer tx.Rollback(ctx)
 	var seq int64
-	err = tx.QueryRow(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, ingest_owner)
-		VALUES ($1, $2, $3, $4, 'ingesting', $5, $6) ON CONFLICT (id) DO NOTHING RETURNING seq`,
-		b.ID, b.ContentHash, b.Source, string(header), b.Created.UnixMilli(), o.ID).Scan(&seq)
+	err = tx.QueryRow(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, ingest_owner, archived)
+		VALUES ($1, $2, $3, $4, 'ingesting', $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING seq`,
+		b.ID, b.ContentHash, b.Source, string(header), b.Created.UnixMilli(), o.ID, b.Archived).Scan(&seq)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("import batch %s: %w", b.ID, ledger.ErrBatchExists)
 	}

@@ -2,13 +2,15 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"maps"
 
 	"github.com/aopbatch/aopbatch/ledger"
 )
 
 // Archive implements ledger.Store.
-func (l *Store) Archive(ctx context.Context, seq int64, o ledger.Owner, archive string) error {
+func (l *Store) Archive(ctx context.Context, seq int64, o ledger.Owner, archive string, want ledger.Counts) error {
 	if archive == "" {
 		return fmt.Errorf("archive batch %d: no archive named", seq)
 	}
@@ -30,6 +32,14 @@ func (l *Store) Archive(ctx context.Context, seq int64, o ledger.Owner, archive 
 	}
 	if open > 0 {
 		return fmt.Errorf("archive batch %d: %w", seq, ledger.ErrNotFinal)
+	}
+	// Under the write lock nothing moves: the batch is as the archive has it.
+	got, err := countsIn(ctx, tx, seq)
+	if err != nil {
+		return fmt.Errorf("archive batch %d: %w", seq, err)
+	}
+	if !maps.Equal(got, want) {
+		return fmt.Errorf("archive batch %d: %v here, %v in the archive: %w", seq, got, want, ledger.ErrChanged)
 	}
 	// An empty body keeps a sent row in the referenceid index (it covers
 	// the rows with a body): the referenceid stays held.
@@ -55,4 +65,24 @@ func (l *Store) Vacuum(ctx context.Context) error {
 		return fmt.Errorf("vacuum %s: %w", l.path, err)
 	}
 	return nil
+}
+
+// countsIn tallies batch seq by state inside tx (no row is in a dispatch
+// when it is called: the rows are final).
+func countsIn(ctx context.Context, tx *sql.Tx, seq int64) (ledger.Counts, error) {
+	rs, err := tx.QueryContext(ctx, `SELECT state, count(*), coalesce(sum(amount_paise), 0) FROM rows WHERE batch = ? GROUP BY state`, seq)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	c := ledger.Counts{}
+	for rs.Next() {
+		var s string
+		var t ledger.Tally
+		if err := rs.Scan(&s, &t.Rows, &t.Paise); err != nil {
+			return nil, err
+		}
+		c[ledger.State(s)] = t
+	}
+	return c, rs.Err()
 }

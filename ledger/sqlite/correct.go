@@ -17,6 +17,13 @@ func (l *Store) Correct(ctx context.Context, seq int64, o ledger.Owner, c ledger
 		return fmt.Errorf("correct line %d: %w", c.Line, err)
 	}
 	defer tx.Rollback()
+	var archived string
+	if err := tx.QueryRowContext(ctx, `SELECT archived FROM batches WHERE seq = ?`, seq).Scan(&archived); err != nil {
+		return fmt.Errorf("correct line %d: %w", c.Line, err)
+	}
+	if archived != "" {
+		return fmt.Errorf("correct line %d: batch %d (in %s): %w", c.Line, seq, archived, ledger.ErrBatchArchived)
+	}
 	now := l.nowMS()
 	res, err := tx.ExecContext(ctx, `UPDATE rows SET state = ?1, message = ?2,
 			provider_txnid = CASE WHEN ?3 = '' THEN provider_txnid ELSE ?3 END, updated_ms = ?4

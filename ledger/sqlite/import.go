@@ -39,9 +39,9 @@ func (l *Store) ImportBatch(ctx context.Context, b ledger.Batch) (ledger.BatchIm
 		header = []byte("[]")
 	}
 	now := l.nowMS()
-	res, err := l.w.ExecContext(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, lease_owner, lease_host, lease_pid, lease_expires_ms)
-		VALUES (?, ?, ?, ?, 'ingesting', ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		b.ID, b.ContentHash, b.Source, string(header), b.Created.UnixMilli(), o.ID, o.Host, o.PID, now+importLease)
+	res, err := l.w.ExecContext(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, lease_owner, lease_host, lease_pid, lease_expires_ms, archived)
+		VALUES (?, ?, ?, ?, 'ingesting', ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		b.ID, b.ContentHash, b.Source, string(header), b.Created.UnixMilli(), o.ID, o.Host, o.PID, now+importLease, b.Archived)
 	if err != nil {
 		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
 	}
@@ -82,7 +82,14 @@ func (im *batchImport) Rows(ctx context.Context, rows []ledger.Row) error {
 		if !r.FirstSent.IsZero() {
 			first = r.FirstSent.UnixMilli()
 		}
-		if _, err := st.ExecContext(ctx, im.seq, r.Line, r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise, r.Request, raw,
+		// A sendable row keeps a body, empty for an archived one: the
+		// referenceid index covers the rows with one (an empty blob reads
+		// back as nil).
+		var req any = r.Request
+		if r.Request == nil && r.State != ledger.StateRejected && r.State != ledger.StateConflict {
+			req = []byte{}
+		}
+		if _, err := st.ExecContext(ctx, im.seq, r.Line, r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise, req, raw,
 			string(r.State), nullCode(r.ResponseCode), r.Message, r.ErrorCode, r.ErrorColumn, r.Attempts, r.ProviderTxnID,
 			first, r.Updated.UnixMilli()); err != nil {
 			if strings.Contains(err.Error(), "UNIQUE") && strings.Contains(err.Error(), "referenceid") {
