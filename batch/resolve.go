@@ -189,6 +189,15 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 				Message: fmt.Sprintf("status enquiry found no record although the provider answered %s: check again later", row.State)})
 			return
 		}
+		if row.Message == ledger.RecoveredMessage && !row.FirstSent.IsZero() && e.cfg.Now().Sub(row.FirstSent) < e.cfg.Timeout {
+			// Left in flight by a run that ended (killed, or paused past its
+			// lease and taken over): its request may still be on its way and
+			// recorded after this "not found". Sent again now it could reach
+			// the provider twice; once --timeout has passed since it went,
+			// it has arrived or it never will.
+			e.record(w, ledger.Update{Line: row.Line, Code: -1, Attempt: a})
+			return
+		}
 		e.record(w, ledger.Update{Line: row.Line, Code: -1, Attempt: a})
 		// The provider never recorded it: sending again under the SAME
 		// referenceid is safe, since a duplicate would answer 18.

@@ -42,6 +42,10 @@ var (
 	ErrCorrupt = errors.New("the ledger is damaged")
 )
 
+// RecoveredMessage is the message of a row RecoverInflight turned into
+// unknown: its request may have left when the run that sent it ended.
+const RecoveredMessage = "interrupted while in flight: to be checked with the provider"
+
 // Batch is one input file's worth of rows.
 type Batch struct {
 	Seq         int64

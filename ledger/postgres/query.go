@@ -240,7 +240,7 @@ func (s *Store) Move(ctx context.Context, seq int64, o ledger.Owner, from, to le
 }
 
 // recoverWhy is the message of a row recovered from a dead session.
-const recoverWhy = "interrupted while in flight: to be checked with the provider"
+const recoverWhy = ledger.RecoveredMessage
 
 // RecoverInflight implements ledger.Store: it ends the sessions of batch
 // seq whose lease expired (o's excepted), and turns into unknown every row

@@ -359,7 +359,7 @@ func moveAll(ctx context.Context, tx *sql.Tx, seq int64, from, to ledger.State, 
 // processes send them), so every other run is dead; what o itself has in
 // flight is left alone. It returns how many rows it moved.
 func (l *Store) RecoverInflight(ctx context.Context, seq int64, o ledger.Owner) (int64, error) {
-	const why = "interrupted while in flight: to be checked with the provider"
+	const why = ledger.RecoveredMessage
 	left, err := l.hasDispatches(ctx, seq)
 	if err != nil {
 		return 0, fmt.Errorf("recover rows in flight: %w", err)
