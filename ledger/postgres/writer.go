@@ -1,14 +1,18 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/aopbatch/aopbatch/ledger"
 )
@@ -244,16 +248,128 @@ func states(ss []ledger.State) []string {
 	return out
 }
 
+// writeTimeout bounds one group's transaction: a database that stops
+// answering fails the writer (and stops the run) instead of hanging it.
+// A commit whose fate is unknown is safe: rows go in flight in their own
+// commit before anything is sent, and a row left in flight is settled by
+// enquiry.
+const writeTimeout = time.Minute
+
+// maxRetries is how often a group that PostgreSQL chose as a deadlock or
+// serialization victim runs again before the writer fails.
+const maxRetries = 5
+
 // apply runs one group in one transaction, under the owner's lease. A row
 // whose state forbids its change gets ErrTransition without failing the
 // group; a database error fails the group (and the writer).
+//
+// Processes sharing a batch may change the same rows at once (each
+// settles every unsettled row at the end). Each group therefore changes
+// its rows in order of line, so two groups wait on each other's rows in
+// one order and never in a cycle; a group PostgreSQL still picks as a
+// deadlock victim (a takeover, a correction) runs again whole.
 func (w *writer) apply(group []*op, errs []error) error {
-	ctx := context.Background() // a run's end must not abort a commit half-made
+	ordered := byLine(group)
+	var err error
+	for try := 0; ; try++ {
+		var rejected []error
+		if err = w.applyOnce(ordered, group, errs, &rejected); err == nil {
+			for _, r := range rejected {
+				w.noteRejected(r)
+			}
+			return nil
+		}
+		if !retryable(err) || try == maxRetries {
+			return err
+		}
+		time.Sleep(time.Duration(10+rand.IntN(40*(try+1))) * time.Millisecond)
+	}
+}
+
+// retryable reports whether err is PostgreSQL's deadlock_detected or
+// serialization_failure: the transaction was rolled back whole and may
+// simply run again.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
+}
+
+// byLine returns the group's ops in order of the first line each changes,
+// ops on one line keeping their order. A dispatch names many lines; if one
+// of them is also changed by another op of the group, the group keeps the
+// order it was made in (rare: the retry covers it).
+func byLine(group []*op) []*op {
+	first := func(o *op) int {
+		switch {
+		case o.barrier:
+			return -1
+		case o.dispatch || o.inflight:
+			return slices.Min(append([]int{math.MaxInt}, o.lines...))
+		default:
+			return o.u.Line
+		}
+	}
+	if overlapsDispatch(group) {
+		return group
+	}
+	out := slices.Clone(group)
+	slices.SortStableFunc(out, func(a, b *op) int { return cmp.Compare(first(a), first(b)) })
+	return out
+}
+
+// overlapsDispatch reports whether a line of a dispatch in group is also
+// changed by another op of group.
+func overlapsDispatch(group []*op) bool {
+	var dispatched map[int]bool
+	for _, o := range group {
+		if o.dispatch {
+			if dispatched == nil {
+				dispatched = make(map[int]bool)
+			}
+			for _, l := range o.lines {
+				if dispatched[l] {
+					return true
+				}
+				dispatched[l] = true
+			}
+		}
+	}
+	if dispatched == nil {
+		return false
+	}
+	for _, o := range group {
+		switch {
+		case o.dispatch || o.barrier:
+		case o.inflight:
+			if dispatched[o.lines[0]] {
+				return true
+			}
+		default:
+			if dispatched[o.u.Line] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// applyOnce is one try of apply: ops in the order to run them, errs by
+// position in group. Refusals go to rejected, noted once the group commits.
+func (w *writer) applyOnce(ops, group []*op, errs []error, rejected *[]error) error {
+	// A run's end must not abort a commit half-made: the context is the
+	// writer's own, bounded only by writeTimeout.
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
 	tx, err := w.s.pool.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(ctx)
+	pos := make(map[*op]int, len(group))
+	for i, o := range group {
+		pos[o] = i
+		errs[i] = nil
+	}
 	now := w.s.nowMS()
 	b := &pgx.Batch{}
 	// The session check comes first; without the session the batch stops
@@ -273,8 +389,8 @@ func (w *writer) apply(group []*op, errs []error) error {
 		aHTTP                       []int32
 		aCode                       []*int32
 	)
-	for i, o := range group {
-		errs[i] = nil
+	for _, o := range ops {
+		i := pos[o]
 		switch {
 		case o.barrier:
 		case o.dispatch:
@@ -320,7 +436,7 @@ func (w *writer) apply(group []*op, errs []error) error {
 				// Rows go in flight only through Dispatch and MarkInflight,
 				// which name their claim.
 				errs[i] = fmt.Errorf("move line %d to %s: %w", u.Line, u.To, ledger.ErrTransition)
-				w.noteRejected(errs[i])
+				*rejected = append(*rejected, errs[i])
 				continue
 			} else {
 				sentAt := now
@@ -328,7 +444,6 @@ func (w *writer) apply(group []*op, errs []error) error {
 					sentAt = u.Attempt.At.UnixMilli()
 				}
 				sent := u.To != ledger.StateQueued && u.To != ledger.StateHeld
-				i := i
 				b.Queue(stmtMove, string(u.To), nullCode(u.Code), u.Message, u.TxnID, now, w.batch, u.Line, sentAt,
 					states(from), w.owner.ID, sent).Fn = func(br pgx.BatchResults) error {
 					tag, err := br.Exec()
@@ -337,7 +452,7 @@ func (w *writer) apply(group []*op, errs []error) error {
 					}
 					if tag.RowsAffected() != 1 {
 						errs[i] = fmt.Errorf("move line %d to %s: %w", u.Line, u.To, ledger.ErrTransition)
-						w.noteRejected(errs[i])
+						*rejected = append(*rejected, errs[i])
 					}
 					return nil
 				}
