@@ -344,9 +344,7 @@ func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 	if err := w.Close(); err != nil {
 		e.ledgerFailed(err)
 	}
-	if r := w.Refused(); r != nil {
-		e.cfg.Log.Error("the ledger refused an outcome: please report this", "err", r)
-	}
+	e.noteRefused(w.Refused())
 	if s := e.Stopped(); s != nil {
 		return s
 	}
@@ -354,6 +352,20 @@ func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 		return gerr
 	}
 	return nil
+}
+
+// noteRefused logs the first outcome the ledger's transition table
+// refused. On a shared ledger that is expected: processes settling the
+// same unsettled row race, and the first settled outcome stands. Alone,
+// it is a bug.
+func (e *Engine) noteRefused(r error) {
+	switch {
+	case r == nil:
+	case e.l.Shared():
+		e.cfg.Log.Info("another process settled a row first; its outcome stands", "detail", r)
+	default:
+		e.cfg.Log.Error("the ledger refused an outcome: please report this", "err", r)
+	}
 }
 
 // announce says what the run sets out to do and how long it should take.

@@ -68,9 +68,7 @@ func (e *Engine) Resolve(ctx context.Context, b ledger.Batch) error {
 	if err := w.Close(); err != nil {
 		e.ledgerFailed(err)
 	}
-	if r := w.Refused(); r != nil {
-		e.cfg.Log.Error("the ledger refused an outcome: please report this", "err", r)
-	}
+	e.noteRefused(w.Refused())
 	if s := e.Stopped(); s != nil {
 		return s
 	}

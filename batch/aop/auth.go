@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -127,7 +128,8 @@ type tokenRun struct {
 
 // Command returns an Authenticator whose bearer token is printed by a
 // command: argv is run directly (no shell), with the process environment
-// plus env, and the first line of its standard output, trimmed, is the
+// (less the secrets it does not need: AOP_TOKEN, AOP_JWT_SECRET,
+// PGPASSWORD) plus env, and the first line of its standard output, trimmed, is the
 // token. The token is cached for ttl (600s when 0) and renewed in the
 // background once 80% of ttl has passed; a caller blocks only when there is
 // no valid token. Refresh forces a new run unless one finished in the last
@@ -270,6 +272,23 @@ func (a *commandAuth) start(background bool) *tokenRun {
 	return run
 }
 
+// withheld are the secrets of aopbatch's own environment a token command
+// does not need: the other auth modes' secrets and the ledger's password.
+// A token tool is someone else's program, and may log its environment.
+var withheld = []string{"AOP_TOKEN", "AOP_JWT_SECRET", "PGPASSWORD"}
+
+// commandEnv is env without the withheld variables.
+func commandEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(withheld, name) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // run executes the command once and returns the token it printed.
 func (a *commandAuth) run(ctx context.Context) (string, error) {
 	if len(a.argv) == 0 || a.argv[0] == "" {
@@ -277,9 +296,7 @@ func (a *commandAuth) run(ctx context.Context) (string, error) {
 	}
 	name := a.argv[0]
 	cmd := exec.CommandContext(ctx, name, a.argv[1:]...)
-	if len(a.env) > 0 {
-		cmd.Env = append(os.Environ(), a.env...)
-	}
+	cmd.Env = append(commandEnv(os.Environ()), a.env...)
 	stdout := &capBuffer{max: maxTokenOutput}
 	stderr := &capBuffer{max: 4 << 10}
 	cmd.Stdout, cmd.Stderr = stdout, stderr

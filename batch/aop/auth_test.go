@@ -54,6 +54,16 @@ func tokenHelper(mode string) int {
 		return 3
 	case "empty":
 		return 0
+	case "env":
+		// Prints, as its token, which of the secrets it was given.
+		var seen []string
+		for _, name := range []string{"AOP_TOKEN", "AOP_JWT_SECRET", "PGPASSWORD", "AOPTEST_KEPT"} {
+			if _, ok := os.LookupEnv(name); ok {
+				seen = append(seen, name)
+			}
+		}
+		fmt.Println("seen:" + strings.Join(seen, ","))
+		return 0
 	case "chatty":
 		fmt.Fprintf(os.Stderr, "vault: login as svc-aop, token=s3cr3t-Pa55 refused; Bearer eyJhbGciOiJIUzI1NiJ9.eyJwIjoxfQ.c2lnbmF0dXJlMTIz expired, key 9f86d081884c7d659a2feaa0c55ad015 %s\nsecond line: password hunter2\n",
 			strings.Repeat("x", 400))
@@ -114,6 +124,23 @@ func applyAll(t *testing.T, a Authenticator, n int) []string {
 	close(start)
 	wg.Wait()
 	return got
+}
+
+// TestCommandWithholdsSecrets: the token command is someone else's
+// program; it gets the environment less aopbatch's other secrets.
+func TestCommandWithholdsSecrets(t *testing.T) {
+	t.Setenv("AOP_TOKEN", "bearer-secret")
+	t.Setenv("AOP_JWT_SECRET", "jwt-secret")
+	t.Setenv("PGPASSWORD", "pg-secret")
+	t.Setenv("AOPTEST_KEPT", "1")
+	a, _ := helperCommand(t, "env", time.Minute, &fakeClock{t: fixedNow})
+	req, _ := http.NewRequest(http.MethodPost, "http://aop.example/", nil)
+	if err := a.Apply(req); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := req.Header.Get("Authorization"), "Bearer seen:AOPTEST_KEPT"; got != want {
+		t.Errorf("the command saw %q, want %q", got, want)
+	}
 }
 
 func TestCommandOneRunPerTTL(t *testing.T) {

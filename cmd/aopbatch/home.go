@@ -21,6 +21,12 @@ import (
 func noteLedger(log *slog.Logger, path string) {
 	if postgres.IsURL(path) {
 		log.Info("ledger", "url", postgres.Redact(path))
+		// In AOPBATCH_LEDGER the password is the job's own; on the
+		// command line every user of the host sees it (ps, /proc).
+		if postgres.HasPassword(path) && path != os.Getenv("AOPBATCH_LEDGER") {
+			log.Warn("the --ledger URL holds a password, which other users of this host can see in the process list; " +
+				"put it in PGPASSWORD or ~/.pgpass instead")
+		}
 		return
 	}
 	abs, err := filepath.Abs(path)

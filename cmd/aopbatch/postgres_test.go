@@ -57,6 +57,10 @@ func TestPostgresEndToEnd(t *testing.T) {
 	p := aopbatch(t, nil, runArgs(csvPath, withPW, sb.URL, "--report", rep)...)
 	check(p, 0, 2)
 	ledgerAgreesWithSandbox(t, sb, withPW, rows)
+	const psWarning = "other users of this host can see"
+	if !strings.Contains(p.stderr, psWarning) {
+		t.Errorf("a password on the command line is not warned about:\n%s", p.stderr)
+	}
 
 	// The rest with the password from the environment, as the README says.
 	env := []string{"PGPASSWORD=" + srv.Password()}
@@ -68,7 +72,11 @@ func TestPostgresEndToEnd(t *testing.T) {
 		{"export", "--ledger", noPW, "--batch", "latest", "--state", "failed", "--out", filepath.Join(dir, "failed.csv")},
 		{"resolve", "--ledger", noPW, "--batch", "latest", "--base-url", sb.URL, "--registration-id", "AOP-554", "--progress", "never"},
 	} {
-		check(aopbatch(t, env, args...), 0, 2)
+		p := aopbatch(t, env, args...)
+		check(p, 0, 2)
+		if strings.Contains(p.stderr, psWarning) {
+			t.Errorf("%s: warns of a password on the command line, and there is none:\n%s", args[0], p.stderr)
+		}
 	}
 	// A wrong password is one clear line, without the password.
 	p = aopbatch(t, nil, "status", "--ledger", strings.Replace(withPW, srv.Password(), "not-"+srv.Password()+"-x", 1))

@@ -98,6 +98,18 @@ func Redact(dsn string) string {
 	return u.String()
 }
 
+// HasPassword reports whether dsn names a password itself.
+func HasPassword(dsn string) bool {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return false
+	}
+	if _, ok := u.User.Password(); ok {
+		return true
+	}
+	return u.Query().Has("password")
+}
+
 // scrub removes dsn's password from an error's text, should a driver
 // message quote it.
 func scrub(err error, dsn string) error {
