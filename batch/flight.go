@@ -102,7 +102,11 @@ func (e *Engine) monitor(watch bool) func() {
 			e.progress.Limit.Store(int64(limit))
 			if now := e.cfg.Now(); watch && now.Sub(lastWatch) >= time.Second {
 				lastWatch = now
-				if achieved, warn := rw.check(now, e.lim.granted.Load(), e.feeding.Load() && !e.stopping()); warn {
+				// On a shared ledger --rate is the account's: while the
+				// account's schedule is full, this process's share of it
+				// is no shortfall.
+				shared := e.lim.shared != nil && e.lim.shared.bookedSince(time.Now().Add(-2*time.Second))
+				if achieved, warn := rw.check(now, e.lim.granted.Load(), e.feeding.Load() && !e.stopping() && !shared); warn {
 					e.warned.Store(true)
 					s := e.shortfall(achieved, now.Sub(rw.since))
 					e.cfg.Log.Warn("sending below --rate", s.Args()...)

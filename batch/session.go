@@ -75,7 +75,12 @@ func (s *Session) Start(ctx context.Context, eng *Engine) {
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	renewOnce := func() (time.Time, error) {
 		at := time.Now() // before the write: the lease it sets ends no sooner
-		err := s.store.Renew(context.WithoutCancel(ctx), s.batch.ID, s.owner, s.ttl)
+		// A renewal that takes longer than the lease is worth nothing; a
+		// database that stops answering must not hang the heartbeat (and
+		// Close, which waits for it).
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.ttl)
+		defer cancel()
+		err := s.store.Renew(rctx, s.batch.ID, s.owner, s.ttl)
 		return at.Add(s.ttl), err
 	}
 	// Acquire (or the ingest) set the lease a while ago: the engine sends
@@ -89,7 +94,10 @@ func (s *Session) Start(ctx context.Context, eng *Engine) {
 			if s.store.Shared() {
 				// Another process's lease may have run out: take over
 				// what it had in flight, to be settled by enquiry.
-				if _, err := s.Recover(hctx); err != nil && hctx.Err() == nil {
+				rctx, cancel := context.WithTimeout(hctx, s.ttl)
+				_, err := s.Recover(rctx)
+				cancel()
+				if err != nil && hctx.Err() == nil {
 					s.log.Warn("take over rows of a process whose lease ran out", "err", err)
 				}
 			}
@@ -129,5 +137,13 @@ func (s *Session) Start(ctx context.Context, eng *Engine) {
 func (s *Session) Close(ctx context.Context) {
 	s.stop()
 	s.stop = func() {}
-	_ = s.store.Release(context.WithoutCancel(ctx), s.batch.ID, s.owner)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	// Not releasing costs the next run a wait for the lease to expire.
+	if err := s.store.Release(rctx, s.batch.ID, s.owner); err != nil {
+		s.log.Warn("give up the batch lease; the next run waits for it to expire", "err", err)
+	}
 }
+
+// releaseTimeout bounds giving up the lease at the end of a run.
+const releaseTimeout = 30 * time.Second

@@ -22,10 +22,11 @@ type sharedSlots struct {
 	burst   int
 	block   int
 
-	mu    sync.Mutex
-	next  time.Time
-	every time.Duration
-	left  int
+	mu     sync.Mutex
+	next   time.Time
+	every  time.Duration
+	left   int
+	booked time.Time // when a reservation last found the account's schedule full
 }
 
 func newSharedSlots(b ledger.RateBudget, account string, rate float64, burst int, fail func(error)) *sharedSlots {
@@ -46,10 +47,24 @@ func (s *sharedSlots) Next(ctx context.Context) (time.Time, error) {
 			}
 			return time.Time{}, err
 		}
+		// A first slot more than a slot away means the account's rate is
+		// taken: by this process or by others. Then this process's own
+		// rate falling short of --rate is the sharing, not a fault.
+		if now := time.Now(); first.Sub(now) > every {
+			s.booked = now
+		}
 		s.next, s.every, s.left = first, every, s.block
 	}
 	at := s.next
 	s.next = s.next.Add(s.every)
 	s.left--
 	return at, nil
+}
+
+// bookedSince reports whether a reservation found the account's schedule
+// full at t or later.
+func (s *sharedSlots) bookedSince(t time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.booked.Before(t)
 }
