@@ -82,6 +82,14 @@ func main() {
 	for sc.Scan() {
 		f.line(sc.Bytes())
 	}
+	if err := sc.Err(); err != nil {
+		// Keep reading, or go test blocks on a full pipe and never ends.
+		fmt.Fprintln(os.Stderr, "testfmt: reading go test's output:", err)
+		f.mu.Lock()
+		f.failed = true
+		f.mu.Unlock()
+		_, _ = io.Copy(io.Discard, stdout)
+	}
 	close(stop)
 	err = cmd.Wait()
 	code := 0
@@ -154,6 +162,8 @@ func (f *formatter) line(b []byte) {
 			}
 		case "skip":
 			p.skips++
+			// A skip can hide a missing install: say why, in one line.
+			fmt.Fprintf(f.out, "      skip: %s %s: %s\n", short(e.Package), e.Test, skipReason(p.output[top]))
 		case "fail":
 			p.failed++
 			f.failed = true
@@ -167,6 +177,19 @@ func (f *formatter) line(b []byte) {
 			}
 		}
 	}
+}
+
+// skipReason is the first line a skipped test logged, without go test's
+// own lines.
+func skipReason(out []string) string {
+	for _, l := range out {
+		t := strings.TrimSpace(l)
+		if t == "" || strings.HasPrefix(t, "=== ") || strings.HasPrefix(t, "--- ") {
+			continue
+		}
+		return t
+	}
+	return "(no reason given)"
 }
 
 // packageDone prints a package's line, and its own output if it failed
