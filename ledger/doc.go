@@ -2,8 +2,9 @@
 // of its stores: batches, one row per data row of each file, the row
 // states and the moves between them, an append-only log of every request,
 // and money in integer paise. It holds no driver: each store is a package
-// below it (ledger/sqlite, the embedded default) and proves itself against
-// one conformance suite (ledger/ledgertest).
+// below it (ledger/sqlite, the embedded default; ledger/postgres, shared by
+// processes on many hosts) and proves itself against one conformance suite
+// (ledger/ledgertest).
 //
 // # Why a row is never paid twice
 //

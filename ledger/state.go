@@ -1,8 +1,9 @@
 package ledger
 
-// State is where a row stands. The set is mirrored by the CHECK constraint on
-// rows.state (migrations/0002_rows_cheaper_writes.sql); the two must change
-// together, and TestSchemaStates holds them to it.
+// State is where a row stands. The set is mirrored by each store's CHECK
+// constraint on rows.state (ledger/sqlite/migrations/0002_rows_cheaper_writes.sql,
+// ledger/postgres/migrations/0001_init.sql); they must change together,
+// and each store's TestSchemaStates holds it to the set.
 type State string
 
 const (

@@ -7,7 +7,7 @@
 // duration, throughput and latency. Reconcile compares it with a Statement
 // read by ReadStatement. Write renders the files (report.json, rows.csv,
 // rejects.csv, reconciliation.csv when a statement was given, summary.md,
-// report.html); the per-row files are streamed from the ledger again, so a
+// report.html, report.xlsx); the per-row files are streamed from the ledger again, so a
 // million-row batch is never held in memory. WriteMetrics renders the figures
 // for node_exporter's textfile collector.
 //

@@ -268,7 +268,7 @@ func TestUnsettledMessageSaysWhatSettlesThem(t *testing.T) {
 		ledger.StateQueued: {Rows: 2}, ledger.StatePending: {Rows: 1}, ledger.StateUnknown: {Rows: 1},
 	}
 	got := unsettledMessage(c)
-	for _, want := range []string{"3 held (operator down): run the same command again later", "2 not sent yet: run the same command again",
+	for _, want := range []string{"3 held (operator down): run the same aopbatch run command again later", "2 not sent yet: run the same aopbatch run command again",
 		"2 waiting for the provider's final answer: run aopbatch resolve"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("%q does not say %q", got, want)

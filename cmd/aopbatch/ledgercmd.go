@@ -30,7 +30,7 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case "archive":
 		return runLedgerArchive(ctx, args[1:], stdout, stderr)
 	}
-	return start(fmt.Errorf("ledger: unknown subcommand %q (try aopbatch ledger copy)", args[0]))
+	return start(fmt.Errorf("ledger: unknown subcommand %q (copy or archive; see aopbatch ledger -h)", args[0]))
 }
 
 // batchList collects repeated --batch flags.

@@ -1,6 +1,7 @@
 // Command aopbatch sends CSV files of recharges and bill payments to the AOP
-// Recharge API, records every row in a SQLite ledger so a rerun resumes
-// without paying twice, and reports the outcome. Run "aopbatch help".
+// Recharge API, records every row in a ledger (a SQLite file, or PostgreSQL
+// shared by hosts) so a rerun resumes without paying twice, and reports the
+// outcome. Run "aopbatch help".
 package main
 
 import (
@@ -51,7 +52,7 @@ func main() {
 		notice("finishing the requests in flight, then stopping (send the signal again to exit at once)", "signal", s.String())
 		cancel()
 		<-sigs
-		// The ledger stays consistent: SQLite commits are atomic, and rows
+		// The ledger stays consistent: its commits are atomic, and rows
 		// left inflight are checked with the provider on the next run.
 		notice("second signal: exiting now; run again to resume")
 		os.Exit(exitIncomplete)
@@ -155,7 +156,7 @@ func commands() []command {
 		{"report", "write reports and reconcile against a provider statement", runReport},
 		{"reconcile", "confirm a provider statement's disagreements with the provider and record them", runReconcile},
 		{"export", "write the rows in one state as an input CSV", runExport},
-		{"ledger", "copy batches between ledgers (SQLite file, PostgreSQL)", runLedger},
+		{"ledger", "copy batches between ledgers (SQLite, PostgreSQL); archive finished ones", runLedger},
 		{"sandbox", "serve a local AOP-compatible API for trying things out", runSandbox},
 		{"demo", "sandbox + sample file + run + report, nothing to set up", runDemo},
 		{"version", "print the version, VCS revision and Go version (also --version)", runVersion},

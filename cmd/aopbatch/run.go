@@ -298,11 +298,8 @@ func finish(ctx context.Context, l ledger.Store, b ledger.Batch, runErr error, r
 // exit code.
 func endOf(ctx context.Context, counts ledger.Counts, runErr, repErr error) error {
 	code := outcome(counts)
-	var stop *batch.StopError
 	switch {
-	case errors.As(runErr, &stop):
-		return &exitError{code: exitIncomplete, err: runErr}
-	case runErr != nil:
+	case runErr != nil: // a stop (batch.StopError) or a failure: incomplete either way
 		return &exitError{code: exitIncomplete, err: runErr}
 	case ctx.Err() != nil:
 		return &exitError{code: exitIncomplete, err: errors.New("interrupted: run the same command again to resume")}
@@ -321,19 +318,19 @@ func endOf(ctx context.Context, counts ledger.Counts, runErr, repErr error) erro
 }
 
 // unsettledMessage says which rows are not final and what settles them:
-// held and queued rows go out when the same command runs again; pending,
-// duplicate and unknown rows wait for the provider's answer, which
-// aopbatch resolve (or the same command) asks for.
+// held and queued rows go out when aopbatch run runs again (resolve sends
+// nothing new); pending, duplicate and unknown rows wait for the
+// provider's answer, which aopbatch resolve (or run) asks for.
 func unsettledMessage(c ledger.Counts) string {
 	var parts []string
 	if n := c[ledger.StateHeld].Rows; n > 0 {
-		parts = append(parts, fmt.Sprintf("%d held (operator down): run the same command again later to send them", n))
+		parts = append(parts, fmt.Sprintf("%d held (operator down): run the same aopbatch run command again later to send them", n))
 	}
 	if n := c[ledger.StateQueued].Rows + c[ledger.StateInflight].Rows; n > 0 {
-		parts = append(parts, fmt.Sprintf("%d not sent yet: run the same command again to send them", n))
+		parts = append(parts, fmt.Sprintf("%d not sent yet: run the same aopbatch run command again to send them", n))
 	}
 	if n := c[ledger.StatePending].Rows + c[ledger.StateDuplicate].Rows + c[ledger.StateUnknown].Rows; n > 0 {
-		parts = append(parts, fmt.Sprintf("%d waiting for the provider's final answer: run aopbatch resolve later (or the same command again)", n))
+		parts = append(parts, fmt.Sprintf("%d waiting for the provider's final answer: run aopbatch resolve later (or the aopbatch run command again)", n))
 	}
 	return "not finished: " + strings.Join(parts, "; ")
 }

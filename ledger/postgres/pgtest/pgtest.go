@@ -1,7 +1,8 @@
 // Package pgtest starts a throwaway PostgreSQL server for tests: initdb and
 // pg_ctl from PATH or /usr/lib/postgresql/*/bin, a temporary directory,
-// loopback only, password authentication. One server serves a test binary;
-// each test gets its own database.
+// loopback only, password authentication. One server serves a test binary
+// and each test gets its own database; Launch starts one outside a test
+// (the benchmarks).
 //
 // Without the server's binaries the tests that need it are skipped with
 // one line saying what to install; under CI=true they fail instead.
