@@ -36,3 +36,11 @@ func (d testDB) Open(t *testing.T, o ledgertest.Options) ledger.Store {
 
 // Check has nothing to add: PostgreSQL checks its own pages.
 func (d testDB) Check(t *testing.T) {}
+
+// newStore opens a store on a fresh database of the test server, closed
+// when the test ends.
+func newStore(t *testing.T) *Store {
+	t.Helper()
+	srv := pgtest.Start(t)
+	return testDB{url: srv.URL(srv.NewDB(t))}.Open(t, ledgertest.Options{}).(*Store)
+}

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/aopbatch/aopbatch/ledger"
-	"github.com/aopbatch/aopbatch/ledger/postgres/pgtest"
 )
 
 // TestSchemaStates holds the CHECK on rows.state to ledger.States: a
@@ -16,12 +15,7 @@ import (
 func TestSchemaStates(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := pgtest.Start(t)
-	s, err := Open(ctx, srv.URL(srv.NewDB(t)), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := newStore(t)
 	var seq int64
 	if err := s.pool.QueryRow(ctx, `INSERT INTO batches (id, content_hash, status, created_ms) VALUES ('b', 'h', 'ready', 0) RETURNING seq`).Scan(&seq); err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/aopbatch/aopbatch/ledger"
-	"github.com/aopbatch/aopbatch/ledger/postgres/pgtest"
 )
 
 // TestWritersSharingRowsDoNotDeadlock: processes sharing a batch each
@@ -19,12 +18,7 @@ import (
 func TestWritersSharingRowsDoNotDeadlock(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := pgtest.Start(t)
-	s, err := Open(ctx, srv.URL(srv.NewDB(t)), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := newStore(t)
 	const n = 1500
 	first := ledger.NewOwner("first")
 	b, err := s.Acquire(ctx, ledger.NewBatch{ID: "shared", ContentHash: "h"}, first, time.Minute)
