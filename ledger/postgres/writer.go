@@ -8,211 +8,42 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/internal/groupcommit"
 )
 
 // writer is a run's single writer: row changes from many workers go to
-// the database in group commits, each group one transaction whose
-// statements travel in one round trip (a pgx batch), in the order they
-// were made.
+// the database in group commits (groupcommit.Queue), each group one
+// transaction whose statements travel in one round trip (a pgx batch), in
+// the order they were made.
 type writer struct {
+	*groupcommit.Queue
 	s     *Store
 	batch int64
 	owner ledger.Owner
-	ops   chan *op
-	done  chan struct{}
-
-	closeOnce sync.Once
-
-	mu       sync.Mutex
-	err      error // sticky
-	rejected error // first update the transition table refused
 }
 
-type op struct {
-	inflight bool
-	dispatch bool
-	lines    []int
-	sends    int // inflight: the row's attempts as the caller read them
-	marked   []int
-	barrier  bool
-	u        ledger.Update
-	done     chan error
-}
-
-const maxGroup = 1024
-
-// A group of recorded outcomes smaller than lingerGroup waits up to
-// lingerFor for more before its commit: outcomes are not waited on, and a
-// commit costs a round trip and a WAL flush.
-const (
-	lingerGroup = 256
-	lingerFor   = 10 * time.Millisecond
-)
+// A group of recorded outcomes smaller than 256 waits up to 10 ms for
+// more before its commit.
+var limits = groupcommit.Limits{Max: 1024, Linger: 256, LingerFor: 10 * time.Millisecond}
 
 // NewWriter implements ledger.Store.
 func (s *Store) NewWriter(ctx context.Context, seq int64, o ledger.Owner) (ledger.Writer, error) {
-	w := &writer{s: s, batch: seq, owner: o, ops: make(chan *op, 4096), done: make(chan struct{})}
-	go w.loop()
+	w := &writer{s: s, batch: seq, owner: o}
+	w.Queue = groupcommit.Start(limits, w.apply)
 	return w, nil
-}
-
-// Dispatch implements ledger.Writer: the rows still queued become in
-// flight, claimed by the writer's owner, so no other process sends them.
-func (w *writer) Dispatch(ctx context.Context, lines []int) ([]int, error) {
-	o := &op{dispatch: true, lines: lines, done: make(chan error, 1)}
-	if err := w.submitWait(ctx, o); err != nil {
-		return nil, err
-	}
-	return o.marked, nil
-}
-
-// MarkInflight implements ledger.Writer.
-func (w *writer) MarkInflight(ctx context.Context, line, sends int) error {
-	o := &op{inflight: true, lines: []int{line}, sends: sends, done: make(chan error, 1)}
-	if err := w.submitWait(ctx, o); err != nil {
-		return err
-	}
-	if len(o.marked) != 1 {
-		return fmt.Errorf("mark line %d inflight: %w", line, ledger.ErrTransition)
-	}
-	return nil
-}
-
-// Record implements ledger.Writer.
-func (w *writer) Record(u ledger.Update) error {
-	if err := w.sticky(); err != nil {
-		return err
-	}
-	w.ops <- &op{u: u}
-	return nil
-}
-
-// Flush implements ledger.Writer.
-func (w *writer) Flush(ctx context.Context) error {
-	return w.submitWait(ctx, &op{barrier: true, done: make(chan error, 1)})
-}
-
-func (w *writer) submitWait(ctx context.Context, o *op) error {
-	if err := w.sticky(); err != nil {
-		return err
-	}
-	select {
-	case w.ops <- o:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	// Once queued the op will be applied: wait for the verdict even if ctx
-	// ends, or the caller could act on a row whose state it does not know.
-	return <-o.done
 }
 
 // Close implements ledger.Writer. Rows the writer still has in flight stay
 // claimed by its owner; once the owner's session ends they are recovered.
 func (w *writer) Close() error {
-	w.closeOnce.Do(func() {
-		close(w.ops)
-		<-w.done
-	})
-	return w.sticky()
-}
-
-// Refused implements ledger.Writer.
-func (w *writer) Refused() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.rejected
-}
-
-func (w *writer) noteRejected(err error) {
-	w.mu.Lock()
-	if w.rejected == nil {
-		w.rejected = err
-	}
-	w.mu.Unlock()
-}
-
-func (w *writer) fail(err error) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err == nil {
-		w.err = fmt.Errorf("ledger write: %w", err)
-	}
-	return w.err
-}
-
-func (w *writer) sticky() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
-
-func (w *writer) loop() {
-	defer close(w.done)
-	group := make([]*op, 0, maxGroup)
-	errs := make([]error, 0, maxGroup)
-	linger := time.NewTimer(time.Hour)
-	linger.Stop()
-	for {
-		first, ok := <-w.ops
-		if !ok {
-			return
-		}
-		group = append(group[:0], first)
-		waited := first.done != nil
-		lingering := false
-	fill:
-		for len(group) < maxGroup {
-			var o *op
-			select {
-			case o, ok = <-w.ops:
-			default:
-				if waited || len(group) >= lingerGroup {
-					break fill
-				}
-				if !lingering {
-					lingering = true
-					linger.Reset(lingerFor)
-				}
-				select {
-				case o, ok = <-w.ops:
-				case <-linger.C:
-					break fill
-				}
-			}
-			if !ok {
-				break fill
-			}
-			group = append(group, o)
-			waited = waited || o.done != nil
-		}
-		if lingering {
-			linger.Stop()
-		}
-		errs = errs[:cap(errs)][:len(group)]
-		err := w.sticky()
-		if err == nil {
-			if err = w.apply(group, errs); err != nil {
-				err = w.fail(err)
-			}
-		}
-		for i, o := range group {
-			if o.done == nil {
-				continue
-			}
-			if err != nil {
-				o.done <- err
-			} else {
-				o.done <- errs[i]
-			}
-		}
-	}
+	w.Stop()
+	return w.Err()
 }
 
 // The statements of a group. A row in flight moves only for the session
@@ -268,14 +99,14 @@ const maxRetries = 5
 // its rows in order of line, so two groups wait on each other's rows in
 // one order and never in a cycle; a group PostgreSQL still picks as a
 // deadlock victim (a takeover, a correction) runs again whole.
-func (w *writer) apply(group []*op, errs []error) error {
+func (w *writer) apply(group []*groupcommit.Op, errs []error) error {
 	ordered := byLine(group)
 	var err error
 	for try := 0; ; try++ {
 		var rejected []error
 		if err = w.applyOnce(ordered, group, errs, &rejected); err == nil {
 			for _, r := range rejected {
-				w.noteRejected(r)
+				w.NoteRejected(r)
 			}
 			return nil
 		}
@@ -298,35 +129,35 @@ func retryable(err error) bool {
 // ops on one line keeping their order. A dispatch names many lines; if one
 // of them is also changed by another op of the group, the group keeps the
 // order it was made in (rare: the retry covers it).
-func byLine(group []*op) []*op {
-	first := func(o *op) int {
+func byLine(group []*groupcommit.Op) []*groupcommit.Op {
+	first := func(o *groupcommit.Op) int {
 		switch {
-		case o.barrier:
+		case o.Barrier:
 			return -1
-		case o.dispatch || o.inflight:
-			return slices.Min(append([]int{math.MaxInt}, o.lines...))
+		case o.Dispatch || o.Inflight:
+			return slices.Min(append([]int{math.MaxInt}, o.Lines...))
 		default:
-			return o.u.Line
+			return o.Update.Line
 		}
 	}
 	if overlapsDispatch(group) {
 		return group
 	}
 	out := slices.Clone(group)
-	slices.SortStableFunc(out, func(a, b *op) int { return cmp.Compare(first(a), first(b)) })
+	slices.SortStableFunc(out, func(a, b *groupcommit.Op) int { return cmp.Compare(first(a), first(b)) })
 	return out
 }
 
 // overlapsDispatch reports whether a line of a dispatch in group is also
 // changed by another op of group.
-func overlapsDispatch(group []*op) bool {
+func overlapsDispatch(group []*groupcommit.Op) bool {
 	var dispatched map[int]bool
 	for _, o := range group {
-		if o.dispatch {
+		if o.Dispatch {
 			if dispatched == nil {
 				dispatched = make(map[int]bool)
 			}
-			for _, l := range o.lines {
+			for _, l := range o.Lines {
 				if dispatched[l] {
 					return true
 				}
@@ -339,13 +170,13 @@ func overlapsDispatch(group []*op) bool {
 	}
 	for _, o := range group {
 		switch {
-		case o.dispatch || o.barrier:
-		case o.inflight:
-			if dispatched[o.lines[0]] {
+		case o.Dispatch || o.Barrier:
+		case o.Inflight:
+			if dispatched[o.Lines[0]] {
 				return true
 			}
 		default:
-			if dispatched[o.u.Line] {
+			if dispatched[o.Update.Line] {
 				return true
 			}
 		}
@@ -355,7 +186,7 @@ func overlapsDispatch(group []*op) bool {
 
 // applyOnce is one try of apply: ops in the order to run them, errs by
 // position in group. Refusals go to rejected, noted once the group commits.
-func (w *writer) applyOnce(ops, group []*op, errs []error, rejected *[]error) error {
+func (w *writer) applyOnce(ops, group []*groupcommit.Op, errs []error, rejected *[]error) error {
 	// A run's end must not abort a commit half-made: the context is the
 	// writer's own, bounded only by writeTimeout.
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
@@ -365,7 +196,7 @@ func (w *writer) applyOnce(ops, group []*op, errs []error, rejected *[]error) er
 		return err
 	}
 	defer tx.Rollback(ctx)
-	pos := make(map[*op]int, len(group))
+	pos := make(map[*groupcommit.Op]int, len(group))
 	for i, o := range group {
 		pos[o] = i
 		errs[i] = nil
@@ -392,10 +223,10 @@ func (w *writer) applyOnce(ops, group []*op, errs []error, rejected *[]error) er
 	for _, o := range ops {
 		i := pos[o]
 		switch {
-		case o.barrier:
-		case o.dispatch:
-			o.marked = o.marked[:0]
-			b.Queue(stmtDispatch, w.batch, o.lines, w.owner.ID, now).Fn = func(br pgx.BatchResults) error {
+		case o.Barrier:
+		case o.Dispatch:
+			o.Marked = o.Marked[:0]
+			b.Queue(stmtDispatch, w.batch, o.Lines, w.owner.ID, now).Fn = func(br pgx.BatchResults) error {
 				rows, err := br.Query()
 				if err != nil {
 					return err
@@ -404,16 +235,16 @@ func (w *writer) applyOnce(ops, group []*op, errs []error, rejected *[]error) er
 				if err != nil {
 					return err
 				}
-				for _, l := range o.lines {
+				for _, l := range o.Lines {
 					if slices.Contains(got, int32(l)) {
-						o.marked = append(o.marked, l)
+						o.Marked = append(o.Marked, l)
 					}
 				}
 				return nil
 			}
-		case o.inflight:
-			o.marked = o.marked[:0]
-			b.Queue(stmtMark, w.batch, o.lines[0], w.owner.ID, now, markFrom, o.sends).Fn = func(br pgx.BatchResults) error {
+		case o.Inflight:
+			o.Marked = o.Marked[:0]
+			b.Queue(stmtMark, w.batch, o.Lines[0], w.owner.ID, now, markFrom, o.Sends).Fn = func(br pgx.BatchResults) error {
 				rows, err := br.Query()
 				if err != nil {
 					return err
@@ -423,12 +254,12 @@ func (w *writer) applyOnce(ops, group []*op, errs []error, rejected *[]error) er
 					return err
 				}
 				if len(got) == 1 {
-					o.marked = append(o.marked, o.lines[0])
+					o.Marked = append(o.Marked, o.Lines[0])
 				}
 				return nil
 			}
 		default:
-			u := o.u
+			u := o.Update
 			logged := u.To
 			if u.To == "" {
 				logged = ledger.StateInflight // an attempt that did not settle the row; a retry follows
@@ -498,7 +329,7 @@ func nullCode32(c int) *int32 {
 // claiming at the same moment each take rows the others did not, and the
 // claim commits, under the owner's session, before it returns.
 func (w *writer) Claim(ctx context.Context, n int) ([]ledger.Row, error) {
-	if err := w.sticky(); err != nil {
+	if err := w.Err(); err != nil {
 		return nil, err
 	}
 	tx, err := w.s.beginHolding(ctx, w.batch, w.owner)
@@ -544,5 +375,5 @@ func (w *writer) failUnlessCanceled(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return err
 	}
-	return w.fail(err)
+	return w.Fail(err)
 }

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/internal/groupcommit"
 
 	"context"
 	"database/sql"
@@ -22,18 +23,22 @@ import (
 // and taken over by another must not write a row again, or its stale
 // outcomes would overwrite the new holder's. Its writes then fail with
 // ErrLeaseLost, and the new holder settles what it had in flight.
+//
+// Dispatch does what MarkInflight does for each row at a fraction of the
+// cost: the rows stay queued in the table, recorded as one dispatches row
+// for all of them, and a crash leaves them in a dispatch the next run
+// turns into unknown (RecoverInflight). Their outcomes are recorded as for
+// marked rows, and each may leave queued once. A row dispatched but never
+// sent is safe, and the caller records it back to queued (or held) if it
+// stops before sending. Close deletes the writer's dispatches once all
+// their rows have moved.
 type Writer struct {
+	*groupcommit.Queue
 	l     *Store
 	batch int64
 	owner ledger.Owner
-	ops   chan *op
-	done  chan struct{}
 
 	closeOnce sync.Once
-
-	mu       sync.Mutex
-	err      error // sticky: once the ledger fails, every later call fails
-	rejected error // first update the transition table refused
 
 	inflight *sql.Stmt
 	attempt  *sql.Stmt
@@ -52,36 +57,19 @@ type Writer struct {
 	dispatchIDs []int64
 }
 
-type op struct {
-	inflight bool
-	dispatch bool
-	lines    []int // inflight, dispatch: the rows to mark
-	sends    int   // inflight: the row's attempts as the caller read them
-	marked   []int // inflight, dispatch: the rows marked, set before done is signalled
-	barrier  bool
-	u        ledger.Update
-	done     chan error
-}
-
-const maxGroup = 2048
-
-// A group of recorded outcomes smaller than lingerGroup waits up to
-// lingerFor for more before it is committed. Measured on 60k rows against
+// A group of recorded outcomes smaller than Linger waits up to LingerFor
+// for more before it is committed. Measured on 60k rows against
 // the loopback sandbox (2 cores): groups of ~35 rows became ~240 and the
 // run took 7.2-8.1 s instead of 9.0-9.5 s; raising the group to 1,024 rows
 // and the wait to 20 ms saved another 1-5% of CPU per row on 200k rows
 // (three alternating runs). An outcome not yet committed when the process
 // dies costs its row a status enquiry, as it would a moment earlier.
-const (
-	lingerGroup = 1024
-	lingerFor   = 20 * time.Millisecond
-)
+var limits = groupcommit.Limits{Max: 2048, Linger: 1024, LingerFor: 20 * time.Millisecond}
 
 // NewWriter starts the writer for batch seq, writing while o holds its
 // lease.
 func (l *Store) NewWriter(ctx context.Context, seq int64, o ledger.Owner) (ledger.Writer, error) {
-	w := &Writer{l: l, batch: seq, owner: o, ops: make(chan *op, 4096), done: make(chan struct{}),
-		moves: map[ledger.State]*sql.Stmt{}, movesSent: map[ledger.State]*sql.Stmt{}}
+	w := &Writer{l: l, batch: seq, owner: o, moves: map[ledger.State]*sql.Stmt{}, movesSent: map[ledger.State]*sql.Stmt{}}
 	var err error
 	// Marks take a group's rows as one JSON array of [line, sends] pairs,
 	// one statement for many rows; RETURNING names the rows the transition
@@ -142,7 +130,7 @@ func (l *Store) NewWriter(ctx context.Context, seq int64, o ledger.Owner) (ledge
 			return nil, err
 		}
 	}
-	go w.loop()
+	w.Queue = groupcommit.Start(limits, w.apply)
 	return w, nil
 }
 
@@ -170,79 +158,17 @@ func orList(col string, states []ledger.State) string {
 	return "(" + strings.Join(q, " OR ") + ")"
 }
 
-// MarkInflight durably records that the row is about to be sent and returns
-// only once that is committed: a crash after this point leaves the row
-// inflight, which the next run treats as unknown, never as unsent.
-func (w *Writer) MarkInflight(ctx context.Context, line, sends int) error {
-	o := &op{inflight: true, lines: []int{line}, sends: sends, done: make(chan error, 1)}
-	if err := w.submitWait(ctx, o); err != nil {
-		return err
-	}
-	if len(o.marked) != 1 {
-		return fmt.Errorf("mark line %d inflight: %w", line, ledger.ErrTransition)
-	}
-	return nil
-}
-
-// Dispatch durably records that queued rows are about to be sent, as one
-// dispatches row for all of them, and returns the lines recorded (those
-// still queued) once that is committed. It does what MarkInflight does for
-// each row at a fraction of the cost: the rows stay queued in the table,
-// and a crash leaves them in a dispatch the next run turns into unknown
-// (RecoverInflight). Their outcomes are recorded as for marked rows, and
-// each may leave queued once. A row dispatched but never sent is safe, and
-// the caller records it back to queued (or held) if it stops before
-// sending. Close deletes the writer's dispatches once all their rows have
-// moved.
-func (w *Writer) Dispatch(ctx context.Context, lines []int) ([]int, error) {
-	o := &op{dispatch: true, lines: lines, done: make(chan error, 1)}
-	if err := w.submitWait(ctx, o); err != nil {
-		return nil, err
-	}
-	return o.marked, nil
-}
-
-// Record queues an update; it is committed with the next group. Errors
-// surface from Flush and Close.
-func (w *Writer) Record(u ledger.Update) error {
-	if err := w.sticky(); err != nil {
-		return err
-	}
-	w.ops <- &op{u: u}
-	return nil
-}
-
-// Flush returns once everything recorded before it is committed.
-func (w *Writer) Flush(ctx context.Context) error {
-	return w.submitWait(ctx, &op{barrier: true, done: make(chan error, 1)})
-}
-
-func (w *Writer) submitWait(ctx context.Context, o *op) error {
-	if err := w.sticky(); err != nil {
-		return err
-	}
-	select {
-	case w.ops <- o:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	// Once queued the op will be applied: wait for the verdict even if ctx
-	// ends, or the caller could act on a row whose state it does not know.
-	return <-o.done
-}
-
 // Close commits what is queued and stops the writer. It returns the first
 // error the writer met. Calling it again (a deferred Close after an
 // explicit one) returns the same error instead of panicking.
 func (w *Writer) Close() error {
 	w.closeOnce.Do(func() {
-		close(w.ops)
-		<-w.done
-		if w.sticky() == nil && len(w.dispatchIDs) > 0 && w.sent.empty() {
+		w.Stop()
+		if w.Err() == nil && len(w.dispatchIDs) > 0 && w.sent.empty() {
 			// Every dispatched row has moved: nothing of these dispatches
 			// is left for a next run to check.
 			if err := w.deleteDispatches(); err != nil {
-				_ = w.fail(err) // Close returns it below
+				_ = w.Fail(err) // Close returns it below
 			}
 		}
 		for _, m := range []map[ledger.State]*sql.Stmt{w.moves, w.movesSent} {
@@ -256,7 +182,7 @@ func (w *Writer) Close() error {
 		w.dispatchCheck.Close()
 		w.dispatchAdd.Close()
 	})
-	return w.sticky()
+	return w.Err()
 }
 
 // deleteDispatches deletes the writer's dispatches while its owner holds
@@ -280,89 +206,6 @@ func (w *Writer) deleteDispatches() error {
 	return tx.Commit()
 }
 
-// fail makes err the writer's sticky error, unless it has one, and
-// returns the sticky error.
-func (w *Writer) fail(err error) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err == nil {
-		w.err = fmt.Errorf("ledger write: %w", err)
-	}
-	return w.err
-}
-
-func (w *Writer) sticky() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
-
-func (w *Writer) loop() {
-	defer close(w.done)
-	group := make([]*op, 0, maxGroup)
-	errs := make([]error, 0, maxGroup)
-	linger := time.NewTimer(time.Hour)
-	linger.Stop()
-	for {
-		first, ok := <-w.ops
-		if !ok {
-			return
-		}
-		group = append(group[:0], first)
-		waited := first.done != nil
-		lingering := false
-	fill:
-		for len(group) < maxGroup {
-			var o *op
-			select {
-			case o, ok = <-w.ops:
-			default:
-				// Nothing more queued. Unless someone waits on this group,
-				// let a small one grow for a moment: a commit costs about
-				// as much CPU as 10-20 row updates, and recorded outcomes
-				// are not waited on.
-				if waited || len(group) >= lingerGroup {
-					break fill
-				}
-				if !lingering {
-					lingering = true
-					linger.Reset(lingerFor)
-				}
-				select {
-				case o, ok = <-w.ops:
-				case <-linger.C:
-					break fill
-				}
-			}
-			if !ok {
-				break fill
-			}
-			group = append(group, o)
-			waited = waited || o.done != nil
-		}
-		if lingering {
-			linger.Stop()
-		}
-		errs = errs[:cap(errs)][:len(group)]
-		err := w.sticky()
-		if err == nil {
-			if err = w.apply(group, errs); err != nil {
-				err = w.fail(err)
-			}
-		}
-		for i, o := range group {
-			if o.done == nil {
-				continue
-			}
-			if err != nil {
-				o.done <- err
-			} else {
-				o.done <- errs[i]
-			}
-		}
-	}
-}
-
 // apply runs one group in one transaction. A row whose state forbids its
 // change gets ErrTransition without failing the group; a database error
 // fails the whole group (and the writer).
@@ -372,7 +215,7 @@ func (w *Writer) loop() {
 // segment no row appears twice, so this order does not matter; a row's
 // second change starts a new segment, keeping each row's changes in the
 // order they were made.
-func (w *Writer) apply(group []*op, errs []error) error {
+func (w *Writer) apply(group []*groupcommit.Op, errs []error) error {
 	ctx := context.Background() // a run's end must not abort a commit half-made
 	tx, err := w.l.beginHolding(ctx, w.batch, w.owner)
 	if err != nil {
@@ -384,11 +227,11 @@ func (w *Writer) apply(group []*op, errs []error) error {
 	var attempts []loggedAttempt
 	for i, o := range group {
 		errs[i] = nil
-		if o.barrier {
+		if o.Barrier {
 			continue
 		}
-		if o.inflight || o.dispatch {
-			for _, line := range o.lines {
+		if o.Inflight || o.Dispatch {
+			for _, line := range o.Lines {
 				if seg.has(line) {
 					if err := w.flush(ctx, tx, seg, now, group, errs); err != nil {
 						return err
@@ -397,7 +240,7 @@ func (w *Writer) apply(group []*op, errs []error) error {
 					break
 				}
 			}
-		} else if o.u.To != "" && seg.has(o.u.Line) {
+		} else if o.Update.To != "" && seg.has(o.Update.Line) {
 			// A row's second change in this group: keep its order.
 			if err := w.flush(ctx, tx, seg, now, group, errs); err != nil {
 				return err
@@ -405,26 +248,26 @@ func (w *Writer) apply(group []*op, errs []error) error {
 			seg = newSegment()
 		}
 		switch {
-		case o.inflight:
-			o.marked = o.marked[:0]
-			for _, line := range o.lines {
+		case o.Inflight:
+			o.Marked = o.Marked[:0]
+			for _, line := range o.Lines {
 				seg.add(line, i)
 				seg.inflight = append(seg.inflight, line)
 			}
-		case o.dispatch:
-			o.marked = o.marked[:0]
-			for _, line := range o.lines {
+		case o.Dispatch:
+			o.Marked = o.Marked[:0]
+			for _, line := range o.Lines {
 				seg.add(line, i)
 				seg.dispatch = append(seg.dispatch, line)
 			}
 		default:
-			u := o.u
+			u := o.Update
 			logged := u.To
 			if u.To == "" {
 				logged = ledger.StateInflight // an attempt that did not settle the row; a retry follows
 			} else if _, ok := w.moves[u.To]; !ok {
 				errs[i] = fmt.Errorf("move line %d to %s: %w", u.Line, u.To, ledger.ErrTransition)
-				w.noteRejected(errs[i])
+				w.NoteRejected(errs[i])
 				continue
 			} else {
 				seg.add(u.Line, i)
@@ -520,11 +363,11 @@ func (s *segment) add(line, op int) { s.ops[line] = op }
 
 // flush applies a segment; rows the transition table refused get
 // ErrTransition on their op.
-func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64, group []*op, errs []error) error {
+func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64, group []*groupcommit.Op, errs []error) error {
 	if len(seg.inflight) > 0 {
 		pairs := make([][2]int, len(seg.inflight))
 		for i, line := range seg.inflight {
-			pairs[i] = [2]int{line, group[seg.ops[line]].sends}
+			pairs[i] = [2]int{line, group[seg.ops[line]].Sends}
 		}
 		js, err := json.Marshal(pairs)
 		if err != nil {
@@ -536,7 +379,7 @@ func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64,
 		}
 		for _, line := range seg.inflight {
 			if o := group[seg.ops[line]]; done[line] {
-				o.marked = append(o.marked, line)
+				o.Marked = append(o.Marked, line)
 			}
 		}
 	}
@@ -581,7 +424,7 @@ func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64,
 			// Not fatal for the group, but never silent: the run reports it
 			// through Refused.
 			errs[m.op] = fmt.Errorf("move line %d to %s: %w", u.Line, u.To, ledger.ErrTransition)
-			w.noteRejected(errs[m.op])
+			w.NoteRejected(errs[m.op])
 		}
 	}
 	return nil
@@ -589,7 +432,7 @@ func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64,
 
 // dispatch records a segment's dispatched rows that are still queued as
 // one dispatches row.
-func (w *Writer) dispatch(ctx context.Context, tx *sql.Tx, seg *segment, now int64, group []*op) error {
+func (w *Writer) dispatch(ctx context.Context, tx *sql.Tx, seg *segment, now int64, group []*groupcommit.Op) error {
 	lo, hi := slices.Min(seg.dispatch), slices.Max(seg.dispatch)
 	queued, err := returnedLines(ctx, tx.StmtContext(ctx, w.dispatchCheck), w.batch, lo, hi)
 	if err != nil {
@@ -622,7 +465,7 @@ func (w *Writer) dispatch(ctx context.Context, tx *sql.Tx, seg *segment, now int
 	for _, line := range lines {
 		w.sent.set(line)
 		o := group[seg.ops[line]]
-		o.marked = append(o.marked, line)
+		o.Marked = append(o.Marked, line)
 	}
 	return nil
 }
@@ -642,24 +485,6 @@ func returnedLines(ctx context.Context, st *sql.Stmt, args ...any) (map[int]bool
 		done[line] = true
 	}
 	return done, rs.Err()
-}
-
-// Refused returns the first recorded update that the transition table
-// refused, or nil. Such an update is a bug; the run reports it rather than
-// let a row's true outcome go unrecorded in silence.
-func (w *Writer) Refused() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.rejected
-}
-
-// noteRejected keeps the first refused update so Refused can report it.
-func (w *Writer) noteRejected(err error) {
-	w.mu.Lock()
-	if w.rejected == nil {
-		w.rejected = err
-	}
-	w.mu.Unlock()
 }
 
 func nullCode(c int) any {
