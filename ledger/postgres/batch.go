@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,22 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/internal/sqlrow"
 )
-
-const batchCols = `seq, id, content_hash, source, header, status, rows_total, created_ms, archived`
-
-func scanBatch(sc interface{ Scan(...any) error }) (ledger.Batch, error) {
-	var b ledger.Batch
-	var header, status string
-	var created int64
-	if err := sc.Scan(&b.Seq, &b.ID, &b.ContentHash, &b.Source, &header, &status, &b.RowsTotal, &created, &b.Archived); err != nil {
-		return ledger.Batch{}, err
-	}
-	_ = json.Unmarshal([]byte(header), &b.Header)
-	b.Ready = status == "ready"
-	b.Created = time.UnixMilli(created)
-	return b, nil
-}
 
 // Acquire implements ledger.Store. On a shared ledger it joins: o gets a
 // session (a lease of its own) on the batch, beside those of the other
@@ -40,15 +25,12 @@ func (s *Store) Acquire(ctx context.Context, nb ledger.NewBatch, o ledger.Owner,
 	}
 	defer tx.Rollback(ctx)
 	now := s.nowMS()
-	header, _ := json.Marshal(nb.Header)
-	if nb.Header == nil {
-		header = []byte("[]")
-	}
+	header := sqlrow.Header(nb.Header)
 	// Create it if new; either way lock it, so that joins and ingest
 	// takeovers of one batch take turns.
 	if _, err := tx.Exec(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, ingest_owner)
 		VALUES ($1, $2, $3, $4, 'ingesting', $5, $6) ON CONFLICT (id) DO NOTHING`,
-		nb.ID, nb.ContentHash, nb.Source, string(header), now, o.ID); err != nil {
+		nb.ID, nb.ContentHash, nb.Source, header, now, o.ID); err != nil {
 		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 	}
 	var (
@@ -88,7 +70,7 @@ func (s *Store) Acquire(ctx context.Context, nb ledger.NewBatch, o ledger.Owner,
 		seq, o.ID, o.Host, o.PID, now+ttl.Milliseconds()); err != nil {
 		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 	}
-	b, err := scanBatch(tx.QueryRow(ctx, `SELECT `+batchCols+` FROM batches WHERE seq = $1`, seq))
+	b, err := sqlrow.Batch(tx.QueryRow(ctx, `SELECT `+sqlrow.BatchCols+` FROM batches WHERE seq = $1`, seq))
 	if err != nil {
 		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 	}
@@ -185,7 +167,7 @@ func (s *Store) Batch(ctx context.Context, id string) (ledger.Batch, error) {
 	if id == "" || id == "latest" {
 		return s.resolve(ctx, id)
 	}
-	b, err := scanBatch(s.pool.QueryRow(ctx, `SELECT `+batchCols+` FROM batches WHERE id = $1`, id))
+	b, err := sqlrow.Batch(s.pool.QueryRow(ctx, `SELECT `+sqlrow.BatchCols+` FROM batches WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ledger.Batch{}, fmt.Errorf("batch %q: %w", id, ledger.ErrNoBatch)
 	}
@@ -220,14 +202,14 @@ func (s *Store) BatchesWithContent(ctx context.Context, hash string) ([]ledger.B
 }
 
 func (s *Store) batchesWhere(ctx context.Context, where string, args ...any) ([]ledger.Batch, error) {
-	rs, err := s.pool.Query(ctx, `SELECT `+batchCols+` FROM batches `+where+` ORDER BY seq`, args...)
+	rs, err := s.pool.Query(ctx, `SELECT `+sqlrow.BatchCols+` FROM batches `+where+` ORDER BY seq`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list batches: %w", err)
 	}
 	defer rs.Close()
 	var out []ledger.Batch
 	for rs.Next() {
-		b, err := scanBatch(rs)
+		b, err := sqlrow.Batch(rs)
 		if err != nil {
 			return nil, fmt.Errorf("list batches: %w", err)
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/internal/sqlrow"
 )
 
 // batchImport copies one batch in from another ledger, with COPY. The
@@ -33,10 +34,7 @@ func (s *Store) ImportBatch(ctx context.Context, b ledger.Batch) (ledger.BatchIm
 	id := make([]byte, 8)
 	_, _ = rand.Read(id)
 	o := ledger.NewOwner("import-" + hex.EncodeToString(id))
-	header, _ := json.Marshal(b.Header)
-	if b.Header == nil {
-		header = []byte("[]")
-	}
+	header := sqlrow.Header(b.Header)
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
@@ -45,7 +43,7 @@ func (s *Store) ImportBatch(ctx context.Context, b ledger.Batch) (ledger.BatchIm
 	var seq int64
 	err = tx.QueryRow(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, ingest_owner, archived)
 		VALUES ($1, $2, $3, $4, 'ingesting', $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING seq`,
-		b.ID, b.ContentHash, b.Source, string(header), b.Created.UnixMilli(), o.ID, b.Archived).Scan(&seq)
+		b.ID, b.ContentHash, b.Source, header, b.Created.UnixMilli(), o.ID, b.Archived).Scan(&seq)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("import batch %s: %w", b.ID, ledger.ErrBatchExists)
 	}

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,43 +9,12 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/internal/sqlrow"
 )
-
-const rowCols = `batch, line, referenceid, operator, canumber, amount_paise, request, raw, state, response_code,
-	message, error_code, error_column, attempts, provider_txnid, first_sent_ms, updated_ms`
-
-func scanRow(sc interface{ Scan(...any) error }, r *ledger.Row) error {
-	var (
-		raw       *string
-		code      *int32
-		firstSent *int64
-		updated   int64
-		state     string
-	)
-	if err := sc.Scan(&r.Batch, &r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request, &raw,
-		&state, &code, &r.Message, &r.ErrorCode, &r.ErrorColumn, &r.Attempts, &r.ProviderTxnID, &firstSent, &updated); err != nil {
-		return err
-	}
-	r.State = ledger.State(state)
-	r.Raw = nil
-	if raw != nil {
-		_ = json.Unmarshal([]byte(*raw), &r.Raw)
-	}
-	r.ResponseCode = -1
-	if code != nil {
-		r.ResponseCode = int(*code)
-	}
-	r.FirstSent = time.Time{}
-	if firstSent != nil {
-		r.FirstSent = time.UnixMilli(*firstSent)
-	}
-	r.Updated = time.UnixMilli(updated)
-	return nil
-}
 
 // Page implements ledger.Reader.
 func (s *Store) Page(ctx context.Context, seq int64, st ledger.State, after, limit int) ([]ledger.Row, error) {
-	rs, err := s.pool.Query(ctx, `SELECT `+rowCols+` FROM rows WHERE batch = $1 AND state = $2 AND line > $3 ORDER BY line LIMIT $4`,
+	rs, err := s.pool.Query(ctx, `SELECT `+sqlrow.RowCols+` FROM rows WHERE batch = $1 AND state = $2 AND line > $3 ORDER BY line LIMIT $4`,
 		seq, string(st), after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read %s rows: %w", st, err)
@@ -55,7 +23,7 @@ func (s *Store) Page(ctx context.Context, seq int64, st ledger.State, after, lim
 	out := make([]ledger.Row, 0, limit)
 	for rs.Next() {
 		out = append(out, ledger.Row{})
-		if err := scanRow(rs, &out[len(out)-1]); err != nil {
+		if err := sqlrow.Row(rs, &out[len(out)-1]); err != nil {
 			return nil, fmt.Errorf("read %s rows: %w", st, err)
 		}
 	}
@@ -64,7 +32,7 @@ func (s *Store) Page(ctx context.Context, seq int64, st ledger.State, after, lim
 
 // Queued implements ledger.Reader.
 func (s *Store) Queued(ctx context.Context, seq int64, after, limit int) ([]ledger.Row, error) {
-	rs, err := s.pool.Query(ctx, `SELECT line, referenceid, operator, canumber, amount_paise, request
+	rs, err := s.pool.Query(ctx, `SELECT `+sqlrow.QueuedCols+`
 		FROM rows WHERE batch = $1 AND state = 'queued' AND line > $2 ORDER BY line LIMIT $3`, seq, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read queued rows: %w", err)
@@ -72,8 +40,8 @@ func (s *Store) Queued(ctx context.Context, seq int64, after, limit int) ([]ledg
 	defer rs.Close()
 	out := make([]ledger.Row, 0, limit)
 	for rs.Next() {
-		r := ledger.Row{Batch: seq, State: ledger.StateQueued, ResponseCode: -1}
-		if err := rs.Scan(&r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request); err != nil {
+		r, err := sqlrow.Queued(rs, seq)
+		if err != nil {
 			return nil, fmt.Errorf("read queued rows: %w", err)
 		}
 		out = append(out, r)
@@ -84,7 +52,7 @@ func (s *Store) Queued(ctx context.Context, seq int64, after, limit int) ([]ledg
 // Row implements ledger.Reader.
 func (s *Store) Row(ctx context.Context, seq int64, line int) (ledger.Row, error) {
 	var r ledger.Row
-	err := scanRow(s.pool.QueryRow(ctx, `SELECT `+rowCols+` FROM rows WHERE batch = $1 AND line = $2`, seq, line), &r)
+	err := sqlrow.Row(s.pool.QueryRow(ctx, `SELECT `+sqlrow.RowCols+` FROM rows WHERE batch = $1 AND line = $2`, seq, line), &r)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ledger.Row{}, fmt.Errorf("line %d: no such row", line)
 	}
@@ -100,13 +68,13 @@ func (s *Store) EachRow(ctx context.Context, seq int64, fn func(*ledger.Row) err
 	const page = 2048
 	var r ledger.Row
 	for after := 0; ; {
-		rows, err := s.pool.Query(ctx, `SELECT `+rowCols+` FROM rows WHERE batch = $1 AND line > $2 ORDER BY line LIMIT $3`, seq, after, page)
+		rows, err := s.pool.Query(ctx, `SELECT `+sqlrow.RowCols+` FROM rows WHERE batch = $1 AND line > $2 ORDER BY line LIMIT $3`, seq, after, page)
 		if err != nil {
 			return fmt.Errorf("read rows: %w", err)
 		}
 		var buf []ledger.Row
 		for rows.Next() {
-			if err := scanRow(rows, &r); err != nil {
+			if err := sqlrow.Row(rows, &r); err != nil {
 				rows.Close()
 				return fmt.Errorf("read rows: %w", err)
 			}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/aopbatch/aopbatch/ledger"
 	"github.com/aopbatch/aopbatch/ledger/internal/groupcommit"
+	"github.com/aopbatch/aopbatch/ledger/internal/sqlrow"
 )
 
 // writer is a run's single writer: row changes from many workers go to
@@ -349,8 +350,8 @@ func (w *writer) Claim(ctx context.Context, n int) ([]ledger.Row, error) {
 	}
 	var out []ledger.Row
 	for rs.Next() {
-		r := ledger.Row{Batch: w.batch, State: ledger.StateQueued, ResponseCode: -1}
-		if err := rs.Scan(&r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request); err != nil {
+		r, err := sqlrow.Queued(rs, w.batch)
+		if err != nil {
 			rs.Close()
 			return nil, w.failUnlessCanceled(ctx, err)
 		}

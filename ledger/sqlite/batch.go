@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/internal/sqlrow"
 
 	"context"
 	"database/sql"
@@ -13,21 +14,6 @@ import (
 	"syscall"
 	"time"
 )
-
-const batchCols = `seq, id, content_hash, source, header, status, rows_total, created_ms, archived`
-
-func scanBatch(sc interface{ Scan(...any) error }) (ledger.Batch, error) {
-	var b ledger.Batch
-	var header, status string
-	var created int64
-	if err := sc.Scan(&b.Seq, &b.ID, &b.ContentHash, &b.Source, &header, &status, &b.RowsTotal, &created, &b.Archived); err != nil {
-		return ledger.Batch{}, err
-	}
-	_ = json.Unmarshal([]byte(header), &b.Header)
-	b.Ready = status == "ready"
-	b.Created = time.UnixMilli(created)
-	return b, nil
-}
 
 // Acquire takes the lease on batch nb.ID for owner, creating the batch (not
 // yet ready) when it is new. It fails with ErrBatchMismatch when the id is
@@ -76,7 +62,7 @@ func (l *Store) Acquire(ctx context.Context, nb ledger.NewBatch, o ledger.Owner,
 			return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 		}
 	}
-	b, err := scanBatch(tx.QueryRowContext(ctx, `SELECT `+batchCols+` FROM batches WHERE id = ?`, nb.ID))
+	b, err := sqlrow.Batch(tx.QueryRowContext(ctx, `SELECT `+sqlrow.BatchCols+` FROM batches WHERE id = ?`, nb.ID))
 	if err != nil {
 		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 	}
@@ -199,7 +185,7 @@ func (l *Store) Batch(ctx context.Context, id string) (ledger.Batch, error) {
 	if id == "" || id == "latest" {
 		return l.resolve(ctx, id)
 	}
-	b, err := scanBatch(l.r.QueryRowContext(ctx, `SELECT `+batchCols+` FROM batches WHERE id = ?`, id))
+	b, err := sqlrow.Batch(l.r.QueryRowContext(ctx, `SELECT `+sqlrow.BatchCols+` FROM batches WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return ledger.Batch{}, fmt.Errorf("batch %q: %w", id, ledger.ErrNoBatch)
 	}
@@ -255,14 +241,14 @@ func (l *Store) Batches(ctx context.Context) ([]ledger.Batch, error) { return l.
 
 // batchesWhere lists the batches a WHERE clause picks, oldest first.
 func (l *Store) batchesWhere(ctx context.Context, where string, args ...any) ([]ledger.Batch, error) {
-	rs, err := l.r.QueryContext(ctx, `SELECT `+batchCols+` FROM batches `+where+` ORDER BY seq`, args...)
+	rs, err := l.r.QueryContext(ctx, `SELECT `+sqlrow.BatchCols+` FROM batches `+where+` ORDER BY seq`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list batches: %w", err)
 	}
 	defer rs.Close()
 	var out []ledger.Batch
 	for rs.Next() {
-		b, err := scanBatch(rs)
+		b, err := sqlrow.Batch(rs)
 		if err != nil {
 			return nil, fmt.Errorf("list batches: %w", err)
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/internal/sqlrow"
 )
 
 // batchImport copies one batch in from another ledger. The batch exists,
@@ -34,14 +35,11 @@ func (l *Store) ImportBatch(ctx context.Context, b ledger.Batch) (ledger.BatchIm
 	id := make([]byte, 8)
 	_, _ = rand.Read(id)
 	o := ledger.NewOwner("import-" + hex.EncodeToString(id))
-	header, _ := json.Marshal(b.Header)
-	if b.Header == nil {
-		header = []byte("[]")
-	}
+	header := sqlrow.Header(b.Header)
 	now := l.nowMS()
 	res, err := l.w.ExecContext(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, lease_owner, lease_host, lease_pid, lease_expires_ms, archived)
 		VALUES (?, ?, ?, ?, 'ingesting', ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		b.ID, b.ContentHash, b.Source, string(header), b.Created.UnixMilli(), o.ID, o.Host, o.PID, now+importLease, b.Archived)
+		b.ID, b.ContentHash, b.Source, header, b.Created.UnixMilli(), o.ID, o.Host, o.PID, now+importLease, b.Archived)
 	if err != nil {
 		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
 	}

@@ -2,46 +2,14 @@ package sqlite
 
 import (
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/internal/sqlrow"
 
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 )
-
-const rowCols = `batch, line, referenceid, operator, canumber, amount_paise, request, raw, state, response_code,
-	message, error_code, error_column, attempts, provider_txnid, first_sent_ms, updated_ms`
-
-func scanRow(sc interface{ Scan(...any) error }, r *ledger.Row) error {
-	var (
-		raw       sql.NullString
-		code      sql.NullInt64
-		firstSent sql.NullInt64
-		updated   int64
-		state     string
-	)
-	if err := sc.Scan(&r.Batch, &r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request, &raw,
-		&state, &code, &r.Message, &r.ErrorCode, &r.ErrorColumn, &r.Attempts, &r.ProviderTxnID, &firstSent, &updated); err != nil {
-		return err
-	}
-	r.State = ledger.State(state)
-	r.Raw = nil
-	if raw.Valid {
-		_ = json.Unmarshal([]byte(raw.String), &r.Raw)
-	}
-	r.ResponseCode = -1
-	if code.Valid {
-		r.ResponseCode = int(code.Int64)
-	}
-	r.FirstSent = time.Time{}
-	if firstSent.Valid {
-		r.FirstSent = time.UnixMilli(firstSent.Int64)
-	}
-	r.Updated = time.UnixMilli(updated)
-	return nil
-}
 
 // Page returns up to limit rows of batch seq in state s with line > after,
 // in line order. Callers page with the last line they saw, so a million-row
@@ -53,7 +21,7 @@ func scanRow(sc interface{ Scan(...any) error }, r *ledger.Row) error {
 //
 // Rows in a dispatch are seen as inflight, not queued (see inFlight).
 func (l *Store) Page(ctx context.Context, seq int64, s ledger.State, after, limit int) ([]ledger.Row, error) {
-	q, args := `SELECT `+rowCols+` FROM rows INDEXED BY rows_state WHERE batch = ? AND state = ? AND line > ? ORDER BY line LIMIT ?`,
+	q, args := `SELECT `+sqlrow.RowCols+` FROM rows INDEXED BY rows_state WHERE batch = ? AND state = ? AND line > ? ORDER BY line LIMIT ?`,
 		[]any{seq, string(s), after, limit}
 	if s == ledger.StateQueued || s == ledger.StateInflight {
 		disp, err := l.hasDispatches(ctx, seq)
@@ -65,7 +33,7 @@ func (l *Store) Page(ctx context.Context, seq int64, s ledger.State, after, limi
 			if s == ledger.StateInflight {
 				cond = `(+state = 'inflight' OR +state = 'queued' AND line IN ` + dispatchedLines + `)`
 			}
-			q = `SELECT ` + rowCols + ` FROM rows WHERE batch = ?1 AND line > ?2 AND ` + cond + ` ORDER BY line LIMIT ?3`
+			q = `SELECT ` + sqlrow.RowCols + ` FROM rows WHERE batch = ?1 AND line > ?2 AND ` + cond + ` ORDER BY line LIMIT ?3`
 			args = []any{seq, after, limit}
 		}
 	}
@@ -77,7 +45,7 @@ func (l *Store) Page(ctx context.Context, seq int64, s ledger.State, after, limi
 	out := make([]ledger.Row, 0, limit)
 	for rs.Next() {
 		out = append(out, ledger.Row{})
-		if err := scanRow(rs, &out[len(out)-1]); err != nil {
+		if err := sqlrow.Row(rs, &out[len(out)-1]); err != nil {
 			return nil, fmt.Errorf("read %s rows: %w", s, err)
 		}
 		if s == ledger.StateInflight {
@@ -135,7 +103,7 @@ func (l *Store) Queued(ctx context.Context, seq int64, after, limit int) ([]ledg
 	// rows are then read in one walk of the primary key up to there, which
 	// costs less than fetching each through the index when most rows of
 	// the range are queued, as on a first run.
-	rs, err := l.r.QueryContext(ctx, `SELECT line, referenceid, operator, canumber, amount_paise, request
+	rs, err := l.r.QueryContext(ctx, `SELECT `+sqlrow.QueuedCols+`
 		FROM rows WHERE batch = ?1 AND line > ?2 AND +state = 'queued'
 			AND line <= (SELECT max(line) FROM (SELECT line FROM rows INDEXED BY rows_state
 				WHERE batch = ?1 AND state = 'queued' AND line > ?2 ORDER BY line LIMIT ?3))
@@ -146,8 +114,8 @@ func (l *Store) Queued(ctx context.Context, seq int64, after, limit int) ([]ledg
 	defer rs.Close()
 	out := make([]ledger.Row, 0, limit)
 	for rs.Next() {
-		r := ledger.Row{Batch: seq, State: ledger.StateQueued, ResponseCode: -1}
-		if err := rs.Scan(&r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request); err != nil {
+		r, err := sqlrow.Queued(rs, seq)
+		if err != nil {
 			return nil, fmt.Errorf("read queued rows: %w", err)
 		}
 		out = append(out, r)
@@ -158,7 +126,7 @@ func (l *Store) Queued(ctx context.Context, seq int64, after, limit int) ([]ledg
 // Row returns one row of batch seq.
 func (l *Store) Row(ctx context.Context, seq int64, line int) (ledger.Row, error) {
 	var r ledger.Row
-	err := scanRow(l.r.QueryRowContext(ctx, `SELECT `+rowCols+` FROM rows WHERE batch = ? AND line = ?`, seq, line), &r)
+	err := sqlrow.Row(l.r.QueryRowContext(ctx, `SELECT `+sqlrow.RowCols+` FROM rows WHERE batch = ? AND line = ?`, seq, line), &r)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ledger.Row{}, fmt.Errorf("line %d: no such row", line)
 	}
@@ -184,14 +152,14 @@ func (l *Store) EachRow(ctx context.Context, seq int64, fn func(*ledger.Row) err
 	if err != nil {
 		return err
 	}
-	rs, err := l.r.QueryContext(ctx, `SELECT `+rowCols+` FROM rows WHERE batch = ? ORDER BY line`, seq)
+	rs, err := l.r.QueryContext(ctx, `SELECT `+sqlrow.RowCols+` FROM rows WHERE batch = ? ORDER BY line`, seq)
 	if err != nil {
 		return fmt.Errorf("read rows: %w", err)
 	}
 	defer rs.Close()
 	var r ledger.Row
 	for rs.Next() {
-		if err := scanRow(rs, &r); err != nil {
+		if err := sqlrow.Row(rs, &r); err != nil {
 			return fmt.Errorf("read rows: %w", err)
 		}
 		if r.State == ledger.StateQueued && set.has(r.Line) {

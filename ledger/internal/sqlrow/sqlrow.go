@@ -1,0 +1,85 @@
+// Package sqlrow reads batches and rows out of either SQL store: both
+// keep them in tables of the same columns, and database/sql and pgx scan
+// into the same destinations.
+package sqlrow
+
+import (
+	"database/sql"
+	"encoding/json"
+	"time"
+
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// Scanner is a result row: *sql.Row, *sql.Rows, pgx.Row or pgx.Rows.
+type Scanner interface{ Scan(...any) error }
+
+// BatchCols are the columns Batch reads, in its order.
+const BatchCols = `seq, id, content_hash, source, header, status, rows_total, created_ms, archived`
+
+// Batch reads a batch selected with BatchCols.
+func Batch(sc Scanner) (ledger.Batch, error) {
+	var b ledger.Batch
+	var header, status string
+	var created int64
+	if err := sc.Scan(&b.Seq, &b.ID, &b.ContentHash, &b.Source, &header, &status, &b.RowsTotal, &created, &b.Archived); err != nil {
+		return ledger.Batch{}, err
+	}
+	_ = json.Unmarshal([]byte(header), &b.Header)
+	b.Ready = status == "ready"
+	b.Created = time.UnixMilli(created)
+	return b, nil
+}
+
+// Header is a batch's header as stored: a JSON array, never null.
+func Header(h []string) string {
+	if h == nil {
+		return "[]"
+	}
+	b, _ := json.Marshal(h)
+	return string(b)
+}
+
+// RowCols are the columns Row reads, in its order.
+const RowCols = `batch, line, referenceid, operator, canumber, amount_paise, request, raw, state, response_code,
+	message, error_code, error_column, attempts, provider_txnid, first_sent_ms, updated_ms`
+
+// Row reads a row selected with RowCols into r, every field set.
+func Row(sc Scanner, r *ledger.Row) error {
+	var (
+		raw       sql.NullString
+		code      sql.NullInt64
+		firstSent sql.NullInt64
+		updated   int64
+		state     string
+	)
+	if err := sc.Scan(&r.Batch, &r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request, &raw,
+		&state, &code, &r.Message, &r.ErrorCode, &r.ErrorColumn, &r.Attempts, &r.ProviderTxnID, &firstSent, &updated); err != nil {
+		return err
+	}
+	r.State = ledger.State(state)
+	r.Raw = nil
+	if raw.Valid {
+		_ = json.Unmarshal([]byte(raw.String), &r.Raw)
+	}
+	r.ResponseCode = -1
+	if code.Valid {
+		r.ResponseCode = int(code.Int64)
+	}
+	r.FirstSent = time.Time{}
+	if firstSent.Valid {
+		r.FirstSent = time.UnixMilli(firstSent.Int64)
+	}
+	r.Updated = time.UnixMilli(updated)
+	return nil
+}
+
+// QueuedCols are the columns Queued reads: what sending a row needs.
+const QueuedCols = `line, referenceid, operator, canumber, amount_paise, request`
+
+// Queued reads a queued row of batch seq selected with QueuedCols.
+func Queued(sc Scanner, seq int64) (ledger.Row, error) {
+	r := ledger.Row{Batch: seq, State: ledger.StateQueued, ResponseCode: -1}
+	err := sc.Scan(&r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request)
+	return r, err
+}
