@@ -94,8 +94,8 @@ func (c *concurrency) clamp(v float64) float64 {
 }
 
 // observe takes one answer's latency; overload says it was a timeout or
-// an HTTP 5xx.
-func (c *concurrency) observe(lat time.Duration, overload bool) {
+// an HTTP 5xx. It returns the moving average of latency, with the answer.
+func (c *concurrency) observe(lat time.Duration, overload bool) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.answers++
@@ -108,6 +108,7 @@ func (c *concurrency) observe(lat time.Duration, overload bool) {
 	} else {
 		c.lat += latencyWeight * (s - c.lat)
 	}
+	return time.Duration(c.lat * float64(time.Second))
 }
 
 // latency is the moving average of answer latency.
@@ -181,10 +182,10 @@ func evalEvery(rate float64) time.Duration {
 }
 
 // state is the controller's view, for the summary and the WARN line.
-func (c *concurrency) state() (limit, ceiling, maxInFlight int, fixed bool) {
+func (c *concurrency) state() (limit, maxInFlight int, fixed bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return int(c.limit), int(c.ceiling), c.max, c.fixed
+	return int(c.limit), c.max, c.fixed
 }
 
 // errStopped is why a wait ended when the engine stopped.

@@ -3,6 +3,7 @@ package batch
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -54,7 +55,7 @@ func Confirm(ctx context.Context, l ledger.Store, p Prober, seq int64, o ledger.
 		opt.Now = time.Now
 	}
 	if opt.Sleep == nil {
-		opt.Sleep = sleepCtx
+		opt.Sleep = sleep
 	}
 	lim := rate.NewLimiter(rate.Inf, 1)
 	if opt.Rate > 0 {
@@ -74,7 +75,7 @@ func Confirm(ctx context.Context, l ledger.Store, p Prober, seq int64, o ledger.
 			st, _ = p.Status(rctx, row.ReferenceID)
 			cancel()
 			lat = opt.Now().Sub(at)
-			if (st.Verdict != aop.VerdictNotSent && st.Verdict != aop.VerdictThrottled) || try >= opt.MaxAttempts {
+			if enquiryOutcome(st.Verdict).Retry == "" || try >= opt.MaxAttempts {
 				break
 			}
 			wait := st.RetryAfter
@@ -121,7 +122,7 @@ func confirmedState(row ledger.Row, st aop.StatusResult) (ledger.State, string) 
 		return "", "the provider's record under this referenceid is another payment (" + why + "): check with the provider"
 	}
 	s := row.State
-	unsettled := s == ledger.StatePending || s == ledger.StateDuplicate || s == ledger.StateUnknown
+	unsettled := slices.Contains(unsettledStates, s)
 	switch st.Verdict {
 	case aop.VerdictSuccess:
 		switch {
@@ -156,15 +157,4 @@ func confirmedState(row ledger.Row, st aop.StatusResult) (ledger.State, string) 
 		return "", "the provider has no record of this referenceid"
 	}
 	return "", fmt.Sprintf("no usable answer (%s: %s)", st.Verdict, st.Message)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

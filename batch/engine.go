@@ -161,7 +161,6 @@ type Engine struct {
 	lat   latencies
 	retry RetryPolicy
 
-	started      time.Time    // Send or Resolve began
 	sendBegan    atomic.Int64 // unix ns
 	sendEnded    atomic.Int64 // unix ns; 0 while sending
 	sendGranted0 atomic.Int64 // requests let through before Send
@@ -227,7 +226,7 @@ func New(l ledger.Store, p Provider, cfg Config) *Engine {
 		}
 		e.lim.shared = newSharedSlots(b, account, cfg.Rate, cfg.Burst, e.ledgerFailed)
 	}
-	limit, _, _, _ := e.conc.state()
+	limit, _, _ := e.conc.state()
 	e.gate = newGate(limit)
 	e.progress.Limit.Store(int64(limit))
 	return e
@@ -298,22 +297,17 @@ const pageSize = 512
 // out finish (bounded by the timeout) and are recorded. It returns a
 // *StopError when a safety rule stopped the run.
 func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
-	e.started = e.cfg.Now()
-	cutoff := e.started
-	e.sendBegan.Store(e.started.UnixNano())
+	cutoff := e.cfg.Now()
+	e.sendBegan.Store(cutoff.UnixNano())
 	e.sendGranted0.Store(e.lim.granted.Load())
 	todo, err := e.l.CountState(ctx, b.Seq, ledger.StateQueued)
 	if err != nil {
 		return err
 	}
 	e.progress.Todo.Add(todo)
-	var earlier int64
-	for _, s := range unsettledStates {
-		n, err := e.l.CountState(ctx, b.Seq, s)
-		if err != nil {
-			return err
-		}
-		earlier += n
+	earlier, err := e.countUnsettled(ctx, b)
+	if err != nil {
+		return err
 	}
 	e.progress.Unsure.Add(earlier)
 	e.announce(todo, earlier)
@@ -430,6 +424,12 @@ func (e *Engine) work(ctx, wctx context.Context, w ledger.Writer, j job) {
 // They are not queued, so the send loop never holds them; the rows this
 // run leaves unsettled wait for Resolve.
 func (e *Engine) feedUnsettled(ctx context.Context, b ledger.Batch, p *pool, cutoff time.Time) error {
+	return e.submitUnsettled(ctx, b, p, func(r ledger.Row) bool { return r.Updated.Before(cutoff) })
+}
+
+// submitUnsettled pages through the unsettled rows and hands those keep
+// takes (all, when keep is nil) to the workers to ask about.
+func (e *Engine) submitUnsettled(ctx context.Context, b ledger.Batch, p *pool, keep func(ledger.Row) bool) error {
 	for _, s := range unsettledStates {
 		after := 0
 		for {
@@ -444,7 +444,7 @@ func (e *Engine) feedUnsettled(ctx context.Context, b ledger.Batch, p *pool, cut
 				return err
 			}
 			for _, r := range page {
-				if r.Updated.Before(cutoff) {
+				if keep == nil || keep(r) {
 					p.submit(job{row: r, enquire: true})
 				}
 			}
@@ -642,7 +642,7 @@ func (e *Engine) deliver(ctx, wctx context.Context, w ledger.Writer, row ledger.
 			}
 			why = e.interruption(ctx)
 		}
-		msg := gaveUp(r, res.Message, e.cfg.Now(), why == "interrupted", why == "stopped")
+		msg := "not sent: " + gaveUp(r, res.Message, e.cfg.Now(), why)
 		if o.Transient && why == "exhausted" {
 			e.breakerObserve(true, msg)
 		}

@@ -49,8 +49,7 @@ func (e *Engine) answered(tk ticket, wrote time.Time, lat time.Duration, reached
 		e.overloads.Add(1)
 	}
 	e.lat.add(lat)
-	e.conc.observe(lat, overload)
-	rate, changed := e.thr.observe(throttled, e.conc.latency())
+	rate, changed := e.thr.observe(throttled, e.conc.observe(lat, overload))
 	if !changed {
 		return
 	}
@@ -120,9 +119,9 @@ func (e *Engine) monitor(watch bool) func() {
 // shortfall gathers the WARN line's figures.
 func (e *Engine) shortfall(achieved float64, d time.Duration) Shortfall {
 	out, _, limit := e.gate.counts()
-	cl, _, capN, fixed := e.conc.state()
+	cl, capN, fixed := e.conc.state()
 	bad, size := e.brk.state()
-	_, th, _, _ := e.thr.state()
+	th, _ := e.thr.state()
 	waiting, _, _ := e.gate.peek()
 	return Shortfall{
 		Configured: e.cfg.Rate, Achieved: achieved, For: d,
@@ -137,8 +136,8 @@ func (e *Engine) shortfall(achieved float64, d time.Duration) Shortfall {
 // provider's latency, its 429s, the most requests in flight.
 func (e *Engine) Stats() RunStats {
 	_, maxOut, _ := e.gate.counts()
-	_, _, capN, fixed := e.conc.state()
-	_, th, lowest, _ := e.thr.state()
+	_, capN, fixed := e.conc.state()
+	th, lowest := e.thr.state()
 	r := RunStats{
 		ConfiguredRate: e.cfg.Rate,
 		Recharges:      e.progress.Sent.Load(),

@@ -17,18 +17,11 @@ import (
 // ResolveTimeout passes. An unknown row the provider has no record of is
 // sent again under the same referenceid (a duplicate would answer 18).
 func (e *Engine) Resolve(ctx context.Context, b ledger.Batch) error {
-	if e.started.IsZero() {
-		e.started = e.cfg.Now()
-	}
 	// From here Unsure counts the batch's unsettled rows, earlier runs'
 	// included, and each one settled takes one off.
-	var unsure int64
-	for _, s := range unsettledStates {
-		n, err := e.l.CountState(ctx, b.Seq, s)
-		if err != nil {
-			return err
-		}
-		unsure += n
+	unsure, err := e.countUnsettled(ctx, b)
+	if err != nil {
+		return err
 	}
 	e.progress.Unsure.Store(unsure)
 	w, err := e.l.NewWriter(context.WithoutCancel(ctx), b.Seq, e.cfg.Owner)
@@ -80,6 +73,19 @@ func (e *Engine) Resolve(ctx context.Context, b ledger.Batch) error {
 
 var unsettledStates = []ledger.State{ledger.StatePending, ledger.StateDuplicate, ledger.StateUnknown}
 
+// countUnsettled counts batch b's pending, duplicate and unknown rows.
+func (e *Engine) countUnsettled(ctx context.Context, b ledger.Batch) (int64, error) {
+	var n int64
+	for _, s := range unsettledStates {
+		c, err := e.l.CountState(ctx, b.Seq, s)
+		if err != nil {
+			return 0, err
+		}
+		n += c
+	}
+	return n, nil
+}
+
 func (e *Engine) unsettled(ctx context.Context, b ledger.Batch) (bool, error) {
 	for _, s := range unsettledStates {
 		ok, err := e.l.Any(ctx, b.Seq, s)
@@ -93,35 +99,9 @@ func (e *Engine) unsettled(ctx context.Context, b ledger.Batch) (bool, error) {
 // resolveRound enquires every unsettled row once, through the run's
 // workers, limiter and in-flight limit.
 func (e *Engine) resolveRound(ctx, wctx context.Context, w ledger.Writer, b ledger.Batch) error {
-	p := newPool(e.poolSize(), e.poolWant, func(j job) {
-		if ctx.Err() == nil && !e.stopping() {
-			e.enquire(ctx, wctx, w, j.row)
-		}
-	})
+	p := newPool(e.poolSize(), e.poolWant, func(j job) { e.work(ctx, wctx, w, j) })
 	defer p.close()
-	for _, s := range unsettledStates {
-		after := 0
-		for {
-			if ctx.Err() != nil || e.stopping() {
-				return nil
-			}
-			page, err := e.l.Page(ctx, b.Seq, s, after, pageSize)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
-			for _, r := range page {
-				p.submit(job{row: r, enquire: true})
-			}
-			if len(page) < pageSize {
-				break
-			}
-			after = page[len(page)-1].Line
-		}
-	}
-	return nil
+	return e.submitUnsettled(ctx, b, p, nil)
 }
 
 // enquire asks the provider about one row and applies the answer,
@@ -158,7 +138,7 @@ func (e *Engine) enquire(ctx, wctx context.Context, w ledger.Writer, row ledger.
 		if why := e.retryWait(ctx, wctx, r); why != "" {
 			// Asked again in the next round, or the next run.
 			e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Attempt: a,
-				Message: "status enquiry gave no usable answer: " + strings.TrimPrefix(gaveUp(r, st.Message, e.cfg.Now(), why == "interrupted", why == "stopped"), "not sent: ")})
+				Message: "status enquiry gave no usable answer: " + gaveUp(r, st.Message, e.cfg.Now(), why)})
 			return
 		}
 		e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Message: row.Message, Attempt: a})

@@ -96,8 +96,9 @@ func orDefault(v, def int) int {
 }
 
 // gaveUp says, for the row's message, why a request that got no decision
-// was not tried again; last is the client's account of the last try.
-func gaveUp(r Retry, last string, now time.Time, interrupted, stopped bool) string {
+// was not tried again; last is the client's account of the last try, why
+// what ended the retries (retryWait's "interrupted", "stopped", ...).
+func gaveUp(r Retry, last string, now time.Time, why string) string {
 	var what string
 	switch r.Why {
 	case RetryThrottled:
@@ -115,11 +116,11 @@ func gaveUp(r Retry, last string, now time.Time, interrupted, stopped bool) stri
 			what = fmt.Sprintf("%s (%d tries)", what, r.Tries)
 		}
 	}
-	switch {
-	case interrupted:
-		return "not sent: interrupted while waiting to retry; " + what
-	case stopped:
-		return "not sent: the run stopped before the retry; " + what
+	switch why {
+	case "interrupted":
+		return "interrupted while waiting to retry; " + what
+	case "stopped":
+		return "the run stopped before the retry; " + what
 	}
-	return "not sent: " + what
+	return what
 }

@@ -67,7 +67,13 @@ func TestGaveUpSaysWhatHappened(t *testing.T) {
 		{"no connection", Retry{Why: RetryNotSent, Tries: 5}, "not sent: connection refused", false, false,
 			"not sent: connection refused (5 tries)", "not sent: not sent"},
 	} {
-		got := gaveUp(tc.r, tc.last, now, tc.interrupted, tc.stop)
+		why := "exhausted"
+		if tc.interrupted {
+			why = "interrupted"
+		} else if tc.stop {
+			why = "stopped"
+		}
+		got := "not sent: " + gaveUp(tc.r, tc.last, now, why)
 		if got != tc.want || strings.Contains(got, tc.wantNot) {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}

@@ -102,7 +102,7 @@ func (s *Session) Start(ctx context.Context, eng *Engine) {
 				}
 			}
 		case errors.Is(err, ledger.ErrLeaseLost):
-			eng.Stop(&StopError{Reason: "lease", Detail: err.Error(), Hint: "another aopbatch took over this batch"})
+			eng.Stop(&StopError{Reason: StopLease, Detail: err.Error(), Hint: "another aopbatch took over this batch"})
 			return false
 		case hctx.Err() == nil:
 			s.log.Warn("renew batch lease", "err", err)

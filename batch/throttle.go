@@ -41,10 +41,9 @@ type throttle struct {
 	answers, th int       // in the window
 	total       int64     // 429s in the run
 	lowest      float64   // lowest rate set; 0 = never lowered
-	cuts        int
-	plateau     float64 // what the provider accepted at the last cut; 0 = forgotten
-	clean       int     // windows in a row above the plateau without a 429
-	over        bool    // the last window was over throttleShare
+	plateau     float64   // what the provider accepted at the last cut; 0 = forgotten
+	clean       int       // windows in a row above the plateau without a 429
+	over        bool      // the last window was over throttleShare
 }
 
 func newThrottle(base float64, now func() time.Time) *throttle {
@@ -110,7 +109,6 @@ func (t *throttle) observe(throttled bool, lat time.Duration) (rate float64, cha
 		}
 		t.rate = next
 		t.plateau, t.clean = accepted, 0
-		t.cuts++
 		if t.lowest == 0 || next < t.lowest {
 			t.lowest = next
 		}
@@ -146,10 +144,10 @@ func (t *throttle) observe(throttled bool, lat time.Duration) (rate float64, cha
 	return t.rate, t.rate != old
 }
 
-// state returns the current rate, the 429s answered in the run, the lowest
-// rate set (0 if never lowered) and how many times it was lowered.
-func (t *throttle) state() (rate float64, throttled int64, lowest float64, cuts int) {
+// state returns the 429s answered in the run and the lowest rate set (0
+// if never lowered).
+func (t *throttle) state() (throttled int64, lowest float64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.rate, t.total, t.lowest, t.cuts
+	return t.total, t.lowest
 }
