@@ -8,18 +8,25 @@ import (
 	"strings"
 
 	"github.com/aopbatch/aopbatch/batch"
+	"github.com/aopbatch/aopbatch/ledger/postgres"
 )
 
 // explainLedgerStop makes a run stopped by a failed ledger write name the
 // ledger and, when it can be found, why it could not be written: SQLite
-// says only "disk I/O error" or "database or disk is full". Other errors
-// pass unchanged.
-func explainLedgerStop(path string, err error) error {
+// says only "disk I/O error" or "database or disk is full". A PostgreSQL
+// ledger (named by its URL) has no file to look at: the server is named.
+// Other errors pass unchanged.
+func explainLedgerStop(name string, err error) error {
 	var stop *batch.StopError
-	if !errors.As(err, &stop) || stop.Reason != "ledger" {
+	if !errors.As(err, &stop) || stop.Reason != batch.StopLedger {
 		return err
 	}
-	abs := absPath(path)
+	if postgres.IsURL(name) {
+		return &batch.StopError{Reason: stop.Reason,
+			Detail: fmt.Sprintf("the ledger %s could not be written (%s)", postgres.Redact(name), stop.Detail),
+			Hint:   "check the database server and the connection to it, then run the same command again to resume: rows in flight are checked with the provider first"}
+	}
+	abs := absPath(name)
 	why := ledgerWriteCause(abs)
 	if why == "" {
 		why = "see the error below"

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/aopbatch/aopbatch/batch"
 	"github.com/aopbatch/aopbatch/ledger"
 )
 
@@ -97,4 +98,23 @@ func TestLedgerFullMidRun(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return lines[len(lines)-1]
+}
+
+// TestLedgerStopOnPostgres: a PostgreSQL ledger that cannot be written is
+// named by its URL, without the password, and no file path or disk is
+// made up for it.
+func TestLedgerStopOnPostgres(t *testing.T) {
+	stop := &batch.StopError{Reason: batch.StopLedger, Detail: "ledger write: connection refused"}
+	err := explainLedgerStop("postgres://aop:s3cret@db.internal:5432/aopbatch", stop)
+	msg := err.Error()
+	for _, want := range []string{"postgres://aop@db.internal:5432/aopbatch", "connection refused", "database server"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("%q does not say %q", msg, want)
+		}
+	}
+	for _, not := range []string{"s3cret", "make room", "/postgres:"} {
+		if strings.Contains(msg, not) {
+			t.Errorf("%q says %q", msg, not)
+		}
+	}
 }
