@@ -33,14 +33,9 @@ func NewSession(store ledger.Store, b ledger.Batch, o ledger.Owner, ttl time.Dur
 	return &Session{store: store, batch: b, owner: o, ttl: ttl, log: log, stop: func() {}}
 }
 
-// Join takes the lease on the ready batch id ("" or "latest" as
-// ledger.Reader.Batch reads them) for o: the session of a command that
-// settles a batch someone else recorded (resolve, reconcile).
-func Join(ctx context.Context, store ledger.Store, id string, o ledger.Owner, ttl time.Duration, log *slog.Logger) (*Session, error) {
-	b, err := store.Batch(ctx, id)
-	if err != nil {
-		return nil, err
-	}
+// Join takes the lease on ready batch b for o: the session of a command
+// that settles a batch someone else recorded (resolve).
+func Join(ctx context.Context, store ledger.Store, b ledger.Batch, o ledger.Owner, ttl time.Duration, log *slog.Logger) (*Session, error) {
 	if !b.Ready {
 		return nil, fmt.Errorf("batch %s was never fully recorded: run the file again with aopbatch run", b.ID)
 	}

@@ -26,19 +26,17 @@ import (
 
 // event is one line of go test -json (cmd/test2json).
 type event struct {
-	Action     string
-	Package    string
-	ImportPath string // build-output, build-fail
-	Test       string
-	Elapsed    float64
-	Output     string
+	Action  string
+	Package string
+	Test    string
+	Elapsed float64
+	Output  string
 }
 
 // slow is how long a test runs before its end is shown.
 const slow = 10 * time.Second
 
 type pkg struct {
-	started               time.Time
 	passed, failed, skips int
 	running               map[string]time.Time // top-level tests running now, since when
 	output                map[string][]string  // by test ("" for the package)
@@ -49,7 +47,7 @@ type formatter struct {
 	out     io.Writer
 	start   time.Time
 	pkgs    map[string]*pkg
-	done    []string // packages finished
+	done    int // packages finished
 	failed  bool
 	ok, bad int // packages
 	tests   [3]int
@@ -129,7 +127,7 @@ func (f *formatter) line(b []byte) {
 	}
 	p := f.pkgs[e.Package]
 	if p == nil {
-		p = &pkg{started: time.Now(), running: map[string]time.Time{}, output: map[string][]string{}}
+		p = &pkg{running: map[string]time.Time{}, output: map[string][]string{}}
 		f.pkgs[e.Package] = p
 	}
 	top, _, sub := strings.Cut(e.Test, "/")
@@ -205,7 +203,7 @@ func (f *formatter) packageDone(e event, p *pkg) {
 	f.tests[0] += p.passed
 	f.tests[1] += p.failed
 	f.tests[2] += p.skips
-	f.done = append(f.done, e.Package)
+	f.done++
 	switch e.Action {
 	case "fail":
 		f.bad++
@@ -272,7 +270,7 @@ func (f *formatter) heartbeat(stop <-chan struct{}) {
 		}
 		if len(parts) > 0 {
 			fmt.Fprintf(f.out, "   ... %s: %d packages done; running %s\n",
-				time.Since(f.start).Round(time.Second), len(f.done), strings.Join(parts, "; "))
+				time.Since(f.start).Round(time.Second), f.done, strings.Join(parts, "; "))
 		}
 		f.mu.Unlock()
 	}

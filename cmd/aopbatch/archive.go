@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +36,10 @@ func isArchive(path string) bool {
 	n, _ := io.ReadFull(f, head)
 	return n == 2 && bytes.Equal(head, gzipMagic)
 }
+
+// holdLease is the lease copy and archive take on each batch they read,
+// so that no run changes it meanwhile; released as each batch is done.
+const holdLease = 10 * time.Minute
 
 // archiveStore is an archive opened for reading: a SQLite ledger
 // decompressed into a private temporary directory, removed at Close. It
@@ -212,9 +214,7 @@ func runLedgerArchive(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 
 	// Keep runs out of each batch while it is archived: its lease.
-	id := make([]byte, 8)
-	_, _ = rand.Read(id)
-	owner := ledger.NewOwner("archive-" + hex.EncodeToString(id))
+	owner := ledger.NewOwner("archive-" + newRunID())
 	bg := context.WithoutCancel(ctx)
 	var (
 		take    []ledger.Batch
@@ -230,7 +230,7 @@ func runLedgerArchive(ctx context.Context, args []string, stdout, stderr io.Writ
 		if !b.Created.Before(cut) || b.Archived != "" || !b.Ready {
 			continue
 		}
-		if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID}, owner, 10*time.Minute); err != nil {
+		if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID}, owner, holdLease); err != nil {
 			refused = append(refused, fmt.Sprintf("%s: %v", b.ID, err))
 			continue
 		}

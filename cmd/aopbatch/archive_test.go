@@ -33,25 +33,7 @@ func TestLedgerArchiveThenReport(t *testing.T) {
 	if p := aopbatch(t, nil, runArgs(openCSV, db, pending.URL, "--batch", "open", "--resolve-timeout", "1s")...); p.code != 3 {
 		t.Fatalf("run open: exit %d, want 3\n%s", p.code, p.stderr)
 	}
-	reportJSON := func(ledgerLoc, id string) map[string]any {
-		t.Helper()
-		out := filepath.Join(t.TempDir(), "rep")
-		if p := aopbatch(t, nil, "report", "--ledger", ledgerLoc, "--batch", id, "--format", "json", "--out", out); p.code != 0 {
-			t.Fatalf("report %s from %s: exit %d\n%s", id, ledgerLoc, p.code, p.stderr)
-		}
-		b, err := os.ReadFile(filepath.Join(out, "report.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatal(err)
-		}
-		delete(m, "generated_at")
-		scrubAges(m)
-		return m
-	}
-	before := reportJSON(db, "old")
+	before := reportJSON(t, db, "old")
 	sizeBefore := fileSize(t, db)
 
 	archive := filepath.Join(dir, "2026-12.ledger.gz")
@@ -62,7 +44,7 @@ func TestLedgerArchiveThenReport(t *testing.T) {
 	if !strings.Contains(p.stderr, "open: rows not final") || !strings.Contains(p.stdout, "archived batch old") {
 		t.Errorf("archive output does not say what it did:\n%s%s", p.stdout, p.stderr)
 	}
-	if got := reportJSON(archive, "old"); !reflect.DeepEqual(got, before) {
+	if got := reportJSON(t, archive, "old"); !reflect.DeepEqual(got, before) {
 		gj, _ := json.MarshalIndent(got, "", " ")
 		wj, _ := json.MarshalIndent(before, "", " ")
 		t.Errorf("report.json from the archive differs:\n%s\nwant\n%s", gj, wj)

@@ -92,6 +92,20 @@ func (lf *logFlags) progressMode(mode string) string {
 	return mode
 }
 
+// run runs a command that logs with the logger the flags ask for, and
+// ends it as done says.
+func (lf *logFlags) run(stderr io.Writer, fn func(*slog.Logger) error) error {
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return start(err)
+	}
+	if lf.json() {
+		notices.Store(log)
+		defer notices.Store(nil)
+	}
+	return lf.done(log, fn(log))
+}
+
 // done ends a command that logs: with JSON logs its error goes out as an
 // ERROR log line rather than the text "aopbatch: ..." line, so that
 // stderr holds nothing but JSON. The exit code is kept.
@@ -221,10 +235,14 @@ func checkSession(progress string, leaseTTL time.Duration) error {
 	default:
 		return fmt.Errorf("--progress must be auto, always or never, not %q", progress)
 	}
-	// The lease is renewed every third of it; below a second that is a
-	// busy loop on the ledger.
-	if leaseTTL < time.Second {
-		return fmt.Errorf("--lease-ttl must be at least 1s, not %s", leaseTTL)
+	return checkLeaseTTL(leaseTTL)
+}
+
+// checkLeaseTTL validates --lease-ttl. The lease is renewed every third
+// of it; below a second that is a busy loop on the ledger.
+func checkLeaseTTL(d time.Duration) error {
+	if d < time.Second {
+		return fmt.Errorf("--lease-ttl must be at least 1s, not %s", d)
 	}
 	return nil
 }

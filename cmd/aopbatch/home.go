@@ -29,10 +29,7 @@ func noteLedger(log *slog.Logger, path string) {
 		}
 		return
 	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		abs = path
-	}
+	abs := absPath(path)
 	fi, err := os.Stat(abs)
 	switch {
 	case err == nil:
@@ -51,6 +48,14 @@ func ledgerName(l ledger.Reader) string {
 		return l.Location()
 	}
 	return absPath(l.Location())
+}
+
+// absPath is path made absolute, or path itself when that fails.
+func absPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
 }
 
 // textLog is the logger of a command without --log-format: text on stderr.

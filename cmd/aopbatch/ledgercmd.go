@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/aopbatch/aopbatch/ledger"
 )
@@ -72,13 +71,13 @@ func runLedgerCopy(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if len(batches) > 0 {
 		o.IDs = batches
 	}
-	if !isArchive(from) {
+	if _, archive := src.(*archiveStore); !archive {
 		// Each batch's lease while it is copied: no run of it changes what
 		// is being read (on a shared ledger, one that does is found by the
 		// counts compared at the end).
 		owner := ledger.NewOwner(newRunID())
 		o.Hold = func(ctx context.Context, b ledger.Batch) (func(), error) {
-			if _, err := src.Acquire(ctx, ledger.NewBatch{ID: b.ID}, owner, 10*time.Minute); err != nil {
+			if _, err := src.Acquire(ctx, ledger.NewBatch{ID: b.ID}, owner, holdLease); err != nil {
 				return nil, err
 			}
 			return func() { _ = src.Release(context.WithoutCancel(ctx), b.ID, owner) }, nil

@@ -155,31 +155,12 @@ func TestLedgerCopyRoundTrip(t *testing.T) {
 			t.Error("ledger copy printed the PostgreSQL password")
 		}
 	}
-	reportOf := func(loc string) map[string]any {
-		t.Helper()
-		out := filepath.Join(t.TempDir(), "rep")
-		if p := aopbatch(t, nil, "report", "--ledger", loc, "--batch", "latest", "--format", "json", "--out", out); p.code != 0 {
-			t.Fatalf("report on %s: exit %d\n%s", loc, p.code, p.stderr)
-		}
-		b, err := os.ReadFile(filepath.Join(out, "report.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatal(err)
-		}
-		// When the report was written, and ages counted from then.
-		delete(m, "generated_at")
-		scrubAges(m)
-		return m
-	}
-	want := reportOf(src)
+	want := reportJSON(t, src, "latest")
 	if c, _ := want["counts"].(map[string]any); c == nil || c["pending"] == float64(0) || c["rejected"] != float64(1) {
 		t.Fatalf("source report counts %v: want pending and one rejected row, or the copy tests little", want["counts"])
 	}
 	for _, loc := range []string{pg, back} {
-		if got := reportOf(loc); !reflect.DeepEqual(got, want) {
+		if got := reportJSON(t, loc, "latest"); !reflect.DeepEqual(got, want) {
 			gj, _ := json.MarshalIndent(got, "", " ")
 			wj, _ := json.MarshalIndent(want, "", " ")
 			t.Errorf("report.json from the copy differs:\n%s\nwant\n%s", gj, wj)
@@ -189,6 +170,27 @@ func TestLedgerCopyRoundTrip(t *testing.T) {
 	if p := aopbatch(t, nil, "ledger", "copy", "--from", src, "--to", back); p.code != 1 || !strings.Contains(p.stderr, "already in the ledger") {
 		t.Errorf("second copy: exit %d\n%s", p.code, p.stderr)
 	}
+}
+
+// reportJSON is report.json of batch id in the ledger at loc, without
+// what depends on when it was written (generated_at, ages).
+func reportJSON(t *testing.T, loc, id string) map[string]any {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "rep")
+	if p := aopbatch(t, nil, "report", "--ledger", loc, "--batch", id, "--format", "json", "--out", out); p.code != 0 {
+		t.Fatalf("report %s from %s: exit %d\n%s", id, loc, p.code, p.stderr)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "generated_at")
+	scrubAges(m)
+	return m
 }
 
 // scrubAges removes the report's ages in seconds, which depend on when it
@@ -370,21 +372,7 @@ func TestPostgresKillOneOfThree(t *testing.T) {
 func TestChaosSeveralProcessesPostgres(t *testing.T) {
 	srv := pgtest.Start(t)
 	db := srv.URL(srv.NewDB(t))
-	sb := sandbox(t, func(c *aoptest.Config) {
-		c.Seed = 11
-		c.Latency = 2 * time.Millisecond
-		c.LatencyJitter = 10 * time.Millisecond
-		c.PendingRate = 0.1
-		c.PendingDelay = 300 * time.Millisecond
-		c.PendingFailRate = 0.3
-		c.Fault5xxRate = 0.05
-		c.LostRate = 0.05
-		c.StallRate = 0.03
-		c.StallFor = 3 * time.Second
-		c.ThrottleRate = 0.03
-		c.RetryAfter = time.Second
-		c.UnknownCodeRate = 0.03
-	})
+	sb := chaosSandbox(t, 11)
 	_, csvPath := batchFiles(t)
 	rows := goodRows(600, "X")
 	writeCSV(t, csvPath, rows)

@@ -65,8 +65,8 @@ statement error.
 	if err != nil {
 		return start(err)
 	}
-	if leaseTTL < time.Second {
-		return start(fmt.Errorf("--lease-ttl must be at least 1s, not %s", leaseTTL))
+	if err := checkLeaseTTL(leaseTTL); err != nil {
+		return start(err)
 	}
 	log, err := logs.logger(stderr)
 	if err != nil {
@@ -175,14 +175,18 @@ func coveredBatches(ctx context.Context, l ledger.Store, st *reports.Statement, 
 // disagreements remain.
 func reconcileBatch(ctx context.Context, l ledger.Store, p batch.Prober, b ledger.Batch, st *reports.Statement, opts reports.Options,
 	conn connFlags, leaseTTL time.Duration, dir string, stdout io.Writer) (int, error) {
-	s, err := reports.Build(ctx, l, b, opts)
-	if err != nil {
-		return 0, err
+	assess := func() (*reports.Summary, []reports.Disputed, error) {
+		s, err := reports.Build(ctx, l, b, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := s.Reconcile(ctx, l, st); err != nil {
+			return nil, nil, err
+		}
+		d, err := s.Disputes(ctx, l)
+		return s, d, err
 	}
-	if err := s.Reconcile(ctx, l, st); err != nil {
-		return 0, err
-	}
-	disputes, err := s.Disputes(ctx, l)
+	s, disputes, err := assess()
 	if err != nil {
 		return 0, err
 	}
@@ -194,6 +198,7 @@ func reconcileBatch(ctx context.Context, l ledger.Store, p batch.Prober, b ledge
 	}
 	fmt.Fprintf(stdout, "batch %s: %d disagreements with the statement; asking the provider about %d rows\n", b.ID, len(disputes), len(rows))
 	answers := map[int]batch.Confirmation{}
+	recorded := false
 	if len(rows) > 0 {
 		// The lease is held while the ledger is written, as resolve does:
 		// no run of the batch may move these rows meanwhile.
@@ -210,21 +215,17 @@ func reconcileBatch(ctx context.Context, l ledger.Store, p batch.Prober, b ledge
 		for _, c := range confirmed {
 			answers[c.Line] = c
 			if c.To != "" {
+				recorded = true
 				fmt.Fprintf(stdout, "  line %d %s: %s -> %s: %s (recorded with the enquiry as evidence)\n", c.Line, c.ReferenceID, c.From, c.To, c.Why)
 			}
 		}
 	}
-	// Reconciled again: what the provider confirmed now agrees.
-	s, err = reports.Build(ctx, l, b, opts)
-	if err != nil {
-		return 0, err
-	}
-	if err := s.Reconcile(ctx, l, st); err != nil {
-		return 0, err
-	}
-	left, err := s.Disputes(ctx, l)
-	if err != nil {
-		return 0, err
+	left := disputes
+	if recorded {
+		// Reconciled again: what the provider confirmed now agrees.
+		if s, left, err = assess(); err != nil {
+			return 0, err
+		}
 	}
 	for _, d := range left {
 		fmt.Fprintf(stdout, "  %s\n", describeDispute(d, answers))

@@ -36,22 +36,13 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	f.ledger = *ledgerPath
-	log, err := f.logs.logger(stderr)
-	if err != nil {
-		return start(err)
-	}
-	if f.logs.json() {
-		notices.Store(log)
-		defer notices.Store(nil)
-	}
-	return f.logs.done(log, f.run(ctx, log, stdout, stderr))
+	return f.logs.run(stderr, func(log *slog.Logger) error { return f.run(ctx, log, stdout, stderr) })
 }
 
 func (f *resolveFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.Writer) error {
 	noteLedger(log, f.ledger)
-	conn, logs, rep, progress, leaseTTL := &f.conn, f.logs, f.rep, f.progress, f.leaseTTL
-	conn.log = log
-	if err := checkSession(progress, leaseTTL); err != nil {
+	f.conn.log = log
+	if err := checkSession(f.progress, f.leaseTTL); err != nil {
 		return start(err)
 	}
 	// The ledger and the batch first: without them there is nothing to
@@ -68,18 +59,18 @@ func (f *resolveFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr
 	if !b.Ready {
 		return start(errors.New("batch " + b.ID + " was never fully recorded: run the file again with aopbatch run"))
 	}
-	if err := conn.check(); err != nil {
+	if err := f.conn.check(); err != nil {
 		return start(err)
 	}
-	cfg, err := conn.engineConfig(log)
+	cfg, err := f.conn.engineConfig(log)
 	if err != nil {
 		return start(err)
 	}
-	client, err := conn.client()
+	client, err := f.conn.client()
 	if err != nil {
 		return start(err)
 	}
-	sess, err := batch.Join(ctx, l, b.ID, ledger.NewOwner(newRunID()), leaseTTL, log)
+	sess, err := batch.Join(ctx, l, b, ledger.NewOwner(newRunID()), f.leaseTTL, log)
 	if err != nil {
 		return start(describeStartError("", err))
 	}
@@ -90,9 +81,9 @@ func (f *resolveFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr
 	if _, err := sess.Recover(ctx); err != nil {
 		return start(err)
 	}
-	stopProgress := showProgress(ctx, logs.progressMode(progress), stderr, eng, log)
+	stopProgress := showProgress(ctx, f.logs.progressMode(f.progress), stderr, eng, log)
 	rerr := eng.Resolve(ctx, b)
 	stopProgress()
 	st := eng.Stats()
-	return finish(ctx, l, b, rerr, rep, logs, log, &st, stdout, stderr)
+	return finish(ctx, l, b, rerr, f.rep, f.logs, log, &st, stdout, stderr)
 }

@@ -65,15 +65,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	f.ledger = *ledgerPath
-	log, err := f.logs.logger(stderr)
-	if err != nil {
-		return start(err)
-	}
-	if f.logs.json() {
-		notices.Store(log)
-		defer notices.Store(nil)
-	}
-	return f.logs.done(log, f.run(ctx, log, stdout, stderr))
+	return f.logs.run(stderr, func(log *slog.Logger) error { return f.run(ctx, log, stdout, stderr) })
 }
 
 func (f *runFlags) controls() (batch.Controls, error) {

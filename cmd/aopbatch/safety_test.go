@@ -36,12 +36,11 @@ func TestChaosKillAndResumePostgres(t *testing.T) {
 	chaosKillAndResume(t, srv.URL(srv.NewDB(t)), "--lease-ttl", "1s")
 }
 
-// chaosKillAndResume runs a batch under every fault, killing the run at
-// random instants, then lets it settle and checks the ledger at db against
-// what reached the sandbox.
-func chaosKillAndResume(t *testing.T, db string, extra ...string) {
-	sb := sandbox(t, func(c *aoptest.Config) {
-		c.Seed = 7
+// chaosSandbox is a sandbox with every fault at once, drawn from seed.
+func chaosSandbox(t *testing.T, seed int64) *aoptest.TestServer {
+	t.Helper()
+	return sandbox(t, func(c *aoptest.Config) {
+		c.Seed = seed
 		c.Latency = 2 * time.Millisecond
 		c.LatencyJitter = 10 * time.Millisecond
 		c.PendingRate = 0.1
@@ -55,6 +54,13 @@ func chaosKillAndResume(t *testing.T, db string, extra ...string) {
 		c.RetryAfter = time.Second
 		c.UnknownCodeRate = 0.03
 	})
+}
+
+// chaosKillAndResume runs a batch under every fault, killing the run at
+// random instants, then lets it settle and checks the ledger at db against
+// what reached the sandbox.
+func chaosKillAndResume(t *testing.T, db string, extra ...string) {
+	sb := chaosSandbox(t, 7)
 	_, csvPath := batchFiles(t)
 	rows := goodRows(500, "C")
 	writeCSV(t, csvPath, rows)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -102,17 +101,17 @@ func skipped(b *bench, what string, err error) error {
 
 // proc is an aopbatch process the bench started.
 type proc struct {
-	cmd            *exec.Cmd
-	stdout, stderr bytes.Buffer
+	cmd    *exec.Cmd
+	stderr tailBuffer // its end, shown if it fails
 }
 
 // startProcs starts n aopbatch processes with args against sb.
 func (b *bench) startProcs(ctx context.Context, n int, args []string) ([]*proc, error) {
 	ps := make([]*proc, n)
 	for i := range ps {
-		p := &proc{cmd: exec.CommandContext(ctx, b.bin, args...)}
+		p := &proc{cmd: exec.CommandContext(ctx, b.bin, args...), stderr: tailBuffer{max: maxStderrKept}}
 		p.cmd.Env = append(os.Environ(), append([]string{"AOP_LATITUDE=28.61", "AOP_LONGITUDE=77.20"}, b.pgEnv()...)...)
-		p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+		p.cmd.Stderr = &p.stderr
 		p.cmd.Cancel = func() error { return p.cmd.Process.Signal(os.Interrupt) }
 		p.cmd.WaitDelay = 30 * time.Second
 		if err := p.cmd.Start(); err != nil {
@@ -128,17 +127,10 @@ func waitProcs(ps []*proc) error {
 	var errs []error
 	for i, p := range ps {
 		if err := p.cmd.Wait(); err != nil {
-			errs = append(errs, fmt.Errorf("process %d: %w\n%s", i, err, tail(p.stderr.String())))
+			errs = append(errs, fmt.Errorf("process %d: %w\n%s", i, err, p.stderr.String()))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func tail(s string) string {
-	if len(s) > maxStderrKept {
-		return s[len(s)-maxStderrKept:]
-	}
-	return s
 }
 
 // sharedRun sends one batch from three processes on one PostgreSQL ledger
