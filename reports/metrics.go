@@ -97,15 +97,7 @@ func (s *Summary) writeMetrics(w io.Writer) error {
 	p.sample("aopbatch_request_latency_seconds_count", itoa(cum))
 	if r := s.Reconciliation; r.Performed {
 		p.family("aopbatch_reconciliation", "gauge", "Rows and statement lines by reconciliation category.")
-		for _, c := range []struct {
-			cat Category
-			n   int64
-		}{
-			{Matched, r.Matched}, {AmountMismatch, r.AmountMismatch}, {StatusMismatch, r.StatusMismatch},
-			{MissingInStatement, r.MissingInStatement}, {MissingInLedger, r.MissingInLedger},
-			{DuplicatedInStatement, r.DuplicatedInStatement}, {NotSent, r.NotSent},
-			{FailedNotInStatement, r.FailedNotInStatement}, {InOtherBatch, r.InOtherBatch},
-		} {
+		for _, c := range reconRows(r) {
 			p.sample("aopbatch_reconciliation", itoa(c.n), "category", string(c.cat))
 		}
 		p.family("aopbatch_success_total_paise", "gauge", "Control totals: success amount by source, in paise.")

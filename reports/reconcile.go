@@ -119,7 +119,6 @@ type Discrepancy struct {
 	Note                 string       `json:"note,omitempty"`
 
 	their TheirStatus
-	first bool // the first occurrence of its refid on the statement
 }
 
 // reconState is what Write needs to classify the rows again while it
@@ -310,7 +309,6 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 		i := st.byRef[pos]
 		e := &st.entries[i]
 		seen[i] = true
-		d.first = true
 		d.their = e.status
 		d.StatementLine = int(e.line)
 		d.StatementStatus = e.status.String()
@@ -362,7 +360,7 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 		}
 		d := Discrepancy{
 			ReferenceID: st.str(e.ref), StatementLine: int(e.line), StatementStatus: e.status.String(),
-			StatementAmountPaise: e.amount, StatementTxnID: st.str(e.txn), StatementOperatorRef: st.str(e.opref), their: e.status, first: first == i,
+			StatementAmountPaise: e.amount, StatementTxnID: st.str(e.txn), StatementOperatorRef: st.str(e.opref), their: e.status,
 		}
 		switch {
 		case first != i && rc.other[first]:

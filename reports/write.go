@@ -64,7 +64,7 @@ var formats = []format{
 	{"md", func(w *writer) error { return w.put(FileMarkdown, w.view().writeMarkdown) }},
 	{"html", func(w *writer) error { return w.put(FileHTML, w.view().writeHTML) }},
 	{"xlsx", func(w *writer) error {
-		return w.put(FileXLSX, func(out io.Writer) error { return w.s.writeXLSX(w.ctx, w.l, out) })
+		return w.put(FileXLSX, func(out io.Writer) error { return w.s.writeXLSX(w.ctx, w.l, w.view(), out) })
 	}},
 }
 
@@ -377,10 +377,7 @@ func (s *Summary) writeRejects(ctx context.Context, l ledger.Reader, w io.Writer
 	if err := c.write(hdr); err != nil {
 		return err
 	}
-	pii := make([]bool, width)
-	for i, h := range s.header {
-		pii[i] = s.PIIMasked && piiColumns[normName(h)]
-	}
+	pii := s.piiMasked()
 	rec := make([]string, width+len(RejectsTrailer))
 	err := eachInState(ctx, l, s.seq, ledger.StateRejected, func(r *ledger.Row) error {
 		for i := 0; i < width; i++ {
@@ -418,7 +415,8 @@ func (s *Summary) rejectReason(r *ledger.Row) (reason, fixable string) {
 	if len(r.Raw) > width {
 		extra := make([]string, 0, len(r.Raw)-width)
 		for _, v := range r.Raw[width:] {
-			extra = append(extra, strconv.Quote(s.maskIfPII(v)))
+			// Beyond the header: it may be personal data.
+			extra = append(extra, strconv.Quote(s.mask(v)))
 		}
 		reason += "; cells beyond the header: " + strings.Join(extra, ", ")
 	}
@@ -434,13 +432,13 @@ func (s *Summary) rejectReason(r *ledger.Row) (reason, fixable string) {
 	return reason, fixable
 }
 
-// maskIfPII masks a cell whose column is unknown (beyond the header) when
-// masking is on: it may be personal data.
-func (s *Summary) maskIfPII(v string) string {
-	if s.PIIMasked {
-		return maskTail(v)
+// piiMasked says, by column of the file's header, which cells are masked.
+func (s *Summary) piiMasked() []bool {
+	pii := make([]bool, len(s.header))
+	for i, h := range s.header {
+		pii[i] = s.PIIMasked && piiColumns[normName(h)]
 	}
-	return v
+	return pii
 }
 
 // eachInState calls fn for the rows of one state in line order, a page at a

@@ -36,7 +36,7 @@ type xlsxWriter struct {
 	head  int // style of header cells
 }
 
-func (s *Summary) writeXLSX(ctx context.Context, l ledger.Reader, w io.Writer) error {
+func (s *Summary) writeXLSX(ctx context.Context, l ledger.Reader, v *view, w io.Writer) error {
 	f := excelize.NewFile()
 	defer f.Close()
 	x := &xlsxWriter{f: f}
@@ -57,7 +57,7 @@ func (s *Summary) writeXLSX(ctx context.Context, l ledger.Reader, w io.Writer) e
 		}
 	}
 	steps := []func() error{
-		func() error { return s.xlsxSummary(x) },
+		func() error { return s.xlsxSummary(x, v) },
 		func() error { return s.xlsxAtRisk(x) },
 		func() error { return s.xlsxReconciliation(ctx, l, x) },
 		func() error { return s.xlsxRows(ctx, l, x) },
@@ -79,7 +79,6 @@ func (x *xlsxWriter) amount(paise int64) excelize.Cell {
 
 // sheet streams one sheet: a header row, frozen and filtered, then rows.
 type sheet struct {
-	x     *xlsxWriter
 	name  string
 	sw    *excelize.StreamWriter
 	row   int
@@ -99,7 +98,7 @@ func (x *xlsxWriter) sheet(name string, header []string, widths ...float64) (*sh
 	if err := sw.SetPanes(&excelize.Panes{Freeze: true, YSplit: 1, TopLeftCell: "A2", ActivePane: "bottomLeft"}); err != nil {
 		return nil, err
 	}
-	sh := &sheet{x: x, name: name, sw: sw, width: len(header)}
+	sh := &sheet{name: name, sw: sw, width: len(header)}
 	cells := make([]any, len(header))
 	for i, h := range header {
 		cells[i] = excelize.Cell{StyleID: x.head, Value: h}
@@ -144,12 +143,11 @@ func tableName(s string) string {
 // text keeps a value as text whatever it looks like.
 func text(v string) excelize.Cell { return excelize.Cell{Value: v} }
 
-func (s *Summary) xlsxSummary(x *xlsxWriter) error {
+func (s *Summary) xlsxSummary(x *xlsxWriter, v *view) error {
 	sh, err := x.sheet(SheetSummary, []string{"item", "rows", "amount", "note"}, 46, 10, 18, 100)
 	if err != nil {
 		return err
 	}
-	v := s.view()
 	add := func(item string, rows any, amount any, note string) error {
 		return sh.add(text(item), rows, amount, text(note))
 	}
@@ -274,13 +272,14 @@ func (s *Summary) xlsxRejects(ctx context.Context, l ledger.Reader, x *xlsxWrite
 	if err != nil {
 		return err
 	}
+	pii := s.piiMasked()
 	err = eachInState(ctx, l, s.seq, ledger.StateRejected, func(r *ledger.Row) error {
 		cells := make([]any, 0, width+len(RejectsTrailer))
 		for i := 0; i < width; i++ {
 			v := ""
 			if i < len(r.Raw) {
 				v = r.Raw[i]
-				if s.PIIMasked && piiColumns[normName(s.header[i])] {
+				if pii[i] {
 					v = maskTail(v)
 				}
 			}
