@@ -224,6 +224,34 @@ func TestRejectedRowOnTheStatementWarns(t *testing.T) {
 	}
 }
 
+// A rejected row's referenceid that the statement shows failed and then
+// charged is charged: every line under it counts, not only the first, as
+// in the export that leaves it out.
+func TestRejectedRowChargedOnALaterStatementLine(t *testing.T) {
+	f := newFixture(t)
+	s, _, dir := reconciled(t, f, "refid,amount,status\nREF012,10.00,0\nREF012,10.00,1\n", f.options(false))
+	var warned bool
+	for _, d := range s.Reconciliation.Discrepancies {
+		warned = warned || d.ReferenceID == "REF012" && strings.Contains(d.Note, "find out who sent it")
+	}
+	if !warned {
+		t.Error("no REF012 discrepancy says to find out who sent it")
+	}
+	var listed bool
+	for _, rec := range readCSV(t, filepath.Join(dir, FileRejects)) {
+		if rec[3] != "REF012" {
+			continue
+		}
+		listed = true
+		if rec[len(rec)-1] != "no" || !strings.Contains(rec[len(rec)-2], "statement line 3") {
+			t.Errorf("rejects.csv offers REF012 for resending, or does not name statement line 3: %q", rec)
+		}
+	}
+	if !listed {
+		t.Error("rejects.csv does not list REF012")
+	}
+}
+
 // Defect 10: one outcome per response code row; Indian grouping; --tz.
 func TestByCodeOneOutcomePerRow(t *testing.T) {
 	f := newFixture(t)

@@ -292,9 +292,11 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 					if _, dup := rejectedAt[i]; !dup {
 						rejectedAt[i] = r.Line
 					}
-					if t := st.entries[i].status; t == TheirSuccess || t == TheirPending {
+					// Any line under it counts, as in the export: failed
+					// once and charged on a later attempt is charged.
+					if e := st.chargedEntry(pos, n); e != nil {
 						rc.rejectedCharged[r.Line] = fmt.Sprintf("the statement shows this referenceid %s (statement line %d): find out who sent it before sending it again",
-							t, st.entries[i].line)
+							e.status, e.line)
 					}
 				}
 			}

@@ -113,14 +113,17 @@ func (s *Statement) find(ref string) (int, int) {
 
 // charged reports whether any line of the statement shows ref charged or
 // pending (money taken, or perhaps taken).
-func (s *Statement) charged(ref string) bool {
-	pos, n := s.find(ref)
+func (s *Statement) charged(ref string) bool { return s.chargedEntry(s.find(ref)) != nil }
+
+// chargedEntry returns the first of the n entries from byRef[pos] that
+// shows money taken or perhaps taken, or nil.
+func (s *Statement) chargedEntry(pos, n int) *stEntry {
 	for k := pos; k < pos+n; k++ {
-		if t := s.entries[s.byRef[k]].status; t == TheirSuccess || t == TheirPending {
-			return true
+		if e := &s.entries[s.byRef[k]]; e.status == TheirSuccess || e.status == TheirPending {
+			return e
 		}
 	}
-	return false
+	return nil
 }
 
 // ParseStatementColumns parses a --statement-columns value,
