@@ -67,44 +67,67 @@ func (s *Session) Recover(ctx context.Context) (int64, error) {
 // surely holds, and it stops if the lease is lost: another process may be
 // settling the same rows.
 func (s *Session) Start(ctx context.Context, eng *Engine) {
-	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	renewOnce := func() (time.Time, error) {
-		at := time.Now() // before the write: the lease it sets ends no sooner
-		// A renewal that takes longer than the lease is worth nothing; a
-		// database that stops answering must not hang the heartbeat (and
-		// Close, which waits for it).
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.ttl)
-		defer cancel()
-		err := s.store.Renew(rctx, s.batch.ID, s.owner, s.ttl)
-		return at.Add(s.ttl), err
-	}
 	// Acquire (or the ingest) set the lease a while ago: the engine sends
 	// nothing until a renewal made here holds.
-	eng.UseLease(renewOnce)
-	renew := func() bool {
-		until, err := renewOnce()
+	eng.UseLease(func() (time.Time, error) { return s.renew(ctx) })
+	s.heartbeat(ctx, func(hctx context.Context, until time.Time) {
+		eng.SetLease(until)
+		if s.store.Shared() {
+			// Another process's lease may have run out: take over what it
+			// had in flight, to be settled by enquiry.
+			rctx, cancel := context.WithTimeout(hctx, s.ttl)
+			_, err := s.Recover(rctx)
+			cancel()
+			if err != nil && hctx.Err() == nil {
+				s.log.Warn("take over rows of a process whose lease ran out", "err", err)
+			}
+		}
+	}, func(err error) {
+		eng.Stop(&StopError{Reason: StopLease, Detail: err.Error(), Hint: "another aopbatch took over this batch"})
+	})
+}
+
+// Keep renews the lease every third of its life until Close, for a
+// command that writes the batch without an engine and may take longer than
+// the lease (reconcile's corrections): unrenewed, the lease would lapse
+// and the next run take the batch over mid-way. lost is called if another
+// process took it all the same.
+func (s *Session) Keep(ctx context.Context, lost func(error)) {
+	s.heartbeat(ctx, func(context.Context, time.Time) {}, lost)
+}
+
+// renew extends the lease and returns until when the new one surely
+// holds.
+func (s *Session) renew(ctx context.Context) (time.Time, error) {
+	at := time.Now() // before the write: the lease it sets ends no sooner
+	// A renewal that takes longer than the lease is worth nothing; a
+	// database that stops answering must not hang the heartbeat (and
+	// Close, which waits for it).
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.ttl)
+	defer cancel()
+	err := s.store.Renew(rctx, s.batch.ID, s.owner, s.ttl)
+	return at.Add(s.ttl), err
+}
+
+// heartbeat renews the lease now and every third of its life until Close,
+// calling renewed after each renewal (with a context Close cancels) and
+// lost, once, when another owner has the lease (the heartbeat then ends).
+func (s *Session) heartbeat(ctx context.Context, renewed func(hctx context.Context, until time.Time), lost func(error)) {
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	beat := func() bool {
+		until, err := s.renew(ctx)
 		switch {
 		case err == nil:
-			eng.SetLease(until)
-			if s.store.Shared() {
-				// Another process's lease may have run out: take over
-				// what it had in flight, to be settled by enquiry.
-				rctx, cancel := context.WithTimeout(hctx, s.ttl)
-				_, err := s.Recover(rctx)
-				cancel()
-				if err != nil && hctx.Err() == nil {
-					s.log.Warn("take over rows of a process whose lease ran out", "err", err)
-				}
-			}
+			renewed(hctx, until)
 		case errors.Is(err, ledger.ErrLeaseLost):
-			eng.Stop(&StopError{Reason: StopLease, Detail: err.Error(), Hint: "another aopbatch took over this batch"})
+			lost(err)
 			return false
 		case hctx.Err() == nil:
 			s.log.Warn("renew batch lease", "err", err)
 		}
 		return true
 	}
-	if !renew() {
+	if !beat() {
 		cancel()
 		return
 	}
@@ -118,7 +141,7 @@ func (s *Session) Start(ctx context.Context, eng *Engine) {
 			case <-hctx.Done():
 				return
 			case <-t.C:
-				if !renew() {
+				if !beat() {
 					return
 				}
 			}

@@ -201,14 +201,21 @@ func reconcileBatch(ctx context.Context, l ledger.Store, p batch.Prober, b ledge
 	recorded := false
 	if len(rows) > 0 {
 		// The lease is held while the ledger is written, as resolve does:
-		// no run of the batch may move these rows meanwhile.
-		owner := ledger.NewOwner(newRunID())
-		if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID}, owner, leaseTTL); err != nil {
+		// no run of the batch may move these rows meanwhile. The enquiries
+		// may outlast it (one at a time, at --rate), so it is renewed.
+		sess, err := batch.Join(ctx, l, b, ledger.NewOwner(newRunID()), leaseTTL, conn.log)
+		if err != nil {
 			return 0, describeStartError("", err)
 		}
-		confirmed, err := batch.Confirm(ctx, l, p, b.Seq, owner, rows, batch.ConfirmOptions{
+		cctx, stop := context.WithCancelCause(ctx)
+		sess.Keep(ctx, func(err error) { stop(fmt.Errorf("another aopbatch took over batch %s: %w", b.ID, err)) })
+		confirmed, err := batch.Confirm(cctx, l, p, b.Seq, sess.Owner(), rows, batch.ConfirmOptions{
 			Rate: conn.rate, MaxAttempts: conn.maxAttempts, Timeout: conn.timeout})
-		_ = l.Release(context.WithoutCancel(ctx), b.ID, owner)
+		sess.Close(ctx)
+		stop(nil)
+		if cause := context.Cause(cctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+			err = cause
+		}
 		if err != nil {
 			return 0, err
 		}

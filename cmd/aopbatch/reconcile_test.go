@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
 	"github.com/aopbatch/aopbatch/ledger"
@@ -166,4 +168,62 @@ func evidenceLines(t *testing.T, path string, seq int64) map[int]string {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// Reconcile asks about disputed rows one at a time, at --rate, which may
+// outlast the batch's lease. It renews the lease meanwhile, so a resolve
+// started then is refused instead of taking the batch over and failing
+// the reconcile's corrections half-way.
+func TestReconcileKeepsTheLeaseWhileItAsks(t *testing.T) {
+	sb := newRecordingSandbox(t, nil)
+	dir := t.TempDir()
+	db, in := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	rows := goodRows(12, "RK")
+	writeCSV(t, in, rows)
+	if p := aopbatch(t, nil, runArgs(in, db, sb.URL)...); p.code != 0 {
+		t.Fatalf("run: exit %d\n%s", p.code, p.stderr)
+	}
+	for _, r := range rows {
+		if !sb.RefundNow(r.ref) {
+			t.Fatalf("refund %s", r.ref)
+		}
+	}
+	statement := filepath.Join(dir, "statement.csv")
+	fetchStatement(t, sb.URL, statement)
+	sb.enquiries()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	args := []string{"reconcile", "--statement", statement, "--ledger", db, "--base-url", sb.URL, "--registration-id", "AOP-554",
+		"--rate", "2", "--lease-ttl", "1s", "--out", filepath.Join(dir, "recon")}
+	cmd := aopbatchCmd(ctx, nil, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// From the first enquiry, past the end of a lease never renewed.
+	asked := 0
+	for deadline := time.Now().Add(time.Minute); asked == 0; time.Sleep(20 * time.Millisecond) {
+		if asked += len(sb.enquiries()); time.Now().After(deadline) {
+			t.Fatal("reconcile asked the provider nothing in a minute")
+		}
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if asked += len(sb.enquiries()); asked >= len(rows) {
+		t.Fatalf("reconcile asked about all %d rows before the test tried to take the batch", asked)
+	}
+	p := aopbatch(t, nil, "resolve", "--ledger", db, "--base-url", sb.URL, "--registration-id", "AOP-554")
+	if p.code != 1 || !strings.Contains(p.stderr, ledger.ErrBatchLocked.Error()) {
+		t.Errorf("resolve while reconcile asks: exit %d, want 1 (batch locked)\n%s", p.code, p.stderr)
+	}
+	if rc := finished(t, args, cmd.Wait(), out.String(), errb.String()); rc.code != 0 {
+		t.Fatalf("reconcile: exit %d, want 0\nstdout:\n%s\nstderr:\n%s", rc.code, rc.stdout, rc.stderr)
+	}
+	_, after, _ := ledgerRows(t, db)
+	for _, r := range rows {
+		if after[r.ref].State != ledger.StateRefunded {
+			t.Errorf("%s: %s, want refunded", r.ref, after[r.ref].State)
+		}
+	}
 }
