@@ -274,7 +274,6 @@ func (s *Summary) Disputes(ctx context.Context, l ledger.Reader) ([]Disputed, er
 func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn func(*ledger.Row, *Discrepancy) error) error {
 	st := rc.st
 	seen := make([]bool, st.Len())
-	unseen := 0
 	rejectedAt := map[int]int{} // entry -> line of a rejected row of this batch with its refid
 	err := l.EachRow(ctx, s.seq, func(r *ledger.Row) error {
 		d := Discrepancy{
@@ -341,17 +340,10 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 	if err != nil {
 		return err
 	}
-	for i := range seen {
-		if !seen[i] && st.first[i] == int32(i) {
-			unseen++
-		}
-	}
 	if rc.other == nil {
 		rc.other = make([]bool, st.Len())
-		if unseen > 0 {
-			if err := s.findInOtherBatches(ctx, l, rc, seen, unseen); err != nil {
-				return err
-			}
+		if err := s.findInOtherBatches(ctx, l, rc, seen); err != nil {
+			return err
 		}
 	}
 	for i := range st.entries {
@@ -385,40 +377,31 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 }
 
 // findInOtherBatches marks the statement entries (first occurrences not
-// seen in this batch) that a sendable row of another batch holds.
-func (s *Summary) findInOtherBatches(ctx context.Context, l ledger.Reader, rc *reconState, seen []bool, unseen int) error {
-	batches, err := l.Batches(ctx)
+// seen in this batch) that a sendable row of another batch holds. It asks
+// the ledger's referenceid index about those entries only: reading every
+// other batch would cost a reconcile the whole ledger's history.
+func (s *Summary) findInOtherBatches(ctx context.Context, l ledger.Reader, rc *reconState, seen []bool) error {
+	st := rc.st
+	var refs []string
+	for i := range st.entries {
+		if !seen[i] && st.first[i] == int32(i) {
+			if ref := st.str(st.entries[i].ref); ref != "" {
+				refs = append(refs, ref)
+			}
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	holders, err := l.RefHolders(ctx, refs)
 	if err != nil {
 		return err
 	}
-	errDone := errors.New("all found")
-	for _, b := range batches {
-		if b.Seq == s.seq {
-			continue
-		}
-		err := l.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
-			if r.State == ledger.StateRejected || r.State == ledger.StateConflict {
-				return nil
-			}
-			pos, n := rc.st.find(r.ReferenceID)
-			if n == 0 {
-				return nil
-			}
-			i := rc.st.byRef[pos]
-			if !seen[i] && !rc.other[i] {
+	for i := range st.entries {
+		if !seen[i] && st.first[i] == int32(i) {
+			if seq, ok := holders[st.str(st.entries[i].ref)]; ok && seq != s.seq {
 				rc.other[i] = true
-				unseen--
-				if unseen == 0 {
-					return errDone
-				}
 			}
-			return nil
-		})
-		if errors.Is(err, errDone) {
-			return nil
-		}
-		if err != nil {
-			return err
 		}
 	}
 	return nil

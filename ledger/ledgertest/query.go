@@ -363,7 +363,7 @@ func (s suite) testBatchResolve(t *testing.T) {
 }
 
 // BatchesWithContent finds a file's batches by content hash, oldest first;
-// HasRefsStartingWith looks at sendable rows only.
+// HasRefsStartingWith and RefHolders look at sendable rows only.
 func (s suite) testBatchesWithContent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -418,6 +418,29 @@ func (s suite) testBatchesWithContent(t *testing.T) {
 		if err != nil || got != tc.want {
 			t.Errorf("HasRefsStartingWith(%q) = %v, %v; want %v", tc.prefixes, got, err, tc.want)
 		}
+	}
+	one, err := l.Batch(ctx, "one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// RefHolders finds sendable rows in any batch, never a rejected one,
+	// and looks up more referenceids than one query takes.
+	refs := []string{ref12("s", "one") + "-2", ref12("s", "two") + "-2", ref12("r", "two") + "-3", "nobody"}
+	for i := range 2500 {
+		refs = append(refs, fmt.Sprintf("absent-%d", i))
+	}
+	refs = append(refs, ref12("s", "three")+"-2")
+	three, err := l.Batch(ctx, "three")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.RefHolders(ctx, refs)
+	want := map[string]int64{ref12("s", "one") + "-2": one.Seq, ref12("s", "two") + "-2": two.Seq, ref12("s", "three") + "-2": three.Seq}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("RefHolders = %v, %v; want %v", got, err, want)
+	}
+	if got, err := l.RefHolders(ctx, nil); err != nil || len(got) != 0 {
+		t.Errorf("RefHolders(nil) = %v, %v; want none", got, err)
 	}
 }
 

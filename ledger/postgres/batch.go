@@ -218,6 +218,36 @@ func (s *Store) batchesWhere(ctx context.Context, where string, args ...any) ([]
 	return out, rs.Err()
 }
 
+// RefHolders implements ledger.Reader, through the referenceid index.
+func (s *Store) RefHolders(ctx context.Context, refs []string) (map[string]int64, error) {
+	out := map[string]int64{}
+	for len(refs) > 0 {
+		n := min(len(refs), refHoldersChunk)
+		rs, err := s.pool.Query(ctx, `SELECT referenceid, batch FROM rows WHERE request IS NOT NULL AND referenceid = ANY($1)`, refs[:n])
+		if err != nil {
+			return nil, fmt.Errorf("read referenceids: %w", err)
+		}
+		refs = refs[n:]
+		for rs.Next() {
+			var ref string
+			var seq int64
+			if err := rs.Scan(&ref, &seq); err != nil {
+				rs.Close()
+				return nil, fmt.Errorf("read referenceids: %w", err)
+			}
+			out[ref] = seq
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return nil, fmt.Errorf("read referenceids: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// refHoldersChunk bounds the referenceids one RefHolders query looks up.
+const refHoldersChunk = 1000
+
 // HasRefsStartingWith implements ledger.Reader.
 func (s *Store) HasRefsStartingWith(ctx context.Context, seq int64, prefixes ...string) (bool, error) {
 	if len(prefixes) == 0 {

@@ -236,6 +236,41 @@ func (l *Store) HasRefsStartingWith(ctx context.Context, seq int64, prefixes ...
 	return some, nil
 }
 
+// RefHolders implements ledger.Reader, through the referenceid index.
+func (l *Store) RefHolders(ctx context.Context, refs []string) (map[string]int64, error) {
+	out := map[string]int64{}
+	for len(refs) > 0 {
+		n := min(len(refs), refHoldersChunk)
+		js, err := json.Marshal(refs[:n])
+		if err != nil {
+			return nil, err
+		}
+		refs = refs[n:]
+		rs, err := l.r.QueryContext(ctx, `SELECT referenceid, batch FROM rows INDEXED BY rows_referenceid
+			WHERE request IS NOT NULL AND referenceid IN (SELECT value FROM json_each(?))`, string(js))
+		if err != nil {
+			return nil, fmt.Errorf("read referenceids: %w", err)
+		}
+		for rs.Next() {
+			var ref string
+			var seq int64
+			if err := rs.Scan(&ref, &seq); err != nil {
+				rs.Close()
+				return nil, fmt.Errorf("read referenceids: %w", err)
+			}
+			out[ref] = seq
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return nil, fmt.Errorf("read referenceids: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// refHoldersChunk bounds the referenceids one RefHolders query looks up.
+const refHoldersChunk = 1000
+
 // Batches lists every batch, oldest first.
 func (l *Store) Batches(ctx context.Context) ([]ledger.Batch, error) { return l.batchesWhere(ctx, "") }
 
