@@ -111,13 +111,6 @@ func (c *concurrency) observe(lat time.Duration, overload bool) time.Duration {
 	return time.Duration(c.lat * float64(time.Second))
 }
 
-// latency is the moving average of answer latency.
-func (c *concurrency) latency() time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Duration(c.lat * float64(time.Second))
-}
-
 // sample is what the engine sees now, for adjust.
 type sample struct {
 	rate         float64 // the limiter's rate now; 0 = none
