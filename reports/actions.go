@@ -49,7 +49,12 @@ func (s *Summary) actions() []string {
 			rowsText(g.Rows), inr(g.AmountPaise))
 	}
 	if g := s.AtRisk.NotYetSent; g.Rows > 0 {
-		add("%s (%s) not sent yet (queued or held): run aopbatch run again to resume", rowsText(g.Rows), inr(g.AmountPaise))
+		if n := s.queuedCharged(); n > 0 {
+			add("%s (%s) not sent yet (queued or held), %d of them charged on the statement: find out who sent those before running aopbatch run again to resume",
+				rowsText(g.Rows), inr(g.AmountPaise), n)
+		} else {
+			add("%s (%s) not sent yet (queued or held): run aopbatch run again to resume", rowsText(g.Rows), inr(g.AmountPaise))
+		}
 	}
 	if c.Rejected > 0 {
 		msg := fmt.Sprintf("%s rejected (%s), not sent: correct rejects.csv and submit it as a new file", rowsText(c.Rejected), inr(amt.Rejected))
@@ -137,4 +142,13 @@ func (s *Summary) TextSummary() string {
 		fmt.Fprintf(&b, "to do: %s\n", act)
 	}
 	return b.String()
+}
+
+// queuedCharged is how many queued or held rows the statement shows
+// charged; 0 when not reconciled.
+func (s *Summary) queuedCharged() int64 {
+	if s.recon == nil {
+		return 0
+	}
+	return s.recon.queuedCharged
 }

@@ -252,6 +252,73 @@ func TestRejectedRowChargedOnALaterStatementLine(t *testing.T) {
 	}
 }
 
+// A refid on several statement lines is one payment's history unless it
+// is charged twice: a row is compared with the line that shows the most
+// money gone (refunded, taken, perhaps taken), and only a second charge
+// is an extra charge to claim back.
+func TestStatementLinesOfOnePayment(t *testing.T) {
+	for _, tc := range []struct {
+		name, stmt, ref   string
+		category          Category
+		failedButCharged  Tally
+		successNotKept    Tally
+		extra             Tally
+		net               int64
+		disputedStatement int // statement-only disputes (no row)
+	}{
+		// REF004 is recorded failed: failed, then charged late.
+		{"failed then charged", "REF004,5.00,0\nREF004,5.00,1\n", "REF004", StatusMismatch, Tally{1, 500}, Tally{}, Tally{}, 0, 0},
+		{"charged then failed", "REF004,5.00,1\nREF004,5.00,0\n", "REF004", StatusMismatch, Tally{1, 500}, Tally{}, Tally{}, 0, 0},
+		// REF002 is recorded success.
+		{"pending then charged", "REF002,10.00,2\nREF002,10.00,1\n", "REF002", Matched, Tally{}, Tally{}, Tally{}, 0, 0},
+		{"charged then refunded", "REF002,10.00,1\nREF002,10.00,refunded\n", "REF002", StatusMismatch, Tally{}, Tally{1, 1000}, Tally{}, 0, 0},
+		{"charged twice", "REF002,10.00,1\nREF002,10.00,1\n", "REF002", Matched, Tally{}, Tally{}, Tally{1, 1000}, 1000, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			s, _, _ := reconciled(t, f, "refid,amount,status\n"+tc.stmt, f.options(false))
+			r := s.Reconciliation
+			if r.FailedButCharged != tc.failedButCharged || r.SuccessNotKept != tc.successNotKept || r.ExtraCharges != tc.extra || r.NetToRecoverPaise != tc.net {
+				t.Errorf("failed but charged %+v, success not kept %+v, extra charges %+v, net to recover %d; want %+v, %+v, %+v, %d",
+					r.FailedButCharged, r.SuccessNotKept, r.ExtraCharges, r.NetToRecoverPaise, tc.failedButCharged, tc.successNotKept, tc.extra, tc.net)
+			}
+			disputes, err := s.Disputes(context.Background(), f.l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			statementOnly, rowDisputed := 0, false
+			for _, d := range disputes {
+				if d.Row == nil && d.ReferenceID == tc.ref {
+					statementOnly++
+				}
+				rowDisputed = rowDisputed || d.Row != nil && d.ReferenceID == tc.ref
+			}
+			if statementOnly != tc.disputedStatement || rowDisputed != (tc.category != Matched) {
+				t.Errorf("disputes: %d statement lines of %s, row disputed %v; want %d, %v", statementOnly, tc.ref, rowDisputed, tc.disputedStatement, tc.category != Matched)
+			}
+			if s.Mismatched() != (len(disputes) > 0) {
+				t.Errorf("Mismatched() = %v with %d disputes", s.Mismatched(), len(disputes))
+			}
+		})
+	}
+}
+
+// A queued row the statement shows charged is not simply advised for
+// resuming: someone sent it, and that comes first.
+func TestQueuedRowChargedIsNotSimplyResumed(t *testing.T) {
+	f := newFixture(t)
+	s, _, _ := reconciled(t, f, "refid,amount,status\nREF010,15.00,1\n", f.options(false))
+	var resume string
+	for _, a := range s.Attention.Actions {
+		if strings.Contains(a, "not sent yet") {
+			resume = a
+		}
+	}
+	if !strings.Contains(resume, "1 of them charged on the statement: find out who sent those before") {
+		t.Errorf("resume advice %q does not put finding out who sent REF010 first", resume)
+	}
+}
+
 // Defect 10: one outcome per response code row; Indian grouping; --tz.
 func TestByCodeOneOutcomePerRow(t *testing.T) {
 	f := newFixture(t)

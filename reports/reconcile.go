@@ -119,6 +119,7 @@ type Discrepancy struct {
 	Note                 string       `json:"note,omitempty"`
 
 	their TheirStatus
+	again bool // a statement line that is a second charge of its refid
 }
 
 // reconState is what Write needs to classify the rows again while it
@@ -129,6 +130,9 @@ type reconState struct {
 	// rejectedCharged notes, by line, the rejected rows whose referenceid
 	// the statement shows charged: rejects.csv does not offer them again.
 	rejectedCharged map[int]string
+	// queuedCharged counts the queued and held rows the statement shows
+	// charged: the advice to resume names them.
+	queuedCharged int64
 }
 
 func (s *Summary) count(c Category) *int64 {
@@ -208,10 +212,12 @@ func (s *Summary) Reconcile(ctx context.Context, l ledger.Reader, st *Statement)
 			rr.FailedButCharged.add(d.AmountPaise)
 		case d.Category == StatusMismatch && d.State == ledger.StateSuccess && (d.their == TheirFailed || d.their == TheirRefunded):
 			rr.SuccessNotKept.add(d.AmountPaise)
-		case d.Category == StatusMismatch && (d.State == ledger.StateQueued || d.State == ledger.StateHeld) && took,
-			d.Category == MissingInLedger && took:
+		case d.Category == StatusMismatch && (d.State == ledger.StateQueued || d.State == ledger.StateHeld) && took:
 			rr.ChargedNotSent.add(d.StatementAmountPaise)
-		case d.Category == DuplicatedInStatement && d.their == TheirSuccess:
+			rc.queuedCharged++
+		case d.Category == MissingInLedger && took:
+			rr.ChargedNotSent.add(d.StatementAmountPaise)
+		case d.Category == DuplicatedInStatement && d.again:
 			rr.ExtraCharges.add(d.StatementAmountPaise)
 			rr.NetToRecoverPaise += d.StatementAmountPaise
 		case d.Category == AmountMismatch && d.their == TheirSuccess:
@@ -254,6 +260,9 @@ func (s *Summary) Disputes(ctx context.Context, l ledger.Reader) ([]Disputed, er
 	}
 	var out []Disputed
 	err := s.walk(ctx, l, s.recon, func(r *ledger.Row, d *Discrepancy) error {
+		if d.Category == DuplicatedInStatement && !d.again {
+			return nil // a status of a payment compared above, not a second charge
+		}
 		switch d.Category {
 		case AmountMismatch, StatusMismatch, MissingInStatement, MissingInLedger, DuplicatedInStatement:
 			dd := Disputed{Discrepancy: *d}
@@ -287,7 +296,7 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 			// someone else sent it.
 			if r.State == ledger.StateRejected && r.ErrorCode != "duplicate_referenceid" && r.ReferenceID != "" {
 				if pos, n := st.find(r.ReferenceID); n > 0 {
-					i := int(st.byRef[pos])
+					i := int(st.rep[st.byRef[pos]])
 					if _, dup := rejectedAt[i]; !dup {
 						rejectedAt[i] = r.Line
 					}
@@ -307,7 +316,7 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 			d.Category, d.Note = missing(r.State)
 			return fn(r, &d)
 		}
-		i := st.byRef[pos]
+		i := st.rep[st.byRef[pos]]
 		e := &st.entries[i]
 		seen[i] = true
 		d.their = e.status
@@ -348,17 +357,23 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 	}
 	for i := range st.entries {
 		e := &st.entries[i]
-		first := int(st.first[i])
+		first := int(st.rep[i])
 		if first == i && seen[i] {
 			continue // compared with its row above
 		}
 		d := Discrepancy{
 			ReferenceID: st.str(e.ref), StatementLine: int(e.line), StatementStatus: e.status.String(),
 			StatementAmountPaise: e.amount, StatementTxnID: st.str(e.txn), StatementOperatorRef: st.str(e.opref), their: e.status,
+			again: st.again[i],
 		}
 		switch {
 		case first != i && rc.other[first]:
 			d.Category, d.Note = InOtherBatch, "another batch of this ledger holds this referenceid; repeats statement line "+st.entries[first].lineText()
+		case first != i && !st.again[i]:
+			// Not money taken again: another status of the same payment
+			// (pending, then charged; failed, then charged late; charged,
+			// then refunded).
+			d.Category, d.Note = DuplicatedInStatement, "another status of the payment on statement line "+st.entries[first].lineText()+", not a second charge"
 		case first != i:
 			d.Category, d.Note = DuplicatedInStatement, "repeats statement line "+st.entries[first].lineText()
 		case rc.other[i]:
@@ -384,7 +399,7 @@ func (s *Summary) findInOtherBatches(ctx context.Context, l ledger.Reader, rc *r
 	st := rc.st
 	var refs []string
 	for i := range st.entries {
-		if !seen[i] && st.first[i] == int32(i) {
+		if !seen[i] && st.rep[i] == int32(i) {
 			if ref := st.str(st.entries[i].ref); ref != "" {
 				refs = append(refs, ref)
 			}
@@ -398,7 +413,7 @@ func (s *Summary) findInOtherBatches(ctx context.Context, l ledger.Reader, rc *r
 		return err
 	}
 	for i := range st.entries {
-		if !seen[i] && st.first[i] == int32(i) {
+		if !seen[i] && st.rep[i] == int32(i) {
 			if seq, ok := holders[st.str(st.entries[i].ref)]; ok && seq != s.seq {
 				rc.other[i] = true
 			}

@@ -54,7 +54,15 @@ type Statement struct {
 	text    string
 	entries []stEntry // file order
 	byRef   []int32   // entry indexes sorted by refid, then file order
-	first   []int32   // by entry: the entry holding the first occurrence of its refid
+	// rep is, by entry, the entry of its refid a row is compared with:
+	// the first that shows the money returned, else taken, else perhaps
+	// taken, else the first. A refid's other lines are repeats: a second
+	// charge, or its history (failed, then charged late).
+	rep []int32
+	// again is, by entry, whether it is a second charge of its refid: a
+	// success line beyond the rep and beyond those a refunded line of the
+	// same refid accounts for.
+	again   []bool
 	columns map[string]string
 	// from and to are the earliest and latest dateadded that could be
 	// read; zero when none could.
@@ -337,14 +345,36 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 	slices.SortFunc(st.byRef, func(a, b int32) int {
 		return cmp.Or(strings.Compare(st.str(st.entries[a].ref), st.str(st.entries[b].ref)), cmp.Compare(a, b))
 	})
-	st.first = make([]int32, len(st.entries))
-	for k, i := range st.byRef {
-		st.first[i] = i
-		if k > 0 {
-			if p := st.byRef[k-1]; st.str(st.entries[p].ref) == st.str(st.entries[i].ref) {
-				st.first[i] = st.first[p]
+	st.rep = make([]int32, len(st.entries))
+	st.again = make([]bool, len(st.entries))
+	for k := 0; k < len(st.byRef); {
+		ref := st.str(st.entries[st.byRef[k]].ref)
+		n := 1
+		for k+n < len(st.byRef) && st.str(st.entries[st.byRef[k+n]].ref) == ref {
+			n++
+		}
+		rep := st.byRef[k]
+		for _, want := range []TheirStatus{TheirRefunded, TheirSuccess, TheirPending} {
+			if i := slices.IndexFunc(st.byRef[k:k+n], func(i int32) bool { return st.entries[i].status == want }); i >= 0 {
+				rep = st.byRef[k+i]
+				break
 			}
 		}
+		refunds := 0
+		for _, i := range st.byRef[k : k+n] {
+			st.rep[i] = rep
+			if st.entries[i].status == TheirRefunded {
+				refunds++
+			}
+		}
+		charges := 0
+		for _, i := range st.byRef[k : k+n] {
+			if st.entries[i].status == TheirSuccess {
+				st.again[i] = charges >= max(refunds, 1)
+				charges++
+			}
+		}
+		k += n
 	}
 	return st, nil
 }

@@ -3,6 +3,7 @@ package reports
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -167,11 +168,32 @@ func FuzzReadStatement(f *testing.F) {
 				t.Fatalf("entry %d: ref %q status %d", i, ref, e.status)
 			}
 			pos, n := st.find(ref)
-			if n == 0 || st.byRef[pos] != st.first[i] || st.first[i] > int32(i) {
-				t.Fatalf("entry %d (%q): find %d/%d, first %d", i, ref, pos, n, st.first[i])
+			r := st.rep[i]
+			if n == 0 || !slices.Contains(st.byRef[pos:pos+n], int32(i)) || !slices.Contains(st.byRef[pos:pos+n], r) {
+				t.Fatalf("entry %d (%q): find %d/%d, rep %d", i, ref, pos, n, r)
+			}
+			// Every line of a refid has one rep, and it shows the most
+			// money gone of them: refunded, taken, perhaps taken.
+			for _, k := range st.byRef[pos : pos+n] {
+				if st.rep[k] != r || rank(st.entries[k].status) > rank(st.entries[r].status) {
+					t.Fatalf("entry %d (%q): rep %d (%s), but entry %d has rep %d (%s)", i, ref, r, st.entries[r].status, k, st.rep[k], st.entries[k].status)
+				}
 			}
 		}
 	})
+}
+
+// rank orders statuses as a refid's rep prefers them.
+func rank(t TheirStatus) int {
+	switch t {
+	case TheirRefunded:
+		return 3
+	case TheirSuccess:
+		return 2
+	case TheirPending:
+		return 1
+	}
+	return 0
 }
 
 func BenchmarkReadStatement(b *testing.B) {

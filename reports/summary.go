@@ -547,10 +547,12 @@ func (s *Summary) rowMessage(r *ledger.Row) string {
 }
 
 // Mismatched reports whether a statement was reconciled and some row did
-// not match it: the report command then exits 2.
+// not match it, or a line charged a refid again: the report command then
+// exits 2. A repeated line that is another status of a payment (pending,
+// then charged) is not a disagreement.
 func (s *Summary) Mismatched() bool {
 	r := s.Reconciliation
-	return r.Performed && r.AmountMismatch+r.StatusMismatch+r.MissingInStatement+r.MissingInLedger+r.DuplicatedInStatement > 0
+	return r.Performed && r.AmountMismatch+r.StatusMismatch+r.MissingInStatement+r.MissingInLedger+r.ExtraCharges.Rows > 0
 }
 
 // ageText renders seconds as a duration a person reads: "2h5m0s".
