@@ -118,7 +118,7 @@ func evidence(row ledger.Row, st aop.StatusResult) string {
 // confirmedState is the state the provider's answer puts row in, or ""
 // when the ledger stays as it is, and why, for a person.
 func confirmedState(row ledger.Row, st aop.StatusResult) (ledger.State, string) {
-	if why := otherPayment(row, st.Data); why != "" && st.Data.TxnID != "" {
+	if why := otherPayment(row, st.Data); why != "" {
 		return "", "the provider's record under this referenceid is another payment (" + why + "): check with the provider"
 	}
 	s := row.State
