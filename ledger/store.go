@@ -25,11 +25,10 @@ type Reader interface {
 	// HasRefsStartingWith reports whether a sendable row of batch seq has
 	// a referenceid whose first 12 characters are one of prefixes.
 	HasRefsStartingWith(ctx context.Context, seq int64, prefixes ...string) (bool, error)
-	// RefHolders returns, for each of refs that a sendable row holds, the
-	// seq of that row's batch: a referenceid belongs to at most one
-	// sendable row of the whole ledger. It reads the referenceid index, not
-	// every batch.
-	RefHolders(ctx context.Context, refs []string) (map[string]int64, error)
+	// RefHolders returns, for each of refs that a sendable row holds,
+	// that row: a referenceid belongs to at most one sendable row of the
+	// whole ledger. It reads the referenceid index, not every batch.
+	RefHolders(ctx context.Context, refs []string) (map[string]RefHolder, error)
 
 	// Page returns up to limit rows of batch seq in state s with line >
 	// after, in line order: callers page with the last line they saw, so a

@@ -181,3 +181,9 @@ func (c Counts) Total() Tally {
 	}
 	return t
 }
+
+// RefHolder is the sendable row that holds a referenceid.
+type RefHolder struct {
+	Batch int64 // the batch's seq
+	Line  int
+}

@@ -32,6 +32,11 @@ type ExportResult struct {
 	Rebuilt     int64 // rows rebuilt from the recorded request (the rest from their cells)
 	Charged     int64 // rows left out: the statement shows them charged or pending
 	ChargedRefs []string
+	// HeldElsewhere are conflict rows left out: the row of another batch
+	// that holds their referenceid was paid, or may be (anything but failed
+	// or refunded). The same payment under a new referenceid pays twice.
+	HeldElsewhere     int64
+	HeldElsewhereRefs []string // "REF (batch ID line N, success)", the first 20
 }
 
 const exportPage = 1000
@@ -64,6 +69,7 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 		return res, err
 	}
 	rec := make([]string, len(b.Header))
+	ids := map[int64]string{} // batch ids by seq, for heldElsewhere
 	err := eachInState(ctx, l, b.Seq, st, func(r *ledger.Row) error {
 		if o.Statement != nil && r.ReferenceID != "" && o.Statement.charged(r.ReferenceID) {
 			res.Charged++
@@ -71,6 +77,17 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 				res.ChargedRefs = append(res.ChargedRefs, r.ReferenceID)
 			}
 			return nil
+		}
+		if r.State == ledger.StateConflict {
+			if paid, err := heldElsewhere(ctx, l, r.ReferenceID, ids); err != nil {
+				return err
+			} else if paid != "" {
+				res.HeldElsewhere++
+				if len(res.HeldElsewhereRefs) < 20 {
+					res.HeldElsewhereRefs = append(res.HeldElsewhereRefs, r.ReferenceID+" ("+paid+")")
+				}
+				return nil
+			}
 		}
 		if r.Raw != nil {
 			for j := range rec {
@@ -99,6 +116,38 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 		return res, fmt.Errorf("export batch %s: %w", b.ID, err)
 	}
 	return res, c.flush()
+}
+
+// heldElsewhere names the row of another batch holding ref ("batch ID line
+// N, success") when its payment happened or may yet happen, "" when it
+// surely did not (failed, refunded) or no row holds ref any more. ids
+// caches the batches' ids by seq.
+func heldElsewhere(ctx context.Context, l ledger.Reader, ref string, ids map[int64]string) (string, error) {
+	hs, err := l.RefHolders(ctx, []string{ref})
+	if err != nil {
+		return "", err
+	}
+	h, ok := hs[ref]
+	if !ok {
+		return "", nil
+	}
+	row, err := l.Row(ctx, h.Batch, h.Line)
+	if err != nil {
+		return "", err
+	}
+	if row.State == ledger.StateFailed || row.State == ledger.StateRefunded {
+		return "", nil
+	}
+	if _, ok := ids[h.Batch]; !ok {
+		bs, err := l.Batches(ctx)
+		if err != nil {
+			return "", err
+		}
+		for _, b := range bs {
+			ids[b.Seq] = b.ID
+		}
+	}
+	return fmt.Sprintf("batch %s line %d, %s", ids[h.Batch], h.Line, row.State), nil
 }
 
 // requestCells flattens the recorded request body into input cells by

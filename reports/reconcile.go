@@ -414,7 +414,7 @@ func (s *Summary) findInOtherBatches(ctx context.Context, l ledger.Reader, rc *r
 	}
 	for i := range st.entries {
 		if !seen[i] && st.rep[i] == int32(i) {
-			if seq, ok := holders[st.str(st.entries[i].ref)]; ok && seq != s.seq {
+			if h, ok := holders[st.str(st.entries[i].ref)]; ok && h.Batch != s.seq {
 				rc.other[i] = true
 			}
 		}

@@ -30,7 +30,9 @@ blank: each row needs a NEW referenceid chosen by a person (--keep-refs keeps
 the old ones, which the provider answers as duplicates if it received them).
 With --statement, every row the statement shows charged or pending is left
 out: it must never be sent again (aopbatch reconcile records what the
-provider says about it).
+provider says about it). A conflict row is left out while the row of another
+batch that holds its referenceid is paid or may yet be (anything but failed
+or refunded): it is most likely that same payment.
 `)
 	}
 	ledgerPath := ledgerFlag(fs)
@@ -90,6 +92,11 @@ provider says about it).
 	if res.Charged > 0 {
 		fmt.Fprintf(stderr, "aopbatch: left out %d rows the statement shows charged or pending (%s): do not send them again; aopbatch reconcile confirms them with the provider\n",
 			res.Charged, strings.Join(res.ChargedRefs, ", "))
+	}
+	if res.HeldElsewhere > 0 {
+		fmt.Fprintf(stderr, "aopbatch: left out %d conflict rows whose referenceid another batch's row holds and paid, or may yet pay: %s. "+
+			"The same payment under a new referenceid pays twice; a different one needs a person to check that row first\n",
+			res.HeldElsewhere, strings.Join(res.HeldElsewhereRefs, "; "))
 	}
 	switch {
 	case res.Rows == 0:

@@ -227,3 +227,43 @@ func TestReconcileKeepsTheLeaseWhileItAsks(t *testing.T) {
 		}
 	}
 }
+
+// A corrected copy of a paid file, run as a new batch, is all conflicts:
+// export --state conflict offers only the rows whose payment in the first
+// batch did not happen, never one that was paid (helper walkthrough: it
+// offered all 293 under new referenceids).
+func TestExportConflictLeavesOutWhatWasPaid(t *testing.T) {
+	sb := newRecordingSandbox(t, func(c *aoptest.Config) { c.DownOperators = []int64{27} })
+	dir := t.TempDir()
+	db, first, second := filepath.Join(dir, "l.db"), filepath.Join(dir, "a.csv"), filepath.Join(dir, "b.csv")
+	rows := goodRows(6, "EC") // lines 2-7; operator 27 (down) on lines 4 and 7
+	writeCSV(t, first, rows)
+	if p := aopbatch(t, nil, runArgs(first, db, sb.URL, "--hold-after", "5")...); p.code != 2 {
+		t.Fatalf("first run: exit %d, want 2 (two rows failed)\n%s", p.code, p.stderr)
+	}
+	// The same rows, one amount corrected: a new batch, every row a conflict.
+	again := append([]sampleRow(nil), rows...)
+	again[0].amount = "11.00"
+	writeCSV(t, second, again)
+	if p := aopbatch(t, nil, runArgs(second, db, sb.URL)...); p.code != 2 {
+		t.Fatalf("second run: exit %d, want 2 (conflicts)\n%s", p.code, p.stderr)
+	}
+	out := filepath.Join(dir, "conflicts.csv")
+	p := aopbatch(t, nil, "export", "--ledger", db, "--batch", "latest", "--state", "conflict", "--out", out)
+	if p.code != 0 {
+		t.Fatalf("export: exit %d\n%s", p.code, p.stderr)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rows {
+		failed := r.operator == "27"
+		if offered := strings.Contains(string(got), r.canumber); offered != failed {
+			t.Errorf("row %d (%s, operator %s): offered %v, want %v: only the rows the first batch failed may be paid again", i, r.ref, r.operator, offered, failed)
+		}
+	}
+	if !strings.Contains(p.stderr, "left out 4 conflict rows") || !strings.Contains(p.stderr, "line 2, success") {
+		t.Errorf("export does not say which conflict rows it left out and why:\n%s", p.stderr)
+	}
+}

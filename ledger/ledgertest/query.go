@@ -435,7 +435,8 @@ func (s suite) testBatchesWithContent(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := l.RefHolders(ctx, refs)
-	want := map[string]int64{ref12("s", "one") + "-2": one.Seq, ref12("s", "two") + "-2": two.Seq, ref12("s", "three") + "-2": three.Seq}
+	want := map[string]ledger.RefHolder{ref12("s", "one") + "-2": {Batch: one.Seq, Line: 2}, ref12("s", "two") + "-2": {Batch: two.Seq, Line: 2},
+		ref12("s", "three") + "-2": {Batch: three.Seq, Line: 2}}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("RefHolders = %v, %v; want %v", got, err, want)
 	}

@@ -219,23 +219,23 @@ func (s *Store) batchesWhere(ctx context.Context, where string, args ...any) ([]
 }
 
 // RefHolders implements ledger.Reader, through the referenceid index.
-func (s *Store) RefHolders(ctx context.Context, refs []string) (map[string]int64, error) {
-	out := map[string]int64{}
+func (s *Store) RefHolders(ctx context.Context, refs []string) (map[string]ledger.RefHolder, error) {
+	out := map[string]ledger.RefHolder{}
 	for len(refs) > 0 {
 		n := min(len(refs), refHoldersChunk)
-		rs, err := s.pool.Query(ctx, `SELECT referenceid, batch FROM rows WHERE request IS NOT NULL AND referenceid = ANY($1)`, refs[:n])
+		rs, err := s.pool.Query(ctx, `SELECT referenceid, batch, line FROM rows WHERE request IS NOT NULL AND referenceid = ANY($1)`, refs[:n])
 		if err != nil {
 			return nil, fmt.Errorf("read referenceids: %w", err)
 		}
 		refs = refs[n:]
 		for rs.Next() {
 			var ref string
-			var seq int64
-			if err := rs.Scan(&ref, &seq); err != nil {
+			var h ledger.RefHolder
+			if err := rs.Scan(&ref, &h.Batch, &h.Line); err != nil {
 				rs.Close()
 				return nil, fmt.Errorf("read referenceids: %w", err)
 			}
-			out[ref] = seq
+			out[ref] = h
 		}
 		rs.Close()
 		if err := rs.Err(); err != nil {

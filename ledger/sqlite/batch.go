@@ -237,8 +237,8 @@ func (l *Store) HasRefsStartingWith(ctx context.Context, seq int64, prefixes ...
 }
 
 // RefHolders implements ledger.Reader, through the referenceid index.
-func (l *Store) RefHolders(ctx context.Context, refs []string) (map[string]int64, error) {
-	out := map[string]int64{}
+func (l *Store) RefHolders(ctx context.Context, refs []string) (map[string]ledger.RefHolder, error) {
+	out := map[string]ledger.RefHolder{}
 	for len(refs) > 0 {
 		n := min(len(refs), refHoldersChunk)
 		js, err := json.Marshal(refs[:n])
@@ -246,19 +246,19 @@ func (l *Store) RefHolders(ctx context.Context, refs []string) (map[string]int64
 			return nil, err
 		}
 		refs = refs[n:]
-		rs, err := l.r.QueryContext(ctx, `SELECT referenceid, batch FROM rows INDEXED BY rows_referenceid
+		rs, err := l.r.QueryContext(ctx, `SELECT referenceid, batch, line FROM rows INDEXED BY rows_referenceid
 			WHERE request IS NOT NULL AND referenceid IN (SELECT value FROM json_each(?))`, string(js))
 		if err != nil {
 			return nil, fmt.Errorf("read referenceids: %w", err)
 		}
 		for rs.Next() {
 			var ref string
-			var seq int64
-			if err := rs.Scan(&ref, &seq); err != nil {
+			var h ledger.RefHolder
+			if err := rs.Scan(&ref, &h.Batch, &h.Line); err != nil {
 				rs.Close()
 				return nil, fmt.Errorf("read referenceids: %w", err)
 			}
-			out[ref] = seq
+			out[ref] = h
 		}
 		rs.Close()
 		if err := rs.Err(); err != nil {
