@@ -239,15 +239,27 @@ func runLedgerArchive(ctx context.Context, args []string, stdout, stderr io.Writ
 			_ = l.Release(bg, b.ID, owner)
 			return start(err)
 		}
-		var open []string
-		for s, t := range c {
-			if !s.Final() {
+		var open, todo []string
+		unsent, unsettled := false, false
+		for _, s := range ledger.States {
+			if t, ok := c[s]; ok && !s.Final() {
 				open = append(open, fmt.Sprintf("%d %s", t.Rows, s))
+				if s == ledger.StateQueued || s == ledger.StateHeld {
+					unsent = true
+				} else {
+					unsettled = true
+				}
 			}
+		}
+		if unsent {
+			todo = append(todo, "aopbatch run again sends the queued and held rows")
+		}
+		if unsettled {
+			todo = append(todo, "aopbatch resolve settles the ones sent without a final answer")
 		}
 		if len(open) > 0 {
 			_ = l.Release(bg, b.ID, owner)
-			refused = append(refused, fmt.Sprintf("%s: rows not final (%s): run aopbatch resolve first", b.ID, strings.Join(open, ", ")))
+			refused = append(refused, fmt.Sprintf("%s: rows not final (%s): %s", b.ID, strings.Join(open, ", "), strings.Join(todo, "; ")))
 			continue
 		}
 		take = append(take, b)

@@ -41,7 +41,7 @@ func TestLedgerArchiveThenReport(t *testing.T) {
 	if p.code != 2 {
 		t.Fatalf("archive: exit %d, want 2 (one batch refused)\n%s%s", p.code, p.stdout, p.stderr)
 	}
-	if !strings.Contains(p.stderr, "open: rows not final") || !strings.Contains(p.stdout, "archived batch old") {
+	if !strings.Contains(p.stderr, "open: rows not final (5 pending): aopbatch resolve settles") || !strings.Contains(p.stdout, "archived batch old") {
 		t.Errorf("archive output does not say what it did:\n%s%s", p.stdout, p.stderr)
 	}
 	if got := reportJSON(t, archive, "old"); !reflect.DeepEqual(got, before) {

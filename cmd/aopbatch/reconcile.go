@@ -119,7 +119,7 @@ statement error.
 		remaining += n
 	}
 	if remaining > 0 {
-		return &exitError{code: exitFinishedNo, err: fmt.Errorf("%d disagreements remain after asking the provider: see above and reconciliation.csv", remaining)}
+		return &exitError{code: exitFinishedNo, err: fmt.Errorf("%d %s after asking the provider: see above and reconciliation.csv", remaining, plural(remaining, "disagreement remains", "disagreements remain"))}
 	}
 	fmt.Fprintln(stdout, "reconcile: the ledger and the statement agree")
 	return nil
@@ -196,7 +196,8 @@ func reconcileBatch(ctx context.Context, l ledger.Store, p batch.Prober, b ledge
 			rows = append(rows, *d.Row)
 		}
 	}
-	fmt.Fprintf(stdout, "batch %s: %d disagreements with the statement; asking the provider about %d rows\n", b.ID, len(disputes), len(rows))
+	fmt.Fprintf(stdout, "batch %s: %d %s with the statement; asking the provider about %d %s\n", b.ID,
+		len(disputes), plural(len(disputes), "disagreement", "disagreements"), len(rows), plural(len(rows), "row", "rows"))
 	answers := map[int]batch.Confirmation{}
 	recorded := false
 	if len(rows) > 0 {

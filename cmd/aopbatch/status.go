@@ -106,7 +106,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "ledger %s (%s): %d %s, %d rows\n", ledgerName(l), humanBytes(size), len(out), plural(len(out), "batch", "batches"), allRows)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "batch\tfile\tcreated\tage\trows\tamount (Rs)\tsize (est.)\tsuccess\tfailed\tunsettled\tamount sent ok (Rs)")
+	// The four counts add up to rows: paid, not paid, not known yet, never
+	// to be sent as they are.
+	fmt.Fprintln(tw, "batch\tfile\tcreated\tage\trows\tamount (Rs)\tsize (est.)\tsuccess\tfailed+refunded\tunsettled\trejected+conflict\tamount sent ok (Rs)")
 	for _, bj := range out {
 		unsettled := int64(0)
 		for s, v := range bj.States {
@@ -122,9 +124,10 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if bj.Archived != "" {
 			id += " (archived)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t~%s\t%d\t%d\t%d\t%s\n", id, bj.Source, bj.Created, age(time.Duration(bj.AgeSeconds)*time.Second),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t~%s\t%d\t%d\t%d\t%d\t%s\n", id, bj.Source, bj.Created, age(time.Duration(bj.AgeSeconds)*time.Second),
 			bj.Total, batch.FormatRupees(bj.Paise), humanBytes(est),
 			bj.States["success"].Rows, bj.States["failed"].Rows+bj.States["refunded"].Rows, unsettled,
+			bj.States["rejected"].Rows+bj.States["conflict"].Rows,
 			batch.FormatRupees(bj.States["success"].Paise))
 	}
 	return tw.Flush()
