@@ -404,7 +404,8 @@ func (s *Summary) writeRejects(ctx context.Context, l ledger.Reader, w io.Writer
 
 // rejectReason is a rejected row's reason and fixable for rejects.csv:
 // fixable is "yes"; "review" for a referenceid repeated in the file (the
-// row may be the same payment twice); "no" when the statement given shows
+// row may be the same payment twice) or a row whose cells could not be
+// read (blank here); "no" when the statement given shows
 // its referenceid charged (someone sent it: it must not be sent again).
 func (s *Summary) rejectReason(r *ledger.Row) (reason, fixable string) {
 	width := len(s.header)
@@ -421,8 +422,14 @@ func (s *Summary) rejectReason(r *ledger.Row) (reason, fixable string) {
 		reason += "; cells beyond the header: " + strings.Join(extra, ", ")
 	}
 	fixable = "yes"
-	if r.ErrorCode == "duplicate_referenceid" {
+	switch {
+	case r.ErrorCode == "duplicate_referenceid":
 		fixable = "review"
+	case len(r.Raw) == 0:
+		// The parser could not split the line into the header's cells
+		// (wrong number of cells): the cells here are blank, not the row.
+		fixable = "review"
+		reason += fmt.Sprintf("; its cells are not shown here: take line %d of the original file", r.Line)
 	}
 	if s.recon != nil {
 		if note, ok := s.recon.rejectedCharged[r.Line]; ok {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"errors"
 	"os"
 	"path/filepath"
@@ -300,5 +301,45 @@ func TestMistypedLedgerOrBatch(t *testing.T) {
 	}
 	if n := sb.Stats().Recharges; n != 0 {
 		t.Errorf("%d requests sent, want none", n)
+	}
+}
+
+// A row with the wrong number of cells cannot be split into the header's
+// columns: rejects.csv shows it blank, so it does not offer it as fixable
+// but names the line of the original file to take it from.
+func TestRaggedRowsInRejectsPointToTheFile(t *testing.T) {
+	sb := sandbox(t, nil)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "l.db")
+	path := filepath.Join("..", "..", "testdata", "bad", "ragged-rows.csv")
+	if p := aopbatch(t, nil, runArgs(path, db, sb.URL, "--max-reject-rate", "1")...); p.code != 2 {
+		t.Fatalf("run: exit %d, want 2\n%s", p.code, p.stderr)
+	}
+	out := filepath.Join(dir, "rep")
+	if p := aopbatch(t, nil, "report", "--ledger", db, "--out", out); p.code != 0 && p.code != 2 {
+		t.Fatalf("report: exit %d\n%s", p.code, p.stderr)
+	}
+	f, err := os.Open(filepath.Join(out, "rejects.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, rec := range recs[1:] {
+		line, reason, fixable := rec[len(rec)-4], rec[len(rec)-2], rec[len(rec)-1]
+		if line != "3" && line != "5" {
+			continue
+		}
+		seen++
+		if fixable != "review" || !strings.Contains(reason, "take line "+line+" of the original file") {
+			t.Errorf("rejects.csv line %s: fixable %q, reason %q; want review and the file's line named", line, fixable, reason)
+		}
+	}
+	if seen != 2 {
+		t.Errorf("rejects.csv has %d of the two ragged rows:\n%v", seen, recs)
 	}
 }

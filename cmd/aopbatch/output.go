@@ -65,10 +65,10 @@ func printProblems(ctx context.Context, l ledger.Store, b ledger.Batch, w io.Wri
 	}
 	if more := total - int64(n); more > 0 {
 		if jsonLog != nil {
-			jsonLog.Warn("more rows not accepted", "rows", more, "see", "rejects.csv (aopbatch report)")
+			jsonLog.Warn("more rows not accepted", "rows", more, "see", "aopbatch report: rejects.csv (rejected), rows.csv (conflict)")
 			return
 		}
-		fmt.Fprintf(w, "  ... and %d more (aopbatch report writes them all to rejects.csv)\n", more)
+		fmt.Fprintf(w, "  ... and %d more (aopbatch report lists them all: rejected rows in rejects.csv, conflicts in rows.csv)\n", more)
 	}
 }
 
