@@ -167,6 +167,7 @@ type Engine struct {
 	sendGranted  atomic.Int64 // requests let through while sending
 	feeding      atomic.Bool  // queued rows are still being handed out
 	warned       atomic.Bool
+	toldWaiting  atomic.Bool  // the wait before re-sending a dead run's rows was logged
 	overloads    atomic.Int64 // timeouts and 5xx answers
 	answers      atomic.Int64 // answers that reached the provider
 	pausing      atomic.Int64 // workers waiting to retry a request

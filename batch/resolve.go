@@ -174,6 +174,11 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 			// the provider twice; once --timeout has passed since it went,
 			// it has arrived or it never will.
 			e.record(w, ledger.Update{Line: row.Line, Code: -1, Attempt: a})
+			if !e.toldWaiting.Swap(true) {
+				// Said once: the run may seem stalled meanwhile.
+				e.cfg.Log.Info("rows a run that ended left in flight are not at the provider yet: each is sent again only once --timeout has passed since it went (its request may still arrive), and asked about until then",
+					"timeout", e.cfg.Timeout.String(), "first_resend_after", row.FirstSent.Add(e.cfg.Timeout).Format(time.TimeOnly))
+			}
 			return
 		}
 		e.record(w, ledger.Update{Line: row.Line, Code: -1, Attempt: a})

@@ -225,7 +225,7 @@ func (r RunStats) String() string {
 	n := r.Recharges + r.Enquiries
 	fmt.Fprintf(&b, "sent %d requests (%d recharges, %d status enquiries)", n, r.Recharges, r.Enquiries)
 	if r.SendPhase > 0 {
-		fmt.Fprintf(&b, "; sending took %s at %.1f requests/s", r.SendPhase.Round(100*time.Millisecond), r.AchievedRate)
+		fmt.Fprintf(&b, "; the send phase took %s at %.1f requests/s", r.SendPhase.Round(100*time.Millisecond), r.AchievedRate)
 		if r.ConfiguredRate > 0 {
 			fmt.Fprintf(&b, " of %g/s configured", r.ConfiguredRate)
 		} else {

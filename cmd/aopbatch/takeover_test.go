@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -64,6 +65,10 @@ func TestTakeoverWaitsForARequestStillInFlight(t *testing.T) {
 	_ = aErr
 	if code := b.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("B: exit %d, want 0 (A's rows settled by enquiry)\n%s", code, bErr)
+	}
+	// B said why it waited rather than seeming stalled.
+	if got := bErr.String(); strings.Count(got, "sent again only once --timeout has passed") != 1 {
+		t.Errorf("B did not say once why it waits before sending A's rows again:\n%s", got)
 	}
 	for _, r := range rows {
 		if n := sb.Resent(r.ref); n > 0 {
