@@ -224,20 +224,26 @@ func (r RunStats) String() string {
 	var b strings.Builder
 	n := r.Recharges + r.Enquiries
 	fmt.Fprintf(&b, "sent %d requests (%d recharges, %d status enquiries)", n, r.Recharges, r.Enquiries)
-	if r.SendPhase > 0 {
+	switch {
+	case r.SendPhase >= time.Second:
 		fmt.Fprintf(&b, "; the send phase took %s at %.1f requests/s", r.SendPhase.Round(100*time.Millisecond), r.AchievedRate)
 		if r.ConfiguredRate > 0 {
 			fmt.Fprintf(&b, " of %g/s configured", r.ConfiguredRate)
 		} else {
 			b.WriteString(" (no --rate limit)")
 		}
+	case r.SendPhase > 0:
+		// Averaged over less than a second the rate says nothing of --rate,
+		// which bounds any one second (rate + burst): 265 requests in
+		// 500 ms read as "530/s of 500/s configured".
+		fmt.Fprintf(&b, "; the send phase took %s", r.SendPhase.Round(10*time.Millisecond))
 	}
 	if n > 0 {
 		fmt.Fprintf(&b, "; latency p50 %s, p90 %s, p99 %s", roundLatency(r.LatencyP50), roundLatency(r.LatencyP90), roundLatency(r.LatencyP99))
 	}
 	fmt.Fprintf(&b, "; HTTP 429 answers %d", r.Throttled)
 	if r.LowestRate > 0 {
-		fmt.Fprintf(&b, " (rate lowered to %.0f/s at most)", r.LowestRate)
+		fmt.Fprintf(&b, " (the rate was lowered, down to %.0f/s at the lowest)", r.LowestRate)
 	}
 	mode := "--max-in-flight"
 	if r.Fixed {

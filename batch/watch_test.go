@@ -108,10 +108,16 @@ func TestRunStatsLine(t *testing.T) {
 		PeakInFlight: 8, InFlightCap: 8}
 	line := r.String()
 	for _, want := range []string{"1203 requests", "45.5s", "26.4 requests/s of 100/s configured", "p50 303ms", "p90 350ms", "p99 399ms",
-		"HTTP 429 answers 7", "lowered to 80/s", "peak in flight 8 (--max-in-flight 8)"} {
+		"HTTP 429 answers 7", "down to 80/s at the lowest", "peak in flight 8 (--max-in-flight 8)"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("summary %q lacks %q", line, want)
 		}
+	}
+	// A send phase under a second gives no rate: 265 requests in 500 ms
+	// are within --rate 500 (any one second), not "530/s of 500/s".
+	short := RunStats{ConfiguredRate: 500, AchievedRate: 530, SendPhase: 500 * time.Millisecond, Recharges: 265}
+	if line := short.String(); strings.Contains(line, "requests/s") || !strings.Contains(line, "the send phase took 500ms") {
+		t.Errorf("summary of a sub-second send phase %q", line)
 	}
 }
 
