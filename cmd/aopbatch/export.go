@@ -101,7 +101,8 @@ or refunded): it is most likely that same payment.
 	switch {
 	case res.Rows == 0:
 	case res.BlankedRefs:
-		fmt.Fprintln(stderr, "aopbatch: the referenceid column is blank: give every row a NEW referenceid before sending (--keep-refs keeps the old ones)")
+		fmt.Fprintln(stderr, "aopbatch: the referenceid column is blank: give every row a NEW referenceid before sending, "+
+			"or send the file with --generate-refs --batch NEW-ID, which makes new ones (--keep-refs keeps the old ones)")
 	case res.RefColumn:
 		fmt.Fprintln(stderr, "aopbatch: referenceids kept: the provider answers \"duplicate\" for any it already received; a new payment needs a new referenceid")
 	default:
