@@ -42,7 +42,7 @@ func (s *Summary) actions() []string {
 		add("%s charged twice on the statement (%s extra): claim it back from the provider", rowsText(t.Rows), inr(t.AmountPaise))
 	}
 	if r.AmountMismatch > 0 {
-		add("%s charged a different amount than the ledger says: see amount_mismatch in reconciliation.csv and take it up with the provider", rowsText(r.AmountMismatch))
+		add("%s with another amount on the statement than in the ledger: see amount_mismatch in reconciliation.csv and take it up with the provider", rowsText(r.AmountMismatch))
 	}
 	if g := s.AtRisk.OutcomeUnknown; g.Rows > 0 {
 		add("%s (%s) sent with no final answer yet (inflight, pending, duplicate, unknown): money may have moved; run aopbatch resolve, never send them again",

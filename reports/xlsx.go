@@ -245,7 +245,7 @@ func (s *Summary) xlsxRows(ctx context.Context, l ledger.Reader, x *xlsxWriter) 
 	if err != nil {
 		return err
 	}
-	err = l.EachRow(ctx, s.seq, func(r *ledger.Row) error {
+	add := func(r *ledger.Row, opRef string) error {
 		var op, amount, code any
 		if r.Operator != 0 {
 			op = r.Operator
@@ -258,8 +258,19 @@ func (s *Summary) xlsxRows(ctx context.Context, l ledger.Reader, x *xlsxWriter) 
 		}
 		first, settled := s.rowTimes(r)
 		return sh.add(r.Line, text(r.ReferenceID), op, text(s.mask(r.CANumber)), amount, text(string(r.State)), code,
-			text(s.rowMessage(r)), r.Attempts, text(r.ProviderTxnID), text(""), text(first), text(settled))
-	})
+			text(s.rowMessage(r)), r.Attempts, text(r.ProviderTxnID), text(opRef), text(first), text(settled))
+	}
+	// As rows.csv: the operator reference comes from the statement.
+	if s.recon == nil {
+		err = l.EachRow(ctx, s.seq, func(r *ledger.Row) error { return add(r, "") })
+	} else {
+		err = s.walk(ctx, l, s.recon, func(r *ledger.Row, d *Discrepancy) error {
+			if r == nil {
+				return nil
+			}
+			return add(r, d.StatementOperatorRef)
+		})
+	}
 	if err != nil {
 		return err
 	}

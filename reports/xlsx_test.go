@@ -3,6 +3,7 @@ package reports
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -132,5 +133,39 @@ func TestWorkbookMasksPII(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// The Rows sheet says what rows.csv says, the statement's operator
+// reference included (it was blank in the workbook).
+func TestWorkbookRowsMatchRowsCSV(t *testing.T) {
+	f := newFixture(t)
+	_, _, dir := reconciled(t, f, "", f.options(false))
+	csvRows := readCSV(t, filepath.Join(dir, FileRows))
+	x, err := excelize.OpenFile(filepath.Join(dir, FileXLSX))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	xr, err := x.GetRows(SheetRows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(xr) != len(csvRows) {
+		t.Fatalf("workbook has %d rows, rows.csv %d", len(xr), len(csvRows))
+	}
+	opRef := slices.Index(RowsHeader, "operator_ref")
+	refs := 0
+	for i := 1; i < len(csvRows); i++ {
+		c, w := csvRows[i], append(xr[i], make([]string, len(RowsHeader))...)
+		if c[opRef] != w[opRef] {
+			t.Errorf("line %s: rows.csv operator_ref %q, workbook %q", c[0], c[opRef], w[opRef])
+		}
+		if c[opRef] != "" {
+			refs++
+		}
+	}
+	if refs == 0 {
+		t.Error("the fixture's statement gave no row an operator reference: the test sees nothing")
 	}
 }
