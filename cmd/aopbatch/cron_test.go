@@ -154,6 +154,7 @@ func TestFirstLogLineNamesTheLedger(t *testing.T) {
 		{"status", "--ledger", "rel.db"},
 		{"report", "--ledger", "rel.db", "--out", "rep"},
 		{"export", "--ledger", "rel.db", "--state", "success", "--out", "ok.csv"},
+		{"ledger", "archive", "--ledger", "rel.db", "--before", "2000-01-01", "--out", "old.ledger.gz"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		cmd := aopbatchCmd(ctx, nil, args...)
