@@ -90,6 +90,13 @@ type Store interface {
 	// ClearRows deletes the rows and attempts of a batch that is not
 	// ready (an ingest abandoned part way), keeping the batch.
 	ClearRows(ctx context.Context, seq int64, o Owner) error
+	// DropUnsent deletes batch seq, rows and all, while o holds its lease,
+	// when nothing of it was ever sent: no attempt logged, no row in flight
+	// or settled by the provider, none ever dispatched (a dry run, say).
+	// Otherwise it fails with ErrBatchSent (ErrBatchArchived for an
+	// archived batch) and deletes nothing: those rows are the record of
+	// what was paid.
+	DropUnsent(ctx context.Context, seq int64, o Owner) error
 
 	// RecoverInflight turns the rows a dead run left in flight into
 	// unknown: their request may have reached the provider, so only a

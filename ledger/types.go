@@ -29,6 +29,9 @@ var (
 	// ErrChanged means a batch changed while it was being copied or
 	// archived: what was written elsewhere is not what the ledger holds.
 	ErrChanged = errors.New("batch changed while it was copied")
+	// ErrBatchSent means something of a batch was sent, or may have been:
+	// its record is kept.
+	ErrBatchSent = errors.New("something of this batch was sent")
 	// ErrNotFinal means a batch still has rows that are not final.
 	ErrNotFinal = errors.New("batch has rows that are not final")
 	// ErrBatchExists means a batch id is already in the ledger.

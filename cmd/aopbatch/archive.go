@@ -68,6 +68,8 @@ func (a *archiveStore) BeginIngest(context.Context, ledger.Batch, ledger.Owner, 
 
 func (a *archiveStore) ClearRows(context.Context, int64, ledger.Owner) error { return a.readOnly() }
 
+func (a *archiveStore) DropUnsent(context.Context, int64, ledger.Owner) error { return a.readOnly() }
+
 func (a *archiveStore) RecoverInflight(context.Context, int64, ledger.Owner) (int64, error) {
 	return 0, a.readOnly()
 }

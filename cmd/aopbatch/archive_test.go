@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
+	"github.com/aopbatch/aopbatch/ledger"
 )
 
 // TestLedgerArchiveThenReport: finished batches go to a compressed archive
@@ -124,5 +125,43 @@ func TestArchiveIsReadOnly(t *testing.T) {
 	// The batch's emptied rows in the ledger are not reported as if whole.
 	if p := aopbatch(t, nil, "report", "--ledger", db, "--batch", "one", "--out", filepath.Join(dir, "rep")); p.code != 1 || !strings.Contains(p.stderr, archive) {
 		t.Errorf("report of an archived batch from the ledger: exit %d, want 1 naming the archive\n%s", p.code, p.stderr)
+	}
+}
+
+// A dry run holds the file's referenceids: corrected, the file's rows
+// would all be conflicts. ledger drop deletes the dry run's batch (nothing
+// of it was sent), and the corrected file then goes; a batch that sent
+// anything is refused and kept.
+func TestLedgerDropFreesADryRun(t *testing.T) {
+	sb := sandbox(t, nil)
+	dir := t.TempDir()
+	db, in := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	rows := goodRows(10, "DRY")
+	rows[3].amount = "20.005" // the mistake the dry run shows
+	writeCSV(t, in, rows)
+	if p := aopbatch(t, nil, runArgs(in, db, sb.URL, "--dry-run")...); p.code != 2 {
+		t.Fatalf("dry run: exit %d, want 2 (one row rejected)\n%s", p.code, p.stderr)
+	}
+	dry, _, _ := ledgerRows(t, db)
+	p := aopbatch(t, nil, "ledger", "drop", "--ledger", db, "--batch", dry.ID)
+	if p.code != 0 || !strings.Contains(p.stdout, "dropped batch "+dry.ID) {
+		t.Fatalf("drop: exit %d\n%s%s", p.code, p.stdout, p.stderr)
+	}
+	rows[3].amount = "20.00"
+	writeCSV(t, in, rows)
+	if p := aopbatch(t, nil, runArgs(in, db, sb.URL)...); p.code != 0 {
+		t.Fatalf("corrected file: exit %d, want 0 (every row sent)\n%s", p.code, p.stderr)
+	}
+	sent, _, all := ledgerRows(t, db)
+	if got := countStates(all)[ledger.StateSuccess]; got != len(rows) {
+		t.Errorf("corrected file: %d success, want %d: %v", got, len(rows), countStates(all))
+	}
+	// A batch that sent anything is kept.
+	p = aopbatch(t, nil, "ledger", "drop", "--ledger", db, "--batch", sent.ID)
+	if p.code != 1 || !strings.Contains(p.stderr, "is kept") {
+		t.Errorf("drop of a sent batch: exit %d, want 1 saying it is kept\n%s", p.code, p.stderr)
+	}
+	if _, _, left := ledgerRows(t, db); len(left) != len(rows) {
+		t.Errorf("%d rows left after a refused drop, want %d", len(left), len(rows))
 	}
 }

@@ -15,9 +15,11 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprintln(stderr, "usage: aopbatch ledger copy --from LEDGER --to LEDGER [--batch ID]")
 		fmt.Fprintln(stderr, "       aopbatch ledger archive --before DATE --out FILE [--ledger LEDGER]")
+		fmt.Fprintln(stderr, "       aopbatch ledger drop --batch ID [--ledger LEDGER]")
 		fmt.Fprintln(stderr)
 		fmt.Fprintln(stderr, "  copy     copy batches between ledgers (a SQLite file, a postgres:// URL), checked by counts and sums")
 		fmt.Fprintln(stderr, "  archive  move finished batches to a compressed file that report, status and export read")
+		fmt.Fprintln(stderr, "  drop     delete a batch nothing of which was ever sent (a dry run), freeing its referenceids")
 		if len(args) == 0 {
 			return &exitError{code: exitStart}
 		}
@@ -28,8 +30,58 @@ func runLedger(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return runLedgerCopy(ctx, args[1:], stdout, stderr)
 	case "archive":
 		return runLedgerArchive(ctx, args[1:], stdout, stderr)
+	case "drop":
+		return runLedgerDrop(ctx, args[1:], stdout, stderr)
 	}
-	return start(fmt.Errorf("ledger: unknown subcommand %q (copy or archive; see aopbatch ledger -h)", args[0]))
+	return start(fmt.Errorf("ledger: unknown subcommand %q (copy, archive or drop; see aopbatch ledger -h)", args[0]))
+}
+
+// runLedgerDrop deletes a batch nothing of which was sent: a dry run of a
+// file that was then corrected holds the file's referenceids, and the
+// corrected file's rows would all be conflicts.
+func runLedgerDrop(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var batchID string
+	fs := newFlagSet("ledger drop", "ledger drop --batch ID [--ledger LEDGER]",
+		"aopbatch ledger drop --ledger /var/lib/aopbatch/aopbatch.db --batch b8156c06e797d4229", stderr)
+	ledgerPath := ledgerFlag(fs)
+	fs.StringVar(&batchID, "batch", "", "the batch to delete (required; never latest: name it)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	noteLedger(textLog(stderr), *ledgerPath)
+	if batchID == "" || batchID == "latest" {
+		return start(errors.New("ledger drop: --batch ID is required, by its id (see aopbatch status)"))
+	}
+	if isArchive(*ledgerPath) {
+		return start(fmt.Errorf("ledger drop: %s is an archive: nothing in it is deleted", *ledgerPath))
+	}
+	l, err := openLedgerFile(ctx, *ledgerPath)
+	if err != nil {
+		return start(err)
+	}
+	defer l.Close()
+	b, err := l.Batch(ctx, batchID)
+	if err != nil {
+		return start(err)
+	}
+	c, err := l.Counts(ctx, b.Seq)
+	if err != nil {
+		return start(err)
+	}
+	owner := ledger.NewOwner(newRunID())
+	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID}, owner, holdLease); err != nil {
+		return start(describeStartError("", err))
+	}
+	if err := l.DropUnsent(ctx, b.Seq, owner); err != nil {
+		_ = l.Release(context.WithoutCancel(ctx), b.ID, owner)
+		if errors.Is(err, ledger.ErrBatchSent) {
+			return start(fmt.Errorf("batch %s is kept: rows of it were sent, or may have been, and it is the record of what was paid "+
+				"(aopbatch status shows its rows; a finished batch can be moved away with aopbatch ledger archive)", b.ID))
+		}
+		return start(err)
+	}
+	fmt.Fprintf(stdout, "dropped batch %s (%s): %d rows, none ever sent; their referenceids are free\n", b.ID, b.Source, c.Total().Rows)
+	return nil
 }
 
 // batchList collects repeated --batch flags.

@@ -363,7 +363,8 @@ func generatedMismatch(ctx context.Context, l ledger.Store, id string, err error
 		}
 	}
 	if sent == 0 {
-		return fmt.Errorf("%w. Nothing of batch %s was sent (a dry run?): run this file under a new --batch id", err, id)
+		return fmt.Errorf("%w. Nothing of batch %s was sent (a dry run?): run this file under a new --batch id, "+
+			"or delete that batch first with aopbatch ledger drop --batch %s", err, id, id)
 	}
 	return fmt.Errorf("%w. If this is a corrected or re-saved copy, do not run it whole under a new --batch id: "+
 		"its rows would get new referenceids and the rows already paid would be paid again. "+

@@ -61,6 +61,7 @@ func Exercise(t *testing.T, newDB func(t *testing.T) DB) {
 		{"Correct", s.testCorrect},
 		{"Archive", s.testArchive},
 		{"Claim", s.testClaim},
+		{"DropUnsent", s.testDropUnsent},
 		{"WriterSuccess", s.testWriterSuccess},
 		{"WriterLogsEveryAttemptOfAGroupInOrder", s.testWriterLogsEveryAttemptOfAGroupInOrder},
 		{"WriterAttemptOnly", s.testWriterAttemptOnly},

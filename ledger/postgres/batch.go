@@ -145,6 +145,36 @@ func clearRows(ctx context.Context, tx pgx.Tx, seq int64) error {
 	return nil
 }
 
+// DropUnsent implements ledger.Store.
+func (s *Store) DropUnsent(ctx context.Context, seq int64, o ledger.Owner) error {
+	tx, err := s.beginHolding(ctx, seq, o)
+	if err != nil {
+		return fmt.Errorf("drop batch: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	var archived string
+	var sent bool
+	err = tx.QueryRow(ctx, `SELECT archived,
+		EXISTS (SELECT 1 FROM attempts WHERE batch = $1)
+		OR EXISTS (SELECT 1 FROM rows WHERE batch = $1 AND (attempts > 0 OR first_sent_ms IS NOT NULL
+			OR state NOT IN ('queued', 'held', 'rejected', 'conflict')))
+		FROM batches WHERE seq = $1 FOR UPDATE`, seq).Scan(&archived, &sent)
+	switch {
+	case err != nil:
+		return fmt.Errorf("drop batch: %w", err)
+	case archived != "":
+		return fmt.Errorf("drop batch: %w (to %s)", ledger.ErrBatchArchived, archived)
+	case sent:
+		return fmt.Errorf("drop batch: %w", ledger.ErrBatchSent)
+	}
+	for _, q := range []string{`DELETE FROM rows WHERE batch = $1`, `DELETE FROM batches WHERE seq = $1`} {
+		if _, err := tx.Exec(ctx, q, seq); err != nil {
+			return fmt.Errorf("drop batch: %w", err)
+		}
+	}
+	return tx.Commit(ctx)
+}
+
 // deleteBatch removes a batch that never became ready, rows and all,
 // while o holds a session on it.
 func (s *Store) deleteBatch(ctx context.Context, seq int64, o ledger.Owner) error {

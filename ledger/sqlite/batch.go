@@ -167,6 +167,39 @@ func (l *Store) ClearRows(ctx context.Context, seq int64, o ledger.Owner) error 
 	return nil
 }
 
+// DropUnsent implements ledger.Store.
+func (l *Store) DropUnsent(ctx context.Context, seq int64, o ledger.Owner) error {
+	tx, err := l.beginHolding(ctx, seq, o)
+	if err != nil {
+		return fmt.Errorf("drop batch: %w", err)
+	}
+	defer tx.Rollback()
+	var archived string
+	var sent int64
+	err = tx.QueryRowContext(ctx, `SELECT archived,
+		EXISTS (SELECT 1 FROM attempts WHERE batch = ?1) OR EXISTS (SELECT 1 FROM dispatches WHERE batch = ?1)
+		OR EXISTS (SELECT 1 FROM rows WHERE batch = ?1 AND (attempts > 0 OR first_sent_ms IS NOT NULL
+			OR NOT (state = 'queued' OR state = 'held' OR state = 'rejected' OR state = 'conflict')))
+		FROM batches WHERE seq = ?1`, seq).Scan(&archived, &sent)
+	switch {
+	case err != nil:
+		return fmt.Errorf("drop batch: %w", err)
+	case archived != "":
+		return fmt.Errorf("drop batch: %w (to %s)", ledger.ErrBatchArchived, archived)
+	case sent != 0:
+		return fmt.Errorf("drop batch: %w", ledger.ErrBatchSent)
+	}
+	for _, q := range []string{`DELETE FROM rows WHERE batch = ?`, `DELETE FROM batches WHERE seq = ?`} {
+		if _, err := tx.ExecContext(ctx, q, seq); err != nil {
+			return fmt.Errorf("drop batch: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("drop batch: %w", err)
+	}
+	return nil
+}
+
 // DeleteBatch removes a batch that never became ready, rows and all, while
 // o holds its lease.
 func (l *Store) DeleteBatch(ctx context.Context, seq int64, o ledger.Owner) error {
