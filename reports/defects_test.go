@@ -253,13 +253,18 @@ func TestRejectedRowChargedOnALaterStatementLine(t *testing.T) {
 }
 
 // A refid on several statement lines is one payment's history unless it
-// is charged twice: a row is compared with the line that shows the most
-// money gone (refunded, taken, perhaps taken), and only a second charge
-// is an extra charge to claim back.
+// is charged twice: lines with one txnid are one transaction, a line
+// without one is its own; a row is compared with a charged transaction
+// first, and only a second charged transaction is an extra charge. A
+// charge and a refund no txnid ties together are asked about.
 func TestStatementLinesOfOnePayment(t *testing.T) {
+	const (
+		plain = "refid,amount,status\n"
+		txn   = "refid,txnid,amount,status,refunded\n"
+	)
 	for _, tc := range []struct {
 		name, stmt, ref   string
-		category          Category
+		disputed          bool // the row
 		failedButCharged  Tally
 		successNotKept    Tally
 		extra             Tally
@@ -267,16 +272,23 @@ func TestStatementLinesOfOnePayment(t *testing.T) {
 		disputedStatement int // statement-only disputes (no row)
 	}{
 		// REF004 is recorded failed: failed, then charged late.
-		{"failed then charged", "REF004,5.00,0\nREF004,5.00,1\n", "REF004", StatusMismatch, Tally{1, 500}, Tally{}, Tally{}, 0, 0},
-		{"charged then failed", "REF004,5.00,1\nREF004,5.00,0\n", "REF004", StatusMismatch, Tally{1, 500}, Tally{}, Tally{}, 0, 0},
+		{"failed then charged", plain + "REF004,5.00,0\nREF004,5.00,1\n", "REF004", true, Tally{1, 500}, Tally{}, Tally{}, 0, 0},
+		{"charged then failed", plain + "REF004,5.00,1\nREF004,5.00,0\n", "REF004", true, Tally{1, 500}, Tally{}, Tally{}, 0, 0},
+		// One charge kept, another refunded: charged.
+		{"kept and refunded", txn + "REF004,T1,5.00,1,0\nREF004,T2,5.00,1,1\n", "REF004", true, Tally{1, 500}, Tally{}, Tally{}, 0, 0},
+		{"refunded and kept", txn + "REF004,T2,5.00,1,1\nREF004,T1,5.00,1,0\n", "REF004", true, Tally{1, 500}, Tally{}, Tally{}, 0, 0},
 		// REF002 is recorded success.
-		{"pending then charged", "REF002,10.00,2\nREF002,10.00,1\n", "REF002", Matched, Tally{}, Tally{}, Tally{}, 0, 0},
-		{"charged then refunded", "REF002,10.00,1\nREF002,10.00,refunded\n", "REF002", StatusMismatch, Tally{}, Tally{1, 1000}, Tally{}, 0, 0},
-		{"charged twice", "REF002,10.00,1\nREF002,10.00,1\n", "REF002", Matched, Tally{}, Tally{}, Tally{1, 1000}, 1000, 1},
+		{"pending then charged", plain + "REF002,10.00,2\nREF002,10.00,1\n", "REF002", false, Tally{}, Tally{}, Tally{}, 0, 0},
+		{"charged then refunded, one txnid", txn + "REF002,T9,10.00,1,0\nREF002,T9,10.00,1,1\n", "REF002", true, Tally{}, Tally{1, 1000}, Tally{}, 0, 0},
+		{"charged then refunded, no txnid", plain + "REF002,10.00,1\nREF002,10.00,refunded\n", "REF002", true, Tally{}, Tally{}, Tally{}, 0, 0},
+		{"charged twice, refunded once, no txnid", plain + "REF002,10.00,1\nREF002,10.00,1\nREF002,10.00,refunded\n", "REF002", true,
+			Tally{}, Tally{}, Tally{1, 1000}, 1000, 1},
+		{"charged twice", plain + "REF002,10.00,1\nREF002,10.00,1\n", "REF002", false, Tally{}, Tally{}, Tally{1, 1000}, 1000, 1},
+		{"one charge listed twice", txn + "REF002,T9,10.00,1,0\nREF002,T9,10.00,1,0\n", "REF002", false, Tally{}, Tally{}, Tally{}, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
-			s, _, _ := reconciled(t, f, "refid,amount,status\n"+tc.stmt, f.options(false))
+			s, _, _ := reconciled(t, f, tc.stmt, f.options(false))
 			r := s.Reconciliation
 			if r.FailedButCharged != tc.failedButCharged || r.SuccessNotKept != tc.successNotKept || r.ExtraCharges != tc.extra || r.NetToRecoverPaise != tc.net {
 				t.Errorf("failed but charged %+v, success not kept %+v, extra charges %+v, net to recover %d; want %+v, %+v, %+v, %d",
@@ -293,11 +305,8 @@ func TestStatementLinesOfOnePayment(t *testing.T) {
 				}
 				rowDisputed = rowDisputed || d.Row != nil && d.ReferenceID == tc.ref
 			}
-			if statementOnly != tc.disputedStatement || rowDisputed != (tc.category != Matched) {
-				t.Errorf("disputes: %d statement lines of %s, row disputed %v; want %d, %v", statementOnly, tc.ref, rowDisputed, tc.disputedStatement, tc.category != Matched)
-			}
-			if s.Mismatched() != (len(disputes) > 0) {
-				t.Errorf("Mismatched() = %v with %d disputes", s.Mismatched(), len(disputes))
+			if statementOnly != tc.disputedStatement || rowDisputed != tc.disputed {
+				t.Errorf("disputes: %d statement lines of %s, row disputed %v; want %d, %v", statementOnly, tc.ref, rowDisputed, tc.disputedStatement, tc.disputed)
 			}
 		})
 	}

@@ -36,13 +36,18 @@
 //   - A statement entry no row of this batch holds is missing_in_ledger,
 //     unless another batch of the same ledger holds it (in_other_batch, not
 //     a mismatch: a statement covers a time range, not a batch).
-//   - Each extra occurrence of a refid is duplicated_in_statement; the first
-//     is compared as usual.
+//   - A refid on several lines: lines with one txnid are one transaction's
+//     history, a line without one is a transaction of its own. The row is
+//     compared with the first charged transaction (else refunded, else
+//     pending, else the first line); its other lines are
+//     duplicated_in_statement, a mismatch only when charged again. A
+//     charge and a refund no txnid ties together make the row a
+//     status_mismatch, for reconcile to ask the provider.
 //
 // Every ledger row lands in exactly one of matched, amount_mismatch,
 // status_mismatch, missing_in_statement, failed_not_in_statement and
 // not_sent, so those add up to counts.total. Control totals compare the ledger's success amount with the
-// statement's (first occurrences of refids of this batch or of none);
+// statement's (every charged line of a refid of this batch or of none);
 // difference = statement - ledger, positive when the provider kept more
 // than the ledger says.
 //

@@ -326,6 +326,10 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 		d.StatementTxnID = st.str(e.txn)
 		d.StatementOperatorRef = st.str(e.opref)
 		ok, note := statusMatches(r.State, e.status)
+		if ok && st.unsure[i] {
+			ok, note = false, "the statement shows this referenceid charged and refunded on lines no txnid ties together "+
+				"(one payment returned, or two and one kept): reconcile asks the provider"
+		}
 		switch {
 		case !ok:
 			d.Category, d.Note = StatusMismatch, note
@@ -357,8 +361,8 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 	}
 	for i := range st.entries {
 		e := &st.entries[i]
-		first := int(st.rep[i])
-		if first == i && seen[i] {
+		rep := int(st.rep[i])
+		if rep == i && seen[i] {
 			continue // compared with its row above
 		}
 		d := Discrepancy{
@@ -367,15 +371,15 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 			again: st.again[i],
 		}
 		switch {
-		case first != i && rc.other[first]:
-			d.Category, d.Note = InOtherBatch, "another batch of this ledger holds this referenceid; repeats statement line "+st.entries[first].lineText()
-		case first != i && !st.again[i]:
+		case rep != i && rc.other[rep]:
+			d.Category, d.Note = InOtherBatch, "another batch of this ledger holds this referenceid; repeats statement line "+st.entries[rep].lineText()
+		case rep != i && !st.again[i]:
 			// Not money taken again: another status of the same payment
 			// (pending, then charged; failed, then charged late; charged,
 			// then refunded).
-			d.Category, d.Note = DuplicatedInStatement, "another status of the payment on statement line "+st.entries[first].lineText()+", not a second charge"
-		case first != i:
-			d.Category, d.Note = DuplicatedInStatement, "repeats statement line "+st.entries[first].lineText()
+			d.Category, d.Note = DuplicatedInStatement, "another status of the payment on statement line "+st.entries[rep].lineText()+", not a second charge"
+		case rep != i:
+			d.Category, d.Note = DuplicatedInStatement, "repeats statement line "+st.entries[rep].lineText()
 		case rc.other[i]:
 			d.Category, d.Note = InOtherBatch, "another batch of this ledger holds this referenceid"
 		default:
@@ -391,8 +395,9 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 	return nil
 }
 
-// findInOtherBatches marks the statement entries (first occurrences not
-// seen in this batch) that a sendable row of another batch holds. It asks
+// findInOtherBatches marks the statement entries (each refid's rep, see
+// Statement.payments, not seen in this batch) that a sendable row of
+// another batch holds. It asks
 // the ledger's referenceid index about those entries only: reading every
 // other batch would cost a reconcile the whole ledger's history.
 func (s *Summary) findInOtherBatches(ctx context.Context, l ledger.Reader, rc *reconState, seen []bool) error {

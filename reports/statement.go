@@ -54,15 +54,13 @@ type Statement struct {
 	text    string
 	entries []stEntry // file order
 	byRef   []int32   // entry indexes sorted by refid, then file order
-	// rep is, by entry, the entry of its refid a row is compared with:
-	// the first that shows the money returned, else taken, else perhaps
-	// taken, else the first. A refid's other lines are repeats: a second
-	// charge, or its history (failed, then charged late).
-	rep []int32
-	// again is, by entry, whether it is a second charge of its refid: a
-	// success line beyond the rep and beyond those a refunded line of the
-	// same refid accounts for.
+	// rep is, by entry, the entry of its refid a row is compared with,
+	// again whether it is a second charge of its refid, unsure whether its
+	// refid's lines leave unsure whether money was kept (see payments). A
+	// refid's other lines are its history (failed, then charged late).
+	rep     []int32
 	again   []bool
+	unsure  []bool
 	columns map[string]string
 	// from and to are the earliest and latest dateadded that could be
 	// read; zero when none could.
@@ -347,36 +345,96 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 	})
 	st.rep = make([]int32, len(st.entries))
 	st.again = make([]bool, len(st.entries))
+	st.unsure = make([]bool, len(st.entries))
 	for k := 0; k < len(st.byRef); {
 		ref := st.str(st.entries[st.byRef[k]].ref)
 		n := 1
 		for k+n < len(st.byRef) && st.str(st.entries[st.byRef[k+n]].ref) == ref {
 			n++
 		}
-		rep := st.byRef[k]
-		for _, want := range []TheirStatus{TheirRefunded, TheirSuccess, TheirPending} {
-			if i := slices.IndexFunc(st.byRef[k:k+n], func(i int32) bool { return st.entries[i].status == want }); i >= 0 {
-				rep = st.byRef[k+i]
-				break
-			}
-		}
-		refunds := 0
-		for _, i := range st.byRef[k : k+n] {
-			st.rep[i] = rep
-			if st.entries[i].status == TheirRefunded {
-				refunds++
-			}
-		}
-		charges := 0
-		for _, i := range st.byRef[k : k+n] {
-			if st.entries[i].status == TheirSuccess {
-				st.again[i] = charges >= max(refunds, 1)
-				charges++
-			}
-		}
+		st.payments(st.byRef[k : k+n])
 		k += n
 	}
 	return st, nil
+}
+
+// payments works out, for the lines of one refid (in file order), the line
+// a row is compared with (rep), the lines that are a second charge (again)
+// and whether the lines leave unsure whether money was kept (unsure).
+//
+// Lines with one txnid are one transaction's history; a line without a
+// txnid is a transaction of its own. A transaction stands at its line that
+// shows the most money gone: refunded, else charged, else perhaps charged,
+// else failed. A row is compared with the first charged transaction, else
+// the first refunded, else pending, else the first line: a failed row the
+// statement shows charged anywhere is a mismatch. Every charged
+// transaction after the first is a second charge. A charge and a refund
+// that no txnid ties together may be one payment returned or two payments,
+// one kept: unsure, and the row is asked about.
+func (st *Statement) payments(lines []int32) {
+	type txn struct {
+		at     int32 // the line it stands at
+		status TheirStatus
+	}
+	var txns []txn
+	byID := map[string]int{}
+	loose := false // a charged or refunded line without a txnid
+	for _, i := range lines {
+		e := &st.entries[i]
+		id := st.str(e.txn)
+		if id == "" && (e.status == TheirSuccess || e.status == TheirRefunded) {
+			loose = true
+		}
+		t, ok := byID[id]
+		if id == "" || !ok {
+			t = len(txns)
+			txns = append(txns, txn{at: i, status: e.status})
+			if id != "" {
+				byID[id] = t
+			}
+		}
+		if rank(e.status) > rank(txns[t].status) {
+			txns[t] = txn{at: i, status: e.status}
+		}
+	}
+	rep := lines[0]
+	var charged, refunded int
+	for _, want := range []TheirStatus{TheirPending, TheirRefunded, TheirSuccess} {
+		for _, t := range txns {
+			if t.status == want {
+				rep = t.at
+				break
+			}
+		}
+	}
+	for _, t := range txns {
+		switch t.status {
+		case TheirSuccess:
+			st.again[t.at] = charged > 0
+			charged++
+		case TheirRefunded:
+			refunded++
+		}
+	}
+	unsure := charged > 0 && refunded > 0 && loose
+	for _, i := range lines {
+		st.rep[i] = rep
+		st.unsure[i] = unsure
+	}
+}
+
+// rank orders statuses by money gone: refunded (taken, then given back)
+// above charged above perhaps charged above failed.
+func rank(t TheirStatus) int {
+	switch t {
+	case TheirRefunded:
+		return 3
+	case TheirSuccess:
+		return 2
+	case TheirPending:
+		return 1
+	}
+	return 0
 }
 
 // parseStatementTime reads a dateadded: RFC 3339, or a date and time

@@ -156,6 +156,7 @@ func FuzzReadStatement(f *testing.F) {
 	f.Add("refid,amount,status\n\"a\"\"b\",-1,success\n,,\n")
 	f.Add("refid,amount,status\nA,1e9,1\n")
 	f.Add("refid,amount\n")
+	f.Add("refid,txnid,amount,status,refunded\nA,T1,5,1,0\nA,T2,5,1,1\nA,,5,1,0\nA,,5,refunded,0\nA,T1,5,2,0\n")
 	f.Fuzz(func(t *testing.T, in string) {
 		st, err := ReadStatement(strings.NewReader(in), nil)
 		if err != nil {
@@ -172,28 +173,39 @@ func FuzzReadStatement(f *testing.F) {
 			if n == 0 || !slices.Contains(st.byRef[pos:pos+n], int32(i)) || !slices.Contains(st.byRef[pos:pos+n], r) {
 				t.Fatalf("entry %d (%q): find %d/%d, rep %d", i, ref, pos, n, r)
 			}
-			// Every line of a refid has one rep, and it shows the most
-			// money gone of them: refunded, taken, perhaps taken.
+			// Every line of a refid has one rep; a charged line anywhere
+			// makes it a charged one; the second charges are the charged
+			// transactions (lines with one txnid, or a line without) but
+			// the first.
+			stands, again := map[string]int{}, 0 // by transaction: the most money gone
 			for _, k := range st.byRef[pos : pos+n] {
-				if st.rep[k] != r || rank(st.entries[k].status) > rank(st.entries[r].status) {
-					t.Fatalf("entry %d (%q): rep %d (%s), but entry %d has rep %d (%s)", i, ref, r, st.entries[r].status, k, st.rep[k], st.entries[k].status)
+				e := &st.entries[k]
+				if st.rep[k] != r {
+					t.Fatalf("entry %d (%q): rep %d, but entry %d has rep %d", i, ref, r, k, st.rep[k])
 				}
+				if st.again[k] {
+					again++
+				}
+				id := st.str(e.txn)
+				if id == "" {
+					id = fmt.Sprint("#", k)
+				}
+				stands[id] = max(stands[id], rank(e.status))
+			}
+			charged := 0
+			for _, v := range stands {
+				if v == rank(TheirSuccess) {
+					charged++
+				}
+			}
+			if charged > 0 && st.entries[r].status != TheirSuccess {
+				t.Fatalf("entry %d (%q): a transaction stands charged, rep %d shows %s", i, ref, r, st.entries[r].status)
+			}
+			if again != max(charged-1, 0) {
+				t.Fatalf("entry %d (%q): %d second charges for %d charged transactions", i, ref, again, charged)
 			}
 		}
 	})
-}
-
-// rank orders statuses as a refid's rep prefers them.
-func rank(t TheirStatus) int {
-	switch t {
-	case TheirRefunded:
-		return 3
-	case TheirSuccess:
-		return 2
-	case TheirPending:
-		return 1
-	}
-	return 0
 }
 
 func BenchmarkReadStatement(b *testing.B) {

@@ -404,8 +404,9 @@ func (s *Summary) writeRejects(ctx context.Context, l ledger.Reader, w io.Writer
 
 // rejectReason is a rejected row's reason and fixable for rejects.csv:
 // fixable is "yes"; "review" for a referenceid repeated in the file (the
-// row may be the same payment twice) or a row whose cells could not be
-// read (blank here); "no" when the statement given shows
+// row may be the same payment twice) or a row with the wrong number of
+// cells (blank here: the parser could not split it); "no" when the
+// statement given shows
 // its referenceid charged (someone sent it: it must not be sent again).
 func (s *Summary) rejectReason(r *ledger.Row) (reason, fixable string) {
 	width := len(s.header)
@@ -425,7 +426,7 @@ func (s *Summary) rejectReason(r *ledger.Row) (reason, fixable string) {
 	switch {
 	case r.ErrorCode == "duplicate_referenceid":
 		fixable = "review"
-	case len(r.Raw) == 0:
+	case r.ErrorCode == "field_count": // batch.CodeFieldCount
 		// The parser could not split the line into the header's cells
 		// (wrong number of cells): the cells here are blank, not the row.
 		fixable = "review"
