@@ -189,4 +189,7 @@ func (c Counts) Total() Tally {
 type RefHolder struct {
 	Batch int64 // the batch's seq
 	Line  int
+	// State is the row's state as stored: a SQLite row covered by a
+	// dispatch reads queued here, not inflight as Row shows it.
+	State State
 }

@@ -32,9 +32,9 @@ type ExportResult struct {
 	Rebuilt     int64 // rows rebuilt from the recorded request (the rest from their cells)
 	Charged     int64 // rows left out: the statement shows them charged or pending
 	ChargedRefs []string
-	// HeldElsewhere are conflict rows left out: the row of another batch
-	// that holds their referenceid was paid, or may be (anything but failed
-	// or refunded). The same payment under a new referenceid pays twice.
+	// HeldElsewhere are conflict rows left out (see heldElsewhere): the
+	// row of another batch that holds their referenceid was paid or may
+	// be, or it is the same payment and its own batch offers it.
 	HeldElsewhere     int64
 	HeldElsewhereRefs []string // "REF (batch ID line N, success)", the first 20
 }
@@ -69,7 +69,13 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 		return res, err
 	}
 	rec := make([]string, len(b.Header))
-	ids := map[int64]string{} // batch ids by seq, for heldElsewhere
+	var held map[string]string
+	if st == ledger.StateConflict {
+		var err error
+		if held, err = heldElsewhere(ctx, l, b.Seq); err != nil {
+			return res, fmt.Errorf("export batch %s: %w", b.ID, err)
+		}
+	}
 	err := eachInState(ctx, l, b.Seq, st, func(r *ledger.Row) error {
 		if o.Statement != nil && r.ReferenceID != "" && o.Statement.charged(r.ReferenceID) {
 			res.Charged++
@@ -78,16 +84,12 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 			}
 			return nil
 		}
-		if r.State == ledger.StateConflict {
-			if paid, err := heldElsewhere(ctx, l, r.ReferenceID, ids); err != nil {
-				return err
-			} else if paid != "" {
-				res.HeldElsewhere++
-				if len(res.HeldElsewhereRefs) < 20 {
-					res.HeldElsewhereRefs = append(res.HeldElsewhereRefs, r.ReferenceID+" ("+paid+")")
-				}
-				return nil
+		if why, ok := held[r.ReferenceID]; ok {
+			res.HeldElsewhere++
+			if len(res.HeldElsewhereRefs) < 20 {
+				res.HeldElsewhereRefs = append(res.HeldElsewhereRefs, r.ReferenceID+" ("+why+")")
 			}
+			return nil
 		}
 		if r.Raw != nil {
 			for j := range rec {
@@ -118,36 +120,54 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 	return res, c.flush()
 }
 
-// heldElsewhere names the row of another batch holding ref ("batch ID line
-// N, success") when its payment happened or may yet happen, "" when it
-// surely did not (failed, refunded) or no row holds ref any more. ids
-// caches the batches' ids by seq.
-func heldElsewhere(ctx context.Context, l ledger.Reader, ref string, ids map[int64]string) (string, error) {
-	hs, err := l.RefHolders(ctx, []string{ref})
+// heldElsewhere finds the conflict rows of batch seq an export must leave
+// out, by referenceid, each with why: the row of another batch holding its
+// referenceid ("batch ID line N, success"). A conflict row is left out
+// when that row was paid or may yet be (anything but failed or refunded),
+// and also when it failed or was refunded but this row is the same payment
+// (a conflict without drift): the holder's own export --state failed
+// offers it, and offered from both batches it would be paid twice. A
+// conflict with drift is another payment under a reused referenceid and
+// goes when the holder's payment did not happen.
+func heldElsewhere(ctx context.Context, l ledger.Reader, seq int64) (map[string]string, error) {
+	drift := map[string]bool{}
+	err := eachInState(ctx, l, seq, ledger.StateConflict, func(r *ledger.Row) error {
+		drift[r.ReferenceID] = r.ErrorCode == "conflict_drift"
+		return nil
+	})
+	if err != nil || len(drift) == 0 {
+		return nil, err
+	}
+	refs := make([]string, 0, len(drift))
+	for ref := range drift {
+		refs = append(refs, ref)
+	}
+	holders, err := l.RefHolders(ctx, refs)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	h, ok := hs[ref]
-	if !ok {
-		return "", nil
-	}
-	row, err := l.Row(ctx, h.Batch, h.Line)
+	bs, err := l.Batches(ctx)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	if row.State == ledger.StateFailed || row.State == ledger.StateRefunded {
-		return "", nil
+	ids := make(map[int64]string, len(bs))
+	for _, b := range bs {
+		ids[b.Seq] = b.ID
 	}
-	if _, ok := ids[h.Batch]; !ok {
-		bs, err := l.Batches(ctx)
-		if err != nil {
-			return "", err
+	out := map[string]string{}
+	for ref, h := range holders {
+		if h.Batch == seq {
+			continue // not another batch's: nothing to leave out for
 		}
-		for _, b := range bs {
-			ids[b.Seq] = b.ID
+		where := fmt.Sprintf("batch %s line %d", ids[h.Batch], h.Line)
+		switch {
+		case h.State != ledger.StateFailed && h.State != ledger.StateRefunded:
+			out[ref] = where + ", " + string(h.State)
+		case !drift[ref]:
+			out[ref] = fmt.Sprintf("the same payment, %s in %s: send it once, from export --state %s --batch %s", h.State, where, h.State, ids[h.Batch])
 		}
 	}
-	return fmt.Sprintf("batch %s line %d, %s", ids[h.Batch], h.Line, row.State), nil
+	return out, nil
 }
 
 // requestCells flattens the recorded request body into input cells by

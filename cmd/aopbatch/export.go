@@ -94,8 +94,8 @@ or refunded): it is most likely that same payment.
 			res.Charged, strings.Join(res.ChargedRefs, ", "))
 	}
 	if res.HeldElsewhere > 0 {
-		fmt.Fprintf(stderr, "aopbatch: left out %d conflict rows whose referenceid another batch's row holds and paid, or may yet pay: %s. "+
-			"The same payment under a new referenceid pays twice; a different one needs a person to check that row first\n",
+		fmt.Fprintf(stderr, "aopbatch: left out %d conflict rows, each named with the row of another batch that holds its referenceid: %s. "+
+			"That row was paid or may yet be, or it is the same payment and its own batch offers it: sent from here too, it could be paid twice\n",
 			res.HeldElsewhere, strings.Join(res.HeldElsewhereRefs, "; "))
 	}
 	switch {

@@ -435,8 +435,8 @@ func (s suite) testBatchesWithContent(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := l.RefHolders(ctx, refs)
-	want := map[string]ledger.RefHolder{ref12("s", "one") + "-2": {Batch: one.Seq, Line: 2}, ref12("s", "two") + "-2": {Batch: two.Seq, Line: 2},
-		ref12("s", "three") + "-2": {Batch: three.Seq, Line: 2}}
+	want := map[string]ledger.RefHolder{ref12("s", "one") + "-2": {Batch: one.Seq, Line: 2, State: ledger.StateQueued},
+		ref12("s", "two") + "-2": {Batch: two.Seq, Line: 2, State: ledger.StateQueued}, ref12("s", "three") + "-2": {Batch: three.Seq, Line: 2, State: ledger.StateQueued}}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("RefHolders = %v, %v; want %v", got, err, want)
 	}

@@ -253,7 +253,7 @@ func (s *Store) RefHolders(ctx context.Context, refs []string) (map[string]ledge
 	out := map[string]ledger.RefHolder{}
 	for len(refs) > 0 {
 		n := min(len(refs), refHoldersChunk)
-		rs, err := s.pool.Query(ctx, `SELECT referenceid, batch, line FROM rows WHERE request IS NOT NULL AND referenceid = ANY($1)`, refs[:n])
+		rs, err := s.pool.Query(ctx, `SELECT referenceid, batch, line, state FROM rows WHERE request IS NOT NULL AND referenceid = ANY($1)`, refs[:n])
 		if err != nil {
 			return nil, fmt.Errorf("read referenceids: %w", err)
 		}
@@ -261,7 +261,7 @@ func (s *Store) RefHolders(ctx context.Context, refs []string) (map[string]ledge
 		for rs.Next() {
 			var ref string
 			var h ledger.RefHolder
-			if err := rs.Scan(&ref, &h.Batch, &h.Line); err != nil {
+			if err := rs.Scan(&ref, &h.Batch, &h.Line, &h.State); err != nil {
 				rs.Close()
 				return nil, fmt.Errorf("read referenceids: %w", err)
 			}

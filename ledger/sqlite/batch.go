@@ -276,10 +276,10 @@ func (l *Store) RefHolders(ctx context.Context, refs []string) (map[string]ledge
 		n := min(len(refs), refHoldersChunk)
 		js, err := json.Marshal(refs[:n])
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("read referenceids: %w", err)
 		}
 		refs = refs[n:]
-		rs, err := l.r.QueryContext(ctx, `SELECT referenceid, batch, line FROM rows INDEXED BY rows_referenceid
+		rs, err := l.r.QueryContext(ctx, `SELECT referenceid, batch, line, state FROM rows INDEXED BY rows_referenceid
 			WHERE request IS NOT NULL AND referenceid IN (SELECT value FROM json_each(?))`, string(js))
 		if err != nil {
 			return nil, fmt.Errorf("read referenceids: %w", err)
@@ -287,7 +287,7 @@ func (l *Store) RefHolders(ctx context.Context, refs []string) (map[string]ledge
 		for rs.Next() {
 			var ref string
 			var h ledger.RefHolder
-			if err := rs.Scan(&ref, &h.Batch, &h.Line); err != nil {
+			if err := rs.Scan(&ref, &h.Batch, &h.Line, &h.State); err != nil {
 				rs.Close()
 				return nil, fmt.Errorf("read referenceids: %w", err)
 			}
