@@ -277,10 +277,14 @@ func TestStatementLinesOfOnePayment(t *testing.T) {
 		// One charge kept, another refunded: charged.
 		{"kept and refunded", txn + "REF004,T1,5.00,1,0\nREF004,T2,5.00,1,1\n", "REF004", true, Tally{1, 500}, Tally{}, Tally{}, 0, 0},
 		{"refunded and kept", txn + "REF004,T2,5.00,1,1\nREF004,T1,5.00,1,0\n", "REF004", true, Tally{1, 500}, Tally{}, Tally{}, 0, 0},
+		// One refunded, another pending: perhaps charged.
+		{"refunded and pending", txn + "REF004,T1,5.00,1,1\nREF004,T2,5.00,2,0\n", "REF004", true, Tally{1, 500}, Tally{}, Tally{}, 0, 0},
 		// REF002 is recorded success.
 		{"pending then charged", plain + "REF002,10.00,2\nREF002,10.00,1\n", "REF002", false, Tally{}, Tally{}, Tally{}, 0, 0},
 		{"charged then refunded, one txnid", txn + "REF002,T9,10.00,1,0\nREF002,T9,10.00,1,1\n", "REF002", true, Tally{}, Tally{1, 1000}, Tally{}, 0, 0},
 		{"charged then refunded, no txnid", plain + "REF002,10.00,1\nREF002,10.00,refunded\n", "REF002", true, Tally{}, Tally{}, Tally{}, 0, 0},
+		// "0" is also "taken and returned": one transaction charged and failed.
+		{"charged then failed, one txnid", txn + "REF002,T9,10.00,1,0\nREF002,T9,10.00,0,0\n", "REF002", true, Tally{}, Tally{}, Tally{}, 0, 0},
 		{"charged twice, refunded once, no txnid", plain + "REF002,10.00,1\nREF002,10.00,1\nREF002,10.00,refunded\n", "REF002", true,
 			Tally{}, Tally{}, Tally{1, 1000}, 1000, 1},
 		{"charged twice", plain + "REF002,10.00,1\nREF002,10.00,1\n", "REF002", false, Tally{}, Tally{}, Tally{1, 1000}, 1000, 1},
@@ -307,6 +311,27 @@ func TestStatementLinesOfOnePayment(t *testing.T) {
 			}
 			if statementOnly != tc.disputedStatement || rowDisputed != tc.disputed {
 				t.Errorf("disputes: %d statement lines of %s, row disputed %v; want %d, %v", statementOnly, tc.ref, rowDisputed, tc.disputedStatement, tc.disputed)
+			}
+		})
+	}
+}
+
+// The control totals count each charge the statement keeps once: not a
+// line listed twice under one txnid, not a charge refunded under it.
+func TestControlTotalsCountEachKeptCharge(t *testing.T) {
+	for _, tc := range []struct {
+		name, stmt string
+		want       int64
+	}{
+		{"listed twice", "REF002,T9,10.00,1,0\nREF002,T9,10.00,1,0\n", 1000},
+		{"charged twice", "REF002,T9,10.00,1,0\nREF002,T8,10.00,1,0\n", 2000},
+		{"refunded", "REF005,T5,100.00,1,0\nREF005,T5,100.00,1,1\n", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			s, _, _ := reconciled(t, f, "refid,txnid,amount,status,refunded\n"+tc.stmt, f.options(false))
+			if got := s.Reconciliation.ControlTotals.StatementSuccessPaise; got != tc.want {
+				t.Errorf("statement success %d paise, want %d", got, tc.want)
 			}
 		})
 	}

@@ -32,9 +32,8 @@ type ExportResult struct {
 	Rebuilt     int64 // rows rebuilt from the recorded request (the rest from their cells)
 	Charged     int64 // rows left out: the statement shows them charged or pending
 	ChargedRefs []string
-	// HeldElsewhere are conflict rows left out (see heldElsewhere): the
-	// row of another batch that holds their referenceid was paid or may
-	// be, or it is the same payment and its own batch offers it.
+	// HeldElsewhere are conflict rows left out (see heldElsewhere): a row
+	// of another batch holds their referenceid.
 	HeldElsewhere     int64
 	HeldElsewhereRefs []string // "REF (batch ID line N, success)", the first 20
 }
@@ -120,27 +119,22 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 	return res, c.flush()
 }
 
-// heldElsewhere finds the conflict rows of batch seq an export must leave
-// out, by referenceid, each with why: the row of another batch holding its
-// referenceid ("batch ID line N, success"). A conflict row is left out
-// when that row was paid or may yet be (anything but failed or refunded),
-// and also when it failed or was refunded but this row is the same payment
-// (a conflict without drift): the holder's own export --state failed
-// offers it, and offered from both batches it would be paid twice. A
-// conflict with drift is another payment under a reused referenceid and
-// goes when the holder's payment did not happen.
+// heldElsewhere finds the conflict rows of batch seq an export leaves out,
+// by referenceid, each with the row of another batch that holds its
+// referenceid ("batch ID line N, success"): all of them. Held by a row paid
+// or perhaps paid, a conflict is most likely that payment; held by a
+// failed row, it may be the same payment (drift or not: an amount
+// corrected in a new copy of the file is still that person), which that
+// batch's own export --state failed offers, and offered from both it
+// would be paid twice. Which it is takes a person.
 func heldElsewhere(ctx context.Context, l ledger.Reader, seq int64) (map[string]string, error) {
-	drift := map[string]bool{}
+	var refs []string
 	err := eachInState(ctx, l, seq, ledger.StateConflict, func(r *ledger.Row) error {
-		drift[r.ReferenceID] = r.ErrorCode == "conflict_drift"
+		refs = append(refs, r.ReferenceID)
 		return nil
 	})
-	if err != nil || len(drift) == 0 {
+	if err != nil || len(refs) == 0 {
 		return nil, err
-	}
-	refs := make([]string, 0, len(drift))
-	for ref := range drift {
-		refs = append(refs, ref)
 	}
 	holders, err := l.RefHolders(ctx, refs)
 	if err != nil {
@@ -159,12 +153,9 @@ func heldElsewhere(ctx context.Context, l ledger.Reader, seq int64) (map[string]
 		if h.Batch == seq {
 			continue // not another batch's: nothing to leave out for
 		}
-		where := fmt.Sprintf("batch %s line %d", ids[h.Batch], h.Line)
-		switch {
-		case h.State != ledger.StateFailed && h.State != ledger.StateRefunded:
-			out[ref] = where + ", " + string(h.State)
-		case !drift[ref]:
-			out[ref] = fmt.Sprintf("the same payment, %s in %s: send it once, from export --state %s --batch %s", h.State, where, h.State, ids[h.Batch])
+		out[ref] = fmt.Sprintf("batch %s line %d, %s", ids[h.Batch], h.Line, h.State)
+		if h.State == ledger.StateFailed || h.State == ledger.StateRefunded {
+			out[ref] += fmt.Sprintf(": if the same payment, send it once, from export --state %s --batch %s", h.State, ids[h.Batch])
 		}
 	}
 	return out, nil

@@ -80,7 +80,8 @@ type Reconciliation struct {
 	// sent: no row of the ledger holds the referenceid, or only a
 	// rejected, queued or held one. Someone else sent them.
 	ChargedNotSent Tally `json:"charged_not_sent"`
-	// ExtraCharges are repeated statement lines that show a charge.
+	// ExtraCharges are the charged transactions of a refid on the
+	// statement after its first (see Statement.payments).
 	ExtraCharges Tally `json:"extra_charges"`
 	// NetToRecoverPaise is what the provider kept beyond what the ledger
 	// paid, row by row: extra charges plus amounts charged above the
@@ -120,6 +121,7 @@ type Discrepancy struct {
 
 	their TheirStatus
 	again bool // a statement line that is a second charge of its refid
+	kept  bool // the line a charged transaction stands at: in the control totals
 }
 
 // reconState is what Write needs to classify the rows again while it
@@ -197,7 +199,7 @@ func (s *Summary) Reconcile(ctx context.Context, l ledger.Reader, st *Statement)
 	err := s.walk(ctx, l, rc, func(_ *ledger.Row, d *Discrepancy) error {
 		*s.count(d.Category)++
 		ct := &s.Reconciliation.ControlTotals
-		if d.StatementLine > 0 && d.their == TheirSuccess && d.Category != InOtherBatch {
+		if d.kept && d.Category != InOtherBatch {
 			ct.StatementSuccessRows++
 			ct.StatementSuccessPaise += d.StatementAmountPaise
 		}
@@ -319,7 +321,7 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 		i := st.rep[st.byRef[pos]]
 		e := &st.entries[i]
 		seen[i] = true
-		d.their = e.status
+		d.their, d.kept = e.status, st.kept[i]
 		d.StatementLine = int(e.line)
 		d.StatementStatus = e.status.String()
 		d.StatementAmountPaise = e.amount
@@ -368,7 +370,7 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 		d := Discrepancy{
 			ReferenceID: st.str(e.ref), StatementLine: int(e.line), StatementStatus: e.status.String(),
 			StatementAmountPaise: e.amount, StatementTxnID: st.str(e.txn), StatementOperatorRef: st.str(e.opref), their: e.status,
-			again: st.again[i],
+			again: st.again[i], kept: st.kept[i],
 		}
 		switch {
 		case rep != i && rc.other[rep]:

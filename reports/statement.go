@@ -61,6 +61,7 @@ type Statement struct {
 	rep     []int32
 	again   []bool
 	unsure  []bool
+	kept    []bool // by entry: the line a transaction that stands charged stands at
 	columns map[string]string
 	// from and to are the earliest and latest dateadded that could be
 	// read; zero when none could.
@@ -346,6 +347,7 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 	st.rep = make([]int32, len(st.entries))
 	st.again = make([]bool, len(st.entries))
 	st.unsure = make([]bool, len(st.entries))
+	st.kept = make([]bool, len(st.entries))
 	for k := 0; k < len(st.byRef); {
 		ref := st.str(st.entries[st.byRef[k]].ref)
 		n := 1
@@ -359,22 +361,26 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 }
 
 // payments works out, for the lines of one refid (in file order), the line
-// a row is compared with (rep), the lines that are a second charge (again)
-// and whether the lines leave unsure whether money was kept (unsure).
+// a row is compared with (rep), the lines that are a second charge
+// (again), the lines a kept charge stands at (kept) and whether the lines
+// leave unsure whether money was kept (unsure).
 //
 // Lines with one txnid are one transaction's history; a line without a
 // txnid is a transaction of its own. A transaction stands at its line that
 // shows the most money gone: refunded, else charged, else perhaps charged,
 // else failed. A row is compared with the first charged transaction, else
-// the first refunded, else pending, else the first line: a failed row the
-// statement shows charged anywhere is a mismatch. Every charged
-// transaction after the first is a second charge. A charge and a refund
-// that no txnid ties together may be one payment returned or two payments,
-// one kept: unsure, and the row is asked about.
+// the first pending (perhaps charged), else refunded, else the first line:
+// a failed row the statement shows charged, or perhaps charged, anywhere
+// is a mismatch. Every charged transaction after the first is a second
+// charge. Unsure: a charge and a refund that no txnid ties together (one
+// payment returned, or two and one kept), or one transaction shown both
+// charged and failed ("0" is also "taken and returned"): the row is asked
+// about.
 func (st *Statement) payments(lines []int32) {
 	type txn struct {
 		at     int32 // the line it stands at
 		status TheirStatus
+		failed bool // some line of it shows failed
 	}
 	var txns []txn
 	byID := map[string]int{}
@@ -394,12 +400,12 @@ func (st *Statement) payments(lines []int32) {
 			}
 		}
 		if rank(e.status) > rank(txns[t].status) {
-			txns[t] = txn{at: i, status: e.status}
+			txns[t].at, txns[t].status = i, e.status
 		}
+		txns[t].failed = txns[t].failed || e.status == TheirFailed
 	}
 	rep := lines[0]
-	var charged, refunded int
-	for _, want := range []TheirStatus{TheirPending, TheirRefunded, TheirSuccess} {
+	for _, want := range []TheirStatus{TheirRefunded, TheirPending, TheirSuccess} {
 		for _, t := range txns {
 			if t.status == want {
 				rep = t.at
@@ -407,16 +413,20 @@ func (st *Statement) payments(lines []int32) {
 			}
 		}
 	}
+	var charged, refunded int
+	unsure := false
 	for _, t := range txns {
 		switch t.status {
 		case TheirSuccess:
 			st.again[t.at] = charged > 0
+			st.kept[t.at] = true
 			charged++
+			unsure = unsure || t.failed
 		case TheirRefunded:
 			refunded++
 		}
 	}
-	unsure := charged > 0 && refunded > 0 && loose
+	unsure = unsure || charged > 0 && refunded > 0 && loose
 	for _, i := range lines {
 		st.rep[i] = rep
 		st.unsure[i] = unsure

@@ -30,9 +30,9 @@ blank: each row needs a NEW referenceid chosen by a person (--keep-refs keeps
 the old ones, which the provider answers as duplicates if it received them).
 With --statement, every row the statement shows charged or pending is left
 out: it must never be sent again (aopbatch reconcile records what the
-provider says about it). A conflict row is left out while the row of another
-batch that holds its referenceid is paid or may yet be (anything but failed
-or refunded): it is most likely that same payment.
+provider says about it). A conflict row is left out while a row of another
+batch holds its referenceid: it is most likely that payment, paid there or
+offered by that batch's own export.
 `)
 	}
 	ledgerPath := ledgerFlag(fs)
@@ -95,7 +95,8 @@ or refunded): it is most likely that same payment.
 	}
 	if res.HeldElsewhere > 0 {
 		fmt.Fprintf(stderr, "aopbatch: left out %d conflict rows, each named with the row of another batch that holds its referenceid: %s. "+
-			"That row was paid or may yet be, or it is the same payment and its own batch offers it: sent from here too, it could be paid twice\n",
+			"Each is most likely that row's payment, paid or offered by that batch: sent from here too under a new referenceid, "+
+			"it could be paid twice; a row that is truly another payment goes into a new file by hand\n",
 			res.HeldElsewhere, strings.Join(res.HeldElsewhereRefs, "; "))
 	}
 	switch {
