@@ -186,9 +186,9 @@ func FuzzReadStatement(f *testing.F) {
 				if st.again[k] {
 					again++
 				}
-				id := st.str(e.txn)
-				if id == "" {
-					id = fmt.Sprint("#", k)
+				id := "t" + st.str(e.txn) // a line without a txnid is its own: "n" and its index
+				if id == "t" {
+					id = fmt.Sprint("n", k)
 				}
 				stands[id] = max(stands[id], rank(e.status))
 			}
