@@ -329,8 +329,8 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 		d.StatementOperatorRef = st.str(e.opref)
 		ok, note := statusMatches(r.State, e.status)
 		if ok && st.unsure[i] {
-			ok, note = false, "the statement shows this referenceid charged and refunded on lines no txnid ties together "+
-				"(one payment returned, or two and one kept): reconcile asks the provider"
+			ok, note = false, "the statement's lines for this referenceid leave unsure whether money was kept "+
+				"(a charge and a refund no txnid ties together, or one transaction both charged and failed): reconcile asks the provider"
 		}
 		switch {
 		case !ok:
