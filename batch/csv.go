@@ -2,6 +2,7 @@ package batch
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/csv"
 	"encoding/hex"
@@ -177,7 +178,7 @@ func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 		rd.refPrefix = refPrefix(opts.BatchID)
 	}
 
-	rd.src = &guard{r: r, max: opts.MaxLineBytes, line: 1, recLine: 1, sepOnly: true}
+	rd.src = &guard{r: r, max: opts.MaxLineBytes, line: 1, recLine: 1, sepOnly: true, rawLine: 1, rawStart: []int{0}}
 	br := bufio.NewReaderSize(rd.src, 64<<10)
 	if b, _ := br.Peek(3); len(b) >= 2 {
 		switch {
@@ -358,6 +359,28 @@ func (r *Reader) Next() (Row, error) {
 	}
 }
 
+// cellsOf splits the record starting on line of the file again into
+// cells, as the parser read them but whatever their number; nil when its
+// bytes are no longer kept or do not parse. (The parser's error gives the
+// record's first line only; it has read the whole record, so the bytes
+// kept from there hold it all.)
+func (r *Reader) cellsOf(line int) []string {
+	b := r.src.from(line)
+	if b == nil {
+		return nil
+	}
+	cr := csv.NewReader(bytes.NewReader(b))
+	cr.FieldsPerRecord = -1
+	cells, err := cr.Read()
+	if err != nil {
+		return nil
+	}
+	for i := range cells {
+		cells[i] = unescapeFormula(cells[i])
+	}
+	return cells
+}
+
 // errSeparatorLine is next's answer for a line of only separators, which
 // Next skips as the parser skips empty lines.
 var errSeparatorLine = errors.New("a line of only separators")
@@ -392,8 +415,13 @@ func (r *Reader) next() (Row, error) {
 			if r.src.separatorOnly(pe.StartLine) {
 				return Row{}, errSeparatorLine
 			}
-			return Row{}, &RowError{Line: pe.StartLine, Code: CodeFieldCount,
-				Reason: fmt.Sprintf("wrong number of cells: the header has %d", len(r.header))}
+			cells := r.cellsOf(pe.StartLine)
+			r.src.forget(pe.StartLine)
+			reason := fmt.Sprintf("wrong number of cells: the header has %d", len(r.header))
+			if cells != nil {
+				reason += fmt.Sprintf(", this row %d", len(cells))
+			}
+			return Row{}, &RowError{Line: pe.StartLine, Code: CodeFieldCount, Reason: reason, Raw: cells}
 		}
 		r.err = parseFault(err)
 		return Row{}, r.err
@@ -404,6 +432,7 @@ func (r *Reader) next() (Row, error) {
 		return Row{}, r.err
 	}
 	line, _ := r.cr.FieldPos(0)
+	r.src.forget(line)
 	if r.src.separatorOnly(line) {
 		return Row{}, errSeparatorLine
 	}
@@ -791,6 +820,54 @@ type guard struct {
 	sepOnly bool  // the current line started outside quotes and holds only ',' and CR so far
 	sawSep  bool  // ... and has at least one ','
 	blank   []int // separator-only lines not yet passed by Next, ascending
+
+	// raw keeps the bytes from line rawLine on (rawStart[k] is where line
+	// rawLine+k starts), so that a record the parser refuses for its
+	// number of cells can be split again, its cells kept for rejects.csv.
+	// Next lets go of the lines before the record it reads: what stays is
+	// the parser's read-ahead, a few hundred KB at most.
+	raw      []byte
+	rawLine  int
+	rawStart []int
+}
+
+// keepRaw notes bytes delivered to the parser.
+func (g *guard) keepRaw(b []byte) {
+	base := len(g.raw)
+	g.raw = append(g.raw, b...)
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return
+		}
+		i += j + 1
+		g.rawStart = append(g.rawStart, base+i)
+	}
+}
+
+// forget lets go of the bytes of the lines before line, in 64 KB steps.
+func (g *guard) forget(line int) {
+	k := line - g.rawLine
+	if k <= 0 || k >= len(g.rawStart) || g.rawStart[k] < 64<<10 {
+		return
+	}
+	cut := g.rawStart[k]
+	g.raw = g.raw[:copy(g.raw, g.raw[cut:])]
+	g.rawStart = g.rawStart[:copy(g.rawStart, g.rawStart[k:])]
+	for i := range g.rawStart {
+		g.rawStart[i] -= cut
+	}
+	g.rawLine = line
+}
+
+// from returns the kept bytes from the start of line on; nil when they
+// are no longer kept.
+func (g *guard) from(line int) []byte {
+	i := line - g.rawLine
+	if i < 0 || i >= len(g.rawStart) {
+		return nil
+	}
+	return g.raw[g.rawStart[i]:]
 }
 
 // separatorOnly reports whether line was a line of only separators, and
@@ -858,12 +935,14 @@ func (g *guard) Read(p []byte) (int, error) {
 		}
 		if g.pending != nil {
 			if i > 0 {
+				g.keepRaw(p[:i])
 				return i, nil
 			}
 			g.err = g.pending
 			return 0, g.err
 		}
 	}
+	g.keepRaw(p[:n])
 	if err == io.EOF {
 		g.endLine() // a last line without a line end
 	}

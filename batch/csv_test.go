@@ -3,6 +3,7 @@ package batch
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -273,6 +274,49 @@ func TestReaderRagged(t *testing.T) {
 		if re.Line != line || re.Code != CodeFieldCount || re.Column != "" {
 			t.Errorf("reject %d = %+v, want line %d field_count", i, re, line)
 		}
+	}
+	// Their cells are kept, however many: a person sees what to fix.
+	for i, want := range [][]string{{"311", "DL12CB4686", "20"}, {"311", "DL12CB4687", "30", "RG-3", "extra"}} {
+		if got := res.rejects[i].Raw; !reflect.DeepEqual(got, want) {
+			t.Errorf("reject %d cells %q, want %q", i, got, want)
+		}
+	}
+}
+
+// A ragged row far into a large file, a quoted multi-line cell in it:
+// its cells are still kept (the reader lets go of the bytes behind it).
+func TestReaderRaggedFarIn(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("operator,canumber,amount,referenceid\n")
+	for i := range 40000 {
+		fmt.Fprintf(&b, "311,CA%d,10,FAR-%d\n", i, i)
+	}
+	b.WriteString("311,\"CA\nX\",1,000,FAR-X\n311,CAY,10,FAR-Y\n")
+	r, err := NewReader(strings.NewReader(b.String()), defaults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var re *RowError
+	for {
+		_, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if errors.As(err, &re) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if re == nil {
+		t.Fatal("no ragged row found")
+	}
+	if want := []string{"311", "CA\nX", "1", "000", "FAR-X"}; re.Line != 40002 || !reflect.DeepEqual(re.Raw, want) {
+		t.Errorf("ragged row line %d cells %q, want line 40002 %q", re.Line, re.Raw, want)
+	}
+	if n := len(r.src.raw); n > 256<<10 {
+		t.Errorf("the reader keeps %d bytes of a %d-byte file", n, b.Len())
 	}
 }
 

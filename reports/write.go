@@ -405,7 +405,7 @@ func (s *Summary) writeRejects(ctx context.Context, l ledger.Reader, w io.Writer
 // rejectReason is a rejected row's reason and fixable for rejects.csv:
 // fixable is "yes"; "review" for a referenceid repeated in the file (the
 // row may be the same payment twice) or a row with the wrong number of
-// cells (blank here: the parser could not split it); "no" when the
+// cells (its cells do not fit the columns as they are); "no" when the
 // statement given shows
 // its referenceid charged (someone sent it: it must not be sent again).
 func (s *Summary) rejectReason(r *ledger.Row) (reason, fixable string) {
@@ -427,10 +427,12 @@ func (s *Summary) rejectReason(r *ledger.Row) (reason, fixable string) {
 	case r.ErrorCode == "duplicate_referenceid":
 		fixable = "review"
 	case r.ErrorCode == "field_count": // batch.CodeFieldCount
-		// The parser could not split the line into the header's cells
-		// (wrong number of cells): the cells here are blank, not the row.
+		// Its cells do not fall under the header's columns as they are:
+		// a person sees where they belong (an unquoted "1,000" is two).
 		fixable = "review"
-		reason += fmt.Sprintf("; its cells are not shown here: take line %d of the original file", r.Line)
+		if len(r.Raw) == 0 {
+			reason += fmt.Sprintf("; its cells are not shown here: take line %d of the original file", r.Line)
+		}
 	}
 	if s.recon != nil {
 		if note, ok := s.recon.rejectedCharged[r.Line]; ok {

@@ -304,10 +304,10 @@ func TestMistypedLedgerOrBatch(t *testing.T) {
 	}
 }
 
-// A row with the wrong number of cells cannot be split into the header's
-// columns: rejects.csv shows it blank, so it does not offer it as fixable
-// but names the line of the original file to take it from.
-func TestRaggedRowsInRejectsPointToTheFile(t *testing.T) {
+// A row with the wrong number of cells keeps its cells in rejects.csv (the
+// ones beyond the header named in the reason), marked for review: they do
+// not fall under the columns as they are.
+func TestRaggedRowsInRejectsKeepTheirCells(t *testing.T) {
 	sb := sandbox(t, nil)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "l.db")
@@ -328,15 +328,20 @@ func TestRaggedRowsInRejectsPointToTheFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	want := map[string]struct{ cells, reason string }{
+		"3": {"311,CA2,20,", "this row 3"},
+		"5": {"311,CA4,40,G4", `this row 5; cells beyond the header: "extra"`},
+	}
 	seen := 0
 	for _, rec := range recs[1:] {
 		line, reason, fixable := rec[len(rec)-4], rec[len(rec)-2], rec[len(rec)-1]
-		if line != "3" && line != "5" {
+		w, ok := want[line]
+		if !ok {
 			continue
 		}
 		seen++
-		if fixable != "review" || !strings.Contains(reason, "take line "+line+" of the original file") {
-			t.Errorf("rejects.csv line %s: fixable %q, reason %q; want review and the file's line named", line, fixable, reason)
+		if cells := strings.Join(rec[:4], ","); cells != w.cells || fixable != "review" || !strings.Contains(reason, w.reason) {
+			t.Errorf("rejects.csv line %s: cells %q, fixable %q, reason %q; want %q, review, %q", line, cells, fixable, reason, w.cells, w.reason)
 		}
 	}
 	if seen != 2 {
