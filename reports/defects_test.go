@@ -283,8 +283,12 @@ func TestStatementLinesOfOnePayment(t *testing.T) {
 		{"pending then charged", plain + "REF002,10.00,2\nREF002,10.00,1\n", "REF002", false, Tally{}, Tally{}, Tally{}, 0, 0},
 		{"charged then refunded, one txnid", txn + "REF002,T9,10.00,1,0\nREF002,T9,10.00,1,1\n", "REF002", true, Tally{}, Tally{1, 1000}, Tally{}, 0, 0},
 		{"charged then refunded, no txnid", plain + "REF002,10.00,1\nREF002,10.00,refunded\n", "REF002", true, Tally{}, Tally{}, Tally{}, 0, 0},
-		// "0" is also "taken and returned": one transaction charged and failed.
+		// "0" is also "taken and returned": one transaction charged and
+		// failed, or a charge and a "0" no txnid ties together.
 		{"charged then failed, one txnid", txn + "REF002,T9,10.00,1,0\nREF002,T9,10.00,0,0\n", "REF002", true, Tally{}, Tally{}, Tally{}, 0, 0},
+		{"charged then failed, no txnid", plain + "REF002,10.00,1\nREF002,10.00,0\n", "REF002", true, Tally{}, Tally{}, Tally{}, 0, 0},
+		{"charged then failed, one without txnid", txn + "REF002,T9,10.00,1,0\nREF002,,10.00,0,0\n", "REF002", true, Tally{}, Tally{}, Tally{}, 0, 0},
+		{"charged then failed, two txnids", txn + "REF002,T9,10.00,1,0\nREF002,T8,10.00,0,0\n", "REF002", false, Tally{}, Tally{}, Tally{}, 0, 0},
 		{"charged twice, refunded once, no txnid", plain + "REF002,10.00,1\nREF002,10.00,1\nREF002,10.00,refunded\n", "REF002", true,
 			Tally{}, Tally{}, Tally{1, 1000}, 1000, 1},
 		{"charged twice", plain + "REF002,10.00,1\nREF002,10.00,1\n", "REF002", false, Tally{}, Tally{}, Tally{1, 1000}, 1000, 1},

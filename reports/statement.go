@@ -372,10 +372,10 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 // the first pending (perhaps charged), else refunded, else the first line:
 // a failed row the statement shows charged, or perhaps charged, anywhere
 // is a mismatch. Every charged transaction after the first is a second
-// charge. Unsure: a charge and a refund that no txnid ties together (one
-// payment returned, or two and one kept), or one transaction shown both
-// charged and failed ("0" is also "taken and returned"): the row is asked
-// about.
+// charge. Unsure: a charge and a refund or a "0" ("0" is also "taken and
+// returned") that no txnid ties together (one payment returned, or two
+// and one kept), or one transaction shown both charged and failed: the
+// row is asked about.
 func (st *Statement) payments(lines []int32) {
 	type txn struct {
 		at     int32 // the line it stands at
@@ -384,13 +384,15 @@ func (st *Statement) payments(lines []int32) {
 	}
 	var txns []txn
 	byID := map[string]int{}
-	loose := false // a charged or refunded line without a txnid
+	loose := false // a charged, refunded or failed line without a txnid
+	failed := false
 	for _, i := range lines {
 		e := &st.entries[i]
 		id := st.str(e.txn)
-		if id == "" && (e.status == TheirSuccess || e.status == TheirRefunded) {
+		if id == "" && e.status != TheirPending {
 			loose = true
 		}
+		failed = failed || e.status == TheirFailed
 		t, ok := byID[id]
 		if id == "" || !ok {
 			t = len(txns)
@@ -426,7 +428,7 @@ func (st *Statement) payments(lines []int32) {
 			refunded++
 		}
 	}
-	unsure = unsure || charged > 0 && refunded > 0 && loose
+	unsure = unsure || charged > 0 && (refunded > 0 || failed) && loose
 	for _, i := range lines {
 		st.rep[i] = rep
 		st.unsure[i] = unsure
