@@ -377,6 +377,11 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 // and one kept), or one transaction shown both charged and failed: the
 // row is asked about.
 func (st *Statement) payments(lines []int32) {
+	if len(lines) == 1 { // nearly every refid: the rule below, for one line
+		i := lines[0]
+		st.rep[i], st.kept[i] = i, st.entries[i].status == TheirSuccess
+		return
+	}
 	type txn struct {
 		at     int32 // the line it stands at
 		status TheirStatus
