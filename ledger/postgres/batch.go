@@ -252,31 +252,19 @@ func (s *Store) batchesWhere(ctx context.Context, where string, args ...any) ([]
 func (s *Store) RefHolders(ctx context.Context, refs []string) (map[string]ledger.RefHolder, error) {
 	out := map[string]ledger.RefHolder{}
 	for len(refs) > 0 {
-		n := min(len(refs), refHoldersChunk)
-		rs, err := s.pool.Query(ctx, `SELECT referenceid, batch, line, state FROM rows WHERE request IS NOT NULL AND referenceid = ANY($1)`, refs[:n])
-		if err != nil {
-			return nil, fmt.Errorf("read referenceids: %w", err)
-		}
+		n := min(len(refs), sqlrow.RefHoldersChunk)
+		rs, err := s.pool.Query(ctx, `SELECT `+sqlrow.RefHolderCols+` FROM rows WHERE request IS NOT NULL AND referenceid = ANY($1)`, refs[:n])
 		refs = refs[n:]
-		for rs.Next() {
-			var ref string
-			var h ledger.RefHolder
-			if err := rs.Scan(&ref, &h.Batch, &h.Line, &h.State); err != nil {
-				rs.Close()
-				return nil, fmt.Errorf("read referenceids: %w", err)
-			}
-			out[ref] = h
+		if err == nil {
+			err = sqlrow.RefHolders(rs, out)
+			rs.Close()
 		}
-		rs.Close()
-		if err := rs.Err(); err != nil {
+		if err != nil {
 			return nil, fmt.Errorf("read referenceids: %w", err)
 		}
 	}
 	return out, nil
 }
-
-// refHoldersChunk bounds the referenceids one RefHolders query looks up.
-const refHoldersChunk = 1000
 
 // HasRefsStartingWith implements ledger.Reader.
 func (s *Store) HasRefsStartingWith(ctx context.Context, seq int64, prefixes ...string) (bool, error) {

@@ -67,10 +67,12 @@ func (l *Store) Vacuum(ctx context.Context) error {
 	return nil
 }
 
-// countsIn tallies batch seq by state inside tx (no row is in a dispatch
-// when it is called: the rows are final).
-func countsIn(ctx context.Context, tx *sql.Tx, seq int64) (ledger.Counts, error) {
-	rs, err := tx.QueryContext(ctx, `SELECT state, count(*), coalesce(sum(amount_paise), 0) FROM rows WHERE batch = ? GROUP BY state`, seq)
+// countsIn tallies batch seq by state as stored, through q (a
+// transaction, or the readers): no dispatch is folded in.
+func countsIn(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, seq int64) (ledger.Counts, error) {
+	rs, err := q.QueryContext(ctx, `SELECT state, count(*), coalesce(sum(amount_paise), 0) FROM rows WHERE batch = ? GROUP BY state`, seq)
 	if err != nil {
 		return nil, err
 	}

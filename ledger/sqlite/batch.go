@@ -273,36 +273,24 @@ func (l *Store) HasRefsStartingWith(ctx context.Context, seq int64, prefixes ...
 func (l *Store) RefHolders(ctx context.Context, refs []string) (map[string]ledger.RefHolder, error) {
 	out := map[string]ledger.RefHolder{}
 	for len(refs) > 0 {
-		n := min(len(refs), refHoldersChunk)
+		n := min(len(refs), sqlrow.RefHoldersChunk)
 		js, err := json.Marshal(refs[:n])
 		if err != nil {
 			return nil, fmt.Errorf("read referenceids: %w", err)
 		}
 		refs = refs[n:]
-		rs, err := l.r.QueryContext(ctx, `SELECT referenceid, batch, line, state FROM rows INDEXED BY rows_referenceid
+		rs, err := l.r.QueryContext(ctx, `SELECT `+sqlrow.RefHolderCols+` FROM rows INDEXED BY rows_referenceid
 			WHERE request IS NOT NULL AND referenceid IN (SELECT value FROM json_each(?))`, string(js))
+		if err == nil {
+			err = sqlrow.RefHolders(rs, out)
+			rs.Close()
+		}
 		if err != nil {
-			return nil, fmt.Errorf("read referenceids: %w", err)
-		}
-		for rs.Next() {
-			var ref string
-			var h ledger.RefHolder
-			if err := rs.Scan(&ref, &h.Batch, &h.Line, &h.State); err != nil {
-				rs.Close()
-				return nil, fmt.Errorf("read referenceids: %w", err)
-			}
-			out[ref] = h
-		}
-		rs.Close()
-		if err := rs.Err(); err != nil {
 			return nil, fmt.Errorf("read referenceids: %w", err)
 		}
 	}
 	return out, nil
 }
-
-// refHoldersChunk bounds the referenceids one RefHolders query looks up.
-const refHoldersChunk = 1000
 
 // Batches lists every batch, oldest first.
 func (l *Store) Batches(ctx context.Context) ([]ledger.Batch, error) { return l.batchesWhere(ctx, "") }

@@ -174,21 +174,8 @@ func (l *Store) EachRow(ctx context.Context, seq int64, fn func(*ledger.Row) err
 
 // Counts tallies batch seq by state (from the state index alone).
 func (l *Store) Counts(ctx context.Context, seq int64) (ledger.Counts, error) {
-	rs, err := l.r.QueryContext(ctx, `SELECT state, count(*), coalesce(sum(amount_paise), 0) FROM rows WHERE batch = ? GROUP BY state`, seq)
+	c, err := countsIn(ctx, l.r, seq)
 	if err != nil {
-		return nil, fmt.Errorf("count rows: %w", err)
-	}
-	defer rs.Close()
-	c := ledger.Counts{}
-	for rs.Next() {
-		var s string
-		var t ledger.Tally
-		if err := rs.Scan(&s, &t.Rows, &t.Paise); err != nil {
-			return nil, fmt.Errorf("count rows: %w", err)
-		}
-		c[ledger.State(s)] = t
-	}
-	if err := rs.Err(); err != nil {
 		return nil, fmt.Errorf("count rows: %w", err)
 	}
 	if disp, err := l.hasDispatches(ctx, seq); err != nil || !disp {

@@ -83,3 +83,29 @@ func Queued(sc Scanner, seq int64) (ledger.Row, error) {
 	err := sc.Scan(&r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request)
 	return r, err
 }
+
+// Rows is a result set: *sql.Rows or pgx.Rows (the caller closes it).
+type Rows interface {
+	Scanner
+	Next() bool
+	Err() error
+}
+
+// RefHolderCols are the columns RefHolders reads, in its order.
+const RefHolderCols = `referenceid, batch, line, state`
+
+// RefHoldersChunk bounds the referenceids one RefHolders query looks up.
+const RefHoldersChunk = 1000
+
+// RefHolders reads rows selected with RefHolderCols into out.
+func RefHolders(rs Rows, out map[string]ledger.RefHolder) error {
+	for rs.Next() {
+		var ref string
+		var h ledger.RefHolder
+		if err := rs.Scan(&ref, &h.Batch, &h.Line, &h.State); err != nil {
+			return err
+		}
+		out[ref] = h
+	}
+	return rs.Err()
+}
