@@ -186,7 +186,7 @@ func runLedgerArchive(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	noteLedger(textLog(stderr), *ledgerPath)
+	noteLedger(textLog(stderr), *ledgerPath, false)
 	if before == "" || out == "" {
 		return start(errors.New("ledger archive: --before and --out are both required (see aopbatch ledger archive -h)"))
 	}

@@ -291,6 +291,10 @@ func TestMistypedLedgerOrBatch(t *testing.T) {
 		if p.code != 1 || !strings.Contains(p.stderr, "no ledger at") {
 			t.Errorf("%s: exit %d, want 1 naming the missing ledger\n%s", args[0], p.code, p.stderr)
 		}
+		// Only run makes a ledger: no other command's log calls it new.
+		if strings.Contains(p.stderr, "new=true") {
+			t.Errorf("%s: logged the missing ledger as new\n%s", args[0], p.stderr)
+		}
 		if _, err := os.Stat(db); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("%s created %s", args[0], db)
 		}
@@ -301,6 +305,9 @@ func TestMistypedLedgerOrBatch(t *testing.T) {
 	}
 	if n := sb.Stats().Recharges; n != 0 {
 		t.Errorf("%d requests sent, want none", n)
+	}
+	if p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL)...); p.code != 0 || !strings.Contains(p.stderr, "new=true") {
+		t.Errorf("run creating the ledger: exit %d, want 0 and a log line calling it new\n%s", p.code, p.stderr)
 	}
 }
 

@@ -45,7 +45,7 @@ offered by that batch's own export.
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	noteLedger(textLog(stderr), *ledgerPath)
+	noteLedger(textLog(stderr), *ledgerPath, false)
 	st := ledger.State(strings.ToLower(strings.TrimSpace(state)))
 	if state == "" {
 		return start(errors.New("export needs --state, e.g. --state failed"))

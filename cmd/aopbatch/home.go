@@ -17,8 +17,11 @@ import (
 // relative --ledger (or the default aopbatch.db) lands in the job's
 // working directory, often $HOME, and a night's batch in a fresh ledger
 // there is a puzzle the next morning unless the log says so.
-// A PostgreSQL ledger is named by its URL, without the password.
-func noteLedger(log *slog.Logger, path string) {
+// A PostgreSQL ledger is named by its URL, without the password. Only
+// run creates a ledger (creates): any other command refuses a missing
+// file, and the error that follows names it; a line calling it new
+// would say the opposite first.
+func noteLedger(log *slog.Logger, path string, creates bool) {
 	if postgres.IsURL(path) {
 		log.Info("ledger", "url", postgres.Redact(path))
 		// In AOPBATCH_LEDGER the password is the job's own; on the
@@ -35,7 +38,9 @@ func noteLedger(log *slog.Logger, path string) {
 	case err == nil:
 		log.Info("ledger", "path", abs, "bytes", fi.Size())
 	case os.IsNotExist(err):
-		log.Info("ledger", "path", abs, "new", true)
+		if creates {
+			log.Info("ledger", "path", abs, "new", true)
+		}
 	default:
 		log.Info("ledger", "path", abs, "err", err)
 	}

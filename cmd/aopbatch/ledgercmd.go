@@ -48,7 +48,7 @@ func runLedgerDrop(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	noteLedger(textLog(stderr), *ledgerPath)
+	noteLedger(textLog(stderr), *ledgerPath, false)
 	if batchID == "" || batchID == "latest" {
 		return start(errors.New("ledger drop: --batch ID is required, by its id (see aopbatch status)"))
 	}

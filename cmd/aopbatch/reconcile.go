@@ -72,7 +72,7 @@ statement error.
 	if err != nil {
 		return start(err)
 	}
-	noteLedger(log, *ledgerPath)
+	noteLedger(log, *ledgerPath, false)
 	conn.log = log
 	// The statement and the ledger first: without them there is nothing
 	// to ask the provider about.

@@ -49,7 +49,7 @@ disagree (see reconciliation.csv); 1 usage, ledger or statement error.
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	noteLedger(textLog(stderr), *ledgerPath)
+	noteLedger(textLog(stderr), *ledgerPath, false)
 	formats, err := reports.ParseFormats(format)
 	if err != nil {
 		return start(fmt.Errorf("--format: %w", err))

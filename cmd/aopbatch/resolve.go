@@ -40,7 +40,7 @@ func runResolve(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func (f *resolveFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.Writer) error {
-	noteLedger(log, f.ledger)
+	noteLedger(log, f.ledger, false)
 	f.conn.log = log
 	if err := checkSession(f.progress, f.leaseTTL); err != nil {
 		return start(err)

@@ -103,7 +103,7 @@ func newRunID() string {
 }
 
 func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.Writer) error {
-	noteLedger(log, f.ledger)
+	noteLedger(log, f.ledger, true)
 	if f.csv == "" {
 		return start(errors.New("run: --csv FILE is required (see aopbatch run -h)"))
 	}

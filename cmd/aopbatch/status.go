@@ -22,7 +22,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	noteLedger(textLog(stderr), *ledgerPath)
+	noteLedger(textLog(stderr), *ledgerPath, false)
 	if format != "text" && format != "json" {
 		return start(fmt.Errorf("--format must be text or json, not %q", format))
 	}
