@@ -131,6 +131,18 @@ func runFigures(r batch.RunStats) reports.RunFigures {
 	}
 }
 
+// drawBar moves bar to p's count of rows done (of max m), then sets the
+// outcomes beside it. Each redraws the bar (at most every 200 ms), so the
+// count goes first and is read after the outcomes (a row is counted done
+// before its outcome): of the rows this run sends, no frame shows more ok
+// than done, as "ok 196 (194/200)" did when the outcomes were drawn
+// beside the count of the tick before.
+func drawBar(bar *progressbar.ProgressBar, p *batch.Progress, m int64) {
+	ok, failed, unsure := p.Success.Load(), p.Failed.Load(), p.Unsure.Load()
+	_ = bar.Set64(min(p.Done.Load(), m))
+	bar.Describe(fmt.Sprintf("ok %d  failed %d  unsure %d", ok, failed, unsure))
+}
+
 // showProgress draws a bar on a terminal, or logs a line every few seconds
 // when stderr is not one (cron). The returned func stops it.
 func showProgress(ctx context.Context, mode string, stderr io.Writer, eng *batch.Engine, log *slog.Logger) func() {
@@ -172,8 +184,7 @@ func showProgress(ctx context.Context, mode string, stderr io.Writer, eng *batch
 					} else if m != bar.GetMax64() {
 						bar.ChangeMax64(m)
 					}
-					bar.Describe(fmt.Sprintf("ok %d  failed %d  unsure %d", p.Success.Load(), p.Failed.Load(), p.Unsure.Load()))
-					_ = bar.Set64(min(p.Done.Load(), m))
+					drawBar(bar, p, m)
 				}
 				select {
 				case <-done:

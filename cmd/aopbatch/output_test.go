@@ -1,0 +1,48 @@
+package main
+
+import (
+	"bytes"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/aopbatch/aopbatch/batch"
+	"github.com/schollz/progressbar/v3"
+)
+
+// TestBarNeverShowsMoreOkThanDone: every frame the bar draws shows the
+// ok count of a moment no later than its done count, so ok never runs
+// ahead of done for rows this run sends.
+func TestBarNeverShowsMoreOkThanDone(t *testing.T) {
+	var out bytes.Buffer
+	// No throttle: every redraw is a frame, the one the eye may catch.
+	bar := progressbar.NewOptions64(200, progressbar.OptionSetWriter(&out), progressbar.OptionShowCount(),
+		progressbar.OptionThrottle(0))
+	var p batch.Progress
+	p.Todo.Store(200)
+	for tick := 1; tick <= 20; tick++ {
+		for range 10 { // the engine: done first, then the outcome
+			p.Done.Add(1)
+			p.Success.Add(1)
+		}
+		drawBar(bar, &p, 200)
+	}
+	re := regexp.MustCompile(`ok (\d+) .*\((\d+)/200`)
+	frames := 0
+	for _, f := range strings.Split(out.String(), "\r") {
+		m := re.FindStringSubmatch(f)
+		if m == nil {
+			continue
+		}
+		frames++
+		ok, _ := strconv.Atoi(m[1])
+		done, _ := strconv.Atoi(m[2])
+		if ok > done {
+			t.Errorf("a frame shows ok %d of %d done: %q", ok, done, f)
+		}
+	}
+	if frames < 20 {
+		t.Fatalf("%d frames with ok and a count, want at least 20:\n%q", frames, out.String())
+	}
+}
