@@ -143,6 +143,17 @@ func drawBar(bar *progressbar.ProgressBar, p *batch.Progress, m int64) {
 	bar.Describe(fmt.Sprintf("ok %d  failed %d  unsure %d", ok, failed, unsure))
 }
 
+// progressArgs are a progress line's attributes: p's counts, d rows done
+// and the rows done per second since the line before (when last were
+// done, interval ago). Counts and the rate are numbers, in --log-format
+// json too.
+func progressArgs(p *batch.Progress, d, last int64, interval, elapsed time.Duration) []any {
+	return []any{"done", d, "of", p.Todo.Load(), "rows_per_s", math.Round(float64(d-last)/interval.Seconds()*10) / 10,
+		"success", p.Success.Load(), "failed", p.Failed.Load(), "unsure", p.Unsure.Load(),
+		"enquiries", p.Enquired.Load(), "in_flight", p.InFlight.Load(), "in_flight_limit", p.Limit.Load(),
+		"elapsed", elapsed.Round(time.Second).String()}
+}
+
 // showProgress draws a bar on a terminal, or logs a line every few seconds
 // when stderr is not one (cron). The returned func stops it.
 func showProgress(ctx context.Context, mode string, stderr io.Writer, eng *batch.Engine, log *slog.Logger) func() {
@@ -208,10 +219,7 @@ func showProgress(ctx context.Context, mode string, stderr io.Writer, eng *batch
 					return
 				case <-t.C:
 					d := p.Done.Load()
-					log.Info("progress", "done", d, "of", p.Todo.Load(), "rows_per_s", fmt.Sprintf("%.1f", float64(d-last)/5),
-						"success", p.Success.Load(), "failed", p.Failed.Load(), "unsure", p.Unsure.Load(),
-						"enquiries", p.Enquired.Load(), "in_flight", p.InFlight.Load(), "in_flight_limit", p.Limit.Load(),
-						"elapsed", time.Since(start).Round(time.Second).String())
+					log.Info("progress", progressArgs(p, d, last, 5*time.Second, time.Since(start))...)
 					last = d
 				}
 			}

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"log/slog"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aopbatch/aopbatch/batch"
 	"github.com/schollz/progressbar/v3"
@@ -44,5 +47,26 @@ func TestBarNeverShowsMoreOkThanDone(t *testing.T) {
 	}
 	if frames < 20 {
 		t.Fatalf("%d frames with ok and a count, want at least 20:\n%q", frames, out.String())
+	}
+}
+
+// TestProgressLineNumbers: in --log-format json a progress line's counts
+// and rate are JSON numbers, which a log pipeline can compare and plot.
+func TestProgressLineNumbers(t *testing.T) {
+	var p batch.Progress
+	p.Todo.Store(300)
+	p.Done.Store(123)
+	p.Success.Store(120)
+	var out bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&out, nil))
+	log.Info("progress", progressArgs(&p, 123, 70, 5*time.Second, 12*time.Second)...)
+	var line map[string]any
+	if err := json.Unmarshal(out.Bytes(), &line); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out.String())
+	}
+	for name, want := range map[string]float64{"done": 123, "of": 300, "rows_per_s": 10.6, "success": 120} {
+		if got, ok := line[name].(float64); !ok || got != want {
+			t.Errorf("%s = %#v, want the number %g", name, line[name], want)
+		}
 	}
 }
