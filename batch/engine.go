@@ -587,9 +587,7 @@ func (e *Engine) held(op int64) bool {
 // sendRow sends one row already dispatched (or marked inflight) and records
 // its outcome.
 func (e *Engine) sendRow(ctx, wctx context.Context, w ledger.Writer, row ledger.Row) {
-	if e.held(row.Operator) {
-		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateHeld, Code: -1,
-			Message: fmt.Sprintf("operator %d is down: held, a rerun retries it", row.Operator)})
+	if e.hold(w, row) {
 		return
 	}
 	tk, err := e.take(wctx)
@@ -602,7 +600,23 @@ func (e *Engine) sendRow(ctx, wctx context.Context, w ledger.Writer, row ledger.
 		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1})
 		return
 	}
+	// Asked again: the operator may have gone down while this row waited
+	// for its token, and at a low rate every worker's row is waiting.
+	if e.hold(w, row) {
+		e.untake(tk)
+		return
+	}
 	e.deliver(ctx, wctx, w, row, tk)
+}
+
+// hold records row held, unsent, when its operator is down.
+func (e *Engine) hold(w ledger.Writer, row ledger.Row) bool {
+	if !e.held(row.Operator) {
+		return false
+	}
+	e.record(w, ledger.Update{Line: row.Line, To: ledger.StateHeld, Code: -1,
+		Message: fmt.Sprintf("operator %d is down: held, a rerun retries it", row.Operator)})
+	return true
 }
 
 // deliver sends a row already dispatched or marked inflight, holding the

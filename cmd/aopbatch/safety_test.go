@@ -476,6 +476,43 @@ func TestOperatorDownHoldsItsRowsOnly(t *testing.T) {
 	}
 }
 
+// TestOperatorDownHoldsRowsWaitingForTheRate: at a low rate every worker
+// holds a row waiting for its token; once the operator is held, those of
+// its rows are held too, not sent when their token comes. Counted at the
+// provider: it sees the few answers that decided the hold and the rows
+// already on their way, not the rows that were waiting (32 workers: about
+// ten of them are the operator's).
+func TestOperatorDownHoldsRowsWaitingForTheRate(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.DownOperators = []int64{12} })
+	db, csvPath := batchFiles(t)
+	rows := goodRows(150, "W") // operators 311, 12, 27 in turn
+	writeCSV(t, csvPath, rows)
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--rate", "100", "--burst", "1", "--workers", "32", "--hold-after", "3")...)
+	if p.code != 3 {
+		t.Fatalf("exit %d, want 3 (held rows remain)\n%s", p.code, p.stderr)
+	}
+	_, byRef, _ := ledgerRows(t, db)
+	held, failed := 0, 0
+	for _, r := range rows {
+		switch got := byRef[r.ref].State; {
+		case r.operator != "12" && got != ledger.StateSuccess:
+			t.Errorf("ref %s (operator %s): %s, want success", r.ref, r.operator, got)
+		case r.operator == "12" && got == ledger.StateHeld:
+			held++
+		case r.operator == "12" && got == ledger.StateFailed:
+			failed++
+		}
+	}
+	// 3 answers decide the hold; at 100/s with no latency at most one
+	// more of the operator's rows is out by then.
+	if failed < 3 || failed > 5 || held+failed != 50 {
+		t.Errorf("operator 12: %d failed, %d held; want 3-5 failed and the rest held", failed, held)
+	}
+	if n := sb.Stats().Recharges; n != int64(100+failed) {
+		t.Errorf("the provider saw %d recharges, want %d: the other operators' 100 and the %d that failed", n, 100+failed, failed)
+	}
+}
+
 // TestResolveTheMorningAfter: rows still pending when run gives up are
 // settled later by aopbatch resolve, which sends nothing new.
 func TestResolveTheMorningAfter(t *testing.T) {
