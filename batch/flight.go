@@ -2,7 +2,7 @@ package batch
 
 import (
 	"context"
-	"fmt"
+	"math"
 	"time"
 )
 
@@ -64,16 +64,18 @@ func (e *Engine) answered(tk ticket, wrote time.Time, lat time.Duration, reached
 		e.thrMu.Unlock()
 		if !quiet {
 			e.cfg.Log.Info("the provider keeps answering 429: send rate lowered to what it accepts; it climbs back as the 429s stop",
-				"rate", roundRate(cur))
+				"rate_per_s", roundRate(cur))
 		}
 	}
 }
 
-func roundRate(r float64) string {
+// roundRate keeps a rate's whole requests a second, or one decimal below
+// 10/s: a number, which JSON logs keep as one.
+func roundRate(r float64) float64 {
 	if r >= 10 {
-		return fmt.Sprintf("%.0f/s", r)
+		return math.Round(r)
 	}
-	return fmt.Sprintf("%.1f/s", r)
+	return math.Round(r*10) / 10
 }
 
 // monitor moves the in-flight limit every 100 ms, and while sending

@@ -77,10 +77,22 @@ func TestJSONLogsAreJSONOnly(t *testing.T) {
 				t.Errorf("summary error %v, want the stop named", sum["error"])
 			}
 			errs := jsonLines(t, "run stderr", p.stderr)
-			var sawReject, sawErr bool
+			var sawReject, sawErr, sawRecorded bool
 			for _, m := range errs {
 				sawReject = sawReject || m["state"] == "rejected"
 				sawErr = sawErr || m["level"] == "ERROR"
+				if m["msg"] == "file recorded" {
+					// Money in JSON is integer paise (SPEC 5), never a
+					// rupees string: 20 rows to send, of goodRows' amounts.
+					sawRecorded = true
+					if _, ok := m["amount"]; ok || m["amount_paise"] != float64(goodRowsPaise(20)) {
+						t.Errorf("file recorded: amount %#v, amount_paise %#v; want only amount_paise %d",
+							m["amount"], m["amount_paise"], goodRowsPaise(20))
+					}
+				}
+			}
+			if !sawRecorded {
+				t.Errorf("run stderr has no 'file recorded' line:\n%s", p.stderr)
 			}
 			if !sawReject {
 				t.Errorf("run stderr does not log the rejected row:\n%s", p.stderr)

@@ -104,6 +104,15 @@ func goodRows(n int, prefix string) []sampleRow {
 	return rows
 }
 
+// goodRowsPaise is the amount of goodRows(n, ...), in paise.
+func goodRowsPaise(n int) int64 {
+	var p int64
+	for i := range n {
+		p += int64(10+i%500)*100 + int64(i%100)
+	}
+	return p
+}
+
 func writeCSV(t *testing.T, path string, rows []sampleRow) {
 	t.Helper()
 	var b bytes.Buffer

@@ -169,8 +169,13 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 	if ing.Resumed {
 		log.Info("resuming batch", "batch", b.ID, "file", f.csv, "rows", b.RowsTotal)
 	} else {
-		log.Info("file recorded", "batch", b.ID, "file", f.csv, "rows", ing.Rows, "to_send", ing.Queued,
-			"amount", batch.FormatRupees(ing.Paise), "rejected", ing.Rejected, "conflict", ing.Conflicts)
+		// Money is rupees in text and integer paise in JSON (SPEC 5).
+		amount := []any{"amount", batch.FormatRupees(ing.Paise)}
+		if f.logs.json() {
+			amount = []any{"amount_paise", ing.Paise}
+		}
+		log.Info("file recorded", append([]any{"batch", b.ID, "file", f.csv, "rows", ing.Rows, "to_send", ing.Queued},
+			append(amount, "rejected", ing.Rejected, "conflict", ing.Conflicts)...)...)
 		if ing.Rejected+ing.Conflicts > 0 {
 			var jsonLog *slog.Logger
 			if f.logs.json() {
