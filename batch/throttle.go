@@ -9,7 +9,9 @@ import (
 // provider's Retry-After and goes again (RetryPolicy). The send rate is
 // lowered only when 429s persist: more than throttleShare of the answers
 // (and at least throttleMin of them) two seconds in a row, or twice that
-// share in one. A provider
+// share in one; at a low rate, a quarter of them (at least throttleFew) two
+// seconds in a row. Fewer than throttleMin 429s in a second are chance at
+// 1-2%: 3 of 20 or 50 answers came by chance within minutes. A provider
 // throttling above N requests/s then answers 429 to about (rate-N)/rate
 // of them, and the rate is set to what it accepted in that second, a
 // little under N. Scattered 429s (1-2% of answers) never reach the
@@ -19,14 +21,16 @@ import (
 // under the provider's is probed from time to time. The rate never falls
 // below throttleFloor: no collapse to a crawl held for minutes.
 const (
-	throttleWindow = time.Second
-	throttleShare  = 0.05
-	throttleMin    = 3
-	throttleUnder  = 0.97 // of the accepted rate, after a cut
-	throttleFloor  = 1.0  // requests per second
-	climbClean     = 1.10 // a window without 429s
-	climbSome      = 1.02 // a window with a few, or near the rate last cut at
-	forgetAfter    = 3    // clean windows before that rate is forgotten
+	throttleWindow   = time.Second
+	throttleShare    = 0.05
+	throttleMin      = 8
+	throttleFew      = 3
+	throttleFewShare = 0.25
+	throttleUnder    = 0.97 // of the accepted rate, after a cut
+	throttleFloor    = 1.0  // requests per second
+	climbClean       = 1.10 // a window without 429s
+	climbSome        = 1.02 // a window with a few, or near the rate last cut at
+	forgetAfter      = 3    // clean windows before that rate is forgotten
 )
 
 // throttle tracks 429s and decides the send rate. Its clock is injected.
@@ -90,8 +94,12 @@ func (t *throttle) observe(throttled bool, lat time.Duration) (rate float64, cha
 	}
 
 	share := float64(t.th) / float64(t.answers)
-	persist := t.th >= throttleMin && (share > 2*throttleShare || share > throttleShare && t.over)
-	t.over = t.th >= throttleMin && share > throttleShare
+	// Over: more than throttleShare, and too many 429s for chance. At a
+	// low rate a second holds a few answers only: there a quarter of them,
+	// at least throttleFew, two seconds in a row.
+	over := t.th >= throttleMin && share > throttleShare || t.th >= throttleFew && share > throttleFewShare
+	persist := t.th >= throttleMin && share > 2*throttleShare || over && t.over
+	t.over = over
 	switch {
 	case t.over && !persist:
 		// Over the threshold once: hold the rate and see whether it lasts.

@@ -105,18 +105,43 @@ func TestThrottleFollowsAProviderLimit(t *testing.T) {
 }
 
 // 2% of answers 429 at random: the rate is never lowered; the 429s cost
-// their own share and no more.
+// their own share and no more. Low rates too, where a second holds few
+// answers and three 429s in 20 or 50 of them happen by chance: with 3 as
+// the least count of a throttle, 2% lowered 20/s and 50/s runs.
 func TestThrottleIgnoresScattered429s(t *testing.T) {
-	for _, share := range []float64{0.01, 0.02} {
-		rng := rand.New(rand.NewPCG(13, 13))
-		random := func(time.Time) bool { return rng.Float64() < share }
-		r := simulate(200, random, 180*time.Second, 300*time.Millisecond)
-		if r.minRate != 200 {
-			t.Errorf("%.0f%% random 429s lowered the rate to %.1f/s", 100*share, r.minRate)
+	for _, base := range []float64{10, 20, 50, 200} {
+		for _, share := range []float64{0.01, 0.02} {
+			for seed := range uint64(4) {
+				rng := rand.New(rand.NewPCG(13, 13+seed))
+				random := func(time.Time) bool { return rng.Float64() < share }
+				r := simulate(base, random, 180*time.Second, 300*time.Millisecond)
+				if r.minRate != base {
+					t.Errorf("--rate %.0f, %.0f%% random 429s (seed %d) lowered the rate to %.1f/s", base, 100*share, seed, r.minRate)
+				}
+				sent, th := r.between(0, 180)
+				if got := float64(sent-th) / 180; got < base*(1-share)-2 {
+					t.Errorf("--rate %.0f, %.0f%% random 429s: %.1f/s accepted, want about %.0f", base, 100*share, got, base*(1-share))
+				}
+			}
 		}
-		sent, th := r.between(0, 180)
-		if got := float64(sent-th) / 180; got < 200*(1-share)-2 {
-			t.Errorf("%.0f%% random 429s: %.1f/s accepted, want about %.0f", 100*share, got, 200*(1-share))
+	}
+}
+
+// At a low rate a provider's throttle is still followed: 50/s against one
+// taking 30/s answers 20 429s a second, and 10/s against one taking 5/s
+// five of ten, fewer than throttleMin but half of the answers.
+func TestThrottleFollowsALowLimit(t *testing.T) {
+	// At 5/s a probe of +1/s is a fifth more: 429s stay near a quarter
+	// of the requests there (22% before throttleFew), a tenth at 30/s.
+	for _, tc := range []struct{ base, limit, share float64 }{{50, 30, 0.1}, {10, 5, 0.3}} {
+		r := simulate(tc.base, slidingLimit(int(tc.limit)), 60*time.Second, 300*time.Millisecond)
+		sent, th := r.between(10, 60)
+		if accepted := float64(sent-th) / 50; accepted < 0.9*tc.limit || accepted > tc.limit {
+			t.Errorf("--rate %.0f: accepted %.1f/s from 10 s on, want about %.0f (what the provider takes)", tc.base, accepted, tc.limit)
+		}
+		if share := float64(th) / float64(sent); share > tc.share || r.minRate >= tc.base {
+			t.Errorf("--rate %.0f: 429s were %.1f%% of the requests from 10 s on, lowest rate %.1f/s: want the rate lowered toward what the provider takes",
+				tc.base, 100*share, r.minRate)
 		}
 	}
 }
