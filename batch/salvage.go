@@ -17,8 +17,15 @@ type Salvaged struct {
 // see: the reports would otherwise show blanks and 0.00 for rupees that
 // were never paid. The values are recorded only: a rejected row is never
 // sent, and does not hold its referenceid.
+//
+// A row with more or fewer cells than the header (an unquoted "1,000")
+// salvages nothing: which cell is which is unknown, and a guess put its
+// amount in the control totals and "999.00" as its referenceid.
 func (r *Reader) Salvage(raw []string) Salvaged {
 	var s Salvaged
+	if len(raw) != len(r.colOf) {
+		return s
+	}
 	cell := func(c column) (string, bool) {
 		for i, col := range r.colOf {
 			if col == c && i < len(raw) {

@@ -17,7 +17,8 @@ func TestRejectedRowKeepsItsValidCells(t *testing.T) {
 	body := "operator,canumber,amount,referenceid,userName\n" +
 		"311,DL12CB4685,1885.99,R-1,\"BAD\x01NAME\"\n" + // only the userName is bad
 		"x12,MH01AB1234,10.005,R 2,ok\n" + // operator, amount and referenceid bad
-		"312,MH01AB0003,20.00,R-3,ok\n"
+		"312,MH01AB0003,20.00,R-3,ok\n" +
+		"311,AB,12,999.00,M98,ok\n" // one cell too many: none is trusted
 	path := filepath.Join(t.TempDir(), "in.csv")
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -39,6 +40,7 @@ func TestRejectedRowKeepsItsValidCells(t *testing.T) {
 		2: {"R-1", 311, "DL12CB4685", 188599, ledger.StateRejected},
 		3: {"", 0, "MH01AB1234", 0, ledger.StateRejected},
 		4: {"R-3", 312, "MH01AB0003", 2000, ledger.StateQueued},
+		5: {"", 0, "", 0, ledger.StateRejected},
 	}
 	err = l.EachRow(ctx, res.Batch.Seq, func(r *ledger.Row) error {
 		got := kept{r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise, r.State}
