@@ -129,7 +129,7 @@ func (e *Engine) shortfall(achieved float64, d time.Duration) Shortfall {
 		Configured: e.cfg.Rate, Achieved: achieved, For: d,
 		P50: e.lat.quantile(0.5), P99: e.lat.quantile(0.99),
 		InFlight: out, Limit: max(limit, cl), Cap: capN, Fixed: fixed, Blocked: waiting > 0,
-		Rate: e.lim.rate(), Answers: e.answers.Load(), Throttled: th, Overloads: e.overloads.Load(),
+		Rate: e.lim.rate(), Accepted: e.thr.accepted(), Answers: e.answers.Load(), Throttled: th, Overloads: e.overloads.Load(),
 		BreakerBad: bad, Breaker: size, BreakerRatio: e.cfg.BreakerRatio,
 	}
 }

@@ -154,6 +154,14 @@ func (t *throttle) observe(throttled bool, lat time.Duration) (rate float64, cha
 
 // state returns the 429s answered in the run and the lowest rate set (0
 // if never lowered).
+// accepted is what the provider took, requests/s, in the window that last
+// lowered the rate; 0 when none did lately.
+func (t *throttle) accepted() float64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.plateau
+}
+
 func (t *throttle) state() (throttled int64, lowest float64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -127,6 +127,7 @@ type Shortfall struct {
 	Fixed                bool    // --workers N
 	Blocked              bool    // requests waited for a slot lately
 	Rate                 float64 // send rate now (lowered by 429s)
+	Accepted             float64 // requests/s the provider took at the rate's last cut; 0 = none
 	Answers, Throttled   int64   // since the run began
 	Overloads            int64   // timeouts and 5xx since the run began
 	BreakerBad, Breaker  int     // transient failures in the breaker's window, and its size
@@ -144,8 +145,14 @@ func (s Shortfall) Diagnose() (limitedBy, hint string) {
 	need := int(math.Ceil(s.Configured*s.P50.Seconds()*inFlightHeadroom)) + inFlightSpare
 	switch {
 	case s.Rate > 0 && s.Rate < 0.95*s.Configured || share(s.Throttled) >= throttleShare:
+		// What it takes, not what was sent: the requests answered 429
+		// count in the achieved rate, and --rate at that draws 429s still.
+		takes := s.Accepted
+		if takes <= 0 {
+			takes = s.Achieved * (1 - share(s.Throttled))
+		}
 		return fmt.Sprintf("the provider's throttle (HTTP 429 on %.1f%% of requests)", 100*share(s.Throttled)),
-			fmt.Sprintf("the provider takes about %.0f requests/s: lower --rate to that, or ask it to raise the account's limit", s.Achieved)
+			fmt.Sprintf("the provider takes about %.0f requests/s: lower --rate to that, or ask it to raise the account's limit", takes)
 	case s.Limit >= s.Cap && s.Fixed:
 		return fmt.Sprintf("--workers %d", s.Cap),
 			fmt.Sprintf("at a latency of %s, %d requests at once carry about %.0f/s: omit --workers (automatic) or raise it to about %d",

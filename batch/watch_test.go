@@ -70,8 +70,14 @@ func TestShortfallDiagnosis(t *testing.T) {
 	}{
 		{"the in-flight cap", func(*Shortfall) {}, "--max-in-flight 8", "raise --max-in-flight to about 40"},
 		{"fixed workers", func(s *Shortfall) { s.Fixed = true }, "--workers 8", "omit --workers"},
-		{"throttled", func(s *Shortfall) { s.Limit, s.Cap, s.Rate, s.Throttled, s.Achieved = 120, 256, 140, 60, 141 },
-			"the provider's throttle (HTTP 429 on 6.0% of requests)", "lower --rate to that"},
+		// The hint names what the provider took, not what was sent: at the
+		// last cut (147/s), else the achieved rate less its 429s.
+		{"throttled", func(s *Shortfall) {
+			s.Limit, s.Cap, s.Rate, s.Throttled, s.Achieved, s.Accepted = 120, 256, 140, 60, 152, 147
+		},
+			"the provider's throttle (HTTP 429 on 6.0% of requests)", "takes about 147 requests/s: lower --rate to that"},
+		{"throttled, no cut", func(s *Shortfall) { s.Limit, s.Cap, s.Rate, s.Throttled, s.Achieved = 120, 256, 100, 60, 141 },
+			"the provider's throttle (HTTP 429 on 6.0% of requests)", "takes about 133 requests/s"},
 		{"timeouts and 5xx", func(s *Shortfall) { s.Limit, s.Cap, s.Overloads = 20, 256, 90 }, "timeouts and 5xx answers (9.0%", "lowered to 20"},
 		{"the engine", func(s *Shortfall) { s.Limit, s.Cap, s.Blocked = 40, 256, false }, "aopbatch itself", "the ledger's disk"},
 	} {
