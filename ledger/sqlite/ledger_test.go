@@ -415,3 +415,43 @@ func TestAcquireOnThisHost(t *testing.T) {
 		}
 	})
 }
+
+// A new ledger has pageSize pages and is a WAL database; a file made with
+// SQLite's default 4 KiB pages (every ledger before this) keeps them, the
+// size cannot change under WAL, and opens as before.
+func TestPageSize(t *testing.T) {
+	t.Parallel()
+	pragma := func(path, name string) string {
+		t.Helper()
+		var v string
+		if err := rawDB(t, path).QueryRow("PRAGMA " + name).Scan(&v); err != nil {
+			t.Fatalf("PRAGMA %s: %v", name, err)
+		}
+		return v
+	}
+	fresh := filepath.Join(t.TempDir(), "new.db")
+	l := openAt(t, fresh, Options{})
+	ingest(t, l, "b", []ledger.IngestRow{okRow(2, "P2")})
+	if got := pragma(fresh, "page_size"); got != "16384" {
+		t.Errorf("new ledger: page_size %s, want 16384", got)
+	}
+	if got := pragma(fresh, "journal_mode"); got != "wal" {
+		t.Errorf("new ledger: journal_mode %s, want wal", got)
+	}
+	old := filepath.Join(t.TempDir(), "old.db")
+	db, err := sql.Open("sqlite", "file:"+old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	lo := openAt(t, old, Options{})
+	ingest(t, lo, "b", []ledger.IngestRow{okRow(2, "P2")})
+	if got := pragma(old, "page_size"); got != "4096" {
+		t.Errorf("existing ledger: page_size %s, want 4096 kept", got)
+	}
+	integrityCheck(t, fresh)
+	integrityCheck(t, old)
+}
