@@ -266,13 +266,14 @@ func expected(rows int64, rate float64) string {
 		return ""
 	}
 	d := time.Duration(float64(rows) / rate * float64(time.Second))
+	// Rounded before the form is chosen: 59m45s is "about 1h00m", not 60m.
 	switch {
-	case d >= time.Hour:
+	case d.Round(time.Minute) >= time.Hour:
 		d = d.Round(time.Minute)
 		return fmt.Sprintf("about %dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	case d >= 10*time.Minute:
+	case d.Round(time.Minute) >= 10*time.Minute:
 		return fmt.Sprintf("about %dm", int(d.Round(time.Minute).Minutes()))
-	case d >= time.Minute:
+	case d.Round(time.Second) >= time.Minute:
 		d = d.Round(time.Second)
 		return fmt.Sprintf("about %dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
 	}

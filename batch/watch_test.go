@@ -134,6 +134,7 @@ func TestExpectedDuration(t *testing.T) {
 		want string
 	}{
 		{300000, 10, "about 8h20m"}, {300000, 200, "about 25m"}, {1500, 100, "about 15s"}, {9000, 100, "about 1m30s"}, {1, 1000, "about 1s"}, {5, 0, ""},
+		{3585, 1, "about 1h00m"}, {599, 1, "about 10m"}, {5995, 100, "about 1m00s"},
 	} {
 		if got := expected(tc.rows, tc.rate); got != tc.want {
 			t.Errorf("expected(%d, %g) = %q, want %q", tc.rows, tc.rate, got, tc.want)
