@@ -107,7 +107,11 @@ func (e *Engine) monitor(watch bool) func() {
 				// account's schedule is full, this process's share of it
 				// is no shortfall.
 				shared := e.lim.shared != nil && e.lim.shared.bookedSince(time.Now().Add(-2*time.Second))
-				if achieved, warn := rw.check(now, e.lim.granted.Load(), e.feeding.Load() && !e.stopping() && !shared); warn {
+				// Rows wait while some are still to be handed out, or held
+				// by workers waiting out a Retry-After: once the whole
+				// file is out, a throttled run's rows are all there.
+				waitingRows := e.feeding.Load() || e.pausing.Load() > 0
+				if achieved, warn := rw.check(now, e.lim.granted.Load(), waitingRows && !e.stopping() && !shared); warn {
 					e.warned.Store(true)
 					s := e.shortfall(achieved, now.Sub(rw.since))
 					e.cfg.Log.Warn("sending below --rate", s.Args()...)

@@ -70,11 +70,14 @@ type rateSample struct {
 }
 
 const (
-	rateRecent   = 10 * time.Second // the achieved rate is judged over this
-	rateJudge    = 5 * time.Second  // and not before this much is seen
-	rateBelow    = 0.9              // below this share of --rate is short
-	rateWarnLate = 30 * time.Second
+	rateRecent = 10 * time.Second // the achieved rate is judged over this
+	rateJudge  = 5 * time.Second  // and not before this much is seen
+	rateBelow  = 0.9              // below this share of --rate is short
 )
+
+// rateWarnLate is how long the rate stays short before the WARN; a
+// variable so a test need not wait 30 s.
+var rateWarnLate = 30 * time.Second
 
 func newRateWatch(target float64) *rateWatch {
 	return &rateWatch{target: target, after: rateWarnLate}

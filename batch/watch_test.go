@@ -1,9 +1,17 @@
 package batch
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/aopbatch/aopbatch/batch/aop"
+	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
+	"github.com/aopbatch/aopbatch/ledger"
 )
 
 // The WARN line comes once, after the rate has been short for 30 s while
@@ -159,4 +167,55 @@ func TestLatencyPercentiles(t *testing.T) {
 			t.Errorf("p%g = %v, want %v within 3%%", 100*tc.q, got, tc.want)
 		}
 	}
+}
+
+// Against a provider throttling far below --rate, every row is handed out
+// within a second or so and then waits out its Retry-After at a worker:
+// the rows still wait, and the WARN says why the rate falls short.
+func TestThrottledRunWarnsWhileRowsWaitOutRetryAfter(t *testing.T) {
+	defer func(d time.Duration) { rateWarnLate = d }(rateWarnLate)
+	rateWarnLate = time.Second // with the 5 s the rate is first judged over
+	cfg := aoptest.DefaultConfig()
+	cfg.LimitRPS = 5
+	ts := aoptest.NewServer(cfg)
+	t.Cleanup(ts.Close)
+	client, err := aop.New(aop.Options{BaseURL: ts.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := openLedger(t)
+	res, err := Ingest(context.Background(), l, writeRows(t, 40), ingestOpts(NoControls()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Rate: 200, Timeout: 2 * time.Second,
+		Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err := e.Send(context.Background(), res.Batch); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(logs.String(), `msg="sending below --rate"`); got != 1 {
+		t.Errorf("%d 'sending below --rate' lines, want 1:\n%s", got, logs.String())
+	}
+	if !strings.Contains(logs.String(), "the provider's throttle") {
+		t.Errorf("the WARN does not name the throttle:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer the engine's goroutines may log to at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
