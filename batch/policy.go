@@ -57,6 +57,7 @@ type limiter struct {
 	burst   int
 	now     func() time.Time
 	granted atomic.Int64 // requests let through
+	lastAt  atomic.Int64 // when the last was, Unix ns
 	waiting atomic.Int64 // requests waiting in Wait now
 	// shared, when not nil, is the account's rate budget on a shared
 	// ledger: a request first takes its slot there.
@@ -122,6 +123,7 @@ func (l *limiter) Wait(ctx context.Context) (ticket, error) {
 	}
 	if l.win == nil {
 		l.granted.Add(1)
+		l.lastAt.Store(l.now().UnixNano())
 		return ticket{}, nil
 	}
 	for {
@@ -136,6 +138,7 @@ func (l *limiter) Wait(ctx context.Context) (ticket, error) {
 			l.winNext = (l.winNext + 1) % len(l.win)
 			l.winMu.Unlock()
 			l.granted.Add(1)
+			l.lastAt.Store(now.UnixNano())
 			return t, nil
 		}
 		l.winMu.Unlock()

@@ -214,7 +214,7 @@ func roundLatency(d time.Duration) time.Duration {
 // run summary.
 type RunStats struct {
 	ConfiguredRate float64       // --rate; 0 = no limit
-	AchievedRate   float64       // requests per second over the send phase
+	AchievedRate   float64       // requests per second, up to the last one let through (not its answer)
 	SendPhase      time.Duration // from the first request let through to the end of sending
 	Recharges      int64         // recharge requests
 	Enquiries      int64         // status enquiries

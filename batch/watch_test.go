@@ -219,3 +219,30 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// The achieved rate is the rate requests went out at: against a provider
+// answering in 500 ms, 40 requests at --rate 40 go out in about a second
+// and the send phase lasts about 1.5 s; the rate is about 40/s, not 27.
+func TestAchievedRateLeavesOutTheLastAnswersLatency(t *testing.T) {
+	cfg := aoptest.DefaultConfig()
+	cfg.Latency = 500 * time.Millisecond
+	ts := aoptest.NewServer(cfg)
+	t.Cleanup(ts.Close)
+	client, err := aop.New(aop.Options{BaseURL: ts.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := openLedger(t)
+	res, err := Ingest(context.Background(), l, writeRows(t, 40), ingestOpts(NoControls()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Rate: 40, Timeout: 5 * time.Second})
+	if err := e.Send(context.Background(), res.Batch); err != nil {
+		t.Fatal(err)
+	}
+	st := e.Stats()
+	if st.SendPhase < 1400*time.Millisecond || st.AchievedRate < 36 || st.AchievedRate > 44 {
+		t.Errorf("send phase %s at %.1f/s, want about 1.5 s at about 40/s", st.SendPhase, st.AchievedRate)
+	}
+}
