@@ -322,12 +322,17 @@ func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 	stopMonitor := e.monitor(true)
 	p := newPool(e.poolSize(), e.poolWant, func(j job) { e.work(ctx, wctx, w, j) })
 	g, gctx := errgroup.WithContext(ctx)
+	// The earlier rows are asked about in rounds while queued rows are
+	// handed out; once they all are, Resolve carries on.
+	fctx, fed := context.WithCancel(gctx)
+	defer fed()
 	g.Go(func() error {
 		defer e.feeding.Store(false)
+		defer fed()
 		return e.readQueued(gctx, b, w, p)
 	})
 	if earlier > 0 {
-		g.Go(func() error { return e.feedUnsettled(gctx, b, p, cutoff) })
+		g.Go(func() error { return e.feedUnsettled(gctx, fctx, b, p, cutoff) })
 	}
 	gerr := g.Wait()
 	p.close()
@@ -409,6 +414,9 @@ func (e *Engine) work(ctx, wctx context.Context, w ledger.Writer, j job) {
 		if ctx.Err() == nil && !e.stopping() {
 			e.enquire(ctx, wctx, w, j.row)
 		}
+		if j.asked != nil {
+			j.asked.Done()
+		}
 		return
 	}
 	if ctx.Err() != nil || e.stopping() {
@@ -421,32 +429,62 @@ func (e *Engine) work(ctx, wctx context.Context, w ledger.Writer, j job) {
 }
 
 // feedUnsettled hands the rows earlier runs left pending, duplicate or
-// unknown (changed before cutoff) to the workers to ask about, once each.
-// They are not queued, so the send loop never holds them; the rows this
-// run leaves unsettled wait for Resolve.
-func (e *Engine) feedUnsettled(ctx context.Context, b ledger.Batch, p *pool, cutoff time.Time) error {
-	return e.submitUnsettled(ctx, b, p, func(r ledger.Row) bool { return r.Updated.Before(cutoff) })
+// unknown (changed before cutoff) to the workers to ask about: every one
+// once (until ctx ends), then again in rounds with growing pauses as
+// Resolve does, until none is left or fed ends (the queued rows are all
+// handed out). A round starts once the one before is answered: a row is
+// never asked about twice at once, so never sent again twice. They are
+// not queued, so the send loop never holds them; the rows this run leaves
+// unsettled wait for Resolve.
+func (e *Engine) feedUnsettled(ctx, fed context.Context, b ledger.Batch, p *pool, cutoff time.Time) error {
+	earlier := map[int]bool{}
+	keep := func(r ledger.Row) bool {
+		if r.Updated.Before(cutoff) {
+			earlier[r.Line] = true
+		}
+		return earlier[r.Line]
+	}
+	pause := e.cfg.ResolveBackoff
+	for round := ctx; ; round = fed {
+		var asked sync.WaitGroup
+		n, err := e.submitUnsettled(round, b, p, keep, &asked)
+		asked.Wait()
+		if err != nil || n == 0 {
+			return err
+		}
+		if e.cfg.Sleep(fed, pause) != nil || e.stopping() {
+			return nil
+		}
+		pause = min(pause*2, 10*time.Second)
+	}
 }
 
 // submitUnsettled pages through the unsettled rows and hands those keep
-// takes (all, when keep is nil) to the workers to ask about.
-func (e *Engine) submitUnsettled(ctx context.Context, b ledger.Batch, p *pool, keep func(ledger.Row) bool) error {
+// takes (all, when keep is nil) to the workers to ask about, counting each
+// in asked (when not nil) until it is answered. It returns how many it
+// handed out.
+func (e *Engine) submitUnsettled(ctx context.Context, b ledger.Batch, p *pool, keep func(ledger.Row) bool, asked *sync.WaitGroup) (int, error) {
+	n := 0
 	for _, s := range unsettledStates {
 		after := 0
 		for {
 			if ctx.Err() != nil || e.stopping() {
-				return nil
+				return n, nil
 			}
 			page, err := e.l.Page(ctx, b.Seq, s, after, pageSize)
 			if err != nil {
 				if ctx.Err() != nil {
-					return nil
+					return n, nil
 				}
-				return err
+				return n, err
 			}
 			for _, r := range page {
 				if keep == nil || keep(r) {
-					p.submit(job{row: r, enquire: true})
+					if asked != nil {
+						asked.Add(1)
+					}
+					p.submit(job{row: r, enquire: true, asked: asked})
+					n++
 				}
 			}
 			if len(page) < pageSize {
@@ -455,7 +493,7 @@ func (e *Engine) submitUnsettled(ctx context.Context, b ledger.Batch, p *pool, k
 			after = page[len(page)-1].Line
 		}
 	}
-	return nil
+	return n, nil
 }
 
 // readQueued pages through the queued rows and hands them to the workers.

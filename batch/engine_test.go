@@ -225,6 +225,73 @@ func TestSendEnquiresEarlierRowsMeanwhile(t *testing.T) {
 	}
 }
 
+// Rows an earlier run left pending are asked about again while the send
+// phase lasts, not once and then only after it: pending at the provider
+// when the second run starts, final 1.5 s after they were sent, they are
+// success when Send returns from its 4 s of sending, with no Resolve.
+func TestSendAsksEarlierPendingRowsAgainWhileSending(t *testing.T) {
+	cfg := aoptest.DefaultConfig()
+	cfg.PendingRate = 1
+	cfg.PendingDelay = 1500 * time.Millisecond
+	sb := aoptest.New(cfg)
+	rec := &recorder{h: sb}
+	hs := httptest.NewServer(rec)
+	t.Cleanup(hs.Close)
+	client, err := aop.New(aop.Options{BaseURL: hs.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := openLedger(t)
+	res, err := Ingest(context.Background(), l, writeRows(t, 220), ingestOpts(NoControls()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := res.Batch
+	owner := ledger.NewOwner("test")
+	ctx1, stop1 := context.WithCancel(context.Background())
+	rec.onRecharge = func(n int) {
+		if n >= 20 {
+			stop1()
+		}
+	}
+	e1 := New(l, client, Config{Owner: owner, Rate: 200, Workers: 1, Timeout: 2 * time.Second})
+	if err := e1.Send(ctx1, b); err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	rec.onRecharge = nil
+	earlier, err := l.Page(context.Background(), b.Seq, ledger.StatePending, 0, 100)
+	if err != nil || len(earlier) < 15 {
+		t.Fatalf("setup: %d rows pending after the first run (%v), want about 20", len(earlier), err)
+	}
+	mark := rec.len()
+	e2 := New(l, client, Config{Owner: owner, Rate: 50, Timeout: 2 * time.Second})
+	if err := e2.Send(context.Background(), b); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	asked := map[string]int{}
+	for _, a := range rec.since(mark) {
+		if a.path == aop.PathStatus {
+			asked[a.ref]++
+		}
+	}
+	again := 0
+	for _, r := range earlier {
+		got, err := l.Row(context.Background(), b.Seq, r.Line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != ledger.StateSuccess {
+			t.Errorf("%s: %s after the send phase, asked %d times; want success", r.ReferenceID, got.State, asked[r.ReferenceID])
+		}
+		if asked[r.ReferenceID] > 1 {
+			again++
+		}
+	}
+	if again == 0 {
+		t.Error("no earlier row was asked about twice: every one was final when first asked, so the test tested nothing")
+	}
+}
+
 // The run's figures: configured and achieved rate, latency percentiles,
 // 429s and the most requests in flight, as the sandbox saw them.
 func TestSendStats(t *testing.T) {

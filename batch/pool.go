@@ -11,6 +11,7 @@ import (
 type job struct {
 	row     ledger.Row
 	enquire bool
+	asked   *sync.WaitGroup // when not nil, Done once the enquiry is answered
 }
 
 // pool is the run's workers. It starts one only when a job finds none

@@ -101,7 +101,8 @@ func (e *Engine) unsettled(ctx context.Context, b ledger.Batch) (bool, error) {
 func (e *Engine) resolveRound(ctx, wctx context.Context, w ledger.Writer, b ledger.Batch) error {
 	p := newPool(e.poolSize(), e.poolWant, func(j job) { e.work(ctx, wctx, w, j) })
 	defer p.close()
-	return e.submitUnsettled(ctx, b, p, nil)
+	_, err := e.submitUnsettled(ctx, b, p, nil, nil)
+	return err
 }
 
 // enquire asks the provider about one row and applies the answer,
