@@ -101,6 +101,18 @@ func TestREADMECronExample(t *testing.T) {
 	if entries, _ := os.ReadDir(cwd); len(entries) != 0 {
 		t.Errorf("the job left files in its working directory: %v", entries)
 	}
+	// A night without a file: the script's own line is JSON too, so the
+	// log cron appends to holds nothing else.
+	empty := t.TempDir()
+	if err := os.WriteFile(filepath.Join(empty, "env"), []byte(envFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q := sh(t, cwd, []string{"PATH=" + pathWithAopbatch(t), "HOME=" + cwd, "AOPBATCH_HOME=" + empty}, script)
+	var note map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(q.stdout+q.stderr)), &note); q.code != 0 || err != nil ||
+		note["level"] != "INFO" || !strings.Contains(fmt.Sprint(note["msg"]), "nothing to send") || note["time"] == nil {
+		t.Errorf("no file: exit %d, output %q; want 0 and one JSON line saying nothing to send", q.code, q.stdout+q.stderr)
+	}
 	first, _, _ := strings.Cut(p.stderr, "\n")
 	var rec map[string]any
 	if err := json.Unmarshal([]byte(first), &rec); err != nil || rec["msg"] != "ledger" || rec["path"] != ledgerPath {
