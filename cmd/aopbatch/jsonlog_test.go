@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
 )
@@ -107,5 +111,40 @@ func TestJSONLogsAreJSONOnly(t *testing.T) {
 			}
 			jsonLines(t, "resolve stderr", r.stderr)
 		})
+	}
+}
+
+// With --log-format json stdout's one line is the run summary however the
+// run ends: one that could not start (exit 1) and one a second signal
+// ended at once (exit 3) write a summary with the exit code and the error.
+func TestJSONSummaryOnEveryEnd(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := aopbatch(t, nil, "run", "--csv", filepath.Join(dir, "missing.csv"), "--ledger", filepath.Join(dir, "l.db"), "--log-format", "json")
+	out := jsonLines(t, "exit 1 stdout", p.stdout)
+	if p.code != 1 || len(out) != 1 || out[0]["msg"] != "run summary" || out[0]["exit_code"] != float64(1) ||
+		out[0]["level"] != "ERROR" || !strings.Contains(fmt.Sprint(out[0]["error"]), "missing.csv") {
+		t.Errorf("could not start: exit %d, stdout %q; want 1 and one ERROR run summary naming the file", p.code, p.stdout)
+	}
+
+	sb := sandbox(t, func(c *aoptest.Config) { c.Latency = 5 * time.Second })
+	db, csvPath := batchFiles(t)
+	writeCSV(t, csvPath, goodRows(1, "SS"))
+	cmd := aopbatchCmd(context.Background(), nil, runArgs(csvPath, db, sb.URL, "--log-format", "json", "--timeout", "10s")...)
+	var outb, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &outb, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	waitRecharges(t, sb, 1) // answered in 5 s: the first signal waits for it
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	time.Sleep(50 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	_ = cmd.Wait()
+	out = jsonLines(t, "second signal stdout", outb.String())
+	if code := cmd.ProcessState.ExitCode(); code != 3 || len(out) != 1 || out[0]["exit_code"] != float64(3) ||
+		!strings.Contains(fmt.Sprint(out[0]["error"]), "second signal") {
+		t.Errorf("second signal: exit %d, stdout %q; want 3 and one run summary saying so\n%s", code, outb.String(), errb.String())
 	}
 }

@@ -55,6 +55,9 @@ func main() {
 		// The ledger stays consistent: its commits are atomic, and rows
 		// left inflight are checked with the provider on the next run.
 		notice("second signal: exiting now; run again to resume")
+		if f := lastWords.Load(); f != nil {
+			(*f)()
+		}
 		os.Exit(exitIncomplete)
 	}()
 	if os.Getenv("GOGC") == "" {
@@ -110,6 +113,10 @@ func codeOf(err error) int {
 // notices, when set, gets the signal handler's messages instead of a text
 // line on stderr: a command with JSON logs keeps stderr JSON.
 var notices atomic.Pointer[slog.Logger]
+
+// lastWords, when set, is called before a second signal ends the process
+// at once: a run with JSON logs writes its summary line there.
+var lastWords atomic.Pointer[func()]
 
 // notice tells the person at the terminal (or the log) what a signal does.
 func notice(msg string, args ...any) {

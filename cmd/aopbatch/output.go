@@ -84,18 +84,56 @@ func printJSONSummary(w io.Writer, b ledger.Batch, c ledger.Counts, code int, er
 		counts[string(s)] = c[s].Rows
 		amounts[string(s)] = c[s].Paise
 	}
-	level := slog.LevelError
-	switch code {
-	case exitOK:
-		level = slog.LevelInfo
-	case exitFinishedNo:
-		level = slog.LevelWarn
-	}
+	level := summaryLevel(code)
 	args := append([]any{"batch", b.ID, "exit_code", code, "counts", counts, "amounts_paise", amounts}, extra...)
 	if errMsg != "" {
 		args = append(args, "error", errMsg)
 	}
 	slog.New(slog.NewJSONHandler(w, nil)).Log(context.Background(), level, "run summary", args...)
+}
+
+// summaryOut is stdout under --log-format json: it notes whether the
+// run summary went out, so that a run ending without one (exit 1, or a
+// second signal) writes a bare one instead, and only one.
+type summaryOut struct {
+	mu    sync.Mutex
+	w     io.Writer
+	wrote bool
+}
+
+func (o *summaryOut) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.wrote = true
+	return o.w.Write(p)
+}
+
+// bare writes a summary with the exit code and error only, unless one
+// was written.
+func (o *summaryOut) bare(code int, errMsg string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.wrote {
+		return
+	}
+	o.wrote = true
+	args := []any{"exit_code", code}
+	if errMsg != "" {
+		args = append(args, "error", errMsg)
+	}
+	slog.New(slog.NewJSONHandler(o.w, nil)).Log(context.Background(), summaryLevel(code), "run summary", args...)
+}
+
+// summaryLevel is a run summary's level: INFO for exit 0, WARN for 2,
+// ERROR for 1 and 3.
+func summaryLevel(code int) slog.Level {
+	switch code {
+	case exitOK:
+		return slog.LevelInfo
+	case exitFinishedNo:
+		return slog.LevelWarn
+	}
+	return slog.LevelError
 }
 
 // runJSON is the run's figures in the JSON summary.

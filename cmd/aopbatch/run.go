@@ -65,7 +65,24 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	f.ledger = *ledgerPath
-	return f.logs.run(stderr, func(log *slog.Logger) error { return f.run(ctx, log, stdout, stderr) })
+	if !f.logs.json() {
+		return f.logs.run(stderr, func(log *slog.Logger) error { return f.run(ctx, log, stdout, stderr) })
+	}
+	// With JSON logs stdout's one line is the run summary, whatever the
+	// end: a run that could not start, or a second signal, writes one too.
+	out := &summaryOut{w: stdout}
+	bye := func() {
+		out.bare(exitIncomplete, "second signal: exited at once; run again to resume (rows in flight are checked with the provider first)")
+	}
+	lastWords.Store(&bye)
+	defer lastWords.Store(nil)
+	return f.logs.run(stderr, func(log *slog.Logger) error {
+		err := f.run(ctx, log, out, stderr)
+		if err != nil {
+			out.bare(codeOf(err), errText(err))
+		}
+		return err
+	})
 }
 
 func (f *runFlags) controls() (batch.Controls, error) {
