@@ -52,6 +52,9 @@ func (s *Summary) actions() []string {
 		if n := s.queuedCharged(); n > 0 {
 			add("%s (%s) not sent yet (queued or held), %d of them charged on the statement: find out who sent those before running aopbatch run again to resume",
 				rowsText(g.Rows), inr(g.AmountPaise), n)
+		} else if fix, ok := accountStops[s.stopCode]; ok {
+			add("%s (%s) not sent yet (queued or held): the last request was answered %d (%s): %s, then run aopbatch run again to resume",
+				rowsText(g.Rows), inr(g.AmountPaise), s.stopCode, codeMeanings[s.stopCode], fix)
 		} else {
 			add("%s (%s) not sent yet (queued or held): run aopbatch run again to resume", rowsText(g.Rows), inr(g.AmountPaise))
 		}
@@ -85,6 +88,14 @@ var codeMeanings = map[int]string{
 	9: "unable to process request", 10: "token or signature refused", 11: "authentication failed",
 	12: "recharge permission not active", 13: "operator down", 14: "bill payment failed",
 	16: "insufficient funds in the wallet", 17: "amount outside the operator's limits", 18: "duplicate transaction",
+}
+
+// accountStops are the answers that stop a run for the whole account, and
+// what a person does about each before the rows left can go (SPEC 2.7).
+var accountStops = map[int]string{
+	16: "top up the wallet",
+	6:  "ask the provider to set the commission for the operator",
+	12: "ask the provider to activate recharge permission",
 }
 
 // codeMeaning is a by-code line's text: the code's published meaning, the

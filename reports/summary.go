@@ -294,6 +294,10 @@ type Summary struct {
 	header []string
 	loc    *time.Location
 	recon  *reconState
+	// stopCode is the code of the batch's last Recharge answer when it is
+	// one that stops a run for the whole account (accountStops): rows left
+	// unsent then wait for that fix, not only for a rerun.
+	stopCode int
 }
 
 // atRiskHeap keeps the oldest unsettled rows: the youngest is on top, to be
@@ -460,6 +464,7 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 func (s *Summary) timing(ctx context.Context, l ledger.Reader) error {
 	var first, last time.Time
 	var lat []int32
+	lastCode := -1
 	err := l.EachAttempt(ctx, s.seq, func(a *ledger.AttemptRow) error {
 		if a.Kind != "recharge" {
 			s.Throughput.StatusEnquiries++
@@ -469,8 +474,8 @@ func (s *Summary) timing(ctx context.Context, l ledger.Reader) error {
 		if first.IsZero() || a.At.Before(first) {
 			first = a.At
 		}
-		if a.At.After(last) {
-			last = a.At
+		if !a.At.Before(last) {
+			last, lastCode = a.At, a.Code
 		}
 		ms := a.Latency.Milliseconds()
 		lat = append(lat, int32(min(ms, 1<<31-1)))
@@ -479,6 +484,9 @@ func (s *Summary) timing(ctx context.Context, l ledger.Reader) error {
 	})
 	if err != nil {
 		return err
+	}
+	if _, ok := accountStops[lastCode]; ok {
+		s.stopCode = lastCode
 	}
 	if !first.IsZero() {
 		f, la := first.In(s.loc), last.In(s.loc)

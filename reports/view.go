@@ -124,6 +124,9 @@ func (s *Summary) view() *view {
 		v.Tone, v.Verdict = "risk", fmt.Sprintf("%s sent with no final answer yet: money may have moved.", inr(u.AmountPaise))
 	case n.Rows > 0:
 		v.Tone, v.Verdict = "risk", fmt.Sprintf("%s not sent yet: run the batch again to send it.", inr(n.AmountPaise))
+		if fix, ok := accountStops[s.stopCode]; ok {
+			v.Verdict = fmt.Sprintf("%s not sent yet: %s, then run the batch again to send it.", inr(n.AmountPaise), fix)
+		}
 	default:
 		v.Tone, v.Verdict = "ok", "Every row is final; nothing is at risk."
 		if s.Reconciliation.Performed {

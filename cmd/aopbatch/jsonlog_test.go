@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -79,6 +80,22 @@ func TestJSONLogsAreJSONOnly(t *testing.T) {
 			}
 			if tc.wantCode == 3 && !strings.Contains(fmt.Sprint(sum["error"]), "wallet") {
 				t.Errorf("summary error %v, want the stop named", sum["error"])
+			}
+			// The reports say what to fix before the rows left can go: the
+			// wallet, not only "run again".
+			b, err := os.ReadFile(filepath.Join(rep, "report.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var report struct {
+				Attention struct{ Actions []string } `json:"attention"`
+			}
+			if err := json.Unmarshal(b, &report); err != nil {
+				t.Fatal(err)
+			}
+			acts := strings.Join(report.Attention.Actions, "\n")
+			if wallet := strings.Contains(acts, "top up the wallet, then run aopbatch run again"); wallet != (tc.wantCode == 3) {
+				t.Errorf("report actions (stopped %v):\n%s\nwant the wallet named exactly when the wallet stopped the run", tc.wantCode == 3, acts)
 			}
 			errs := jsonLines(t, "run stderr", p.stderr)
 			var sawReject, sawErr, sawRecorded bool
