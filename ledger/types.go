@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"time"
 )
@@ -127,6 +128,13 @@ type Problem struct {
 	Code    string // machine code, e.g. "bad_amount", "duplicate_referenceid"
 	Column  string
 	Message string
+}
+
+// RepeatsLine is the reason of the row on line whose referenceid line
+// first of the same file holds: named like a bad cell's (line, column,
+// value), with the line it repeats.
+func RepeatsLine(line int, referenceID string, first int) string {
+	return fmt.Sprintf("line %d, column \"referenceid\", value %q: repeats line %d of this file", line, referenceID, first)
 }
 
 // Added is what the ledger made of one row: queued, rejected (invalid, or

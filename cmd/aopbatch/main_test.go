@@ -339,7 +339,7 @@ func TestBadRowsAreRejectedGoodRowsGo(t *testing.T) {
 		9:  `"amount", value "-5"`,
 		10: `"amount", value "abc"`,
 		11: `"canumber"`,
-		12: "repeats line 2",
+		12: `"referenceid", value "` + rows[0].ref + `": repeats line 2`,
 	}
 	checkRejected(t, all, wantReject)
 	for _, b := range bad[:4] {

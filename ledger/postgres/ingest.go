@@ -231,7 +231,7 @@ func (in *ingest) explainTaken(ctx context.Context, rows []ledger.IngestRow, tak
 			return nil, fmt.Errorf("ingest line %d: line already in batch %s", r.Line, in.batch.ID)
 		}
 		if h.seq == in.batch.Seq {
-			msg := fmt.Sprintf("referenceid repeats line %d of this file", h.line)
+			msg := ledger.RepeatsLine(r.Line, r.ReferenceID, h.line)
 			r.Problem = &ledger.Problem{Code: "duplicate_referenceid", Column: "referenceid", Message: msg}
 			continue
 		}

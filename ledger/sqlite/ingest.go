@@ -207,7 +207,7 @@ func (in *Ingest) add(ctx context.Context, r ledger.IngestRow, taken bool) (ledg
 		}
 		if otherSeq == in.batch.Seq {
 			state = ledger.StateRejected
-			msg = fmt.Sprintf("referenceid repeats line %d of this file", otherLine)
+			msg = ledger.RepeatsLine(r.Line, r.ReferenceID, otherLine)
 			r.Problem = &ledger.Problem{Code: "duplicate_referenceid", Column: "referenceid", Message: msg}
 		} else {
 			state = ledger.StateConflict
