@@ -173,7 +173,7 @@ func (s *Summary) view() *view {
 				" (" + (time.Duration(s.Duration.Seconds*1000) * time.Millisecond).String() + ")",
 			fmt.Sprintf("%d rows sent, %d recharge requests (%.2f/s), %d status enquiries",
 				s.Throughput.RowsSent, s.Throughput.RechargeAttempts, s.Throughput.PerSecond, s.Throughput.StatusEnquiries),
-			fmt.Sprintf("latency p50 %d ms, p95 %d ms, p99 %d ms, max %d ms", s.Latency.P50MS, s.Latency.P95MS, s.Latency.P99MS, s.Latency.MaxMS),
+			fmt.Sprintf("latency p50 %s, p95 %s, p99 %s, max %s", msText(s.Latency.P50MS), msText(s.Latency.P95MS), msText(s.Latency.P99MS), msText(s.Latency.MaxMS)),
 		}
 		var ls []string
 		var ns []int64
@@ -320,4 +320,14 @@ func codeName(c *int) string {
 		return "-"
 	}
 	return strconv.Itoa(*c)
+}
+
+// msText is a latency the ledger logged in whole milliseconds: "0 ms"
+// there is an answer within the millisecond, which the run summary gives
+// as e.g. 810µs, so it reads "<1 ms".
+func msText(ms int64) string {
+	if ms <= 0 {
+		return "<1 ms"
+	}
+	return fmt.Sprintf("%d ms", ms)
 }
