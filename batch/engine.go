@@ -332,7 +332,7 @@ func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 		return e.readQueued(gctx, b, w, p)
 	})
 	if earlier > 0 {
-		g.Go(func() error { return e.feedUnsettled(gctx, fctx, b, p, cutoff) })
+		g.Go(func() error { return e.feedUnsettled(gctx, fctx, b, w, p, cutoff) })
 	}
 	gerr := g.Wait()
 	p.close()
@@ -436,7 +436,7 @@ func (e *Engine) work(ctx, wctx context.Context, w ledger.Writer, j job) {
 // never asked about twice at once, so never sent again twice. They are
 // not queued, so the send loop never holds them; the rows this run leaves
 // unsettled wait for Resolve.
-func (e *Engine) feedUnsettled(ctx, fed context.Context, b ledger.Batch, p *pool, cutoff time.Time) error {
+func (e *Engine) feedUnsettled(ctx, fed context.Context, b ledger.Batch, w ledger.Writer, p *pool, cutoff time.Time) error {
 	earlier := map[int]bool{}
 	keep := func(r ledger.Row) bool {
 		if r.Updated.Before(cutoff) {
@@ -454,6 +454,12 @@ func (e *Engine) feedUnsettled(ctx, fed context.Context, b ledger.Batch, p *pool
 		}
 		if e.cfg.Sleep(fed, pause) != nil || e.stopping() {
 			return nil
+		}
+		// The next round reads the rows' states: the answers of this one
+		// must be committed, or a row just settled reads as still pending
+		// and is asked about, and recorded, again.
+		if err := w.Flush(context.WithoutCancel(ctx)); err != nil {
+			return err
 		}
 		pause = min(pause*2, 10*time.Second)
 	}

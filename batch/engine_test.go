@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -289,6 +291,56 @@ func TestSendAsksEarlierPendingRowsAgainWhileSending(t *testing.T) {
 	}
 	if again == 0 {
 		t.Error("no earlier row was asked about twice: every one was final when first asked, so the test tested nothing")
+	}
+}
+
+// A round of the earlier rows reads their states after the round before
+// is committed: with no pause between rounds (ResolveBackoff 1 µs), a row
+// settled a moment ago is not read as still pending and recorded again,
+// which the ledger would refuse ("please report this") and the progress
+// would count twice. (A money-safety review's case.)
+func TestSendRoundsReadCommittedStates(t *testing.T) {
+	cfg := aoptest.DefaultConfig()
+	cfg.PendingRate = 1
+	cfg.PendingDelay = 300 * time.Millisecond
+	sb := aoptest.New(cfg)
+	rec := &recorder{h: sb}
+	hs := httptest.NewServer(rec)
+	t.Cleanup(hs.Close)
+	client, err := aop.New(aop.Options{BaseURL: hs.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := openLedger(t)
+	const rows = 400
+	res, err := Ingest(context.Background(), l, writeRows(t, rows), ingestOpts(NoControls()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := res.Batch
+	owner := ledger.NewOwner("test")
+	ctx1, stop1 := context.WithCancel(context.Background())
+	rec.onRecharge = func(n int) {
+		if n >= 40 {
+			stop1()
+		}
+	}
+	e1 := New(l, client, Config{Owner: owner, Rate: 400, Workers: 4, Timeout: 2 * time.Second})
+	if err := e1.Send(ctx1, b); err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	rec.onRecharge = nil
+	var logs syncBuffer
+	e2 := New(l, client, Config{Owner: owner, Rate: 100, Timeout: 2 * time.Second, ResolveBackoff: time.Microsecond,
+		Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err := e2.Send(context.Background(), b); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	if strings.Contains(logs.String(), "refused") {
+		t.Errorf("the ledger refused an outcome:\n%s", logs.String())
+	}
+	if n := e2.Progress().Success.Load(); n > rows {
+		t.Errorf("progress counts %d successes of %d rows", n, rows)
 	}
 }
 

@@ -56,6 +56,8 @@ func (p *pool) submit(j job) {
 		}
 		p.mu.Lock()
 		if p.size < min(p.max, p.want()) {
+			// Another feeder may take the new worker first: this job then
+			// waits like any other, asking want() again.
 			p.size++
 			p.wg.Add(1)
 			go func() {
@@ -64,9 +66,6 @@ func (p *pool) submit(j job) {
 					p.work(j)
 				}
 			}()
-			p.mu.Unlock()
-			p.jobs <- j
-			return
 		}
 		p.mu.Unlock()
 		if tick == nil {
