@@ -694,6 +694,13 @@ func (e *Engine) deliver(ctx, wctx context.Context, w ledger.Writer, row ledger.
 		if why == "" {
 			var err error
 			if tk, err = e.take(wctx); err == nil {
+				// Its requests so far got no decision (not sent, or 429):
+				// if its operator went down meanwhile, it is held, unsent.
+				if e.held(row.Operator) {
+					e.untake(tk)
+					e.hold(w, row)
+					return
+				}
 				if !e.stopping() && e.leaseOK() {
 					continue
 				}
