@@ -1,17 +1,19 @@
 package batch
 
 import (
+	"math"
 	"sync"
 	"time"
 )
 
 // The 429 policy. A 429 is never a row's outcome: its request waits the
 // provider's Retry-After and goes again (RetryPolicy). The send rate is
-// lowered only when 429s persist: more than throttleShare of the answers
-// (and at least throttleMin of them) two seconds in a row, or twice that
-// share in one; at a low rate, a quarter of them (at least throttleFew) two
-// seconds in a row. Fewer than throttleMin 429s in a second are chance at
-// 1-2%: 3 of 20 or 50 answers came by chance within minutes. A provider
+// lowered only when 429s persist: more than throttleShare of the answers,
+// and more than 2% of 429s would give by chance (see observe), two seconds
+// in a row, or twice that share in one. A fixed least count does not fit
+// every rate: with 3, chance 429s at 2% lowered 20/s and 50/s runs within
+// minutes; with 8, a provider taking 25/s under --rate 30 (5 429s a
+// second) was never followed. A provider
 // throttling above N requests/s then answers 429 to about (rate-N)/rate
 // of them, and the rate is set to what it accepted in that second, a
 // little under N. Scattered 429s (1-2% of answers) never reach the
@@ -21,16 +23,15 @@ import (
 // under the provider's is probed from time to time. The rate never falls
 // below throttleFloor: no collapse to a crawl held for minutes.
 const (
-	throttleWindow   = time.Second
-	throttleShare    = 0.05
-	throttleMin      = 8
-	throttleFew      = 3
-	throttleFewShare = 0.25
-	throttleUnder    = 0.97 // of the accepted rate, after a cut
-	throttleFloor    = 1.0  // requests per second
-	climbClean       = 1.10 // a window without 429s
-	climbSome        = 1.02 // a window with a few, or near the rate last cut at
-	forgetAfter      = 3    // clean windows before that rate is forgotten
+	throttleWindow = time.Second
+	throttleShare  = 0.05
+	throttleFew    = 3    // 429s in a second, at least, for a throttle
+	throttleChance = 0.02 // the share of 429s that comes by chance
+	throttleUnder  = 0.97 // of the accepted rate, after a cut
+	throttleFloor  = 1.0  // requests per second
+	climbClean     = 1.10 // a window without 429s
+	climbSome      = 1.02 // a window with a few, or near the rate last cut at
+	forgetAfter    = 3    // clean windows before that rate is forgotten
 )
 
 // throttle tracks 429s and decides the send rate. Its clock is injected.
@@ -97,8 +98,14 @@ func (t *throttle) observe(throttled bool, lat time.Duration) (rate float64, cha
 	// Over: more than throttleShare, and too many 429s for chance. At a
 	// low rate a second holds a few answers only: there a quarter of them,
 	// at least throttleFew, two seconds in a row.
-	over := t.th >= throttleMin && share > throttleShare || t.th >= throttleFew && share > throttleFewShare
-	persist := t.th >= throttleMin && share > 2*throttleShare || over && t.over
+	// Over: more than throttleShare of the answers, and more 429s than
+	// chance gives at throttleChance (1-2% of scattered 429s must cost only
+	// their share, at any rate): its mean plus 2.5 standard deviations for
+	// two seconds running, or plus 4 in one second over twice the share.
+	chance := throttleChance * float64(t.answers)
+	th := float64(t.th)
+	over := t.th >= throttleFew && share > throttleShare && th > chance+2.5*math.Sqrt(chance)+1
+	persist := over && t.over || share > 2*throttleShare && th > chance+4*math.Sqrt(chance)+2
 	t.over = over
 	switch {
 	case t.over && !persist:
