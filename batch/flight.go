@@ -21,9 +21,14 @@ func (e *Engine) take(ctx context.Context) (ticket, error) {
 	return tk, nil
 }
 
-// untake gives back a slot and token taken for a request that did not go.
+// untake gives back the in-flight slot and the one-second window's place
+// taken for a request that did not go, and leaves it out of the requests
+// let through (the achieved rate, the concurrency controller). The token
+// bucket's token is spent: a row held or stopped after its wait costs the
+// rate one request.
 func (e *Engine) untake(tk ticket) {
 	e.lim.done(tk, time.Time{})
+	e.lim.granted.Add(-1)
 	e.gate.release()
 }
 
