@@ -227,6 +227,38 @@ func TestSendEnquiresEarlierRowsMeanwhile(t *testing.T) {
 	}
 }
 
+// interruptedRun ingests rows into a fresh ledger and sends them through
+// the sandbox cfg (behind a recorder) with run, stopping it once the
+// provider has seen stopAt Recharges: the earlier run the next Send finds.
+func interruptedRun(t *testing.T, cfg aoptest.Config, rows, stopAt int, run Config) (*recorder, *aop.Client, ledger.Store, ledger.Batch, ledger.Owner) {
+	t.Helper()
+	rec := &recorder{h: aoptest.New(cfg)}
+	hs := httptest.NewServer(rec)
+	t.Cleanup(hs.Close)
+	client, err := aop.New(aop.Options{BaseURL: hs.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := openLedger(t)
+	res, err := Ingest(context.Background(), l, writeRows(t, rows), ingestOpts(NoControls()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	rec.onRecharge = func(n int) {
+		if n >= stopAt {
+			stop()
+		}
+	}
+	run.Owner, run.Timeout = ledger.NewOwner("test"), 2*time.Second
+	if err := New(l, client, run).Send(ctx, res.Batch); err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	rec.onRecharge = nil
+	return rec, client, l, res.Batch, run.Owner
+}
+
 // Rows an earlier run left pending are asked about again while the send
 // phase lasts, not once and then only after it: pending at the provider
 // when the second run starts, final 1.5 s after they were sent, they are
@@ -235,32 +267,7 @@ func TestSendAsksEarlierPendingRowsAgainWhileSending(t *testing.T) {
 	cfg := aoptest.DefaultConfig()
 	cfg.PendingRate = 1
 	cfg.PendingDelay = 1500 * time.Millisecond
-	sb := aoptest.New(cfg)
-	rec := &recorder{h: sb}
-	hs := httptest.NewServer(rec)
-	t.Cleanup(hs.Close)
-	client, err := aop.New(aop.Options{BaseURL: hs.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := openLedger(t)
-	res, err := Ingest(context.Background(), l, writeRows(t, 220), ingestOpts(NoControls()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := res.Batch
-	owner := ledger.NewOwner("test")
-	ctx1, stop1 := context.WithCancel(context.Background())
-	rec.onRecharge = func(n int) {
-		if n >= 20 {
-			stop1()
-		}
-	}
-	e1 := New(l, client, Config{Owner: owner, Rate: 200, Workers: 1, Timeout: 2 * time.Second})
-	if err := e1.Send(ctx1, b); err != nil {
-		t.Fatalf("first run: %v", err)
-	}
-	rec.onRecharge = nil
+	rec, client, l, b, owner := interruptedRun(t, cfg, 220, 20, Config{Rate: 200, Workers: 1})
 	earlier, err := l.Page(context.Background(), b.Seq, ledger.StatePending, 0, 100)
 	if err != nil || len(earlier) < 15 {
 		t.Fatalf("setup: %d rows pending after the first run (%v), want about 20", len(earlier), err)
@@ -303,33 +310,8 @@ func TestSendRoundsReadCommittedStates(t *testing.T) {
 	cfg := aoptest.DefaultConfig()
 	cfg.PendingRate = 1
 	cfg.PendingDelay = 300 * time.Millisecond
-	sb := aoptest.New(cfg)
-	rec := &recorder{h: sb}
-	hs := httptest.NewServer(rec)
-	t.Cleanup(hs.Close)
-	client, err := aop.New(aop.Options{BaseURL: hs.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := openLedger(t)
 	const rows = 400
-	res, err := Ingest(context.Background(), l, writeRows(t, rows), ingestOpts(NoControls()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := res.Batch
-	owner := ledger.NewOwner("test")
-	ctx1, stop1 := context.WithCancel(context.Background())
-	rec.onRecharge = func(n int) {
-		if n >= 40 {
-			stop1()
-		}
-	}
-	e1 := New(l, client, Config{Owner: owner, Rate: 400, Workers: 4, Timeout: 2 * time.Second})
-	if err := e1.Send(ctx1, b); err != nil {
-		t.Fatalf("first run: %v", err)
-	}
-	rec.onRecharge = nil
+	_, client, l, b, owner := interruptedRun(t, cfg, rows, 40, Config{Rate: 400, Workers: 4})
 	var logs syncBuffer
 	e2 := New(l, client, Config{Owner: owner, Rate: 100, Timeout: 2 * time.Second, ResolveBackoff: time.Microsecond,
 		Log: slog.New(slog.NewTextHandler(&logs, nil))})

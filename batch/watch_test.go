@@ -177,21 +177,11 @@ func TestThrottledRunWarnsWhileRowsWaitOutRetryAfter(t *testing.T) {
 	rateWarnLate = time.Second // with the 5 s the rate is first judged over
 	cfg := aoptest.DefaultConfig()
 	cfg.LimitRPS = 5
-	ts := aoptest.NewServer(cfg)
-	t.Cleanup(ts.Close)
-	client, err := aop.New(aop.Options{BaseURL: ts.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := openLedger(t)
-	res, err := Ingest(context.Background(), l, writeRows(t, 40), ingestOpts(NoControls()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, l, b := sandboxBatch(t, cfg, 40)
 	var logs syncBuffer
 	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Rate: 200, Timeout: 2 * time.Second,
 		Log: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err := e.Send(context.Background(), res.Batch); err != nil {
+	if err := e.Send(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Count(logs.String(), `msg="sending below --rate"`); got != 1 {
@@ -226,6 +216,21 @@ func (s *syncBuffer) String() string {
 func TestAchievedRateLeavesOutTheLastAnswersLatency(t *testing.T) {
 	cfg := aoptest.DefaultConfig()
 	cfg.Latency = 500 * time.Millisecond
+	client, l, b := sandboxBatch(t, cfg, 40)
+	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Rate: 40, Timeout: 5 * time.Second})
+	if err := e.Send(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	st := e.Stats()
+	if st.SendPhase < 1400*time.Millisecond || st.AchievedRate < 36 || st.AchievedRate > 44 {
+		t.Errorf("send phase %s at %.1f/s, want about 1.5 s at about 40/s", st.SendPhase, st.AchievedRate)
+	}
+}
+
+// sandboxBatch starts a sandbox with cfg and records rows into a fresh
+// ledger: a client for it, the ledger and the batch to send.
+func sandboxBatch(t *testing.T, cfg aoptest.Config, rows int) (*aop.Client, ledger.Store, ledger.Batch) {
+	t.Helper()
 	ts := aoptest.NewServer(cfg)
 	t.Cleanup(ts.Close)
 	client, err := aop.New(aop.Options{BaseURL: ts.URL})
@@ -233,16 +238,9 @@ func TestAchievedRateLeavesOutTheLastAnswersLatency(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := openLedger(t)
-	res, err := Ingest(context.Background(), l, writeRows(t, 40), ingestOpts(NoControls()))
+	res, err := Ingest(context.Background(), l, writeRows(t, rows), ingestOpts(NoControls()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Rate: 40, Timeout: 5 * time.Second})
-	if err := e.Send(context.Background(), res.Batch); err != nil {
-		t.Fatal(err)
-	}
-	st := e.Stats()
-	if st.SendPhase < 1400*time.Millisecond || st.AchievedRate < 36 || st.AchievedRate > 44 {
-		t.Errorf("send phase %s at %.1f/s, want about 1.5 s at about 40/s", st.SendPhase, st.AchievedRate)
-	}
+	return client, l, res.Batch
 }
