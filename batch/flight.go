@@ -21,11 +21,11 @@ func (e *Engine) take(ctx context.Context) (ticket, error) {
 	return tk, nil
 }
 
-// untake gives back the in-flight slot and the one-second window's place
-// taken for a request that did not go, and leaves it out of the requests
-// let through (the achieved rate, the concurrency controller). The token
-// bucket's token is spent: a row held or stopped after its wait costs the
-// rate one request.
+// untake gives back the in-flight slot taken for a request that did not
+// go, and leaves it out of the requests let through (the achieved rate,
+// the concurrency controller). Its token and its place in the one-second
+// window stay spent: a row held or stopped after its wait costs the rate
+// one request.
 func (e *Engine) untake(tk ticket) {
 	e.lim.done(tk, time.Time{})
 	e.lim.granted.Add(-1)
@@ -172,12 +172,11 @@ func (e *Engine) Stats() RunStats {
 		// The rate requests went out at: up to the last one let through,
 		// not its answer, which against a slow provider adds its latency
 		// (2 s of a 7 s phase at 2 s latency: 54.7/s of 100/s).
-		span := r.SendPhase
+		// n requests from the phase's start to the last make n-1 gaps.
 		if last := e.lim.lastAt.Load(); n > 1 && last > began && last < end {
-			span = time.Duration(last - began)
-		}
-		if span > 0 {
-			r.AchievedRate = float64(n) / span.Seconds()
+			r.AchievedRate = float64(n-1) / time.Duration(last-began).Seconds()
+		} else if r.SendPhase > 0 {
+			r.AchievedRate = float64(n) / r.SendPhase.Seconds()
 		}
 	}
 	return r

@@ -182,14 +182,6 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 			}
 			return
 		}
-		if e.held(row.Operator) {
-			// Its operator is down: sent again now it would fail. It stays
-			// unknown (not recorded there), and a later run or resolve
-			// asks and sends it once the operator is back.
-			e.record(w, ledger.Update{Line: row.Line, Code: -1, Attempt: a,
-				Message: fmt.Sprintf("not at the provider; operator %d is down: sent again once it is back", row.Operator)})
-			return
-		}
 		e.record(w, ledger.Update{Line: row.Line, Code: -1, Attempt: a})
 		// The provider never recorded it: sending again under the SAME
 		// referenceid is safe, since a duplicate would answer 18.

@@ -16,7 +16,7 @@ import (
 // second) was never followed. A provider
 // throttling above N requests/s then answers 429 to about (rate-N)/rate
 // of them, and the rate is set to what it accepted in that second, a
-// little under N. Scattered 429s (1-2% of answers) never reach the
+// little under N. Scattered 429s (1-2% of answers) almost never reach the
 // threshold and cost only their own retries. Each second without a cut
 // the rate climbs back (by 10%, or 3% while some 429s still come) to the
 // configured one, so a throttle that lifts is followed up and a rate just
@@ -95,17 +95,16 @@ func (t *throttle) observe(throttled bool, lat time.Duration) (rate float64, cha
 	}
 
 	share := float64(t.th) / float64(t.answers)
-	// Over: more than throttleShare, and too many 429s for chance. At a
-	// low rate a second holds a few answers only: there a quarter of them,
-	// at least throttleFew, two seconds in a row.
 	// Over: more than throttleShare of the answers, and more 429s than
-	// chance gives at throttleChance (1-2% of scattered 429s must cost only
-	// their share, at any rate): its mean plus 2.5 standard deviations for
-	// two seconds running, or plus 4 in one second over twice the share.
+	// chance gives at throttleChance (scattered 429s must cost only their
+	// share): its mean plus 3.5 standard deviations, two seconds running,
+	// or plus 6 in one second over twice the share. By the binomial tail,
+	// 2% of chance 429s then lower the rate (for seconds) in at most about
+	// 4% of 8-hour nights at any rate from 10/s; with 2.5 and 4, in 17-92%.
 	chance := throttleChance * float64(t.answers)
 	th := float64(t.th)
-	over := t.th >= throttleFew && share > throttleShare && th > chance+2.5*math.Sqrt(chance)+1
-	persist := over && t.over || share > 2*throttleShare && th > chance+4*math.Sqrt(chance)+2
+	over := t.th >= throttleFew && share > throttleShare && th > chance+3.5*math.Sqrt(chance)+1
+	persist := over && t.over || share > 2*throttleShare && th > chance+6*math.Sqrt(chance)+2
 	t.over = over
 	switch {
 	case t.over && !persist:
@@ -159,8 +158,6 @@ func (t *throttle) observe(throttled bool, lat time.Duration) (rate float64, cha
 	return t.rate, t.rate != old
 }
 
-// state returns the 429s answered in the run and the lowest rate set (0
-// if never lowered).
 // accepted is what the provider took, requests/s, in the window that last
 // lowered the rate; 0 when none did lately.
 func (t *throttle) accepted() float64 {
@@ -169,6 +166,8 @@ func (t *throttle) accepted() float64 {
 	return t.plateau
 }
 
+// state returns the 429s answered in the run and the lowest rate set (0
+// if never lowered).
 func (t *throttle) state() (throttled int64, lowest float64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -294,9 +294,9 @@ type Summary struct {
 	header []string
 	loc    *time.Location
 	recon  *reconState
-	// stopCode is the code of the batch's last Recharge answer when it is
-	// one that stops a run for the whole account (accountStops): rows left
-	// unsent then wait for that fix, not only for a rerun.
+	// stopCode is the code of the account-stop answer (accountStops) the
+	// batch's last run stopped on, or 0: rows left unsent then wait for
+	// that fix, not only for a rerun.
 	stopCode int
 }
 
@@ -464,7 +464,11 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 func (s *Summary) timing(ctx context.Context, l ledger.Reader) error {
 	var first, last time.Time
 	var lat []int32
-	lastCode := -1
+	// The run stopped on an account-stop answer when the latest of them
+	// came after every request was sent: requests in flight then may
+	// answer later, but none goes after it.
+	var stopAnswer time.Time
+	stopCode := -1
 	err := l.EachAttempt(ctx, s.seq, func(a *ledger.AttemptRow) error {
 		if a.Kind != "recharge" {
 			s.Throughput.StatusEnquiries++
@@ -474,8 +478,11 @@ func (s *Summary) timing(ctx context.Context, l ledger.Reader) error {
 		if first.IsZero() || a.At.Before(first) {
 			first = a.At
 		}
-		if !a.At.Before(last) {
-			last, lastCode = a.At, a.Code
+		if a.At.After(last) {
+			last = a.At
+		}
+		if _, ok := accountStops[a.Code]; ok && !a.At.Add(a.Latency).Before(stopAnswer) {
+			stopAnswer, stopCode = a.At.Add(a.Latency), a.Code
 		}
 		ms := a.Latency.Milliseconds()
 		lat = append(lat, int32(min(ms, 1<<31-1)))
@@ -485,8 +492,8 @@ func (s *Summary) timing(ctx context.Context, l ledger.Reader) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := accountStops[lastCode]; ok {
-		s.stopCode = lastCode
+	if stopCode >= 0 && !last.After(stopAnswer) {
+		s.stopCode = stopCode
 	}
 	if !first.IsZero() {
 		f, la := first.In(s.loc), last.In(s.loc)

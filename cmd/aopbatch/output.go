@@ -99,11 +99,15 @@ type summaryOut struct {
 	mu    sync.Mutex
 	w     io.Writer
 	wrote bool
+	bared bool // a bare summary went out: nothing follows it
 }
 
 func (o *summaryOut) Write(p []byte) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.bared {
+		return len(p), nil
+	}
 	o.wrote = true
 	return o.w.Write(p)
 }
@@ -116,7 +120,7 @@ func (o *summaryOut) bare(code int, errMsg string) {
 	if o.wrote {
 		return
 	}
-	o.wrote = true
+	o.wrote, o.bared = true, true
 	args := []any{"exit_code", code}
 	if errMsg != "" {
 		args = append(args, "error", errMsg)

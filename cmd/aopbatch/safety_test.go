@@ -487,7 +487,7 @@ func TestOperatorDownHoldsRowsWaitingForTheRate(t *testing.T) {
 	db, csvPath := batchFiles(t)
 	rows := goodRows(150, "W") // operators 311, 12, 27 in turn
 	writeCSV(t, csvPath, rows)
-	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--rate", "100", "--burst", "1", "--workers", "32", "--hold-after", "3")...)
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--rate", "50", "--burst", "1", "--workers", "32", "--hold-after", "3")...)
 	if p.code != 3 {
 		t.Fatalf("exit %d, want 3 (held rows remain)\n%s", p.code, p.stderr)
 	}
@@ -503,10 +503,11 @@ func TestOperatorDownHoldsRowsWaitingForTheRate(t *testing.T) {
 			failed++
 		}
 	}
-	// 3 answers decide the hold; at 100/s with no latency at most one
-	// more of the operator's rows is out by then.
-	if failed < 3 || failed > 5 || held+failed != 50 {
-		t.Errorf("operator 12: %d failed, %d held; want 3-5 failed and the rest held", failed, held)
+	// 3 answers decide the hold; its rows go 60 ms apart at 50/s, so one
+	// or two more may be out by then on a loaded machine (without the
+	// check after the wait, about 13 fail).
+	if failed < 3 || failed > 6 || held+failed != 50 {
+		t.Errorf("operator 12: %d failed, %d held; want 3-6 failed and the rest held", failed, held)
 	}
 	if n := sb.Stats().Recharges; n != int64(100+failed) {
 		t.Errorf("the provider saw %d recharges, want %d: the other operators' 100 and the %d that failed", n, 100+failed, failed)
