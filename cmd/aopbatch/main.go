@@ -55,10 +55,11 @@ func main() {
 		// The ledger stays consistent: its commits are atomic, and rows
 		// left inflight are checked with the provider on the next run.
 		notice("second signal: exiting now; run again to resume")
+		code := exitIncomplete
 		if f := lastWords.Load(); f != nil {
-			(*f)()
+			code = (*f)()
 		}
-		os.Exit(exitIncomplete)
+		os.Exit(code)
 	}()
 	if os.Getenv("GOGC") == "" {
 		// A run's live heap is a few MB whatever the file's size, so letting
@@ -115,8 +116,9 @@ func codeOf(err error) int {
 var notices atomic.Pointer[slog.Logger]
 
 // lastWords, when set, is called before a second signal ends the process
-// at once: a run with JSON logs writes its summary line there.
-var lastWords atomic.Pointer[func()]
+// at once, and gives its exit code: a run with JSON logs writes its
+// summary line there, or keeps the code of the one it wrote.
+var lastWords atomic.Pointer[func() int]
 
 // notice tells the person at the terminal (or the log) what a signal does.
 func notice(msg string, args ...any) {

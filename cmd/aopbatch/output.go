@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -100,6 +101,7 @@ type summaryOut struct {
 	w     io.Writer
 	wrote bool
 	bared bool // a bare summary went out: nothing follows it
+	code  int  // the exit code the summary written gives
 }
 
 func (o *summaryOut) Write(p []byte) (int, error) {
@@ -109,23 +111,30 @@ func (o *summaryOut) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	o.wrote = true
+	var sum struct {
+		ExitCode int `json:"exit_code"`
+	}
+	if json.Unmarshal(p, &sum) == nil {
+		o.code = sum.ExitCode
+	}
 	return o.w.Write(p)
 }
 
 // bare writes a summary with the exit code and error only, unless one
-// was written.
-func (o *summaryOut) bare(code int, errMsg string) {
+// was written, and returns the exit code the summary on stdout gives.
+func (o *summaryOut) bare(code int, errMsg string) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.wrote {
-		return
+		return o.code
 	}
-	o.wrote, o.bared = true, true
+	o.wrote, o.bared, o.code = true, true, code
 	args := []any{"exit_code", code}
 	if errMsg != "" {
 		args = append(args, "error", errMsg)
 	}
 	slog.New(slog.NewJSONHandler(o.w, nil)).Log(context.Background(), summaryLevel(code), "run summary", args...)
+	return code
 }
 
 // summaryLevel is a run summary's level: INFO for exit 0, WARN for 2,

@@ -70,3 +70,24 @@ func TestProgressLineNumbers(t *testing.T) {
 		}
 	}
 }
+
+// With JSON logs stdout carries one summary: a bare one (a second
+// signal) only when none was written, and the exit code is the one the
+// summary on stdout gives.
+func TestSummaryOutOneLine(t *testing.T) {
+	var b bytes.Buffer
+	o := &summaryOut{w: &b}
+	_, _ = o.Write([]byte(`{"msg":"run summary","exit_code":2}` + "\n"))
+	if code := o.bare(3, "second signal"); code != 2 || strings.Count(b.String(), "\n") != 1 {
+		t.Errorf("after a full summary: bare gave %d, stdout %q; want 2 and the one line", code, b.String())
+	}
+	b.Reset()
+	o = &summaryOut{w: &b}
+	if code := o.bare(3, "second signal"); code != 3 {
+		t.Errorf("bare first: gave %d, want 3", code)
+	}
+	_, _ = o.Write([]byte(`{"msg":"run summary","exit_code":0}` + "\n"))
+	if strings.Count(b.String(), "\n") != 1 || !strings.Contains(b.String(), `"exit_code":3`) {
+		t.Errorf("a summary after the bare one: stdout %q, want the bare one only", b.String())
+	}
+}

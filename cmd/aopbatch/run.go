@@ -71,15 +71,15 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	// With JSON logs stdout's one line is the run summary, whatever the
 	// end: a run that could not start, or a second signal, writes one too.
 	out := &summaryOut{w: stdout}
-	bye := func() {
-		out.bare(exitIncomplete, "second signal: exited at once; run again to resume (rows in flight are checked with the provider first)")
+	bye := func() int {
+		return out.bare(exitIncomplete, "second signal: exited at once; run again to resume (rows in flight are checked with the provider first)")
 	}
 	lastWords.Store(&bye)
 	defer lastWords.Store(nil)
 	return f.logs.run(stderr, func(log *slog.Logger) error {
 		err := f.run(ctx, log, out, stderr)
 		if err != nil {
-			out.bare(codeOf(err), errText(err))
+			_ = out.bare(codeOf(err), errText(err))
 		}
 		return err
 	})
