@@ -18,9 +18,15 @@ build:
 # -json through .ci/testfmt shows progress as it goes: a line per package,
 # a failing test's output as soon as it fails, tests slower than 10 s, and
 # every 15 s what is still running. Its exit status is go test's.
+# cmd/aopbatch runs on its own, after the rest: its tests time real
+# processes against a rate (three processes keeping 150/s between them,
+# counted at the sandbox), and with the browser test beside them on two
+# cores the sandbox saw arrivals bunch (163 in a second, where 151-154 is
+# usual).
 test:
 	$(GO) vet $(PKGS) ./.ci/testfmt
-	$(GO) run ./.ci/testfmt $(GO) test -race -count=1 -timeout 15m -json $(PKGS)
+	$(GO) run ./.ci/testfmt $(GO) test -race -count=1 -timeout 15m -json $$($(GO) list $(PKGS) | grep -v '/cmd/aopbatch$$')
+	$(GO) run ./.ci/testfmt $(GO) test -race -count=1 -timeout 15m -json ./cmd/aopbatch
 
 # Builds bin/aopbatch first, so the commands the demo ends with run as
 # printed.
