@@ -696,9 +696,8 @@ func (e *Engine) deliver(ctx, wctx context.Context, w ledger.Writer, row ledger.
 			if tk, err = e.take(wctx); err == nil {
 				// Its requests so far got no decision (not sent, or 429):
 				// if its operator went down meanwhile, it is held, unsent.
-				if e.held(row.Operator) {
+				if e.hold(w, row) {
 					e.untake(tk)
-					e.hold(w, row)
 					return
 				}
 				if !e.stopping() && e.leaseOK() {

@@ -55,7 +55,8 @@ func (p *pool) submit(j job) {
 		default:
 		}
 		p.mu.Lock()
-		if p.size < min(p.max, p.want()) {
+		full := p.size >= p.max
+		if !full && p.size < p.want() {
 			// Another feeder may take the new worker first: this job then
 			// waits like any other, asking want() again.
 			p.size++
@@ -68,6 +69,12 @@ func (p *pool) submit(j job) {
 			}()
 		}
 		p.mu.Unlock()
+		if full {
+			// No limit can grow the pool (--workers N keeps every worker
+			// started): wait for one, with no timer per row.
+			p.jobs <- j
+			return
+		}
 		if tick == nil {
 			tick = time.NewTimer(wantEvery)
 			defer tick.Stop()
