@@ -233,17 +233,7 @@ func TestSendEnquiresEarlierRowsMeanwhile(t *testing.T) {
 func interruptedRun(t *testing.T, cfg aoptest.Config, rows, stopAt int, run Config) (*recorder, *aop.Client, ledger.Store, ledger.Batch, ledger.Owner) {
 	t.Helper()
 	rec := &recorder{h: aoptest.New(cfg)}
-	hs := httptest.NewServer(rec)
-	t.Cleanup(hs.Close)
-	client, err := aop.New(aop.Options{BaseURL: hs.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := openLedger(t)
-	res, err := Ingest(context.Background(), l, writeRows(t, rows), ingestOpts(NoControls()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, l, b := servedBatch(t, rec, rows)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	rec.onRecharge = func(n int) {
@@ -252,11 +242,11 @@ func interruptedRun(t *testing.T, cfg aoptest.Config, rows, stopAt int, run Conf
 		}
 	}
 	run.Owner, run.Timeout = ledger.NewOwner("test"), 2*time.Second
-	if err := New(l, client, run).Send(ctx, res.Batch); err != nil {
+	if err := New(l, client, run).Send(ctx, b); err != nil {
 		t.Fatalf("first run: %v", err)
 	}
 	rec.onRecharge = nil
-	return rec, client, l, res.Batch, run.Owner
+	return rec, client, l, b, run.Owner
 }
 
 // Rows an earlier run left pending are asked about again while the send
@@ -343,23 +333,13 @@ func TestRowWaitingToRetryIsHeldWithItsOperator(t *testing.T) {
 			sb.SetFaults(aoptest.Faults{})
 		}
 	}
-	hs := httptest.NewServer(rec)
-	t.Cleanup(hs.Close)
-	client, err := aop.New(aop.Options{BaseURL: hs.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := openLedger(t)
-	res, err := Ingest(context.Background(), l, writeRows(t, 100), ingestOpts(NoControls()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, l, b := servedBatch(t, rec, 100)
 	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Rate: 200, Timeout: time.Second, HoldAfter: 3})
-	if err := e.Send(context.Background(), res.Batch); err != nil {
+	if err := e.Send(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
 	failed, held := 0, 0
-	err = l.EachRow(context.Background(), res.Batch.Seq, func(r *ledger.Row) error {
+	err := l.EachRow(context.Background(), b.Seq, func(r *ledger.Row) error {
 		if r.Operator != 1 {
 			return nil
 		}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -231,9 +233,16 @@ func TestAchievedRateLeavesOutTheLastAnswersLatency(t *testing.T) {
 // ledger: a client for it, the ledger and the batch to send.
 func sandboxBatch(t *testing.T, cfg aoptest.Config, rows int) (*aop.Client, ledger.Store, ledger.Batch) {
 	t.Helper()
-	ts := aoptest.NewServer(cfg)
-	t.Cleanup(ts.Close)
-	client, err := aop.New(aop.Options{BaseURL: ts.URL})
+	return servedBatch(t, aoptest.New(cfg), rows)
+}
+
+// servedBatch serves h on loopback and records rows into a fresh ledger:
+// a client for h, the ledger and the batch to send.
+func servedBatch(t *testing.T, h http.Handler, rows int) (*aop.Client, ledger.Store, ledger.Batch) {
+	t.Helper()
+	hs := httptest.NewServer(h)
+	t.Cleanup(hs.Close)
+	client, err := aop.New(aop.Options{BaseURL: hs.URL})
 	if err != nil {
 		t.Fatal(err)
 	}

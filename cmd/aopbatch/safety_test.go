@@ -448,19 +448,7 @@ func TestOperatorDownHoldsItsRowsOnly(t *testing.T) {
 	if p.code != 3 {
 		t.Fatalf("exit %d, want 3 (held rows remain)\n%s", p.code, p.stderr)
 	}
-	_, byRef, _ := ledgerRows(t, db)
-	held, failed := 0, 0
-	for _, r := range rows {
-		got := byRef[r.ref].State
-		switch {
-		case r.operator != "12" && got != ledger.StateSuccess:
-			t.Errorf("ref %s (operator %s): %s, want success", r.ref, r.operator, got)
-		case r.operator == "12" && got == ledger.StateHeld:
-			held++
-		case r.operator == "12" && got == ledger.StateFailed:
-			failed++
-		}
-	}
+	held, failed := downOperatorRows(t, db, rows, "12")
 	if failed < 3 || failed > 6 || held+failed != 100 {
 		t.Errorf("operator 12: %d failed, %d held; want 3-6 failed (then held) and the rest held", failed, held)
 	}
@@ -468,7 +456,7 @@ func TestOperatorDownHoldsItsRowsOnly(t *testing.T) {
 	if p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL)...); p.code != 2 {
 		t.Fatalf("rerun exit %d, want 2 (the few failed rows stay failed)\n%s", p.code, p.stderr)
 	}
-	_, byRef, _ = ledgerRows(t, db)
+	_, byRef, _ := ledgerRows(t, db)
 	for _, r := range rows {
 		if byRef[r.ref].State == ledger.StateHeld {
 			t.Errorf("ref %s still held after the operator came back", r.ref)
@@ -491,18 +479,7 @@ func TestOperatorDownHoldsRowsWaitingForTheRate(t *testing.T) {
 	if p.code != 3 {
 		t.Fatalf("exit %d, want 3 (held rows remain)\n%s", p.code, p.stderr)
 	}
-	_, byRef, _ := ledgerRows(t, db)
-	held, failed := 0, 0
-	for _, r := range rows {
-		switch got := byRef[r.ref].State; {
-		case r.operator != "12" && got != ledger.StateSuccess:
-			t.Errorf("ref %s (operator %s): %s, want success", r.ref, r.operator, got)
-		case r.operator == "12" && got == ledger.StateHeld:
-			held++
-		case r.operator == "12" && got == ledger.StateFailed:
-			failed++
-		}
-	}
+	held, failed := downOperatorRows(t, db, rows, "12")
 	// 3 answers decide the hold; its rows go 60 ms apart at 50/s, so one
 	// or two more may be out by then on a loaded machine (without the
 	// check after the wait, about 13 fail).
@@ -512,6 +489,25 @@ func TestOperatorDownHoldsRowsWaitingForTheRate(t *testing.T) {
 	if n := sb.Stats().Recharges; n != int64(100+failed) {
 		t.Errorf("the provider saw %d recharges, want %d: the other operators' 100 and the %d that failed", n, 100+failed, failed)
 	}
+}
+
+// downOperatorRows counts the rows of operator down held and failed in
+// the ledger at db, failing the test for any row of another operator that
+// did not succeed.
+func downOperatorRows(t *testing.T, db string, rows []sampleRow, down string) (held, failed int) {
+	t.Helper()
+	_, byRef, _ := ledgerRows(t, db)
+	for _, r := range rows {
+		switch got := byRef[r.ref].State; {
+		case r.operator != down && got != ledger.StateSuccess:
+			t.Errorf("ref %s (operator %s): %s, want success", r.ref, r.operator, got)
+		case r.operator == down && got == ledger.StateHeld:
+			held++
+		case r.operator == down && got == ledger.StateFailed:
+			failed++
+		}
+	}
+	return held, failed
 }
 
 // TestResolveTheMorningAfter: rows still pending when run gives up are
