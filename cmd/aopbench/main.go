@@ -100,6 +100,7 @@ type config struct {
 	Only       []string      // sections to run; empty means all
 	Providers  bool          // only the provider sections
 	CPUProfile string        // AOPBATCH_CPUPROFILE for the throughput run
+	Rounds     int           // throughput runs, each between two bare-client runs
 	Strict     bool          // return an error when a target is missed
 	Progress   io.Writer     // what the harness is doing; nil discards it
 }
@@ -113,12 +114,16 @@ func defaultConfig() config {
 		RowsLarge:  1_000_000,
 		Rates:      []float64{50, 500, 2000},
 		RateWindow: 10 * time.Second,
+		Rounds:     3,
 	}
 }
 
 func main() {
 	if report := os.Getenv(launchEnv); report != "" {
 		os.Exit(launch(report, os.Args[1:]))
+	}
+	if os.Getenv(bareEnv) != "" {
+		os.Exit(bareMain(os.Args[1:]))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -156,6 +161,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.RateWindow, "rate-window", cfg.RateWindow, "how long each adherence run sends (it gets rate × this many rows)")
 	only := fs.String("only", "", "comma-separated sections to run: "+strings.Join(allSections, ","))
 	fs.BoolVar(&cfg.Providers, "providers", false, "run only the sections against a realistic provider ("+strings.Join(providerSections, ",")+"), about 4 minutes; with -scale 0.2 about 1")
+	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "throughput runs of aopbatch, each between two runs of the bare client; the ratios are their medians")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile-run", "", "write a CPU profile of the throughput run's aopbatch to this file")
 	fs.BoolVar(&cfg.Strict, "strict", false, "exit 1 when a target is missed")
 	if err := fs.Parse(args); err != nil {
@@ -255,38 +261,16 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	loadBefore := loadAverage()
 	began := time.Now()
 
-	// The ceiling is measured before and after the engine, and the engine
-	// compared with their mean: on a shared machine a single bare run
-	// swings by a fifth, and load that changes during the engine's run
-	// shows as the two differing.
-	var ceilings []ceilingRun
-	measureCeiling := func() error {
+	if sel[secEngine] {
+		if err := b.engine(ctx, sel[secCeiling]); err != nil {
+			return fmt.Errorf("engine: %w", err)
+		}
+	} else if sel[secCeiling] {
 		c, err := b.ceiling(ctx)
 		if err != nil {
 			return fmt.Errorf("ceiling: %w", err)
 		}
-		ceilings = append(ceilings, c)
-		return nil
-	}
-	if sel[secCeiling] {
-		if err := measureCeiling(); err != nil {
-			return err
-		}
-	}
-	if sel[secEngine] {
-		after := func() (ceilingRun, error) {
-			if !sel[secCeiling] {
-				return ceilingRun{}, nil
-			}
-			if err := measureCeiling(); err != nil {
-				return ceilingRun{}, err
-			}
-			return ceilingRun{perSec: (ceilings[0].perSec + ceilings[1].perSec) / 2,
-				cpuPerReq: (ceilings[0].cpuPerReq + ceilings[1].cpuPerReq) / 2}, nil
-		}
-		if err := b.engine(ctx, after); err != nil {
-			return fmt.Errorf("engine: %w", err)
-		}
+		b.addCeilings([]ceilingRun{c})
 	}
 	if sel[secRSS] || sel[secResume] || sel[secLedger] {
 		if err := b.large(ctx, sel); err != nil {
@@ -381,7 +365,12 @@ type ceilingRun struct {
 }
 
 // ceiling posts RowsRun Recharge bodies with a bare net/http client, the
-// way aopbatch would but with nothing else to do.
+// way aopbatch would but with nothing else to do. The client runs in a
+// process of its own, as aopbatch does: in the sandbox's process its
+// goroutines and the server's shared one scheduler and handed requests to
+// each other without waking another thread, and it swung between 24,000
+// and 36,000 req/s from one run to the next (77 and 53 µs of CPU a
+// request), a speed aopbatch, another process, can never have.
 func (b *bench) ceiling(ctx context.Context) (ceilingRun, error) {
 	n := b.cfg.rows(b.cfg.RowsRun)
 	sb, err := startSandbox(n)
@@ -390,16 +379,66 @@ func (b *bench) ceiling(ctx context.Context) (ceilingRun, error) {
 	}
 	defer sb.close()
 	b.logf("ceiling: bare client, %d requests, %d workers", n, b.cfg.Workers)
+	self, err := os.Executable()
+	if err != nil {
+		return ceilingRun{}, fmt.Errorf("find the bare client: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, self, sb.url, strconv.Itoa(n), strconv.Itoa(b.cfg.Workers))
+	cmd.Env = append(os.Environ(), bareEnv+"=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cpu0 := selfCPU()
+	if err := cmd.Run(); err != nil {
+		return ceilingRun{}, fmt.Errorf("bare client: %w\n%s", err, stderr.String())
+	}
+	sandboxCPU := selfCPU() - cpu0
+	var elapsedNS, cpuNS int64
+	if _, err := fmt.Sscan(stdout.String(), &elapsedNS, &cpuNS); err != nil {
+		return ceilingRun{}, fmt.Errorf("bare client: read %q: %w", stdout.String(), err)
+	}
+	if got := sb.count(); got != n {
+		return ceilingRun{}, fmt.Errorf("bare client: the sandbox saw %d Recharge requests for %d", got, n)
+	}
+	perSec := float64(n) / time.Duration(elapsedNS).Seconds()
+	cpu := (time.Duration(cpuNS) + sandboxCPU) / time.Duration(n)
+	b.logf("ceiling: %s req/s, CPU %s per request with the sandbox's", thousands(perSec), micros(cpu))
+	return ceilingRun{perSec: perSec, cpuPerReq: cpu}, nil
+}
 
-	w := b.cfg.Workers
+// bareEnv, when set, makes this binary the bare client: "URL N WORKERS"
+// posts N Recharge bodies to URL from WORKERS goroutines and prints the
+// nanoseconds it took and the CPU it used.
+const bareEnv = "AOPBENCH_BARE_CLIENT"
+
+func bareMain(args []string) int {
+	if len(args) != 3 {
+		fmt.Fprintln(os.Stderr, "aopbench bare client: want URL N WORKERS")
+		return 2
+	}
+	n, err1 := strconv.Atoi(args[1])
+	w, err2 := strconv.Atoi(args[2])
+	if err := errors.Join(err1, err2); err != nil || n < 1 || w < 1 {
+		fmt.Fprintln(os.Stderr, "aopbench bare client: bad N or WORKERS:", args[1:])
+		return 2
+	}
+	cpu0 := selfCPU()
+	start := time.Now()
+	if err := bareClient(context.Background(), args[0]+aop.PathRecharge, n, w); err != nil {
+		fmt.Fprintln(os.Stderr, "aopbench bare client:", err)
+		return 1
+	}
+	fmt.Println(time.Since(start).Nanoseconds(), (selfCPU() - cpu0).Nanoseconds())
+	return 0
+}
+
+// bareClient posts n Recharge bodies to url from w goroutines over
+// keep-alive connections.
+func bareClient(ctx context.Context, url string, n, w int) error {
 	tr := &http.Transport{MaxIdleConns: w, MaxIdleConnsPerHost: w, IdleConnTimeout: 90 * time.Second}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
-	url := sb.url + aop.PathRecharge
 	var next atomic.Int64
 	errc := make(chan error, w)
-	cpu0 := selfCPU()
-	start := time.Now()
 	var wg sync.WaitGroup
 	for range w {
 		wg.Go(func() {
@@ -421,19 +460,11 @@ func (b *bench) ceiling(ctx context.Context) (ceilingRun, error) {
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	cpu := (selfCPU() - cpu0) / time.Duration(n)
 	close(errc)
 	if err := <-errc; err != nil {
-		return ceilingRun{}, err
+		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return ceilingRun{}, err
-	}
-	perSec := float64(n) / elapsed.Seconds()
-	b.add(fmt.Sprintf("bare client: %d Recharge POSTs, %d workers, keep-alive", n, w),
-		fmt.Sprintf("%s req/s (%.1f s), CPU %s per request with the sandbox's", thousands(perSec), elapsed.Seconds(), micros(cpu)))
-	return ceilingRun{perSec: perSec, cpuPerReq: cpu}, nil
+	return ctx.Err()
 }
 
 func post(ctx context.Context, hc *http.Client, url string, body []byte) error {
@@ -459,54 +490,167 @@ func post(ctx context.Context, hc *http.Client, url string, body []byte) error {
 	return nil
 }
 
-// engine times "aopbatch run" on RowsRun rows with no rate limit.
-func (b *bench) engine(ctx context.Context, ceilingAfter func() (ceilingRun, error)) error {
+// engine times "aopbatch run" on RowsRun rows with no rate limit, Rounds
+// times, and with ceiling each run between two runs of the bare client,
+// comparing it with their mean. This machine's speed is not one speed:
+// within one make bench the bare client measured 24,000-25,500 req/s (77-80
+// µs of CPU a request) in some runs and 34,000-36,500 (51-56 µs) in others,
+// switching within seconds, and aopbatch's runs moved with it (by less). A
+// single pair of runs then gave 0.56 or 0.69 by chance; the median of the
+// rounds, each against its neighbours, does not depend on one switch.
+func (b *bench) engine(ctx context.Context, ceiling bool) error {
 	n := b.cfg.rows(b.cfg.RowsRun)
-	var env []string
-	if b.cfg.CPUProfile != "" {
-		p, err := filepath.Abs(b.cfg.CPUProfile)
+	rounds := max(b.cfg.Rounds, 1)
+	var ceilings []ceilingRun
+	measureCeiling := func() error {
+		if !ceiling {
+			return nil
+		}
+		c, err := b.ceiling(ctx)
+		if err != nil {
+			return fmt.Errorf("ceiling: %w", err)
+		}
+		ceilings = append(ceilings, c)
+		return nil
+	}
+	if err := measureCeiling(); err != nil {
+		return err
+	}
+	var runs []runResult
+	for i := range rounds {
+		var env []string
+		if b.cfg.CPUProfile != "" && i == 0 {
+			p, err := filepath.Abs(b.cfg.CPUProfile)
+			if err != nil {
+				return err
+			}
+			env = append(env, "AOPBATCH_CPUPROFILE="+p)
+		}
+		name := "run"
+		if i > 0 {
+			name = fmt.Sprintf("run%d", i+1)
+		}
+		r, err := b.runFile(ctx, name, n, 0, env)
 		if err != nil {
 			return err
 		}
-		env = append(env, "AOPBATCH_CPUPROFILE="+p)
-	}
-	r, err := b.runFile(ctx, "run", n, 0, env)
-	if err != nil {
-		return err
-	}
-	whole := float64(n) / r.wall.Seconds()
-	b.sqliteWhole = whole
-	b.add(fmt.Sprintf("aopbatch run, %d rows, whole process (ingest included)", n),
-		fmt.Sprintf("%s rows/s (%.1f s)", thousands(whole), r.wall.Seconds()))
-	send := r.sendRate()
-	b.add("  send phase only (first to last Recharge at the sandbox)",
-		fmt.Sprintf("%s rows/s (%.1f s)", thousands(send), r.sendSpan().Seconds()))
-	b.add("  start to first Recharge (ingest, prepare) / last Recharge to exit",
-		fmt.Sprintf("%.2f s / %.2f s", r.firstAt.Seconds(), (r.wall-r.lastAt).Seconds()))
-	b.add("  peak RSS", megabytes(r.maxRSS))
-	cpu := (r.cpu + r.harnessCPU) / time.Duration(n)
-	b.add("  CPU per row, aopbatch's and the sandbox's (whole process)",
-		fmt.Sprintf("%s (%s + %s)", micros(cpu), micros(r.cpu/time.Duration(n)), micros(r.harnessCPU/time.Duration(n))))
-	ceiling, err := ceilingAfter()
-	if err != nil {
-		return err
-	}
-	if ceiling.perSec > 0 {
-		b.add("bare client, mean of the runs before and after the engine",
-			fmt.Sprintf("%s req/s, CPU %s per request", thousands(ceiling.perSec), micros(ceiling.cpuPerReq)))
-		ratio := whole / ceiling.perSec
-		b.check("engine whole process / bare client", fmt.Sprintf("%.2f", ratio),
-			fmt.Sprintf("≥ %.2f", targetEngineRatio), ratio >= targetEngineRatio)
-		sr := send / ceiling.perSec
-		b.check("engine send phase / bare client", fmt.Sprintf("%.2f", sr), fmt.Sprintf("≥ %.2f", targetSendRatio), sr >= targetSendRatio)
-		// On two cores shared by client and sandbox both runs are CPU-bound,
-		// so this ratio is what the throughput ratio tends to, without the
-		// swings of a shared machine's speed between the runs.
-		if cpu > 0 && ceiling.cpuPerReq > 0 {
-			b.add("bare client CPU per request / engine CPU per row", fmt.Sprintf("%.2f", float64(ceiling.cpuPerReq)/float64(cpu)))
+		runs = append(runs, r)
+		// Each round has its own ledger; the ones done with are only disk.
+		_, db := b.files(name)
+		removeLedger(db)
+		if err := measureCeiling(); err != nil {
+			return err
 		}
 	}
+	b.addCeilings(ceilings)
+
+	whole := make([]float64, len(runs))
+	send := make([]float64, len(runs))
+	var ingest, tail, wall []time.Duration
+	var cpus, aopCPU, sbCPU []time.Duration
+	var rss int64
+	for i, r := range runs {
+		whole[i] = float64(n) / r.wall.Seconds()
+		send[i] = r.sendRate()
+		wall = append(wall, r.wall)
+		ingest = append(ingest, r.firstAt)
+		tail = append(tail, r.wall-r.lastAt)
+		cpus = append(cpus, (r.cpu+r.harnessCPU)/time.Duration(n))
+		aopCPU = append(aopCPU, r.cpu/time.Duration(n))
+		sbCPU = append(sbCPU, r.harnessCPU/time.Duration(n))
+		rss = max(rss, r.maxRSS)
+	}
+	b.sqliteWhole = median(whole)
+	of := ""
+	if len(runs) > 1 {
+		of = fmt.Sprintf(", median of %d runs", len(runs))
+	}
+	b.add(fmt.Sprintf("aopbatch run, %d rows, whole process (ingest included)%s", n, of),
+		fmt.Sprintf("%s rows/s (%.1f s)%s", thousands(median(whole)), median(wall).Seconds(), each(whole, thousands)))
+	b.add("  send phase only (first to last Recharge at the sandbox)",
+		fmt.Sprintf("%s rows/s%s", thousands(median(send)), each(send, thousands)))
+	b.add("  start to first Recharge (ingest, prepare) / last Recharge to exit",
+		fmt.Sprintf("%.2f s / %.2f s", median(ingest).Seconds(), median(tail).Seconds()))
+	b.add("  peak RSS", megabytes(rss))
+	b.add("  CPU per row, aopbatch's and the sandbox's (whole process)",
+		fmt.Sprintf("%s (%s + %s)%s", micros(median(cpus)), micros(median(aopCPU)), micros(median(sbCPU)),
+			each(cpus, micros)))
+	if len(ceilings) != len(runs)+1 {
+		return nil
+	}
+	wr := make([]float64, len(runs))
+	sr := make([]float64, len(runs))
+	cr := make([]float64, len(runs))
+	for i := range runs {
+		c := ceilingRun{perSec: (ceilings[i].perSec + ceilings[i+1].perSec) / 2,
+			cpuPerReq: (ceilings[i].cpuPerReq + ceilings[i+1].cpuPerReq) / 2}
+		wr[i] = whole[i] / c.perSec
+		sr[i] = send[i] / c.perSec
+		if cpus[i] > 0 {
+			cr[i] = float64(c.cpuPerReq) / float64(cpus[i])
+		}
+	}
+	ratio := func(v float64) string { return fmt.Sprintf("%.2f", v) }
+	b.check("engine whole process / bare client (each run against the runs around it)", ratio(median(wr))+each(wr, ratio),
+		fmt.Sprintf("≥ %.2f", targetEngineRatio), median(wr) >= targetEngineRatio)
+	b.check("engine send phase / bare client", ratio(median(sr))+each(sr, ratio),
+		fmt.Sprintf("≥ %.2f", targetSendRatio), median(sr) >= targetSendRatio)
+	// On two cores shared by client and sandbox both runs are CPU-bound,
+	// so this ratio is what the throughput ratio tends to.
+	b.add("bare client CPU per request / engine CPU per row", ratio(median(cr))+each(cr, ratio))
 	return nil
+}
+
+// addCeilings adds the bare client's line: the median, and every run when
+// there were several.
+func (b *bench) addCeilings(cs []ceilingRun) {
+	if len(cs) == 0 {
+		return
+	}
+	perSec := make([]float64, len(cs))
+	cpu := make([]time.Duration, len(cs))
+	for i, c := range cs {
+		perSec[i], cpu[i] = c.perSec, c.cpuPerReq
+	}
+	of := ""
+	if len(cs) > 1 {
+		of = fmt.Sprintf(", median of %d runs", len(cs))
+	}
+	b.add(fmt.Sprintf("bare client: %d Recharge POSTs, %d workers, keep-alive%s", b.cfg.rows(b.cfg.RowsRun), b.cfg.Workers, of),
+		fmt.Sprintf("%s req/s%s, CPU %s per request with the sandbox's%s",
+			thousands(median(perSec)), each(perSec, thousands), micros(median(cpu)), each(cpu, micros)))
+}
+
+// median of vs (the mean of the middle two for an even count).
+func median[T float64 | time.Duration](vs []T) T {
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// each is " (v1, v2, ...)" in run order, or "" for a single run.
+func each[T any](vs []T, format func(T) string) string {
+	if len(vs) < 2 {
+		return ""
+	}
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = format(v)
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// removeLedger removes a SQLite ledger and its side files.
+func removeLedger(db string) {
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		_ = os.Remove(db + suffix)
+	}
 }
 
 // large runs the small and large files for peak RSS, then reruns the

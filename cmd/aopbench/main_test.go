@@ -12,10 +12,13 @@ import (
 )
 
 // TestMain lets the test binary be the launcher the harness starts
-// aopbatch through, as the aopbench binary is.
+// aopbatch through, and the bare client, as the aopbench binary is.
 func TestMain(m *testing.M) {
 	if report := os.Getenv(launchEnv); report != "" {
 		os.Exit(launch(report, os.Args[1:]))
+	}
+	if os.Getenv(bareEnv) != "" {
+		os.Exit(bareMain(os.Args[1:]))
 	}
 	os.Exit(m.Run())
 }
