@@ -247,6 +247,7 @@ type LatencyBucket struct {
 type Latency struct {
 	Count   int64           `json:"count"`
 	P50MS   int64           `json:"p50_ms"`
+	P90MS   int64           `json:"p90_ms"` // the run summary's percentile
 	P95MS   int64           `json:"p95_ms"`
 	P99MS   int64           `json:"p99_ms"`
 	MaxMS   int64           `json:"max_ms"`
@@ -519,7 +520,7 @@ func (s *Summary) timing(ctx context.Context, l ledger.Reader) error {
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 		q := func(p int) int64 { return int64(lat[(len(lat)-1)*p/100]) }
 		s.Latency.Count = int64(len(lat))
-		s.Latency.P50MS, s.Latency.P95MS, s.Latency.P99MS = q(50), q(95), q(99)
+		s.Latency.P50MS, s.Latency.P90MS, s.Latency.P95MS, s.Latency.P99MS = q(50), q(90), q(95), q(99)
 		s.Latency.MaxMS = int64(lat[len(lat)-1])
 	}
 	return nil

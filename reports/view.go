@@ -173,7 +173,7 @@ func (s *Summary) view() *view {
 				" (" + (time.Duration(s.Duration.Seconds*1000) * time.Millisecond).String() + ")",
 			fmt.Sprintf("%d rows sent, %d recharge requests (%.2f/s), %d status enquiries",
 				s.Throughput.RowsSent, s.Throughput.RechargeAttempts, s.Throughput.PerSecond, s.Throughput.StatusEnquiries),
-			fmt.Sprintf("latency p50 %s, p95 %s, p99 %s, max %s", msText(s.Latency.P50MS), msText(s.Latency.P95MS), msText(s.Latency.P99MS), msText(s.Latency.MaxMS)),
+			fmt.Sprintf("latency p50 %s, p90 %s, p95 %s, p99 %s, max %s", msText(s.Latency.P50MS), msText(s.Latency.P90MS), msText(s.Latency.P95MS), msText(s.Latency.P99MS), msText(s.Latency.MaxMS)),
 		}
 		var ls []string
 		var ns []int64
