@@ -56,7 +56,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&f.maxTotal, "max-total", "", "refuse the file if the rows to send total more than these rupees")
 	fs.StringVar(&f.maxAmount, "max-amount", "", "refuse the file if any row is above these rupees")
 	fs.Float64Var(&f.maxRejectRate, "max-reject-rate", 0.2, "refuse the file if more than this share of rows is invalid (1 = never)")
-	fs.BoolVar(&f.dryRun, "dry-run", false, "validate and record the file, send nothing")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "validate and record the file, send nothing (exit 0, or 2 when rows were rejected or in conflict)")
 	fs.StringVar(&f.progress, "progress", "auto", "progress display: auto (a bar on a terminal, log lines otherwise), always, never")
 	f.reports.register(fs)
 	fs.DurationVar(&f.leaseTTL, "lease-ttl", 30*time.Second, "how long the batch lock outlives a run that died on another host")
