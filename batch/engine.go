@@ -175,6 +175,13 @@ type Engine struct {
 	stopOnce sync.Once
 	stopErr  atomic.Pointer[StopError]
 	stopCh   chan struct{}
+	// After a stop that leaves status enquiries meaningful, EnquireAfterStop
+	// asks about the unsettled rows with enquiring set; a stop met during
+	// that pass closes haltCh, which ends it.
+	enquiring atomic.Bool
+	haltOnce  sync.Once
+	haltCh    chan struct{}
+	notFound  sync.Map // line -> true: unknown rows EnquireAfterStop found no record of
 
 	leaseUntil atomic.Int64 // unix ms the batch's lease is surely held until; 0: no limit
 	renewMu    sync.Mutex   // one synchronous renewal at a time
@@ -215,6 +222,7 @@ func New(l ledger.Store, p Provider, cfg Config) *Engine {
 		thr:    newThrottle(cfg.Rate, cfg.Now),
 		retry:  cfg.Retry,
 		stopCh: make(chan struct{}),
+		haltCh: make(chan struct{}),
 		opDown: map[int64]int{},
 		opHeld: map[int64]bool{},
 	}
@@ -240,16 +248,36 @@ func (e *Engine) Progress() *Progress { return &e.progress }
 func (e *Engine) Stopped() *StopError { return e.stopErr.Load() }
 
 func (e *Engine) stop(s *StopError) {
+	first := false
 	e.stopOnce.Do(func() {
+		first = true
 		e.stopErr.Store(s)
 		close(e.stopCh)
 		e.cfg.Log.Warn("stopping", "reason", s.Reason, "detail", s.Detail, "hint", s.Hint)
 	})
+	if !first && e.enquiring.Load() {
+		e.haltOnce.Do(func() {
+			close(e.haltCh)
+			e.cfg.Log.Warn("stopping the status enquiries", "reason", s.Reason, "detail", s.Detail, "hint", s.Hint)
+		})
+	}
 }
 
-func (e *Engine) stopping() bool {
+// stopping says the engine stopped: nothing more is sent.
+func (e *Engine) stopping() bool { return closed(e.stopCh) }
+
+// halted says the engine asks nothing more either: it stopped, and is not
+// in EnquireAfterStop's pass, or that pass met a stop of its own.
+func (e *Engine) halted() bool {
+	if !e.stopping() {
+		return false
+	}
+	return !e.enquiring.Load() || closed(e.haltCh)
+}
+
+func closed(ch chan struct{}) bool {
 	select {
-	case <-e.stopCh:
+	case <-ch:
 		return true
 	default:
 		return false
@@ -257,12 +285,17 @@ func (e *Engine) stopping() bool {
 }
 
 // untilStop is ctx, also ended when the engine stops: for the waits that
-// must end then (a slot, a token, a retry's pause).
+// must end then (a slot, a token, a retry's pause). In EnquireAfterStop's
+// pass it ends when that pass is halted.
 func (e *Engine) untilStop(ctx context.Context) (context.Context, context.CancelFunc) {
+	ch := e.stopCh
+	if e.enquiring.Load() {
+		ch = e.haltCh
+	}
 	c, cancel := context.WithCancelCause(ctx)
 	go func() {
 		select {
-		case <-e.stopCh:
+		case <-ch:
 			cancel(errStopped)
 		case <-c.Done():
 		}
@@ -411,7 +444,7 @@ func (e *Engine) poolWant() int {
 // is ending), or asks the provider about one.
 func (e *Engine) work(ctx, wctx context.Context, w ledger.Writer, j job) {
 	if j.enquire {
-		if ctx.Err() == nil && !e.stopping() {
+		if ctx.Err() == nil && !e.halted() {
 			e.enquire(ctx, wctx, w, j.row)
 		}
 		if j.asked != nil {
@@ -474,7 +507,7 @@ func (e *Engine) submitUnsettled(ctx context.Context, b ledger.Batch, p *pool, k
 	for _, s := range unsettledStates {
 		after := 0
 		for {
-			if ctx.Err() != nil || e.stopping() {
+			if ctx.Err() != nil || e.halted() {
 				return n, nil
 			}
 			page, err := e.l.Page(ctx, b.Seq, s, after, pageSize)
@@ -738,7 +771,7 @@ func (e *Engine) interruption(ctx context.Context) string {
 	switch {
 	case ctx.Err() != nil:
 		return "interrupted"
-	case e.stopping():
+	case e.halted(): // only enquiries run in EnquireAfterStop's pass
 		return "stopped"
 	}
 	return ""

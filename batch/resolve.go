@@ -35,11 +35,15 @@ func (e *Engine) Resolve(ctx context.Context, b ledger.Batch) error {
 	pause := e.cfg.ResolveBackoff
 	var rerr error
 	for {
-		if ctx.Err() != nil || e.stopping() {
+		if ctx.Err() != nil || e.halted() {
 			break
 		}
-		if rerr = e.resolveRound(ctx, wctx, w, b); rerr != nil {
+		var asked int
+		if asked, rerr = e.resolveRound(ctx, wctx, w, b); rerr != nil {
 			break
+		}
+		if asked == 0 && e.enquiring.Load() {
+			break // only rows that may not be sent again after the stop are left
 		}
 		if rerr = w.Flush(context.WithoutCancel(ctx)); rerr != nil {
 			break
@@ -97,12 +101,47 @@ func (e *Engine) unsettled(ctx context.Context, b ledger.Batch) (bool, error) {
 }
 
 // resolveRound enquires every unsettled row once, through the run's
-// workers, limiter and in-flight limit.
-func (e *Engine) resolveRound(ctx, wctx context.Context, w ledger.Writer, b ledger.Batch) error {
+// workers, limiter and in-flight limit, and says how many it asked about.
+// In EnquireAfterStop's pass the unknown rows the provider has no record
+// of are asked about once: they may not be sent again until a next run.
+func (e *Engine) resolveRound(ctx, wctx context.Context, w ledger.Writer, b ledger.Batch) (int, error) {
 	p := newPool(e.poolSize(), e.poolWant, func(j job) { e.work(ctx, wctx, w, j) })
 	defer p.close()
-	_, err := e.submitUnsettled(ctx, b, p, nil, nil)
-	return err
+	var keep func(ledger.Row) bool
+	if e.enquiring.Load() {
+		keep = func(r ledger.Row) bool { _, left := e.notFound.Load(r.Line); return !left }
+	}
+	return e.submitUnsettled(ctx, b, p, keep, nil)
+}
+
+// EnquireAfterStop asks the provider about batch b's pending, duplicate
+// and unknown rows after the engine stopped for a reason that leaves
+// status enquiries meaningful: the wallet or the account (SPEC section 2,
+// rule 7) or --max-unknown-amount. Nothing more is sent: an unknown row
+// the provider has no record of stays unknown, for the next run to send.
+// Without it those rows would stay unsettled, and in the report as money
+// that may have moved, until a next run or resolve. It returns the stop
+// (nil if the engine did not stop) and, like Resolve, gives up after
+// ResolveTimeout; a stop met during the pass (the provider refusing the
+// credential, the ledger failing) ends it.
+func (e *Engine) EnquireAfterStop(ctx context.Context, b ledger.Batch) error {
+	s := e.Stopped()
+	if s == nil {
+		return nil
+	}
+	if s.Reason != StopAccount && s.Reason != StopUnknownLimit || ctx.Err() != nil {
+		return s
+	}
+	if n, err := e.countUnsettled(ctx, b); err != nil || n == 0 {
+		return s
+	}
+	e.enquiring.Store(true)
+	e.cfg.Log.Info("asking the provider about this batch's unsettled rows before exiting; nothing more is sent",
+		"resolve_timeout", e.cfg.ResolveTimeout.String())
+	if err := e.Resolve(ctx, b); err != nil && !errors.As(err, new(*StopError)) {
+		return err
+	}
+	return s
 }
 
 // enquire asks the provider about one row and applies the answer,
@@ -166,6 +205,14 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 			// (0) yet cannot find it now: wait for it, never re-send.
 			e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Attempt: a,
 				Message: fmt.Sprintf("status enquiry found no record although the provider answered %s: check again later", row.State)})
+			return
+		}
+		if e.enquiring.Load() {
+			// After a stop nothing is sent: the next run asks again and,
+			// still not found, sends it.
+			e.notFound.Store(row.Line, true)
+			e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Attempt: a,
+				Message: "the provider has no record of it; not sent again after the stop: the next run sends it"})
 			return
 		}
 		if row.Message == ledger.RecoveredMessage && !row.FirstSent.IsZero() && e.cfg.Now().Sub(row.FirstSent) < e.cfg.Timeout {

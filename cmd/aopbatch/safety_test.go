@@ -430,6 +430,15 @@ func TestMaxUnknownAmountStops(t *testing.T) {
 	if c[ledger.StateQueued] < 90 {
 		t.Errorf("states %v: want the rest queued", c)
 	}
+	// The sent rows reached the provider (answers lost on the way back):
+	// asked about before the run exits, none is left unknown, and none was
+	// sent twice.
+	if c[ledger.StateUnknown] != 0 || c[ledger.StateSuccess] == 0 {
+		t.Errorf("states %v: want the rows sent before the stop asked about and success, none unknown", c)
+	}
+	if st := sb.Stats(); st.Recharges != int64(c[ledger.StateSuccess]) || st.Resent != 0 {
+		t.Errorf("%d Recharge requests (%d resent) for %d rows sent: want one each", st.Recharges, st.Resent, c[ledger.StateSuccess])
+	}
 	sb.SetFaults(aoptest.Faults{})
 	if p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL)...); p.code != 0 {
 		t.Fatalf("rerun exit %d\n%s", p.code, p.stderr)
