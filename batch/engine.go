@@ -181,7 +181,8 @@ type Engine struct {
 	enquiring atomic.Bool
 	haltOnce  sync.Once
 	haltCh    chan struct{}
-	notFound  sync.Map // line -> true: unknown rows EnquireAfterStop found no record of
+	haltErr   atomic.Pointer[StopError] // the stop that ended that pass
+	notFound  sync.Map                  // line -> true: unknown rows EnquireAfterStop found no record of
 
 	leaseUntil atomic.Int64 // unix ms the batch's lease is surely held until; 0: no limit
 	renewMu    sync.Mutex   // one synchronous renewal at a time
@@ -257,6 +258,7 @@ func (e *Engine) stop(s *StopError) {
 	})
 	if !first && e.enquiring.Load() {
 		e.haltOnce.Do(func() {
+			e.haltErr.Store(s)
 			close(e.haltCh)
 			e.cfg.Log.Warn("stopping the status enquiries", "reason", s.Reason, "detail", s.Detail, "hint", s.Hint)
 		})

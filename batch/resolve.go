@@ -138,8 +138,18 @@ func (e *Engine) EnquireAfterStop(ctx context.Context, b ledger.Batch) error {
 	e.enquiring.Store(true)
 	e.cfg.Log.Info("asking the provider about this batch's unsettled rows before exiting; nothing more is sent",
 		"resolve_timeout", e.cfg.ResolveTimeout.String())
-	if err := e.Resolve(ctx, b); err != nil && !errors.As(err, new(*StopError)) {
-		return err
+	err := e.Resolve(ctx, b)
+	if h := e.haltErr.Load(); h != nil {
+		// The pass met a stop of its own (the ledger, the lease, the
+		// credential): what to fix first, with the first stop kept.
+		hint := h.Hint
+		if s.Hint != "" {
+			hint = strings.TrimPrefix(hint+"; then ", "; then ") + s.Hint
+		}
+		return &StopError{Reason: h.Reason, Detail: h.Detail + "; before that the run had stopped sending: " + s.Detail, Hint: hint}
+	}
+	if err != nil && !errors.As(err, new(*StopError)) {
+		return fmt.Errorf("%w; asking about the unsettled rows after the stop: %v", s, err)
 	}
 	return s
 }
@@ -209,10 +219,12 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 		}
 		if e.enquiring.Load() {
 			// After a stop nothing is sent: the next run asks again and,
-			// still not found, sends it.
+			// still not found, sends it. Only the attempt is recorded: the
+			// row's message may be RecoveredMessage, which keeps the next
+			// run from sending it while a dead run's request may still
+			// arrive (below).
 			e.notFound.Store(row.Line, true)
-			e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Attempt: a,
-				Message: "the provider has no record of it; not sent again after the stop: the next run sends it"})
+			e.record(w, ledger.Update{Line: row.Line, Code: -1, Attempt: a})
 			return
 		}
 		if row.Message == ledger.RecoveredMessage && !row.FirstSent.IsZero() && e.cfg.Now().Sub(row.FirstSent) < e.cfg.Timeout {

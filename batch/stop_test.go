@@ -3,6 +3,9 @@ package batch
 import (
 	"context"
 	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,6 +67,129 @@ func TestWalletStopStillAsksAboutUnsettledRows(t *testing.T) {
 		if got := enquiries[r.ReferenceID]; got != 1 {
 			t.Errorf("line %d (unknown, no record) asked about %d times, want once", r.Line, got)
 		}
+	}
+}
+
+// A row a killed run left in flight keeps, through the enquiries after a
+// wallet stop, what keeps the next run from sending it again within
+// --timeout of its first send: its request may still reach the provider.
+// (A money-safety review's case: the pass used to overwrite its message.)
+func TestWalletStopKeepsADeadRunsRowFromAnEarlyResend(t *testing.T) {
+	cfg := aoptest.DefaultConfig()
+	cfg.WalletPaise = 0 // every Recharge answered 16
+	sb := aoptest.New(cfg)
+	rec := &recorder{h: sb}
+	client, l, b := servedBatch(t, rec, 6)
+	ctx := context.Background()
+	// The killed run (the one that recorded the file): two rows marked in
+	// flight, never sent.
+	dead := ingestOpts(NoControls()).Owner
+	w, err := l.NewWriter(ctx, b.Seq, dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := l.Queued(ctx, b.Seq, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range page[:2] {
+		if err := w.MarkInflight(ctx, r.Line, r.Attempts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	next := func(name string) Config {
+		if err := l.Release(ctx, b.ID, dead); err != nil {
+			t.Fatal(err)
+		}
+		dead = ledger.NewOwner(name)
+		if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID}, dead, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		return Config{Owner: dead, Workers: 1, Timeout: time.Minute, ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: time.Second}
+	}
+	e := New(l, client, next("stopped"))
+	if err := e.Prepare(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	var stop *StopError
+	if err := e.Send(ctx, b); !errors.As(err, &stop) || stop.Reason != StopAccount {
+		t.Fatalf("send: %v, want the wallet's stop", err)
+	}
+	if err := e.EnquireAfterStop(ctx, b); !errors.As(err, &stop) || stop.Reason != StopAccount {
+		t.Fatalf("EnquireAfterStop: %v, want the wallet's stop", err)
+	}
+	for _, r := range page[:2] {
+		got, err := l.Row(ctx, b.Seq, r.Line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != ledger.StateUnknown || got.Message != ledger.RecoveredMessage {
+			t.Errorf("line %d after the pass: %s %q, want unknown %q", r.Line, got.State, got.Message, ledger.RecoveredMessage)
+		}
+	}
+	// The wallet topped up, a rerun within --timeout of the dead run's
+	// requests asks about those rows and does not send them.
+	sb.TopUp(1_000_000)
+	mark := rec.len()
+	if err := New(l, client, next("rerun")).Resolve(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range rec.since(mark) {
+		if a.path == aop.PathRecharge {
+			t.Errorf("Recharge for %s within --timeout of a dead run's request", a.ref)
+		}
+	}
+}
+
+// refuseEnquiries answers every status enquiry 401 once refuse is set.
+type refuseEnquiries struct {
+	h      http.Handler
+	refuse atomic.Bool
+}
+
+func (r *refuseEnquiries) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if r.refuse.Load() && req.URL.Path == aop.PathStatus {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"status":false,"response_code":10,"message":"Authentication failed"}`))
+		return
+	}
+	r.h.ServeHTTP(w, req)
+}
+
+// A stop met while asking after the wallet's stop (here the credential
+// refused) ends the enquiries at once, and the run reports it first,
+// keeping the wallet's.
+func TestStopDuringTheEnquiriesAfterAStopEndsThem(t *testing.T) {
+	cfg := aoptest.DefaultConfig()
+	cfg.WalletPaise = 400_00
+	cfg.PendingRate = 1
+	cfg.PendingDelay = time.Hour
+	h := &refuseEnquiries{h: aoptest.New(cfg)}
+	rec := &recorder{h: h}
+	client, l, b := servedBatch(t, rec, 60)
+	ctx := context.Background()
+	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Workers: 1, Timeout: 2 * time.Second,
+		ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 20 * time.Second})
+	var stop *StopError
+	if err := e.Send(ctx, b); !errors.As(err, &stop) || stop.Reason != StopAccount {
+		t.Fatalf("send: %v, want the wallet's stop", err)
+	}
+	h.refuse.Store(true)
+	mark := rec.len()
+	began := time.Now()
+	err := e.EnquireAfterStop(ctx, b)
+	if !errors.As(err, &stop) || stop.Reason != StopAuth || !strings.Contains(stop.Error(), "wallet") {
+		t.Fatalf("EnquireAfterStop: %v, want the credential's stop, the wallet's kept", err)
+	}
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("the enquiries went on %s after the credential was refused", took.Round(time.Millisecond))
+	}
+	if n := len(rec.since(mark)); n > 4 {
+		t.Errorf("%d requests after the credential was refused, want the pass ended at once", n)
 	}
 }
 
