@@ -137,12 +137,22 @@ type StopError struct {
 	Reason string // StopAccount, StopAuth, StopTLS, StopBreaker, StopUnknownLimit, StopLedger, StopLease
 	Detail string
 	Hint   string
+	// Before is the stop that ended the sending, when this one ended the
+	// status enquiries after it (EnquireAfterStop).
+	Before *StopError
 }
 
 func (e *StopError) Error() string {
-	s := "stopped sending: " + e.Detail
+	s := "stopped sending: "
+	if e.Before != nil {
+		s = "stopped asking the provider: "
+	}
+	s += e.Detail
 	if e.Hint != "" {
 		s += " (" + e.Hint + ")"
+	}
+	if e.Before != nil {
+		s += "; before that, " + e.Before.Error()
 	}
 	return s
 }

@@ -66,6 +66,14 @@ func (e *Engine) Resolve(ctx context.Context, b ledger.Batch) error {
 		e.ledgerFailed(err)
 	}
 	e.noteRefused(w.Refused())
+	if e.enquiring.Load() {
+		// EnquireAfterStop's pass: the stop is known; a ledger error met
+		// asking is not.
+		if rerr != nil && ctx.Err() == nil {
+			return rerr
+		}
+		return nil
+	}
 	if s := e.Stopped(); s != nil {
 		return s
 	}
@@ -132,23 +140,23 @@ func (e *Engine) EnquireAfterStop(ctx context.Context, b ledger.Batch) error {
 	if s.Reason != StopAccount && s.Reason != StopUnknownLimit || ctx.Err() != nil {
 		return s
 	}
-	if n, err := e.countUnsettled(ctx, b); err != nil || n == 0 {
+	n, err := e.countUnsettled(ctx, b)
+	if err != nil {
+		return fmt.Errorf("%w; counting the unsettled rows to ask about after the stop: %v", s, err)
+	}
+	if n == 0 {
 		return s
 	}
 	e.enquiring.Store(true)
 	e.cfg.Log.Info("asking the provider about this batch's unsettled rows before exiting; nothing more is sent",
 		"resolve_timeout", e.cfg.ResolveTimeout.String())
-	err := e.Resolve(ctx, b)
+	err = e.Resolve(ctx, b)
 	if h := e.haltErr.Load(); h != nil {
 		// The pass met a stop of its own (the ledger, the lease, the
 		// credential): what to fix first, with the first stop kept.
-		hint := h.Hint
-		if s.Hint != "" {
-			hint = strings.TrimPrefix(hint+"; then ", "; then ") + s.Hint
-		}
-		return &StopError{Reason: h.Reason, Detail: h.Detail + "; before that the run had stopped sending: " + s.Detail, Hint: hint}
+		return &StopError{Reason: h.Reason, Detail: h.Detail, Hint: h.Hint, Before: s}
 	}
-	if err != nil && !errors.As(err, new(*StopError)) {
+	if err != nil {
 		return fmt.Errorf("%w; asking about the unsettled rows after the stop: %v", s, err)
 	}
 	return s

@@ -182,14 +182,56 @@ func TestStopDuringTheEnquiriesAfterAStopEndsThem(t *testing.T) {
 	mark := rec.len()
 	began := time.Now()
 	err := e.EnquireAfterStop(ctx, b)
-	if !errors.As(err, &stop) || stop.Reason != StopAuth || !strings.Contains(stop.Error(), "wallet") {
+	if !errors.As(err, &stop) || stop.Reason != StopAuth || stop.Before == nil || stop.Before.Reason != StopAccount {
 		t.Fatalf("EnquireAfterStop: %v, want the credential's stop, the wallet's kept", err)
+	}
+	if msg := stop.Error(); !strings.HasPrefix(msg, "stopped asking the provider: ") ||
+		!strings.Contains(msg, `16 "Insufficient funds`) || !strings.Contains(msg, "top up the wallet") {
+		t.Errorf("the message %q does not give both stops, the wallet's detail and hint", msg)
 	}
 	if took := time.Since(began); took > 10*time.Second {
 		t.Errorf("the enquiries went on %s after the credential was refused", took.Round(time.Millisecond))
 	}
 	if n := len(rec.since(mark)); n > 4 {
 		t.Errorf("%d requests after the credential was refused, want the pass ended at once", n)
+	}
+}
+
+// failingPages is a real ledger whose Page fails once fail is set: a
+// ledger that cannot be read while the enquiries after a stop page through
+// the unsettled rows.
+type failingPages struct {
+	ledger.Store
+	fail atomic.Bool
+}
+
+func (f *failingPages) Page(ctx context.Context, seq int64, s ledger.State, after, limit int) ([]ledger.Row, error) {
+	if f.fail.Load() {
+		return nil, errors.New("disk I/O error")
+	}
+	return f.Store.Page(ctx, seq, s, after, limit)
+}
+
+// A ledger error met while asking after the wallet's stop is reported
+// with it, not dropped.
+func TestLedgerErrorDuringTheEnquiriesAfterAStopIsReported(t *testing.T) {
+	cfg := aoptest.DefaultConfig()
+	cfg.WalletPaise = 400_00
+	cfg.PendingRate = 1
+	cfg.PendingDelay = time.Hour
+	client, real, b := sandboxBatch(t, cfg, 60)
+	l := &failingPages{Store: real}
+	ctx := context.Background()
+	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Workers: 1, Timeout: 2 * time.Second,
+		ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 5 * time.Second})
+	var stop *StopError
+	if err := e.Send(ctx, b); !errors.As(err, &stop) || stop.Reason != StopAccount {
+		t.Fatalf("send: %v, want the wallet's stop", err)
+	}
+	l.fail.Store(true)
+	err := e.EnquireAfterStop(ctx, b)
+	if !errors.As(err, &stop) || stop.Reason != StopAccount || !strings.Contains(err.Error(), "disk I/O error") {
+		t.Fatalf("EnquireAfterStop: %v, want the wallet's stop and the ledger's error", err)
 	}
 }
 

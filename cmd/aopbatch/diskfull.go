@@ -22,7 +22,7 @@ func explainLedgerStop(name string, err error) error {
 		return err
 	}
 	if postgres.IsURL(name) {
-		return &batch.StopError{Reason: stop.Reason,
+		return &batch.StopError{Reason: stop.Reason, Before: stop.Before,
 			Detail: fmt.Sprintf("the ledger %s could not be written (%s)", postgres.Redact(name), stop.Detail),
 			Hint:   "check the database server and the connection to it, then run the same command again to resume: rows in flight are checked with the provider first"}
 	}
@@ -31,7 +31,7 @@ func explainLedgerStop(name string, err error) error {
 	if why == "" {
 		why = "see the error below"
 	}
-	return &batch.StopError{Reason: stop.Reason,
+	return &batch.StopError{Reason: stop.Reason, Before: stop.Before,
 		Detail: fmt.Sprintf("the ledger %s could not be written: %s (%s)", abs, why, stop.Detail),
 		Hint:   "make room, then run the same command again to resume: rows in flight are checked with the provider first"}
 }
