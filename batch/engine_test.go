@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -162,7 +164,18 @@ func TestSendEnquiresEarlierRowsMeanwhile(t *testing.T) {
 	log := rec.since(mark)
 
 	if n := sb.Stats().ByCode[18] - dupBefore; n != 0 {
-		t.Errorf("the provider answered 18 to %d requests of the second run: something it held was sent again", n)
+		// Name them, and what the ledger said of them before this run.
+		var which []string
+		for _, a := range log {
+			if a.path == aop.PathRecharge && sb.Resent(a.ref) > 0 && !slices.Contains(which, a.ref) {
+				was, ok := earlier[a.ref]
+				if !ok {
+					was = ledger.StateQueued
+				}
+				which = append(which, fmt.Sprintf("%s (%s before this run)", a.ref, was))
+			}
+		}
+		t.Errorf("the provider answered 18 to %d requests of the second run: something it held was sent again: %v", n, which)
 	}
 	enquired := map[string]int{} // ref -> index of its first enquiry
 	lastQueued := -1
