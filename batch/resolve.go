@@ -122,23 +122,22 @@ func (e *Engine) resolveRound(ctx, wctx context.Context, w ledger.Writer, b ledg
 	return e.submitUnsettled(ctx, b, p, keep, nil)
 }
 
-// EnquireAfterStop asks the provider about batch b's pending, duplicate
-// and unknown rows after the engine stopped for a reason that leaves
-// status enquiries meaningful: the wallet or the account (SPEC section 2,
-// rule 7) or --max-unknown-amount. Nothing more is sent: an unknown row
-// the provider has no record of stays unknown, for the next run to send.
-// Without it those rows would stay unsettled, and in the report as money
-// that may have moved, until a next run or resolve. It returns the stop
-// (nil if the engine did not stop) and, like Resolve, gives up after
-// ResolveTimeout; a stop met during the pass (the provider refusing the
-// credential, the ledger failing) ends it.
-func (e *Engine) EnquireAfterStop(ctx context.Context, b ledger.Batch) error {
+// EnquireAfterStop takes the error Send or Resolve ended with. When it is
+// a stop that leaves status enquiries meaningful (the wallet or the
+// account, SPEC section 2 rule 7, or --max-unknown-amount), it asks the
+// provider about batch b's pending, duplicate and unknown rows before the
+// run exits. Nothing more is sent: an unknown row the provider has no
+// record of stays unknown, for the next run to send. Without it those
+// rows would stay unsettled, and in the report as money that may have
+// moved, until a next run or resolve. It returns the stop (any other
+// error unchanged) and, like Resolve, gives up after ResolveTimeout; a
+// stop met during the pass (the provider refusing the credential, the
+// ledger failing) ends it.
+func (e *Engine) EnquireAfterStop(ctx context.Context, b ledger.Batch, ended error) error {
 	s := e.Stopped()
-	if s == nil {
-		return nil
-	}
-	if s.Reason != StopAccount && s.Reason != StopUnknownLimit || ctx.Err() != nil {
-		return s
+	if !errors.As(ended, new(*StopError)) || s == nil || ctx.Err() != nil ||
+		s.Reason != StopAccount && s.Reason != StopUnknownLimit {
+		return ended
 	}
 	n, err := e.countUnsettled(ctx, b)
 	if err != nil {

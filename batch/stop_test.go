@@ -31,10 +31,8 @@ func TestWalletStopStillAsksAboutUnsettledRows(t *testing.T) {
 	ctx := context.Background()
 	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Workers: 1, Timeout: 2 * time.Second,
 		ResolveBackoff: 50 * time.Millisecond, ResolveTimeout: 10 * time.Second})
+	sent := sendToWalletStop(t, e, b)
 	var stop *StopError
-	if err := e.Send(ctx, b); !errors.As(err, &stop) || stop.Reason != StopAccount {
-		t.Fatalf("send: %v, want the wallet's stop", err)
-	}
 	pendingAtStop := countState(t, l, b, ledger.StatePending)
 	unknownAtStop := countState(t, l, b, ledger.StateUnknown)
 	if pendingAtStop == 0 || unknownAtStop == 0 {
@@ -42,7 +40,7 @@ func TestWalletStopStillAsksAboutUnsettledRows(t *testing.T) {
 	}
 	mark := rec.len()
 
-	err := e.EnquireAfterStop(ctx, b)
+	err := e.EnquireAfterStop(ctx, b, sent)
 	if !errors.As(err, &stop) || stop.Reason != StopAccount {
 		t.Fatalf("EnquireAfterStop: %v, want the wallet's stop again", err)
 	}
@@ -114,11 +112,9 @@ func TestWalletStopKeepsADeadRunsRowFromAnEarlyResend(t *testing.T) {
 	if err := e.Prepare(ctx, b); err != nil {
 		t.Fatal(err)
 	}
+	sent := sendToWalletStop(t, e, b)
 	var stop *StopError
-	if err := e.Send(ctx, b); !errors.As(err, &stop) || stop.Reason != StopAccount {
-		t.Fatalf("send: %v, want the wallet's stop", err)
-	}
-	if err := e.EnquireAfterStop(ctx, b); !errors.As(err, &stop) || stop.Reason != StopAccount {
+	if err := e.EnquireAfterStop(ctx, b, sent); !errors.As(err, &stop) || stop.Reason != StopAccount {
 		t.Fatalf("EnquireAfterStop: %v, want the wallet's stop", err)
 	}
 	for _, r := range page[:2] {
@@ -164,24 +160,19 @@ func (r *refuseEnquiries) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // refused) ends the enquiries at once, and the run reports it first,
 // keeping the wallet's.
 func TestStopDuringTheEnquiriesAfterAStopEndsThem(t *testing.T) {
-	cfg := aoptest.DefaultConfig()
-	cfg.WalletPaise = 400_00
-	cfg.PendingRate = 1
-	cfg.PendingDelay = time.Hour
+	cfg := pendingUntilTheWalletStops()
 	h := &refuseEnquiries{h: aoptest.New(cfg)}
 	rec := &recorder{h: h}
 	client, l, b := servedBatch(t, rec, 60)
 	ctx := context.Background()
 	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Workers: 1, Timeout: 2 * time.Second,
 		ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 20 * time.Second})
+	sent := sendToWalletStop(t, e, b)
 	var stop *StopError
-	if err := e.Send(ctx, b); !errors.As(err, &stop) || stop.Reason != StopAccount {
-		t.Fatalf("send: %v, want the wallet's stop", err)
-	}
 	h.refuse.Store(true)
 	mark := rec.len()
 	began := time.Now()
-	err := e.EnquireAfterStop(ctx, b)
+	err := e.EnquireAfterStop(ctx, b, sent)
 	if !errors.As(err, &stop) || stop.Reason != StopAuth || stop.Before == nil || stop.Before.Reason != StopAccount {
 		t.Fatalf("EnquireAfterStop: %v, want the credential's stop, the wallet's kept", err)
 	}
@@ -215,24 +206,40 @@ func (f *failingPages) Page(ctx context.Context, seq int64, s ledger.State, afte
 // A ledger error met while asking after the wallet's stop is reported
 // with it, not dropped.
 func TestLedgerErrorDuringTheEnquiriesAfterAStopIsReported(t *testing.T) {
-	cfg := aoptest.DefaultConfig()
-	cfg.WalletPaise = 400_00
-	cfg.PendingRate = 1
-	cfg.PendingDelay = time.Hour
+	cfg := pendingUntilTheWalletStops()
 	client, real, b := sandboxBatch(t, cfg, 60)
 	l := &failingPages{Store: real}
 	ctx := context.Background()
 	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Workers: 1, Timeout: 2 * time.Second,
 		ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 5 * time.Second})
+	sent := sendToWalletStop(t, e, b)
 	var stop *StopError
-	if err := e.Send(ctx, b); !errors.As(err, &stop) || stop.Reason != StopAccount {
-		t.Fatalf("send: %v, want the wallet's stop", err)
-	}
 	l.fail.Store(true)
-	err := e.EnquireAfterStop(ctx, b)
+	err := e.EnquireAfterStop(ctx, b, sent)
 	if !errors.As(err, &stop) || stop.Reason != StopAccount || !strings.Contains(err.Error(), "disk I/O error") {
 		t.Fatalf("EnquireAfterStop: %v, want the wallet's stop and the ledger's error", err)
 	}
+}
+
+// sendToWalletStop sends b with e and returns the error Send ended with,
+// which must be the wallet's stop.
+func sendToWalletStop(t *testing.T, e *Engine, b ledger.Batch) error {
+	t.Helper()
+	err := e.Send(context.Background(), b)
+	if stop := (*StopError)(nil); !errors.As(err, &stop) || stop.Reason != StopAccount {
+		t.Fatalf("send: %v, want the wallet's stop", err)
+	}
+	return err
+}
+
+// pendingUntilTheWalletStops is a sandbox whose wallet pays the first 20
+// or so rows, every one of them pending for the rest of the test.
+func pendingUntilTheWalletStops() aoptest.Config {
+	cfg := aoptest.DefaultConfig()
+	cfg.WalletPaise = 400_00
+	cfg.PendingRate = 1
+	cfg.PendingDelay = time.Hour
+	return cfg
 }
 
 func countState(t *testing.T, l ledger.Store, b ledger.Batch, s ledger.State) int64 {

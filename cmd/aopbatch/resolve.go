@@ -83,9 +83,7 @@ func (f *resolveFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr
 	}
 	stopProgress := showProgress(ctx, f.logs.progressMode(f.progress), stderr, eng, log)
 	rerr := eng.Resolve(ctx, b)
-	if stop := (*batch.StopError)(nil); errors.As(rerr, &stop) && ctx.Err() == nil {
-		rerr = eng.EnquireAfterStop(ctx, b) // a resend met the wallet's stop: the rest are still asked about
-	}
+	rerr = eng.EnquireAfterStop(ctx, b, rerr) // a resend met the wallet's stop: the rest are still asked about
 	stopProgress()
 	st := eng.Stats()
 	return finish(ctx, l, b, rerr, f.rep, f.logs, log, &st, stdout, stderr)

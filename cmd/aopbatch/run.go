@@ -216,12 +216,10 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 	if sendErr == nil && ctx.Err() == nil {
 		sendErr = eng.Resolve(ctx, b)
 	}
-	if stop := (*batch.StopError)(nil); errors.As(sendErr, &stop) && ctx.Err() == nil {
-		// Stopped sending (the wallet, the account): the rows already at
-		// the provider are still asked about, so the report says what
-		// happened to them.
-		sendErr = eng.EnquireAfterStop(ctx, b)
-	}
+	// Stopped sending (the wallet, the account): the rows already at the
+	// provider are still asked about, so the report says what happened to
+	// them.
+	sendErr = eng.EnquireAfterStop(ctx, b, sendErr)
 	if sendErr == nil && ctx.Err() == nil && l.Shared() {
 		// Other processes work on the batch too: stay until it is done,
 		// or until a dead one's lease has long run out.
