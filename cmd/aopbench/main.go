@@ -26,6 +26,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"net"
 	"net/http"
@@ -492,12 +493,10 @@ func post(ctx context.Context, hc *http.Client, url string, body []byte) error {
 
 // engine times "aopbatch run" on RowsRun rows with no rate limit, Rounds
 // times, and with ceiling each run between two runs of the bare client,
-// comparing it with their mean. This machine's speed is not one speed:
-// within one make bench the bare client measured 24,000-25,500 req/s (77-80
-// µs of CPU a request) in some runs and 34,000-36,500 (51-56 µs) in others,
-// switching within seconds, and aopbatch's runs moved with it (by less). A
-// single pair of runs then gave 0.56 or 0.69 by chance; the median of the
-// rounds, each against its neighbours, does not depend on one switch.
+// comparing it with their mean. A shared machine's speed drifts within one
+// make bench (the bare client 21,494-25,719 req/s in one on 2026-12-04):
+// the median of the rounds, each against its neighbours, does not hang on
+// one slow or fast moment.
 func (b *bench) engine(ctx context.Context, ceiling bool) error {
 	n := b.cfg.rows(b.cfg.RowsRun)
 	rounds := max(b.cfg.Rounds, 1)
@@ -535,9 +534,6 @@ func (b *bench) engine(ctx context.Context, ceiling bool) error {
 			return err
 		}
 		runs = append(runs, r)
-		// Each round has its own ledger; the ones done with are only disk.
-		_, db := b.files(name)
-		removeLedger(db)
 		if err := measureCeiling(); err != nil {
 			return err
 		}
@@ -646,11 +642,15 @@ func each[T any](vs []T, format func(T) string) string {
 	return " (" + strings.Join(parts, ", ") + ")"
 }
 
-// removeLedger removes a SQLite ledger and its side files.
-func removeLedger(db string) {
+// removeLedger removes a SQLite ledger and its side files, so that a run
+// on it records a fresh batch, even in a kept -dir.
+func removeLedger(db string) error {
 	for _, suffix := range []string{"", "-wal", "-shm"} {
-		_ = os.Remove(db + suffix)
+		if err := os.Remove(db + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
 	}
+	return nil
 }
 
 // large runs the small and large files for peak RSS, then reruns the
@@ -768,6 +768,9 @@ func (b *bench) files(name string) (csvPath, db string) {
 // runFile generates an n-row file and sends it to a fresh sandbox.
 func (b *bench) runFile(ctx context.Context, name string, n int, rate float64, env []string) (runResult, error) {
 	csvPath, db := b.files(name)
+	if err := removeLedger(db); err != nil {
+		return runResult{}, err
+	}
 	if err := writeCSV(csvPath, strings.ToUpper(name[:1])+name[1:]+"-", n); err != nil {
 		return runResult{}, err
 	}

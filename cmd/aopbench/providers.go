@@ -5,11 +5,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -161,10 +158,8 @@ func (b *bench) scenario(ctx context.Context, sc scenario) error {
 		sc.sandbox(&cfg)
 	}
 	csvPath, db := b.files(sc.name)
-	for _, suffix := range []string{"", "-wal", "-shm"} { // a fresh batch, even in a kept -dir
-		if err := os.Remove(db + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
+	if err := removeLedger(db); err != nil {
+		return err
 	}
 	if err := writeCSV(csvPath, strings.ToUpper(sc.name[:1])+sc.name[1:]+"-", n); err != nil {
 		return err
