@@ -112,11 +112,7 @@ func (e *Engine) monitor(watch bool) func() {
 				// account's schedule is full, this process's share of it
 				// is no shortfall.
 				shared := e.lim.shared != nil && e.lim.shared.bookedSince(time.Now().Add(-2*time.Second))
-				// Rows wait while some are still to be handed out, or held
-				// by workers waiting out a Retry-After: once the whole
-				// file is out, a throttled run's rows are all there.
-				waitingRows := e.feeding.Load() || e.pausing.Load() > 0
-				if achieved, warn := rw.check(now, e.lim.granted.Load(), waitingRows && !e.stopping() && !shared); warn {
+				if achieved, warn := rw.check(now, e.lim.granted.Load(), e.rowsWaiting() && !e.stopping() && !shared); warn {
 					e.warned.Store(true)
 					s := e.shortfall(achieved, now.Sub(rw.since))
 					e.cfg.Log.Warn("sending below --rate", s.Args()...)
@@ -125,6 +121,16 @@ func (e *Engine) monitor(watch bool) func() {
 		}
 	}()
 	return func() { close(done); <-stopped }
+}
+
+// rowsWaiting says rows are waiting to be sent: some are still to be
+// handed out, or workers hold them while waiting out a Retry-After or,
+// after it, for a token of the lowered rate. Once a throttled run's whole
+// file is out, most of its rows wait for tokens (29 to 1 pausing, in a 5/s
+// run): counting only the pausing ones, a check that found none paused
+// began the 5 s judgement again, and the WARN could never come.
+func (e *Engine) rowsWaiting() bool {
+	return e.feeding.Load() || e.pausing.Load() > 0 || e.lim.waiting.Load() > 0
 }
 
 // shortfall gathers the WARN line's figures.

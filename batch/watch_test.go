@@ -194,6 +194,38 @@ func TestThrottledRunWarnsWhileRowsWaitOutRetryAfter(t *testing.T) {
 	}
 }
 
+// A row waiting for a token of the lowered rate is a row waiting to be
+// sent, as much as one waiting out its Retry-After: in a throttled run most
+// rows wait for tokens, and a check that saw none pausing used to start the
+// rate's judgement again (a CI run: no WARN in 8 s at 5/s of 200).
+func TestRowsWaitingForATokenAreWaiting(t *testing.T) {
+	client, l, _ := sandboxBatch(t, aoptest.DefaultConfig(), 1)
+	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Rate: 200})
+	if e.rowsWaiting() {
+		t.Fatal("rows waiting before any was handed out or waited")
+	}
+	e.lim.setRate(0.2) // a 429's cut: the next token is 5 s away
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tk, err := e.lim.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.lim.done(tk, time.Now())
+	waited := make(chan error, 1)
+	go func() { _, err := e.lim.Wait(ctx); waited <- err }()
+	for e.lim.waiting.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if !e.rowsWaiting() {
+		t.Error("a row waiting for its token, none pausing: not counted as waiting")
+	}
+	cancel()
+	if err := <-waited; err == nil {
+		t.Error("the wait got a token within 5 s at 0.2/s")
+	}
+}
+
 // syncBuffer is a bytes.Buffer the engine's goroutines may log to at once.
 type syncBuffer struct {
 	mu sync.Mutex
