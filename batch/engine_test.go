@@ -35,6 +35,7 @@ type recorder struct {
 	log        []arrival
 	recharges  int
 	onRecharge func(n int)
+	onStatus   func() // before a status enquiry reaches h
 }
 
 func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -51,10 +52,13 @@ func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.recharges++
 		n = r.recharges
 	}
-	cb := r.onRecharge
+	cb, sc := r.onRecharge, r.onStatus
 	r.mu.Unlock()
 	if cb != nil && n > 0 {
 		cb(n)
+	}
+	if sc != nil && req.URL.Path == aop.PathStatus {
+		sc()
 	}
 	r.h.ServeHTTP(w, req)
 }
@@ -371,6 +375,96 @@ func TestRowWaitingToRetryIsHeldWithItsOperator(t *testing.T) {
 	if failed > 5 || held+failed != 20 {
 		t.Errorf("operator 1: %d failed, %d held of 20; want at most 5 failed, the rest held", failed, held)
 	}
+}
+
+// An unknown row the provider has no record of, whose operator is down,
+// is held with that operator's queued rows, not sent again to fail with
+// code 13 (a final failure, needing a new referenceid); a rerun with the
+// operator back sends it, once.
+func TestUnfoundUnknownRowIsHeldWithItsOperator(t *testing.T) {
+	cfg := aoptest.DefaultConfig()
+	cfg.DownOperators = []int64{1}
+	cfg.Fault5xxRate = 1 // the first run's rows: 5xx, not recorded, unknown
+	rec, client, l, b, owner := interruptedRun(t, cfg, 100, 8, Config{Rate: 200, Workers: 1})
+	sb := rec.h.(*aoptest.Server)
+	unknown, err := l.Page(context.Background(), b.Seq, ledger.StateUnknown, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	earlier := map[string]int64{} // ref -> operator
+	for _, r := range unknown {
+		earlier[r.ReferenceID] = r.Operator
+	}
+	if earlier["R-0"] != 1 || earlier["R-5"] != 1 || len(earlier) < 7 {
+		t.Fatalf("setup: unknown after the first run %v, want R-0..R-7 (R-0, R-5 of operator 1)", earlier)
+	}
+
+	// The second run: the enquiries wait until operator 1 is held (three
+	// of its queued rows answered 13).
+	sb.SetFaults(aoptest.Faults{})
+	e2 := New(l, client, Config{Owner: owner, Rate: 200, Timeout: 2 * time.Second, HoldAfter: 3})
+	rec.mu.Lock()
+	rec.onStatus = func() {
+		for end := time.Now().Add(10 * time.Second); !e2.held(1) && time.Now().Before(end); {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	rec.mu.Unlock()
+	mark := rec.len()
+	if err := e2.Send(context.Background(), b); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	if !e2.held(1) {
+		t.Fatal("setup: operator 1 was not held in the second run")
+	}
+	for _, a := range rec.since(mark) {
+		if op, ok := earlier[a.ref]; ok && op == 1 && a.path == aop.PathRecharge {
+			t.Errorf("%s (unknown, operator 1 down) was sent again", a.ref)
+		}
+	}
+	for ref, op := range earlier {
+		r := rowByRef(t, l, b, ref)
+		switch {
+		case op == 1 && r.State != ledger.StateHeld:
+			t.Errorf("%s of operator 1: %s (%s), want held", ref, r.State, r.Message)
+		case op == 1 && !strings.Contains(r.Message, "operator 1 is down"):
+			t.Errorf("%s held with message %q, want it to say operator 1 is down", ref, r.Message)
+		case op != 1 && r.State != ledger.StateSuccess:
+			t.Errorf("%s of operator %d: %s (%s), want success (sent again after no record)", ref, op, r.State, r.Message)
+		}
+	}
+
+	// The operator is back: a rerun sends the held rows, each charged once.
+	sb.SetOperatorDown(1, false)
+	e3 := New(l, client, Config{Owner: owner, Rate: 200, Timeout: 2 * time.Second})
+	if err := e3.Prepare(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if err := e3.Send(context.Background(), b); err != nil {
+		t.Fatalf("third run: %v", err)
+	}
+	for _, ref := range []string{"R-0", "R-5"} {
+		if r := rowByRef(t, l, b, ref); r.State != ledger.StateSuccess || sb.NonDuplicateAnswers(ref) != 1 {
+			t.Errorf("%s after the rerun: %s (%s), the provider processed it %d times; want success, once", ref, r.State, r.Message, sb.NonDuplicateAnswers(ref))
+		}
+	}
+}
+
+// rowByRef returns batch b's row with referenceid ref.
+func rowByRef(t *testing.T, l ledger.Store, b ledger.Batch, ref string) ledger.Row {
+	t.Helper()
+	var got *ledger.Row
+	err := l.EachRow(context.Background(), b.Seq, func(r *ledger.Row) error {
+		if r.ReferenceID == ref {
+			c := *r
+			got = &c
+		}
+		return nil
+	})
+	if err != nil || got == nil {
+		t.Fatalf("row %s: %v", ref, err)
+	}
+	return *got
 }
 
 // The run's figures: configured and achieved rate, latency percentiles,

@@ -248,6 +248,9 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 			}
 			return
 		}
+		if e.holdUnfound(w, row, a) {
+			return
+		}
 		e.record(w, ledger.Update{Line: row.Line, Code: -1, Attempt: a})
 		// The provider never recorded it: sending again under the SAME
 		// referenceid is safe, since a duplicate would answer 18.
@@ -256,6 +259,10 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 			return // still unknown: the next resolve asks again
 		}
 		if e.stopping() || !e.leaseOK() {
+			e.untake(tk)
+			return
+		}
+		if e.holdUnfound(w, row, nil) { // its operator went down while it waited
 			e.untake(tk)
 			return
 		}
@@ -274,6 +281,23 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 		e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Attempt: a,
 			Message: o.Detail + ": " + st.Message})
 	}
+}
+
+// holdUnfound holds an unknown row the provider has no record of when
+// its operator is down (SPEC section 2, rule 8): sent now it would be
+// answered 13, a final failure needing a new referenceid, where the
+// operator's queued rows are held and a rerun sends them. It is as unsent
+// as they are: an enquiry found no record, and a request of a run that
+// ended had --timeout to arrive (apply waits for that first). a is the
+// enquiry's attempt, when not yet recorded.
+func (e *Engine) holdUnfound(w ledger.Writer, row ledger.Row, a *ledger.Attempt) bool {
+	if !e.held(row.Operator) {
+		return false
+	}
+	e.record(w, ledger.Update{Line: row.Line, To: ledger.StateHeld, Code: -1, Attempt: a,
+		Message: fmt.Sprintf("status enquiry found no record; operator %d is down: held, a rerun sends it", row.Operator)})
+	e.progress.Unsure.Add(-1)
+	return true
 }
 
 // resolved tallies an unsettled row's new state.

@@ -70,8 +70,10 @@ var allowedFrom = map[State][]State{
 	StateInflight: {StateQueued, StateUnknown},
 	// Back to queued only when the request provably never reached the
 	// provider (not written, throttled, declined before recording).
-	StateQueued:    {StateInflight, StateHeld},
-	StateHeld:      {StateQueued, StateInflight}, // inflight: marked ahead, never sent
+	StateQueued: {StateInflight, StateHeld},
+	// inflight: marked ahead, never sent; unknown: an enquiry found no
+	// record, and its operator is down (held rather than sent to fail).
+	StateHeld:      {StateQueued, StateInflight, StateUnknown},
 	StateSuccess:   {StateInflight, StatePending, StateDuplicate, StateUnknown},
 	StateFailed:    {StateInflight, StatePending, StateDuplicate, StateUnknown},
 	StatePending:   {StateInflight, StatePending, StateDuplicate, StateUnknown},

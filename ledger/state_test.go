@@ -18,6 +18,9 @@ func TestCanMove(t *testing.T) {
 		{StateInflight, StateQueued, true},
 		{StateHeld, StateQueued, true},
 		{StateQueued, StateHeld, true},
+		{StateUnknown, StateHeld, true}, // no record, its operator down
+		{StatePending, StateHeld, false},
+		{StateDuplicate, StateHeld, false},
 		{StatePending, StateSuccess, true},
 		{StateDuplicate, StateFailed, true},
 		{StateUnknown, StateRefunded, true},
