@@ -194,8 +194,7 @@ func (e *Engine) enquire(ctx, wctx context.Context, w ledger.Writer, row ledger.
 		r := Retry{Why: o.Retry, Tries: tries[o.Retry], RetryAfter: st.RetryAfter, First: first}
 		if why := e.retryWait(ctx, wctx, r); why != "" {
 			// Asked again in the next round, or the next run.
-			e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Attempt: a,
-				Message: "status enquiry gave no usable answer: " + gaveUp(r, st.Message, e.cfg.Now(), why)})
+			e.record(w, unsettled(row, a, "status enquiry gave no usable answer: "+gaveUp(r, st.Message, e.cfg.Now(), why)))
 			return
 		}
 		e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Message: row.Message, Attempt: a})
@@ -234,24 +233,27 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 			e.record(w, ledger.Update{Line: row.Line, Code: -1, Attempt: a})
 			return
 		}
-		if row.Message == ledger.RecoveredMessage && !row.FirstSent.IsZero() && e.cfg.Now().Sub(row.FirstSent) < e.cfg.Timeout {
+		if row.Message == ledger.RecoveredMessage && e.cfg.Now().Sub(row.Updated) < e.cfg.Timeout {
 			// Left in flight by a run that ended (killed, or paused past its
 			// lease and taken over): its request may still be on its way and
 			// recorded after this "not found". Sent again now it could reach
 			// the provider twice; once --timeout has passed since it went,
-			// it has arrived or it never will.
+			// it has arrived or it never will. When it went is at the latest
+			// when the row was recovered (Updated: that run was dead, or its
+			// lease had lapsed, and it sends nothing without one), not its
+			// first send, which may be a request of long before.
 			e.record(w, ledger.Update{Line: row.Line, Code: -1, Attempt: a})
 			if !e.toldWaiting.Swap(true) {
 				// Said once: the run may seem stalled meanwhile.
 				e.cfg.Log.Info("rows a run that ended left in flight are not at the provider yet: each is sent again only once --timeout has passed since it went (its request may still arrive), and asked about until then",
-					"timeout", e.cfg.Timeout.String(), "first_resend_after", row.FirstSent.Add(e.cfg.Timeout).Format(time.TimeOnly))
+					"timeout", e.cfg.Timeout.String(), "first_resend_after", row.Updated.Add(e.cfg.Timeout).Format(time.TimeOnly))
 			}
 			return
 		}
 		if e.holdUnfound(w, row, a) {
 			return
 		}
-		e.record(w, ledger.Update{Line: row.Line, Code: -1, Attempt: a})
+		e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Message: row.Message, Attempt: a})
 		// The provider never recorded it: sending again under the SAME
 		// referenceid is safe, since a duplicate would answer 18.
 		tk, err := e.take(wctx)
@@ -278,9 +280,20 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 		e.record(w, ledger.Update{Line: row.Line, To: o.State, Code: -1, TxnID: txn, Attempt: a, Message: o.Detail})
 		e.resolved(row, o.State)
 	default: // unreadable: ask again next round
-		e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Attempt: a,
-			Message: o.Detail + ": " + st.Message})
+		e.record(w, unsettled(row, a, o.Detail+": "+st.Message))
 	}
+}
+
+// unsettled records an enquiry (attempt a) that left row as it was, and
+// why (msg). A row a run that ended left in flight keeps RecoveredMessage,
+// and the time it was recovered, with msg going to the attempt: apply holds
+// back its resend by both until that run's request can no longer arrive.
+func unsettled(row ledger.Row, a *ledger.Attempt, msg string) ledger.Update {
+	if row.Message == ledger.RecoveredMessage {
+		a.Message = msg
+		return ledger.Update{Line: row.Line, Code: -1, Attempt: a}
+	}
+	return ledger.Update{Line: row.Line, To: row.State, Code: -1, Attempt: a, Message: msg}
 }
 
 // holdUnfound holds an unknown row the provider has no record of when
