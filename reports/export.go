@@ -40,6 +40,18 @@ type ExportResult struct {
 
 const exportPage = 1000
 
+// HasRefColumn reports whether batch b's file had a referenceid column: a
+// batch whose referenceids were all generated (--generate-refs) had none,
+// and its export carries none either.
+func HasRefColumn(b ledger.Batch) bool {
+	for _, h := range b.Header {
+		if normName(h) == "referenceid" {
+			return true
+		}
+	}
+	return false
+}
+
 // Export writes the rows of batch b in state st as an input CSV under the
 // batch's own header, so they can be corrected and sent as a new batch.
 // Cells come from the row as it was read when the ledger kept it (rejected

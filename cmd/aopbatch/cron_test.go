@@ -165,7 +165,7 @@ func TestFirstLogLineNamesTheLedger(t *testing.T) {
 		{"resolve", "--ledger", "rel.db", "--base-url", sb.URL, "--progress", "never"},
 		{"status", "--ledger", "rel.db"},
 		{"report", "--ledger", "rel.db", "--out", "rep"},
-		{"export", "--ledger", "rel.db", "--state", "success", "--out", "ok.csv"},
+		{"export", "--ledger", "rel.db", "--state", "success", "--keep-refs", "--out", "ok.csv"},
 		{"ledger", "archive", "--ledger", "rel.db", "--before", "2000-01-01", "--out", "old.ledger.gz"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -28,6 +28,11 @@ Writes the rows of one state as an input CSV under the batch's own header, so
 they can be corrected and sent as a new batch. The referenceid column is left
 blank: each row needs a NEW referenceid chosen by a person (--keep-refs keeps
 the old ones, which the provider answers as duplicates if it received them).
+Rows whose money may have moved (success, pending, duplicate, unknown,
+inflight) are exported only with --keep-refs: under new referenceids they
+could be paid twice. aopbatch resolve settles the unsettled ones under
+their own referenceids; those it finds failed are exported with --state
+failed.
 With --statement, every row the statement shows charged or pending is left
 out: it must never be sent again (aopbatch reconcile records what the
 provider says about it). A conflict row is left out while a row of another
@@ -53,6 +58,9 @@ offered by that batch's own export.
 	if !st.Valid() {
 		return start(fmt.Errorf("--state %q is not a row state (%s)", state, stateNames()))
 	}
+	if mayHaveMoved(st) && !keepRefs {
+		return start(movedError(st))
+	}
 	cols, err := reports.ParseStatementColumns(columns)
 	if err != nil {
 		return start(fmt.Errorf("--statement-columns: %w", err))
@@ -71,6 +79,10 @@ offered by that batch's own export.
 		return start(err)
 	}
 	defer l.Close()
+	if mayHaveMoved(st) && !reports.HasRefColumn(b) {
+		return start(fmt.Errorf("export --state %s: batch %s's referenceids were generated (--generate-refs), so its file has no referenceid column "+
+			"and a copy of these rows, sent again, would get new ones and could pay them twice; aopbatch resolve settles them under their own", st, b.ID))
+	}
 
 	o := reports.ExportOptions{KeepRefs: keepRefs, Statement: st2}
 	var res reports.ExportResult
@@ -109,13 +121,35 @@ offered by that batch's own export.
 	default:
 		fmt.Fprintln(stderr, "aopbatch: the file has no referenceid column (the batch used --generate-refs): send it with --generate-refs and a new --batch id, which derive new ones")
 	}
-	switch st {
-	case ledger.StateSuccess, ledger.StatePending, ledger.StateDuplicate, ledger.StateUnknown, ledger.StateInflight:
-		if res.Rows > 0 {
-			fmt.Fprintf(stderr, "aopbatch: warning: %s rows may have been charged: sending them again under new referenceids can pay twice\n", st)
-		}
+	if mayHaveMoved(st) && res.Rows > 0 {
+		fmt.Fprintf(stderr, "aopbatch: warning: %s rows may have been charged: send them only under the referenceids kept here, never new ones\n", st)
 	}
 	return nil
+}
+
+// mayHaveMoved reports whether rows in state st may have been charged:
+// paid, or sent with no final answer yet.
+func mayHaveMoved(st ledger.State) bool {
+	switch st {
+	case ledger.StateSuccess, ledger.StatePending, ledger.StateDuplicate, ledger.StateUnknown, ledger.StateInflight:
+		return true
+	}
+	return false
+}
+
+// movedError refuses a file of st rows with blank referenceids: the file
+// export is for is one to send again, and under new referenceids a row
+// the provider charged is charged twice. (A walkthrough: an export of
+// unknown rows, sent with --generate-refs as it advised, paid all 48 twice.)
+func movedError(st ledger.State) error {
+	if st == ledger.StateSuccess {
+		return errors.New("export --state success: these rows were charged; with blank referenceids, sent under new ones, " +
+			"they would be paid twice (--keep-refs exports them with their referenceids, for a list)")
+	}
+	return fmt.Errorf("export --state %s: these rows may have been charged (their requests reached the provider and no final answer came back); "+
+		"with blank referenceids, sent under new ones, they could be paid twice. aopbatch resolve asks the provider and settles them under their own "+
+		"referenceids, sending again only those it has no record of; then export --state failed offers the ones that failed. "+
+		"--keep-refs exports them with their referenceids, which the provider de-duplicates", st)
 }
 
 func stateNames() string {

@@ -269,3 +269,65 @@ func TestExportConflictLeavesOutWhatWasPaid(t *testing.T) {
 		t.Errorf("export does not say which conflict rows it left out and why:\n%s", p.stderr)
 	}
 }
+
+// Rows whose money may have moved are never exported with blank
+// referenceids, the file export makes being one to send again: under new
+// referenceids they could be paid twice. With --keep-refs they keep their
+// own; a batch whose referenceids were generated has none to keep.
+// (A walkthrough: unknown rows exported, then sent with --generate-refs as
+// export advised, were all paid twice.)
+func TestExportRefusesRowsThatMayHaveBeenPaid(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.Fault5xxRate = 1 })
+	dir := t.TempDir()
+	db, in := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	writeCSV(t, in, goodRows(40, "MV"))
+	if p := aopbatch(t, nil, runArgs(in, db, sb.URL)...); p.code != 3 {
+		t.Fatalf("run: exit %d, want 3 (every answer a 5xx: the breaker stops the run, the rows sent unknown)\n%s", p.code, p.stderr)
+	}
+	unknown := 0
+	_, _, rows := ledgerRows(t, db)
+	for _, r := range rows {
+		if r.State == ledger.StateUnknown {
+			unknown++
+		}
+	}
+	if unknown == 0 {
+		t.Fatal("setup: no row unknown after the run")
+	}
+	for _, st := range []string{"unknown", "success"} {
+		out := filepath.Join(dir, st+".csv")
+		p := aopbatch(t, nil, "export", "--ledger", db, "--state", st, "--out", out)
+		if p.code != 1 || !strings.Contains(p.stderr, "paid twice") || !strings.Contains(p.stderr, "--keep-refs") {
+			t.Errorf("export --state %s: exit %d, want 1 and why, naming --keep-refs\n%s", st, p.code, p.stderr)
+		}
+		if st == "unknown" && !strings.Contains(p.stderr, "aopbatch resolve") {
+			t.Errorf("export --state unknown does not name the way out, aopbatch resolve:\n%s", p.stderr)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Errorf("export --state %s refused, yet %s was written (%v)", st, out, err)
+		}
+	}
+	out := filepath.Join(dir, "kept.csv")
+	if p := aopbatch(t, nil, "export", "--ledger", db, "--state", "unknown", "--keep-refs", "--out", out); p.code != 0 {
+		t.Fatalf("export --state unknown --keep-refs: exit %d\n%s", p.code, p.stderr)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(got), "MV"); n != unknown {
+		t.Errorf("export --keep-refs wrote %d referenceids of the %d unknown rows:\n%s", n, unknown, got)
+	}
+
+	// Generated referenceids: no column to keep them in.
+	gen, gdb := filepath.Join(dir, "gen.csv"), filepath.Join(dir, "g.db")
+	if err := os.WriteFile(gen, []byte("operator,canumber,amount\n311,CA1,10.00\n12,CA2,11.00\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if p := aopbatch(t, nil, runArgs(gen, gdb, sb.URL, "--generate-refs", "--batch", "gen-1")...); p.code != 0 && p.code != 3 {
+		t.Fatalf("run --generate-refs: exit %d\n%s", p.code, p.stderr)
+	}
+	if p := aopbatch(t, nil, "export", "--ledger", gdb, "--state", "success", "--keep-refs"); p.code != 1 || !strings.Contains(p.stderr, "generated") {
+		t.Errorf("export --keep-refs of a batch with generated referenceids: exit %d, want 1 saying they were generated\n%s", p.code, p.stderr)
+	}
+}
