@@ -51,6 +51,13 @@ var codeClass = map[int]Class{
 	8:  ClassFailed,
 }
 
+// Published reports whether code is in the provider's published table:
+// it has a meaning of its own, so it cannot also be a "not found" code.
+func Published(code int) bool {
+	_, ok := codeClass[code]
+	return ok
+}
+
 // ClassOf returns the class of a provider response code; a code the table
 // does not list is ClassUnknown.
 func ClassOf(code int) Class {

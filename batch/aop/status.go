@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -234,7 +235,22 @@ func decodeStatus(referenceID string, notFound []int, httpStatus int, header htt
 	if r.Message == "" {
 		r.Message = fmt.Sprintf("HTTP %d without transaction data", httpStatus)
 	}
+	if env.code >= 0 && httpStatus < 500 {
+		// Perhaps this provider's "not found": say how to tell aopbatch so,
+		// or the row stays unknown for good.
+		r.Message = clip(fmt.Sprintf("%s (code %d without transaction data; the not-found codes are %s: --not-found-codes)",
+			r.Message, env.code, joinCodes(notFound)))
+	}
 	return r
+}
+
+// joinCodes writes codes as a flag value: "2" or "2,77".
+func joinCodes(codes []int) string {
+	s := make([]string, len(codes))
+	for i, c := range codes {
+		s[i] = strconv.Itoa(c)
+	}
+	return strings.Join(s, ",")
 }
 
 // verdictOf reads data.status and data.refunded; ok is false when either

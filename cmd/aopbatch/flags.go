@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -155,6 +156,8 @@ type connFlags struct {
 	resolveTimeout time.Duration
 	holdAfter      int
 	maxUnknown     string
+	notFound       string
+	notFoundCodes  []int // notFound, parsed by check
 }
 
 func (c *connFlags) register(fs *flag.FlagSet) {
@@ -178,6 +181,31 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.resolveTimeout, "resolve-timeout", d.ResolveTimeout, "how long to keep asking about pending/unknown rows")
 	fs.IntVar(&c.holdAfter, "hold-after", d.HoldAfter, "operator-down answers in a row before that operator's rows are held")
 	fs.StringVar(&c.maxUnknown, "max-unknown-amount", "", "stop sending once this many rupees sit in rows of unknown outcome")
+	nf := os.Getenv("AOP_NOT_FOUND_CODES")
+	if nf == "" {
+		nf = "2"
+	}
+	fs.StringVar(&c.notFound, "not-found-codes", nf, "status-enquiry response codes meaning \"no such transaction\", comma-separated; such a row is sent again under its referenceid (env AOP_NOT_FOUND_CODES)")
+}
+
+// parseNotFoundCodes reads --not-found-codes. A code of the provider's
+// published table is refused: it means something else, and read as "not
+// found" it would send again a row the provider may have charged.
+func parseNotFoundCodes(v string) ([]int, error) {
+	var codes []int
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		n, err := strconv.Atoi(f)
+		switch {
+		case err != nil || n < 0:
+			return nil, fmt.Errorf("--not-found-codes %q: %q is not a response code", v, f)
+		case aop.Published(n):
+			return nil, fmt.Errorf("--not-found-codes %q: code %d has its own meaning in the provider's table (%s); read as \"not found\" it could send again a row that was charged",
+				v, n, aop.ClassOf(n))
+		}
+		codes = append(codes, n)
+	}
+	return codes, nil
 }
 
 // maxWorkers bounds --workers and --max-in-flight: each request in flight
@@ -224,7 +252,8 @@ func (c *connFlags) check() error {
 			return fmt.Errorf("%s must be positive, not %s", f.name, f.v)
 		}
 	}
-	return nil
+	c.notFoundCodes, err = parseNotFoundCodes(c.notFound)
+	return err
 }
 
 // checkSession validates the flags run and resolve share beyond the
@@ -408,7 +437,8 @@ func (c *connFlags) client() (*aop.Client, error) {
 	if c.workers > 0 {
 		conns = c.workers
 	}
-	return aop.New(aop.Options{BaseURL: c.baseURL, RegistrationID: c.registrationID, Auth: a, MaxConns: conns, UserAgent: "aopbatch"})
+	return aop.New(aop.Options{BaseURL: c.baseURL, RegistrationID: c.registrationID, Auth: a, MaxConns: conns, UserAgent: "aopbatch",
+		NotFoundCodes: c.notFoundCodes})
 }
 
 func (c *connFlags) engineConfig(log *slog.Logger) (batch.Config, error) {
