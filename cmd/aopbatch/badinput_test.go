@@ -355,3 +355,23 @@ func TestRaggedRowsInRejectsKeepTheirCells(t *testing.T) {
 		t.Errorf("rejects.csv has %d of the two ragged rows:\n%v", seen, recs)
 	}
 }
+
+// A dry run of a file already recorded answers as the first did: its
+// rejected rows listed and exit 2, not 0 with none (a walkthrough: a
+// "validate first" script passed a bad file on its second check).
+func TestDryRunAgainStillReportsRejectedRows(t *testing.T) {
+	sb := sandbox(t, nil)
+	db, csvPath := batchFiles(t)
+	rows := goodRows(20, "DRY")
+	rows[4].amount = "abc"
+	writeCSV(t, csvPath, rows)
+	for i := 1; i <= 2; i++ {
+		p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--dry-run")...)
+		if p.code != 2 || !strings.Contains(p.stderr, `line 6, column "amount", value "abc"`) {
+			t.Errorf("dry run %d: exit %d, want 2 naming line 6's amount\n%s", i, p.code, p.stderr)
+		}
+	}
+	if n := sb.Stats().Recharges; n != 0 {
+		t.Errorf("dry runs sent %d requests", n)
+	}
+}

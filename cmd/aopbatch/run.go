@@ -202,7 +202,7 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 		}
 	}
 	if f.dryRun {
-		return f.dryRunEnd(ctx, l, b, ing, log, stdout, stderr)
+		return f.dryRunEnd(ctx, l, b, ing.Resumed, log, stdout, stderr)
 	}
 
 	cfg.Owner = owner
@@ -231,7 +231,9 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 }
 
 // dryRunEnd reports a dry run: the batch recorded, nothing sent.
-func (f *runFlags) dryRunEnd(ctx context.Context, l ledger.Store, b ledger.Batch, ing batch.IngestResult, log *slog.Logger, stdout, stderr io.Writer) error {
+// A file recorded before (resumed) gets the same answer as the first time:
+// its rejected and conflict rows, from the ledger, and exit 2.
+func (f *runFlags) dryRunEnd(ctx context.Context, l ledger.Store, b ledger.Batch, resumed bool, log *slog.Logger, stdout, stderr io.Writer) error {
 	text := stdout
 	if f.logs.json() {
 		text = io.Discard
@@ -240,6 +242,14 @@ func (f *runFlags) dryRunEnd(ctx context.Context, l ledger.Store, b ledger.Batch
 	counts, err := l.Counts(ctx, b.Seq)
 	if err != nil {
 		return start(err)
+	}
+	problems := counts[ledger.StateRejected].Rows + counts[ledger.StateConflict].Rows
+	if resumed && problems > 0 {
+		var jsonLog *slog.Logger
+		if f.logs.json() {
+			jsonLog = log
+		}
+		printProblems(ctx, l, b, stderr, jsonLog, 10, problems)
 	}
 	if err := writeCounts(text, b, counts); err != nil {
 		return start(err)
@@ -250,7 +260,7 @@ func (f *runFlags) dryRunEnd(ctx context.Context, l ledger.Store, b ledger.Batch
 	if err := f.reports.write(context.WithoutCancel(ctx), l, b, text); err != nil {
 		reportsFailed(f.logs, log, stderr, err)
 		end = &exitError{code: exitIncomplete, err: errors.New("the dry run's reports were not written (see above)")}
-	} else if ing.Rejected+ing.Conflicts > 0 {
+	} else if problems > 0 {
 		end = &exitError{code: exitFinishedNo}
 	}
 	if f.logs.json() {
