@@ -297,6 +297,22 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 	}
 
 	var tr connTrace
+	// The transport may post a request again by itself, asking GetBody for
+	// its body anew: HTTP/1 only when none of it was written, which is
+	// safe; HTTP/2 also after the server reset the stream with
+	// PROTOCOL_ERROR having read it whole, when the provider may have
+	// processed it (thousands of times in 5 s, measured). Once one try has
+	// written the request, and no answer came, there is no body for
+	// another: a request goes again only after an enquiry found no record
+	// of it. (After an answer, GetBody is the client's, preparing a
+	// redirect that CheckRedirect then refuses.)
+	getBody := req.GetBody
+	req.GetBody = func() (io.ReadCloser, error) {
+		if tr.writtenUnanswered() {
+			return nil, errWrittenOnce
+		}
+		return getBody()
+	}
 	req = req.WithContext(httptrace.WithClientTrace(ctx, tr.hooks()))
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -332,6 +348,8 @@ type connTrace struct {
 	gotConn   bool
 	wrote     bool
 	wroteFail bool
+	written   bool                  // some try, not only the latest, wrote the whole request
+	answered  bool                  // and an answer began to arrive
 	wroteAt   time.Time             // when the final attempt's request was written
 	ct        httptrace.ClientTrace // the hooks, here to save an allocation
 }
@@ -348,10 +366,15 @@ func (t *connTrace) hooks() *httptrace.ClientTrace {
 			t.gotConn = true
 			t.mu.Unlock()
 		},
+		GotFirstResponseByte: func() {
+			t.mu.Lock()
+			t.answered = true
+			t.mu.Unlock()
+		},
 		WroteRequest: func(i httptrace.WroteRequestInfo) {
 			t.mu.Lock()
 			if i.Err == nil {
-				t.wrote, t.wroteAt = true, time.Now()
+				t.wrote, t.written, t.wroteAt = true, true, time.Now()
 			} else {
 				t.wroteFail = true
 			}
@@ -368,13 +391,25 @@ func (t *connTrace) wroteTime() time.Time {
 	return t.wroteAt
 }
 
+// errWrittenOnce refuses the transport a second try of a written request.
+var errWrittenOnce = errors.New("the request was written once already: not sent again without an enquiry")
+
+// writtenUnanswered reports whether some try wrote the whole request and
+// no answer came.
+func (t *connTrace) writtenUnanswered() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.written && !t.answered
+}
+
 // reachedServer is false only when the trace shows the final attempt never
-// got a connection. A transport that reports no trace events at all (a
-// custom RoundTripper) proves nothing, so it counts as reached.
+// got a connection, and no earlier one wrote the request. A transport that
+// reports no trace events at all (a custom RoundTripper) proves nothing, so
+// it counts as reached.
 func (t *connTrace) reachedServer() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return !t.getConn || t.gotConn
+	return !t.getConn || t.gotConn || t.written
 }
 
 func (t *connTrace) phase() string {
