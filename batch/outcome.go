@@ -55,7 +55,7 @@ var rechargeOutcomes = map[aop.Class]Outcome{
 		Hint: "fix the account with the provider, then run again"},
 	// The client refreshed the credential once already.
 	aop.ClassAuth: {State: ledger.StateQueued, Stop: StopAuth, Hint: authHint,
-		Detail: "authentication failed: the provider refused the credential (a renewable one was renewed, and refused again)"},
+		Detail: "authentication failed: the provider refused the credential (one that can be renewed, a --token-command or JWT, was renewed once and refused again)"},
 	// Timeout, lost answer, 5xx, code 9, an unreadable body, a code
 	// outside the table: the provider may have the transaction.
 	aop.ClassUnknown:   {State: ledger.StateUnknown, Transient: true},
@@ -103,7 +103,7 @@ var enquiryOutcomes = map[aop.Verdict]Outcome{
 	// duplicate row the provider did see: wait, never re-send.
 	aop.VerdictNotFound: {Resend: true},
 	aop.VerdictAuth: {Stop: StopAuth, Hint: authHint,
-		Detail: "status enquiry: authentication failed: the provider refused the credential (a renewable one was renewed, and refused again)"},
+		Detail: "status enquiry: authentication failed: the provider refused the credential (one that can be renewed, a --token-command or JWT, was renewed once and refused again)"},
 	// Unreadable: ask again next round.
 	aop.VerdictUnknown:   {Detail: "status enquiry gave no usable answer"},
 	aop.VerdictNotSent:   {Retry: RetryNotSent},

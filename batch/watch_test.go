@@ -123,7 +123,7 @@ func TestRunStatsLine(t *testing.T) {
 		Throttled: 7, LowestRate: 80, LatencyP50: 303 * time.Millisecond, LatencyP90: 350 * time.Millisecond, LatencyP99: 399 * time.Millisecond,
 		PeakInFlight: 8, InFlightCap: 8}
 	line := r.String()
-	for _, want := range []string{"1203 requests", "45.5s", "26.4 requests/s of 100/s configured", "p50 303ms", "p90 350ms", "p99 399ms",
+	for _, want := range []string{"1203 requests", "took 45.5s, requests going out at 26.4 requests/s of 100/s configured", "p50 303ms", "p90 350ms", "p99 399ms",
 		"HTTP 429 answers 7", "down to 80/s at the lowest", "peak in flight 8 (--max-in-flight 8)"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("summary %q lacks %q", line, want)
