@@ -179,6 +179,7 @@ type Engine struct {
 	warned       atomic.Bool
 	toldWaiting  atomic.Bool  // the wait before re-sending a dead run's rows was logged
 	overloads    atomic.Int64 // timeouts and 5xx answers
+	timeouts     atomic.Int64 // of them, requests that got no answer within --timeout
 	answers      atomic.Int64 // answers that reached the provider
 	pausing      atomic.Int64 // workers waiting to retry a request
 
@@ -723,7 +724,7 @@ func (e *Engine) deliver(ctx, wctx context.Context, w ledger.Writer, row ledger.
 		cancel()
 		lat := e.cfg.Now().Sub(at)
 		e.progress.Sent.Add(1)
-		e.answered(tk, res.Wrote, lat, res.Class != aop.ClassNotSent, res.Class == aop.ClassThrottled, res.Timeout || res.HTTPStatus >= 500)
+		e.answered(tk, res.Wrote, lat, res.Class != aop.ClassNotSent, res.Class == aop.ClassThrottled, res.Timeout, res.HTTPStatus >= 500)
 		o := rechargeOutcome(res)
 		if o.Retry == "" {
 			e.settle(w, row, at, lat, res, o)

@@ -40,18 +40,22 @@ func (e *Engine) sending(d int) {
 
 // answered ends a request taken with tk: wrote is when it was written
 // out, lat how long its answer took. reached says it got to the provider
-// (anything but "not sent"), throttled that the answer was 429, overload
-// that it was a timeout or a 5xx. The concurrency controller and the 429
-// policy learn from it.
-func (e *Engine) answered(tk ticket, wrote time.Time, lat time.Duration, reached, throttled, overload bool) {
+// (anything but "not sent"), throttled that the answer was 429, timeout
+// that none came within --timeout, failed that it was a 5xx; both are
+// overloads. The concurrency controller and the 429 policy learn from it.
+func (e *Engine) answered(tk ticket, wrote time.Time, lat time.Duration, reached, throttled, timeout, failed bool) {
 	e.lim.done(tk, wrote)
 	e.gate.release()
 	if !reached {
 		return
 	}
 	e.answers.Add(1)
+	overload := timeout || failed
 	if overload {
 		e.overloads.Add(1)
+	}
+	if timeout {
+		e.timeouts.Add(1)
 	}
 	e.lat.add(lat)
 	rate, changed := e.thr.observe(throttled, e.conc.observe(lat, overload))
@@ -145,6 +149,7 @@ func (e *Engine) shortfall(achieved float64, d time.Duration) Shortfall {
 		P50: e.lat.quantile(0.5), P99: e.lat.quantile(0.99),
 		InFlight: out, Limit: max(limit, cl), Cap: capN, Fixed: fixed, Blocked: waiting > 0,
 		Rate: e.lim.rate(), Accepted: e.thr.accepted(), Answers: e.answers.Load(), Throttled: th, Overloads: e.overloads.Load(),
+		Timeouts: e.timeouts.Load(), Timeout: e.cfg.Timeout,
 		BreakerBad: bad, Breaker: size, BreakerRatio: e.cfg.BreakerRatio,
 	}
 }

@@ -179,7 +179,7 @@ func (e *Engine) enquire(ctx, wctx context.Context, w ledger.Writer, row ledger.
 		cancel()
 		lat := e.cfg.Now().Sub(at)
 		e.progress.Enquired.Add(1)
-		e.answered(tk, st.Wrote, lat, st.Verdict != aop.VerdictNotSent, st.Verdict == aop.VerdictThrottled, st.Timeout || st.HTTPStatus >= 500)
+		e.answered(tk, st.Wrote, lat, st.Verdict != aop.VerdictNotSent, st.Verdict == aop.VerdictThrottled, st.Timeout, st.HTTPStatus >= 500)
 		a := &ledger.Attempt{Kind: "status", At: at, Latency: lat, HTTPStatus: st.HTTPStatus, Code: st.Code,
 			Class: string(st.Verdict), Message: st.Message}
 		o := enquiryOutcome(st.Verdict)

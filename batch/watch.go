@@ -125,15 +125,17 @@ type Shortfall struct {
 	Configured, Achieved float64
 	For                  time.Duration
 	P50, P99             time.Duration
-	InFlight             int     // requests out now
-	Limit, Cap           int     // in-flight limit now, and its cap
-	Fixed                bool    // --workers N
-	Blocked              bool    // requests waited for a slot lately
-	Rate                 float64 // send rate now (lowered by 429s)
-	Accepted             float64 // requests/s the provider took at the rate's last cut; 0 = none
-	Answers, Throttled   int64   // since the run began
-	Overloads            int64   // timeouts and 5xx since the run began
-	BreakerBad, Breaker  int     // transient failures in the breaker's window, and its size
+	InFlight             int           // requests out now
+	Limit, Cap           int           // in-flight limit now, and its cap
+	Fixed                bool          // --workers N
+	Blocked              bool          // requests waited for a slot lately
+	Rate                 float64       // send rate now (lowered by 429s)
+	Accepted             float64       // requests/s the provider took at the rate's last cut; 0 = none
+	Answers, Throttled   int64         // since the run began
+	Overloads            int64         // timeouts and 5xx since the run began
+	Timeouts             int64         // of them, no answer within Timeout
+	Timeout              time.Duration // --timeout
+	BreakerBad, Breaker  int           // transient failures in the breaker's window, and its size
 	BreakerRatio         float64
 }
 
@@ -156,6 +158,11 @@ func (s Shortfall) Diagnose() (limitedBy, hint string) {
 		}
 		return fmt.Sprintf("the provider's throttle (HTTP 429 on %.1f%% of requests)", 100*share(s.Throttled)),
 			fmt.Sprintf("the provider takes about %.0f requests/s: lower --rate to that, or ask it to raise the account's limit", takes)
+	case share(s.Timeouts) >= overloadShare:
+		// Before the cap: requests that wait out --timeout hold their
+		// slots, so the cap is met, but more of them would time out too.
+		return fmt.Sprintf("requests timing out at --timeout %s (%.1f%% of requests; latency p99 %s)", s.Timeout, 100*share(s.Timeouts), roundLatency(s.P99)),
+			"each one timed out is a row of unknown outcome, asked about later: if the provider is slow rather than failing, raise --timeout above its latency; else check the provider's status"
 	case s.Limit >= s.Cap && s.Fixed:
 		return fmt.Sprintf("--workers %d", s.Cap),
 			fmt.Sprintf("at a latency of %s, %d requests at once carry about %.0f/s: omit --workers (automatic) or raise it to about %d",

@@ -89,6 +89,11 @@ func TestShortfallDiagnosis(t *testing.T) {
 		{"throttled, no cut", func(s *Shortfall) { s.Limit, s.Cap, s.Rate, s.Throttled, s.Achieved = 120, 256, 100, 60, 141 },
 			"the provider's throttle (HTTP 429 on 6.0% of requests)", "takes about 133 requests/s"},
 		{"timeouts and 5xx", func(s *Shortfall) { s.Limit, s.Cap, s.Overloads = 20, 256, 90 }, "timeouts and 5xx answers (9.0%", "lowered to 20"},
+		// Timeouts hold their slots until --timeout: the cap is met, yet
+		// raising it would only time more out (a walkthrough: 17 of 50
+		// timing out at --timeout 4s, and the WARN blamed --max-in-flight).
+		{"timeouts at the cap", func(s *Shortfall) { s.Overloads, s.Timeouts, s.Timeout = 340, 340, 4 * time.Second },
+			"requests timing out at --timeout 4s (34.0% of requests", "raise --timeout above its latency"},
 		{"the engine", func(s *Shortfall) { s.Limit, s.Cap, s.Blocked = 40, 256, false }, "aopbatch itself", "the ledger's disk"},
 	} {
 		s := base
