@@ -92,7 +92,7 @@ func TestShortfallDiagnosis(t *testing.T) {
 		// Timeouts hold their slots until --timeout: the cap is met, yet
 		// raising it would only time more out (a walkthrough: 17 of 50
 		// timing out at --timeout 4s, and the WARN blamed --max-in-flight).
-		{"timeouts at the cap", func(s *Shortfall) { s.Overloads, s.Timeouts, s.Timeout = 340, 340, 4 * time.Second },
+		{"timeouts at the cap", func(s *Shortfall) { s.Overloads, s.Timeouts, s.Timeout = 340, 340, 4*time.Second },
 			"requests timing out at --timeout 4s (34.0% of requests", "raise --timeout above its latency"},
 		{"the engine", func(s *Shortfall) { s.Limit, s.Cap, s.Blocked = 40, 256, false }, "aopbatch itself", "the ledger's disk"},
 	} {

@@ -298,17 +298,19 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 
 	var tr connTrace
 	// The transport may post a request again by itself, asking GetBody for
-	// its body anew: HTTP/1 only when none of it was written, which is
-	// safe; HTTP/2 also after the server reset the stream with
-	// PROTOCOL_ERROR having read it whole, when the provider may have
-	// processed it (thousands of times in 5 s, measured). Once one try has
-	// written the request, and no answer came, there is no body for
-	// another: a request goes again only after an enquiry found no record
-	// of it. (After an answer, GetBody is the client's, preparing a
-	// redirect that CheckRedirect then refuses.)
+	// its body anew. HTTP/1 does so only when none of it reached the
+	// connection, which is safe (its trace may say "written" before a
+	// flush that then failed). HTTP/2 also does after the server reset the
+	// stream with PROTOCOL_ERROR having read it whole, when the provider
+	// may have processed it (thousands of times in 5 s, measured). So once
+	// a try wrote the request over HTTP/2 there is no body for another: a
+	// request goes again only after an enquiry found no record of it. The
+	// tries HTTP/2 says are safe (REFUSED_STREAM, GOAWAY) are refused too,
+	// and the row is asked about; so is a redirect's answer over HTTP/2,
+	// which CheckRedirect would refuse anyway.
 	getBody := req.GetBody
 	req.GetBody = func() (io.ReadCloser, error) {
-		if tr.writtenUnanswered() {
+		if tr.writtenH2() {
 			return nil, errWrittenOnce
 		}
 		return getBody()
@@ -348,8 +350,8 @@ type connTrace struct {
 	gotConn   bool
 	wrote     bool
 	wroteFail bool
-	written   bool                  // some try, not only the latest, wrote the whole request
-	answered  bool                  // and an answer began to arrive
+	h2        bool                  // the latest try's connection speaks HTTP/2
+	written   bool                  // some try, not only the latest, wrote the whole request over HTTP/2
 	wroteAt   time.Time             // when the final attempt's request was written
 	ct        httptrace.ClientTrace // the hooks, here to save an allocation
 }
@@ -361,20 +363,20 @@ func (t *connTrace) hooks() *httptrace.ClientTrace {
 			t.getConn, t.gotConn, t.wrote, t.wroteFail = true, false, false, false
 			t.mu.Unlock()
 		},
-		GotConn: func(httptrace.GotConnInfo) {
+		GotConn: func(i httptrace.GotConnInfo) {
+			h2 := false
+			if tc, ok := i.Conn.(*tls.Conn); ok {
+				h2 = tc.ConnectionState().NegotiatedProtocol == "h2"
+			}
 			t.mu.Lock()
-			t.gotConn = true
-			t.mu.Unlock()
-		},
-		GotFirstResponseByte: func() {
-			t.mu.Lock()
-			t.answered = true
+			t.gotConn, t.h2 = true, h2
 			t.mu.Unlock()
 		},
 		WroteRequest: func(i httptrace.WroteRequestInfo) {
 			t.mu.Lock()
 			if i.Err == nil {
-				t.wrote, t.written, t.wroteAt = true, true, time.Now()
+				t.wrote, t.wroteAt = true, time.Now()
+				t.written = t.written || t.h2
 			} else {
 				t.wroteFail = true
 			}
@@ -392,18 +394,18 @@ func (t *connTrace) wroteTime() time.Time {
 }
 
 // errWrittenOnce refuses the transport a second try of a written request.
-var errWrittenOnce = errors.New("the request was written once already: not sent again without an enquiry")
+var errWrittenOnce = errors.New("the request was written once already: it is not posted again without an enquiry")
 
-// writtenUnanswered reports whether some try wrote the whole request and
-// no answer came.
-func (t *connTrace) writtenUnanswered() bool {
+// writtenH2 reports whether some try wrote the whole request over HTTP/2.
+func (t *connTrace) writtenH2() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.written && !t.answered
+	return t.written
 }
 
 // reachedServer is false only when the trace shows the final attempt never
-// got a connection, and no earlier one wrote the request. A transport that
+// got a connection, and no earlier one wrote the request over HTTP/2
+// (HTTP/1 tries again only what it did not write). A transport that
 // reports no trace events at all (a custom RoundTripper) proves nothing, so
 // it counts as reached.
 func (t *connTrace) reachedServer() bool {
