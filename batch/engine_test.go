@@ -640,3 +640,60 @@ func deadRunsResend(t *testing.T, garble bool) {
 		t.Errorf("%s: %s (%s), charged %d; want success, once", target, got.State, got.Message, sb.Charged(target))
 	}
 }
+
+// A row a dead run left in flight, whose every enquiry is first answered
+// 429, is still sent again once --timeout has passed since its recovery:
+// the enquiry that waited out the 429 leaves the row as it was, and the
+// wait does not start again each round. (A review: each round's retry
+// rewrote the row, and with it the time the wait goes by.)
+func TestDeadRunsRowIsSentDespiteThrottledEnquiries(t *testing.T) {
+	sb := aoptest.New(aoptest.DefaultConfig())
+	var mu sync.Mutex
+	enquiries := 0
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == aop.PathStatus {
+			mu.Lock()
+			enquiries++
+			odd := enquiries%2 == 1
+			mu.Unlock()
+			if odd { // the first enquiry of every round
+				w.Header().Set("Retry-After", "1")
+				w.WriteHeader(http.StatusTooManyRequests)
+				return
+			}
+		}
+		sb.ServeHTTP(w, r)
+	})
+	client, l, b := servedBatch(t, h, 1)
+	ctx := context.Background()
+	owner := ingestOpts(NoControls()).Owner
+	// A run marked R-0 in flight and died before its request left.
+	row := rowByRef(t, l, b, "R-0")
+	w, err := l.NewWriter(ctx, b.Seq, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.MarkInflight(ctx, row.Line, row.Attempts); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx, b.ID, owner); err != nil {
+		t.Fatal(err)
+	}
+	next := ledger.NewOwner("rerun")
+	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID}, next, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	e := New(l, client, Config{Owner: next, Timeout: 2 * time.Second, ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 8 * time.Second})
+	if err := e.Prepare(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Resolve(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if got := rowByRef(t, l, b, "R-0"); got.State != ledger.StateSuccess || sb.Charged("R-0") != 1 {
+		t.Errorf("R-0: %s (%s), charged %d; want sent again once --timeout had passed, success", got.State, got.Message, sb.Charged("R-0"))
+	}
+}

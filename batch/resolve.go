@@ -197,7 +197,7 @@ func (e *Engine) enquire(ctx, wctx context.Context, w ledger.Writer, row ledger.
 			e.record(w, unsettled(row, a, "status enquiry gave no usable answer: "+gaveUp(r, st.Message, e.cfg.Now(), why)))
 			return
 		}
-		e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Message: row.Message, Attempt: a})
+		e.record(w, unchanged(row, a))
 	}
 }
 
@@ -213,7 +213,7 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 	}
 	switch {
 	case o.Stop != "":
-		e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Message: row.Message, Attempt: a})
+		e.record(w, unchanged(row, a))
 		e.stop(&StopError{Reason: o.Stop, Detail: fmt.Sprintf("%s (HTTP %d, code %d)", o.Detail, st.HTTPStatus, st.Code), Hint: o.Hint})
 	case o.Resend:
 		if row.State != ledger.StateUnknown {
@@ -253,7 +253,7 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 		if e.holdUnfound(w, row, a) {
 			return
 		}
-		e.record(w, ledger.Update{Line: row.Line, To: row.State, Code: -1, Message: row.Message, Attempt: a})
+		e.record(w, ledger.Update{Line: row.Line, Code: -1, Attempt: a})
 		// The provider never recorded it: sending again under the SAME
 		// referenceid is safe, since a duplicate would answer 18.
 		tk, err := e.take(wctx)
@@ -284,6 +284,18 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 	}
 }
 
+// unchanged records an enquiry (attempt a) that changed nothing for row.
+// A row a run that ended left in flight is left as it is, only the attempt
+// logged: apply waits --timeout from its recovery (Updated) before sending
+// it again, and a row touched by every round (a 429 each time) would wait
+// for ever.
+func unchanged(row ledger.Row, a *ledger.Attempt) ledger.Update {
+	if row.Message == ledger.RecoveredMessage {
+		return ledger.Update{Line: row.Line, Code: -1, Attempt: a}
+	}
+	return ledger.Update{Line: row.Line, To: row.State, Code: -1, Message: row.Message, Attempt: a}
+}
+
 // unsettled records an enquiry (attempt a) that left row as it was, and
 // why (msg). A row a run that ended left in flight keeps RecoveredMessage,
 // and the time it was recovered, with msg going to the attempt: apply holds
@@ -303,8 +315,13 @@ func unsettled(row ledger.Row, a *ledger.Attempt, msg string) ledger.Update {
 // as they are: an enquiry found no record, and a request of a run that
 // ended had --timeout to arrive (apply waits for that first). a is the
 // enquiry's attempt, when not yet recorded.
+//
+// Not on a shared ledger: another process may have found no record too,
+// sent the row and recorded it unknown again meanwhile, and this move,
+// unlike MarkInflight, does not check the row's sends; there the row goes
+// on to MarkInflight as before, and may be answered 13.
 func (e *Engine) holdUnfound(w ledger.Writer, row ledger.Row, a *ledger.Attempt) bool {
-	if !e.held(row.Operator) {
+	if !e.held(row.Operator) || e.l.Shared() {
 		return false
 	}
 	e.record(w, ledger.Update{Line: row.Line, To: ledger.StateHeld, Code: -1, Attempt: a,

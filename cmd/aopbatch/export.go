@@ -29,10 +29,11 @@ they can be corrected and sent as a new batch. The referenceid column is left
 blank: each row needs a NEW referenceid chosen by a person (--keep-refs keeps
 the old ones, which the provider answers as duplicates if it received them).
 Rows whose money may have moved (success, pending, duplicate, unknown,
-inflight) are exported only with --keep-refs: under new referenceids they
-could be paid twice. aopbatch resolve settles the unsettled ones under
-their own referenceids; those it finds failed are exported with --state
-failed.
+inflight) and held rows (some may have been sent before) are exported only
+with --keep-refs: under new referenceids they could be paid twice.
+aopbatch resolve settles the unsettled ones under their own referenceids;
+those it finds failed are exported with --state failed. Running the batch
+again sends the held ones.
 With --statement, every row the statement shows charged or pending is left
 out: it must never be sent again (aopbatch reconcile records what the
 provider says about it). A conflict row is left out while a row of another
@@ -58,7 +59,7 @@ offered by that batch's own export.
 	if !st.Valid() {
 		return start(fmt.Errorf("--state %q is not a row state (%s)", state, stateNames()))
 	}
-	if mayHaveMoved(st) && !keepRefs {
+	if (mayHaveMoved(st) || st == ledger.StateHeld) && !keepRefs {
 		return start(movedError(st))
 	}
 	cols, err := reports.ParseStatementColumns(columns)
@@ -79,7 +80,7 @@ offered by that batch's own export.
 		return start(err)
 	}
 	defer l.Close()
-	if mayHaveMoved(st) && !reports.HasRefColumn(b) {
+	if (mayHaveMoved(st) || st == ledger.StateHeld) && !reports.HasRefColumn(b) {
 		return start(fmt.Errorf("export --state %s: batch %s's referenceids were generated (--generate-refs), so its file has no referenceid column "+
 			"and a copy of these rows, sent again, would get new ones and could pay them twice; aopbatch resolve settles them under their own", st, b.ID))
 	}
@@ -142,7 +143,14 @@ func mayHaveMoved(st ledger.State) bool {
 // the provider charged is charged twice. (A walkthrough: an export of
 // unknown rows, sent with --generate-refs as it advised, paid all 48 twice.)
 func movedError(st ledger.State) error {
-	if st == ledger.StateSuccess {
+	switch st {
+	case ledger.StateHeld:
+		// Held is mostly never sent, but an unknown row whose enquiry found
+		// no record is held too when its operator is down.
+		return errors.New("export --state held: held rows are sent by running the batch again once their operator is up; " +
+			"a held row may have been sent before (an enquiry found no record of it), so under new referenceids it could be paid twice " +
+			"(--keep-refs exports them with their referenceids)")
+	case ledger.StateSuccess:
 		return errors.New("export --state success: these rows were charged; with blank referenceids, sent under new ones, " +
 			"they would be paid twice (--keep-refs exports them with their referenceids, for a list)")
 	}
