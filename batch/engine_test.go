@@ -587,16 +587,7 @@ func deadRunsResend(t *testing.T, garble bool) {
 	if row.State != ledger.StateUnknown {
 		t.Fatalf("setup: %s is %s after the first run, want unknown", target, row.State)
 	}
-	w, err := l.NewWriter(ctx, b.Seq, owner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.MarkInflight(ctx, row.Line, row.Attempts); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	markInflight(t, l, b, owner, row)
 	dead := make(chan struct{})
 	go func() { defer close(dead); _, _ = client.Recharge(context.Background(), row.Request) }()
 	t.Cleanup(func() { <-dead })
@@ -612,13 +603,7 @@ func deadRunsResend(t *testing.T, garble bool) {
 
 	// The next run takes the batch over 50 ms later, --timeout 300 ms.
 	time.Sleep(50 * time.Millisecond)
-	if err := l.Release(ctx, b.ID, owner); err != nil {
-		t.Fatal(err)
-	}
-	next := ledger.NewOwner("rerun")
-	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID}, next, time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	next := takeOver(t, l, b, owner)
 	dup := sb.Stats().ByCode[18]
 	e3 := New(l, client, Config{Owner: next, Timeout: 300 * time.Millisecond, ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 3 * time.Second})
 	if err := e3.Prepare(ctx, b); err != nil {
@@ -669,23 +654,8 @@ func TestDeadRunsRowIsSentDespiteThrottledEnquiries(t *testing.T) {
 	owner := ingestOpts(NoControls()).Owner
 	// A run marked R-0 in flight and died before its request left.
 	row := rowByRef(t, l, b, "R-0")
-	w, err := l.NewWriter(ctx, b.Seq, owner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.MarkInflight(ctx, row.Line, row.Attempts); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Release(ctx, b.ID, owner); err != nil {
-		t.Fatal(err)
-	}
-	next := ledger.NewOwner("rerun")
-	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID}, next, time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	markInflight(t, l, b, owner, row)
+	next := takeOver(t, l, b, owner)
 	e := New(l, client, Config{Owner: next, Timeout: 2 * time.Second, ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 8 * time.Second})
 	if err := e.Prepare(ctx, b); err != nil {
 		t.Fatal(err)
@@ -696,4 +666,35 @@ func TestDeadRunsRowIsSentDespiteThrottledEnquiries(t *testing.T) {
 	if got := rowByRef(t, l, b, "R-0"); got.State != ledger.StateSuccess || sb.Charged("R-0") != 1 {
 		t.Errorf("R-0: %s (%s), charged %d; want sent again once --timeout had passed, success", got.State, got.Message, sb.Charged("R-0"))
 	}
+}
+
+// markInflight marks row in flight for owner, as a run does before its
+// request leaves.
+func markInflight(t *testing.T, l ledger.Store, b ledger.Batch, owner ledger.Owner, row ledger.Row) {
+	t.Helper()
+	ctx := context.Background()
+	w, err := l.NewWriter(ctx, b.Seq, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.MarkInflight(ctx, row.Line, row.Attempts); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// takeOver hands batch b from owner, a run that died, to a new one.
+func takeOver(t *testing.T, l ledger.Store, b ledger.Batch, owner ledger.Owner) ledger.Owner {
+	t.Helper()
+	ctx := context.Background()
+	if err := l.Release(ctx, b.ID, owner); err != nil {
+		t.Fatal(err)
+	}
+	next := ledger.NewOwner("rerun")
+	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID}, next, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	return next
 }
