@@ -80,6 +80,7 @@ offered by that batch's own export.
 		return start(err)
 	}
 	defer l.Close()
+	warnIncomplete(stderr, b)
 	if (mayHaveMoved(st) || st == ledger.StateHeld) && !reports.HasRefColumn(b) {
 		return start(fmt.Errorf("export --state %s: batch %s's referenceids were generated (--generate-refs), so its file has no referenceid column "+
 			"and a copy of these rows, sent again, would get new ones and could pay them twice; aopbatch resolve settles them under their own", st, b.ID))

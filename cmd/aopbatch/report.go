@@ -70,6 +70,7 @@ disagree (see reconciliation.csv); 1 usage, ledger or statement error.
 		return start(err)
 	}
 	defer l.Close()
+	warnIncomplete(stderr, b)
 	// Read the statement first: a bad one fails before anything is written.
 	var st *reports.Statement
 	if statement != "" {
@@ -202,6 +203,16 @@ func openExisting(ctx context.Context, path, batchID string) (ledger.Store, ledg
 			b.ID, b.Archived, b.Archived, b.ID)
 	}
 	return l, b, nil
+}
+
+// warnIncomplete says so when batch b's file was not wholly recorded (a
+// run killed while recording it): its counts and totals are of part of
+// the file. The same run command records the rest.
+func warnIncomplete(w io.Writer, b ledger.Batch) {
+	if !b.Ready {
+		fmt.Fprintf(w, "aopbatch: batch %s was not wholly recorded (a run stopped while recording %s): its counts are of part of the file; run the file again with aopbatch run to record the rest\n",
+			b.ID, b.Source)
+	}
 }
 
 // safeName makes a batch id usable as one path element.

@@ -86,6 +86,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return enc.Encode(out)
 	}
 	if batchID != "" {
+		warnIncomplete(stderr, bs[0])
 		return writeCounts(stdout, bs[0], counts[0])
 	}
 	if len(bs) == 0 {
@@ -123,6 +124,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		id := bj.Batch
 		if bj.Archived != "" {
 			id += " (archived)"
+		}
+		if !bj.Ready {
+			id += " (recording incomplete)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t~%s\t%d\t%d\t%d\t%d\t%s\n", id, bj.Source, bj.Created, age(time.Duration(bj.AgeSeconds)*time.Second),
 			bj.Total, batch.FormatRupees(bj.Paise), humanBytes(est),
