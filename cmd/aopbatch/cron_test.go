@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -249,5 +250,22 @@ func TestDamagedLedgerRefusedBeforeSending(t *testing.T) {
 	}
 	if n := sb.Stats().Requests; n != 0 {
 		t.Errorf("%d requests sent on a damaged ledger", n)
+	}
+}
+
+// The first log line's size counts the write-ahead log: after a crash most
+// of a ledger may sit there (a walkthrough read 16 KB for a 1 MB ledger).
+func TestLedgerSizeCountsTheWAL(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "l.db")
+	if err := os.WriteFile(db, make([]byte, 100), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(db+"-wal", make([]byte, 50), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	noteLedger(slog.New(slog.NewTextHandler(&b, nil)), db, false)
+	if !strings.Contains(b.String(), "bytes=150") {
+		t.Errorf("first line %q, want bytes=150 (the file and its -wal)", b.String())
 	}
 }

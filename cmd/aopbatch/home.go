@@ -36,7 +36,13 @@ func noteLedger(log *slog.Logger, path string, creates bool) {
 	fi, err := os.Stat(abs)
 	switch {
 	case err == nil:
-		log.Info("ledger", "path", abs, "bytes", fi.Size())
+		// With its write-ahead log: after a crash most of a ledger may sit
+		// there until the next checkpoint (16 KB here, 1 MB in the -wal).
+		size := fi.Size()
+		if wal, err := os.Stat(abs + "-wal"); err == nil {
+			size += wal.Size()
+		}
+		log.Info("ledger", "path", abs, "bytes", size)
 	case os.IsNotExist(err):
 		if creates {
 			log.Info("ledger", "path", abs, "new", true)
