@@ -61,6 +61,7 @@ type Client struct {
 	auth           Authenticator
 	hc             *http.Client
 	notFound       []int
+	plainHTTP1     bool // a connection without TLS speaks HTTP/1 (no h2c)
 	userAgent      string
 	now            func() time.Time
 }
@@ -94,6 +95,7 @@ func New(o Options) (*Client, error) {
 	if c.hc == nil {
 		c.hc = defaultHTTPClient(maxConns)
 	}
+	c.plainHTTP1 = plainIsHTTP1(c.hc)
 	if len(c.notFound) == 0 {
 		c.notFound = []int{2}
 	}
@@ -127,6 +129,19 @@ func parseBaseURL(raw string) (string, error) {
 	}
 	u.Scheme = scheme
 	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// plainIsHTTP1 reports whether hc's connections without TLS surely speak
+// HTTP/1: a net/http Transport not set for unencrypted HTTP/2. Any other
+// RoundTripper may speak h2c, whose retries the transport-resend guard in
+// post must see.
+func plainIsHTTP1(hc *http.Client) bool {
+	rt := hc.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	tr, ok := rt.(*http.Transport)
+	return ok && (tr.Protocols == nil || !tr.Protocols.UnencryptedHTTP2())
 }
 
 // defaultHTTPClient keeps maxConns connections per host alive for reuse,
@@ -296,7 +311,9 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 		return reply{kind: replyCredential, msg: clip("credential: " + err.Error())}
 	}
 
-	var tr connTrace
+	// An Idempotency-Key header (a --jwt-header so named) makes HTTP/1
+	// replay a POST it wrote, as HTTP/2 does: guarded the same way.
+	tr := connTrace{plainHTTP1: c.plainHTTP1, replayable: req.Header["Idempotency-Key"] != nil || req.Header["X-Idempotency-Key"] != nil}
 	// The transport may post a request again by itself, asking GetBody for
 	// its body anew. HTTP/1 does so only when none of it reached the
 	// connection, which is safe (its trace may say "written" before a
@@ -345,15 +362,17 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 // connection was obtained and whether the request was fully written. The
 // hooks may run on the transport's goroutines, hence the mutex.
 type connTrace struct {
-	mu        sync.Mutex
-	getConn   bool
-	gotConn   bool
-	wrote     bool
-	wroteFail bool
-	h2        bool                  // the latest try's connection speaks HTTP/2
-	written   bool                  // some try, not only the latest, wrote the whole request over HTTP/2
-	wroteAt   time.Time             // when the final attempt's request was written
-	ct        httptrace.ClientTrace // the hooks, here to save an allocation
+	mu         sync.Mutex
+	getConn    bool
+	gotConn    bool
+	wrote      bool
+	wroteFail  bool
+	h2         bool                  // the latest try's connection may speak HTTP/2 (or replays POSTs)
+	plainHTTP1 bool                  // a connection without TLS speaks HTTP/1
+	replayable bool                  // HTTP/1 may replay this request too
+	written    bool                  // some try, not only the latest, wrote the whole request over HTTP/2
+	wroteAt    time.Time             // when the final attempt's request was written
+	ct         httptrace.ClientTrace // the hooks, here to save an allocation
 }
 
 func (t *connTrace) hooks() *httptrace.ClientTrace {
@@ -364,10 +383,15 @@ func (t *connTrace) hooks() *httptrace.ClientTrace {
 			t.mu.Unlock()
 		},
 		GotConn: func(i httptrace.GotConnInfo) {
-			h2 := false
+			// HTTP/1 only where provable: TLS that negotiated something
+			// else, or no TLS on a transport without h2c.
+			h2 := true
 			if tc, ok := i.Conn.(*tls.Conn); ok {
 				h2 = tc.ConnectionState().NegotiatedProtocol == "h2"
+			} else if i.Conn != nil {
+				h2 = !t.plainHTTP1
 			}
+			h2 = h2 || t.replayable
 			t.mu.Lock()
 			t.gotConn, t.h2 = true, h2
 			t.mu.Unlock()
@@ -394,7 +418,7 @@ func (t *connTrace) wroteTime() time.Time {
 }
 
 // errWrittenOnce refuses the transport a second try of a written request.
-var errWrittenOnce = errors.New("the request was written once already: it is not posted again without an enquiry")
+var errWrittenOnce = errors.New("the request was written once already, and the transport or a redirect would post it again: not done without an enquiry")
 
 // writtenH2 reports whether some try wrote the whole request over HTTP/2.
 func (t *connTrace) writtenH2() bool {

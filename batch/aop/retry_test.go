@@ -198,3 +198,69 @@ func resetEveryStream(c net.Conn, requests *atomic.Int64, interim bool) {
 		}
 	}
 }
+
+// The same over HTTP/2 without TLS (h2c), from a client the caller
+// supplies: a connection that is not TLS is taken for HTTP/1 only on a
+// transport that cannot speak h2c. (A review: 3,357 reads in 3 s.)
+func TestH2CResetAfterTheRequestIsNotSentAgain(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var requests atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go resetEveryStream(c, &requests, false)
+		}
+	}()
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	hc := &http.Client{Transport: &http.Transport{Protocols: &p}}
+	defer hc.CloseIdleConnections()
+	c, err := New(Options{BaseURL: "http://" + ln.Addr().String(), RegistrationID: "AOP-554", HTTPClient: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	res, _ := c.Recharge(ctx, rechargeBody(t, "H2C-1"))
+	if n := requests.Load(); n != 1 || res.Class != ClassUnknown {
+		t.Errorf("h2c: the provider read the Recharge %d times, and it is %s (%s); want once, unknown", n, res.Class, res.Message)
+	}
+}
+
+// A POST carrying an Idempotency-Key header (the JWT sent in a header so
+// named, --jwt-header) is one net/http's HTTP/1 transport replays after it
+// was written, when a reused connection closes unanswered: guarded too.
+func TestIdempotencyKeyHeaderIsNotReplayed(t *testing.T) {
+	var hits atomic.Int64
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if hits.Add(1) == 1 {
+			_, _ = io.WriteString(w, `{"status":true,"response_code":1,"message":"ok","data":{"txnid":"T1"}}`)
+			return
+		}
+		// Read whole, then the connection closes unanswered.
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	})
+	c, err := New(Options{BaseURL: srv.URL, RegistrationID: "AOP-554",
+		Auth: JWT([]byte("secret-secret-secret-secret-1234"), "P1", "Idempotency-Key", time.Now)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := c.Recharge(context.Background(), rechargeBody(t, "IK-1")); res.Class != ClassSuccess {
+		t.Fatalf("first request: %s (%s)", res.Class, res.Message)
+	}
+	res, _ := c.Recharge(context.Background(), rechargeBody(t, "IK-2"))
+	if n := hits.Load(); n != 2 || res.Class != ClassUnknown {
+		t.Errorf("the server read %d requests, the second is %s (%s); want 2, unknown (not posted again)", n, res.Class, res.Message)
+	}
+}

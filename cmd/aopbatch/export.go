@@ -123,7 +123,7 @@ offered by that batch's own export.
 	default:
 		fmt.Fprintln(stderr, "aopbatch: the file has no referenceid column (the batch used --generate-refs): send it with --generate-refs and a new --batch id, which derive new ones")
 	}
-	if mayHaveMoved(st) && res.Rows > 0 {
+	if (mayHaveMoved(st) || st == ledger.StateHeld) && res.Rows > 0 {
 		fmt.Fprintf(stderr, "aopbatch: warning: %s rows may have been charged: send them only under the referenceids kept here, never new ones\n", st)
 	}
 	return nil
