@@ -59,7 +59,7 @@ offered by that batch's own export.
 	if !st.Valid() {
 		return start(fmt.Errorf("--state %q is not a row state (%s)", state, stateNames()))
 	}
-	if (mayHaveMoved(st) || st == ledger.StateHeld) && !keepRefs {
+	if keepsRefs(st) && !keepRefs {
 		return start(movedError(st))
 	}
 	cols, err := reports.ParseStatementColumns(columns)
@@ -81,7 +81,7 @@ offered by that batch's own export.
 	}
 	defer l.Close()
 	warnIncomplete(stderr, b)
-	if (mayHaveMoved(st) || st == ledger.StateHeld) && !reports.HasRefColumn(b) {
+	if keepsRefs(st) && !reports.HasRefColumn(b) {
 		return start(fmt.Errorf("export --state %s: batch %s's referenceids were generated (--generate-refs), so its file has no referenceid column "+
 			"and a copy of these rows, sent again, would get new ones and could pay them twice; aopbatch resolve settles them under their own", st, b.ID))
 	}
@@ -123,10 +123,17 @@ offered by that batch's own export.
 	default:
 		fmt.Fprintln(stderr, "aopbatch: the file has no referenceid column (the batch used --generate-refs): send it with --generate-refs and a new --batch id, which derive new ones")
 	}
-	if (mayHaveMoved(st) || st == ledger.StateHeld) && res.Rows > 0 {
+	if keepsRefs(st) && res.Rows > 0 {
 		fmt.Fprintf(stderr, "aopbatch: warning: %s rows may have been charged: send them only under the referenceids kept here, never new ones\n", st)
 	}
 	return nil
+}
+
+// keepsRefs reports whether rows in state st are exported only with their
+// referenceids: those that may have been charged, and held rows, among
+// which may be a row sent before that an enquiry found no record of.
+func keepsRefs(st ledger.State) bool {
+	return mayHaveMoved(st) || st == ledger.StateHeld
 }
 
 // mayHaveMoved reports whether rows in state st may have been charged:
