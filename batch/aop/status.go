@@ -235,7 +235,7 @@ func decodeStatus(referenceID string, notFound []int, httpStatus int, header htt
 	if r.Message == "" {
 		r.Message = fmt.Sprintf("HTTP %d without transaction data", httpStatus)
 	}
-	if env.code >= 0 && httpStatus < 500 {
+	if env.code >= 0 && httpStatus < 500 && !Published(env.code) {
 		// Perhaps this provider's "not found": say how to tell aopbatch so,
 		// or the row stays unknown for good.
 		r.Message = clip(fmt.Sprintf("%s (code %d without transaction data; the not-found codes are %s: --not-found-codes)",
