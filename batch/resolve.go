@@ -197,7 +197,7 @@ func (e *Engine) enquire(ctx, wctx context.Context, w ledger.Writer, row ledger.
 			e.record(w, unsettled(row, a, "status enquiry gave no usable answer: "+gaveUp(r, st.Message, e.cfg.Now(), why)))
 			return
 		}
-		e.record(w, unchanged(row, a))
+		e.record(w, unsettled(row, a, ""))
 	}
 }
 
@@ -213,7 +213,7 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 	}
 	switch {
 	case o.Stop != "":
-		e.record(w, unchanged(row, a))
+		e.record(w, unsettled(row, a, ""))
 		e.stop(&StopError{Reason: o.Stop, Detail: fmt.Sprintf("%s (HTTP %d, code %d)", o.Detail, st.HTTPStatus, st.Code), Hint: o.Hint})
 	case o.Resend:
 		if row.State != ledger.StateUnknown {
@@ -284,26 +284,20 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 	}
 }
 
-// unchanged records an enquiry (attempt a) that changed nothing for row.
-// A row a run that ended left in flight is left as it is, only the attempt
-// logged: apply waits --timeout from its recovery (Updated) before sending
-// it again, and a row touched by every round (a 429 each time) would wait
-// for ever.
-func unchanged(row ledger.Row, a *ledger.Attempt) ledger.Update {
-	if row.Message == ledger.RecoveredMessage {
-		return ledger.Update{Line: row.Line, Code: -1, Attempt: a}
-	}
-	return ledger.Update{Line: row.Line, To: row.State, Code: -1, Message: row.Message, Attempt: a}
-}
-
-// unsettled records an enquiry (attempt a) that left row as it was, and
-// why (msg). A row a run that ended left in flight keeps RecoveredMessage,
-// and the time it was recovered, with msg going to the attempt: apply holds
-// back its resend by both until that run's request can no longer arrive.
+// unsettled records an enquiry (attempt a) that left row unsettled, and
+// why (msg; "" keeps the row's message). A row a run that ended left in
+// flight is left as it is, msg going to the attempt: apply waits --timeout
+// from its recovery (Updated), by RecoveredMessage, before sending it
+// again; rewritten by every round (a 429 each time) it would wait for ever.
 func unsettled(row ledger.Row, a *ledger.Attempt, msg string) ledger.Update {
 	if row.Message == ledger.RecoveredMessage {
-		a.Message = msg
+		if msg != "" {
+			a.Message = msg
+		}
 		return ledger.Update{Line: row.Line, Code: -1, Attempt: a}
+	}
+	if msg == "" {
+		msg = row.Message
 	}
 	return ledger.Update{Line: row.Line, To: row.State, Code: -1, Attempt: a, Message: msg}
 }
