@@ -327,7 +327,7 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 	// which CheckRedirect would refuse anyway.
 	getBody := req.GetBody
 	req.GetBody = func() (io.ReadCloser, error) {
-		if tr.writtenH2() {
+		if tr.writtenOnce() {
 			return nil, errWrittenOnce
 		}
 		return getBody()
@@ -367,10 +367,10 @@ type connTrace struct {
 	gotConn    bool
 	wrote      bool
 	wroteFail  bool
-	h2         bool                  // the latest try's connection may speak HTTP/2 (or replays POSTs)
+	replays    bool                  // the latest try's transport may post the request again once written: HTTP/2, or a replayable request
 	plainHTTP1 bool                  // a connection without TLS speaks HTTP/1
 	replayable bool                  // HTTP/1 may replay this request too
-	written    bool                  // some try, not only the latest, wrote the whole request over HTTP/2
+	written    bool                  // some try, not only the latest, wrote the whole request where replays held
 	wroteAt    time.Time             // when the final attempt's request was written
 	ct         httptrace.ClientTrace // the hooks, here to save an allocation
 }
@@ -391,16 +391,15 @@ func (t *connTrace) hooks() *httptrace.ClientTrace {
 			} else if i.Conn != nil {
 				h2 = !t.plainHTTP1
 			}
-			h2 = h2 || t.replayable
 			t.mu.Lock()
-			t.gotConn, t.h2 = true, h2
+			t.gotConn, t.replays = true, h2 || t.replayable
 			t.mu.Unlock()
 		},
 		WroteRequest: func(i httptrace.WroteRequestInfo) {
 			t.mu.Lock()
 			if i.Err == nil {
 				t.wrote, t.wroteAt = true, time.Now()
-				t.written = t.written || t.h2
+				t.written = t.written || t.replays
 			} else {
 				t.wroteFail = true
 			}
@@ -420,16 +419,18 @@ func (t *connTrace) wroteTime() time.Time {
 // errWrittenOnce refuses the transport a second try of a written request.
 var errWrittenOnce = errors.New("the request was written once already, and the transport or a redirect would post it again: not done without an enquiry")
 
-// writtenH2 reports whether some try wrote the whole request over HTTP/2.
-func (t *connTrace) writtenH2() bool {
+// writtenOnce reports whether some try wrote the whole request where the
+// transport may post it again by itself.
+func (t *connTrace) writtenOnce() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.written
 }
 
 // reachedServer is false only when the trace shows the final attempt never
-// got a connection, and no earlier one wrote the request over HTTP/2
-// (HTTP/1 tries again only what it did not write). A transport that
+// got a connection, and no earlier one wrote the request where the
+// transport may post it again (HTTP/1 tries again only what it did not
+// write). A transport that
 // reports no trace events at all (a custom RoundTripper) proves nothing, so
 // it counts as reached.
 func (t *connTrace) reachedServer() bool {
