@@ -10,6 +10,7 @@ import (
 
 	"github.com/aopbatch/aopbatch/ledger"
 	"github.com/aopbatch/aopbatch/ledger/postgres"
+	"github.com/aopbatch/aopbatch/ledger/sqlite"
 )
 
 // noteLedger logs, as a command's first log line, where its ledger is:
@@ -33,16 +34,10 @@ func noteLedger(log *slog.Logger, path string, creates bool) {
 		return
 	}
 	abs := absPath(path)
-	fi, err := os.Stat(abs)
+	_, err := os.Stat(abs)
 	switch {
 	case err == nil:
-		// With its write-ahead log: after a crash most of a ledger may sit
-		// there until the next checkpoint (16 KB here, 1 MB in the -wal).
-		size := fi.Size()
-		if wal, err := os.Stat(abs + "-wal"); err == nil {
-			size += wal.Size()
-		}
-		log.Info("ledger", "path", abs, "bytes", size)
+		log.Info("ledger", "path", abs, "bytes", sqlite.FileSize(abs))
 	case os.IsNotExist(err):
 		if creates {
 			log.Info("ledger", "path", abs, "new", true)

@@ -220,12 +220,17 @@ func (l *Store) migrate(ctx context.Context) error {
 }
 
 // Size is the room the ledger takes on disk: the file and its WAL.
-func (l *Store) Size(context.Context) (int64, error) {
+func (l *Store) Size(context.Context) (int64, error) { return FileSize(l.path), nil }
+
+// FileSize is the room the ledger file at path takes on disk, its WAL
+// included (after a crash most of it may sit there until a checkpoint);
+// 0 when there is none.
+func FileSize(path string) int64 {
 	var n int64
-	for _, p := range []string{l.path, l.path + "-wal"} {
+	for _, p := range []string{path, path + "-wal"} {
 		if fi, err := os.Stat(p); err == nil {
 			n += fi.Size()
 		}
 	}
-	return n, nil
+	return n
 }
