@@ -29,9 +29,7 @@ func TestWalletStopStillAsksAboutUnsettledRows(t *testing.T) {
 	rec := &recorder{h: aoptest.New(cfg)}
 	client, l, b := servedBatch(t, rec, 60)
 	ctx := context.Background()
-	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Workers: 1, Timeout: 2 * time.Second,
-		ResolveBackoff: 50 * time.Millisecond, ResolveTimeout: 10 * time.Second})
-	sent := sendToWalletStop(t, e, b)
+	e, sent := stoppedByTheWallet(t, l, client, b, 50*time.Millisecond, 10*time.Second)
 	var stop *StopError
 	pendingAtStop := countState(t, l, b, ledger.StatePending)
 	unknownAtStop := countState(t, l, b, ledger.StateUnknown)
@@ -165,9 +163,7 @@ func TestStopDuringTheEnquiriesAfterAStopEndsThem(t *testing.T) {
 	rec := &recorder{h: h}
 	client, l, b := servedBatch(t, rec, 60)
 	ctx := context.Background()
-	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Workers: 1, Timeout: 2 * time.Second,
-		ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 20 * time.Second})
-	sent := sendToWalletStop(t, e, b)
+	e, sent := stoppedByTheWallet(t, l, client, b, 20*time.Millisecond, 20*time.Second)
 	var stop *StopError
 	h.refuse.Store(true)
 	mark := rec.len()
@@ -210,15 +206,23 @@ func TestLedgerErrorDuringTheEnquiriesAfterAStopIsReported(t *testing.T) {
 	client, real, b := sandboxBatch(t, cfg, 60)
 	l := &failingPages{Store: real}
 	ctx := context.Background()
-	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Workers: 1, Timeout: 2 * time.Second,
-		ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 5 * time.Second})
-	sent := sendToWalletStop(t, e, b)
+	e, sent := stoppedByTheWallet(t, l, client, b, 20*time.Millisecond, 5*time.Second)
 	var stop *StopError
 	l.fail.Store(true)
 	err := e.EnquireAfterStop(ctx, b, sent)
 	if !errors.As(err, &stop) || stop.Reason != StopAccount || !strings.Contains(err.Error(), "disk I/O error") {
 		t.Fatalf("EnquireAfterStop: %v, want the wallet's stop and the ledger's error", err)
 	}
+}
+
+// stoppedByTheWallet makes an engine over l and client (one worker,
+// enquiry rounds every backoff for up to limit) and sends b with it until
+// the wallet's stop: the engine, and the error Send ended with.
+func stoppedByTheWallet(t *testing.T, l ledger.Store, client Provider, b ledger.Batch, backoff, limit time.Duration) (*Engine, error) {
+	t.Helper()
+	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Workers: 1, Timeout: 2 * time.Second,
+		ResolveBackoff: backoff, ResolveTimeout: limit})
+	return e, sendToWalletStop(t, e, b)
 }
 
 // sendToWalletStop sends b with e and returns the error Send ended with,

@@ -58,28 +58,40 @@ func h2Resetting(t *testing.T, interim bool) *h2Result {
 	}
 	defer ln.Close()
 	out := &h2Result{}
+	serveResets(ln, &out.n, interim)
+	hc := defaultHTTPClient(4)
+	hc.Transport.(*http.Transport).TLSClientConfig.RootCAs = pool
+	// Go's client waits 1 s, then 2, 4... between some of its own tries.
+	out.res = rechargeWithin(t, "https://"+ln.Addr().String(), hc, "H2-1", 5*time.Second)
+	return out
+}
+
+// serveResets answers every connection ln accepts with resetEveryStream.
+func serveResets(ln net.Listener, requests *atomic.Int64, interim bool) {
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go resetEveryStream(c, &out.n, interim)
+			go resetEveryStream(c, requests, interim)
 		}
 	}()
+}
 
-	hc := defaultHTTPClient(4)
-	hc.Transport.(*http.Transport).TLSClientConfig.RootCAs = pool
+// rechargeWithin posts one Recharge for ref to base through hc, giving it
+// wait at most.
+func rechargeWithin(t *testing.T, base string, hc *http.Client, ref string, wait time.Duration) Result {
+	t.Helper()
 	defer hc.CloseIdleConnections()
-	c, err := New(Options{BaseURL: "https://" + ln.Addr().String(), RegistrationID: "AOP-554", HTTPClient: hc})
+	c, err := New(Options{BaseURL: base, RegistrationID: "AOP-554", HTTPClient: hc})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Go's client waits 1 s, then 2, 4... between some of its own tries.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	out.res, _ = c.Recharge(ctx, rechargeBody(t, "H2-1"))
-	return out
+	res, _ := c.Recharge(ctx, rechargeBody(t, ref))
+	return res
 }
 
 // An HTTP/1 connection closed by the server as it is reused: the
@@ -209,26 +221,10 @@ func TestH2CResetAfterTheRequestIsNotSentAgain(t *testing.T) {
 	}
 	defer ln.Close()
 	var requests atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go resetEveryStream(c, &requests, false)
-		}
-	}()
+	serveResets(ln, &requests, false)
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
-	hc := &http.Client{Transport: &http.Transport{Protocols: &p}}
-	defer hc.CloseIdleConnections()
-	c, err := New(Options{BaseURL: "http://" + ln.Addr().String(), RegistrationID: "AOP-554", HTTPClient: hc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	res, _ := c.Recharge(ctx, rechargeBody(t, "H2C-1"))
+	res := rechargeWithin(t, "http://"+ln.Addr().String(), &http.Client{Transport: &http.Transport{Protocols: &p}}, "H2C-1", 3*time.Second)
 	if n := requests.Load(); n != 1 || res.Class != ClassUnknown {
 		t.Errorf("h2c: the provider read the Recharge %d times, and it is %s (%s); want once, unknown", n, res.Class, res.Message)
 	}
