@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -39,7 +40,21 @@ type Options struct {
 	Now func() time.Time
 	// MaxConns caps the connection pool; 0 means 8.
 	MaxConns int32
+	// AbandonAfter is how long PostgreSQL lets one of our transactions
+	// sit idle before it ends the session; 0 means AbandonTx.
+	AbandonAfter time.Duration
 }
+
+// AbandonTx is how long a transaction of ours may sit idle before
+// PostgreSQL ends its session and rolls it back. A process paused inside
+// a transaction (SIGSTOP, a frozen VM) or a host that lost power holds
+// the transaction's locks while the connection lives on: its kernel keeps
+// answering, or the server notices a dead peer only hours later. Every
+// takeover of its batch would wait on those locks until then. Our own
+// transactions never wait between statements for more than a parse of
+// CSV rows, so half the default lease is ample; a process that stays
+// paused longer has lost its lease anyway.
+const AbandonTx = 15 * time.Second
 
 // IsURL reports whether location names a PostgreSQL ledger.
 func IsURL(location string) bool {
@@ -61,6 +76,17 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		cfg.MaxConns = o.MaxConns
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "aopbatch"
+	abandon := AbandonTx
+	if o.AbandonAfter > 0 {
+		abandon = o.AbandonAfter
+	}
+	// SET, not a startup parameter: a pooler in front of the server may
+	// refuse parameters it does not know.
+	setAbandon := "SET idle_in_transaction_session_timeout = " + strconv.FormatInt(abandon.Milliseconds(), 10)
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, setAbandon)
+		return err
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", loc, scrub(err, dsn))
