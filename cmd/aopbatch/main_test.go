@@ -52,6 +52,10 @@ type proc struct {
 func aopbatchCmd(ctx context.Context, env []string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, os.Args[0], args...)
 	cmd.Env = append(append(os.Environ(), "AOPBATCH_BE_MAIN=1"), env...)
+	// A subprocess that outlives its test's deadline prints where it is
+	// stuck (Go's SIGQUIT goroutine dump) rather than dying silently.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 10 * time.Second
 	return cmd
 }
 

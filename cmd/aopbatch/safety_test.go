@@ -643,13 +643,16 @@ func TestLedgerStallDoesNotStopARun(t *testing.T) {
 // kills it if it is still running.
 func startRun(t *testing.T, args []string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
-	cmd := aopbatchCmd(context.Background(), nil, args...)
+	// No run of a test takes minutes: one that does is stuck, and says where.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	cmd := aopbatchCmd(ctx, nil, args...)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
+		cancel()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	t.Cleanup(func() { _ = cmd.Process.Kill(); cancel() })
 	return cmd, &errb
 }
 
