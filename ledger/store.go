@@ -30,6 +30,10 @@ type Reader interface {
 	// whole ledger. It reads the referenceid index, not every batch.
 	RefHolders(ctx context.Context, refs []string) (map[string]RefHolder, error)
 
+	// Runners returns the processes other than this one whose lease on
+	// batch seq is live: while there are any, its rows may be changing.
+	Runners(ctx context.Context, seq int64) ([]Runner, error)
+
 	// Page returns up to limit rows of batch seq in state s with line >
 	// after, in line order: callers page with the last line they saw, so a
 	// million-row batch never sits in memory.

@@ -89,6 +89,14 @@ func NewOwner(id string) Owner {
 	return Owner{ID: id, Host: h, PID: os.Getpid()}
 }
 
+// Runner is a process holding a live lease on a batch: one that may be
+// changing its rows while they are read.
+type Runner struct {
+	Host  string
+	PID   int
+	Until time.Time // when its lease runs out, unless it renews it
+}
+
 // Row is one data row as the ledger holds it.
 type Row struct {
 	Batch         int64

@@ -26,6 +26,9 @@ func (s *Summary) actions() []string {
 	a := []string{}
 	add := func(format string, args ...any) { a = append(a, fmt.Sprintf(format, args...)) }
 	c, amt, r := s.Counts, s.AmountsPaise, s.Reconciliation
+	if len(s.Running) > 0 {
+		add("%s: these figures are changing as you read them; act on nothing below until it has ended, then report again", s.runningText())
+	}
 	if t := r.FailedButCharged; t.Rows > 0 {
 		add("%s recorded failed (%s) that the statement shows charged: do NOT send them again; aopbatch reconcile --statement FILE confirms each with the provider and records what it says",
 			rowsText(t.Rows), inr(t.AmountPaise))
@@ -162,4 +165,13 @@ func (s *Summary) queuedCharged() int64 {
 		return 0
 	}
 	return s.recon.queuedCharged
+}
+
+// runningText names the processes running the batch as it was read.
+func (s *Summary) runningText() string {
+	var who []string
+	for _, r := range s.Running {
+		who = append(who, fmt.Sprintf("pid %d on %s", r.PID, r.Host))
+	}
+	return fmt.Sprintf("A run is working on this batch now (%s)", strings.Join(who, ", "))
 }

@@ -106,6 +106,8 @@ func (s *Summary) writeMetrics(w io.Writer) error {
 		p.family("aopbatch_success_difference_paise", "gauge", "Statement success amount minus the ledger's, in paise.")
 		p.sample("aopbatch_success_difference_paise", itoa(r.ControlTotals.DifferencePaise))
 	}
+	p.family("aopbatch_batch_running", "gauge", "Processes running the batch when the report read it: while above 0, the figures above are changing.")
+	p.sample("aopbatch_batch_running", itoa(int64(len(s.Running))))
 	p.family("aopbatch_report_timestamp_seconds", "gauge", "When the report was generated, in Unix seconds.")
 	p.sample("aopbatch_report_timestamp_seconds", itoa(s.GeneratedAt.Unix()))
 	return p.err

@@ -290,6 +290,9 @@ type Summary struct {
 	Throughput     Throughput      `json:"throughput"`
 	Latency        Latency         `json:"latency"`
 	Attention      Attention       `json:"attention"`
+	// Running lists the processes that held the batch when it was read:
+	// while there are any, its rows are changing and its figures with them.
+	Running []Runner `json:"running,omitempty"`
 
 	seq    int64
 	header []string
@@ -299,6 +302,13 @@ type Summary struct {
 	// batch's last run stopped on, or 0: rows left unsent then wait for
 	// that fix, not only for a rerun.
 	stopCode int
+}
+
+// Runner is a process running the batch as it was read.
+type Runner struct {
+	Host       string    `json:"host"`
+	PID        int       `json:"pid"`
+	LeaseUntil time.Time `json:"lease_until"`
 }
 
 // atRiskHeap keeps the oldest unsettled rows: the youngest is on top, to be
@@ -353,9 +363,17 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 		loc:          t.Location(),
 	}
 	s.Reconciliation.Discrepancies = []Discrepancy{}
+	// Read first: a run that ends while the rows are read changed them.
+	runners, err := l.Runners(ctx, b.Seq)
+	if err != nil {
+		return nil, fmt.Errorf("report on batch %s: %w", b.ID, err)
+	}
+	for _, r := range runners {
+		s.Running = append(s.Running, Runner{Host: r.Host, PID: r.PID, LeaseUntil: r.Until.In(s.loc)})
+	}
 	ops := map[int64]*OperatorTally{}
 	codes := map[codeKey]*CodeTally{}
-	err := l.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
+	err = l.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
 		s.Counts.add(r.State, 1)
 		s.AmountsPaise.add(r.State, r.AmountPaise)
 		if r.Attempts > 0 {

@@ -81,6 +81,19 @@ offered by that batch's own export.
 	}
 	defer l.Close()
 	warnIncomplete(stderr, b)
+	runners, err := l.Runners(ctx, b.Seq)
+	if err != nil {
+		return start(err)
+	}
+	if len(runners) > 0 {
+		if !st.Final() && !keepRefs {
+			// Its queued rows are being sent right now: a copy under new
+			// referenceids would pay them twice.
+			return start(fmt.Errorf("export --state %s: a run is working on batch %s now (%s) and may send or settle these rows as they are exported; "+
+				"export them once it has ended", st, b.ID, runnersText(runners)))
+		}
+		fmt.Fprintf(stderr, "aopbatch: a run is working on batch %s now (%s): rows may change state as they are exported\n", b.ID, runnersText(runners))
+	}
 	if keepsRefs(st) && !reports.HasRefColumn(b) {
 		return start(fmt.Errorf("export --state %s: batch %s's referenceids were generated (--generate-refs), so its file has no referenceid column "+
 			"and a copy of these rows, sent again, would get new ones and could pay them twice; aopbatch resolve settles them under their own", st, b.ID))

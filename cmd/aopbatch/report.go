@@ -215,6 +215,15 @@ func warnIncomplete(w io.Writer, b ledger.Batch) {
 	}
 }
 
+// runnersText names the processes running a batch, for messages.
+func runnersText(rs []ledger.Runner) string {
+	who := make([]string, len(rs))
+	for i, r := range rs {
+		who[i] = fmt.Sprintf("pid %d on %s", r.PID, r.Host)
+	}
+	return strings.Join(who, ", ")
+}
+
 // safeName makes a batch id usable as one path element.
 func safeName(id string) string {
 	return strings.Map(func(r rune) rune {

@@ -45,6 +45,11 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Rows  int64 `json:"rows"`
 		Paise int64 `json:"amount_paise"`
 	}
+	type runnerJSON struct {
+		Host       string `json:"host"`
+		PID        int    `json:"pid"`
+		LeaseUntil string `json:"lease_until"`
+	}
 	type batchJSON struct {
 		Batch      string               `json:"batch"`
 		Source     string               `json:"source"`
@@ -56,21 +61,33 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		States     map[string]stateJSON `json:"states"`
 		ExitCode   int                  `json:"exit_code"`
 		Archived   string               `json:"archived,omitempty"`
+		// Running: processes working on the batch now; its counts are
+		// changing while there are any.
+		Running []runnerJSON `json:"running,omitempty"`
 	}
 	now := time.Now()
 	var out []batchJSON
 	var counts []ledger.Counts // counting walks a batch's index: once per batch
+	var runners [][]ledger.Runner
 	for _, b := range bs {
 		c, err := l.Counts(ctx, b.Seq)
 		if err != nil {
 			return start(err)
 		}
 		counts = append(counts, c)
+		rs, err := l.Runners(ctx, b.Seq)
+		if err != nil {
+			return start(err)
+		}
+		runners = append(runners, rs)
 		bj := batchJSON{Batch: b.ID, Source: b.Source, Created: b.Created.UTC().Format(time.RFC3339), Archived: b.Archived,
 			AgeSeconds: int64(now.Sub(b.Created).Seconds()), Ready: b.Ready,
 			Total: c.Total().Rows, Paise: c.Total().Paise, States: map[string]stateJSON{}, ExitCode: outcome(c)}
 		for _, s := range ledger.States {
 			bj.States[string(s)] = stateJSON{Rows: c[s].Rows, Paise: c[s].Paise}
+		}
+		for _, r := range rs {
+			bj.Running = append(bj.Running, runnerJSON{Host: r.Host, PID: r.PID, LeaseUntil: r.Until.UTC().Format(time.RFC3339)})
 		}
 		out = append(out, bj)
 	}
@@ -87,6 +104,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if batchID != "" {
 		warnIncomplete(stderr, bs[0])
+		if rs := runners[0]; len(rs) > 0 {
+			fmt.Fprintf(stderr, "aopbatch: a run is working on batch %s now (%s): these counts are changing\n", bs[0].ID, runnersText(rs))
+		}
 		return writeCounts(stdout, bs[0], counts[0])
 	}
 	if len(bs) == 0 {
@@ -127,6 +147,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		if !bj.Ready {
 			id += " (recording incomplete)"
+		}
+		if len(bj.Running) > 0 {
+			id += " (running)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t~%s\t%d\t%d\t%d\t%d\t%s\n", id, bj.Source, bj.Created, age(time.Duration(bj.AgeSeconds)*time.Second),
 			bj.Total, batch.FormatRupees(bj.Paise), humanBytes(est),

@@ -58,6 +58,39 @@ func (s suite) testAcquire(t *testing.T) {
 		}
 	})
 
+	t.Run("runners are the live leases of other processes", func(t *testing.T) {
+		l, c := setup(t)
+		elsewhere := ledger.Owner{ID: "run-elsewhere", Host: "another-host", PID: 4242}
+		b := acquire(t, l, nb, elsewhere)
+		runners := func() []ledger.Runner {
+			t.Helper()
+			rs, err := l.Runners(ctx, b.Seq)
+			if err != nil {
+				t.Fatalf("Runners: %v", err)
+			}
+			return rs
+		}
+		want := []ledger.Runner{{Host: "another-host", PID: 4242, Until: c.now().Add(testTTL)}}
+		if got := runners(); !reflect.DeepEqual(got, want) {
+			t.Errorf("Runners while another host holds the batch = %+v, want %+v", got, want)
+		}
+		c.advance(testTTL + time.Second)
+		if got := runners(); len(got) != 0 {
+			t.Errorf("Runners after its lease ran out = %+v, want none", got)
+		}
+		// This process's own lease is not another run's.
+		acquire(t, l, nb, me)
+		if got := runners(); len(got) != 0 {
+			t.Errorf("Runners while this process holds the batch = %+v, want none", got)
+		}
+		if err := l.Release(ctx, nb.ID, me); err != nil {
+			t.Fatal(err)
+		}
+		if got := runners(); len(got) != 0 {
+			t.Errorf("Runners after Release = %+v, want none", got)
+		}
+	})
+
 	t.Run("same id different content", func(t *testing.T) {
 		l, _ := setup(t)
 		acquire(t, l, nb, me)

@@ -279,3 +279,28 @@ func (s *Store) HasRefsStartingWith(ctx context.Context, seq int64, prefixes ...
 	}
 	return some, nil
 }
+
+// Runners implements ledger.Reader: the sessions on batch seq whose lease
+// has not run out, this process's excepted.
+func (s *Store) Runners(ctx context.Context, seq int64) ([]ledger.Runner, error) {
+	me := ledger.NewOwner("")
+	rows, err := s.pool.Query(ctx, `SELECT host, pid, expires_ms FROM sessions
+		WHERE batch = $1 AND expires_ms > $2 AND NOT (host = $3 AND pid = $4) ORDER BY host, pid`, seq, s.nowMS(), me.Host, me.PID)
+	if err != nil {
+		return nil, fmt.Errorf("read batch sessions: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ledger.Runner, error) {
+		var (
+			run     ledger.Runner
+			pid     int64
+			expires int64
+		)
+		err := r.Scan(&run.Host, &pid, &expires)
+		run.PID, run.Until = int(pid), time.UnixMilli(expires)
+		return run, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read batch sessions: %w", err)
+	}
+	return out, nil
+}

@@ -312,3 +312,26 @@ func (l *Store) batchesWhere(ctx context.Context, where string, args ...any) ([]
 	}
 	return out, rs.Err()
 }
+
+// Runners implements ledger.Reader: the lease's holder, while it lives
+// (holderAlive, as Acquire judges it) and is not this process.
+func (l *Store) Runners(ctx context.Context, seq int64) ([]ledger.Runner, error) {
+	var (
+		owner, host  sql.NullString
+		pid, expires sql.NullInt64
+	)
+	err := l.r.QueryRowContext(ctx, `SELECT lease_owner, lease_host, lease_pid, lease_expires_ms FROM batches WHERE seq = ?`, seq).
+		Scan(&owner, &host, &pid, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read batch lease: %w", err)
+	}
+	me := ledger.NewOwner("")
+	if !owner.Valid || expires.Int64 <= l.nowMS() || (host.String == me.Host && int(pid.Int64) == me.PID) ||
+		!holderAlive(host.String, int(pid.Int64), me.Host) {
+		return nil, nil
+	}
+	return []ledger.Runner{{Host: host.String, PID: int(pid.Int64), Until: time.UnixMilli(expires.Int64)}}, nil
+}

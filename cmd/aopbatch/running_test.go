@@ -1,0 +1,69 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
+)
+
+// TestReadersSayARunIsWorkingOnTheBatch: status, report and export read a
+// batch while a run is sending it. Its figures are a moment of that run,
+// and its queued rows are being sent: a report must say so before anyone
+// acts on it, and an export of rows the run may still send (under new
+// referenceids) is refused. Once the run has ended, none of them says so.
+func TestReadersSayARunIsWorkingOnTheBatch(t *testing.T) {
+	t.Parallel()
+	sb := sandbox(t, func(c *aoptest.Config) { c.Latency = 150 * time.Millisecond })
+	db, csvPath := batchFiles(t)
+	rows := goodRows(40, "W")
+	writeCSV(t, csvPath, rows)
+	run, runErr := startRun(t, runArgs(csvPath, db, sb.URL, "--batch", "busy", "--workers", "1"))
+	waitRecharges(t, sb, 2)
+
+	st := aopbatch(t, nil, "status", "--ledger", db, "--batch", "busy")
+	if st.code != 0 || !strings.Contains(st.stderr, "a run is working on batch busy now (pid ") {
+		t.Errorf("status --batch during the run: exit %d, want 0 and a word that a run is working on it\n%s", st.code, st.stderr)
+	}
+	if st := aopbatch(t, nil, "status", "--ledger", db); !strings.Contains(st.stdout, "busy (running)") {
+		t.Errorf("status list during the run does not mark the batch running:\n%s", st.stdout)
+	}
+	js := aopbatch(t, nil, "status", "--ledger", db, "--batch", "busy", "--format", "json")
+	var got struct {
+		Running []struct {
+			Host string `json:"host"`
+			PID  int    `json:"pid"`
+		} `json:"running"`
+	}
+	if err := json.Unmarshal([]byte(js.stdout), &got); err != nil || len(got.Running) != 1 || got.Running[0].PID != run.Process.Pid {
+		t.Errorf("status --format json during the run: running = %+v (%v), want the run's pid %d\n%s", got.Running, err, run.Process.Pid, js.stdout)
+	}
+
+	out := filepath.Join(t.TempDir(), "rep")
+	rep := aopbatch(t, nil, "report", "--ledger", db, "--batch", "busy", "--out", out)
+	if rep.code != 0 || !strings.Contains(rep.stdout, "A run is working on this batch now") {
+		t.Errorf("report during the run: exit %d, want 0 and a verdict that a run is working on it\n%s%s", rep.code, rep.stdout, rep.stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "report.json")); err != nil || !strings.Contains(string(b), `"running"`) {
+		t.Errorf("report.json during the run has no running field (%v)", err)
+	}
+	if ex := aopbatch(t, nil, "export", "--ledger", db, "--batch", "busy", "--state", "queued", "--out", filepath.Join(out, "q.csv")); ex.code != 1 ||
+		!strings.Contains(ex.stderr, "a run is working on batch busy now") {
+		t.Errorf("export --state queued during the run: exit %d, want 1 and why\n%s", ex.code, ex.stderr)
+	}
+
+	if err := run.Wait(); err != nil {
+		t.Fatalf("run: %v\n%s", err, runErr)
+	}
+	if st := aopbatch(t, nil, "status", "--ledger", db, "--batch", "busy"); strings.Contains(st.stderr, "a run is working") {
+		t.Errorf("status after the run still says a run is working on it:\n%s", st.stderr)
+	}
+	rep = aopbatch(t, nil, "report", "--ledger", db, "--batch", "busy", "--out", out)
+	if rep.code != 0 || strings.Contains(rep.stdout, "A run is working") || !strings.Contains(rep.stdout, "Every row is final") {
+		t.Errorf("report after the run: exit %d\n%s", rep.code, rep.stdout)
+	}
+}
