@@ -29,8 +29,9 @@ they can be corrected and sent as a new batch. The referenceid column is left
 blank: each row needs a NEW referenceid chosen by a person (--keep-refs keeps
 the old ones, which the provider answers as duplicates if it received them).
 Rows whose money may have moved (success, pending, duplicate, unknown,
-inflight) and held rows (some may have been sent before) are exported only
-with --keep-refs: under new referenceids they could be paid twice.
+inflight), held rows (some may have been sent before) and queued rows (the
+next run of the batch sends them) are exported only with --keep-refs: under
+new referenceids they could be paid twice.
 aopbatch resolve settles the unsettled ones under their own referenceids;
 those it finds failed are exported with --state failed. Running the batch
 again sends the held ones.
@@ -86,12 +87,8 @@ offered by that batch's own export.
 		return start(err)
 	}
 	if len(runners) > 0 {
-		if !st.Final() && !keepRefs {
-			// Its queued rows are being sent right now: a copy under new
-			// referenceids would pay them twice.
-			return start(fmt.Errorf("export --state %s: a run is working on batch %s now (%s) and may send or settle these rows as they are exported; "+
-				"export them once it has ended", st, b.ID, runnersText(runners)))
-		}
+		// Not a refusal: the states it could send or settle are exported
+		// only with their referenceids (keepsRefs).
 		fmt.Fprintf(stderr, "aopbatch: a run is working on batch %s now (%s): rows may change state as they are exported\n", b.ID, runnersText(runners))
 	}
 	if keepsRefs(st) && !reports.HasRefColumn(b) {
@@ -146,7 +143,7 @@ offered by that batch's own export.
 // referenceids: those that may have been charged, and held rows, among
 // which may be a row sent before that an enquiry found no record of.
 func keepsRefs(st ledger.State) bool {
-	return mayHaveMoved(st) || st == ledger.StateHeld
+	return mayHaveMoved(st) || st == ledger.StateHeld || st == ledger.StateQueued
 }
 
 // mayHaveMoved reports whether rows in state st may have been charged:
@@ -171,6 +168,12 @@ func movedError(st ledger.State) error {
 		return errors.New("export --state held: held rows are sent by running the batch again once their operator is up; " +
 			"a held row may have been sent before (an enquiry found no record of it), so under new referenceids it could be paid twice " +
 			"(--keep-refs exports them with their referenceids)")
+	case ledger.StateQueued:
+		// Never sent, but still the batch's: the next run of its file sends
+		// them under their own referenceids, and the copy under new ones.
+		return errors.New("export --state queued: queued rows are sent by running the batch again (aopbatch run resumes it); " +
+			"sent as a new file under new referenceids as well, they would be paid twice once the batch is resumed " +
+			"(--keep-refs exports them with their referenceids, which the provider de-duplicates)")
 	case ledger.StateSuccess:
 		return errors.New("export --state success: these rows were charged; with blank referenceids, sent under new ones, " +
 			"they would be paid twice (--keep-refs exports them with their referenceids, for a list)")

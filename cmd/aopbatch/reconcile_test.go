@@ -294,7 +294,7 @@ func TestExportRefusesRowsThatMayHaveBeenPaid(t *testing.T) {
 	if unknown == 0 {
 		t.Fatal("setup: no row unknown after the run")
 	}
-	for _, st := range []string{"unknown", "success", "held"} {
+	for _, st := range []string{"unknown", "success", "held", "queued"} {
 		out := filepath.Join(dir, st+".csv")
 		p := aopbatch(t, nil, "export", "--ledger", db, "--state", st, "--out", out)
 		if p.code != 1 || !strings.Contains(p.stderr, "paid twice") || !strings.Contains(p.stderr, "--keep-refs") {
