@@ -79,7 +79,7 @@ func (f *resolveFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr
 	eng := batch.New(l, client, cfg)
 	sess.Start(ctx, eng)
 	if _, err := sess.Recover(ctx); err != nil {
-		return start(err)
+		return prepareError(err)
 	}
 	stopProgress := showProgress(ctx, f.logs.progressMode(f.progress), stderr, eng, log)
 	rerr := eng.Resolve(ctx, b)

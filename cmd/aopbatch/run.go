@@ -113,6 +113,18 @@ func (f *runFlags) controls() (batch.Controls, error) {
 
 func start(err error) error { return &exitError{code: exitStart, err: err} }
 
+// prepareError is the exit of a run that failed to take over the rows in
+// flight before sending anything. A lease lost meanwhile means this
+// process was paused (or cut off) past it and another took the batch
+// over: nothing went, and running again goes on, so 3 rather than 1,
+// which a timer reads as a broken setup.
+func prepareError(err error) error {
+	if errors.Is(err, ledger.ErrLeaseLost) {
+		return &exitError{code: exitIncomplete, err: fmt.Errorf("%w: this process stalled past --lease-ttl and another took the batch over before it sent anything; run again to go on", err)}
+	}
+	return start(err)
+}
+
 func newRunID() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
@@ -209,7 +221,7 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 	eng := batch.New(l, client, cfg)
 	sess.Start(ctx, eng)
 	if err := eng.Prepare(ctx, b); err != nil {
-		return start(err)
+		return prepareError(err)
 	}
 	stopProgress := showProgress(ctx, f.logs.progressMode(f.progress), stderr, eng, log)
 	sendErr := eng.Send(ctx, b)

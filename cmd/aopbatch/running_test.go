@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
+	"github.com/aopbatch/aopbatch/ledger"
 )
 
 // TestReadersSayARunIsWorkingOnTheBatch: status, report and export read a
@@ -65,5 +69,21 @@ func TestReadersSayARunIsWorkingOnTheBatch(t *testing.T) {
 	rep = aopbatch(t, nil, "report", "--ledger", db, "--batch", "busy", "--out", out)
 	if rep.code != 0 || strings.Contains(rep.stdout, "A run is working") || !strings.Contains(rep.stdout, "Every row is final") {
 		t.Errorf("report after the run: exit %d\n%s", rep.code, rep.stdout)
+	}
+}
+
+// TestLeaseLostBeforeSendingExitsIncomplete: a run paused past its lease
+// before it sent anything (a chaos run: SIGSTOP 11.5 s right after it
+// started) finds the batch taken over as it takes over the rows in flight.
+// Nothing went and a rerun goes on: exit 3, not 1 (nothing could start).
+func TestLeaseLostBeforeSendingExitsIncomplete(t *testing.T) {
+	var stderr bytes.Buffer
+	lost := fmt.Errorf("recover rows in flight: batch 1: %w", ledger.ErrLeaseLost)
+	if code := exitCode(prepareError(lost), &stderr); code != exitIncomplete || !strings.Contains(stderr.String(), "run again") {
+		t.Errorf("lease lost before sending: exit %d, want %d and the way on\n%s", code, exitIncomplete, stderr.String())
+	}
+	stderr.Reset()
+	if code := exitCode(prepareError(errors.New("recover rows in flight: connection refused")), &stderr); code != exitStart {
+		t.Errorf("ledger unreachable before sending: exit %d, want %d", code, exitStart)
 	}
 }

@@ -215,15 +215,32 @@ const recoverWhy = ledger.RecoveredMessage
 // in flight that no live session holds. A row dispatched but never
 // answered counts as sent, from when it was claimed: it may have been.
 func (s *Store) RecoverInflight(ctx context.Context, seq int64, o ledger.Owner) (int64, error) {
+	for try := 0; ; try++ {
+		n, err := s.recoverInflight(ctx, seq, o)
+		if err == nil || !retryable(err) || try == maxRetries {
+			return n, err
+		}
+		// A deadlock victim (its row updates against a writer's, say):
+		// rolled back whole, so it may simply run again.
+		backoff(try)
+	}
+}
+
+func (s *Store) recoverInflight(ctx context.Context, seq int64, o ledger.Owner) (int64, error) {
 	tx, err := s.beginHolding(ctx, seq, o)
 	if err != nil {
 		return 0, fmt.Errorf("recover rows in flight: %w", err)
 	}
 	defer tx.Rollback(ctx)
 	now := s.nowMS()
-	// Deleting a session waits for the writes that hold it (FOR KEY
-	// SHARE); once it is gone, its process writes nothing more.
-	if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE batch = $1 AND owner <> $2 AND expires_ms < $3`, seq, o.ID, now); err != nil {
+	// A session is deleted only when no write holds it (FOR KEY SHARE);
+	// once it is gone, its process writes nothing more. One held by a
+	// write is left for a later round: waiting on it would wait on a
+	// paused process, and two processes whose leases ran out together
+	// (both paused) would each hold its own and wait on the other's.
+	if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE batch = $1 AND owner IN (
+			SELECT owner FROM sessions WHERE batch = $1 AND owner <> $2 AND expires_ms < $3
+			ORDER BY owner FOR UPDATE SKIP LOCKED)`, seq, o.ID, now); err != nil {
 		return 0, fmt.Errorf("recover rows in flight: %w", err)
 	}
 	tag, err := tx.Exec(ctx, `UPDATE rows SET state = 'unknown', message = $1, updated_ms = $2,

@@ -12,9 +12,9 @@ import (
 
 // TestTakeoverEndsAPausedProcesssTransaction: a process paused inside a
 // write (SIGSTOP, a frozen VM) keeps its connection, and so the lock its
-// write holds on its session. The takeover of its batch deletes that
-// session and would wait on the lock for as long as the process stays
-// paused; PostgreSQL must end the idle transaction instead.
+// write holds on its session: a takeover leaves a session so held alone.
+// PostgreSQL must end the idle transaction, or the paused process's rows
+// are never taken over.
 func TestTakeoverEndsAPausedProcesssTransaction(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -67,18 +67,19 @@ func TestTakeoverEndsAPausedProcesssTransaction(t *testing.T) {
 	defer tx.Rollback(ctx)
 	time.Sleep(1100 * time.Millisecond) // its lease runs out
 
-	// Far longer than AbandonAfter, far shorter than forever.
-	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if _, err := taker.RecoverInflight(tctx, batch.Seq, b); err != nil {
-		t.Fatalf("takeover of a paused process's batch: %v (it waited on the paused write's lock)", err)
-	}
-	var sessions int
-	if err := taker.pool.QueryRow(ctx, `SELECT count(*) FROM sessions WHERE batch = $1 AND owner = $2`, batch.Seq, a.ID).Scan(&sessions); err != nil {
-		t.Fatal(err)
+	// The taker's heartbeat recovers every third of its lease; the paused
+	// session goes once PostgreSQL has ended its write.
+	sessions := 1
+	for deadline := time.Now().Add(30 * time.Second); sessions > 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if _, err := taker.RecoverInflight(ctx, batch.Seq, b); err != nil {
+			t.Fatalf("takeover of a paused process's batch: %v", err)
+		}
+		if err := taker.pool.QueryRow(ctx, `SELECT count(*) FROM sessions WHERE batch = $1 AND owner = $2`, batch.Seq, a.ID).Scan(&sessions); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if sessions != 0 {
-		t.Errorf("the paused process still has %d session(s) after the takeover", sessions)
+		t.Fatalf("the paused process still has its session 30 s after its lease ran out: its idle write was never ended")
 	}
 	// Resumed, the paused process finds its write gone, not committed.
 	if err := tx.Commit(ctx); err == nil {
@@ -86,5 +87,52 @@ func TestTakeoverEndsAPausedProcesssTransaction(t *testing.T) {
 	}
 	if err := paused.Renew(ctx, "paused", a, time.Minute); !errors.Is(err, ledger.ErrLeaseLost) {
 		t.Errorf("Renew after the takeover = %v, want ErrLeaseLost", err)
+	}
+}
+
+// TestTakeoverSkipsASessionAWriteHolds: a takeover never waits on a write
+// in progress. Two processes paused together past their leases each hold
+// their own session as they resume and take the other's over; waiting,
+// they deadlocked (a chaos run: "recover rows in flight: deadlock
+// detected", and a run that had just started exited 1). A session a write
+// holds is left for a later round, and its process, resumed in time,
+// goes on.
+func TestTakeoverSkipsASessionAWriteHolds(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	a, b := ledger.NewOwner("writing"), ledger.NewOwner("taker")
+	batch, err := s.Acquire(ctx, ledger.NewBatch{ID: "held", ContentHash: "h"}, a, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := s.BeginIngest(ctx, batch, a, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Acquire(ctx, ledger.NewBatch{ID: "held"}, b, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := s.beginHolding(ctx, batch.Seq, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	time.Sleep(1100 * time.Millisecond) // a's lease runs out mid-write
+
+	// Far shorter than AbandonTx: waiting on the write fails here.
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := s.RecoverInflight(tctx, batch.Seq, b); err != nil {
+		t.Fatalf("RecoverInflight while a write holds an expired session: %v (it waited on the write)", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Errorf("the write resumed after the takeover round left its session alone, yet did not commit: %v", err)
+	}
+	if err := s.Renew(ctx, "held", a, time.Minute); err != nil {
+		t.Errorf("Renew by the resumed process = %v, want its session still there", err)
 	}
 }

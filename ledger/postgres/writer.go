@@ -114,8 +114,15 @@ func (w *writer) apply(group []*groupcommit.Op, errs []error) error {
 		if !retryable(err) || try == maxRetries {
 			return err
 		}
-		time.Sleep(time.Duration(10+rand.IntN(40*(try+1))) * time.Millisecond)
+		backoff(try)
 	}
+}
+
+// backoff sleeps before try+1 of a transaction rolled back as a deadlock
+// victim, a random while that grows with try, so the two sides of the
+// deadlock do not meet again in step.
+func backoff(try int) {
+	time.Sleep(time.Duration(10+rand.IntN(40*(try+1))) * time.Millisecond)
 }
 
 // retryable reports whether err is PostgreSQL's deadlock_detected or
