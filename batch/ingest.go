@@ -227,7 +227,10 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 		err = res.check(o.Controls)
 	}
 	if err != nil {
-		if aerr := in.Abort(context.WithoutCancel(ctx)); aerr != nil {
+		actx, cancel := AfterStop(ctx)
+		aerr := in.Abort(actx)
+		cancel()
+		if aerr != nil {
 			return IngestResult{}, errors.Join(err, aerr)
 		}
 		return IngestResult{}, err

@@ -165,3 +165,24 @@ func (s *Session) Close(ctx context.Context) {
 
 // releaseTimeout bounds giving up the lease at the end of a run.
 const releaseTimeout = 30 * time.Second
+
+// StopGrace is how long what must still be done once a run is stopped
+// (record what it did, write its reports) may take from the stop: under
+// systemd's 90 s before SIGKILL.
+const StopGrace = 45 * time.Second
+
+// AfterStop is ctx without its cancellation, for that work, cancelled
+// StopGrace after ctx is: a ledger that stalls must not keep a stopped
+// process for ever, waiting for a second signal nobody sends from cron.
+func AfterStop(ctx context.Context) (context.Context, context.CancelFunc) {
+	return afterStop(ctx, StopGrace)
+}
+
+func afterStop(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(grace, cancel)
+		context.AfterFunc(bctx, func() { t.Stop() })
+	})
+	return bctx, func() { stop(); cancel() }
+}

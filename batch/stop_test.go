@@ -254,3 +254,25 @@ func countState(t *testing.T, l ledger.Store, b ledger.Batch, s ledger.State) in
 	}
 	return n
 }
+
+// TestAfterStopOutlivesTheStopByItsGrace: what a stopped run must still do
+// (record, report) goes on after the stop, but not for ever: a ledger that
+// stalls then would keep a cron job alive, waiting for a second signal.
+func TestAfterStopOutlivesTheStopByItsGrace(t *testing.T) {
+	ctx, stop := context.WithCancel(context.Background())
+	bctx, cancel := afterStop(ctx, 200*time.Millisecond)
+	defer cancel()
+	time.Sleep(300 * time.Millisecond)
+	if bctx.Err() != nil {
+		t.Fatal("ended before any stop")
+	}
+	stop()
+	if bctx.Err() != nil {
+		t.Fatal("ended at the stop: the stopped run's record and reports would be cut short")
+	}
+	select {
+	case <-bctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("still going 10 s after a stop with 200 ms of grace")
+	}
+}

@@ -269,7 +269,9 @@ func (f *runFlags) dryRunEnd(ctx context.Context, l ledger.Store, b ledger.Batch
 	// The reports of a dry run show what would be sent: asked for, they
 	// are written, or the exit says they were not.
 	var end error
-	if err := f.reports.write(context.WithoutCancel(ctx), l, b, text); err != nil {
+	bg, cancel := batch.AfterStop(ctx)
+	defer cancel()
+	if err := f.reports.write(bg, l, b, text); err != nil {
 		reportsFailed(f.logs, log, stderr, err)
 		end = &exitError{code: exitIncomplete, err: errors.New("the dry run's reports were not written (see above)")}
 	} else if problems > 0 {
@@ -302,7 +304,8 @@ func errText(err error) string {
 // measured, writes reports and picks the exit code. With JSON logs, stdout
 // gets only the summary line (see printJSONSummary).
 func finish(ctx context.Context, l ledger.Store, b ledger.Batch, runErr error, rep endReports, logs logFlags, log *slog.Logger, run *batch.RunStats, stdout, stderr io.Writer) error {
-	bg := context.WithoutCancel(ctx)
+	bg, cancel := batch.AfterStop(ctx)
+	defer cancel()
 	runErr = explainLedgerStop(ledgerName(l), runErr)
 	counts, err := l.Counts(bg, b.Seq)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/aopbatch/aopbatch/ledger"
 	"github.com/aopbatch/aopbatch/ledger/internal/sqlrow"
@@ -24,13 +25,35 @@ func (s *Store) Acquire(ctx context.Context, nb ledger.NewBatch, o ledger.Owner,
 		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 	}
 	defer tx.Rollback(ctx)
+	// The ingest takeover below waits on the recording process's session,
+	// which its transaction holds: for ever if that process froze in the
+	// middle of a COPY (a session the server sees as busy, not idle). Bounded,
+	// it is the caller's wait for the recording, which says so and polls.
+	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '5s'`); err != nil {
+		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+	}
+	b, err := s.acquire(ctx, tx, nb, o, ttl)
+	if isLockTimeout(err) {
+		return ledger.Batch{}, fmt.Errorf("batch %s: its recording process holds it: %w", nb.ID, ledger.ErrBatchIngesting)
+	}
+	return b, err
+}
+
+// isLockTimeout reports whether err is PostgreSQL's lock_not_available.
+func isLockTimeout(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "55P03"
+}
+
+func (s *Store) acquire(ctx context.Context, tx pgx.Tx, nb ledger.NewBatch, o ledger.Owner, ttl time.Duration) (ledger.Batch, error) {
 	now := s.nowMS()
 	header := sqlrow.Header(nb.Header)
 	// Create it if new; either way lock it, so that joins and ingest
 	// takeovers of one batch take turns.
-	if _, err := tx.Exec(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, ingest_owner)
+	_, err := tx.Exec(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, ingest_owner)
 		VALUES ($1, $2, $3, $4, 'ingesting', $5, $6) ON CONFLICT (id) DO NOTHING`,
-		nb.ID, nb.ContentHash, nb.Source, header, now, o.ID); err != nil {
+		nb.ID, nb.ContentHash, nb.Source, header, now, o.ID)
+	if err != nil {
 		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 	}
 	var (

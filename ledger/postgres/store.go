@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/url"
 	"sort"
 	"strconv"
@@ -56,6 +57,44 @@ type Options struct {
 // paused longer has lost its lease anyway.
 const AbandonTx = 15 * time.Second
 
+// connectTimeout bounds a connection's setup, pgx's own being 2 minutes:
+// a server that accepts and never answers fails the command soon.
+const connectTimeout = 10 * time.Second
+
+// deadPeer is how soon either end of a connection gives the other up
+// when it stops answering: a host that lost power or network, a NAT that
+// dropped the flow. TCP's defaults notice after some two hours with
+// nothing to send, and after some fifteen minutes with data unacknowledged;
+// meanwhile a run waits on the ledger with nothing to say, and a
+// takeover waits on the locks the dead process's session still holds.
+var deadPeer = struct {
+	idle, interval time.Duration
+	count          int
+	unacked        time.Duration // TCP_USER_TIMEOUT, where there is one
+}{idle: 10 * time.Second, interval: 5 * time.Second, count: 3, unacked: 30 * time.Second}
+
+// serverDeadPeer has the server apply deadPeer to its end of c, so that it
+// ends the session of a client that vanished, and its locks with it, even
+// mid-COPY. A server that lacks one of the settings (older versions, or
+// platforms without it) keeps its own.
+func serverDeadPeer(ctx context.Context, c *pgx.Conn) error {
+	for _, set := range []string{
+		fmt.Sprintf("SET tcp_keepalives_idle = %d", int(deadPeer.idle.Seconds())),
+		fmt.Sprintf("SET tcp_keepalives_interval = %d", int(deadPeer.interval.Seconds())),
+		fmt.Sprintf("SET tcp_keepalives_count = %d", deadPeer.count),
+		fmt.Sprintf("SET tcp_user_timeout = %d", deadPeer.unacked.Milliseconds()),
+	} {
+		if _, err := c.Exec(ctx, set); err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && (pe.Code == "42704" || pe.Code == "22023") {
+				continue // undefined_object, invalid_parameter_value
+			}
+			return err
+		}
+	}
+	return nil
+}
+
 // IsURL reports whether location names a PostgreSQL ledger.
 func IsURL(location string) bool {
 	return strings.HasPrefix(location, "postgres://") || strings.HasPrefix(location, "postgresql://")
@@ -80,12 +119,21 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	if o.AbandonAfter > 0 {
 		abandon = o.AbandonAfter
 	}
+	if cfg.ConnConfig.ConnectTimeout == 0 { // the URL's connect_timeout wins
+		cfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
+	cfg.ConnConfig.DialFunc = (&net.Dialer{
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: deadPeer.idle, Interval: deadPeer.interval, Count: deadPeer.count},
+		Control:         userTimeout(deadPeer.unacked),
+	}).DialContext
 	// SET, not a startup parameter: a pooler in front of the server may
 	// refuse parameters it does not know.
 	setAbandon := "SET idle_in_transaction_session_timeout = " + strconv.FormatInt(abandon.Milliseconds(), 10)
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-		_, err := c.Exec(ctx, setAbandon)
-		return err
+		if _, err := c.Exec(ctx, setAbandon); err != nil {
+			return err
+		}
+		return serverDeadPeer(ctx, c)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -136,3 +136,33 @@ func TestTakeoverSkipsASessionAWriteHolds(t *testing.T) {
 		t.Errorf("Renew by the resumed process = %v, want its session still there", err)
 	}
 }
+
+// TestIngestTakeoverDoesNotWaitOnAFrozenRecording: a process that froze
+// while recording the file (mid-COPY, which the server sees as busy, not
+// idle) holds its session for as long as its connection lives. A process
+// joining the batch once its lease ran out is told the file is being
+// recorded, and polls (saying so), rather than wait on the lock unheard.
+func TestIngestTakeoverDoesNotWaitOnAFrozenRecording(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	a, b := ledger.NewOwner("recording"), ledger.NewOwner("joining")
+	nb := ledger.NewBatch{ID: "frozen", ContentHash: "h"}
+	batch, err := s.Acquire(ctx, nb, a, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := s.beginHolding(ctx, batch.Seq, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	time.Sleep(1100 * time.Millisecond) // its lease runs out mid-recording
+
+	// Shorter than AbandonTx, after which PostgreSQL ends the frozen write.
+	tctx, cancel := context.WithTimeout(ctx, 12*time.Second)
+	defer cancel()
+	if _, err := s.Acquire(tctx, nb, b, time.Minute); !errors.Is(err, ledger.ErrBatchIngesting) {
+		t.Errorf("Acquire while the recording process's write holds its session = %v, want ErrBatchIngesting (poll, do not wait)", err)
+	}
+}
