@@ -20,6 +20,8 @@ import (
 // process died is taken over (the caller clears its rows and records the
 // file again).
 func (s *Store) Acquire(ctx context.Context, nb ledger.NewBatch, o ledger.Owner, ttl time.Duration) (ledger.Batch, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)

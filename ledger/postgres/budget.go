@@ -14,6 +14,8 @@ import (
 // processes on any host share one schedule, and no clock but the
 // database's decides it.
 func (s *Store) Reserve(ctx context.Context, account string, n int, rate float64, burst int) (time.Time, time.Duration, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if n < 1 || !(rate > 0) || math.IsInf(rate, 0) {
 		return time.Time{}, 0, fmt.Errorf("reserve %d requests at %v/s: need n >= 1 and a positive rate", n, rate)
 	}

@@ -14,6 +14,8 @@ import (
 
 // Page implements ledger.Reader.
 func (s *Store) Page(ctx context.Context, seq int64, st ledger.State, after, limit int) ([]ledger.Row, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rs, err := s.pool.Query(ctx, `SELECT `+sqlrow.RowCols+` FROM rows WHERE batch = $1 AND state = $2 AND line > $3 ORDER BY line LIMIT $4`,
 		seq, string(st), after, limit)
 	if err != nil {
@@ -32,6 +34,8 @@ func (s *Store) Page(ctx context.Context, seq int64, st ledger.State, after, lim
 
 // Queued implements ledger.Reader.
 func (s *Store) Queued(ctx context.Context, seq int64, after, limit int) ([]ledger.Row, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rs, err := s.pool.Query(ctx, `SELECT `+sqlrow.QueuedCols+`
 		FROM rows WHERE batch = $1 AND state = 'queued' AND line > $2 ORDER BY line LIMIT $3`, seq, after, limit)
 	if err != nil {
@@ -99,6 +103,8 @@ func (s *Store) EachRow(ctx context.Context, seq int64, fn func(*ledger.Row) err
 
 // Counts implements ledger.Reader.
 func (s *Store) Counts(ctx context.Context, seq int64) (ledger.Counts, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rs, err := s.pool.Query(ctx, `SELECT state, count(*), coalesce(sum(amount_paise), 0)::bigint FROM rows WHERE batch = $1 GROUP BY state`, seq)
 	if err != nil {
 		return nil, fmt.Errorf("count rows: %w", err)
@@ -121,6 +127,8 @@ func (s *Store) Counts(ctx context.Context, seq int64) (ledger.Counts, error) {
 
 // CountState implements ledger.Reader.
 func (s *Store) CountState(ctx context.Context, seq int64, st ledger.State) (int64, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	var n int64
 	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM rows WHERE batch = $1 AND state = $2`, seq, string(st)).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count %s rows: %w", st, err)
@@ -181,6 +189,8 @@ func (s *Store) EachAttempt(ctx context.Context, seq int64, fn func(*ledger.Atte
 // Move implements ledger.Store. A row in flight moves only for the
 // session that claimed it: the caller's.
 func (s *Store) Move(ctx context.Context, seq int64, o ledger.Owner, from, to ledger.State, operator int64, message string) (int64, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	// A row goes in flight only through a writer, which names its claim.
 	if !ledger.CanMove(from, to) || to == ledger.StateInflight {
 		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, ledger.ErrTransition)
@@ -215,6 +225,8 @@ const recoverWhy = ledger.RecoveredMessage
 // in flight that no live session holds. A row dispatched but never
 // answered counts as sent, from when it was claimed: it may have been.
 func (s *Store) RecoverInflight(ctx context.Context, seq int64, o ledger.Owner) (int64, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	for try := 0; ; try++ {
 		n, err := s.recoverInflight(ctx, seq, o)
 		if err == nil || !retryable(err) || try == maxRetries {

@@ -32,6 +32,8 @@ type Store struct {
 	now      func() time.Time
 	skew     atomic.Int64 // database clock minus ours, in µs
 	clock    func() time.Time
+	// callTimeout bounds each call a run waits on (bound).
+	callTimeout time.Duration
 }
 
 // Options tune Open. The zero value is the safe default.
@@ -44,6 +46,20 @@ type Options struct {
 	// AbandonAfter is how long PostgreSQL lets one of our transactions
 	// sit idle before it ends the session; 0 means AbandonTx.
 	AbandonAfter time.Duration
+	// CallTimeout bounds each call a run waits on; 0 means callTimeout.
+	CallTimeout time.Duration
+}
+
+// callTimeout bounds one call on the ledger that a run waits on (a rate
+// reservation, a claim, a count, the takeover of rows in flight): a server
+// that stops answering while its host's kernel still does (a frozen
+// server, a stalled proxy) is noticed by no TCP timer. The writer's
+// commits have writeTimeout.
+const callTimeout = time.Minute
+
+// bound is ctx bounded by the store's call timeout.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.callTimeout)
 }
 
 // AbandonTx is how long a transaction of ours may sit idle before
@@ -139,7 +155,10 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", loc, scrub(err, dsn))
 	}
-	s := &Store{pool: pool, location: loc, clock: o.Now}
+	s := &Store{pool: pool, location: loc, clock: o.Now, callTimeout: callTimeout}
+	if o.CallTimeout > 0 {
+		s.callTimeout = o.CallTimeout
+	}
 	s.now = s.dbNow
 	if o.Now != nil {
 		s.now = o.Now

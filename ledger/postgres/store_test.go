@@ -3,6 +3,9 @@ package postgres
 import (
 	"context"
 	"errors"
+	"net"
+	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,4 +168,99 @@ func TestIngestTakeoverDoesNotWaitOnAFrozenRecording(t *testing.T) {
 	if _, err := s.Acquire(tctx, nb, b, time.Minute); !errors.Is(err, ledger.ErrBatchIngesting) {
 		t.Errorf("Acquire while the recording process's write holds its session = %v, want ErrBatchIngesting (poll, do not wait)", err)
 	}
+}
+
+// freezer forwards TCP connections to addr until frozen: then it stops
+// passing bytes either way, but keeps every connection open, as a server
+// that stalls (or a proxy in front of it) does while its kernel answers.
+type freezer struct {
+	ln     net.Listener
+	frozen atomic.Bool
+}
+
+func newFreezer(t *testing.T, addr string) *freezer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			t.Cleanup(func() { c.Close(); s.Close() })
+			go f.pipe(c, s)
+			go f.pipe(s, c)
+		}
+	}()
+	return f
+}
+
+func (f *freezer) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		for f.frozen.Load() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// TestCallsOnAStalledServerEnd: a server that stops answering while its
+// host's kernel still does is noticed by no TCP timer. The calls a run
+// waits on (a rate reservation, a count) then fail after the store's call
+// timeout, and the run stops with a ledger error, rather than wait with
+// nothing to say (a liveness review: a run sat 4 minutes in Reserve).
+func TestCallsOnAStalledServerEnd(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := pgtest.Start(t)
+	u, err := url.Parse(srv.URL(srv.NewDB(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFreezer(t, u.Host)
+	u.Host = f.ln.Addr().String()
+	s, err := Open(ctx, u.String(), Options{CallTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, _, err := s.Reserve(ctx, "acct", 1, 10, 1); err != nil {
+		t.Fatalf("Reserve before the stall: %v", err)
+	}
+	f.frozen.Store(true)
+	for name, call := range map[string]func() error{
+		"Reserve": func() error { _, _, err := s.Reserve(ctx, "acct", 1, 10, 1); return err },
+		"Counts":  func() error { _, err := s.Counts(ctx, 1); return err },
+	} {
+		done := make(chan error, 1)
+		go func() { done <- call() }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Errorf("%s on a stalled server succeeded", name)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("%s on a stalled server still waits after 30 s (call timeout 2 s)", name)
+		}
+	}
+	f.frozen.Store(false)
 }

@@ -340,6 +340,10 @@ func (w *writer) Claim(ctx context.Context, n int) ([]ledger.Row, error) {
 	if err := w.Err(); err != nil {
 		return nil, err
 	}
+	// Claimed and committed, the answer lost to the timeout: the rows
+	// stay this session's, taken over as sent (unknown) once it ends.
+	ctx, cancel := w.s.bound(ctx)
+	defer cancel()
 	tx, err := w.s.beginHolding(ctx, w.batch, w.owner)
 	if err != nil {
 		return nil, w.failUnlessCanceled(ctx, err)
