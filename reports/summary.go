@@ -441,6 +441,11 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 		return nil, fmt.Errorf("report on batch %s: %w", b.ID, err)
 	}
 	s.Complete = s.AtRisk.Rows() == 0
+	if s.Complete {
+		// Every row final: a run that still holds the batch (a process of
+		// a shared ledger writing its own report) changes none of them.
+		s.Running = nil
+	}
 	s.AtRisk.OutcomeUnknown.finish()
 	s.AtRisk.NotYetSent.finish()
 	for _, op := range ops {

@@ -82,7 +82,11 @@ offered by that batch's own export.
 	}
 	defer l.Close()
 	warnIncomplete(stderr, b)
-	runners, err := l.Runners(ctx, b.Seq)
+	counts, err := l.Counts(ctx, b.Seq)
+	if err != nil {
+		return start(err)
+	}
+	runners, err := changing(ctx, l, b, counts)
 	if err != nil {
 		return start(err)
 	}
@@ -92,8 +96,12 @@ offered by that batch's own export.
 		fmt.Fprintf(stderr, "aopbatch: a run is working on batch %s now (%s): rows may change state as they are exported\n", b.ID, runnersText(runners))
 	}
 	if keepsRefs(st) && !reports.HasRefColumn(b) {
+		way := "aopbatch resolve settles them under their own"
+		if st == ledger.StateQueued || st == ledger.StateHeld {
+			way = "running the batch again sends them under their own"
+		}
 		return start(fmt.Errorf("export --state %s: batch %s's referenceids were generated (--generate-refs), so its file has no referenceid column "+
-			"and a copy of these rows, sent again, would get new ones and could pay them twice; aopbatch resolve settles them under their own", st, b.ID))
+			"and a copy of these rows, sent again, would get new ones and could pay them twice; %s", st, b.ID, way))
 	}
 
 	o := reports.ExportOptions{KeepRefs: keepRefs, Statement: st2}
@@ -133,7 +141,11 @@ offered by that batch's own export.
 	default:
 		fmt.Fprintln(stderr, "aopbatch: the file has no referenceid column (the batch used --generate-refs): send it with --generate-refs and a new --batch id, which derive new ones")
 	}
-	if keepsRefs(st) && res.Rows > 0 {
+	switch {
+	case res.Rows == 0:
+	case st == ledger.StateQueued:
+		fmt.Fprintln(stderr, "aopbatch: warning: queued rows are still the batch's, and the next run of its file sends them: send them only under the referenceids kept here, never new ones")
+	case keepsRefs(st):
 		fmt.Fprintf(stderr, "aopbatch: warning: %s rows may have been charged: send them only under the referenceids kept here, never new ones\n", st)
 	}
 	return nil

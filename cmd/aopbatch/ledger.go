@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/aopbatch/aopbatch/ledger"
 	"github.com/aopbatch/aopbatch/ledger/postgres"
@@ -19,13 +20,16 @@ type ledgerOptions struct {
 	create bool
 	// synchronous is SQLite's durability setting.
 	synchronous string
+	// leaseTTL is the run's --lease-ttl: a transaction of a process
+	// paused for less than its lease is not ended for being idle.
+	leaseTTL time.Duration
 }
 
 // openLedger opens the ledger at location: a postgres:// URL (a ledger
 // shared by hosts), or a SQLite file path, the embedded default.
 func openLedger(ctx context.Context, location string, o ledgerOptions) (ledger.Store, error) {
 	if postgres.IsURL(location) {
-		return postgres.Open(ctx, location, postgres.Options{})
+		return postgres.Open(ctx, location, postgres.Options{AbandonAfter: max(postgres.AbandonTx, o.leaseTTL)})
 	}
 	if !o.create {
 		if _, err := os.Stat(location); err != nil {

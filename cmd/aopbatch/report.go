@@ -215,6 +215,23 @@ func warnIncomplete(w io.Writer, b ledger.Batch) {
 	}
 }
 
+// changing returns the processes working on batch b (counts c) that may
+// still change its rows: none once every row is final, when one that
+// still holds it (a process of a shared ledger writing its own report)
+// changes nothing.
+func changing(ctx context.Context, l ledger.Reader, b ledger.Batch, c ledger.Counts) ([]ledger.Runner, error) {
+	final := b.Ready
+	for st, t := range c {
+		if !st.Final() && t.Rows > 0 {
+			final = false
+		}
+	}
+	if final {
+		return nil, nil
+	}
+	return l.Runners(ctx, b.Seq)
+}
+
 // runnersText names the processes running a batch, for messages.
 func runnersText(rs []ledger.Runner) string {
 	who := make([]string, len(rs))

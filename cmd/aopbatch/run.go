@@ -15,6 +15,7 @@ import (
 
 	"github.com/aopbatch/aopbatch/batch"
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/postgres"
 )
 
 type runFlags struct {
@@ -171,7 +172,7 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 		}
 		client = c
 	}
-	l, err := openLedger(ctx, f.ledger, ledgerOptions{create: true, synchronous: f.synchronous})
+	l, err := openLedger(ctx, f.ledger, ledgerOptions{create: true, synchronous: f.synchronous, leaseTTL: f.leaseTTL})
 	if err != nil {
 		return start(err)
 	}
@@ -189,6 +190,10 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 			return start(fmt.Errorf("run: --generate-refs needs --batch ID, e.g. --batch payouts-2026-11-26: %w", err))
 		case f.generateRefs && errors.Is(err, ledger.ErrBatchMismatch):
 			return start(generatedMismatch(ctx, l, f.batchID, err))
+		case postgres.Abandoned(err):
+			// Paused (or starved) in the middle of recording the file: the
+			// recording is cleared and done again by the next run.
+			return &exitError{code: exitIncomplete, err: fmt.Errorf("%w: this process stalled while recording the file and the database ended its session; nothing was sent: run again", err)}
 		}
 		return start(describeStartError(f.csv, err))
 	}

@@ -5,15 +5,35 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aopbatch/aopbatch/batch/aop"
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
 	"github.com/aopbatch/aopbatch/ledger"
 )
+
+// heldIngress holds every Recharge until open is closed.
+type heldIngress struct {
+	h       http.Handler
+	open    chan struct{}
+	entered atomic.Int64
+}
+
+func (g *heldIngress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == aop.PathRecharge {
+		g.entered.Add(1)
+		<-g.open
+	}
+	g.h.ServeHTTP(w, r)
+}
 
 // TestReadersSayARunIsWorkingOnTheBatch: status, report and export read a
 // batch while a run is sending it. Its figures are a moment of that run,
@@ -22,12 +42,24 @@ import (
 // has ended, none of them says so.
 func TestReadersSayARunIsWorkingOnTheBatch(t *testing.T) {
 	t.Parallel()
-	sb := sandbox(t, func(c *aoptest.Config) { c.Latency = 150 * time.Millisecond })
+	// The run's first Recharge is held until the readers are done: the
+	// run is surely working on the batch while they read it.
+	cfg := aoptest.DefaultConfig()
+	cfg.Seed = 1
+	gate := &heldIngress{h: aoptest.New(cfg), open: make(chan struct{})}
+	hs := httptest.NewServer(gate)
+	var once sync.Once
+	release := func() { once.Do(func() { close(gate.open) }) }
+	t.Cleanup(func() { release(); hs.Close() })
 	db, csvPath := batchFiles(t)
 	rows := goodRows(40, "W")
 	writeCSV(t, csvPath, rows)
-	run, runErr := startRun(t, runArgs(csvPath, db, sb.URL, "--batch", "busy", "--workers", "1"))
-	waitRecharges(t, sb, 2)
+	run, runErr := startRun(t, runArgs(csvPath, db, hs.URL, "--batch", "busy", "--workers", "1", "--timeout", "2m"))
+	for deadline := time.Now().Add(time.Minute); gate.entered.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the run sent nothing in a minute\n%s", runErr)
+		}
+	}
 
 	st := aopbatch(t, nil, "status", "--ledger", db, "--batch", "busy")
 	if st.code != 0 || !strings.Contains(st.stderr, "a run is working on batch busy now (pid ") {
@@ -60,6 +92,7 @@ func TestReadersSayARunIsWorkingOnTheBatch(t *testing.T) {
 		t.Errorf("export --state queued --keep-refs during the run: exit %d, want 0 and a word that the rows are changing\n%s", ex.code, ex.stderr)
 	}
 
+	release()
 	if err := run.Wait(); err != nil {
 		t.Fatalf("run: %v\n%s", err, runErr)
 	}

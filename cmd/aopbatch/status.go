@@ -75,7 +75,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return start(err)
 		}
 		counts = append(counts, c)
-		rs, err := l.Runners(ctx, b.Seq)
+		rs, err := changing(ctx, l, b, c)
 		if err != nil {
 			return start(err)
 		}

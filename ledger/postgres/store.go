@@ -62,16 +62,23 @@ func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc)
 	return context.WithTimeout(ctx, s.callTimeout)
 }
 
-// AbandonTx is how long a transaction of ours may sit idle before
-// PostgreSQL ends its session and rolls it back. A process paused inside
-// a transaction (SIGSTOP, a frozen VM) or a host that lost power holds
-// the transaction's locks while the connection lives on: its kernel keeps
-// answering, or the server notices a dead peer only hours later. Every
-// takeover of its batch would wait on those locks until then. Our own
-// transactions never wait between statements for more than a parse of
-// CSV rows, so half the default lease is ample; a process that stays
-// paused longer has lost its lease anyway.
+// AbandonTx is how long a transaction of ours may sit idle, at the least,
+// before PostgreSQL ends its session and rolls it back. A process paused
+// inside a transaction (SIGSTOP, a frozen VM) holds the transaction's
+// locks while its kernel keeps the connection alive, and the recovery of
+// its batch's rows waits for it. Our transactions wait between statements
+// only for a parse of CSV rows (an ingest chunk), but a read of the file
+// may stall (a network file system) or the host be suspended: a run sets
+// its lease's TTL when that is longer, as a process paused longer than
+// its lease has lost it anyway.
 const AbandonTx = 15 * time.Second
+
+// Abandoned reports whether err is PostgreSQL ending a transaction of ours
+// that sat idle longer than AbandonAfter.
+func Abandoned(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "25P03"
+}
 
 // connectTimeout bounds a connection's setup, pgx's own being 2 minutes:
 // a server that accepts and never answers fails the command soon.
@@ -316,9 +323,9 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // holding locks o's session on batch seq inside tx, failing with
 // ErrLeaseLost when o has none: a takeover deletes the sessions of dead
-// processes, and the lock makes a takeover wait for the write, or the
-// write find the session gone. A lease that expired with nobody taking it
-// over is still o's.
+// processes that no write holds (it leaves one so locked for a later
+// round), so a write either holds its session to the end or finds it
+// gone. A lease that expired with nobody taking it over is still o's.
 func holding(ctx context.Context, tx pgx.Tx, seq int64, o ledger.Owner) error {
 	var one int
 	err := tx.QueryRow(ctx, `SELECT 1 FROM sessions WHERE batch = $1 AND owner = $2 FOR KEY SHARE`, seq, o.ID).Scan(&one)

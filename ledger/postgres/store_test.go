@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"sync/atomic"
@@ -98,8 +99,8 @@ func TestTakeoverEndsAPausedProcesssTransaction(t *testing.T) {
 // their own session as they resume and take the other's over; waiting,
 // they deadlocked (a chaos run: "recover rows in flight: deadlock
 // detected", and a run that had just started exited 1). A session a write
-// holds is left for a later round, and its process, resumed in time,
-// goes on.
+// holds is left, its rows with it, for a later round, which takes them
+// over once the write is done.
 func TestTakeoverSkipsASessionAWriteHolds(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -113,8 +114,20 @@ func TestTakeoverSkipsASessionAWriteHolds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := in.AddMany(ctx, []ledger.IngestRow{{Line: 2, ReferenceID: "r2", Operator: 311, CANumber: "CA",
+		AmountPaise: 1000, Request: []byte(`{"referenceid":"r2"}`)}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := in.Finish(ctx); err != nil {
 		t.Fatal(err)
+	}
+	w, err := s.NewWriter(ctx, batch.Seq, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if rows, err := w.(ledger.Claimer).Claim(ctx, 1); err != nil || len(rows) != 1 {
+		t.Fatalf("Claim = %d rows, %v", len(rows), err)
 	}
 	if _, err := s.Acquire(ctx, ledger.NewBatch{ID: "held"}, b, time.Minute); err != nil {
 		t.Fatal(err)
@@ -125,6 +138,14 @@ func TestTakeoverSkipsASessionAWriteHolds(t *testing.T) {
 	}
 	defer tx.Rollback(ctx)
 	time.Sleep(1100 * time.Millisecond) // a's lease runs out mid-write
+	state := func() ledger.State {
+		t.Helper()
+		r, err := s.Row(ctx, batch.Seq, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.State
+	}
 
 	// Far shorter than AbandonTx: waiting on the write fails here.
 	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -132,11 +153,21 @@ func TestTakeoverSkipsASessionAWriteHolds(t *testing.T) {
 	if _, err := s.RecoverInflight(tctx, batch.Seq, b); err != nil {
 		t.Fatalf("RecoverInflight while a write holds an expired session: %v (it waited on the write)", err)
 	}
+	if st := state(); st != ledger.StateInflight {
+		t.Errorf("the row the held session claimed is %s after the round that left the session alone, want inflight", st)
+	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Errorf("the write resumed after the takeover round left its session alone, yet did not commit: %v", err)
 	}
-	if err := s.Renew(ctx, "held", a, time.Minute); err != nil {
-		t.Errorf("Renew by the resumed process = %v, want its session still there", err)
+	// The write done and its lease still lapsed, the next round takes over.
+	if _, err := s.RecoverInflight(ctx, batch.Seq, b); err != nil {
+		t.Fatal(err)
+	}
+	if st := state(); st != ledger.StateUnknown {
+		t.Errorf("the row the lapsed session claimed is %s after the next round, want unknown (to be asked about)", st)
+	}
+	if err := s.Renew(ctx, "held", a, time.Minute); !errors.Is(err, ledger.ErrLeaseLost) {
+		t.Errorf("Renew by the process taken over = %v, want ErrLeaseLost", err)
 	}
 }
 
@@ -263,4 +294,47 @@ func TestCallsOnAStalledServerEnd(t *testing.T) {
 		}
 	}
 	f.frozen.Store(false)
+}
+
+// TestAbandonedNamesAnEndedIdleTransaction: a recording paused past
+// AbandonAfter between two chunks of rows fails with an error Abandoned
+// recognises, which a run turns into "run again" (exit 3), not a setup
+// failure.
+func TestAbandonedNamesAnEndedIdleTransaction(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := pgtest.Start(t)
+	s, err := Open(ctx, srv.URL(srv.NewDB(t)), Options{AbandonAfter: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	o := ledger.NewOwner("recording")
+	b, err := s.Acquire(ctx, ledger.NewBatch{ID: "paused-ingest", ContentHash: "h"}, o, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := s.BeginIngest(ctx, b, o, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Abort(ctx) // as the caller does: it hands back the connection
+	row := func(line int) []ledger.IngestRow {
+		ref := fmt.Sprintf("r%d", line)
+		return []ledger.IngestRow{{Line: line, ReferenceID: ref, Operator: 311, CANumber: "CA", AmountPaise: 1000, Request: []byte(`{"referenceid":"` + ref + `"}`)}}
+	}
+	if _, err := in.AddMany(ctx, row(2)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	_, err = in.AddMany(ctx, row(3))
+	if err == nil {
+		err = in.Finish(ctx)
+	}
+	if !Abandoned(err) {
+		t.Errorf("a chunk after a pause past AbandonAfter: %v, want an error Abandoned recognises", err)
+	}
+	if Abandoned(errors.New("connection refused")) {
+		t.Error("Abandoned recognises any error")
+	}
 }
