@@ -39,7 +39,7 @@ func (e *Engine) Resolve(ctx context.Context, b ledger.Batch) error {
 			break
 		}
 		var asked int
-		if asked, rerr = e.resolveRound(ctx, wctx, w, b); rerr != nil {
+		if asked, rerr = e.resolveRound(ctx, wctx, w, b, deadline); rerr != nil {
 			break
 		}
 		if asked == 0 && e.enquiring.Load() {
@@ -112,12 +112,21 @@ func (e *Engine) unsettled(ctx context.Context, b ledger.Batch) (bool, error) {
 // workers, limiter and in-flight limit, and says how many it asked about.
 // In EnquireAfterStop's pass the unknown rows the provider has no record
 // of are asked about once: they may not be sent again until a next run.
-func (e *Engine) resolveRound(ctx, wctx context.Context, w ledger.Writer, b ledger.Batch) (int, error) {
+// No row is handed out after deadline (--resolve-timeout): a round of
+// 50,000 rows at 10/s would otherwise take 83 minutes past it. Those
+// already out finish.
+func (e *Engine) resolveRound(ctx, wctx context.Context, w ledger.Writer, b ledger.Batch, deadline time.Time) (int, error) {
 	p := newPool(e.poolSize(), e.poolWant, func(j job) { e.work(ctx, wctx, w, j) })
 	defer p.close()
-	var keep func(ledger.Row) bool
-	if e.enquiring.Load() {
-		keep = func(r ledger.Row) bool { _, left := e.notFound.Load(r.Line); return !left }
+	keep := func(r ledger.Row) bool {
+		if !e.cfg.Now().Before(deadline) {
+			return false
+		}
+		if e.enquiring.Load() {
+			_, left := e.notFound.Load(r.Line)
+			return !left
+		}
+		return true
 	}
 	return e.submitUnsettled(ctx, b, p, keep, nil)
 }

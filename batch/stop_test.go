@@ -276,3 +276,39 @@ func TestAfterStopOutlivesTheStopByItsGrace(t *testing.T) {
 		t.Fatal("still going 10 s after a stop with 200 ms of grace")
 	}
 }
+
+// TestResolveStopsHandingOutRowsAtItsTimeout: --resolve-timeout bounds the
+// enquiries, not only the pauses between rounds. A round hands out no row
+// after it (those out finish): one round of 40 pending rows, one at a time
+// at 100 ms an answer, is 4 s; the timeout is 300 ms. (A liveness review:
+// 300 rows at --rate 20 took 15 s past a 2 s --resolve-timeout; 50,000 at
+// 10/s would take 83 minutes.)
+func TestResolveStopsHandingOutRowsAtItsTimeout(t *testing.T) {
+	cfg := aoptest.DefaultConfig()
+	cfg.PendingRate, cfg.PendingDelay = 1, time.Hour
+	sb := aoptest.New(cfg)
+	var enquiries atomic.Int64
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == aop.PathStatus {
+			enquiries.Add(1)
+			time.Sleep(100 * time.Millisecond)
+		}
+		sb.ServeHTTP(w, r)
+	})
+	const rows = 40
+	client, l, b := servedBatch(t, h, rows)
+	ctx := context.Background()
+	owner := ingestOpts(NoControls()).Owner
+	send := New(l, client, Config{Owner: owner, Workers: 8, Timeout: 5 * time.Second})
+	if err := send.Send(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	enquiries.Store(0)
+	e := New(l, client, Config{Owner: owner, Workers: 1, Timeout: 5 * time.Second, ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 300 * time.Millisecond})
+	if err := e.Resolve(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if n := enquiries.Load(); n == 0 || n >= rows/2 {
+		t.Errorf("%d enquiries of %d pending rows in a resolve of 300 ms at 100 ms each: want a few, then none handed out past the timeout", n, rows)
+	}
+}
