@@ -112,14 +112,20 @@ func (e *Engine) unsettled(ctx context.Context, b ledger.Batch) (bool, error) {
 // workers, limiter and in-flight limit, and says how many it asked about.
 // In EnquireAfterStop's pass the unknown rows the provider has no record
 // of are asked about once: they may not be sent again until a next run.
-// No row is handed out after deadline (--resolve-timeout): a round of
-// 50,000 rows at 10/s would otherwise take 83 minutes past it. Those
-// already out finish.
+// A round hands out no row after deadline (--resolve-timeout), or after
+// one --timeout from its start when that is later: a round of 50,000 rows
+// at 10/s would otherwise take 83 minutes past it, and a round begun just
+// before it (the one that finds a dead run's rows due for sending again)
+// still gets to work. Rows already out finish.
 func (e *Engine) resolveRound(ctx, wctx context.Context, w ledger.Writer, b ledger.Batch, deadline time.Time) (int, error) {
 	p := newPool(e.poolSize(), e.poolWant, func(j job) { e.work(ctx, wctx, w, j) })
 	defer p.close()
+	until := deadline
+	if t := e.cfg.Now().Add(e.cfg.Timeout); t.After(until) {
+		until = t
+	}
 	keep := func(r ledger.Row) bool {
-		if !e.cfg.Now().Before(deadline) {
+		if !e.cfg.Now().Before(until) {
 			return false
 		}
 		if e.enquiring.Load() {

@@ -279,8 +279,9 @@ func TestAfterStopOutlivesTheStopByItsGrace(t *testing.T) {
 
 // TestResolveStopsHandingOutRowsAtItsTimeout: --resolve-timeout bounds the
 // enquiries, not only the pauses between rounds. A round hands out no row
-// after it (those out finish): one round of 40 pending rows, one at a time
-// at 100 ms an answer, is 4 s; the timeout is 300 ms. (A liveness review:
+// after it, or after one --timeout from its start (those out finish): one
+// round of 40 pending rows, one at a time at 100 ms an answer, is 4 s;
+// the timeouts are 300 and 500 ms. (A liveness review:
 // 300 rows at --rate 20 took 15 s past a 2 s --resolve-timeout; 50,000 at
 // 10/s would take 83 minutes.)
 func TestResolveStopsHandingOutRowsAtItsTimeout(t *testing.T) {
@@ -304,7 +305,7 @@ func TestResolveStopsHandingOutRowsAtItsTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	enquiries.Store(0)
-	e := New(l, client, Config{Owner: owner, Workers: 1, Timeout: 5 * time.Second, ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 300 * time.Millisecond})
+	e := New(l, client, Config{Owner: owner, Workers: 1, Timeout: 500 * time.Millisecond, ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 300 * time.Millisecond})
 	if err := e.Resolve(ctx, b); err != nil {
 		t.Fatal(err)
 	}
