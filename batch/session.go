@@ -167,13 +167,15 @@ func (s *Session) Close(ctx context.Context) {
 const releaseTimeout = 30 * time.Second
 
 // StopGrace is how long what must still be done once a run is stopped
-// (record what it did, write its reports) may take from the stop: under
-// systemd's 90 s before SIGKILL.
+// (record what it did, write its reports) may take: with the requests
+// still out before it (up to --timeout), under systemd's 90 s before
+// SIGKILL at the defaults.
 const StopGrace = 45 * time.Second
 
 // AfterStop is ctx without its cancellation, for that work, cancelled
-// StopGrace after ctx is: a ledger that stalls must not keep a stopped
-// process for ever, waiting for a second signal nobody sends from cron.
+// StopGrace after ctx is, or after this call if ctx already was: a ledger
+// that stalls must not keep a stopped process for ever, waiting for a
+// second signal nobody sends from cron.
 func AfterStop(ctx context.Context) (context.Context, context.CancelFunc) {
 	return afterStop(ctx, StopGrace)
 }

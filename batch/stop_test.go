@@ -281,7 +281,7 @@ func TestAfterStopOutlivesTheStopByItsGrace(t *testing.T) {
 // enquiries, not only the pauses between rounds. A round hands out no row
 // after it, or after one --timeout from its start (those out finish): one
 // round of 40 pending rows, one at a time at 100 ms an answer, is 4 s;
-// the timeouts are 300 and 500 ms. (A liveness review:
+// both timeouts are 1 s. (A liveness review:
 // 300 rows at --rate 20 took 15 s past a 2 s --resolve-timeout; 50,000 at
 // 10/s would take 83 minutes.)
 func TestResolveStopsHandingOutRowsAtItsTimeout(t *testing.T) {
@@ -305,11 +305,11 @@ func TestResolveStopsHandingOutRowsAtItsTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	enquiries.Store(0)
-	e := New(l, client, Config{Owner: owner, Workers: 1, Timeout: 500 * time.Millisecond, ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 300 * time.Millisecond})
+	e := New(l, client, Config{Owner: owner, Workers: 1, Timeout: time.Second, ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: time.Second})
 	if err := e.Resolve(ctx, b); err != nil {
 		t.Fatal(err)
 	}
 	if n := enquiries.Load(); n == 0 || n >= rows/2 {
-		t.Errorf("%d enquiries of %d pending rows in a resolve of 300 ms at 100 ms each: want a few, then none handed out past the timeout", n, rows)
+		t.Errorf("%d enquiries of %d pending rows in a resolve of 1 s at 100 ms each: want a few, then none handed out past the timeout", n, rows)
 	}
 }

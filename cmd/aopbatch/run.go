@@ -120,8 +120,12 @@ func start(err error) error { return &exitError{code: exitStart, err: err} }
 // over: nothing went, and running again goes on, so 3 rather than 1,
 // which a timer reads as a broken setup.
 func prepareError(err error) error {
-	if errors.Is(err, ledger.ErrLeaseLost) {
+	switch {
+	case errors.Is(err, ledger.ErrLeaseLost):
 		return &exitError{code: exitIncomplete, err: fmt.Errorf("%w: this process stalled past --lease-ttl and another took the batch over before it sent anything; run again to go on", err)}
+	case errors.Is(err, context.DeadlineExceeded):
+		// The ledger stopped answering: not a setup to fix.
+		return &exitError{code: exitIncomplete, err: fmt.Errorf("%w: the ledger did not answer in time; nothing was sent: run again once it does", err)}
 	}
 	return start(err)
 }
@@ -314,6 +318,9 @@ func finish(ctx context.Context, l ledger.Store, b ledger.Batch, runErr error, r
 	runErr = explainLedgerStop(ledgerName(l), runErr)
 	counts, err := l.Counts(bg, b.Seq)
 	if err != nil {
+		if runErr != nil { // why the run stopped comes first
+			err = fmt.Errorf("%w; then counting the batch's rows: %v", runErr, err)
+		}
 		return &exitError{code: exitIncomplete, err: err}
 	}
 	text := stdout

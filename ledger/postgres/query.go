@@ -189,8 +189,6 @@ func (s *Store) EachAttempt(ctx context.Context, seq int64, fn func(*ledger.Atte
 // Move implements ledger.Store. A row in flight moves only for the
 // session that claimed it: the caller's.
 func (s *Store) Move(ctx context.Context, seq int64, o ledger.Owner, from, to ledger.State, operator int64, message string) (int64, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
 	// A row goes in flight only through a writer, which names its claim.
 	if !ledger.CanMove(from, to) || to == ledger.StateInflight {
 		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, ledger.ErrTransition)

@@ -51,7 +51,8 @@ type Options struct {
 }
 
 // callTimeout bounds one call on the ledger that a run waits on (a rate
-// reservation, a claim, a count, the takeover of rows in flight): a server
+// reservation, a claim, a count, the takeover of rows in flight; not a
+// Move, whose one UPDATE may cover a million held rows): a server
 // that stops answering while its host's kernel still does (a frozen
 // server, a stalled proxy) is noticed by no TCP timer. The writer's
 // commits have writeTimeout.
@@ -93,19 +94,19 @@ const connectTimeout = 10 * time.Second
 var deadPeer = struct {
 	idle, interval time.Duration
 	count          int
-	unacked        time.Duration // TCP_USER_TIMEOUT, where there is one
+	unacked        time.Duration // TCP_USER_TIMEOUT, where there is one; at least AbandonAfter
 }{idle: 10 * time.Second, interval: 5 * time.Second, count: 3, unacked: 30 * time.Second}
 
 // serverDeadPeer has the server apply deadPeer to its end of c, so that it
 // ends the session of a client that vanished, and its locks with it, even
 // mid-COPY. A server that lacks one of the settings (older versions, or
 // platforms without it) keeps its own.
-func serverDeadPeer(ctx context.Context, c *pgx.Conn) error {
+func serverDeadPeer(ctx context.Context, c *pgx.Conn, unacked time.Duration) error {
 	for _, set := range []string{
 		fmt.Sprintf("SET tcp_keepalives_idle = %d", int(deadPeer.idle.Seconds())),
 		fmt.Sprintf("SET tcp_keepalives_interval = %d", int(deadPeer.interval.Seconds())),
 		fmt.Sprintf("SET tcp_keepalives_count = %d", deadPeer.count),
-		fmt.Sprintf("SET tcp_user_timeout = %d", deadPeer.unacked.Milliseconds()),
+		fmt.Sprintf("SET tcp_user_timeout = %d", unacked.Milliseconds()),
 	} {
 		if _, err := c.Exec(ctx, set); err != nil {
 			var pe *pgconn.PgError
@@ -145,9 +146,12 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	if cfg.ConnConfig.ConnectTimeout == 0 { // the URL's connect_timeout wins
 		cfg.ConnConfig.ConnectTimeout = connectTimeout
 	}
+	// Data unacknowledged, or a window shut, as long as a paused process
+	// keeps its transactions (a reader paused mid-result shuts its window).
+	unacked := max(deadPeer.unacked, abandon)
 	cfg.ConnConfig.DialFunc = (&net.Dialer{
 		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: deadPeer.idle, Interval: deadPeer.interval, Count: deadPeer.count},
-		Control:         userTimeout(deadPeer.unacked),
+		Control:         userTimeout(unacked),
 	}).DialContext
 	// SET, not a startup parameter: a pooler in front of the server may
 	// refuse parameters it does not know.
@@ -156,7 +160,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 		if _, err := c.Exec(ctx, setAbandon); err != nil {
 			return err
 		}
-		return serverDeadPeer(ctx, c)
+		return serverDeadPeer(ctx, c, unacked)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
