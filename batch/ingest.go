@@ -247,8 +247,9 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 const ingestPoll = 250 * time.Millisecond
 
 // acquireOrWait takes the batch's lease. On a shared ledger, while another
-// process records the file, it waits and then joins the ready batch (or
-// takes the recording over, if that process died).
+// process records the file (or holds the batch busy), it waits and then
+// joins the ready batch (or takes the recording over, if that process
+// died).
 func acquireOrWait(ctx context.Context, l ledger.Store, nb ledger.NewBatch, o IngestOptions) (ledger.Batch, error) {
 	logged := false
 	for {
@@ -257,7 +258,8 @@ func acquireOrWait(ctx context.Context, l ledger.Store, nb ledger.NewBatch, o In
 			return b, err
 		}
 		if !logged && o.Log != nil {
-			o.Log.Info("another process is recording this file: waiting to join the batch", "batch", nb.ID)
+			// Said once: the wait lasts as long as the other process holds it.
+			o.Log.Info("another process holds this batch: waiting to join it", "batch", nb.ID, "why", err.Error())
 			logged = true
 		}
 		if err := sleep(ctx, ingestPoll); err != nil {

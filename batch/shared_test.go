@@ -2,10 +2,14 @@ package batch
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/aopbatch/aopbatch/ledger"
 	"github.com/aopbatch/aopbatch/ledger/postgres"
 	"github.com/aopbatch/aopbatch/ledger/postgres/pgtest"
 )
@@ -52,4 +56,43 @@ func TestSharedSlotsKnowWhenTheAccountIsBusy(t *testing.T) {
 	if !quiet.bookedSince(start) {
 		t.Error("a process queued behind another's slots does not report the account busy")
 	}
+}
+
+// TestJoinWaitsForABusyBatch: a ready batch of a shared ledger is locked
+// by each process joining it, and longer by another process's work on it
+// (an archive). Joining it then (resolve, reconcile) waits, and joins once
+// it is free, rather than fail as if it were still being recorded.
+func TestJoinWaitsForABusyBatch(t *testing.T) {
+	ctx := context.Background()
+	srv := pgtest.Start(t)
+	url := srv.URL(srv.NewDB(t))
+	s, err := postgres.Open(ctx, url, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	res, err := Ingest(ctx, s, writeRows(t, 2), ingestOpts(NoControls()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another process holds the batch's row for 7 s, past lock_timeout.
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM batches WHERE seq = $1 FOR UPDATE`, res.Batch.Seq); err != nil {
+		t.Fatal(err)
+	}
+	release := time.AfterFunc(7*time.Second, func() { _ = tx.Rollback(context.Background()) })
+	defer release.Stop()
+	sess, err := Join(ctx, s, res.Batch, ledger.NewOwner("joining"), time.Minute, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("Join while another process holds the batch for 7 s: %v, want it joined once free", err)
+	}
+	sess.Close(ctx)
 }

@@ -36,7 +36,8 @@ func (s *Store) Acquire(ctx context.Context, nb ledger.NewBatch, o ledger.Owner,
 	}
 	b, err := s.acquire(ctx, tx, nb, o, ttl)
 	if isLockTimeout(err) {
-		return ledger.Batch{}, fmt.Errorf("batch %s: its recording process holds it: %w", nb.ID, ledger.ErrBatchIngesting)
+		// Mostly a recording (the takeover's wait), else an archive: busy.
+		return ledger.Batch{}, fmt.Errorf("batch %s is busy: another process holds it: %w", nb.ID, ledger.ErrBatchIngesting)
 	}
 	return b, err
 }
