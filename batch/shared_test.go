@@ -80,16 +80,22 @@ func TestJoinWaitsForABusyBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
 	tx, err := conn.Begin(ctx)
 	if err != nil {
+		conn.Close(ctx)
 		t.Fatal(err)
 	}
 	if _, err := tx.Exec(ctx, `SELECT 1 FROM batches WHERE seq = $1 FOR UPDATE`, res.Batch.Seq); err != nil {
+		conn.Close(ctx)
 		t.Fatal(err)
 	}
-	release := time.AfterFunc(7*time.Second, func() { _ = tx.Rollback(context.Background()) })
-	defer release.Stop()
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		time.Sleep(7 * time.Second)
+		_ = tx.Rollback(context.Background())
+	}()
+	defer func() { <-released; conn.Close(ctx) }() // the connection is the releaser's until then
 	sess, err := Join(ctx, s, res.Batch, ledger.NewOwner("joining"), time.Minute, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("Join while another process holds the batch for 7 s: %v, want it joined once free", err)
