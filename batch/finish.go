@@ -29,12 +29,7 @@ func (e *Engine) Finish(ctx context.Context, b ledger.Batch, recover func(contex
 		if err != nil {
 			return err
 		}
-		var done int64
-		for s, t := range c {
-			if s.Final() {
-				done += t.Rows
-			}
-		}
+		done := c.Total().Rows - c.Unsettled().Rows
 		queued, inflight := c[ledger.StateQueued].Rows, c[ledger.StateInflight].Rows
 		var unsettled int64
 		for _, s := range unsettledStates {

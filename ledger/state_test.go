@@ -69,3 +69,16 @@ func TestCanMove(t *testing.T) {
 		}
 	})
 }
+
+// TestCountsUnsettled: the rows a run or an enquiry may still change are
+// those in every state but the final ones.
+func TestCountsUnsettled(t *testing.T) {
+	c := Counts{StateSuccess: {Rows: 5, Paise: 500}, StateRejected: {Rows: 1, Paise: 10},
+		StateQueued: {Rows: 2, Paise: 20}, StateHeld: {Rows: 1, Paise: 1}, StateUnknown: {Rows: 3, Paise: 300}}
+	if got, want := c.Unsettled(), (Tally{Rows: 6, Paise: 321}); got != want {
+		t.Errorf("Unsettled = %+v, want %+v", got, want)
+	}
+	if got := (Counts{StateFailed: {Rows: 2}}).Unsettled(); got != (Tally{}) {
+		t.Errorf("Unsettled of final rows only = %+v, want none", got)
+	}
+}

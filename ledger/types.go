@@ -201,6 +201,19 @@ func (c Counts) Total() Tally {
 	return t
 }
 
+// Unsettled is the tally over the states that are not final: rows that
+// a run or an enquiry may still change.
+func (c Counts) Unsettled() Tally {
+	var t Tally
+	for s, v := range c {
+		if !s.Final() {
+			t.Rows += v.Rows
+			t.Paise += v.Paise
+		}
+	}
+	return t
+}
+
 // RefHolder is the sendable row that holds a referenceid.
 type RefHolder struct {
 	Batch int64 // the batch's seq

@@ -220,13 +220,7 @@ func warnIncomplete(w io.Writer, b ledger.Batch) {
 // still holds it (a process of a shared ledger writing its own report)
 // changes nothing.
 func changing(ctx context.Context, l ledger.Reader, b ledger.Batch, c ledger.Counts) ([]ledger.Runner, error) {
-	final := b.Ready
-	for st, t := range c {
-		if !st.Final() && t.Rows > 0 {
-			final = false
-		}
-	}
-	if final {
+	if b.Ready && c.Unsettled().Rows == 0 {
 		return nil, nil
 	}
 	return l.Runners(ctx, b.Seq)

@@ -392,17 +392,10 @@ func unsettledMessage(c ledger.Counts) string {
 
 // outcome is the exit code a batch's counts call for.
 func outcome(c ledger.Counts) int {
-	total := c.Total().Rows
-	unsettled := int64(0)
-	for s, t := range c {
-		if !s.Final() {
-			unsettled += t.Rows
-		}
-	}
 	switch {
-	case unsettled > 0:
+	case c.Unsettled().Rows > 0:
 		return exitIncomplete
-	case c[ledger.StateSuccess].Rows == total:
+	case c[ledger.StateSuccess].Rows == c.Total().Rows:
 		return exitOK
 	}
 	return exitFinishedNo

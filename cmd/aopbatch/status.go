@@ -130,13 +130,8 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// The four counts add up to rows: paid, not paid, not known yet, never
 	// to be sent as they are.
 	fmt.Fprintln(tw, "batch\tfile\tcreated\tage\trows\tamount (Rs)\tsize (est.)\tsuccess\tfailed+refunded\tunsettled\trejected+conflict\tamount sent ok (Rs)")
-	for _, bj := range out {
-		unsettled := int64(0)
-		for s, v := range bj.States {
-			if !ledger.State(s).Final() {
-				unsettled += v.Rows
-			}
-		}
+	for i, bj := range out {
+		unsettled := counts[i].Unsettled().Rows
 		est := int64(0)
 		if allRows > 0 {
 			est = size * bj.Total / allRows
