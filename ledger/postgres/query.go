@@ -225,15 +225,15 @@ const recoverWhy = ledger.RecoveredMessage
 func (s *Store) RecoverInflight(ctx context.Context, seq int64, o ledger.Owner) (int64, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	for try := 0; ; try++ {
-		n, err := s.recoverInflight(ctx, seq, o)
-		if err == nil || !retryable(err) || try == maxRetries {
-			return n, err
-		}
-		// A deadlock victim (its row updates against a writer's, say):
-		// rolled back whole, so it may simply run again.
-		backoff(try)
-	}
+	// A deadlock victim (its row updates against a writer's, say) was
+	// rolled back whole, and may simply run again.
+	var n int64
+	err := retrying(func() error {
+		var err error
+		n, err = s.recoverInflight(ctx, seq, o)
+		return err
+	})
+	return n, err
 }
 
 func (s *Store) recoverInflight(ctx context.Context, seq int64, o ledger.Owner) (int64, error) {

@@ -102,27 +102,31 @@ const maxRetries = 5
 // deadlock victim (a takeover, a correction) runs again whole.
 func (w *writer) apply(group []*groupcommit.Op, errs []error) error {
 	ordered := byLine(group)
-	var err error
-	for try := 0; ; try++ {
-		var rejected []error
-		if err = w.applyOnce(ordered, group, errs, &rejected); err == nil {
-			for _, r := range rejected {
-				w.NoteRejected(r)
-			}
-			return nil
+	var rejected []error
+	err := retrying(func() error {
+		rejected = rejected[:0]
+		return w.applyOnce(ordered, group, errs, &rejected)
+	})
+	if err == nil {
+		for _, r := range rejected {
+			w.NoteRejected(r)
 		}
-		if !retryable(err) || try == maxRetries {
-			return err
-		}
-		backoff(try)
 	}
+	return err
 }
 
-// backoff sleeps before try+1 of a transaction rolled back as a deadlock
-// victim, a random while that grows with try, so the two sides of the
-// deadlock do not meet again in step.
-func backoff(try int) {
-	time.Sleep(time.Duration(10+rand.IntN(40*(try+1))) * time.Millisecond)
+// retrying runs tx, a whole transaction, again while PostgreSQL rolls it
+// back as a deadlock victim or a serialization failure (retryable), up to
+// maxRetries times, after a random while that grows with each try, so the
+// two sides of a deadlock do not meet again in step.
+func retrying(tx func() error) error {
+	for try := 0; ; try++ {
+		err := tx()
+		if err == nil || !retryable(err) || try == maxRetries {
+			return err
+		}
+		time.Sleep(time.Duration(10+rand.IntN(40*(try+1))) * time.Millisecond)
+	}
 }
 
 // retryable reports whether err is PostgreSQL's deadlock_detected or
