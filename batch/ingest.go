@@ -192,7 +192,7 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 	if err != nil {
 		return IngestResult{}, err
 	}
-	b, err := acquireOrWait(ctx, l, ledger.NewBatch{ID: id, ContentHash: hash, Source: filepath.Base(path), Header: rd.Header()}, o)
+	b, err := acquireOrWait(ctx, l, ledger.NewBatch{ID: id, ContentHash: hash, Source: filepath.Base(path), Header: rd.Header()}, o.Owner, o.LeaseTTL, o.Log)
 	if err != nil {
 		return IngestResult{}, err
 	}
@@ -250,16 +250,16 @@ const ingestPoll = 250 * time.Millisecond
 // process records the file (or holds the batch busy), it waits and then
 // joins the ready batch (or takes the recording over, if that process
 // died).
-func acquireOrWait(ctx context.Context, l ledger.Store, nb ledger.NewBatch, o IngestOptions) (ledger.Batch, error) {
+func acquireOrWait(ctx context.Context, l ledger.Store, nb ledger.NewBatch, o ledger.Owner, ttl time.Duration, log *slog.Logger) (ledger.Batch, error) {
 	logged := false
 	for {
-		b, err := l.Acquire(ctx, nb, o.Owner, o.LeaseTTL)
+		b, err := l.Acquire(ctx, nb, o, ttl)
 		if !errors.Is(err, ledger.ErrBatchIngesting) {
 			return b, err
 		}
-		if !logged && o.Log != nil {
+		if !logged && log != nil {
 			// Said once: the wait lasts as long as the other process holds it.
-			o.Log.Info("another process holds this batch: waiting to join it", "batch", nb.ID, "why", err.Error())
+			log.Info("another process holds this batch: waiting to join it", "batch", nb.ID, "why", err.Error())
 			logged = true
 		}
 		if err := sleep(ctx, ingestPoll); err != nil {

@@ -42,7 +42,7 @@ func Join(ctx context.Context, store ledger.Store, b ledger.Batch, o ledger.Owne
 	// A shared ledger's batch is briefly locked by each process that joins
 	// it, and longer by an archive: busy, it is polled, as run polls a
 	// file being recorded.
-	if _, err := acquireOrWait(ctx, store, ledger.NewBatch{ID: b.ID}, IngestOptions{Owner: o, LeaseTTL: ttl, Log: log}); err != nil {
+	if _, err := acquireOrWait(ctx, store, ledger.NewBatch{ID: b.ID}, o, ttl, log); err != nil {
 		return nil, err
 	}
 	return NewSession(store, b, o, ttl, log), nil
