@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"context"
 	"os"
 	"testing"
 
@@ -26,12 +25,7 @@ type testDB struct{ url string }
 
 func (d testDB) Open(t *testing.T, o ledgertest.Options) ledger.Store {
 	t.Helper()
-	s, err := Open(context.Background(), d.url, Options{Now: o.Now})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return openStore(t, d.url, Options{Now: o.Now})
 }
 
 // Check has nothing to add: PostgreSQL checks its own pages.

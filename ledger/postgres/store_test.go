@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/url"
 	"sync/atomic"
@@ -24,16 +23,8 @@ func TestTakeoverEndsAPausedProcesssTransaction(t *testing.T) {
 	ctx := context.Background()
 	srv := pgtest.Start(t)
 	url := srv.URL(srv.NewDB(t))
-	open := func(o Options) *Store {
-		s, err := Open(ctx, url, o)
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	paused := open(Options{AbandonAfter: time.Second})
-	taker := open(Options{})
+	paused := openStore(t, url, Options{AbandonAfter: time.Second})
+	taker := openStore(t, url, Options{})
 
 	var setting string
 	if err := taker.pool.QueryRow(ctx, `SHOW idle_in_transaction_session_timeout`).Scan(&setting); err != nil {
@@ -44,21 +35,7 @@ func TestTakeoverEndsAPausedProcesssTransaction(t *testing.T) {
 	}
 
 	a, b := ledger.NewOwner("paused"), ledger.NewOwner("taker")
-	batch, err := paused.Acquire(ctx, ledger.NewBatch{ID: "paused", ContentHash: "h"}, a, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := paused.BeginIngest(ctx, batch, a, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := in.AddMany(ctx, []ledger.IngestRow{{Line: 2, ReferenceID: "r1", Operator: 311, CANumber: "CA",
-		AmountPaise: 1000, Request: []byte(`{"referenceid":"r1"}`)}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := in.Finish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	batch := recorded(t, paused, "paused", a, time.Second, sendable(2, "r1"))
 	if _, err := taker.Acquire(ctx, ledger.NewBatch{ID: "paused"}, b, time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -106,21 +83,7 @@ func TestTakeoverSkipsASessionAWriteHolds(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
 	a, b := ledger.NewOwner("writing"), ledger.NewOwner("taker")
-	batch, err := s.Acquire(ctx, ledger.NewBatch{ID: "held", ContentHash: "h"}, a, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := s.BeginIngest(ctx, batch, a, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := in.AddMany(ctx, []ledger.IngestRow{{Line: 2, ReferenceID: "r2", Operator: 311, CANumber: "CA",
-		AmountPaise: 1000, Request: []byte(`{"referenceid":"r2"}`)}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := in.Finish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	batch := recorded(t, s, "held", a, time.Second, sendable(2, "r2"))
 	w, err := s.NewWriter(ctx, batch.Seq, a)
 	if err != nil {
 		t.Fatal(err)
@@ -269,11 +232,7 @@ func TestCallsOnAStalledServerEnd(t *testing.T) {
 	}
 	f := newFreezer(t, u.Host)
 	u.Host = f.ln.Addr().String()
-	s, err := Open(ctx, u.String(), Options{CallTimeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := openStore(t, u.String(), Options{CallTimeout: 2 * time.Second})
 	if _, _, err := s.Reserve(ctx, "acct", 1, 10, 1); err != nil {
 		t.Fatalf("Reserve before the stall: %v", err)
 	}
@@ -304,11 +263,7 @@ func TestAbandonedNamesAnEndedIdleTransaction(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	srv := pgtest.Start(t)
-	s, err := Open(ctx, srv.URL(srv.NewDB(t)), Options{AbandonAfter: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := openStore(t, srv.URL(srv.NewDB(t)), Options{AbandonAfter: 500 * time.Millisecond})
 	o := ledger.NewOwner("recording")
 	b, err := s.Acquire(ctx, ledger.NewBatch{ID: "paused-ingest", ContentHash: "h"}, o, time.Minute)
 	if err != nil {
@@ -319,15 +274,11 @@ func TestAbandonedNamesAnEndedIdleTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer in.Abort(ctx) // as the caller does: it hands back the connection
-	row := func(line int) []ledger.IngestRow {
-		ref := fmt.Sprintf("r%d", line)
-		return []ledger.IngestRow{{Line: line, ReferenceID: ref, Operator: 311, CANumber: "CA", AmountPaise: 1000, Request: []byte(`{"referenceid":"` + ref + `"}`)}}
-	}
-	if _, err := in.AddMany(ctx, row(2)); err != nil {
+	if _, err := in.AddMany(ctx, []ledger.IngestRow{sendable(2, "r2")}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(1500 * time.Millisecond)
-	_, err = in.AddMany(ctx, row(3))
+	_, err = in.AddMany(ctx, []ledger.IngestRow{sendable(3, "r3")})
 	if err == nil {
 		err = in.Finish(ctx)
 	}
@@ -337,4 +288,45 @@ func TestAbandonedNamesAnEndedIdleTransaction(t *testing.T) {
 	if Abandoned(errors.New("connection refused")) {
 		t.Error("Abandoned recognises any error")
 	}
+}
+
+// openStore opens the ledger at url with o, closed when the test ends.
+func openStore(t *testing.T, url string, o Options) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), url, o)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// sendable is line of a file: a row to send, under referenceid ref.
+func sendable(line int, ref string) ledger.IngestRow {
+	return ledger.IngestRow{Line: line, ReferenceID: ref, Operator: 311, CANumber: "CA", AmountPaise: 1000,
+		Request: []byte(`{"referenceid":"` + ref + `"}`)}
+}
+
+// recorded is batch id with rows recorded by o, ready to send; o's lease
+// lasts ttl.
+func recorded(t *testing.T, s *Store, id string, o ledger.Owner, ttl time.Duration, rows ...ledger.IngestRow) ledger.Batch {
+	t.Helper()
+	ctx := context.Background()
+	b, err := s.Acquire(ctx, ledger.NewBatch{ID: id, ContentHash: "h"}, o, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := s.BeginIngest(ctx, b, o, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) > 0 {
+		if _, err := in.AddMany(ctx, rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

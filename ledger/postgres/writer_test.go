@@ -21,26 +21,11 @@ func TestWritersSharingRowsDoNotDeadlock(t *testing.T) {
 	s := newStore(t)
 	const n = 1500
 	first := ledger.NewOwner("first")
-	b, err := s.Acquire(ctx, ledger.NewBatch{ID: "shared", ContentHash: "h"}, first, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := s.BeginIngest(ctx, b, first, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rows := make([]ledger.IngestRow, n)
 	for i := range rows {
-		ref := fmt.Sprintf("ref-%d", i)
-		rows[i] = ledger.IngestRow{Line: i + 2, ReferenceID: ref, Operator: 311, CANumber: "CA", AmountPaise: 1000,
-			Request: []byte(`{"referenceid":"` + ref + `"}`)}
+		rows[i] = sendable(i+2, fmt.Sprintf("ref-%d", i))
 	}
-	if _, err := in.AddMany(ctx, rows); err != nil {
-		t.Fatal(err)
-	}
-	if err := in.Finish(ctx); err != nil {
-		t.Fatal(err)
-	}
+	b := recorded(t, s, "shared", first, time.Minute, rows...)
 	// Every row sent and its answer lost.
 	w, err := s.NewWriter(ctx, b.Seq, first)
 	if err != nil {
