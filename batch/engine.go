@@ -493,7 +493,7 @@ func (e *Engine) feedUnsettled(ctx, fed context.Context, b ledger.Batch, w ledge
 	pause := e.cfg.ResolveBackoff
 	for round := ctx; ; round = fed {
 		var asked sync.WaitGroup
-		n, err := e.submitUnsettled(round, b, p, keep, &asked)
+		n, err := e.submitUnsettled(round, b, p, keep, &asked, time.Time{})
 		asked.Wait()
 		if err != nil || n == 0 {
 			return err
@@ -513,14 +513,16 @@ func (e *Engine) feedUnsettled(ctx, fed context.Context, b ledger.Batch, w ledge
 
 // submitUnsettled pages through the unsettled rows and hands those keep
 // takes (all, when keep is nil) to the workers to ask about, counting each
-// in asked (when not nil) until it is answered. It returns how many it
-// handed out.
-func (e *Engine) submitUnsettled(ctx context.Context, b ledger.Batch, p *pool, keep func(ledger.Row) bool, asked *sync.WaitGroup) (int, error) {
+// in asked (when not nil) until it is answered. It stops at until (none
+// when zero), neither handing out nor reading rows after it. It returns
+// how many it handed out.
+func (e *Engine) submitUnsettled(ctx context.Context, b ledger.Batch, p *pool, keep func(ledger.Row) bool, asked *sync.WaitGroup, until time.Time) (int, error) {
+	late := func() bool { return !until.IsZero() && !e.cfg.Now().Before(until) }
 	n := 0
 	for _, s := range unsettledStates {
 		after := 0
 		for {
-			if ctx.Err() != nil || e.halted() {
+			if ctx.Err() != nil || e.halted() || late() {
 				return n, nil
 			}
 			page, err := e.l.Page(ctx, b.Seq, s, after, pageSize)
@@ -531,6 +533,9 @@ func (e *Engine) submitUnsettled(ctx context.Context, b ledger.Batch, p *pool, k
 				return n, err
 			}
 			for _, r := range page {
+				if late() {
+					return n, nil
+				}
 				if keep == nil || keep(r) {
 					if asked != nil {
 						asked.Add(1)

@@ -124,17 +124,11 @@ func (e *Engine) resolveRound(ctx, wctx context.Context, w ledger.Writer, b ledg
 	if t := e.cfg.Now().Add(e.cfg.Timeout); t.After(until) {
 		until = t
 	}
-	keep := func(r ledger.Row) bool {
-		if !e.cfg.Now().Before(until) {
-			return false
-		}
-		if e.enquiring.Load() {
-			_, left := e.notFound.Load(r.Line)
-			return !left
-		}
-		return true
+	var keep func(ledger.Row) bool
+	if e.enquiring.Load() {
+		keep = func(r ledger.Row) bool { _, left := e.notFound.Load(r.Line); return !left }
 	}
-	return e.submitUnsettled(ctx, b, p, keep, nil)
+	return e.submitUnsettled(ctx, b, p, keep, nil, until)
 }
 
 // EnquireAfterStop takes the error Send or Resolve ended with. When it is
