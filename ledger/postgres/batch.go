@@ -22,24 +22,87 @@ import (
 func (s *Store) Acquire(ctx context.Context, nb ledger.NewBatch, o ledger.Owner, ttl time.Duration) (ledger.Batch, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
+	b, err := s.acquireOnce(ctx, nb, o, ttl)
+	if isLockTimeout(err) {
+		// Mostly a recording in progress, else an archive. A recording
+		// whose process froze in the middle of a COPY holds its locks for
+		// as long as it stays frozen: end it, and try again.
+		if ended, eerr := s.endFrozenIngest(ctx, nb.ID, o); eerr != nil {
+			return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, eerr)
+		} else if ended {
+			b, err = s.acquireOnce(ctx, nb, o, ttl)
+		}
+	}
+	if isLockTimeout(err) {
+		return ledger.Batch{}, fmt.Errorf("batch %s is busy: another process holds it: %w", nb.ID, ledger.ErrBatchIngesting)
+	}
+	return b, err
+}
+
+func (s *Store) acquireOnce(ctx context.Context, nb ledger.NewBatch, o ledger.Owner, ttl time.Duration) (ledger.Batch, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 	}
 	defer tx.Rollback(ctx)
-	// The ingest takeover below waits on the recording process's session,
-	// which its transaction holds: for ever if that process froze in the
-	// middle of a COPY (a session the server sees as busy, not idle). Bounded,
-	// it is the caller's wait for the recording, which says so and polls.
+	// The lock below waits for a recording's chunk to commit: bounded, it
+	// is the caller's wait for the recording, which says so and polls.
 	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '5s'`); err != nil {
 		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 	}
-	b, err := s.acquire(ctx, tx, nb, o, ttl)
-	if isLockTimeout(err) {
-		// Mostly a recording (the takeover's wait), else an archive: busy.
-		return ledger.Batch{}, fmt.Errorf("batch %s is busy: another process holds it: %w", nb.ID, ledger.ErrBatchIngesting)
+	return s.acquire(ctx, tx, nb, o, ttl)
+}
+
+// ingestAppName is the application_name of a recording's connection while
+// it is in a chunk's transaction. PostgreSQL keeps 63 bytes of it.
+func ingestAppName(o ledger.Owner) string {
+	n := "aopbatch ingest " + o.ID
+	if len(n) > 63 {
+		n = n[:63]
 	}
-	return b, err
+	return n
+}
+
+// endFrozenIngest ends the connection of batch id's recording when the
+// recording process's lease has run out while its chunk's transaction is
+// still open, and reports whether it ended one. Such a process is frozen
+// (SIGSTOP, a suspended VM) in the middle of a statement, a COPY most
+// likely: the server waits on it, busy rather than idle, so no
+// idle_in_transaction_session_timeout ends the transaction, and its kernel
+// keeps the connection alive, so no TCP timer does either. Ending it rolls
+// the chunk back; the recording only ever stores rows, so nothing was sent
+// from it, and the taker records the file again. A process that merely
+// renews late loses its recording, as it would to any takeover.
+func (s *Store) endFrozenIngest(ctx context.Context, id string, o ledger.Owner) (bool, error) {
+	var owner string
+	err := s.pool.QueryRow(ctx, `SELECT b.ingest_owner FROM batches b
+		LEFT JOIN sessions s ON s.batch = b.seq AND s.owner = b.ingest_owner
+		WHERE b.id = $1 AND b.status = 'ingesting' AND b.ingest_owner <> $2
+			AND (s.owner IS NULL OR s.expires_ms <= $3)`, id, o.ID, s.nowMS()).Scan(&owner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil // no recording, or one whose process still holds its lease
+	}
+	if err != nil {
+		return false, err
+	}
+	// The backends first, then the ending: PostgreSQL may evaluate a
+	// WHERE's conditions in any order. The retry's lock wait covers the
+	// moments the ended backend takes to exit.
+	var ended int
+	err = s.pool.QueryRow(ctx, `WITH frozen AS MATERIALIZED (SELECT pid FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid())
+		SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM frozen`,
+		ingestAppName(ledger.Owner{ID: owner})).Scan(&ended)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42501" {
+		// A role we may not signal (without pg_signal_backend): the
+		// recording is left to its process, and the batch stays busy.
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return ended > 0, nil
 }
 
 // isLockTimeout reports whether err is PostgreSQL's lock_not_available.

@@ -59,6 +59,13 @@ func (in *ingest) begin(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
+	// Named for the chunk's length, so that a process taking the batch
+	// over can find this connection should this process freeze in the
+	// middle of it (see endFrozenIngest).
+	if _, err := tx.Exec(ctx, `SELECT set_config('application_name', $1, true)`, ingestAppName(in.owner)); err != nil {
+		tx.Rollback(ctx)
+		return fmt.Errorf("ingest: %w", err)
+	}
 	if err := holding(ctx, tx, in.batch.Seq, in.owner); err != nil {
 		tx.Rollback(ctx)
 		return fmt.Errorf("ingest batch %s: %w", in.batch.ID, err)

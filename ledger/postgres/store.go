@@ -74,11 +74,13 @@ func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc)
 // its lease has lost it anyway.
 const AbandonTx = 15 * time.Second
 
-// Abandoned reports whether err is PostgreSQL ending a transaction of ours
-// that sat idle longer than AbandonAfter.
+// Abandoned reports whether err is PostgreSQL ending a transaction of ours:
+// one that sat idle longer than AbandonAfter, or a recording another
+// process ended on taking the batch over from this one, paused past its
+// lease (admin_shutdown, also what a server shutting down sends).
 func Abandoned(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == "25P03"
+	return errors.As(err, &pe) && (pe.Code == "25P03" || pe.Code == "57P01")
 }
 
 // connectTimeout bounds a connection's setup, pgx's own being 2 minutes:

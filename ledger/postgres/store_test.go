@@ -5,9 +5,12 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/aopbatch/aopbatch/ledger"
 	"github.com/aopbatch/aopbatch/ledger/postgres/pgtest"
@@ -163,6 +166,91 @@ func TestIngestTakeoverDoesNotWaitOnAFrozenRecording(t *testing.T) {
 		t.Errorf("Acquire while the recording process's write holds its session = %v, want ErrBatchIngesting (poll, do not wait)", err)
 	}
 }
+
+// TestIngestTakeoverEndsARecordingFrozenInACopy: a process frozen in the
+// middle of a COPY leaves the server waiting on it, busy rather than idle,
+// so neither idle_in_transaction_session_timeout nor TCP ends its
+// transaction, whose locks keep every other process out of the batch. Once
+// its lease has run out, a process that comes to the batch ends that
+// connection and takes the recording over.
+func TestIngestTakeoverEndsARecordingFrozenInACopy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	a, b := ledger.NewOwner("recording"), ledger.NewOwner("taking")
+	nb := ledger.NewBatch{ID: "frozen-copy", ContentHash: "h"}
+	batch, err := s.Acquire(ctx, nb, a, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ing, err := s.BeginIngest(ctx, batch, a, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := ing.(*ingest)
+	src := &stalledSource{started: make(chan struct{}), release: make(chan struct{})}
+	copied, gone := make(chan error, 1), make(chan struct{})
+	go func() {
+		defer close(gone)
+		_, err := in.tx.CopyFrom(ctx, pgx.Identifier{"aopbatch_stage"}, []string{"line"}, src)
+		copied <- err
+	}()
+	thaw := sync.OnceFunc(func() { close(src.release) })
+	defer func() {
+		// The store closes only once the recording's connection is back.
+		thaw()
+		<-gone
+		in.tx.Rollback(ctx)
+		in.release()
+	}()
+	<-src.started
+	time.Sleep(1100 * time.Millisecond) // its lease runs out mid-COPY
+
+	// Shorter than AbandonTx, which a COPY in progress does not meet anyway.
+	tctx, cancel := context.WithTimeout(ctx, 12*time.Second)
+	defer cancel()
+	took, err := s.Acquire(tctx, nb, b, time.Minute)
+	if err != nil {
+		t.Fatalf("Acquire once the frozen recording's lease ran out = %v, want the recording taken over", err)
+	}
+	var owner string
+	if err := s.pool.QueryRow(ctx, `SELECT ingest_owner FROM batches WHERE seq = $1`, took.Seq).Scan(&owner); err != nil {
+		t.Fatal(err)
+	}
+	if owner != b.ID {
+		t.Errorf("recording owner after the takeover = %q, want %q", owner, b.ID)
+	}
+	thaw() // the frozen process goes on, and finds its recording ended
+	select {
+	case err := <-copied:
+		if !Abandoned(err) {
+			t.Errorf("the frozen COPY, once it goes on = %v, want an error Abandoned recognises", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the frozen COPY did not end once its process went on")
+	}
+}
+
+// stalledSource gives a COPY one row, then no more until released: a
+// client frozen in the middle of sending it.
+type stalledSource struct {
+	started, release chan struct{}
+	n                int
+}
+
+func (s *stalledSource) Next() bool {
+	s.n++
+	if s.n == 2 {
+		close(s.started)
+		<-s.release
+		return false
+	}
+	return true
+}
+
+func (s *stalledSource) Values() ([]any, error) { return []any{int32(s.n)}, nil }
+
+func (s *stalledSource) Err() error { return nil }
 
 // freezer forwards TCP connections to addr until frozen: then it stops
 // passing bytes either way, but keeps every connection open, as a server
