@@ -191,6 +191,8 @@ func (s *Store) Renew(ctx context.Context, batchID string, o ledger.Owner, ttl t
 // in flight (it should have none) are then no live session's, and the
 // next RecoverInflight turns them into unknown.
 func (s *Store) Release(ctx context.Context, batchID string, o ledger.Owner) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if _, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE batch = (SELECT seq FROM batches WHERE id = $1) AND owner = $2`,
 		batchID, o.ID); err != nil {
 		return fmt.Errorf("release lease on %s: %w", batchID, err)
@@ -283,6 +285,8 @@ func (s *Store) deleteBatch(ctx context.Context, seq int64, o ledger.Owner) erro
 
 // Batch implements ledger.Reader.
 func (s *Store) Batch(ctx context.Context, id string) (ledger.Batch, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if id == "" || id == "latest" {
 		return s.resolve(ctx, id)
 	}
@@ -321,6 +325,8 @@ func (s *Store) BatchesWithContent(ctx context.Context, hash string) ([]ledger.B
 }
 
 func (s *Store) batchesWhere(ctx context.Context, where string, args ...any) ([]ledger.Batch, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rs, err := s.pool.Query(ctx, `SELECT `+sqlrow.BatchCols+` FROM batches `+where+` ORDER BY seq`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list batches: %w", err)
@@ -342,12 +348,14 @@ func (s *Store) RefHolders(ctx context.Context, refs []string) (map[string]ledge
 	out := map[string]ledger.RefHolder{}
 	for len(refs) > 0 {
 		n := min(len(refs), sqlrow.RefHoldersChunk)
-		rs, err := s.pool.Query(ctx, `SELECT `+sqlrow.RefHolderCols+` FROM rows WHERE request IS NOT NULL AND referenceid = ANY($1)`, refs[:n])
+		cctx, cancel := s.bound(ctx)
+		rs, err := s.pool.Query(cctx, `SELECT `+sqlrow.RefHolderCols+` FROM rows WHERE request IS NOT NULL AND referenceid = ANY($1)`, refs[:n])
 		refs = refs[n:]
 		if err == nil {
 			err = sqlrow.RefHolders(rs, out)
 			rs.Close()
 		}
+		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("read referenceids: %w", err)
 		}
@@ -357,6 +365,8 @@ func (s *Store) RefHolders(ctx context.Context, refs []string) (map[string]ledge
 
 // HasRefsStartingWith implements ledger.Reader.
 func (s *Store) HasRefsStartingWith(ctx context.Context, seq int64, prefixes ...string) (bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if len(prefixes) == 0 {
 		return false, nil
 	}
@@ -372,6 +382,8 @@ func (s *Store) HasRefsStartingWith(ctx context.Context, seq int64, prefixes ...
 // Runners implements ledger.Reader: the sessions on batch seq whose lease
 // has not run out, this process's excepted.
 func (s *Store) Runners(ctx context.Context, seq int64) ([]ledger.Runner, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	me := ledger.NewOwner("")
 	rows, err := s.pool.Query(ctx, `SELECT host, pid, expires_ms FROM sessions
 		WHERE batch = $1 AND expires_ms > $2 AND NOT (host = $3 AND pid = $4) ORDER BY host, pid`, seq, s.nowMS(), me.Host, me.PID)

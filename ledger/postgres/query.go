@@ -55,6 +55,8 @@ func (s *Store) Queued(ctx context.Context, seq int64, after, limit int) ([]ledg
 
 // Row implements ledger.Reader.
 func (s *Store) Row(ctx context.Context, seq int64, line int) (ledger.Row, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	var r ledger.Row
 	err := sqlrow.Row(s.pool.QueryRow(ctx, `SELECT `+sqlrow.RowCols+` FROM rows WHERE batch = $1 AND line = $2`, seq, line), &r)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -72,20 +74,8 @@ func (s *Store) EachRow(ctx context.Context, seq int64, fn func(*ledger.Row) err
 	const page = 2048
 	var r ledger.Row
 	for after := 0; ; {
-		rows, err := s.pool.Query(ctx, `SELECT `+sqlrow.RowCols+` FROM rows WHERE batch = $1 AND line > $2 ORDER BY line LIMIT $3`, seq, after, page)
+		buf, err := s.rowPage(ctx, seq, after, page)
 		if err != nil {
-			return fmt.Errorf("read rows: %w", err)
-		}
-		var buf []ledger.Row
-		for rows.Next() {
-			if err := sqlrow.Row(rows, &r); err != nil {
-				rows.Close()
-				return fmt.Errorf("read rows: %w", err)
-			}
-			buf = append(buf, r)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return fmt.Errorf("read rows: %w", err)
 		}
 		for i := range buf {
@@ -99,6 +89,29 @@ func (s *Store) EachRow(ctx context.Context, seq int64, fn func(*ledger.Row) err
 		}
 		after = buf[len(buf)-1].Line
 	}
+}
+
+// rowPage reads up to limit rows after line after, in one bounded call:
+// a walk of a big batch may take long, one page of it may not.
+func (s *Store) rowPage(ctx context.Context, seq int64, after, limit int) ([]ledger.Row, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `SELECT `+sqlrow.RowCols+` FROM rows WHERE batch = $1 AND line > $2 ORDER BY line LIMIT $3`, seq, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var (
+		buf []ledger.Row
+		r   ledger.Row
+	)
+	for rows.Next() {
+		if err := sqlrow.Row(rows, &r); err != nil {
+			return nil, err
+		}
+		buf = append(buf, r)
+	}
+	return buf, rows.Err()
 }
 
 // Counts implements ledger.Reader.
@@ -138,6 +151,8 @@ func (s *Store) CountState(ctx context.Context, seq int64, st ledger.State) (int
 
 // Any implements ledger.Reader.
 func (s *Store) Any(ctx context.Context, seq int64, st ledger.State) (bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	var some bool
 	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM rows WHERE batch = $1 AND state = $2)`, seq, string(st)).Scan(&some); err != nil {
 		return false, fmt.Errorf("read rows: %w", err)
@@ -148,31 +163,9 @@ func (s *Store) Any(ctx context.Context, seq int64, st ledger.State) (bool, erro
 // EachAttempt implements ledger.Reader.
 func (s *Store) EachAttempt(ctx context.Context, seq int64, fn func(*ledger.AttemptRow) error) error {
 	const page = 4096
-	var a ledger.AttemptRow
 	for after := int64(0); ; {
-		rows, err := s.pool.Query(ctx, `SELECT id, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message
-			FROM attempts WHERE batch = $1 AND id > $2 ORDER BY id LIMIT $3`, seq, after, page)
+		buf, last, err := s.attemptPage(ctx, seq, after, page)
 		if err != nil {
-			return fmt.Errorf("read attempts: %w", err)
-		}
-		var buf []ledger.AttemptRow
-		for rows.Next() {
-			var at, lat int64
-			var code *int32
-			var state string
-			if err := rows.Scan(&after, &a.Line, &a.Kind, &at, &lat, &a.HTTPStatus, &code, &a.Class, &state, &a.Message); err != nil {
-				rows.Close()
-				return fmt.Errorf("read attempts: %w", err)
-			}
-			a.At, a.Latency, a.State = time.UnixMilli(at), time.Duration(lat)*time.Millisecond, ledger.State(state)
-			a.Code = -1
-			if code != nil {
-				a.Code = int(*code)
-			}
-			buf = append(buf, a)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return fmt.Errorf("read attempts: %w", err)
 		}
 		for i := range buf {
@@ -183,7 +176,40 @@ func (s *Store) EachAttempt(ctx context.Context, seq int64, fn func(*ledger.Atte
 		if len(buf) < page {
 			return nil
 		}
+		after = last
 	}
+}
+
+// attemptPage reads up to limit attempts after id after, in one bounded
+// call, and returns the last one's id.
+func (s *Store) attemptPage(ctx context.Context, seq, after int64, limit int) ([]ledger.AttemptRow, int64, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `SELECT id, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message
+		FROM attempts WHERE batch = $1 AND id > $2 ORDER BY id LIMIT $3`, seq, after, limit)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	var (
+		buf []ledger.AttemptRow
+		a   ledger.AttemptRow
+	)
+	for rows.Next() {
+		var at, lat int64
+		var code *int32
+		var state string
+		if err := rows.Scan(&after, &a.Line, &a.Kind, &at, &lat, &a.HTTPStatus, &code, &a.Class, &state, &a.Message); err != nil {
+			return nil, 0, err
+		}
+		a.At, a.Latency, a.State = time.UnixMilli(at), time.Duration(lat)*time.Millisecond, ledger.State(state)
+		a.Code = -1
+		if code != nil {
+			a.Code = int(*code)
+		}
+		buf = append(buf, a)
+	}
+	return buf, after, rows.Err()
 }
 
 // Move implements ledger.Store. A row in flight moves only for the

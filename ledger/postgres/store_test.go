@@ -307,9 +307,10 @@ func (f *freezer) pipe(dst, src net.Conn) {
 
 // TestCallsOnAStalledServerEnd: a server that stops answering while its
 // host's kernel still does is noticed by no TCP timer. The calls a run
-// waits on (a rate reservation, a count) then fail after the store's call
-// timeout, and the run stops with a ledger error, rather than wait with
-// nothing to say (a liveness review: a run sat 4 minutes in Reserve).
+// waits on (a rate reservation, a count, a page of a report's rows) then
+// fail after the store's call timeout, and the run stops with a ledger
+// error, rather than wait with nothing to say (a liveness review: a run
+// sat 4 minutes in Reserve).
 func TestCallsOnAStalledServerEnd(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -328,6 +329,15 @@ func TestCallsOnAStalledServerEnd(t *testing.T) {
 	for name, call := range map[string]func() error{
 		"Reserve": func() error { _, _, err := s.Reserve(ctx, "acct", 1, 10, 1); return err },
 		"Counts":  func() error { _, err := s.Counts(ctx, 1); return err },
+		// What a report reads.
+		"Batch":       func() error { _, err := s.Batch(ctx, "b"); return err },
+		"Batches":     func() error { _, err := s.Batches(ctx); return err },
+		"Runners":     func() error { _, err := s.Runners(ctx, 1); return err },
+		"Any":         func() error { _, err := s.Any(ctx, 1, ledger.StateQueued); return err },
+		"Row":         func() error { _, err := s.Row(ctx, 1, 2); return err },
+		"EachRow":     func() error { return s.EachRow(ctx, 1, func(*ledger.Row) error { return nil }) },
+		"EachAttempt": func() error { return s.EachAttempt(ctx, 1, func(*ledger.AttemptRow) error { return nil }) },
+		"RefHolders":  func() error { _, err := s.RefHolders(ctx, []string{"r"}); return err },
 	} {
 		done := make(chan error, 1)
 		go func() { done <- call() }()
@@ -336,8 +346,13 @@ func TestCallsOnAStalledServerEnd(t *testing.T) {
 			if err == nil {
 				t.Errorf("%s on a stalled server succeeded", name)
 			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("%s on a stalled server still waits after 30 s (call timeout 2 s)", name)
+		// Under the connect timeout (10 s), which alone would end a call
+		// that needs a new connection.
+		case <-time.After(8 * time.Second):
+			t.Errorf("%s on a stalled server still waits after 8 s (call timeout 2 s)", name)
+			f.frozen.Store(false) // let it end, then stall again
+			<-done
+			f.frozen.Store(true)
 		}
 	}
 	f.frozen.Store(false)
