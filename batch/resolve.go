@@ -319,15 +319,16 @@ func unsettled(row ledger.Row, a *ledger.Attempt, msg string) ledger.Update {
 // ended had --timeout to arrive (apply waits for that first). a is the
 // enquiry's attempt, when not yet recorded.
 //
-// Not on a shared ledger: another process may have found no record too,
-// sent the row and recorded it unknown again meanwhile, and this move,
-// unlike MarkInflight, does not check the row's sends; there the row goes
-// on to MarkInflight as before, and may be answered 13.
+// The move applies only while the row has the sends this enquiry saw: on
+// a shared ledger another process may have found no record too, sent the
+// row and recorded it unknown again meanwhile. Its request may be charged,
+// so the row must stay unknown, to be asked about again.
 func (e *Engine) holdUnfound(w ledger.Writer, row ledger.Row, a *ledger.Attempt) bool {
-	if !e.held(row.Operator) || e.l.Shared() {
+	if !e.held(row.Operator) {
 		return false
 	}
-	e.record(w, ledger.Update{Line: row.Line, To: ledger.StateHeld, Code: -1, Attempt: a,
+	sends := row.Attempts
+	e.record(w, ledger.Update{Line: row.Line, To: ledger.StateHeld, Code: -1, Attempt: a, IfSends: &sends,
 		Message: fmt.Sprintf("status enquiry found no record; operator %d is down: held, a rerun sends it", row.Operator)})
 	e.progress.Unsure.Add(-1)
 	return true

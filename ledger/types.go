@@ -162,6 +162,11 @@ type Update struct {
 	Message string
 	TxnID   string   // provider transaction id, when known
 	Attempt *Attempt // appended to the attempts log; nil logs nothing
+	// IfSends, when not nil, lets the move apply only while the row has
+	// been sent that many times (Row.Attempts), as MarkInflight does: a
+	// decision taken on an earlier read of the row (an enquiry that found
+	// no record) must not apply once another process has sent it since.
+	IfSends *int
 }
 
 // Attempt is one request made for a row.

@@ -67,6 +67,7 @@ func Exercise(t *testing.T, newDB func(t *testing.T) DB) {
 		{"WriterAttemptOnly", s.testWriterAttemptOnly},
 		{"WriterMarkInflightRefused", s.testWriterMarkInflightRefused},
 		{"WriterRecordRefused", s.testWriterRecordRefused},
+		{"WriterIfSends", s.testWriterIfSends},
 		{"WriterFlushVisibility", s.testWriterFlushVisibility},
 		{"WriterConcurrent", s.testWriterConcurrent},
 		{"WriterMarkInflightCanceled", s.testWriterMarkInflightCanceled},

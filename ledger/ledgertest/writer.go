@@ -230,6 +230,50 @@ func (s suite) testWriterRecordRefused(t *testing.T) {
 	}
 }
 
+// testWriterIfSends: a move decided on an earlier read of a row (an
+// enquiry that found no record) applies only while the row's sends are
+// what that read saw: another process may have sent it since.
+func (s suite) testWriterIfSends(t *testing.T) {
+	t.Parallel()
+	l := s.open(t, Options{})
+	b := seedRows(t, l, "i", 3) // lines 2..4
+	w := newWriter(t, l, b.Seq)
+	markInflight(t, w, 2)
+	record(t, w, ledger.Update{Line: 2, To: ledger.StateUnknown, Code: -1, Message: "lost"})
+	flush(t, w)
+	read := getRow(t, l, b.Seq, 2)
+	remark(t, w, 2, read.Attempts) // sent again since that read
+	record(t, w, ledger.Update{Line: 2, To: ledger.StateUnknown, Code: -1, Message: "lost again"})
+	flush(t, w)
+	before := getRow(t, l, b.Seq, 2)
+	hold := func(line, sends int) {
+		t.Helper()
+		record(t, w, ledger.Update{Line: line, To: ledger.StateHeld, Code: -1, Message: "held", IfSends: &sends})
+		flush(t, w)
+	}
+
+	hold(2, read.Attempts)
+	if got := getRow(t, l, b.Seq, 2); !reflect.DeepEqual(got, before) {
+		t.Errorf("a move on a stale count of sends applied:\n got %+v\nwant %+v", got, before)
+	}
+	if err := w.Refused(); !errors.Is(err, ledger.ErrTransition) {
+		t.Errorf("Refused() = %v, want ErrTransition", err)
+	}
+	hold(2, before.Attempts)
+	if got := getRow(t, l, b.Seq, 2); got.State != ledger.StateHeld || got.Attempts != before.Attempts {
+		t.Errorf("a move on the row's count of sends: %s attempts=%d, want held %d", got.State, got.Attempts, before.Attempts)
+	}
+
+	// A dispatched row has not counted its send yet: nothing to check.
+	dispatch(t, w, 3)
+	hold(3, 0)
+	if got := getRow(t, l, b.Seq, 3); got.State == ledger.StateHeld {
+		t.Errorf("a dispatched row moved by its count of sends: %+v", got)
+	}
+	record(t, w, ledger.Update{Line: 3, To: ledger.StateQueued, Code: -1}) // never sent
+	closeWriter(t, w)
+}
+
 func (s suite) testWriterFlushVisibility(t *testing.T) {
 	t.Parallel()
 	l := s.open(t, Options{})

@@ -49,7 +49,9 @@ func (w *writer) Close() error {
 
 // The statements of a group. A row in flight moves only for the session
 // that claimed it; a row dispatched counts as a send once it has an
-// outcome (not when it goes back to queued or held: it never left).
+// outcome (not when it goes back to queued or held: it never left). A
+// move with IfSends ($12) checks the row's sends, which a dispatched row
+// has not counted yet.
 const (
 	stmtDispatch = `UPDATE rows SET state = 'inflight', claimed_by = $3, claim = 'dispatch', claimed_ms = $4
 		WHERE batch = $1 AND line = ANY($2) AND state = 'queued' RETURNING line`
@@ -61,7 +63,8 @@ const (
 			attempts = attempts + CASE WHEN state = 'inflight' AND claim = 'dispatch' AND $11 THEN 1 ELSE 0 END,
 			first_sent_ms = CASE WHEN state = 'inflight' AND claim = 'dispatch' AND $11 THEN COALESCE(first_sent_ms, $8) ELSE first_sent_ms END,
 			claimed_by = NULL, claim = NULL, claimed_ms = NULL
-		WHERE batch = $6 AND line = $7 AND state = ANY($9) AND (state <> 'inflight' OR claimed_by = $10)`
+		WHERE batch = $6 AND line = $7 AND state = ANY($9) AND (state <> 'inflight' OR claimed_by = $10)
+			AND ($12::int IS NULL OR (attempts = $12 AND claim IS DISTINCT FROM 'dispatch'))`
 	stmtAttempts = `INSERT INTO attempts (batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message)
 		SELECT $1, u.line, u.kind, u.at, u.lat, u.http, u.code, u.class, u.state, u.msg
 		FROM unnest($2::int[], $3::text[], $4::bigint[], $5::bigint[], $6::int[], $7::int[], $8::text[], $9::text[], $10::text[])
@@ -288,7 +291,7 @@ func (w *writer) applyOnce(ops, group []*groupcommit.Op, errs []error, rejected 
 				}
 				sent := u.To != ledger.StateQueued && u.To != ledger.StateHeld
 				b.Queue(stmtMove, string(u.To), nullCode(u.Code), u.Message, u.TxnID, now, w.batch, u.Line, sentAt,
-					states(from), w.owner.ID, sent).Fn = func(br pgx.BatchResults) error {
+					states(from), w.owner.ID, sent, u.IfSends).Fn = func(br pgx.BatchResults) error {
 					tag, err := br.Exec()
 					if err != nil {
 						return err

@@ -47,7 +47,10 @@ type Writer struct {
 	// movesSent are the moves of a row this writer dispatched: it is still
 	// queued in the table, and may leave queued as a marked row leaves
 	// inflight.
-	movesSent     map[ledger.State]*sql.Stmt
+	movesSent map[ledger.State]*sql.Stmt
+	// movesIf are the moves of an Update with IfSends: the row's sends,
+	// ?8, must not have changed.
+	movesIf       map[ledger.State]*sql.Stmt
 	dispatchCheck *sql.Stmt
 	dispatchAdd   *sql.Stmt
 
@@ -69,7 +72,8 @@ var limits = groupcommit.Limits{Max: 2048, Linger: 1024, LingerFor: 20 * time.Mi
 // NewWriter starts the writer for batch seq, writing while o holds its
 // lease.
 func (l *Store) NewWriter(ctx context.Context, seq int64, o ledger.Owner) (ledger.Writer, error) {
-	w := &Writer{l: l, batch: seq, owner: o, moves: map[ledger.State]*sql.Stmt{}, movesSent: map[ledger.State]*sql.Stmt{}}
+	w := &Writer{l: l, batch: seq, owner: o, moves: map[ledger.State]*sql.Stmt{}, movesSent: map[ledger.State]*sql.Stmt{},
+		movesIf: map[ledger.State]*sql.Stmt{}}
 	var err error
 	// Marks take a group's rows as one JSON array of [line, sends] pairs,
 	// one statement for many rows; RETURNING names the rows the transition
@@ -108,7 +112,10 @@ func (l *Store) NewWriter(ctx context.Context, seq int64, o ledger.Owner) (ledge
 	}
 	for _, to := range ledger.Targets() {
 		from := ledger.From(to)
-		if w.moves[to], err = l.prepareMove(ctx, to, from, ""); err != nil {
+		if w.moves[to], err = l.prepareMove(ctx, to, from, "", ""); err != nil {
+			return nil, err
+		}
+		if w.movesIf[to], err = l.prepareMove(ctx, to, from, "", " AND attempts = ?8"); err != nil {
 			return nil, err
 		}
 		if !slices.Contains(from, ledger.StateInflight) {
@@ -126,7 +133,7 @@ func (l *Store) NewWriter(ctx context.Context, seq int64, o ledger.Owner) (ledge
 		} else { // bound with ?8, see flush
 			set = ", attempts = attempts + 1, first_sent_ms = COALESCE(first_sent_ms, ?8)"
 		}
-		if w.movesSent[to], err = l.prepareMove(ctx, to, sentFrom, set); err != nil {
+		if w.movesSent[to], err = l.prepareMove(ctx, to, sentFrom, set, ""); err != nil {
 			return nil, err
 		}
 	}
@@ -135,14 +142,15 @@ func (l *Store) NewWriter(ctx context.Context, seq int64, o ledger.Owner) (ledge
 }
 
 // prepareMove prepares the statement that moves one row to state to from
-// any of states from, setting set's columns too. One statement per row,
+// any of states from, setting set's columns too, where where holds as
+// well. One statement per row,
 // bound directly, costs less than unpacking a group's rows from JSON; the
 // guard is a chain of comparisons, since SQLite evaluates an IN list of
 // more than two names through a temporary table on every execution.
-func (l *Store) prepareMove(ctx context.Context, to ledger.State, from []ledger.State, set string) (*sql.Stmt, error) {
+func (l *Store) prepareMove(ctx context.Context, to ledger.State, from []ledger.State, set, where string) (*sql.Stmt, error) {
 	st, err := l.w.PrepareContext(ctx, `UPDATE rows SET state = ?1, response_code = COALESCE(?2, response_code),
 		message = ?3, provider_txnid = CASE WHEN ?4 = '' THEN provider_txnid ELSE ?4 END, updated_ms = ?5`+set+`
-		WHERE batch = ?6 AND line = ?7 AND `+orList("state", from))
+		WHERE batch = ?6 AND line = ?7 AND `+orList("state", from)+where)
 	if err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: move to %s: %w", to, err)
 	}
@@ -171,7 +179,7 @@ func (w *Writer) Close() error {
 				_ = w.Fail(err) // Close returns it below
 			}
 		}
-		for _, m := range []map[ledger.State]*sql.Stmt{w.moves, w.movesSent} {
+		for _, m := range []map[ledger.State]*sql.Stmt{w.moves, w.movesSent, w.movesIf} {
 			for _, st := range m {
 				st.Close()
 			}
@@ -269,9 +277,16 @@ func (w *Writer) apply(group []*groupcommit.Op, errs []error) error {
 				errs[i] = fmt.Errorf("move line %d to %s: %w", u.Line, u.To, ledger.ErrTransition)
 				w.NoteRejected(errs[i])
 				continue
+			} else if u.IfSends != nil && w.sent.has(u.Line) {
+				// A row this writer dispatched stays queued in the table
+				// until its outcome, its send not yet counted there: no
+				// count to check it by.
+				errs[i] = fmt.Errorf("move line %d to %s: dispatched, its sends not counted yet: %w", u.Line, u.To, ledger.ErrTransition)
+				w.NoteRejected(errs[i])
+				continue
 			} else {
 				seg.add(u.Line, i)
-				k := moveKey{u.To, w.sent.has(u.Line) && w.movesSent[u.To] != nil}
+				k := moveKey{to: u.To, sent: w.sent.has(u.Line) && w.movesSent[u.To] != nil, ifSends: u.IfSends != nil}
 				seg.moves = append(seg.moves, move{k: k, u: u, op: i})
 			}
 			if u.Attempt != nil {
@@ -351,8 +366,9 @@ type move struct {
 // moveKey sorts a segment's moves by statement: sent marks rows this
 // writer dispatched.
 type moveKey struct {
-	to   ledger.State
-	sent bool
+	to      ledger.State
+	sent    bool
+	ifSends bool // checks the row's sends (Update.IfSends)
 }
 
 func newSegment() *segment { return &segment{ops: map[int]int{}} }
@@ -393,15 +409,21 @@ func (w *Writer) flush(ctx context.Context, tx *sql.Tx, seg *segment, now int64,
 	for _, m := range seg.moves {
 		st := stmts[m.k]
 		if st == nil {
-			if m.k.sent {
+			switch {
+			case m.k.ifSends:
+				st = tx.StmtContext(ctx, w.movesIf[m.k.to])
+			case m.k.sent:
 				st = tx.StmtContext(ctx, w.movesSent[m.k.to])
-			} else {
+			default:
 				st = tx.StmtContext(ctx, w.moves[m.k.to])
 			}
 			stmts[m.k] = st
 		}
 		u := m.u
 		args = append(args[:0], string(u.To), nullCode(u.Code), u.Message, u.TxnID, now, w.batch, u.Line)
+		if m.k.ifSends {
+			args = append(args, *u.IfSends)
+		}
 		if m.k.sent && u.To != ledger.StateQueued && u.To != ledger.StateHeld {
 			sentAt := now // when the request went, for first_sent_ms
 			if u.Attempt != nil {
