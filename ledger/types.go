@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -95,6 +96,16 @@ type Runner struct {
 	Host  string
 	PID   int
 	Until time.Time // when its lease runs out, unless it renews it
+}
+
+// RunnersText names processes running a batch, for messages: "pid 41 on
+// hostA, pid 7 on hostB".
+func RunnersText(rs []Runner) string {
+	who := make([]string, len(rs))
+	for i, r := range rs {
+		who[i] = fmt.Sprintf("pid %d on %s", r.PID, r.Host)
+	}
+	return strings.Join(who, ", ")
 }
 
 // Row is one data row as the ledger holds it.

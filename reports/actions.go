@@ -169,9 +169,9 @@ func (s *Summary) queuedCharged() int64 {
 
 // runningText names the processes running the batch as it was read.
 func (s *Summary) runningText() string {
-	var who []string
-	for _, r := range s.Running {
-		who = append(who, fmt.Sprintf("pid %d on %s", r.PID, r.Host))
+	rs := make([]ledger.Runner, len(s.Running))
+	for i, r := range s.Running {
+		rs[i] = ledger.Runner{Host: r.Host, PID: r.PID}
 	}
-	return fmt.Sprintf("A run is working on this batch now (%s)", strings.Join(who, ", "))
+	return fmt.Sprintf("A run is working on this batch now (%s)", ledger.RunnersText(rs))
 }

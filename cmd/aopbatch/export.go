@@ -93,7 +93,7 @@ offered by that batch's own export.
 	if len(runners) > 0 {
 		// Not a refusal: the states it could send or settle are exported
 		// only with their referenceids (keepsRefs).
-		fmt.Fprintf(stderr, "aopbatch: a run is working on batch %s now (%s): rows may change state as they are exported\n", b.ID, runnersText(runners))
+		fmt.Fprintf(stderr, "aopbatch: a run is working on batch %s now (%s): rows may change state as they are exported\n", b.ID, ledger.RunnersText(runners))
 	}
 	if keepsRefs(st) && !reports.HasRefColumn(b) {
 		way := "aopbatch resolve settles them under their own"

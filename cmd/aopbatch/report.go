@@ -226,15 +226,6 @@ func changing(ctx context.Context, l ledger.Reader, b ledger.Batch, c ledger.Cou
 	return l.Runners(ctx, b.Seq)
 }
 
-// runnersText names the processes running a batch, for messages.
-func runnersText(rs []ledger.Runner) string {
-	who := make([]string, len(rs))
-	for i, r := range rs {
-		who[i] = fmt.Sprintf("pid %d on %s", r.PID, r.Host)
-	}
-	return strings.Join(who, ", ")
-}
-
 // safeName makes a batch id usable as one path element.
 func safeName(id string) string {
 	return strings.Map(func(r rune) rune {

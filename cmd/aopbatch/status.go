@@ -105,7 +105,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if batchID != "" {
 		warnIncomplete(stderr, bs[0])
 		if rs := runners[0]; len(rs) > 0 {
-			fmt.Fprintf(stderr, "aopbatch: a run is working on batch %s now (%s): these counts are changing\n", bs[0].ID, runnersText(rs))
+			fmt.Fprintf(stderr, "aopbatch: a run is working on batch %s now (%s): these counts are changing\n", bs[0].ID, ledger.RunnersText(rs))
 		}
 		return writeCounts(stdout, bs[0], counts[0])
 	}
