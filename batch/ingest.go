@@ -230,6 +230,10 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 		actx, cancel := AfterStop(ctx)
 		aerr := in.Abort(actx)
 		cancel()
+		if errors.Is(aerr, ledger.ErrLeaseLost) {
+			// Nothing to clear: the rows are the new holder's to record.
+			return IngestResult{}, fmt.Errorf("%w; meanwhile another process took the recording over (%w)", err, ledger.ErrLeaseLost)
+		}
 		if aerr != nil {
 			return IngestResult{}, errors.Join(err, aerr)
 		}
@@ -251,16 +255,18 @@ const ingestPoll = 250 * time.Millisecond
 // joins the ready batch (or takes the recording over, if that process
 // died).
 func acquireOrWait(ctx context.Context, l ledger.Store, nb ledger.NewBatch, o ledger.Owner, ttl time.Duration, log *slog.Logger) (ledger.Batch, error) {
-	logged := false
+	said := map[string]bool{}
 	for {
 		b, err := l.Acquire(ctx, nb, o, ttl)
 		if !errors.Is(err, ledger.ErrBatchIngesting) {
 			return b, err
 		}
-		if !logged && log != nil {
-			// Said once: the wait lasts as long as the other process holds it.
-			log.Info("another process holds this batch: waiting to join it", "batch", nb.ID, "why", err.Error())
-			logged = true
+		if why := err.Error(); !said[why] && len(said) < 4 && log != nil {
+			// Each reason said once: the wait lasts as long as the other
+			// process holds the batch, and a new reason (one this process
+			// cannot end) is what an operator needs to hear.
+			log.Info("another process holds this batch: waiting to join it", "batch", nb.ID, "why", why)
+			said[why] = true
 		}
 		if err := sleep(ctx, ingestPoll); err != nil {
 			return ledger.Batch{}, err

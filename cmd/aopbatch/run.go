@@ -130,6 +130,24 @@ func prepareError(err error) error {
 	return start(err)
 }
 
+// recordingError is the exit of a run whose recording of the file failed:
+// 3 when the recording was cut by a stall or the database, where running
+// again goes on, else 1.
+func recordingError(csv string, err error) error {
+	switch {
+	case errors.Is(err, ledger.ErrLeaseLost):
+		// Paused past its lease while recording the file, and taken over
+		// (its connection ended, or cut as it wrote): the other process
+		// records it, and a run again joins that batch.
+		return &exitError{code: exitIncomplete, err: fmt.Errorf("%w: this process stalled while recording the file; nothing was sent: run again", err)}
+	case postgres.Abandoned(err):
+		// Paused (or starved) in the middle of recording the file, or the
+		// server shut down: the next run records it again.
+		return &exitError{code: exitIncomplete, err: fmt.Errorf("%w: the database ended this process's session while it recorded the file (it stalled, or the server shut down); nothing was sent: run again", err)}
+	}
+	return start(describeStartError(csv, err))
+}
+
 func newRunID() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
@@ -194,12 +212,8 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 			return start(fmt.Errorf("run: --generate-refs needs --batch ID, e.g. --batch payouts-2026-11-26: %w", err))
 		case f.generateRefs && errors.Is(err, ledger.ErrBatchMismatch):
 			return start(generatedMismatch(ctx, l, f.batchID, err))
-		case postgres.Abandoned(err):
-			// Paused (or starved) in the middle of recording the file: the
-			// recording is cleared and done again by the next run.
-			return &exitError{code: exitIncomplete, err: fmt.Errorf("%w: this process stalled while recording the file and the database ended its session; nothing was sent: run again", err)}
 		}
-		return start(describeStartError(f.csv, err))
+		return recordingError(f.csv, err)
 	}
 	b := ing.Batch
 	sess := batch.NewSession(l, b, owner, f.leaseTTL, log)

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -22,21 +24,38 @@ import (
 func (s *Store) Acquire(ctx context.Context, nb ledger.NewBatch, o ledger.Owner, ttl time.Duration) (ledger.Batch, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	b, err := s.acquireOnce(ctx, nb, o, ttl)
-	if isLockTimeout(err) {
-		// Mostly a recording in progress, else an archive. A recording
-		// whose process froze in the middle of a COPY holds its locks for
-		// as long as it stays frozen: end it, and try again.
-		if ended, eerr := s.endFrozenIngest(ctx, nb.ID, o); eerr != nil {
-			return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, eerr)
-		} else if ended {
-			b, err = s.acquireOnce(ctx, nb, o, ttl)
-		}
+	var b ledger.Batch
+	err := retrying(func() (err error) {
+		b, err = s.acquireOnce(ctx, nb, o, ttl)
+		return err
+	})
+	if !isLockTimeout(err) {
+		return b, err
 	}
+	// Mostly a recording in progress, else an archive. A recording whose
+	// process froze in the middle of a statement holds its locks for as
+	// long as it stays frozen: end it, and try again.
+	ended, why := s.endFrozenIngest(ctx, nb.ID, o)
+	if !ended {
+		return ledger.Batch{}, fmt.Errorf("batch %s is busy: another process holds it%s: %w", nb.ID, why, ledger.ErrBatchIngesting)
+	}
+	// The ended process, should it resume at once, may be clearing its
+	// session as this takes it over: a deadlock PostgreSQL resolves by
+	// rolling one back, which retrying runs again.
+	err = retrying(func() (err error) {
+		b, err = s.acquireOnce(ctx, nb, o, ttl)
+		return err
+	})
 	if isLockTimeout(err) {
 		return ledger.Batch{}, fmt.Errorf("batch %s is busy: another process holds it: %w", nb.ID, ledger.ErrBatchIngesting)
 	}
 	return b, err
+}
+
+// isLockTimeout reports whether err is PostgreSQL's lock_not_available.
+func isLockTimeout(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "55P03"
 }
 
 func (s *Store) acquireOnce(ctx context.Context, nb ledger.NewBatch, o ledger.Owner, ttl time.Duration) (ledger.Batch, error) {
@@ -54,61 +73,72 @@ func (s *Store) acquireOnce(ctx context.Context, nb ledger.NewBatch, o ledger.Ow
 }
 
 // ingestAppName is the application_name of a recording's connection while
-// it is in a chunk's transaction. PostgreSQL keeps 63 bytes of it.
+// it is in a chunk's transaction. PostgreSQL keeps 63 bytes of it, in
+// ASCII: an owner id that does not fit as it is goes as a digest.
 func ingestAppName(o ledger.Owner) string {
-	n := "aopbatch ingest " + o.ID
-	if len(n) > 63 {
-		n = n[:63]
+	const prefix = "aopbatch ingest "
+	plain := len(prefix)+len(o.ID) <= 63
+	for _, c := range o.ID {
+		plain = plain && c > ' ' && c < 0x7f
 	}
-	return n
+	if plain {
+		return prefix + o.ID
+	}
+	sum := sha256.Sum256([]byte(o.ID))
+	return prefix + hex.EncodeToString(sum[:16])
 }
 
 // endFrozenIngest ends the connection of batch id's recording when the
-// recording process's lease has run out while its chunk's transaction is
-// still open, and reports whether it ended one. Such a process is frozen
-// (SIGSTOP, a suspended VM) in the middle of a statement, a COPY most
-// likely: the server waits on it, busy rather than idle, so no
+// recording process's lease has run out and that connection has waited on
+// its own process, in the middle of a statement, longer than a
+// transaction of ours may sit idle. It reports whether it ended one, else
+// why not, for the caller's "busy".
+//
+// Such a process is frozen (SIGSTOP, a suspended VM) in the middle of a
+// COPY, most likely: the server waits on it, busy rather than idle, so no
 // idle_in_transaction_session_timeout ends the transaction, and its kernel
-// keeps the connection alive, so no TCP timer does either. Ending it rolls
-// the chunk back; the recording only ever stores rows, so nothing was sent
-// from it, and the taker records the file again. A process that merely
-// renews late loses its recording, as it would to any takeover.
-func (s *Store) endFrozenIngest(ctx context.Context, id string, o ledger.Owner) (bool, error) {
-	var owner string
-	err := s.pool.QueryRow(ctx, `SELECT b.ingest_owner FROM batches b
+// keeps the connection alive, so no TCP timer does either. A process that
+// is slow but alive is never waited on that long in the middle of a
+// statement, and is left alone, as before. Ending the connection rolls the
+// chunk back; a recording only ever stores rows, so nothing was sent from
+// it, and the taker records the file again.
+func (s *Store) endFrozenIngest(ctx context.Context, id string, o ledger.Owner) (bool, string) {
+	var (
+		owner, host string
+		pid         int64
+	)
+	err := s.pool.QueryRow(ctx, `SELECT b.ingest_owner, COALESCE(s.host, ''), COALESCE(s.pid, 0) FROM batches b
 		LEFT JOIN sessions s ON s.batch = b.seq AND s.owner = b.ingest_owner
 		WHERE b.id = $1 AND b.status = 'ingesting' AND b.ingest_owner <> $2
-			AND (s.owner IS NULL OR s.expires_ms <= $3)`, id, o.ID, s.nowMS()).Scan(&owner)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil // no recording, or one whose process still holds its lease
-	}
+			AND (s.owner IS NULL OR s.expires_ms <= $3)`, id, o.ID, s.nowMS()).Scan(&owner, &host, &pid)
 	if err != nil {
-		return false, err
+		// No recording, or one whose process still holds its lease; a
+		// failed read is the next poll's to retry.
+		return false, ""
+	}
+	who := "the process recording it"
+	if host != "" {
+		who = fmt.Sprintf("the process recording it (pid %d on %s)", pid, host)
 	}
 	// The backends first, then the ending: PostgreSQL may evaluate a
-	// WHERE's conditions in any order. The retry's lock wait covers the
-	// moments the ended backend takes to exit.
+	// WHERE's conditions in any order, an aggregate's FILTER it may not
+	// push below. The retry's lock wait covers the moments the ended
+	// backend takes to exit.
 	var ended int
-	err = s.pool.QueryRow(ctx, `WITH frozen AS MATERIALIZED (SELECT pid FROM pg_stat_activity
-			WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid())
+	err = s.pool.QueryRow(ctx, `WITH frozen AS (SELECT pid FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()
+				AND state = 'active' AND wait_event_type = 'Client' AND wait_event IN ('ClientRead', 'ClientWrite')
+				AND state_change < now() - make_interval(secs => $2))
 		SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM frozen`,
-		ingestAppName(ledger.Owner{ID: owner})).Scan(&ended)
+		ingestAppName(ledger.Owner{ID: owner}), s.abandon.Seconds()).Scan(&ended)
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "42501" {
-		// A role we may not signal (without pg_signal_backend): the
-		// recording is left to its process, and the batch stays busy.
-		return false, nil
+	switch {
+	case errors.As(err, &pe) && pe.Code == "42501":
+		return false, fmt.Sprintf(": %s stopped past its lease in the middle of a statement, and this database role may not end its connection (it needs that process's role, or pg_signal_backend; a superuser's, a superuser)", who)
+	case err != nil:
+		return false, fmt.Sprintf(" (ending the connection of %s, which stopped past its lease: %v)", who, err)
 	}
-	if err != nil {
-		return false, err
-	}
-	return ended > 0, nil
-}
-
-// isLockTimeout reports whether err is PostgreSQL's lock_not_available.
-func isLockTimeout(err error) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == "55P03"
+	return ended > 0, ""
 }
 
 func (s *Store) acquire(ctx context.Context, tx pgx.Tx, nb ledger.NewBatch, o ledger.Owner, ttl time.Duration) (ledger.Batch, error) {

@@ -34,6 +34,10 @@ type Store struct {
 	clock    func() time.Time
 	// callTimeout bounds each call a run waits on (bound).
 	callTimeout time.Duration
+	// abandon is how long one of our transactions may sit idle
+	// (AbandonAfter), and so how long a recording may wait on its own
+	// process in the middle of a statement before it counts as frozen.
+	abandon time.Duration
 }
 
 // Options tune Open. The zero value is the safe default.
@@ -168,7 +172,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", loc, scrub(err, dsn))
 	}
-	s := &Store{pool: pool, location: loc, clock: o.Now, callTimeout: callTimeout}
+	s := &Store{pool: pool, location: loc, clock: o.Now, callTimeout: callTimeout, abandon: abandon}
 	if o.CallTimeout > 0 {
 		s.callTimeout = o.CallTimeout
 	}
