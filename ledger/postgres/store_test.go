@@ -182,15 +182,7 @@ func TestIngestTakeoverEndsARecordingFrozenInACopy(t *testing.T) {
 	s := openStore(t, srv.URL(srv.NewDB(t)), Options{AbandonAfter: time.Second})
 	a, b := ledger.NewOwner("recording"), ledger.NewOwner("taking")
 	nb := ledger.NewBatch{ID: "frozen-copy", ContentHash: "h"}
-	batch, err := s.Acquire(ctx, nb, a, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ing, err := s.BeginIngest(ctx, batch, a, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := ing.(*ingest)
+	in := recording(t, s, nb, a, time.Second)
 	src := &stalledSource{started: make(chan struct{}), release: make(chan struct{})}
 	copied, gone := make(chan error, 1), make(chan struct{})
 	go func() {
@@ -254,16 +246,8 @@ func TestIngestTakeoverLeavesALiveRecordingAlone(t *testing.T) {
 	taker := openStore(t, url, Options{AbandonAfter: time.Second})
 	a, b := ledger.NewOwner("recording"), ledger.NewOwner("joining")
 	nb := ledger.NewBatch{ID: "slow", ContentHash: "h"}
-	batch, err := s.Acquire(ctx, nb, a, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ing, err := s.BeginIngest(ctx, batch, a, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ing.Abort(ctx)
-	in := ing.(*ingest)
+	in := recording(t, s, nb, a, time.Second)
+	defer in.Abort(ctx)
 	if _, err := in.AddMany(ctx, []ledger.IngestRow{sendable(2, "r1")}); err != nil {
 		t.Fatal(err)
 	}
@@ -287,6 +271,21 @@ func TestIngestTakeoverLeavesALiveRecordingAlone(t *testing.T) {
 	if err := in.Finish(ctx); err != nil {
 		t.Fatalf("the live recording finishes: %v", err)
 	}
+}
+
+// recording takes batch nb for o and begins recording its file.
+func recording(t *testing.T, s *Store, nb ledger.NewBatch, o ledger.Owner, ttl time.Duration) *ingest {
+	t.Helper()
+	ctx := context.Background()
+	batch, err := s.Acquire(ctx, nb, o, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := s.BeginIngest(ctx, batch, o, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in.(*ingest)
 }
 
 // stalledSource gives a COPY one row, then no more until released: a
