@@ -68,6 +68,7 @@ func Exercise(t *testing.T, newDB func(t *testing.T) DB) {
 		{"WriterMarkInflightRefused", s.testWriterMarkInflightRefused},
 		{"WriterRecordRefused", s.testWriterRecordRefused},
 		{"WriterIfSends", s.testWriterIfSends},
+		{"WriterIfSendsAcrossProcesses", s.testWriterIfSendsAcrossProcesses},
 		{"WriterFlushVisibility", s.testWriterFlushVisibility},
 		{"WriterConcurrent", s.testWriterConcurrent},
 		{"WriterMarkInflightCanceled", s.testWriterMarkInflightCanceled},

@@ -274,6 +274,50 @@ func (s suite) testWriterIfSends(t *testing.T) {
 	closeWriter(t, w)
 }
 
+// testWriterIfSendsAcrossProcesses: on a shared ledger, process A decides
+// to hold a row on its read of the row's sends; process B sends it
+// meanwhile. A's hold is refused while B has the row in flight, and after
+// B records it unknown again: its request may be charged.
+func (s suite) testWriterIfSendsAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := s.newDB(t)
+	l := db.Open(t, Options{})
+	b := seedRows(t, l, "ifs", 1) // line 2
+	acquire(t, l, ledger.NewBatch{ID: b.ID}, runA)
+	wa := writerOf(t, l, b.Seq, runA)
+	if _, ok := wa.(ledger.Claimer); !ok {
+		t.Skip("one process at a time on this store")
+	}
+	lb := db.Open(t, Options{})
+	if _, err := lb.Acquire(ctx, ledger.NewBatch{ID: b.ID}, runB, testTTL); err != nil {
+		t.Fatal(err)
+	}
+	wb := writerOf(t, lb, b.Seq, runB)
+	markInflight(t, wa, 2)
+	record(t, wa, ledger.Update{Line: 2, To: ledger.StateUnknown, Code: -1, Message: "lost"})
+	flush(t, wa)
+	read := getRow(t, l, b.Seq, 2) // A's enquiry round reads it
+	hold := func() {
+		t.Helper()
+		sends := read.Attempts
+		record(t, wa, ledger.Update{Line: 2, To: ledger.StateHeld, Code: -1, Message: "held", IfSends: &sends})
+		flush(t, wa)
+	}
+
+	remark(t, wb, 2, read.Attempts) // B found no record too, and sends it
+	hold()
+	if got := getRow(t, l, b.Seq, 2); got.State != ledger.StateInflight {
+		t.Errorf("A's hold on B's row in flight: %s (%s), want it in flight for B", got.State, got.Message)
+	}
+	record(t, wb, ledger.Update{Line: 2, To: ledger.StateUnknown, Code: -1, Message: "lost again"})
+	flush(t, wb)
+	hold()
+	if got := getRow(t, l, b.Seq, 2); got.State != ledger.StateUnknown || got.Attempts != read.Attempts+1 {
+		t.Errorf("A's hold after B's send: %s attempts=%d, want unknown %d (B's request may be charged)", got.State, got.Attempts, read.Attempts+1)
+	}
+}
+
 func (s suite) testWriterFlushVisibility(t *testing.T) {
 	t.Parallel()
 	l := s.open(t, Options{})

@@ -283,6 +283,9 @@ func (w *Writer) apply(group []*groupcommit.Op, errs []error) error {
 				// count to check it by.
 				errs[i] = fmt.Errorf("move line %d to %s: dispatched, its sends not counted yet: %w", u.Line, u.To, ledger.ErrTransition)
 				w.NoteRejected(errs[i])
+				if u.Attempt != nil { // the request was made all the same
+					attempts = append(attempts, loggedAttempt{u.Line, ledger.StateInflight, u.Attempt})
+				}
 				continue
 			} else {
 				seg.add(u.Line, i)
