@@ -199,6 +199,9 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 	if b.Ready {
 		return IngestResult{Batch: b, Resumed: true, Rows: b.RowsTotal}, nil
 	}
+	if b.TookOver != "" && o.Log != nil {
+		o.Log.Warn("taking over the recording of this file from another process, which stopped: recording it again", "batch", b.ID, "from", b.TookOver)
+	}
 	// A previous ingest of this batch died part way: start it over.
 	if err := l.ClearRows(ctx, b.Seq, o.Owner); err != nil {
 		return IngestResult{}, err

@@ -65,6 +65,9 @@ type Batch struct {
 	// archive); "" while it is whole here. An archived batch keeps only
 	// its rows' states, amounts and referenceids, which stay held.
 	Archived string
+	// TookOver, set by Acquire only, says whose recording of the file it
+	// took over (a process whose lease ran out), for the log; "" when none.
+	TookOver string
 }
 
 // NewBatch describes a batch about to be ingested.

@@ -49,6 +49,9 @@ func (s *Store) Acquire(ctx context.Context, nb ledger.NewBatch, o ledger.Owner,
 	if isLockTimeout(err) {
 		return ledger.Batch{}, fmt.Errorf("batch %s is busy: another process holds it: %w", nb.ID, ledger.ErrBatchIngesting)
 	}
+	if b.TookOver != "" {
+		b.TookOver += ", frozen in the middle of a statement: its connection was ended"
+	}
 	return b, err
 }
 
@@ -158,10 +161,14 @@ func (s *Store) acquire(ctx context.Context, tx pgx.Tx, nb ledger.NewBatch, o le
 		ingestOwner            *string
 		ingesterExpires        *int64
 		ingesterHasSession     bool
+		ingesterHost           string
+		ingesterPID            int64
 	)
-	err = tx.QueryRow(ctx, `SELECT b.seq, b.content_hash, b.status, b.archived, b.ingest_owner, s.expires_ms, s.owner IS NOT NULL
+	err = tx.QueryRow(ctx, `SELECT b.seq, b.content_hash, b.status, b.archived, b.ingest_owner, s.expires_ms, s.owner IS NOT NULL,
+			COALESCE(s.host, ''), COALESCE(s.pid, 0)
 		FROM batches b LEFT JOIN sessions s ON s.batch = b.seq AND s.owner = b.ingest_owner
-		WHERE b.id = $1 FOR UPDATE OF b`, nb.ID).Scan(&seq, &hash, &status, &archived, &ingestOwner, &ingesterExpires, &ingesterHasSession)
+		WHERE b.id = $1 FOR UPDATE OF b`, nb.ID).Scan(&seq, &hash, &status, &archived, &ingestOwner, &ingesterExpires, &ingesterHasSession,
+		&ingesterHost, &ingesterPID)
 	if err != nil {
 		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 	}
@@ -171,6 +178,7 @@ func (s *Store) acquire(ctx context.Context, tx pgx.Tx, nb ledger.NewBatch, o le
 	if nb.ContentHash != "" && hash != nb.ContentHash {
 		return ledger.Batch{}, fmt.Errorf("batch %s: %w", nb.ID, ledger.ErrBatchMismatch)
 	}
+	var tookOver string
 	if status == "ingesting" && ingestOwner != nil && *ingestOwner != o.ID {
 		if ingesterHasSession && *ingesterExpires > now {
 			return ledger.Batch{}, fmt.Errorf("batch %s: %w", nb.ID, ledger.ErrBatchIngesting)
@@ -182,6 +190,10 @@ func (s *Store) acquire(ctx context.Context, tx pgx.Tx, nb ledger.NewBatch, o le
 		}
 		if _, err := tx.Exec(ctx, `UPDATE batches SET ingest_owner = $1 WHERE seq = $2`, o.ID, seq); err != nil {
 			return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
+		}
+		tookOver = "a process whose lease ran out"
+		if ingesterHost != "" {
+			tookOver = fmt.Sprintf("pid %d on %s, whose lease ran out", ingesterPID, ingesterHost)
 		}
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO sessions (batch, owner, host, pid, expires_ms) VALUES ($1, $2, $3, $4, $5)
@@ -196,6 +208,7 @@ func (s *Store) acquire(ctx context.Context, tx pgx.Tx, nb ledger.NewBatch, o le
 	if err := tx.Commit(ctx); err != nil {
 		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 	}
+	b.TookOver = tookOver
 	return b, nil
 }
 

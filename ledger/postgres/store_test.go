@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -218,6 +219,9 @@ func TestIngestTakeoverEndsARecordingFrozenInACopy(t *testing.T) {
 	}
 	if owner != b.ID {
 		t.Errorf("recording owner after the takeover = %q, want %q", owner, b.ID)
+	}
+	if want := "connection was ended"; !strings.Contains(took.TookOver, want) || !strings.Contains(took.TookOver, "pid") {
+		t.Errorf("TookOver = %q, want the process named and %q, for the log", took.TookOver, want)
 	}
 	thaw() // the frozen process goes on, and finds its recording ended
 	select {
