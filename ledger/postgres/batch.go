@@ -25,32 +25,28 @@ func (s *Store) Acquire(ctx context.Context, nb ledger.NewBatch, o ledger.Owner,
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	var b ledger.Batch
-	err := retrying(func() (err error) {
+	// Run again whole when PostgreSQL rolls it back as a deadlock victim:
+	// after a frozen recording is ended (below), that process, should it
+	// resume at once, may be clearing its session as this takes it over.
+	once := func() (err error) {
 		b, err = s.acquireOnce(ctx, nb, o, ttl)
 		return err
-	})
-	if !isLockTimeout(err) {
-		return b, err
 	}
-	// Mostly a recording in progress, else an archive. A recording whose
-	// process froze in the middle of a statement holds its locks for as
-	// long as it stays frozen: end it, and try again.
-	ended, why := s.endFrozenIngest(ctx, nb.ID, o)
-	if !ended {
-		return ledger.Batch{}, fmt.Errorf("batch %s is busy: another process holds it%s: %w", nb.ID, why, ledger.ErrBatchIngesting)
-	}
-	// The ended process, should it resume at once, may be clearing its
-	// session as this takes it over: a deadlock PostgreSQL resolves by
-	// rolling one back, which retrying runs again.
-	err = retrying(func() (err error) {
-		b, err = s.acquireOnce(ctx, nb, o, ttl)
-		return err
-	})
+	err := retrying(once)
+	why := ""
 	if isLockTimeout(err) {
-		return ledger.Batch{}, fmt.Errorf("batch %s is busy: another process holds it: %w", nb.ID, ledger.ErrBatchIngesting)
+		// Mostly a recording in progress, else an archive. A recording
+		// whose process froze in the middle of a statement holds its locks
+		// for as long as it stays frozen: end it, and try again.
+		var ended bool
+		if ended, why = s.endFrozenIngest(ctx, nb.ID, o); ended {
+			if err = retrying(once); err == nil && b.TookOver != "" {
+				b.TookOver += ", frozen in the middle of a statement: its connection was ended"
+			}
+		}
 	}
-	if b.TookOver != "" {
-		b.TookOver += ", frozen in the middle of a statement: its connection was ended"
+	if isLockTimeout(err) {
+		return ledger.Batch{}, fmt.Errorf("batch %s is busy: another process holds it%s: %w", nb.ID, why, ledger.ErrBatchIngesting)
 	}
 	return b, err
 }

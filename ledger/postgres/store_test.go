@@ -139,10 +139,12 @@ func TestTakeoverSkipsASessionAWriteHolds(t *testing.T) {
 }
 
 // TestIngestTakeoverDoesNotWaitOnAFrozenRecording: a process that froze
-// while recording the file (mid-COPY, which the server sees as busy, not
-// idle) holds its session for as long as its connection lives. A process
-// joining the batch once its lease ran out is told the file is being
-// recorded, and polls (saying so), rather than wait on the lock unheard.
+// while recording the file, between two statements of a chunk, holds its
+// session until PostgreSQL ends the idle transaction (AbandonTx). A
+// process joining the batch once its lease ran out is told the file is
+// being recorded, and polls (saying so), rather than wait on the lock
+// unheard. (One frozen in the middle of a COPY is ended by the joiner:
+// TestIngestTakeoverEndsARecordingFrozenInACopy.)
 func TestIngestTakeoverDoesNotWaitOnAFrozenRecording(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
