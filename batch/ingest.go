@@ -238,7 +238,9 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 			return IngestResult{}, fmt.Errorf("%w; meanwhile another process took the recording over (%w)", err, ledger.ErrLeaseLost)
 		}
 		if aerr != nil {
-			return IngestResult{}, errors.Join(err, aerr)
+			// Harmless: a batch still being recorded is never sent, and
+			// the next run to record it clears it first (ClearRows).
+			return IngestResult{}, fmt.Errorf("%w; the rows recorded so far are left for the next run to clear (clearing them now: %w)", err, aerr)
 		}
 		return IngestResult{}, err
 	}

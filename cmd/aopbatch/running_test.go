@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -140,5 +141,11 @@ func TestRecordingCutByATakeoverExitsIncomplete(t *testing.T) {
 	var stderr bytes.Buffer
 	if code := exitCode(recordingError("f.csv", errors.New("ingest: connection refused")), &stderr); code != exitStart {
 		t.Errorf("ledger unreachable while recording: exit %d, want %d", code, exitStart)
+	}
+	// A server that stopped answering: the store's bound on the call.
+	stderr.Reset()
+	stalled := fmt.Errorf("ingest: timeout: %w", context.DeadlineExceeded)
+	if code := exitCode(recordingError("f.csv", stalled), &stderr); code != exitStart || !strings.Contains(stderr.String(), "the ledger stopped answering while this run recorded the file") {
+		t.Errorf("ledger stalled while recording: exit %d, want %d and what happened\n%s", code, exitStart, stderr.String())
 	}
 }

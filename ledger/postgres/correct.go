@@ -12,6 +12,8 @@ func (s *Store) Correct(ctx context.Context, seq int64, o ledger.Owner, c ledger
 	if !ledger.CanCorrect(c.From, c.To) {
 		return fmt.Errorf("correct line %d from %s to %s: %w", c.Line, c.From, c.To, ledger.ErrNotCorrectable)
 	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	tx, err := s.beginHolding(ctx, seq, o)
 	if err != nil {
 		return fmt.Errorf("correct line %d: %w", c.Line, err)

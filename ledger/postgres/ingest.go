@@ -36,6 +36,10 @@ type ingest struct {
 
 // BeginIngest implements ledger.Store.
 func (s *Store) BeginIngest(ctx context.Context, b ledger.Batch, o ledger.Owner, ttl time.Duration) (ledger.Ingest, error) {
+	// Each call of an ingest is bounded, not the ingest: a transaction of
+	// pgx's outlives the context that began it.
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
@@ -85,6 +89,8 @@ func (in *ingest) AddMany(ctx context.Context, rows []ledger.IngestRow) ([]ledge
 	if in.tx == nil {
 		return nil, errors.New("ingest: already finished")
 	}
+	ctx, cancel := in.s.bound(ctx)
+	defer cancel()
 	for _, r := range rows {
 		// The referenceid index covers exactly the rows with a body: a
 		// sendable row without one would escape the never-reuse check.
@@ -307,6 +313,8 @@ func (in *ingest) Finish(ctx context.Context) error {
 	if in.tx == nil {
 		return errors.New("ingest: already finished")
 	}
+	ctx, cancel := in.s.bound(ctx)
+	defer cancel()
 	defer in.release()
 	if _, err := in.tx.Exec(ctx, `UPDATE batches SET status = 'ready', rows_total = $1, ingest_owner = NULL WHERE seq = $2`,
 		in.rows, in.batch.Seq); err != nil {
@@ -328,6 +336,8 @@ func (in *ingest) Abort(ctx context.Context) error {
 	if in.done {
 		return nil
 	}
+	ctx, cancel := in.s.bound(ctx)
+	defer cancel()
 	if in.tx != nil {
 		in.tx.Rollback(ctx)
 		in.tx = nil

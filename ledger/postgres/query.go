@@ -219,6 +219,8 @@ func (s *Store) Move(ctx context.Context, seq int64, o ledger.Owner, from, to le
 	if !ledger.CanMove(from, to) || to == ledger.StateInflight {
 		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, ledger.ErrTransition)
 	}
+	ctx, cancel := context.WithTimeout(ctx, bulkCalls*s.callTimeout)
+	defer cancel()
 	tx, err := s.beginHolding(ctx, seq, o)
 	if err != nil {
 		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, err)

@@ -55,12 +55,16 @@ type Options struct {
 }
 
 // callTimeout bounds one call on the ledger that a run waits on (a rate
-// reservation, a claim, a count, the takeover of rows in flight; not a
-// Move, whose one UPDATE may cover a million held rows): a server
-// that stops answering while its host's kernel still does (a frozen
-// server, a stalled proxy) is noticed by no TCP timer. The writer's
+// reservation, a claim, a count, a chunk of a file's rows, the takeover
+// of rows in flight): a server that stops answering while its host's
+// kernel still does (a frozen server, a stalled proxy) is noticed by no
+// TCP timer, and a nightly run would wait on it for ever. The writer's
 // commits have writeTimeout.
 const callTimeout = time.Minute
+
+// bulkCalls is how many call timeouts a Move has: its one UPDATE may
+// cover a million held rows.
+const bulkCalls = 10
 
 // bound is ctx bounded by the store's call timeout.
 func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -366,6 +370,8 @@ func isUniqueViolation(err error) bool {
 
 // Size is the room the database takes.
 func (s *Store) Size(ctx context.Context) (int64, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	var n int64
 	err := s.pool.QueryRow(ctx, `SELECT pg_database_size(current_database())`).Scan(&n)
 	return n, err

@@ -370,10 +370,11 @@ func (f *freezer) pipe(dst, src net.Conn) {
 
 // TestCallsOnAStalledServerEnd: a server that stops answering while its
 // host's kernel still does is noticed by no TCP timer. The calls a run
-// waits on (a rate reservation, a count, a page of a report's rows) then
-// fail after the store's call timeout, and the run stops with a ledger
-// error, rather than wait with nothing to say (a liveness review: a run
-// sat 4 minutes in Reserve).
+// waits on (a rate reservation, a count, a chunk of a file's rows, a page
+// of a report's rows) then fail after the store's call timeout, a Move
+// after bulkCalls of them, and the run stops with a ledger error, rather
+// than wait with nothing to say (a liveness review: a run sat 4 minutes
+// in Reserve; a nightly run recording its file waited for ever).
 func TestCallsOnAStalledServerEnd(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -384,41 +385,87 @@ func TestCallsOnAStalledServerEnd(t *testing.T) {
 	}
 	f := newFreezer(t, u.Host)
 	u.Host = f.ln.Addr().String()
-	s := openStore(t, u.String(), Options{CallTimeout: 2 * time.Second})
+	// A call that needs a new connection then meets the stall in its
+	// connect: without its own bound, it would end only at this.
+	q := u.Query()
+	q.Set("connect_timeout", "60")
+	u.RawQuery = q.Encode()
+	const call = 2 * time.Second
+	// A connection for each call at once, so that none waits on the pool.
+	s := openStore(t, u.String(), Options{CallTimeout: call, MaxConns: 40})
 	if _, _, err := s.Reserve(ctx, "acct", 1, 10, 1); err != nil {
 		t.Fatalf("Reserve before the stall: %v", err)
 	}
+	o := ledger.NewOwner("stalled")
+	ready := recorded(t, s, "ready", o, time.Hour, sendable(2, "r2"))
+	// Recordings begun before the stall, one for each call on them: a
+	// recording's chunk holds its lease's row until it commits.
+	ingests := map[string]ledger.Ingest{}
+	for _, id := range []string{"add", "finish", "abort"} {
+		b, err := s.Acquire(ctx, ledger.NewBatch{ID: id, ContentHash: "h"}, o, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ingests[id], err = s.BeginIngest(ctx, b, o, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
 	f.frozen.Store(true)
-	for name, call := range map[string]func() error{
+	calls := map[string]func() error{
 		"Reserve": func() error { _, _, err := s.Reserve(ctx, "acct", 1, 10, 1); return err },
-		"Counts":  func() error { _, err := s.Counts(ctx, 1); return err },
+		"Counts":  func() error { _, err := s.Counts(ctx, ready.Seq); return err },
 		// What a report reads.
 		"Batch":       func() error { _, err := s.Batch(ctx, "b"); return err },
 		"Batches":     func() error { _, err := s.Batches(ctx); return err },
-		"Runners":     func() error { _, err := s.Runners(ctx, 1); return err },
-		"Any":         func() error { _, err := s.Any(ctx, 1, ledger.StateQueued); return err },
-		"Row":         func() error { _, err := s.Row(ctx, 1, 2); return err },
-		"EachRow":     func() error { return s.EachRow(ctx, 1, func(*ledger.Row) error { return nil }) },
-		"EachAttempt": func() error { return s.EachAttempt(ctx, 1, func(*ledger.AttemptRow) error { return nil }) },
+		"Runners":     func() error { _, err := s.Runners(ctx, ready.Seq); return err },
+		"Any":         func() error { _, err := s.Any(ctx, ready.Seq, ledger.StateQueued); return err },
+		"Row":         func() error { _, err := s.Row(ctx, ready.Seq, 2); return err },
+		"EachRow":     func() error { return s.EachRow(ctx, ready.Seq, func(*ledger.Row) error { return nil }) },
+		"EachAttempt": func() error { return s.EachAttempt(ctx, ready.Seq, func(*ledger.AttemptRow) error { return nil }) },
 		"RefHolders":  func() error { _, err := s.RefHolders(ctx, []string{"r"}); return err },
-	} {
-		done := make(chan error, 1)
-		go func() { done <- call() }()
-		select {
-		case err := <-done:
-			if !errors.Is(err, context.DeadlineExceeded) {
-				t.Errorf("%s on a stalled server = %v, want the call timeout's DeadlineExceeded", name, err)
-			}
-		// Under the connect timeout (10 s), which alone would end a call
-		// that needs a new connection.
-		case <-time.After(8 * time.Second):
-			t.Errorf("%s on a stalled server still waits after 8 s (call timeout 2 s)", name)
-			f.frozen.Store(false) // let it end, then stall again
-			<-done
-			f.frozen.Store(true)
-		}
+		"Size":        func() error { _, err := s.Size(ctx); return err },
+		// What recording a file does.
+		"BeginIngest": func() error { _, err := s.BeginIngest(ctx, ready, o, time.Hour); return err },
+		"AddMany":     func() error { _, err := ingests["add"].AddMany(ctx, []ledger.IngestRow{sendable(2, "a2")}); return err },
+		"Finish":      func() error { return ingests["finish"].Finish(ctx) },
+		"Abort":       func() error { return ingests["abort"].Abort(ctx) },
+		"ClearRows":   func() error { return s.ClearRows(ctx, ready.Seq, o) },
+		"DropUnsent":  func() error { return s.DropUnsent(ctx, ready.Seq, o) },
+		"Correct": func() error {
+			return s.Correct(ctx, ready.Seq, o, ledger.Correction{Line: 2, From: ledger.StateUnknown, To: ledger.StateFailed})
+		},
+		"Move": func() error {
+			_, err := s.Move(ctx, ready.Seq, o, ledger.StateHeld, ledger.StateQueued, 0, "")
+			return err
+		},
 	}
+	// All at once: the test takes one Move's bound, not the sum.
+	var wg sync.WaitGroup
+	for name, fn := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bound := call
+			if name == "Move" {
+				bound = bulkCalls * call
+			}
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() { done <- fn() }()
+			select {
+			case err := <-done:
+				t.Logf("%s ended after %s: %v", name, time.Since(start).Round(time.Millisecond), err)
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("%s on a stalled server = %v, want the call timeout's DeadlineExceeded", name, err)
+				}
+			case <-time.After(bound + 6*time.Second):
+				t.Errorf("%s on a stalled server still waits after %s (its bound %s)", name, bound+6*time.Second, bound)
+			}
+		}()
+	}
+	wg.Wait()
 	f.frozen.Store(false)
+	ingests["add"].Abort(ctx) // hands its connection back, for Close
 }
 
 // TestAbandonedNamesAnEndedIdleTransaction: a recording paused past
