@@ -408,7 +408,7 @@ func (e *Engine) noteRefused(r error) {
 	switch {
 	case r == nil:
 	case e.l.Shared():
-		e.cfg.Log.Info("another process settled a row first; its outcome stands", "detail", r)
+		e.cfg.Log.Info("another process changed a row first (settled it, or sent it again): its change stands", "detail", r)
 	default:
 		e.cfg.Log.Error("the ledger refused an outcome: please report this", "err", r)
 	}

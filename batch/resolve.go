@@ -48,11 +48,15 @@ func (e *Engine) Resolve(ctx context.Context, b ledger.Batch) error {
 		if rerr = w.Flush(context.WithoutCancel(ctx)); rerr != nil {
 			break
 		}
-		left, err := e.unsettled(ctx, b)
-		if err != nil || !left {
+		// Counted again, not only tallied: on a shared ledger other
+		// processes settle rows too, and a hold (holdUnfound) may have been
+		// refused.
+		left, err := e.countUnsettled(ctx, b)
+		if err != nil || left == 0 {
 			rerr = err
 			break
 		}
+		e.progress.Unsure.Store(left)
 		if e.cfg.Now().Add(pause).After(deadline) {
 			break
 		}
@@ -96,16 +100,6 @@ func (e *Engine) countUnsettled(ctx context.Context, b ledger.Batch) (int64, err
 		n += c
 	}
 	return n, nil
-}
-
-func (e *Engine) unsettled(ctx context.Context, b ledger.Batch) (bool, error) {
-	for _, s := range unsettledStates {
-		ok, err := e.l.Any(ctx, b.Seq, s)
-		if err != nil || ok {
-			return ok, err
-		}
-	}
-	return false, nil
 }
 
 // resolveRound enquires every unsettled row once, through the run's
@@ -330,7 +324,7 @@ func (e *Engine) holdUnfound(w ledger.Writer, row ledger.Row, a *ledger.Attempt)
 	sends := row.Attempts
 	e.record(w, ledger.Update{Line: row.Line, To: ledger.StateHeld, Code: -1, Attempt: a, IfSends: &sends,
 		Message: fmt.Sprintf("status enquiry found no record; operator %d is down: held, a rerun sends it", row.Operator)})
-	e.progress.Unsure.Add(-1)
+	e.progress.Unsure.Add(-1) // as it most likely applies; Resolve counts again each round
 	return true
 }
 

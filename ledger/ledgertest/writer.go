@@ -246,27 +246,43 @@ func (s suite) testWriterIfSends(t *testing.T) {
 	record(t, w, ledger.Update{Line: 2, To: ledger.StateUnknown, Code: -1, Message: "lost again"})
 	flush(t, w)
 	before := getRow(t, l, b.Seq, 2)
-	hold := func(line, sends int) {
+	// hold holds line on an enquiry that found no record, and returns the
+	// state its attempt was logged with.
+	hold := func(line, sends int) ledger.State {
 		t.Helper()
-		record(t, w, ledger.Update{Line: line, To: ledger.StateHeld, Code: -1, Message: "held", IfSends: &sends})
+		n := len(attempts(t, l, b.Seq))
+		record(t, w, ledger.Update{Line: line, To: ledger.StateHeld, Code: -1, Message: "held", IfSends: &sends,
+			Attempt: &ledger.Attempt{Kind: "status", At: time.Now(), Class: "not_found", Message: "no record"}})
 		flush(t, w)
+		logged := attempts(t, l, b.Seq)
+		if len(logged) != n+1 {
+			t.Fatalf("the enquiry's attempt: %d attempts logged, want %d", len(logged), n+1)
+		}
+		return logged[n].State
 	}
 
-	hold(2, read.Attempts)
+	// Refused, its attempt tells what the row is, not the move it missed.
+	if st := hold(2, read.Attempts); st != ledger.StateUnknown {
+		t.Errorf("a refused hold's attempt logged %s, want the row's state, unknown", st)
+	}
 	if got := getRow(t, l, b.Seq, 2); !reflect.DeepEqual(got, before) {
 		t.Errorf("a move on a stale count of sends applied:\n got %+v\nwant %+v", got, before)
 	}
 	if err := w.Refused(); !errors.Is(err, ledger.ErrTransition) {
 		t.Errorf("Refused() = %v, want ErrTransition", err)
 	}
-	hold(2, before.Attempts)
+	if st := hold(2, before.Attempts); st != ledger.StateHeld {
+		t.Errorf("a hold's attempt logged %s, want held", st)
+	}
 	if got := getRow(t, l, b.Seq, 2); got.State != ledger.StateHeld || got.Attempts != before.Attempts {
 		t.Errorf("a move on the row's count of sends: %s attempts=%d, want held %d", got.State, got.Attempts, before.Attempts)
 	}
 
 	// A dispatched row has not counted its send yet: nothing to check.
 	dispatch(t, w, 3)
-	hold(3, 0)
+	if st := hold(3, 0); st != ledger.StateInflight {
+		t.Errorf("a refused hold of a dispatched row logged %s, want inflight", st)
+	}
 	if got := getRow(t, l, b.Seq, 3); got.State == ledger.StateHeld {
 		t.Errorf("a dispatched row moved by its count of sends: %+v", got)
 	}
@@ -298,21 +314,34 @@ func (s suite) testWriterIfSendsAcrossProcesses(t *testing.T) {
 	record(t, wa, ledger.Update{Line: 2, To: ledger.StateUnknown, Code: -1, Message: "lost"})
 	flush(t, wa)
 	read := getRow(t, l, b.Seq, 2) // A's enquiry round reads it
-	hold := func() {
+	// hold is A's hold, on its enquiry; it returns the state A's attempt
+	// was logged with.
+	hold := func() ledger.State {
 		t.Helper()
 		sends := read.Attempts
-		record(t, wa, ledger.Update{Line: 2, To: ledger.StateHeld, Code: -1, Message: "held", IfSends: &sends})
+		n := len(attempts(t, l, b.Seq))
+		record(t, wa, ledger.Update{Line: 2, To: ledger.StateHeld, Code: -1, Message: "held", IfSends: &sends,
+			Attempt: &ledger.Attempt{Kind: "status", At: time.Now(), Class: "not_found", Message: "no record"}})
 		flush(t, wa)
+		logged := attempts(t, l, b.Seq)
+		if len(logged) != n+1 {
+			t.Fatalf("A's enquiry: %d attempts logged, want %d", len(logged), n+1)
+		}
+		return logged[n].State
 	}
 
 	remark(t, wb, 2, read.Attempts) // B found no record too, and sends it
-	hold()
+	if st := hold(); st != ledger.StateInflight {
+		t.Errorf("A's refused hold logged its enquiry %s, want inflight, as the row is", st)
+	}
 	if got := getRow(t, l, b.Seq, 2); got.State != ledger.StateInflight {
 		t.Errorf("A's hold on B's row in flight: %s (%s), want it in flight for B", got.State, got.Message)
 	}
 	record(t, wb, ledger.Update{Line: 2, To: ledger.StateUnknown, Code: -1, Message: "lost again"})
 	flush(t, wb)
-	hold()
+	if st := hold(); st != ledger.StateUnknown {
+		t.Errorf("A's refused hold logged its enquiry %s, want unknown, as the row is", st)
+	}
 	if got := getRow(t, l, b.Seq, 2); got.State != ledger.StateUnknown || got.Attempts != read.Attempts+1 {
 		t.Errorf("A's hold after B's send: %s attempts=%d, want unknown %d (B's request may be charged)", got.State, got.Attempts, read.Attempts+1)
 	}

@@ -65,8 +65,11 @@ const (
 			claimed_by = NULL, claim = NULL, claimed_ms = NULL
 		WHERE batch = $6 AND line = $7 AND state = ANY($9) AND (state <> 'inflight' OR claimed_by = $10)
 			AND ($12::int IS NULL OR (attempts = $12 AND claim IS DISTINCT FROM 'dispatch'))`
+	// An attempt's state is the row's new state; '' (a move with IfSends,
+	// which may be refused) the row's state once the group's moves ran.
 	stmtAttempts = `INSERT INTO attempts (batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message)
-		SELECT $1, u.line, u.kind, u.at, u.lat, u.http, u.code, u.class, u.state, u.msg
+		SELECT $1, u.line, u.kind, u.at, u.lat, u.http, u.code, u.class,
+			CASE WHEN u.state <> '' THEN u.state ELSE (SELECT r.state FROM rows r WHERE r.batch = $1 AND r.line = u.line) END, u.msg
 		FROM unnest($2::int[], $3::text[], $4::bigint[], $5::bigint[], $6::int[], $7::int[], $8::text[], $9::text[], $10::text[])
 			WITH ORDINALITY AS u(line, kind, at, lat, http, code, class, state, msg, n)
 		ORDER BY u.n`
@@ -311,6 +314,9 @@ func (w *writer) applyOnce(ops, group []*groupcommit.Op, errs []error, rejected 
 				aHTTP = append(aHTTP, int32(a.HTTPStatus))
 				aCode = append(aCode, nullCode32(a.Code))
 				aClass = append(aClass, a.Class)
+				if u.IfSends != nil {
+					logged = "" // refused, it did not move the row: its state then
+				}
 				aState = append(aState, string(logged))
 				aMsg = append(aMsg, a.Message)
 			}

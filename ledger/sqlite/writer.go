@@ -284,7 +284,7 @@ func (w *Writer) apply(group []*groupcommit.Op, errs []error) error {
 				errs[i] = fmt.Errorf("move line %d to %s: dispatched, its sends not counted yet: %w", u.Line, u.To, ledger.ErrTransition)
 				w.NoteRejected(errs[i])
 				if u.Attempt != nil { // the request was made all the same
-					attempts = append(attempts, loggedAttempt{u.Line, ledger.StateInflight, u.Attempt})
+					attempts = append(attempts, loggedAttempt{line: u.Line, state: ledger.StateInflight, a: u.Attempt})
 				}
 				continue
 			} else {
@@ -293,12 +293,20 @@ func (w *Writer) apply(group []*groupcommit.Op, errs []error) error {
 				seg.moves = append(seg.moves, move{k: k, u: u, op: i})
 			}
 			if u.Attempt != nil {
-				attempts = append(attempts, loggedAttempt{u.Line, logged, u.Attempt})
+				attempts = append(attempts, loggedAttempt{line: u.Line, state: logged, a: u.Attempt, reread: u.IfSends != nil})
 			}
 		}
 	}
 	if err := w.flush(ctx, tx, seg, now, group, errs); err != nil {
 		return err
+	}
+	for i := range attempts {
+		if attempts[i].reread {
+			if err := tx.QueryRowContext(ctx, `SELECT state FROM rows WHERE batch = ? AND line = ?`,
+				w.batch, attempts[i].line).Scan(&attempts[i].state); err != nil {
+				return err
+			}
+		}
 	}
 	if err := w.logAttempts(ctx, tx, attempts); err != nil {
 		return err
@@ -350,6 +358,9 @@ type loggedAttempt struct {
 	line  int
 	state ledger.State
 	a     *ledger.Attempt
+	// reread: the move may have been refused (Update.IfSends), so the
+	// state logged is the row's once the group's moves ran.
+	reread bool
 }
 
 // segment collects a group's row changes in which no row appears twice.
