@@ -261,8 +261,15 @@ func TestSendEnquiresEarlierRowsMeanwhile(t *testing.T) {
 // provider has seen stopAt Recharges: the earlier run the next Send finds.
 func interruptedRun(t *testing.T, cfg aoptest.Config, rows, stopAt int, run Config) (*recorder, *aop.Client, ledger.Store, ledger.Batch, ledger.Owner) {
 	t.Helper()
+	return interruptedRunOn(t, openLedger(t), nil, cfg, rows, stopAt, run)
+}
+
+// interruptedRunOn is interruptedRun on ledger l; join, when not nil, has
+// the runs' owner join the batch (a shared ledger's writes need a lease).
+func interruptedRunOn(t *testing.T, l ledger.Store, join func(ledger.Batch, ledger.Owner), cfg aoptest.Config, rows, stopAt int, run Config) (*recorder, *aop.Client, ledger.Store, ledger.Batch, ledger.Owner) {
+	t.Helper()
 	rec := &recorder{h: aoptest.New(cfg)}
-	client, l, b := servedBatch(t, rec, rows)
+	client, b := servedBatchIn(t, rec, l, rows)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	rec.setOnRecharge(func(n int) {
@@ -271,6 +278,9 @@ func interruptedRun(t *testing.T, cfg aoptest.Config, rows, stopAt int, run Conf
 		}
 	})
 	run.Owner, run.Timeout = ledger.NewOwner("test"), 2*time.Second
+	if join != nil {
+		join(b, run.Owner)
+	}
 	if err := New(l, client, run).Send(ctx, b); err != nil {
 		t.Fatalf("first run: %v", err)
 	}
@@ -394,10 +404,16 @@ func TestRowWaitingToRetryIsHeldWithItsOperator(t *testing.T) {
 // code 13 (a final failure, needing a new referenceid); a rerun with the
 // operator back sends it, once.
 func TestUnfoundUnknownRowIsHeldWithItsOperator(t *testing.T) {
+	testUnfoundUnknownRowIsHeld(t, openLedger(t), nil)
+}
+
+// testUnfoundUnknownRowIsHeld is TestUnfoundUnknownRowIsHeldWithItsOperator
+// on ledger l; join as for interruptedRunOn.
+func testUnfoundUnknownRowIsHeld(t *testing.T, l ledger.Store, join func(ledger.Batch, ledger.Owner)) {
 	cfg := aoptest.DefaultConfig()
 	cfg.DownOperators = []int64{1}
 	cfg.Fault5xxRate = 1 // the first run's rows: 5xx, not recorded, unknown
-	rec, client, l, b, owner := interruptedRun(t, cfg, 100, 8, Config{Rate: 200, Workers: 1})
+	rec, client, l, b, owner := interruptedRunOn(t, l, join, cfg, 100, 8, Config{Rate: 200, Workers: 1})
 	sb := rec.h.(*aoptest.Server)
 	unknown, err := l.Page(context.Background(), b.Seq, ledger.StateUnknown, 0, 100)
 	if err != nil {

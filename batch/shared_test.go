@@ -102,3 +102,25 @@ func TestJoinWaitsForABusyBatch(t *testing.T) {
 	}
 	sess.Close(ctx)
 }
+
+// TestUnfoundUnknownRowIsHeldOnASharedLedger: the hold of an unfound
+// unknown row whose operator is down (a move guarded by the row's sends,
+// ledger.Update.IfSends) works on PostgreSQL as on SQLite.
+func TestUnfoundUnknownRowIsHeldOnASharedLedger(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := pgtest.Start(t)
+	s, err := postgres.Open(ctx, srv.URL(srv.NewDB(t)), postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	join := func(b ledger.Batch, o ledger.Owner) {
+		sess, err := Join(ctx, s, b, o, time.Minute, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sess.Close(ctx) })
+	}
+	testUnfoundUnknownRowIsHeld(t, s, join)
+}

@@ -277,16 +277,23 @@ func sandboxBatch(t *testing.T, cfg aoptest.Config, rows int) (*aop.Client, ledg
 // a client for h, the ledger and the batch to send.
 func servedBatch(t *testing.T, h http.Handler, rows int) (*aop.Client, ledger.Store, ledger.Batch) {
 	t.Helper()
+	l := openLedger(t)
+	client, b := servedBatchIn(t, h, l, rows)
+	return client, l, b
+}
+
+// servedBatchIn is servedBatch on ledger l.
+func servedBatchIn(t *testing.T, h http.Handler, l ledger.Store, rows int) (*aop.Client, ledger.Batch) {
+	t.Helper()
 	hs := httptest.NewServer(h)
 	t.Cleanup(hs.Close)
 	client, err := aop.New(aop.Options{BaseURL: hs.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := openLedger(t)
 	res, err := Ingest(context.Background(), l, writeRows(t, rows), ingestOpts(NoControls()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return client, l, res.Batch
+	return client, res.Batch
 }
