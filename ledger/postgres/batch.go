@@ -6,12 +6,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/internal/proc"
 	"github.com/aopbatch/aopbatch/ledger/internal/sqlrow"
 )
 
@@ -425,7 +427,8 @@ func (s *Store) HasRefsStartingWith(ctx context.Context, seq int64, prefixes ...
 }
 
 // Runners implements ledger.Reader: the sessions on batch seq whose lease
-// has not run out, this process's excepted.
+// has not run out and whose process may live (proc.Alive), this
+// process's excepted.
 func (s *Store) Runners(ctx context.Context, seq int64) ([]ledger.Runner, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
@@ -448,5 +451,7 @@ func (s *Store) Runners(ctx context.Context, seq int64) ([]ledger.Runner, error)
 	if err != nil {
 		return nil, fmt.Errorf("read batch sessions: %w", err)
 	}
-	return out, nil
+	// A process of this host that died is not running, though its lease
+	// has yet to run out (status would name it for up to --lease-ttl).
+	return slices.DeleteFunc(out, func(r ledger.Runner) bool { return !proc.Alive(r.Host, r.PID, me.Host) }), nil
 }

@@ -3,8 +3,11 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
+	"os/exec"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -542,4 +545,51 @@ func recorded(t *testing.T, s *Store, id string, o ledger.Owner, ttl time.Durati
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestRunnersLeaveOutADeadProcessOfThisHost: a run killed on this host is
+// not named as running a batch for the rest of its lease (status and the
+// reports would say "a run is working on batch ... now"); one of another
+// host is, until its lease runs out, as nothing here can tell.
+func TestRunnersLeaveOutADeadProcessOfThisHost(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := pgtest.Start(t)
+	s := openStore(t, srv.URL(srv.NewDB(t)), Options{})
+	live := exec.Command("sleep", "60")
+	if err := live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { live.Process.Kill(); live.Wait() }()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	me := ledger.NewOwner("")
+	b := recorded(t, s, "runners", ledger.NewOwner("recorder"), time.Hour)
+	owners := []ledger.Owner{
+		{ID: "live", Host: me.Host, PID: live.Process.Pid},
+		{ID: "dead", Host: me.Host, PID: dead.Process.Pid},
+		{ID: "elsewhere", Host: me.Host + "-other", PID: dead.Process.Pid},
+	}
+	for _, o := range owners {
+		if _, err := s.Acquire(ctx, ledger.NewBatch{ID: b.ID}, o, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rs, err := s.Runners(ctx, b.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, r := range rs {
+		got[fmt.Sprintf("%d@%s", r.PID, r.Host)] = true
+	}
+	want := map[string]bool{
+		fmt.Sprintf("%d@%s", live.Process.Pid, me.Host):          true,
+		fmt.Sprintf("%d@%s", dead.Process.Pid, me.Host+"-other"): true,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Runners = %v, want %v (not the dead pid %d of this host)", got, want, dead.Process.Pid)
+	}
 }

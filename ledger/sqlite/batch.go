@@ -1,18 +1,17 @@
 package sqlite
 
 import (
-	"github.com/aopbatch/aopbatch/ledger"
-	"github.com/aopbatch/aopbatch/ledger/internal/sqlrow"
-
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/internal/proc"
+	"github.com/aopbatch/aopbatch/ledger/internal/sqlrow"
 )
 
 // Acquire takes the lease on batch nb.ID for owner, creating the batch (not
@@ -53,7 +52,7 @@ func (l *Store) Acquire(ctx context.Context, nb ledger.NewBatch, o ledger.Owner,
 		if nb.ContentHash != "" && contentHash != nb.ContentHash {
 			return ledger.Batch{}, fmt.Errorf("batch %s: %w", nb.ID, ledger.ErrBatchMismatch)
 		}
-		if owner.Valid && owner.String != o.ID && expires.Int64 > now && holderAlive(host.String, int(pid.Int64), o.Host) {
+		if owner.Valid && owner.String != o.ID && expires.Int64 > now && proc.Alive(host.String, int(pid.Int64), o.Host) {
 			return ledger.Batch{}, fmt.Errorf("batch %s (pid %d on %s): %w", nb.ID, pid.Int64, host.String, ledger.ErrBatchLocked)
 		}
 		if _, err := tx.ExecContext(ctx,
@@ -70,19 +69,6 @@ func (l *Store) Acquire(ctx context.Context, nb ledger.NewBatch, o ledger.Owner,
 		return ledger.Batch{}, fmt.Errorf("acquire batch %s: %w", nb.ID, err)
 	}
 	return b, nil
-}
-
-// holderAlive is conservative: a holder on another host is presumed alive
-// until its lease expires; on this host a vanished pid means it died.
-func holderAlive(host string, pid int, myHost string) bool {
-	if host != myHost || pid <= 0 {
-		return true
-	}
-	if pid == os.Getpid() {
-		return true
-	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // Renew extends the lease held by o; ErrLeaseLost when another owner took it.
@@ -314,7 +300,7 @@ func (l *Store) batchesWhere(ctx context.Context, where string, args ...any) ([]
 }
 
 // Runners implements ledger.Reader: the lease's holder, while it lives
-// (holderAlive, as Acquire judges it) and is not this process.
+// (proc.Alive, as Acquire judges it) and is not this process.
 func (l *Store) Runners(ctx context.Context, seq int64) ([]ledger.Runner, error) {
 	var (
 		owner, host  sql.NullString
@@ -330,7 +316,7 @@ func (l *Store) Runners(ctx context.Context, seq int64) ([]ledger.Runner, error)
 	}
 	me := ledger.NewOwner("")
 	if !owner.Valid || expires.Int64 <= l.nowMS() || (host.String == me.Host && int(pid.Int64) == me.PID) ||
-		!holderAlive(host.String, int(pid.Int64), me.Host) {
+		!proc.Alive(host.String, int(pid.Int64), me.Host) {
 		return nil, nil
 	}
 	return []ledger.Runner{{Host: host.String, PID: int(pid.Int64), Until: time.UnixMilli(expires.Int64)}}, nil
