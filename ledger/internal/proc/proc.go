@@ -1,11 +1,7 @@
 // Package proc says whether a process that holds a lease is still alive.
 package proc
 
-import (
-	"errors"
-	"os"
-	"syscall"
-)
+import "os"
 
 // Alive is conservative: a process on another host than myHost is
 // presumed alive (only its lease's end says otherwise); on this host a
@@ -17,6 +13,5 @@ func Alive(host string, pid int, myHost string) bool {
 	if pid == os.Getpid() {
 		return true
 	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	return signalable(pid)
 }
