@@ -239,8 +239,9 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 		}
 		if aerr != nil {
 			// Harmless: a batch still being recorded is never sent, and
-			// the next run to record it clears it first (ClearRows).
-			return IngestResult{}, fmt.Errorf("%w; the rows recorded so far are left for the next run to clear (clearing them now: %w)", err, aerr)
+			// the next run to record it clears it first (ClearRows). Not
+			// wrapped: what the run says is the recording's error.
+			return IngestResult{}, fmt.Errorf("%w; the rows recorded so far are left for the next run to clear (clearing them now: %v)", err, aerr)
 		}
 		return IngestResult{}, err
 	}

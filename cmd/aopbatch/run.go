@@ -145,9 +145,9 @@ func recordingError(csv string, err error) error {
 		// server shut down: the next run records it again.
 		return &exitError{code: exitIncomplete, err: fmt.Errorf("%w: the database ended this process's session while it recorded the file (it stalled, or the server shut down); nothing was sent: run again", err)}
 	case errors.Is(err, context.DeadlineExceeded):
-		// A shared ledger's server that stopped answering: its calls are
-		// bounded, and it is said as such, not as a bare deadline.
-		return start(fmt.Errorf("%s: the ledger stopped answering while this run recorded the file (%w); nothing was sent: check the database, then run again", csv, err))
+		// A shared ledger's server that stopped answering (its calls are
+		// bounded): not a setup to fix, as in prepareError.
+		return &exitError{code: exitIncomplete, err: fmt.Errorf("%s: the ledger stopped answering while this run recorded the file (%w); nothing was sent: run again once it answers", csv, err)}
 	}
 	return start(describeStartError(csv, err))
 }

@@ -145,7 +145,7 @@ func TestRecordingCutByATakeoverExitsIncomplete(t *testing.T) {
 	// A server that stopped answering: the store's bound on the call.
 	stderr.Reset()
 	stalled := fmt.Errorf("ingest: timeout: %w", context.DeadlineExceeded)
-	if code := exitCode(recordingError("f.csv", stalled), &stderr); code != exitStart || !strings.Contains(stderr.String(), "the ledger stopped answering while this run recorded the file") {
-		t.Errorf("ledger stalled while recording: exit %d, want %d and what happened\n%s", code, exitStart, stderr.String())
+	if code := exitCode(recordingError("f.csv", stalled), &stderr); code != exitIncomplete || !strings.Contains(stderr.String(), "the ledger stopped answering while this run recorded the file") {
+		t.Errorf("ledger stalled while recording: exit %d, want %d and what happened\n%s", code, exitIncomplete, stderr.String())
 	}
 }

@@ -243,7 +243,7 @@ func (s *Store) Release(ctx context.Context, batchID string, o ledger.Owner) err
 
 // ClearRows implements ledger.Store.
 func (s *Store) ClearRows(ctx context.Context, seq int64, o ledger.Owner) error {
-	ctx, cancel := s.bound(ctx)
+	ctx, cancel := s.boundBulk(ctx)
 	defer cancel()
 	tx, err := s.beginHolding(ctx, seq, o)
 	if err != nil {
@@ -281,7 +281,7 @@ func clearRows(ctx context.Context, tx pgx.Tx, seq int64) error {
 
 // DropUnsent implements ledger.Store.
 func (s *Store) DropUnsent(ctx context.Context, seq int64, o ledger.Owner) error {
-	ctx, cancel := s.bound(ctx)
+	ctx, cancel := s.boundBulk(ctx)
 	defer cancel()
 	tx, err := s.beginHolding(ctx, seq, o)
 	if err != nil {
@@ -314,7 +314,7 @@ func (s *Store) DropUnsent(ctx context.Context, seq int64, o ledger.Owner) error
 // deleteBatch removes a batch that never became ready, rows and all,
 // while o holds a session on it.
 func (s *Store) deleteBatch(ctx context.Context, seq int64, o ledger.Owner) error {
-	ctx, cancel := s.bound(ctx)
+	ctx, cancel := s.boundBulk(ctx)
 	defer cancel()
 	tx, err := s.beginHolding(ctx, seq, o)
 	if err != nil {

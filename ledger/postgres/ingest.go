@@ -336,6 +336,8 @@ func (in *ingest) Abort(ctx context.Context) error {
 	if in.done {
 		return nil
 	}
+	// One bound for the whole, its delete's included: an abort follows a
+	// failure, often the server's, and the next run clears what is left.
 	ctx, cancel := in.s.bound(ctx)
 	defer cancel()
 	if in.tx != nil {

@@ -219,7 +219,7 @@ func (s *Store) Move(ctx context.Context, seq int64, o ledger.Owner, from, to le
 	if !ledger.CanMove(from, to) || to == ledger.StateInflight {
 		return 0, fmt.Errorf("move %s rows to %s: %w", from, to, ledger.ErrTransition)
 	}
-	ctx, cancel := context.WithTimeout(ctx, bulkCalls*s.callTimeout)
+	ctx, cancel := s.boundBulk(ctx)
 	defer cancel()
 	tx, err := s.beginHolding(ctx, seq, o)
 	if err != nil {

@@ -62,13 +62,19 @@ type Options struct {
 // commits have writeTimeout.
 const callTimeout = time.Minute
 
-// bulkCalls is how many call timeouts a Move has: its one UPDATE may
-// cover a million held rows.
+// bulkCalls is how many call timeouts a call on a whole batch has (a Move,
+// a batch's rows cleared): one statement may cover a million rows, and
+// one cut short would be cut short again on every run.
 const bulkCalls = 10
 
 // bound is ctx bounded by the store's call timeout.
 func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.callTimeout)
+}
+
+// boundBulk is ctx bounded for a call on a whole batch (bulkCalls).
+func (s *Store) boundBulk(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, bulkCalls*s.callTimeout)
 }
 
 // AbandonTx is how long a transaction of ours may sit idle, at the least,

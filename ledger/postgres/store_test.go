@@ -374,10 +374,11 @@ func (f *freezer) pipe(dst, src net.Conn) {
 // TestCallsOnAStalledServerEnd: a server that stops answering while its
 // host's kernel still does is noticed by no TCP timer. The calls a run
 // waits on (a rate reservation, a count, a chunk of a file's rows, a page
-// of a report's rows) then fail after the store's call timeout, a Move
-// after bulkCalls of them, and the run stops with a ledger error, rather
-// than wait with nothing to say (a liveness review: a run sat 4 minutes
-// in Reserve; a nightly run recording its file waited for ever).
+// of a report's rows) then fail after the store's call timeout, a call
+// on a whole batch after bulkCalls of them, and the run stops with a
+// ledger error, rather than wait with nothing to say (a liveness review:
+// a run sat 4 minutes in Reserve; a nightly run recording its file
+// waited for ever).
 func TestCallsOnAStalledServerEnd(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -442,14 +443,16 @@ func TestCallsOnAStalledServerEnd(t *testing.T) {
 			return err
 		},
 	}
-	// All at once: the test takes one Move's bound, not the sum.
+	// Calls on a whole batch: bulkCalls call timeouts.
+	bulk := map[string]bool{"Move": true, "ClearRows": true, "DropUnsent": true}
+	// All at once: the test takes one bulk call's bound, not the sum.
 	var wg sync.WaitGroup
 	for name, fn := range calls {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			bound := call
-			if name == "Move" {
+			if bulk[name] {
 				bound = bulkCalls * call
 			}
 			done := make(chan error, 1)
@@ -457,7 +460,11 @@ func TestCallsOnAStalledServerEnd(t *testing.T) {
 			go func() { done <- fn() }()
 			select {
 			case err := <-done:
-				t.Logf("%s ended after %s: %v", name, time.Since(start).Round(time.Millisecond), err)
+				took := time.Since(start)
+				t.Logf("%s ended after %s: %v", name, took.Round(time.Millisecond), err)
+				if bulk[name] && took < bound-call {
+					t.Errorf("%s, a call on a whole batch, ended after %s, want its longer bound %s", name, took, bound)
+				}
 				if !errors.Is(err, context.DeadlineExceeded) {
 					t.Errorf("%s on a stalled server = %v, want the call timeout's DeadlineExceeded", name, err)
 				}
