@@ -69,6 +69,7 @@ func Exercise(t *testing.T, newDB func(t *testing.T) DB) {
 		{"WriterRecordRefused", s.testWriterRecordRefused},
 		{"WriterIfSends", s.testWriterIfSends},
 		{"WriterIfSendsAcrossProcesses", s.testWriterIfSendsAcrossProcesses},
+		{"WriterMootMoveAcrossProcesses", s.testWriterMootMoveAcrossProcesses},
 		{"WriterFlushVisibility", s.testWriterFlushVisibility},
 		{"WriterConcurrent", s.testWriterConcurrent},
 		{"WriterMarkInflightCanceled", s.testWriterMarkInflightCanceled},

@@ -347,6 +347,50 @@ func (s suite) testWriterIfSendsAcrossProcesses(t *testing.T) {
 	}
 }
 
+// testWriterMootMoveAcrossProcesses: on a shared ledger, processes A and B
+// both ask about an unknown row; B's answer (success) is recorded first,
+// A's older one (pending) is refused. A's enquiry is logged with the
+// row's state, success, not with the move it missed: the attempts log
+// must not end on a state the row never went back to.
+func (s suite) testWriterMootMoveAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := s.newDB(t)
+	l := db.Open(t, Options{})
+	b := seedRows(t, l, "moot", 1) // line 2
+	acquire(t, l, ledger.NewBatch{ID: b.ID}, runA)
+	wa := writerOf(t, l, b.Seq, runA)
+	if _, ok := wa.(ledger.Claimer); !ok {
+		t.Skip("one process at a time on this store")
+	}
+	lb := db.Open(t, Options{})
+	if _, err := lb.Acquire(ctx, ledger.NewBatch{ID: b.ID}, runB, testTTL); err != nil {
+		t.Fatal(err)
+	}
+	wb := writerOf(t, lb, b.Seq, runB)
+	markInflight(t, wa, 2)
+	record(t, wa, ledger.Update{Line: 2, To: ledger.StateUnknown, Code: -1, Message: "lost"})
+	flush(t, wa)
+	enquiry := func(class string) *ledger.Attempt {
+		return &ledger.Attempt{Kind: "status", At: time.Now(), Class: class, Message: class}
+	}
+	record(t, wb, ledger.Update{Line: 2, To: ledger.StateSuccess, Code: 0, Message: "ok", Attempt: enquiry("success")})
+	flush(t, wb)
+	n := len(attempts(t, l, b.Seq))
+	record(t, wa, ledger.Update{Line: 2, To: ledger.StatePending, Code: -1, Message: "pending", Attempt: enquiry("pending")})
+	flush(t, wa)
+	if got := getRow(t, l, b.Seq, 2); got.State != ledger.StateSuccess {
+		t.Fatalf("row after A's older answer: %s, want success (B's)", got.State)
+	}
+	logged := attempts(t, l, b.Seq)
+	if len(logged) != n+1 {
+		t.Fatalf("A's enquiry: %d attempts logged, want %d", len(logged), n+1)
+	}
+	if st := logged[n].State; st != ledger.StateSuccess {
+		t.Errorf("A's refused move logged its enquiry %s, want success, as the row is", st)
+	}
+}
+
 func (s suite) testWriterFlushVisibility(t *testing.T) {
 	t.Parallel()
 	l := s.open(t, Options{})

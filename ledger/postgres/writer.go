@@ -65,8 +65,9 @@ const (
 			claimed_by = NULL, claim = NULL, claimed_ms = NULL
 		WHERE batch = $6 AND line = $7 AND state = ANY($9) AND (state <> 'inflight' OR claimed_by = $10)
 			AND ($12::int IS NULL OR (attempts = $12 AND claim IS DISTINCT FROM 'dispatch'))`
-	// An attempt's state is the row's new state; '' (a move with IfSends,
-	// which may be refused) the row's state once the group's moves ran.
+	// An attempt's state is the row's new state; '' the row's state once
+	// the group's moves ran (the attempt of a move another process's
+	// change refused: it settled the row first, or sent it again).
 	stmtAttempts = `INSERT INTO attempts (batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message)
 		SELECT $1, u.line, u.kind, u.at, u.lat, u.http, u.code, u.class,
 			CASE WHEN u.state <> '' THEN u.state ELSE (SELECT r.state FROM rows r WHERE r.batch = $1 AND r.line = u.line) END, u.msg
@@ -231,6 +232,7 @@ func (w *writer) applyOnce(ops, group []*groupcommit.Op, errs []error, rejected 
 		}
 		return err
 	}
+	moot := map[int]bool{} // lines whose move, with an attempt, was refused
 	var (
 		aLine                       []int32
 		aKind, aClass, aState, aMsg []string
@@ -302,6 +304,9 @@ func (w *writer) applyOnce(ops, group []*groupcommit.Op, errs []error, rejected 
 					if tag.RowsAffected() != 1 {
 						errs[i] = fmt.Errorf("move line %d to %s: %w", u.Line, u.To, ledger.ErrTransition)
 						*rejected = append(*rejected, errs[i])
+						if u.Attempt != nil {
+							moot[u.Line] = true
+						}
 					}
 					return nil
 				}
@@ -314,19 +319,25 @@ func (w *writer) applyOnce(ops, group []*groupcommit.Op, errs []error, rejected 
 				aHTTP = append(aHTTP, int32(a.HTTPStatus))
 				aCode = append(aCode, nullCode32(a.Code))
 				aClass = append(aClass, a.Class)
-				if u.IfSends != nil {
-					logged = "" // refused, it did not move the row: its state then
-				}
 				aState = append(aState, string(logged))
 				aMsg = append(aMsg, a.Message)
 			}
 		}
 	}
-	if len(aLine) > 0 {
-		b.Queue(stmtAttempts, w.batch, aLine, aKind, aAt, aLat, aHTTP, aCode, aClass, aState, aMsg)
-	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return err
+	}
+	// The attempts after the moves, a round trip later: by then the moves
+	// refused are known, and only their attempts read the row's state.
+	if len(aLine) > 0 {
+		for k, line := range aLine {
+			if moot[int(line)] {
+				aState[k] = ""
+			}
+		}
+		if _, err := tx.Exec(ctx, stmtAttempts, w.batch, aLine, aKind, aAt, aLat, aHTTP, aCode, aClass, aState, aMsg); err != nil {
+			return err
+		}
 	}
 	return tx.Commit(ctx)
 }
