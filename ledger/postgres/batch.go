@@ -138,8 +138,18 @@ func (s *Store) endFrozenIngest(ctx context.Context, id string, o ledger.Owner) 
 		return false, fmt.Sprintf(": %s stopped past its lease in the middle of a statement, and this database role may not end its connection (it needs that process's role, or pg_signal_backend; a superuser's, a superuser)", who)
 	case err != nil:
 		return false, fmt.Sprintf(" (ending the connection of %s, which stopped past its lease: %v)", who, err)
+	case ended > 0:
+		return true, ""
 	}
-	return ended > 0, ""
+	// What another role's connection is doing shows only to that role, or
+	// to one with pg_read_all_stats: the name does to all.
+	var hidden int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid() AND state IS NULL`,
+		ingestAppName(ledger.Owner{ID: owner})).Scan(&hidden); err == nil && hidden > 0 {
+		return false, fmt.Sprintf(": %s stopped past its lease, and this database role may not see whether its connection is frozen in the middle of a statement (it needs that process's role, or pg_read_all_stats)", who)
+	}
+	return false, ""
 }
 
 func (s *Store) acquire(ctx context.Context, tx pgx.Tx, nb ledger.NewBatch, o ledger.Owner, ttl time.Duration) (ledger.Batch, error) {

@@ -600,3 +600,89 @@ func TestRunnersLeaveOutADeadProcessOfThisHost(t *testing.T) {
 		t.Errorf("Runners = %v, want %v (not the dead pid %d of this host)", got, want, dead.Process.Pid)
 	}
 }
+
+// TestIngestTakeoverAcrossRoles: processes that log in as different
+// database roles. A taker that may not see the frozen recording's state
+// says so (pg_read_all_stats), one that may see it but not end it says
+// that (pg_signal_backend), and one with both takes the recording over,
+// as the README says.
+func TestIngestTakeoverAcrossRoles(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := pgtest.Start(t)
+	db := srv.NewDB(t)
+	admin := openStore(t, srv.URL(db), Options{}) // the schema, as its owner
+	ra, rb := db+"_recorder", db+"_taker"
+	sql := func(q string) {
+		t.Helper()
+		if _, err := admin.pool.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	for _, r := range []string{ra, rb} {
+		sql(fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD 'pw'`, r))
+		sql(fmt.Sprintf(`GRANT USAGE, CREATE ON SCHEMA public TO %s`, r))
+		sql(fmt.Sprintf(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %s`, r))
+		sql(fmt.Sprintf(`GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO %s`, r))
+	}
+	t.Cleanup(func() {
+		for _, r := range []string{ra, rb} {
+			admin.pool.Exec(ctx, `DROP OWNED BY `+r)
+			admin.pool.Exec(ctx, `DROP ROLE `+r)
+		}
+	})
+	as := func(role string) *Store {
+		u, err := url.Parse(srv.URL(db))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.User = url.UserPassword(role, "pw")
+		return openStore(t, u.String(), Options{AbandonAfter: time.Second})
+	}
+	recorder, taker := as(ra), as(rb)
+
+	a, b := ledger.NewOwner("recording"), ledger.NewOwner("taking")
+	nb := ledger.NewBatch{ID: "frozen-other-role", ContentHash: "h"}
+	in := recording(t, recorder, nb, a, time.Second)
+	src := &stalledSource{started: make(chan struct{}), release: make(chan struct{})}
+	copied, gone := make(chan error, 1), make(chan struct{})
+	go func() {
+		defer close(gone)
+		_, err := in.tx.CopyFrom(ctx, pgx.Identifier{"aopbatch_stage"}, []string{"line"}, src)
+		copied <- err
+	}()
+	defer func() {
+		close(src.release)
+		<-gone
+		in.tx.Rollback(ctx)
+		in.release()
+	}()
+	<-src.started
+	time.Sleep(1100 * time.Millisecond) // its lease runs out mid-COPY
+
+	acquire := func() (ledger.Batch, error) {
+		tctx, cancel := context.WithTimeout(ctx, 12*time.Second)
+		defer cancel()
+		return taker.Acquire(tctx, nb, b, time.Minute)
+	}
+	for _, step := range []struct{ grant, want string }{
+		{"", "pg_read_all_stats"},
+		{"pg_read_all_stats", "pg_signal_backend"},
+	} {
+		if step.grant != "" {
+			sql(fmt.Sprintf(`GRANT %s TO %s`, step.grant, rb))
+		}
+		_, err := acquire()
+		if !errors.Is(err, ledger.ErrBatchIngesting) || !strings.Contains(err.Error(), step.want) {
+			t.Fatalf("Acquire by a role without %s = %v, want the batch busy and %s named", step.want, err, step.want)
+		}
+	}
+	sql(fmt.Sprintf(`GRANT pg_signal_backend TO %s`, rb))
+	took, err := acquire()
+	if err != nil {
+		t.Fatalf("Acquire by a role with pg_read_all_stats and pg_signal_backend = %v, want the recording taken over", err)
+	}
+	if !strings.Contains(took.TookOver, "connection was ended") {
+		t.Errorf("TookOver = %q, want the frozen connection ended", took.TookOver)
+	}
+}
