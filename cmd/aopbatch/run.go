@@ -147,7 +147,7 @@ func recordingError(csv string, err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		// A shared ledger's server that stopped answering (its calls are
 		// bounded): not a setup to fix, as in prepareError.
-		return &exitError{code: exitIncomplete, err: fmt.Errorf("%s: the ledger stopped answering while this run recorded the file (%w); nothing was sent: run again once it answers", csv, err)}
+		return &exitError{code: exitIncomplete, err: fmt.Errorf("%s: the ledger stopped answering while this run recorded the file (%w); this run sent nothing: run again once it answers", csv, err)}
 	}
 	return start(describeStartError(csv, err))
 }

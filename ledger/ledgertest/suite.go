@@ -70,6 +70,7 @@ func Exercise(t *testing.T, newDB func(t *testing.T) DB) {
 		{"WriterIfSends", s.testWriterIfSends},
 		{"WriterIfSendsAcrossProcesses", s.testWriterIfSendsAcrossProcesses},
 		{"WriterMootMoveAcrossProcesses", s.testWriterMootMoveAcrossProcesses},
+		{"WriterRefusedMoveLogsTheRowsState", s.testWriterRefusedMoveLogsTheRowsState},
 		{"WriterFlushVisibility", s.testWriterFlushVisibility},
 		{"WriterConcurrent", s.testWriterConcurrent},
 		{"WriterMarkInflightCanceled", s.testWriterMarkInflightCanceled},

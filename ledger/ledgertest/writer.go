@@ -347,6 +347,38 @@ func (s suite) testWriterIfSendsAcrossProcesses(t *testing.T) {
 	}
 }
 
+// testWriterRefusedMoveLogsTheRowsState: a row's answers recorded in one
+// group, the last one refused (an older "pending" after "success"): each
+// attempt is logged with what it did to the row, the refused one with
+// the row's state, not the move it missed, nor the others with the
+// refused one's.
+func (s suite) testWriterRefusedMoveLogsTheRowsState(t *testing.T) {
+	t.Parallel()
+	l := s.open(t, Options{})
+	b := seedRows(t, l, "late", 1) // line 2
+	w := newWriter(t, l, b.Seq)
+	markInflight(t, w, 2)
+	for _, u := range []struct {
+		to   ledger.State
+		code int
+	}{{ledger.StatePending, -1}, {ledger.StateSuccess, 0}, {ledger.StatePending, -1}} {
+		record(t, w, ledger.Update{Line: 2, To: u.to, Code: u.code, Message: string(u.to),
+			Attempt: &ledger.Attempt{Kind: "status", At: time.Now(), Class: string(u.to), Message: string(u.to)}})
+	}
+	flush(t, w)
+	if err := w.Refused(); !errors.Is(err, ledger.ErrTransition) {
+		t.Errorf("Refused() = %v, want ErrTransition (success to pending)", err)
+	}
+	var got []ledger.State
+	for _, a := range attempts(t, l, b.Seq) {
+		got = append(got, a.State)
+	}
+	if want := []ledger.State{ledger.StatePending, ledger.StateSuccess, ledger.StateSuccess}; !reflect.DeepEqual(got, want) {
+		t.Errorf("attempts logged %v, want %v", got, want)
+	}
+	closeWriter(t, w)
+}
+
 // testWriterMootMoveAcrossProcesses: on a shared ledger, processes A and B
 // both ask about an unknown row; B's answer (success) is recorded first,
 // A's older one (pending) is refused. A's enquiry is logged with the

@@ -232,7 +232,7 @@ func (w *writer) applyOnce(ops, group []*groupcommit.Op, errs []error, rejected 
 		}
 		return err
 	}
-	moot := map[int]bool{} // lines whose move, with an attempt, was refused
+	var moot []int // the attempts (by index) of moves refused
 	var (
 		aLine                       []int32
 		aKind, aClass, aState, aMsg []string
@@ -295,6 +295,7 @@ func (w *writer) applyOnce(ops, group []*groupcommit.Op, errs []error, rejected 
 					sentAt = u.Attempt.At.UnixMilli()
 				}
 				sent := u.To != ledger.StateQueued && u.To != ledger.StateHeld
+				k := len(aLine) // its attempt's index, when it has one
 				b.Queue(stmtMove, string(u.To), nullCode(u.Code), u.Message, u.TxnID, now, w.batch, u.Line, sentAt,
 					states(from), w.owner.ID, sent, u.IfSends).Fn = func(br pgx.BatchResults) error {
 					tag, err := br.Exec()
@@ -305,7 +306,7 @@ func (w *writer) applyOnce(ops, group []*groupcommit.Op, errs []error, rejected 
 						errs[i] = fmt.Errorf("move line %d to %s: %w", u.Line, u.To, ledger.ErrTransition)
 						*rejected = append(*rejected, errs[i])
 						if u.Attempt != nil {
-							moot[u.Line] = true
+							moot = append(moot, k)
 						}
 					}
 					return nil
@@ -330,10 +331,8 @@ func (w *writer) applyOnce(ops, group []*groupcommit.Op, errs []error, rejected 
 	// The attempts after the moves, a round trip later: by then the moves
 	// refused are known, and only their attempts read the row's state.
 	if len(aLine) > 0 {
-		for k, line := range aLine {
-			if moot[int(line)] {
-				aState[k] = ""
-			}
+		for _, k := range moot {
+			aState[k] = ""
 		}
 		if _, err := tx.Exec(ctx, stmtAttempts, w.batch, aLine, aKind, aAt, aLat, aHTTP, aCode, aClass, aState, aMsg); err != nil {
 			return err

@@ -284,7 +284,7 @@ func (w *Writer) apply(group []*groupcommit.Op, errs []error) error {
 				errs[i] = fmt.Errorf("move line %d to %s: dispatched, its sends not counted yet: %w", u.Line, u.To, ledger.ErrTransition)
 				w.NoteRejected(errs[i])
 				if u.Attempt != nil { // the request was made all the same
-					attempts = append(attempts, loggedAttempt{line: u.Line, state: ledger.StateInflight, a: u.Attempt})
+					attempts = append(attempts, loggedAttempt{line: u.Line, state: ledger.StateInflight, a: u.Attempt, op: -1})
 				}
 				continue
 			} else {
@@ -293,7 +293,7 @@ func (w *Writer) apply(group []*groupcommit.Op, errs []error) error {
 				seg.moves = append(seg.moves, move{k: k, u: u, op: i})
 			}
 			if u.Attempt != nil {
-				attempts = append(attempts, loggedAttempt{line: u.Line, state: logged, a: u.Attempt, reread: u.IfSends != nil})
+				attempts = append(attempts, loggedAttempt{line: u.Line, state: logged, a: u.Attempt, op: i})
 			}
 		}
 	}
@@ -301,9 +301,12 @@ func (w *Writer) apply(group []*groupcommit.Op, errs []error) error {
 		return err
 	}
 	for i := range attempts {
-		if attempts[i].reread {
+		// A move refused (a guarded one, or a bug) did not move the row:
+		// its attempt is logged with the row's state, not the move it
+		// missed.
+		if la := &attempts[i]; la.op >= 0 && errs[la.op] != nil && la.state == group[la.op].Update.To {
 			if err := tx.QueryRowContext(ctx, `SELECT state FROM rows WHERE batch = ? AND line = ?`,
-				w.batch, attempts[i].line).Scan(&attempts[i].state); err != nil {
+				w.batch, la.line).Scan(&la.state); err != nil {
 				return err
 			}
 		}
@@ -358,9 +361,8 @@ type loggedAttempt struct {
 	line  int
 	state ledger.State
 	a     *ledger.Attempt
-	// reread: the move may have been refused (Update.IfSends), so the
-	// state logged is the row's once the group's moves ran.
-	reread bool
+	// op is the update's index in the group (-1: its state is decided).
+	op int
 }
 
 // segment collects a group's row changes in which no row appears twice.
