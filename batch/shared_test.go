@@ -22,12 +22,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 func TestSharedSlotsKnowWhenTheAccountIsBusy(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := pgtest.Start(t)
-	s, err := postgres.Open(ctx, srv.URL(srv.NewDB(t)), postgres.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openShared(t)
 	fail := func(err error) { t.Errorf("budget: %v", err) }
 	const rate = 100 // block of 5 slots, 10 ms apart
 	start := time.Now()
@@ -109,12 +104,7 @@ func TestJoinWaitsForABusyBatch(t *testing.T) {
 func TestUnfoundUnknownRowIsHeldOnASharedLedger(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	srv := pgtest.Start(t)
-	s, err := postgres.Open(ctx, srv.URL(srv.NewDB(t)), postgres.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := openShared(t)
 	join := func(b ledger.Batch, o ledger.Owner) {
 		sess, err := Join(ctx, s, b, o, time.Minute, slog.New(slog.DiscardHandler))
 		if err != nil {
@@ -123,4 +113,17 @@ func TestUnfoundUnknownRowIsHeldOnASharedLedger(t *testing.T) {
 		t.Cleanup(func() { sess.Close(ctx) })
 	}
 	testUnfoundUnknownRowIsHeld(t, s, join)
+}
+
+// openShared opens a PostgreSQL ledger in a new database of the test
+// server, closed when the test ends.
+func openShared(t *testing.T) *postgres.Store {
+	t.Helper()
+	srv := pgtest.Start(t)
+	s, err := postgres.Open(context.Background(), srv.URL(srv.NewDB(t)), postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

@@ -290,29 +290,38 @@ func (s suite) testWriterIfSends(t *testing.T) {
 	closeWriter(t, w)
 }
 
+// lostAcrossProcesses is batch prefix's line 2 on a shared ledger, sent by
+// process A (writer wa) and recorded unknown, with process B (writer wb)
+// at the batch too; l is A's ledger. It skips a store that has one
+// process at a time.
+func (s suite) lostAcrossProcesses(t *testing.T, prefix string) (l ledger.Store, b ledger.Batch, wa, wb ledger.Writer) {
+	t.Helper()
+	db := s.newDB(t)
+	l = db.Open(t, Options{})
+	b = seedRows(t, l, prefix, 1)
+	acquire(t, l, ledger.NewBatch{ID: b.ID}, runA)
+	wa = writerOf(t, l, b.Seq, runA)
+	if _, ok := wa.(ledger.Claimer); !ok {
+		t.Skip("one process at a time on this store")
+	}
+	lb := db.Open(t, Options{})
+	if _, err := lb.Acquire(context.Background(), ledger.NewBatch{ID: b.ID}, runB, testTTL); err != nil {
+		t.Fatal(err)
+	}
+	wb = writerOf(t, lb, b.Seq, runB)
+	markInflight(t, wa, 2)
+	record(t, wa, ledger.Update{Line: 2, To: ledger.StateUnknown, Code: -1, Message: "lost"})
+	flush(t, wa)
+	return l, b, wa, wb
+}
+
 // testWriterIfSendsAcrossProcesses: on a shared ledger, process A decides
 // to hold a row on its read of the row's sends; process B sends it
 // meanwhile. A's hold is refused while B has the row in flight, and after
 // B records it unknown again: its request may be charged.
 func (s suite) testWriterIfSendsAcrossProcesses(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	db := s.newDB(t)
-	l := db.Open(t, Options{})
-	b := seedRows(t, l, "ifs", 1) // line 2
-	acquire(t, l, ledger.NewBatch{ID: b.ID}, runA)
-	wa := writerOf(t, l, b.Seq, runA)
-	if _, ok := wa.(ledger.Claimer); !ok {
-		t.Skip("one process at a time on this store")
-	}
-	lb := db.Open(t, Options{})
-	if _, err := lb.Acquire(ctx, ledger.NewBatch{ID: b.ID}, runB, testTTL); err != nil {
-		t.Fatal(err)
-	}
-	wb := writerOf(t, lb, b.Seq, runB)
-	markInflight(t, wa, 2)
-	record(t, wa, ledger.Update{Line: 2, To: ledger.StateUnknown, Code: -1, Message: "lost"})
-	flush(t, wa)
+	l, b, wa, wb := s.lostAcrossProcesses(t, "ifs")
 	read := getRow(t, l, b.Seq, 2) // A's enquiry round reads it
 	// hold is A's hold, on its enquiry; it returns the state A's attempt
 	// was logged with.
@@ -386,23 +395,7 @@ func (s suite) testWriterRefusedMoveLogsTheRowsState(t *testing.T) {
 // must not end on a state the row never went back to.
 func (s suite) testWriterMootMoveAcrossProcesses(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	db := s.newDB(t)
-	l := db.Open(t, Options{})
-	b := seedRows(t, l, "moot", 1) // line 2
-	acquire(t, l, ledger.NewBatch{ID: b.ID}, runA)
-	wa := writerOf(t, l, b.Seq, runA)
-	if _, ok := wa.(ledger.Claimer); !ok {
-		t.Skip("one process at a time on this store")
-	}
-	lb := db.Open(t, Options{})
-	if _, err := lb.Acquire(ctx, ledger.NewBatch{ID: b.ID}, runB, testTTL); err != nil {
-		t.Fatal(err)
-	}
-	wb := writerOf(t, lb, b.Seq, runB)
-	markInflight(t, wa, 2)
-	record(t, wa, ledger.Update{Line: 2, To: ledger.StateUnknown, Code: -1, Message: "lost"})
-	flush(t, wa)
+	l, b, wa, wb := s.lostAcrossProcesses(t, "moot")
 	enquiry := func(class string) *ledger.Attempt {
 		return &ledger.Attempt{Kind: "status", At: time.Now(), Class: class, Message: class}
 	}

@@ -188,27 +188,7 @@ func TestIngestTakeoverEndsARecordingFrozenInACopy(t *testing.T) {
 	s := openStore(t, srv.URL(srv.NewDB(t)), Options{AbandonAfter: time.Second})
 	a, b := ledger.NewOwner("recording"), ledger.NewOwner("taking")
 	nb := ledger.NewBatch{ID: "frozen-copy", ContentHash: "h"}
-	in := recording(t, s, nb, a, time.Second)
-	src := &stalledSource{started: make(chan struct{}), release: make(chan struct{})}
-	copied, gone := make(chan error, 1), make(chan struct{})
-	go func() {
-		defer close(gone)
-		_, err := in.tx.CopyFrom(ctx, pgx.Identifier{"aopbatch_stage"}, []string{"line"}, src)
-		copied <- err
-	}()
-	thaw := sync.OnceFunc(func() { close(src.release) })
-	defer func() {
-		// The store closes only once the recording's connection is back.
-		thaw()
-		<-gone
-		in.tx.Rollback(ctx)
-		in.release()
-	}()
-	select {
-	case <-src.started:
-	case err := <-copied:
-		t.Fatalf("the COPY ended before its source stalled: %v", err)
-	}
+	copied, thaw := frozenCopy(t, recording(t, s, nb, a, time.Second))
 	time.Sleep(1100 * time.Millisecond) // its lease runs out mid-COPY
 
 	// Shorter than AbandonTx, which a COPY in progress does not meet anyway.
@@ -295,6 +275,35 @@ func recording(t *testing.T, s *Store, nb ledger.NewBatch, o ledger.Owner, ttl t
 		t.Fatal(err)
 	}
 	return in.(*ingest)
+}
+
+// frozenCopy starts a COPY of in's that stalls after its first row, as
+// a process frozen in the middle of sending it, and returns once it has.
+// copied gets the COPY's end; thaw lets it go on. When the test ends it
+// is thawed and its connection handed back (the store closes only then).
+func frozenCopy(t *testing.T, in *ingest) (copied <-chan error, thaw func()) {
+	t.Helper()
+	ctx := context.Background()
+	src := &stalledSource{started: make(chan struct{}), release: make(chan struct{})}
+	done, gone := make(chan error, 1), make(chan struct{})
+	go func() {
+		defer close(gone)
+		_, err := in.tx.CopyFrom(ctx, pgx.Identifier{"aopbatch_stage"}, []string{"line"}, src)
+		done <- err
+	}()
+	thaw = sync.OnceFunc(func() { close(src.release) })
+	t.Cleanup(func() {
+		thaw()
+		<-gone
+		in.tx.Rollback(ctx)
+		in.release()
+	})
+	select {
+	case <-src.started:
+	case err := <-done:
+		t.Fatalf("the COPY ended before its source stalled: %v", err)
+	}
+	return done, thaw
 }
 
 // stalledSource gives a COPY one row, then no more until released: a
@@ -643,21 +652,7 @@ func TestIngestTakeoverAcrossRoles(t *testing.T) {
 
 	a, b := ledger.NewOwner("recording"), ledger.NewOwner("taking")
 	nb := ledger.NewBatch{ID: "frozen-other-role", ContentHash: "h"}
-	in := recording(t, recorder, nb, a, time.Second)
-	src := &stalledSource{started: make(chan struct{}), release: make(chan struct{})}
-	copied, gone := make(chan error, 1), make(chan struct{})
-	go func() {
-		defer close(gone)
-		_, err := in.tx.CopyFrom(ctx, pgx.Identifier{"aopbatch_stage"}, []string{"line"}, src)
-		copied <- err
-	}()
-	defer func() {
-		close(src.release)
-		<-gone
-		in.tx.Rollback(ctx)
-		in.release()
-	}()
-	<-src.started
+	frozenCopy(t, recording(t, recorder, nb, a, time.Second))
 	time.Sleep(1100 * time.Millisecond) // its lease runs out mid-COPY
 
 	acquire := func() (ledger.Batch, error) {
