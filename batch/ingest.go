@@ -241,7 +241,7 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 			// Harmless: a batch still being recorded is never sent, and
 			// the next run to record it clears it first (ClearRows). Not
 			// wrapped: what the run says is the recording's error.
-			return IngestResult{}, fmt.Errorf("%w; the rows recorded so far are left for the next run to clear (clearing them now: %v)", err, aerr)
+			return IngestResult{}, fmt.Errorf("%w; clearing the rows recorded so far failed too, and the next run clears them: %v", err, aerr)
 		}
 		return IngestResult{}, err
 	}

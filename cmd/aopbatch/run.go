@@ -452,7 +452,9 @@ func describeStartError(file string, err error) error {
 	var ce *batch.ControlError
 	switch {
 	case errors.Is(err, context.Canceled):
-		return errors.New("interrupted while reading the file: nothing was recorded or sent")
+		// Reading the file, or waiting for another process that holds its
+		// batch: either way before this run sent anything.
+		return errors.New("interrupted before this run recorded the file: it sent nothing")
 	case errors.As(err, &fe):
 		return fmt.Errorf("%s: %w; nothing was sent", file, err)
 	case errors.As(err, &ce):

@@ -307,8 +307,16 @@ func (s *Store) migrate(ctx context.Context) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7061626174636801)`); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS aopbatch_schema (version INTEGER NOT NULL)`); err != nil {
+	// Created only when missing: CREATE ... IF NOT EXISTS still needs the
+	// right to create, which a role that only uses the ledger lacks.
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass('aopbatch_schema') IS NOT NULL`).Scan(&exists); err != nil {
 		return fmt.Errorf("migrate: %w", err)
+	}
+	if !exists {
+		if _, err := tx.Exec(ctx, `CREATE TABLE aopbatch_schema (version INTEGER NOT NULL)`); err != nil {
+			return fmt.Errorf("create the ledger's tables (this database role needs CREATE on the schema the first time, and to upgrade it): %w", err)
+		}
 	}
 	var version int
 	err = tx.QueryRow(ctx, `SELECT version FROM aopbatch_schema`).Scan(&version)
@@ -332,7 +340,7 @@ func (s *Store) migrate(ctx context.Context) error {
 			return err
 		}
 		if _, err := tx.Exec(ctx, string(body)); err != nil {
-			return fmt.Errorf("migrate %s: %w", names[i], err)
+			return fmt.Errorf("upgrade the ledger's tables (%s; this database role needs to own them): %w", names[i], err)
 		}
 	}
 	if _, err := tx.Exec(ctx, `UPDATE aopbatch_schema SET version = $1`, len(names)); err != nil {
