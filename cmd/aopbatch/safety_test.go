@@ -78,6 +78,18 @@ func chaosKillAndResume(t *testing.T, db string, extra ...string) {
 		}
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
+		// One kill in four at a random instant from the start (recording
+		// the file, preparing); the others at one from the run's first
+		// request, so that a loaded machine, slow to start a process, still
+		// kills runs while they send and the faults fire.
+		var started <-chan struct{} = done
+		if rng.IntN(4) != 0 {
+			started = firstRequest(sb, done)
+		}
+		select {
+		case <-done:
+		case <-started:
+		}
 		select {
 		case <-done:
 		case <-time.After(time.Duration(50+rng.IntN(700)) * time.Millisecond):
@@ -657,6 +669,24 @@ func startRun(t *testing.T, args []string) (*exec.Cmd, *bytes.Buffer) {
 }
 
 // waitRecharges waits until the sandbox has seen n Recharge requests.
+// firstRequest is closed once the sandbox sees a request after now, or
+// when done is; it gives up after 10 s.
+func firstRequest(sb *aoptest.TestServer, done <-chan struct{}) <-chan struct{} {
+	seen := make(chan struct{})
+	base := sb.Stats().Requests
+	go func() {
+		defer close(seen)
+		for end := time.Now().Add(10 * time.Second); sb.Stats().Requests == base && time.Now().Before(end); {
+			select {
+			case <-done:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	return seen
+}
+
 func waitRecharges(t *testing.T, sb *aoptest.TestServer, n int64) {
 	t.Helper()
 	for deadline := time.Now().Add(time.Minute); sb.Stats().Recharges < n; {
