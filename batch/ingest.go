@@ -261,23 +261,52 @@ const ingestPoll = 250 * time.Millisecond
 // joins the ready batch (or takes the recording over, if that process
 // died).
 func acquireOrWait(ctx context.Context, l ledger.Store, nb ledger.NewBatch, o ledger.Owner, ttl time.Duration, log *slog.Logger) (ledger.Batch, error) {
-	said := map[string]bool{}
+	w := waitSayer{since: time.Now()}
 	for {
 		b, err := l.Acquire(ctx, nb, o, ttl)
 		if !errors.Is(err, ledger.ErrBatchIngesting) {
 			return b, err
 		}
-		if why := err.Error(); !said[why] && len(said) < 4 && log != nil {
-			// Each reason said once: the wait lasts as long as the other
-			// process holds the batch, and a new reason (one this process
-			// cannot end) is what an operator needs to hear.
-			log.Info("another process holds this batch: waiting to join it", "batch", nb.ID, "why", why)
-			said[why] = true
+		if msg, ok := w.say(time.Now(), err.Error()); ok && log != nil {
+			log.Info(msg, "batch", nb.ID, "why", err.Error(), "waited", w.waited.String())
 		}
 		if err := sleep(ctx, ingestPoll); err != nil {
 			return ledger.Batch{}, err
 		}
 	}
+}
+
+// stillWaitingEvery is how often a process waiting to join a batch says
+// it still waits when the reason has not changed.
+const stillWaitingEvery = time.Minute
+
+// waitSayer decides what a process waiting to join a batch says. Each new
+// reason once (at most four: a new one, which this process may not end,
+// is what an operator needs to hear), and the same one again each
+// stillWaitingEvery: the wait lasts as long as the other process holds
+// the batch, which may be long, and silence reads as a hang.
+type waitSayer struct {
+	since  time.Time
+	said   map[string]bool
+	last   time.Time
+	waited time.Duration // since the first try, as of the last say
+}
+
+func (w *waitSayer) say(now time.Time, why string) (string, bool) {
+	if w.said == nil {
+		w.said = map[string]bool{}
+	}
+	w.waited = now.Sub(w.since).Round(time.Second)
+	switch {
+	case !w.said[why] && len(w.said) < 4:
+		w.said[why] = true
+		w.last = now
+		return "another process holds this batch: waiting to join it", true
+	case now.Sub(w.last) >= stillWaitingEvery:
+		w.last = now
+		return "still waiting to join this batch: another process holds it", true
+	}
+	return "", false
 }
 
 // fileKind names what a non-regular file is, for FileError.

@@ -88,3 +88,34 @@ func TestIngestRefusedLeavesNothing(t *testing.T) {
 		t.Errorf("after a refused file: Batch = %v, want ErrNoBatch", err)
 	}
 }
+
+// A process waiting to join a batch says each new reason once, and the
+// same one again each stillWaitingEvery, with how long it has waited: a
+// wait of many minutes (a frozen recording another role may not end)
+// must not read as a hang.
+func TestWaitingToJoinSaysItStillWaits(t *testing.T) {
+	start := time.Date(2026, 12, 4, 2, 0, 0, 0, time.UTC)
+	w := waitSayer{since: start}
+	type said struct {
+		at   time.Duration
+		why  string
+		want string // "" nothing
+	}
+	for _, c := range []said{
+		{5 * time.Second, "busy", "another process holds this batch: waiting to join it"},
+		{10 * time.Second, "busy", ""},
+		{50 * time.Second, "busy: may not end it", "another process holds this batch: waiting to join it"},
+		{64 * time.Second, "busy", ""}, // a minute from the last thing said, not the first
+		{110 * time.Second, "busy", "still waiting to join this batch: another process holds it"},
+		{115 * time.Second, "busy", ""},
+		{171 * time.Second, "busy: may not end it", "still waiting to join this batch: another process holds it"},
+	} {
+		msg, ok := w.say(start.Add(c.at), c.why)
+		if ok != (c.want != "") || msg != c.want {
+			t.Errorf("at %s (%s): said %q (%v), want %q", c.at, c.why, msg, ok, c.want)
+		}
+		if ok && w.waited != c.at {
+			t.Errorf("at %s: waited %s, want %s", c.at, w.waited, c.at)
+		}
+	}
+}
