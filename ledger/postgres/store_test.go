@@ -683,3 +683,33 @@ func TestIngestTakeoverAcrossRoles(t *testing.T) {
 		t.Errorf("TookOver = %q, want the frozen connection ended", took.TookOver)
 	}
 }
+
+// TestSizeIsTheLedgers: Size counts the ledger's tables, which grow with
+// its rows, not the database, whose catalogs alone dwarf a small ledger.
+func TestSizeIsTheLedgers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := pgtest.Start(t)
+	s := openStore(t, srv.URL(srv.NewDB(t)), Options{})
+	empty, err := s.Size(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := make([]ledger.IngestRow, 3000)
+	for i := range rows {
+		rows[i] = sendable(i+2, fmt.Sprintf("size-%d", i))
+	}
+	recorded(t, s, "size", ledger.NewOwner("size"), time.Minute, rows...)
+	full, err := s.Size(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var db int64
+	if err := s.pool.QueryRow(ctx, `SELECT pg_database_size(current_database())`).Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	// 3,000 small rows: well under a megabyte with their indexes.
+	if full <= empty || full > 1<<20 || full >= db {
+		t.Errorf("Size: %d bytes empty, %d with 3,000 rows (database %d); want it to grow, stay under 1 MiB and below the database's", empty, full, db)
+	}
+}
