@@ -250,15 +250,7 @@ func (s suite) testWriterIfSends(t *testing.T) {
 	// state its attempt was logged with.
 	hold := func(line, sends int) ledger.State {
 		t.Helper()
-		n := len(attempts(t, l, b.Seq))
-		record(t, w, ledger.Update{Line: line, To: ledger.StateHeld, Code: -1, Message: "held", IfSends: &sends,
-			Attempt: &ledger.Attempt{Kind: "status", At: time.Now(), Class: "not_found", Message: "no record"}})
-		flush(t, w)
-		logged := attempts(t, l, b.Seq)
-		if len(logged) != n+1 {
-			t.Fatalf("the enquiry's attempt: %d attempts logged, want %d", len(logged), n+1)
-		}
-		return logged[n].State
+		return recordEnquiry(t, l, b.Seq, w, ledger.Update{Line: line, To: ledger.StateHeld, Code: -1, Message: "held", IfSends: &sends}, "not_found")
 	}
 
 	// Refused, its attempt tells what the row is, not the move it missed.
@@ -328,15 +320,7 @@ func (s suite) testWriterIfSendsAcrossProcesses(t *testing.T) {
 	hold := func() ledger.State {
 		t.Helper()
 		sends := read.Attempts
-		n := len(attempts(t, l, b.Seq))
-		record(t, wa, ledger.Update{Line: 2, To: ledger.StateHeld, Code: -1, Message: "held", IfSends: &sends,
-			Attempt: &ledger.Attempt{Kind: "status", At: time.Now(), Class: "not_found", Message: "no record"}})
-		flush(t, wa)
-		logged := attempts(t, l, b.Seq)
-		if len(logged) != n+1 {
-			t.Fatalf("A's enquiry: %d attempts logged, want %d", len(logged), n+1)
-		}
-		return logged[n].State
+		return recordEnquiry(t, l, b.Seq, wa, ledger.Update{Line: 2, To: ledger.StateHeld, Code: -1, Message: "held", IfSends: &sends}, "not_found")
 	}
 
 	remark(t, wb, 2, read.Attempts) // B found no record too, and sends it
@@ -371,8 +355,7 @@ func (s suite) testWriterRefusedMoveLogsTheRowsState(t *testing.T) {
 		to   ledger.State
 		code int
 	}{{ledger.StatePending, -1}, {ledger.StateSuccess, 0}, {ledger.StatePending, -1}} {
-		record(t, w, ledger.Update{Line: 2, To: u.to, Code: u.code, Message: string(u.to),
-			Attempt: &ledger.Attempt{Kind: "status", At: time.Now(), Class: string(u.to), Message: string(u.to)}})
+		record(t, w, ledger.Update{Line: 2, To: u.to, Code: u.code, Message: string(u.to), Attempt: enquiry(string(u.to))})
 	}
 	flush(t, w)
 	if err := w.Refused(); !errors.Is(err, ledger.ErrTransition) {
@@ -396,24 +379,35 @@ func (s suite) testWriterRefusedMoveLogsTheRowsState(t *testing.T) {
 func (s suite) testWriterMootMoveAcrossProcesses(t *testing.T) {
 	t.Parallel()
 	l, b, wa, wb := s.lostAcrossProcesses(t, "moot")
-	enquiry := func(class string) *ledger.Attempt {
-		return &ledger.Attempt{Kind: "status", At: time.Now(), Class: class, Message: class}
-	}
 	record(t, wb, ledger.Update{Line: 2, To: ledger.StateSuccess, Code: 0, Message: "ok", Attempt: enquiry("success")})
 	flush(t, wb)
-	n := len(attempts(t, l, b.Seq))
-	record(t, wa, ledger.Update{Line: 2, To: ledger.StatePending, Code: -1, Message: "pending", Attempt: enquiry("pending")})
-	flush(t, wa)
+	st := recordEnquiry(t, l, b.Seq, wa, ledger.Update{Line: 2, To: ledger.StatePending, Code: -1, Message: "pending"}, "pending")
 	if got := getRow(t, l, b.Seq, 2); got.State != ledger.StateSuccess {
 		t.Fatalf("row after A's older answer: %s, want success (B's)", got.State)
 	}
-	logged := attempts(t, l, b.Seq)
-	if len(logged) != n+1 {
-		t.Fatalf("A's enquiry: %d attempts logged, want %d", len(logged), n+1)
-	}
-	if st := logged[n].State; st != ledger.StateSuccess {
+	if st != ledger.StateSuccess {
 		t.Errorf("A's refused move logged its enquiry %s, want success, as the row is", st)
 	}
+}
+
+// enquiry is a status enquiry's attempt, answered class, made now.
+func enquiry(class string) *ledger.Attempt {
+	return &ledger.Attempt{Kind: "status", At: time.Now(), Class: class, Message: class}
+}
+
+// recordEnquiry records u through w with an enquiry answered class, and
+// returns the state that attempt was logged with (l, batch seq, reads it).
+func recordEnquiry(t *testing.T, l ledger.Store, seq int64, w ledger.Writer, u ledger.Update, class string) ledger.State {
+	t.Helper()
+	n := len(attempts(t, l, seq))
+	u.Attempt = enquiry(class)
+	record(t, w, u)
+	flush(t, w)
+	logged := attempts(t, l, seq)
+	if len(logged) != n+1 {
+		t.Fatalf("the enquiry's attempt: %d attempts logged, want %d", len(logged), n+1)
+	}
+	return logged[n].State
 }
 
 func (s suite) testWriterFlushVisibility(t *testing.T) {

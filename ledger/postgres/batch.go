@@ -121,6 +121,7 @@ func (s *Store) endFrozenIngest(ctx context.Context, id string, o ledger.Owner) 
 	if host != "" {
 		who = fmt.Sprintf("the process recording it (pid %d on %s)", pid, host)
 	}
+	name := ingestAppName(ledger.Owner{ID: owner})
 	// The backends first, then the ending: PostgreSQL may evaluate a
 	// WHERE's conditions in any order, an aggregate's FILTER it may not
 	// push below. The retry's lock wait covers the moments the ended
@@ -131,7 +132,7 @@ func (s *Store) endFrozenIngest(ctx context.Context, id string, o ledger.Owner) 
 				AND state = 'active' AND wait_event_type = 'Client' AND wait_event IN ('ClientRead', 'ClientWrite')
 				AND state_change < now() - make_interval(secs => $2))
 		SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM frozen`,
-		ingestAppName(ledger.Owner{ID: owner}), s.abandon.Seconds()).Scan(&ended)
+		name, s.abandon.Seconds()).Scan(&ended)
 	var pe *pgconn.PgError
 	switch {
 	case errors.As(err, &pe) && pe.Code == "42501":
@@ -146,7 +147,7 @@ func (s *Store) endFrozenIngest(ctx context.Context, id string, o ledger.Owner) 
 	var hidden int
 	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
 		WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid() AND state IS NULL`,
-		ingestAppName(ledger.Owner{ID: owner})).Scan(&hidden); err == nil && hidden > 0 {
+		name).Scan(&hidden); err == nil && hidden > 0 {
 		return false, fmt.Sprintf(": %s stopped past its lease, and this database role may not see whether its connection is frozen in the middle of a statement (it needs that process's role, or pg_read_all_stats)", who)
 	}
 	return false, ""

@@ -304,7 +304,7 @@ func (w *Writer) apply(group []*groupcommit.Op, errs []error) error {
 		// A move refused (a guarded one, or a bug) did not move the row:
 		// its attempt is logged with the row's state, not the move it
 		// missed.
-		if la := &attempts[i]; la.op >= 0 && errs[la.op] != nil && la.state == group[la.op].Update.To {
+		if la := &attempts[i]; la.op >= 0 && errs[la.op] != nil {
 			if err := tx.QueryRowContext(ctx, `SELECT state FROM rows WHERE batch = ? AND line = ?`,
 				w.batch, la.line).Scan(&la.state); err != nil {
 				return err
@@ -361,7 +361,8 @@ type loggedAttempt struct {
 	line  int
 	state ledger.State
 	a     *ledger.Attempt
-	// op is the update's index in the group (-1: its state is decided).
+	// op is the index in the group of the move it goes with, whose
+	// refusal (errs[op]) decides its state; -1 when decided already.
 	op int
 }
 
