@@ -245,7 +245,7 @@ func New(l ledger.Store, p Provider, cfg Config) *Engine {
 		if account == "" {
 			account = "default"
 		}
-		e.lim.shared = newSharedSlots(b, account, cfg.Rate, cfg.Burst, e.ledgerFailed)
+		e.lim.shared = newSharedSlots(b, account, cfg.Rate, cfg.Burst, e.lim.now, e.ledgerFailed)
 	}
 	limit, _, _ := e.conc.state()
 	e.gate = newGate(limit)

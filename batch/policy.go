@@ -109,17 +109,15 @@ const maxWindow = 100_000
 func (l *limiter) Wait(ctx context.Context) (ticket, error) {
 	l.waiting.Add(1)
 	defer l.waiting.Add(-1)
-	if l.shared != nil {
-		at, err := l.shared.Next(ctx)
-		if err != nil {
-			return ticket{}, err
-		}
-		if err := sleep(ctx, at.Sub(l.now())); err != nil {
-			return ticket{}, err
-		}
-	}
+	// The run's own rate first (the 429 policy lowers it): on a shared
+	// ledger it paces how fast this process takes the account's slots.
 	if err := l.lim.Wait(ctx); err != nil {
 		return ticket{}, err
+	}
+	if l.shared != nil {
+		if err := l.sharedSlot(ctx); err != nil {
+			return ticket{}, err
+		}
 	}
 	if l.win == nil {
 		l.granted.Add(1)
@@ -144,6 +142,25 @@ func (l *limiter) Wait(ctx context.Context) (ticket, error) {
 		l.winMu.Unlock()
 		if err := sleep(ctx, wait); err != nil {
 			return ticket{}, err
+		}
+	}
+}
+
+// sharedSlot waits for the request's slot of the account's rate. A slot
+// missed by more than staleSlot while waiting for it is given up for the
+// next free one, once: a request late twice goes, so a process always slow
+// to wake still sends.
+func (l *limiter) sharedSlot(ctx context.Context) error {
+	for tries := 0; ; tries++ {
+		at, err := l.shared.Next(ctx)
+		if err != nil {
+			return err
+		}
+		if err := sleep(ctx, at.Sub(l.now())); err != nil {
+			return err
+		}
+		if tries > 0 || l.now().Sub(at) <= staleSlot {
+			return nil
 		}
 	}
 }

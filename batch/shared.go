@@ -21,6 +21,7 @@ type sharedSlots struct {
 	rate    float64
 	burst   int
 	block   int
+	now     func() time.Time
 
 	mu     sync.Mutex
 	next   time.Time
@@ -29,16 +30,29 @@ type sharedSlots struct {
 	booked time.Time // when a reservation last found the account's schedule full
 }
 
-func newSharedSlots(b ledger.RateBudget, account string, rate float64, burst int, fail func(error)) *sharedSlots {
+// staleSlot is how late a request may go after its slot. A slot missed by
+// more (the process was held up: a pause, a loaded machine) is given up,
+// not used late: the other processes sent on time meanwhile, so a late
+// request adds to a second they filled (three processes at --rate 150,
+// one stopped for 300 ms: up to 172 requests in one second). Up to this
+// late, a second holds at most rate x 20 ms (2%) over rate + burst.
+const staleSlot = 20 * time.Millisecond
+
+func newSharedSlots(b ledger.RateBudget, account string, rate float64, burst int, now func() time.Time, fail func(error)) *sharedSlots {
 	block := max(1, int(math.Ceil(rate/20)))
-	return &sharedSlots{budget: b, fail: fail, account: account, rate: rate, burst: max(burst, 1), block: block}
+	return &sharedSlots{budget: b, fail: fail, account: account, rate: rate, burst: max(burst, 1), block: block, now: now}
 }
 
 // Next returns when the caller's request may go, reserving slots when the
-// block is used up. Callers take slots in turn, each its own.
+// block is used up. Callers take slots in turn, each its own. Slots of
+// the block that passed unused are given up; a new block's are not: its
+// first is the account's next free one, late by at most the round trip.
 func (s *sharedSlots) Next(ctx context.Context) (time.Time, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for now := s.now(); s.left > 0 && now.Sub(s.next) > staleSlot; s.left-- {
+		s.next = s.next.Add(s.every)
+	}
 	if s.left == 0 {
 		first, every, err := s.budget.Reserve(ctx, s.account, s.block, s.rate, s.burst)
 		if err != nil {
@@ -50,7 +64,7 @@ func (s *sharedSlots) Next(ctx context.Context) (time.Time, error) {
 		// A first slot more than a slot away means the account's rate is
 		// taken: by this process or by others. Then this process's own
 		// rate falling short of --rate is the sharing, not a fault.
-		if now := time.Now(); first.Sub(now) > every {
+		if now := s.now(); first.Sub(now) > every {
 			s.booked = now
 		}
 		s.next, s.every, s.left = first, every, s.block

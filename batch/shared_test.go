@@ -26,8 +26,8 @@ func TestSharedSlotsKnowWhenTheAccountIsBusy(t *testing.T) {
 	fail := func(err error) { t.Errorf("budget: %v", err) }
 	const rate = 100 // block of 5 slots, 10 ms apart
 	start := time.Now()
-	busy := newSharedSlots(s, "acct", rate, 1, fail)
-	quiet := newSharedSlots(s, "acct", rate, 1, fail)
+	busy := newSharedSlots(s, "acct", rate, 1, time.Now, fail)
+	quiet := newSharedSlots(s, "acct", rate, 1, time.Now, fail)
 
 	// Alone on an idle account, a slow sender finds its slots free.
 	if _, err := quiet.Next(ctx); err != nil {
@@ -50,6 +50,28 @@ func TestSharedSlotsKnowWhenTheAccountIsBusy(t *testing.T) {
 	}
 	if !quiet.bookedSince(start) {
 		t.Error("a process queued behind another's slots does not report the account busy")
+	}
+}
+
+// TestSharedSlotsGiveUpPassedSlots: slots of a reserved block that passed
+// while the process was held up are not handed out late: the other
+// processes used the account's rate meanwhile.
+func TestSharedSlotsGiveUpPassedSlots(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openShared(t)
+	fail := func(err error) { t.Errorf("budget: %v", err) }
+	slots := newSharedSlots(s, "acct", 100, 1, time.Now, fail) // blocks of 5, 10 ms apart
+	if _, err := slots.Next(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the rest of the block passes
+	at, err := slots.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if late := time.Since(at); late > staleSlot {
+		t.Errorf("after a 200 ms pause, a slot %v in the past, want none more than %v", late, staleSlot)
 	}
 }
 
