@@ -34,8 +34,9 @@ func TestReserveSharesOneSchedule(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		// One host, one clock: each handle's reading of the skew is noise
 		// of up to half a round trip (milliseconds under -race and load),
-		// and what is tested here is the schedule, so all map it alike.
-		s.skew.Store(0)
+		// and what is tested here is the schedule, so all map it alike: an
+		// exact reading, which no later one replaces.
+		s.noteClock(time.Now(), 0, time.Now().UnixMicro())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -96,4 +97,34 @@ func TestReserveSharesOneSchedule(t *testing.T) {
 		t.Errorf("after a pause the first of 8 slots is %v before the call (which took %v), want 4 intervals (%v): a burst of 5",
 			before.Sub(first), after.Sub(before), 4*every)
 	}
+}
+
+// TestClockReadingsKeepTheTightest: the skew slots are mapped by comes from
+// the reading of the database's clock with the shortest round trip, so a
+// loaded moment does not move it; an old reading gives way as clocks drift.
+func TestClockReadingsKeepTheTightest(t *testing.T) {
+	s := &Store{}
+	t0 := time.Date(2026, 12, 4, 22, 0, 0, 0, time.UTC)
+	read := func(at time.Time, rtt, skew time.Duration) {
+		s.noteClock(at, rtt, at.Add(rtt/2+skew).UnixMicro())
+	}
+	want := func(skew time.Duration, why string) {
+		t.Helper()
+		if got := time.Duration(s.skew.Load()) * time.Microsecond; got != skew {
+			t.Errorf("%s: skew %v, want %v", why, got, skew)
+		}
+	}
+	read(t0, 10*time.Millisecond, 3*time.Millisecond)
+	want(3*time.Millisecond, "the first reading")
+	read(t0.Add(time.Second), 48*time.Millisecond, 27*time.Millisecond)
+	want(3*time.Millisecond, "a reading with a longer round trip")
+	read(t0.Add(2*time.Second), 2*time.Millisecond, time.Millisecond)
+	want(time.Millisecond, "a reading with a shorter round trip")
+	read(t0.Add(3*time.Second), 2*time.Millisecond, -time.Millisecond)
+	want(-time.Millisecond, "an as tight reading, later")
+	// Ten minutes on, the old reading's bound has grown by 10 ms.
+	read(t0.Add(10*time.Minute), 13*time.Millisecond, 5*time.Millisecond)
+	want(-time.Millisecond, "a looser reading ten minutes on")
+	read(t0.Add(10*time.Minute+time.Second), 11*time.Millisecond, 4*time.Millisecond)
+	want(4*time.Millisecond, "a reading within the old one's grown bound")
 }

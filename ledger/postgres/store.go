@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,8 @@ type Store struct {
 	location string // the URL without its password
 	now      func() time.Time
 	skew     atomic.Int64 // database clock minus ours, in µs
+	fixMu    sync.Mutex
+	fix      clockFix // the reading skew comes from
 	clock    func() time.Time
 	// callTimeout bounds each call a run waits on (bound).
 	callTimeout time.Duration
@@ -269,25 +272,48 @@ func (s *Store) dbNow() time.Time {
 	return time.Now().Add(time.Duration(s.skew.Load()) * time.Microsecond)
 }
 
-// syncClock measures how far the database's clock is from ours: of a few
-// readings, the one with the shortest round trip, taken as read in the
-// middle of it.
+// syncClock reads the database's clock a few times (noteClock).
 func (s *Store) syncClock(ctx context.Context) error {
-	best, bestRTT := int64(0), time.Duration(-1)
 	for range 3 {
-		before := time.Now()
+		sent := time.Now()
 		var dbUS int64
 		if err := s.pool.QueryRow(ctx, `SELECT (extract(epoch FROM clock_timestamp()) * 1e6)::bigint`).Scan(&dbUS); err != nil {
 			return err
 		}
-		rtt := time.Since(before)
-		if bestRTT < 0 || rtt < bestRTT {
-			bestRTT = rtt
-			best = dbUS - before.Add(rtt/2).UnixMicro()
-		}
+		s.noteClock(sent, time.Since(sent), dbUS)
 	}
-	s.skew.Store(best)
 	return nil
+}
+
+// clockFix is a reading of the database's clock: how far it is from ours,
+// within half the round trip it was read in.
+type clockFix struct {
+	skew int64 // µs
+	rtt  time.Duration
+	at   time.Time // when it was read, by our clock
+}
+
+// clockDrift is how much a reading's error bound grows a minute: clocks
+// drift apart, so a tight reading from an hour ago is not trusted over a
+// looser one from now.
+const clockDrift = time.Millisecond
+
+// noteClock takes a reading of the database's clock (dbUS, read during
+// the round trip that began at sent) as the skew when its error bound is
+// tighter than the one in use. Otherwise readings under load would move
+// the skew by up to half their round trip each time: processes on one
+// host, their readings taken 24 ms apart, shared out one schedule's slots
+// as if they did not overlap, and put 154 requests in a second at --rate
+// 150.
+func (s *Store) noteClock(sent time.Time, rtt time.Duration, dbUS int64) {
+	f := clockFix{skew: dbUS - sent.Add(rtt/2).UnixMicro(), rtt: rtt, at: sent}
+	s.fixMu.Lock()
+	defer s.fixMu.Unlock()
+	if old := s.fix; !old.at.IsZero() && f.rtt > old.rtt+clockDrift*time.Duration(f.at.Sub(old.at)/time.Minute) {
+		return
+	}
+	s.fix = f
+	s.skew.Store(f.skew)
 }
 
 // migrate applies the embedded migrations newer than the recorded version
