@@ -27,30 +27,38 @@ type sharedSlots struct {
 	next   time.Time
 	every  time.Duration
 	left   int
-	booked time.Time // when a reservation last found the account's schedule full
+	lag    time.Duration // how late the block came back from the ledger (maxLag)
+	booked time.Time     // when a reservation last found the account's schedule full
 }
 
 // staleSlot is how late a request may go after its slot. A slot missed by
 // more (the process was held up: a pause, a loaded machine) is given up,
 // not used late: the other processes sent on time meanwhile, so a late
 // request adds to a second they filled (three processes at --rate 150,
-// one stopped for 300 ms: up to 172 requests in one second). Up to this
-// late, a second holds at most rate x 20 ms (2%) over rate + burst.
+// one stopped for 300 ms: up to 172 requests in one second). A request
+// up to this late adds about rate x 20 ms (2%) to a second.
 const staleSlot = 20 * time.Millisecond
+
+// maxLag is how late a new block may come back from the ledger and still
+// be used from then on: its first slot is the account's next free one, by
+// the database's clock when the reservation began, so it comes back a
+// round trip old. Over this the process was held up, not the ledger slow.
+const maxLag = 100 * time.Millisecond
 
 func newSharedSlots(b ledger.RateBudget, account string, rate float64, burst int, now func() time.Time, fail func(error)) *sharedSlots {
 	block := max(1, int(math.Ceil(rate/20)))
 	return &sharedSlots{budget: b, fail: fail, account: account, rate: rate, burst: max(burst, 1), block: block, now: now}
 }
 
-// Next returns when the caller's request may go, reserving slots when the
-// block is used up. Callers take slots in turn, each its own. Slots of
-// the block that passed unused are given up; a new block's are not: its
-// first is the account's next free one, late by at most the round trip.
-func (s *sharedSlots) Next(ctx context.Context) (time.Time, error) {
+// Next returns the caller's slot: when its request may go (at), and when
+// it is due (at, or later by the lag its block came back with), which
+// staleSlot counts from. It reserves a block when the last is used up.
+// Callers take slots in turn, each its own; slots of the block that passed
+// unused are given up.
+func (s *sharedSlots) Next(ctx context.Context) (at, due time.Time, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for now := s.now(); s.left > 0 && now.Sub(s.next) > staleSlot; s.left-- {
+	for now := s.now(); s.left > 0 && now.Sub(s.next.Add(s.lag)) > staleSlot; s.left-- {
 		s.next = s.next.Add(s.every)
 	}
 	if s.left == 0 {
@@ -59,20 +67,24 @@ func (s *sharedSlots) Next(ctx context.Context) (time.Time, error) {
 			if ctx.Err() == nil {
 				s.fail(err)
 			}
-			return time.Time{}, err
+			return time.Time{}, time.Time{}, err
 		}
+		now := s.now()
 		// A first slot more than a slot away means the account's rate is
 		// taken: by this process or by others. Then this process's own
 		// rate falling short of --rate is the sharing, not a fault.
-		if now := s.now(); first.Sub(now) > every {
-			s.booked = now
+		if first.Sub(now) > every {
+			s.booked = time.Now() // as flight.go reads it
 		}
 		s.next, s.every, s.left = first, every, s.block
+		if s.lag = now.Sub(first); s.lag < 0 || s.lag > maxLag {
+			s.lag = 0
+		}
 	}
-	at := s.next
+	at = s.next
 	s.next = s.next.Add(s.every)
 	s.left--
-	return at, nil
+	return at, at.Add(s.lag), nil
 }
 
 // bookedSince reports whether a reservation found the account's schedule

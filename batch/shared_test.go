@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,14 +25,13 @@ func TestSharedSlotsKnowWhenTheAccountIsBusy(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := openShared(t)
-	fail := func(err error) { t.Errorf("budget: %v", err) }
 	const rate = 100 // block of 5 slots, 10 ms apart
 	start := time.Now()
-	busy := newSharedSlots(s, "acct", rate, 1, time.Now, fail)
-	quiet := newSharedSlots(s, "acct", rate, 1, time.Now, fail)
+	busy := newSharedSlots(s, "acct", rate, 1, time.Now, failOn(t))
+	quiet := newSharedSlots(s, "acct", rate, 1, time.Now, failOn(t))
 
 	// Alone on an idle account, a slow sender finds its slots free.
-	if _, err := quiet.Next(ctx); err != nil {
+	if _, _, err := quiet.Next(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if quiet.bookedSince(start) {
@@ -38,13 +39,13 @@ func TestSharedSlotsKnowWhenTheAccountIsBusy(t *testing.T) {
 	}
 	// Another process takes the next 200 slots (two seconds of the rate).
 	for range 200 {
-		if _, err := busy.Next(ctx); err != nil {
+		if _, _, err := busy.Next(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// The quiet one's next block comes after them.
 	for range quiet.block {
-		if _, err := quiet.Next(ctx); err != nil {
+		if _, _, err := quiet.Next(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -55,24 +56,86 @@ func TestSharedSlotsKnowWhenTheAccountIsBusy(t *testing.T) {
 
 // TestSharedSlotsGiveUpPassedSlots: slots of a reserved block that passed
 // while the process was held up are not handed out late: the other
-// processes used the account's rate meanwhile.
+// processes used the account's rate meanwhile. (The database's clock is
+// real, so the hold is too.)
 func TestSharedSlotsGiveUpPassedSlots(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := openShared(t)
-	fail := func(err error) { t.Errorf("budget: %v", err) }
-	slots := newSharedSlots(s, "acct", 100, 1, time.Now, fail) // blocks of 5, 10 ms apart
-	if _, err := slots.Next(ctx); err != nil {
+	slots := newSharedSlots(openShared(t), "acct", 100, 1, time.Now, failOn(t)) // blocks of 5, 10 ms apart
+	if _, _, err := slots.Next(ctx); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond) // the rest of the block passes
-	at, err := slots.Next(ctx)
+	_, due, err := slots.Next(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if late := time.Since(at); late > staleSlot {
-		t.Errorf("after a 200 ms pause, a slot %v in the past, want none more than %v", late, staleSlot)
+	if late := time.Since(due); late > staleSlot {
+		t.Errorf("after a 200 ms pause, a slot due %v ago, want none more than %v", late, staleSlot)
 	}
+}
+
+// TestSharedSlotIsGivenUpOnce: a request that finds its slot passed when
+// it wakes takes the next one, and goes on that however late, so a process
+// always slow to wake still sends. A block that comes back late from a slow
+// ledger is not a passed slot: its first is the account's next free one by
+// the database's clock when the reservation began.
+func TestSharedSlotIsGivenUpOnce(t *testing.T) {
+	t.Parallel()
+	s := openShared(t)
+	for _, tc := range []struct {
+		name         string
+		clock        *jumpClock
+		reservations int32
+	}{
+		{"held up at every step", &jumpClock{step: 100 * time.Millisecond}, 2},
+		{"a ledger 60 ms slow", &jumpClock{off: 60 * time.Millisecond}, 1},
+	} {
+		budget := &countedBudget{RateBudget: s}
+		l := newLimiter(100, 1, tc.clock.now)
+		l.shared = newSharedSlots(budget, tc.name, 100, 1, tc.clock.now, failOn(t))
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := l.sharedSlot(ctx)
+		cancel()
+		if err != nil {
+			t.Errorf("%s: %v, want the request sent", tc.name, err)
+		}
+		if got := budget.n.Load(); got != tc.reservations {
+			t.Errorf("%s: %d reservations, want %d", tc.name, got, tc.reservations)
+		}
+		if used := l.shared.block - l.shared.left; used != 1 {
+			t.Errorf("%s: %d slots of the last block taken, want 1", tc.name, used)
+		}
+	}
+}
+
+// jumpClock runs ahead of the real clock by off, and by step more at each
+// reading: a process held up between any two of its steps.
+type jumpClock struct {
+	mu        sync.Mutex
+	off, step time.Duration
+}
+
+func (c *jumpClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.off += c.step
+	return time.Now().Add(c.off)
+}
+
+// countedBudget is the ledger's rate budget, counting its reservations.
+type countedBudget struct {
+	ledger.RateBudget
+	n atomic.Int32
+}
+
+func (b *countedBudget) Reserve(ctx context.Context, account string, n int, rate float64, burst int) (time.Time, time.Duration, error) {
+	b.n.Add(1)
+	return b.RateBudget.Reserve(ctx, account, n, rate, burst)
+}
+
+func failOn(t *testing.T) func(error) {
+	return func(err error) { t.Errorf("budget: %v", err) }
 }
 
 // TestJoinWaitsForABusyBatch: a ready batch of a shared ledger is locked

@@ -34,7 +34,7 @@ func (s *Store) Reserve(ctx context.Context, account string, n int, rate float64
 		return time.Time{}, 0, fmt.Errorf("reserve send slots for %s: %w", account, err)
 	}
 	// Each reservation is also a reading of the database's clock: a quick
-	// one sharpens the skew every slot is mapped by.
+	// one can sharpen the skew every slot is mapped by.
 	s.noteClock(sent, time.Since(sent), dbUS)
 	// From the database's clock to ours, by the skew measured with the
 	// shortest round trip: every slot of this handle maps the same way.

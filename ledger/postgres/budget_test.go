@@ -100,8 +100,9 @@ func TestReserveSharesOneSchedule(t *testing.T) {
 }
 
 // TestClockReadingsKeepTheTightest: the skew slots are mapped by comes from
-// the reading of the database's clock with the shortest round trip, so a
-// loaded moment does not move it; an old reading gives way as clocks drift.
+// the reading of the database's clock with the tightest error bound (half
+// its round trip), so a loaded moment does not move it; an old reading
+// gives way as clocks drift, and at once to one it cannot agree with.
 func TestClockReadingsKeepTheTightest(t *testing.T) {
 	s := &Store{}
 	t0 := time.Date(2026, 12, 4, 22, 0, 0, 0, time.UTC)
@@ -114,17 +115,22 @@ func TestClockReadingsKeepTheTightest(t *testing.T) {
 			t.Errorf("%s: skew %v, want %v", why, got, skew)
 		}
 	}
-	read(t0, 10*time.Millisecond, 3*time.Millisecond)
-	want(3*time.Millisecond, "the first reading")
-	read(t0.Add(time.Second), 48*time.Millisecond, 27*time.Millisecond)
-	want(3*time.Millisecond, "a reading with a longer round trip")
-	read(t0.Add(2*time.Second), 2*time.Millisecond, time.Millisecond)
-	want(time.Millisecond, "a reading with a shorter round trip")
-	read(t0.Add(3*time.Second), 2*time.Millisecond, -time.Millisecond)
-	want(-time.Millisecond, "an as tight reading, later")
-	// Ten minutes on, the old reading's bound has grown by 10 ms.
-	read(t0.Add(10*time.Minute), 13*time.Millisecond, 5*time.Millisecond)
-	want(-time.Millisecond, "a looser reading ten minutes on")
-	read(t0.Add(10*time.Minute+time.Second), 11*time.Millisecond, 4*time.Millisecond)
-	want(4*time.Millisecond, "a reading within the old one's grown bound")
+	ms := time.Millisecond
+	read(t0, 10*ms, 3*ms)
+	want(3*ms, "the first reading")
+	read(t0.Add(time.Second), 48*ms, 27*ms)
+	want(3*ms, "a reading with a longer round trip")
+	read(t0.Add(2*time.Second), 2*ms, ms)
+	want(ms, "a reading with a shorter round trip")
+	read(t0.Add(3*time.Second), 2*ms, -ms)
+	want(-ms, "an as tight reading, later")
+	// Ten minutes on, the last reading's bound (1 ms) has grown by 10 ms.
+	ten := t0.Add(3*time.Second + 10*time.Minute)
+	read(ten, 24*ms, 5*ms)
+	want(-ms, "a looser reading ten minutes on")
+	read(ten.Add(time.Second), 22*ms, 4*ms)
+	want(4*ms, "a reading within the last one's grown bound")
+	// The clock steps by 50 ms: a reading that cannot agree is taken.
+	read(ten.Add(2*time.Second), 30*ms, 60*ms)
+	want(60*ms, "a looser reading the last one cannot agree with")
 }

@@ -32,8 +32,8 @@ type Store struct {
 	location string // the URL without its password
 	now      func() time.Time
 	skew     atomic.Int64 // database clock minus ours, in µs
-	fixMu    sync.Mutex
-	fix      clockFix // the reading skew comes from
+	clockMu  sync.Mutex
+	reading  clockReading // the one skew comes from
 	clock    func() time.Time
 	// callTimeout bounds each call a run waits on (bound).
 	callTimeout time.Duration
@@ -285,9 +285,9 @@ func (s *Store) syncClock(ctx context.Context) error {
 	return nil
 }
 
-// clockFix is a reading of the database's clock: how far it is from ours,
-// within half the round trip it was read in.
-type clockFix struct {
+// clockReading is a reading of the database's clock: how far it is from
+// ours, within half the round trip it was read in.
+type clockReading struct {
 	skew int64 // µs
 	rtt  time.Duration
 	at   time.Time // when it was read, by our clock
@@ -298,22 +298,32 @@ type clockFix struct {
 // looser one from now.
 const clockDrift = time.Millisecond
 
+// bound is the reading's error bound at t.
+func (r clockReading) bound(t time.Time) time.Duration {
+	return r.rtt/2 + clockDrift*time.Duration(t.Sub(r.at)/time.Minute)
+}
+
 // noteClock takes a reading of the database's clock (dbUS, read during
 // the round trip that began at sent) as the skew when its error bound is
-// tighter than the one in use. Otherwise readings under load would move
-// the skew by up to half their round trip each time: processes on one
-// host, their readings taken 24 ms apart, shared out one schedule's slots
-// as if they did not overlap, and put 154 requests in a second at --rate
-// 150.
+// no wider than the one in use, or when the two cannot both be right (a
+// clock was stepped: NTP, a resumed virtual machine). Otherwise readings
+// under load would move the skew by up to half their round trip each time:
+// processes on one host, their readings 24 ms apart, shared out one
+// schedule's slots as if they did not overlap, and put 154 requests in a
+// second at --rate 150.
 func (s *Store) noteClock(sent time.Time, rtt time.Duration, dbUS int64) {
-	f := clockFix{skew: dbUS - sent.Add(rtt/2).UnixMicro(), rtt: rtt, at: sent}
-	s.fixMu.Lock()
-	defer s.fixMu.Unlock()
-	if old := s.fix; !old.at.IsZero() && f.rtt > old.rtt+clockDrift*time.Duration(f.at.Sub(old.at)/time.Minute) {
-		return
+	r := clockReading{skew: dbUS - sent.Add(rtt/2).UnixMicro(), rtt: rtt, at: sent}
+	s.clockMu.Lock()
+	defer s.clockMu.Unlock()
+	if old := s.reading; !old.at.IsZero() {
+		oldBound, newBound := old.bound(r.at), r.rtt/2
+		apart := time.Duration(r.skew-old.skew) * time.Microsecond
+		if newBound > oldBound && apart.Abs() <= oldBound+newBound {
+			return
+		}
 	}
-	s.fix = f
-	s.skew.Store(f.skew)
+	s.reading = r
+	s.skew.Store(r.skew)
 }
 
 // migrate applies the embedded migrations newer than the recorded version
