@@ -9,29 +9,37 @@ import (
 // The 429 policy. A 429 is never a row's outcome: its request waits the
 // provider's Retry-After and goes again (RetryPolicy). The send rate is
 // lowered only when 429s persist: more than throttleShare of the answers,
-// and more than 2% of 429s would give by chance (see observe), two seconds
-// in a row, or twice that share in one. A fixed least count does not fit
-// every rate: with 3, chance 429s at 2% lowered 20/s and 50/s runs within
-// minutes; with 8, a provider taking 25/s under --rate 30 (5 429s a
-// second) was never followed. A provider
+// and more than 2% of 429s would give by chance (see observe), two windows
+// in a row, or twice that share in one. A window is a second, or while
+// 429s come at a low rate, long enough for throttleAnswers answers. A
+// fixed least count does not fit every rate: with 3, chance 429s at 2%
+// lowered 20/s and 50/s runs within minutes; with 8, a provider taking
+// 25/s under --rate 30 (5 429s a second) was never followed. A provider
 // throttling above N requests/s then answers 429 to about (rate-N)/rate
-// of them, and the rate is set to what it accepted in that second, a
+// of them, and the rate is set to what it accepted in that window, a
 // little under N. Scattered 429s (1-2% of answers) almost never reach the
-// threshold and cost only their own retries. Each second without a cut
-// the rate climbs back (by 10%, or 3% while some 429s still come) to the
+// threshold and cost only their own retries. Each window without a cut
+// the rate climbs back (by 10%, or 2% while some 429s still come) to the
 // configured one, so a throttle that lifts is followed up and a rate just
 // under the provider's is probed from time to time. The rate never falls
 // below throttleFloor: no collapse to a crawl held for minutes.
 const (
 	throttleWindow = time.Second
-	throttleShare  = 0.05
-	throttleFew    = 3    // 429s in a second, at least, for a throttle
-	throttleChance = 0.02 // the share of 429s that comes by chance
-	throttleUnder  = 0.97 // of the accepted rate, after a cut
-	throttleFloor  = 1.0  // requests per second
-	climbClean     = 1.10 // a window without 429s
-	climbSome      = 1.02 // a window with a few, or near the rate last cut at
-	forgetAfter    = 3    // clean windows before that rate is forgotten
+	// A window with 429s lasts until it holds throttleAnswers answers,
+	// up to throttleLongest: at a low rate a second holds too few to tell
+	// a throttle from chance, and under throttleFew 429s a second went on
+	// for ever (a provider taking 5/s was sent 6.6/s, a third of it 429s).
+	throttleAnswers = 30
+	throttleLongest = 10 * time.Second
+	throttlePause   = 5 * time.Second // without an answer: the window is void
+	throttleShare   = 0.05
+	throttleFew     = 3    // 429s in a window, at least, for a throttle
+	throttleChance  = 0.02 // the share of 429s that comes by chance
+	throttleUnder   = 0.97 // of the accepted rate, after a cut
+	throttleFloor   = 1.0  // requests per second
+	climbClean      = 1.10 // a window without 429s
+	climbSome       = 1.02 // a window with a few, or near the rate last cut at
+	forgetAfter     = 3    // clean windows before that rate is forgotten
 )
 
 // throttle tracks 429s and decides the send rate. Its clock is injected.
@@ -42,6 +50,7 @@ type throttle struct {
 	rate float64 // current; equal to base unless lowered
 
 	start       time.Time // of the window
+	last        time.Time // the window's last answer
 	holdUntil   time.Time // answers before it reply to the rate before the last cut
 	answers, th int       // in the window
 	total       int64     // 429s in the run
@@ -68,21 +77,18 @@ func (t *throttle) observe(throttled bool, lat time.Duration) (rate float64, cha
 	if now.Before(t.holdUntil) {
 		return t.rate, false
 	}
-	if t.start.IsZero() {
-		t.start = now
+	if t.start.IsZero() || now.Sub(t.last) > throttlePause {
+		// A pause (nothing to send, the ledger busy): the window says
+		// nothing about the provider's rate.
+		t.start, t.answers, t.th = now, 0, 0
 	}
+	t.last = now
 	t.answers++
 	if throttled {
 		t.th++
 	}
 	dt := now.Sub(t.start)
-	if dt < throttleWindow {
-		return t.rate, false
-	}
-	if dt > 5*throttleWindow {
-		// A pause (nothing to send, the ledger busy): the window says
-		// nothing about the provider's rate.
-		t.start, t.answers, t.th = now, 0, 0
+	if dt < throttleWindow || t.th > 0 && t.answers < throttleAnswers && dt < throttleLongest {
 		return t.rate, false
 	}
 	old := t.rate
@@ -97,8 +103,8 @@ func (t *throttle) observe(throttled bool, lat time.Duration) (rate float64, cha
 	share := float64(t.th) / float64(t.answers)
 	// Over: more than throttleShare of the answers, and more 429s than
 	// chance gives at throttleChance (scattered 429s must cost only their
-	// share): its mean plus 3.5 standard deviations, two seconds running,
-	// or plus 6 in one second over twice the share. By the binomial tail,
+	// share): its mean plus 3.5 standard deviations, two windows running,
+	// or plus 6 in one window over twice the share. By the binomial tail,
 	// 2% of chance 429s then lower the rate (for seconds) in at most about
 	// 4% of 8-hour nights at any rate from 10/s; with 2.5 and 4, in 17-92%.
 	chance := throttleChance * float64(t.answers)
