@@ -103,8 +103,67 @@ func TestSharedSlotIsGivenUpOnce(t *testing.T) {
 		if got := budget.n.Load(); got != tc.reservations {
 			t.Errorf("%s: %d reservations, want %d", tc.name, got, tc.reservations)
 		}
-		if used := l.shared.block - l.shared.left; used != 1 {
+		if used := l.shared.size - l.shared.left; used != 1 {
 			t.Errorf("%s: %d slots of the last block taken, want 1", tc.name, used)
+		}
+	}
+}
+
+// TestSharedSlotsAskAhead: the next block is asked for while half of one
+// is left, and comes after it; a block spans four of the ledger's round
+// trips, up to a second of the rate.
+func TestSharedSlotsAskAhead(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	budget := &countedBudget{RateBudget: openShared(t)}
+	slots := newSharedSlots(budget, "acct", 100, 1, time.Now, failOn(t)) // blocks of 5, 10 ms apart
+	first, _, err := slots.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, _, err := slots.Next(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for end := time.Now().Add(5 * time.Second); budget.n.Load() < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("with 2 slots of 5 left, the next block was not asked for")
+		}
+	}
+	for range 2 {
+		if _, _, err := slots.Next(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at, _, err := slots.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := first.Add(5 * slots.every); !at.Equal(want) {
+		t.Errorf("the next block starts %v after the first, want right after it (%v)", at.Sub(first), want.Sub(first))
+	}
+	if n := budget.n.Load(); n != 2 {
+		t.Errorf("%d reservations for 6 slots, want 2", n)
+	}
+
+	// Each reservation takes 40 ms (and what the database takes, here up
+	// to 10 ms more): four round trips of slots, up to a second of them.
+	for _, tc := range []struct {
+		rate     float64
+		step     time.Duration
+		min, max int
+	}{{100, 40, 16, 20}, {10, 40, 2, 2}, {2000, 40, 320, 400}, {10, 400, 10, 10}} {
+		clk := &jumpClock{step: tc.step * time.Millisecond}
+		slots := newSharedSlots(budget, "acct", tc.rate, 1, clk.now, failOn(t))
+		if _, _, err := slots.Next(ctx); err != nil {
+			t.Fatal(err)
+		}
+		slots.mu.Lock()
+		got := slots.block
+		slots.mu.Unlock()
+		if got < tc.min || got > tc.max {
+			t.Errorf("at %v/s, a ledger %d ms away: blocks of %d, want %d-%d", tc.rate, tc.step, got, tc.min, tc.max)
 		}
 	}
 }
