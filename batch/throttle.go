@@ -49,15 +49,16 @@ type throttle struct {
 	base float64 // configured rate; 0 = none
 	rate float64 // current; equal to base unless lowered
 
-	start       time.Time // of the window
-	last        time.Time // the window's last answer
-	holdUntil   time.Time // answers before it reply to the rate before the last cut
-	answers, th int       // in the window
-	total       int64     // 429s in the run
-	lowest      float64   // lowest rate set; 0 = never lowered
-	plateau     float64   // what the provider accepted at the last cut; 0 = forgotten
-	clean       int       // windows in a row above the plateau without a 429
-	over        bool      // the last window was over throttleShare
+	start       time.Time     // of the window
+	last        time.Time     // the window's last answer
+	idle        time.Duration // in the window, gaps between answers (see observe)
+	holdUntil   time.Time     // answers before it reply to the rate before the last cut
+	answers, th int           // in the window
+	total       int64         // 429s in the run
+	lowest      float64       // lowest rate set; 0 = never lowered
+	plateau     float64       // what the provider accepted at the last cut; 0 = forgotten
+	clean       int           // windows in a row above the plateau without a 429
+	over        bool          // the last window was over throttleShare
 }
 
 func newThrottle(base float64, now func() time.Time) *throttle {
@@ -77,10 +78,16 @@ func (t *throttle) observe(throttled bool, lat time.Duration) (rate float64, cha
 	if now.Before(t.holdUntil) {
 		return t.rate, false
 	}
-	if t.start.IsZero() || now.Sub(t.last) > throttlePause {
+	switch gap := now.Sub(t.last); {
+	case t.start.IsZero() || gap > throttlePause:
 		// A pause (nothing to send, the ledger busy): the window says
 		// nothing about the provider's rate.
-		t.start, t.answers, t.th = now, 0, 0
+		t.start, t.answers, t.th, t.idle = now, 0, 0, 0
+	case gap > throttleWindow && !t.last.Before(t.start):
+		// A shorter one (every request waiting out a Retry-After) counts
+		// for a second, in which a provider's window refills: counted
+		// whole, it made what the provider takes look up to half lower.
+		t.idle += gap - throttleWindow
 	}
 	t.last = now
 	t.answers++
@@ -88,11 +95,12 @@ func (t *throttle) observe(throttled bool, lat time.Duration) (rate float64, cha
 		t.th++
 	}
 	dt := now.Sub(t.start)
-	if dt < throttleWindow || t.th > 0 && t.answers < throttleAnswers && dt < throttleLongest {
+	active := dt - t.idle
+	if active < throttleWindow || t.th > 0 && t.answers < throttleAnswers && dt < throttleLongest {
 		return t.rate, false
 	}
 	old := t.rate
-	accepted := float64(t.answers-t.th) / dt.Seconds()
+	accepted := float64(t.answers-t.th) / active.Seconds()
 	switch {
 	case t.th > 0:
 		t.clean = 0
@@ -157,7 +165,7 @@ func (t *throttle) observe(throttled bool, lat time.Duration) (rate float64, cha
 		}
 		t.rate = next
 	}
-	t.start, t.answers, t.th = now, 0, 0
+	t.start, t.answers, t.th, t.idle = now, 0, 0, 0
 	if now.Before(t.holdUntil) {
 		t.start = t.holdUntil
 	}

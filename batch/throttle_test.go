@@ -153,6 +153,33 @@ func TestThrottleFollowsALowLimit(t *testing.T) {
 	}
 }
 
+// A pause in the answers (every request waiting out a Retry-After) within
+// a window is not time the provider took nothing in: the rate is cut to
+// what it takes (5/s), not to what it took over the pause (3.3/s after 3
+// s, when the pause counted whole).
+func TestThrottleLeavesAGapOutOfTheRate(t *testing.T) {
+	for _, gap := range []time.Duration{0, 3 * time.Second, 4500 * time.Millisecond} {
+		clk := newTestClock()
+		th := newThrottle(10, clk.now)
+		provider := slidingLimit(5)
+		answer := func(int) (float64, bool) {
+			clk.advance(100 * time.Millisecond)
+			return th.observe(provider(clk.now()), 100*time.Millisecond)
+		}
+		rate, changed := 0.0, false
+		for i := 0; i < 15 && !changed; i++ {
+			rate, changed = answer(i)
+		}
+		clk.advance(gap)
+		for i := 0; i < 200 && !changed; i++ {
+			rate, changed = answer(i)
+		}
+		if !changed || rate < 4.5 || rate > 5.25 {
+			t.Errorf("answers stopping for %v: rate %.2f/s (changed %v), want cut to about 5/s, what the provider takes", gap, rate, changed)
+		}
+	}
+}
+
 // A single 429, or a few, never lowers the rate.
 func TestThrottleOne429IsNotAThrottle(t *testing.T) {
 	clk := newTestClock()
