@@ -893,7 +893,15 @@ func (e *Engine) ledgerFailed(err error) {
 			Hint: "let that run finish; run again afterwards if rows are left"})
 		return
 	}
-	e.stop(&StopError{Reason: StopLedger, Detail: err.Error(), Hint: "check the disk and the ledger file; rows in flight will be checked on the next run"})
+	e.stop(&StopError{Reason: StopLedger, Detail: err.Error(), Hint: "check " + e.ledgerPlace() + "; rows in flight will be checked on the next run"})
+}
+
+// ledgerPlace is where to look when the ledger fails.
+func (e *Engine) ledgerPlace() string {
+	if e.l.Shared() {
+		return "the database server and the connection to it"
+	}
+	return "the disk and the ledger file"
 }
 
 // logAttempt logs a request that did not settle the row (a retry follows).
@@ -965,7 +973,7 @@ func (e *Engine) leaseOK() bool {
 		e.ledgerFailed(err)
 	case err != nil:
 		e.stop(&StopError{Reason: StopLease, Detail: "the batch's lease ran out and could not be renewed: " + err.Error(),
-			Hint: "check the disk and the ledger file, then run again to resume"})
+			Hint: "check " + e.ledgerPlace() + ", then run again to resume"})
 	default:
 		e.stop(&StopError{Reason: StopLease, Detail: "the batch's lease ran out and could not be renewed in time",
 			Hint: "run again to resume; rows that were in flight are checked with the provider first"})

@@ -2,8 +2,10 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -208,6 +210,23 @@ func (b *countedBudget) Reserve(ctx context.Context, account string, n int, rate
 
 func failOn(t *testing.T) func(error) {
 	return func(err error) { t.Errorf("budget: %v", err) }
+}
+
+// TestLedgerStopSaysWhereToLook: a run stopped by its ledger is told to
+// check the database on a shared ledger, the disk on a file.
+func TestLedgerStopSaysWhereToLook(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		l    ledger.Store
+		want string
+	}{{"sqlite", openLedger(t), "the disk and the ledger file"}, {"postgres", openShared(t), "the database server"}} {
+		e := New(tc.l, nil, Config{})
+		e.ledgerFailed(errors.New("write: connection refused"))
+		if got := e.Stopped(); got == nil || !strings.Contains(got.Hint, tc.want) {
+			t.Errorf("%s: stopped with %+v, want a hint to check %s", tc.name, got, tc.want)
+		}
+	}
 }
 
 // TestJoinWaitsForABusyBatch: a ready batch of a shared ledger is locked
