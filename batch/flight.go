@@ -173,6 +173,7 @@ func (e *Engine) Stats() RunStats {
 		InFlightCap:    capN,
 		Fixed:          fixed,
 		Warned:         e.warned.Load(),
+		Shared:         e.lim.shared != nil,
 	}
 	if began := e.sendBegan.Load(); began > 0 {
 		end, n := e.sendEnded.Load(), e.sendGranted.Load()

@@ -234,6 +234,7 @@ type RunStats struct {
 	InFlightCap    int  // --max-in-flight, or --workers
 	Fixed          bool // --workers N
 	Warned         bool // the rate fell short and a WARN line said why
+	Shared         bool // the rate is the account's, shared by the processes on a shared ledger
 }
 
 // String is the summary's text line.
@@ -247,9 +248,14 @@ func (r RunStats) String() string {
 		// interrupted run's send phase also waits out the requests still
 		// out (143 requests in 27.8 s read as "at 49.7 requests/s").
 		fmt.Fprintf(&b, "; the send phase took %s, requests going out at %.1f requests/s", r.SendPhase.Round(100*time.Millisecond), r.AchievedRate)
-		if r.ConfiguredRate > 0 {
+		switch {
+		case r.ConfiguredRate > 0 && r.Shared:
+			// Each process's own rate is its share: three processes each
+			// said "50 of 150/s" and read as short of it.
+			fmt.Fprintf(&b, " of %g/s configured for the account, shared by every process on this ledger", r.ConfiguredRate)
+		case r.ConfiguredRate > 0:
 			fmt.Fprintf(&b, " of %g/s configured", r.ConfiguredRate)
-		} else {
+		default:
 			b.WriteString(" (no --rate limit)")
 		}
 	case r.SendPhase > 0:

@@ -134,6 +134,12 @@ func TestRunStatsLine(t *testing.T) {
 			t.Errorf("summary %q lacks %q", line, want)
 		}
 	}
+	// On a shared ledger the rate is the account's: a process's own is
+	// its share of it.
+	r.Shared = true
+	if line := r.String(); !strings.Contains(line, "of 100/s configured for the account, shared by every process on this ledger") {
+		t.Errorf("summary on a shared ledger %q does not say the rate is shared", line)
+	}
 	// A send phase under a second gives no rate: 265 requests in 500 ms
 	// are within --rate 500 (any one second), not "530/s of 500/s".
 	short := RunStats{ConfiguredRate: 500, AchievedRate: 530, SendPhase: 500 * time.Millisecond, Recharges: 265}

@@ -169,6 +169,7 @@ func runJSON(r batch.RunStats) map[string]any {
 		"in_flight_cap":     r.InFlightCap,
 		"workers":           workers,
 		"rate_below_warned": r.Warned,
+		"rate_shared":       r.Shared,
 	}
 }
 

@@ -270,13 +270,14 @@ func arrivalSandbox(t *testing.T, mutate func(*aoptest.Config)) (*aoptest.TestSe
 	return &aoptest.TestServer{Server: s, URL: hs.URL}, rec
 }
 
-// startRuns starts n aopbatch processes with the same arguments.
+// startRuns starts n aopbatch processes with the same arguments; each
+// one's buffer has its log and its output.
 func startRuns(t *testing.T, n int, args []string) ([]*exec.Cmd, []*bytes.Buffer) {
 	t.Helper()
 	cmds := make([]*exec.Cmd, n)
 	errs := make([]*bytes.Buffer, n)
 	for i := range n {
-		cmds[i], errs[i] = startRun(t, args)
+		cmds[i], errs[i] = startRunOut(t, args, true)
 	}
 	return cmds, errs
 }
@@ -326,10 +327,14 @@ func TestPostgresThreeProcessesShareABatch(t *testing.T) {
 		t.Errorf("%d Recharges reached the sandbox in one second, want at most %d (rate %d + burst 1, +5%%)", got, limit, rate)
 	}
 	t.Logf("combined: %.1f Recharges/s at the sandbox, at most %d in a second", rec.rate(), rec.maxInWindow(time.Second))
-	// All three took part: each names the batch it joined.
+	// All three took part: each names the batch it joined, and says its
+	// rate is a share of the account's.
 	for i := range errs {
 		if !strings.Contains(errs[i].String(), "shared-1") {
 			t.Errorf("process %d never mentions the batch:\n%s", i, errs[i])
+		}
+		if !strings.Contains(errs[i].String(), "configured for the account, shared by every process on this ledger") {
+			t.Errorf("process %d's summary does not say the rate is shared:\n%s", i, errs[i])
 		}
 	}
 }

@@ -655,11 +655,21 @@ func TestLedgerStallDoesNotStopARun(t *testing.T) {
 // kills it if it is still running.
 func startRun(t *testing.T, args []string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
+	return startRunOut(t, args, false)
+}
+
+// startRunOut is startRun, with the run's standard output in the buffer
+// too when withStdout.
+func startRunOut(t *testing.T, args []string, withStdout bool) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
 	// No run of a test takes minutes: one that does is stuck, and says where.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	cmd := aopbatchCmd(ctx, nil, args...)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
+	if withStdout {
+		cmd.Stdout = &errb // one writer: exec writes to it from one goroutine at a time
+	}
 	if err := cmd.Start(); err != nil {
 		cancel()
 		t.Fatal(err)
