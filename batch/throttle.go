@@ -78,12 +78,14 @@ func (t *throttle) observe(throttled bool, lat time.Duration) (rate float64, cha
 	if now.Before(t.holdUntil) {
 		return t.rate, false
 	}
-	switch gap := now.Sub(t.last); {
-	case t.start.IsZero() || gap > throttlePause:
+	// Gaps are measured within the window: after a cut it starts at the
+	// hold's end, later than the last answer.
+	switch gap := now.Sub(maxTime(t.last, t.start)); {
+	case t.start.IsZero() || now.Sub(t.last) > throttlePause:
 		// A pause (nothing to send, the ledger busy): the window says
 		// nothing about the provider's rate.
 		t.start, t.answers, t.th, t.idle = now, 0, 0, 0
-	case gap > throttleWindow && !t.last.Before(t.start):
+	case gap > throttleWindow:
 		// A shorter one (every request waiting out a Retry-After) counts
 		// for a second, in which a provider's window refills: counted
 		// whole, it made what the provider takes look up to half lower.

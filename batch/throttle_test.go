@@ -180,6 +180,37 @@ func TestThrottleLeavesAGapOutOfTheRate(t *testing.T) {
 	}
 }
 
+// The same right after a cut, while the 429'd requests wait out their
+// Retry-After: the pause counts for a second there too. A provider that
+// then still answers 3 of every 5 requests 429 (4/s of 10 taken over the
+// 3 s of answers) is cut to 0.97 x 12 / (2.9 s + 1 s), 2.98/s; counting
+// the whole pause made it 1.94.
+func TestThrottleLeavesAGapAfterACutOutOfTheRate(t *testing.T) {
+	clk := newTestClock()
+	th := newThrottle(10, clk.now)
+	provider := slidingLimit(5)
+	answer := func(throttled bool) (float64, bool) {
+		clk.advance(100 * time.Millisecond)
+		return th.observe(throttled, 100*time.Millisecond)
+	}
+	changed := false
+	for i := 0; i < 200 && !changed; i++ {
+		_, changed = answer(provider(clk.now().Add(100 * time.Millisecond)))
+	}
+	if !changed {
+		t.Fatal("no cut against a provider taking half the rate")
+	}
+	clk.t = th.holdUntil.Add(3 * time.Second) // no answers for the hold and 3 s after
+	rate := 0.0
+	changed = false
+	for i := 0; i < 30 && !changed; i++ {
+		rate, changed = answer(i%5 < 3)
+	}
+	if !changed || rate < 2.9 || rate > 3.1 {
+		t.Errorf("after a pause following the hold: rate %.2f/s (changed %v), want 2.98/s", rate, changed)
+	}
+}
+
 // A single 429, or a few, never lowers the rate.
 func TestThrottleOne429IsNotAThrottle(t *testing.T) {
 	clk := newTestClock()
