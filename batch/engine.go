@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -172,6 +173,7 @@ type Engine struct {
 	retry RetryPolicy
 
 	sendBegan    atomic.Int64 // unix ns
+	claimTook    atomic.Int64 // ns, the last claim of rows on a shared ledger (chunk)
 	sendEnded    atomic.Int64 // unix ns; 0 while sending
 	sendGranted0 atomic.Int64 // requests let through before Send
 	sendGranted  atomic.Int64 // requests let through while sending
@@ -636,7 +638,9 @@ func (e *Engine) claimQueued(ctx context.Context, c ledger.Claimer, chunks chan<
 		if ctx.Err() != nil || e.stopping() {
 			return nil
 		}
+		began := time.Now()
 		rows, err := c.Claim(ctx, e.chunk())
+		e.claimTook.Store(int64(time.Since(began)))
 		if err != nil {
 			if ctx.Err() == nil || errors.Is(err, ledger.ErrLeaseLost) {
 				e.ledgerFailed(err)
@@ -658,7 +662,9 @@ func (e *Engine) claimQueued(ctx context.Context, c ledger.Claimer, chunks chan<
 //
 // On a ledger shared by processes a chunk is also what this process keeps
 // from the others: claimed rows wait for its workers alone. It claims no
-// more than twice what it may have in flight.
+// more than twice what it may have in flight, or what the rate sends in
+// two claims' time: a claim is round trips to the database, and with it
+// 120 ms away chunks of 21 rows kept one process near 55/s of 150.
 func (e *Engine) chunk() int {
 	n := pageSize
 	if e.cfg.Rate > 0 {
@@ -667,7 +673,13 @@ func (e *Engine) chunk() int {
 	_, _, limit := e.gate.counts()
 	n = max(n, min(limit, pageSize), 1)
 	if e.l.Shared() {
-		n = min(n, 2*max(limit, 1))
+		keep := 2 * max(limit, 1)
+		if e.cfg.Rate > 0 {
+			need := int(math.Ceil(2 * e.cfg.Rate * time.Duration(e.claimTook.Load()).Seconds()))
+			n = max(n, min(need, pageSize))
+			keep = max(keep, need)
+		}
+		n = min(n, keep)
 	}
 	return n
 }

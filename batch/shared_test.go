@@ -232,6 +232,24 @@ func TestLedgerStopSaysWhereToLook(t *testing.T) {
 	}
 }
 
+// TestChunkCoversTheClaimsTime: on a shared ledger a process claims rows
+// for what the rate sends in two claims' time, so a database far away does
+// not leave its workers waiting for rows; never more than a page.
+func TestChunkCoversTheClaimsTime(t *testing.T) {
+	t.Parallel()
+	e := New(openShared(t), nil, Config{Rate: 150})
+	_, _, limit := e.gate.counts()
+	for _, tc := range []struct {
+		took time.Duration
+		want int
+	}{{time.Millisecond, min(2*limit, max(3, limit))}, {360 * time.Millisecond, 108}, {10 * time.Second, pageSize}} {
+		e.claimTook.Store(int64(tc.took))
+		if got := e.chunk(); got != tc.want {
+			t.Errorf("claims taking %v at --rate 150 (in-flight limit %d): chunks of %d, want %d", tc.took, limit, got, tc.want)
+		}
+	}
+}
+
 // TestJoinWaitsForABusyBatch: a ready batch of a shared ledger is locked
 // by each process joining it, and longer by another process's work on it
 // (an archive). Joining it then (resolve, reconcile) waits, and joins once
