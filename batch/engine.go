@@ -664,7 +664,9 @@ func (e *Engine) claimQueued(ctx context.Context, c ledger.Claimer, chunks chan<
 // from the others: claimed rows wait for its workers alone. It claims no
 // more than twice what it may have in flight, or what the rate sends in
 // two claims' time: a claim is round trips to the database, and with it
-// 120 ms away chunks of 21 rows kept one process near 55/s of 150.
+// 120 ms away chunks of 21 rows kept one process near 55/s of 150. That is
+// held to eight times what it may have in flight: one stalled claim must
+// not make the next take a page from the others.
 func (e *Engine) chunk() int {
 	n := pageSize
 	if e.cfg.Rate > 0 {
@@ -676,7 +678,8 @@ func (e *Engine) chunk() int {
 		keep := 2 * max(limit, 1)
 		if e.cfg.Rate > 0 {
 			need := int(math.Ceil(2 * e.cfg.Rate * time.Duration(e.claimTook.Load()).Seconds()))
-			n = max(n, min(need, pageSize))
+			need = min(need, 8*max(limit, 1), pageSize)
+			n = max(n, need)
 			keep = max(keep, need)
 		}
 		n = min(n, keep)

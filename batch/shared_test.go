@@ -237,14 +237,22 @@ func TestLedgerStopSaysWhereToLook(t *testing.T) {
 // not leave its workers waiting for rows; never more than a page.
 func TestChunkCoversTheClaimsTime(t *testing.T) {
 	t.Parallel()
-	e := New(openShared(t), nil, Config{Rate: 150})
-	_, _, limit := e.gate.counts()
+	s := openShared(t)
+	auto := New(s, nil, Config{Rate: 150})
+	_, _, limit := auto.gate.counts()
+	four := New(s, nil, Config{Rate: 150, Workers: 4})
 	for _, tc := range []struct {
+		e    *Engine
 		took time.Duration
 		want int
-	}{{time.Millisecond, min(2*limit, max(3, limit))}, {360 * time.Millisecond, 108}, {10 * time.Second, pageSize}} {
-		e.claimTook.Store(int64(tc.took))
-		if got := e.chunk(); got != tc.want {
+	}{
+		{auto, time.Millisecond, min(2*limit, max(3, limit))}, {auto, 360 * time.Millisecond, 108},
+		{auto, 10 * time.Second, min(8*limit, pageSize)},
+		{four, time.Millisecond, 4}, {four, 360 * time.Millisecond, 32}, // eight times in flight
+	} {
+		tc.e.claimTook.Store(int64(tc.took))
+		_, _, limit := tc.e.gate.counts()
+		if got := tc.e.chunk(); got != tc.want {
 			t.Errorf("claims taking %v at --rate 150 (in-flight limit %d): chunks of %d, want %d", tc.took, limit, got, tc.want)
 		}
 	}
