@@ -267,8 +267,8 @@ func acquireOrWait(ctx context.Context, l ledger.Store, nb ledger.NewBatch, o le
 		if !errors.Is(err, ledger.ErrBatchIngesting) {
 			return b, err
 		}
-		if msg, ok := w.say(time.Now(), err.Error()); ok && log != nil {
-			log.Info(msg, "batch", nb.ID, "why", err.Error(), "waited", w.waited.String())
+		if msg, waited, ok := w.say(time.Now(), err.Error()); ok && log != nil {
+			log.Info(msg, "batch", nb.ID, "why", err.Error(), "waited", waited.String())
 		}
 		if err := sleep(ctx, ingestPoll); err != nil {
 			return ledger.Batch{}, err
@@ -286,27 +286,28 @@ const stillWaitingEvery = time.Minute
 // stillWaitingEvery: the wait lasts as long as the other process holds
 // the batch, which may be long, and silence reads as a hang.
 type waitSayer struct {
-	since  time.Time
-	said   map[string]bool
-	last   time.Time
-	waited time.Duration // since the first try, as of the last say
+	since time.Time
+	said  map[string]bool
+	last  time.Time
 }
 
-func (w *waitSayer) say(now time.Time, why string) (string, bool) {
+// say returns what to say at now, if anything, and how long the process
+// has waited since its first try.
+func (w *waitSayer) say(now time.Time, why string) (msg string, waited time.Duration, ok bool) {
 	if w.said == nil {
 		w.said = map[string]bool{}
 	}
-	w.waited = now.Sub(w.since).Round(time.Second)
+	waited = now.Sub(w.since).Round(time.Second)
 	switch {
 	case !w.said[why] && len(w.said) < 4:
 		w.said[why] = true
 		w.last = now
-		return "another process holds this batch: waiting to join it", true
+		return "another process holds this batch: waiting to join it", waited, true
 	case now.Sub(w.last) >= stillWaitingEvery:
 		w.last = now
-		return "still waiting to join this batch: another process holds it", true
+		return "still waiting to join this batch: another process holds it", waited, true
 	}
-	return "", false
+	return "", waited, false
 }
 
 // fileKind names what a non-regular file is, for FileError.

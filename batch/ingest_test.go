@@ -110,12 +110,12 @@ func TestWaitingToJoinSaysItStillWaits(t *testing.T) {
 		{115 * time.Second, "busy", ""},
 		{171 * time.Second, "busy: may not end it", "still waiting to join this batch: another process holds it"},
 	} {
-		msg, ok := w.say(start.Add(c.at), c.why)
+		msg, waited, ok := w.say(start.Add(c.at), c.why)
 		if ok != (c.want != "") || msg != c.want {
 			t.Errorf("at %s (%s): said %q (%v), want %q", c.at, c.why, msg, ok, c.want)
 		}
-		if ok && w.waited != c.at {
-			t.Errorf("at %s: waited %s, want %s", c.at, w.waited, c.at)
+		if ok && waited != c.at {
+			t.Errorf("at %s: waited %s, want %s", c.at, waited, c.at)
 		}
 	}
 }

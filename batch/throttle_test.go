@@ -162,17 +162,17 @@ func TestThrottleLeavesAGapOutOfTheRate(t *testing.T) {
 		clk := newTestClock()
 		th := newThrottle(10, clk.now)
 		provider := slidingLimit(5)
-		answer := func(int) (float64, bool) {
+		answer := func() (float64, bool) {
 			clk.advance(100 * time.Millisecond)
 			return th.observe(provider(clk.now()), 100*time.Millisecond)
 		}
 		rate, changed := 0.0, false
 		for i := 0; i < 15 && !changed; i++ {
-			rate, changed = answer(i)
+			rate, changed = answer()
 		}
 		clk.advance(gap)
 		for i := 0; i < 200 && !changed; i++ {
-			rate, changed = answer(i)
+			rate, changed = answer()
 		}
 		if !changed || rate < 4.5 || rate > 5.25 {
 			t.Errorf("answers stopping for %v: rate %.2f/s (changed %v), want cut to about 5/s, what the provider takes", gap, rate, changed)

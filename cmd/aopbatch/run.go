@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -224,7 +223,9 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 	sess := batch.NewSession(l, b, owner, f.leaseTTL, log)
 	defer sess.Close(ctx)
 	if ing.Resumed {
-		if others := otherRunners(ctx, l, b, owner); len(others) > 0 {
+		// Runners leaves this process out; only a log line's wording
+		// depends on it, so an error reads as none.
+		if others, _ := l.Runners(ctx, b.Seq); len(others) > 0 {
 			// Not a resume: the batch is being sent, and this run takes a share.
 			log.Info("joining batch", "batch", b.ID, "file", f.csv, "rows", b.RowsTotal, "with", ledger.RunnersText(others))
 		} else {
@@ -473,17 +474,4 @@ func describeStartError(file string, err error) error {
 		return fmt.Errorf("%w: pick another --batch id, or omit --batch to derive one from the file", err)
 	}
 	return err
-}
-
-// otherRunners lists the other processes running batch b on a shared
-// ledger; none on a file, where only one may.
-func otherRunners(ctx context.Context, l ledger.Store, b ledger.Batch, self ledger.Owner) []ledger.Runner {
-	if !l.Shared() {
-		return nil
-	}
-	rs, err := l.Runners(ctx, b.Seq)
-	if err != nil {
-		return nil // only the wording of a log line depends on it
-	}
-	return slices.DeleteFunc(rs, func(r ledger.Runner) bool { return r.Host == self.Host && r.PID == self.PID })
 }
