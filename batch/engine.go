@@ -174,6 +174,7 @@ type Engine struct {
 
 	sendBegan    atomic.Int64 // unix ns
 	claimTook    atomic.Int64 // ns, the last claim of rows on a shared ledger (chunk)
+	sendTodo     int64        // queued rows when this Send began, in Progress.Todo
 	sendEnded    atomic.Int64 // unix ns; 0 while sending
 	sendGranted0 atomic.Int64 // requests let through before Send
 	sendGranted  atomic.Int64 // requests let through while sending
@@ -214,7 +215,7 @@ type Engine struct {
 
 // Progress is live counters of a run, safe to read while it runs.
 type Progress struct {
-	Todo     atomic.Int64 // queued rows this run set out to send
+	Todo     atomic.Int64 // queued rows this run set out to send; on a shared ledger, once none is left to claim, those it took
 	Sent     atomic.Int64 // requests made (recharge)
 	Done     atomic.Int64 // of Todo, rows with an outcome: at most Todo
 	Success  atomic.Int64 // outcomes this run, sent or resolved
@@ -354,6 +355,7 @@ func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 		return err
 	}
 	e.progress.Todo.Add(todo)
+	e.sendTodo = todo
 	earlier, err := e.countUnsettled(ctx, b)
 	if err != nil {
 		return err
@@ -634,6 +636,7 @@ func (e *Engine) dispatchQueued(ctx context.Context, b ledger.Batch, w ledger.Wr
 // claimQueued hands out chunks of queued rows the writer claims itself
 // (a shared ledger's: rows no other process holds), until none is left.
 func (e *Engine) claimQueued(ctx context.Context, c ledger.Claimer, chunks chan<- []ledger.Row) error {
+	var took int64
 	for {
 		if ctx.Err() != nil || e.stopping() {
 			return nil
@@ -648,8 +651,13 @@ func (e *Engine) claimQueued(ctx context.Context, c ledger.Claimer, chunks chan<
 			return nil
 		}
 		if len(rows) == 0 {
+			// The batch's other rows are the other processes': counted
+			// against this one's, they read as rows never sent
+			// ("done=500 of=1500" when each of three sent 500).
+			e.progress.Todo.Add(took - e.sendTodo)
 			return nil
 		}
+		took += int64(len(rows))
 		chunks <- rows
 	}
 }

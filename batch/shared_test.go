@@ -3,6 +3,7 @@ package batch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
 	"github.com/aopbatch/aopbatch/ledger"
 	"github.com/aopbatch/aopbatch/ledger/postgres"
 	"github.com/aopbatch/aopbatch/ledger/postgres/pgtest"
@@ -255,6 +257,52 @@ func TestChunkCoversTheClaimsTime(t *testing.T) {
 		if got := tc.e.chunk(); got != tc.want {
 			t.Errorf("claims taking %v at --rate 150 (in-flight limit %d): chunks of %d, want %d", tc.took, limit, got, tc.want)
 		}
+	}
+}
+
+// TestProgressCountsItsShareOfASharedBatch: two processes send one batch
+// of a shared ledger. Each set out to send every row queued when it
+// began, and ends counting the rows it took, so its last progress line
+// reads "done=120 of=120", not "done=120 of=200" as if 80 were never sent.
+func TestProgressCountsItsShareOfASharedBatch(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openShared(t)
+	const rows = 200
+	client, b := servedBatchIn(t, aoptest.New(aoptest.DefaultConfig()), s, rows)
+	var es [2]*Engine
+	for i := range es {
+		o := ledger.NewOwner(fmt.Sprint("process-", i))
+		sess, err := Join(ctx, s, b, o, time.Minute, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sess.Close(ctx) })
+		// Eight workers: claims of a few rows, so each takes part.
+		es[i] = New(s, client, Config{Owner: o, Rate: 400, Workers: 8, Timeout: 2 * time.Second})
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(es))
+	for i, e := range es {
+		wg.Go(func() { errs[i] = e.Send(ctx, b) })
+	}
+	wg.Wait()
+	var done int64
+	for i, e := range es {
+		if errs[i] != nil {
+			t.Fatalf("process %d: %v", i, errs[i])
+		}
+		p := e.Progress()
+		if p.Done.Load() == 0 || p.Done.Load() == rows {
+			t.Fatalf("setup: process %d sent %d of the %d rows (of=%d), want a share", i, p.Done.Load(), rows, p.Todo.Load())
+		}
+		if p.Done.Load() != p.Todo.Load() {
+			t.Errorf("process %d ends at done=%d of=%d, want every row it took done and no other", i, p.Done.Load(), p.Todo.Load())
+		}
+		done += p.Done.Load()
+	}
+	if done != rows {
+		t.Errorf("the processes sent %d rows together, want %d", done, rows)
 	}
 }
 
