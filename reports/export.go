@@ -139,6 +139,12 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 // corrected in a new copy of the file is still that person), which that
 // batch's own export --state failed offers, and offered from both it
 // would be paid twice. Which it is takes a person.
+//
+// A conflict row was held by some row when it was recorded. Where no row
+// of this ledger holds it now, the holder is in another ledger: read from
+// an archive, the batch that paid it is in the live ledger or another
+// archive. What became of it cannot be seen from here, so the row is left
+// out as well.
 func heldElsewhere(ctx context.Context, l ledger.Reader, seq int64) (map[string]string, error) {
 	var refs []string
 	err := eachInState(ctx, l, seq, ledger.StateConflict, func(r *ledger.Row) error {
@@ -161,6 +167,11 @@ func heldElsewhere(ctx context.Context, l ledger.Reader, seq int64) (map[string]
 		ids[b.Seq] = b.ID
 	}
 	out := map[string]string{}
+	for _, ref := range refs {
+		if _, ok := holders[ref]; !ok {
+			out[ref] = "held when recorded by a batch not in this ledger: look it up in the live ledger and the other archives before sending it by hand"
+		}
+	}
 	for ref, h := range holders {
 		if h.Batch == seq {
 			continue // not another batch's: nothing to leave out for

@@ -39,7 +39,9 @@ With --statement, every row the statement shows charged or pending is left
 out: it must never be sent again (aopbatch reconcile records what the
 provider says about it). A conflict row is left out while a row of another
 batch holds its referenceid: it is most likely that payment, paid there or
-offered by that batch's own export.
+offered by that batch's own export. Read from an archive, a conflict row
+whose holder is in no batch of the archive is left out too: the batch that
+held it is in the live ledger or another archive, and may have paid it.
 `)
 	}
 	ledgerPath := ledgerFlag(fs)
@@ -126,7 +128,7 @@ offered by that batch's own export.
 			res.Charged, strings.Join(res.ChargedRefs, ", "))
 	}
 	if res.HeldElsewhere > 0 {
-		fmt.Fprintf(stderr, "aopbatch: left out %d conflict rows, each named with the row of another batch that holds its referenceid: %s. "+
+		fmt.Fprintf(stderr, "aopbatch: left out %d conflict rows, each named with the row of another batch that holds its referenceid (or held it, in another ledger): %s. "+
 			"Each is most likely that row's payment, paid or offered by that batch: sent from here too under a new referenceid, "+
 			"it could be paid twice; a row that is truly another payment goes into a new file by hand\n",
 			res.HeldElsewhere, strings.Join(res.HeldElsewhereRefs, "; "))

@@ -270,6 +270,54 @@ func TestExportConflictLeavesOutWhatWasPaid(t *testing.T) {
 	}
 }
 
+// Read from an archive, a conflict row's holder is often not there: the
+// batch that paid its referenceid went to last month's archive, or is
+// still in the live ledger. Export cannot see what became of it, so it
+// offers none of them (a review: from this month's archive it offered
+// both rows paid last month, referenceids blanked, to be sent again).
+func TestExportConflictFromAnArchiveLeavesOutWhatWasPaid(t *testing.T) {
+	sb := newRecordingSandbox(t, nil)
+	dir := t.TempDir()
+	db, first, second := filepath.Join(dir, "l.db"), filepath.Join(dir, "a.csv"), filepath.Join(dir, "b.csv")
+	rows := goodRows(3, "AR")
+	writeCSV(t, first, rows)
+	if p := aopbatch(t, nil, runArgs(first, db, sb.URL, "--batch", "jan")...); p.code != 0 {
+		t.Fatalf("first run: exit %d\n%s", p.code, p.stderr)
+	}
+	jan, feb := filepath.Join(dir, "jan.ledger.gz"), filepath.Join(dir, "feb.ledger.gz")
+	if p := aopbatch(t, nil, "ledger", "archive", "--ledger", db, "--before", "2999-01-01", "--out", jan); p.code != 0 {
+		t.Fatalf("archive jan: exit %d\n%s", p.code, p.stderr)
+	}
+	// Two of last month's referenceids again, and one new row.
+	again := append([]sampleRow(nil), rows[:2]...)
+	again = append(again, goodRows(1, "NEW")...)
+	again[2].canumber = "CA999999"
+	writeCSV(t, second, again)
+	if p := aopbatch(t, nil, runArgs(second, db, sb.URL, "--batch", "feb")...); p.code != 2 {
+		t.Fatalf("second run: exit %d, want 2 (conflicts)\n%s", p.code, p.stderr)
+	}
+	if p := aopbatch(t, nil, "ledger", "archive", "--ledger", db, "--before", "2999-01-01", "--out", feb); p.code != 0 {
+		t.Fatalf("archive feb: exit %d\n%s", p.code, p.stderr)
+	}
+	out := filepath.Join(dir, "conflicts.csv")
+	p := aopbatch(t, nil, "export", "--ledger", feb, "--batch", "feb", "--state", "conflict", "--out", out)
+	if p.code != 0 {
+		t.Fatalf("export: exit %d\n%s", p.code, p.stderr)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range again[:2] {
+		if strings.Contains(string(got), r.canumber) {
+			t.Errorf("%s offered from the archive: batch jan paid it\n%s", r.ref, got)
+		}
+	}
+	if !strings.Contains(p.stderr, "left out 2 conflict rows") || !strings.Contains(p.stderr, "look it up in the live ledger and the other archives") {
+		t.Errorf("export does not say which conflict rows it left out and why:\n%s", p.stderr)
+	}
+}
+
 // Rows whose money may have moved are never exported with blank
 // referenceids, the file export makes being one to send again: under new
 // referenceids they could be paid twice. With --keep-refs they keep their
