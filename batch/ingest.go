@@ -127,8 +127,14 @@ var ErrGenerateRefsNeedsBatch = errors.New("generated referenceids need a named 
 	"so a corrected copy of the file would pay again the rows already paid")
 
 // ControlError means the file failed a control total; nothing was recorded
-// or sent.
-type ControlError struct{ Reason string }
+// or sent, or, for a batch already in the ledger (Resumed), nothing more.
+type ControlError struct {
+	Reason string
+	// Resumed names the batch when it was already in the ledger (a dry
+	// run's, an interrupted run's): what earlier runs sent stays sent, and
+	// this run sends nothing more.
+	Resumed string
+}
 
 func (e *ControlError) Error() string { return "control totals: " + e.Reason }
 
@@ -152,7 +158,7 @@ func HashFile(path string) (string, error) {
 
 // Ingest puts every data row of the CSV at path into the ledger, under the
 // batch's lease, and checks the control totals. A batch already ingested is
-// resumed as it is. A bad file (*FileError, *ControlError) leaves nothing in
+// resumed as it is, checked against the control totals as recorded. A bad file (*FileError, *ControlError) leaves nothing in
 // the ledger, so nothing of it can be sent.
 func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (IngestResult, error) {
 	// A pipe, device or directory is refused before it is opened: opening a
@@ -197,7 +203,17 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 		return IngestResult{}, err
 	}
 	if b.Ready {
-		return IngestResult{Batch: b, Resumed: true, Rows: b.RowsTotal}, nil
+		res, err := resumed(ctx, l, b, o.Controls)
+		if err != nil {
+			rctx, cancel := AfterStop(ctx)
+			defer cancel()
+			// Not released, the next run waits for the lease to expire.
+			if rerr := l.Release(rctx, b.ID, o.Owner); rerr != nil && o.Log != nil {
+				o.Log.Warn("give up the batch lease; the next run waits for it to expire", "err", rerr)
+			}
+			return IngestResult{}, err
+		}
+		return res, nil
 	}
 	if b.TookOver != "" && o.Log != nil {
 		o.Log.Warn("taking over the recording of this file from another process, which stopped: recording it again", "batch", b.ID, "from", b.TookOver)
@@ -415,8 +431,7 @@ func ingestRows(ctx context.Context, in ledger.Ingest, rd *Reader, c Controls) (
 		return res, err
 	}
 	if over.n > 0 {
-		return res, &ControlError{Reason: fmt.Sprintf("%d row(s) above --max-amount %s, first on line(s) %s",
-			over.n, FormatRupees(c.MaxAmountPaise), joinInts(over.lines))}
+		return res, overMax(over, c)
 	}
 	return res, nil
 }
@@ -443,6 +458,75 @@ func (r *IngestResult) add(ctx context.Context, in ledger.Ingest, rows []ledger.
 		}
 	}
 	return nil
+}
+
+// resumed is what batch b, already in the ledger, holds of its file,
+// checked against the control totals: a run that resumes a batch (after a
+// --dry-run, or one interrupted) is held to them before it sends anything
+// more, as the run that recorded it was. They are counted from the rows
+// as recorded, whatever has become of them since.
+func resumed(ctx context.Context, l ledger.Store, b ledger.Batch, c Controls) (IngestResult, error) {
+	res := IngestResult{Batch: b, Resumed: true, Rows: b.RowsTotal}
+	counts, err := l.Counts(ctx, b.Seq)
+	if err != nil {
+		return res, err
+	}
+	for s, t := range counts {
+		switch s {
+		case ledger.StateRejected:
+			res.Rejected += t.Rows
+		case ledger.StateConflict:
+			res.Conflicts += t.Rows
+		default:
+			res.Queued += t.Rows
+			res.Paise += t.Paise
+		}
+	}
+	var over overLimit
+	if c.MaxAmountPaise >= 0 {
+		err := l.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
+			if r.State != ledger.StateRejected && r.State != ledger.StateConflict && r.AmountPaise > c.MaxAmountPaise {
+				over.n++
+				if len(over.lines) < 5 {
+					over.lines = append(over.lines, r.Line)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return res, err
+		}
+	}
+	if res.Rejected > 0 && c.MaxRejectRate >= 0 {
+		first, err := l.Page(ctx, b.Seq, ledger.StateRejected, 0, firstProblems)
+		if err != nil {
+			return res, err
+		}
+		for _, r := range first {
+			res.FirstProblems = append(res.FirstProblems, WithLine(r.Line, r.Message))
+		}
+	}
+	var why []string
+	if over.n > 0 {
+		why = append(why, overMax(over, c).Reason)
+	}
+	if err := res.check(c); err != nil {
+		var ce *ControlError
+		if !errors.As(err, &ce) {
+			return res, err
+		}
+		why = append(why, ce.Reason)
+	}
+	if len(why) > 0 {
+		return res, &ControlError{Reason: strings.Join(why, "; "), Resumed: b.ID}
+	}
+	return res, nil
+}
+
+// overMax is the control error for rows above --max-amount.
+func overMax(over overLimit, c Controls) *ControlError {
+	return &ControlError{Reason: fmt.Sprintf("%d row(s) above --max-amount %s, first on line(s) %s",
+		over.n, FormatRupees(c.MaxAmountPaise), joinInts(over.lines))}
 }
 
 func (r IngestResult) check(c Controls) error {

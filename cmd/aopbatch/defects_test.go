@@ -305,3 +305,42 @@ func TestCollisionOnCanumberAloneWaitsForAPerson(t *testing.T) {
 		t.Errorf("row %s %q, want duplicate, asking a person", got.State, got.Message)
 	}
 }
+
+// The control totals hold for a batch already in the ledger as for a new
+// file: a run resuming a dry run's batch, or an interrupted one, is
+// checked before it sends anything more (a review: after --dry-run,
+// run --max-total 10 --expect-rows 2 --max-amount 1 sent all three rows
+// of a ₹600 file, because the batch was "resumed").
+func TestControlTotalsHoldWhenABatchIsResumed(t *testing.T) {
+	sb := sandbox(t, nil)
+	db, csvPath := batchFiles(t)
+	rows := goodRows(3, "CT") // ₹10.00, ₹11.01, ₹12.02
+	writeCSV(t, csvPath, rows)
+	if p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--dry-run")...); p.code != 0 {
+		t.Fatalf("dry run: exit %d\n%s", p.code, p.stderr)
+	}
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--max-total", "30"}, "the rows to send total 33.03, above --max-total 30.00"},
+		{[]string{"--expect-rows", "2"}, "the file has 3 data rows, --expect-rows says 2"},
+		{[]string{"--expect-total", "33.00"}, "the rows to send total 33.03, --expect-total says 33.00"},
+		{[]string{"--max-amount", "12.00"}, "1 row(s) above --max-amount 12.00, first on line(s) 4"},
+	} {
+		p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, tc.flags...)...)
+		if p.code != 1 || !strings.Contains(p.stderr, tc.want) || !strings.Contains(p.stderr, "this run sent nothing more of it") {
+			t.Errorf("resumed with %v: exit %d, want 1 saying %q and that nothing more was sent\n%s", tc.flags, p.code, tc.want, p.stderr)
+		}
+		if n := sb.Stats().Recharges; n != 0 {
+			t.Fatalf("resumed with %v: %d Recharges, want none", tc.flags, n)
+		}
+	}
+	// The controls the file meets: it is sent, and the lease a refused run
+	// took was given back (no wait for it to expire).
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--expect-rows", "3", "--expect-total", "33.03", "--max-amount", "12.02")...)
+	if p.code != 0 {
+		t.Fatalf("resumed within the controls: exit %d, want 0\n%s", p.code, p.stderr)
+	}
+	wantOnce(t, rows, "sent", sb.Requests)
+}

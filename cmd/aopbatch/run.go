@@ -464,6 +464,8 @@ func describeStartError(file string, err error) error {
 		return errors.New("interrupted before this run recorded the file: it sent nothing")
 	case errors.As(err, &fe):
 		return fmt.Errorf("%s: %w; nothing was sent", file, err)
+	case errors.As(err, &ce) && ce.Resumed != "":
+		return fmt.Errorf("%s: %w; batch %s is already in the ledger: this run sent nothing more of it (what earlier runs sent stays sent)", file, err, ce.Resumed)
 	case errors.As(err, &ce):
 		return fmt.Errorf("%s: %w; nothing was sent", file, err)
 	case errors.Is(err, ledger.ErrBatchLocked):
