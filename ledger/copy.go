@@ -127,8 +127,9 @@ func copyBatch(ctx context.Context, from Reader, to Store, b Batch) (cb CopiedBa
 	}
 	if err := from.EachRow(ctx, b.Seq, func(r *Row) error {
 		row := *r
-		// An archived row's empty body stays a body: it keeps the
-		// referenceid held.
+		// r is reused between calls. An archived row's empty body may
+		// read back as nil: the destination keeps it a body
+		// (Row.StoredRequest), and with it the referenceid held.
 		row.Request = bytes.Clone(r.Request)
 		row.Raw = slices.Clone(r.Raw)
 		if rows = append(rows, row); len(rows) == copyChunk {

@@ -51,6 +51,16 @@ func (s State) Final() bool {
 	return false
 }
 
+// HoldsReferenceID reports whether a row in state s holds its referenceid,
+// so that a later row reusing it is a conflict: every row but those never
+// sent because of a problem of their own (rejected) or because another
+// row holds their referenceid (conflict). Each store's referenceid index
+// covers the rows stored with a request body, and its CHECK on rows
+// requires one of a row in any other state.
+func (s State) HoldsReferenceID() bool {
+	return s != StateRejected && s != StateConflict
+}
+
 // Valid reports whether s is one of the defined states.
 func (s State) Valid() bool {
 	for _, v := range States {

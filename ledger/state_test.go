@@ -82,3 +82,26 @@ func TestCountsUnsettled(t *testing.T) {
 		t.Errorf("Unsettled of final rows only = %+v, want none", got)
 	}
 }
+
+// A row whose state holds its referenceid is stored with a body, even one
+// read back without (an archived row from SQLite); a rejected or conflict
+// row never gains one.
+func TestRowStoredRequest(t *testing.T) {
+	t.Parallel()
+	for _, s := range States {
+		t.Run(string(s), func(t *testing.T) {
+			hold := s != StateRejected && s != StateConflict
+			if got := s.HoldsReferenceID(); got != hold {
+				t.Errorf("HoldsReferenceID = %v, want %v", got, hold)
+			}
+			r := Row{State: s}
+			if got := r.StoredRequest(); (got != nil) != hold || len(got) != 0 {
+				t.Errorf("StoredRequest of no body = %#v, want an empty body: %v", got, hold)
+			}
+			r.Request = []byte(`{"a":1}`)
+			if got := r.StoredRequest(); string(got) != `{"a":1}` {
+				t.Errorf("StoredRequest = %q, want the row's body", got)
+			}
+		})
+	}
+}

@@ -132,6 +132,20 @@ type Row struct {
 	Updated       time.Time
 }
 
+// StoredRequest is the request body a store keeps for r: its Request, or
+// an empty body when it has none and its state holds its referenceid. An
+// archived row keeps an empty body so that its referenceid stays held, and
+// a SQLite store reads an empty body back as nil: stored as nil, the row
+// would leave the referenceid index (or break the store's CHECK), and a
+// file reusing its referenceid would be sent again instead of being a
+// conflict.
+func (r *Row) StoredRequest() []byte {
+	if r.Request == nil && r.State.HoldsReferenceID() {
+		return []byte{}
+	}
+	return r.Request
+}
+
 // IngestRow is one data row of a file as the ledger records it. Problem is
 // set for a row that failed validation; such a row is stored rejected.
 type IngestRow struct {

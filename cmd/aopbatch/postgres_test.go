@@ -129,7 +129,10 @@ func TestPostgresEndToEnd(t *testing.T) {
 }
 
 // TestLedgerCopyRoundTrip copies a SQLite ledger to PostgreSQL and back:
-// the counts, the sums and report.json are the same in all three.
+// the counts, the sums and report.json are the same in all three. An
+// archived batch goes along as what is left of it: its referenceids stay
+// held in each copy, so a file reusing one is a conflict there and nothing
+// of it is sent (paid twice).
 func TestLedgerCopyRoundTrip(t *testing.T) {
 	srv := pgtest.Start(t)
 	pg := srv.URL(srv.NewDB(t))
@@ -140,11 +143,25 @@ func TestLedgerCopyRoundTrip(t *testing.T) {
 	})
 	dir := t.TempDir()
 	csvPath, src, back := filepath.Join(dir, "in.csv"), filepath.Join(dir, "src.db"), filepath.Join(dir, "back.db")
+	// A finished batch, archived: its rows keep only states, amounts and
+	// referenceids.
+	paid := sandbox(t, nil)
+	oldCSV := filepath.Join(dir, "old.csv")
+	old := goodRows(20, "OLD")
+	writeCSV(t, oldCSV, old)
+	if p := aopbatch(t, nil, runArgs(oldCSV, src, paid.URL, "--batch", "old")...); p.code != 0 && p.code != 2 {
+		t.Fatalf("run old: exit %d\n%s", p.code, p.stderr)
+	}
 	rows := goodRows(200, "R")
 	rows[5].amount = "abc" // one rejected
 	writeCSV(t, csvPath, rows)
 	if p := aopbatch(t, nil, runArgs(csvPath, src, sb.URL, "--resolve-timeout", "1s")...); p.code != 3 {
 		t.Fatalf("run: exit %d, want 3 (rows left pending)\n%s", p.code, p.stderr)
+	}
+	// The batch with rows pending is refused: exit 2.
+	if p := aopbatch(t, nil, "ledger", "archive", "--ledger", src, "--before", "2999-01-01", "--out", filepath.Join(dir, "old.ledger.gz")); p.code != 2 ||
+		!strings.Contains(p.stdout, "archived batch old") {
+		t.Fatalf("archive: exit %d, want 2 with batch old archived\n%s%s", p.code, p.stdout, p.stderr)
 	}
 	for _, hop := range [][2]string{{src, pg}, {pg, back}} {
 		p := aopbatch(t, nil, "ledger", "copy", "--from", hop[0], "--to", hop[1])
@@ -164,6 +181,21 @@ func TestLedgerCopyRoundTrip(t *testing.T) {
 			gj, _ := json.MarshalIndent(got, "", " ")
 			wj, _ := json.MarshalIndent(want, "", " ")
 			t.Errorf("report.json from the copy differs:\n%s\nwant\n%s", gj, wj)
+		}
+	}
+	reuse := filepath.Join(dir, "reuse.csv")
+	writeCSV(t, reuse, old[:1])
+	for _, loc := range []string{pg, back} {
+		before := paid.Stats().Recharges
+		p := aopbatch(t, nil, runArgs(reuse, loc, paid.URL, "--batch", "reuse")...)
+		if p.code != 2 || !strings.Contains(p.stderr, "already used by batch old") {
+			t.Errorf("a file reusing an archived referenceid, in the copy: exit %d, want 2 with a conflict\n%s%s", p.code, p.stdout, p.stderr)
+		}
+		if c, _ := reportJSON(t, loc, "reuse")["counts"].(map[string]any); c["conflict"] != float64(1) || c["queued"] != float64(0) {
+			t.Errorf("the reusing row in the copy: counts %v, want one conflict, none queued", c)
+		}
+		if n := paid.Stats().Recharges - before; n != 0 {
+			t.Errorf("%d Recharges for an archived referenceid reused in the copy, want none", n)
 		}
 	}
 	// Copying again is refused: the batch is there.

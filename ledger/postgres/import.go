@@ -101,7 +101,7 @@ func (im *batchImport) Rows(ctx context.Context, rows []ledger.Row) error {
 			ms := r.FirstSent.UnixMilli()
 			first = &ms
 		}
-		src[i] = []any{im.seq, int32(r.Line), r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise, r.Request, raw,
+		src[i] = []any{im.seq, int32(r.Line), r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise, r.StoredRequest(), raw,
 			string(r.State), nullCode32(r.ResponseCode), r.Message, r.ErrorCode, r.ErrorColumn, int32(r.Attempts),
 			r.ProviderTxnID, first, r.Updated.UnixMilli()}
 	}

@@ -80,14 +80,7 @@ func (im *batchImport) Rows(ctx context.Context, rows []ledger.Row) error {
 		if !r.FirstSent.IsZero() {
 			first = r.FirstSent.UnixMilli()
 		}
-		// A sendable row keeps a body, empty for an archived one: the
-		// referenceid index covers the rows with one (an empty blob reads
-		// back as nil).
-		var req any = r.Request
-		if r.Request == nil && r.State != ledger.StateRejected && r.State != ledger.StateConflict {
-			req = []byte{}
-		}
-		if _, err := st.ExecContext(ctx, im.seq, r.Line, r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise, req, raw,
+		if _, err := st.ExecContext(ctx, im.seq, r.Line, r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise, r.StoredRequest(), raw,
 			string(r.State), nullCode(r.ResponseCode), r.Message, r.ErrorCode, r.ErrorColumn, r.Attempts, r.ProviderTxnID,
 			first, r.Updated.UnixMilli()); err != nil {
 			if strings.Contains(err.Error(), "UNIQUE") && strings.Contains(err.Error(), "referenceid") {
