@@ -222,6 +222,9 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 	if err := l.ClearRows(ctx, b.Seq, o.Owner); err != nil {
 		return IngestResult{}, err
 	}
+	if err := clearAbandoned(ctx, l, b, o); err != nil {
+		return IngestResult{}, err
+	}
 	// Hash what is parsed too: a file changed between the two reads must not
 	// be sent under the first version's batch.
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -266,6 +269,49 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 	}
 	res.Batch, err = l.Batch(ctx, id)
 	return res, err
+}
+
+// clearAbandoned clears the rows of other batches whose recording stopped
+// part way (a process killed while it recorded a file): nothing of such a
+// batch was ever sent, and its rows would hold their referenceids against
+// this file's, whose rows would then be conflicts and never paid (a
+// review: an edited copy of a file killed while it was recorded had 24,576
+// of its 40,000 rows in conflict, and its run ended as if finished). Run
+// again, such a file is recorded from the start all the same. A recording
+// whose process may still be alive (its lease holds) is left alone.
+func clearAbandoned(ctx context.Context, l ledger.Store, own ledger.Batch, o IngestOptions) error {
+	bs, err := l.Batches(ctx)
+	if err != nil {
+		return err
+	}
+	for _, b := range bs {
+		if b.Ready || b.Seq == own.Seq {
+			continue
+		}
+		// A lease another process holds, or no longer the recording it was:
+		// left alone.
+		if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID, ContentHash: b.ContentHash}, o.Owner, o.LeaseTTL); err != nil {
+			if errors.Is(err, ledger.ErrBatchIngesting) || errors.Is(err, ledger.ErrBatchLocked) {
+				continue
+			}
+			return err
+		}
+		c, err := l.Counts(ctx, b.Seq)
+		if err != nil {
+			return err
+		}
+		if err := l.ClearRows(ctx, b.Seq, o.Owner); err != nil {
+			return err
+		}
+		if err := l.Release(ctx, b.ID, o.Owner); err != nil {
+			return err
+		}
+		if n := c.Total().Rows; n > 0 && o.Log != nil {
+			o.Log.Warn("cleared the rows of a batch whose recording stopped part way: nothing of it was sent, and its file run again is recorded from the start",
+				"batch", b.ID, "file", b.Source, "rows", n)
+		}
+	}
+	return nil
 }
 
 // ingestPoll is how often a process waits to see the file recorded by

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/csv"
 	"errors"
 	"os"
@@ -405,5 +406,76 @@ func TestPartlyRecordedBatchSaysSo(t *testing.T) {
 		if p := aopbatch(t, nil, args...); !strings.Contains(p.stderr, "was not wholly recorded") || !strings.Contains(p.stderr, "aopbatch run") {
 			t.Errorf("%s: exit %d, no word that the batch was not wholly recorded and how to finish it\n%s", args[0], p.code, p.stderr)
 		}
+	}
+}
+
+// An edited copy of a file whose recording was killed part way is not
+// blocked by it: the dead recording sent nothing, and its rows held their
+// referenceids against the copy's, whose rows were all conflicts, never
+// paid, while the run ended as if finished (a review: 24,576 of 40,000).
+func TestRecordingKilledPartWayDoesNotBlockTheNextFile(t *testing.T) {
+	sb := sandbox(t, nil)
+	dir := t.TempDir()
+	db, first, edited := filepath.Join(dir, "l.db"), filepath.Join(dir, "big.csv"), filepath.Join(dir, "big-edited.csv")
+	rows := goodRows(200_000, "KP")
+	writeCSV(t, first, rows)
+	cmd, errb := startRunOut(t, runArgs(first, db, sb.URL, "--dry-run"), false)
+	// Killed once part of the file is recorded (a chunk commits every
+	// 8,192 rows; the whole file takes a second or more).
+	ctx := context.Background()
+	recorded := func() int64 {
+		rdb, err := sql.Open("sqlite", "file:"+db+"?mode=ro&_pragma=busy_timeout(1000)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rdb.Close()
+		var n int64
+		if err := rdb.QueryRowContext(ctx, `SELECT count(*) FROM rows`).Scan(&n); err != nil {
+			return 0 // the ledger is not made yet
+		}
+		return n
+	}
+	for end := time.Now().Add(30 * time.Second); recorded() == 0 && time.Now().Before(end); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	n := recorded()
+	l, err := openLedgerFile(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Batch(ctx, "latest")
+	l.Close()
+	if err != nil || b.Ready || n == 0 {
+		t.Fatalf("setup: after the kill %d rows recorded, batch %+v (%v), want part of the file, not ready\n%s", n, b, err, errb)
+	}
+
+	rows[len(rows)-1].amount = "99.00"
+	writeCSV(t, edited, rows)
+	p := aopbatch(t, nil, runArgs(edited, db, sb.URL, "--dry-run")...)
+	if p.code != 0 || !strings.Contains(p.stderr, "cleared the rows of a batch whose recording stopped part way") {
+		t.Errorf("the edited file: exit %d, want 0 saying the cut recording was cleared\n%s", p.code, p.stderr)
+	}
+	l, err = openLedgerFile(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	b, err = l.Batch(ctx, "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := l.Counts(ctx, b.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c[ledger.StateQueued].Rows != int64(len(rows)) || c[ledger.StateConflict].Rows != 0 {
+		t.Errorf("the edited file's batch: %v, want all %d rows queued and none in conflict", c, len(rows))
+	}
+	if n := sb.Stats().Recharges; n != 0 {
+		t.Errorf("dry runs sent %d Recharges", n)
 	}
 }
