@@ -146,8 +146,12 @@ func (s *Summary) TextSummary() string {
 		fmt.Fprintf(&b, "reconciliation of %d rows: %d matched (%s), %d amount mismatch (%s), %d status mismatch (%s), %d missing in statement (%s), %d failed and not in statement (nothing taken), %d never sent\n",
 			s.Counts.Total, r.Matched, amt(Matched), r.AmountMismatch, amt(AmountMismatch), r.StatusMismatch, amt(StatusMismatch),
 			r.MissingInStatement, amt(MissingInStatement), r.FailedNotInStatement, r.NotSent)
-		fmt.Fprintf(&b, "statement: %d entries; %d missing in ledger (%s), %d duplicated in statement (%s), %d of other batches\n",
+		fmt.Fprintf(&b, "statement: %d entries; %d missing in ledger (%s), %d duplicated in statement (%s), %d of other batches",
 			r.StatementRows, r.MissingInLedger, amt(MissingInLedger), r.DuplicatedInStatement, amt(DuplicatedInStatement), r.InOtherBatch)
+		if r.CountedInOtherBatch > 0 {
+			fmt.Fprintf(&b, ", %d %s (%s)", r.CountedInOtherBatch, countedInText(r), amt(CountedInOtherBatch))
+		}
+		b.WriteString("\n")
 		amount := rc.Control[1]
 		fmt.Fprintf(&b, "control totals: ledger success %s, statement success %s, difference %s (statement minus ledger); net to recover %s\n",
 			amount.Ledger, amount.Statement, amount.Diff, rc.NetToRecover)

@@ -35,7 +35,11 @@
 //     request it declined (operator down, amount out of limits).
 //   - A statement entry no row of this batch holds is missing_in_ledger,
 //     unless another batch of the same ledger holds it (in_other_batch, not
-//     a mismatch: a statement covers a time range, not a batch).
+//     a mismatch: a statement covers a time range, not a batch). When
+//     several batches are reconciled with the statement together
+//     (ReconcileTogether), an entry no batch holds is counted in the first
+//     one's report only and is counted_in_other_batch in the others', so
+//     it is counted once, not once per batch.
 //   - A refid on several lines: lines with one txnid are one transaction's
 //     history, a line without one is a transaction of its own. The row is
 //     compared with the first charged transaction (else refunded, else

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/aopbatch/aopbatch/ledger"
 )
@@ -28,6 +30,11 @@ const (
 	FailedNotInStatement Category = "failed_not_in_statement"
 	// InOtherBatch entries belong to another batch of the same ledger.
 	InOtherBatch Category = "in_other_batch"
+	// CountedInOtherBatch entries are held by no batch of the ledger and
+	// are counted, as missing_in_ledger, in the report of another batch
+	// reconciled with the same statement at the same time (see
+	// ReconcileTogether): not here, so that no line is counted twice.
+	CountedInOtherBatch Category = "counted_in_other_batch"
 )
 
 // maxListedPerCategory bounds Reconciliation.Discrepancies per category;
@@ -63,7 +70,12 @@ type Reconciliation struct {
 	NotSent               int64             `json:"not_sent"`
 	FailedNotInStatement  int64             `json:"failed_not_in_statement"`
 	InOtherBatch          int64             `json:"in_other_batch"`
-	ControlTotals         ControlTotals     `json:"control_totals"`
+	// CountedInOtherBatch are the statement entries no batch holds that
+	// the report of batch CountedIn counts (ReconcileTogether): none when
+	// this batch was reconciled alone or first.
+	CountedInOtherBatch int64         `json:"counted_in_other_batch,omitempty"`
+	CountedIn           string        `json:"counted_in,omitempty"`
+	ControlTotals       ControlTotals `json:"control_totals"`
 	// AmountsPaise is each category's money: the ledger row's amount for
 	// the categories of rows, the statement line's for the lines the
 	// batch does not hold.
@@ -135,6 +147,11 @@ type reconState struct {
 	// queuedCharged counts the queued and held rows the statement shows
 	// charged: the advice to resume names them.
 	queuedCharged int64
+	// countedIn is the batch whose report counts the entries no batch of
+	// the ledger holds, when it is not this one; sharedWith, for that
+	// batch, the others reconciled with it (see ReconcileTogether).
+	countedIn  string
+	sharedWith []string
 }
 
 func (s *Summary) count(c Category) *int64 {
@@ -156,6 +173,8 @@ func (s *Summary) count(c Category) *int64 {
 		return &r.NotSent
 	case FailedNotInStatement:
 		return &r.FailedNotInStatement
+	case CountedInOtherBatch:
+		return &r.CountedInOtherBatch
 	}
 	return &r.InOtherBatch
 }
@@ -164,10 +183,33 @@ func (s *Summary) count(c Category) *int64 {
 // s.Reconciliation. Write then also writes reconciliation.csv, one line per
 // row and per statement entry the batch does not hold.
 func (s *Summary) Reconcile(ctx context.Context, l ledger.Reader, st *Statement) error {
+	return s.ReconcileTogether(ctx, l, st, nil)
+}
+
+// ReconcileTogether is Reconcile for one of the batches reconciled with
+// the same statement at the same time, together being their ids in the
+// order they are reconciled (this batch's among them). A statement entry
+// that no batch of the ledger holds is missing_in_ledger for any one of
+// them; counted in each, it would be counted once per batch. It is
+// counted in the first batch's report only, and the others list it as
+// counted_in_other_batch, outside every figure that is added up: across
+// the reports each statement line is then counted once. With fewer than
+// two batches this is Reconcile.
+func (s *Summary) ReconcileTogether(ctx context.Context, l ledger.Reader, st *Statement, together []string) error {
 	if st == nil {
 		return errors.New("reconcile: no statement")
 	}
 	rc := &reconState{st: st, rejectedCharged: map[int]string{}}
+	if len(together) > 1 {
+		switch i := slices.Index(together, s.Batch); {
+		case i < 0:
+			return fmt.Errorf("reconcile batch %s: not among the batches reconciled together (%s)", s.Batch, strings.Join(together, ", "))
+		case i == 0:
+			rc.sharedWith = together[1:]
+		default:
+			rc.countedIn = together[0]
+		}
+	}
 	r := Reconciliation{
 		AmountsPaise:     map[Category]int64{},
 		Performed:        true,
@@ -199,7 +241,7 @@ func (s *Summary) Reconcile(ctx context.Context, l ledger.Reader, st *Statement)
 	err := s.walk(ctx, l, rc, func(_ *ledger.Row, d *Discrepancy) error {
 		*s.count(d.Category)++
 		ct := &s.Reconciliation.ControlTotals
-		if d.kept && d.Category != InOtherBatch {
+		if d.kept && d.Category != InOtherBatch && d.Category != CountedInOtherBatch {
 			ct.StatementSuccessRows++
 			ct.StatementSuccessPaise += d.StatementAmountPaise
 		}
@@ -226,7 +268,7 @@ func (s *Summary) Reconcile(ctx context.Context, l ledger.Reader, st *Statement)
 			rr.NetToRecoverPaise += d.StatementAmountPaise - d.AmountPaise
 		}
 		switch d.Category {
-		case Matched, NotSent, FailedNotInStatement, InOtherBatch:
+		case Matched, NotSent, FailedNotInStatement, InOtherBatch, CountedInOtherBatch:
 		default:
 			if listed[d.Category] < maxListedPerCategory {
 				listed[d.Category]++
@@ -241,6 +283,9 @@ func (s *Summary) Reconcile(ctx context.Context, l ledger.Reader, st *Statement)
 	}
 	ct := &s.Reconciliation.ControlTotals
 	ct.DifferencePaise = ct.StatementSuccessPaise - ct.LedgerSuccessPaise
+	if rr.CountedInOtherBatch > 0 {
+		rr.CountedIn = rc.countedIn
+	}
 	s.recon = rc
 	s.Attention.Actions = s.actions()
 	return nil
@@ -372,9 +417,20 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 			StatementAmountPaise: e.amount, StatementTxnID: st.str(e.txn), StatementOperatorRef: st.str(e.opref), their: e.status,
 			again: st.again[i], kept: st.kept[i],
 		}
+		// No batch of the ledger holds the referenceid: when this batch
+		// is reconciled with others, the first of them counts the entry.
+		held := seen[rep] || rc.other[rep]
 		switch {
 		case rep != i && rc.other[rep]:
 			d.Category, d.Note = InOtherBatch, "another batch of this ledger holds this referenceid; repeats statement line "+st.entries[rep].lineText()
+		case !held && rc.countedIn != "":
+			d.Category, d.Note = CountedInOtherBatch, fmt.Sprintf("no row of the ledger has this referenceid: counted in the report of batch %s, reconciled with this one, not here", rc.countedIn)
+			if rep != i {
+				d.Note += "; repeats statement line " + st.entries[rep].lineText()
+			}
+			if line, ok := rejectedAt[rep]; ok {
+				d.Note += fmt.Sprintf("; line %d of this batch has this referenceid but was rejected, never sent by aopbatch: find out who sent it before sending it again", line)
+			}
 		case rep != i && !st.again[i]:
 			// Not money taken again: another status of the same payment
 			// (pending, then charged; failed, then charged late; charged,
@@ -389,6 +445,9 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 			if line, ok := rejectedAt[i]; ok {
 				d.Note = fmt.Sprintf("line %d of this batch has this referenceid but was rejected, never sent by aopbatch: find out who sent it before sending it again", line)
 			}
+		}
+		if !held && len(rc.sharedWith) > 0 {
+			d.Note += fmt.Sprintf("; counted in this report only, not in that of %s, reconciled with this one", batchesText(rc.sharedWith))
 		}
 		if err := fn(nil, &d); err != nil {
 			return err
@@ -427,6 +486,14 @@ func (s *Summary) findInOtherBatches(ctx context.Context, l ledger.Reader, rc *r
 		}
 	}
 	return nil
+}
+
+// batchesText names batches for a note: "batch B", "batches B, C".
+func batchesText(ids []string) string {
+	if len(ids) == 1 {
+		return "batch " + ids[0]
+	}
+	return "batches " + strings.Join(ids, ", ")
 }
 
 // missing classifies a row the statement does not have.

@@ -295,13 +295,23 @@ type namedCount struct {
 }
 
 func reconRows(r Reconciliation) []namedCount {
-	return []namedCount{
+	rows := []namedCount{
 		{Matched, "matched", r.Matched}, {AmountMismatch, "amount mismatch", r.AmountMismatch}, {StatusMismatch, "status mismatch", r.StatusMismatch},
 		{MissingInStatement, "missing in statement", r.MissingInStatement}, {MissingInLedger, "missing in ledger", r.MissingInLedger},
 		{DuplicatedInStatement, "duplicated in statement", r.DuplicatedInStatement}, {NotSent, "not sent (rejected, conflict, queued, held)", r.NotSent},
 		{FailedNotInStatement, "failed here, not in statement (nothing taken on either side)", r.FailedNotInStatement},
 		{InOtherBatch, "in another batch", r.InOtherBatch},
 	}
+	if r.CountedInOtherBatch > 0 {
+		rows = append(rows, namedCount{CountedInOtherBatch, countedInText(r), r.CountedInOtherBatch})
+	}
+	return rows
+}
+
+// countedInText names the statement lines no batch holds that another
+// batch's report counts.
+func countedInText(r Reconciliation) string {
+	return "in no batch, counted in the report of batch " + r.CountedIn + " (reconciled with this one), not here"
 }
 
 func orDash(s string) string {

@@ -36,6 +36,8 @@ with the enquiry as evidence: a success later refunded becomes refunded, a
 row recorded failed that the provider charged becomes success. The
 statement alone never changes the ledger; nothing is ever sent. The reports
 are written into --out (one directory per batch when there are several).
+A statement line no batch of the ledger holds is counted once, in the
+first batch's reports; the others' name it as counted there.
 Exit codes: 0 everything agrees after confirmation; 2 some disagreement
 remains (each listed with the provider's answer); 1 usage, ledger or
 statement error.
@@ -103,6 +105,13 @@ statement error.
 		return start(errors.New("the statement names no row of any batch of this ledger, and no batch sent in its time range: pass --batch ID"))
 	}
 	opts := reports.Options{MaskPII: maskPII, Location: loc}
+	// A statement line no batch holds is counted in the first batch's
+	// report only: counted in each, one charge would be at risk once per
+	// batch and the disagreements below would not add up.
+	together := make([]string, len(batches))
+	for i, b := range batches {
+		together[i] = b.ID
+	}
 	remaining := 0
 	for _, b := range batches {
 		dir := out
@@ -112,7 +121,7 @@ statement error.
 		case len(batches) > 1:
 			dir = filepath.Join(out, safeName(b.ID))
 		}
-		n, err := reconcileBatch(ctx, l, client, b, st, opts, conn, leaseTTL, dir, stdout)
+		n, err := reconcileBatch(ctx, l, client, b, together, st, opts, conn, leaseTTL, dir, stdout)
 		if err != nil {
 			return start(fmt.Errorf("reconcile batch %s: %w", b.ID, err))
 		}
@@ -172,15 +181,16 @@ func coveredBatches(ctx context.Context, l ledger.Store, st *reports.Statement, 
 
 // reconcileBatch confirms one batch's disagreements with the provider,
 // records what it confirms, writes the reports and returns how many
-// disagreements remain.
-func reconcileBatch(ctx context.Context, l ledger.Store, p batch.Prober, b ledger.Batch, st *reports.Statement, opts reports.Options,
+// disagreements remain. together are the batches reconciled with st in
+// this run, in order (see reports.ReconcileTogether).
+func reconcileBatch(ctx context.Context, l ledger.Store, p batch.Prober, b ledger.Batch, together []string, st *reports.Statement, opts reports.Options,
 	conn connFlags, leaseTTL time.Duration, dir string, stdout io.Writer) (int, error) {
 	assess := func() (*reports.Summary, []reports.Disputed, error) {
 		s, err := reports.Build(ctx, l, b, opts)
 		if err != nil {
 			return nil, nil, err
 		}
-		if err := s.Reconcile(ctx, l, st); err != nil {
+		if err := s.ReconcileTogether(ctx, l, st, together); err != nil {
 			return nil, nil, err
 		}
 		d, err := s.Disputes(ctx, l)

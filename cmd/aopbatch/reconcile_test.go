@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
 	"github.com/aopbatch/aopbatch/ledger"
 	"github.com/aopbatch/aopbatch/ledger/sqlite"
+	"github.com/aopbatch/aopbatch/reports"
 )
 
 // fetchStatement saves the sandbox's statement export to path.
@@ -428,5 +430,118 @@ func TestNotFoundCodesAreConfigurable(t *testing.T) {
 		if n := sb.NonDuplicateAnswers(r.ReferenceID); r.State == ledger.StateSuccess && n != 1 {
 			t.Errorf("%s processed %d times by the provider", r.ReferenceID, n)
 		}
+	}
+}
+
+// readSummary reads a report.json back.
+func readSummary(t *testing.T, path string) reports.Summary {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s reports.Summary
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return s
+}
+
+// Review: two batches reconciled with one statement that has a charge no
+// row of either holds (ZZZ000001, Rs 123). Each batch counted it as
+// missing_in_ledger, so the output said "2 disagreements remain" and the
+// reports together showed Rs 246 charged that nobody sent. The line is
+// counted once, in the first batch's report; the second's names it as
+// counted there, and the batches' figures add up to the statement's.
+func TestReconcileCountsAStatementLineOfNoBatchOnce(t *testing.T) {
+	sb := newRecordingSandbox(t, nil)
+	dir := t.TempDir()
+	db, first, second := filepath.Join(dir, "l.db"), filepath.Join(dir, "a.csv"), filepath.Join(dir, "b.csv")
+	writeCSV(t, first, goodRows(5, "RA"))
+	writeCSV(t, second, goodRows(7, "RB"))
+	for _, in := range []string{first, second} {
+		if p := aopbatch(t, nil, runArgs(in, db, sb.URL)...); p.code != 0 {
+			t.Fatalf("run %s: exit %d\n%s", in, p.code, p.stderr)
+		}
+	}
+	statement := filepath.Join(dir, "statement.csv")
+	body := fetchStatement(t, sb.URL, statement)
+	body += "ZZZ000001,TXZZZ,123.00,1,0,OPZZZ," + time.Now().UTC().Format(time.RFC3339) + "\n"
+	if err := os.WriteFile(statement, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "recon")
+	p := aopbatch(t, nil, "reconcile", "--statement", statement, "--ledger", db, "--base-url", sb.URL, "--registration-id", "AOP-554",
+		"--rate", "0", "--out", out)
+	if p.code != 2 {
+		t.Fatalf("reconcile: exit %d, want 2 (a charge nobody here sent)\nstdout:\n%s\nstderr:\n%s", p.code, p.stdout, p.stderr)
+	}
+	if !strings.Contains(p.stderr, "1 disagreement remains") {
+		t.Errorf("the one unmatched line is not counted once:\nstdout:\n%s\nstderr:\n%s", p.stdout, p.stderr)
+	}
+	if n := strings.Count(p.stdout, "ZZZ000001 missing_in_ledger"); n != 1 {
+		t.Errorf("ZZZ000001 listed as a disagreement %d times, want once:\n%s", n, p.stdout)
+	}
+
+	entries, err := os.ReadDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 2 {
+		t.Fatalf("%d report directories, want one per batch: %v", len(entries), entries)
+	}
+	var (
+		missing, elsewhere, shownPaise       int64
+		chargedNotSent, statementPaise, diff int64
+		whoSent                              int
+		total                                reports.Tally
+	)
+	for _, e := range entries {
+		s := readSummary(t, filepath.Join(out, e.Name(), "report.json"))
+		r := s.Reconciliation
+		missing += r.MissingInLedger
+		elsewhere += r.AmountsPaise[reports.CountedInOtherBatch]
+		shownPaise += r.AmountsPaise[reports.MissingInLedger] + r.AmountsPaise[reports.CountedInOtherBatch]
+		chargedNotSent += r.ChargedNotSent.AmountPaise
+		statementPaise += r.ControlTotals.StatementSuccessPaise
+		diff += r.ControlTotals.DifferencePaise
+		total = r.StatementTotals.Success // the statement's own: the same in every report
+		md, err := os.ReadFile(filepath.Join(out, e.Name(), "summary.md"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(md), "find out who sent them") {
+			whoSent++
+		}
+	}
+	if missing != 1 || chargedNotSent != 12300 || diff != 12300 {
+		t.Errorf("across the batches: missing_in_ledger %d, charged_not_sent %d paise, difference %d paise; want 1, 12300, 12300",
+			missing, chargedNotSent, diff)
+	}
+	if elsewhere != 12300 || shownPaise != 2*12300 {
+		t.Errorf("the batch that does not count the line shows %d paise of it (of %d shown), want 12300: it says where it is counted",
+			elsewhere, shownPaise)
+	}
+	if want := goodRowsPaise(5) + goodRowsPaise(7) + 12300; total.AmountPaise != want {
+		t.Fatalf("the statement's own success total is %d paise, want %d (both batches and the line)", total.AmountPaise, want)
+	}
+	if statementPaise != total.AmountPaise {
+		t.Errorf("the batches' statement success totals add up to %d paise, the statement's is %d", statementPaise, total.AmountPaise)
+	}
+	if whoSent != 1 {
+		t.Errorf("%d summaries ask to find out who sent the charge, want 1", whoSent)
+	}
+
+	// One batch alone still counts every line no batch holds.
+	alone := filepath.Join(dir, "alone")
+	p = aopbatch(t, nil, "reconcile", "--statement", statement, "--ledger", db, "--batch", "latest", "--base-url", sb.URL,
+		"--registration-id", "AOP-554", "--rate", "0", "--out", alone)
+	if p.code != 2 || !strings.Contains(p.stderr, "1 disagreement remains") {
+		t.Fatalf("--batch latest: exit %d, want 2 and 1 disagreement\nstdout:\n%s\nstderr:\n%s", p.code, p.stdout, p.stderr)
+	}
+	s := readSummary(t, filepath.Join(alone, "report.json"))
+	if r := s.Reconciliation; r.MissingInLedger != 1 || r.ChargedNotSent.AmountPaise != 12300 || r.AmountsPaise[reports.CountedInOtherBatch] != 0 {
+		t.Errorf("--batch latest: missing_in_ledger %d, charged_not_sent %d paise, counted elsewhere %d paise; want 1, 12300, 0",
+			r.MissingInLedger, r.ChargedNotSent.AmountPaise, r.AmountsPaise[reports.CountedInOtherBatch])
 	}
 }
