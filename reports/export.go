@@ -36,6 +36,9 @@ type ExportResult struct {
 	// of another batch holds their referenceid.
 	HeldElsewhere     int64
 	HeldElsewhereRefs []string // "REF (batch ID line N, success)", the first 20
+	// Ragged are rejected rows left out because their cells do not fit
+	// the header (rejects.csv has them in its reason column).
+	Ragged int64
 }
 
 const exportPage = 1000
@@ -100,6 +103,13 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 			if len(res.HeldElsewhereRefs) < 20 {
 				res.HeldElsewhereRefs = append(res.HeldElsewhereRefs, r.ReferenceID+" ("+why+")")
 			}
+			return nil
+		}
+		if raggedRow(r, len(b.Header)) {
+			// Which column each cell belongs to takes a person: written
+			// under the header as they came, they could make a valid row
+			// of the wrong payment. rejects.csv lists them.
+			res.Ragged++
 			return nil
 		}
 		if r.Raw != nil {

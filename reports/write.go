@@ -367,7 +367,9 @@ func (s *Summary) writeRowFiles(ctx context.Context, l ledger.Reader, dir string
 }
 
 // writeRejects writes the rejected rows as they came, under the batch's own
-// header plus line, error_code, reason and fixable, ready to be corrected.
+// header plus line, error_code, reason and fixable, ready to be corrected;
+// a row whose cells do not fit the header has them in its reason instead,
+// so that run as it is, it is rejected again.
 // fixable is "yes", or "review" for a referenceid repeated in the file: that
 // row may be the same payment twice, and must not just get a new id.
 func (s *Summary) writeRejects(ctx context.Context, l ledger.Reader, w io.Writer) error {
@@ -380,9 +382,14 @@ func (s *Summary) writeRejects(ctx context.Context, l ledger.Reader, w io.Writer
 	pii := s.piiMasked()
 	rec := make([]string, width+len(RejectsTrailer))
 	err := eachInState(ctx, l, s.seq, ledger.StateRejected, func(r *ledger.Row) error {
+		// A row whose cells do not fit the header has them in its reason,
+		// and none under the columns: placed there as they came, an
+		// unquoted "1,250.00" made amount 1 and referenceid "250.00", a
+		// valid row that, run as it is, paid the wrong amount.
+		ragged := raggedRow(r, width)
 		for i := 0; i < width; i++ {
 			rec[i] = ""
-			if i < len(r.Raw) {
+			if i < len(r.Raw) && !ragged {
 				rec[i] = r.Raw[i]
 				if pii[i] {
 					rec[i] = maskTail(rec[i])
@@ -414,13 +421,14 @@ func (s *Summary) rejectReason(r *ledger.Row) (reason, fixable string) {
 	if r.ErrorColumn != "" && !strings.Contains(reason, r.ErrorColumn) {
 		reason = "column " + r.ErrorColumn + ": " + reason
 	}
-	if len(r.Raw) > width {
-		extra := make([]string, 0, len(r.Raw)-width)
-		for _, v := range r.Raw[width:] {
-			// Beyond the header: it may be personal data.
-			extra = append(extra, strconv.Quote(s.mask(v)))
+	if raggedRow(r, width) {
+		cells := make([]string, len(r.Raw))
+		for i, v := range r.Raw {
+			// Not under their columns: any may be personal data.
+			cells[i] = strconv.Quote(s.mask(v))
 		}
-		reason += "; cells beyond the header: " + strings.Join(extra, ", ")
+		reason += fmt.Sprintf("; its %d cells as they came (the header has %d), left out of the columns: put each under its own: %s",
+			len(r.Raw), width, strings.Join(cells, ", "))
 	}
 	fixable = "yes"
 	switch {
@@ -440,6 +448,12 @@ func (s *Summary) rejectReason(r *ledger.Row) (reason, fixable string) {
 		}
 	}
 	return reason, fixable
+}
+
+// raggedRow reports whether rejected row r has more or fewer cells than
+// the header's width: which column each belongs to takes a person.
+func raggedRow(r *ledger.Row, width int) bool {
+	return r.ErrorCode == "field_count" && len(r.Raw) > 0 && len(r.Raw) != width // batch.CodeFieldCount
 }
 
 // piiMasked says, by column of the file's header, which cells are masked.

@@ -286,9 +286,10 @@ func (s *Summary) xlsxRejects(ctx context.Context, l ledger.Reader, x *xlsxWrite
 	pii := s.piiMasked()
 	err = eachInState(ctx, l, s.seq, ledger.StateRejected, func(r *ledger.Row) error {
 		cells := make([]any, 0, width+len(RejectsTrailer))
+		ragged := raggedRow(r, width) // its cells in the reason, as in rejects.csv
 		for i := 0; i < width; i++ {
 			v := ""
-			if i < len(r.Raw) {
+			if i < len(r.Raw) && !ragged {
 				v = r.Raw[i]
 				if pii[i] {
 					v = maskTail(v)

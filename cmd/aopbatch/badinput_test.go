@@ -313,9 +313,12 @@ func TestMistypedLedgerOrBatch(t *testing.T) {
 	}
 }
 
-// A row with the wrong number of cells keeps its cells in rejects.csv (the
-// ones beyond the header named in the reason), marked for review: they do
-// not fall under the columns as they are.
+// A row with the wrong number of cells has its cells in rejects.csv's
+// reason, none under the columns, marked for review: which column each
+// belongs to takes a person. Placed under the header as they came, an
+// unquoted "1,250.00" made amount 1 and referenceid "250.00", a valid row
+// that the file run as it is paid (a walkthrough); now run as it is, the
+// file has them rejected again, and export leaves them out.
 func TestRaggedRowsInRejectsKeepTheirCells(t *testing.T) {
 	sb := sandbox(t, nil)
 	dir := t.TempDir()
@@ -337,9 +340,9 @@ func TestRaggedRowsInRejectsKeepTheirCells(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]struct{ cells, reason string }{
-		"3": {"311,CA2,20,", "this row 3"},
-		"5": {"311,CA4,40,G4", `this row 5; cells beyond the header: "extra"`},
+	want := map[string]string{
+		"3": `this row 3; its 3 cells as they came (the header has 4), left out of the columns: put each under its own: "311", "CA2", "20"`,
+		"5": `this row 5; its 5 cells as they came (the header has 4), left out of the columns: put each under its own: "311", "CA4", "40", "G4", "extra"`,
 	}
 	seen := 0
 	for _, rec := range recs[1:] {
@@ -349,12 +352,26 @@ func TestRaggedRowsInRejectsKeepTheirCells(t *testing.T) {
 			continue
 		}
 		seen++
-		if cells := strings.Join(rec[:4], ","); cells != w.cells || fixable != "review" || !strings.Contains(reason, w.reason) {
-			t.Errorf("rejects.csv line %s: cells %q, fixable %q, reason %q; want %q, review, %q", line, cells, fixable, reason, w.cells, w.reason)
+		if cells := strings.Join(rec[:4], ","); cells != ",,," || fixable != "review" || !strings.Contains(reason, w) {
+			t.Errorf("rejects.csv line %s: cells %q, fixable %q, reason %q; want none, review, %q", line, cells, fixable, reason, w)
 		}
 	}
 	if seen != 2 {
 		t.Errorf("rejects.csv has %d of the two ragged rows:\n%v", seen, recs)
+	}
+	ex := aopbatch(t, nil, "export", "--ledger", db, "--state", "rejected")
+	if strings.Contains(ex.stdout, "CA2") || strings.Contains(ex.stdout, "CA4") || !strings.Contains(ex.stderr, "left out 2 rejected rows whose cells do not fit the header") {
+		t.Errorf("export --state rejected: exit %d, want the ragged rows left out and named\n%s%s", ex.code, ex.stdout, ex.stderr)
+	}
+	// Run as it is, under a batch of its own: the ragged rows are rejected
+	// again, nothing of them sent.
+	before := sb.Stats().Recharges
+	p := aopbatch(t, nil, runArgs(filepath.Join(out, "rejects.csv"), db, sb.URL, "--batch", "rejects-again", "--max-reject-rate", "1")...)
+	if p.code != 1 && p.code != 2 {
+		t.Errorf("rejects.csv run as it is: exit %d, want its rows rejected again\n%s", p.code, p.stderr)
+	}
+	if n := sb.Stats().Recharges - before; n != 0 {
+		t.Errorf("rejects.csv run as it is sent %d Recharges, want none\n%s", n, p.stderr)
 	}
 }
 

@@ -127,6 +127,10 @@ held it is in the live ledger or another archive, and may have paid it.
 		fmt.Fprintf(stderr, "aopbatch: left out %d rows the statement shows charged or pending (%s): do not send them again; aopbatch reconcile confirms them with the provider\n",
 			res.Charged, strings.Join(res.ChargedRefs, ", "))
 	}
+	if res.Ragged > 0 {
+		fmt.Fprintf(stderr, "aopbatch: left out %d rejected rows whose cells do not fit the header (more or fewer than its columns): "+
+			"aopbatch report writes rejects.csv with each one's cells as they came, to be put under their columns by hand\n", res.Ragged)
+	}
 	if res.HeldElsewhere > 0 {
 		fmt.Fprintf(stderr, "aopbatch: left out %d conflict rows, each named with the row of another batch that holds its referenceid (or held it, in another ledger): %s. "+
 			"Each is most likely that row's payment, paid or offered by that batch: sent from here too under a new referenceid, "+
