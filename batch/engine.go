@@ -197,6 +197,11 @@ type Engine struct {
 	haltCh    chan struct{}
 	haltErr   atomic.Pointer[StopError] // the stop that ended that pass
 	notFound  sync.Map                  // line -> true: unknown rows EnquireAfterStop found no record of
+	// waiting are the rows a run that ended left in flight that the
+	// provider had no record of, each with when it may be sent again
+	// (apply): asked about before then, they spend the rate for nothing.
+	waitMu  sync.Mutex
+	waiting map[int]time.Time
 
 	leaseUntil atomic.Int64 // unix ms the batch's lease is surely held until; 0: no limit
 	renewMu    sync.Mutex   // one synchronous renewal at a time
@@ -539,6 +544,9 @@ func (e *Engine) submitUnsettled(ctx context.Context, b ledger.Batch, p *pool, k
 			for _, r := range page {
 				if late() {
 					return n, nil
+				}
+				if e.waitingNow(r.Line) {
+					continue // asked once it may be sent (Resolve)
 				}
 				if keep == nil || keep(r) {
 					if asked != nil {

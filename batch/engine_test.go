@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -681,6 +682,46 @@ func TestDeadRunsRowIsSentDespiteThrottledEnquiries(t *testing.T) {
 	}
 	if got := rowByRef(t, l, b, "R-0"); got.State != ledger.StateSuccess || sb.Charged("R-0") != 1 {
 		t.Errorf("R-0: %s (%s), charged %d; want sent again once --timeout had passed, success", got.State, got.Message, sb.Charged("R-0"))
+	}
+}
+
+// A row a dead run left in flight, not at the provider, is sent again by
+// the run that took it over, within its --resolve-timeout, when that is
+// no longer than --timeout (their defaults are both 30 s), and asked
+// about no more than it must meanwhile: the resolve rounds' growing
+// pauses used to end the run before the row's wait was over, each round
+// asking about it again. (A walkthrough: a rerun after kill -9 exited 3
+// with 40 rows it could not yet send; 606 enquiries for 96 rows.)
+func TestDeadRunsRowIsSentWithinTheResolveTimeout(t *testing.T) {
+	sb := aoptest.New(aoptest.DefaultConfig())
+	var enquiries atomic.Int64
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == aop.PathStatus {
+			enquiries.Add(1)
+		}
+		sb.ServeHTTP(w, r)
+	})
+	client, l, b := servedBatch(t, h, 1)
+	ctx := context.Background()
+	owner := ingestOpts(NoControls()).Owner
+	row := rowByRef(t, l, b, "R-0")
+	markInflight(t, l, b, owner, row) // and died before its request left
+	next := takeOver(t, l, b, owner)
+	e := New(l, client, Config{Owner: next, Timeout: 1500 * time.Millisecond, ResolveBackoff: 300 * time.Millisecond,
+		ResolveTimeout: 1500 * time.Millisecond})
+	if err := e.Prepare(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Resolve(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if got := rowByRef(t, l, b, "R-0"); got.State != ledger.StateSuccess || sb.Charged("R-0") != 1 {
+		t.Errorf("R-0: %s (%s), charged %d; want sent again once --timeout had passed, success", got.State, got.Message, sb.Charged("R-0"))
+	}
+	// Asked once (no record), once when it may be sent, and once more if
+	// the answer to the resend is not final.
+	if n := enquiries.Load(); n > 3 {
+		t.Errorf("R-0 asked about %d times while it waited to be sent again, want at most 3", n)
 	}
 }
 

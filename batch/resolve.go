@@ -57,10 +57,24 @@ func (e *Engine) Resolve(ctx context.Context, b ledger.Batch) error {
 			break
 		}
 		e.progress.Unsure.Store(left)
-		if e.cfg.Now().Add(pause).After(deadline) {
-			break
+		// The next round, or sooner the one a dead run's row may be sent
+		// again in. Past the deadline only that one: with --timeout and
+		// --resolve-timeout both 30 s, pauses of 8 and 10 s ended a rerun
+		// after a kill -9 seconds before its rows could be sent, asking
+		// about them meanwhile, and left them to another run.
+		now := e.cfg.Now()
+		next := now.Add(pause)
+		due, ok := e.nextResend(now)
+		if ok && due.Before(next) {
+			next = due
 		}
-		if e.cfg.Sleep(wctx, pause) != nil {
+		if next.After(deadline) {
+			if !ok || due.After(deadline) {
+				break
+			}
+			next = due
+		}
+		if e.cfg.Sleep(wctx, next.Sub(now)) != nil {
 			break
 		}
 		pause = min(pause*2, 10*time.Second)
@@ -246,6 +260,7 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 			// lease had lapsed, and it sends nothing without one), not its
 			// first send, which may be a request of long before.
 			e.record(w, ledger.Update{Line: row.Line, Code: -1, Attempt: a})
+			e.waitToResend(row.Line, row.Updated.Add(e.cfg.Timeout))
 			if !e.toldWaiting.Swap(true) {
 				// Said once: the run may seem stalled meanwhile.
 				e.cfg.Log.Info("rows a run that ended left in flight are not at the provider yet: each is sent again only once --timeout has passed since it went (its request may still arrive), and asked about until then",
@@ -285,6 +300,38 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 	default: // unreadable: ask again next round
 		e.record(w, unsettled(row, a, o.Detail+": "+st.Message))
 	}
+}
+
+// waitToResend notes that row line, not at the provider, may be sent
+// again at due: until then it is not asked about.
+func (e *Engine) waitToResend(line int, due time.Time) {
+	e.waitMu.Lock()
+	defer e.waitMu.Unlock()
+	if e.waiting == nil {
+		e.waiting = map[int]time.Time{}
+	}
+	e.waiting[line] = due
+}
+
+// waitingNow reports whether row line waits to be sent again (waitToResend).
+func (e *Engine) waitingNow(line int) bool {
+	e.waitMu.Lock()
+	defer e.waitMu.Unlock()
+	due, ok := e.waiting[line]
+	return ok && e.cfg.Now().Before(due)
+}
+
+// nextResend is the earliest time after now a waiting row may be sent again.
+func (e *Engine) nextResend(now time.Time) (time.Time, bool) {
+	e.waitMu.Lock()
+	defer e.waitMu.Unlock()
+	var first time.Time
+	for _, due := range e.waiting {
+		if due.After(now) && (first.IsZero() || due.Before(first)) {
+			first = due
+		}
+	}
+	return first, !first.IsZero()
 }
 
 // unsettled records an enquiry (attempt a) that left row unsettled, and
