@@ -251,6 +251,7 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 		return f.dryRunEnd(ctx, l, b, ing.Resumed, log, stdout, stderr)
 	}
 
+	warnRateNotShared(ctx, l, b, cfg.Rate, log)
 	cfg.Owner = owner
 	eng := batch.New(l, client, cfg)
 	sess.Start(ctx, eng)
@@ -450,6 +451,36 @@ func generatedMismatch(ctx context.Context, l ledger.Store, id string, err error
 	return fmt.Errorf("%w. If this is a corrected or re-saved copy, do not run it whole under a new --batch id: "+
 		"its rows would get new referenceids and the rows already paid would be paid again. "+
 		"Put only the rows still to pay in a file (rejects.csv holds the rejected ones) and run that under a new --batch id", err)
+}
+
+// warnRateNotShared says when another run sends another batch of this
+// ledger now. A ledger shared by hosts (PostgreSQL) shares the account's
+// rate between them; on SQLite each run keeps its own --rate, and two at
+// 50/s sent 100/s to an account that allows 50 (a walkthrough). Only a
+// warning: reading who runs failing must not stop the run.
+func warnRateNotShared(ctx context.Context, l ledger.Store, own ledger.Batch, rate float64, log *slog.Logger) {
+	if l.Shared() || !(rate > 0) {
+		return
+	}
+	bs, err := l.Batches(ctx)
+	if err != nil {
+		return
+	}
+	var others []string
+	for _, b := range bs {
+		if b.Seq == own.Seq || b.Archived != "" || !b.Ready {
+			continue
+		}
+		if rs, err := l.Runners(ctx, b.Seq); err == nil && len(rs) > 0 {
+			others = append(others, fmt.Sprintf("batch %s (%s)", b.ID, ledger.RunnersText(rs)))
+		}
+	}
+	if len(others) == 0 {
+		return
+	}
+	log.Warn(fmt.Sprintf("another run is sending from this ledger now: on a SQLite ledger each run keeps its own --rate (%g/s here), "+
+		"so together they send more than one account allows; give each run its share of the account's rate, run them one after another, "+
+		"or use a PostgreSQL ledger, which shares the rate between runs", rate), "others", strings.Join(others, "; "))
 }
 
 // describeStartError turns the errors that stop a run before sending into

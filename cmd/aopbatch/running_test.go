@@ -149,3 +149,27 @@ func TestRecordingCutByATakeoverExitsIncomplete(t *testing.T) {
 		t.Errorf("ledger stalled while recording: exit %d, want %d and what happened\n%s", code, exitIncomplete, stderr.String())
 	}
 }
+
+// Two runs sending two batches of one SQLite ledger each keep their own
+// --rate: together they send more than the account allows (a walkthrough:
+// 49.9/s each at --rate 50). The second says so as it starts; a run alone
+// says nothing of it.
+func TestSecondRunOnASQLiteLedgerWarnsTheRateIsNotShared(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.Latency = 100 * time.Millisecond })
+	dir := t.TempDir()
+	db, first, second := filepath.Join(dir, "l.db"), filepath.Join(dir, "a.csv"), filepath.Join(dir, "b.csv")
+	writeCSV(t, first, goodRows(200, "RA"))
+	writeCSV(t, second, goodRows(3, "RB"))
+	cmd, errb := startRunOut(t, runArgs(first, db, sb.URL, "--rate", "5"), false)
+	waitRecharges(t, sb, 1)
+	p := aopbatch(t, nil, runArgs(second, db, sb.URL, "--rate", "50")...)
+	if p.code != 0 || !strings.Contains(p.stderr, "another run is sending from this ledger now: on a SQLite ledger each run keeps its own --rate (50/s here)") ||
+		!strings.Contains(p.stderr, fmt.Sprintf("pid %d on", cmd.Process.Pid)) {
+		t.Errorf("the second run: exit %d, want 0 warning that the first (pid %d) does not share the rate\n%s", p.code, cmd.Process.Pid, p.stderr)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if strings.Contains(errb.String(), "another run is sending") {
+		t.Errorf("the first run, alone when it started, warns of another:\n%s", errb)
+	}
+}
