@@ -851,8 +851,11 @@ func (e *Engine) settle(w ledger.Writer, row ledger.Row, at time.Time, lat time.
 	}
 	if to == ledger.StateUnknown {
 		if n := e.unknown.Add(row.AmountPaise); e.cfg.MaxUnknownPaise > 0 && n > e.cfg.MaxUnknownPaise {
-			e.stop(&StopError{Reason: StopUnknownLimit, Detail: fmt.Sprintf("%s in rows whose outcome is unknown exceeds --max-unknown-amount", FormatRupees(n)),
-				Hint: "check the provider's status, then run aopbatch resolve"})
+			// What to do next depends on what the enquiries after the
+			// stop (EnquireAfterStop) leave: the command says it at the end.
+			e.stop(&StopError{Reason: StopUnknownLimit, Detail: fmt.Sprintf("%s in rows whose outcome was unknown exceeded --max-unknown-amount %s",
+				FormatRupees(n), FormatRupees(e.cfg.MaxUnknownPaise)),
+				Hint: "check the provider's status before sending more"})
 		}
 	}
 	if o.Stop != StopTLS {

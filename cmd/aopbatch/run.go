@@ -381,7 +381,7 @@ func endOf(ctx context.Context, counts ledger.Counts, runErr, repErr error) erro
 	code := outcome(counts)
 	switch {
 	case runErr != nil: // a stop (batch.StopError) or a failure: incomplete either way
-		return &exitError{code: exitIncomplete, err: runErr}
+		return &exitError{code: exitIncomplete, err: stopAdvice(runErr, counts)}
 	case ctx.Err() != nil:
 		return &exitError{code: exitIncomplete, err: errors.New("interrupted: run the same command again to resume")}
 	case repErr != nil:
@@ -398,11 +398,50 @@ func endOf(ctx context.Context, counts ledger.Counts, runErr, repErr error) erro
 	return nil
 }
 
+// stopAdvice adds to a stop what to do about the rows left (counts c, read
+// after the run), when the stop's own advice would be about the rows as
+// they were when it stopped: the enquiries after an --max-unknown-amount
+// stop (batch.Engine.EnquireAfterStop) may settle every row that was
+// unknown then, leaving rows to send, which aopbatch resolve does not
+// send. The other stops' advice holds whatever the enquiries find: a
+// wallet stop's "top up, then run again" both sends and asks, and the
+// rest ask nothing after the stop. The stop stays in err's chain.
+func stopAdvice(err error, c ledger.Counts) error {
+	var s *batch.StopError
+	if errors.As(err, &s) {
+		for ; s != nil; s = s.Before {
+			if s.Reason == batch.StopUnknownLimit {
+				return withLeft(err, c)
+			}
+		}
+	}
+	return err
+}
+
+// withLeft adds to err what is left of the batch (counts c) and what
+// settles it.
+func withLeft(err error, c ledger.Counts) error {
+	parts := unsettledParts(c)
+	switch {
+	case c[ledger.StatePending].Rows+c[ledger.StateDuplicate].Rows+c[ledger.StateUnknown].Rows > 0:
+		return fmt.Errorf("%w; left: %s", err, strings.Join(parts, "; "))
+	case len(parts) == 0:
+		return fmt.Errorf("%w; none of the batch's rows is of unknown outcome now, and nothing is left to send", err)
+	}
+	return fmt.Errorf("%w; none of the batch's rows is of unknown outcome now; left: %s", err, strings.Join(parts, "; "))
+}
+
 // unsettledMessage says which rows are not final and what settles them:
 // held and queued rows go out when aopbatch run runs again (resolve sends
 // nothing new); pending, duplicate and unknown rows wait for the
 // provider's answer, which aopbatch resolve (or run) asks for.
 func unsettledMessage(c ledger.Counts) string {
+	return "not finished: " + strings.Join(unsettledParts(c), "; ")
+}
+
+// unsettledParts is unsettledMessage's list: one part per kind of row
+// left, none when every row is final.
+func unsettledParts(c ledger.Counts) []string {
 	var parts []string
 	if n := c[ledger.StateHeld].Rows; n > 0 {
 		parts = append(parts, fmt.Sprintf("%d held (operator down): run the same aopbatch run command again later to send them", n))
@@ -413,7 +452,7 @@ func unsettledMessage(c ledger.Counts) string {
 	if n := c[ledger.StatePending].Rows + c[ledger.StateDuplicate].Rows + c[ledger.StateUnknown].Rows; n > 0 {
 		parts = append(parts, fmt.Sprintf("%d waiting for the provider's final answer: run aopbatch resolve later (or the aopbatch run command again)", n))
 	}
-	return "not finished: " + strings.Join(parts, "; ")
+	return parts
 }
 
 // outcome is the exit code a batch's counts call for.
