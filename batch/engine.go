@@ -759,8 +759,12 @@ func (e *Engine) deliver(ctx, wctx context.Context, w ledger.Writer, row ledger.
 		e.sending(-1)
 		cancel()
 		lat := e.cfg.Now().Sub(at)
-		e.progress.Sent.Add(1)
-		e.answered(tk, res.Wrote, lat, res.Class != aop.ClassNotSent, res.Class == aop.ClassThrottled, res.Timeout, res.HTTPStatus >= 500)
+		// Without a credential no request was made (aop.Result): neither a
+		// request sent nor an answer's latency.
+		if !res.NoCredential {
+			e.progress.Sent.Add(1)
+		}
+		e.answered(tk, res.Wrote, lat, res.Class != aop.ClassNotSent && !res.NoCredential, res.Class == aop.ClassThrottled, res.Timeout, res.HTTPStatus >= 500)
 		o := rechargeOutcome(res)
 		if o.Retry == "" {
 			e.settle(w, row, at, lat, res, o)
@@ -837,17 +841,15 @@ func (e *Engine) settle(w ledger.Writer, row ledger.Row, at time.Time, lat time.
 		e.operatorDown(row.Operator)
 	}
 	if o.Stop != "" {
-		detail := o.Detail
+		s := &StopError{Reason: o.Stop, Detail: o.Detail, Hint: o.Hint}
 		switch o.Stop {
 		case StopAccount:
-			detail = fmt.Sprintf("provider answered %d %q", res.Code, res.Message)
+			s.Detail = fmt.Sprintf("provider answered %d %q", res.Code, res.Message)
 		case StopAuth:
-			detail = fmt.Sprintf("%s (HTTP %d, code %d: %q)", o.Detail, res.HTTPStatus, res.Code, res.Message)
-			if res.HTTPStatus == 0 { // nothing went: there was no credential to send
-				detail = "no credential to send: " + res.Message
-			}
+			s.Detail = fmt.Sprintf("%s (HTTP %d, code %d: %q)", o.Detail, res.HTTPStatus, res.Code, res.Message)
+			e.credentialStop(s, "", res.Message, res.HTTPStatus, res.Code, res.NoCredential, res.RenewFailed)
 		}
-		e.stop(&StopError{Reason: o.Stop, Detail: detail, Hint: o.Hint})
+		e.stop(s)
 	}
 	if to == ledger.StateUnknown {
 		if n := e.unknown.Add(row.AmountPaise); e.cfg.MaxUnknownPaise > 0 && n > e.cfg.MaxUnknownPaise {
@@ -864,6 +866,34 @@ func (e *Engine) settle(w ledger.Writer, row ledger.Row, at time.Time, lat time.
 	e.record(w, ledger.Update{Line: row.Line, To: to, Code: res.Code, Message: res.Message, TxnID: res.TxnID,
 		Attempt: attempt("recharge", at, lat, res)})
 	e.count(row, to)
+}
+
+// credentialStop rewrites auth stop s when the credential could not be
+// had: none to send (noCredential: the request was not made) or none
+// renewed after the provider refused one (renewFailed). msg says why,
+// naming what failed (a token command's path and exit status, never what
+// it printed); kind prefixes the detail ("status enquiry: ").
+func (e *Engine) credentialStop(s *StopError, kind, msg string, status, code int, noCredential, renewFailed bool) {
+	switch {
+	case noCredential:
+		s.Detail = kind + msg + "; the request was not sent"
+	case renewFailed:
+		s.Detail = fmt.Sprintf("%sauthentication failed: the provider refused the credential (HTTP %d, code %d), then %s", kind, status, code, msg)
+	default:
+		return
+	}
+	if e.authMode() == "command" {
+		s.Hint = commandHint
+	}
+}
+
+// authMode is the kind of credential the provider sends, as an
+// aop.Client says (aop.Authenticator.Mode); "" when it does not say.
+func (e *Engine) authMode() string {
+	if p, ok := e.p.(interface{ AuthMode() string }); ok {
+		return p.AuthMode()
+	}
+	return ""
 }
 
 // count tallies a recharge's outcome: a queued row's (sending), or that of

@@ -41,6 +41,9 @@ const (
 
 const authHint = "check the token or JWT secret and partner id (--auth, AOP_TOKEN, AOP_JWT_SECRET, AOP_PARTNER_ID)"
 
+// commandHint is what to do when a --token-command gave no token.
+const commandHint = "run the --token-command by hand: it must exit 0 and print the token on its first line; then run the same aopbatch command again"
+
 // rechargeOutcomes is what a Recharge answer of each class does.
 var rechargeOutcomes = map[aop.Class]Outcome{
 	aop.ClassSuccess:   {State: ledger.StateSuccess},

@@ -195,8 +195,10 @@ func (e *Engine) enquire(ctx, wctx context.Context, w ledger.Writer, row ledger.
 		e.sending(-1)
 		cancel()
 		lat := e.cfg.Now().Sub(at)
-		e.progress.Enquired.Add(1)
-		e.answered(tk, st.Wrote, lat, st.Verdict != aop.VerdictNotSent, st.Verdict == aop.VerdictThrottled, st.Timeout, st.HTTPStatus >= 500)
+		if !st.NoCredential { // else no request was made (aop.StatusResult)
+			e.progress.Enquired.Add(1)
+		}
+		e.answered(tk, st.Wrote, lat, st.Verdict != aop.VerdictNotSent && !st.NoCredential, st.Verdict == aop.VerdictThrottled, st.Timeout, st.HTTPStatus >= 500)
 		a := &ledger.Attempt{Kind: "status", At: at, Latency: lat, HTTPStatus: st.HTTPStatus, Code: st.Code,
 			Class: string(st.Verdict), Message: st.Message}
 		o := enquiryOutcome(st.Verdict)
@@ -231,7 +233,9 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 	switch {
 	case o.Stop != "":
 		e.record(w, unsettled(row, a, ""))
-		e.stop(&StopError{Reason: o.Stop, Detail: fmt.Sprintf("%s (HTTP %d, code %d)", o.Detail, st.HTTPStatus, st.Code), Hint: o.Hint})
+		s := &StopError{Reason: o.Stop, Detail: fmt.Sprintf("%s (HTTP %d, code %d)", o.Detail, st.HTTPStatus, st.Code), Hint: o.Hint}
+		e.credentialStop(s, "status enquiry: ", st.Message, st.HTTPStatus, st.Code, st.NoCredential, st.RenewFailed)
+		e.stop(s)
 	case o.Resend:
 		if row.State != ledger.StateUnknown {
 			// The provider said it had this referenceid (18) or accepted it

@@ -214,13 +214,41 @@ func (c *Client) Recharge(ctx context.Context, body []byte) (Result, error) {
 			return Result{Class: ClassNotSent, HTTPStatus: r.HTTPStatus, Code: r.Code,
 				Message: clip("not sent: " + describe(ctx, err)), Attempts: r.Attempts}, nil
 		}
-		r.Message = clip("credential refresh failed: " + err.Error())
+		r.Message, r.RenewFailed = credentialFailure(r.NoCredential, err)
 		return r, nil
 	}
 	r2, _ := c.rechargeOnce(ctx, body)
+	r2.NoCredential, r2.RenewFailed = renewed(r2.NoCredential, r.Attempts)
 	r2.Attempts += r.Attempts
 	return r2, nil
 }
+
+// credentialFailure is the message of an exchange whose credential could
+// not be renewed (err) after a first try: one that had no credential to
+// send either (noCredential) made no request at all, while one the
+// provider refused did, and is RenewFailed.
+func credentialFailure(noCredential bool, err error) (msg string, renewFailed bool) {
+	if noCredential {
+		return clip("no credential: " + err.Error()), false
+	}
+	return clip("credential refresh failed: " + err.Error()), true
+}
+
+// renewed is the NoCredential and RenewFailed of the try made after a
+// renewal, given the requests the first try made: a try without a
+// credential after a request the provider refused is a renewal that gave
+// none, and the exchange did make a request.
+func renewed(noCredential bool, firstAttempts int) (bool, bool) {
+	if noCredential && firstAttempts > 0 {
+		return false, true
+	}
+	return noCredential, false
+}
+
+// AuthMode names the kind of credential the client sends
+// (Authenticator.Mode): what to fix when the provider refuses it, or when
+// none can be had, depends on it.
+func (c *Client) AuthMode() string { return c.auth.Mode() }
 
 // refreshAuth renews the credential after a request carrying the headers
 // sent was refused. An authenticator that can tell whether that credential
@@ -242,7 +270,7 @@ func (c *Client) rechargeOnce(ctx context.Context, body []byte) (Result, http.He
 	r := Result{HTTPStatus: rp.status, Code: -1, Message: rp.msg, Attempts: rp.attempts}
 	switch rp.kind {
 	case replyCredential:
-		r.Class = ClassAuth
+		r.Class, r.NoCredential = ClassAuth, true
 	case replyNotSent:
 		r.Class = ClassNotSent
 		r.Untrusted = rp.untrusted
@@ -266,7 +294,7 @@ const (
 	replyAnswer     replyKind = iota // status and body read in full (or capped)
 	replyNotSent                     // failed before the request could reach the server
 	replyLost                        // failed after the request may have reached the server
-	replyCredential                  // the authenticator could not produce a credential
+	replyCredential                  // the authenticator could not produce a credential: no request was made
 )
 
 type reply struct {
@@ -304,11 +332,14 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 	req.Header["Content-Type"] = v[0:1:1]
 	req.Header["Accept"] = v[1:2:2]
 	req.Header["User-Agent"] = v[2:3:3]
+	// The credential comes before the request is handed to the
+	// transport: when there is none, no connection was asked for and no
+	// byte went out.
 	if err := c.auth.Apply(req); err != nil {
 		if ctx.Err() != nil {
 			return reply{kind: replyNotSent, msg: clip("not sent: " + describe(ctx, err))}
 		}
-		return reply{kind: replyCredential, msg: clip("credential: " + err.Error())}
+		return reply{kind: replyCredential, msg: clip("no credential: " + err.Error())}
 	}
 
 	// An Idempotency-Key header (a --jwt-header so named) makes HTTP/1

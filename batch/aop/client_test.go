@@ -503,6 +503,10 @@ func TestRechargeCredentialFailures(t *testing.T) {
 		if got.Class != ClassAuth || got.Attempts != 1 || hits.Load() != 1 {
 			t.Errorf("class, attempts, hits = %q, %d, %d, want auth, 1, 1", got.Class, got.Attempts, hits.Load())
 		}
+		// A request went, and was refused: it counts as made.
+		if got.NoCredential || !got.RenewFailed {
+			t.Errorf("NoCredential, RenewFailed = %v, %v, want false, true", got.NoCredential, got.RenewFailed)
+		}
 		if want := "credential refresh failed: token service down"; got.Message != want {
 			t.Errorf("Message = %q, want %q", got.Message, want)
 		}
@@ -515,10 +519,60 @@ func TestRechargeCredentialFailures(t *testing.T) {
 		if got.Class != ClassAuth || got.Attempts != 0 || hits.Load() != 0 {
 			t.Errorf("class, attempts, hits = %q, %d, %d, want auth, 0, 0", got.Class, got.Attempts, hits.Load())
 		}
-		if want := "credential: jwt secret is empty"; got.Message != want {
+		if !got.NoCredential || got.RenewFailed {
+			t.Errorf("NoCredential, RenewFailed = %v, %v, want true, false: no request was made", got.NoCredential, got.RenewFailed)
+		}
+		if want := "no credential: jwt secret is empty"; got.Message != want {
 			t.Errorf("Message = %q, want %q", got.Message, want)
 		}
 	})
+}
+
+// TestNoCredentialMakesNoRequest: a token command that cannot be started
+// gives no credential, and then the client asks for no connection: the
+// server sees nothing, Attempts is 0 and NoCredential says so, for a
+// Recharge and a status enquiry alike, naming the command.
+func TestNoCredentialMakesNoRequest(t *testing.T) {
+	var hits atomic.Int32
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	missing := t.TempDir() + "/nonexist"
+	c := newClient(t, srv.URL, func(o *Options) { o.Auth = Command([]string{missing}, 0, nil) })
+	if got := c.AuthMode(); got != "command" {
+		t.Errorf("AuthMode = %q, want command", got)
+	}
+	r, _ := c.Recharge(context.Background(), rechargeBody(t, "REF1"))
+	st, _ := c.Status(context.Background(), "REF1")
+	for _, got := range []struct {
+		what         string
+		noCredential bool
+		renewFailed  bool
+		attempts     int
+		msg          string
+	}{
+		{"recharge", r.NoCredential, r.RenewFailed, r.Attempts, r.Message},
+		{"status", st.NoCredential, st.RenewFailed, st.Attempts, st.Message},
+	} {
+		if !got.noCredential || got.renewFailed || got.attempts != 0 {
+			t.Errorf("%s: NoCredential, RenewFailed, Attempts = %v, %v, %d, want true, false, 0", got.what, got.noCredential, got.renewFailed, got.attempts)
+		}
+		if !strings.HasPrefix(got.msg, "no credential: ") || !strings.Contains(got.msg, missing) {
+			t.Errorf("%s: Message %q does not name the command", got.what, got.msg)
+		}
+	}
+	if r.Class != ClassAuth || st.Verdict != VerdictAuth {
+		t.Errorf("class %q, verdict %q, want auth: every row would meet the same", r.Class, st.Verdict)
+	}
+	if hits.Load() != 0 || conns.Load() != 0 {
+		t.Errorf("server saw %d requests on %d connections, want none", hits.Load(), conns.Load())
+	}
 }
 
 func TestNew(t *testing.T) {

@@ -26,6 +26,14 @@ type Result struct {
 	Untrusted  bool          // ClassNotSent because the server's TLS certificate was refused
 	Wrote      time.Time     // when the request was written out; zero when it never was, or is unknown
 	Timeout    bool          // no answer came within the request's deadline
+	// NoCredential (ClassAuth) means the authenticator could not produce
+	// a credential (a token command that failed to start or exited
+	// non-zero), so no request was made: Attempts is 0 and nothing of this
+	// call left the process. Message says why.
+	NoCredential bool
+	// RenewFailed (ClassAuth) means the provider refused the credential
+	// and renewing it failed; Message says why.
+	RenewFailed bool
 }
 
 const (

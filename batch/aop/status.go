@@ -111,6 +111,10 @@ type StatusResult struct {
 	Attempts   int           // HTTP requests made (an auth refresh retry makes 2)
 	Wrote      time.Time     // when the request was written out; zero when it never was, or is unknown
 	Timeout    bool          // no answer came within the request's deadline
+	// NoCredential and RenewFailed (VerdictAuth) are as in Result: no
+	// request was made, or a refused credential could not be renewed.
+	NoCredential bool
+	RenewFailed  bool
 }
 
 type statusRequest struct {
@@ -143,10 +147,11 @@ func (c *Client) Status(ctx context.Context, referenceID string) (StatusResult, 
 			return StatusResult{Verdict: VerdictNotSent, HTTPStatus: r.HTTPStatus, Code: r.Code,
 				Message: clip("not sent: " + describe(ctx, err)), Attempts: r.Attempts}, nil
 		}
-		r.Message = clip("credential refresh failed: " + err.Error())
+		r.Message, r.RenewFailed = credentialFailure(r.NoCredential, err)
 		return r, nil
 	}
 	r2, _ := c.statusOnce(ctx, referenceID, body)
+	r2.NoCredential, r2.RenewFailed = renewed(r2.NoCredential, r.Attempts)
 	r2.Attempts += r.Attempts
 	return r2, nil
 }
@@ -156,7 +161,7 @@ func (c *Client) statusOnce(ctx context.Context, referenceID string, body []byte
 	r := StatusResult{HTTPStatus: rp.status, Code: -1, Message: rp.msg, Attempts: rp.attempts}
 	switch rp.kind {
 	case replyCredential:
-		r.Verdict = VerdictAuth
+		r.Verdict, r.NoCredential = VerdictAuth, true
 	case replyNotSent:
 		r.Verdict = VerdictNotSent
 	case replyLost:

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// TestTokenCommandThatFailsSendsNothing: a --token-command that cannot be
+// started, or exits non-zero, gives no credential, so the request is
+// never made. It was counted as a request sent, with a latency, and the
+// stop spoke of the token, the JWT secret and the partner id instead of
+// the command that failed.
+func TestTokenCommandThatFailsSendsNothing(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(exe, " \t") {
+		t.Skipf("test binary path %q has spaces; --token-command is split on spaces", exe)
+	}
+	missing := filepath.Join(t.TempDir(), "nonexist")
+	for _, tc := range []struct {
+		name, command, want string
+	}{
+		{"not found", missing, missing},
+		{"exits non-zero", exe + " " + failTokenArg, "exit status 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sb := sandbox(t, func(c *aoptest.Config) { c.Auth = aoptest.AuthBearer })
+			db, csvPath := batchFiles(t)
+			writeCSV(t, csvPath, goodRows(3, "NC"))
+			metrics := filepath.Join(t.TempDir(), "aopbatch.prom")
+			p := aopbatch(t, noSecrets, runArgs(csvPath, db, sb.URL, "--token-command", tc.command, "--metrics-file", metrics)...)
+			if p.code != 3 {
+				t.Fatalf("exit %d, want 3\n%s", p.code, p.stderr)
+			}
+			if n := sb.Stats().Recharges; n != 0 {
+				t.Fatalf("the sandbox saw %d Recharges, want none", n)
+			}
+			if c := countStates(rowsOf(t, db)); c[ledger.StateQueued] != 3 {
+				t.Errorf("states %v, want all 3 queued", c)
+			}
+			if !strings.Contains(p.stdout, "sent 0 requests (0 recharges, 0 status enquiries)") || strings.Contains(p.stdout, "latency") {
+				t.Errorf("the run's figures count a request that was never made:\n%s", p.stdout)
+			}
+			m, err := os.ReadFile(metrics)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, re := range []string{`aopbatch_run_requests\{[^}]*kind="recharge"\} 0\n`, `aopbatch_run_latency_seconds\{[^}]*quantile="0.5"\} 0\n`} {
+				if !regexp.MustCompile(re).Match(m) {
+					t.Errorf("metrics file has no %s:\n%s", re, m)
+				}
+			}
+			stop := lastLine(p.stderr)
+			if !strings.Contains(stop, tc.want) || !strings.Contains(stop, "token-command") {
+				t.Errorf("stop %q does not name the command's failure (%q)", stop, tc.want)
+			}
+			for _, wrong := range []string{"JWT", "partner id", "refused", failTokenSecret} {
+				if strings.Contains(stop, wrong) {
+					t.Errorf("stop %q says %q", stop, wrong)
+				}
+			}
+		})
+	}
+}
+
+// TestResolveWithAFailingTokenCommandAsksNothing: the enquiries' side of
+// the above: aopbatch resolve whose credential cannot be obtained counts
+// no enquiry and names the command.
+func TestResolveWithAFailingTokenCommandAsksNothing(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.Fault5xxRate = 1 })
+	db, csvPath := batchFiles(t)
+	writeCSV(t, csvPath, goodRows(20, "RC"))
+	// 5xx answers leave rows unknown; the limit stops the run with them so.
+	if p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--workers", "1", "--max-unknown-amount", "20", "--resolve-timeout", "1s")...); p.code != 3 {
+		t.Fatalf("run: exit %d, want 3\n%s", p.code, p.stderr)
+	}
+	unknown := countStates(rowsOf(t, db))[ledger.StateUnknown]
+	if unknown == 0 {
+		t.Fatal("no unknown row to ask about")
+	}
+	before := sb.Stats().Enquiries
+	missing := filepath.Join(t.TempDir(), "nonexist")
+	p := aopbatch(t, noSecrets, "resolve", "--ledger", db, "--base-url", sb.URL, "--registration-id", "AOP-554",
+		"--token-command", missing, "--resolve-timeout", "2s", "--progress", "never")
+	if p.code != 3 {
+		t.Fatalf("resolve: exit %d, want 3\n%s", p.code, p.stderr)
+	}
+	if n := sb.Stats().Enquiries - before; n != 0 {
+		t.Errorf("the sandbox saw %d enquiries, want none", n)
+	}
+	if got := countStates(rowsOf(t, db))[ledger.StateUnknown]; got != unknown {
+		t.Errorf("%d unknown rows after, want %d", got, unknown)
+	}
+	if !strings.Contains(p.stdout, "sent 0 requests (0 recharges, 0 status enquiries)") {
+		t.Errorf("resolve's figures count an enquiry that was never made:\n%s", p.stdout)
+	}
+	if stop := lastLine(p.stderr); !strings.Contains(stop, missing) || strings.Contains(stop, "JWT") {
+		t.Errorf("stop %q does not name the command that failed", stop)
+	}
+}
+
+// TestTokenRefusedThenCommandFailsSaysSo: the provider refused the token
+// the command printed and the command then failed to renew it. That
+// request did reach the provider and stays counted; the stop says the
+// renewal failed, and how, not that a renewed credential was refused.
+func TestTokenRefusedThenCommandFailsSaysSo(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.Auth = aoptest.AuthBearer })
+	db, csvPath := batchFiles(t)
+	writeCSV(t, csvPath, goodRows(1, "RF"))
+	// Prints a token the sandbox never issued, then fails every run after.
+	script := filepath.Join(t.TempDir(), "token.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nif [ -e \"$0.ran\" ]; then exit 4; fi\n: > \"$0.ran\"\necho not-issued-by-the-sandbox\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p := aopbatch(t, noSecrets, runArgs(csvPath, db, sb.URL, "--token-command", script)...)
+	if p.code != 3 {
+		t.Fatalf("exit %d, want 3\n%s", p.code, p.stderr)
+	}
+	if n := sb.Stats().Recharges; n != 1 {
+		t.Fatalf("the sandbox saw %d Recharges, want the 1 refused", n)
+	}
+	if !strings.Contains(p.stdout, "sent 1 requests (1 recharges, 0 status enquiries)") {
+		t.Errorf("the refused request is not counted:\n%s", p.stdout)
+	}
+	stop := lastLine(p.stderr)
+	for _, want := range []string{"refused the credential (HTTP 401", "credential refresh failed", "exit status 4", "token-command"} {
+		if !strings.Contains(stop, want) {
+			t.Errorf("stop %q does not say %q", stop, want)
+		}
+	}
+	if strings.Contains(stop, "renewed once") || strings.Contains(stop, "not-issued") {
+		t.Errorf("stop %q: says it was renewed, or prints the token", stop)
+	}
+}
+
+// rowsOf is every row of the ledger's only batch.
+func rowsOf(t *testing.T, db string) []ledger.Row {
+	t.Helper()
+	_, _, all := ledgerRows(t, db)
+	return all
+}
