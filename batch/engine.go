@@ -870,19 +870,26 @@ func (e *Engine) settle(w ledger.Writer, row ledger.Row, at time.Time, lat time.
 
 // credentialStop rewrites auth stop s when the credential could not be
 // had: none to send (noCredential: the request was not made) or none
-// renewed after the provider refused one (renewFailed). msg says why,
+// renewed after the provider refused one (renewFailed); msg says why,
 // naming what failed (a token command's path and exit status, never what
-// it printed); kind prefixes the detail ("status enquiry: ").
+// it printed). Or when there was none to refuse: with --auth none the
+// provider refused a request without one, and nothing was renewed.
+// kind prefixes the detail ("status enquiry: ").
 func (e *Engine) credentialStop(s *StopError, kind, msg string, status, code int, noCredential, renewFailed bool) {
+	mode := e.authMode()
 	switch {
 	case noCredential:
 		s.Detail = kind + msg + "; the request was not sent"
 	case renewFailed:
 		s.Detail = fmt.Sprintf("%sauthentication failed: the provider refused the credential (HTTP %d, code %d), then %s", kind, status, code, msg)
+	case mode == "none":
+		s.Detail = fmt.Sprintf("%sauthentication failed: the provider refused a request without a credential: none is configured (--auth none) (HTTP %d, code %d: %q)", kind, status, code, msg)
+		s.Hint = noneHint
+		return
 	default:
 		return
 	}
-	if e.authMode() == "command" {
+	if mode == "command" {
 		s.Hint = commandHint
 	}
 }

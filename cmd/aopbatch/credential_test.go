@@ -141,6 +141,28 @@ func TestTokenRefusedThenCommandFailsSaysSo(t *testing.T) {
 	}
 }
 
+// TestNoCredentialRefusedSaysSetOne: with no credential configured (auth
+// none) a 401 stop said a --token-command or JWT "was renewed once and
+// refused again"; none was sent.
+func TestNoCredentialRefusedSaysSetOne(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.Auth = aoptest.AuthBearer })
+	db, csvPath := batchFiles(t)
+	writeCSV(t, csvPath, goodRows(3, "NA"))
+	p := aopbatch(t, noSecrets, runArgs(csvPath, db, sb.URL)...)
+	if p.code != 3 {
+		t.Fatalf("exit %d, want 3\n%s", p.code, p.stderr)
+	}
+	stop := lastLine(p.stderr)
+	for _, want := range []string{"no credential", "--auth none", "set one"} {
+		if !strings.Contains(stop, want) {
+			t.Errorf("stop %q does not say %q", stop, want)
+		}
+	}
+	if strings.Contains(stop, "renewed") {
+		t.Errorf("stop %q speaks of a renewal", stop)
+	}
+}
+
 // rowsOf is every row of the ledger's only batch.
 func rowsOf(t *testing.T, db string) []ledger.Row {
 	t.Helper()
