@@ -115,6 +115,12 @@ type StatementTotals struct {
 	Pending  Tally `json:"pending"`
 }
 
+// AmountPaise is the amount of every line of the statement, whatever its
+// outcome.
+func (t StatementTotals) AmountPaise() int64 {
+	return t.Success.AmountPaise + t.Refunded.AmountPaise + t.Failed.AmountPaise + t.Pending.AmountPaise
+}
+
 // Discrepancy is one classified row: a ledger row, a statement entry, or
 // both when they were compared.
 type Discrepancy struct {

@@ -236,7 +236,7 @@ func (s *Summary) reconView() *reconView {
 	rv.NetExplain = "net to recover = extra charges (repeated lines) plus amounts charged above the ledger's, less amounts charged below it: what to claim from the provider. Rows whose status disagrees are not in it: aopbatch reconcile confirms them with the provider first."
 	t := r.StatementTotals
 	rv.StatementTotals = []catView{
-		{"lines", t.Lines, inr(t.Success.AmountPaise + t.Refunded.AmountPaise + t.Failed.AmountPaise + t.Pending.AmountPaise)},
+		{"lines", t.Lines, inr(t.AmountPaise())},
 		{"success (charged)", t.Success.Rows, inr(t.Success.AmountPaise)},
 		{"refunded", t.Refunded.Rows, inr(t.Refunded.AmountPaise)},
 		{"failed", t.Failed.Rows, inr(t.Failed.AmountPaise)},

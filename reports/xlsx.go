@@ -177,7 +177,7 @@ func (s *Summary) xlsxSummary(x *xlsxWriter, v *view) error {
 			[4]any{"control total: statement success", ct.StatementSuccessRows, x.amount(ct.StatementSuccessPaise), "repeated lines included"},
 			[4]any{"control total: difference", ct.StatementSuccessRows - ct.LedgerSuccessRows, x.amount(ct.DifferencePaise), "statement minus ledger"},
 			[4]any{"net to recover", nil, x.amount(r.NetToRecoverPaise), "extra charges plus over-charges less under-charges"},
-			[4]any{"statement: lines", r.StatementTotals.Lines, nil, ""},
+			[4]any{"statement: lines", r.StatementTotals.Lines, x.amount(r.StatementTotals.AmountPaise()), ""},
 			[4]any{"statement: success", r.StatementTotals.Success.Rows, x.amount(r.StatementTotals.Success.AmountPaise), ""},
 			[4]any{"statement: refunded", r.StatementTotals.Refunded.Rows, x.amount(r.StatementTotals.Refunded.AmountPaise), ""},
 			[4]any{"statement: failed", r.StatementTotals.Failed.Rows, x.amount(r.StatementTotals.Failed.AmountPaise), ""},

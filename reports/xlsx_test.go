@@ -2,6 +2,7 @@ package reports
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -75,6 +76,29 @@ func TestWorkbookReadsBack(t *testing.T) {
 	recon, _ := wb.GetRows(SheetReconciliation)
 	if len(recon) != 1+len(fixtureRows)+3 {
 		t.Errorf("Reconciliation sheet has %d rows, want every row and unheld statement line", len(recon))
+	}
+	// Every Summary row that counts rows shows their amount, and the
+	// statement's line total shows what summary.md shows for it.
+	summary, err := wb.GetRows(SheetSummary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, row := range summary[1:] {
+		row = append(row, make([]string, 4)...)
+		if row[1] != "" && row[2] == "" {
+			t.Errorf("Summary row %q counts %s rows but shows no amount", row[0], row[1])
+		}
+		if row[0] == "statement: lines" {
+			lines = row[:3]
+		}
+	}
+	if lines == nil {
+		t.Fatal(`Summary has no "statement: lines" row`)
+	}
+	md := readFile(t, filepath.Join(dir, FileMarkdown))
+	if want := fmt.Sprintf("| lines | %s | %s |", lines[1], lines[2]); !strings.Contains(md, want) {
+		t.Errorf("Summary shows statement lines %q, summary.md has no %q", lines[1:], want)
 	}
 }
 
