@@ -176,13 +176,42 @@ func gzipFile(from, to string) error {
 	return out.Close()
 }
 
+// mkdirSynced creates dir and its missing parents, private as report --out
+// makes its directory, and syncs the directory each was added to: the
+// batches are emptied from the ledger once the archive is written, so its
+// path must survive a crash as its bytes do.
+func mkdirSynced(dir string) error {
+	var made []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || filepath.Dir(d) == d {
+			break
+		}
+		made = append(made, d)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for i := len(made) - 1; i >= 0; i-- {
+		syncDir(filepath.Dir(made[i]))
+	}
+	return nil
+}
+
+// syncDir makes the entries of dir durable, as far as the system allows.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
 func runLedgerArchive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var before, out string
 	fs := newFlagSet("ledger archive", "ledger archive --before DATE --out FILE [--ledger LEDGER]",
 		"aopbatch ledger archive --ledger /var/lib/aopbatch/aopbatch.db --before 2026-11-01 --out /srv/archive/aopbatch-2026-10.ledger.gz", stderr)
 	ledgerPath := ledgerFlag(fs)
 	fs.StringVar(&before, "before", "", "archive the finished batches recorded before this date (YYYY-MM-DD, local time, or RFC 3339) (required)")
-	fs.StringVar(&out, "out", "", "the archive to write: a new file, gzip-compressed (required)")
+	fs.StringVar(&out, "out", "", "the archive to write: a new file, gzip-compressed, its directory created if missing (required)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -281,6 +310,9 @@ func runLedgerArchive(ctx context.Context, args []string, stdout, stderr io.Writ
 
 	// Write the archive beside its final name, and rename it into place
 	// only once it reads back whole.
+	if err := mkdirSynced(filepath.Dir(abs)); err != nil {
+		return start(fmt.Errorf("ledger archive: %w", err))
+	}
 	tmp, err := os.MkdirTemp(filepath.Dir(abs), ".aopbatch-archive-")
 	if err != nil {
 		return start(fmt.Errorf("ledger archive: %w", err))
@@ -323,10 +355,7 @@ func runLedgerArchive(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err := os.Link(gz, abs); err != nil { // never over a file that appeared meanwhile
 		return start(fmt.Errorf("ledger archive: %w; nothing was archived", err))
 	}
-	if d, err := os.Open(filepath.Dir(abs)); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
+	syncDir(filepath.Dir(abs))
 
 	// Only now, with the archive safe, empty the batches here.
 	// The store checks again, with the batch locked, that it is as the

@@ -86,6 +86,42 @@ func fileSize(t *testing.T, path string) int64 {
 	return fi.Size()
 }
 
+// --out in a directory not made yet: archive creates it, private, as
+// report --out does, and writes nothing there when there is nothing to
+// archive.
+func TestLedgerArchiveCreatesItsDirectory(t *testing.T) {
+	sb := sandbox(t, nil)
+	dir := t.TempDir()
+	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	writeCSV(t, csvPath, goodRows(10, "DIR"))
+	if p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--batch", "one")...); p.code != 0 {
+		t.Fatalf("run: exit %d\n%s", p.code, p.stderr)
+	}
+	none := filepath.Join(dir, "none", "a.ledger.gz")
+	if p := aopbatch(t, nil, "ledger", "archive", "--ledger", db, "--before", "2000-01-01", "--out", none); p.code != 0 {
+		t.Fatalf("archive of nothing: exit %d\n%s", p.code, p.stderr)
+	}
+	if _, err := os.Lstat(filepath.Dir(none)); !os.IsNotExist(err) {
+		t.Errorf("archive of nothing made %s: %v", filepath.Dir(none), err)
+	}
+	archive := filepath.Join(dir, "arch", "2026", "2026-12.ledger.gz")
+	if p := aopbatch(t, nil, "ledger", "archive", "--ledger", db, "--before", "2999-01-01", "--out", archive); p.code != 0 {
+		t.Fatalf("archive: exit %d\n%s%s", p.code, p.stdout, p.stderr)
+	}
+	for _, d := range []string{filepath.Join(dir, "arch"), filepath.Dir(archive)} {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != 0o700 {
+			t.Errorf("%s has mode %v, want 0700", d, got)
+		}
+	}
+	if p := aopbatch(t, nil, "report", "--ledger", archive, "--batch", "one", "--out", filepath.Join(dir, "rep")); p.code != 0 {
+		t.Errorf("report from the archive: exit %d\n%s", p.code, p.stderr)
+	}
+}
+
 // An archive is read, never written: ledger copy into one is refused, and
 // so is a run or a reconcile from one.
 func TestArchiveIsReadOnly(t *testing.T) {
