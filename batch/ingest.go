@@ -161,16 +161,8 @@ func HashFile(path string) (string, error) {
 // resumed as it is, checked against the control totals as recorded. A bad file (*FileError, *ControlError) leaves nothing in
 // the ledger, so nothing of it can be sent.
 func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (IngestResult, error) {
-	// A pipe, device or directory is refused before it is opened: opening a
-	// FIFO blocks until a writer appears, and /dev/zero would be hashed
-	// forever. Both reads below need a file that stays the same.
-	fi, err := os.Stat(path)
-	if err != nil {
+	if err := regularFile(path); err != nil {
 		return IngestResult{}, err
-	}
-	if !fi.Mode().IsRegular() {
-		return IngestResult{}, &FileError{Reason: fmt.Sprintf(
-			"not a regular file (%s): save the rows to a file and pass that", fileKind(fi.Mode()))}
 	}
 	hash, err := HashFile(path)
 	if err != nil {
@@ -269,6 +261,44 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 	}
 	res.Batch, err = l.Batch(ctx, id)
 	return res, err
+}
+
+// regularFile refuses a pipe, device or directory before it is opened:
+// opening a FIFO blocks until a writer appears, and /dev/zero would be
+// hashed forever. Ingest's two reads need a file that stays the same.
+func regularFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return &FileError{Reason: fmt.Sprintf(
+			"not a regular file (%s): save the rows to a file and pass that", fileKind(fi.Mode()))}
+	}
+	return nil
+}
+
+// CheckFile reads the header of the CSV at path as Ingest does, with the
+// same options, and returns the error Ingest would return for it. It
+// needs no ledger: a run checks its file and settings (a RegistrationID
+// or coordinates the file lacks) before it opens one, so that a refused
+// run creates none.
+func CheckFile(path string, o ReaderOptions) error {
+	if err := regularFile(path); err != nil {
+		return err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if o.GenerateRefs && o.BatchID == "" {
+		// Ingest picks the batch id with the ledger; the header does not
+		// depend on it.
+		o.BatchID = "check"
+	}
+	_, err = NewReader(f, o)
+	return err
 }
 
 // clearAbandoned clears the rows of other batches whose recording stopped

@@ -313,6 +313,69 @@ func TestMistypedLedgerOrBatch(t *testing.T) {
 	}
 }
 
+// TestRefusedRunLeavesNoLedger: a run refused for its settings, before
+// it records anything, creates no ledger file (nor a directory for it) and
+// does not log the ledger as new; the first run that starts does both.
+func TestRefusedRunLeavesNoLedger(t *testing.T) {
+	sb := sandbox(t, nil)
+	dir := t.TempDir()
+	csvPath, noRegID := filepath.Join(dir, "in.csv"), filepath.Join(dir, "noreg.csv")
+	writeCSV(t, csvPath, goodRows(2, "NL"))
+	if err := os.WriteFile(noRegID, []byte("operator,canumber,amount,referenceid,latitude,longitude\n311,CA1,10,R1,28.61,77.20\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, csv, ledger string
+		noURL             bool
+		env, args         []string
+		errText           string
+	}{
+		{name: "no provider", noURL: true, errText: "no provider: set --base-url or AOP_BASE_URL"},
+		{name: "no token", env: []string{"AOP_TOKEN="}, args: []string{"--auth", "bearer"}, errText: "no secret: set AOP_TOKEN"},
+		{name: "bad synchronous", args: []string{"--synchronous", "SOMETIMES"}, errText: `synchronous must be FULL or NORMAL, not "SOMETIMES"`},
+		{name: "bad latitude", args: []string{"--latitude", "north"}, errText: `latitude default "north"`},
+		{name: "no registration id", csv: noRegID, args: []string{"--registration-id", ""}, errText: "RegistrationID missing"},
+		{name: "bad progress", args: []string{"--progress", "bogus"}, errText: "--progress must be auto, always or never"},
+		{name: "bad lease", args: []string{"--lease-ttl", "1ms"}, errText: "--lease-ttl must be at least 1s"},
+		{name: "ledger directory missing", ledger: filepath.Join("nodir", "l.db"), errText: "no such file or directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "l.db")
+			if tc.ledger != "" {
+				db = filepath.Join(filepath.Dir(db), tc.ledger)
+			}
+			url := sb.URL
+			if tc.noURL {
+				url = ""
+			}
+			in := csvPath
+			if tc.csv != "" {
+				in = tc.csv
+			}
+			p := aopbatch(t, tc.env, runArgs(in, db, url, tc.args...)...)
+			if p.code != 1 || !strings.Contains(p.stderr, tc.errText) {
+				t.Errorf("exit %d, want 1 saying %q\n%s", p.code, tc.errText, p.stderr)
+			}
+			if strings.Contains(p.stderr, "new=true") {
+				t.Errorf("a refused run logged its ledger as new:\n%s", p.stderr)
+			}
+			entries, _ := os.ReadDir(filepath.Dir(db))
+			for _, e := range entries {
+				t.Errorf("a refused run left %s behind", e.Name())
+			}
+		})
+	}
+	if n := sb.Stats().Requests; n != 0 {
+		t.Errorf("%d requests sent, want none", n)
+	}
+	db := filepath.Join(t.TempDir(), "l.db")
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL)...)
+	first, _, _ := strings.Cut(p.stderr, "\n")
+	if p.code != 0 || !strings.Contains(first, "msg=ledger path="+db+" new=true") {
+		t.Errorf("run creating the ledger: exit %d, want 0 and a first log line calling it new\n%s", p.code, p.stderr)
+	}
+}
+
 // A row with the wrong number of cells has its cells in rejects.csv's
 // reason, none under the columns, marked for review: which column each
 // belongs to takes a person. Placed under the header as they came, an

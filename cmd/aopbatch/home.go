@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/aopbatch/aopbatch/ledger"
 	"github.com/aopbatch/aopbatch/ledger/postgres"
@@ -39,12 +41,77 @@ func noteLedger(log *slog.Logger, path string, creates bool) {
 	case err == nil:
 		log.Info("ledger", "path", abs, "bytes", sqlite.FileSize(abs))
 	case os.IsNotExist(err):
-		if creates {
+		if !creates {
+			break
+		}
+		// run makes the file, not its directory: the open that follows
+		// fails, and "new" would say the opposite first.
+		if _, derr := os.Stat(filepath.Dir(abs)); derr != nil {
+			log.Info("ledger", "path", abs, "err", derr)
+		} else {
 			log.Info("ledger", "path", abs, "new", true)
 		}
 	default:
 		log.Info("ledger", "path", abs, "err", err)
 	}
+}
+
+// heldLog is a logger whose lines wait until release, then go out in
+// order to the logger it was made from, as every later line does.
+type heldLog struct {
+	mu       sync.Mutex
+	released bool
+	lines    []heldLine
+}
+
+type heldLine struct {
+	h slog.Handler
+	r slog.Record
+}
+
+// holdLog returns a logger writing to log's handler once release is
+// called. run builds its provider client, which logs the credential it
+// uses, before it names its ledger: a run refused for its settings must
+// not call a ledger new that it never makes. The ledger's line stays the
+// first all the same.
+func holdLog(log *slog.Logger) (held *slog.Logger, release func()) {
+	s := &heldLog{}
+	return slog.New(heldHandler{log.Handler(), s}), s.release
+}
+
+func (s *heldLog) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.lines {
+		_ = l.h.Handle(context.Background(), l.r)
+	}
+	s.lines, s.released = nil, true
+}
+
+type heldHandler struct {
+	h slog.Handler
+	s *heldLog
+}
+
+func (x heldHandler) Enabled(ctx context.Context, l slog.Level) bool { return x.h.Enabled(ctx, l) }
+
+func (x heldHandler) Handle(ctx context.Context, r slog.Record) error {
+	x.s.mu.Lock()
+	if !x.s.released {
+		x.s.lines = append(x.s.lines, heldLine{x.h, r.Clone()})
+		x.s.mu.Unlock()
+		return nil
+	}
+	x.s.mu.Unlock()
+	return x.h.Handle(ctx, r)
+}
+
+func (x heldHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return heldHandler{x.h.WithAttrs(a), x.s}
+}
+
+func (x heldHandler) WithGroup(name string) slog.Handler {
+	return heldHandler{x.h.WithGroup(name), x.s}
 }
 
 // ledgerName names an open ledger for a person: a file's absolute path,

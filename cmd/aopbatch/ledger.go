@@ -52,6 +52,18 @@ func openLedger(ctx context.Context, location string, o ledgerOptions) (ledger.S
 	return l, nil
 }
 
+// check refuses the options openLedger would refuse, before anything is
+// created: a run checks them with its other settings.
+func (o ledgerOptions) check(location string) error {
+	if postgres.IsURL(location) {
+		return nil
+	}
+	if _, err := sqlite.Synchronous(o.synchronous); err != nil {
+		return fmt.Errorf("open ledger %s: %w", location, err)
+	}
+	return nil
+}
+
 // openLedgerFile opens a ledger that must already exist.
 func openLedgerFile(ctx context.Context, location string) (ledger.Store, error) {
 	return openLedger(ctx, location, ledgerOptions{})

@@ -159,7 +159,6 @@ func newRunID() string {
 }
 
 func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.Writer) error {
-	noteLedger(log, f.ledger, true)
 	if f.csv == "" {
 		return start(errors.New("run: --csv FILE is required (see aopbatch run -h)"))
 	}
@@ -173,7 +172,12 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 	if _, err := os.Stat(f.csv); err != nil {
 		return start(fmt.Errorf("input: %w", err))
 	}
-	f.conn.log = log
+	// Every setting is checked before the ledger is named or opened: a run
+	// refused for one leaves no empty ledger behind (nor a log line calling
+	// it new).
+	connLog, release := holdLog(log)
+	defer release()
+	f.conn.log = connLog
 	controls, err := f.controls()
 	if err != nil {
 		return start(err)
@@ -198,7 +202,20 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 		}
 		client = c
 	}
-	l, err := openLedger(ctx, f.ledger, ledgerOptions{create: true, synchronous: f.synchronous, leaseTTL: f.leaseTTL})
+	lo := ledgerOptions{create: true, synchronous: f.synchronous, leaseTTL: f.leaseTTL}
+	if err := lo.check(f.ledger); err != nil {
+		return start(err)
+	}
+	// The file's header against the settings: a RegistrationID or
+	// coordinates it lacks and no flag gives.
+	ro := batch.ReaderOptions{AllowExtraColumns: f.allowExtra, GenerateRefs: f.generateRefs,
+		Latitude: f.latitude, Longitude: f.longitude, RegistrationID: f.conn.registrationID}
+	if err := batch.CheckFile(f.csv, ro); err != nil {
+		return start(describeStartError(f.csv, err))
+	}
+	noteLedger(log, f.ledger, true)
+	release()
+	l, err := openLedger(ctx, f.ledger, lo)
 	if err != nil {
 		return start(err)
 	}
@@ -206,8 +223,7 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 
 	owner := ledger.NewOwner(newRunID())
 	ing, err := batch.Ingest(ctx, l, f.csv, batch.IngestOptions{
-		Reader: batch.ReaderOptions{AllowExtraColumns: f.allowExtra, GenerateRefs: f.generateRefs,
-			Latitude: f.latitude, Longitude: f.longitude, RegistrationID: f.conn.registrationID},
+		Reader:  ro,
 		BatchID: f.batchID, Controls: controls, Owner: owner, LeaseTTL: f.leaseTTL, PayAgain: f.payAgain, Log: log,
 	})
 	if err != nil {

@@ -41,11 +41,28 @@ type Options struct {
 	Synchronous string
 }
 
+// Synchronous checks the value of Options.Synchronous and returns the
+// pragma it sets: "" is FULL, and anything but FULL or NORMAL is refused.
+func Synchronous(v string) (string, error) {
+	switch s := strings.ToUpper(v); s {
+	case "":
+		return "FULL", nil
+	case "FULL", "NORMAL":
+		return s, nil
+	}
+	return "", fmt.Errorf("synchronous must be FULL or NORMAL, not %q", v)
+}
+
 // Open opens (creating if needed, with mode 0600) the ledger at path and
 // applies pending migrations.
 func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("open ledger: empty path")
+	}
+	// Refused options leave no file behind.
+	sync, err := Synchronous(o.Synchronous)
+	if err != nil {
+		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
 	// Create the file ourselves so it is private from the first byte; SQLite
 	// gives the -wal and -shm files the same mode.
@@ -54,13 +71,6 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)
 	}
 	f.Close()
-	sync := strings.ToUpper(o.Synchronous)
-	if sync == "" {
-		sync = "FULL"
-	}
-	if sync != "FULL" && sync != "NORMAL" {
-		return nil, fmt.Errorf("open ledger %s: synchronous must be FULL or NORMAL, not %q", path, o.Synchronous)
-	}
 	base := "file:" + (&url.URL{Path: path}).EscapedPath()
 	if err := checkFile(ctx, path, base); err != nil {
 		return nil, fmt.Errorf("open ledger %s: %w", path, err)

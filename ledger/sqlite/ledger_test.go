@@ -271,6 +271,10 @@ func TestOpen(t *testing.T) {
 					l.Close()
 					t.Fatal("Open succeeded, want an error")
 				}
+				// Refused, it leaves no empty ledger behind.
+				if _, err := os.Lstat(tc.path); tc.path != "" && !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("%s left behind (%v)", tc.path, err)
+				}
 			})
 		}
 	})
