@@ -216,6 +216,25 @@ func TestBadFlagValuesRefused(t *testing.T) {
 		strings.Count(strings.TrimSpace(p.stderr), "\n") != 0 {
 		t.Errorf("--rate abc: exit %d, want 1 and one line naming the flag:\n%s", p.code, p.stderr)
 	}
+	// A duration the flag package cannot parse: what a duration looks like.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{runArgs(csvPath, db, sb.URL, "--timeout", "5"), `run: --timeout "5": a duration needs a unit, e.g. 5s or 500ms`},
+		{runArgs(csvPath, db, sb.URL, "--lease-ttl=1d"), `run: --lease-ttl "1d": not a duration: a number and a unit (h, m, s, ms), e.g. 5s, 500ms or 1m30s`},
+		{[]string{"resolve", "--ledger", db, "--resolve-timeout", "30"}, `resolve: --resolve-timeout "30": a duration needs a unit`},
+		{[]string{"reconcile", "--ledger", db, "--lease-ttl", "1.5"}, `reconcile: --lease-ttl "1.5": a duration needs a unit`},
+	} {
+		p := aopbatch(t, nil, tc.args...)
+		if p.code != 1 || !strings.Contains(p.stderr, tc.want) || strings.Count(strings.TrimSpace(p.stderr), "\n") != 0 {
+			t.Errorf("%v: exit %d, want 1 and one line saying %q:\n%s", tc.args[1:], p.code, tc.want, p.stderr)
+		}
+	}
+	// The usage still calls them durations.
+	if p := aopbatch(t, nil, "run", "-h"); !strings.Contains(p.stderr+p.stdout, "-timeout duration") {
+		t.Errorf("run -h does not show --timeout as a duration:\n%s%s", p.stdout, p.stderr)
+	}
 	if n := sb.Stats().Recharges; n != 0 {
 		t.Errorf("%d requests sent, want none", n)
 	}

@@ -39,7 +39,10 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	usage, out := fs.Usage, fs.Output()
 	fs.Usage = func() {}
 	fs.SetOutput(io.Discard)
+	var badDuration error
+	restore := explainDurations(fs, &badDuration)
 	err := fs.Parse(args)
+	restore()
 	fs.Usage = usage
 	fs.SetOutput(out)
 	if err != nil {
@@ -47,12 +50,56 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 			usage()
 			return err
 		}
+		if badDuration != nil {
+			err = badDuration
+		}
 		return &exitError{code: exitStart, err: fmt.Errorf("%s: %w (see aopbatch %s -h)", fs.Name(), err, fs.Name())}
 	}
 	if fs.NArg() > 0 {
 		return &exitError{code: exitStart, err: fmt.Errorf("%s: unexpected argument %q (flags go before it?)", fs.Name(), fs.Arg(0))}
 	}
 	return nil
+}
+
+// explainDurations has the duration flags of fs report a value they
+// refuse in *bad: the flag package says only "parse error", and "--timeout
+// 5" is an easy mistake. The returned func puts the flags back, so that
+// -h still calls them durations.
+func explainDurations(fs *flag.FlagSet, bad *error) (restore func()) {
+	var wrapped []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) {
+		if g, ok := f.Value.(flag.Getter); ok {
+			if _, ok := g.Get().(time.Duration); ok {
+				f.Value = durationFlag{Value: f.Value, name: f.Name, bad: bad}
+				wrapped = append(wrapped, f)
+			}
+		}
+	})
+	return func() {
+		for _, f := range wrapped {
+			f.Value = f.Value.(durationFlag).Value
+		}
+	}
+}
+
+// durationFlag is a duration flag that explains a value it refuses.
+type durationFlag struct {
+	flag.Value
+	name string
+	bad  *error
+}
+
+func (d durationFlag) Set(v string) error {
+	err := d.Value.Set(v)
+	if err == nil {
+		return nil
+	}
+	if n := strings.TrimLeft(v, "+-"); n != "" && strings.Trim(n, "0123456789.") == "" {
+		*d.bad = fmt.Errorf("--%s %q: a duration needs a unit, e.g. 5s or 500ms", d.name, v)
+	} else {
+		*d.bad = fmt.Errorf("--%s %q: not a duration: a number and a unit (h, m, s, ms), e.g. 5s, 500ms or 1m30s", d.name, v)
+	}
+	return err
 }
 
 func envOr(name, def string) string {
