@@ -265,7 +265,7 @@ func (r *Reader) mapHeader(line int) error {
 		r.present[col] = true
 	}
 	if len(unknown) > 0 && !r.opts.AllowExtraColumns {
-		if hint := separatorHint(r.header); hint != "" {
+		if hint := ledger.SeparatorHint(r.header); hint != "" {
 			return &FileError{Line: line, Reason: hint}
 		}
 		reason := unknown[0]
@@ -317,26 +317,6 @@ func (r *Reader) defaultOf(c column) string {
 // coordinateSetting names where a latitude or longitude default is set.
 func coordinateSetting(c column) string {
 	return "--" + c.String() + " or AOP_" + strings.ToUpper(c.String())
-}
-
-// separatorHint explains a header that is one cell because the file is not
-// comma-separated, or has old Mac (CR only) line ends, or "" when neither.
-func separatorHint(header []string) string {
-	for _, h := range header {
-		if strings.Contains(h, "\r") {
-			return "lines end with CR only: save the file with LF or CRLF line ends"
-		}
-	}
-	if len(header) != 1 {
-		return ""
-	}
-	switch h := header[0]; {
-	case strings.Contains(h, ";"):
-		return `columns must be separated by commas, not ";"`
-	case strings.Contains(h, "\t"):
-		return "columns must be separated by commas, not tabs"
-	}
-	return ""
 }
 
 // normalizeHeader folds a header cell to its canonical form; it is the

@@ -23,3 +23,25 @@ func NormalizeColumn(h string) string {
 		return unicode.ToLower(c)
 	}, h)
 }
+
+// SeparatorHint explains a header that is one cell because the file is not
+// comma-separated, or has old Mac (CR only) line ends, or returns "" when
+// neither. The input reader and the statement reader both use it, so a
+// spreadsheet saved with semicolons is named the same way in either.
+func SeparatorHint(header []string) string {
+	for _, h := range header {
+		if strings.Contains(h, "\r") {
+			return "lines end with CR only: save the file with LF or CRLF line ends"
+		}
+	}
+	if len(header) != 1 {
+		return ""
+	}
+	switch h := header[0]; {
+	case strings.Contains(h, ";"):
+		return `columns must be separated by commas, not ";"`
+	case strings.Contains(h, "\t"):
+		return "columns must be separated by commas, not tabs"
+	}
+	return ""
+}

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/aopbatch/aopbatch/ledger"
 )
 
 // StatementColumnNames are our names for a statement's columns, as the
@@ -231,6 +233,9 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 			col[ours] = i
 			found[ours] = names[i]
 		case mapped || requiredStatementColumns[ours]:
+			if hint := ledger.SeparatorHint(header); hint != "" {
+				return nil, &StatementError{Line: 1, Reason: hint}
+			}
 			hint := ""
 			if !mapped {
 				hint = fmt.Sprintf(" (map it with --statement-columns %s=Header)", ours)

@@ -66,6 +66,11 @@ func TestReadStatementErrors(t *testing.T) {
 		{"short line", head + "A,T\n", nil, []string{"line 2", "has 2 cells"}},
 		{"bad quoting", head + "A,\"T,1,1,0\n", nil, []string{"read statement"}},
 		{"duplicate header", "refid,REFID,amount,status\n", nil, []string{"twice"}},
+		// As the input file says it: a statement saved from a spreadsheet
+		// set to a decimal-comma locale.
+		{"semicolons", "refid;amount;status\nA;10,00;1\n", nil, []string{"line 1", `columns must be separated by commas, not ";"`}},
+		{"semicolons mapped", "Ref;Amount;Status\nA;10,00;1\n", map[string]string{"refid": "Ref"}, []string{"line 1", `not ";"`}},
+		{"tabs", "refid\tamount\tstatus\nA\t10\t1\n", nil, []string{"line 1", "separated by commas, not tabs"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ReadStatement(strings.NewReader(tc.in), tc.cols)
