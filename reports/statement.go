@@ -246,6 +246,12 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 			col[ours] = -1
 		}
 	}
+	// The header's cells up to its last name: a trailing comma on the
+	// header alone adds no column a line must fill.
+	named := len(names)
+	for named > 0 && normName(names[named-1]) == "" {
+		named--
+	}
 	st := &Statement{columns: found}
 	var text strings.Builder
 	add := func(v string) (span, error) {
@@ -271,36 +277,33 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 		if len(st.entries) >= math.MaxInt32 {
 			return nil, errors.New("statement too large")
 		}
-		cell := func(ours string) (string, bool) {
-			i := col[ours]
-			if i < 0 || i >= len(rec) {
-				return "", i >= 0
+		if err := cellCount(line, rec, named, len(header)); err != nil {
+			return nil, err
+		}
+		cell := func(ours string) string {
+			if i := col[ours]; i >= 0 { // a named column: cellCount saw it has its cell
+				return strings.TrimSpace(rec[i])
 			}
-			return strings.TrimSpace(rec[i]), false
+			return ""
 		}
 		bad := func(ours, v, reason string) error {
 			return &StatementError{Line: line, Column: found[ours], Value: clip(v), Reason: reason}
 		}
-		for _, ours := range []string{"refid", "amount", "status", "txnid", "refunded"} {
-			if _, short := cell(ours); short {
-				return nil, &StatementError{Line: line, Reason: fmt.Sprintf("has %d cells, the header has %d", len(rec), len(header))}
-			}
-		}
 		var e stEntry
 		e.line = int32(line)
-		ref, _ := cell("refid")
+		ref := cell("refid")
 		if ref == "" {
 			return nil, bad("refid", ref, "empty refid")
 		}
 		if len(ref) > maxIDBytes {
 			return nil, bad("refid", ref, "refid longer than 256 bytes")
 		}
-		amount, _ := cell("amount")
+		amount := cell("amount")
 		if e.amount, err = parseStatementRupees(amount); err != nil {
 			return nil, bad("amount", amount, err.Error())
 		}
-		status, _ := cell("status")
-		refunded, _ := cell("refunded")
+		status := cell("status")
+		refunded := cell("refunded")
 		if e.status, err = theirStatus(status); err != nil {
 			return nil, bad("status", status, err.Error())
 		}
@@ -311,11 +314,11 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 		if isRefunded && e.status == TheirSuccess {
 			e.status = TheirRefunded
 		}
-		txn, _ := cell("txnid")
+		txn := cell("txnid")
 		if len(txn) > maxIDBytes {
 			return nil, bad("txnid", txn, "txnid longer than 256 bytes")
 		}
-		if v, _ := cell("dateadded"); v != "" {
+		if v := cell("dateadded"); v != "" {
 			if t, ok := parseStatementTime(v); ok {
 				if st.from.IsZero() || t.Before(st.from) {
 					st.from = t
@@ -325,7 +328,7 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 				}
 			}
 		}
-		opref, _ := cell("operatorid")
+		opref := cell("operatorid")
 		if len(opref) > maxIDBytes {
 			return nil, bad("operatorid", opref, "operatorid longer than 256 bytes")
 		}
@@ -363,6 +366,28 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 		k += n
 	}
 	return st, nil
+}
+
+// cellCount refuses a line whose cells do not line up with the header's
+// columns: with a cell too many (an unquoted 1,250.00 is two) or too few,
+// its values sit under the wrong columns, and what the reader would say
+// about one of them (status is not "1"...) hides what is wrong. Empty
+// cells past the header's (a trailing comma) and missing ones under the
+// header's unnamed last columns shift nothing.
+func cellCount(line int, rec []string, named, width int) error {
+	used := len(rec)
+	for used > width && strings.TrimSpace(rec[used-1]) == "" {
+		used--
+	}
+	switch {
+	case used > width:
+		return &StatementError{Line: line, Reason: fmt.Sprintf(
+			"has %d cells, the header has %d: a value with a comma in it (1,250.00) must be in quotes", len(rec), width)}
+	case len(rec) < named:
+		return &StatementError{Line: line, Reason: fmt.Sprintf(
+			"has %d cells, the header has %d: a value is missing, so the ones after it are under the wrong columns", len(rec), width)}
+	}
+	return nil
 }
 
 // payments works out, for the lines of one refid (in file order), the line

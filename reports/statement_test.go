@@ -91,6 +91,41 @@ func TestReadStatementErrors(t *testing.T) {
 	}
 }
 
+// A line with another number of cells than the header has its values
+// under the wrong columns: that is said first, not what the shifted value
+// in some column is not (a walkthrough: an unquoted 1,006.06 reported as
+// `column "status", value "006.06": status is not "1"...`). Empty cells
+// past the header's (a trailing comma) shift nothing.
+func TestReadStatementCellCount(t *testing.T) {
+	const head = "refid,txnid,amount,status,operatorid,dateadded\n"
+	const good = "A,T1,10,1,OP1,2026-12-01\n"
+	for _, tc := range []struct {
+		name, line  string
+		cells, want int
+	}{
+		{"unquoted comma", "B,T2,1,006.06,1,OP2,2026-12-01\n", 7, 6},
+		{"extra cell at the end", "B,T2,10,1,OP2,2026-12-01,X\n", 7, 6},
+		{"missing cell", "B,10,1,OP2,2026-12-01\n", 5, 6},
+		{"missing last cell", "B,T2,10,1,OP2\n", 5, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ReadStatement(strings.NewReader(head+good+tc.line), nil)
+			var se *StatementError
+			if !errors.As(err, &se) {
+				t.Fatalf("error %v, want a *StatementError", err)
+			}
+			want := fmt.Sprintf("statement line 3: has %d cells, the header has %d", tc.cells, tc.want)
+			if se.Line != 3 || se.Column != "" || !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("error %q, want it to start %q", err, want)
+			}
+		})
+	}
+	st, err := ReadStatement(strings.NewReader(head+good+"B,T2,10,1,OP2,2026-12-01,,\n"), nil)
+	if err != nil || st.Len() != 2 {
+		t.Errorf("trailing empty cells: %v", err)
+	}
+}
+
 func TestReadStatement(t *testing.T) {
 	in := "\ufeffRef ID;;,Amount,STATUS,Refunded\r\n" // a BOM, CRLF, odd names
 	in = strings.Replace(in, ";;", "", 1)
