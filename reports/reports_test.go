@@ -547,6 +547,52 @@ func TestMetricsFile(t *testing.T) {
 	}
 }
 
+// The run's figures: a run that sent requests has its achieved rate and
+// latency written; one that sent none (the 06:00 rerun of a batch the
+// 02:00 run finished) has its counts, zero, and its configured rate, but
+// no rate or latency it never measured: an alert on the achieved rate
+// read 0 every morning.
+func TestRunMetricsLeaveOutWhatWasNotMeasured(t *testing.T) {
+	f := newFixture(t)
+	s, _ := built(t, f, false, false)
+	for _, tc := range []struct {
+		name      string
+		run       RunFigures
+		want, not []string
+	}{
+		{"sent", RunFigures{ConfiguredRate: 20, AchievedRate: 19.5, SendSeconds: 2.1, Recharges: 40, LatencyP50: 0.02, LatencyP90: 0.03, LatencyP99: 0.05, PeakInFlight: 3, InFlightCap: 256},
+			[]string{`aopbatch_run_rate_per_second{batch="b1",kind="achieved"} 19.5`, `aopbatch_run_latency_seconds{batch="b1",quantile="0.99"} 0.05`,
+				`aopbatch_run_requests{batch="b1",kind="recharge"} 40`}, nil},
+		{"sent nothing", RunFigures{ConfiguredRate: 20, SendSeconds: 0.004, InFlightCap: 256},
+			[]string{`aopbatch_run_rate_per_second{batch="b1",kind="configured"} 20`, `aopbatch_run_requests{batch="b1",kind="recharge"} 0`,
+				`aopbatch_run_requests{batch="b1",kind="status"} 0`, `aopbatch_run_in_flight{batch="b1",kind="cap"} 256`, `aopbatch_rows{batch="b1",state="success"} `},
+			[]string{`kind="achieved"`, "aopbatch_run_latency_seconds"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "aopbatch.prom")
+			if err := WriteMetricsWithRun(path, s, tc.run); err != nil {
+				t.Fatal(err)
+			}
+			prom := readFile(t, path)
+			for _, w := range tc.want {
+				if !strings.Contains(prom, w) {
+					t.Errorf("metrics lack %q", w)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(prom, n) {
+					t.Errorf("metrics hold %q", n)
+				}
+			}
+			for _, line := range strings.Split(strings.TrimSpace(prom), "\n") {
+				if !strings.HasPrefix(line, "# ") && !metricLine.MatchString(line) {
+					t.Errorf("not name{labels} value: %q", line)
+				}
+			}
+		})
+	}
+}
+
 func TestExport(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()

@@ -11,7 +11,7 @@ import (
 // fast, and what held the run back.
 type RunFigures struct {
 	ConfiguredRate float64 // requests per second asked for; 0 = no limit
-	AchievedRate   float64 // requests per second over the send phase
+	AchievedRate   float64 // requests per second over the send phase; 0 when none went out
 	SendSeconds    float64 // length of the send phase
 	Recharges      int64
 	Enquiries      int64
@@ -41,9 +41,17 @@ func WriteMetricsWithRun(path string, s *Summary, r RunFigures) error {
 func (r RunFigures) writeMetrics(w io.Writer, batch string) error {
 	p := &promWriter{w: w, batch: batch}
 	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
-	p.family("aopbatch_run_rate_per_second", "gauge", "Send rate of the last run: configured (0 = no limit) and achieved over its send phase.")
+	// A run that sent nothing (the cron job's rerun of a batch already
+	// done) measured no rate and no latency: a 0 written for them would
+	// read as a provider that stopped answering, and an alert on the
+	// achieved rate would fire every morning. They are left out; the
+	// counts, zero, are true of that run. The achieved rate is 0 only
+	// when no request went out in the send phase.
+	p.family("aopbatch_run_rate_per_second", "gauge", "Send rate of the last run: configured (0 = no limit) and achieved over its send phase (absent when it sent nothing).")
 	p.sample("aopbatch_run_rate_per_second", f(r.ConfiguredRate), "kind", "configured")
-	p.sample("aopbatch_run_rate_per_second", f(r.AchievedRate), "kind", "achieved")
+	if r.AchievedRate > 0 {
+		p.sample("aopbatch_run_rate_per_second", f(r.AchievedRate), "kind", "achieved")
+	}
 	p.family("aopbatch_run_send_seconds", "gauge", "Length of the last run's send phase.")
 	p.sample("aopbatch_run_send_seconds", f(r.SendSeconds))
 	p.family("aopbatch_run_requests", "gauge", "Requests the last run made, by kind.")
@@ -51,10 +59,12 @@ func (r RunFigures) writeMetrics(w io.Writer, batch string) error {
 	p.sample("aopbatch_run_requests", itoa(r.Enquiries), "kind", "status")
 	p.family("aopbatch_run_throttled", "gauge", "HTTP 429 answers the last run got.")
 	p.sample("aopbatch_run_throttled", itoa(r.Throttled))
-	p.family("aopbatch_run_latency_seconds", "gauge", "Answer latency percentiles of the last run.")
-	p.sample("aopbatch_run_latency_seconds", f(r.LatencyP50), "quantile", "0.5")
-	p.sample("aopbatch_run_latency_seconds", f(r.LatencyP90), "quantile", "0.9")
-	p.sample("aopbatch_run_latency_seconds", f(r.LatencyP99), "quantile", "0.99")
+	if r.Recharges+r.Enquiries > 0 {
+		p.family("aopbatch_run_latency_seconds", "gauge", "Answer latency percentiles of the last run (absent when it sent nothing).")
+		p.sample("aopbatch_run_latency_seconds", f(r.LatencyP50), "quantile", "0.5")
+		p.sample("aopbatch_run_latency_seconds", f(r.LatencyP90), "quantile", "0.9")
+		p.sample("aopbatch_run_latency_seconds", f(r.LatencyP99), "quantile", "0.99")
+	}
 	p.family("aopbatch_run_in_flight", "gauge", "Requests in flight in the last run: the most at once, and the cap.")
 	p.sample("aopbatch_run_in_flight", itoa(int64(r.PeakInFlight)), "kind", "peak")
 	p.sample("aopbatch_run_in_flight", itoa(int64(r.InFlightCap)), "kind", "cap")

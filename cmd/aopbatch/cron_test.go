@@ -133,12 +133,30 @@ func TestREADMECronExample(t *testing.T) {
 		t.Errorf("reports written: %v, want one report.json", reps)
 	}
 
+	prom := filepath.Join(home, "aopbatch.prom")
+	if b, _ := os.ReadFile(prom); !strings.Contains(string(b), `kind="achieved"}`) {
+		t.Errorf("the 02:00 run's metrics have no achieved rate:\n%s", b)
+	}
 	before := sb.Stats().Recharges
 	if p := sh(t, cwd, env, script); p.code != 0 {
 		t.Fatalf("06:00 run: exit %d\n%s", p.code, p.stderr)
 	}
 	if n := sb.Stats().Recharges - before; n != 0 {
 		t.Errorf("the second run sent %d recharges, want 0", n)
+	}
+	// The 06:00 run measured no rate: it writes none (an alert on the
+	// achieved rate read its 0 every morning), and the batch's figures.
+	b, err := os.ReadFile(prom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{`aopbatch_rows{batch="recharges-`, `state="success"} 40`, `kind="recharge"} 0`, `kind="configured"} 20`} {
+		if !strings.Contains(string(b), w) {
+			t.Errorf("the 06:00 run's metrics lack %q", w)
+		}
+	}
+	if strings.Contains(string(b), `kind="achieved"}`) {
+		t.Errorf("the 06:00 run, which sent nothing, wrote an achieved rate:\n%s", b)
 	}
 
 	m := sh(t, cwd, env, "set -e\n"+morning)
