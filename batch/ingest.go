@@ -199,7 +199,7 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 		if err != nil {
 			rctx, cancel := AfterStop(ctx)
 			defer cancel()
-			// Not released, the next run waits for the lease to expire.
+			// Released: the next run need not wait for it to expire.
 			if rerr := l.Release(rctx, b.ID, o.Owner); rerr != nil && o.Log != nil {
 				o.Log.Warn("give up the batch lease; the next run waits for it to expire", "err", rerr)
 			}
@@ -214,9 +214,7 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 	if err := l.ClearRows(ctx, b.Seq, o.Owner); err != nil {
 		return IngestResult{}, err
 	}
-	if err := clearAbandoned(ctx, l, b, o); err != nil {
-		return IngestResult{}, err
-	}
+	clearAbandoned(ctx, l, b, o)
 	// Hash what is parsed too: a file changed between the two reads must not
 	// be sent under the first version's batch.
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -301,47 +299,60 @@ func CheckFile(path string, o ReaderOptions) error {
 	return err
 }
 
-// clearAbandoned clears the rows of other batches whose recording stopped
-// part way (a process killed while it recorded a file): nothing of such a
-// batch was ever sent, and its rows would hold their referenceids against
-// this file's, whose rows would then be conflicts and never paid (a
-// review: an edited copy of a file killed while it was recorded had 24,576
-// of its 40,000 rows in conflict, and its run ended as if finished). Run
-// again, such a file is recorded from the start all the same. A recording
-// whose process may still be alive (its lease holds) is left alone.
-func clearAbandoned(ctx context.Context, l ledger.Store, own ledger.Batch, o IngestOptions) error {
+// clearAbandoned drops the other batches whose recording stopped part
+// way (a process killed while it recorded a file) and of which nothing
+// was ever sent: their rows would hold their referenceids against this
+// file's, whose rows would then be conflicts, never paid (a review: an
+// edited copy of a file killed while it was recorded had 24,576 of its
+// 40,000 rows in conflict, and its run ended as if finished). Run again,
+// such a file is recorded from the start all the same.
+//
+// It only ever takes away: a batch whose lease another process holds, an
+// archive being copied in, a batch that became ready, or one with rows a
+// provider may have seen (a ledger copy cut short holds paid rows:
+// DropUnsent refuses it, in the transaction that would drop it) is left
+// alone, and whatever fails leaves the batch as it was without failing
+// this run. The time it takes is bounded, so this run's own lease, taken
+// but not yet renewed, does not lapse meanwhile.
+func clearAbandoned(ctx context.Context, l ledger.Store, own ledger.Batch, o IngestOptions) {
+	bound := 10 * time.Second
+	if o.LeaseTTL > 0 {
+		bound = min(bound, o.LeaseTTL/3)
+	}
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
 	bs, err := l.Batches(ctx)
 	if err != nil {
-		return err
+		return
 	}
 	for _, b := range bs {
-		if b.Ready || b.Seq == own.Seq {
+		if b.Ready || b.Archived != "" || b.Seq == own.Seq || ctx.Err() != nil {
 			continue
 		}
-		// A lease another process holds, or no longer the recording it was:
-		// left alone.
-		if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID, ContentHash: b.ContentHash}, o.Owner, o.LeaseTTL); err != nil {
-			if errors.Is(err, ledger.ErrBatchIngesting) || errors.Is(err, ledger.ErrBatchLocked) {
-				continue
-			}
-			return err
-		}
-		c, err := l.Counts(ctx, b.Seq)
+		got, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID, ContentHash: b.ContentHash}, o.Owner, o.LeaseTTL)
 		if err != nil {
-			return err
+			continue // another process holds it, or it is not a recording to drop
 		}
-		if err := l.ClearRows(ctx, b.Seq, o.Owner); err != nil {
-			return err
+		if got.Ready {
+			_ = l.Release(ctx, got.ID, o.Owner) // finished meanwhile: its rows are kept
+			continue
 		}
-		if err := l.Release(ctx, b.ID, o.Owner); err != nil {
-			return err
+		c, err := l.Counts(ctx, got.Seq)
+		if err != nil {
+			_ = l.Release(ctx, got.ID, o.Owner)
+			continue
 		}
-		if n := c.Total().Rows; n > 0 && o.Log != nil {
-			o.Log.Warn("cleared the rows of a batch whose recording stopped part way: nothing of it was sent, and its file run again is recorded from the start",
+		// Gone meanwhile, Acquire made it anew (got.Seq differs), empty:
+		// dropped all the same.
+		if err := l.DropUnsent(ctx, got.Seq, o.Owner); err != nil {
+			_ = l.Release(ctx, got.ID, o.Owner)
+			continue
+		}
+		if n := c.Total().Rows; n > 0 && got.Seq == b.Seq && o.Log != nil {
+			o.Log.Warn("dropped a batch whose recording stopped part way: nothing of it was sent, and its file run again is recorded from the start",
 				"batch", b.ID, "file", b.Source, "rows", n)
 		}
 	}
-	return nil
 }
 
 // ingestPoll is how often a process waits to see the file recorded by

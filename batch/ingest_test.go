@@ -2,8 +2,10 @@ package batch
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -117,5 +119,156 @@ func TestWaitingToJoinSaysItStillWaits(t *testing.T) {
 		if ok && waited != c.at {
 			t.Errorf("at %s: waited %s, want %s", c.at, waited, c.at)
 		}
+	}
+}
+
+// Before a file is recorded, the batches whose recording was killed part
+// way are dropped (clearAbandoned); the rest are left as they are, and
+// never fail the run (a review of that change):
+//
+// An archived batch being copied in (or whose copy was killed) is not
+// ready, with its archive named: every new file's run failed on it.
+func TestRecordingLeavesAnArchiveBeingCopiedIn(t *testing.T) {
+	ctx := context.Background()
+	l := openLedger(t)
+	im, err := l.ImportBatch(ctx, ledger.Batch{ID: "old", ContentHash: "h-old", Source: "old.csv", Ready: true,
+		Archived: "jan.ledger.gz", Created: time.Now(), RowsTotal: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = im // the copy is still going, or was killed here
+	if _, err = Ingest(ctx, l, writeRows(t, 3), ingestOpts(NoControls())); err != nil {
+		t.Errorf("a new file is refused because another batch is being copied in: %v", err)
+	}
+}
+
+// raceStore runs hook once, right after Batches lists the ledger: the
+// moment another process changes a batch clearAbandoned is about to take.
+type raceStore struct {
+	ledger.Store
+	hook func()
+}
+
+func (r *raceStore) Batches(ctx context.Context) ([]ledger.Batch, error) {
+	bs, err := r.Store.Batches(ctx)
+	if r.hook != nil {
+		h := r.hook
+		r.hook = nil
+		h()
+	}
+	return bs, err
+}
+
+// A recording another process aborts (its control totals) between the
+// listing and the take-over is not made anew, an empty batch with no
+// source and no header left for good.
+func TestRecordingMakesNoBatchAnotherDropped(t *testing.T) {
+	ctx := context.Background()
+	l := openLedger(t)
+	a := ledger.NewOwner("A")
+	x, err := l.Acquire(ctx, ledger.NewBatch{ID: "X", ContentHash: "hx", Source: "x.csv", Header: []string{"operator", "canumber", "amount", "referenceid"}}, a, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := &raceStore{Store: l}
+	rs.hook = func() {
+		// A's file fails its control totals: the ingest is aborted, the batch deleted.
+		in, err := l.BeginIngest(ctx, x, a, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := in.Abort(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := ingestOpts(NoControls())
+	o.Owner = ledger.NewOwner("B")
+	if _, err := Ingest(ctx, rs, writeRows(t, 3), o); err != nil {
+		t.Errorf("B's run: %v", err)
+	}
+	bs, err := l.Batches(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bs {
+		if b.ID == "X" {
+			t.Errorf("batch X, deleted by its own run, is back: source %q, header %v, ready %v", b.Source, b.Header, b.Ready)
+		}
+	}
+}
+
+// A dry run that finishes (and gives its lease back) between the listing
+// and the take-over is kept, and another file's run goes on.
+func TestRecordingKeepsABatchReadyMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	l := openLedger(t)
+	a := ledger.NewOwner("A")
+	x, err := l.Acquire(ctx, ledger.NewBatch{ID: "X", ContentHash: "hx", Source: "x.csv", Header: []string{"operator", "canumber", "amount", "referenceid"}}, a, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := &raceStore{Store: l}
+	rs.hook = func() {
+		in, err := l.BeginIngest(ctx, x, a, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := in.AddMany(ctx, []ledger.IngestRow{{Line: 2, ReferenceID: "XR-1", Operator: 1, CANumber: "C", AmountPaise: 100, Request: []byte("{}")}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := in.Finish(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Release(ctx, "X", a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := ingestOpts(NoControls())
+	o.Owner = ledger.NewOwner("B")
+	if _, err = Ingest(ctx, rs, writeRows(t, 3), o); err != nil {
+		t.Errorf("another file's run fails: %v", err)
+	}
+	if b, err := l.Batch(ctx, "X"); err != nil || !b.Ready || b.RowsTotal != 1 {
+		t.Errorf("the batch that became ready: %+v (%v), want it kept, ready, its row with it", b, err)
+	}
+}
+
+// A ledger copy killed part way leaves a batch of paid rows, not ready:
+// it is kept, and a row reusing one of their referenceids is a conflict,
+// not queued to be paid again.
+func TestRecordingKeepsACopyOfPaidRowsCutShort(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "l.db")
+	l, err := sqlite.Open(ctx, path, sqlite.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	im, err := l.ImportBatch(ctx, ledger.Batch{ID: "paid", ContentHash: "h-paid", Source: "paid.csv", Ready: true, Created: time.Now(), RowsTotal: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Rows(ctx, []ledger.Row{{Line: 2, ReferenceID: "R-1", Operator: 1, CANumber: "CA0000001", AmountPaise: 1101,
+		Request: []byte(`{"x":1}`), State: ledger.StateSuccess, Attempts: 1, FirstSent: time.Now(), Updated: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	// kill -9 of the copy: its pid is gone.
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE batches SET lease_pid = 999999 WHERE id = 'paid'`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	var logs strings.Builder
+	o := ingestOpts(NoControls())
+	o.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	res, err := Ingest(ctx, l, writeRows(t, 3), o) // R-0, R-1, R-2
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Conflicts != 1 || strings.Contains(logs.String(), "dropped a batch") {
+		t.Errorf("R-1, paid in batch paid, is queued to be sent again (conflicts %d)\n%s", res.Conflicts, logs.String())
 	}
 }
