@@ -106,7 +106,7 @@ held it is in the live ledger or another archive, and may have paid it.
 			"and a copy of these rows, sent again, would get new ones and could pay them twice; %s", st, b.ID, way))
 	}
 
-	o := reports.ExportOptions{KeepRefs: keepRefs, Statement: st2}
+	o := reports.ExportOptions{KeepRefs: keepRefs, Statement: st2, Archive: isArchive(*ledgerPath)}
 	var res reports.ExportResult
 	dest := "standard output"
 	if out == "" || out == "-" {

@@ -320,6 +320,36 @@ func TestExportConflictFromAnArchiveLeavesOutWhatWasPaid(t *testing.T) {
 	}
 }
 
+// In the live ledger a conflict row whose holder is gone is offered: the
+// holder was dropped, never sent (ledger drop, or a recording killed part
+// way), and the row is the one to pay. Left out as if held in another
+// ledger, such rows could never be exported (a review).
+func TestExportConflictOffersWhatADroppedBatchHeld(t *testing.T) {
+	sb := newRecordingSandbox(t, nil)
+	dir := t.TempDir()
+	db, first, second := filepath.Join(dir, "l.db"), filepath.Join(dir, "a.csv"), filepath.Join(dir, "b.csv")
+	rows := goodRows(3, "DR")
+	writeCSV(t, first, rows)
+	if p := aopbatch(t, nil, runArgs(first, db, sb.URL, "--batch", "a", "--dry-run")...); p.code != 0 {
+		t.Fatalf("dry run a: exit %d\n%s", p.code, p.stderr)
+	}
+	again := append([]sampleRow(nil), rows[:2]...)
+	writeCSV(t, second, again)
+	if p := aopbatch(t, nil, runArgs(second, db, sb.URL, "--batch", "b", "--dry-run")...); p.code != 2 {
+		t.Fatalf("dry run b: exit %d, want 2 (conflicts)\n%s", p.code, p.stderr)
+	}
+	if p := aopbatch(t, nil, "ledger", "drop", "--ledger", db, "--batch", "a"); p.code != 0 {
+		t.Fatalf("drop a: exit %d\n%s%s", p.code, p.stdout, p.stderr)
+	}
+	p := aopbatch(t, nil, "export", "--ledger", db, "--batch", "b", "--state", "conflict")
+	if p.code != 0 || !strings.Contains(p.stderr, "exported 2 conflict rows") {
+		t.Errorf("export: exit %d, want both conflict rows offered: nothing holds their referenceids\n%s%s", p.code, p.stdout, p.stderr)
+	}
+	if n := sb.Stats().Recharges; n != 0 {
+		t.Errorf("dry runs sent %d Recharges", n)
+	}
+}
+
 // Rows whose money may have moved are never exported with blank
 // referenceids, the file export makes being one to send again: under new
 // referenceids they could be paid twice. With --keep-refs they keep their
