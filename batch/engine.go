@@ -199,7 +199,7 @@ type Engine struct {
 	notFound  sync.Map                  // line -> true: unknown rows EnquireAfterStop found no record of
 	// waiting are the rows a run that ended left in flight that the
 	// provider had no record of, each with when it may be sent again
-	// (apply): asked about before then, they spend the rate for nothing.
+	// (apply): Resolve runs a round then.
 	waitMu  sync.Mutex
 	waiting map[int]time.Time
 
@@ -544,9 +544,6 @@ func (e *Engine) submitUnsettled(ctx context.Context, b ledger.Batch, p *pool, k
 			for _, r := range page {
 				if late() {
 					return n, nil
-				}
-				if e.waitingNow(r.Line) {
-					continue // asked once it may be sent (Resolve)
 				}
 				if keep == nil || keep(r) {
 					if asked != nil {

@@ -307,7 +307,8 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 }
 
 // waitToResend notes that row line, not at the provider, may be sent
-// again at due: until then it is not asked about.
+// again at due. Until then it is asked about all the same: the request
+// of the run that ended may arrive meanwhile, and settle it.
 func (e *Engine) waitToResend(line int, due time.Time) {
 	e.waitMu.Lock()
 	defer e.waitMu.Unlock()
@@ -315,14 +316,6 @@ func (e *Engine) waitToResend(line int, due time.Time) {
 		e.waiting = map[int]time.Time{}
 	}
 	e.waiting[line] = due
-}
-
-// waitingNow reports whether row line waits to be sent again (waitToResend).
-func (e *Engine) waitingNow(line int) bool {
-	e.waitMu.Lock()
-	defer e.waitMu.Unlock()
-	due, ok := e.waiting[line]
-	return ok && e.cfg.Now().Before(due)
 }
 
 // nextResend is the earliest time after now a waiting row may be sent again.
