@@ -11,7 +11,10 @@ import (
 
 // CopyResult says what Copy moved, batch by batch.
 type CopyResult struct {
-	Batches  []CopiedBatch
+	Batches []CopiedBatch
+	// Already are the batches the destination held already, the same:
+	// left as they are (a copy run again after one that stopped part way).
+	Already  []string
 	Rows     int64
 	Paise    int64
 	Attempts int64
@@ -67,6 +70,12 @@ func Copy(ctx context.Context, from Reader, to Store, o CopyOptions) (CopyResult
 		}
 	}
 	for _, b := range pick {
+		if same, err := alreadyThere(ctx, from, to, b); err != nil {
+			return res, err
+		} else if same {
+			res.Already = append(res.Already, b.ID)
+			continue
+		}
 		cb, err := copyHeld(ctx, from, to, b, o.Hold)
 		if err != nil {
 			return res, err
@@ -78,6 +87,43 @@ func Copy(ctx context.Context, from Reader, to Store, o CopyOptions) (CopyResult
 		res.Attempts += cb.Attempts
 	}
 	return res, nil
+}
+
+// alreadyThere reports whether the destination holds batch b already as
+// the source does: ready, the same content and archive, and the same
+// counts and sums by state. A batch there that differs is not: Copy then
+// refuses it (ErrBatchExists), for a person to decide which is right.
+func alreadyThere(ctx context.Context, from Reader, to Store, b Batch) (bool, error) {
+	got, err := to.Batch(ctx, b.ID)
+	if errors.Is(err, ErrNoBatch) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !got.Ready || !b.Ready || got.ContentHash != b.ContentHash || got.Archived != b.Archived || got.RowsTotal != b.RowsTotal {
+		return false, nil
+	}
+	want, err := from.Counts(ctx, b.Seq)
+	if err != nil {
+		return false, err
+	}
+	have, err := to.Counts(ctx, got.Seq)
+	if err != nil {
+		return false, err
+	}
+	return maps.Equal(nonZero(want), nonZero(have)), nil
+}
+
+// nonZero is c without its empty states: a store may list them or not.
+func nonZero(c Counts) Counts {
+	out := Counts{}
+	for s, t := range c {
+		if t.Rows != 0 || t.Paise != 0 {
+			out[s] = t
+		}
+	}
+	return out
 }
 
 // copyHeld copies b while holding it, when there is a way to.

@@ -136,6 +136,9 @@ func runLedgerCopy(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 	}
 	res, err := ledger.Copy(ctx, src, dst, o)
+	for _, id := range res.Already {
+		fmt.Fprintf(stdout, "batch %s is in %s already, the same rows in the same states: left as it is\n", id, dst.Location())
+	}
 	for _, b := range res.Batches {
 		t := b.Counts.Total()
 		note := ""

@@ -198,9 +198,18 @@ func TestLedgerCopyRoundTrip(t *testing.T) {
 			t.Errorf("%d Recharges for an archived referenceid reused in the copy, want none", n)
 		}
 	}
-	// Copying again is refused: the batch is there.
-	if p := aopbatch(t, nil, "ledger", "copy", "--from", src, "--to", back); p.code != 1 || !strings.Contains(p.stderr, "already in the ledger") {
-		t.Errorf("second copy: exit %d\n%s", p.code, p.stderr)
+	// Copying again leaves the batches the copy holds the same as they
+	// are (a copy run again after one that stopped part way), and refuses
+	// one that differs there: here a batch "reuse" of another file.
+	other := filepath.Join(dir, "other.csv")
+	writeCSV(t, other, old[1:2])
+	if p := aopbatch(t, nil, runArgs(other, src, paid.URL, "--batch", "reuse")...); p.code != 2 {
+		t.Fatalf("a batch reuse of another file in the source: exit %d, want 2 (a conflict)\n%s", p.code, p.stderr)
+	}
+	p := aopbatch(t, nil, "ledger", "copy", "--from", src, "--to", back)
+	if p.code != 1 || !strings.Contains(p.stderr, "batch reuse: batch already in the ledger") ||
+		strings.Count(p.stdout, "the same rows in the same states: left as it is") != 2 {
+		t.Errorf("second copy: exit %d, want 1: the two batches there alike left as they are, batch reuse refused\n%s%s", p.code, p.stdout, p.stderr)
 	}
 }
 

@@ -11,7 +11,8 @@ import (
 )
 
 // Copy moves a batch into another ledger as it was: every row, every
-// attempt, counts and sums; it refuses a batch the destination holds and a
+// attempt, counts and sums; it leaves a batch the destination holds the
+// same as it is, refuses one it holds otherwise and a
 // batch with rows in flight, and leaves nothing behind when it fails.
 func (s suite) testCopy(t *testing.T) {
 	t.Parallel()
@@ -78,8 +79,17 @@ func (s suite) testCopy(t *testing.T) {
 		t.Errorf("a referenceid of the copied batch, reused: %s, want conflict", states[0])
 	}
 
+	// Copied again, the same, it is left as it is (a copy run again after
+	// one that stopped part way); changed in the source, it is refused.
+	if res, err := ledger.Copy(ctx, src, dst, ledger.CopyOptions{IDs: []string{b.ID}}); err != nil || len(res.Batches) != 0 ||
+		!reflect.DeepEqual(res.Already, []string{b.ID}) {
+		t.Errorf("copying it again: %+v, %v; want it left as it is (Already)", res, err)
+	}
+	sw := newWriter(t, src, b.Seq)
+	record(t, sw, ledger.Update{Line: lines[0], To: ledger.StateSuccess, Code: 0, Message: "settled since"})
+	closeWriter(t, sw)
 	if _, err := ledger.Copy(ctx, src, dst, ledger.CopyOptions{IDs: []string{b.ID}}); !errors.Is(err, ledger.ErrBatchExists) {
-		t.Errorf("copying it again: %v, want ErrBatchExists", err)
+		t.Errorf("copying it again, changed in the source: %v, want ErrBatchExists", err)
 	}
 
 	// A batch with a row in flight is refused, and nothing of it stays.
