@@ -185,9 +185,13 @@ func (e *Engine) Stats() RunStats {
 		// not its answer, which against a slow provider adds its latency
 		// (2 s of a 7 s phase at 2 s latency: 54.7/s of 100/s).
 		// n requests from the phase's start to the last make n-1 gaps.
-		if last := e.lim.lastAt.Load(); n > 1 && last > began && last < end {
+		switch last := e.lim.lastAt.Load(); {
+		case r.Recharges+r.Enquiries == 0:
+			// Tokens let through, but no request made (every try without
+			// a credential): no rate to speak of.
+		case n > 1 && last > began && last < end:
 			r.AchievedRate = float64(n-1) / time.Duration(last-began).Seconds()
-		} else if r.SendPhase > 0 {
+		case r.SendPhase > 0:
 			r.AchievedRate = float64(n) / r.SendPhase.Seconds()
 		}
 	}

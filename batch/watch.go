@@ -243,7 +243,7 @@ func (r RunStats) String() string {
 	n := r.Recharges + r.Enquiries
 	fmt.Fprintf(&b, "sent %d requests (%d recharges, %d status enquiries)", n, r.Recharges, r.Enquiries)
 	switch {
-	case r.SendPhase >= time.Second:
+	case r.SendPhase >= time.Second && n > 0:
 		// The rate is the rate requests went out at, up to the last: an
 		// interrupted run's send phase also waits out the requests still
 		// out (143 requests in 27.8 s read as "at 49.7 requests/s").

@@ -58,8 +58,12 @@ func TestTokenCommandThatFailsSendsNothing(t *testing.T) {
 			if re := `aopbatch_run_requests\{[^}]*kind="recharge"\} 0\n`; !regexp.MustCompile(re).Match(m) {
 				t.Errorf("metrics file has no %s:\n%s", re, m)
 			}
-			if strings.Contains(string(m), "aopbatch_run_latency_seconds{") {
-				t.Errorf("metrics file has a latency for a request never made:\n%s", m)
+			if strings.Contains(string(m), "aopbatch_run_latency_seconds{") || strings.Contains(string(m), `kind="achieved"`) {
+				t.Errorf("metrics file has a latency or a rate for requests never made:\n%s", m)
+			}
+			// The batch's figures, read from the attempts log, agree.
+			if re := `aopbatch_requests\{[^}]*kind="recharge"\} 0\n`; !regexp.MustCompile(re).Match(m) {
+				t.Errorf("metrics file has no %s: the attempts log counts tries without a credential as requests:\n%s", re, m)
 			}
 			stop := lastLine(p.stderr)
 			if !strings.Contains(stop, tc.want) || !strings.Contains(stop, "token-command") {
