@@ -207,6 +207,14 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read statement: %w", err)
 	}
+	// A header with a CR in it: the file's lines end with CR only, and it
+	// reads as one line, the header, whatever its columns (a review: a
+	// statement of charges read as none, with no error).
+	for _, h := range header {
+		if strings.Contains(h, "\r") {
+			return nil, &StatementError{Line: 1, Reason: ledger.SeparatorHint(header)}
+		}
+	}
 	index := map[string]int{}
 	names := make([]string, len(header))
 	for i, h := range header {
@@ -277,17 +285,18 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 		if len(st.entries) >= math.MaxInt32 {
 			return nil, errors.New("statement too large")
 		}
-		if err := cellCount(line, rec, named, len(header)); err != nil {
+		short, err := cellCount(line, rec, named, len(header))
+		if err != nil {
 			return nil, err
 		}
 		cell := func(ours string) string {
-			if i := col[ours]; i >= 0 { // a named column: cellCount saw it has its cell
+			if i := col[ours]; i >= 0 && i < len(rec) { // a short line's last cells are empty
 				return strings.TrimSpace(rec[i])
 			}
 			return ""
 		}
 		bad := func(ours, v, reason string) error {
-			return &StatementError{Line: line, Column: found[ours], Value: clip(v), Reason: reason}
+			return &StatementError{Line: line, Column: found[ours], Value: clip(v), Reason: reason + short}
 		}
 		var e stEntry
 		e.line = int32(line)
@@ -368,26 +377,27 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 	return st, nil
 }
 
-// cellCount refuses a line whose cells do not line up with the header's
-// columns: with a cell too many (an unquoted 1,250.00 is two) or too few,
-// its values sit under the wrong columns, and what the reader would say
-// about one of them (status is not "1"...) hides what is wrong. Empty
-// cells past the header's (a trailing comma) and missing ones under the
-// header's unnamed last columns shift nothing.
-func cellCount(line int, rec []string, named, width int) error {
+// cellCount refuses a line with more cells than the header's columns (an
+// unquoted 1,250.00 is two): its values sit under the wrong columns, and
+// what the reader would say about one of them (status is not "1"...)
+// hides what is wrong. Empty cells past the header's (a trailing comma)
+// shift nothing. A line with fewer cells is read: providers, and
+// spreadsheets, leave a line's empty last cells off. But a value missing
+// in the middle shifts the rest as well, so short says so, for any error
+// the line's values then meet.
+func cellCount(line int, rec []string, named, width int) (short string, err error) {
 	used := len(rec)
 	for used > width && strings.TrimSpace(rec[used-1]) == "" {
 		used--
 	}
 	switch {
 	case used > width:
-		return &StatementError{Line: line, Reason: fmt.Sprintf(
+		return "", &StatementError{Line: line, Reason: fmt.Sprintf(
 			"has %d cells, the header has %d: a value with a comma in it (1,250.00) must be in quotes", len(rec), width)}
 	case len(rec) < named:
-		return &StatementError{Line: line, Reason: fmt.Sprintf(
-			"has %d cells, the header has %d: a value is missing, so the ones after it are under the wrong columns", len(rec), width)}
+		return fmt.Sprintf(" (the line has %d cells, the header %d: if a value is missing, the ones after it are under the wrong columns)", len(rec), width), nil
 	}
-	return nil
+	return "", nil
 }
 
 // payments works out, for the lines of one refid (in file order), the line

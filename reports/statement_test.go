@@ -63,7 +63,10 @@ func TestReadStatementErrors(t *testing.T) {
 		{"bad status", head + "A,T,1,7,0\n", nil, []string{"line 2", `column "status"`, `value "7"`}},
 		{"bad refunded", head + "A,T,1,1,maybe\n", nil, []string{"line 2", `column "refunded"`}},
 		{"empty refid", head + " ,T,1,1,0\n", nil, []string{"line 2", "empty refid"}},
-		{"short line", head + "A,T\n", nil, []string{"line 2", "has 2 cells"}},
+		{"short line", head + "A,T\n", nil, []string{"line 2", "the line has 2 cells"}},
+		// Lines ending with CR only read as one line, the header: with the
+		// columns all there, a statement of no lines, and no error.
+		{"CR line ends", "refid,amount,status,txnid\rR1,10.00,1,T1\rR2,5.00,1,T2\r", nil, []string{"line 1", "CR only"}},
 		{"bad quoting", head + "A,\"T,1,1,0\n", nil, []string{"read statement"}},
 		{"duplicate header", "refid,REFID,amount,status\n", nil, []string{"twice"}},
 		// As the input file says it: a statement saved from a spreadsheet
@@ -99,14 +102,13 @@ func TestReadStatementErrors(t *testing.T) {
 func TestReadStatementCellCount(t *testing.T) {
 	const head = "refid,txnid,amount,status,operatorid,dateadded\n"
 	const good = "A,T1,10,1,OP1,2026-12-01\n"
+	// More cells than the header: refused, whatever they would read as.
 	for _, tc := range []struct {
-		name, line  string
-		cells, want int
+		name, line string
+		cells      int
 	}{
-		{"unquoted comma", "B,T2,1,006.06,1,OP2,2026-12-01\n", 7, 6},
-		{"extra cell at the end", "B,T2,10,1,OP2,2026-12-01,X\n", 7, 6},
-		{"missing cell", "B,10,1,OP2,2026-12-01\n", 5, 6},
-		{"missing last cell", "B,T2,10,1,OP2\n", 5, 6},
+		{"unquoted comma", "B,T2,1,006.06,1,OP2,2026-12-01\n", 7},
+		{"extra cell at the end", "B,T2,10,1,OP2,2026-12-01,X\n", 7},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ReadStatement(strings.NewReader(head+good+tc.line), nil)
@@ -114,15 +116,27 @@ func TestReadStatementCellCount(t *testing.T) {
 			if !errors.As(err, &se) {
 				t.Fatalf("error %v, want a *StatementError", err)
 			}
-			want := fmt.Sprintf("statement line 3: has %d cells, the header has %d", tc.cells, tc.want)
-			if se.Line != 3 || se.Column != "" || !strings.HasPrefix(err.Error(), want) {
-				t.Errorf("error %q, want it to start %q", err, want)
+			want := fmt.Sprintf("statement line 3: has %d cells, the header has 6: a value with a comma in it (1,250.00) must be in quotes", tc.cells)
+			if se.Line != 3 || se.Column != "" || err.Error() != want {
+				t.Errorf("error %q, want %q", err, want)
 			}
 		})
 	}
-	st, err := ReadStatement(strings.NewReader(head+good+"B,T2,10,1,OP2,2026-12-01,,\n"), nil)
-	if err != nil || st.Len() != 2 {
-		t.Errorf("trailing empty cells: %v", err)
+	// Fewer: read, a line's empty last cells left off; a value missing in
+	// the middle shifts the rest, and the error it meets says so.
+	st, err := ReadStatement(strings.NewReader(head+good+"B,T2,10,1,OP2\n"+"C,T3,10,1\n"+"D,T4,10,1,OP2,2026-12-01,,\n"), nil)
+	if err != nil || st.Len() != 4 {
+		t.Errorf("last cells left off, trailing empty cells: %v", err)
+	}
+	_, err = ReadStatement(strings.NewReader(head+good+"B,10,1,OP2,2026-12-01\n"), nil)
+	want := `statement line 3, column "status", value "OP2": `
+	if err == nil || !strings.HasPrefix(err.Error(), want) ||
+		!strings.HasSuffix(err.Error(), "(the line has 5 cells, the header 6: if a value is missing, the ones after it are under the wrong columns)") {
+		t.Errorf("a value missing in the middle: %v, want it to start %q and say the line is short", err, want)
+	}
+	_, err = ReadStatement(strings.NewReader(head+good+"B,T2\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), "the line has 2 cells, the header 6") {
+		t.Errorf("a line cut short of its amount: %v, want an error saying it is short", err)
 	}
 }
 
