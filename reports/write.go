@@ -451,9 +451,22 @@ func (s *Summary) rejectReason(r *ledger.Row) (reason, fixable string) {
 }
 
 // raggedRow reports whether rejected row r has more or fewer cells than
-// the header's width: which column each belongs to takes a person.
+// the header's width: which column each belongs to takes a person. Empty
+// cells past the header's (a trailing comma) shift nothing: such a row's
+// cells are where they belong.
 func raggedRow(r *ledger.Row, width int) bool {
-	return r.ErrorCode == "field_count" && len(r.Raw) > 0 && len(r.Raw) != width // batch.CodeFieldCount
+	if r.ErrorCode != "field_count" || len(r.Raw) == 0 || len(r.Raw) == width { // batch.CodeFieldCount
+		return false
+	}
+	if len(r.Raw) > width {
+		for _, v := range r.Raw[width:] {
+			if strings.TrimSpace(v) != "" {
+				return true
+			}
+		}
+		return false
+	}
+	return true
 }
 
 // piiMasked says, by column of the file's header, which cells are masked.
