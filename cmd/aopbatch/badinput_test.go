@@ -357,6 +357,7 @@ func TestRefusedRunLeavesNoLedger(t *testing.T) {
 		{name: "bad progress", args: []string{"--progress", "bogus"}, errText: "--progress must be auto, always or never"},
 		{name: "bad lease", args: []string{"--lease-ttl", "1ms"}, errText: "--lease-ttl must be at least 1s"},
 		{name: "ledger directory missing", ledger: filepath.Join("nodir", "l.db"), errText: "no such file or directory"},
+		{name: "generated refs, no batch", args: []string{"--generate-refs"}, errText: "--generate-refs needs --batch ID"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db := filepath.Join(t.TempDir(), "l.db")

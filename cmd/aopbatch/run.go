@@ -206,6 +206,13 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 	if err := lo.check(f.ledger); err != nil {
 		return start(err)
 	}
+	if f.generateRefs && f.batchID == "" && !postgres.IsURL(f.ledger) {
+		// Without --batch only a batch an earlier version made of this
+		// file is taken, and a ledger not made yet has none.
+		if _, err := os.Stat(f.ledger); errors.Is(err, os.ErrNotExist) {
+			return start(fmt.Errorf("run: --generate-refs needs --batch ID, e.g. --batch payouts-2026-11-26: %w", batch.ErrGenerateRefsNeedsBatch))
+		}
+	}
 	// The file's header against the settings: a RegistrationID or
 	// coordinates it lacks and no flag gives.
 	ro := batch.ReaderOptions{AllowExtraColumns: f.allowExtra, GenerateRefs: f.generateRefs,
