@@ -231,6 +231,15 @@ func TestBadFlagValuesRefused(t *testing.T) {
 			t.Errorf("%v: exit %d, want 1 and one line saying %q:\n%s", tc.args[1:], p.code, tc.want, p.stderr)
 		}
 	}
+	// An empty --ledger (an empty variable in a cron script): one line,
+	// before any ledger is named (a walkthrough: the working directory was).
+	for _, args := range [][]string{runArgs(csvPath, "", sb.URL), {"status", "--ledger", ""}, {"report", "--ledger", " ", "--out", t.TempDir()}} {
+		p := aopbatch(t, nil, args...)
+		if p.code != 1 || !strings.Contains(p.stderr, args[0]+": --ledger is empty") || strings.Contains(p.stderr, "msg=ledger") ||
+			strings.Count(strings.TrimSpace(p.stderr), "\n") != 0 {
+			t.Errorf("%s --ledger empty: exit %d, want 1 and one line saying so:\n%s", args[0], p.code, p.stderr)
+		}
+	}
 	// The usage still calls them durations.
 	if p := aopbatch(t, nil, "run", "-h"); !strings.Contains(p.stderr+p.stdout, "-timeout duration") {
 		t.Errorf("run -h does not show --timeout as a duration:\n%s%s", p.stdout, p.stderr)

@@ -58,6 +58,12 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	if fs.NArg() > 0 {
 		return &exitError{code: exitStart, err: fmt.Errorf("%s: unexpected argument %q (flags go before it?)", fs.Name(), fs.Arg(0))}
 	}
+	// An empty variable in a cron script: the working directory would be
+	// named as the ledger, then "empty path".
+	if f := fs.Lookup("ledger"); f != nil && strings.TrimSpace(f.Value.String()) == "" {
+		return &exitError{code: exitStart, err: fmt.Errorf("%s: --ledger is empty: name a SQLite file or a postgres:// URL, or leave the flag out for %s",
+			fs.Name(), f.DefValue)}
+	}
 	return nil
 }
 
