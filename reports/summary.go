@@ -494,9 +494,10 @@ func (s *Summary) timing(ctx context.Context, l ledger.Reader) error {
 	var stopAnswer time.Time
 	stopCode := -1
 	err := l.EachAttempt(ctx, s.seq, func(a *ledger.AttemptRow) error {
-		if a.Class == "auth" && a.HTTPStatus == 0 {
-			// No credential could be had (a token command that failed):
-			// logged as why the run stopped, but no request was made.
+		if (a.Class == "auth" || a.Class == "not-sent") && a.HTTPStatus == 0 {
+			// No credential could be had (a token command that failed), or
+			// the request failed before it could reach the provider (a
+			// refused connection): logged, but no request was made.
 			return nil
 		}
 		if a.Kind != "recharge" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -175,4 +176,42 @@ func rowsOf(t *testing.T, db string) []ledger.Row {
 	t.Helper()
 	_, _, all := ledgerRows(t, db)
 	return all
+}
+
+// A night the provider cannot be reached sends no request: a refused
+// connection is a try, logged, but not a request made, and the run's
+// figures and the report's say none went out, with no rate or latency (a
+// walkthrough: "sent 302 requests ... at 20.0 requests/s; latency p50 0s",
+// a healthy night on a dashboard).
+func TestUnreachableProviderMakesNoRequests(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
+	ln.Close() // refused from now on
+	dir := t.TempDir()
+	db, in, metrics, out := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv"), filepath.Join(dir, "m.prom"), filepath.Join(dir, "rep")
+	writeCSV(t, in, goodRows(3, "UR"))
+	p := aopbatch(t, nil, runArgs(in, db, url, "--rate", "20", "--metrics-file", metrics, "--report", out)...)
+	if p.code == 0 {
+		t.Fatalf("exit 0 with the provider unreachable\n%s", p.stderr)
+	}
+	if c := countStates(rowsOf(t, db)); c[ledger.StateQueued] != 3 {
+		t.Errorf("states %v, want all 3 queued: nothing reached the provider", c)
+	}
+	if !strings.Contains(p.stdout, "sent 0 requests (0 recharges, 0 status enquiries)") || strings.Contains(p.stdout, "latency") ||
+		strings.Contains(p.stdout, "requests going out at") {
+		t.Errorf("the run's figures count requests that never reached the provider:\n%s", p.stdout)
+	}
+	m, err := os.ReadFile(metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(m), `kind="achieved"`) || strings.Contains(string(m), "aopbatch_run_latency_seconds{") {
+		t.Errorf("metrics file has a rate or a latency for requests never made:\n%s", m)
+	}
+	if re := `aopbatch_requests\{[^}]*kind="recharge"\} 0\n`; !regexp.MustCompile(re).Match(m) {
+		t.Errorf("metrics file has no %s:\n%s", re, m)
+	}
 }
