@@ -77,6 +77,10 @@ type stEntry struct {
 	amount          int64
 	line            int32
 	status          TheirStatus
+	// short: the line had fewer cells than the header. Its money columns
+	// were all there, but a value missing in the middle would have
+	// shifted them: charged says such a refid may be charged.
+	short bool
 }
 
 // StatementError is a statement line that cannot be read.
@@ -122,7 +126,21 @@ func (s *Statement) find(ref string) (int, int) {
 
 // charged reports whether any line of the statement shows ref charged or
 // pending (money taken, or perhaps taken).
-func (s *Statement) charged(ref string) bool { return s.chargedEntry(s.find(ref)) != nil }
+func (s *Statement) charged(ref string) bool {
+	pos, n := s.find(ref)
+	if s.chargedEntry(pos, n) != nil {
+		return true
+	}
+	// A short line may read failed with its values shifted (a review: a
+	// charge, its txnid missing, read as amount 1.00 and status failed):
+	// not to be offered for sending again on its word.
+	for k := pos; k < pos+n; k++ {
+		if s.entries[s.byRef[k]].short {
+			return true
+		}
+	}
+	return false
+}
 
 // chargedEntry returns the first of the n entries from byRef[pos] that
 // shows money taken or perhaps taken, or nil.
@@ -289,6 +307,15 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Short of a money column: refused, as what is there may be
+		// shifted. Short of a descriptive one (dateadded, operatorid, a
+		// remark): read, its empty last cells left off.
+		for _, ours := range []string{"refid", "amount", "status", "txnid", "refunded"} {
+			if i := col[ours]; i >= len(rec) {
+				return nil, &StatementError{Line: line, Reason: fmt.Sprintf("has %d cells, the header has %d: no %s cell (%s); if a value is missing before it, the ones after it are under the wrong columns",
+					len(rec), len(header), ours, found[ours])}
+			}
+		}
 		cell := func(ours string) string {
 			if i := col[ours]; i >= 0 && i < len(rec) { // a short line's last cells are empty
 				return strings.TrimSpace(rec[i])
@@ -300,6 +327,7 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 		}
 		var e stEntry
 		e.line = int32(line)
+		e.short = short != ""
 		ref := cell("refid")
 		if ref == "" {
 			return nil, bad("refid", ref, "empty refid")

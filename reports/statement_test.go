@@ -63,7 +63,7 @@ func TestReadStatementErrors(t *testing.T) {
 		{"bad status", head + "A,T,1,7,0\n", nil, []string{"line 2", `column "status"`, `value "7"`}},
 		{"bad refunded", head + "A,T,1,1,maybe\n", nil, []string{"line 2", `column "refunded"`}},
 		{"empty refid", head + " ,T,1,1,0\n", nil, []string{"line 2", "empty refid"}},
-		{"short line", head + "A,T\n", nil, []string{"line 2", "the line has 2 cells"}},
+		{"short line", head + "A,T\n", nil, []string{"line 2", "has 2 cells, the header has 5: no amount cell"}},
 		// Lines ending with CR only read as one line, the header: with the
 		// columns all there, a statement of no lines, and no error.
 		{"CR line ends", "refid,amount,status,txnid\rR1,10.00,1,T1\rR2,5.00,1,T2\r", nil, []string{"line 1", "CR only"}},
@@ -135,8 +135,19 @@ func TestReadStatementCellCount(t *testing.T) {
 		t.Errorf("a value missing in the middle: %v, want it to start %q and say the line is short", err, want)
 	}
 	_, err = ReadStatement(strings.NewReader(head+good+"B,T2\n"), nil)
-	if err == nil || !strings.Contains(err.Error(), "the line has 2 cells, the header 6") {
+	if err == nil || !strings.Contains(err.Error(), "has 2 cells, the header has 6: no amount cell") {
 		t.Errorf("a line cut short of its amount: %v, want an error saying it is short", err)
+	}
+	// A short line with its money columns there may still be shifted: its
+	// txnid missing, a charge of 10.00 reads as 1.00 failed. export's
+	// filter takes it as perhaps charged, never to be offered again on
+	// its word (a review).
+	st, err = ReadStatement(strings.NewReader("refid,txnid,amount,status,dateadded\nREF-C9,10.00,1,0\nREF-C8,T8,5,0,2026-12-01\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.charged("REF-C9") || st.charged("REF-C8") {
+		t.Errorf("charged: short line REF-C9 %v (want true), whole failed line REF-C8 %v (want false)", st.charged("REF-C9"), st.charged("REF-C8"))
 	}
 }
 
