@@ -22,9 +22,6 @@ type ExportOptions struct {
 	// shows charged or pending: such a row must never be offered for
 	// sending again, whatever the ledger says (SPEC section 6).
 	Statement *Statement
-	// Archive says the ledger read is an archive (aopbatch ledger
-	// archive): a conflict row's holder may be in another ledger.
-	Archive bool
 }
 
 // ExportResult says what Export wrote.
@@ -89,7 +86,7 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 	var held map[string]string
 	if st == ledger.StateConflict {
 		var err error
-		if held, err = heldElsewhere(ctx, l, b.Seq, o.Archive); err != nil {
+		if held, err = heldElsewhere(ctx, l, b.Seq); err != nil {
 			return res, fmt.Errorf("export batch %s: %w", b.ID, err)
 		}
 	}
@@ -153,13 +150,15 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 // batch's own export --state failed offers, and offered from both it
 // would be paid twice. Which it is takes a person.
 //
-// A conflict row was held by some row when it was recorded. Read from an
-// archive (archive), a row of no batch there may hold it: the batch that
-// paid it is in the live ledger or another archive. What became of it
-// cannot be seen from there, so the row is left out as well. In the live
-// ledger a holder no row has now was dropped, never sent (ledger drop, or
-// a recording killed part way): the row is offered.
-func heldElsewhere(ctx context.Context, l ledger.Reader, seq int64, archive bool) (map[string]string, error) {
+// A conflict row was held by some row when it was recorded. Where no row
+// of this ledger holds it now, the holder is elsewhere: read from an
+// archive, the batch that paid it is in the live ledger or another
+// archive; a ledger a copy put the batch in (ledger copy --batch) may not
+// have the batch that held it. What became of it cannot be seen from
+// here, so the row is left out as well. (A holder dropped unsent, with
+// ledger drop, leaves its conflicts left out too: nothing records that it
+// was never sent.)
+func heldElsewhere(ctx context.Context, l ledger.Reader, seq int64) (map[string]string, error) {
 	var refs []string
 	err := eachInState(ctx, l, seq, ledger.StateConflict, func(r *ledger.Row) error {
 		refs = append(refs, r.ReferenceID)
@@ -182,8 +181,8 @@ func heldElsewhere(ctx context.Context, l ledger.Reader, seq int64, archive bool
 	}
 	out := map[string]string{}
 	for _, ref := range refs {
-		if _, ok := holders[ref]; !ok && archive {
-			out[ref] = "held when recorded by a batch not in this archive: look it up in the live ledger and the other archives before sending it by hand"
+		if _, ok := holders[ref]; !ok {
+			out[ref] = "held when recorded by a batch not in this ledger now: look it up in the live ledger and the archives before sending it by hand"
 		}
 	}
 	for ref, h := range holders {

@@ -39,9 +39,9 @@ With --statement, every row the statement shows charged or pending is left
 out: it must never be sent again (aopbatch reconcile records what the
 provider says about it). A conflict row is left out while a row of another
 batch holds its referenceid: it is most likely that payment, paid there or
-offered by that batch's own export. Read from an archive, a conflict row
-whose holder is in no batch of the archive is left out too: the batch that
-held it is in the live ledger or another archive, and may have paid it.
+offered by that batch's own export. A conflict row whose holder is in no batch
+of the ledger read is left out too: read from an archive or a copy, the
+batch that held it may be in another ledger, and may have paid it.
 `)
 	}
 	ledgerPath := ledgerFlag(fs)
@@ -106,7 +106,7 @@ held it is in the live ledger or another archive, and may have paid it.
 			"and a copy of these rows, sent again, would get new ones and could pay them twice; %s", st, b.ID, way))
 	}
 
-	o := reports.ExportOptions{KeepRefs: keepRefs, Statement: st2, Archive: isArchive(*ledgerPath)}
+	o := reports.ExportOptions{KeepRefs: keepRefs, Statement: st2}
 	var res reports.ExportResult
 	dest := "standard output"
 	if out == "" || out == "-" {
