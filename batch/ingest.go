@@ -319,33 +319,55 @@ func clearAbandoned(ctx context.Context, l ledger.Store, own ledger.Batch, o Ing
 	if o.LeaseTTL > 0 {
 		bound = min(bound, o.LeaseTTL/3)
 	}
-	ctx, cancel := context.WithTimeout(ctx, bound)
+	cctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
-	bs, err := l.Batches(ctx)
+	// Left as it was, such a batch's rows hold their referenceids: this
+	// file's rows reusing one are conflicts, never paid. Said, so a person
+	// can drop it.
+	kept := func(b ledger.Batch, why error) {
+		if o.Log != nil {
+			o.Log.Warn("a batch whose recording stopped part way was left as it is: its rows hold their referenceids, "+
+				"and this file's rows reusing one are recorded as conflicts; if nothing of it was sent, aopbatch ledger drop --batch ID takes it away",
+				"batch", b.ID, "file", b.Source, "why", why.Error())
+		}
+	}
+	release := func(id string) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = l.Release(rctx, id, o.Owner)
+	}
+	bs, err := l.Batches(cctx)
 	if err != nil {
 		return
 	}
 	for _, b := range bs {
-		if b.Ready || b.Archived != "" || b.Seq == own.Seq || ctx.Err() != nil {
+		if b.Ready || b.Archived != "" || b.Seq == own.Seq {
 			continue
 		}
-		got, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID, ContentHash: b.ContentHash}, o.Owner, o.LeaseTTL)
+		if err := cctx.Err(); err != nil {
+			kept(b, err)
+			continue
+		}
+		got, err := l.Acquire(cctx, ledger.NewBatch{ID: b.ID, ContentHash: b.ContentHash}, o.Owner, o.LeaseTTL)
+		switch {
+		case errors.Is(err, ledger.ErrBatchIngesting) || errors.Is(err, ledger.ErrBatchLocked):
+			continue // being recorded: another process's
+		case err != nil:
+			kept(b, err)
+			continue
+		case got.Ready:
+			release(got.ID) // finished meanwhile: its rows are kept
+			continue
+		}
+		c, err := l.Counts(cctx, got.Seq)
+		if err == nil {
+			// Gone meanwhile, Acquire made it anew (got.Seq differs),
+			// empty: dropped all the same.
+			err = l.DropUnsent(cctx, got.Seq, o.Owner)
+		}
 		if err != nil {
-			continue // another process holds it, or it is not a recording to drop
-		}
-		if got.Ready {
-			_ = l.Release(ctx, got.ID, o.Owner) // finished meanwhile: its rows are kept
-			continue
-		}
-		c, err := l.Counts(ctx, got.Seq)
-		if err != nil {
-			_ = l.Release(ctx, got.ID, o.Owner)
-			continue
-		}
-		// Gone meanwhile, Acquire made it anew (got.Seq differs), empty:
-		// dropped all the same.
-		if err := l.DropUnsent(ctx, got.Seq, o.Owner); err != nil {
-			_ = l.Release(ctx, got.ID, o.Owner)
+			release(got.ID)
+			kept(b, err)
 			continue
 		}
 		if n := c.Total().Rows; n > 0 && got.Seq == b.Seq && o.Log != nil {

@@ -271,4 +271,8 @@ func TestRecordingKeepsACopyOfPaidRowsCutShort(t *testing.T) {
 	if res.Conflicts != 1 || strings.Contains(logs.String(), "dropped a batch") {
 		t.Errorf("R-1, paid in batch paid, is queued to be sent again (conflicts %d)\n%s", res.Conflicts, logs.String())
 	}
+	// Kept, and said: this file's row reusing its referenceid is a conflict.
+	if !strings.Contains(logs.String(), "a batch whose recording stopped part way was left as it is") || !strings.Contains(logs.String(), "batch=paid") {
+		t.Errorf("the batch kept is not named:\n%s", logs.String())
+	}
 }
