@@ -219,6 +219,10 @@ func (c *Client) Recharge(ctx context.Context, body []byte) (Result, error) {
 	}
 	r2, _ := c.rechargeOnce(ctx, body)
 	r2.NoCredential, r2.RenewFailed = renewed(r2.NoCredential, r.Attempts)
+	if r2.RenewFailed && r2.HTTPStatus == 0 {
+		// The exchange's one request is the first, refused: its answer.
+		r2.HTTPStatus, r2.Code = r.HTTPStatus, r.Code
+	}
 	r2.Attempts += r.Attempts
 	return r2, nil
 }

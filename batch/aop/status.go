@@ -152,6 +152,10 @@ func (c *Client) Status(ctx context.Context, referenceID string) (StatusResult, 
 	}
 	r2, _ := c.statusOnce(ctx, referenceID, body)
 	r2.NoCredential, r2.RenewFailed = renewed(r2.NoCredential, r.Attempts)
+	if r2.RenewFailed && r2.HTTPStatus == 0 {
+		// The exchange's one request is the first, refused: its answer.
+		r2.HTTPStatus, r2.Code = r.HTTPStatus, r.Code
+	}
 	r2.Attempts += r.Attempts
 	return r2, nil
 }

@@ -138,6 +138,9 @@ func TestTokenRefusedThenCommandFailsSaysSo(t *testing.T) {
 	if !strings.Contains(p.stdout, "sent 1 requests (1 recharges, 0 status enquiries)") {
 		t.Errorf("the refused request is not counted:\n%s", p.stdout)
 	}
+	if th, _ := reportJSON(t, db, "latest")["throughput"].(map[string]any); th["recharge_attempts"] != float64(1) {
+		t.Errorf("the report counts %v recharge requests, want the 1 refused", th["recharge_attempts"])
+	}
 	stop := lastLine(p.stderr)
 	for _, want := range []string{"refused the credential (HTTP 401", "credential refresh failed", "exit status 4", "token-command"} {
 		if !strings.Contains(stop, want) {
