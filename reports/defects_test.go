@@ -224,6 +224,27 @@ func TestRejectedRowOnTheStatementWarns(t *testing.T) {
 	}
 }
 
+// A rejected row's referenceid on a statement line with cells missing
+// may read failed with its values shifted (a charge, its txnid missing):
+// rejects.csv does not offer it again on that line's word (a review).
+func TestRejectedRowOnAShortStatementLineWarns(t *testing.T) {
+	f := newFixture(t)
+	_, _, dir := reconciled(t, f, "refid,txnid,amount,status,dateadded\nREF002,T2,10.00,1,2026-12-01\nREF012,10.00,1,0\n", f.options(false))
+	listed := false
+	for _, rec := range readCSV(t, filepath.Join(dir, FileRejects)) {
+		if rec[3] != "REF012" {
+			continue
+		}
+		listed = true
+		if rec[len(rec)-1] != "no" || !strings.Contains(rec[len(rec)-2], "cells missing") {
+			t.Errorf("rejects.csv offers REF012, on a short statement line, for resending: %q", rec)
+		}
+	}
+	if !listed {
+		t.Error("REF012 not in rejects.csv")
+	}
+}
+
 // A rejected row's referenceid that the statement shows failed and then
 // charged is charged: every line under it counts, not only the first, as
 // in the export that leaves it out.

@@ -358,6 +358,9 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 					if e := st.chargedEntry(pos, n); e != nil {
 						rc.rejectedCharged[r.Line] = fmt.Sprintf("the statement shows this referenceid %s (statement line %d): find out who sent it before sending it again",
 							e.status, e.line)
+					} else if e := st.shortEntry(pos, n); e != nil {
+						rc.rejectedCharged[r.Line] = fmt.Sprintf("the statement has this referenceid on a line with cells missing (statement line %d), which may read shifted: find out who sent it before sending it again",
+							e.line)
 					}
 				}
 			}

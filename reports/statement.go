@@ -128,18 +128,21 @@ func (s *Statement) find(ref string) (int, int) {
 // pending (money taken, or perhaps taken).
 func (s *Statement) charged(ref string) bool {
 	pos, n := s.find(ref)
-	if s.chargedEntry(pos, n) != nil {
-		return true
-	}
-	// A short line may read failed with its values shifted (a review: a
-	// charge, its txnid missing, read as amount 1.00 and status failed):
-	// not to be offered for sending again on its word.
+	return s.chargedEntry(pos, n) != nil || s.shortEntry(pos, n) != nil
+}
+
+// shortEntry returns the first of the n entries from byRef[pos] read from
+// a short line, or nil. Such a line may read failed with its values
+// shifted (a review: a charge, its txnid missing, read as amount 1.00 and
+// status failed): a row under its refid is not to be sent again on its
+// word.
+func (s *Statement) shortEntry(pos, n int) *stEntry {
 	for k := pos; k < pos+n; k++ {
-		if s.entries[s.byRef[k]].short {
-			return true
+		if e := &s.entries[s.byRef[k]]; e.short {
+			return e
 		}
 	}
-	return false
+	return nil
 }
 
 // chargedEntry returns the first of the n entries from byRef[pos] that
