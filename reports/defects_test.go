@@ -224,6 +224,28 @@ func TestRejectedRowOnTheStatementWarns(t *testing.T) {
 	}
 }
 
+// A statement line with cells missing is read (a provider leaves empty
+// last cells off), but a value missing in the middle would have shifted
+// the rest: a row it matches is not taken as matched on its word, but
+// asked about (a review).
+func TestShortStatementLineIsAskedAbout(t *testing.T) {
+	f := newFixture(t)
+	s, _, _ := reconciled(t, f, "refid,txnid,amount,status,refunded\nREF002,T2,10.00,1\n", f.options(false))
+	found := false
+	for _, d := range s.Reconciliation.Discrepancies {
+		if d.ReferenceID != "REF002" {
+			continue
+		}
+		found = true
+		if d.Category != StatusMismatch || !strings.Contains(d.Note, "has cells missing") {
+			t.Errorf("REF002 on a short line: %s %q, want a status mismatch saying the line has cells missing", d.Category, d.Note)
+		}
+	}
+	if !found {
+		t.Error("REF002, on a short line, is not listed: taken as matched")
+	}
+}
+
 // A rejected row's referenceid on a statement line with cells missing
 // may read failed with its values shifted (a charge, its txnid missing):
 // rejects.csv does not offer it again on that line's word (a review).

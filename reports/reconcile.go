@@ -386,6 +386,11 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 			ok, note = false, "the statement's lines for this referenceid leave unsure whether money was kept "+
 				"(a charge and a refund no txnid ties together, or one transaction both charged and failed): reconcile asks the provider"
 		}
+		if s := st.shortEntry(pos, n); ok && s != nil {
+			// A value missing in the middle shifts the rest: its status may
+			// be another column's.
+			ok, note = false, fmt.Sprintf("the statement's line %d for this referenceid has cells missing, so its values may be under the wrong columns: reconcile asks the provider", s.line)
+		}
 		switch {
 		case !ok:
 			d.Category, d.Note = StatusMismatch, note

@@ -310,10 +310,12 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 		if err != nil {
 			return nil, err
 		}
-		// Short of a money column: refused, as what is there may be
-		// shifted. Short of a descriptive one (dateadded, operatorid, a
-		// remark): read, its empty last cells left off.
-		for _, ours := range []string{"refid", "amount", "status", "txnid", "refunded"} {
+		// Short of a column every line needs: refused. Short of another
+		// (txnid, refunded, dateadded, operatorid, a remark): read, its
+		// empty last cells left off, and marked short: a value missing in
+		// the middle would have shifted the rest, so its refid is taken
+		// as perhaps charged (charged) and reconcile asks the provider.
+		for _, ours := range []string{"refid", "amount", "status"} {
 			if i := col[ours]; i >= len(rec) {
 				return nil, &StatementError{Line: line, Reason: fmt.Sprintf("has %d cells, the header has %d: no %s cell (%s); if a value is missing before it, the ones after it are under the wrong columns",
 					len(rec), len(header), ours, found[ours])}
