@@ -292,8 +292,17 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 	sendErr = eng.EnquireAfterStop(ctx, b, sendErr)
 	if sendErr == nil && ctx.Err() == nil && l.Shared() {
 		// Other processes work on the batch too: stay until it is done,
-		// or until a dead one's lease has long run out.
-		sendErr = eng.Finish(ctx, b, sess.Recover, 2*f.leaseTTL+f.conn.resolveTimeout)
+		// or until a dead one's lease has long run out. A process stopped
+		// inside a transaction (SIGSTOP, a frozen VM) keeps its rows until
+		// the server ends that transaction, after the abandon time; its
+		// lease ran out before: a survivor that gave up sooner left rows
+		// in flight, and the batch unfinished (a CI run:
+		// TestTakeoverWaitsForARequestStillInFlight, 12 s of a 15 s wait).
+		patience := 2*f.leaseTTL + f.conn.resolveTimeout
+		if postgres.IsURL(f.ledger) {
+			patience = max(patience, max(postgres.AbandonTx, f.leaseTTL)+f.leaseTTL+f.conn.resolveTimeout)
+		}
+		sendErr = eng.Finish(ctx, b, sess.Recover, patience)
 	}
 	stopProgress()
 	st := eng.Stats()
