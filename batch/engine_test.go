@@ -666,14 +666,20 @@ func TestDeadRunsRowIsSentDespiteThrottledEnquiries(t *testing.T) {
 		}
 		sb.ServeHTTP(w, r)
 	})
+	resolveDeadRunsRow(t, sb, h, Config{Timeout: 2 * time.Second, ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 8 * time.Second})
+}
+
+// resolveDeadRunsRow serves h (over sb) for a batch of one row, R-0, that
+// a run marked in flight and died before its request left; a run taking
+// it over with cfg resolves it. R-0 must end success, charged once.
+func resolveDeadRunsRow(t *testing.T, sb *aoptest.Server, h http.Handler, cfg Config) {
+	t.Helper()
 	client, l, b := servedBatch(t, h, 1)
 	ctx := context.Background()
 	owner := ingestOpts(NoControls()).Owner
-	// A run marked R-0 in flight and died before its request left.
-	row := rowByRef(t, l, b, "R-0")
-	markInflight(t, l, b, owner, row)
-	next := takeOver(t, l, b, owner)
-	e := New(l, client, Config{Owner: next, Timeout: 2 * time.Second, ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 8 * time.Second})
+	markInflight(t, l, b, owner, rowByRef(t, l, b, "R-0"))
+	cfg.Owner = takeOver(t, l, b, owner)
+	e := New(l, client, cfg)
 	if err := e.Prepare(ctx, b); err != nil {
 		t.Fatal(err)
 	}
@@ -700,23 +706,8 @@ func TestDeadRunsRowIsSentWithinTheResolveTimeout(t *testing.T) {
 		}
 		sb.ServeHTTP(w, r)
 	})
-	client, l, b := servedBatch(t, h, 1)
-	ctx := context.Background()
-	owner := ingestOpts(NoControls()).Owner
-	row := rowByRef(t, l, b, "R-0")
-	markInflight(t, l, b, owner, row) // and died before its request left
-	next := takeOver(t, l, b, owner)
-	e := New(l, client, Config{Owner: next, Timeout: 1500 * time.Millisecond, ResolveBackoff: 300 * time.Millisecond,
+	resolveDeadRunsRow(t, sb, h, Config{Timeout: 1500 * time.Millisecond, ResolveBackoff: 300 * time.Millisecond,
 		ResolveTimeout: 1500 * time.Millisecond})
-	if err := e.Prepare(ctx, b); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Resolve(ctx, b); err != nil {
-		t.Fatal(err)
-	}
-	if got := rowByRef(t, l, b, "R-0"); got.State != ledger.StateSuccess || sb.Charged("R-0") != 1 {
-		t.Errorf("R-0: %s (%s), charged %d; want sent again once --timeout had passed, success", got.State, got.Message, sb.Charged("R-0"))
-	}
 	// Asked about until it may be sent (a dead run's request may arrive
 	// meanwhile), and then once more: the round it is sent in.
 	if n := enquiries.Load(); n < 2 {

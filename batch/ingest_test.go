@@ -165,22 +165,9 @@ func (r *raceStore) Batches(ctx context.Context) ([]ledger.Batch, error) {
 func TestRecordingMakesNoBatchAnotherDropped(t *testing.T) {
 	ctx := context.Background()
 	l := openLedger(t)
-	a := ledger.NewOwner("A")
-	x, err := l.Acquire(ctx, ledger.NewBatch{ID: "X", ContentHash: "hx", Source: "x.csv", Header: []string{"operator", "canumber", "amount", "referenceid"}}, a, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs := &raceStore{Store: l}
-	rs.hook = func() {
-		// A's file fails its control totals: the ingest is aborted, the batch deleted.
-		in, err := l.BeginIngest(ctx, x, a, time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := in.Abort(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rs := recordingMeanwhile(t, l, func(in ledger.Ingest) error {
+		return in.Abort(ctx) // A's file fails its control totals: the batch is deleted
+	})
 	o := ingestOpts(NoControls())
 	o.Owner = ledger.NewOwner("B")
 	if _, err := Ingest(ctx, rs, writeRows(t, 3), o); err != nil {
@@ -197,11 +184,12 @@ func TestRecordingMakesNoBatchAnotherDropped(t *testing.T) {
 	}
 }
 
-// A dry run that finishes (and gives its lease back) between the listing
-// and the take-over is kept, and another file's run goes on.
-func TestRecordingKeepsABatchReadyMeanwhile(t *testing.T) {
+// recordingMeanwhile has process A take batch X to record it, and returns
+// l wrapped so that, once Ingest has listed the batches, A's recording
+// ends by end (before the take-over Ingest then tries).
+func recordingMeanwhile(t *testing.T, l ledger.Store, end func(ledger.Ingest) error) *raceStore {
+	t.Helper()
 	ctx := context.Background()
-	l := openLedger(t)
 	a := ledger.NewOwner("A")
 	x, err := l.Acquire(ctx, ledger.NewBatch{ID: "X", ContentHash: "hx", Source: "x.csv", Header: []string{"operator", "canumber", "amount", "referenceid"}}, a, time.Minute)
 	if err != nil {
@@ -213,19 +201,30 @@ func TestRecordingKeepsABatchReadyMeanwhile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := in.AddMany(ctx, []ledger.IngestRow{{Line: 2, ReferenceID: "XR-1", Operator: 1, CANumber: "C", AmountPaise: 100, Request: []byte("{}")}}); err != nil {
+		if err := end(in); err != nil {
 			t.Fatal(err)
 		}
-		if err := in.Finish(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := l.Release(ctx, "X", a); err != nil {
+		if err := l.Release(ctx, "X", a); err != nil && !errors.Is(err, ledger.ErrNoBatch) {
 			t.Fatal(err)
 		}
 	}
+	return rs
+}
+
+// A dry run that finishes (and gives its lease back) between the listing
+// and the take-over is kept, and another file's run goes on.
+func TestRecordingKeepsABatchReadyMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	l := openLedger(t)
+	rs := recordingMeanwhile(t, l, func(in ledger.Ingest) error {
+		if _, err := in.AddMany(ctx, []ledger.IngestRow{{Line: 2, ReferenceID: "XR-1", Operator: 1, CANumber: "C", AmountPaise: 100, Request: []byte("{}")}}); err != nil {
+			return err
+		}
+		return in.Finish(ctx)
+	})
 	o := ingestOpts(NoControls())
 	o.Owner = ledger.NewOwner("B")
-	if _, err = Ingest(ctx, rs, writeRows(t, 3), o); err != nil {
+	if _, err := Ingest(ctx, rs, writeRows(t, 3), o); err != nil {
 		t.Errorf("another file's run fails: %v", err)
 	}
 	if b, err := l.Batch(ctx, "X"); err != nil || !b.Ready || b.RowsTotal != 1 {
