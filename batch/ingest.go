@@ -344,16 +344,15 @@ func clearAbandoned(ctx context.Context, l ledger.Store, own ledger.Batch, o Ing
 		if b.Ready || b.Archived != "" || b.Seq == own.Seq {
 			continue
 		}
-		if err := cctx.Err(); err != nil {
-			kept(b, err)
-			continue
+		if cctx.Err() != nil {
+			break // out of time: the conflicts it leaves name the batch
 		}
 		got, err := l.Acquire(cctx, ledger.NewBatch{ID: b.ID, ContentHash: b.ContentHash}, o.Owner, o.LeaseTTL)
 		switch {
-		case errors.Is(err, ledger.ErrBatchIngesting) || errors.Is(err, ledger.ErrBatchLocked):
-			continue // being recorded: another process's
 		case err != nil:
-			kept(b, err)
+			// Being recorded by another process (its lease, or the write
+			// lock it holds while it records): not one to drop, nor to
+			// warn of every night.
 			continue
 		case got.Ready:
 			release(got.ID) // finished meanwhile: its rows are kept

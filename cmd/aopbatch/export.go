@@ -124,7 +124,7 @@ batch that held it may be in another ledger, and may have paid it.
 	}
 	fmt.Fprintf(stderr, "aopbatch: exported %d %s rows of batch %s to %s\n", res.Rows, st, b.ID, dest)
 	if res.Charged > 0 {
-		fmt.Fprintf(stderr, "aopbatch: left out %d rows the statement shows charged or pending (%s): do not send them again; aopbatch reconcile confirms them with the provider\n",
+		fmt.Fprintf(stderr, "aopbatch: left out %d rows the statement shows charged or pending, or on a line with cells missing (%s): do not send them again; aopbatch reconcile confirms them with the provider\n",
 			res.Charged, strings.Join(res.ChargedRefs, ", "))
 	}
 	if res.Ragged > 0 {
