@@ -756,10 +756,7 @@ func (e *Engine) deliver(ctx, wctx context.Context, w ledger.Writer, row ledger.
 		e.sending(-1)
 		cancel()
 		lat := e.cfg.Now().Sub(at)
-		// Without a credential, or failing before it could reach the
-		// provider (a refused connection), no request was made
-		// (aop.Result): neither a request sent nor an answer's latency.
-		if res.HTTPStatus != 0 || !res.NoCredential && res.Class != aop.ClassNotSent {
+		if res.MadeRequest() {
 			e.progress.Sent.Add(1)
 		}
 		e.answered(tk, res.Wrote, lat, res.Class != aop.ClassNotSent && !res.NoCredential, res.Class == aop.ClassThrottled, res.Timeout, res.HTTPStatus >= 500)

@@ -195,7 +195,7 @@ func (e *Engine) enquire(ctx, wctx context.Context, w ledger.Writer, row ledger.
 		e.sending(-1)
 		cancel()
 		lat := e.cfg.Now().Sub(at)
-		if st.HTTPStatus != 0 || !st.NoCredential && st.Verdict != aop.VerdictNotSent { // else no request was made (aop.StatusResult)
+		if st.MadeRequest() {
 			e.progress.Enquired.Add(1)
 		}
 		e.answered(tk, st.Wrote, lat, st.Verdict != aop.VerdictNotSent && !st.NoCredential, st.Verdict == aop.VerdictThrottled, st.Timeout, st.HTTPStatus >= 500)

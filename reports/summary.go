@@ -497,7 +497,8 @@ func (s *Summary) timing(ctx context.Context, l ledger.Reader) error {
 		if (a.Class == "auth" || a.Class == "not-sent") && a.HTTPStatus == 0 {
 			// No credential could be had (a token command that failed), or
 			// the request failed before it could reach the provider (a
-			// refused connection): logged, but no request was made.
+			// refused connection): logged, but no request was made. The
+			// run's count decides it alike (aop.Result.MadeRequest).
 			return nil
 		}
 		if a.Kind != "recharge" {

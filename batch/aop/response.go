@@ -36,6 +36,13 @@ type Result struct {
 	RenewFailed bool
 }
 
+// MadeRequest reports whether the exchange made a request the provider
+// may have seen: one that had an answer, or that had a credential and did
+// not fail before it could reach the provider (a refused connection).
+func (r Result) MadeRequest() bool {
+	return r.HTTPStatus != 0 || !r.NoCredential && r.Class != ClassNotSent
+}
+
 const (
 	// maxBody caps every response body the client reads.
 	maxBody = 1 << 20

@@ -117,6 +117,12 @@ type StatusResult struct {
 	RenewFailed  bool
 }
 
+// MadeRequest reports whether the enquiry made a request, as
+// Result.MadeRequest does.
+func (r StatusResult) MadeRequest() bool {
+	return r.HTTPStatus != 0 || !r.NoCredential && r.Verdict != VerdictNotSent
+}
+
 type statusRequest struct {
 	ReferenceID    string `json:"referenceid"`
 	RegistrationID string `json:"RegistrationID"`
