@@ -157,9 +157,10 @@ func HashFile(path string) (string, error) {
 }
 
 // Ingest puts every data row of the CSV at path into the ledger, under the
-// batch's lease, and checks the control totals. A batch already ingested is
-// resumed as it is, checked against the control totals as recorded. A bad file (*FileError, *ControlError) leaves nothing in
-// the ledger, so nothing of it can be sent.
+// batch's lease, and checks the control totals. A batch already ingested
+// is resumed as it is, checked against the control totals as recorded. A
+// bad file (*FileError, *ControlError) leaves nothing in the ledger, so
+// nothing of it can be sent.
 func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (IngestResult, error) {
 	if err := regularFile(path); err != nil {
 		return IngestResult{}, err
@@ -197,12 +198,7 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 	if b.Ready {
 		res, err := resumed(ctx, l, b, o.Controls)
 		if err != nil {
-			rctx, cancel := AfterStop(ctx)
-			defer cancel()
-			// Released: the next run need not wait for it to expire.
-			if rerr := l.Release(rctx, b.ID, o.Owner); rerr != nil && o.Log != nil {
-				o.Log.Warn("give up the batch lease; the next run waits for it to expire", "err", rerr)
-			}
+			release(ctx, l, b.ID, o.Owner, o.Log)
 			return IngestResult{}, err
 		}
 		return res, nil
@@ -593,7 +589,7 @@ func resumed(ctx context.Context, l ledger.Store, b ledger.Batch, c Controls) (I
 	var over overLimit
 	if c.MaxAmountPaise >= 0 {
 		err := l.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
-			if r.State != ledger.StateRejected && r.State != ledger.StateConflict && r.AmountPaise > c.MaxAmountPaise {
+			if r.State.HoldsReferenceID() && r.AmountPaise > c.MaxAmountPaise { // a row to send
 				over.n++
 				if len(over.lines) < 5 {
 					over.lines = append(over.lines, r.Line)

@@ -158,11 +158,17 @@ func (s *Session) heartbeat(ctx context.Context, renewed func(hctx context.Conte
 func (s *Session) Close(ctx context.Context) {
 	s.stop()
 	s.stop = func() {}
+	release(ctx, s.store, s.batch.ID, s.owner, s.log)
+}
+
+// release gives up o's lease on batch id, even once ctx has ended, within
+// releaseTimeout. Not released, it costs the next run a wait for the
+// lease to expire, which log says.
+func release(ctx context.Context, l ledger.Store, id string, o ledger.Owner, log *slog.Logger) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
-	// Not releasing costs the next run a wait for the lease to expire.
-	if err := s.store.Release(rctx, s.batch.ID, s.owner); err != nil {
-		s.log.Warn("give up the batch lease; the next run waits for it to expire", "err", err)
+	if err := l.Release(rctx, id, o); err != nil && log != nil {
+		log.Warn("give up the batch lease; the next run waits for it to expire", "err", err)
 	}
 }
 
