@@ -275,6 +275,16 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 			col[ours] = -1
 		}
 	}
+	// The columns every line must reach, found once: a line short of one
+	// is refused (below).
+	type need struct {
+		ours string
+		i    int
+	}
+	var needs []need
+	for _, ours := range []string{"refid", "amount", "status"} {
+		needs = append(needs, need{ours, col[ours]})
+	}
 	// The header's cells up to its last name: a trailing comma on the
 	// header alone adds no column a line must fill.
 	named := len(names)
@@ -315,10 +325,10 @@ func ReadStatement(r io.Reader, columns map[string]string) (*Statement, error) {
 		// empty last cells left off, and marked short: a value missing in
 		// the middle would have shifted the rest, so its refid is taken
 		// as perhaps charged (charged) and reconcile asks the provider.
-		for _, ours := range []string{"refid", "amount", "status"} {
-			if i := col[ours]; i >= len(rec) {
+		for _, n := range needs {
+			if n.i >= len(rec) {
 				return nil, &StatementError{Line: line, Reason: fmt.Sprintf("has %d cells, the header has %d: no %s cell (%s); if a value is missing before it, the ones after it are under the wrong columns",
-					len(rec), len(header), ours, found[ours])}
+					len(rec), len(header), n.ours, found[n.ours])}
 			}
 		}
 		cell := func(ours string) string {
