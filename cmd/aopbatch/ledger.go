@@ -29,7 +29,7 @@ type ledgerOptions struct {
 // shared by hosts), or a SQLite file path, the embedded default.
 func openLedger(ctx context.Context, location string, o ledgerOptions) (ledger.Store, error) {
 	if postgres.IsURL(location) {
-		return postgres.Open(ctx, location, postgres.Options{AbandonAfter: max(postgres.AbandonTx, o.leaseTTL)})
+		return postgres.Open(ctx, location, postgres.Options{AbandonAfter: abandonAfter(o.leaseTTL)})
 	}
 	if !o.create {
 		if _, err := os.Stat(location); err != nil {
@@ -50,6 +50,12 @@ func openLedger(ctx context.Context, location string, o ledgerOptions) (ledger.S
 		return nil, ledgerTrouble(err)
 	}
 	return l, nil
+}
+
+// abandonAfter is how long a PostgreSQL ledger lets a transaction of a
+// process whose lease is leaseTTL sit idle before it ends it.
+func abandonAfter(leaseTTL time.Duration) time.Duration {
+	return max(postgres.AbandonTx, leaseTTL)
 }
 
 // check refuses the options openLedger would refuse, before anything is

@@ -300,7 +300,7 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 		// TestTakeoverWaitsForARequestStillInFlight, 12 s of a 15 s wait).
 		patience := 2*f.leaseTTL + f.conn.resolveTimeout
 		if postgres.IsURL(f.ledger) {
-			patience = max(patience, max(postgres.AbandonTx, f.leaseTTL)+f.leaseTTL+f.conn.resolveTimeout)
+			patience = max(patience, abandonAfter(f.leaseTTL)+f.leaseTTL+f.conn.resolveTimeout)
 		}
 		sendErr = eng.Finish(ctx, b, sess.Recover, patience)
 	}
