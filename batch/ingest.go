@@ -327,7 +327,8 @@ func clearAbandoned(ctx context.Context, l ledger.Store, own ledger.Batch, o Ing
 				"batch", b.ID, "file", b.Source, "why", why.Error())
 		}
 	}
-	release := func(id string) {
+	// Quietly, and briefly: another batch's lease, not this run's.
+	letGo := func(id string) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = l.Release(rctx, id, o.Owner)
@@ -351,7 +352,7 @@ func clearAbandoned(ctx context.Context, l ledger.Store, own ledger.Batch, o Ing
 			// warn of every night.
 			continue
 		case got.Ready:
-			release(got.ID) // finished meanwhile: its rows are kept
+			letGo(got.ID) // finished meanwhile: its rows are kept
 			continue
 		}
 		c, err := l.Counts(cctx, got.Seq)
@@ -361,7 +362,7 @@ func clearAbandoned(ctx context.Context, l ledger.Store, own ledger.Batch, o Ing
 			err = l.DropUnsent(cctx, got.Seq, o.Owner)
 		}
 		if err != nil {
-			release(got.ID)
+			letGo(got.ID)
 			kept(b, err)
 			continue
 		}
