@@ -327,14 +327,12 @@ func (e *Engine) untilStop(ctx context.Context) (context.Context, context.Cancel
 // Prepare readies batch b for a run: rows a dead run left in flight become
 // unknown (they may have been charged), and held rows are queued again.
 func (e *Engine) Prepare(ctx context.Context, b ledger.Batch) error {
-	n, err := e.l.RecoverInflight(ctx, b.Seq, e.cfg.Owner)
+	r, err := e.l.RecoverInflight(ctx, b.Seq, e.cfg.Owner)
 	if err != nil {
 		return err
 	}
-	if n > 0 {
-		e.cfg.Log.Warn("rows were in flight when a previous run ended; they will be checked with the provider before anything is re-sent", "rows", n)
-	}
-	n, err = e.l.Move(ctx, b.Seq, e.cfg.Owner, ledger.StateHeld, ledger.StateQueued, 0, "")
+	logRecovered(e.cfg.Log, r, "rows were in flight when a previous run ended; they will be checked with the provider before anything is re-sent")
+	n, err := e.l.Move(ctx, b.Seq, e.cfg.Owner, ledger.StateHeld, ledger.StateQueued, 0, "")
 	if err != nil {
 		return err
 	}

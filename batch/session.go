@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/aopbatch/aopbatch/ledger"
@@ -58,11 +59,37 @@ func (s *Session) Owner() ledger.Owner { return s.owner }
 // become unknown, to be settled by a status enquiry before anything is
 // sent again. It returns how many rows it moved.
 func (s *Session) Recover(ctx context.Context) (int64, error) {
-	n, err := s.store.RecoverInflight(ctx, s.batch.Seq, s.owner)
-	if err == nil && n > 0 {
-		s.log.Warn("rows were in flight at a run that ended or stopped renewing its lease; they will be checked with the provider before anything is re-sent", "rows", n)
+	r, err := s.store.RecoverInflight(ctx, s.batch.Seq, s.owner)
+	if err == nil {
+		logRecovered(s.log, r, "rows were in flight at a run that ended or stopped renewing its lease; they will be checked with the provider before anything is re-sent")
 	}
-	return n, err
+	return r.Rows, err
+}
+
+// logRecovered says what a RecoverInflight did, naming the processes whose
+// lease it ended: the operator reading the log the morning after learns
+// which host's run died, and when, beside what it left to check.
+func logRecovered(log *slog.Logger, r ledger.Recovered, msg string) {
+	var from []any
+	if len(r.From) > 0 {
+		from = []any{"from", recoveredFrom(r.From)}
+	}
+	switch {
+	case r.Rows > 0:
+		log.Warn(msg, append([]any{"rows", r.Rows}, from...)...)
+	case len(from) > 0:
+		log.Warn("ended the lease of a run that stopped renewing it; it had no rows in flight", from...)
+	}
+}
+
+// recoveredFrom names dead runs: "pid 41 on hostA (lease ran out
+// 2026-12-05T02:31:07Z)".
+func recoveredFrom(rs []ledger.Runner) string {
+	who := make([]string, len(rs))
+	for i, r := range rs {
+		who[i] = fmt.Sprintf("pid %d on %s (lease ran out %s)", r.PID, r.Host, r.Until.UTC().Format(time.RFC3339))
+	}
+	return strings.Join(who, ", ")
 }
 
 // Start renews the lease every third of its life until Close. The engine

@@ -104,8 +104,9 @@ type Store interface {
 
 	// RecoverInflight turns the rows a dead run left in flight into
 	// unknown: their request may have reached the provider, so only a
-	// status enquiry may settle them. It returns how many rows moved.
-	RecoverInflight(ctx context.Context, seq int64, o Owner) (int64, error)
+	// status enquiry may settle them. It says how many rows moved, and
+	// whose lease it ended.
+	RecoverInflight(ctx context.Context, seq int64, o Owner) (Recovered, error)
 	// Move changes every row of batch seq in state from to state to (only
 	// operator's rows when operator > 0), as the transition table allows.
 	Move(ctx context.Context, seq int64, o Owner, from, to State, operator int64, message string) (int64, error)

@@ -101,6 +101,14 @@ type Runner struct {
 	Until time.Time // when its lease runs out, unless it renews it
 }
 
+// Recovered is what RecoverInflight did: the rows it turned into unknown,
+// and the processes whose expired lease it ended, for the log (a store
+// with one lease a batch ends it in Acquire, and names none here).
+type Recovered struct {
+	Rows int64
+	From []Runner // Until: when the lease ran out
+}
+
 // RunnersText names processes running a batch, for messages: "pid 41 on
 // hostA, pid 7 on hostB".
 func RunnersText(rs []Runner) string {

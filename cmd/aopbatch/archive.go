@@ -70,8 +70,8 @@ func (a *archiveStore) ClearRows(context.Context, int64, ledger.Owner) error { r
 
 func (a *archiveStore) DropUnsent(context.Context, int64, ledger.Owner) error { return a.readOnly() }
 
-func (a *archiveStore) RecoverInflight(context.Context, int64, ledger.Owner) (int64, error) {
-	return 0, a.readOnly()
+func (a *archiveStore) RecoverInflight(context.Context, int64, ledger.Owner) (ledger.Recovered, error) {
+	return ledger.Recovered{}, a.readOnly()
 }
 
 func (a *archiveStore) Move(context.Context, int64, ledger.Owner, ledger.State, ledger.State, int64, string) (int64, error) {

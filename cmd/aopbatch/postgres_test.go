@@ -429,12 +429,17 @@ func TestPostgresKillOneOfThree(t *testing.T) {
 	if n := sb.Stats().Enquiries - enquiriesAtKill; n == 0 {
 		t.Error("no status enquiry after the kill: the dead process's rows in flight were not checked")
 	}
+	// The survivor that took over names the dead process, so the
+	// operator knows which host's run to look into.
+	dead := fmt.Sprintf(`from="pid %d on `, cmds[0].Process.Pid)
 	took := false
 	for _, e := range errs[1:] {
-		took = took || strings.Contains(e.String(), "stopped renewing its lease")
+		for _, line := range strings.Split(e.String(), "\n") {
+			took = took || strings.Contains(line, "stopped renewing its lease") && strings.Contains(line, dead)
+		}
 	}
 	if !took {
-		t.Errorf("no survivor says it took over rows of the dead process:\n%s\n%s", errs[1], errs[2])
+		t.Errorf("no survivor says it took over rows of the dead process, naming it (%s):\n%s\n%s", dead, errs[1], errs[2])
 	}
 }
 

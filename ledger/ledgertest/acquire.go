@@ -236,16 +236,23 @@ func (s suite) testAcquire(t *testing.T) {
 		}
 		// One process's recovery leaves the live other's rows alone, and
 		// takes over the dead one's once its lease expires.
-		if n, err := l1.RecoverInflight(ctx, b.Seq, me); err != nil || n != 0 {
-			t.Errorf("RecoverInflight with both alive = %d, %v; want 0", n, err)
+		if rec, err := l1.RecoverInflight(ctx, b.Seq, me); err != nil || rec.Rows != 0 || len(rec.From) != 0 {
+			t.Errorf("RecoverInflight with both alive = %+v, %v; want nothing", rec, err)
 		}
 		c.advance(testTTL / 2)
 		if err := l1.Renew(ctx, b.ID, me, testTTL); err != nil {
 			t.Fatal(err)
 		}
 		c.advance(testTTL/2 + time.Second)
-		if n, err := l1.RecoverInflight(ctx, b.Seq, me); err != nil || n != 1 {
-			t.Errorf("RecoverInflight after the other's lease expired = %d, %v; want 1 (line 5)", n, err)
+		rec, err := l1.RecoverInflight(ctx, b.Seq, me)
+		if err != nil || rec.Rows != 1 {
+			t.Errorf("RecoverInflight after the other's lease expired = %d, %v; want 1 (line 5)", rec.Rows, err)
+		}
+		// The log names whose lease was ended, and when it ran out.
+		if len(rec.From) != 1 || rec.From[0].Host != other.Host || rec.From[0].PID != other.PID ||
+			!rec.From[0].Until.Before(c.now()) || rec.From[0].Until.Before(c.now().Add(-testTTL)) {
+			t.Errorf("RecoverInflight ended %+v at %v; want pid %d on %s, its lease run out in the last %v",
+				rec.From, c.now(), other.PID, other.Host, testTTL)
 		}
 		if st := getRow(t, l1, b.Seq, 5).State; st != ledger.StateUnknown {
 			t.Errorf("the dead process's line 5: %s, want unknown", st)

@@ -218,8 +218,8 @@ func (s suite) testRecoverInflight(t *testing.T) {
 	}
 	// The run that marked them recovers nothing of its own: it may be
 	// sending them (a shared store recovers while its run sends).
-	if n, err := l.RecoverInflight(ctx, b.Seq, testOwner); err != nil || n != 0 {
-		t.Errorf("RecoverInflight by the rows' own run = %d, %v; want 0", n, err)
+	if rec, err := l.RecoverInflight(ctx, b.Seq, testOwner); err != nil || rec.Rows != 0 {
+		t.Errorf("RecoverInflight by the rows' own run = %d, %v; want 0", rec.Rows, err)
 	}
 	// The next run, once that one ended, recovers them.
 	next := ledger.NewOwner("next")
@@ -227,12 +227,12 @@ func (s suite) testRecoverInflight(t *testing.T) {
 		t.Fatal(err)
 	}
 	acquire(t, l, ledger.NewBatch{ID: b.ID}, next)
-	n, err := l.RecoverInflight(ctx, b.Seq, next)
+	rec, err := l.RecoverInflight(ctx, b.Seq, next)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != wantMoved || n == 0 {
-		t.Errorf("RecoverInflight moved %d, want %d", n, wantMoved)
+	if rec.Rows != wantMoved || rec.Rows == 0 {
+		t.Errorf("RecoverInflight moved %d, want %d", rec.Rows, wantMoved)
 	}
 	for line, s := range want {
 		got := getRow(t, l, b.Seq, line)
@@ -249,8 +249,8 @@ func (s suite) testRecoverInflight(t *testing.T) {
 	if s := getRow(t, l, other.Seq, 2).State; s != ledger.StateInflight {
 		t.Errorf("other batch's inflight row = %s, want untouched", s)
 	}
-	if n, err := l.RecoverInflight(ctx, b.Seq, next); err != nil || n != 0 {
-		t.Errorf("second RecoverInflight = %d, %v; want 0, nil", n, err)
+	if rec, err := l.RecoverInflight(ctx, b.Seq, next); err != nil || rec.Rows != 0 {
+		t.Errorf("second RecoverInflight = %d, %v; want 0, nil", rec.Rows, err)
 	}
 }
 

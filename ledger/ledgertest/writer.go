@@ -647,8 +647,8 @@ func (s suite) testWriterDispatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	acquire(t, l, ledger.NewBatch{ID: b.ID}, next)
-	if n, err := l.RecoverInflight(context.Background(), b.Seq, next); err != nil || n != 0 {
-		t.Errorf("RecoverInflight after a clean run = %d, %v; want 0", n, err)
+	if rec, err := l.RecoverInflight(context.Background(), b.Seq, next); err != nil || rec.Rows != 0 {
+		t.Errorf("RecoverInflight after a clean run = %d, %v; want 0", rec.Rows, err)
 	}
 }
 
@@ -718,7 +718,7 @@ func (s suite) testRecoverDispatched(t *testing.T) {
 	c.advance(testTTL + time.Second)
 	next := ledger.NewOwner("next")
 	acquire(t, l, ledger.NewBatch{ID: b.ID}, next)
-	n, err := l.RecoverInflight(ctx, b.Seq, next)
+	rec, err := l.RecoverInflight(ctx, b.Seq, next)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -729,8 +729,8 @@ func (s suite) testRecoverDispatched(t *testing.T) {
 			t.Errorf("line %d: %s after recovery, want %s", line, got, s)
 		}
 	}
-	if n != 5 {
-		t.Errorf("RecoverInflight moved %d rows, want 5 (2, 4, 5, 6 dispatched; 8 inflight)", n)
+	if rec.Rows != 5 {
+		t.Errorf("RecoverInflight moved %d rows, want 5 (2, 4, 5, 6 dispatched; 8 inflight)", rec.Rows)
 	}
 	// A recovered row may have been sent: it counts as sent.
 	for _, line := range []int{2, 4, 5, 6} {
@@ -738,8 +738,8 @@ func (s suite) testRecoverDispatched(t *testing.T) {
 			t.Errorf("line %d: attempts=%d first_sent=%v after recovery, want 1 and a time", line, r.Attempts, r.FirstSent)
 		}
 	}
-	if n, err := l.RecoverInflight(ctx, b.Seq, next); err != nil || n != 0 {
-		t.Errorf("second RecoverInflight = %d, %v; want nothing left", n, err)
+	if rec, err := l.RecoverInflight(ctx, b.Seq, next); err != nil || rec.Rows != 0 {
+		t.Errorf("second RecoverInflight = %d, %v; want nothing left", rec.Rows, err)
 	}
 }
 
@@ -787,8 +787,8 @@ func (s suite) testStaleWriterWritesNothingAfterTakeover(t *testing.T) {
 	c2 := ledger.NewOwner("run-c")
 	c.advance(testTTL + time.Second)
 	acquire(t, l, ledger.NewBatch{ID: b.ID}, c2)
-	if n, err := l.RecoverInflight(ctx, b.Seq, c2); err != nil || n != 3 {
-		t.Errorf("RecoverInflight after B died = %d, %v; want 3 (lines 4-6)", n, err)
+	if rec, err := l.RecoverInflight(ctx, b.Seq, c2); err != nil || rec.Rows != 3 {
+		t.Errorf("RecoverInflight after B died = %d, %v; want 3 (lines 4-6)", rec.Rows, err)
 	}
 	// B never learns it died: its Close writes nothing either.
 	_ = wb.Close()
@@ -848,8 +848,8 @@ func (s suite) testWriterOfAnOwnerWithoutTheLease(t *testing.T) {
 		t.Errorf("B's Dispatch = %v, want [2 3]", got)
 	}
 	// Nor may A recover B's dispatches, requeue held rows, or clear rows.
-	if n, err := l.RecoverInflight(ctx, b.Seq, runA); !errors.Is(err, ledger.ErrLeaseLost) || n != 0 {
-		t.Errorf("A's RecoverInflight = %d, %v; want ErrLeaseLost", n, err)
+	if rec, err := l.RecoverInflight(ctx, b.Seq, runA); !errors.Is(err, ledger.ErrLeaseLost) || rec.Rows != 0 {
+		t.Errorf("A's RecoverInflight = %d, %v; want ErrLeaseLost", rec.Rows, err)
 	}
 	if n, err := l.Move(ctx, b.Seq, runA, ledger.StateQueued, ledger.StateHeld, 0, ""); !errors.Is(err, ledger.ErrLeaseLost) || n != 0 {
 		t.Errorf("A's Move = %d, %v; want ErrLeaseLost", n, err)

@@ -250,24 +250,25 @@ const recoverWhy = ledger.RecoveredMessage
 // seq whose lease expired (o's excepted), and turns into unknown every row
 // in flight that no live session holds. A row dispatched but never
 // answered counts as sent, from when it was claimed: it may have been.
-func (s *Store) RecoverInflight(ctx context.Context, seq int64, o ledger.Owner) (int64, error) {
+func (s *Store) RecoverInflight(ctx context.Context, seq int64, o ledger.Owner) (ledger.Recovered, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	// A deadlock victim (its row updates against a writer's, say) was
 	// rolled back whole, and may simply run again.
-	var n int64
+	var r ledger.Recovered
 	err := retrying(func() error {
 		var err error
-		n, err = s.recoverInflight(ctx, seq, o)
+		r, err = s.recoverInflight(ctx, seq, o)
 		return err
 	})
-	return n, err
+	return r, err
 }
 
-func (s *Store) recoverInflight(ctx context.Context, seq int64, o ledger.Owner) (int64, error) {
+func (s *Store) recoverInflight(ctx context.Context, seq int64, o ledger.Owner) (ledger.Recovered, error) {
+	var r ledger.Recovered
 	tx, err := s.beginHolding(ctx, seq, o)
 	if err != nil {
-		return 0, fmt.Errorf("recover rows in flight: %w", err)
+		return r, fmt.Errorf("recover rows in flight: %w", err)
 	}
 	defer tx.Rollback(ctx)
 	now := s.nowMS()
@@ -276,10 +277,27 @@ func (s *Store) recoverInflight(ctx context.Context, seq int64, o ledger.Owner) 
 	// write is left for a later round: waiting on it would wait on a
 	// paused process, and two processes whose leases ran out together
 	// (both paused) would each hold its own and wait on the other's.
-	if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE batch = $1 AND owner IN (
+	ended, err := tx.Query(ctx, `DELETE FROM sessions WHERE batch = $1 AND owner IN (
 			SELECT owner FROM sessions WHERE batch = $1 AND owner <> $2 AND expires_ms < $3
-			ORDER BY owner FOR UPDATE SKIP LOCKED)`, seq, o.ID, now); err != nil {
-		return 0, fmt.Errorf("recover rows in flight: %w", err)
+			ORDER BY owner FOR UPDATE SKIP LOCKED)
+		RETURNING host, pid, expires_ms`, seq, o.ID, now)
+	if err != nil {
+		return r, fmt.Errorf("recover rows in flight: %w", err)
+	}
+	for ended.Next() {
+		var (
+			dead    ledger.Runner
+			untilMS int64
+		)
+		if err := ended.Scan(&dead.Host, &dead.PID, &untilMS); err != nil {
+			ended.Close()
+			return r, fmt.Errorf("recover rows in flight: %w", err)
+		}
+		dead.Until = time.UnixMilli(untilMS)
+		r.From = append(r.From, dead)
+	}
+	if err := ended.Err(); err != nil {
+		return r, fmt.Errorf("recover rows in flight: %w", err)
 	}
 	tag, err := tx.Exec(ctx, `UPDATE rows SET state = 'unknown', message = $1, updated_ms = $2,
 			attempts = attempts + CASE WHEN claim = 'dispatch' THEN 1 ELSE 0 END,
@@ -289,10 +307,11 @@ func (s *Store) recoverInflight(ctx context.Context, seq int64, o ledger.Owner) 
 			AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.batch = $3 AND s.owner = rows.claimed_by)`,
 		recoverWhy, now, seq)
 	if err != nil {
-		return 0, fmt.Errorf("recover rows in flight: %w", err)
+		return ledger.Recovered{}, fmt.Errorf("recover rows in flight: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("recover rows in flight: %w", err)
+		return ledger.Recovered{}, fmt.Errorf("recover rows in flight: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	r.Rows = tag.RowsAffected()
+	return r, nil
 }

@@ -116,12 +116,12 @@ func TestCrashDurability(t *testing.T) {
 	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: "crash", ContentHash: "h"}, me, testTTL); err != nil {
 		t.Fatalf("Acquire after the crash: %v", err)
 	}
-	n, err := l.RecoverInflight(ctx, b.Seq, me)
+	rec, err := l.RecoverInflight(ctx, b.Seq, me)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 6 {
-		t.Errorf("RecoverInflight moved %d rows, want 6", n)
+	if rec.Rows != 6 {
+		t.Errorf("RecoverInflight moved %d rows, want 6", rec.Rows)
 	}
 	for line := 2; line <= 21; line++ {
 		r := getRow(t, l, b.Seq, line)

@@ -313,15 +313,15 @@ func moveAll(ctx context.Context, tx *sql.Tx, seq int64, from, to ledger.State, 
 // transaction (recovering the rows of a run still sending would let two
 // processes send them), so every other run is dead; what o itself has in
 // flight is left alone. It returns how many rows it moved.
-func (l *Store) RecoverInflight(ctx context.Context, seq int64, o ledger.Owner) (int64, error) {
+func (l *Store) RecoverInflight(ctx context.Context, seq int64, o ledger.Owner) (ledger.Recovered, error) {
 	const why = ledger.RecoveredMessage
 	left, err := l.hasDispatches(ctx, seq)
 	if err != nil {
-		return 0, fmt.Errorf("recover rows in flight: %w", err)
+		return ledger.Recovered{}, fmt.Errorf("recover rows in flight: %w", err)
 	}
 	tx, err := l.beginHolding(ctx, seq, o)
 	if err != nil {
-		return 0, fmt.Errorf("recover rows in flight: %w", err)
+		return ledger.Recovered{}, fmt.Errorf("recover rows in flight: %w", err)
 	}
 	defer tx.Rollback()
 	now := l.nowMS()
@@ -330,11 +330,11 @@ func (l *Store) RecoverInflight(ctx context.Context, seq int64, o ledger.Owner) 
 		WHERE batch = ?3 AND line IN (SELECT line FROM rows WHERE batch = ?3 AND state = 'inflight')
 			AND state = 'inflight' AND claimed_by IS NOT ?4`, why, now, seq, o.ID)
 	if err != nil {
-		return 0, fmt.Errorf("recover rows in flight: %w", err)
+		return ledger.Recovered{}, fmt.Errorf("recover rows in flight: %w", err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return 0, fmt.Errorf("recover rows in flight: %w", err)
+		return ledger.Recovered{}, fmt.Errorf("recover rows in flight: %w", err)
 	}
 	var m int64
 	if left { // else the last run ended cleanly
@@ -349,17 +349,17 @@ func (l *Store) RecoverInflight(ctx context.Context, seq int64, o ledger.Owner) 
 			WHERE rows.batch = ?3 AND rows.line = x.line AND +rows.state = 'queued'`,
 			why, now, seq, o.ID)
 		if err != nil {
-			return 0, fmt.Errorf("recover dispatched rows: %w", err)
+			return ledger.Recovered{}, fmt.Errorf("recover dispatched rows: %w", err)
 		}
 		if m, err = res.RowsAffected(); err != nil {
-			return 0, fmt.Errorf("recover dispatched rows: %w", err)
+			return ledger.Recovered{}, fmt.Errorf("recover dispatched rows: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM dispatches WHERE batch = ? AND owner <> ?`, seq, o.ID); err != nil {
-			return 0, fmt.Errorf("recover dispatched rows: %w", err)
+			return ledger.Recovered{}, fmt.Errorf("recover dispatched rows: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("recover rows in flight: %w", err)
+		return ledger.Recovered{}, fmt.Errorf("recover rows in flight: %w", err)
 	}
-	return n + m, nil
+	return ledger.Recovered{Rows: n + m}, nil
 }
