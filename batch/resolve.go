@@ -318,13 +318,19 @@ func (e *Engine) waitToResend(line int, due time.Time) {
 	e.waiting[line] = due
 }
 
-// nextResend is the earliest time after now a waiting row may be sent again.
+// nextResend is the earliest time after now a waiting row may be sent
+// again. Rows already due are forgotten: a long resolve of a large batch
+// would otherwise keep every line it ever waited on.
 func (e *Engine) nextResend(now time.Time) (time.Time, bool) {
 	e.waitMu.Lock()
 	defer e.waitMu.Unlock()
 	var first time.Time
-	for _, due := range e.waiting {
-		if due.After(now) && (first.IsZero() || due.Before(first)) {
+	for line, due := range e.waiting {
+		if !due.After(now) {
+			delete(e.waiting, line)
+			continue
+		}
+		if first.IsZero() || due.Before(first) {
 			first = due
 		}
 	}

@@ -79,3 +79,24 @@ func TestGaveUpSaysWhatHappened(t *testing.T) {
 		}
 	}
 }
+
+// TestNextResendForgetsRowsAlreadyDue: the earliest resend still to come
+// is found, and rows already due are dropped, so a long resolve does not
+// keep every line it ever waited on.
+func TestNextResendForgetsRowsAlreadyDue(t *testing.T) {
+	var e Engine
+	now := time.Unix(1000, 0)
+	e.waitToResend(1, now.Add(-time.Second))
+	e.waitToResend(2, now)
+	e.waitToResend(3, now.Add(5*time.Second))
+	e.waitToResend(4, now.Add(2*time.Second))
+	if due, ok := e.nextResend(now); !ok || !due.Equal(now.Add(2*time.Second)) {
+		t.Errorf("nextResend = %v, %v; want %v, true", due, ok, now.Add(2*time.Second))
+	}
+	if len(e.waiting) != 2 {
+		t.Errorf("rows still waiting: %v; want lines 3 and 4 only", e.waiting)
+	}
+	if _, ok := e.nextResend(now.Add(5 * time.Second)); ok || len(e.waiting) != 0 {
+		t.Errorf("after every row was due: ok %v, waiting %v; want none", ok, e.waiting)
+	}
+}
