@@ -261,11 +261,30 @@ func (s *Store) ClearRows(ctx context.Context, seq int64, o ledger.Owner) error 
 		return fmt.Errorf("clear batch rows: %w", err)
 	}
 	defer tx.Rollback(ctx)
+	// A batch not ready may still hold rows a provider saw: a ledger copy
+	// cut short (ImportBatch). Cleared, their referenceids would be free
+	// and the file recorded again would send them, paid ones included,
+	// with no status enquiry first.
+	var sent bool
+	if err := tx.QueryRow(ctx, `SELECT `+sentCheck+` FROM batches WHERE seq = $1 FOR UPDATE`, seq).Scan(&sent); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("clear batch rows: %w", err)
+	}
+	if sent {
+		return fmt.Errorf("clear batch rows: batch %d holds rows that were sent, or may have been (a ledger copy cut short?): "+
+			"they are kept, and its file is not recorded again over them: %w", seq, ledger.ErrBatchSent)
+	}
 	if err := clearRows(ctx, tx, seq); err != nil {
 		return fmt.Errorf("clear batch rows: %w", err)
 	}
 	return tx.Commit(ctx)
 }
+
+// sentCheck is true when something of batch $1 was sent, or may have
+// been: an attempt logged, a row in flight or settled by the provider,
+// one ever dispatched.
+const sentCheck = `(EXISTS (SELECT 1 FROM attempts WHERE batch = $1)
+		OR EXISTS (SELECT 1 FROM rows WHERE batch = $1 AND (attempts > 0 OR first_sent_ms IS NOT NULL
+			OR state NOT IN ('queued', 'held', 'rejected', 'conflict'))))`
 
 // clearRows deletes a batch's rows and attempts inside tx, refusing a
 // ready batch: its rows are the record of what was sent.
@@ -301,11 +320,7 @@ func (s *Store) DropUnsent(ctx context.Context, seq int64, o ledger.Owner) error
 	defer tx.Rollback(ctx)
 	var archived string
 	var sent bool
-	err = tx.QueryRow(ctx, `SELECT archived,
-		EXISTS (SELECT 1 FROM attempts WHERE batch = $1)
-		OR EXISTS (SELECT 1 FROM rows WHERE batch = $1 AND (attempts > 0 OR first_sent_ms IS NOT NULL
-			OR state NOT IN ('queued', 'held', 'rejected', 'conflict')))
-		FROM batches WHERE seq = $1 FOR UPDATE`, seq).Scan(&archived, &sent)
+	err = tx.QueryRow(ctx, `SELECT archived, `+sentCheck+` FROM batches WHERE seq = $1 FOR UPDATE`, seq).Scan(&archived, &sent)
 	switch {
 	case err != nil:
 		return fmt.Errorf("drop batch: %w", err)

@@ -123,20 +123,35 @@ func (l *Store) Release(ctx context.Context, batch string, o ledger.Owner) error
 // leaves no row behind to be sent or to hold a referenceid. A ready batch is
 // refused: its rows are the record of what was sent. Only o, the lease
 // holder, may: a run that lost the batch must not clear the rows of the
-// run that took it over.
+// run that took it over. A batch not ready that holds rows a provider saw
+// (a ledger copy cut short) is refused with ErrBatchSent: cleared, their
+// referenceids would be free and its file recorded again would send them,
+// paid ones included, with no status enquiry first.
 func (l *Store) ClearRows(ctx context.Context, seq int64, o ledger.Owner) error {
+	return l.clearRows(ctx, seq, o, true)
+}
+
+// clearRows is ClearRows; keepSent refuses a batch holding sent rows. An
+// import's own abort (DeleteBatch) takes away what it copied, sent or not:
+// the source ledger keeps it.
+func (l *Store) clearRows(ctx context.Context, seq int64, o ledger.Owner, keepSent bool) error {
 	tx, err := l.beginHolding(ctx, seq, o)
 	if err != nil {
 		return fmt.Errorf("clear batch rows: %w", err)
 	}
 	defer tx.Rollback()
 	var status string
-	err = tx.QueryRowContext(ctx, `SELECT status FROM batches WHERE seq = ?`, seq).Scan(&status)
+	var sent int64
+	err = tx.QueryRowContext(ctx, `SELECT status, `+sentCheck+` FROM batches WHERE seq = ?1`, seq).Scan(&status, &sent)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("clear batch rows: %w", err)
 	}
 	if status == "ready" {
 		return fmt.Errorf("clear batch rows: batch %d is ready: its rows are kept", seq)
+	}
+	if keepSent && sent != 0 {
+		return fmt.Errorf("clear batch rows: batch %d holds rows that were sent, or may have been (a ledger copy cut short?): "+
+			"they are kept, and its file is not recorded again over them: %w", seq, ledger.ErrBatchSent)
 	}
 	for _, q := range []string{
 		`DELETE FROM attempts WHERE batch = ?`,
@@ -153,6 +168,13 @@ func (l *Store) ClearRows(ctx context.Context, seq int64, o ledger.Owner) error 
 	return nil
 }
 
+// sentCheck is true when something of batch ?1 was sent, or may have
+// been: an attempt logged, a dispatch, a row in flight or settled by the
+// provider, one ever sent.
+const sentCheck = `(EXISTS (SELECT 1 FROM attempts WHERE batch = ?1) OR EXISTS (SELECT 1 FROM dispatches WHERE batch = ?1)
+		OR EXISTS (SELECT 1 FROM rows WHERE batch = ?1 AND (attempts > 0 OR first_sent_ms IS NOT NULL
+			OR NOT (state = 'queued' OR state = 'held' OR state = 'rejected' OR state = 'conflict'))))`
+
 // DropUnsent implements ledger.Store.
 func (l *Store) DropUnsent(ctx context.Context, seq int64, o ledger.Owner) error {
 	tx, err := l.beginHolding(ctx, seq, o)
@@ -162,11 +184,7 @@ func (l *Store) DropUnsent(ctx context.Context, seq int64, o ledger.Owner) error
 	defer tx.Rollback()
 	var archived string
 	var sent int64
-	err = tx.QueryRowContext(ctx, `SELECT archived,
-		EXISTS (SELECT 1 FROM attempts WHERE batch = ?1) OR EXISTS (SELECT 1 FROM dispatches WHERE batch = ?1)
-		OR EXISTS (SELECT 1 FROM rows WHERE batch = ?1 AND (attempts > 0 OR first_sent_ms IS NOT NULL
-			OR NOT (state = 'queued' OR state = 'held' OR state = 'rejected' OR state = 'conflict')))
-		FROM batches WHERE seq = ?1`, seq).Scan(&archived, &sent)
+	err = tx.QueryRowContext(ctx, `SELECT archived, `+sentCheck+` FROM batches WHERE seq = ?1`, seq).Scan(&archived, &sent)
 	switch {
 	case err != nil:
 		return fmt.Errorf("drop batch: %w", err)
@@ -189,7 +207,7 @@ func (l *Store) DropUnsent(ctx context.Context, seq int64, o ledger.Owner) error
 // DeleteBatch removes a batch that never became ready, rows and all, while
 // o holds its lease.
 func (l *Store) DeleteBatch(ctx context.Context, seq int64, o ledger.Owner) error {
-	if err := l.ClearRows(ctx, seq, o); err != nil {
+	if err := l.clearRows(ctx, seq, o, false); err != nil {
 		return err
 	}
 	if _, err := l.w.ExecContext(ctx, `DELETE FROM batches WHERE seq = ? AND status = 'ingesting' AND lease_owner = ?`, seq, o.ID); err != nil {
