@@ -329,10 +329,22 @@ func (s *Store) DropUnsent(ctx context.Context, seq int64, o ledger.Owner) error
 	case sent:
 		return fmt.Errorf("drop batch: %w", ledger.ErrBatchSent)
 	}
-	for _, q := range []string{`DELETE FROM rows WHERE batch = $1`, `DELETE FROM batches WHERE seq = $1`} {
-		if _, err := tx.Exec(ctx, q, seq); err != nil {
-			return fmt.Errorf("drop batch: %w", err)
-		}
+	// The check above reads the rows as its statement began: a process of
+	// the batch may have claimed some since (claims lock no batch row), and
+	// is sending them. The delete reads each row as it is now, and one
+	// that went in flight since is kept, the drop refused.
+	err = tx.QueryRow(ctx, `WITH gone AS (DELETE FROM rows WHERE batch = $1 RETURNING state, attempts, first_sent_ms)
+		SELECT EXISTS (SELECT 1 FROM gone WHERE attempts > 0 OR first_sent_ms IS NOT NULL
+				OR state NOT IN ('queued', 'held', 'rejected', 'conflict'))
+			OR EXISTS (SELECT 1 FROM attempts WHERE batch = $1)`, seq).Scan(&sent)
+	switch {
+	case err != nil:
+		return fmt.Errorf("drop batch: %w", err)
+	case sent:
+		return fmt.Errorf("drop batch: %w", ledger.ErrBatchSent)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM batches WHERE seq = $1`, seq); err != nil {
+		return fmt.Errorf("drop batch: %w", err)
 	}
 	return tx.Commit(ctx)
 }
