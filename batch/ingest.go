@@ -208,6 +208,13 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 	}
 	// A previous ingest of this batch died part way: start it over.
 	if err := l.ClearRows(ctx, b.Seq, o.Owner); err != nil {
+		release(ctx, l, b.ID, o.Owner, o.Log)
+		if errors.Is(err, ledger.ErrBatchSent) {
+			// Only a copy brings sent rows into a batch not ready.
+			return IngestResult{}, fmt.Errorf("batch %s was being copied in from another ledger when the copy stopped, and holds rows "+
+				"that were sent: they are kept, and nothing of this file is recorded or sent; run the same aopbatch ledger copy again "+
+				"to finish it (once the stopped copy's 10-minute lease is over), then this file: %w", b.ID, err)
+		}
 		return IngestResult{}, err
 	}
 	clearAbandoned(ctx, l, b, o)
@@ -321,11 +328,18 @@ func clearAbandoned(ctx context.Context, l ledger.Store, own ledger.Batch, o Ing
 	// file's rows reusing one are conflicts, never paid. Said, so a person
 	// can drop it.
 	kept := func(b ledger.Batch, why error) {
-		if o.Log != nil {
-			o.Log.Warn("a batch whose recording stopped part way was left as it is: its rows hold their referenceids, "+
-				"and this file's rows reusing one are recorded as conflicts; if nothing of it was sent, aopbatch ledger drop --batch ID takes it away",
-				"batch", b.ID, "file", b.Source, "why", why.Error())
+		if o.Log == nil {
+			return
 		}
+		if errors.Is(why, ledger.ErrBatchSent) { // only a copy brings sent rows into a batch not ready
+			o.Log.Warn("a batch copied in from another ledger by a copy that stopped part way holds rows that were sent: it is kept, "+
+				"its rows hold their referenceids, and this file's rows reusing one are recorded as conflicts; "+
+				"run the same aopbatch ledger copy again to finish it", "batch", b.ID, "file", b.Source)
+			return
+		}
+		o.Log.Warn("a batch whose recording stopped part way was left as it is: its rows hold their referenceids, "+
+			"and this file's rows reusing one are recorded as conflicts; if nothing of it was sent, aopbatch ledger drop --batch ID takes it away",
+			"batch", b.ID, "file", b.Source, "why", why.Error())
 	}
 	// Quietly, and briefly: another batch's lease, not this run's.
 	letGo := func(id string) {

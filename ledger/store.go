@@ -133,7 +133,9 @@ type Store interface {
 
 	// ImportBatch starts copying batch b, read from another ledger, into
 	// this one: every row and attempt as it was there. An id this ledger
-	// already holds is refused with ErrBatchExists. Until Finish the batch
+	// already holds is refused with ErrBatchExists, unless the batch there
+	// was never made ready (a copy cut short), is of the same content, and
+	// no live lease holds it: that one is replaced. Until Finish the batch
 	// is not ready, so nothing sends it.
 	ImportBatch(ctx context.Context, b Batch) (BatchImport, error)
 }

@@ -115,3 +115,66 @@ func (s suite) testCopy(t *testing.T) {
 		t.Errorf("after a failed copy: Batch = %v, want ErrNoBatch", err)
 	}
 }
+
+// CopyCutShort: a copy killed part way leaves the batch not ready, its
+// rows (a paid one among them) held. While the copy's lease lives it is
+// not touched; once it has run out, copying again replaces it with the
+// whole batch, as the source holds it: the way out of a copy cut short,
+// which no run of its file may record over and ledger drop refuses.
+func (s suite) testCopyCutShort(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClock()
+	src := s.open(t, Options{Now: c.now})
+	b := seedRows(t, src, "cut", 3)
+	w := newWriter(t, src, b.Seq)
+	dispatch(t, w, 2)
+	record(t, w, ledger.Update{Line: 2, To: ledger.StateSuccess, Code: 0, Message: "paid",
+		Attempt: &ledger.Attempt{Kind: "recharge", At: c.now(), HTTPStatus: 200, Class: "success", Message: "paid"}})
+	closeWriter(t, w)
+	if err := src.Release(ctx, b.ID, testOwner); err != nil {
+		t.Fatal(err)
+	}
+	var rows []ledger.Row
+	if err := src.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
+		rows = append(rows, *r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	dst := s.open(t, Options{Now: c.now})
+	im, err := dst.ImportBatch(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Rows(ctx, rows[:2]); err != nil { // then the copy is killed
+		t.Fatal(err)
+	}
+	if _, err := ledger.Copy(ctx, src, dst, ledger.CopyOptions{IDs: []string{b.ID}}); !errors.Is(err, ledger.ErrBatchExists) {
+		t.Errorf("copying again while the first copy's lease lives: %v, want ErrBatchExists", err)
+	}
+	c.advance(11 * time.Minute)
+	res, err := ledger.Copy(ctx, src, dst, ledger.CopyOptions{IDs: []string{b.ID}})
+	if err != nil || len(res.Batches) != 1 || res.Rows != 3 {
+		t.Fatalf("copying again once the cut-short copy's lease ran out: %+v, %v; want the batch's 3 rows copied", res, err)
+	}
+	nb, err := dst.Batch(ctx, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := counts(t, dst, nb.Seq), counts(t, src, b.Seq); !nb.Ready || !reflect.DeepEqual(got, want) {
+		t.Errorf("after copying again: ready %v, counts %v; want ready, %v", nb.Ready, got, want)
+	}
+	if r := getRow(t, dst, nb.Seq, 2); r.State != ledger.StateSuccess {
+		t.Errorf("the paid row after copying again: %s, want success", r.State)
+	}
+	if n := len(attempts(t, dst, nb.Seq)); n != 1 {
+		t.Errorf("attempts after copying again: %d, want the source's 1", n)
+	}
+	// Its referenceids are held again.
+	_, states := ingest(t, dst, "reuse", []ledger.IngestRow{okRow(2, rows[0].ReferenceID)})
+	if states[0] != ledger.StateConflict {
+		t.Errorf("the paid row's referenceid reused after copying again: %s, want conflict", states[0])
+	}
+}

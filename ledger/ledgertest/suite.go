@@ -58,6 +58,7 @@ func Exercise(t *testing.T, newDB func(t *testing.T) DB) {
 		{"BatchResolve", s.testBatchResolve},
 		{"BatchesWithContent", s.testBatchesWithContent},
 		{"Copy", s.testCopy},
+		{"CopyCutShort", s.testCopyCutShort},
 		{"Correct", s.testCorrect},
 		{"Archive", s.testArchive},
 		{"Claim", s.testClaim},

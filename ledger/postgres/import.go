@@ -40,6 +40,9 @@ func (s *Store) ImportBatch(ctx context.Context, b ledger.Batch) (ledger.BatchIm
 		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
 	}
 	defer tx.Rollback(ctx)
+	if err := s.replaceCutShort(ctx, tx, b); err != nil {
+		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
+	}
 	var seq int64
 	err = tx.QueryRow(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, ingest_owner, archived)
 		VALUES ($1, $2, $3, $4, 'ingesting', $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING seq`,
@@ -58,6 +61,39 @@ func (s *Store) ImportBatch(ctx context.Context, b ledger.Batch) (ledger.BatchIm
 		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
 	}
 	return &batchImport{s: s, b: b, seq: seq, owner: o}, nil
+}
+
+// replaceCutShort deletes, inside tx, a batch b.ID never made ready (an
+// earlier copy of the same batch cut short, or a recording of its file
+// abandoned) that no live session holds, so that the copy starts again
+// whole. Nothing of a batch not ready was sent from this ledger (no run
+// sends it, and a run of its file refuses to record over rows a copy
+// brought), and the ledger the copy reads from holds what it held. A
+// ready batch, a different file's, or one still being written is left,
+// and the insert that follows refuses the id.
+func (s *Store) replaceCutShort(ctx context.Context, tx pgx.Tx, b ledger.Batch) error {
+	var (
+		seq          int64
+		status, hash string
+		live         bool
+	)
+	err := tx.QueryRow(ctx, `SELECT seq, status, content_hash,
+			EXISTS (SELECT 1 FROM sessions s WHERE s.batch = b.seq AND s.expires_ms >= $2)
+		FROM batches b WHERE id = $1 FOR UPDATE`, b.ID, s.nowMS()).Scan(&seq, &status, &hash, &live)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if status == "ready" || hash != b.ContentHash || live {
+		return nil
+	}
+	if err := clearRows(ctx, tx, seq); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `DELETE FROM batches WHERE seq = $1 AND status = 'ingesting'`, seq)
+	return err
 }
 
 // in runs fn in a transaction under the import's session, renewing it.

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/internal/proc"
 	"github.com/aopbatch/aopbatch/ledger/internal/sqlrow"
 )
 
@@ -27,7 +28,7 @@ type batchImport struct {
 }
 
 // importLease is how long an import's lease lasts: it is renewed by every
-// call, and a copy that dies leaves a batch the next run clears.
+// call, and a copy that dies leaves a batch the next copy of it replaces.
 const importLease = 10 * 60 * 1000 // ms
 
 // ImportBatch implements ledger.Store.
@@ -37,7 +38,15 @@ func (l *Store) ImportBatch(ctx context.Context, b ledger.Batch) (ledger.BatchIm
 	o := ledger.NewOwner("import-" + hex.EncodeToString(id))
 	header := sqlrow.Header(b.Header)
 	now := l.nowMS()
-	res, err := l.w.ExecContext(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, lease_owner, lease_host, lease_pid, lease_expires_ms, archived)
+	tx, err := l.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
+	}
+	defer tx.Rollback()
+	if err := replaceCutShort(ctx, tx, b, now, o.Host); err != nil {
+		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, lease_owner, lease_host, lease_pid, lease_expires_ms, archived)
 		VALUES (?, ?, ?, ?, 'ingesting', ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
 		b.ID, b.ContentHash, b.Source, header, b.Created.UnixMilli(), o.ID, o.Host, o.PID, now+importLease, b.Archived)
 	if err != nil {
@@ -50,7 +59,50 @@ func (l *Store) ImportBatch(ctx context.Context, b ledger.Batch) (ledger.BatchIm
 	if err != nil {
 		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
 	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
+	}
 	return &batchImport{l: l, b: b, seq: seq, owner: o}, nil
+}
+
+// replaceCutShort deletes, inside tx, a batch b.ID never made ready (an
+// earlier copy of the same batch cut short, or a recording of its file
+// abandoned) whose holder is gone, so that the copy starts again whole.
+// Nothing of a batch not ready was sent from this ledger (no run sends
+// it, and a run of its file refuses to record over rows a copy brought),
+// and the ledger the copy reads from holds what it held. A ready batch, a
+// different file's, or one still being written is left, and the insert
+// that follows refuses the id.
+func replaceCutShort(ctx context.Context, tx *sql.Tx, b ledger.Batch, now int64, myHost string) error {
+	var (
+		seq          int64
+		status, hash string
+		owner, host  sql.NullString
+		pid, expires sql.NullInt64
+	)
+	err := tx.QueryRowContext(ctx, `SELECT seq, status, content_hash, lease_owner, lease_host, lease_pid, lease_expires_ms
+		FROM batches WHERE id = ?`, b.ID).Scan(&seq, &status, &hash, &owner, &host, &pid, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if status == "ready" || hash != b.ContentHash ||
+		owner.Valid && expires.Int64 > now && proc.Alive(host.String, int(pid.Int64), myHost) {
+		return nil
+	}
+	for _, q := range []string{
+		`DELETE FROM attempts WHERE batch = ?`,
+		`DELETE FROM dispatches WHERE batch = ?`,
+		`DELETE FROM rows WHERE batch = ?`,
+		`DELETE FROM batches WHERE seq = ?`,
+	} {
+		if _, err := tx.ExecContext(ctx, q, seq); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Rows implements ledger.BatchImport.
