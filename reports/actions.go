@@ -67,6 +67,9 @@ func (s *Summary) actions() []string {
 		if s.recon != nil && len(s.recon.rejectedCharged) > 0 {
 			msg += fmt.Sprintf(" (leave out the %d marked fixable \"no\": the statement shows them charged)", len(s.recon.rejectedCharged))
 		}
+		if s.repeatedRefs > 0 {
+			msg += fmt.Sprintf("; first check the %d marked fixable \"review\": each repeats the referenceid of another line of the file and may be that payment a second time, so send it only if it is truly another payment", s.repeatedRefs)
+		}
 		a = append(a, msg)
 	}
 	if c.Conflict > 0 {

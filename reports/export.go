@@ -39,9 +39,18 @@ type ExportResult struct {
 	// Ragged are rejected rows left out because their cells do not fit
 	// the header (rejects.csv has them in its reason column).
 	Ragged int64
+	// Repeated are rejected rows left out because they repeat the
+	// referenceid of another line of the file: each may be that line's
+	// payment a second time, and under a new referenceid it would be paid
+	// twice (rejects.csv marks them fixable "review").
+	Repeated int64
 }
 
 const exportPage = 1000
+
+// codeDuplicateRef is the error code of a row rejected for repeating the
+// referenceid of an earlier line of its file (the ledger's).
+const codeDuplicateRef = "duplicate_referenceid"
 
 // HasRefColumn reports whether batch b's file had a referenceid column: a
 // batch whose referenceids were all generated (--generate-refs) had none,
@@ -110,6 +119,12 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 			// under the header as they came, they could make a valid row
 			// of the wrong payment. rejects.csv lists them.
 			res.Ragged++
+			return nil
+		}
+		if res.BlankedRefs && r.ErrorCode == codeDuplicateRef {
+			// With its referenceid kept it is a conflict in a new file,
+			// never sent; blanked, it goes out as a new payment.
+			res.Repeated++
 			return nil
 		}
 		if r.Raw != nil {

@@ -347,7 +347,7 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 			// entry under it belongs to another row. A rejected row's own
 			// referenceid on the statement (not one it repeats) means
 			// someone else sent it.
-			if r.State == ledger.StateRejected && r.ErrorCode != "duplicate_referenceid" && r.ReferenceID != "" {
+			if r.State == ledger.StateRejected && r.ErrorCode != codeDuplicateRef && r.ReferenceID != "" {
 				if pos, n := st.find(r.ReferenceID); n > 0 {
 					i := int(st.rep[st.byRef[pos]])
 					if _, dup := rejectedAt[i]; !dup {

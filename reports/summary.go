@@ -302,6 +302,9 @@ type Summary struct {
 	// batch's last run stopped on, or 0: rows left unsent then wait for
 	// that fix, not only for a rerun.
 	stopCode int
+	// repeatedRefs counts the rejected rows that repeat the referenceid
+	// of another line of the file: possibly a payment listed twice.
+	repeatedRefs int64
 }
 
 // Runner is a process running the batch as it was read.
@@ -429,6 +432,9 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 			} else {
 				s.AtRisk.OutcomeUnknown.add(ar)
 			}
+		}
+		if r.State == ledger.StateRejected && r.ErrorCode == codeDuplicateRef {
+			s.repeatedRefs++
 		}
 		if r.State == ledger.StateConflict && len(s.Attention.Conflicts) < maxConflictsListed {
 			s.Attention.Conflicts = append(s.Attention.Conflicts, RowRef{

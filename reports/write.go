@@ -432,7 +432,7 @@ func (s *Summary) rejectReason(r *ledger.Row) (reason, fixable string) {
 	}
 	fixable = "yes"
 	switch {
-	case r.ErrorCode == "duplicate_referenceid":
+	case r.ErrorCode == codeDuplicateRef:
 		fixable = "review"
 	case r.ErrorCode == "field_count": // batch.CodeFieldCount
 		// Its cells do not fall under the header's columns as they are:
