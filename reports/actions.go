@@ -29,6 +29,9 @@ func (s *Summary) actions() []string {
 	if len(s.Running) > 0 {
 		add("%s: these figures are changing as you read them; act on nothing below until it has ended, then report again", s.runningText())
 	}
+	if !s.FileRecorded {
+		add("%s", s.partText())
+	}
 	if t := r.FailedButCharged; t.Rows > 0 {
 		add("%s recorded failed (%s) that the statement shows charged: do NOT send them again; aopbatch reconcile --statement FILE confirms each with the provider and records what it says",
 			rowsText(t.Rows), inr(t.AmountPaise))
@@ -172,6 +175,13 @@ func (s *Summary) queuedCharged() int64 {
 		return 0
 	}
 	return s.recon.queuedCharged
+}
+
+// partText says that the batch's file was not wholly recorded, and what
+// records the rest.
+func (s *Summary) partText() string {
+	return fmt.Sprintf("Only part of the file was recorded (a run stopped while recording %s): every figure here is of the %s recorded, "+
+		"not of the whole file; run the file again with aopbatch run to record and send the rest", orDash(s.Source), rowsText(s.Counts.Total))
 }
 
 // runningText names the processes running the batch as it was read.

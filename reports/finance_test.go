@@ -3,10 +3,14 @@ package reports
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/sqlite"
 )
 
 // A rejected row that repeats the referenceid of another line of the file
@@ -42,5 +46,66 @@ func TestExportLeavesOutARepeatedReferenceID(t *testing.T) {
 	}
 	if !found {
 		t.Error("no action for the rejected rows")
+	}
+}
+
+// A run killed while it recorded the file leaves the batch with part of
+// the file's rows (Batch.Ready false). Its reports are read the next
+// morning without the warning the command printed: they must say that
+// their figures are of part of the file, not claim to be the batch's.
+func TestReportOfAPartlyRecordedFile(t *testing.T) {
+	ctx := context.Background()
+	l, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ledger.db"), sqlite.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	owner := ledger.NewOwner("test")
+	b, err := l.Acquire(ctx, ledger.NewBatch{ID: "part", ContentHash: "h", Source: "part.csv", Header: fixtureHeader}, owner, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := l.BeginIngest(ctx, b, owner, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two rows of the file recorded, both rejected (final), then the run
+	// died: no Finish.
+	for line := 2; line <= 3; line++ {
+		ir := ledger.IngestRow{Line: line, ReferenceID: fmt.Sprintf("P%d", line), Raw: []string{"311", "CA", "x", "P"},
+			Problem: &ledger.Problem{Code: "bad_amount", Column: "amount", Message: "not a number"}}
+		if _, err := in.AddMany(ctx, []ledger.IngestRow{ir}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, err = l.Batch(ctx, "part"); err != nil {
+		t.Fatal(err)
+	}
+	if b.Ready {
+		t.Fatal("fixture: the batch is wholly recorded")
+	}
+	s, err := Build(ctx, l, b, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Complete {
+		t.Error("report.json says complete for a batch whose file was not wholly recorded")
+	}
+	if s.FileRecorded {
+		t.Error("report.json says the file was wholly recorded")
+	}
+	v := s.view()
+	if !strings.Contains(v.Verdict, "part of the file") || v.Tone == "ok" {
+		t.Errorf("verdict %q (%s) does not say its figures are of part of the file", v.Verdict, v.Tone)
+	}
+	if len(s.Attention.Actions) == 0 || !strings.Contains(s.Attention.Actions[0], "aopbatch run") {
+		t.Errorf("first action %q does not say to record the rest of the file", s.Attention.Actions)
+	}
+	var m bytes.Buffer
+	if err := s.writeMetrics(&m); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(m.String(), `aopbatch_batch_recorded{batch="part"} 0`) {
+		t.Errorf("metrics do not say the file was not wholly recorded:\n%s", m.String())
 	}
 }

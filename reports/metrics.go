@@ -106,6 +106,12 @@ func (s *Summary) writeMetrics(w io.Writer) error {
 		p.family("aopbatch_success_difference_paise", "gauge", "Statement success amount minus the ledger's, in paise.")
 		p.sample("aopbatch_success_difference_paise", itoa(r.ControlTotals.DifferencePaise))
 	}
+	p.family("aopbatch_batch_recorded", "gauge", "1 when every row of the batch's file is in the ledger; 0 when a run stopped while recording it, and every figure above is of part of the file.")
+	recorded := "0"
+	if s.FileRecorded {
+		recorded = "1"
+	}
+	p.sample("aopbatch_batch_recorded", recorded)
 	p.family("aopbatch_batch_running", "gauge", "Processes running the batch when the report read it: while above 0, the figures above are changing.")
 	p.sample("aopbatch_batch_running", itoa(int64(len(s.Running))))
 	p.family("aopbatch_report_timestamp_seconds", "gauge", "When the report was generated, in Unix seconds.")

@@ -40,6 +40,10 @@ func TestRunningOnlyWhileRowsMayChange(t *testing.T) {
 		if err := in.Finish(ctx); err != nil {
 			t.Fatal(err)
 		}
+		// As the commands read it: wholly recorded.
+		if b, err = l.Batch(ctx, id); err != nil {
+			t.Fatal(err)
+		}
 		return b
 	}
 	sending := batch("sending", ledger.IngestRow{Line: 2, ReferenceID: "R1", Operator: 311, CANumber: "CA", AmountPaise: 100, Request: []byte(`{}`)})

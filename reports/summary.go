@@ -274,11 +274,14 @@ type Attention struct {
 // Summary is everything the reports show about one batch. Its exported
 // fields are report.json.
 type Summary struct {
-	Batch          string          `json:"batch"`
-	Source         string          `json:"source"`
-	BatchCreated   time.Time       `json:"batch_created"`
-	GeneratedAt    time.Time       `json:"generated_at"`
-	Complete       bool            `json:"complete"` // every row is in a final state
+	Batch        string    `json:"batch"`
+	Source       string    `json:"source"`
+	BatchCreated time.Time `json:"batch_created"`
+	GeneratedAt  time.Time `json:"generated_at"`
+	Complete     bool      `json:"complete"` // the file wholly recorded and every row in a final state
+	// FileRecorded is false when a run stopped while it recorded the
+	// file: every figure is then of the rows recorded, part of the file.
+	FileRecorded   bool            `json:"file_recorded"`
 	PIIMasked      bool            `json:"pii_masked"`
 	Counts         ByState         `json:"counts"`
 	AmountsPaise   ByState         `json:"amounts_paise"`
@@ -357,6 +360,7 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 		GeneratedAt:  t,
 		BatchCreated: b.Created.In(t.Location()),
 		PIIMasked:    o.MaskPII,
+		FileRecorded: b.Ready,
 		ByOperator:   []OperatorTally{},
 		ByCode:       []CodeTally{},
 		AtRisk:       AtRisk{OutcomeUnknown: newRiskGroup(), NotYetSent: newRiskGroup()},
@@ -446,7 +450,7 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 	if err != nil {
 		return nil, fmt.Errorf("report on batch %s: %w", b.ID, err)
 	}
-	s.Complete = s.AtRisk.Rows() == 0
+	s.Complete = s.AtRisk.Rows() == 0 && s.FileRecorded
 	if s.Complete {
 		// Every row final: a run that still holds the batch (a process of
 		// a shared ledger writing its own report) changes none of them.

@@ -121,6 +121,9 @@ func (s *Summary) view() *view {
 	case len(s.Running) > 0:
 		// Before anything else: every figure below is a moment of a run.
 		v.Tone, v.Verdict = "risk", s.runningText()+": these figures are still changing; report again once it has ended."
+	case !s.FileRecorded:
+		// Before the money: every figure below is of part of the file.
+		v.Tone, v.Verdict = "risk", s.partText()+"."
 	case s.Mismatched():
 		v.Tone, v.Verdict = "bad", "The ledger and the statement disagree: see the reconciliation below before paying anything again."
 	case u.Rows > 0:

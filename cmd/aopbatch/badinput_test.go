@@ -521,13 +521,20 @@ func TestPartlyRecordedBatchSaysSo(t *testing.T) {
 	if p := aopbatch(t, nil, "status", "--ledger", db); p.code != 0 || !strings.Contains(p.stdout, "cut-short (recording incomplete)") {
 		t.Errorf("status: exit %d, want 0 and the batch marked as recording incomplete\n%s%s", p.code, p.stdout, p.stderr)
 	}
+	out := filepath.Join(t.TempDir(), "r")
 	for _, args := range [][]string{
 		{"status", "--ledger", db, "--batch", "cut-short"},
-		{"report", "--ledger", db, "--batch", "cut-short", "--out", filepath.Join(t.TempDir(), "r")},
+		{"report", "--ledger", db, "--batch", "cut-short", "--out", out},
 		{"export", "--ledger", db, "--batch", "cut-short", "--state", "failed"},
 	} {
 		if p := aopbatch(t, nil, args...); !strings.Contains(p.stderr, "was not wholly recorded") || !strings.Contains(p.stderr, "aopbatch run") {
 			t.Errorf("%s: exit %d, no word that the batch was not wholly recorded and how to finish it\n%s", args[0], p.code, p.stderr)
+		}
+	}
+	// The files are read the next morning, without that warning.
+	for _, name := range []string{"summary.md", "report.html"} {
+		if b, err := os.ReadFile(filepath.Join(out, name)); err != nil || !strings.Contains(string(b), "Only part of the file was recorded") {
+			t.Errorf("%s does not say its figures are of part of the file (%v)", name, err)
 		}
 	}
 }
