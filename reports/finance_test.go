@@ -109,3 +109,60 @@ func TestReportOfAPartlyRecordedFile(t *testing.T) {
 		t.Errorf("metrics do not say the file was not wholly recorded:\n%s", m.String())
 	}
 }
+
+// Rows without a response code or an error code group by state, and the
+// line's meaning was the first row's own message: 342 queued rows never
+// tried read "the provider answered 429 (throttled) to 2 tries over 3s"
+// because one of them had; two HTTP 503s and an HTTP 500 read "no
+// response: connection closed after the request was sent".
+func TestByCodeMeaningIsTrueOfEveryRow(t *testing.T) {
+	l, b := oneBatch(t, []string{"operator", "canumber", "amount", "referenceid"}, []ledger.IngestRow{
+		{Line: 2, ReferenceID: "U1", Operator: 311, CANumber: "CA1", AmountPaise: 100, Request: []byte(`{}`)},
+		{Line: 3, ReferenceID: "U2", Operator: 311, CANumber: "CA2", AmountPaise: 200, Request: []byte(`{}`)},
+		{Line: 4, ReferenceID: "U3", Operator: 311, CANumber: "CA3", AmountPaise: 300, Request: []byte(`{}`)},
+		{Line: 5, ReferenceID: "U4", Operator: 311, CANumber: "CA4", AmountPaise: 400, Request: []byte(`{}`)},
+		{Line: 6, ReferenceID: "U5", Operator: 311, CANumber: "CA5", AmountPaise: 500, Request: []byte(`{}`)},
+	})
+	ctx := context.Background()
+	owner := ledger.NewOwner("test")
+	st := l.(ledger.Store)
+	if _, err := st.Acquire(ctx, ledger.NewBatch{ID: b.ID, ContentHash: b.ContentHash, Source: b.Source, Header: b.Header}, owner, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	w, err := st.NewWriter(ctx, b.Seq, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []ledger.Update{
+		{Line: 2, To: ledger.StateUnknown, Code: -1, Message: "no response: connection closed after the request was sent"},
+		{Line: 3, To: ledger.StateUnknown, Code: -1, Message: "HTTP 503 with a body that is not a JSON object"},
+	} {
+		if err := w.MarkInflight(ctx, u.Line, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Record(u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Release(ctx, b.ID, owner); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Build(ctx, l, b, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range s.ByCode {
+		switch c.State {
+		case ledger.StateUnknown:
+			if strings.Contains(c.Message, "connection closed") || strings.Contains(c.Message, "503") {
+				t.Errorf("%d %s rows, meaning %q: true of one of them only", c.Rows, c.State, c.Message)
+			}
+		}
+	}
+}

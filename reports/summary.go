@@ -121,6 +121,13 @@ type CodeTally struct {
 	Message     string       `json:"message"`
 	Rows        int64        `json:"rows"`
 	AmountPaise int64        `json:"amount_paise"`
+
+	// fromMessage: Message is the first row's message, first (a code
+	// without a published meaning, or no code and no error code); mixed:
+	// a later row's message differs, so it is not true of them all.
+	fromMessage bool
+	first       string
+	mixed       bool
 }
 
 // AtRisk is the money whose fate is not settled, as two figures that are
@@ -415,9 +422,12 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 					code := k.code
 					c.Code = &code
 				}
+				_, known := codeMeanings[k.code]
+				c.fromMessage, c.first = !known && (k.code >= 0 || k.err == ""), r.Message
 				codes[k] = c
 			}
 		}
+		c.mixed = c.mixed || (c.fromMessage && r.Message != c.first)
 		c.Rows++
 		c.AmountPaise += r.AmountPaise
 
@@ -463,6 +473,10 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 	}
 	sort.Slice(s.ByOperator, func(i, j int) bool { return s.ByOperator[i].Operator < s.ByOperator[j].Operator })
 	for _, c := range codes {
+		if c.mixed {
+			// One row's own message is not what the others got.
+			c.Message = mixedMeaning(c.State)
+		}
 		s.ByCode = append(s.ByCode, *c)
 	}
 	sort.Slice(s.ByCode, func(i, j int) bool {
@@ -609,6 +623,18 @@ func (s *Summary) rowMessage(r *ledger.Row) string {
 func (s *Summary) Mismatched() bool {
 	r := s.Reconciliation
 	return r.Performed && r.AmountMismatch+r.StatusMismatch+r.MissingInStatement+r.MissingInLedger+r.ExtraCharges.Rows > 0
+}
+
+// mixedMeaning is a by-code line's meaning when its rows' messages
+// differ: what its state says of them all.
+func mixedMeaning(st ledger.State) string {
+	switch st {
+	case ledger.StateQueued:
+		return "not sent yet (messages differ: see rows.csv)"
+	case ledger.StateUnknown:
+		return "no answer that could be read (messages differ: see rows.csv)"
+	}
+	return string(st) + " (messages differ: see rows.csv)"
 }
 
 // ageText renders seconds as a duration a person reads: "2h5m0s".
