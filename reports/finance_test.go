@@ -3,7 +3,9 @@ package reports
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -164,5 +166,29 @@ func TestByCodeMeaningIsTrueOfEveryRow(t *testing.T) {
 				t.Errorf("%d %s rows, meaning %q: true of one of them only", c.Rows, c.State, c.Message)
 			}
 		}
+	}
+}
+
+// Reports written again into a directory that holds a reconciliation from
+// an earlier report with a statement (the nightly run --report DIR after
+// a report --statement --out DIR) left that reconciliation.csv beside the
+// new files: its states and categories disagree with the new rows.csv and
+// report.json, which say no statement was reconciled.
+func TestRewriteWithoutStatementLeavesNoStaleReconciliation(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	_, _, dir := reconciled(t, f, "", f.options(false))
+	if _, err := os.Stat(filepath.Join(dir, FileReconciliation)); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Build(ctx, f.l, f.b, f.options(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Write(ctx, f.l, dir, s, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, FileReconciliation)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s from the earlier reconciliation is still beside reports that reconciled nothing (stat: %v)", FileReconciliation, err)
 	}
 }

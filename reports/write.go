@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -354,6 +355,14 @@ func (s *Summary) writeRowFiles(ctx context.Context, l ledger.Reader, dir string
 		return nil, err
 	}
 	written = append(written, rowsFile.path)
+	if recon == nil {
+		// A reconciliation.csv an earlier report left here is of another
+		// moment and another statement: beside these files, which
+		// reconciled nothing, it would disagree with them.
+		if err := os.Remove(filepath.Join(dir, FileReconciliation)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return written, err
+		}
+	}
 	if recon != nil {
 		if err := recon.flush(); err != nil {
 			return written, err
