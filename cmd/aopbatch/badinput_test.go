@@ -274,27 +274,29 @@ func TestDemoKeepsToItsOwnDirectory(t *testing.T) {
 	}
 }
 
-// TestRunReportsNotWrittenIsNotSuccess: a run whose --report or
-// --metrics-file cannot be written does not exit 0, so cron notices;
-// the rerun sends nothing and writes them.
+// TestRunReportsNotWrittenIsNotSuccess: a run whose --report cannot be
+// written at its end (report.json is a directory there: nothing a check
+// at the start can see) does not exit 0, so cron notices; the rerun sends
+// nothing and writes them.
 func TestRunReportsNotWrittenIsNotSuccess(t *testing.T) {
 	sb := sandbox(t, nil)
 	db, csvPath := batchFiles(t)
 	rows := goodRows(5, "W")
 	writeCSV(t, csvPath, rows)
-	blocker := filepath.Join(t.TempDir(), "afile")
-	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+	out := filepath.Join(t.TempDir(), "out")
+	blocker := filepath.Join(out, "report.json", "x")
+	if err := os.MkdirAll(blocker, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for _, flag := range []string{"--report", "--metrics-file"} {
-		for _, dry := range [][]string{{"--dry-run"}, nil} {
-			p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, append(dry, flag, filepath.Join(blocker, "out"))...)...)
-			if p.code != 3 || !strings.Contains(p.stderr, "reports") {
-				t.Errorf("%s under a file %v: exit %d, want 3 saying the reports were not written\n%s", flag, dry, p.code, p.stderr)
-			}
+	for _, dry := range [][]string{{"--dry-run"}, nil} {
+		p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, append(dry, "--report", out)...)...)
+		if p.code != 3 || !strings.Contains(p.stderr, "reports") {
+			t.Errorf("--report with report.json a directory %v: exit %d, want 3 saying the reports were not written\n%s", dry, p.code, p.stderr)
 		}
 	}
-	out := filepath.Join(t.TempDir(), "out")
+	if err := os.RemoveAll(filepath.Join(out, "report.json")); err != nil {
+		t.Fatal(err)
+	}
 	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--report", out)...)
 	if p.code != 0 {
 		t.Fatalf("rerun: exit %d\n%s", p.code, p.stderr)
@@ -303,6 +305,71 @@ func TestRunReportsNotWrittenIsNotSuccess(t *testing.T) {
 		t.Errorf("rerun wrote no report: %v", err)
 	}
 	wantOnce(t, rows, "sent", sb.Requests)
+}
+
+// TestReportOutputsCheckedBeforeSending: a --report, --metrics-file or
+// --tz that could only fail at the end is refused before anything is
+// sent (exit 1), not found out once the file is paid, on run and
+// resolve alike, and nothing is created for it.
+func TestReportOutputsCheckedBeforeSending(t *testing.T) {
+	sb := sandbox(t, nil)
+	db, csvPath := batchFiles(t)
+	writeCSV(t, csvPath, goodRows(3, "K"))
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "afile")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ flag, value string }{
+		{"--tz", "Asia/Kolkatta"},
+		{"--report", filepath.Join(blocker, "out")},
+		{"--metrics-file", filepath.Join(dir, "missing", "aopbatch.prom")},
+		{"--metrics-file", dir},
+	}
+	if os.Geteuid() != 0 { // root writes anywhere
+		ro := filepath.Join(dir, "ro")
+		if err := os.Mkdir(ro, 0o500); err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases, struct{ flag, value string }{"--report", filepath.Join(ro, "out")},
+			struct{ flag, value string }{"--metrics-file", filepath.Join(ro, "aopbatch.prom")})
+	}
+	for _, tc := range cases {
+		for _, dry := range [][]string{nil, {"--dry-run"}} {
+			p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, append(dry, tc.flag, tc.value)...)...)
+			if p.code != 1 || !strings.Contains(p.stderr, tc.flag) {
+				t.Errorf("run %v %s %s: exit %d, want 1 naming %s\n%s", dry, tc.flag, tc.value, p.code, tc.flag, p.stderr)
+			}
+		}
+	}
+	if n := sb.Stats().Recharges; n != 0 {
+		t.Errorf("%d recharges sent, want none before the outputs are known to be writable", n)
+	}
+	if _, err := os.Stat(db); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused run left a ledger: %v", err)
+	}
+	// resolve checks them before it asks or sends anything too.
+	if p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL)...); p.code != 0 {
+		t.Fatalf("run: exit %d\n%s", p.code, p.stderr)
+	}
+	for _, tc := range cases {
+		p := aopbatch(t, nil, "resolve", "--ledger", db, "--base-url", sb.URL, "--progress", "never", tc.flag, tc.value)
+		if p.code != 1 || !strings.Contains(p.stderr, tc.flag) {
+			t.Errorf("resolve %s %s: exit %d, want 1 naming %s\n%s", tc.flag, tc.value, p.code, tc.flag, p.stderr)
+		}
+	}
+	// A --report that does not exist yet is fine, and is not created
+	// before the run gets as far as writing it.
+	out := filepath.Join(dir, "new", "reports")
+	if p := aopbatch(t, nil, "status", "--ledger", db); p.code != 0 {
+		t.Fatalf("status: exit %d\n%s", p.code, p.stderr)
+	}
+	if p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--report", out)...); p.code != 0 {
+		t.Fatalf("run --report %s: exit %d\n%s", out, p.code, p.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(out, "report.json")); err != nil {
+		t.Errorf("no report written: %v", err)
+	}
 }
 
 // TestMistypedLedgerOrBatch: only run creates a ledger, so a mistyped

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -139,6 +140,69 @@ func (r *endReports) register(fs *flag.FlagSet) {
 }
 
 func (r endReports) wanted() bool { return r.dir != "" || r.metrics != "" }
+
+// check refuses, before anything is sent, outputs that could only fail
+// once the money has moved: a --tz that names no zone, a --report that
+// cannot be created or written, a --metrics-file whose directory is
+// missing or not writable. A run that found out at its end would have
+// paid the file and then exited 3 on every rerun until someone fixed the
+// flag. Nothing is created here.
+func (r endReports) check() error {
+	if _, err := parseTZ(r.tz); err != nil {
+		return err
+	}
+	if r.dir != "" {
+		if err := checkWritableDir(r.dir, true); err != nil {
+			return fmt.Errorf("--report %s: %w; nothing was sent", r.dir, err)
+		}
+	}
+	if r.metrics != "" {
+		if fi, err := os.Stat(r.metrics); err == nil && fi.IsDir() {
+			return fmt.Errorf("--metrics-file %s: is a directory: name a file in it, e.g. %s; nothing was sent", r.metrics, filepath.Join(r.metrics, "aopbatch.prom"))
+		}
+		if err := checkWritableDir(filepath.Dir(r.metrics), false); err != nil {
+			return fmt.Errorf("--metrics-file %s: %w; nothing was sent", r.metrics, err)
+		}
+	}
+	return nil
+}
+
+// checkWritableDir says whether files can be written in dir: it must be a
+// directory aopbatch can create a file in or, when create is set and it
+// does not exist yet, the nearest directory above it that does must be.
+// Writing is tried (a temporary file, removed at once): permissions, a
+// read-only mount and ACLs all answer the same way.
+func checkWritableDir(dir string, create bool) error {
+	probe := dir
+	for {
+		fi, err := os.Stat(probe)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("%s is not a directory", probe)
+			}
+			break
+		}
+		if !errors.Is(err, os.ErrNotExist) || !create {
+			return err
+		}
+		up := filepath.Dir(probe)
+		if up == probe {
+			return err
+		}
+		probe = up
+	}
+	f, err := os.CreateTemp(probe, ".aopbatch-check-*")
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is said already
+		}
+		return fmt.Errorf("cannot write in %s: %w", probe, err)
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
 
 // write writes what r asks for about batch b.
 func (r endReports) write(ctx context.Context, l ledger.Store, b ledger.Batch, stdout io.Writer) error {

@@ -45,6 +45,9 @@ func (f *resolveFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr
 	if err := checkSession(f.progress, f.leaseTTL); err != nil {
 		return start(err)
 	}
+	if err := f.rep.check(); err != nil {
+		return start(err)
+	}
 	// The ledger and the batch first: without them there is nothing to
 	// ask the provider about.
 	l, err := openLedgerFile(ctx, f.ledger)

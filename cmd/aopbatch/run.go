@@ -185,6 +185,9 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 	if err := checkSession(f.progress, f.leaseTTL); err != nil {
 		return start(err)
 	}
+	if err := f.reports.check(); err != nil {
+		return start(err)
+	}
 	if !f.dryRun {
 		if err := f.conn.check(); err != nil {
 			return start(err)
