@@ -676,3 +676,30 @@ func TestRecordingKilledPartWayDoesNotBlockTheNextFile(t *testing.T) {
 		t.Errorf("dry runs sent %d Recharges", n)
 	}
 }
+
+// TestInputFileFlagGivenTwice: "--csv a.csv --csv b.csv" is refused
+// before anything is sent, rather than sending b.csv alone and exiting 0
+// with a.csv silently dropped; so is a second --statement. The same
+// value twice is harmless, and other flags keep "the last wins".
+func TestInputFileFlagGivenTwice(t *testing.T) {
+	sb := sandbox(t, nil)
+	db, first := batchFiles(t)
+	second := filepath.Join(filepath.Dir(first), "second.csv")
+	writeCSV(t, first, goodRows(3, "T1-"))
+	writeCSV(t, second, goodRows(3, "T2-"))
+	p := aopbatch(t, nil, runArgs(first, db, sb.URL, "--csv", second)...)
+	if p.code != 1 || !strings.Contains(p.stderr, "--csv given twice") {
+		t.Errorf("--csv given twice: exit %d, want 1 saying so\n%s", p.code, p.stderr)
+	}
+	if n := sb.Stats().Recharges; n != 0 {
+		t.Errorf("%d recharges sent, want none", n)
+	}
+	p = aopbatch(t, nil, "report", "--ledger", db, "--statement", first, "--statement", second, "--out", t.TempDir())
+	if p.code != 1 || !strings.Contains(p.stderr, "--statement given twice") {
+		t.Errorf("--statement given twice: exit %d, want 1 saying so\n%s", p.code, p.stderr)
+	}
+	p = aopbatch(t, nil, runArgs(first, db, sb.URL, "--csv", first, "--rate", "50")...)
+	if p.code != 0 {
+		t.Errorf("the same --csv twice, --rate overridden: exit %d, want 0\n%s", p.code, p.stderr)
+	}
+}

@@ -41,10 +41,17 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
 	var badDuration error
 	restore := explainDurations(fs, &badDuration)
+	var twice []string
+	restoreOnce := refuseRepeats(fs, &twice)
 	err := fs.Parse(args)
+	restoreOnce()
 	restore()
 	fs.Usage = usage
 	fs.SetOutput(out)
+	if err == nil && len(twice) > 0 {
+		return &exitError{code: exitStart, err: fmt.Errorf("%s: --%s given twice with different values: one file a run (see aopbatch %s -h)",
+			fs.Name(), strings.Join(twice, ", --"), fs.Name())}
+	}
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage()
@@ -63,6 +70,55 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	if f := fs.Lookup("ledger"); f != nil && strings.TrimSpace(f.Value.String()) == "" {
 		return &exitError{code: exitStart, err: fmt.Errorf("%s: --ledger is empty: name a SQLite file or a postgres:// URL, or leave the flag out for %s",
 			fs.Name(), f.DefValue)}
+	}
+	return nil
+}
+
+// onceOnly are the flags that name an input file: given again with another
+// value, the flag package keeps the last, so "--csv monday.csv --csv
+// tuesday.csv" would send one file and drop the other without a word.
+// Other flags keep "the last wins", which wrapper scripts use to override
+// a setting.
+var onceOnly = []string{"csv", "statement"}
+
+// refuseRepeats has the onceOnly flags of fs note in *twice the name of
+// each one given again with another value (the same value again is
+// harmless). The returned func puts the flags back.
+func refuseRepeats(fs *flag.FlagSet, twice *[]string) (restore func()) {
+	var wrapped []*flag.Flag
+	fs.VisitAll(func(f *flag.Flag) {
+		if !slices.Contains(onceOnly, f.Name) {
+			return
+		}
+		f.Value = &onceFlag{Value: f.Value, name: f.Name, twice: twice}
+		wrapped = append(wrapped, f)
+	})
+	return func() {
+		for _, f := range wrapped {
+			f.Value = f.Value.(*onceFlag).Value
+		}
+	}
+}
+
+// onceFlag is a flag that notes being given twice with different values.
+type onceFlag struct {
+	flag.Value
+	name  string
+	twice *[]string
+	set   bool
+	first string
+}
+
+func (o *onceFlag) Set(v string) error {
+	if err := o.Value.Set(v); err != nil {
+		return err
+	}
+	now := o.Value.String()
+	if o.set && now != o.first && !slices.Contains(*o.twice, o.name) {
+		*o.twice = append(*o.twice, o.name)
+	}
+	if !o.set {
+		o.set, o.first = true, now
 	}
 	return nil
 }
