@@ -135,6 +135,11 @@ func prepareError(err error) error {
 // again goes on, else 1.
 func recordingError(csv string, err error) error {
 	switch {
+	case errors.Is(err, context.Canceled):
+		// SIGINT/SIGTERM while the file was being recorded: interrupted
+		// is 3 (SPEC 4), not a setup to fix; a batch an earlier run
+		// began is as unfinished as it was.
+		return &exitError{code: exitIncomplete, err: describeStartError(csv, err)}
 	case errors.Is(err, ledger.ErrLeaseLost):
 		// Paused past its lease while recording the file, and taken over
 		// (its connection ended, or cut as it wrote): the other process
@@ -227,6 +232,9 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 	release()
 	l, err := openLedger(ctx, f.ledger, lo)
 	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return recordingError(f.csv, err)
+		}
 		return start(err)
 	}
 	defer l.Close()
@@ -566,7 +574,7 @@ func describeStartError(file string, err error) error {
 	case errors.Is(err, context.Canceled):
 		// Reading the file, or waiting for another process that holds its
 		// batch: either way before this run sent anything.
-		return errors.New("interrupted before this run recorded the file: it sent nothing")
+		return errors.New("interrupted before this run recorded the file: it sent nothing; run the same command again to go on")
 	case errors.As(err, &fe):
 		return fmt.Errorf("%s: %w; nothing was sent", file, err)
 	case errors.As(err, &ce) && ce.Resumed != "":

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -704,5 +706,46 @@ func waitRecharges(t *testing.T, sb *aoptest.TestServer, n int64) {
 			t.Fatalf("the sandbox saw %d Recharges in a minute, want %d", sb.Stats().Recharges, n)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestInterruptWhileRecordingExits3: SIGINT while the ledger is opened
+// or the file recorded is an interrupt (exit 3, SPEC 4), not "nothing
+// could start" (1, a setup to fix), says so in words rather than
+// "context canceled", and sends nothing.
+func TestInterruptWhileRecordingExits3(t *testing.T) {
+	sb := sandbox(t, nil)
+	dir := t.TempDir()
+	csvPath := filepath.Join(dir, "in.csv")
+	writeCSV(t, csvPath, goodRows(200000, "IR"))
+	for i, after := range []time.Duration{0, 300 * time.Millisecond} {
+		db := filepath.Join(dir, fmt.Sprintf("l%d.db", i))
+		cmd, errb := startRun(t, runArgs(csvPath, db, sb.URL))
+		deadline := time.Now().Add(time.Minute)
+		for {
+			if _, err := os.Stat(db); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no ledger after a minute")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(after)
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		_ = cmd.Wait()
+		if code := cmd.ProcessState.ExitCode(); code != 3 {
+			t.Errorf("signal %s after the ledger appeared: exit %d, want 3 (interrupted)\n%s", after, code, errb.String())
+		}
+		if strings.Contains(errb.String(), "context canceled") {
+			t.Errorf("signal %s after the ledger appeared: the message says context canceled\n%s", after, errb.String())
+		}
+		if !strings.Contains(errb.String(), "interrupted before this run recorded the file") {
+			t.Logf("signal %s after the ledger appeared: the file was recorded before it came:\n%s", after, errb.String())
+			continue
+		}
+		if n := sb.Stats().Recharges; n != 0 {
+			t.Errorf("%d recharges sent while recording, want none", n)
+		}
 	}
 }
