@@ -118,3 +118,31 @@ func TestLedgerStopOnPostgres(t *testing.T) {
 		}
 	}
 }
+
+// TestLedgerFullWhileRecording: the ledger cannot grow while the file is
+// being recorded. The run sends nothing and says which ledger could not
+// be written and why, as a stop mid-run does, not only SQLite's "disk
+// I/O error"; with room again the same command sends the file.
+func TestLedgerFullWhileRecording(t *testing.T) {
+	t.Parallel()
+	sb := sandbox(t, nil)
+	db, csvPath := batchFiles(t)
+	rows := goodRows(20000, "FREC")
+	writeCSV(t, csvPath, rows)
+	p := aopbatch(t, []string{fileSizeEnv + "=" + strconv.Itoa(256<<10)}, runArgs(csvPath, db, sb.URL)...)
+	if p.code != 1 {
+		t.Fatalf("under the limit: exit %d, want 1\n%s", p.code, p.stderr)
+	}
+	if n := sb.Stats().Recharges; n != 0 {
+		t.Fatalf("%d recharges sent, want none", n)
+	}
+	abs, _ := filepath.Abs(db)
+	last := lastLine(p.stderr)
+	if !strings.Contains(last, abs) || !strings.Contains(last, "file too large") || !strings.Contains(last, "nothing was sent") {
+		t.Errorf("the message does not name the ledger (%s), the cause and that nothing was sent:\n%s", abs, last)
+	}
+	if p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL)...); p.code != 0 {
+		t.Fatalf("rerun with room: exit %d, want 0\n%s", p.code, p.stderr)
+	}
+	wantOnce(t, rows, "charged", sb.Charged)
+}

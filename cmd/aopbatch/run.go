@@ -133,7 +133,7 @@ func prepareError(err error) error {
 // recordingError is the exit of a run whose recording of the file failed:
 // 3 when the recording was cut by a stall or the database, where running
 // again goes on, else 1.
-func recordingError(csv string, err error) error {
+func recordingError(csv, ledgerPath string, err error) error {
 	switch {
 	case errors.Is(err, context.Canceled):
 		// SIGINT/SIGTERM while the file was being recorded: interrupted
@@ -154,7 +154,17 @@ func recordingError(csv string, err error) error {
 		// bounded): not a setup to fix, as in prepareError.
 		return &exitError{code: exitIncomplete, err: fmt.Errorf("%s: the ledger stopped answering while this run recorded the file (%w); this run sent nothing: run again once it answers", csv, err)}
 	}
-	return start(describeStartError(csv, err))
+	d := describeStartError(csv, err)
+	if d == err && !postgres.IsURL(ledgerPath) {
+		// Nothing about the file or the batch: the ledger may have
+		// refused the write (SQLite says only "database or disk is
+		// full"). Name it and the cause, as a stop mid-run does.
+		abs := absPath(ledgerPath)
+		if why := ledgerWriteCause(abs); why != "" {
+			d = fmt.Errorf("the ledger %s could not be written while this run recorded %s: %s (%w); nothing was sent: make room, then run the same command again", abs, csv, why, err)
+		}
+	}
+	return start(d)
 }
 
 func newRunID() string {
@@ -233,7 +243,7 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 	l, err := openLedger(ctx, f.ledger, lo)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
-			return recordingError(f.csv, err)
+			return recordingError(f.csv, f.ledger, err)
 		}
 		return start(err)
 	}
@@ -251,7 +261,7 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 		case f.generateRefs && errors.Is(err, ledger.ErrBatchMismatch):
 			return start(generatedMismatch(ctx, l, f.batchID, err))
 		}
-		return recordingError(f.csv, err)
+		return recordingError(f.csv, f.ledger, err)
 	}
 	b := ing.Batch
 	sess := batch.NewSession(l, b, owner, f.leaseTTL, log)

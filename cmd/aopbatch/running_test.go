@@ -134,18 +134,18 @@ func TestRecordingCutByATakeoverExitsIncomplete(t *testing.T) {
 	ended := fmt.Errorf("ingest lines 2-257: %w", &pgconn.PgError{Severity: "FATAL", Code: "57P01", Message: "terminating connection due to administrator command"})
 	for name, err := range map[string]error{"broken pipe": lost, "57P01": ended} {
 		var stderr bytes.Buffer
-		if code := exitCode(recordingError("f.csv", err), &stderr); code != exitIncomplete || !strings.Contains(stderr.String(), "nothing was sent: run again") {
+		if code := exitCode(recordingError("f.csv", "l.db", err), &stderr); code != exitIncomplete || !strings.Contains(stderr.String(), "nothing was sent: run again") {
 			t.Errorf("%s: exit %d, want %d and the way on\n%s", name, code, exitIncomplete, stderr.String())
 		}
 	}
 	var stderr bytes.Buffer
-	if code := exitCode(recordingError("f.csv", errors.New("ingest: connection refused")), &stderr); code != exitStart {
+	if code := exitCode(recordingError("f.csv", "l.db", errors.New("ingest: connection refused")), &stderr); code != exitStart {
 		t.Errorf("ledger unreachable while recording: exit %d, want %d", code, exitStart)
 	}
 	// A server that stopped answering: the store's bound on the call.
 	stderr.Reset()
 	stalled := fmt.Errorf("ingest: timeout: %w", context.DeadlineExceeded)
-	if code := exitCode(recordingError("f.csv", stalled), &stderr); code != exitIncomplete || !strings.Contains(stderr.String(), "the ledger stopped answering while this run recorded the file") {
+	if code := exitCode(recordingError("f.csv", "l.db", stalled), &stderr); code != exitIncomplete || !strings.Contains(stderr.String(), "the ledger stopped answering while this run recorded the file") {
 		t.Errorf("ledger stalled while recording: exit %d, want %d and what happened\n%s", code, exitIncomplete, stderr.String())
 	}
 }
