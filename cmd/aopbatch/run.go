@@ -248,6 +248,7 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 		return start(err)
 	}
 	defer l.Close()
+	opened := ledgerFileInfo(f.ledger)
 
 	owner := ledger.NewOwner(newRunID())
 	ing, err := batch.Ingest(ctx, l, f.csv, batch.IngestOptions{
@@ -327,7 +328,34 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 	}
 	stopProgress()
 	st := eng.Stats()
-	return finish(ctx, l, b, sendErr, f.reports, f.logs, log, &st, stdout, stderr)
+	end := finish(ctx, l, b, sendErr, f.reports, f.logs, log, &st, stdout, stderr)
+	if opened != nil {
+		if now := ledgerFileInfo(f.ledger); now == nil || !os.SameFile(opened, now) {
+			// SQLite went on writing into a file no longer at that path:
+			// the record of what this run paid is gone with it, and a
+			// run of the same command would start a new, empty ledger.
+			msg := fmt.Sprintf("the ledger %s was removed or replaced while this run used it: what this run recorded is lost with it; "+
+				"restore it if you can, and check the provider's statement before sending this file again", absPath(f.ledger))
+			if end != nil && end.Error() != "" {
+				msg += " (the run ended: " + end.Error() + ")"
+			}
+			return &exitError{code: exitIncomplete, err: errors.New(msg)}
+		}
+	}
+	return end
+}
+
+// ledgerFileInfo is the file a SQLite ledger path names now, nil for a
+// PostgreSQL ledger or a path that names nothing.
+func ledgerFileInfo(path string) os.FileInfo {
+	if postgres.IsURL(path) {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	return fi
 }
 
 // dryRunEnd reports a dry run: the batch recorded, nothing sent.

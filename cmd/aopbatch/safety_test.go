@@ -749,3 +749,27 @@ func TestInterruptWhileRecordingExits3(t *testing.T) {
 		}
 	}
 }
+
+// TestLedgerRemovedMidRunIsNotSuccess: the ledger's directory removed
+// while the run sends. SQLite goes on writing into the unlinked file, so
+// the run finished "every row success" and exited 0 with its record
+// gone; it must not exit 0, and must say the ledger is lost.
+func TestLedgerRemovedMidRunIsNotSuccess(t *testing.T) {
+	sb := sandbox(t, nil)
+	dir := filepath.Join(t.TempDir(), "ledgers")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(t.TempDir(), "in.csv")
+	rows := goodRows(60, "GONE")
+	writeCSV(t, csvPath, rows)
+	cmd, errb := startRun(t, runArgs(csvPath, db, sb.URL, "--rate", "30"))
+	waitRecharges(t, sb, 5)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 3 || !strings.Contains(errb.String(), "was removed or replaced") {
+		t.Fatalf("exit %d, want 3 saying the ledger was removed\n%s", code, errb.String())
+	}
+}
