@@ -118,12 +118,18 @@ type commandAuth struct {
 	gotAt    time.Time // when that run finished
 	bgFailAt time.Time // when an ahead-of-expiry run last failed
 	inflight *tokenRun
+	// missed is the failure of a run every caller had stopped waiting
+	// for: given to the next caller instead of a new run. A command that
+	// hangs until it is killed outlasts each request's deadline, and else
+	// every row would start it again and only ever time out.
+	missed error
 }
 
 type tokenRun struct {
-	done  chan struct{}
-	token string
-	err   error
+	done    chan struct{}
+	token   string
+	err     error
+	waiting int // callers waiting for it; under commandAuth.mu
 }
 
 // Command returns an Authenticator whose bearer token is printed by a
@@ -197,10 +203,16 @@ func (a *commandAuth) get(ctx context.Context) (string, error) {
 		}
 		a.valid = false
 	}
+	if err := a.missed; err != nil && a.inflight == nil {
+		a.missed = nil
+		a.mu.Unlock()
+		return "", err
+	}
 	run := a.inflight
 	if run == nil {
 		run = a.start(false)
 	}
+	run.waiting++
 	a.mu.Unlock()
 	return a.wait(ctx, run)
 }
@@ -233,16 +245,21 @@ func (a *commandAuth) renew(ctx context.Context, keep func() bool) error {
 		a.valid = false
 		run = a.start(false)
 	}
+	run.waiting++
 	a.mu.Unlock()
 	_, err := a.wait(ctx, run)
 	return err
 }
 
+// wait waits for run, which the caller joined (run.waiting) under a.mu.
 func (a *commandAuth) wait(ctx context.Context, run *tokenRun) (string, error) {
 	select {
 	case <-run.done:
 		return run.token, run.err
 	case <-ctx.Done():
+		a.mu.Lock()
+		run.waiting--
+		a.mu.Unlock()
 		return "", fmt.Errorf("wait for auth command: %w", ctx.Err())
 	}
 }
@@ -258,11 +275,14 @@ func (a *commandAuth) start(background bool) *tokenRun {
 		tok, err := a.run(ctx)
 		cancel()
 		a.mu.Lock()
-		if err == nil {
+		switch {
+		case err == nil:
 			a.token, a.valid, a.issuedAt, a.gotAt = tok, true, started, a.now()
-			a.bgFailAt = time.Time{}
-		} else if background {
+			a.bgFailAt, a.missed = time.Time{}, nil
+		case background:
 			a.bgFailAt = a.now()
+		case run.waiting == 0:
+			a.missed = err
 		}
 		a.inflight = nil
 		run.token, run.err = tok, err

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -48,6 +49,14 @@ func tokenHelper(mode string) int {
 		}
 		fmt.Printf("  tok-%d  \nsecond line\n", strings.Count(string(b), "\n"))
 		return 0
+	case "failcount":
+		f, err := os.OpenFile(os.Getenv("AOPTEST_COUNT"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+		if err == nil {
+			_, _ = f.WriteString("run\n")
+			f.Close()
+		}
+		fmt.Fprintln(os.Stderr, "vault unreachable")
+		return 4
 	case "fail":
 		fmt.Println("leaked-token-value")
 		fmt.Fprintf(os.Stderr, "login failed for leaked-token-value: %s", strings.Repeat("e", 500))
@@ -511,5 +520,69 @@ func TestCommandStderrOnlyInTheLog(t *testing.T) {
 				t.Errorf("error %q carries stderr", err)
 			}
 		})
+	}
+}
+
+// TestCommandThatHangsFailsTheNextCaller: a token command that hangs
+// outlasts the deadline of every request waiting for it. When it is
+// killed, nobody hears why; the next caller is told, rather than starting
+// it again to time out once more (each row would, for ever), and the one
+// after that runs it anew.
+func TestCommandThatHangsFailsTheNextCaller(t *testing.T) {
+	a, runs := helperCommand(t, "token", 0, &fakeClock{t: fixedNow})
+	a.env = append(a.env, "AOPTEST_SLEEP=1h") // the last of a name wins
+	a.timeout = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	_, err := a.get(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("get while the command hangs: %v, want the request's deadline", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a.mu.Lock()
+		done := a.inflight == nil
+		a.mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the hanging command was not killed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, err = a.get(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "timed out after 300ms") {
+		t.Errorf("get after the command was killed: %v, want why it failed", err)
+	}
+	if n := runs(); n != 1 {
+		t.Errorf("command runs after the killed one was reported: %d, want 1 (no new run)", n)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
+	_, _ = a.get(ctx)
+	cancel()
+	if n := runs(); n != 2 {
+		t.Errorf("command runs after its failure was told once: %d, want 2 (run anew)", n)
+	}
+}
+
+// TestNoCredentialRunsTheCommandOnce: a token command that fails is run
+// once for a request, not once more as a renewal straight after.
+func TestNoCredentialRunsTheCommandOnce(t *testing.T) {
+	a, runs := helperCommand(t, "failcount", 0, &fakeClock{t: fixedNow})
+	c, err := New(Options{BaseURL: "http://127.0.0.1:1", RegistrationID: "AOP-554", Auth: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Recharge(context.Background(), []byte(`{"referenceid":"R1"}`))
+	if err != nil || r.Class != ClassAuth || !r.NoCredential || r.MadeRequest() {
+		t.Errorf("Recharge = %+v, %v; want no credential, no request", r, err)
+	}
+	st, err := c.Status(context.Background(), "R1")
+	if err != nil || st.Verdict != VerdictAuth || !st.NoCredential {
+		t.Errorf("Status = %+v, %v; want no credential", st, err)
+	}
+	if n := runs(); n != 2 {
+		t.Errorf("command runs for one Recharge and one Status: %d, want 2", n)
 	}
 }

@@ -205,7 +205,10 @@ func (c *Client) Recharge(ctx context.Context, body []byte) (Result, error) {
 		return Result{Class: ClassNotSent, Code: -1}, errors.New("recharge: body is not valid JSON")
 	}
 	r, sent := c.rechargeOnce(ctx, body)
-	if r.Class != ClassAuth {
+	if r.Class != ClassAuth || r.NoCredential {
+		// No credential: the authenticator has just tried to make one (or
+		// says why its last try failed), and a renewal would only try
+		// again, a command that hangs hanging again.
 		return r, nil
 	}
 	if err := c.refreshAuth(ctx, sent); err != nil {

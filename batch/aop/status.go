@@ -145,8 +145,8 @@ func (c *Client) Status(ctx context.Context, referenceID string) (StatusResult, 
 		return StatusResult{Verdict: VerdictNotSent, Code: -1}, fmt.Errorf("status enquiry: encode: %w", err)
 	}
 	r, sent := c.statusOnce(ctx, referenceID, body)
-	if r.Verdict != VerdictAuth {
-		return r, nil
+	if r.Verdict != VerdictAuth || r.NoCredential {
+		return r, nil // no credential: as in Recharge
 	}
 	if err := c.refreshAuth(ctx, sent); err != nil {
 		if ctx.Err() != nil {
