@@ -527,6 +527,11 @@ func TestRaggedRowsInRejectsKeepTheirCells(t *testing.T) {
 	if seen != 3 {
 		t.Errorf("rejects.csv has %d of the three ragged rows:\n%v", seen, recs)
 	}
+	// --out naming a directory is refused up front, with a file to name.
+	if ex := aopbatch(t, nil, "export", "--ledger", db, "--state", "rejected", "--out", out); ex.code != 1 ||
+		!strings.Contains(ex.stderr, "is a directory: name a file, e.g. "+filepath.Join(out, "retry.csv")) {
+		t.Errorf("export --out DIR: exit %d, want 1 and a file to name\n%s", ex.code, ex.stderr)
+	}
 	ex := aopbatch(t, nil, "export", "--ledger", db, "--state", "rejected")
 	if strings.Contains(ex.stdout, "CA2") || strings.Contains(ex.stdout, "CA4") || !strings.Contains(ex.stdout, "CA6") ||
 		!strings.Contains(ex.stderr, "left out 2 rejected rows whose cells do not fit the header") {

@@ -68,6 +68,9 @@ second time (rejects.csv marks it fixable "review").
 	if keepsRefs(st) && !keepRefs {
 		return start(movedError(st))
 	}
+	if fi, err := os.Stat(out); out != "" && out != "-" && err == nil && fi.IsDir() {
+		return start(fmt.Errorf("--out %s is a directory: name a file, e.g. %s", out, filepath.Join(out, "retry.csv")))
+	}
 	cols, err := reports.ParseStatementColumns(columns)
 	if err != nil {
 		return start(fmt.Errorf("--statement-columns: %w", err))
