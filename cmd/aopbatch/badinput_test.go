@@ -708,3 +708,15 @@ func TestInputFileFlagGivenTwice(t *testing.T) {
 		t.Errorf("the same --csv twice, --rate overridden: exit %d, want 0\n%s", p.code, p.stderr)
 	}
 }
+
+// TestReadOnlyLedgerDirectorySaysWhy: SQLite refuses to open a ledger in
+// a directory the user may not write in with only "attempt to write a
+// readonly database (1544)", even to read it. The message says why and
+// what to change. (Root writes anywhere, so the words SQLite gives a
+// non-root user, measured, stand in for opening one here.)
+func TestReadOnlyLedgerDirectorySaysWhy(t *testing.T) {
+	err := ledgerTrouble(errors.New("open ledger /srv/l.db: attempt to write a readonly database (1544)"))
+	if !strings.Contains(err.Error(), "this user must be able to write in its directory and the file, even to read it") {
+		t.Errorf("ledgerTrouble = %v, want why and what to change", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/aopbatch/aopbatch/ledger"
@@ -145,6 +146,10 @@ func ledgerTrouble(err error) error {
 			"or move it aside (keep it: its rows say what was paid) and check the provider's statement before sending those files again", err)
 	case errors.Is(err, ledger.ErrNotLedger):
 		return fmt.Errorf("%w; nothing was sent and the file is as it was: check --ledger (or AOPBATCH_LEDGER)", err)
+	case strings.Contains(err.Error(), "readonly database"):
+		// SQLite's words for a directory it may not create its log in.
+		return fmt.Errorf("%w: SQLite keeps a write-ahead log beside the ledger, so this user must be able to write in its "+
+			"directory and the file, even to read it; nothing was sent", err)
 	}
 	return err
 }
