@@ -139,6 +139,9 @@ func copyBatch(ctx context.Context, from Reader, to Store, b Batch) (cb CopiedBa
 	if t := want[StateInflight]; t.Rows > 0 {
 		return cb, fmt.Errorf("batch %s has %d rows in flight: let its run finish, or run aopbatch resolve, then copy", b.ID, t.Rows)
 	}
+	if err := coversCutShort(ctx, from, to, b); err != nil {
+		return cb, err
+	}
 	im, err := to.ImportBatch(ctx, b)
 	if err != nil {
 		return cb, err
@@ -226,6 +229,48 @@ func copyBatch(ctx context.Context, from Reader, to Store, b Batch) (cb CopiedBa
 	done = true
 	cb.Counts, cb.Attempts = got, gotAttempts
 	return cb, nil
+}
+
+// coversCutShort refuses, with ErrBatchExists, to copy b over the batch
+// of the same id and content that the destination holds not ready (a
+// copy cut short, which ImportBatch replaces) unless the source accounts
+// for every row of it that was sent, or may have been: the same row there,
+// in the same state or moved on since, with no fewer attempts. Only then
+// is nothing lost by the replacement. A source holding the batch as it was
+// before (a backup, another host's older ledger) would bring a paid row
+// back queued, for a run to send again with no status enquiry first.
+func coversCutShort(ctx context.Context, from Reader, to Store, b Batch) error {
+	got, err := to.Batch(ctx, b.ID)
+	if errors.Is(err, ErrNoBatch) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if got.Ready || got.ContentHash != b.ContentHash {
+		return nil // ImportBatch refuses it as it is
+	}
+	return to.EachRow(ctx, got.Seq, func(r *Row) error {
+		switch r.State {
+		case StateQueued, StateHeld, StateRejected, StateConflict:
+			if r.Attempts == 0 && r.FirstSent.IsZero() {
+				return nil // never sent: whatever the source holds of it
+			}
+		}
+		sr, err := from.Row(ctx, b.Seq, r.Line)
+		if err != nil {
+			return fmt.Errorf("batch %s, left not ready in %s by a copy cut short, holds line %d (%s), which was sent: "+
+				"reading it in %s: %w", b.ID, to.Location(), r.Line, r.State, from.Location(), err)
+		}
+		if sr.ReferenceID != r.ReferenceID || sr.Attempts < r.Attempts ||
+			(sr.State != r.State && !sr.Updated.After(r.Updated)) || sr.Updated.Before(r.Updated) {
+			return fmt.Errorf("batch %s, left not ready in %s by a copy cut short, holds line %d %s after %d attempts, "+
+				"and %s holds it %s after %d: an older ledger than the one the copy was cut short from? "+
+				"copy from that one: %w", b.ID, to.Location(), r.Line, r.State, r.Attempts,
+				from.Location(), sr.State, sr.Attempts, ErrBatchExists)
+		}
+		return nil
+	})
 }
 
 // ErrCopyMismatch means a copied batch's counts, sums or attempts differ

@@ -178,3 +178,62 @@ func (s suite) testCopyCutShort(t *testing.T) {
 		t.Errorf("the paid row's referenceid reused after copying again: %s, want conflict", states[0])
 	}
 }
+
+// CopyCutShortOlderSource: a copy cut short left the batch not ready here
+// with a paid row. Copying it again from another ledger that holds the
+// same file's batch in an older state (a backup taken before the row was
+// paid) must not replace it: the paid row would come back queued, and a
+// run would send it again with no status enquiry first. The copy is
+// refused, and the paid row kept.
+func (s suite) testCopyCutShortOlderSource(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClock()
+	old := s.open(t, Options{Now: c.now})
+	ob := seedRows(t, old, "cut", 3) // the backup: nothing sent yet
+	src := s.open(t, Options{Now: c.now})
+	b := seedRows(t, src, "cut", 3)
+	if ob.ContentHash != b.ContentHash {
+		t.Fatalf("the two ledgers' batches differ in content: %q, %q", ob.ContentHash, b.ContentHash)
+	}
+	c.advance(time.Minute)
+	w := newWriter(t, src, b.Seq)
+	dispatch(t, w, 2)
+	record(t, w, ledger.Update{Line: 2, To: ledger.StateSuccess, Code: 1, Message: "paid",
+		Attempt: &ledger.Attempt{Kind: "recharge", At: c.now(), HTTPStatus: 200, Class: "success", Message: "paid"}})
+	closeWriter(t, w)
+	if err := src.Release(ctx, b.ID, testOwner); err != nil {
+		t.Fatal(err)
+	}
+	var rows []ledger.Row
+	if err := src.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
+		rows = append(rows, *r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	dst := s.open(t, Options{Now: c.now})
+	im, err := dst.ImportBatch(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Rows(ctx, rows[:2]); err != nil { // then the copy is killed
+		t.Fatal(err)
+	}
+	c.advance(11 * time.Minute)
+	if _, err := ledger.Copy(ctx, old, dst, ledger.CopyOptions{IDs: []string{b.ID}}); !errors.Is(err, ledger.ErrBatchExists) {
+		t.Errorf("copying from an older ledger over a copy cut short holding a paid row: %v, want ErrBatchExists", err)
+	}
+	nb, err := dst.Batch(ctx, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := getRow(t, dst, nb.Seq, 2); r.State != ledger.StateSuccess || nb.Ready {
+		t.Errorf("the paid row after copying from an older ledger: %s (batch ready %v), want success, not ready", r.State, nb.Ready)
+	}
+	// The ledger that holds it whole still replaces it.
+	if _, err := ledger.Copy(ctx, src, dst, ledger.CopyOptions{IDs: []string{b.ID}}); err != nil {
+		t.Errorf("copying again from the source of the copy cut short: %v", err)
+	}
+}
