@@ -40,9 +40,10 @@ type ExportResult struct {
 	// the header (rejects.csv has them in its reason column).
 	Ragged int64
 	// Repeated are rejected rows left out because they repeat the
-	// referenceid of another line of the file: each may be that line's
-	// payment a second time, and under a new referenceid it would be paid
-	// twice (rejects.csv marks them fixable "review").
+	// referenceid of another line of the file (or of another batch's row),
+	// whatever they were rejected for: each may be that line's payment a
+	// second time, and under a new referenceid it would be paid twice
+	// (rejects.csv marks those rejected as repeats fixable "review").
 	Repeated int64
 }
 
@@ -93,6 +94,13 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 	}
 	rec := make([]string, len(b.Header))
 	var held map[string]string
+	var repeats map[string]bool
+	if st == ledger.StateRejected && res.BlankedRefs {
+		var err error
+		if repeats, err = heldRejected(ctx, l, b.Seq); err != nil {
+			return res, fmt.Errorf("export batch %s: %w", b.ID, err)
+		}
+	}
 	if st == ledger.StateConflict {
 		var err error
 		if held, err = heldElsewhere(ctx, l, b.Seq); err != nil {
@@ -121,9 +129,11 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 			res.Ragged++
 			return nil
 		}
-		if res.BlankedRefs && r.ErrorCode == codeDuplicateRef {
+		if res.BlankedRefs && (r.ErrorCode == codeDuplicateRef || repeats[r.ReferenceID]) {
 			// With its referenceid kept it is a conflict in a new file,
-			// never sent; blanked, it goes out as a new payment.
+			// never sent; blanked, it goes out as a new payment. A row
+			// rejected for a problem of its own is not marked a repeat,
+			// yet may be one all the same.
 			res.Repeated++
 			return nil
 		}
@@ -154,6 +164,33 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 		return res, fmt.Errorf("export batch %s: %w", b.ID, err)
 	}
 	return res, c.flush()
+}
+
+// heldRejected finds the referenceids of batch seq's rejected rows that
+// a sendable row holds: another line of the file, or a row of another
+// batch. A row rejected for a problem of its own (an amount with three
+// decimals) is never checked for a repeated referenceid, yet may be the
+// holder's payment listed twice, as much as one rejected as a repeat.
+func heldRejected(ctx context.Context, l ledger.Reader, seq int64) (map[string]bool, error) {
+	var refs []string
+	err := eachInState(ctx, l, seq, ledger.StateRejected, func(r *ledger.Row) error {
+		if r.ReferenceID != "" {
+			refs = append(refs, r.ReferenceID)
+		}
+		return nil
+	})
+	if err != nil || len(refs) == 0 {
+		return nil, err
+	}
+	holders, err := l.RefHolders(ctx, refs)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(holders))
+	for ref := range holders {
+		out[ref] = true
+	}
+	return out, nil
 }
 
 // heldElsewhere finds the conflict rows of batch seq an export leaves out,

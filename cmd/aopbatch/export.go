@@ -42,9 +42,10 @@ batch holds its referenceid: it is most likely that payment, paid there or
 offered by that batch's own export. A conflict row whose holder is in no batch
 of the ledger read is left out too: read from an archive or a copy, the
 batch that held it may be in another ledger, and may have paid it.
-A rejected row that repeats the referenceid of another line of its file is
-left out while the referenceid is blanked: it may be that line's payment a
-second time (rejects.csv marks it fixable "review").
+A rejected row that repeats the referenceid of another line of its file (or
+of a row of another batch), whatever it was rejected for, is left out while
+the referenceid is blanked: it may be that line's payment a second time
+(rejects.csv marks one rejected as a repeat fixable "review").
 `)
 	}
 	ledgerPath := ledgerFlag(fs)
@@ -138,7 +139,7 @@ second time (rejects.csv marks it fixable "review").
 			"aopbatch report writes rejects.csv with each one's cells as they came, to be put under their columns by hand\n", res.Ragged)
 	}
 	if res.Repeated > 0 {
-		fmt.Fprintf(stderr, "aopbatch: left out %d rejected rows that repeat the referenceid of another line of the file (rejects.csv marks them fixable \"review\"): "+
+		fmt.Fprintf(stderr, "aopbatch: left out %d rejected rows that repeat the referenceid of another line of the file or another batch: "+
 			"each may be that line's payment a second time, and under a new referenceid it would be paid twice; one that is truly another payment goes into a new file by hand\n", res.Repeated)
 	}
 	if res.HeldElsewhere > 0 {
