@@ -135,8 +135,10 @@ type Store interface {
 	// this one: every row and attempt as it was there. An id this ledger
 	// already holds is refused with ErrBatchExists, unless the batch there
 	// was never made ready (a copy cut short), is of the same content, and
-	// no live lease holds it: that one is replaced. Until Finish the batch
-	// is not ready, so nothing sends it.
+	// no live lease holds it: that one is taken over, and each line Rows
+	// brings replaces the one there in one transaction (its referenceid
+	// stays held); an Abort then leaves it as it is. Until Finish the
+	// batch is not ready, so nothing sends it.
 	ImportBatch(ctx context.Context, b Batch) (BatchImport, error)
 }
 

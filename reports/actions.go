@@ -180,6 +180,10 @@ func (s *Summary) queuedCharged() int64 {
 // partText says that the batch's file was not wholly recorded, and what
 // records the rest.
 func (s *Summary) partText() string {
+	if s.copied {
+		return fmt.Sprintf("Only part of the batch was copied in (a ledger copy stopped part way): every figure here is of the %s copied, "+
+			"not of the whole batch; run the same aopbatch ledger copy again to copy it whole", rowsText(s.Counts.Total))
+	}
 	return fmt.Sprintf("Only part of the file was recorded (a run stopped while recording %s): every figure here is of the %s recorded, "+
 		"not of the whole file; run the file again with aopbatch run to record and send the rest", orDash(s.Source), rowsText(s.Counts.Total))
 }

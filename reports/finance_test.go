@@ -112,6 +112,42 @@ func TestReportOfAPartlyRecordedFile(t *testing.T) {
 	}
 }
 
+// TestReportOfACopyCutShort: a batch a ledger copy left not ready holds
+// rows a request moved (a run never sends a batch before its file is
+// recorded): the report says so, and that the same copy run again
+// finishes it. aopbatch run would be refused.
+func TestReportOfACopyCutShort(t *testing.T) {
+	ctx := context.Background()
+	l, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ledger.db"), sqlite.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	now := time.Now()
+	im, err := l.ImportBatch(ctx, ledger.Batch{ID: "copied", ContentHash: "h", Source: "c.csv", Header: fixtureHeader, Ready: true, Created: now, RowsTotal: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Rows(ctx, []ledger.Row{{Line: 2, ReferenceID: "C2", Operator: 311, CANumber: "CA2", AmountPaise: 500,
+		Request: []byte(`{}`), State: ledger.StateSuccess, ResponseCode: 1, Attempts: 1, FirstSent: now, Updated: now}}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Batch(ctx, "copied")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Build(ctx, l, b, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := s.view(); !strings.Contains(v.Verdict, "a ledger copy stopped part way") || v.Tone == "ok" {
+		t.Errorf("verdict %q (%s) does not say a copy stopped part way", v.Verdict, v.Tone)
+	}
+	if len(s.Attention.Actions) == 0 || !strings.Contains(s.Attention.Actions[0], "run the same aopbatch ledger copy again") {
+		t.Errorf("first action %q does not say to run the copy again", s.Attention.Actions)
+	}
+}
+
 // Rows without a response code or an error code group by state, and the
 // line's meaning was the first row's own message: 342 queued rows never
 // tried read "the provider answered 429 (throttled) to 2 tries over 3s"

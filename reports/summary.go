@@ -315,6 +315,9 @@ type Summary struct {
 	// repeatedRefs counts the rejected rows that repeat the referenceid
 	// of another line of the file: possibly a payment listed twice.
 	repeatedRefs int64
+	// copied: the batch is not ready yet holds rows a request moved, so a
+	// ledger copy stopped part way, not a run recording its file.
+	copied bool
 }
 
 // Runner is a process running the batch as it was read.
@@ -461,6 +464,8 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 		return nil, fmt.Errorf("report on batch %s: %w", b.ID, err)
 	}
 	s.Complete = s.AtRisk.Rows() == 0 && s.FileRecorded
+	c := s.Counts
+	s.copied = !s.FileRecorded && c.Total-c.Queued-c.Held-c.Rejected-c.Conflict > 0
 	if s.Complete {
 		// Every row final: a run that still holds the batch (a process of
 		// a shared ledger writing its own report) changes none of them.

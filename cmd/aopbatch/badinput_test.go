@@ -720,3 +720,30 @@ func TestReadOnlyLedgerDirectorySaysWhy(t *testing.T) {
 		t.Errorf("ledgerTrouble = %v, want why and what to change", err)
 	}
 }
+
+// TestStatusOfACopyCutShortSaysRunTheCopyAgain: status on a batch a
+// ledger copy left not ready says to run the copy again, not the file (a
+// run of the file is refused: it would record over rows that were paid).
+func TestStatusOfACopyCutShortSaysRunTheCopyAgain(t *testing.T) {
+	ctx := context.Background()
+	db := filepath.Join(t.TempDir(), "l.db")
+	l, err := sqlite.Open(ctx, db, sqlite.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	im, err := l.ImportBatch(ctx, ledger.Batch{ID: "copied", ContentHash: "h", Source: "c.csv", Ready: true, Created: now, RowsTotal: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Rows(ctx, []ledger.Row{{Line: 2, ReferenceID: "C2", Operator: 311, CANumber: "CA2", AmountPaise: 500,
+		Request: []byte(`{}`), State: ledger.StateSuccess, ResponseCode: 1, Attempts: 1, FirstSent: now, Updated: now}}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	p := aopbatch(t, nil, "status", "--ledger", db, "--batch", "copied")
+	if !strings.Contains(p.stderr, "a ledger copy stopped part way") || !strings.Contains(p.stderr, "run the same aopbatch ledger copy again") ||
+		strings.Contains(p.stderr, "run the file again") {
+		t.Errorf("status of a copy cut short: exit %d, want it to say to run the copy again\n%s", p.code, p.stderr)
+	}
+}

@@ -90,7 +90,7 @@ the referenceid is blanked: it may be that line's payment a second time
 		return start(err)
 	}
 	defer l.Close()
-	warnIncomplete(stderr, b)
+	warnIncomplete(ctx, stderr, l, b)
 	counts, err := l.Counts(ctx, b.Seq)
 	if err != nil {
 		return start(err)

@@ -71,7 +71,7 @@ disagree (see reconciliation.csv); 1 usage, ledger or statement error.
 		return start(err)
 	}
 	defer l.Close()
-	warnIncomplete(stderr, b)
+	warnIncomplete(ctx, stderr, l, b)
 	// Read the statement first: a bad one fails before anything is written.
 	var st *reports.Statement
 	if statement != "" {
@@ -270,13 +270,19 @@ func openExisting(ctx context.Context, path, batchID string) (ledger.Store, ledg
 }
 
 // warnIncomplete says so when batch b's file was not wholly recorded (a
-// run killed while recording it): its counts and totals are of part of
-// the file. The same run command records the rest.
-func warnIncomplete(w io.Writer, b ledger.Batch) {
-	if !b.Ready {
-		fmt.Fprintf(w, "aopbatch: batch %s was not wholly recorded (a run stopped while recording %s): its counts are of part of the file; run the file again with aopbatch run to record the rest\n",
-			b.ID, b.Source)
+// run killed while recording it) or the batch not wholly copied in (a
+// ledger copy cut short): its counts and totals are of part of it. The
+// same run command records the rest, the same copy copies it whole.
+func warnIncomplete(ctx context.Context, w io.Writer, l ledger.Reader, b ledger.Batch) {
+	if b.Ready {
+		return
 	}
+	if c, err := l.Counts(ctx, b.Seq); err == nil && c.Sent() {
+		fmt.Fprintf(w, "aopbatch: batch %s was not wholly copied in (a ledger copy stopped part way): its counts are of part of it; run the same aopbatch ledger copy again to finish it\n", b.ID)
+		return
+	}
+	fmt.Fprintf(w, "aopbatch: batch %s was not wholly recorded (a run stopped while recording %s): its counts are of part of the file; run the file again with aopbatch run to record the rest\n",
+		b.ID, b.Source)
 }
 
 // changing returns the processes working on batch b (counts c) that may

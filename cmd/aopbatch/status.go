@@ -103,7 +103,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return enc.Encode(out)
 	}
 	if batchID != "" {
-		warnIncomplete(stderr, bs[0])
+		warnIncomplete(ctx, stderr, l, bs[0])
 		if rs := runners[0]; len(rs) > 0 {
 			fmt.Fprintf(stderr, "aopbatch: a run is working on batch %s now (%s): these counts are changing\n", bs[0].ID, ledger.RunnersText(rs))
 		}

@@ -237,3 +237,76 @@ func (s suite) testCopyCutShortOlderSource(t *testing.T) {
 		t.Errorf("copying again from the source of the copy cut short: %v", err)
 	}
 }
+
+// CopyCutShortHoldsItsRefs: a copy run again over a batch a copy cut
+// short left writes each line over the old one in one transaction, so
+// the paid rows' referenceids are never free: a file reusing one while
+// the copy runs again is a conflict, not a payment. A copy run again and
+// stopped keeps the rows it found.
+func (s suite) testCopyCutShortHoldsItsRefs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClock()
+	src := s.open(t, Options{Now: c.now})
+	b := seedRows(t, src, "cut", 3)
+	w := newWriter(t, src, b.Seq)
+	dispatch(t, w, 2)
+	record(t, w, ledger.Update{Line: 2, To: ledger.StateSuccess, Code: 1, Message: "paid",
+		Attempt: &ledger.Attempt{Kind: "recharge", At: c.now(), HTTPStatus: 200, Class: "success", Message: "paid"}})
+	closeWriter(t, w)
+	if err := src.Release(ctx, b.ID, testOwner); err != nil {
+		t.Fatal(err)
+	}
+	var rows []ledger.Row
+	if err := src.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
+		rows = append(rows, *r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	paid := rows[0].ReferenceID
+
+	dst := s.open(t, Options{Now: c.now})
+	im, err := dst.ImportBatch(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Rows(ctx, rows[:2]); err != nil { // then the copy is killed
+		t.Fatal(err)
+	}
+	c.advance(11 * time.Minute)
+
+	// Copied again, and stopped after its first rows: what it found stays.
+	again, err := dst.ImportBatch(ctx, b)
+	if err != nil {
+		t.Fatalf("copying again once the cut-short copy's lease ran out: %v", err)
+	}
+	if _, st := ingest(t, dst, "reuse-1", []ledger.IngestRow{okRow(2, paid)}); st[0] != ledger.StateConflict {
+		t.Errorf("the paid referenceid reused while the copy runs again: %s, want conflict", st[0])
+	}
+	if err := again.Rows(ctx, rows[1:2]); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nb, err := dst.Batch(ctx, b.ID)
+	if err != nil {
+		t.Fatalf("the batch after a copy run again was stopped: %v, want it kept", err)
+	}
+	if r := getRow(t, dst, nb.Seq, 2); nb.Ready || r.State != ledger.StateSuccess {
+		t.Errorf("after a copy run again was stopped: ready %v, paid row %s; want not ready, success", nb.Ready, r.State)
+	}
+	if _, st := ingest(t, dst, "reuse-2", []ledger.IngestRow{okRow(2, paid)}); st[0] != ledger.StateConflict {
+		t.Errorf("the paid referenceid reused after the copy run again was stopped: %s, want conflict", st[0])
+	}
+
+	// Copied once more, whole: the batch as the source holds it.
+	res, err := ledger.Copy(ctx, src, dst, ledger.CopyOptions{IDs: []string{b.ID}})
+	if err != nil || res.Rows != 3 {
+		t.Fatalf("copying once more: %+v, %v; want its 3 rows", res, err)
+	}
+	if got, want := counts(t, dst, nb.Seq), counts(t, src, b.Seq); !reflect.DeepEqual(got, want) {
+		t.Errorf("counts after copying once more: %v, want %v", got, want)
+	}
+}

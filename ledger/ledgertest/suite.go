@@ -59,6 +59,7 @@ func Exercise(t *testing.T, newDB func(t *testing.T) DB) {
 		{"BatchesWithContent", s.testBatchesWithContent},
 		{"Copy", s.testCopy},
 		{"CopyCutShort", s.testCopyCutShort},
+		{"CopyCutShortHoldsItsRefs", s.testCopyCutShortHoldsItsRefs},
 		{"CopyCutShortOlderSource", s.testCopyCutShortOlderSource},
 		{"Correct", s.testCorrect},
 		{"Archive", s.testArchive},

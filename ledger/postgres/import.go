@@ -24,6 +24,9 @@ type batchImport struct {
 	seq   int64
 	owner ledger.Owner
 	done  bool
+	// replacing: the batch was left not ready by a copy cut short, and is
+	// written again over its rows (takeCutShort).
+	replacing bool
 }
 
 // importLease is how long an import's session lasts, renewed by each call.
@@ -40,18 +43,20 @@ func (s *Store) ImportBatch(ctx context.Context, b ledger.Batch) (ledger.BatchIm
 		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
 	}
 	defer tx.Rollback(ctx)
-	if err := s.replaceCutShort(ctx, tx, b); err != nil {
-		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
-	}
-	var seq int64
-	err = tx.QueryRow(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, ingest_owner, archived)
-		VALUES ($1, $2, $3, $4, 'ingesting', $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING seq`,
-		b.ID, b.ContentHash, b.Source, header, b.Created.UnixMilli(), o.ID, b.Archived).Scan(&seq)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("import batch %s: %w", b.ID, ledger.ErrBatchExists)
-	}
+	seq, replacing, err := s.takeCutShort(ctx, tx, b, o)
 	if err != nil {
 		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
+	}
+	if !replacing {
+		err = tx.QueryRow(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, ingest_owner, archived)
+			VALUES ($1, $2, $3, $4, 'ingesting', $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING seq`,
+			b.ID, b.ContentHash, b.Source, header, b.Created.UnixMilli(), o.ID, b.Archived).Scan(&seq)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("import batch %s: %w", b.ID, ledger.ErrBatchExists)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
+		}
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO sessions (batch, owner, host, pid, expires_ms) VALUES ($1, $2, $3, $4, $5)`,
 		seq, o.ID, o.Host, o.PID, s.nowMS()+importLease); err != nil {
@@ -60,18 +65,21 @@ func (s *Store) ImportBatch(ctx context.Context, b ledger.Batch) (ledger.BatchIm
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
 	}
-	return &batchImport{s: s, b: b, seq: seq, owner: o}, nil
+	return &batchImport{s: s, b: b, seq: seq, owner: o, replacing: replacing}, nil
 }
 
-// replaceCutShort deletes, inside tx, a batch b.ID never made ready (an
+// takeCutShort takes over, inside tx, a batch b.ID never made ready (an
 // earlier copy of the same batch cut short, or a recording of its file
-// abandoned) that no live session holds, so that the copy starts again
-// whole. Nothing of a batch not ready was sent from this ledger (no run
-// sends it, and a run of its file refuses to record over rows a copy
-// brought), and the ledger the copy reads from holds what it held. A
-// ready batch, a different file's, or one still being written is left,
-// and the insert that follows refuses the id.
-func (s *Store) replaceCutShort(ctx context.Context, tx pgx.Tx, b ledger.Batch) error {
+// abandoned) that no live session holds, for the copy to write again:
+// its attempts and dead sessions go, and each of its rows is replaced as
+// the copy brings the same line (Rows), in one transaction, so that its
+// referenceid is held throughout. Nothing of a batch not ready was sent
+// from this ledger (no run sends it, and a run of its file refuses to
+// record over rows a copy brought), and ledger.Copy has checked that the
+// source holds every row of it that was sent. A ready batch, a different
+// file's, or one still being written is left, and the insert that
+// follows refuses the id.
+func (s *Store) takeCutShort(ctx context.Context, tx pgx.Tx, b ledger.Batch, o ledger.Owner) (int64, bool, error) {
 	var (
 		seq          int64
 		status, hash string
@@ -81,19 +89,25 @@ func (s *Store) replaceCutShort(ctx context.Context, tx pgx.Tx, b ledger.Batch) 
 			EXISTS (SELECT 1 FROM sessions s WHERE s.batch = b.seq AND s.expires_ms >= $2)
 		FROM batches b WHERE id = $1 FOR UPDATE`, b.ID, s.nowMS()).Scan(&seq, &status, &hash, &live)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
+		return 0, false, nil
 	}
 	if err != nil {
-		return err
+		return 0, false, err
 	}
 	if status == "ready" || hash != b.ContentHash || live {
-		return nil
+		return 0, false, nil
 	}
-	if err := clearRows(ctx, tx, seq); err != nil {
-		return err
+	for _, q := range []string{`DELETE FROM attempts WHERE batch = $1`, `DELETE FROM sessions WHERE batch = $1`} {
+		if _, err := tx.Exec(ctx, q, seq); err != nil {
+			return 0, false, err
+		}
 	}
-	_, err = tx.Exec(ctx, `DELETE FROM batches WHERE seq = $1 AND status = 'ingesting'`, seq)
-	return err
+	if _, err := tx.Exec(ctx, `UPDATE batches SET source = $1, header = $2, created_ms = $3, archived = $4, rows_total = 0,
+			ingest_owner = $5 WHERE seq = $6`,
+		b.Source, sqlrow.Header(b.Header), b.Created.UnixMilli(), b.Archived, o.ID, seq); err != nil {
+		return 0, false, err
+	}
+	return seq, true, nil
 }
 
 // in runs fn in a transaction under the import's session, renewing it.
@@ -142,6 +156,18 @@ func (im *batchImport) Rows(ctx context.Context, rows []ledger.Row) error {
 			r.ProviderTxnID, first, r.Updated.UnixMilli()}
 	}
 	return im.in(ctx, func(tx pgx.Tx) error {
+		if im.replacing {
+			// The lines as the cut-short copy left them give way to the
+			// lines as they are now, in this transaction: their
+			// referenceids are never free.
+			lines := make([]int32, len(rows))
+			for i, r := range rows {
+				lines[i] = int32(r.Line)
+			}
+			if _, err := tx.Exec(ctx, `DELETE FROM rows WHERE batch = $1 AND line = ANY($2)`, im.seq, lines); err != nil {
+				return fmt.Errorf("import batch %s: %w", im.b.ID, err)
+			}
+		}
 		_, err := tx.CopyFrom(ctx, pgx.Identifier{"rows"}, []string{"batch", "line", "referenceid", "operator", "canumber",
 			"amount_paise", "request", "raw", "state", "response_code", "message", "error_code", "error_column", "attempts",
 			"provider_txnid", "first_sent_ms", "updated_ms"}, pgx.CopyFromRows(src))
@@ -199,6 +225,11 @@ func (im *batchImport) Abort(ctx context.Context) error {
 		return nil
 	}
 	im.done = true
+	if im.replacing {
+		// Its rows held their referenceids before this copy began, some
+		// of them paid: left as they are, not ready, for a copy again.
+		return im.s.Release(ctx, im.b.ID, im.owner)
+	}
 	err := im.s.deleteBatch(ctx, im.seq, im.owner)
 	if errors.Is(err, ledger.ErrLeaseLost) {
 		return nil

@@ -25,6 +25,9 @@ type batchImport struct {
 	owner ledger.Owner
 	rows  int64
 	done  bool
+	// replacing: the batch was left not ready by a copy cut short, and is
+	// written again over its rows (takeCutShort).
+	replacing bool
 }
 
 // importLease is how long an import's lease lasts: it is renewed by every
@@ -43,37 +46,41 @@ func (l *Store) ImportBatch(ctx context.Context, b ledger.Batch) (ledger.BatchIm
 		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
 	}
 	defer tx.Rollback()
-	if err := replaceCutShort(ctx, tx, b, now, o.Host); err != nil {
-		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
-	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, lease_owner, lease_host, lease_pid, lease_expires_ms, archived)
-		VALUES (?, ?, ?, ?, 'ingesting', ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		b.ID, b.ContentHash, b.Source, header, b.Created.UnixMilli(), o.ID, o.Host, o.PID, now+importLease, b.Archived)
+	seq, replacing, err := takeCutShort(ctx, tx, b, o, now)
 	if err != nil {
 		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
 	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return nil, fmt.Errorf("import batch %s: %w", b.ID, ledger.ErrBatchExists)
-	}
-	seq, err := res.LastInsertId()
-	if err != nil {
-		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
+	if !replacing {
+		res, err := tx.ExecContext(ctx, `INSERT INTO batches (id, content_hash, source, header, status, created_ms, lease_owner, lease_host, lease_pid, lease_expires_ms, archived)
+			VALUES (?, ?, ?, ?, 'ingesting', ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+			b.ID, b.ContentHash, b.Source, header, b.Created.UnixMilli(), o.ID, o.Host, o.PID, now+importLease, b.Archived)
+		if err != nil {
+			return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return nil, fmt.Errorf("import batch %s: %w", b.ID, ledger.ErrBatchExists)
+		}
+		if seq, err = res.LastInsertId(); err != nil {
+			return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("import batch %s: %w", b.ID, err)
 	}
-	return &batchImport{l: l, b: b, seq: seq, owner: o}, nil
+	return &batchImport{l: l, b: b, seq: seq, owner: o, replacing: replacing}, nil
 }
 
-// replaceCutShort deletes, inside tx, a batch b.ID never made ready (an
+// takeCutShort takes over, inside tx, a batch b.ID never made ready (an
 // earlier copy of the same batch cut short, or a recording of its file
-// abandoned) whose holder is gone, so that the copy starts again whole.
-// Nothing of a batch not ready was sent from this ledger (no run sends
-// it, and a run of its file refuses to record over rows a copy brought),
-// and the ledger the copy reads from holds what it held. A ready batch, a
-// different file's, or one still being written is left, and the insert
-// that follows refuses the id.
-func replaceCutShort(ctx context.Context, tx *sql.Tx, b ledger.Batch, now int64, myHost string) error {
+// abandoned) whose holder is gone, for the copy to write again: its
+// attempts go, and each of its rows is replaced as the copy brings the
+// same line (Rows), in one transaction, so that its referenceid is held
+// throughout. Nothing of a batch not ready was sent from this ledger (no
+// run sends it, and a run of its file refuses to record over rows a copy
+// brought), and ledger.Copy has checked that the source holds every row
+// of it that was sent. A ready batch, a different file's, or one still
+// being written is left, and the insert that follows refuses the id.
+func takeCutShort(ctx context.Context, tx *sql.Tx, b ledger.Batch, o ledger.Owner, now int64) (int64, bool, error) {
 	var (
 		seq          int64
 		status, hash string
@@ -83,26 +90,26 @@ func replaceCutShort(ctx context.Context, tx *sql.Tx, b ledger.Batch, now int64,
 	err := tx.QueryRowContext(ctx, `SELECT seq, status, content_hash, lease_owner, lease_host, lease_pid, lease_expires_ms
 		FROM batches WHERE id = ?`, b.ID).Scan(&seq, &status, &hash, &owner, &host, &pid, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil
+		return 0, false, nil
 	}
 	if err != nil {
-		return err
+		return 0, false, err
 	}
 	if status == "ready" || hash != b.ContentHash ||
-		owner.Valid && expires.Int64 > now && proc.Alive(host.String, int(pid.Int64), myHost) {
-		return nil
+		owner.Valid && expires.Int64 > now && proc.Alive(host.String, int(pid.Int64), o.Host) {
+		return 0, false, nil
 	}
-	for _, q := range []string{
-		`DELETE FROM attempts WHERE batch = ?`,
-		`DELETE FROM dispatches WHERE batch = ?`,
-		`DELETE FROM rows WHERE batch = ?`,
-		`DELETE FROM batches WHERE seq = ?`,
-	} {
+	for _, q := range []string{`DELETE FROM attempts WHERE batch = ?`, `DELETE FROM dispatches WHERE batch = ?`} {
 		if _, err := tx.ExecContext(ctx, q, seq); err != nil {
-			return err
+			return 0, false, err
 		}
 	}
-	return nil
+	if _, err := tx.ExecContext(ctx, `UPDATE batches SET source = ?, header = ?, created_ms = ?, archived = ?, rows_total = 0,
+			lease_owner = ?, lease_host = ?, lease_pid = ?, lease_expires_ms = ? WHERE seq = ?`,
+		b.Source, sqlrow.Header(b.Header), b.Created.UnixMilli(), b.Archived, o.ID, o.Host, o.PID, now+importLease, seq); err != nil {
+		return 0, false, err
+	}
+	return seq, true, nil
 }
 
 // Rows implements ledger.BatchImport.
@@ -122,6 +129,14 @@ func (im *batchImport) Rows(ctx context.Context, rows []ledger.Row) error {
 	for _, r := range rows {
 		if r.State == ledger.StateInflight {
 			return fmt.Errorf("import batch %s line %d: a row in flight is not copied: settle the batch first", im.b.ID, r.Line)
+		}
+		if im.replacing {
+			// The line as the cut-short copy left it gives way to the
+			// line as it is now, in this transaction: its referenceid is
+			// never free.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM rows WHERE batch = ? AND line = ?`, im.seq, r.Line); err != nil {
+				return fmt.Errorf("import batch %s line %d: %w", im.b.ID, r.Line, err)
+			}
 		}
 		var raw any
 		if r.Raw != nil {
@@ -217,6 +232,11 @@ func (im *batchImport) Abort(ctx context.Context) error {
 		return nil
 	}
 	im.done = true
+	if im.replacing {
+		// Its rows held their referenceids before this copy began, some
+		// of them paid: left as they are, not ready, for a copy again.
+		return im.l.Release(ctx, im.b.ID, im.owner)
+	}
 	err := im.l.DeleteBatch(ctx, im.seq, im.owner)
 	if errors.Is(err, ledger.ErrLeaseLost) {
 		return nil // someone took it over: it is theirs to clear
