@@ -55,6 +55,7 @@ func (f *resolveFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr
 		return start(err)
 	}
 	defer l.Close()
+	opened := ledgerFileInfo(f.ledger)
 	b, err := l.Batch(ctx, f.batchID)
 	if err != nil {
 		return start(err)
@@ -89,5 +90,5 @@ func (f *resolveFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr
 	rerr = eng.EnquireAfterStop(ctx, b, rerr) // a resend met the wallet's stop: the rest are still asked about
 	stopProgress()
 	st := eng.Stats()
-	return finish(ctx, l, b, rerr, f.rep, f.logs, log, &st, stdout, stderr)
+	return ledgerKept(f.ledger, opened, finish(ctx, l, b, rerr, f.rep, f.logs, log, &st, stdout, stderr))
 }

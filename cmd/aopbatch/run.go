@@ -329,20 +329,27 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 	stopProgress()
 	st := eng.Stats()
 	end := finish(ctx, l, b, sendErr, f.reports, f.logs, log, &st, stdout, stderr)
-	if opened != nil {
-		if now := ledgerFileInfo(f.ledger); now == nil || !os.SameFile(opened, now) {
-			// SQLite went on writing into a file no longer at that path:
-			// the record of what this run paid is gone with it, and a
-			// run of the same command would start a new, empty ledger.
-			msg := fmt.Sprintf("the ledger %s was removed or replaced while this run used it: what this run recorded is lost with it; "+
-				"restore it if you can, and check the provider's statement before sending this file again", absPath(f.ledger))
-			if end != nil && end.Error() != "" {
-				msg += " (the run ended: " + end.Error() + ")"
-			}
-			return &exitError{code: exitIncomplete, err: errors.New(msg)}
-		}
+	return ledgerKept(f.ledger, opened, end)
+}
+
+// ledgerKept is end, unless the SQLite ledger at path is no longer the
+// file opened when the command began (see ledgerFileInfo): then exit 3.
+// SQLite went on writing into a file no longer at that path: the record
+// of what the command paid or settled is gone with it, and the same
+// command run again would start a new, empty ledger.
+func ledgerKept(path string, opened os.FileInfo, end error) error {
+	if opened == nil {
+		return end
 	}
-	return end
+	if now := ledgerFileInfo(path); now != nil && os.SameFile(opened, now) {
+		return end
+	}
+	msg := fmt.Sprintf("the ledger %s was removed or replaced while this run used it: what this run recorded is lost with it; "+
+		"restore it if you can, and check the provider's statement before sending this file again", absPath(path))
+	if end != nil && end.Error() != "" {
+		msg += " (the run ended: " + end.Error() + ")"
+	}
+	return &exitError{code: exitIncomplete, err: errors.New(msg)}
 }
 
 // ledgerFileInfo is the file a SQLite ledger path names now, nil for a

@@ -773,3 +773,37 @@ func TestLedgerRemovedMidRunIsNotSuccess(t *testing.T) {
 		t.Fatalf("exit %d, want 3 saying the ledger was removed\n%s", code, errb.String())
 	}
 }
+
+// TestLedgerRemovedMidResolveIsNotSuccess: as for run, the ledger's
+// directory removed while resolve settles rows. SQLite goes on writing
+// into the unlinked file, so resolve reported every row settled and
+// exited 0 while what it recorded (outcomes, rows sent again) was gone.
+func TestLedgerRemovedMidResolveIsNotSuccess(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.PendingRate, c.PendingDelay = 1, 2*time.Second })
+	dir := filepath.Join(t.TempDir(), "ledgers")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(t.TempDir(), "in.csv")
+	writeCSV(t, csvPath, goodRows(40, "GONER"))
+	if p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--resolve-timeout", "10ms")...); p.code != 3 {
+		t.Fatalf("run: exit %d, want 3 (rows pending)\n%s", p.code, p.stderr)
+	}
+	time.Sleep(2500 * time.Millisecond) // the pendings turn final
+	before := sb.Stats().Enquiries
+	cmd, errb := startRun(t, []string{"resolve", "--ledger", db, "--base-url", sb.URL, "--registration-id", "AOP-554",
+		"--rate", "10", "--progress", "never"})
+	for deadline := time.Now().Add(time.Minute); sb.Stats().Enquiries < before+5; {
+		if time.Now().After(deadline) {
+			t.Fatal("resolve made no enquiries")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 3 || !strings.Contains(errb.String(), "was removed or replaced") {
+		t.Fatalf("exit %d, want 3 saying the ledger was removed\n%s", code, errb.String())
+	}
+}
