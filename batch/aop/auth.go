@@ -270,10 +270,21 @@ func (a *commandAuth) start(background bool) *tokenRun {
 	run := &tokenRun{done: make(chan struct{})}
 	a.inflight = run
 	started := a.now()
+	worked := !a.gotAt.IsZero()
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
 		tok, err := a.run(ctx)
+		timedOut := ctx.Err() != nil
 		cancel()
+		if err != nil && !background && worked && !timedOut {
+			// A command that has given tokens and now fails once (its
+			// service's passing blip) is run once more (SPEC 5: renew
+			// once, then stop), as the Client did before it stopped
+			// renewing after a failure; one that hangs is not run again.
+			ctx, cancel := context.WithTimeout(context.Background(), a.timeout)
+			tok, err = a.run(ctx)
+			cancel()
+		}
 		a.mu.Lock()
 		switch {
 		case err == nil:

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -57,6 +58,22 @@ func tokenHelper(mode string) int {
 		}
 		fmt.Fprintln(os.Stderr, "vault unreachable")
 		return 4
+	case "flaky":
+		// Fails its second run only: a token service's passing blip.
+		f, err := os.OpenFile(os.Getenv("AOPTEST_COUNT"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			return 1
+		}
+		_, _ = f.WriteString("run\n")
+		f.Close()
+		b, _ := os.ReadFile(os.Getenv("AOPTEST_COUNT"))
+		n := strings.Count(string(b), "\n")
+		if n == 2 {
+			fmt.Fprintln(os.Stderr, "vault: 503 service unavailable")
+			return 5
+		}
+		fmt.Printf("tok-%d\n", n)
+		return 0
 	case "fail":
 		fmt.Println("leaked-token-value")
 		fmt.Fprintf(os.Stderr, "login failed for leaked-token-value: %s", strings.Repeat("e", 500))
@@ -584,5 +601,41 @@ func TestNoCredentialRunsTheCommandOnce(t *testing.T) {
 	}
 	if n := runs(); n != 2 {
 		t.Errorf("command runs for one Recharge and one Status: %d, want 2", n)
+	}
+}
+
+// TestCommandFailingOnceIsRunAgain: a token command that has worked
+// fails once when its token is renewed (a passing blip of the token
+// service). SPEC 5: renew once and retry before stopping. Before
+// 304b1bd the Client renewed after the failure and the row was sent;
+// since, the exchange ended "no credential", which stops the whole run
+// (exit 3) for one blip.
+func TestCommandFailingOnceIsRunAgain(t *testing.T) {
+	clock := &fakeClock{t: fixedNow}
+	a, runs := helperCommand(t, "flaky", time.Minute, clock)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer tok-") {
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"status":false,"response_code":10,"message":"Signature verification failed"}`)
+			return
+		}
+		fmt.Fprint(w, `{"status":true,"response_code":1,"message":"Recharge successful"}`)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := New(Options{BaseURL: srv.URL, RegistrationID: "AOP-554", Auth: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ref := range []string{"R1", "R2"} {
+		r, err := c.Recharge(context.Background(), []byte(`{"referenceid":"`+ref+`"}`))
+		if err != nil || r.Class != ClassSuccess {
+			t.Errorf("Recharge %s = %+v, %v; want success (command runs: %d)", ref, r, err, runs())
+		}
+		if i == 0 {
+			clock.advance(2 * time.Minute) // the token expires: the next Recharge renews it
+		}
+	}
+	if n := runs(); n != 3 {
+		t.Errorf("command runs: %d, want 3 (one, the failed renewal, its retry)", n)
 	}
 }
