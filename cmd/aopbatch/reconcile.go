@@ -90,6 +90,7 @@ statement error.
 		return start(err)
 	}
 	defer l.Close()
+	opened := ledgerFileInfo(*ledgerPath) // it records what the provider confirms
 	if err := conn.check(); err != nil {
 		return start(err)
 	}
@@ -123,12 +124,16 @@ statement error.
 		}
 		n, err := reconcileBatch(ctx, l, client, b, together, st, opts, conn, leaseTTL, dir, stdout)
 		if err != nil {
-			return start(fmt.Errorf("reconcile batch %s: %w", b.ID, err))
+			return ledgerKept(*ledgerPath, opened, start(fmt.Errorf("reconcile batch %s: %w", b.ID, err)))
 		}
 		remaining += n
 	}
 	if remaining > 0 {
-		return &exitError{code: exitFinishedNo, err: fmt.Errorf("%d %s after asking the provider: see above and reconciliation.csv", remaining, plural(remaining, "disagreement remains", "disagreements remain"))}
+		return ledgerKept(*ledgerPath, opened, &exitError{code: exitFinishedNo,
+			err: fmt.Errorf("%d %s after asking the provider: see above and reconciliation.csv", remaining, plural(remaining, "disagreement remains", "disagreements remain"))})
+	}
+	if err := ledgerKept(*ledgerPath, opened, nil); err != nil {
+		return err
 	}
 	fmt.Fprintln(stdout, "reconcile: the ledger and the statement agree")
 	return nil

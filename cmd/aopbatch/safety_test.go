@@ -807,3 +807,43 @@ func TestLedgerRemovedMidResolveIsNotSuccess(t *testing.T) {
 		t.Fatalf("exit %d, want 3 saying the ledger was removed\n%s", code, errb.String())
 	}
 }
+
+// TestLedgerRemovedMidReconcileIsNotSuccess: reconcile records what the
+// provider confirms; with its ledger's directory removed meanwhile, that
+// record is gone, and it says so with exit 3 rather than "agree".
+func TestLedgerRemovedMidReconcileIsNotSuccess(t *testing.T) {
+	sb := newRecordingSandbox(t, nil)
+	dir := filepath.Join(t.TempDir(), "ledgers")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db, csvPath := filepath.Join(dir, "l.db"), filepath.Join(t.TempDir(), "in.csv")
+	rows := goodRows(40, "RECGONE")
+	writeCSV(t, csvPath, rows)
+	if p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL)...); p.code != 0 {
+		t.Fatalf("run: exit %d\n%s", p.code, p.stderr)
+	}
+	for _, r := range rows { // reversed at the provider: each a disagreement to ask about
+		if !sb.RefundNow(r.ref) {
+			t.Fatalf("refund %s", r.ref)
+		}
+	}
+	statement := filepath.Join(t.TempDir(), "statement.csv")
+	fetchStatement(t, sb.URL, statement)
+	before := sb.Stats().Enquiries
+	cmd, errb := startRun(t, []string{"reconcile", "--statement", statement, "--ledger", db, "--base-url", sb.URL,
+		"--registration-id", "AOP-554", "--rate", "10", "--out", filepath.Join(t.TempDir(), "recon")})
+	for deadline := time.Now().Add(time.Minute); sb.Stats().Enquiries < before+5; {
+		if time.Now().After(deadline) {
+			t.Fatal("reconcile made no enquiries")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 3 || !strings.Contains(errb.String(), "was removed or replaced") {
+		t.Fatalf("exit %d, want 3 saying the ledger was removed\n%s", code, errb.String())
+	}
+}
