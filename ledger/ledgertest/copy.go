@@ -271,12 +271,16 @@ func (s suite) testCopyCutShortHoldsItsRefs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := im.Rows(ctx, rows[:2]); err != nil { // then the copy is killed
+	if err := im.Rows(ctx, rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Attempts(ctx, attempts(t, src, b.Seq)); err != nil { // then the copy is killed
 		t.Fatal(err)
 	}
 	c.advance(11 * time.Minute)
 
-	// Copied again, and stopped after its first rows: what it found stays.
+	// Copied again, and stopped after its first rows: what it found stays,
+	// the attempts that explain the paid row included.
 	again, err := dst.ImportBatch(ctx, b)
 	if err != nil {
 		t.Fatalf("copying again once the cut-short copy's lease ran out: %v", err)
@@ -297,6 +301,9 @@ func (s suite) testCopyCutShortHoldsItsRefs(t *testing.T) {
 	if r := getRow(t, dst, nb.Seq, 2); nb.Ready || r.State != ledger.StateSuccess {
 		t.Errorf("after a copy run again was stopped: ready %v, paid row %s; want not ready, success", nb.Ready, r.State)
 	}
+	if n := len(attempts(t, dst, nb.Seq)); n != 1 {
+		t.Errorf("attempts after a copy run again was stopped: %d, want the 1 the first copy brought", n)
+	}
 	if _, st := ingest(t, dst, "reuse-2", []ledger.IngestRow{okRow(2, paid)}); st[0] != ledger.StateConflict {
 		t.Errorf("the paid referenceid reused after the copy run again was stopped: %s, want conflict", st[0])
 	}
@@ -308,5 +315,8 @@ func (s suite) testCopyCutShortHoldsItsRefs(t *testing.T) {
 	}
 	if got, want := counts(t, dst, nb.Seq), counts(t, src, b.Seq); !reflect.DeepEqual(got, want) {
 		t.Errorf("counts after copying once more: %v, want %v", got, want)
+	}
+	if n := len(attempts(t, dst, nb.Seq)); n != 1 {
+		t.Errorf("attempts after copying once more: %d, want the source's 1, once", n)
 	}
 }

@@ -27,6 +27,20 @@ type batchImport struct {
 	// replacing: the batch was left not ready by a copy cut short, and is
 	// written again over its rows (takeCutShort).
 	replacing bool
+	// attemptsGone: the attempts the cut-short copy brought were deleted,
+	// with the first attempts of this one (or at Finish, when it has
+	// none): until then they stay beside the rows they explain.
+	attemptsGone bool
+}
+
+// dropAttempts deletes, inside tx, the attempts a cut-short copy left,
+// once, when this copy is replacing it.
+func (im *batchImport) dropAttempts(ctx context.Context, tx pgx.Tx) error {
+	if !im.replacing || im.attemptsGone {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `DELETE FROM attempts WHERE batch = $1`, im.seq)
+	return err
 }
 
 // importLease is how long an import's session lasts, renewed by each call.
@@ -73,7 +87,8 @@ func (s *Store) ImportBatch(ctx context.Context, b ledger.Batch) (ledger.BatchIm
 // abandoned) that no live session holds, for the copy to write again:
 // its attempts and dead sessions go, and each of its rows is replaced as
 // the copy brings the same line (Rows), in one transaction, so that its
-// referenceid is held throughout. Nothing of a batch not ready was sent
+// referenceid is held throughout; its attempts give way to the copy's
+// with the first of them (dropAttempts). Nothing of a batch not ready was sent
 // from this ledger (no run sends it, and a run of its file refuses to
 // record over rows a copy brought), and ledger.Copy has checked that the
 // source holds every row of it that was sent. A ready batch, a different
@@ -97,10 +112,8 @@ func (s *Store) takeCutShort(ctx context.Context, tx pgx.Tx, b ledger.Batch, o l
 	if status == "ready" || hash != b.ContentHash || live {
 		return 0, false, nil
 	}
-	for _, q := range []string{`DELETE FROM attempts WHERE batch = $1`, `DELETE FROM sessions WHERE batch = $1`} {
-		if _, err := tx.Exec(ctx, q, seq); err != nil {
-			return 0, false, err
-		}
+	if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE batch = $1`, seq); err != nil {
+		return 0, false, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE batches SET source = $1, header = $2, created_ms = $3, archived = $4, rows_total = 0,
 			ingest_owner = $5 WHERE seq = $6`,
@@ -189,13 +202,20 @@ func (im *batchImport) Attempts(ctx context.Context, as []ledger.AttemptRow) err
 		src[i] = []any{im.seq, int32(a.Line), a.Kind, a.At.UnixMilli(), a.Latency.Milliseconds(), int32(a.HTTPStatus),
 			nullCode32(a.Code), a.Class, string(a.State), a.Message}
 	}
-	return im.in(ctx, func(tx pgx.Tx) error {
+	err := im.in(ctx, func(tx pgx.Tx) error {
+		if err := im.dropAttempts(ctx, tx); err != nil {
+			return fmt.Errorf("import batch %s attempts: %w", im.b.ID, err)
+		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"attempts"}, []string{"batch", "line", "kind", "at_ms", "latency_ms",
 			"http_status", "response_code", "class", "state", "message"}, pgx.CopyFromRows(src)); err != nil {
 			return fmt.Errorf("import batch %s attempts: %w", im.b.ID, err)
 		}
 		return nil
 	})
+	if err == nil {
+		im.attemptsGone = im.replacing
+	}
+	return err
 }
 
 // Finish implements ledger.BatchImport.
@@ -205,6 +225,9 @@ func (im *batchImport) Finish(ctx context.Context) error {
 		status = "ready"
 	}
 	err := im.in(ctx, func(tx pgx.Tx) error {
+		if err := im.dropAttempts(ctx, tx); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `UPDATE batches SET status = $1, rows_total = $2, ingest_owner = NULL WHERE seq = $3`,
 			status, im.b.RowsTotal, im.seq); err != nil {
 			return err

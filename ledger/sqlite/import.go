@@ -28,6 +28,20 @@ type batchImport struct {
 	// replacing: the batch was left not ready by a copy cut short, and is
 	// written again over its rows (takeCutShort).
 	replacing bool
+	// attemptsGone: the attempts the cut-short copy brought were deleted,
+	// with the first attempts of this one (or at Finish, when it has
+	// none): until then they stay beside the rows they explain.
+	attemptsGone bool
+}
+
+// dropAttempts deletes, inside tx, the attempts a cut-short copy left,
+// once, when this copy is replacing it.
+func (im *batchImport) dropAttempts(ctx context.Context, tx *sql.Tx) error {
+	if !im.replacing || im.attemptsGone {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM attempts WHERE batch = ?`, im.seq)
+	return err
 }
 
 // importLease is how long an import's lease lasts: it is renewed by every
@@ -75,7 +89,8 @@ func (l *Store) ImportBatch(ctx context.Context, b ledger.Batch) (ledger.BatchIm
 // abandoned) whose holder is gone, for the copy to write again: its
 // attempts go, and each of its rows is replaced as the copy brings the
 // same line (Rows), in one transaction, so that its referenceid is held
-// throughout. Nothing of a batch not ready was sent from this ledger (no
+// throughout; its attempts give way to the copy's with the first of them
+// (dropAttempts). Nothing of a batch not ready was sent from this ledger (no
 // run sends it, and a run of its file refuses to record over rows a copy
 // brought), and ledger.Copy has checked that the source holds every row
 // of it that was sent. A ready batch, a different file's, or one still
@@ -99,10 +114,8 @@ func takeCutShort(ctx context.Context, tx *sql.Tx, b ledger.Batch, o ledger.Owne
 		owner.Valid && expires.Int64 > now && proc.Alive(host.String, int(pid.Int64), o.Host) {
 		return 0, false, nil
 	}
-	for _, q := range []string{`DELETE FROM attempts WHERE batch = ?`, `DELETE FROM dispatches WHERE batch = ?`} {
-		if _, err := tx.ExecContext(ctx, q, seq); err != nil {
-			return 0, false, err
-		}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM dispatches WHERE batch = ?`, seq); err != nil {
+		return 0, false, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE batches SET source = ?, header = ?, created_ms = ?, archived = ?, rows_total = 0,
 			lease_owner = ?, lease_host = ?, lease_pid = ?, lease_expires_ms = ? WHERE seq = ?`,
@@ -170,6 +183,9 @@ func (im *batchImport) Attempts(ctx context.Context, as []ledger.AttemptRow) err
 		return err
 	}
 	defer tx.Rollback()
+	if err := im.dropAttempts(ctx, tx); err != nil {
+		return fmt.Errorf("import batch %s attempts: %w", im.b.ID, err)
+	}
 	st, err := tx.PrepareContext(ctx, `INSERT INTO attempts (batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
@@ -185,6 +201,7 @@ func (im *batchImport) Attempts(ctx context.Context, as []ledger.AttemptRow) err
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("import batch %s: %w", im.b.ID, err)
 	}
+	im.attemptsGone = im.replacing
 	return nil
 }
 
@@ -211,6 +228,9 @@ func (im *batchImport) Finish(ctx context.Context) error {
 		return err
 	}
 	defer tx.Rollback()
+	if err := im.dropAttempts(ctx, tx); err != nil {
+		return fmt.Errorf("import batch %s: %w", im.b.ID, err)
+	}
 	status := "ingesting"
 	if im.b.Ready {
 		status = "ready"
