@@ -62,6 +62,10 @@ type IngestResult struct {
 	// a refused file is not recorded, so this is all a person gets to see
 	// of them.
 	FirstProblems []string
+	// BlankRefs counts the rejected rows refused for a blank referenceid:
+	// when that is all of them, the file is most likely one written by
+	// aopbatch export, to be sent with --generate-refs.
+	BlankRefs int64
 }
 
 // firstProblems is how many reasons IngestResult keeps.
@@ -569,6 +573,9 @@ func (r *IngestResult) add(ctx context.Context, in ledger.Ingest, rows []ledger.
 			r.Paise += rows[i].AmountPaise
 		case ledger.StateRejected:
 			r.Rejected++
+			if p := rows[i].Problem; p != nil && p.Code == CodeMissingValue && p.Column == colReferenceID.String() {
+				r.BlankRefs++
+			}
 		case ledger.StateConflict:
 			r.Conflicts++
 		}
@@ -664,8 +671,15 @@ func (r IngestResult) check(c Controls) error {
 		why = append(why, fmt.Sprintf("the rows to send total %s, above --max-total %s", FormatRupees(r.Paise), FormatRupees(c.MaxTotalPaise)))
 	}
 	if c.MaxRejectRate >= 0 && float64(r.Rejected) > c.MaxRejectRate*float64(r.Rows) {
-		why = append(why, fmt.Sprintf("%d of %d rows are invalid, more than --max-reject-rate %g allows: is this the right file? (%s)",
-			r.Rejected, r.Rows, c.MaxRejectRate, strings.Join(r.FirstProblems, "; ")))
+		reason := fmt.Sprintf("%d of %d rows are invalid, more than --max-reject-rate %g allows: is this the right file? (%s)",
+			r.Rejected, r.Rows, c.MaxRejectRate, strings.Join(r.FirstProblems, "; "))
+		if r.BlankRefs == r.Rejected {
+			// What aopbatch export writes: its referenceid column blank,
+			// for each row to be sent under a new one.
+			reason += "; every one of them has a blank referenceid, as a file from aopbatch export has: " +
+				"give each row a new referenceid, or send the file with --generate-refs --batch NEW-ID"
+		}
+		why = append(why, reason)
 	}
 	if len(why) > 0 {
 		return &ControlError{Reason: strings.Join(why, "; ")}

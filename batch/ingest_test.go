@@ -277,3 +277,33 @@ func TestRecordingKeepsACopyOfPaidRowsCutShort(t *testing.T) {
 		t.Errorf("the batch kept is not named, with the way out:\n%s", logs.String())
 	}
 }
+
+// A file refused because every row's referenceid is blank (what aopbatch
+// export writes) says how to send it: new referenceids, or
+// --generate-refs with a named batch. One refused for other faults does
+// not.
+func TestRejectRateNamesGenerateRefsForBlankReferenceids(t *testing.T) {
+	t.Parallel()
+	c := NoControls()
+	c.MaxRejectRate = 0.2
+	const hint = "--generate-refs --batch NEW-ID"
+
+	blank := filepath.Join(t.TempDir(), "exported.csv")
+	if err := os.WriteFile(blank, []byte("operator,canumber,amount,referenceid\n1,CA1,10.00,\n2,CA2,20.00,\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Ingest(context.Background(), openLedger(t), blank, ingestOpts(c))
+	var ce *ControlError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "every one of them has a blank referenceid") || !strings.Contains(err.Error(), hint) {
+		t.Errorf("blank referenceids: Ingest = %v, want a control error naming %s", err, hint)
+	}
+
+	mixed := filepath.Join(t.TempDir(), "mixed.csv")
+	if err := os.WriteFile(mixed, []byte("operator,canumber,amount,referenceid\n1,CA1,10.00,\n2,CA2,abc,R-2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Ingest(context.Background(), openLedger(t), mixed, ingestOpts(c))
+	if !errors.As(err, &ce) || strings.Contains(err.Error(), hint) {
+		t.Errorf("a bad amount too: Ingest = %v, want a control error without the --generate-refs hint", err)
+	}
+}
