@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 )
 
 // CopyResult says what Copy moved, batch by batch.
@@ -76,6 +77,9 @@ func Copy(ctx context.Context, from Reader, to Store, o CopyOptions) (CopyResult
 			res.Already = append(res.Already, b.ID)
 			continue
 		}
+		if err := differsThere(ctx, from, to, b); err != nil {
+			return res, err
+		}
 		cb, err := copyHeld(ctx, from, to, b, o.Hold)
 		if err != nil {
 			return res, err
@@ -113,6 +117,59 @@ func alreadyThere(ctx context.Context, from Reader, to Store, b Batch) (bool, er
 		return false, err
 	}
 	return maps.Equal(want, have), nil // as copyBatch compares them: no store lists an empty state
+}
+
+// differsThere refuses, with ErrBatchExists, batch b when the destination
+// holds a ready batch of its id that alreadyThere found not the same,
+// saying how they differ: a person decides which ledger is the record of
+// it, and nothing but a dry run's batch can be taken out of a ledger.
+func differsThere(ctx context.Context, from Reader, to Store, b Batch) error {
+	got, err := to.Batch(ctx, b.ID)
+	if errors.Is(err, ErrNoBatch) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !got.Ready || !b.Ready {
+		return nil // a copy cut short, a recording abandoned: copyBatch and ImportBatch decide
+	}
+	var how string
+	switch {
+	case got.ContentHash != b.ContentHash || got.RowsTotal != b.RowsTotal:
+		how = fmt.Sprintf("recorded from another file (%s there, %s in %s)", got.Source, b.Source, from.Location())
+	case got.Archived != b.Archived:
+		how = fmt.Sprintf("archived in only one of the two ledgers (there %q, in %s %q)", got.Archived, from.Location(), b.Archived)
+	default:
+		want, err := from.Counts(ctx, b.Seq)
+		if err != nil {
+			return err
+		}
+		have, err := to.Counts(ctx, got.Seq)
+		if err != nil {
+			return err
+		}
+		how = fmt.Sprintf("with its rows in other states than in %s (there %s; in %s %s): it went on in one of them after it was copied",
+			from.Location(), tallies(have), from.Location(), tallies(want))
+	}
+	return fmt.Errorf("batch %s is in %s already, %s; a copy never writes over a batch: "+
+		"see which is the record of what was paid (aopbatch status --batch %s --ledger each) and run it from that ledger only: %w",
+		b.ID, to.Location(), how, b.ID, ErrBatchExists)
+}
+
+// tallies writes a batch's rows by state, in the states' order: "192
+// success, 4 failed".
+func tallies(c Counts) string {
+	var parts []string
+	for _, s := range States {
+		if t := c[s]; t.Rows > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", t.Rows, s))
+		}
+	}
+	if len(parts) == 0 {
+		return "no rows"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // copyHeld copies b while holding it, when there is a way to.

@@ -150,7 +150,7 @@ func runLedgerCopy(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		switch {
 		case errors.Is(err, ledger.ErrBatchExists):
-			err = fmt.Errorf("%w in %s: copy the others with --batch, or remove it there first", err, dst.Location())
+			err = fmt.Errorf("%w; copy the others with --batch", err)
 		case errors.Is(err, ledger.ErrCopyMismatch), errors.Is(err, ledger.ErrChanged):
 			err = fmt.Errorf("%w: that batch was not copied (nothing of it is left in %s); the source %s is untouched", err, dst.Location(), src.Location())
 		case errors.Is(err, ledger.ErrBatchLocked):

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,8 +89,12 @@ func (s suite) testCopy(t *testing.T) {
 	sw := newWriter(t, src, b.Seq)
 	record(t, sw, ledger.Update{Line: lines[0], To: ledger.StateSuccess, Code: 0, Message: "settled since"})
 	closeWriter(t, sw)
-	if _, err := ledger.Copy(ctx, src, dst, ledger.CopyOptions{IDs: []string{b.ID}}); !errors.Is(err, ledger.ErrBatchExists) {
-		t.Errorf("copying it again, changed in the source: %v, want ErrBatchExists", err)
+	// The refusal says how the two differ and what to do: which ledger
+	// is the record is a person's call.
+	if _, err := ledger.Copy(ctx, src, dst, ledger.CopyOptions{IDs: []string{b.ID}}); !errors.Is(err, ledger.ErrBatchExists) ||
+		!strings.Contains(err.Error(), "with its rows in other states than in "+src.Location()) ||
+		!strings.Contains(err.Error(), "aopbatch status --batch "+b.ID+" --ledger each") {
+		t.Errorf("copying it again, changed in the source: %v, want ErrBatchExists saying how the two differ", err)
 	}
 
 	// A batch with a row in flight is refused, and nothing of it stays.
