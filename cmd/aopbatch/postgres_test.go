@@ -207,7 +207,7 @@ func TestLedgerCopyRoundTrip(t *testing.T) {
 		t.Fatalf("a batch reuse of another file in the source: exit %d, want 2 (a conflict)\n%s", p.code, p.stderr)
 	}
 	p := aopbatch(t, nil, "ledger", "copy", "--from", src, "--to", back)
-	if p.code != 1 || !strings.Contains(p.stderr, "batch reuse: batch already in the ledger") ||
+	if p.code != 1 || !strings.Contains(p.stderr, "batch reuse is in "+back+" already, recorded from another file") ||
 		strings.Count(p.stdout, "the same rows in the same states: left as it is") != 2 {
 		t.Errorf("second copy: exit %d, want 1: the two batches there alike left as they are, batch reuse refused\n%s%s", p.code, p.stdout, p.stderr)
 	}
