@@ -641,6 +641,15 @@ func deadRunsResend(t *testing.T, garble bool) {
 	if got.State != ledger.StateSuccess || sb.Charged(target) != 1 {
 		t.Errorf("%s: %s (%s), charged %d; want success, once", target, got.State, got.Message, sb.Charged(target))
 	}
+	// Asked about when it is found not there, and again when it may be
+	// sent, not every round between (an unreadable first answer is asked
+	// again at once): each enquiry is spent from the account's rate.
+	mu.Lock()
+	m := enquiries
+	mu.Unlock()
+	if most := map[bool]int{false: 2, true: 3}[garble]; m > most {
+		t.Errorf("%s: %d status enquiries while it waited, want at most %d", target, m, most)
+	}
 }
 
 // A row a dead run left in flight, whose every enquiry is first answered

@@ -49,7 +49,7 @@ func TestTakeoverWaitsForARequestStillInFlight(t *testing.T) {
 	_, csvPath := batchFiles(t)
 	rows := goodRows(3, "T")
 	writeCSV(t, csvPath, rows)
-	args := runArgs(csvPath, db, sb.URL, "--batch", "takeover-1", "--lease-ttl", "1s", "--timeout", "20s", "--workers", "4")
+	args := runArgs(csvPath, db, sb.URL, "--batch", "takeover-1", "--lease-ttl", "1s", "--timeout", "8s", "--workers", "4")
 	a, aErr := startRun(t, args)
 	for deadline := time.Now().Add(30 * time.Second); slow.entered.Load() < int64(len(rows)); {
 		if time.Now().After(deadline) {
@@ -67,7 +67,7 @@ func TestTakeoverWaitsForARequestStillInFlight(t *testing.T) {
 		t.Errorf("B: exit %d, want 0 (A's rows settled by enquiry)\n%s", code, bErr)
 	}
 	// B said why it waited rather than seeming stalled.
-	if got := bErr.String(); strings.Count(got, "sent again only once --timeout has passed") != 1 {
+	if got := bErr.String(); strings.Count(got, "once --timeout has passed since it went") != 1 {
 		t.Errorf("B did not say once why it waits before sending A's rows again:\n%s", got)
 	}
 	for _, r := range rows {
