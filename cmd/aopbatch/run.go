@@ -265,6 +265,9 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 		return recordingError(f.csv, f.ledger, err)
 	}
 	b := ing.Batch
+	// This process, in the words another's takeover line uses for it
+	// ("pid 41 on hostA"): the operator matches that line to this log.
+	self := ledger.RunnersText([]ledger.Runner{{Host: owner.Host, PID: owner.PID}})
 	sess := batch.NewSession(l, b, owner, f.leaseTTL, log)
 	defer sess.Close(ctx)
 	if ing.Resumed {
@@ -272,9 +275,9 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 		// depends on it, so an error reads as none.
 		if others, _ := l.Runners(ctx, b.Seq); len(others) > 0 {
 			// Not a resume: the batch is being sent, and this run takes a share.
-			log.Info("joining batch", "batch", b.ID, "file", f.csv, "rows", b.RowsTotal, "with", ledger.RunnersText(others))
+			log.Info("joining batch", "batch", b.ID, "file", f.csv, "rows", b.RowsTotal, "process", self, "with", ledger.RunnersText(others))
 		} else {
-			log.Info("resuming batch", "batch", b.ID, "file", f.csv, "rows", b.RowsTotal)
+			log.Info("resuming batch", "batch", b.ID, "file", f.csv, "rows", b.RowsTotal, "process", self)
 		}
 	} else {
 		// Money is rupees in text and integer paise in JSON (SPEC 5).
@@ -283,7 +286,7 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 			amount = []any{"amount_paise", ing.Paise}
 		}
 		log.Info("file recorded", append([]any{"batch", b.ID, "file", f.csv, "rows", ing.Rows, "to_send", ing.Queued},
-			append(amount, "rejected", ing.Rejected, "conflict", ing.Conflicts)...)...)
+			append(amount, "rejected", ing.Rejected, "conflict", ing.Conflicts, "process", self)...)...)
 		if ing.Rejected+ing.Conflicts > 0 {
 			var jsonLog *slog.Logger
 			if f.logs.json() {
