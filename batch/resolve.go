@@ -24,6 +24,15 @@ func (e *Engine) Resolve(ctx context.Context, b ledger.Batch) error {
 		return err
 	}
 	e.progress.Unsure.Store(unsure)
+	// Said, with how many, so that the log of the process that checked
+	// them (a dead process's rows, taken over) shows when it did and how
+	// it ended; EnquireAfterStop says its own.
+	say := unsure > 0 && !e.enquiring.Load()
+	if say {
+		e.cfg.Log.Info("checking rows of unknown outcome with the provider before anything is sent again (pending, duplicate, unknown; rows other runs left included)",
+			"rows", unsure)
+	}
+	asked0, left := e.progress.Enquired.Load(), unsure
 	w, err := e.l.NewWriter(context.WithoutCancel(ctx), b.Seq, e.cfg.Owner)
 	if err != nil {
 		return err
@@ -51,9 +60,12 @@ func (e *Engine) Resolve(ctx context.Context, b ledger.Batch) error {
 		// Counted again, not only tallied: on a shared ledger other
 		// processes settle rows too, and a hold (holdUnfound) may have been
 		// refused.
-		left, err := e.countUnsettled(ctx, b)
-		if err != nil || left == 0 {
+		n, err := e.countUnsettled(ctx, b)
+		if err != nil {
 			rerr = err
+			break
+		}
+		if left = n; left == 0 {
 			break
 		}
 		e.progress.Unsure.Store(left)
@@ -84,6 +96,15 @@ func (e *Engine) Resolve(ctx context.Context, b ledger.Batch) error {
 		e.ledgerFailed(err)
 	}
 	e.noteRefused(w.Refused())
+	if say && rerr == nil && ctx.Err() == nil && !e.halted() {
+		asked := e.progress.Enquired.Load() - asked0
+		if left == 0 {
+			e.cfg.Log.Info("rows of unknown outcome checked with the provider", "enquiries", asked, "still_unsettled", left)
+		} else {
+			e.cfg.Log.Warn("rows of unknown outcome checked with the provider", "enquiries", asked, "still_unsettled", left,
+				"hint", "aopbatch resolve asks about them again later; never send them under a new referenceid")
+		}
+	}
 	if e.enquiring.Load() {
 		// EnquireAfterStop's pass: the stop is known; a ledger error met
 		// asking is not.
