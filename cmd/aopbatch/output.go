@@ -265,14 +265,19 @@ func showProgress(ctx context.Context, mode string, stderr io.Writer, eng *batch
 			t := time.NewTicker(5 * time.Second)
 			defer t.Stop()
 			start, last := time.Now(), int64(0)
+			lastAt := start
 			for {
 				select {
 				case <-done:
 					return
-				case <-t.C:
+				case now := <-t.C:
+					// The rate over the time since the line before, not
+					// the tick's: a process paused (SIGSTOP, a suspended
+					// VM) for 30 s ticks once on waking, and its rows of
+					// 30 s read as done in 5.
 					d := p.Done.Load()
-					log.Info("progress", progressArgs(p, d, last, 5*time.Second, time.Since(start))...)
-					last = d
+					log.Info("progress", progressArgs(p, d, last, now.Sub(lastAt), now.Sub(start))...)
+					last, lastAt = d, now
 				}
 			}
 		}()
