@@ -149,8 +149,9 @@ func (s *Summary) TextSummary() string {
 		// the statement's entries.
 		r := s.Reconciliation
 		amt := func(c Category) string { return inr(r.AmountsPaise[c]) }
-		fmt.Fprintf(&b, "reconciliation of %d rows: %d matched (%s), %d amount mismatch (%s), %d status mismatch (%s), %d missing in statement (%s), %d failed and not in statement (nothing taken), %d never sent\n",
-			s.Counts.Total, r.Matched, amt(Matched), r.AmountMismatch, amt(AmountMismatch), r.StatusMismatch, amt(StatusMismatch),
+		fmt.Fprintf(&b, "reconciliation of %d rows: %d matched (%s; %d of them success: %s), %d amount mismatch (%s), %d status mismatch (%s), %d missing in statement (%s), %d failed and not in statement (nothing taken), %d never sent\n",
+			s.Counts.Total, r.Matched, amt(Matched), r.MatchedSuccess.Rows, inr(r.MatchedSuccess.AmountPaise),
+			r.AmountMismatch, amt(AmountMismatch), r.StatusMismatch, amt(StatusMismatch),
 			r.MissingInStatement, amt(MissingInStatement), r.FailedNotInStatement, r.NotSent)
 		fmt.Fprintf(&b, "statement: %d entries; %d missing in ledger (%s), %d duplicated in statement (%s), %d of other batches",
 			r.StatementRows, r.MissingInLedger, amt(MissingInLedger), r.DuplicatedInStatement, amt(DuplicatedInStatement), r.InOtherBatch)

@@ -82,6 +82,10 @@ type Reconciliation struct {
 	AmountsPaise map[Category]int64 `json:"amounts_paise"`
 	// StatementTotals are the statement's own figures, every line of it.
 	StatementTotals StatementTotals `json:"statement_totals"`
+	// MatchedSuccess are the matched rows recorded success: matched counts
+	// failed and refunded rows the statement agrees on too, so beside the
+	// batch's success figure it would seem to disagree with it.
+	MatchedSuccess Tally `json:"matched_success"`
 	// FailedButCharged are rows recorded failed that the statement shows
 	// charged or pending: never to be sent again on the ledger's word.
 	FailedButCharged Tally `json:"failed_but_charged"`
@@ -256,6 +260,9 @@ func (s *Summary) ReconcileTogether(ctx context.Context, l ledger.Reader, st *St
 			amount = d.StatementAmountPaise
 		}
 		rr.AmountsPaise[d.Category] += amount
+		if d.Category == Matched && d.State == ledger.StateSuccess {
+			rr.MatchedSuccess.add(d.AmountPaise)
+		}
 		took := d.their == TheirSuccess || d.their == TheirPending
 		switch {
 		case d.Category == StatusMismatch && d.State == ledger.StateFailed && took:

@@ -1,6 +1,7 @@
 package reports
 
 import (
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -35,6 +36,12 @@ func TestTextSummaryReconciliationAddsUp(t *testing.T) {
 		t.Errorf("the line's figures add up to %d, not %d:\n%s", sum, total, got)
 	}
 	r := s.Reconciliation
+	// matched holds failed and refunded rows the statement agrees on too:
+	// the success among them is said, to set beside the batch's success.
+	if r.MatchedSuccess.Rows == 0 || r.MatchedSuccess.Rows >= r.Matched ||
+		!strings.Contains(got, fmt.Sprintf("%d matched (%s; %d of them success: %s)", r.Matched, inr(r.AmountsPaise[Matched]), r.MatchedSuccess.Rows, inr(r.MatchedSuccess.AmountPaise))) {
+		t.Errorf("matched %d, of them success %+v: want the success among them said, and some not success in the fixture:\n%s", r.Matched, r.MatchedSuccess, got)
+	}
 	if r.NotSent == 0 || r.FailedNotInStatement == 0 {
 		t.Fatalf("fixture has no not-sent (%d) or failed-not-in-statement (%d) rows: the test proves nothing", r.NotSent, r.FailedNotInStatement)
 	}
