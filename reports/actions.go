@@ -66,7 +66,12 @@ func (s *Summary) actions() []string {
 		}
 	}
 	if c.Rejected > 0 {
-		msg := fmt.Sprintf("%s rejected (%s), not sent: correct rejects.csv and submit it as a new file", rowsText(c.Rejected), inr(amt.Rejected))
+		money := inr(amt.Rejected)
+		if n := s.unreadAmounts; n > 0 {
+			// Their amounts count as nothing: the sum is not the file's.
+			money += fmt.Sprintf(", beside %d whose amount could not be read", n)
+		}
+		msg := fmt.Sprintf("%s rejected (%s), not sent: correct rejects.csv and submit it as a new file", rowsText(c.Rejected), money)
 		if s.recon != nil && len(s.recon.rejectedCharged) > 0 {
 			msg += fmt.Sprintf(" (leave out the %d marked fixable \"no\": the statement shows them charged)", len(s.recon.rejectedCharged))
 		}

@@ -315,6 +315,9 @@ type Summary struct {
 	// repeatedRefs counts the rejected rows that repeat the referenceid
 	// of another line of the file: possibly a payment listed twice.
 	repeatedRefs int64
+	// unreadAmounts counts the rejected rows whose amount could not be
+	// read: their money is not in the rejected sum.
+	unreadAmounts int64
 	// copied: the batch is not ready yet holds rows a request moved, so a
 	// ledger copy stopped part way, not a run recording its file.
 	copied bool
@@ -452,6 +455,9 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 		}
 		if r.State == ledger.StateRejected && r.ErrorCode == codeDuplicateRef {
 			s.repeatedRefs++
+		}
+		if r.State == ledger.StateRejected && r.ErrorColumn == "amount" && r.AmountPaise == 0 {
+			s.unreadAmounts++
 		}
 		if r.State == ledger.StateConflict && len(s.Attention.Conflicts) < maxConflictsListed {
 			s.Attention.Conflicts = append(s.Attention.Conflicts, RowRef{
