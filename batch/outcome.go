@@ -43,7 +43,7 @@ const authHint = "check the token or JWT secret and partner id (--auth, AOP_TOKE
 
 // noneHint is what to do when the provider wants a credential and none
 // is configured.
-const noneHint = "no credential is configured: set one (AOP_TOKEN or --token-file for a bearer token, --token-command, or AOP_JWT_SECRET and AOP_PARTNER_ID for a JWT; with --auth none given, drop it, or it ignores them), then run again"
+const noneHint = "no credential is configured: set one (AOP_TOKEN or --token-file for a bearer token, --token-command, or AOP_JWT_SECRET and AOP_PARTNER_ID for a JWT; if you passed --auth none, drop it: it ignores any credential), then run again"
 
 // commandHint is what to do when a --token-command gave no token.
 const commandHint = "run the --token-command by hand: it must exit 0 and print the token on its first line; then run the same aopbatch command again"
