@@ -159,7 +159,7 @@ func runLedgerCopy(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return start(fmt.Errorf("ledger copy: %w", err))
 	}
 	fmt.Fprintf(stdout, "note: the batches are now in both ledgers; run each from one of them only (the provider's referenceids keep a mistake from paying twice)\n")
-	fmt.Fprintf(stdout, "copied %d batches from %s to %s: %d rows, %s, %d attempts; counts and sums by state agree in both ledgers\n",
-		len(res.Batches), src.Location(), dst.Location(), res.Rows, ledger.FormatRupees(res.Paise), res.Attempts)
+	fmt.Fprintf(stdout, "copied %d %s from %s to %s: %d rows, %s, %d attempts; counts and sums by state agree in both ledgers\n",
+		len(res.Batches), plural(len(res.Batches), "batch", "batches"), src.Location(), dst.Location(), res.Rows, ledger.FormatRupees(res.Paise), res.Attempts)
 	return nil
 }

@@ -329,8 +329,8 @@ func TestExportConflictLeavesOutWhatNoBatchHere(t *testing.T) {
 	if p := aopbatch(t, nil, runArgs(second, db, sb.URL, "--batch", "b")...); p.code != 2 {
 		t.Fatalf("run b: exit %d, want 2 (conflicts)\n%s", p.code, p.stderr)
 	}
-	if p := aopbatch(t, nil, "ledger", "copy", "--from", db, "--to", copied, "--batch", "b"); p.code != 0 {
-		t.Fatalf("copy b: exit %d\n%s%s", p.code, p.stdout, p.stderr)
+	if p := aopbatch(t, nil, "ledger", "copy", "--from", db, "--to", copied, "--batch", "b"); p.code != 0 || !strings.Contains(p.stdout, "copied 1 batch from") {
+		t.Fatalf("copy b: exit %d, want 0, 'copied 1 batch'\n%s%s", p.code, p.stdout, p.stderr)
 	}
 	p := aopbatch(t, nil, "export", "--ledger", copied, "--batch", "b", "--state", "conflict")
 	if p.code != 0 || strings.Contains(p.stdout, "CA000000") || !strings.Contains(p.stderr, "left out 2 conflict rows") ||
