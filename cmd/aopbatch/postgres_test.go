@@ -450,13 +450,14 @@ func TestPostgresKillOneOfThree(t *testing.T) {
 func TestChaosSeveralProcessesPostgres(t *testing.T) {
 	srv := pgtest.Start(t)
 	db := srv.URL(srv.NewDB(t))
-	sb := chaosSandbox(t, 11)
+	seed := chaosSeed(t, 11)
+	sb := chaosSandbox(t, seed)
 	_, csvPath := batchFiles(t)
 	rows := goodRows(600, "X")
 	writeCSV(t, csvPath, rows)
 	args := runArgs(csvPath, db, sb.URL, "--batch", "chaos-1", "--timeout", "400ms", "--rate", "300",
 		"--resolve-timeout", "3s", "--max-attempts", "3", "--lease-ttl", "1s")
-	rng := rand.New(rand.NewPCG(11, 11))
+	rng := rand.New(rand.NewPCG(uint64(seed), uint64(seed)))
 	kills := 0
 	for round := 0; round < 6; round++ {
 		cmds, errs := startRuns(t, 3, args)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -38,6 +39,25 @@ func TestChaosKillAndResumePostgres(t *testing.T) {
 	chaosKillAndResume(t, srv.URL(srv.NewDB(t)), "--lease-ttl", "1s")
 }
 
+// chaosSeed is the seed of a chaos test's faults and kill instants: def,
+// or AOPBATCH_CHAOS_SEED to sweep others by hand (a failure names it).
+func chaosSeed(t *testing.T, def int64) int64 {
+	t.Helper()
+	if v := os.Getenv("AOPBATCH_CHAOS_SEED"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			t.Fatalf("AOPBATCH_CHAOS_SEED=%q: %v", v, err)
+		}
+		def = n
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("chaos seed %d (AOPBATCH_CHAOS_SEED)", def)
+		}
+	})
+	return def
+}
+
 // chaosSandbox is a sandbox with every fault at once, drawn from seed.
 func chaosSandbox(t *testing.T, seed int64) *aoptest.TestServer {
 	t.Helper()
@@ -62,14 +82,15 @@ func chaosSandbox(t *testing.T, seed int64) *aoptest.TestServer {
 // random instants, then lets it settle and checks the ledger at db against
 // what reached the sandbox.
 func chaosKillAndResume(t *testing.T, db string, extra ...string) {
-	sb := chaosSandbox(t, 7)
+	seed := chaosSeed(t, 7)
+	sb := chaosSandbox(t, seed)
 	_, csvPath := batchFiles(t)
 	rows := goodRows(500, "C")
 	writeCSV(t, csvPath, rows)
 	args := runArgs(csvPath, db, sb.URL, append([]string{"--timeout", "400ms", "--rate", "400", "--resolve-timeout", "3s",
 		"--max-attempts", "3"}, extra...)...)
 
-	rng := rand.New(rand.NewPCG(7, 7))
+	rng := rand.New(rand.NewPCG(uint64(seed), uint64(seed)))
 	kills := 0
 	for i := 0; i < 12; i++ {
 		cmd := aopbatchCmd(context.Background(), nil, args...)
