@@ -269,13 +269,19 @@ func TestUnsettledMessageSaysWhatSettlesThem(t *testing.T) {
 	}
 	got := unsettledMessage(c)
 	for _, want := range []string{"3 held (operator down): run the same aopbatch run command again later", "2 not sent yet: run the same aopbatch run command again",
-		"2 waiting for the provider's final answer: run aopbatch resolve"} {
+		"2 waiting for the provider's final answer (money may have moved): run aopbatch resolve"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("%q does not say %q", got, want)
 		}
 	}
 	if got := unsettledMessage(ledger.Counts{ledger.StateHeld: {Rows: 1}}); strings.Contains(got, "resolve") {
 		t.Errorf("held rows only: %q sends the person to resolve", got)
+	}
+	// Rows a run left marked in flight may have been charged: never "not
+	// sent yet".
+	if got := unsettledMessage(ledger.Counts{ledger.StateInflight: {Rows: 2}}); strings.Contains(got, "not sent") ||
+		!strings.Contains(got, "2 in flight when the run ended, which may have reached the provider") {
+		t.Errorf("rows in flight: %q, want them said to be perhaps at the provider", got)
 	}
 }
 

@@ -474,7 +474,13 @@ func endOf(ctx context.Context, counts ledger.Counts, runErr, repErr error) erro
 	case runErr != nil: // a stop (batch.StopError) or a failure: incomplete either way
 		return &exitError{code: exitIncomplete, err: stopAdvice(runErr, counts)}
 	case ctx.Err() != nil:
-		return &exitError{code: exitIncomplete, err: errors.New("interrupted: run the same command again to resume")}
+		msg := "interrupted: run the same command again to resume"
+		if parts := unsettledParts(counts); len(parts) > 0 {
+			// What is left, and above all what may have moved: the
+			// counts table above says it in states, this in words.
+			msg += " (" + strings.Join(parts, "; ") + ")"
+		}
+		return &exitError{code: exitIncomplete, err: errors.New(msg)}
 	case repErr != nil:
 		// Rows are settled but what cron was told to leave behind is not:
 		// never exit 0 (or 2) without it. A rerun sends nothing more.
@@ -537,11 +543,16 @@ func unsettledParts(c ledger.Counts) []string {
 	if n := c[ledger.StateHeld].Rows; n > 0 {
 		parts = append(parts, fmt.Sprintf("%d held (operator down): run the same aopbatch run command again later to send them", n))
 	}
-	if n := c[ledger.StateQueued].Rows + c[ledger.StateInflight].Rows; n > 0 {
+	if n := c[ledger.StateQueued].Rows; n > 0 {
 		parts = append(parts, fmt.Sprintf("%d not sent yet: run the same aopbatch run command again to send them", n))
 	}
+	if n := c[ledger.StateInflight].Rows; n > 0 {
+		// Marked in flight, no outcome recorded: the run ended at once
+		// (a second signal) with their requests out.
+		parts = append(parts, fmt.Sprintf("%d in flight when the run ended, which may have reached the provider: the same aopbatch run command asks about them before sending anything again", n))
+	}
 	if n := c[ledger.StatePending].Rows + c[ledger.StateDuplicate].Rows + c[ledger.StateUnknown].Rows; n > 0 {
-		parts = append(parts, fmt.Sprintf("%d waiting for the provider's final answer: run aopbatch resolve later (or the aopbatch run command again)", n))
+		parts = append(parts, fmt.Sprintf("%d waiting for the provider's final answer (money may have moved): run aopbatch resolve later (or the aopbatch run command again); never send them again yourself", n))
 	}
 	return parts
 }

@@ -363,6 +363,10 @@ func TestSIGTERMExitsThreeAndResumes(t *testing.T) {
 	if c[ledger.StateQueued] == 0 {
 		t.Errorf("after SIGTERM %v: want rows left queued", c)
 	}
+	// The last word says what is left, not only "run again".
+	if want := fmt.Sprintf("interrupted: run the same command again to resume (%d not sent yet", c[ledger.StateQueued]); !strings.Contains(errb.String(), want) {
+		t.Errorf("after SIGTERM: want %q\n%s", want, errb.String())
+	}
 	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL)...)
 	if p.code != 0 {
 		t.Fatalf("rerun exit %d\n%s", p.code, p.stderr)

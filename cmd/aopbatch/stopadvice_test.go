@@ -77,12 +77,12 @@ func TestStopAdviceFollowsWhatIsLeft(t *testing.T) {
 		want, not []string
 	}{
 		{"unknown left only", limit, ledger.Counts{ledger.StateSuccess: {Rows: 3}, ledger.StateUnknown: {Rows: 2}},
-			[]string{"2 waiting for the provider's final answer: run aopbatch resolve"}, []string{"not sent yet"}},
+			[]string{"2 waiting for the provider's final answer (money may have moved): run aopbatch resolve"}, []string{"not sent yet"}},
 		{"nothing left", limit, ledger.Counts{ledger.StateSuccess: {Rows: 5}},
 			[]string{"none of the batch's rows is of unknown outcome now", "nothing is left to send"}, []string{"aopbatch resolve", "command again"}},
 		{"after a stop of the enquiries", &batch.StopError{Reason: batch.StopAuth, Detail: "status enquiry: authentication failed", Before: limit},
 			ledger.Counts{ledger.StateQueued: {Rows: 4}, ledger.StateUnknown: {Rows: 1}},
-			[]string{"4 not sent yet: run the same aopbatch run command again", "1 waiting for the provider's final answer: run aopbatch resolve"}, nil},
+			[]string{"4 not sent yet: run the same aopbatch run command again", "1 waiting for the provider's final answer (money may have moved): run aopbatch resolve"}, nil},
 		{"wallet", &batch.StopError{Reason: batch.StopAccount, Detail: `provider answered 16 "Insufficient balance"`, Hint: "top up the wallet, then run again to send the remaining rows"},
 			ledger.Counts{ledger.StateQueued: {Rows: 4}}, []string{"top up the wallet"}, []string{"not sent yet"}},
 	} {
