@@ -105,7 +105,9 @@ func chaosKillAndResume(t *testing.T, db string, extra ...string) {
 		// the file, preparing); the others at one from the run's first
 		// request, so that a loaded machine, slow to start a process, still
 		// kills runs while they send and the faults fire.
-		var started <-chan struct{} = done
+		now := make(chan struct{})
+		close(now)
+		var started <-chan struct{} = now
 		if rng.IntN(4) != 0 {
 			started = firstRequest(sb, done)
 		}
