@@ -817,12 +817,20 @@ func TestLedgerRemovedMidResolveIsNotSuccess(t *testing.T) {
 		t.Fatalf("run: exit %d, want 3 (rows pending)\n%s", p.code, p.stderr)
 	}
 	time.Sleep(2500 * time.Millisecond) // the pendings turn final
-	before := sb.Stats().Enquiries
-	cmd, errb := startRun(t, []string{"resolve", "--ledger", db, "--base-url", sb.URL, "--registration-id", "AOP-554",
+	removedWhileAsking(t, sb.Server, dir, []string{"resolve", "--ledger", db, "--base-url", sb.URL, "--registration-id", "AOP-554",
 		"--rate", "10", "--progress", "never"})
+}
+
+// removedWhileAsking starts args (a command that asks the provider about
+// rows), removes the ledger's directory dir once it has made 5 status
+// enquiries at sb, and wants exit 3 saying the ledger was removed.
+func removedWhileAsking(t *testing.T, sb *aoptest.Server, dir string, args []string) {
+	t.Helper()
+	before := sb.Stats().Enquiries
+	cmd, errb := startRun(t, args)
 	for deadline := time.Now().Add(time.Minute); sb.Stats().Enquiries < before+5; {
 		if time.Now().After(deadline) {
-			t.Fatal("resolve made no enquiries")
+			t.Fatalf("%s made no enquiries", args[0])
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -831,7 +839,7 @@ func TestLedgerRemovedMidResolveIsNotSuccess(t *testing.T) {
 	}
 	_ = cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != 3 || !strings.Contains(errb.String(), "was removed or replaced") {
-		t.Fatalf("exit %d, want 3 saying the ledger was removed\n%s", code, errb.String())
+		t.Fatalf("%s: exit %d, want 3 saying the ledger was removed\n%s", args[0], code, errb.String())
 	}
 }
 
@@ -857,20 +865,6 @@ func TestLedgerRemovedMidReconcileIsNotSuccess(t *testing.T) {
 	}
 	statement := filepath.Join(t.TempDir(), "statement.csv")
 	fetchStatement(t, sb.URL, statement)
-	before := sb.Stats().Enquiries
-	cmd, errb := startRun(t, []string{"reconcile", "--statement", statement, "--ledger", db, "--base-url", sb.URL,
+	removedWhileAsking(t, sb.Server, dir, []string{"reconcile", "--statement", statement, "--ledger", db, "--base-url", sb.URL,
 		"--registration-id", "AOP-554", "--rate", "10", "--out", filepath.Join(t.TempDir(), "recon")})
-	for deadline := time.Now().Add(time.Minute); sb.Stats().Enquiries < before+5; {
-		if time.Now().After(deadline) {
-			t.Fatal("reconcile made no enquiries")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
-	if code := cmd.ProcessState.ExitCode(); code != 3 || !strings.Contains(errb.String(), "was removed or replaced") {
-		t.Fatalf("exit %d, want 3 saying the ledger was removed\n%s", code, errb.String())
-	}
 }

@@ -132,21 +132,7 @@ func (s suite) testCopyCutShort(t *testing.T) {
 	c := newClock()
 	src := s.open(t, Options{Now: c.now})
 	b := seedRows(t, src, "cut", 3)
-	w := newWriter(t, src, b.Seq)
-	dispatch(t, w, 2)
-	record(t, w, ledger.Update{Line: 2, To: ledger.StateSuccess, Code: 0, Message: "paid",
-		Attempt: &ledger.Attempt{Kind: "recharge", At: c.now(), HTTPStatus: 200, Class: "success", Message: "paid"}})
-	closeWriter(t, w)
-	if err := src.Release(ctx, b.ID, testOwner); err != nil {
-		t.Fatal(err)
-	}
-	var rows []ledger.Row
-	if err := src.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
-		rows = append(rows, *r)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	rows := payLine2(t, src, b, c)
 
 	dst := s.open(t, Options{Now: c.now})
 	im, err := dst.ImportBatch(ctx, b)
@@ -202,21 +188,7 @@ func (s suite) testCopyCutShortOlderSource(t *testing.T) {
 		t.Fatalf("the two ledgers' batches differ in content: %q, %q", ob.ContentHash, b.ContentHash)
 	}
 	c.advance(time.Minute)
-	w := newWriter(t, src, b.Seq)
-	dispatch(t, w, 2)
-	record(t, w, ledger.Update{Line: 2, To: ledger.StateSuccess, Code: 1, Message: "paid",
-		Attempt: &ledger.Attempt{Kind: "recharge", At: c.now(), HTTPStatus: 200, Class: "success", Message: "paid"}})
-	closeWriter(t, w)
-	if err := src.Release(ctx, b.ID, testOwner); err != nil {
-		t.Fatal(err)
-	}
-	var rows []ledger.Row
-	if err := src.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
-		rows = append(rows, *r)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	rows := payLine2(t, src, b, c)
 
 	dst := s.open(t, Options{Now: c.now})
 	im, err := dst.ImportBatch(ctx, b)
@@ -254,21 +226,7 @@ func (s suite) testCopyCutShortHoldsItsRefs(t *testing.T) {
 	c := newClock()
 	src := s.open(t, Options{Now: c.now})
 	b := seedRows(t, src, "cut", 3)
-	w := newWriter(t, src, b.Seq)
-	dispatch(t, w, 2)
-	record(t, w, ledger.Update{Line: 2, To: ledger.StateSuccess, Code: 1, Message: "paid",
-		Attempt: &ledger.Attempt{Kind: "recharge", At: c.now(), HTTPStatus: 200, Class: "success", Message: "paid"}})
-	closeWriter(t, w)
-	if err := src.Release(ctx, b.ID, testOwner); err != nil {
-		t.Fatal(err)
-	}
-	var rows []ledger.Row
-	if err := src.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
-		rows = append(rows, *r)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	rows := payLine2(t, src, b, c)
 	paid := rows[0].ReferenceID
 
 	dst := s.open(t, Options{Now: c.now})
@@ -324,4 +282,28 @@ func (s suite) testCopyCutShortHoldsItsRefs(t *testing.T) {
 	if n := len(attempts(t, dst, nb.Seq)); n != 1 {
 		t.Errorf("attempts after copying once more: %d, want the source's 1, once", n)
 	}
+}
+
+// payLine2 records line 2 of batch b in src paid, with its attempt, gives
+// the batch's lease back, and returns its rows as src holds them: a
+// source for the copies cut short above.
+func payLine2(t *testing.T, src ledger.Store, b ledger.Batch, c *clock) []ledger.Row {
+	t.Helper()
+	ctx := context.Background()
+	w := newWriter(t, src, b.Seq)
+	dispatch(t, w, 2)
+	record(t, w, ledger.Update{Line: 2, To: ledger.StateSuccess, Code: 1, Message: "paid",
+		Attempt: &ledger.Attempt{Kind: "recharge", At: c.now(), HTTPStatus: 200, Class: "success", Message: "paid"}})
+	closeWriter(t, w)
+	if err := src.Release(ctx, b.ID, testOwner); err != nil {
+		t.Fatal(err)
+	}
+	var rows []ledger.Row
+	if err := src.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
+		rows = append(rows, *r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return rows
 }
