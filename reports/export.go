@@ -172,17 +172,7 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 // decimals) is never checked for a repeated referenceid, yet may be the
 // holder's payment listed twice, as much as one rejected as a repeat.
 func heldRejected(ctx context.Context, l ledger.Reader, seq int64) (map[string]bool, error) {
-	var refs []string
-	err := eachInState(ctx, l, seq, ledger.StateRejected, func(r *ledger.Row) error {
-		if r.ReferenceID != "" {
-			refs = append(refs, r.ReferenceID)
-		}
-		return nil
-	})
-	if err != nil || len(refs) == 0 {
-		return nil, err
-	}
-	holders, err := l.RefHolders(ctx, refs)
+	_, holders, err := refHolders(ctx, l, seq, ledger.StateRejected)
 	if err != nil {
 		return nil, err
 	}
@@ -191,6 +181,23 @@ func heldRejected(ctx context.Context, l ledger.Reader, seq int64) (map[string]b
 		out[ref] = true
 	}
 	return out, nil
+}
+
+// refHolders reads the referenceids of batch seq's rows in state st (the
+// blank ones left out) and the sendable rows that hold them.
+func refHolders(ctx context.Context, l ledger.Reader, seq int64, st ledger.State) ([]string, map[string]ledger.RefHolder, error) {
+	var refs []string
+	err := eachInState(ctx, l, seq, st, func(r *ledger.Row) error {
+		if r.ReferenceID != "" {
+			refs = append(refs, r.ReferenceID)
+		}
+		return nil
+	})
+	if err != nil || len(refs) == 0 {
+		return refs, nil, err
+	}
+	holders, err := l.RefHolders(ctx, refs)
+	return refs, holders, err
 }
 
 // heldElsewhere finds the conflict rows of batch seq an export leaves out,
@@ -211,16 +218,8 @@ func heldRejected(ctx context.Context, l ledger.Reader, seq int64) (map[string]b
 // ledger drop, leaves its conflicts left out too: nothing records that it
 // was never sent.)
 func heldElsewhere(ctx context.Context, l ledger.Reader, seq int64) (map[string]string, error) {
-	var refs []string
-	err := eachInState(ctx, l, seq, ledger.StateConflict, func(r *ledger.Row) error {
-		refs = append(refs, r.ReferenceID)
-		return nil
-	})
+	refs, holders, err := refHolders(ctx, l, seq, ledger.StateConflict)
 	if err != nil || len(refs) == 0 {
-		return nil, err
-	}
-	holders, err := l.RefHolders(ctx, refs)
-	if err != nil {
 		return nil, err
 	}
 	bs, err := l.Batches(ctx)
