@@ -126,6 +126,7 @@ func chaosKillAndResume(t *testing.T, db string, extra ...string) {
 			t.Fatalf("run crashed:\n%s", errb.String())
 		}
 	}
+	t.Logf("%d of 12 runs killed mid-way", kills)
 	if kills < 6 {
 		t.Fatalf("only %d of 12 runs were killed mid-way: the test did not test", kills)
 	}
