@@ -84,16 +84,16 @@ func (s *Store) ImportBatch(ctx context.Context, b ledger.Batch) (ledger.BatchIm
 
 // takeCutShort takes over, inside tx, a batch b.ID never made ready (an
 // earlier copy of the same batch cut short, or a recording of its file
-// abandoned) that no live session holds, for the copy to write again:
-// its attempts and dead sessions go, and each of its rows is replaced as
-// the copy brings the same line (Rows), in one transaction, so that its
-// referenceid is held throughout; its attempts give way to the copy's
-// with the first of them (dropAttempts). Nothing of a batch not ready was sent
-// from this ledger (no run sends it, and a run of its file refuses to
-// record over rows a copy brought), and ledger.Copy has checked that the
-// source holds every row of it that was sent. A ready batch, a different
-// file's, or one still being written is left, and the insert that
-// follows refuses the id.
+// abandoned) that no live session holds, for the copy to write again: its
+// dead sessions go, each of its rows is replaced as the copy brings the
+// same line (Rows), in one transaction, so that its referenceid is held
+// throughout, and its attempts give way to the copy's with the first of
+// them (dropAttempts). Nothing of a batch not ready was sent from this
+// ledger (no run sends it, and a run of its file refuses to record over
+// rows a copy brought), and ledger.Copy has checked that the source holds
+// every row of it that was sent. A ready batch, a different file's, or
+// one still being written is left, and the insert that follows refuses
+// the id.
 func (s *Store) takeCutShort(ctx context.Context, tx pgx.Tx, b ledger.Batch, o ledger.Owner) (int64, bool, error) {
 	var (
 		seq          int64
