@@ -217,40 +217,23 @@ func (c *Client) Recharge(ctx context.Context, body []byte) (Result, error) {
 			return Result{Class: ClassNotSent, HTTPStatus: r.HTTPStatus, Code: r.Code,
 				Message: clip("not sent: " + describe(ctx, err)), Attempts: r.Attempts}, nil
 		}
-		r.Message, r.RenewFailed = credentialFailure(r.NoCredential, err)
+		r.Message, r.RenewFailed = refreshFailed(err), true
 		return r, nil
 	}
 	r2, _ := c.rechargeOnce(ctx, body)
-	r2.NoCredential, r2.RenewFailed = renewed(r2.NoCredential, r.Attempts)
-	if r2.RenewFailed && r2.HTTPStatus == 0 {
-		// The exchange's one request is the first, refused: its answer.
+	if r2.NoCredential {
+		r2.NoCredential, r2.RenewFailed = false, true
 		r2.HTTPStatus, r2.Code = r.HTTPStatus, r.Code
 	}
 	r2.Attempts += r.Attempts
 	return r2, nil
 }
 
-// credentialFailure is the message of an exchange whose credential could
-// not be renewed (err) after a first try: one that had no credential to
-// send either (noCredential) made no request at all, while one the
-// provider refused did, and is RenewFailed.
-func credentialFailure(noCredential bool, err error) (msg string, renewFailed bool) {
-	if noCredential {
-		return clip("no credential: " + err.Error()), false
-	}
-	return clip("credential refresh failed: " + err.Error()), true
-}
-
-// renewed is the NoCredential and RenewFailed of the try made after a
-// renewal, given the requests the first try made: a try without a
-// credential after a request the provider refused is a renewal that gave
-// none, and the exchange did make a request.
-func renewed(noCredential bool, firstAttempts int) (bool, bool) {
-	if noCredential && firstAttempts > 0 {
-		return false, true
-	}
-	return noCredential, false
-}
+// refreshFailed is the message of an exchange whose credential the
+// provider refused and that could not be renewed (err). A second try
+// with no credential after a renewal (RenewFailed too) made no request:
+// the exchange's one request, and its answer, is the first, refused.
+func refreshFailed(err error) string { return clip("credential refresh failed: " + err.Error()) }
 
 // AuthMode names the kind of credential the client sends
 // (Authenticator.Mode): what to fix when the provider refuses it, or when

@@ -153,13 +153,12 @@ func (c *Client) Status(ctx context.Context, referenceID string) (StatusResult, 
 			return StatusResult{Verdict: VerdictNotSent, HTTPStatus: r.HTTPStatus, Code: r.Code,
 				Message: clip("not sent: " + describe(ctx, err)), Attempts: r.Attempts}, nil
 		}
-		r.Message, r.RenewFailed = credentialFailure(r.NoCredential, err)
+		r.Message, r.RenewFailed = refreshFailed(err), true
 		return r, nil
 	}
 	r2, _ := c.statusOnce(ctx, referenceID, body)
-	r2.NoCredential, r2.RenewFailed = renewed(r2.NoCredential, r.Attempts)
-	if r2.RenewFailed && r2.HTTPStatus == 0 {
-		// The exchange's one request is the first, refused: its answer.
+	if r2.NoCredential { // as in Recharge
+		r2.NoCredential, r2.RenewFailed = false, true
 		r2.HTTPStatus, r2.Code = r.HTTPStatus, r.Code
 	}
 	r2.Attempts += r.Attempts
