@@ -87,7 +87,7 @@ func logRecovered(log *slog.Logger, r ledger.Recovered, msg string) {
 func recoveredFrom(rs []ledger.Runner) string {
 	who := make([]string, len(rs))
 	for i, r := range rs {
-		who[i] = fmt.Sprintf("pid %d on %s (lease ran out %s)", r.PID, r.Host, r.Until.UTC().Format(time.RFC3339))
+		who[i] = fmt.Sprintf("%s (lease ran out %s)", ledger.RunnersText(rs[i:i+1]), r.Until.UTC().Format(time.RFC3339))
 	}
 	return strings.Join(who, ", ")
 }

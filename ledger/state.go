@@ -61,6 +61,17 @@ func (s State) HoldsReferenceID() bool {
 	return s != StateRejected && s != StateConflict
 }
 
+// Sent reports whether only a request could have put a row in state s:
+// every state but those of a row recorded and not sent (queued, held,
+// rejected, conflict).
+func (s State) Sent() bool {
+	switch s {
+	case StateQueued, StateHeld, StateRejected, StateConflict:
+		return false
+	}
+	return true
+}
+
 // Valid reports whether s is one of the defined states.
 func (s State) Valid() bool {
 	for _, v := range States {

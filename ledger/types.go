@@ -256,16 +256,12 @@ func (c Counts) Unsettled() Tally {
 }
 
 // Sent reports whether a row is in a state only a request could have put
-// it in: of a batch not ready, that is a copy cut short (no run sends a
-// batch before its file is recorded whole).
+// it in (State.Sent): of a batch not ready, that is a copy cut short (no
+// run sends a batch before its file is recorded whole).
 func (c Counts) Sent() bool {
 	for s, v := range c {
-		switch s {
-		case StateQueued, StateHeld, StateRejected, StateConflict:
-		default:
-			if v.Rows > 0 {
-				return true
-			}
+		if s.Sent() && v.Rows > 0 {
+			return true
 		}
 	}
 	return false

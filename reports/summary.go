@@ -396,6 +396,7 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 	err = l.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
 		s.Counts.add(r.State, 1)
 		s.AmountsPaise.add(r.State, r.AmountPaise)
+		s.copied = s.copied || !b.Ready && r.State.Sent()
 		if r.Attempts > 0 {
 			s.Throughput.RowsSent++
 		}
@@ -470,8 +471,6 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 		return nil, fmt.Errorf("report on batch %s: %w", b.ID, err)
 	}
 	s.Complete = s.AtRisk.Rows() == 0 && s.FileRecorded
-	c := s.Counts
-	s.copied = !s.FileRecorded && c.Total-c.Queued-c.Held-c.Rejected-c.Conflict > 0
 	if s.Complete {
 		// Every row final: a run that still holds the batch (a process of
 		// a shared ledger writing its own report) changes none of them.
