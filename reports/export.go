@@ -94,10 +94,15 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 	}
 	rec := make([]string, len(b.Header))
 	var held map[string]string
-	var repeats map[string]bool
+	// The rejected rows whose referenceid a sendable row holds: another
+	// line of the file, or a row of another batch. One rejected for a
+	// problem of its own (an amount with three decimals) is never checked
+	// for a repeated referenceid, yet may be the holder's payment listed
+	// twice, as much as one rejected as a repeat.
+	var repeats map[string]ledger.RefHolder
 	if st == ledger.StateRejected && res.BlankedRefs {
 		var err error
-		if repeats, err = heldRejected(ctx, l, b.Seq); err != nil {
+		if _, repeats, err = refHolders(ctx, l, b.Seq, ledger.StateRejected); err != nil {
 			return res, fmt.Errorf("export batch %s: %w", b.ID, err)
 		}
 	}
@@ -129,7 +134,7 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 			res.Ragged++
 			return nil
 		}
-		if res.BlankedRefs && (r.ErrorCode == codeDuplicateRef || repeats[r.ReferenceID]) {
+		if _, held := repeats[r.ReferenceID]; res.BlankedRefs && (r.ErrorCode == codeDuplicateRef || held) {
 			// With its referenceid kept it is a conflict in a new file,
 			// never sent; blanked, it goes out as a new payment. A row
 			// rejected for a problem of its own is not marked a repeat,
@@ -164,23 +169,6 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 		return res, fmt.Errorf("export batch %s: %w", b.ID, err)
 	}
 	return res, c.flush()
-}
-
-// heldRejected finds the referenceids of batch seq's rejected rows that
-// a sendable row holds: another line of the file, or a row of another
-// batch. A row rejected for a problem of its own (an amount with three
-// decimals) is never checked for a repeated referenceid, yet may be the
-// holder's payment listed twice, as much as one rejected as a repeat.
-func heldRejected(ctx context.Context, l ledger.Reader, seq int64) (map[string]bool, error) {
-	_, holders, err := refHolders(ctx, l, seq, ledger.StateRejected)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]bool, len(holders))
-	for ref := range holders {
-		out[ref] = true
-	}
-	return out, nil
 }
 
 // refHolders reads the referenceids of batch seq's rows in state st (the
