@@ -12,8 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/aopbatch/aopbatch/ledger"
-	"github.com/aopbatch/aopbatch/ledger/postgres"
-	"github.com/aopbatch/aopbatch/ledger/postgres/pgtest"
 	"github.com/aopbatch/aopbatch/ledger/sqlite"
 )
 
@@ -28,13 +26,7 @@ func TestRunOfACopyCutShortKeepsItsPaidRows(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) {
 		t.Parallel()
 		ctx := context.Background()
-		srv := pgtest.Start(t)
-		url := srv.URL(srv.NewDB(t))
-		s, err := postgres.Open(ctx, url, postgres.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
+		s, url := openSharedURL(t)
 		testRunOfACopyCutShort(t, s, func() {
 			conn, err := pgx.Connect(ctx, url)
 			if err != nil {

@@ -312,13 +312,7 @@ func TestProgressCountsItsShareOfASharedBatch(t *testing.T) {
 // it is free, rather than fail as if it were still being recorded.
 func TestJoinWaitsForABusyBatch(t *testing.T) {
 	ctx := context.Background()
-	srv := pgtest.Start(t)
-	url := srv.URL(srv.NewDB(t))
-	s, err := postgres.Open(ctx, url, postgres.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, url := openSharedURL(t)
 	res, err := Ingest(ctx, s, writeRows(t, 2), ingestOpts(NoControls()))
 	if err != nil {
 		t.Fatal(err)
@@ -372,11 +366,20 @@ func TestUnfoundUnknownRowIsHeldOnASharedLedger(t *testing.T) {
 // server, closed when the test ends.
 func openShared(t *testing.T) *postgres.Store {
 	t.Helper()
+	s, _ := openSharedURL(t)
+	return s
+}
+
+// openSharedURL is openShared, with the database's URL for a connection
+// of the test's own.
+func openSharedURL(t *testing.T) (*postgres.Store, string) {
+	t.Helper()
 	srv := pgtest.Start(t)
-	s, err := postgres.Open(context.Background(), srv.URL(srv.NewDB(t)), postgres.Options{})
+	url := srv.URL(srv.NewDB(t))
+	s, err := postgres.Open(context.Background(), url, postgres.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return s
+	return s, url
 }

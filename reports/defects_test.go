@@ -16,6 +16,14 @@ import (
 // ingested as they are (rows with a Problem are rejected), nothing sent.
 func oneBatch(t *testing.T, header []string, rows []ledger.IngestRow) (ledger.Reader, ledger.Batch) {
 	t.Helper()
+	return recordRows(t, "one", header, rows, true)
+}
+
+// recordRows is a ledger holding batch id (file id.csv) of the given
+// header and rows, ingested as they are, nothing sent; whole says the run
+// recording it finished (Batch.Ready), else it died part way.
+func recordRows(t *testing.T, id string, header []string, rows []ledger.IngestRow, whole bool) (ledger.Reader, ledger.Batch) {
+	t.Helper()
 	ctx := context.Background()
 	l, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "l.db"), sqlite.Options{Synchronous: "NORMAL"})
 	if err != nil {
@@ -23,7 +31,7 @@ func oneBatch(t *testing.T, header []string, rows []ledger.IngestRow) (ledger.Re
 	}
 	t.Cleanup(func() { l.Close() })
 	owner := ledger.NewOwner("test")
-	b, err := l.Acquire(ctx, ledger.NewBatch{ID: "one", ContentHash: "h", Source: "one.csv", Header: header}, owner, time.Hour)
+	b, err := l.Acquire(ctx, ledger.NewBatch{ID: id, ContentHash: "h", Source: id + ".csv", Header: header}, owner, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,13 +44,15 @@ func oneBatch(t *testing.T, header []string, rows []ledger.IngestRow) (ledger.Re
 			t.Fatal(err)
 		}
 	}
-	if err := in.Finish(ctx); err != nil {
-		t.Fatal(err)
+	if whole {
+		if err := in.Finish(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Release(ctx, b.ID, owner); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := l.Release(ctx, b.ID, owner); err != nil {
-		t.Fatal(err)
-	}
-	b, err = l.Batch(ctx, "one")
+	b, err = l.Batch(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}

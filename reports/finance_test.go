@@ -57,32 +57,14 @@ func TestExportLeavesOutARepeatedReferenceID(t *testing.T) {
 // their figures are of part of the file, not claim to be the batch's.
 func TestReportOfAPartlyRecordedFile(t *testing.T) {
 	ctx := context.Background()
-	l, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ledger.db"), sqlite.Options{Synchronous: "NORMAL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	owner := ledger.NewOwner("test")
-	b, err := l.Acquire(ctx, ledger.NewBatch{ID: "part", ContentHash: "h", Source: "part.csv", Header: fixtureHeader}, owner, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := l.BeginIngest(ctx, b, owner, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Two rows of the file recorded, both rejected (final), then the run
 	// died: no Finish.
+	var rows []ledger.IngestRow
 	for line := 2; line <= 3; line++ {
-		ir := ledger.IngestRow{Line: line, ReferenceID: fmt.Sprintf("P%d", line), Raw: []string{"311", "CA", "x", "P"},
-			Problem: &ledger.Problem{Code: "bad_amount", Column: "amount", Message: "not a number"}}
-		if _, err := in.AddMany(ctx, []ledger.IngestRow{ir}); err != nil {
-			t.Fatal(err)
-		}
+		rows = append(rows, ledger.IngestRow{Line: line, ReferenceID: fmt.Sprintf("P%d", line), Raw: []string{"311", "CA", "x", "P"},
+			Problem: &ledger.Problem{Code: "bad_amount", Column: "amount", Message: "not a number"}})
 	}
-	if b, err = l.Batch(ctx, "part"); err != nil {
-		t.Fatal(err)
-	}
+	l, b := recordRows(t, "part", fixtureHeader, rows, false)
 	if b.Ready {
 		t.Fatal("fixture: the batch is wholly recorded")
 	}

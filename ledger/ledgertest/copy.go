@@ -135,13 +135,7 @@ func (s suite) testCopyCutShort(t *testing.T) {
 	rows := payLine2(t, src, b, c)
 
 	dst := s.open(t, Options{Now: c.now})
-	im, err := dst.ImportBatch(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := im.Rows(ctx, rows[:2]); err != nil { // then the copy is killed
-		t.Fatal(err)
-	}
+	cutShort(t, dst, b, rows[:2])
 	if _, err := ledger.Copy(ctx, src, dst, ledger.CopyOptions{IDs: []string{b.ID}}); !errors.Is(err, ledger.ErrBatchExists) {
 		t.Errorf("copying again while the first copy's lease lives: %v, want ErrBatchExists", err)
 	}
@@ -191,13 +185,7 @@ func (s suite) testCopyCutShortOlderSource(t *testing.T) {
 	rows := payLine2(t, src, b, c)
 
 	dst := s.open(t, Options{Now: c.now})
-	im, err := dst.ImportBatch(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := im.Rows(ctx, rows[:2]); err != nil { // then the copy is killed
-		t.Fatal(err)
-	}
+	cutShort(t, dst, b, rows[:2])
 	c.advance(11 * time.Minute)
 	if _, err := ledger.Copy(ctx, old, dst, ledger.CopyOptions{IDs: []string{b.ID}}); !errors.Is(err, ledger.ErrBatchExists) {
 		t.Errorf("copying from an older ledger over a copy cut short holding a paid row: %v, want ErrBatchExists", err)
@@ -230,14 +218,7 @@ func (s suite) testCopyCutShortHoldsItsRefs(t *testing.T) {
 	paid := rows[0].ReferenceID
 
 	dst := s.open(t, Options{Now: c.now})
-	im, err := dst.ImportBatch(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := im.Rows(ctx, rows); err != nil {
-		t.Fatal(err)
-	}
-	if err := im.Attempts(ctx, attempts(t, src, b.Seq)); err != nil { // then the copy is killed
+	if err := cutShort(t, dst, b, rows).Attempts(ctx, attempts(t, src, b.Seq)); err != nil { // then the copy is killed
 		t.Fatal(err)
 	}
 	c.advance(11 * time.Minute)
@@ -306,4 +287,18 @@ func payLine2(t *testing.T, src ledger.Store, b ledger.Batch, c *clock) []ledger
 		t.Fatal(err)
 	}
 	return rows
+}
+
+// cutShort starts a copy of batch b into dst and writes rows, then leaves
+// it, as a copy killed there does; its import is returned for more.
+func cutShort(t *testing.T, dst ledger.Store, b ledger.Batch, rows []ledger.Row) ledger.BatchImport {
+	t.Helper()
+	im, err := dst.ImportBatch(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Rows(context.Background(), rows); err != nil {
+		t.Fatal(err)
+	}
+	return im
 }
