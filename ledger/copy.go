@@ -77,9 +77,6 @@ func Copy(ctx context.Context, from Reader, to Store, o CopyOptions) (CopyResult
 			res.Already = append(res.Already, b.ID)
 			continue
 		}
-		if err := differsThere(ctx, from, to, b); err != nil {
-			return res, err
-		}
 		cb, err := copyHeld(ctx, from, to, b, o.Hold)
 		if err != nil {
 			return res, err
@@ -95,8 +92,11 @@ func Copy(ctx context.Context, from Reader, to Store, o CopyOptions) (CopyResult
 
 // alreadyThere reports whether the destination holds batch b already as
 // the source does: ready, the same content and archive, and the same
-// counts and sums by state. A batch there that differs is not: Copy then
-// refuses it (ErrBatchExists), for a person to decide which is right.
+// counts and sums by state. One there, ready, that differs is refused
+// with ErrBatchExists, saying how: a person decides which ledger is the
+// record of it, and nothing but a dry run's batch can be taken out of a
+// ledger. One there not ready (a copy cut short, a recording abandoned)
+// is for copyBatch and ImportBatch to decide.
 func alreadyThere(ctx context.Context, from Reader, to Store, b Batch) (bool, error) {
 	got, err := to.Batch(ctx, b.ID)
 	if errors.Is(err, ErrNoBatch) {
@@ -105,34 +105,8 @@ func alreadyThere(ctx context.Context, from Reader, to Store, b Batch) (bool, er
 	if err != nil {
 		return false, err
 	}
-	if !got.Ready || !b.Ready || got.ContentHash != b.ContentHash || got.Archived != b.Archived || got.RowsTotal != b.RowsTotal {
-		return false, nil
-	}
-	want, err := from.Counts(ctx, b.Seq)
-	if err != nil {
-		return false, err
-	}
-	have, err := to.Counts(ctx, got.Seq)
-	if err != nil {
-		return false, err
-	}
-	return maps.Equal(want, have), nil // as copyBatch compares them: no store lists an empty state
-}
-
-// differsThere refuses, with ErrBatchExists, batch b when the destination
-// holds a ready batch of its id that alreadyThere found not the same,
-// saying how they differ: a person decides which ledger is the record of
-// it, and nothing but a dry run's batch can be taken out of a ledger.
-func differsThere(ctx context.Context, from Reader, to Store, b Batch) error {
-	got, err := to.Batch(ctx, b.ID)
-	if errors.Is(err, ErrNoBatch) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
 	if !got.Ready || !b.Ready {
-		return nil // a copy cut short, a recording abandoned: copyBatch and ImportBatch decide
+		return false, nil
 	}
 	var how string
 	switch {
@@ -143,16 +117,19 @@ func differsThere(ctx context.Context, from Reader, to Store, b Batch) error {
 	default:
 		want, err := from.Counts(ctx, b.Seq)
 		if err != nil {
-			return err
+			return false, err
 		}
 		have, err := to.Counts(ctx, got.Seq)
 		if err != nil {
-			return err
+			return false, err
+		}
+		if maps.Equal(want, have) { // as copyBatch compares them: no store lists an empty state
+			return true, nil
 		}
 		how = fmt.Sprintf("with its rows in other states than in %s (there %s; in %s %s): it went on in one of them after it was copied",
 			from.Location(), tallies(have), from.Location(), tallies(want))
 	}
-	return fmt.Errorf("batch %s is in %s already, %s; a copy never writes over a batch: "+
+	return false, fmt.Errorf("batch %s is in %s already, %s; a copy never writes over a batch: "+
 		"see which is the record of what was paid (aopbatch status --batch %s --ledger each) and run it from that ledger only: %w",
 		b.ID, to.Location(), how, b.ID, ErrBatchExists)
 }
