@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/aopbatch/aopbatch/batch/aop"
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
@@ -57,7 +61,7 @@ func TestTakeoverWaitsForARequestStillInFlight(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	_ = a.Process.Signal(syscall.SIGSTOP) // paused with its requests in flight
+	pauseOutsideTx(t, a, db) // paused with its requests in flight
 	b, bErr := startRun(t, args)
 	_ = b.Wait()
 	_ = a.Process.Signal(syscall.SIGKILL)
@@ -78,4 +82,39 @@ func TestTakeoverWaitsForARequestStillInFlight(t *testing.T) {
 			t.Errorf("ref %s charged %d times", r.ref, n)
 		}
 	}
+}
+
+// pauseOutsideTx stops c (SIGSTOP) at a moment it holds no transaction
+// open on the ledger at db, the only client of db. Paused inside one (its
+// heartbeat's recovery holds its own session), it keeps its session locked
+// until PostgreSQL ends the transaction (postgres.AbandonTx), and the
+// takeover comes that much later: by design, but not the takeover a test
+// of a lease running out means to see.
+func pauseOutsideTx(t *testing.T, c *exec.Cmd, db string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatalf("connect to the ledger: %v", err)
+	}
+	defer conn.Close(ctx)
+	for range 200 {
+		if err := c.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatalf("stop process %d: %v", c.Process.Pid, err)
+		}
+		var open int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL`).Scan(&open)
+		if err != nil {
+			t.Fatalf("read the ledger's sessions: %v", err)
+		}
+		if open == 0 {
+			return
+		}
+		if err := c.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatalf("continue process %d: %v", c.Process.Pid, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("process %d was inside a ledger transaction at each of 200 tries", c.Process.Pid)
 }
