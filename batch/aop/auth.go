@@ -368,7 +368,11 @@ func firstLine(b []byte) string {
 // failed logs a failed run, with what it printed on stderr redacted, and
 // returns the error for the caller, which names only the command and why.
 func (a *commandAuth) failed(name, why string, stderr []byte, token string) error {
-	line := redactLine(stderr, token)
+	// A tool failing to renew may name the token it was to replace.
+	a.mu.Lock()
+	had := a.token
+	a.mu.Unlock()
+	line := redactLine(stderr, token, had)
 	a.log.Warn("auth command failed", "command", name, "status", why, "stderr", line)
 	if line != "" {
 		why += " (its stderr is in the log)"
@@ -388,10 +392,11 @@ var (
 )
 
 // redactLine makes a token command's stderr fit for a log line: the first
-// non-empty line only, the token it printed and whatever looks like a
-// secret (a value after "token=", "password", "Bearer" and the like; a long
-// run of letters and digits) replaced by "[redacted]", at most 200 bytes.
-func redactLine(b []byte, token string) string {
+// non-empty line only, tokens (the one the failed run printed, the one an
+// earlier run gave) and whatever looks like a secret (a value after
+// "token=", "password", "Bearer" and the like; a long run of letters and
+// digits) replaced by "[redacted]", at most 200 bytes.
+func redactLine(b []byte, tokens ...string) string {
 	s := ""
 	for _, l := range strings.Split(strings.ToValidUTF8(string(b), "\uFFFD"), "\n") {
 		if l = strings.TrimSpace(l); l != "" {
@@ -399,8 +404,10 @@ func redactLine(b []byte, token string) string {
 			break
 		}
 	}
-	if token != "" {
-		s = strings.ReplaceAll(s, token, "[redacted]")
+	for _, tok := range tokens {
+		if tok != "" {
+			s = strings.ReplaceAll(s, tok, "[redacted]")
+		}
 	}
 	s = secretAfterKey.ReplaceAllString(s, "${1}[redacted]")
 	s = longWord.ReplaceAllStringFunc(s, func(w string) string {

@@ -78,6 +78,21 @@ func tokenHelper(mode string) int {
 		fmt.Println("leaked-token-value")
 		fmt.Fprintf(os.Stderr, "login failed for leaked-token-value: %s", strings.Repeat("e", 500))
 		return 3
+	case "renewfail":
+		// Gives a token of letters only (nothing shaped like a secret),
+		// then fails naming it, as a tool reporting what it could not renew.
+		f, err := os.OpenFile(os.Getenv("AOPTEST_COUNT"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			return 1
+		}
+		_, _ = f.WriteString("run\n")
+		f.Close()
+		if b, _ := os.ReadFile(os.Getenv("AOPTEST_COUNT")); strings.Count(string(b), "\n") == 1 {
+			fmt.Println("cachedsecretvalue")
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "could not renew cachedsecretvalue: session ended")
+		return 6
 	case "empty":
 		return 0
 	case "env":
@@ -537,6 +552,32 @@ func TestCommandStderrOnlyInTheLog(t *testing.T) {
 				t.Errorf("error %q carries stderr", err)
 			}
 		})
+	}
+}
+
+// TestCommandFailureHidesTheTokenItHad: a token command that fails to
+// renew may name the token it was asked to replace. The log line blanks
+// that token too, not only one the failed run printed.
+func TestCommandFailureHidesTheTokenItHad(t *testing.T) {
+	var logs bytes.Buffer
+	clock := &fakeClock{t: fixedNow}
+	a, runs := helperCommand(t, "renewfail", 0, clock)
+	a.log = slog.New(slog.NewJSONHandler(&logs, nil))
+	if got := applyAll(t, a, 1)[0]; got != "Bearer cachedsecretvalue" {
+		t.Fatalf("first token: %q", got)
+	}
+	clock.advance(time.Minute) // past Refresh's two seconds
+	if err := a.Refresh(context.Background()); err == nil {
+		t.Fatal("Refresh: no error from a command that failed")
+	}
+	if runs() < 2 {
+		t.Fatalf("the command ran %d times, want a renewal", runs())
+	}
+	if !strings.Contains(logs.String(), "could not renew [redacted]") {
+		t.Errorf("log does not carry the failed run's stderr, redacted: %s", logs.String())
+	}
+	if strings.Contains(logs.String(), "cachedsecretvalue") {
+		t.Errorf("the log shows the token the command had given: %s", logs.String())
 	}
 }
 
