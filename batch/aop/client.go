@@ -365,6 +365,7 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 			untrusted: untrustedCert(err)}
 	}
 	b, tooBig, err := readBody(resp.Body)
+	b = hideCredential(b, req.Header)
 	if err == nil && !tooBig {
 		_ = resp.Body.Close() // read to its end: nothing to drain
 	} else {
@@ -378,6 +379,31 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 	return reply{kind: replyAnswer, attempts: 1, status: resp.StatusCode, header: resp.Header, body: b, tooBig: tooBig, sent: req.Header,
 		wrote: tr.wroteTime()}
 }
+
+// hideCredential blanks in a provider's answer the credential the request
+// carried (the headers the authenticator set), which a provider may echo
+// in an error ("invalid token ..."): its message reaches the ledger, the
+// reports and the log. It is done to the body, before any message is cut
+// to length, which could leave part of the credential. Values shorter
+// than minCredential are left: they could match the answer by chance.
+func hideCredential(body []byte, sent http.Header) []byte {
+	for k, vs := range sent {
+		if k == "Content-Type" || k == "Accept" || k == "User-Agent" {
+			continue
+		}
+		for _, v := range vs {
+			for _, c := range []string{v, strings.TrimPrefix(v, "Bearer ")} {
+				if len(c) >= minCredential && bytes.Contains(body, []byte(c)) {
+					body = bytes.ReplaceAll(body, []byte(c), []byte("[redacted]"))
+				}
+			}
+		}
+	}
+	return body
+}
+
+// minCredential is the shortest credential hideCredential looks for.
+const minCredential = 8
 
 // connTrace records, for the latest attempt the transport made, whether a
 // connection was obtained and whether the request was fully written. The

@@ -718,3 +718,59 @@ func TestRechargeWrote(t *testing.T) {
 		t.Errorf("to a closed port: %s, Wrote %v; want not sent and zero", r.Class, r.Wrote)
 	}
 }
+
+// TestProviderEchoOfTheCredentialIsBlanked: a provider that echoes the
+// credential it refused, or any credential header, in its message must not
+// put it in the answer's Message, which the ledger, the reports and the log
+// keep; not even a part of it where the message is cut to length.
+func TestProviderEchoOfTheCredentialIsBlanked(t *testing.T) {
+	const tok = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXRva2Vu.c2lnbmF0dXJl"
+	echo := func(status int, pad int) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.WriteHeader(status)
+			msg := strings.Repeat("x", pad) + " invalid: " + r.Header.Get("Authorization") + " / " + r.Header.Get("Token")
+			_ = json.NewEncoder(w).Encode(map[string]any{"status": false, "response_code": 12, "message": msg})
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		auth Authenticator
+		h    http.HandlerFunc
+	}{
+		{"bearer, 401", Bearer(tok), echo(http.StatusUnauthorized, 0)},
+		{"bearer, 200 cut to length", Bearer(tok), echo(http.StatusOK, 170)},
+		{"jwt header", JWT([]byte("jwt-secret-4712"), "PS001", "", nil), echo(http.StatusOK, 0)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var sent atomic.Value
+			srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+				sent.Store(r.Header.Get("Authorization") + r.Header.Get("Token"))
+				tc.h(w, r)
+			})
+			c := newClient(t, srv.URL, func(o *Options) { o.Auth = tc.auth })
+			r, err := c.Recharge(context.Background(), rechargeBody(t, "REF1"))
+			if err != nil {
+				t.Fatalf("Recharge: %v", err)
+			}
+			s, err := c.Status(context.Background(), "REF1")
+			if err != nil {
+				t.Fatalf("Status: %v", err)
+			}
+			cred := strings.TrimPrefix(sent.Load().(string), "Bearer ")
+			if len(cred) < 20 {
+				t.Fatalf("credential sent %q: the test did not test", cred)
+			}
+			for _, msg := range []string{r.Message, s.Message} {
+				if !strings.Contains(msg, "[redacted]") {
+					t.Errorf("message %q: the echo was not blanked", msg)
+				}
+				for i := 0; i+12 <= len(cred); i++ {
+					if strings.Contains(msg, cred[i:i+12]) {
+						t.Fatalf("message %q shows part of the credential %q", msg, cred[i:i+12])
+					}
+				}
+			}
+		})
+	}
+}
