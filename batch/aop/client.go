@@ -389,6 +389,9 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 func hideCredential(body []byte, sent http.Header) []byte {
 	for k, vs := range sent {
 		if k == "Content-Type" || k == "Accept" || k == "User-Agent" {
+			// Set by post before the authenticator: every other header is
+			// the credential. A header post adds must be named here, or an
+			// echo of it (a referenceid) would be blanked.
 			continue
 		}
 		for _, v := range vs {
