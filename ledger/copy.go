@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 )
 
 // CopyResult says what Copy moved, batch by batch.
@@ -284,27 +285,52 @@ func coversCutShort(ctx context.Context, from Reader, to Store, b Batch) error {
 	if got.Ready || got.ContentHash != b.ContentHash {
 		return nil // ImportBatch refuses it as it is
 	}
-	return to.EachRow(ctx, got.Seq, func(r *Row) error {
+	// The destination's sent rows, then one pass over the source: a row
+	// read at a time would be a round trip per sent row on PostgreSQL.
+	type sentRow struct {
+		ref      string
+		state    State
+		attempts int
+		updated  time.Time
+	}
+	sent := map[int]sentRow{}
+	err = to.EachRow(ctx, got.Seq, func(r *Row) error {
 		switch r.State {
 		case StateQueued, StateHeld, StateRejected, StateConflict:
 			if r.Attempts == 0 && r.FirstSent.IsZero() {
 				return nil // never sent: whatever the source holds of it
 			}
 		}
-		sr, err := from.Row(ctx, b.Seq, r.Line)
-		if err != nil {
-			return fmt.Errorf("batch %s, left not ready in %s by a copy cut short, holds line %d (%s), which was sent: "+
-				"reading it in %s: %w", b.ID, to.Location(), r.Line, r.State, from.Location(), err)
+		sent[r.Line] = sentRow{r.ReferenceID, r.State, r.Attempts, r.Updated}
+		return nil
+	})
+	if err != nil || len(sent) == 0 {
+		return err
+	}
+	err = from.EachRow(ctx, b.Seq, func(sr *Row) error {
+		r, ok := sent[sr.Line]
+		if !ok {
+			return nil
 		}
-		if sr.ReferenceID != r.ReferenceID || sr.Attempts < r.Attempts ||
-			(sr.State != r.State && !sr.Updated.After(r.Updated)) || sr.Updated.Before(r.Updated) {
+		delete(sent, sr.Line)
+		if sr.ReferenceID != r.ref || sr.Attempts < r.attempts ||
+			(sr.State != r.state && !sr.Updated.After(r.updated)) || sr.Updated.Before(r.updated) {
 			return fmt.Errorf("batch %s, left not ready in %s by a copy cut short, holds line %d %s after %d attempts, "+
 				"and %s holds it %s after %d: an older ledger than the one the copy was cut short from? "+
-				"copy from that one: %w", b.ID, to.Location(), r.Line, r.State, r.Attempts,
+				"copy from that one: %w", b.ID, to.Location(), sr.Line, r.state, r.attempts,
 				from.Location(), sr.State, sr.Attempts, ErrBatchExists)
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	if len(sent) > 0 {
+		line := slices.Min(slices.Collect(maps.Keys(sent)))
+		return fmt.Errorf("batch %s, left not ready in %s by a copy cut short, holds line %d (%s), which was sent: "+
+			"%s has no such line: %w", b.ID, to.Location(), line, sent[line].state, from.Location(), ErrBatchExists)
+	}
+	return nil
 }
 
 // ErrCopyMismatch means a copied batch's counts, sums or attempts differ
