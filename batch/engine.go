@@ -491,6 +491,9 @@ func (e *Engine) work(ctx, wctx context.Context, w ledger.Writer, j job) {
 // unsettled wait for Resolve.
 func (e *Engine) feedUnsettled(ctx, fed context.Context, b ledger.Batch, w ledger.Writer, p *pool, cutoff time.Time) error {
 	earlier := map[int]bool{}
+	// Rows are dated by the ledger's clock (a shared store's is the
+	// database's), cutoff by this host's.
+	cutoff = cutoff.Add(e.l.Now().Sub(e.cfg.Now()))
 	keep := func(r ledger.Row) bool {
 		if r.Updated.Before(cutoff) {
 			earlier[r.Line] = true

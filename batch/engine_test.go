@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/aopbatch/aopbatch/batch/aop"
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/sqlite"
 )
 
 // arrival is one request as it reached the sandbox.
@@ -552,12 +554,17 @@ func TestSendStats(t *testing.T) {
 // (A money-safety review: the wait was measured from the first send, and
 // an unreadable answer to the first enquiry rewrote the message the wait
 // goes by.)
+//
+// The wait holds when the ledger's clock, which dates the recovery, is
+// behind this host's (a shared ledger's is the database's): measured with
+// the host's clock, 10 s would already have passed.
 func TestResendOfADeadRunsRowWaitsFromItsRecovery(t *testing.T) {
-	t.Run("first enquiry not found", func(t *testing.T) { deadRunsResend(t, false) })
-	t.Run("first enquiry unreadable", func(t *testing.T) { deadRunsResend(t, true) })
+	t.Run("first enquiry not found", func(t *testing.T) { deadRunsResend(t, false, 0) })
+	t.Run("first enquiry unreadable", func(t *testing.T) { deadRunsResend(t, true, 0) })
+	t.Run("ledger clock behind", func(t *testing.T) { deadRunsResend(t, false, 10*time.Second) })
 }
 
-func deadRunsResend(t *testing.T, garble bool) {
+func deadRunsResend(t *testing.T, garble bool, behind time.Duration) {
 	sb := aoptest.New(aoptest.DefaultConfig())
 	const target = "R-0"
 	var mu sync.Mutex
@@ -587,7 +594,13 @@ func deadRunsResend(t *testing.T, garble bool) {
 		}
 		sb.ServeHTTP(w, r)
 	})
-	client, l, b := servedBatch(t, h, 3)
+	l, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "l.db"),
+		sqlite.Options{Synchronous: "NORMAL", Now: func() time.Time { return time.Now().Add(-behind) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	client, b := servedBatchIn(t, h, l, 3)
 	ctx := context.Background()
 	owner := ingestOpts(NoControls()).Owner
 	// The first run: every answer a 5xx, nothing recorded, the rows unknown.

@@ -283,7 +283,7 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 			e.record(w, ledger.Update{Line: row.Line, Code: -1, Attempt: a})
 			return
 		}
-		if row.Message == ledger.RecoveredMessage && e.cfg.Now().Sub(row.Updated) < e.cfg.Timeout {
+		if row.Message == ledger.RecoveredMessage && e.l.Now().Sub(row.Updated) < e.cfg.Timeout {
 			// Left in flight by a run that ended (killed, or paused past its
 			// lease and taken over): its request may still be on its way and
 			// recorded after this "not found". Sent again now it could reach
@@ -293,11 +293,14 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 			// lease had lapsed, and it sends nothing without one), not its
 			// first send, which may be a request of long before.
 			e.record(w, ledger.Update{Line: row.Line, Code: -1, Attempt: a})
-			e.waitToResend(row.Line, row.Updated.Add(e.cfg.Timeout))
+			// Updated is on the ledger's clock (a shared store's is the
+			// database's), the wait on this host's.
+			due := row.Updated.Add(e.cfg.Timeout).Add(e.cfg.Now().Sub(e.l.Now()))
+			e.waitToResend(row.Line, due)
 			if !e.toldWaiting.Swap(true) {
 				// Said once: the run may seem stalled meanwhile.
 				e.cfg.Log.Info("rows a run that ended left in flight are not at the provider yet: each is asked about again, and sent again if still not there, once --timeout has passed since it went (its request may still arrive)",
-					"timeout", e.cfg.Timeout.String(), "first_resend_after", row.Updated.Add(e.cfg.Timeout).Format(time.TimeOnly))
+					"timeout", e.cfg.Timeout.String(), "first_resend_after", due.Format(time.TimeOnly))
 			}
 			return
 		}

@@ -76,6 +76,11 @@ type Store interface {
 	// with ErrBatchLocked.
 	Shared() bool
 
+	// Now is the clock the store dates rows by (Row.Updated, FirstSent):
+	// on a store shared by hosts, the database's, from which this host's
+	// may differ. A row's time is compared with Now, not with the host's.
+	Now() time.Time
+
 	// Acquire takes the lease on batch nb.ID for o, creating the batch
 	// (not yet ready) when it is new. It fails with ErrBatchMismatch when
 	// the id is known with other content (nb.ContentHash "" matches any),

@@ -267,6 +267,9 @@ var _ ledger.Store = (*Store)(nil)
 
 func (s *Store) nowMS() int64 { return s.now().UnixMilli() }
 
+// Now implements ledger.Store: the database's clock.
+func (s *Store) Now() time.Time { return s.now() }
+
 // dbNow is this host's clock corrected by the database's.
 func (s *Store) dbNow() time.Time {
 	return time.Now().Add(time.Duration(s.skew.Load()) * time.Microsecond)

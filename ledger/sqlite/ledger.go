@@ -127,6 +127,9 @@ func (l *Store) Close() error {
 
 func (l *Store) nowMS() int64 { return l.now().UnixMilli() }
 
+// Now implements ledger.Store.
+func (l *Store) Now() time.Time { return l.now() }
+
 // pageSize is a new ledger's page size. Against SQLite's 4 KiB, 16 KiB
 // pages made recording a row 11% cheaper and an outcome's UPDATE 9%
 // (fewer B-tree levels and splits; microbenchmark of 200,000 rows on this
