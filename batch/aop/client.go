@@ -12,10 +12,12 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // Endpoint paths, appended to Options.BaseURL.
@@ -386,7 +388,11 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 // reports and the log. It is done to the body, before any message is cut
 // to length, which could leave part of the credential. Values shorter
 // than minCredential are left: they could match the answer by chance.
+// An echo whose JSON encoder escaped some of its characters ("\/" from
+// PHP, "\u002B" from .NET) decodes to the credential too, and is blanked
+// as well.
 func hideCredential(body []byte, sent http.Header) []byte {
+	escapes := bytes.IndexByte(body, '\\') >= 0
 	for k, vs := range sent {
 		if k == "Content-Type" || k == "Accept" || k == "User-Agent" {
 			// Set by post before the authenticator: every other header is
@@ -396,13 +402,77 @@ func hideCredential(body []byte, sent http.Header) []byte {
 		}
 		for _, v := range vs {
 			for _, c := range []string{v, strings.TrimPrefix(v, "Bearer ")} {
-				if len(c) >= minCredential && bytes.Contains(body, []byte(c)) {
+				if len(c) < minCredential {
+					continue
+				}
+				if bytes.Contains(body, []byte(c)) {
 					body = bytes.ReplaceAll(body, []byte(c), []byte("[redacted]"))
+				}
+				if escapes {
+					body = hideEscaped(body, c)
 				}
 			}
 		}
 	}
 	return body
+}
+
+// hideEscaped blanks in body each run of bytes that a JSON string decodes
+// to c, some of its characters written as escapes.
+func hideEscaped(body []byte, c string) []byte {
+	var out []byte // nil until a match
+	last := 0
+	for i := 0; i < len(body); {
+		n, ok := escapedMatch(body[i:], c)
+		if !ok {
+			i++
+			continue
+		}
+		out = append(append(out, body[last:i]...), "[redacted]"...)
+		i += n
+		last = i
+	}
+	if out == nil {
+		return body
+	}
+	return append(out, body[last:]...)
+}
+
+// escapedMatch reports whether b begins with c, each character as itself
+// or as a JSON escape, and how many bytes of b that takes.
+func escapedMatch(b []byte, c string) (n int, ok bool) {
+	for j := 0; j < len(c); j++ {
+		if n < len(b) && b[n] == c[j] && b[n] != '\\' {
+			n++
+			continue
+		}
+		ch, size := jsonEscape(b[n:])
+		if size == 0 || ch != c[j] {
+			return 0, false
+		}
+		n += size
+	}
+	return n, true
+}
+
+// jsonEscape decodes the JSON escape of one ASCII character that b begins
+// with ("\/", "\\", "\"", "\u002B"); size is 0 when there is none. A
+// credential is a header value: ASCII.
+func jsonEscape(b []byte) (ch byte, size int) {
+	if len(b) < 2 || b[0] != '\\' {
+		return 0, 0
+	}
+	switch b[1] {
+	case '"', '\\', '/':
+		return b[1], 2
+	case 'u':
+		if len(b) >= 6 {
+			if v, err := strconv.ParseUint(string(b[2:6]), 16, 16); err == nil && v < utf8.RuneSelf {
+				return byte(v), 6
+			}
+		}
+	}
+	return 0, 0
 }
 
 // minCredential is the shortest credential hideCredential looks for.

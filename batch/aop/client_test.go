@@ -774,3 +774,42 @@ func TestProviderEchoOfTheCredentialIsBlanked(t *testing.T) {
 		})
 	}
 }
+
+// TestProviderEscapedEchoOfTheCredentialIsBlanked: a provider's JSON
+// encoder may escape characters of the credential it echoes (PHP writes
+// "/" as "\/", .NET "+" as "\u002B", Go "&" as "\u0026"); the message
+// decoded from it holds the credential all the same, and must not.
+func TestProviderEscapedEchoOfTheCredentialIsBlanked(t *testing.T) {
+	const tok = "k9/Zq+Lm7&Xw/Pp3Rt8Vb+Yc2=="
+	for _, tc := range []struct {
+		name string
+		echo string
+	}{
+		{"slash escaped", strings.ReplaceAll(tok, "/", `\/`)},
+		{"plus as \\u002B", strings.ReplaceAll(tok, "+", `\u002B`)},
+		{"ampersand as \\u0026", strings.ReplaceAll(tok, "&", `\u0026`)},
+		{"all escaped", strings.NewReplacer("/", `\/`, "+", `\u002b`, "&", `\u0026`, "=", `\u003D`).Replace(tok)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.WriteHeader(http.StatusUnauthorized)
+				_, _ = io.WriteString(w, `{"status":false,"response_code":10,"message":"invalid token `+tc.echo+`"}`)
+			})
+			c := newClient(t, srv.URL, func(o *Options) { o.Auth = Bearer(tok) })
+			r, err := c.Recharge(context.Background(), rechargeBody(t, "REF1"))
+			if err != nil {
+				t.Fatalf("Recharge: %v", err)
+			}
+			s, err := c.Status(context.Background(), "REF1")
+			if err != nil {
+				t.Fatalf("Status: %v", err)
+			}
+			for _, msg := range []string{r.Message, s.Message} {
+				if strings.Contains(msg, tok) || !strings.Contains(msg, "[redacted]") {
+					t.Errorf("message %q: the escaped echo of the credential was not blanked", msg)
+				}
+			}
+		})
+	}
+}
