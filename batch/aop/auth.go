@@ -135,8 +135,8 @@ type tokenRun struct {
 // Command returns an Authenticator whose bearer token is printed by a
 // command: argv is run directly (no shell), with the process environment
 // (less the secrets it does not need: AOP_TOKEN, AOP_JWT_SECRET,
-// PGPASSWORD) plus env, and the first line of its standard output, trimmed, is the
-// token. The token is cached for ttl (600s when 0) and renewed in the
+// PGPASSWORD and AOPBATCH_LEDGER) plus env, and the first line of its
+// standard output, trimmed, is the token. The token is cached for ttl (600s when 0) and renewed in the
 // background once 80% of ttl has passed; a caller blocks only when there is
 // no valid token. Refresh forces a new run unless one finished in the last
 // two seconds, so a burst of 401s costs one run; the Client, which knows
@@ -304,9 +304,10 @@ func (a *commandAuth) start(background bool) *tokenRun {
 }
 
 // withheld are the secrets of aopbatch's own environment a token command
-// does not need: the other auth modes' secrets and the ledger's password.
+// does not need: the other auth modes' secrets and the ledger's password,
+// which AOPBATCH_LEDGER, a postgres:// URL, may hold as well.
 // A token tool is someone else's program, and may log its environment.
-var withheld = []string{"AOP_TOKEN", "AOP_JWT_SECRET", "PGPASSWORD"}
+var withheld = []string{"AOP_TOKEN", "AOP_JWT_SECRET", "PGPASSWORD", "AOPBATCH_LEDGER"}
 
 // commandEnv is env without the withheld variables.
 func commandEnv(env []string) []string {

@@ -98,7 +98,7 @@ func tokenHelper(mode string) int {
 	case "env":
 		// Prints, as its token, which of the secrets it was given.
 		var seen []string
-		for _, name := range []string{"AOP_TOKEN", "AOP_JWT_SECRET", "PGPASSWORD", "AOPTEST_KEPT"} {
+		for _, name := range []string{"AOP_TOKEN", "AOP_JWT_SECRET", "PGPASSWORD", "AOPBATCH_LEDGER", "AOPTEST_KEPT"} {
 			if _, ok := os.LookupEnv(name); ok {
 				seen = append(seen, name)
 			}
@@ -173,6 +173,8 @@ func TestCommandWithholdsSecrets(t *testing.T) {
 	t.Setenv("AOP_TOKEN", "bearer-secret")
 	t.Setenv("AOP_JWT_SECRET", "jwt-secret")
 	t.Setenv("PGPASSWORD", "pg-secret")
+	// A shared ledger's URL may hold its password.
+	t.Setenv("AOPBATCH_LEDGER", "postgres://aopbatch:pg-secret@db.internal/aopbatch")
 	t.Setenv("AOPTEST_KEPT", "1")
 	a, _ := helperCommand(t, "env", time.Minute, &fakeClock{t: fixedNow})
 	req, _ := http.NewRequest(http.MethodPost, "http://aop.example/", nil)
