@@ -218,3 +218,26 @@ func TestUnreachableProviderMakesNoRequests(t *testing.T) {
 		t.Errorf("metrics file has no %s:\n%s", re, m)
 	}
 }
+
+// TestBaseURLPasswordNotRepeated: a --base-url refused for its scheme or
+// host must not print a password it carries, which belongs in the auth
+// settings (the client refuses such a URL, naming it without one).
+func TestBaseURLPasswordNotRepeated(t *testing.T) {
+	t.Parallel()
+	const pw = "URLPASS-4c1e9a"
+	for _, u := range []string{
+		"http://svc:" + pw + "@api.example.in",
+		"https://svc:" + pw + "@",
+		"ftp://svc:" + pw + "@api.example.in",
+		"https://svc:" + pw + "@api example.in",
+	} {
+		c := connFlags{baseURL: u}
+		err := c.check()
+		if err == nil {
+			t.Fatalf("--base-url %q accepted", u)
+		}
+		if strings.Contains(err.Error(), pw) {
+			t.Errorf("--base-url %q refused with its password: %v", u, err)
+		}
+	}
+}

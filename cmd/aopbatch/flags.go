@@ -328,10 +328,10 @@ func (c *connFlags) check() error {
 	}
 	u, err := url.Parse(c.baseURL)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return fmt.Errorf("--base-url %q is not an http(s) URL", c.baseURL)
+		return fmt.Errorf("--base-url %q is not an http(s) URL", redactedURL(c.baseURL))
 	}
 	if u.Scheme == "http" && !c.insecureHTTP && !isLoopback(u.Hostname()) {
-		return fmt.Errorf("--base-url %q is plain http to a non-loopback host: tokens and payments would travel unencrypted (use https, or --insecure-http if you must)", c.baseURL)
+		return fmt.Errorf("--base-url %q is plain http to a non-loopback host: tokens and payments would travel unencrypted (use https, or --insecure-http if you must)", u.Redacted())
 	}
 	if c.workers < 0 || c.workers > maxWorkers {
 		return fmt.Errorf("--workers must be 0 (automatic) or up to %d, not %d", maxWorkers, c.workers)
@@ -383,6 +383,22 @@ func checkLeaseTTL(d time.Duration) error {
 		return fmt.Errorf("--lease-ttl must be at least 1s, not %s", d)
 	}
 	return nil
+}
+
+// redactedURL is raw as an error may print it: without the password of
+// its user information, even when it is no valid URL.
+func redactedURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	if at := strings.LastIndex(raw, "@"); at >= 0 {
+		start := 0
+		if i := strings.Index(raw, "://"); i >= 0 && i < at {
+			start = i + len("://")
+		}
+		return raw[:start] + "xxxxx" + raw[at:]
+	}
+	return raw
 }
 
 func isLoopback(host string) bool {
