@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -239,5 +241,48 @@ func TestBaseURLPasswordNotRepeated(t *testing.T) {
 		if strings.Contains(err.Error(), pw) {
 			t.Errorf("--base-url %q refused with its password: %v", u, err)
 		}
+	}
+}
+
+// TestMisreadLedgerURLNotRepeated: a --ledger meant as a database but
+// not a postgres:// URL (the scheme in capitals, a key=value string) is
+// refused before anything is created, without repeating its password:
+// taken as a file name, it was printed back whole in the log and the
+// error, and run created a SQLite file of that name.
+func TestMisreadLedgerURLNotRepeated(t *testing.T) {
+	t.Parallel()
+	const pw = "LEDGERPASS-7d2f"
+	_, csvPath := batchFiles(t)
+	writeCSV(t, csvPath, goodRows(1, "M"))
+	dir := t.TempDir()
+	for _, loc := range []string{
+		"POSTGRES://svc:" + pw + "@127.0.0.1:1/aop",
+		"mysql://svc:" + pw + "@127.0.0.1:1/aop",
+		"host=127.0.0.1 port=1 dbname=aop user=svc password=" + pw,
+	} {
+		for _, args := range [][]string{
+			{"status", "--ledger", loc},
+			runArgs(csvPath, loc, "http://127.0.0.1:1"),
+		} {
+			// In dir: taken as a relative file name, the location is
+			// created there.
+			cmd := aopbatchCmd(context.Background(), []string{"HOME=" + dir}, args...)
+			cmd.Dir = dir
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			p := finished(t, args, cmd.Run(), out.String(), errb.String())
+			if p.code != 1 {
+				t.Errorf("aopbatch %s --ledger %q: exit %d, want 1\n%s", args[0], loc, p.code, p.stderr)
+			}
+			if strings.Contains(p.stdout+p.stderr, pw) {
+				t.Errorf("aopbatch %s --ledger %q repeats the password:\n%s%s", args[0], loc, p.stdout, p.stderr)
+			}
+			if !strings.Contains(p.stderr, "postgres://") {
+				t.Errorf("aopbatch %s --ledger %q does not say what a PostgreSQL ledger is named by:\n%s", args[0], loc, p.stderr)
+			}
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) > 0 {
+		t.Errorf("a misread --ledger created %v", ents)
 	}
 }

@@ -26,6 +26,9 @@ import (
 // file, and the error that follows names it; a line calling it new
 // would say the opposite first.
 func noteLedger(log *slog.Logger, path string, creates bool) {
+	if misreadLocation(path) != nil {
+		return // refused when it is opened, without what it holds
+	}
 	if postgres.IsURL(path) {
 		log.Info("ledger", "url", postgres.Redact(path))
 		// In AOPBATCH_LEDGER the password is the job's own; on the

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/aopbatch/aopbatch/ledger"
 	"github.com/aopbatch/aopbatch/ledger/postgres"
@@ -28,6 +30,9 @@ type ledgerOptions struct {
 // openLedger opens the ledger at location: a postgres:// URL (a ledger
 // shared by hosts), or a SQLite file path, the embedded default.
 func openLedger(ctx context.Context, location string, o ledgerOptions) (ledger.Store, error) {
+	if err := misreadLocation(location); err != nil {
+		return nil, err
+	}
 	if postgres.IsURL(location) {
 		return postgres.Open(ctx, location, postgres.Options{AbandonAfter: abandonAfter(o.leaseTTL)})
 	}
@@ -52,6 +57,29 @@ func openLedger(ctx context.Context, location string, o ledgerOptions) (ledger.S
 	return l, nil
 }
 
+// misreadLocation refuses a ledger location meant as a database that is
+// not a postgres:// URL: another scheme, the scheme in capitals, a
+// key=value connection string. Taken as a SQLite file name it would be
+// created, and printed back with whatever password it holds.
+func misreadLocation(location string) error {
+	lower := strings.ToLower(location)
+	switch {
+	case postgres.IsURL(location):
+		return nil
+	case strings.Contains(location, "://"):
+		scheme, _, _ := strings.Cut(location, "://")
+		if strings.ContainsFunc(scheme, func(r rune) bool { return !unicode.IsLetter(r) }) {
+			scheme = "a" // not a scheme: what it holds is not repeated
+		}
+		return fmt.Errorf("ledger is a %s:// URL: a shared ledger's starts postgres:// or postgresql:// (in lower case); "+
+			"a SQLite ledger is a file path", scheme)
+	case strings.Contains(lower, "password=") || strings.Contains(lower, "dbname=") || strings.HasPrefix(lower, "host="):
+		return errors.New("ledger is a key=value connection string: name a shared ledger by a postgres:// URL " +
+			"(its password in PGPASSWORD or ~/.pgpass), a SQLite ledger by a file path")
+	}
+	return nil
+}
+
 // abandonAfter is how long a PostgreSQL ledger lets a transaction of a
 // process whose lease is leaseTTL sit idle before it ends it.
 func abandonAfter(leaseTTL time.Duration) time.Duration {
@@ -61,6 +89,9 @@ func abandonAfter(leaseTTL time.Duration) time.Duration {
 // check refuses the options openLedger would refuse, before anything is
 // created: a run checks them with its other settings.
 func (o ledgerOptions) check(location string) error {
+	if err := misreadLocation(location); err != nil {
+		return err
+	}
 	if postgres.IsURL(location) {
 		return nil
 	}
