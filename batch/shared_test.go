@@ -73,6 +73,11 @@ func TestSharedSlotsKnowTheyTakeTurns(t *testing.T) {
 			if _, err := p.Next(ctx); err != nil {
 				t.Fatal(err)
 			}
+			// Each Next asks ahead for the process's next block. Without
+			// a pause, a's ask raced b's and could win every time (seen
+			// under load): a then held two slots in a row each round, took
+			// no turns, and was rightly not busy.
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	for name, p := range map[string]*sharedSlots{"first": a, "second": b} {
