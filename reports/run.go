@@ -21,6 +21,10 @@ type RunFigures struct {
 	LatencyP99     float64
 	PeakInFlight   int
 	InFlightCap    int
+	// ExitCode is what the run exits with: 0 every row succeeded, 2
+	// finished with rows failed, refunded, rejected or in conflict, 3
+	// not finished (stopped, interrupted, taken over, rows unsettled).
+	ExitCode int
 }
 
 // WriteMetricsWithRun writes what WriteMetrics writes, and the run's
@@ -65,6 +69,11 @@ func (r RunFigures) writeMetrics(w io.Writer, batch string) error {
 		p.sample("aopbatch_run_latency_seconds", f(r.LatencyP90), "quantile", "0.9")
 		p.sample("aopbatch_run_latency_seconds", f(r.LatencyP99), "quantile", "0.99")
 	}
+	// A run that ended early (its lease lost to another host, a stop)
+	// wrote the batch as it was then: the code says so beside it, for an
+	// alert that cannot tell from the figures alone.
+	p.family("aopbatch_run_exit_code", "gauge", "Exit code of the last run: 0 every row succeeded; 2 finished, some rows failed, refunded, rejected or in conflict; 3 not finished (run again).")
+	p.sample("aopbatch_run_exit_code", itoa(int64(r.ExitCode)))
 	p.family("aopbatch_run_in_flight", "gauge", "Requests in flight in the last run: the most at once, and the cap.")
 	p.sample("aopbatch_run_in_flight", itoa(int64(r.PeakInFlight)), "kind", "peak")
 	p.sample("aopbatch_run_in_flight", itoa(int64(r.InFlightCap)), "kind", "cap")

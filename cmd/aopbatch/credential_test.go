@@ -64,6 +64,10 @@ func TestTokenCommandThatFailsSendsNothing(t *testing.T) {
 			if strings.Contains(string(m), "aopbatch_run_latency_seconds{") || strings.Contains(string(m), `kind="achieved"`) {
 				t.Errorf("metrics file has a latency or a rate for requests never made:\n%s", m)
 			}
+			// The run stopped: the file says so beside the batch's figures.
+			if re := `aopbatch_run_exit_code\{[^}]*\} 3\n`; !regexp.MustCompile(re).Match(m) {
+				t.Errorf("metrics file has no %s:\n%s", re, m)
+			}
 			// The batch's figures, read from the attempts log, agree.
 			if re := `aopbatch_requests\{[^}]*kind="recharge"\} 0\n`; !regexp.MustCompile(re).Match(m) {
 				t.Errorf("metrics file has no %s: the attempts log counts tries without a credential as requests:\n%s", re, m)

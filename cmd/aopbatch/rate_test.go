@@ -39,8 +39,9 @@ func TestRunSummaryCarriesTheRunsFigures(t *testing.T) {
 		t.Errorf("no line with the expected duration at the start:\n%s", p.stderr)
 	}
 	var sum struct {
-		Msg string `json:"msg"`
-		Run struct {
+		Msg   string `json:"msg"`
+		Batch string `json:"batch"`
+		Run   struct {
 			ConfiguredRate float64            `json:"configured_rate"`
 			AchievedRate   float64            `json:"achieved_rate"`
 			Recharges      int64              `json:"recharges"`
@@ -80,7 +81,7 @@ func TestRunSummaryCarriesTheRunsFigures(t *testing.T) {
 	}
 	for _, want := range []string{`aopbatch_run_rate_per_second{batch="`, `kind="configured"} 100`, `kind="achieved"}`,
 		`aopbatch_run_throttled{batch="`, `aopbatch_run_latency_seconds{batch="`, `quantile="0.99"}`, `aopbatch_run_in_flight{batch="`, `kind="peak"}`,
-		`aopbatch_rows{batch="`} {
+		`aopbatch_rows{batch="`, "aopbatch_run_exit_code{batch=\"" + sum.Batch + "\"} 0\n"} {
 		if !strings.Contains(string(prom), want) {
 			t.Errorf("metrics file lacks %q", want)
 		}

@@ -130,6 +130,9 @@ type endReports struct {
 	metrics string
 	tz      string
 	run     *batch.RunStats // what the run measured, for the metrics file; nil for none
+	// exitCode is the run's exit code when its reports are written: the
+	// metrics file is written last, after any failure that would change it.
+	exitCode int
 }
 
 func (r *endReports) register(fs *flag.FlagSet) {
@@ -228,7 +231,9 @@ func (r endReports) write(ctx context.Context, l ledger.Store, b ledger.Batch, s
 	if r.metrics != "" {
 		write := func() error { return reports.WriteMetrics(r.metrics, s) }
 		if r.run != nil {
-			write = func() error { return reports.WriteMetricsWithRun(r.metrics, s, runFigures(*r.run)) }
+			f := runFigures(*r.run)
+			f.ExitCode = r.exitCode
+			write = func() error { return reports.WriteMetricsWithRun(r.metrics, s, f) }
 		}
 		if err := write(); err != nil {
 			return err

@@ -451,6 +451,7 @@ func finish(ctx context.Context, l ledger.Store, b ledger.Batch, runErr error, r
 		fmt.Fprintln(text, run.String())
 	}
 	rep.run = run
+	rep.exitCode = codeOf(endOf(ctx, counts, runErr, nil))
 	repErr := rep.write(bg, l, b, text)
 	if repErr != nil {
 		reportsFailed(logs, log, stderr, repErr)
