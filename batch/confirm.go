@@ -39,6 +39,17 @@ type Confirmation struct {
 	Why string // what the answer means for the row, for a person
 }
 
+// Final says whether the answer is the provider's last word on the row:
+// a final status, or no record of it. A pending answer, or none that
+// could be read, may say more when asked again.
+func (c Confirmation) Final() bool {
+	switch c.Answer.Verdict {
+	case aop.VerdictSuccess, aop.VerdictRefunded, aop.VerdictFailed, aop.VerdictNotFound:
+		return true
+	}
+	return false
+}
+
 // Confirm asks the provider, by status enquiry, about each of rows (rows a
 // statement disputes) and records in the ledger what the provider
 // confirms, with the enquiry as evidence (ledger.Correct), while o holds

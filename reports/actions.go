@@ -32,13 +32,37 @@ func (s *Summary) actions() []string {
 	if !s.FileRecorded {
 		add("%s", s.partText())
 	}
-	if t := r.FailedButCharged; t.Rows > 0 {
+	// Once aopbatch reconcile has asked the provider about a row, the
+	// advice is what its answer leaves to do, not to ask.
+	var failedCharged, successNotKept askedRows
+	if s.recon != nil {
+		failedCharged, successNotKept = s.recon.failedCharged, s.recon.successNotKept
+	}
+	final, open := failedCharged.split()
+	if t := minus(r.FailedButCharged, failedCharged.total()); t.Rows > 0 {
 		add("%s recorded failed (%s) that the statement shows charged: do NOT send them again; aopbatch reconcile --statement FILE confirms each with the provider and records what it says",
 			rowsText(t.Rows), inr(t.AmountPaise))
 	}
-	if t := r.SuccessNotKept; t.Rows > 0 {
+	if t := final.total(); t.Rows > 0 {
+		add("%s recorded failed (%s) that the statement shows charged, which aopbatch reconcile asked the provider about (%s; the ledger is left as it is): do NOT send them again; take the statement line up with the provider (each row's answer is in reconciliation.csv)",
+			rowsText(t.Rows), inr(t.AmountPaise), final.text())
+	}
+	if t := open.total(); t.Rows > 0 {
+		add("%s recorded failed (%s) that the statement shows charged, which aopbatch reconcile asked the provider about (%s): do NOT send them again; run aopbatch reconcile --statement FILE again later to ask once more",
+			rowsText(t.Rows), inr(t.AmountPaise), open.text())
+	}
+	final, open = successNotKept.split()
+	if t := minus(r.SuccessNotKept, successNotKept.total()); t.Rows > 0 {
 		add("%s recorded success (%s) that the statement shows not kept (failed, or refunded to the wallet): the payees were not paid; aopbatch reconcile --statement FILE confirms and records it before anyone pays them again",
 			rowsText(t.Rows), inr(t.AmountPaise))
+	}
+	if t := final.total(); t.Rows > 0 {
+		add("%s recorded success (%s) that the statement shows not kept (failed, or refunded to the wallet), which aopbatch reconcile asked the provider about (%s; the ledger is left as it is): take the statement line up with the provider before anyone pays them again (each row's answer is in reconciliation.csv)",
+			rowsText(t.Rows), inr(t.AmountPaise), final.text())
+	}
+	if t := open.total(); t.Rows > 0 {
+		add("%s recorded success (%s) that the statement shows not kept (failed, or refunded to the wallet), which aopbatch reconcile asked the provider about (%s): pay no one again before aopbatch reconcile --statement FILE, run again later, has the provider's answer",
+			rowsText(t.Rows), inr(t.AmountPaise), open.text())
 	}
 	if t := r.ChargedNotSent; t.Rows > 0 {
 		add("%s charged on the statement (%s) that aopbatch never sent: find out who sent them before sending anything again",
@@ -94,6 +118,11 @@ func (s *Summary) actions() []string {
 		add("%s charged and refunded (%s returned to the wallet)", rowsText(c.Refunded), inr(amt.Refunded))
 	}
 	return a
+}
+
+// minus is t less u.
+func minus(t, u Tally) Tally {
+	return Tally{Rows: t.Rows - u.Rows, AmountPaise: t.AmountPaise - u.AmountPaise}
 }
 
 // codeMeanings are the provider's published response codes (SPEC section 1).

@@ -102,7 +102,7 @@ type Reconciliation struct {
 	// NetToRecoverPaise is what the provider kept beyond what the ledger
 	// paid, row by row: extra charges plus amounts charged above the
 	// ledger's, less amounts charged below it. Status disagreements are
-	// not in it: aopbatch reconcile confirms those with the provider first.
+	// not in it: aopbatch reconcile asks the provider about those.
 	NetToRecoverPaise int64 `json:"net_to_recover_paise"`
 	// Discrepancies lists the first rows of each category other than
 	// matched, not_sent, failed_not_in_statement and in_other_batch (at
@@ -162,6 +162,74 @@ type reconState struct {
 	// batch, the others reconciled with it (see ReconcileTogether).
 	countedIn  string
 	sharedWith []string
+	// failedCharged and successNotKept are the rows of
+	// Reconciliation.FailedButCharged and SuccessNotKept that aopbatch
+	// reconcile asked the provider about (Options.Asked), by answer.
+	failedCharged, successNotKept askedRows
+}
+
+// askedRows groups rows that aopbatch reconcile asked the provider about
+// by its answer, in the order first seen.
+type askedRows []askedGroup
+
+type askedGroup struct {
+	Asked
+	Tally
+}
+
+func (a *askedRows) add(x Asked, paise int64) {
+	for i := range *a {
+		if g := &(*a)[i]; g.Why == x.Why && g.Final == x.Final {
+			g.add(paise)
+			return
+		}
+	}
+	g := askedGroup{Asked: x}
+	g.add(paise)
+	*a = append(*a, g)
+}
+
+// split is the rows whose answer was final, and the others.
+func (a askedRows) split() (final, open askedRows) {
+	for _, g := range a {
+		if g.Final {
+			final = append(final, g)
+		} else {
+			open = append(open, g)
+		}
+	}
+	return final, open
+}
+
+// total is every row asked about.
+func (a askedRows) total() Tally {
+	var t Tally
+	for _, g := range a {
+		t.Rows += g.Rows
+		t.AmountPaise += g.AmountPaise
+	}
+	return t
+}
+
+// maxAnswersNamed bounds the answers an action names; reconciliation.csv
+// has each row's.
+const maxAnswersNamed = 3
+
+// text names the answers: "the provider has no record of this
+// referenceid", or with several "2 rows: ...; 1 row: ...".
+func (a askedRows) text() string {
+	if len(a) == 1 {
+		return a[0].Why
+	}
+	var parts []string
+	for i, g := range a {
+		if i == maxAnswersNamed {
+			parts = append(parts, fmt.Sprintf("%d other answers", len(a)-i))
+			break
+		}
+		parts = append(parts, rowsText(g.Rows)+": "+g.Why)
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (s *Summary) count(c Category) *int64 {
@@ -267,8 +335,14 @@ func (s *Summary) ReconcileTogether(ctx context.Context, l ledger.Reader, st *St
 		switch {
 		case d.Category == StatusMismatch && d.State == ledger.StateFailed && took:
 			rr.FailedButCharged.add(d.AmountPaise)
+			if a, ok := s.asked[d.Line]; ok {
+				rc.failedCharged.add(a, d.AmountPaise)
+			}
 		case d.Category == StatusMismatch && d.State == ledger.StateSuccess && (d.their == TheirFailed || d.their == TheirRefunded):
 			rr.SuccessNotKept.add(d.AmountPaise)
+			if a, ok := s.asked[d.Line]; ok {
+				rc.successNotKept.add(a, d.AmountPaise)
+			}
 		case d.Category == StatusMismatch && (d.State == ledger.StateQueued || d.State == ledger.StateHeld) && took:
 			rr.ChargedNotSent.add(d.StatementAmountPaise)
 			rc.queuedCharged++
@@ -377,6 +451,7 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 		pos, n := st.find(r.ReferenceID)
 		if n == 0 {
 			d.Category, d.Note = missing(r.State)
+			s.noteAsked(&d)
 			return fn(r, &d)
 		}
 		i := st.rep[st.byRef[pos]]
@@ -391,12 +466,12 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 		ok, note := statusMatches(r.State, e.status)
 		if ok && st.unsure[i] {
 			ok, note = false, "the statement's lines for this referenceid leave unsure whether money was kept "+
-				"(a charge and a refund no txnid ties together, or one transaction both charged and failed): reconcile asks the provider"
+				"(a charge and a refund no txnid ties together, or one transaction both charged and failed)"+asksProvider
 		}
 		if s := st.shortEntry(pos, n); ok && s != nil {
 			// A value missing in the middle shifts the rest: its status may
 			// be another column's.
-			ok, note = false, fmt.Sprintf("the statement's line %d for this referenceid has cells missing, so its values may be under the wrong columns: reconcile asks the provider", s.line)
+			ok, note = false, fmt.Sprintf("the statement's line %d for this referenceid has cells missing, so its values may be under the wrong columns", s.line)+asksProvider
 		}
 		switch {
 		case !ok:
@@ -416,6 +491,7 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 			}
 			d.Note += fmt.Sprintf("refid is on the statement %d times", n)
 		}
+		s.noteAsked(&d)
 		return fn(r, &d)
 	})
 	if err != nil {
@@ -475,6 +551,30 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 		}
 	}
 	return nil
+}
+
+// asksProvider ends the note of a row only the provider can settle, until
+// aopbatch reconcile has asked it (noteAsked).
+const asksProvider = ": reconcile asks the provider"
+
+// noteAsked adds to a disputed row's note what the provider answered
+// aopbatch reconcile about it, in place of the advice to ask.
+func (s *Summary) noteAsked(d *Discrepancy) {
+	a, ok := s.asked[d.Line]
+	if !ok || d.Category == Matched || d.Category == NotSent || d.Category == FailedNotInStatement {
+		return
+	}
+	note := strings.Replace(d.Note, asksProvider, "", 1)
+	if note != "" {
+		note += "; "
+	}
+	note += "aopbatch reconcile asked the provider: " + a.Why
+	if a.To != "" {
+		note += fmt.Sprintf("; recorded %s with the enquiry as evidence", a.To)
+	} else {
+		note += "; the ledger is left as it is"
+	}
+	d.Note = note
 }
 
 // findInOtherBatches marks the statement entries (each refid's rep, see

@@ -22,6 +22,27 @@ type Options struct {
 	// Location, when set, is the time zone every time is shown in
 	// (report --tz Asia/Kolkata); nil keeps Now's.
 	Location *time.Location
+	// Asked is what aopbatch reconcile learnt from the provider about
+	// the rows a statement disputes, by line; non-nil once it has asked
+	// (about none, maybe). A reconciled report then says what the
+	// provider answered instead of advising to ask it.
+	Asked map[int]Asked
+}
+
+// Asked is the provider's answer to aopbatch reconcile about one row a
+// statement disputes.
+type Asked struct {
+	// Why is what the answer means for the row, for a person: "the
+	// provider confirms success, as the ledger has it".
+	Why string
+	// Final is true when the answer is the provider's last word on the
+	// row (a final status, or no record of it); false when it had the
+	// row pending or gave no usable answer, and asking again may tell
+	// more.
+	Final bool
+	// To is the state the ledger was corrected to; empty when it was
+	// left as it was.
+	To ledger.State
 }
 
 // Limits on the lists the summary carries, so it stays small for any batch;
@@ -308,6 +329,7 @@ type Summary struct {
 	header []string
 	loc    *time.Location
 	recon  *reconState
+	asked  map[int]Asked // Options.Asked
 	// stopCode is the code of the account-stop answer (accountStops) the
 	// batch's last run stopped on, or 0: rows left unsent then wait for
 	// that fix, not only for a rerun.
@@ -381,6 +403,7 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 		seq:          b.Seq,
 		header:       b.Header,
 		loc:          t.Location(),
+		asked:        o.Asked,
 	}
 	s.Reconciliation.Discrepancies = []Discrepancy{}
 	// Read first: a run that ends while the rows are read changed them.

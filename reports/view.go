@@ -237,6 +237,9 @@ func (s *Summary) reconView() *reconView {
 	}
 	rv.DiffExplain = "difference = statement minus ledger: positive, the provider shows more charged than the ledger says it paid; negative, less. Repeated statement lines count: a double charge is money too."
 	rv.NetExplain = "net to recover = extra charges (repeated lines) plus amounts charged above the ledger's, less amounts charged below it: what to claim from the provider. Rows whose status disagrees are not in it: aopbatch reconcile confirms them with the provider first."
+	if s.asked != nil {
+		rv.NetExplain = "net to recover = extra charges (repeated lines) plus amounts charged above the ledger's, less amounts charged below it: what to claim from the provider. Rows whose status disagrees are not in it: aopbatch reconcile has asked the provider about each it sent, and recorded what the provider confirmed; each row's answer is in reconciliation.csv."
+	}
 	t := r.StatementTotals
 	rv.StatementTotals = []catView{
 		{"lines", t.Lines, inr(t.AmountPaise())},

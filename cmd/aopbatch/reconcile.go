@@ -190,6 +190,10 @@ func coveredBatches(ctx context.Context, l ledger.Store, st *reports.Statement, 
 // this run, in order (see reports.ReconcileTogether).
 func reconcileBatch(ctx context.Context, l ledger.Store, p batch.Prober, b ledger.Batch, together []string, st *reports.Statement, opts reports.Options,
 	conn connFlags, leaseTTL time.Duration, dir string, stdout io.Writer) (int, error) {
+	// The reports say what the provider answered about each row asked
+	// (below), and advise asking it about none: with no row to ask, it
+	// was asked about every row it can settle.
+	opts.Asked = map[int]reports.Asked{}
 	assess := func() (*reports.Summary, []reports.Disputed, error) {
 		s, err := reports.Build(ctx, l, b, opts)
 		if err != nil {
@@ -214,7 +218,6 @@ func reconcileBatch(ctx context.Context, l ledger.Store, p batch.Prober, b ledge
 	fmt.Fprintf(stdout, "batch %s: %d %s with the statement; asking the provider about %d %s\n", b.ID,
 		len(disputes), plural(len(disputes), "disagreement", "disagreements"), len(rows), plural(len(rows), "row", "rows"))
 	answers := map[int]batch.Confirmation{}
-	recorded := false
 	if len(rows) > 0 {
 		// The lease is held while the ledger is written, as resolve does:
 		// no run of the batch may move these rows meanwhile. The enquiries
@@ -237,15 +240,16 @@ func reconcileBatch(ctx context.Context, l ledger.Store, p batch.Prober, b ledge
 		}
 		for _, c := range confirmed {
 			answers[c.Line] = c
+			opts.Asked[c.Line] = reports.Asked{Why: c.Why, Final: c.Final(), To: c.To}
 			if c.To != "" {
-				recorded = true
 				fmt.Fprintf(stdout, "  line %d %s: %s -> %s: %s (recorded with the enquiry as evidence)\n", c.Line, c.ReferenceID, c.From, c.To, c.Why)
 			}
 		}
 	}
 	left := disputes
-	if recorded {
-		// Reconciled again: what the provider confirmed now agrees.
+	if len(rows) > 0 {
+		// Reconciled again: what the provider confirmed now agrees, and
+		// the rest carry its answer.
 		if s, left, err = assess(); err != nil {
 			return 0, err
 		}

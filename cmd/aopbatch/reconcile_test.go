@@ -578,3 +578,83 @@ func TestReconcileCountsAStatementLineOfNoBatchOnce(t *testing.T) {
 			r.MissingInLedger, r.ChargedNotSent.AmountPaise, r.AmountsPaise[reports.CountedInOtherBatch])
 	}
 }
+
+// Review: reconcile asks the provider about every row the statement
+// disputes, yet its own reports still advised "aopbatch reconcile
+// --statement FILE confirms each with the provider" for the rows it had
+// just asked about. After it has asked, they say what the provider
+// answered and what finance does next: here the provider confirms the
+// ledger (a success the statement shows failed) or has no record (a
+// decline the statement shows charged), so the statement line is taken
+// up with the provider.
+func TestReconcileReportSaysWhatTheProviderAnswered(t *testing.T) {
+	sb := newRecordingSandbox(t, func(c *aoptest.Config) { c.DownOperators = []int64{27} })
+	dir := t.TempDir()
+	db, in := filepath.Join(dir, "l.db"), filepath.Join(dir, "in.csv")
+	rows := goodRows(6, "RA")
+	for i := range rows {
+		rows[i].operator = "311"
+	}
+	rows[3].operator = "27" // declined: operator down
+	writeCSV(t, in, rows)
+	if p := aopbatch(t, nil, runArgs(in, db, sb.URL, "--hold-after", "5")...); p.code != 2 {
+		t.Fatalf("run: exit %d, want 2 (one row failed)\n%s", p.code, p.stderr)
+	}
+	// The statement shows a success as failed, and the decline charged;
+	// the provider says otherwise of both.
+	statement := filepath.Join(dir, "statement.csv")
+	var forged []string
+	for _, line := range strings.Split(strings.TrimSuffix(fetchStatement(t, sb.URL, statement), "\n"), "\n") {
+		if f := strings.Split(line, ","); f[0] == rows[1].ref {
+			f[3] = "0"
+			line = strings.Join(f, ",")
+		}
+		forged = append(forged, line)
+	}
+	forged = append(forged, rows[3].ref+",TXFAKE,"+rows[3].amount+",1,0,OPFAKE,"+time.Now().UTC().Format(time.RFC3339))
+	if err := os.WriteFile(statement, []byte(strings.Join(forged, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "recon")
+	p := aopbatch(t, nil, "reconcile", "--statement", statement, "--ledger", db, "--base-url", sb.URL, "--registration-id", "AOP-554",
+		"--rate", "0", "--out", out)
+	if p.code != 2 {
+		t.Fatalf("reconcile: exit %d, want 2\nstdout:\n%s\nstderr:\n%s", p.code, p.stdout, p.stderr)
+	}
+	s := readSummary(t, filepath.Join(out, "report.json"))
+	if r := s.Reconciliation; r.FailedButCharged.Rows != 1 || r.SuccessNotKept.Rows != 1 {
+		t.Fatalf("failed but charged %d, success not kept %d, want 1 and 1 (the provider changed neither)", r.FailedButCharged.Rows, r.SuccessNotKept.Rows)
+	}
+	md, err := os.ReadFile(filepath.Join(out, "summary.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recon, err := os.ReadFile(filepath.Join(out, "reconciliation.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{"summary.md": string(md), "report.json actions": strings.Join(s.Attention.Actions, "\n")} {
+		if strings.Contains(text, "aopbatch reconcile --statement FILE confirms") || strings.Contains(text, "aopbatch reconcile confirms") {
+			t.Errorf("%s advises to run reconcile, which has just asked:\n%s", name, text)
+		}
+	}
+	for _, want := range []string{
+		"(the provider has no record of this referenceid; the ledger is left as it is): do NOT send them again; take the statement line up with the provider",
+		"(the provider confirms success, as the ledger has it; the ledger is left as it is): take the statement line up with the provider",
+	} {
+		if !strings.Contains(strings.Join(s.Attention.Actions, "\n"), want) {
+			t.Errorf("report.json actions do not say %q:\n%s", want, strings.Join(s.Attention.Actions, "\n"))
+		}
+	}
+	for _, ref := range []string{rows[1].ref, rows[3].ref} {
+		var line string
+		for _, l := range strings.Split(string(recon), "\n") {
+			if strings.Contains(l, ref) {
+				line = l
+			}
+		}
+		if !strings.Contains(line, "aopbatch reconcile asked the provider") {
+			t.Errorf("reconciliation.csv does not give the provider's answer for %s: %q", ref, line)
+		}
+	}
+}
