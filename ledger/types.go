@@ -138,6 +138,11 @@ type Row struct {
 	ProviderTxnID string
 	FirstSent     time.Time // zero when never sent
 	Updated       time.Time
+	// InFlightSince is when a run last took the row in flight (its
+	// dispatch, claim or mark), for a row in StateInflight as EachRow
+	// reads it; zero for every other row, and from the other reads. A
+	// row dispatched for its first send has no FirstSent yet.
+	InFlightSince time.Time
 }
 
 // StoredRequest is the request body a store keeps for r: its Request, or

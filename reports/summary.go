@@ -235,7 +235,8 @@ func (g *RiskGroup) finish() {
 func (a AtRisk) Rows() int64 { return a.OutcomeUnknown.Rows + a.NotYetSent.Rows }
 
 // AtRiskRow is one unsettled row and how long it has been so: since it was
-// first sent, or since the batch was created when it never was.
+// first sent, or taken in flight by a run (dispatched, claimed), or since
+// the batch was created when it never was.
 type AtRiskRow struct {
 	Line              int          `json:"line"`
 	ReferenceID       string       `json:"referenceid"`
@@ -462,9 +463,16 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 		c.AmountPaise += r.AmountPaise
 
 		if !r.State.Final() {
+			// Sent rows are at risk since their first send, a row in
+			// flight for the first time since its run took it (a
+			// dispatch records that before any request goes), and rows
+			// never sent since the batch was recorded.
 			since := b.Created
-			if !r.FirstSent.IsZero() {
+			switch {
+			case !r.FirstSent.IsZero():
 				since = r.FirstSent
+			case !r.InFlightSince.IsZero():
+				since = r.InFlightSince
 			}
 			ar := AtRiskRow{
 				Line: r.Line, ReferenceID: r.ReferenceID, Operator: r.Operator, CANumber: s.mask(r.CANumber),

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aopbatch/aopbatch/ledger"
 )
@@ -447,3 +448,33 @@ func (s suite) testBatchesWithContent(t *testing.T) {
 
 // ref12 is a 12-character referenceid prefix: kind, '-', id padded with dots.
 func ref12(kind, id string) string { return fmt.Sprintf("%.12s", kind+"-"+id+"............") }
+
+// testEachRowInFlightSince: EachRow says when a run took each row in flight
+// (a dispatch, or a mark), so that a report read the morning after shows
+// how long they have really been in flight; no other row has the time.
+func (s suite) testEachRowInFlightSince(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClock()
+	l := s.open(t, Options{Now: c.now})
+	b := seedRows(t, l, "f", 4) // lines 2..5
+	c.advance(10 * time.Hour)
+	w := newWriter(t, l, b.Seq)
+	dispatched := c.now()
+	dispatch(t, w, 2, 3)
+	c.advance(time.Minute)
+	marked := c.now()
+	markInflight(t, w, 4)
+	c.advance(time.Minute)
+	record(t, w, ledger.Update{Line: 3, To: ledger.StateSuccess, Code: 1, Message: "ok"})
+	flush(t, w)
+	want := map[int]time.Time{2: dispatched, 4: marked}
+	if err := l.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
+		if !r.InFlightSince.Equal(want[r.Line]) {
+			t.Errorf("line %d (%s): in flight since %v, want %v", r.Line, r.State, r.InFlightSince, want[r.Line])
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

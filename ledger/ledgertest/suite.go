@@ -53,6 +53,7 @@ func Exercise(t *testing.T, newDB func(t *testing.T) DB) {
 		{"Page", s.testPage},
 		{"Queued", s.testQueued},
 		{"CountsAnyEachRow", s.testCountsAnyEachRow},
+		{"EachRowInFlightSince", s.testEachRowInFlightSince},
 		{"RecoverInflight", s.testRecoverInflight},
 		{"Move", s.testMove},
 		{"BatchResolve", s.testBatchResolve},

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -96,18 +97,23 @@ func (s *Store) EachRow(ctx context.Context, seq int64, fn func(*ledger.Row) err
 func (s *Store) rowPage(ctx context.Context, seq int64, after, limit int) ([]ledger.Row, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, `SELECT `+sqlrow.RowCols+` FROM rows WHERE batch = $1 AND line > $2 ORDER BY line LIMIT $3`, seq, after, limit)
+	rows, err := s.pool.Query(ctx, `SELECT `+sqlrow.RowCols+`, claimed_ms FROM rows WHERE batch = $1 AND line > $2 ORDER BY line LIMIT $3`, seq, after, limit)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var (
-		buf []ledger.Row
-		r   ledger.Row
+		buf     []ledger.Row
+		r       ledger.Row
+		claimed sql.NullInt64
 	)
 	for rows.Next() {
-		if err := sqlrow.Row(rows, &r); err != nil {
+		if err := sqlrow.Row(rows, &r, &claimed); err != nil {
 			return nil, err
+		}
+		// A dispatch, a claim and a mark each set claimed_ms.
+		if r.State == ledger.StateInflight && claimed.Valid {
+			r.InFlightSince = time.UnixMilli(claimed.Int64)
 		}
 		buf = append(buf, r)
 	}

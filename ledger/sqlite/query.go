@@ -74,23 +74,33 @@ func (l *Store) dispatchedQueued(ctx context.Context, seq int64) (ledger.Tally, 
 }
 
 // inFlight returns the lines of batch seq that are queued in the table but
-// covered by a dispatch: a run is sending them, or died while it might
-// have. Readers show them as inflight, never as queued: "queued" tells a
-// person the row was never sent, and exporting it for a resubmission under
-// a new referenceid could pay it twice. Nil when the batch has no dispatch.
-func (l *Store) inFlight(ctx context.Context, seq int64) (bitset, error) {
-	rs, err := l.r.QueryContext(ctx, `SELECT line FROM rows WHERE batch = ?1 AND +state = 'queued' AND line IN `+dispatchedLines, seq)
+// covered by a dispatch, with when the latest dispatch of each was made: a
+// run is sending them, or died while it might have. Readers show them as
+// inflight, never as queued: "queued" tells a person the row was never
+// sent, and exporting it for a resubmission under a new referenceid could
+// pay it twice. Nil when the batch has no dispatch. They are the rows a run
+// has in flight, a few thousand at most, and the walk of the dispatched
+// lines is the one the lines alone took.
+func (l *Store) inFlight(ctx context.Context, seq int64) (map[int]int64, error) {
+	rs, err := l.r.QueryContext(ctx, `SELECT rows.line, x.at
+		FROM (SELECT j.value AS line, max(d.at_ms) AS at FROM dispatches d, json_each(d.lines) j
+			WHERE d.batch = ?1 GROUP BY j.value) AS x, rows
+		WHERE rows.batch = ?1 AND rows.line = x.line AND +rows.state = 'queued'`, seq)
 	if err != nil {
 		return nil, fmt.Errorf("read dispatched rows: %w", err)
 	}
 	defer rs.Close()
-	var set bitset
+	var set map[int]int64
 	for rs.Next() {
 		var line int
-		if err := rs.Scan(&line); err != nil {
+		var at int64
+		if err := rs.Scan(&line, &at); err != nil {
 			return nil, fmt.Errorf("read dispatched rows: %w", err)
 		}
-		set.set(line)
+		if set == nil {
+			set = map[int]int64{}
+		}
+		set[line] = at
 	}
 	return set, rs.Err()
 }
@@ -162,8 +172,11 @@ func (l *Store) EachRow(ctx context.Context, seq int64, fn func(*ledger.Row) err
 		if err := sqlrow.Row(rs, &r); err != nil {
 			return fmt.Errorf("read rows: %w", err)
 		}
-		if r.State == ledger.StateQueued && set.has(r.Line) {
-			r.State = ledger.StateInflight
+		switch at, ok := set[r.Line]; {
+		case r.State == ledger.StateQueued && ok:
+			r.State, r.InFlightSince = ledger.StateInflight, time.UnixMilli(at)
+		case r.State == ledger.StateInflight:
+			r.InFlightSince = r.Updated // a mark sets it
 		}
 		if err := fn(&r); err != nil {
 			return err

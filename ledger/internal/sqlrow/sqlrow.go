@@ -44,8 +44,10 @@ func Header(h []string) string {
 const RowCols = `batch, line, referenceid, operator, canumber, amount_paise, request, raw, state, response_code,
 	message, error_code, error_column, attempts, provider_txnid, first_sent_ms, updated_ms`
 
-// Row reads a row selected with RowCols into r, every field set.
-func Row(sc Scanner, r *ledger.Row) error {
+// Row reads a row selected with RowCols into r, every field set but
+// InFlightSince (zeroed), which the store reads its own way; extra are
+// destinations for the columns selected after RowCols.
+func Row(sc Scanner, r *ledger.Row, extra ...any) error {
 	var (
 		raw       sql.NullString
 		code      sql.NullInt64
@@ -53,8 +55,9 @@ func Row(sc Scanner, r *ledger.Row) error {
 		updated   int64
 		state     string
 	)
-	if err := sc.Scan(&r.Batch, &r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request, &raw,
-		&state, &code, &r.Message, &r.ErrorCode, &r.ErrorColumn, &r.Attempts, &r.ProviderTxnID, &firstSent, &updated); err != nil {
+	dest := []any{&r.Batch, &r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request, &raw,
+		&state, &code, &r.Message, &r.ErrorCode, &r.ErrorColumn, &r.Attempts, &r.ProviderTxnID, &firstSent, &updated}
+	if err := sc.Scan(append(dest, extra...)...); err != nil {
 		return err
 	}
 	r.State = ledger.State(state)
@@ -71,6 +74,7 @@ func Row(sc Scanner, r *ledger.Row) error {
 		r.FirstSent = time.UnixMilli(firstSent.Int64)
 	}
 	r.Updated = time.UnixMilli(updated)
+	r.InFlightSince = time.Time{}
 	return nil
 }
 
