@@ -141,6 +141,9 @@ type StopError struct {
 	// Before is the stop that ended the sending, when this one ended the
 	// status enquiries after it (EnquireAfterStop).
 	Before *StopError
+	// TakenOver: another process took the batch's lease (StopLease), and
+	// runs the batch now.
+	TakenOver bool
 }
 
 func (e *StopError) Error() string {
@@ -957,7 +960,7 @@ func (e *Engine) record(w ledger.Writer, u ledger.Update) {
 func (e *Engine) ledgerFailed(err error) {
 	if errors.Is(err, ledger.ErrLeaseLost) {
 		e.stop(&StopError{Reason: StopLease, Detail: "another aopbatch took this batch over while this run was paused or stalled",
-			Hint: "let that run finish; run again afterwards if rows are left"})
+			Hint: "let that run finish; run again afterwards if rows are left", TakenOver: true})
 		return
 	}
 	e.stop(&StopError{Reason: StopLedger, Detail: err.Error(), Hint: "check " + e.ledgerPlace() + "; rows in flight will be checked on the next run"})

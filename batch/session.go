@@ -113,7 +113,7 @@ func (s *Session) Start(ctx context.Context, eng *Engine) {
 			}
 		}
 	}, func(err error) {
-		eng.Stop(&StopError{Reason: StopLease, Detail: err.Error(), Hint: "another aopbatch took over this batch"})
+		eng.Stop(&StopError{Reason: StopLease, Detail: err.Error(), Hint: "another aopbatch took over this batch", TakenOver: true})
 	})
 }
 

@@ -25,6 +25,10 @@ type RunFigures struct {
 	// finished with rows failed, refunded, rejected or in conflict, 3
 	// not finished (stopped, interrupted, taken over, rows unsettled).
 	ExitCode int
+	// TakenOver: the run stopped because another process took the
+	// batch over (paused or stalled past its lease); the batch's figures
+	// are then a moment of that process's run.
+	TakenOver bool
 }
 
 // WriteMetricsWithRun writes what WriteMetrics writes, and the run's
@@ -77,5 +81,11 @@ func (r RunFigures) writeMetrics(w io.Writer, batch string) error {
 	p.family("aopbatch_run_in_flight", "gauge", "Requests in flight in the last run: the most at once, and the cap.")
 	p.sample("aopbatch_run_in_flight", itoa(int64(r.PeakInFlight)), "kind", "peak")
 	p.sample("aopbatch_run_in_flight", itoa(int64(r.InFlightCap)), "kind", "cap")
+	taken := int64(0)
+	if r.TakenOver {
+		taken = 1
+	}
+	p.family("aopbatch_run_taken_over", "gauge", "1 when the last run stopped because another process took the batch over: that process runs it now.")
+	p.sample("aopbatch_run_taken_over", itoa(taken))
 	return p.err
 }

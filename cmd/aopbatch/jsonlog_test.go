@@ -78,6 +78,9 @@ func TestJSONLogsAreJSONOnly(t *testing.T) {
 			if sum["reports"] != rep {
 				t.Errorf("summary reports %v, want %s", sum["reports"], rep)
 			}
+			if sum["taken_over"] != false || sum["running"] != nil {
+				t.Errorf("summary taken_over %v, running %v: want false and none (no other process)", sum["taken_over"], sum["running"])
+			}
 			if tc.wantCode == 3 && !strings.Contains(fmt.Sprint(sum["error"]), "wallet") {
 				t.Errorf("summary error %v, want the stop named", sum["error"])
 			}

@@ -133,6 +133,9 @@ type endReports struct {
 	// exitCode is the run's exit code when its reports are written: the
 	// metrics file is written last, after any failure that would change it.
 	exitCode int
+	// takenOver: the run stopped because another process took the batch
+	// over, for the metrics file.
+	takenOver bool
 }
 
 func (r *endReports) register(fs *flag.FlagSet) {
@@ -232,7 +235,7 @@ func (r endReports) write(ctx context.Context, l ledger.Store, b ledger.Batch, s
 		write := func() error { return reports.WriteMetrics(r.metrics, s) }
 		if r.run != nil {
 			f := runFigures(*r.run)
-			f.ExitCode = r.exitCode
+			f.ExitCode, f.TakenOver = r.exitCode, r.takenOver
 			write = func() error { return reports.WriteMetricsWithRun(r.metrics, s, f) }
 		}
 		if err := write(); err != nil {

@@ -452,6 +452,7 @@ func finish(ctx context.Context, l ledger.Store, b ledger.Batch, runErr error, r
 	}
 	rep.run = run
 	rep.exitCode = codeOf(endOf(ctx, counts, runErr, nil))
+	rep.takenOver = takenOver(runErr)
 	repErr := rep.write(bg, l, b, text)
 	if repErr != nil {
 		reportsFailed(logs, log, stderr, repErr)
@@ -462,9 +463,30 @@ func finish(ctx context.Context, l ledger.Store, b ledger.Batch, runErr error, r
 		if run != nil {
 			extra = append(extra, "run", runJSON(*run))
 		}
+		// As the error says in words: the counts are a moment of the
+		// other process's run, not where this one left the batch.
+		extra = append(extra, "taken_over", rep.takenOver)
+		if rs, err := changing(bg, l, b, counts); err == nil && len(rs) > 0 {
+			extra = append(extra, "running", runnersJSON(rs))
+		}
 		printJSONSummary(stdout, b, counts, codeOf(end), errText(end), extra...)
 	}
 	return end
+}
+
+// takenOver says whether the run stopped because another process took
+// its batch over.
+func takenOver(err error) bool {
+	var stop *batch.StopError
+	if !errors.As(err, &stop) {
+		return errors.Is(err, ledger.ErrLeaseLost)
+	}
+	for ; stop != nil; stop = stop.Before {
+		if stop.TakenOver {
+			return true
+		}
+	}
+	return false
 }
 
 // endOf picks how a run that got as far as sending ends: its error and

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -868,4 +869,68 @@ func TestLedgerRemovedMidReconcileIsNotSuccess(t *testing.T) {
 	fetchStatement(t, sb.URL, statement)
 	removedWhileAsking(t, sb.Server, dir, []string{"reconcile", "--statement", statement, "--ledger", db, "--base-url", sb.URL,
 		"--registration-id", "AOP-554", "--rate", "10", "--out", filepath.Join(t.TempDir(), "recon")})
+}
+
+// Review: a run paused past its lease and taken over exits 3 saying it
+// lost the lease, but its --log-format json summary and its
+// --metrics-file showed its mid-run counts as if nothing else were
+// running the batch: a monitor reading them took them for the batch's
+// state. Both say another process is running it.
+func TestPausedRunTakenOverSaysSoInJSON(t *testing.T) {
+	sb := sandbox(t, func(c *aoptest.Config) { c.Latency = 400 * time.Millisecond })
+	db, csvPath := batchFiles(t)
+	rows := goodRows(12, "J")
+	writeCSV(t, csvPath, rows)
+	metrics := filepath.Join(t.TempDir(), "a.prom")
+	args := func(workers string, extra ...string) []string {
+		return runArgs(csvPath, db, sb.URL, append([]string{"--workers", workers, "--lease-ttl", "1s", "--timeout", "20s", "--resolve-timeout", "20s"}, extra...)...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	a := aopbatchCmd(ctx, nil, args("2", "--log-format", "json", "--metrics-file", metrics)...)
+	var aout, aerr bytes.Buffer
+	a.Stdout, a.Stderr = &aout, &aerr
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Process.Kill() })
+	waitRecharges(t, sb, 2)
+	_ = a.Process.Signal(syscall.SIGSTOP)
+	time.Sleep(1500 * time.Millisecond) // past A's lease
+
+	b, berr := startRun(t, args("8"))
+	for before := sb.Stats().Enquiries; sb.Stats().Enquiries == before; {
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = a.Process.Signal(syscall.SIGCONT)
+	_ = a.Wait()
+	if code := a.ProcessState.ExitCode(); code != 3 {
+		t.Fatalf("paused run: exit %d, want 3\n%s", code, aerr.String())
+	}
+	var sum struct {
+		ExitCode  int            `json:"exit_code"`
+		Error     string         `json:"error"`
+		Counts    map[string]int `json:"counts"`
+		TakenOver *bool          `json:"taken_over"`
+	}
+	if err := json.Unmarshal(aout.Bytes(), &sum); err != nil {
+		t.Fatalf("summary: %v\n%s", err, aout.String())
+	}
+	if sum.ExitCode != 3 || sum.Counts == nil {
+		t.Errorf("summary keeps its fields: exit_code %d, counts %v", sum.ExitCode, sum.Counts)
+	}
+	if sum.TakenOver == nil || !*sum.TakenOver {
+		t.Errorf("summary does not say another process took the batch over:\n%s", aout.String())
+	}
+	prom, err := os.ReadFile(metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(prom), "aopbatch_run_taken_over 1") {
+		t.Errorf("metrics do not say the batch was taken over:\n%s", prom)
+	}
+	if err := b.Wait(); err != nil {
+		t.Errorf("rerun: %v\n%s", err, berr.String())
+	}
+	wantOnce(t, rows, "sent", sb.Requests)
 }

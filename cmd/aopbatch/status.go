@@ -45,11 +45,6 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		Rows  int64 `json:"rows"`
 		Paise int64 `json:"amount_paise"`
 	}
-	type runnerJSON struct {
-		Host       string `json:"host"`
-		PID        int    `json:"pid"`
-		LeaseUntil string `json:"lease_until"`
-	}
 	type batchJSON struct {
 		Batch      string               `json:"batch"`
 		Source     string               `json:"source"`
@@ -86,9 +81,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		for _, s := range ledger.States {
 			bj.States[string(s)] = stateJSON{Rows: c[s].Rows, Paise: c[s].Paise}
 		}
-		for _, r := range rs {
-			bj.Running = append(bj.Running, runnerJSON{Host: r.Host, PID: r.PID, LeaseUntil: r.Until.UTC().Format(time.RFC3339)})
-		}
+		bj.Running = runnersJSON(rs)
 		out = append(out, bj)
 	}
 	if format == "json" {
@@ -153,6 +146,23 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			batch.FormatRupees(bj.States["success"].Paise))
 	}
 	return tw.Flush()
+}
+
+// runnerJSON is a process running a batch, in status --format json and
+// the run summary.
+type runnerJSON struct {
+	Host       string `json:"host"`
+	PID        int    `json:"pid"`
+	LeaseUntil string `json:"lease_until"`
+}
+
+// runnersJSON is rs for JSON output; nil for none.
+func runnersJSON(rs []ledger.Runner) []runnerJSON {
+	var out []runnerJSON
+	for _, r := range rs {
+		out = append(out, runnerJSON{Host: r.Host, PID: r.PID, LeaseUntil: r.Until.UTC().Format(time.RFC3339)})
+	}
+	return out
 }
 
 // age renders how old a batch is the way a person reads it: "45m", "7h",
