@@ -93,6 +93,27 @@ func NewOwner(id string) Owner {
 	return Owner{ID: id, Host: h, PID: os.Getpid()}
 }
 
+// Process returns the process o names: what the attempts log records of
+// each request o's run makes.
+func (o Owner) Process() Process { return Process{Host: o.Host, PID: o.PID} }
+
+// Process is the process that made a request, as its run's Owner names it:
+// on a shared ledger, which host sent or enquired a row. The zero value is
+// a process not known: an attempt logged before the ledger recorded who
+// made it.
+type Process struct {
+	Host string
+	PID  int
+}
+
+// String names p for messages: "pid 41 on hostA", "" when not known.
+func (p Process) String() string {
+	if p == (Process{}) {
+		return ""
+	}
+	return fmt.Sprintf("pid %d on %s", p.PID, p.Host)
+}
+
 // Runner is a process holding a live lease on a batch: one that may be
 // changing its rows while they are read.
 type Runner struct {
@@ -226,6 +247,11 @@ type AttemptRow struct {
 	Line int
 	Attempt
 	State State
+	// Process made the request: the owner of the writer that logged it
+	// (of the Correct, for evidence); the zero Process when not known.
+	// A store keeps it as a reference to a small table of processes, not
+	// per attempt.
+	Process Process
 }
 
 // Tally is a count of rows and their amount.

@@ -66,7 +66,8 @@ func (s suite) testCorrect(t *testing.T) {
 	if err := l.EachAttempt(ctx, b.Seq, func(a *ledger.AttemptRow) error { logged = append(logged, *a); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if len(logged) != 2 || logged[0].Line != 2 || logged[0].State != ledger.StateSuccess || logged[0].Message != ev.Message || !logged[0].At.Equal(at) {
+	if len(logged) != 2 || logged[0].Line != 2 || logged[0].State != ledger.StateSuccess || logged[0].Message != ev.Message || !logged[0].At.Equal(at) ||
+		logged[0].Process != o.Process() {
 		t.Errorf("evidence logged: %+v", logged)
 	}
 

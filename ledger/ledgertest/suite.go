@@ -63,6 +63,7 @@ func Exercise(t *testing.T, newDB func(t *testing.T) DB) {
 		{"CopyCutShortHoldsItsRefs", s.testCopyCutShortHoldsItsRefs},
 		{"CopyCutShortOlderSource", s.testCopyCutShortOlderSource},
 		{"Correct", s.testCorrect},
+		{"AttemptsNameTheirProcess", s.testAttemptsNameTheirProcess},
 		{"Archive", s.testArchive},
 		{"Claim", s.testClaim},
 		{"DropUnsent", s.testDropUnsent},

@@ -36,7 +36,7 @@ func (s suite) testWriterSuccess(t *testing.T) {
 		got.ProviderTxnID != "TXN123" || got.Attempts != 1 || !got.FirstSent.Equal(sent) || !got.Updated.Equal(at) {
 		t.Errorf("row = %+v, want success code 1 txn TXN123 attempts 1 first sent %v updated %v", got, sent, at)
 	}
-	want := []ledger.AttemptRow{{Line: 2, Attempt: *a, State: ledger.StateSuccess}}
+	want := []ledger.AttemptRow{{Line: 2, Attempt: *a, State: ledger.StateSuccess, Process: testOwner.Process()}}
 	if gotA := attempts(t, l, b.Seq); !reflect.DeepEqual(gotA, want) {
 		t.Errorf("attempts = %+v, want %+v", gotA, want)
 	}
@@ -109,7 +109,7 @@ func (s suite) testWriterLogsEveryAttemptOfAGroupInOrder(t *testing.T) {
 			a.Code = -1 // no provider code: stored as NULL
 		}
 		record(t, w, u)
-		want = append(want, ledger.AttemptRow{Line: line, Attempt: a, State: st})
+		want = append(want, ledger.AttemptRow{Line: line, Attempt: a, State: st, Process: testOwner.Process()})
 	}
 	flush(t, w)
 	if got := attempts(t, l, b.Seq); !reflect.DeepEqual(got, want) {
@@ -134,7 +134,7 @@ func (s suite) testWriterAttemptOnly(t *testing.T) {
 	if got := getRow(t, l, b.Seq, 2); !reflect.DeepEqual(got, before) {
 		t.Errorf("row changed:\n got %+v\nwant %+v", got, before)
 	}
-	want := []ledger.AttemptRow{{Line: 2, Attempt: a, State: ledger.StateInflight}}
+	want := []ledger.AttemptRow{{Line: 2, Attempt: a, State: ledger.StateInflight, Process: testOwner.Process()}}
 	if got := attempts(t, l, b.Seq); !reflect.DeepEqual(got, want) {
 		t.Errorf("attempts = %+v, want %+v", got, want)
 	}

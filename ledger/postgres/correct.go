@@ -47,9 +47,14 @@ func (s *Store) Correct(ctx context.Context, seq int64, o ledger.Owner, c ledger
 	if a.At.IsZero() {
 		at = now
 	}
+	process, err := processID(ctx, tx, o.Process())
+	if err != nil {
+		return fmt.Errorf("correct line %d: log evidence: %w", c.Line, err)
+	}
 	if _, err := tx.Exec(ctx, `INSERT INTO attempts
-		(batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		seq, c.Line, a.Kind, at, a.Latency.Milliseconds(), a.HTTPStatus, nullCode32(a.Code), a.Class, string(c.To), a.Message); err != nil {
+		(batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message, process)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		seq, c.Line, a.Kind, at, a.Latency.Milliseconds(), a.HTTPStatus, nullCode32(a.Code), a.Class, string(c.To), a.Message, process); err != nil {
 		return fmt.Errorf("correct line %d: log evidence: %w", c.Line, err)
 	}
 	if err := tx.Commit(ctx); err != nil {

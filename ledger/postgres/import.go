@@ -197,17 +197,27 @@ func (im *batchImport) Rows(ctx context.Context, rows []ledger.Row) error {
 
 // Attempts implements ledger.BatchImport.
 func (im *batchImport) Attempts(ctx context.Context, as []ledger.AttemptRow) error {
-	src := make([][]any, len(as))
-	for i, a := range as {
-		src[i] = []any{im.seq, int32(a.Line), a.Kind, a.At.UnixMilli(), a.Latency.Milliseconds(), int32(a.HTTPStatus),
-			nullCode32(a.Code), a.Class, string(a.State), a.Message}
-	}
 	err := im.in(ctx, func(tx pgx.Tx) error {
 		if err := im.dropAttempts(ctx, tx); err != nil {
 			return fmt.Errorf("import batch %s attempts: %w", im.b.ID, err)
 		}
+		// A batch's attempts name a few processes: each is looked up once.
+		ids := map[ledger.Process]*int64{}
+		src := make([][]any, len(as))
+		for i, a := range as {
+			id, ok := ids[a.Process]
+			if !ok {
+				var err error
+				if id, err = processID(ctx, tx, a.Process); err != nil {
+					return fmt.Errorf("import batch %s attempts: %w", im.b.ID, err)
+				}
+				ids[a.Process] = id
+			}
+			src[i] = []any{im.seq, int32(a.Line), a.Kind, a.At.UnixMilli(), a.Latency.Milliseconds(), int32(a.HTTPStatus),
+				nullCode32(a.Code), a.Class, string(a.State), a.Message, id}
+		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"attempts"}, []string{"batch", "line", "kind", "at_ms", "latency_ms",
-			"http_status", "response_code", "class", "state", "message"}, pgx.CopyFromRows(src)); err != nil {
+			"http_status", "response_code", "class", "state", "message", "process"}, pgx.CopyFromRows(src)); err != nil {
 			return fmt.Errorf("import batch %s attempts: %w", im.b.ID, err)
 		}
 		return nil

@@ -191,8 +191,12 @@ func (s *Store) EachAttempt(ctx context.Context, seq int64, fn func(*ledger.Atte
 func (s *Store) attemptPage(ctx context.Context, seq, after int64, limit int) ([]ledger.AttemptRow, int64, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, `SELECT id, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message
-		FROM attempts WHERE batch = $1 AND id > $2 ORDER BY id LIMIT $3`, seq, after, limit)
+	// The join finds each attempt's process by primary key; an attempt
+	// with none (logged before processes were) reads as not known.
+	rows, err := s.pool.Query(ctx, `SELECT a.id, a.line, a.kind, a.at_ms, a.latency_ms, a.http_status, a.response_code, a.class,
+			a.state, a.message, COALESCE(p.host, ''), COALESCE(p.pid, 0)
+		FROM attempts a LEFT JOIN processes p ON p.id = a.process
+		WHERE a.batch = $1 AND a.id > $2 ORDER BY a.id LIMIT $3`, seq, after, limit)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -205,7 +209,8 @@ func (s *Store) attemptPage(ctx context.Context, seq, after int64, limit int) ([
 		var at, lat int64
 		var code *int32
 		var state string
-		if err := rows.Scan(&after, &a.Line, &a.Kind, &at, &lat, &a.HTTPStatus, &code, &a.Class, &state, &a.Message); err != nil {
+		if err := rows.Scan(&after, &a.Line, &a.Kind, &at, &lat, &a.HTTPStatus, &code, &a.Class, &state, &a.Message,
+			&a.Process.Host, &a.Process.PID); err != nil {
 			return nil, 0, err
 		}
 		a.At, a.Latency, a.State = time.UnixMilli(at), time.Duration(lat)*time.Millisecond, ledger.State(state)
@@ -320,4 +325,31 @@ func (s *Store) recoverInflight(ctx context.Context, seq int64, o ledger.Owner) 
 	}
 	r.Rows = tag.RowsAffected()
 	return r, nil
+}
+
+// queryRower is what processID needs: the pool, or a transaction.
+type queryRower interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// processID returns p's id in the processes table, adding it when new,
+// for an attempt's process column: nil (not known) for the zero Process.
+// A process already there (every run of a host's pid but the first) is
+// read, not written.
+func processID(ctx context.Context, q queryRower, p ledger.Process) (*int64, error) {
+	if p == (ledger.Process{}) {
+		return nil, nil
+	}
+	var id int64
+	err := q.QueryRow(ctx, `SELECT id FROM processes WHERE host = $1 AND pid = $2`, p.Host, int32(p.PID)).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// DO UPDATE, not NOTHING: it returns the id of a row another
+		// session added since, once that commits.
+		err = q.QueryRow(ctx, `INSERT INTO processes (host, pid) VALUES ($1, $2)
+			ON CONFLICT (host, pid) DO UPDATE SET host = EXCLUDED.host RETURNING id`, p.Host, int32(p.PID)).Scan(&id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("record process %s: %w", p, err)
+	}
+	return &id, nil
 }

@@ -3,9 +3,14 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/postgres/pgtest"
 )
 
 // TestSchemaStates holds the CHECK on rows.state to ledger.States: a
@@ -41,5 +46,63 @@ func TestSchemaStates(t *testing.T) {
 	}
 	if _, err := s.pool.Exec(ctx, `INSERT INTO rows (batch, line, referenceid, state, updated_ms) VALUES ($1, 99, 'nobody', 'queued', 0)`, seq); err == nil {
 		t.Error("the schema accepts a queued row without a request body")
+	}
+}
+
+// Attempts logged before migration 0003 read back with no process (not
+// known), and the ledger's next writer names its own.
+func TestMigrateAttemptsWithoutProcess(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := pgtest.Start(t)
+	url := srv.URL(srv.NewDB(t))
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs := []string{`CREATE TABLE aopbatch_schema (version INTEGER NOT NULL)`, `INSERT INTO aopbatch_schema (version) VALUES (2)`}
+	for _, name := range []string{"0001_init.sql", "0002_archived_batches.sql"} {
+		body, err := migrations.ReadFile("migrations/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		qs = append(qs, string(body))
+	}
+	qs = append(qs, `INSERT INTO batches (seq, id, content_hash, status, created_ms) VALUES (1, 'old', 'h', 'ready', 0)`,
+		`INSERT INTO rows (batch, line, referenceid, amount_paise, request, state, updated_ms)
+			VALUES (1, 2, 'R2', 500, '{"referenceid":"R2"}', 'pending', 7)`,
+		`INSERT INTO attempts (batch, line, kind, at_ms, class, state) VALUES (1, 2, 'recharge', 5, 'pending', 'pending')`)
+	for _, q := range qs {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	c.Close(ctx)
+
+	s := openStore(t, url, Options{})
+	o := ledger.Owner{ID: "next", Host: "host-b.invalid", PID: 7}
+	if _, err := s.Acquire(ctx, ledger.NewBatch{ID: "old"}, o, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.NewWriter(ctx, 1, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record(ledger.Update{Line: 2, To: ledger.StateSuccess, Code: 0,
+		Attempt: &ledger.Attempt{Kind: "status", At: time.UnixMilli(9), Code: 0, Class: "success"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var got []ledger.Process
+	if err := s.EachAttempt(ctx, 1, func(a *ledger.AttemptRow) error {
+		got = append(got, a.Process)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []ledger.Process{{}, o.Process()}; !reflect.DeepEqual(got, want) {
+		t.Errorf("processes of the attempts = %q, want %q", got, want)
 	}
 }

@@ -435,4 +435,4 @@ func (s *Store) Size(ctx context.Context) (int64, error) {
 }
 
 // ledgerTables are the tables the migrations create.
-var ledgerTables = []string{"aopbatch_schema", "batches", "sessions", "rows", "attempts", "rate_budgets"}
+var ledgerTables = []string{"aopbatch_schema", "batches", "sessions", "rows", "attempts", "rate_budgets", "processes"}

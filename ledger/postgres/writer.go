@@ -27,6 +27,9 @@ type writer struct {
 	s     *Store
 	batch int64
 	owner ledger.Owner
+	// process is the owner's id in the processes table, logged with each
+	// attempt (nil: an owner that names no process).
+	process *int64
 }
 
 // A group of recorded outcomes smaller than 256 waits up to 10 ms for
@@ -36,6 +39,13 @@ var limits = groupcommit.Limits{Max: 1024, Linger: 256, LingerFor: 10 * time.Mil
 // NewWriter implements ledger.Store.
 func (s *Store) NewWriter(ctx context.Context, seq int64, o ledger.Owner) (ledger.Writer, error) {
 	w := &writer{s: s, batch: seq, owner: o}
+	// Looked up once: each attempt then carries an integer, not the host.
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var err error
+	if w.process, err = processID(ctx, s.pool, o.Process()); err != nil {
+		return nil, fmt.Errorf("start ledger writer: %w", err)
+	}
 	w.Queue = groupcommit.Start(limits, w.apply)
 	return w, nil
 }
@@ -68,9 +78,10 @@ const (
 	// An attempt's state is the row's new state; '' the row's state once
 	// the group's moves ran (the attempt of a move another process's
 	// change refused: it settled the row first, or sent it again).
-	stmtAttempts = `INSERT INTO attempts (batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message)
+	// $11 is the writer's process, the same for every attempt.
+	stmtAttempts = `INSERT INTO attempts (batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message, process)
 		SELECT $1, u.line, u.kind, u.at, u.lat, u.http, u.code, u.class,
-			CASE WHEN u.state <> '' THEN u.state ELSE (SELECT r.state FROM rows r WHERE r.batch = $1 AND r.line = u.line) END, u.msg
+			CASE WHEN u.state <> '' THEN u.state ELSE (SELECT r.state FROM rows r WHERE r.batch = $1 AND r.line = u.line) END, u.msg, $11::bigint
 		FROM unnest($2::int[], $3::text[], $4::bigint[], $5::bigint[], $6::int[], $7::int[], $8::text[], $9::text[], $10::text[])
 			WITH ORDINALITY AS u(line, kind, at, lat, http, code, class, state, msg, n)
 		ORDER BY u.n`
@@ -334,7 +345,7 @@ func (w *writer) applyOnce(ops, group []*groupcommit.Op, errs []error, rejected 
 		for _, k := range moot {
 			aState[k] = ""
 		}
-		if _, err := tx.Exec(ctx, stmtAttempts, w.batch, aLine, aKind, aAt, aLat, aHTTP, aCode, aClass, aState, aMsg); err != nil {
+		if _, err := tx.Exec(ctx, stmtAttempts, w.batch, aLine, aKind, aAt, aLat, aHTTP, aCode, aClass, aState, aMsg, w.process); err != nil {
 			return err
 		}
 	}

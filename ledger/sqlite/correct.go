@@ -43,9 +43,13 @@ func (l *Store) Correct(ctx context.Context, seq int64, o ledger.Owner, c ledger
 	if a.At.IsZero() {
 		at = now
 	}
+	process, err := processID(ctx, tx, o.Process())
+	if err != nil {
+		return fmt.Errorf("correct line %d: log evidence: %w", c.Line, err)
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO attempts
-		(batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		seq, c.Line, a.Kind, at, a.Latency.Milliseconds(), a.HTTPStatus, nullCode(a.Code), a.Class, string(c.To), a.Message); err != nil {
+		(batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message, process) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		seq, c.Line, a.Kind, at, a.Latency.Milliseconds(), a.HTTPStatus, nullCode(a.Code), a.Class, string(c.To), a.Message, process); err != nil {
 		return fmt.Errorf("correct line %d: log evidence: %w", c.Line, err)
 	}
 	if err := tx.Commit(); err != nil {

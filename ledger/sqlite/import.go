@@ -186,15 +186,24 @@ func (im *batchImport) Attempts(ctx context.Context, as []ledger.AttemptRow) err
 	if err := im.dropAttempts(ctx, tx); err != nil {
 		return fmt.Errorf("import batch %s attempts: %w", im.b.ID, err)
 	}
-	st, err := tx.PrepareContext(ctx, `INSERT INTO attempts (batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	st, err := tx.PrepareContext(ctx, `INSERT INTO attempts (batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message, process)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return fmt.Errorf("import batch %s: %w", im.b.ID, err)
 	}
 	defer st.Close()
+	// A batch's attempts name a few processes: each is looked up once.
+	ids := map[ledger.Process]any{}
 	for _, a := range as {
+		id, ok := ids[a.Process]
+		if !ok {
+			if id, err = processID(ctx, tx, a.Process); err != nil {
+				return fmt.Errorf("import batch %s attempts: %w", im.b.ID, err)
+			}
+			ids[a.Process] = id
+		}
 		if _, err := st.ExecContext(ctx, im.seq, a.Line, a.Kind, a.At.UnixMilli(), a.Latency.Milliseconds(), a.HTTPStatus,
-			nullCode(a.Code), a.Class, string(a.State), a.Message); err != nil {
+			nullCode(a.Code), a.Class, string(a.State), a.Message, id); err != nil {
 			return fmt.Errorf("import batch %s attempts: %w", im.b.ID, err)
 		}
 	}

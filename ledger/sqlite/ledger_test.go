@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -458,4 +459,60 @@ func TestPageSize(t *testing.T) {
 	}
 	integrityCheck(t, fresh)
 	integrityCheck(t, old)
+}
+
+// Attempts logged before migration 0005 read back with no process (not
+// known), and the ledger's next writer names its own.
+func TestMigrateAttemptsWithoutProcess(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "v4.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var qs []string
+	for _, name := range []string{"0001_init.sql", "0002_rows_cheaper_writes.sql", "0003_claims_name_their_owner.sql", "0004_archived_batches.sql"} {
+		body, err := migrations.ReadFile("migrations/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		qs = append(qs, string(body))
+	}
+	qs = append(qs, "PRAGMA user_version = 4",
+		`INSERT INTO batches (seq, id, content_hash, status, created_ms) VALUES (1, 'old', 'h', 'ready', 0)`,
+		`INSERT INTO rows (batch, line, referenceid, amount_paise, request, state, updated_ms)
+			VALUES (1, 2, 'R2', 500, '{"referenceid":"R2"}', 'pending', 7)`,
+		`INSERT INTO attempts (batch, line, kind, at_ms, class, state) VALUES (1, 2, 'recharge', 5, 'pending', 'pending')`)
+	for _, q := range qs {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	l := openAt(t, path, Options{})
+	o := ledger.Owner{ID: "next", Host: "host-b.invalid", PID: 7}
+	acquire(t, l, ledger.NewBatch{ID: "old"}, o)
+	w, err := l.NewWriter(context.Background(), 1, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record(ledger.Update{Line: 2, To: ledger.StateSuccess, Code: 0,
+		Attempt: &ledger.Attempt{Kind: "status", At: time.UnixMilli(9), Code: 0, Class: "success"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var got []ledger.Process
+	if err := l.EachAttempt(context.Background(), 1, func(a *ledger.AttemptRow) error {
+		got = append(got, a.Process)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []ledger.Process{{}, o.Process()}; !reflect.DeepEqual(got, want) {
+		t.Errorf("processes of the attempts = %q, want %q", got, want)
+	}
+	integrityCheck(t, path)
 }

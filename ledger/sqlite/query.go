@@ -251,8 +251,11 @@ func (l *Store) Any(ctx context.Context, seq int64, s ledger.State) (bool, error
 
 // EachAttempt calls fn for every logged attempt of batch seq, oldest first.
 func (l *Store) EachAttempt(ctx context.Context, seq int64, fn func(*ledger.AttemptRow) error) error {
-	rs, err := l.r.QueryContext(ctx, `SELECT line, kind, at_ms, latency_ms, http_status, response_code, class, state, message
-		FROM attempts WHERE batch = ? ORDER BY id`, seq)
+	// The join finds each attempt's process by primary key; an attempt
+	// with none (logged before processes were) reads as not known.
+	rs, err := l.r.QueryContext(ctx, `SELECT a.line, a.kind, a.at_ms, a.latency_ms, a.http_status, a.response_code, a.class, a.state,
+			a.message, COALESCE(p.host, ''), COALESCE(p.pid, 0)
+		FROM attempts a LEFT JOIN processes p ON p.id = a.process WHERE a.batch = ? ORDER BY a.id`, seq)
 	if err != nil {
 		return fmt.Errorf("read attempts: %w", err)
 	}
@@ -262,7 +265,8 @@ func (l *Store) EachAttempt(ctx context.Context, seq int64, fn func(*ledger.Atte
 		var at, lat int64
 		var code sql.NullInt64
 		var state string
-		if err := rs.Scan(&a.Line, &a.Kind, &at, &lat, &a.HTTPStatus, &code, &a.Class, &state, &a.Message); err != nil {
+		if err := rs.Scan(&a.Line, &a.Kind, &at, &lat, &a.HTTPStatus, &code, &a.Class, &state, &a.Message,
+			&a.Process.Host, &a.Process.PID); err != nil {
 			return fmt.Errorf("read attempts: %w", err)
 		}
 		a.At, a.Latency, a.State = time.UnixMilli(at), time.Duration(lat)*time.Millisecond, ledger.State(state)
@@ -375,4 +379,28 @@ func (l *Store) RecoverInflight(ctx context.Context, seq int64, o ledger.Owner) 
 		return ledger.Recovered{}, fmt.Errorf("recover rows in flight: %w", err)
 	}
 	return ledger.Recovered{Rows: n + m}, nil
+}
+
+// querier is what processID needs: the writer's connection pool, or a
+// transaction.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// processID returns p's id in the processes table, adding it when new,
+// for an attempt's process column: nil (not known) for the zero Process.
+func processID(ctx context.Context, q querier, p ledger.Process) (any, error) {
+	if p == (ledger.Process{}) {
+		return nil, nil
+	}
+	if _, err := q.ExecContext(ctx, `INSERT INTO processes (host, pid) VALUES (?, ?) ON CONFLICT (host, pid) DO NOTHING`,
+		p.Host, p.PID); err != nil {
+		return nil, fmt.Errorf("record process %s: %w", p, err)
+	}
+	var id int64
+	if err := q.QueryRowContext(ctx, `SELECT id FROM processes WHERE host = ? AND pid = ?`, p.Host, p.PID).Scan(&id); err != nil {
+		return nil, fmt.Errorf("record process %s: %w", p, err)
+	}
+	return id, nil
 }

@@ -37,6 +37,9 @@ type Writer struct {
 	l     *Store
 	batch int64
 	owner ledger.Owner
+	// process is the owner's id in the processes table, logged with each
+	// attempt (nil: an owner that names no process).
+	process any
 
 	closeOnce sync.Once
 
@@ -75,6 +78,10 @@ func (l *Store) NewWriter(ctx context.Context, seq int64, o ledger.Owner) (ledge
 	w := &Writer{l: l, batch: seq, owner: o, moves: map[ledger.State]*sql.Stmt{}, movesSent: map[ledger.State]*sql.Stmt{},
 		movesIf: map[ledger.State]*sql.Stmt{}}
 	var err error
+	// Looked up once: each attempt then carries an integer, not the host.
+	if w.process, err = processID(ctx, l.w, o.Process()); err != nil {
+		return nil, fmt.Errorf("start ledger writer: %w", err)
+	}
 	// Marks take a group's rows as one JSON array of [line, sends] pairs,
 	// one statement for many rows; RETURNING names the rows the transition
 	// table let through, among those not sent since the caller read them.
@@ -90,8 +97,8 @@ func (l *Store) NewWriter(ctx context.Context, seq int64, o ledger.Owner) (ledge
 	// attemptsPerInsert to a statement where a group has that many: an
 	// attempt then costs 4.5 µs instead of 7.
 	const attemptCols = `INSERT INTO attempts
-		(batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message) VALUES `
-	const attemptValues = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+		(batch, line, kind, at_ms, latency_ms, http_status, response_code, class, state, message, process) VALUES `
+	const attemptValues = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 	if w.attempt, err = l.w.PrepareContext(ctx, attemptCols+attemptValues); err != nil {
 		return nil, fmt.Errorf("prepare ledger writer: %w", err)
 	}
@@ -323,7 +330,7 @@ const attemptsPerInsert = 16
 // and the rest one by one.
 func (w *Writer) logAttempts(ctx context.Context, tx *sql.Tx, attempts []loggedAttempt) error {
 	var many, one *sql.Stmt
-	args := make([]any, 0, 10*attemptsPerInsert)
+	args := make([]any, 0, 11*attemptsPerInsert)
 	for len(attempts) > 0 {
 		n := 1
 		if len(attempts) >= attemptsPerInsert {
@@ -333,7 +340,7 @@ func (w *Writer) logAttempts(ctx context.Context, tx *sql.Tx, attempts []loggedA
 		for _, la := range attempts[:n] {
 			a := la.a
 			args = append(args, w.batch, la.line, a.Kind, a.At.UnixMilli(), a.Latency.Milliseconds(),
-				a.HTTPStatus, nullCode(a.Code), a.Class, string(la.state), a.Message)
+				a.HTTPStatus, nullCode(a.Code), a.Class, string(la.state), a.Message, w.process)
 		}
 		var st *sql.Stmt
 		if n > 1 {
