@@ -441,6 +441,53 @@ func TestPostgresKillOneOfThree(t *testing.T) {
 	if !took {
 		t.Errorf("no survivor says it took over rows of the dead process, naming it (%s):\n%s\n%s", dead, errs[1], errs[2])
 	}
+	// The ledger itself says which process made each request, the morning
+	// after: the dead one's recharges, and a survivor's enquiries of what
+	// it left in flight; none is of a process not known.
+	host, _ := os.Hostname()
+	procs := make([]ledger.Process, len(cmds))
+	for i, c := range cmds {
+		procs[i] = ledger.Process{Host: host, PID: c.Process.Pid}
+	}
+	made := attemptsByProcess(t, db)
+	for p := range made {
+		if !slices.Contains(procs, p) {
+			t.Errorf("attempts by %q, not one of the three processes %q", p, procs)
+		}
+	}
+	if made[procs[0]]["recharge"] == 0 {
+		t.Errorf("no recharge of the killed process (%s) in the ledger: %v", procs[0], made)
+	}
+	if made[procs[1]]["status"]+made[procs[2]]["status"] == 0 {
+		t.Errorf("no enquiry by a survivor in the ledger: %v", made)
+	}
+}
+
+// attemptsByProcess counts the attempts of the latest batch in the ledger
+// at location by the process that made them, and kind.
+func attemptsByProcess(t *testing.T, location string) map[ledger.Process]map[string]int {
+	t.Helper()
+	ctx := context.Background()
+	l, err := openLedgerFile(ctx, location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	b, err := l.Batch(ctx, "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	made := map[ledger.Process]map[string]int{}
+	if err := l.EachAttempt(ctx, b.Seq, func(a *ledger.AttemptRow) error {
+		if made[a.Process] == nil {
+			made[a.Process] = map[string]int{}
+		}
+		made[a.Process][a.Kind]++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return made
 }
 
 // TestChaosSeveralProcessesPostgres: rounds of three processes on one
