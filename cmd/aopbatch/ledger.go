@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 	"unicode"
@@ -60,12 +61,19 @@ func openLedger(ctx context.Context, location string, o ledgerOptions) (ledger.S
 // misreadLocation refuses a ledger location meant as a database that is
 // not a postgres:// URL: another scheme, the scheme in capitals, a
 // key=value connection string. Taken as a SQLite file name it would be
-// created, and printed back with whatever password it holds.
+// created, and printed back with whatever password it holds. A file that
+// is there already is a SQLite ledger whatever its name: refused, the
+// batches it records could be neither resumed nor resolved nor copied
+// out. A connection string starts with one of libpq's keywords; a path
+// merely holding "dbname=" (a directory per database) is a path.
 func misreadLocation(location string) error {
-	lower := strings.ToLower(location)
-	switch {
-	case postgres.IsURL(location):
+	if postgres.IsURL(location) {
 		return nil
+	}
+	if fi, err := os.Stat(location); err == nil && fi.Mode().IsRegular() {
+		return nil
+	}
+	switch {
 	case strings.Contains(location, "://"):
 		scheme, _, _ := strings.Cut(location, "://")
 		if strings.ContainsFunc(scheme, func(r rune) bool { return !unicode.IsLetter(r) }) {
@@ -73,12 +81,15 @@ func misreadLocation(location string) error {
 		}
 		return fmt.Errorf("ledger is a %s:// URL: a shared ledger's starts postgres:// or postgresql:// (in lower case); "+
 			"a SQLite ledger is a file path", scheme)
-	case strings.Contains(lower, "password=") || strings.Contains(lower, "dbname=") || strings.HasPrefix(lower, "host="):
+	case conninfo.MatchString(location):
 		return errors.New("ledger is a key=value connection string: name a shared ledger by a postgres:// URL " +
-			"(its password in PGPASSWORD or ~/.pgpass), a SQLite ledger by a file path")
+			"(its password in PGPASSWORD or ~/.pgpass), a new SQLite ledger by a file path (./ before a name that starts key=)")
 	}
 	return nil
 }
+
+// conninfo matches the start of a libpq key=value connection string.
+var conninfo = regexp.MustCompile(`^\s*(?i:host|hostaddr|port|dbname|user|password|passfile|service|sslmode|options|application_name|connect_timeout|target_session_attrs)\s*=`)
 
 // abandonAfter is how long a PostgreSQL ledger lets a transaction of a
 // process whose lease is leaseTTL sit idle before it ends it.
