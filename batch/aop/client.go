@@ -12,12 +12,10 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-	"unicode/utf8"
 )
 
 // Endpoint paths, appended to Options.BaseURL.
@@ -276,6 +274,7 @@ func (c *Client) rechargeOnce(ctx context.Context, body []byte) (Result, http.He
 		r.Attempts = rp.attempts
 	}
 	r.Wrote, r.Timeout = rp.wrote, rp.timeout
+	r.Message = hideCredential(r.Message, rp.sent)
 	return r, rp.sent
 }
 
@@ -367,7 +366,6 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 			untrusted: untrustedCert(err)}
 	}
 	b, tooBig, err := readBody(resp.Body)
-	b = hideCredential(b, req.Header)
 	if err == nil && !tooBig {
 		_ = resp.Body.Close() // read to its end: nothing to drain
 	} else {
@@ -382,22 +380,19 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 		wrote: tr.wroteTime()}
 }
 
-// hideCredential blanks in a provider's answer the credential the request
-// carried (the headers the authenticator set), which a provider may echo
-// in an error ("invalid token ..."): its message reaches the ledger, the
-// reports and the log. It is done to the body, before any message is cut
-// to length, which could leave part of the credential. Values shorter
-// than minCredential are left: they could match the answer by chance.
-// An echo whose JSON encoder escaped some of its characters ("\/" from
-// PHP, "\u002B" from .NET) decodes to the credential too, and is blanked
-// as well.
-func hideCredential(body []byte, sent http.Header) []byte {
-	escapes := bytes.IndexByte(body, '\\') >= 0
+// hideCredential blanks in msg, the message made of a provider's answer,
+// the credential the request carried (the headers the authenticator set),
+// which a provider may echo in an error ("invalid token ..."): the message
+// reaches the ledger, the reports and the log. It works on the message,
+// never on the answer, which decides the row's outcome; JSON escapes in
+// the answer are decoded by then. The message was cut to length, maybe
+// through a credential: what is left of one at its end goes too. Values
+// shorter than minCredential are left: they could match by chance.
+func hideCredential(msg string, sent http.Header) string {
 	for k, vs := range sent {
 		if k == "Content-Type" || k == "Accept" || k == "User-Agent" {
 			// Set by post before the authenticator: every other header is
-			// the credential. A header post adds must be named here, or an
-			// echo of it (a referenceid) would be blanked.
+			// the credential. A header post adds must be named here.
 			continue
 		}
 		for _, v := range vs {
@@ -405,75 +400,22 @@ func hideCredential(body []byte, sent http.Header) []byte {
 				if len(c) < minCredential {
 					continue
 				}
-				if bytes.Contains(body, []byte(c)) {
-					body = bytes.ReplaceAll(body, []byte(c), []byte("[redacted]"))
-				}
-				if escapes {
-					body = hideEscaped(body, c)
+				msg = strings.ReplaceAll(msg, c, "[redacted]")
+				for n := len(c) - 1; n >= minCut; n-- {
+					if strings.HasSuffix(msg, c[:n]) {
+						msg = msg[:len(msg)-n] + "[redacted]"
+						break
+					}
 				}
 			}
 		}
 	}
-	return body
+	return msg
 }
 
-// hideEscaped blanks in body each run of bytes that a JSON string decodes
-// to c, some of its characters written as escapes.
-func hideEscaped(body []byte, c string) []byte {
-	var out []byte // nil until a match
-	last := 0
-	for i := 0; i < len(body); {
-		n, ok := escapedMatch(body[i:], c)
-		if !ok {
-			i++
-			continue
-		}
-		out = append(append(out, body[last:i]...), "[redacted]"...)
-		i += n
-		last = i
-	}
-	if out == nil {
-		return body
-	}
-	return append(out, body[last:]...)
-}
-
-// escapedMatch reports whether b begins with c, each character as itself
-// or as a JSON escape, and how many bytes of b that takes.
-func escapedMatch(b []byte, c string) (n int, ok bool) {
-	for j := 0; j < len(c); j++ {
-		if n < len(b) && b[n] == c[j] && b[n] != '\\' {
-			n++
-			continue
-		}
-		ch, size := jsonEscape(b[n:])
-		if size == 0 || ch != c[j] {
-			return 0, false
-		}
-		n += size
-	}
-	return n, true
-}
-
-// jsonEscape decodes the JSON escape of one ASCII character that b begins
-// with ("\/", "\\", "\"", "\u002B"); size is 0 when there is none. A
-// credential is a header value: ASCII.
-func jsonEscape(b []byte) (ch byte, size int) {
-	if len(b) < 2 || b[0] != '\\' {
-		return 0, 0
-	}
-	switch b[1] {
-	case '"', '\\', '/':
-		return b[1], 2
-	case 'u':
-		if len(b) >= 6 {
-			if v, err := strconv.ParseUint(string(b[2:6]), 16, 16); err == nil && v < utf8.RuneSelf {
-				return byte(v), 6
-			}
-		}
-	}
-	return 0, 0
-}
+// minCut is the shortest start of a credential hideCredential blanks at
+// the end of a message cut to length.
+const minCut = 4
 
 // minCredential is the shortest credential hideCredential looks for.
 const minCredential = 8

@@ -813,3 +813,39 @@ func TestProviderEscapedEchoOfTheCredentialIsBlanked(t *testing.T) {
 		})
 	}
 }
+
+// TestCredentialInTheAnswerByChanceChangesNothing: a credential that
+// happens to appear in an answer (a short token inside the referenceid,
+// the txnid or a key) must not change what the answer is read as. The
+// body was once blanked before it was read: a charged row, its refid read
+// as "R[redacted]", was left unknown.
+func TestCredentialInTheAnswerByChanceChangesNothing(t *testing.T) {
+	const tok = "12345678"
+	const ref = "R" + tok
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if strings.HasSuffix(r.URL.Path, PathStatus) {
+			_, _ = io.WriteString(w, statusBody(`{"txnid":"T`+tok+`","canumber":"DL12CB4685","amount":"10.50","status":"1","refid":"`+ref+`","refunded":"0"}`))
+			return
+		}
+		_, _ = io.WriteString(w, `{"status":true,"response_code":1,"message":"Recharge `+tok+` done"}`)
+	})
+	c := newClient(t, srv.URL, func(o *Options) { o.Auth = Bearer(tok) })
+	r, err := c.Recharge(context.Background(), rechargeBody(t, ref))
+	if err != nil {
+		t.Fatalf("Recharge: %v", err)
+	}
+	if r.Class != ClassSuccess || r.Code != 1 {
+		t.Errorf("Recharge: class %s code %d (%s), want success 1", r.Class, r.Code, r.Message)
+	}
+	s, err := c.Status(context.Background(), ref)
+	if err != nil {
+		t.Fatalf("Status: %v", err)
+	}
+	if s.Verdict != VerdictSuccess || s.Data.RefID != ref || s.Data.TxnID != "T"+tok {
+		t.Errorf("Status: %s, refid %q, txnid %q (%s); want success for %s, txnid T%s", s.Verdict, s.Data.RefID, s.Data.TxnID, s.Message, ref, tok)
+	}
+	if strings.Contains(r.Message, tok) {
+		t.Errorf("Recharge message %q shows the credential", r.Message)
+	}
+}

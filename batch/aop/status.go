@@ -183,6 +183,7 @@ func (c *Client) statusOnce(ctx context.Context, referenceID string, body []byte
 		r.Attempts = rp.attempts
 	}
 	r.Wrote, r.Timeout = rp.wrote, rp.timeout
+	r.Message = hideCredential(r.Message, rp.sent)
 	return r, rp.sent
 }
 
