@@ -199,7 +199,7 @@ func (e *Engine) EnquireAfterStop(ctx context.Context, b ledger.Batch, ended err
 	if h := e.haltErr.Load(); h != nil {
 		// The pass met a stop of its own (the ledger, the lease, the
 		// credential): what to fix first, with the first stop kept.
-		return &StopError{Reason: h.Reason, Detail: h.Detail, Hint: h.Hint, Before: s}
+		return &StopError{Reason: h.Reason, Detail: h.Detail, Hint: h.Hint, TakenOver: h.TakenOver, Before: s}
 	}
 	if err != nil {
 		return fmt.Errorf("%w; asking about the unsettled rows after the stop: %v", s, err)

@@ -313,3 +313,35 @@ func TestResolveStopsHandingOutRowsAtItsTimeout(t *testing.T) {
 		t.Errorf("%d enquiries of %d pending rows in a resolve of 1 s at 100 ms each: want a few, then none handed out past the timeout", n, rows)
 	}
 }
+
+// Another process taking the batch over while the run asks about its
+// rows after the wallet's stop ends the enquiries, and the stop the run
+// returns still says it was taken over (StopError.TakenOver somewhere in
+// its Before chain): the JSON summary's taken_over and the metrics file's
+// aopbatch_run_taken_over are read from it.
+func TestTakeoverDuringTheEnquiriesAfterAStopIsSaid(t *testing.T) {
+	cfg := pendingUntilTheWalletStops()
+	h := &refuseEnquiries{h: aoptest.New(cfg)}
+	client, l, b := servedBatch(t, h, 60)
+	ctx := context.Background()
+	e, sent := stoppedByTheWallet(t, l, client, b, 20*time.Millisecond, 20*time.Second)
+	// The run paused past its lease: another process takes the batch.
+	if err := l.Release(ctx, b.ID, ledger.NewOwner("test")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID}, ledger.NewOwner("other"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	err := e.EnquireAfterStop(ctx, b, sent)
+	var stop *StopError
+	if !errors.As(err, &stop) || stop.Reason != StopLease || stop.Before == nil || stop.Before.Reason != StopAccount {
+		t.Fatalf("EnquireAfterStop: %v, want the lease's stop, the wallet's kept", err)
+	}
+	taken := false
+	for s := stop; s != nil; s = s.Before {
+		taken = taken || s.TakenOver
+	}
+	if !taken {
+		t.Errorf("EnquireAfterStop: %v: no stop in the chain says the batch was taken over", err)
+	}
+}
