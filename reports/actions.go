@@ -44,7 +44,7 @@ func (s *Summary) actions() []string {
 			rowsText(t.Rows), inr(t.AmountPaise))
 	}
 	if t := final.total(); t.Rows > 0 {
-		add("%s recorded failed (%s) that the statement shows charged, which aopbatch reconcile asked the provider about (%s; the ledger is left as it is): do NOT send them again; take the statement line up with the provider (each row's answer is in reconciliation.csv)",
+		add("%s recorded failed (%s) that the statement shows charged, which aopbatch reconcile asked the provider about (%s): do NOT send them again; take the statement line up with the provider (each row's answer is in reconciliation.csv)",
 			rowsText(t.Rows), inr(t.AmountPaise), final.text())
 	}
 	if t := open.total(); t.Rows > 0 {
@@ -57,7 +57,7 @@ func (s *Summary) actions() []string {
 			rowsText(t.Rows), inr(t.AmountPaise))
 	}
 	if t := final.total(); t.Rows > 0 {
-		add("%s recorded success (%s) that the statement shows not kept (failed, or refunded to the wallet), which aopbatch reconcile asked the provider about (%s; the ledger is left as it is): take the statement line up with the provider before anyone pays them again (each row's answer is in reconciliation.csv)",
+		add("%s recorded success (%s) that the statement shows not kept (failed, or refunded to the wallet), which aopbatch reconcile asked the provider about (%s): take the statement line up with the provider before anyone pays them again (each row's answer is in reconciliation.csv)",
 			rowsText(t.Rows), inr(t.AmountPaise), final.text())
 	}
 	if t := open.total(); t.Rows > 0 {

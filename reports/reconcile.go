@@ -179,7 +179,7 @@ type askedGroup struct {
 
 func (a *askedRows) add(x Asked, paise int64) {
 	for i := range *a {
-		if g := &(*a)[i]; g.Why == x.Why && g.Final == x.Final {
+		if g := &(*a)[i]; g.Why == x.Why && g.Final == x.Final && g.To == x.To {
 			g.add(paise)
 			return
 		}
@@ -215,11 +215,15 @@ func (a askedRows) total() Tally {
 // has each row's.
 const maxAnswersNamed = 3
 
-// text names the answers: "the provider has no record of this
-// referenceid", or with several "2 rows: ...; 1 row: ...".
+// text names the answers and what the ledger recorded of each: "the
+// provider has no record of this referenceid; the ledger is left as it
+// is", or with several "2 rows: ... (...); 1 row: ... (...)". A row
+// reconcile corrected may still disagree with the statement (a pending
+// row corrected to failed that the statement shows charged): the ledger's
+// state is then the provider's, not the run's.
 func (a askedRows) text() string {
 	if len(a) == 1 {
-		return a[0].Why
+		return a[0].Why + "; " + a[0].recorded()
 	}
 	var parts []string
 	for i, g := range a {
@@ -227,9 +231,18 @@ func (a askedRows) text() string {
 			parts = append(parts, fmt.Sprintf("%d other answers", len(a)-i))
 			break
 		}
-		parts = append(parts, rowsText(g.Rows)+": "+g.Why)
+		parts = append(parts, rowsText(g.Rows)+": "+g.Why+" ("+g.recorded()+")")
 	}
 	return strings.Join(parts, "; ")
+}
+
+// recorded says what aopbatch reconcile recorded in the ledger of the
+// answer, as noteAsked does.
+func (x Asked) recorded() string {
+	if x.To != "" {
+		return fmt.Sprintf("recorded %s with the enquiry as evidence", x.To)
+	}
+	return "the ledger is left as it is"
 }
 
 func (s *Summary) count(c Category) *int64 {
@@ -568,13 +581,7 @@ func (s *Summary) noteAsked(d *Discrepancy) {
 	if note != "" {
 		note += "; "
 	}
-	note += "aopbatch reconcile asked the provider: " + a.Why
-	if a.To != "" {
-		note += fmt.Sprintf("; recorded %s with the enquiry as evidence", a.To)
-	} else {
-		note += "; the ledger is left as it is"
-	}
-	d.Note = note
+	d.Note = note + "aopbatch reconcile asked the provider: " + a.Why + "; " + a.recorded()
 }
 
 // findInOtherBatches marks the statement entries (each refid's rep, see
