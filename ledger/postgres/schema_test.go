@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"reflect"
 	"testing"
 	"time"
@@ -105,4 +106,67 @@ func TestMigrateAttemptsWithoutProcess(t *testing.T) {
 	if want := []ledger.Process{{}, o.Process()}; !reflect.DeepEqual(got, want) {
 		t.Errorf("processes of the attempts = %q, want %q", got, want)
 	}
+}
+
+// A role that only uses the ledger, granted what the README lists when
+// the ledger was made (before migration 0003), still writes it once an
+// aopbatch upgraded it as the tables' owner: the new processes table,
+// which every writer now records its process in, gets the grants that
+// attempts has. Otherwise every run on a host using that role failed to
+// start after the first host was upgraded.
+func TestMigrateKeepsTheGrantsOfARoleThatUsesTheLedger(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := pgtest.Start(t)
+	db := srv.NewDB(t)
+	c, err := pgx.Connect(ctx, srv.URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	user := db + "_user"
+	qs := []string{`CREATE TABLE aopbatch_schema (version INTEGER NOT NULL)`, `INSERT INTO aopbatch_schema (version) VALUES (2)`}
+	for _, name := range []string{"0001_init.sql", "0002_archived_batches.sql"} {
+		body, err := migrations.ReadFile("migrations/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		qs = append(qs, string(body))
+	}
+	qs = append(qs, fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD 'pw'`, user),
+		fmt.Sprintf(`GRANT USAGE ON SCHEMA public TO %s`, user),
+		fmt.Sprintf(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %s`, user),
+		fmt.Sprintf(`GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %s`, user))
+	for _, q := range qs {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(ctx, srv.URL(db))
+		if err != nil {
+			return
+		}
+		defer c.Close(ctx)
+		c.Exec(ctx, `DROP OWNED BY `+user)
+		c.Exec(ctx, `DROP ROLE `+user)
+	})
+	openStore(t, srv.URL(db), Options{}) // the upgrade, as the tables' owner
+
+	u, err := url.Parse(srv.URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(user, "pw")
+	s := openStore(t, u.String(), Options{})
+	o := ledger.Owner{ID: "host-b", Host: "host-b.invalid", PID: 7}
+	b, err := s.Acquire(ctx, ledger.NewBatch{ID: "b", ContentHash: "h"}, o, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.NewWriter(ctx, b.Seq, o)
+	if err != nil {
+		t.Fatalf("NewWriter as a role that only uses the ledger, after the upgrade: %v", err)
+	}
+	w.Close()
 }

@@ -15,3 +15,25 @@ CREATE TABLE processes (
     UNIQUE (host, pid)
 );
 ALTER TABLE attempts ADD COLUMN process BIGINT;
+-- Every writer records its process here, so a role that may write the
+-- attempts log may write this table too: the roles that only use the
+-- ledger were granted what it had when they were set up (the README's
+-- GRANT ... ON ALL TABLES), which a table made later is not in. Without
+-- this, every run of such a role failed to start once a host had upgraded
+-- the ledger.
+DO $$
+DECLARE
+    g   record;
+    who text;
+BEGIN
+    FOR g IN SELECT DISTINCT a.grantee, a.privilege_type
+        FROM pg_class c, aclexplode(c.relacl) a
+        WHERE c.oid = 'attempts'::regclass AND a.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')
+    LOOP
+        who := CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE g.grantee::regrole::text END;
+        EXECUTE format('GRANT %s ON processes TO %s', g.privilege_type, who);
+        IF g.privilege_type = 'INSERT' THEN
+            EXECUTE format('GRANT USAGE ON SEQUENCE %s TO %s', pg_get_serial_sequence('processes', 'id'), who);
+        END IF;
+    END LOOP;
+END $$;
