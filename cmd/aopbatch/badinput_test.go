@@ -8,6 +8,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -294,10 +295,24 @@ func TestRunReportsNotWrittenIsNotSuccess(t *testing.T) {
 			t.Errorf("--report with report.json a directory %v: exit %d, want 3 saying the reports were not written\n%s", dry, p.code, p.stderr)
 		}
 	}
+	// The metrics file is written all the same, saying the run did not
+	// finish: the one a run before left, exit code 0, would stay else.
+	metrics := filepath.Join(t.TempDir(), "aopbatch.prom")
+	if err := os.WriteFile(metrics, []byte("aopbatch_run_exit_code{batch=\"old\"} 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--report", out, "--metrics-file", metrics)...)
+	m, err := os.ReadFile(metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.code != 3 || !regexp.MustCompile(`aopbatch_run_exit_code\{[^}]*\} 3\n`).Match(m) {
+		t.Errorf("reports not written, --metrics-file: exit %d, metrics file:\n%s", p.code, m)
+	}
 	if err := os.RemoveAll(filepath.Join(out, "report.json")); err != nil {
 		t.Fatal(err)
 	}
-	p := aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--report", out)...)
+	p = aopbatch(t, nil, runArgs(csvPath, db, sb.URL, "--report", out)...)
 	if p.code != 0 {
 		t.Fatalf("rerun: exit %d\n%s", p.code, p.stderr)
 	}

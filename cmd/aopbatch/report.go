@@ -130,8 +130,8 @@ type endReports struct {
 	metrics string
 	tz      string
 	run     *batch.RunStats // what the run measured, for the metrics file; nil for none
-	// exitCode is the run's exit code when its reports are written: the
-	// metrics file is written last, after any failure that would change it.
+	// exitCode is the run's exit code when its reports are written (the
+	// metrics file says 3 when they are not).
 	exitCode int
 	// takenOver: the run stopped because another process took the batch
 	// over, for the metrics file.
@@ -223,26 +223,32 @@ func (r endReports) write(ctx context.Context, l ledger.Store, b ledger.Batch, s
 	if err != nil {
 		return err
 	}
+	var dirErr error
 	if r.dir != "" {
 		paths, err := reports.Write(ctx, l, r.dir, s, nil)
-		if err != nil {
-			return err
+		if err == nil {
+			fmt.Fprint(stdout, s.TextSummary())
+			printWritten(stdout, r.dir, paths)
 		}
-		fmt.Fprint(stdout, s.TextSummary())
-		printWritten(stdout, r.dir, paths)
+		dirErr = err
 	}
 	if r.metrics != "" {
+		// Written even when the reports could not be: the file a run
+		// before left would stay, saying how that run ended.
 		write := func() error { return reports.WriteMetrics(r.metrics, s) }
 		if r.run != nil {
 			f := runFigures(*r.run)
 			f.ExitCode, f.TakenOver = r.exitCode, r.takenOver
+			if dirErr != nil {
+				f.ExitCode = exitIncomplete // a run whose reports are not written
+			}
 			write = func() error { return reports.WriteMetricsWithRun(r.metrics, s, f) }
 		}
 		if err := write(); err != nil {
-			return err
+			return errors.Join(dirErr, err)
 		}
 	}
-	return nil
+	return dirErr
 }
 
 func printWritten(w io.Writer, dir string, paths []string) {
