@@ -37,12 +37,19 @@ type Confirmation struct {
 	// left as it was (the provider agrees with it, or could not say).
 	To  ledger.State
 	Why string // what the answer means for the row, for a person
+	// Another: the provider's record under the referenceid is another
+	// payment (otherPayment), whatever its status.
+	Another bool
 }
 
 // Final says whether the answer is the provider's last word on the row:
-// a final status, or no record of it. A pending answer, or none that
-// could be read, may say more when asked again.
+// a final status, no record of it, or a record of another payment (asked
+// again, it is the same record). A pending answer about this payment, or
+// none that could be read, may say more when asked again.
 func (c Confirmation) Final() bool {
+	if c.Another {
+		return true
+	}
 	switch c.Answer.Verdict {
 	case aop.VerdictSuccess, aop.VerdictRefunded, aop.VerdictFailed, aop.VerdictNotFound:
 		return true
@@ -97,7 +104,7 @@ func Confirm(ctx context.Context, l ledger.Store, p Prober, seq int64, o ledger.
 				return out, err
 			}
 		}
-		c := Confirmation{Line: row.Line, ReferenceID: row.ReferenceID, From: row.State, Answer: st}
+		c := Confirmation{Line: row.Line, ReferenceID: row.ReferenceID, From: row.State, Answer: st, Another: otherPayment(row, st.Data) != ""}
 		to, why := confirmedState(row, st)
 		c.Why = why
 		if to != "" && to != row.State {

@@ -1,6 +1,10 @@
 package batch
 
 import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/aopbatch/aopbatch/batch/aop"
@@ -36,5 +40,30 @@ func TestConfirmedState(t *testing.T) {
 				t.Errorf("confirmedState = %q (%s), want %q", got, why, tc.want)
 			}
 		})
+	}
+}
+
+// An answer about another payment under the row's referenceid is the
+// provider's last word for reconcile, even while that payment is pending:
+// asked again, it is the same record, so reconcile must not advise asking
+// again (a review: a pending answer of another payment was "open").
+func TestConfirmAnotherPaymentIsFinal(t *testing.T) {
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, `{"response_code":1,"status":true,"message":"Transaction Fetched","data":`+
+			`{"status":"2","refid":"R1","amount":"250.00","canumber":"CA999"}}`)
+	}))
+	t.Cleanup(hs.Close)
+	client, err := aop.New(aop.Options{BaseURL: hs.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := ledger.Row{Line: 2, ReferenceID: "R1", State: ledger.StateFailed, AmountPaise: 1000, CANumber: "CA1"}
+	got, err := Confirm(context.Background(), openLedger(t), client, 1, ledger.NewOwner("test"), []ledger.Row{row}, ConfirmOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Answer.Verdict != aop.VerdictPending || got[0].To != "" || !got[0].Final() {
+		t.Errorf("Confirm = %+v; want the pending answer of another payment, nothing recorded, final", got)
 	}
 }
