@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -615,15 +616,20 @@ func TestThrottledRequestsAreRetriedNotFailed(t *testing.T) {
 // and sends nothing once it resumes; it exits 3 saying why. The rerun
 // settles every row, and the ledger agrees with the provider: nothing
 // charged twice, no charged row recorded as never sent.
+//
+// The paused run's --log-format json summary and --metrics-file say it was
+// taken over: they showed its mid-run counts as if nothing else were
+// running the batch, and a monitor took them for the batch's state.
 func TestPausedRunTakenOverStaysOut(t *testing.T) {
 	sb := sandbox(t, func(c *aoptest.Config) { c.Latency = 400 * time.Millisecond })
 	db, csvPath := batchFiles(t)
 	rows := goodRows(12, "P")
 	writeCSV(t, csvPath, rows)
-	args := func(workers string) []string {
-		return runArgs(csvPath, db, sb.URL, "--workers", workers, "--lease-ttl", "1s", "--timeout", "20s", "--resolve-timeout", "20s")
+	metrics := filepath.Join(t.TempDir(), "a.prom")
+	args := func(workers string, extra ...string) []string {
+		return runArgs(csvPath, db, sb.URL, append([]string{"--workers", workers, "--lease-ttl", "1s", "--timeout", "20s", "--resolve-timeout", "20s"}, extra...)...)
 	}
-	a, aerr := startRun(t, args("2"))
+	a, aerr := startRunOut(t, args("2", "--log-format", "json", "--metrics-file", metrics), true)
 	waitRecharges(t, sb, 2)
 	_ = a.Process.Signal(syscall.SIGSTOP)
 	time.Sleep(1500 * time.Millisecond) // past A's lease
@@ -637,6 +643,25 @@ func TestPausedRunTakenOverStaysOut(t *testing.T) {
 	aErr := a.Wait()
 	if code := a.ProcessState.ExitCode(); code != 3 || !strings.Contains(aerr.String(), "lease") {
 		t.Errorf("paused run: exit %d (%v), want 3 naming the lease\n%s", code, aErr, aerr.String())
+	}
+	var sum struct {
+		ExitCode  int            `json:"exit_code"`
+		Counts    map[string]int `json:"counts"`
+		TakenOver *bool          `json:"taken_over"`
+	}
+	for line := range strings.Lines(aerr.String()) {
+		if strings.Contains(line, `"msg":"run summary"`) {
+			if err := json.Unmarshal([]byte(line), &sum); err != nil {
+				t.Fatalf("summary %s: %v", line, err)
+			}
+		}
+	}
+	if sum.ExitCode != 3 || sum.Counts == nil || sum.TakenOver == nil || !*sum.TakenOver {
+		t.Errorf("paused run's JSON summary: exit_code %d, counts %v, taken_over %v; want 3, counts, true\n%s",
+			sum.ExitCode, sum.Counts, sum.TakenOver, aerr.String())
+	}
+	if prom, err := os.ReadFile(metrics); err != nil || !regexp.MustCompile(`(?m)^aopbatch_run_taken_over\{[^}]*\} 1$`).Match(prom) {
+		t.Errorf("paused run's metrics do not say the batch was taken over (%v):\n%s", err, prom)
 	}
 	bErr := b.Wait()
 	if code := b.ProcessState.ExitCode(); code != 0 {
@@ -869,68 +894,4 @@ func TestLedgerRemovedMidReconcileIsNotSuccess(t *testing.T) {
 	fetchStatement(t, sb.URL, statement)
 	removedWhileAsking(t, sb.Server, dir, []string{"reconcile", "--statement", statement, "--ledger", db, "--base-url", sb.URL,
 		"--registration-id", "AOP-554", "--rate", "10", "--out", filepath.Join(t.TempDir(), "recon")})
-}
-
-// Review: a run paused past its lease and taken over exits 3 saying it
-// lost the lease, but its --log-format json summary and its
-// --metrics-file showed its mid-run counts as if nothing else were
-// running the batch: a monitor reading them took them for the batch's
-// state. Both say another process is running it.
-func TestPausedRunTakenOverSaysSoInJSON(t *testing.T) {
-	sb := sandbox(t, func(c *aoptest.Config) { c.Latency = 400 * time.Millisecond })
-	db, csvPath := batchFiles(t)
-	rows := goodRows(12, "J")
-	writeCSV(t, csvPath, rows)
-	metrics := filepath.Join(t.TempDir(), "a.prom")
-	args := func(workers string, extra ...string) []string {
-		return runArgs(csvPath, db, sb.URL, append([]string{"--workers", workers, "--lease-ttl", "1s", "--timeout", "20s", "--resolve-timeout", "20s"}, extra...)...)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	a := aopbatchCmd(ctx, nil, args("2", "--log-format", "json", "--metrics-file", metrics)...)
-	var aout, aerr bytes.Buffer
-	a.Stdout, a.Stderr = &aout, &aerr
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Process.Kill() })
-	waitRecharges(t, sb, 2)
-	_ = a.Process.Signal(syscall.SIGSTOP)
-	time.Sleep(1500 * time.Millisecond) // past A's lease
-
-	b, berr := startRun(t, args("8"))
-	for before := sb.Stats().Enquiries; sb.Stats().Enquiries == before; {
-		time.Sleep(5 * time.Millisecond)
-	}
-	_ = a.Process.Signal(syscall.SIGCONT)
-	_ = a.Wait()
-	if code := a.ProcessState.ExitCode(); code != 3 {
-		t.Fatalf("paused run: exit %d, want 3\n%s", code, aerr.String())
-	}
-	var sum struct {
-		ExitCode  int            `json:"exit_code"`
-		Error     string         `json:"error"`
-		Counts    map[string]int `json:"counts"`
-		TakenOver *bool          `json:"taken_over"`
-	}
-	if err := json.Unmarshal(aout.Bytes(), &sum); err != nil {
-		t.Fatalf("summary: %v\n%s", err, aout.String())
-	}
-	if sum.ExitCode != 3 || sum.Counts == nil {
-		t.Errorf("summary keeps its fields: exit_code %d, counts %v", sum.ExitCode, sum.Counts)
-	}
-	if sum.TakenOver == nil || !*sum.TakenOver {
-		t.Errorf("summary does not say another process took the batch over:\n%s", aout.String())
-	}
-	prom, err := os.ReadFile(metrics)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(prom), "aopbatch_run_taken_over 1") {
-		t.Errorf("metrics do not say the batch was taken over:\n%s", prom)
-	}
-	if err := b.Wait(); err != nil {
-		t.Errorf("rerun: %v\n%s", err, berr.String())
-	}
-	wantOnce(t, rows, "sent", sb.Requests)
 }
