@@ -414,8 +414,9 @@ func hideCredential(msg string, sent http.Header) string {
 }
 
 // minCut is the shortest start of a credential hideCredential blanks at
-// the end of a message cut to length.
-const minCut = 4
+// the end of a message cut to length: fewer characters tell nothing of
+// it, and would match the end of a message by chance.
+const minCut = 6
 
 // minCredential is the shortest credential hideCredential looks for.
 const minCredential = 8
