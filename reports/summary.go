@@ -339,7 +339,8 @@ type Summary struct {
 	// of another line of the file: possibly a payment listed twice.
 	repeatedRefs int64
 	// unreadAmounts counts the rejected rows whose amount could not be
-	// read: their money is not in the rejected sum.
+	// read (for whatever reason they were rejected): their money is not
+	// in the rejected sum.
 	unreadAmounts int64
 	// copied: the batch is not ready yet holds rows a request moved, so a
 	// ledger copy stopped part way, not a run recording its file.
@@ -488,7 +489,10 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 		if r.State == ledger.StateRejected && r.ErrorCode == codeDuplicateRef {
 			s.repeatedRefs++
 		}
-		if r.State == ledger.StateRejected && r.ErrorColumn == "amount" && r.AmountPaise == 0 {
+		// Not only rows rejected for their amount: a row with more or
+		// fewer cells than the header, or one rejected for another column
+		// first, has no amount read either.
+		if r.State == ledger.StateRejected && r.AmountPaise == 0 {
 			s.unreadAmounts++
 		}
 		if r.State == ledger.StateConflict && len(s.Attention.Conflicts) < maxConflictsListed {
