@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -40,7 +41,14 @@ func openLedger(ctx context.Context, location string, o ledgerOptions) (ledger.S
 	if !o.create {
 		if _, err := os.Stat(location); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("no ledger at %s: pass --ledger FILE or set AOPBATCH_LEDGER", location)
+				// The path as the command resolved it: a relative --ledger
+				// (or the default) is read from the working directory, which
+				// is not the one meant when a job starts elsewhere.
+				where := location
+				if abs, err := filepath.Abs(location); err == nil {
+					where = abs
+				}
+				return nil, fmt.Errorf("no ledger at %s: check --ledger or AOPBATCH_LEDGER (default aopbatch.db in the working directory); only aopbatch run creates a ledger", where)
 			}
 			return nil, fmt.Errorf("open ledger: %w", err)
 		}
@@ -79,7 +87,7 @@ func misreadLocation(location string) error {
 		if strings.ContainsFunc(scheme, func(r rune) bool { return !unicode.IsLetter(r) }) {
 			scheme = "a" // not a scheme: what it holds is not repeated
 		}
-		return fmt.Errorf("ledger is a %s:// URL: a shared ledger's starts postgres:// or postgresql:// (in lower case); "+
+		return fmt.Errorf("ledger is a %s:// URL: a shared ledger's URL starts postgres:// or postgresql:// (in lower case); "+
 			"a SQLite ledger is a file path", scheme)
 	case conninfo.MatchString(location):
 		return errors.New("ledger is a key=value connection string: name a shared ledger by a postgres:// URL " +

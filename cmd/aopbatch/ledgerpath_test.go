@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
@@ -52,5 +54,35 @@ func TestLedgerPathWithKeyValueNameResumes(t *testing.T) {
 				t.Errorf("ledger copy --from %s: exit %d\n%s%s", loc, p.code, p.stdout, p.stderr)
 			}
 		})
+	}
+}
+
+// TestMissingLedgerNamedAsResolved: a typo'd or relative --ledger that
+// names no file is refused by every command but run, naming the path as
+// the command resolved it (a relative one from the working directory, as
+// a cron job's is not the one meant) and that only run makes a ledger,
+// not telling someone who passed --ledger to pass --ledger.
+func TestMissingLedgerNamedAsResolved(t *testing.T) {
+	t.Parallel()
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"status", "--ledger", "aopbtach.db"},
+		{"export", "--ledger", "aopbtach.db", "--state", "failed", "--out", "x.csv"},
+	} {
+		cmd := aopbatchCmd(context.Background(), nil, args...)
+		cmd.Dir = dir
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		p := finished(t, args, cmd.Run(), out.String(), errb.String())
+		want := "no ledger at " + filepath.Join(dir, "aopbtach.db") + ": check --ledger"
+		if p.code != 1 || !strings.Contains(p.stderr, want) || !strings.Contains(p.stderr, "only aopbatch run creates a ledger") {
+			t.Errorf("aopbatch %s: exit %d, want 1 with %q and that only run creates a ledger\n%s", args[0], p.code, want, p.stderr)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) > 0 {
+		t.Errorf("a missing --ledger left %v behind", ents)
 	}
 }
