@@ -264,16 +264,6 @@ func (r *Reader) mapHeader(line int) error {
 		r.keys[i] = col.String()
 		r.present[col] = true
 	}
-	if len(unknown) > 0 && !r.opts.AllowExtraColumns {
-		if hint := ledger.SeparatorHint(r.header); hint != "" {
-			return &FileError{Line: line, Reason: hint}
-		}
-		reason := unknown[0]
-		if len(unknown) > 1 {
-			reason += fmt.Sprintf(" and %d more", len(unknown)-1)
-		}
-		return &FileError{Line: line, Reason: reason + " (remove it, or use --allow-extra-columns)"}
-	}
 	required := []column{colOperator, colCANumber, colAmount, colReferenceID}
 	if r.opts.GenerateRefs {
 		required = required[:3]
@@ -284,10 +274,39 @@ func (r *Reader) mapHeader(line int) error {
 			missing = append(missing, strconv.Quote(c.String()))
 		}
 	}
+	if len(unknown) > 0 && !r.opts.AllowExtraColumns {
+		if hint := ledger.SeparatorHint(r.header); hint != "" {
+			return &FileError{Line: line, Reason: hint}
+		}
+		reason := unknown[0]
+		if len(unknown) > 1 {
+			reason += fmt.Sprintf(" and %d more", len(unknown)-1)
+		}
+		// A required column under a name of its own ("Amount (Rs)"):
+		// --allow-extra-columns would only ignore it and refuse the file
+		// for the column missing. Say that one first.
+		if len(missing) == 0 {
+			return &FileError{Line: line, Reason: reason + " (remove it, or use --allow-extra-columns)"}
+		}
+	}
 	if len(missing) > 0 {
 		reason := "missing required column " + missing[0]
 		if len(missing) > 1 {
 			reason = "missing required columns " + strings.Join(missing, ", ")
+		}
+		if len(unknown) > 0 && !r.opts.AllowExtraColumns {
+			reason += "; the header has " + strings.Join(unknown, ", ")
+			switch {
+			case len(missing) > 1:
+				reason += ": name the ones that hold them " + strings.Join(missing, ", ")
+			case len(unknown) > 1:
+				reason += fmt.Sprintf(": if one of them holds the %s, name it %s", strings.Trim(missing[0], `"`), missing[0])
+			default:
+				reason += fmt.Sprintf(": if it holds the %s, name it %s", strings.Trim(missing[0], `"`), missing[0])
+			}
+		}
+		if missing[0] == strconv.Quote(colReferenceID.String()) && len(missing) == 1 {
+			reason += " (a file without referenceids goes with --generate-refs --batch ID)"
 		}
 		return &FileError{Line: line, Column: strings.Trim(missing[0], `"`), Reason: reason}
 	}
