@@ -148,6 +148,13 @@ the referenceid is blanked: it may be that line's payment a second time
 			"it could be paid twice; a row that is truly another payment goes into a new file by hand\n",
 			res.HeldElsewhere, strings.Join(res.HeldElsewhereRefs, "; "))
 	}
+	if st == ledger.StateFailed && st2 == nil && res.Rows > 0 {
+		// The ledger's "failed" is the provider's answer at the time; a
+		// row it charged after all shows only on its statement, and under
+		// a new referenceid it would be paid a second time.
+		fmt.Fprintln(stderr, "aopbatch: warning: not checked against a provider statement: a row answered failed that the provider charged after all "+
+			"would be paid twice under a new referenceid; export again with --statement FILE, which leaves such rows out")
+	}
 	switch {
 	case res.Rows == 0:
 	case res.BlankedRefs:
