@@ -39,6 +39,11 @@ type ExportResult struct {
 	// Ragged are rejected rows left out because their cells do not fit
 	// the header (rejects.csv has them in its reason column).
 	Ragged int64
+	// PaidLater are rows left out because a later batch of this ledger
+	// pays, or may pay, the same operator, canumber and amount (see
+	// paidLater): most likely this row, sent again already.
+	PaidLater     int64
+	PaidLaterRefs []string // "line N: batch ID line M, success", the first 20
 	// Repeated are rejected rows left out because they repeat the
 	// referenceid of another line of the file (or of another batch's row),
 	// whatever they were rejected for: each may be that line's payment a
@@ -112,6 +117,15 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 			return res, fmt.Errorf("export batch %s: %w", b.ID, err)
 		}
 	}
+	// Rows that go out as new payments: their referenceids blanked, or
+	// generated (no column). Kept, a row sent again is a conflict.
+	var later map[int]string
+	if st != ledger.StateConflict && (res.BlankedRefs || !res.RefColumn) {
+		var err error
+		if later, err = paidLater(ctx, l, b, st); err != nil {
+			return res, fmt.Errorf("export batch %s: %w", b.ID, err)
+		}
+	}
 	err := eachInState(ctx, l, b.Seq, st, func(r *ledger.Row) error {
 		if o.Statement != nil && r.ReferenceID != "" && o.Statement.charged(r.ReferenceID) {
 			res.Charged++
@@ -124,6 +138,13 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 			res.HeldElsewhere++
 			if len(res.HeldElsewhereRefs) < 20 {
 				res.HeldElsewhereRefs = append(res.HeldElsewhereRefs, r.ReferenceID+" ("+why+")")
+			}
+			return nil
+		}
+		if why, ok := later[r.Line]; ok {
+			res.PaidLater++
+			if len(res.PaidLaterRefs) < 20 {
+				res.PaidLaterRefs = append(res.PaidLaterRefs, fmt.Sprintf("line %d: %s", r.Line, why))
 			}
 			return nil
 		}
@@ -231,6 +252,65 @@ func heldElsewhere(ctx context.Context, l ledger.Reader, seq int64) (map[string]
 		out[ref] = fmt.Sprintf("batch %s line %d, %s", ids[h.Batch], h.Line, h.State)
 		if h.State == ledger.StateFailed || h.State == ledger.StateRefunded {
 			out[ref] += fmt.Sprintf(": if the same payment, send it once, from export --state %s --batch %s", h.State, ids[h.Batch])
+		}
+	}
+	return out, nil
+}
+
+// payee is what makes two rows the same payment but for the referenceid.
+type payee struct {
+	operator int64
+	canumber string
+	paise    int64
+}
+
+// mayPay are the states of a row that paid, or may yet pay, its payee.
+var mayPay = []ledger.State{ledger.StateSuccess, ledger.StateQueued, ledger.StateInflight, ledger.StatePending,
+	ledger.StateDuplicate, ledger.StateUnknown, ledger.StateHeld}
+
+// paidLater finds the rows of batch b in state st that a later batch of
+// this ledger pays or may pay: one of the same operator, canumber and
+// amount, succeeded or not settled yet ("batch ID line N, success"), by
+// line. A row exported for sending under a new referenceid and sent (a
+// retry batch) stays failed, rejected or refunded here, and its batch's
+// advice still says to export it: exported again from a file that
+// differs at all (checked against a statement, corrected), it was paid
+// a second time (a new user's walkthrough). Only later batches are
+// read, whole: a retry comes after what it retries. An archived batch
+// keeps no canumber and is not read.
+func paidLater(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.State) (map[int]string, error) {
+	lines := map[payee][]int{}
+	err := eachInState(ctx, l, b.Seq, st, func(r *ledger.Row) error {
+		if r.AmountPaise > 0 {
+			k := payee{r.Operator, r.CANumber, r.AmountPaise}
+			lines[k] = append(lines[k], r.Line)
+		}
+		return nil
+	})
+	if err != nil || len(lines) == 0 {
+		return nil, err
+	}
+	bs, err := l.Batches(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]string{}
+	for _, ob := range bs {
+		if ob.Seq <= b.Seq || ob.Archived != "" {
+			continue
+		}
+		for _, s := range mayPay {
+			err := eachInState(ctx, l, ob.Seq, s, func(r *ledger.Row) error {
+				for _, line := range lines[payee{r.Operator, r.CANumber, r.AmountPaise}] {
+					if _, ok := out[line]; !ok {
+						out[line] = fmt.Sprintf("batch %s line %d, %s", ob.ID, r.Line, r.State)
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
 		}
 	}
 	return out, nil

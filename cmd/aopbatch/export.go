@@ -142,6 +142,12 @@ the referenceid is blanked: it may be that line's payment a second time
 		fmt.Fprintf(stderr, "aopbatch: left out %d rejected rows that repeat the referenceid of another line of the file or another batch: "+
 			"each may be that line's payment a second time, and under a new referenceid it would be paid twice; one that is truly another payment goes into a new file by hand\n", res.Repeated)
 	}
+	if res.PaidLater > 0 {
+		fmt.Fprintf(stderr, "aopbatch: left out %d rows that a later batch of this ledger pays or may pay (the same operator, canumber and amount): %s. "+
+			"Each is most likely this row sent again already: sent once more under a new referenceid it would be paid twice; "+
+			"a row that is truly another payment goes into a new file by hand\n",
+			res.PaidLater, strings.Join(res.PaidLaterRefs, "; "))
+	}
 	if res.HeldElsewhere > 0 {
 		fmt.Fprintf(stderr, "aopbatch: left out %d conflict rows, each named with the row of another batch that holds its referenceid (or held it, in another ledger): %s. "+
 			"Each is most likely that row's payment, paid or offered by that batch: sent from here too under a new referenceid, "+

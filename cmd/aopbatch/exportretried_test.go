@@ -1,0 +1,58 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
+)
+
+// TestExportLeavesOutRowsALaterBatchPaid: rows that failed, exported and
+// sent as a retry batch under new referenceids, stay failed in their own
+// batch, whose advice still says to export them. Exported again from a
+// file that differs at all (checked against a statement this time), and
+// run, they were paid a second time (a new user's walkthrough). The
+// second export leaves them out, naming the retry's rows.
+func TestExportLeavesOutRowsALaterBatchPaid(t *testing.T) {
+	t.Parallel()
+	failing := sandbox(t, func(c *aoptest.Config) { c.FailRate = 1 })
+	paying := sandbox(t, nil)
+	db, csvPath := batchFiles(t)
+	rows := goodRows(3, "RTY")
+	writeCSV(t, csvPath, rows)
+	if p := aopbatch(t, nil, runArgs(csvPath, db, failing.URL, "--batch", "orig")...); p.code != 2 {
+		t.Fatalf("run: exit %d, want 2 (every row failed)\n%s", p.code, p.stderr)
+	}
+	dir := filepath.Dir(db)
+	retry := filepath.Join(dir, "retry.csv")
+	if p := aopbatch(t, nil, "export", "--ledger", db, "--batch", "orig", "--state", "failed", "--out", retry); p.code != 0 {
+		t.Fatalf("export: exit %d\n%s", p.code, p.stderr)
+	}
+	if p := aopbatch(t, nil, runArgs(retry, db, paying.URL, "--generate-refs", "--batch", "retry-1")...); p.code != 0 {
+		t.Fatalf("retry: exit %d, want 0\n%s", p.code, p.stderr)
+	}
+
+	st := filepath.Join(dir, "statement.csv")
+	if err := os.WriteFile(st, []byte("refid,txnid,amount,status,refunded,operatorid,dateadded\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	again := aopbatch(t, nil, "export", "--ledger", db, "--batch", "orig", "--state", "failed", "--statement", st)
+	if again.code != 0 || !strings.Contains(again.stderr, "left out 3 rows that a later batch of this ledger pays") ||
+		!strings.Contains(again.stderr, "batch retry-1 line 2, success") {
+		t.Errorf("export of rows a retry paid: exit %d, want them left out naming the retry's rows\n%s", again.code, again.stderr)
+	}
+	// What the person would then run, saved by a spreadsheet (CRLF): a
+	// file the same but for its bytes is not the retry's content again.
+	if strings.Count(again.stdout, "\n") > 1 {
+		second := filepath.Join(dir, "retry2.csv")
+		if err := os.WriteFile(second, []byte(strings.ReplaceAll(again.stdout, "\n", "\r\n")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		aopbatch(t, nil, runArgs(second, db, paying.URL, "--generate-refs", "--batch", "retry-2")...)
+	}
+	if n := paying.Stats().Recorded; n != int64(len(rows)) {
+		t.Errorf("the provider recorded %d payments for %d payees: paid twice", n, len(rows))
+	}
+}
