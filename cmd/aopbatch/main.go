@@ -47,6 +47,11 @@ func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	// A reader that goes away (aopbatch run ... | head) must not kill a
+	// run mid-way, as SIGPIPE does by default: writes to the pipe fail
+	// instead, the run finishes, and its exit code says how. Notify, not
+	// Ignore: an ignored signal stays ignored in the token command.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	go func() {
 		s := <-sigs
 		notice("finishing the requests in flight, then stopping (send the signal again to exit at once)", "signal", s.String())

@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/aopbatch/aopbatch/batch"
@@ -389,7 +390,7 @@ func (f *runFlags) dryRunEnd(ctx context.Context, l ledger.Store, b ledger.Batch
 		}
 		printProblems(ctx, l, b, stderr, jsonLog, 10, problems)
 	}
-	if err := writeCounts(text, b, counts); err != nil {
+	if err := writeCounts(text, b, counts); err != nil && !errors.Is(err, syscall.EPIPE) {
 		return start(err)
 	}
 	// The reports of a dry run show what would be sent: asked for, they
@@ -444,7 +445,9 @@ func finish(ctx context.Context, l ledger.Store, b ledger.Batch, runErr error, r
 	if logs.json() {
 		text = io.Discard
 	}
-	if err := writeCounts(text, b, counts); err != nil {
+	if err := writeCounts(text, b, counts); err != nil && !errors.Is(err, syscall.EPIPE) {
+		// A reader that went away (| head) read what it wanted; the
+		// rows are as settled as they were.
 		return &exitError{code: exitIncomplete, err: err}
 	}
 	if run != nil {
