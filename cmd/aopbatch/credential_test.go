@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -27,11 +28,25 @@ func TestTokenCommandThatFailsSendsNothing(t *testing.T) {
 	if strings.ContainsAny(exe, " \t") {
 		t.Skipf("test binary path %q has spaces; --token-command is split on spaces", exe)
 	}
-	missing := filepath.Join(t.TempDir(), "nonexist")
+	// A program not there is refused before anything starts: it would
+	// fail every request, after the file was recorded, and a run ending
+	// "run again" each night.
+	t.Run("not found", func(t *testing.T) {
+		sb := sandbox(t, func(c *aoptest.Config) { c.Auth = aoptest.AuthBearer })
+		db, csvPath := batchFiles(t)
+		writeCSV(t, csvPath, goodRows(3, "NF"))
+		missing := filepath.Join(t.TempDir(), "nonexist")
+		p := aopbatch(t, noSecrets, runArgs(csvPath, db, sb.URL, "--token-command", missing)...)
+		if p.code != 1 || !strings.Contains(p.stderr, missing+" cannot be run") {
+			t.Errorf("a --token-command not there: exit %d, want 1 naming it\n%s", p.code, p.stderr)
+		}
+		if _, err := os.Stat(db); !errors.Is(err, os.ErrNotExist) || sb.Stats().Recharges != 0 {
+			t.Errorf("a --token-command not there: ledger %v, %d Recharges; want neither", err, sb.Stats().Recharges)
+		}
+	})
 	for _, tc := range []struct {
 		name, command, want string
 	}{
-		{"not found", missing, missing},
 		{"exits non-zero", exe + " " + failTokenArg, "exit status 2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

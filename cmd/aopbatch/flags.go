@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"os/exec"
 	"os"
 	"slices"
 	"strconv"
@@ -491,6 +492,12 @@ func (c *connFlags) authenticator() (aop.Authenticator, error) {
 		argv := strings.Fields(c.tokenCommand)
 		if len(argv) == 0 {
 			return nil, errors.New("--auth command needs --token-command")
+		}
+		// A program that is not there fails every run at its first
+		// request, after the file was recorded: exit 3, "run again", each
+		// night. Found missing now, nothing starts (exit 1).
+		if _, err := exec.LookPath(argv[0]); err != nil {
+			return nil, fmt.Errorf("--token-command %s cannot be run: %w (give its full path, or install it)", argv[0], errors.Unwrap(err))
 		}
 		// Its stderr goes to the log, redacted, never into an error that
 		// the ledger would record.
