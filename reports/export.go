@@ -40,8 +40,9 @@ type ExportResult struct {
 	// the header (rejects.csv has them in its reason column).
 	Ragged int64
 	// PaidLater are rows left out because a later batch of this ledger
-	// pays, or may pay, the same operator, canumber and amount (see
-	// paidLater): most likely this row, sent again already.
+	// holds the same operator, canumber and amount (see paidLater): most
+	// likely this row, sent again already, paid there or offered by that
+	// batch's own export.
 	PaidLater     int64
 	PaidLaterRefs []string // "line N: batch ID line M, success", the first 20
 	// Repeated are rejected rows left out because they repeat the
@@ -264,20 +265,20 @@ type payee struct {
 	paise    int64
 }
 
-// mayPay are the states of a row that paid, or may yet pay, its payee.
-var mayPay = []ledger.State{ledger.StateSuccess, ledger.StateQueued, ledger.StateInflight, ledger.StatePending,
-	ledger.StateDuplicate, ledger.StateUnknown, ledger.StateHeld}
-
 // paidLater finds the rows of batch b in state st that a later batch of
-// this ledger pays or may pay: one of the same operator, canumber and
-// amount, succeeded or not settled yet ("batch ID line N, success"), by
-// line. A row exported for sending under a new referenceid and sent (a
-// retry batch) stays failed, rejected or refunded here, and its batch's
-// advice still says to export it: exported again from a file that
-// differs at all (checked against a statement, corrected), it was paid
-// a second time (a new user's walkthrough). Only later batches are
-// read, whole: a retry comes after what it retries. An archived batch
-// keeps no canumber and is not read.
+// this ledger holds: one of the same operator, canumber and amount, in
+// any state but conflict ("batch ID line N, success"), by line. A row
+// exported for sending under a new referenceid and sent (a retry batch)
+// stays failed, rejected or refunded here, and its batch's advice still
+// says to export it: exported again from a file that differs at all
+// (checked against a statement, corrected), it was paid a second time (a
+// new user's walkthrough). The later row pays it, may pay it, or, failed,
+// refunded or rejected itself, is offered by its own batch's export:
+// offered from both, it would be paid twice, so only the latest batch
+// offers it. (A conflict row is never sent, and its own export leaves it
+// out while this row holds its referenceid.) Only later batches are read,
+// whole: a retry comes after what it retries. An archived batch keeps no
+// canumber and is not read.
 func paidLater(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.State) (map[int]string, error) {
 	lines := map[payee][]int{}
 	err := eachInState(ctx, l, b.Seq, st, func(r *ledger.Row) error {
@@ -294,24 +295,43 @@ func paidLater(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.S
 	if err != nil {
 		return nil, err
 	}
-	out := map[int]string{}
+	// A row that pays or may pay is named before one that its batch's
+	// export offers; among those, the latest batch's, the one whose export
+	// offers it (every earlier one's has a later batch).
+	type found struct {
+		why  string
+		pays bool
+	}
+	got := map[int]found{}
 	for _, ob := range bs {
 		if ob.Seq <= b.Seq || ob.Archived != "" {
 			continue
 		}
-		for _, s := range mayPay {
-			err := eachInState(ctx, l, ob.Seq, s, func(r *ledger.Row) error {
-				for _, line := range lines[payee{r.Operator, r.CANumber, r.AmountPaise}] {
-					if _, ok := out[line]; !ok {
-						out[line] = fmt.Sprintf("batch %s line %d, %s", ob.ID, r.Line, r.State)
-					}
-				}
+		// One pass over the batch, not a page query per state.
+		err := l.EachRow(ctx, ob.Seq, func(r *ledger.Row) error {
+			if r.State == ledger.StateConflict {
 				return nil
-			})
-			if err != nil {
-				return nil, err
 			}
+			offered := r.State == ledger.StateFailed || r.State == ledger.StateRefunded || r.State == ledger.StateRejected
+			for _, line := range lines[payee{r.Operator, r.CANumber, r.AmountPaise}] {
+				if got[line].pays {
+					continue
+				}
+				why := fmt.Sprintf("batch %s line %d, %s", ob.ID, r.Line, r.State)
+				if offered {
+					why += fmt.Sprintf(": if the same payment, send it once, from export --state %s --batch %s", r.State, ob.ID)
+				}
+				got[line] = found{why, !offered}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
+	}
+	out := make(map[int]string, len(got))
+	for line, f := range got {
+		out[line] = f.why
 	}
 	return out, nil
 }

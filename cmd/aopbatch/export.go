@@ -143,8 +143,9 @@ the referenceid is blanked: it may be that line's payment a second time
 			"each may be that line's payment a second time, and under a new referenceid it would be paid twice; one that is truly another payment goes into a new file by hand\n", res.Repeated)
 	}
 	if res.PaidLater > 0 {
-		fmt.Fprintf(stderr, "aopbatch: left out %d rows that a later batch of this ledger pays or may pay (the same operator, canumber and amount): %s. "+
-			"Each is most likely this row sent again already: sent once more under a new referenceid it would be paid twice; "+
+		fmt.Fprintf(stderr, "aopbatch: left out %d rows that a later batch of this ledger holds (the same operator, canumber and amount): %s. "+
+			"Each is most likely this row sent again already, paid there, or failed there and offered by that batch's own export: "+
+			"sent once more from here under a new referenceid it would be paid twice; "+
 			"a row that is truly another payment goes into a new file by hand\n",
 			res.PaidLater, strings.Join(res.PaidLaterRefs, "; "))
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,7 +40,7 @@ func TestExportLeavesOutRowsALaterBatchPaid(t *testing.T) {
 		t.Fatal(err)
 	}
 	again := aopbatch(t, nil, "export", "--ledger", db, "--batch", "orig", "--state", "failed", "--statement", st)
-	if again.code != 0 || !strings.Contains(again.stderr, "left out 3 rows that a later batch of this ledger pays") ||
+	if again.code != 0 || !strings.Contains(again.stderr, "left out 3 rows that a later batch of this ledger holds") ||
 		!strings.Contains(again.stderr, "batch retry-1 line 2, success") {
 		t.Errorf("export of rows a retry paid: exit %d, want them left out naming the retry's rows\n%s", again.code, again.stderr)
 	}
@@ -51,6 +52,63 @@ func TestExportLeavesOutRowsALaterBatchPaid(t *testing.T) {
 			t.Fatal(err)
 		}
 		aopbatch(t, nil, runArgs(second, db, paying.URL, "--generate-refs", "--batch", "retry-2")...)
+	}
+	if n := paying.Stats().Recorded; n != int64(len(rows)) {
+		t.Errorf("the provider recorded %d payments for %d payees: paid twice", n, len(rows))
+	}
+}
+
+// TestExportLeavesOutRowsALaterBatchOffers: rows that failed, exported and
+// sent as a retry batch that failed as well (the operator still down), are
+// offered by the retry's own export --state failed. Offered by the first
+// batch's export too, the two files made from the two batches' advice and
+// then sent, each payee was paid twice. Only the latest batch's export
+// offers them.
+func TestExportLeavesOutRowsALaterBatchOffers(t *testing.T) {
+	t.Parallel()
+	failing := sandbox(t, func(c *aoptest.Config) { c.FailRate = 1 })
+	paying := sandbox(t, nil)
+	db, csvPath := batchFiles(t)
+	rows := goodRows(3, "OFR")
+	writeCSV(t, csvPath, rows)
+	if p := aopbatch(t, nil, runArgs(csvPath, db, failing.URL, "--batch", "orig")...); p.code != 2 {
+		t.Fatalf("run: exit %d, want 2 (every row failed)\n%s", p.code, p.stderr)
+	}
+	dir := filepath.Dir(db)
+	retry := filepath.Join(dir, "retry.csv")
+	if p := aopbatch(t, nil, "export", "--ledger", db, "--batch", "orig", "--state", "failed", "--out", retry); p.code != 0 {
+		t.Fatalf("export: exit %d\n%s", p.code, p.stderr)
+	}
+	if p := aopbatch(t, nil, runArgs(retry, db, failing.URL, "--generate-refs", "--batch", "retry-1")...); p.code != 2 {
+		t.Fatalf("retry: exit %d, want 2 (failed again)\n%s", p.code, p.stderr)
+	}
+
+	// What each batch's advice says to do, once the operator is back:
+	// both files made, then both sent.
+	var files []string
+	for i, id := range []string{"orig", "retry-1"} {
+		p := aopbatch(t, nil, "export", "--ledger", db, "--batch", id, "--state", "failed")
+		if p.code != 0 {
+			t.Fatalf("export --batch %s: exit %d\n%s", id, p.code, p.stderr)
+		}
+		if id == "orig" && !strings.Contains(p.stderr, "batch retry-1 line 2, failed") {
+			t.Errorf("export --batch orig: want its rows left out naming the retry's\n%s", p.stderr)
+		}
+		if strings.Count(p.stdout, "\n") > 1 {
+			// Saved by a spreadsheet, each its own way: files the same but
+			// for their bytes are not the retry's content again.
+			out := filepath.Join(dir, fmt.Sprintf("again-%d.csv", i))
+			eol := []string{"\r\n", " \n"}[i]
+			if err := os.WriteFile(out, []byte(strings.ReplaceAll(p.stdout, "\n", eol)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, out)
+		}
+	}
+	for i, f := range files {
+		if p := aopbatch(t, nil, runArgs(f, db, paying.URL, "--generate-refs", "--batch", fmt.Sprintf("again-%d", i))...); p.code != 0 {
+			t.Errorf("run of %s: exit %d\n%s", f, p.code, p.stderr)
+		}
 	}
 	if n := paying.Stats().Recorded; n != int64(len(rows)) {
 		t.Errorf("the provider recorded %d payments for %d payees: paid twice", n, len(rows))
