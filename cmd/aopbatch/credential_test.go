@@ -116,9 +116,17 @@ func TestResolveWithAFailingTokenCommandAsksNothing(t *testing.T) {
 		t.Fatal("no unknown row to ask about")
 	}
 	before := sb.Stats().Enquiries
-	missing := filepath.Join(t.TempDir(), "nonexist")
+	// A command that is there and fails: one not there is refused before
+	// resolve starts (TestTokenCommandThatFailsSendsNothing).
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(exe, " \t") {
+		t.Skipf("test binary path %q has spaces; --token-command is split on spaces", exe)
+	}
 	p := aopbatch(t, noSecrets, "resolve", "--ledger", db, "--base-url", sb.URL, "--registration-id", "AOP-554",
-		"--token-command", missing, "--resolve-timeout", "2s", "--progress", "never")
+		"--token-command", exe+" "+failTokenArg, "--resolve-timeout", "2s", "--progress", "never")
 	if p.code != 3 {
 		t.Fatalf("resolve: exit %d, want 3\n%s", p.code, p.stderr)
 	}
@@ -131,7 +139,7 @@ func TestResolveWithAFailingTokenCommandAsksNothing(t *testing.T) {
 	if !strings.Contains(p.stdout, "sent 0 requests (0 recharges, 0 status enquiries)") {
 		t.Errorf("resolve's figures count an enquiry that was never made:\n%s", p.stdout)
 	}
-	if stop := lastLine(p.stderr); !strings.Contains(stop, missing) || strings.Contains(stop, "JWT") {
+	if stop := lastLine(p.stderr); !strings.Contains(stop, exe) || !strings.Contains(stop, "exit status 2") || strings.Contains(stop, "JWT") {
 		t.Errorf("stop %q does not name the command that failed", stop)
 	}
 }

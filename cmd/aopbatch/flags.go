@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"net"
@@ -497,7 +498,14 @@ func (c *connFlags) authenticator() (aop.Authenticator, error) {
 		// request, after the file was recorded: exit 3, "run again", each
 		// night. Found missing now, nothing starts (exit 1).
 		if _, err := exec.LookPath(argv[0]); err != nil {
-			return nil, fmt.Errorf("--token-command %s cannot be run: %w (give its full path, or install it)", argv[0], errors.Unwrap(err))
+			why := "not found in $PATH: give its full path, or install it"
+			switch {
+			case errors.Is(err, fs.ErrPermission):
+				why = "not executable: chmod +x it"
+			case strings.Contains(argv[0], "/"):
+				why = "no such file"
+			}
+			return nil, fmt.Errorf("--token-command %s cannot be run: %s", argv[0], why)
 		}
 		// Its stderr goes to the log, redacted, never into an error that
 		// the ledger would record.
