@@ -155,6 +155,13 @@ the referenceid is blanked: it may be that line's payment a second time
 			"it could be paid twice; a row that is truly another payment goes into a new file by hand\n",
 			res.HeldElsewhere, strings.Join(res.HeldElsewhereRefs, "; "))
 	}
+	if res.Rows > 0 && (res.BlankedRefs || !res.RefColumn) && isArchive(*ledgerPath) {
+		// paidLater reads the later batches of the ledger read: an
+		// archive holds only what was archived with this batch, and the
+		// retry that paid a row may be in the live ledger.
+		fmt.Fprintln(stderr, "aopbatch: warning: exported from an archive: a later batch that sent these rows again (a retry) is in the live ledger "+
+			"or another archive, which were not checked; export from here only after checking them, or a row may be paid twice")
+	}
 	if st == ledger.StateFailed && st2 == nil && res.Rows > 0 {
 		// The ledger's "failed" is the provider's answer at the time; a
 		// row it charged after all shows only on its statement, and under

@@ -114,3 +114,30 @@ func TestExportLeavesOutRowsALaterBatchOffers(t *testing.T) {
 		t.Errorf("the provider recorded %d payments for %d payees: paid twice", n, len(rows))
 	}
 }
+
+// TestExportFromAnArchiveWarnsOfRetriesNotChecked: a batch archived after
+// its failed rows were retried: its export from the archive sees no later
+// batch (the retry is in the live ledger) and offers them all again (a
+// review). It says it could not check, and a live export says nothing.
+func TestExportFromAnArchiveWarnsOfRetriesNotChecked(t *testing.T) {
+	t.Parallel()
+	failing := sandbox(t, func(c *aoptest.Config) { c.FailRate = 1 })
+	db, csvPath := batchFiles(t)
+	writeCSV(t, csvPath, goodRows(2, "ARW"))
+	if p := aopbatch(t, nil, runArgs(csvPath, db, failing.URL, "--batch", "orig")...); p.code != 2 {
+		t.Fatalf("run: exit %d, want 2 (every row failed)\n%s", p.code, p.stderr)
+	}
+	const warning = "exported from an archive"
+	live := aopbatch(t, nil, "export", "--ledger", db, "--batch", "orig", "--state", "failed")
+	if live.code != 0 || strings.Contains(live.stderr, warning) {
+		t.Errorf("export from the live ledger: exit %d, want 0 without %q\n%s", live.code, warning, live.stderr)
+	}
+	arch := filepath.Join(filepath.Dir(db), "orig.ledger.gz")
+	if p := aopbatch(t, nil, "ledger", "archive", "--ledger", db, "--before", "2999-01-01", "--out", arch); p.code != 0 {
+		t.Fatalf("archive: exit %d\n%s", p.code, p.stderr)
+	}
+	p := aopbatch(t, nil, "export", "--ledger", arch, "--batch", "orig", "--state", "failed")
+	if p.code != 0 || !strings.Contains(p.stderr, warning) || !strings.Contains(p.stderr, "paid twice") {
+		t.Errorf("export from an archive: exit %d, want 0 warning %q\n%s", p.code, warning, p.stderr)
+	}
+}
