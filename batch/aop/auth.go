@@ -136,9 +136,9 @@ type tokenRun struct {
 // command: argv is run directly (no shell), with the process environment
 // (less the secrets it does not need: AOP_TOKEN, AOP_JWT_SECRET,
 // PGPASSWORD and AOPBATCH_LEDGER) plus env, and the first line of its
-// standard output, trimmed, is the token. The token is cached for ttl (600s when 0) and renewed in the
-// background once 80% of ttl has passed; a caller blocks only when there is
-// no valid token. Refresh forces a new run unless one finished in the last
+// standard output, trimmed, is the token. The token is cached for ttl
+// (600s when 0) and renewed in the background once 80% of ttl has
+// passed; a caller blocks only when there is no valid token. Refresh forces a new run unless one finished in the last
 // two seconds, so a burst of 401s costs one run; the Client, which knows
 // the refused token, instead renews unless that token was already replaced,
 // which also holds for tokens that live less than two seconds. A run is

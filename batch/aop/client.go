@@ -16,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // Endpoint paths, appended to Options.BaseURL.
@@ -389,6 +390,11 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 // through a credential: what is left of one at its end goes too. Values
 // shorter than minCredential are left: they could match by chance.
 func hideCredential(msg string, sent http.Header) string {
+	if msg == "" {
+		return msg
+	}
+	// Only a message near the cap was cut (clip trims what it cuts at).
+	cut := utf8.RuneCountInString(msg) > maxMessage-minCut
 	for k, vs := range sent {
 		if k == "Content-Type" || k == "Accept" || k == "User-Agent" {
 			// Set by post before the authenticator: every other header is
@@ -401,7 +407,7 @@ func hideCredential(msg string, sent http.Header) string {
 					continue
 				}
 				msg = strings.ReplaceAll(msg, c, "[redacted]")
-				for n := len(c) - 1; n >= minCut; n-- {
+				for n := len(c) - 1; cut && n >= minCut; n-- {
 					if strings.HasSuffix(msg, c[:n]) {
 						msg = msg[:len(msg)-n] + "[redacted]"
 						break
