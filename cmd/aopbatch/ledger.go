@@ -70,10 +70,10 @@ func openLedger(ctx context.Context, location string, o ledgerOptions) (ledger.S
 // not a postgres:// URL: another scheme, the scheme in capitals, a
 // key=value connection string. Taken as a SQLite file name it would be
 // created, and printed back with whatever password it holds. A file that
-// is there already is a SQLite ledger whatever its name: refused, the
-// batches it records could be neither resumed nor resolved nor copied
-// out. A connection string starts with one of libpq's keywords; a path
-// merely holding "dbname=" (a directory per database) is a path.
+// is there already is a SQLite ledger whatever its name: were it refused,
+// its batches could be neither resumed nor resolved nor copied out. A
+// connection string starts with one of libpq's keywords; a path merely
+// holding "dbname=" (a directory per database) is a path.
 func misreadLocation(location string) error {
 	if postgres.IsURL(location) {
 		return nil
