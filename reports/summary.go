@@ -36,9 +36,9 @@ type Asked struct {
 	// provider confirms success, as the ledger has it".
 	Why string
 	// Final is true when the answer is the provider's last word on the
-	// row (a final status, or no record of it); false when it had the
-	// row pending or gave no usable answer, and asking again may tell
-	// more.
+	// row (a final status, no record of it, or a record of another
+	// payment); false when it had the row pending or gave no usable
+	// answer, and asking again may tell more.
 	Final bool
 	// To is the state the ledger was corrected to; empty when it was
 	// left as it was.
