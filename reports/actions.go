@@ -38,32 +38,31 @@ func (s *Summary) actions() []string {
 	if s.recon != nil {
 		failedCharged, successNotKept = s.recon.failedCharged, s.recon.successNotKept
 	}
-	final, open := failedCharged.split()
-	if t := minus(r.FailedButCharged, failedCharged.total()); t.Rows > 0 {
-		add("%s recorded failed (%s) that the statement shows charged: do NOT send them again; aopbatch reconcile --statement FILE confirms each with the provider and records what it says",
-			rowsText(t.Rows), inr(t.AmountPaise))
+	// The rows of one status disagreement: those not asked about, then
+	// those asked, by whether the provider's answer was final. tails
+	// says what to do with each.
+	disputed := func(all Tally, asked askedRows, state, shows string, tails [3]string) {
+		head := func(t Tally) string {
+			return fmt.Sprintf("%s recorded %s (%s) that the statement shows %s", rowsText(t.Rows), state, inr(t.AmountPaise), shows)
+		}
+		if t := minus(all, asked.total()); t.Rows > 0 {
+			add("%s: %s", head(t), tails[0])
+		}
+		final, open := asked.split()
+		for i, g := range []askedRows{final, open} {
+			if t := g.total(); t.Rows > 0 {
+				add("%s, which aopbatch reconcile asked the provider about (%s): %s", head(t), g.text(), tails[i+1])
+			}
+		}
 	}
-	if t := final.total(); t.Rows > 0 {
-		add("%s recorded failed (%s) that the statement shows charged, which aopbatch reconcile asked the provider about (%s): do NOT send them again; take the statement line up with the provider (each row's answer is in reconciliation.csv)",
-			rowsText(t.Rows), inr(t.AmountPaise), final.text())
-	}
-	if t := open.total(); t.Rows > 0 {
-		add("%s recorded failed (%s) that the statement shows charged, which aopbatch reconcile asked the provider about (%s): do NOT send them again; run aopbatch reconcile --statement FILE again later to ask once more",
-			rowsText(t.Rows), inr(t.AmountPaise), open.text())
-	}
-	final, open = successNotKept.split()
-	if t := minus(r.SuccessNotKept, successNotKept.total()); t.Rows > 0 {
-		add("%s recorded success (%s) that the statement shows not kept (failed, or refunded to the wallet): the payees were not paid; aopbatch reconcile --statement FILE confirms and records it before anyone pays them again",
-			rowsText(t.Rows), inr(t.AmountPaise))
-	}
-	if t := final.total(); t.Rows > 0 {
-		add("%s recorded success (%s) that the statement shows not kept (failed, or refunded to the wallet), which aopbatch reconcile asked the provider about (%s): take the statement line up with the provider before anyone pays them again (each row's answer is in reconciliation.csv)",
-			rowsText(t.Rows), inr(t.AmountPaise), final.text())
-	}
-	if t := open.total(); t.Rows > 0 {
-		add("%s recorded success (%s) that the statement shows not kept (failed, or refunded to the wallet), which aopbatch reconcile asked the provider about (%s): pay no one again before aopbatch reconcile --statement FILE, run again later, has the provider's answer",
-			rowsText(t.Rows), inr(t.AmountPaise), open.text())
-	}
+	disputed(r.FailedButCharged, failedCharged, "failed", "charged", [3]string{
+		"do NOT send them again; aopbatch reconcile --statement FILE confirms each with the provider and records what it says",
+		"do NOT send them again; take the statement line up with the provider (each row's answer is in reconciliation.csv)",
+		"do NOT send them again; run aopbatch reconcile --statement FILE again later to ask once more"})
+	disputed(r.SuccessNotKept, successNotKept, "success", "not kept (failed, or refunded to the wallet)", [3]string{
+		"the payees were not paid; aopbatch reconcile --statement FILE confirms and records it before anyone pays them again",
+		"take the statement line up with the provider before anyone pays them again (each row's answer is in reconciliation.csv)",
+		"pay no one again before aopbatch reconcile --statement FILE, run again later, has the provider's answer"})
 	if t := r.ChargedNotSent; t.Rows > 0 {
 		add("%s charged on the statement (%s) that aopbatch never sent: find out who sent them before sending anything again",
 			rowsText(t.Rows), inr(t.AmountPaise))
