@@ -130,9 +130,9 @@ type endReports struct {
 	metrics string
 	tz      string
 	run     *batch.RunStats // what the run measured, for the metrics file; nil for none
-	// exitCode is the run's exit code when its reports are written (the
-	// metrics file says 3 when they are not).
-	exitCode int
+	// exitCode is the run's exit code, given whether its reports were
+	// written (repErr), for the metrics file.
+	exitCode func(repErr error) int
 	// takenOver: the run stopped because another process took the batch
 	// over, for the metrics file.
 	takenOver bool
@@ -238,10 +238,7 @@ func (r endReports) write(ctx context.Context, l ledger.Store, b ledger.Batch, s
 		write := func() error { return reports.WriteMetrics(r.metrics, s) }
 		if r.run != nil {
 			f := runFigures(*r.run)
-			f.ExitCode, f.TakenOver = r.exitCode, r.takenOver
-			if dirErr != nil {
-				f.ExitCode = exitIncomplete // a run whose reports are not written
-			}
+			f.ExitCode, f.TakenOver = r.exitCode(dirErr), r.takenOver
 			write = func() error { return reports.WriteMetricsWithRun(r.metrics, s, f) }
 		}
 		if err := write(); err != nil {

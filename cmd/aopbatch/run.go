@@ -454,7 +454,7 @@ func finish(ctx context.Context, l ledger.Store, b ledger.Batch, runErr error, r
 		fmt.Fprintln(text, run.String())
 	}
 	rep.run = run
-	rep.exitCode = codeOf(endOf(ctx, counts, runErr, nil))
+	rep.exitCode = func(repErr error) int { return codeOf(endOf(ctx, counts, runErr, repErr)) }
 	rep.takenOver = takenOver(runErr)
 	repErr := rep.write(bg, l, b, text)
 	if repErr != nil {
