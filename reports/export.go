@@ -53,6 +53,10 @@ type ExportResult struct {
 	Repeated int64
 }
 
+// NewRefs reports whether the exported rows go out under new
+// referenceids once run: theirs were blanked, or generated (no column).
+func (r ExportResult) NewRefs() bool { return r.BlankedRefs || !r.RefColumn }
+
 const exportPage = 1000
 
 // codeDuplicateRef is the error code of a row rejected for repeating the
@@ -121,7 +125,7 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 	// Rows that go out as new payments: their referenceids blanked, or
 	// generated (no column). Kept, a row sent again is a conflict.
 	var later map[int]string
-	if st != ledger.StateConflict && (res.BlankedRefs || !res.RefColumn) {
+	if st != ledger.StateConflict && res.NewRefs() {
 		var err error
 		if later, err = paidLater(ctx, l, b, st); err != nil {
 			return res, fmt.Errorf("export batch %s: %w", b.ID, err)

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -320,10 +321,10 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 	// Canonical keys set directly, the values sharing one array: Header.Set
 	// would allocate each. The capacities keep an Add from overwriting a
 	// neighbour.
-	v := &[3]string{"application/json", "application/json", c.userAgent}
-	req.Header["Content-Type"] = v[0:1:1]
-	req.Header["Accept"] = v[1:2:2]
-	req.Header["User-Agent"] = v[2:3:3]
+	v := &[len(ownHeaders)]string{"application/json", "application/json", c.userAgent}
+	for i, k := range ownHeaders {
+		req.Header[k] = v[i : i+1 : i+1]
+	}
 	// The credential comes before the request is handed to the
 	// transport: when there is none, no connection was asked for and no
 	// byte went out.
@@ -381,6 +382,10 @@ func (c *Client) post(ctx context.Context, url string, body []byte) reply {
 		wrote: tr.wroteTime()}
 }
 
+// ownHeaders are the headers post sets itself, before the authenticator
+// sets the credential's.
+var ownHeaders = [...]string{"Content-Type", "Accept", "User-Agent"}
+
 // hideCredential blanks in msg, the message made of a provider's answer,
 // the credential the request carried (the headers the authenticator set),
 // which a provider may echo in an error ("invalid token ..."): the message
@@ -396,10 +401,8 @@ func hideCredential(msg string, sent http.Header) string {
 	// Only a message near the cap was cut (clip trims what it cuts at).
 	cut := utf8.RuneCountInString(msg) > maxMessage-minCut
 	for k, vs := range sent {
-		if k == "Content-Type" || k == "Accept" || k == "User-Agent" {
-			// Set by post before the authenticator: every other header is
-			// the credential. A header post adds must be named here.
-			continue
+		if slices.Contains(ownHeaders[:], k) {
+			continue // every other header is the authenticator's
 		}
 		for _, v := range vs {
 			for _, c := range []string{v, strings.TrimPrefix(v, "Bearer ")} {

@@ -155,7 +155,7 @@ the referenceid is blanked: it may be that line's payment a second time
 			"it could be paid twice; a row that is truly another payment goes into a new file by hand\n",
 			res.HeldElsewhere, strings.Join(res.HeldElsewhereRefs, "; "))
 	}
-	if res.Rows > 0 && (res.BlankedRefs || !res.RefColumn) && isArchive(*ledgerPath) {
+	if res.Rows > 0 && res.NewRefs() && isArchive(*ledgerPath) {
 		// paidLater reads the later batches of the ledger read: an
 		// archive holds only what was archived with this batch, and the
 		// retry that paid a row may be in the live ledger.
