@@ -18,22 +18,9 @@ import (
 // second export leaves them out, naming the retry's rows.
 func TestExportLeavesOutRowsALaterBatchPaid(t *testing.T) {
 	t.Parallel()
-	failing := sandbox(t, func(c *aoptest.Config) { c.FailRate = 1 })
 	paying := sandbox(t, nil)
-	db, csvPath := batchFiles(t)
-	rows := goodRows(3, "RTY")
-	writeCSV(t, csvPath, rows)
-	if p := aopbatch(t, nil, runArgs(csvPath, db, failing.URL, "--batch", "orig")...); p.code != 2 {
-		t.Fatalf("run: exit %d, want 2 (every row failed)\n%s", p.code, p.stderr)
-	}
+	db, rows := failedThenRetried(t, "RTY", paying, 0)
 	dir := filepath.Dir(db)
-	retry := filepath.Join(dir, "retry.csv")
-	if p := aopbatch(t, nil, "export", "--ledger", db, "--batch", "orig", "--state", "failed", "--out", retry); p.code != 0 {
-		t.Fatalf("export: exit %d\n%s", p.code, p.stderr)
-	}
-	if p := aopbatch(t, nil, runArgs(retry, db, paying.URL, "--generate-refs", "--batch", "retry-1")...); p.code != 0 {
-		t.Fatalf("retry: exit %d, want 0\n%s", p.code, p.stderr)
-	}
 
 	st := filepath.Join(dir, "statement.csv")
 	if err := os.WriteFile(st, []byte("refid,txnid,amount,status,refunded,operatorid,dateadded\n"), 0o600); err != nil {
@@ -66,22 +53,9 @@ func TestExportLeavesOutRowsALaterBatchPaid(t *testing.T) {
 // offers them.
 func TestExportLeavesOutRowsALaterBatchOffers(t *testing.T) {
 	t.Parallel()
-	failing := sandbox(t, func(c *aoptest.Config) { c.FailRate = 1 })
 	paying := sandbox(t, nil)
-	db, csvPath := batchFiles(t)
-	rows := goodRows(3, "OFR")
-	writeCSV(t, csvPath, rows)
-	if p := aopbatch(t, nil, runArgs(csvPath, db, failing.URL, "--batch", "orig")...); p.code != 2 {
-		t.Fatalf("run: exit %d, want 2 (every row failed)\n%s", p.code, p.stderr)
-	}
+	db, rows := failedThenRetried(t, "OFR", sandbox(t, func(c *aoptest.Config) { c.FailRate = 1 }), 2)
 	dir := filepath.Dir(db)
-	retry := filepath.Join(dir, "retry.csv")
-	if p := aopbatch(t, nil, "export", "--ledger", db, "--batch", "orig", "--state", "failed", "--out", retry); p.code != 0 {
-		t.Fatalf("export: exit %d\n%s", p.code, p.stderr)
-	}
-	if p := aopbatch(t, nil, runArgs(retry, db, failing.URL, "--generate-refs", "--batch", "retry-1")...); p.code != 2 {
-		t.Fatalf("retry: exit %d, want 2 (failed again)\n%s", p.code, p.stderr)
-	}
 
 	// What each batch's advice says to do, once the operator is back:
 	// both files made, then both sent.
@@ -140,4 +114,27 @@ func TestExportFromAnArchiveWarnsOfRetriesNotChecked(t *testing.T) {
 	if p.code != 0 || !strings.Contains(p.stderr, warning) || !strings.Contains(p.stderr, "paid twice") {
 		t.Errorf("export from an archive: exit %d, want 0 warning %q\n%s", p.code, warning, p.stderr)
 	}
+}
+
+// failedThenRetried runs three rows (ref prefix) that all fail as batch
+// orig, exports them with new referenceids and runs that file as batch
+// retry-1 against retryTo, which must exit want. It returns the ledger
+// and the rows.
+func failedThenRetried(t *testing.T, prefix string, retryTo *aoptest.TestServer, want int) (string, []sampleRow) {
+	t.Helper()
+	failing := sandbox(t, func(c *aoptest.Config) { c.FailRate = 1 })
+	db, csvPath := batchFiles(t)
+	rows := goodRows(3, prefix)
+	writeCSV(t, csvPath, rows)
+	if p := aopbatch(t, nil, runArgs(csvPath, db, failing.URL, "--batch", "orig")...); p.code != 2 {
+		t.Fatalf("run: exit %d, want 2 (every row failed)\n%s", p.code, p.stderr)
+	}
+	retry := filepath.Join(filepath.Dir(db), "retry.csv")
+	if p := aopbatch(t, nil, "export", "--ledger", db, "--batch", "orig", "--state", "failed", "--out", retry); p.code != 0 {
+		t.Fatalf("export: exit %d\n%s", p.code, p.stderr)
+	}
+	if p := aopbatch(t, nil, runArgs(retry, db, retryTo.URL, "--generate-refs", "--batch", "retry-1")...); p.code != want {
+		t.Fatalf("retry: exit %d, want %d\n%s", p.code, want, p.stderr)
+	}
+	return db, rows
 }
