@@ -749,14 +749,7 @@ func TestProviderEchoOfTheCredentialIsBlanked(t *testing.T) {
 				tc.h(w, r)
 			})
 			c := newClient(t, srv.URL, func(o *Options) { o.Auth = tc.auth })
-			r, err := c.Recharge(context.Background(), rechargeBody(t, "REF1"))
-			if err != nil {
-				t.Fatalf("Recharge: %v", err)
-			}
-			s, err := c.Status(context.Background(), "REF1")
-			if err != nil {
-				t.Fatalf("Status: %v", err)
-			}
+			r, s := rechargeAndStatus(t, c, "REF1")
 			cred := strings.TrimPrefix(sent.Load().(string), "Bearer ")
 			if len(cred) < 20 {
 				t.Fatalf("credential sent %q: the test did not test", cred)
@@ -797,14 +790,7 @@ func TestProviderEscapedEchoOfTheCredentialIsBlanked(t *testing.T) {
 				_, _ = io.WriteString(w, `{"status":false,"response_code":10,"message":"invalid token `+tc.echo+`"}`)
 			})
 			c := newClient(t, srv.URL, func(o *Options) { o.Auth = Bearer(tok) })
-			r, err := c.Recharge(context.Background(), rechargeBody(t, "REF1"))
-			if err != nil {
-				t.Fatalf("Recharge: %v", err)
-			}
-			s, err := c.Status(context.Background(), "REF1")
-			if err != nil {
-				t.Fatalf("Status: %v", err)
-			}
+			r, s := rechargeAndStatus(t, c, "REF1")
 			for _, msg := range []string{r.Message, s.Message} {
 				if strings.Contains(msg, tok) || !strings.Contains(msg, "[redacted]") {
 					t.Errorf("message %q: the escaped echo of the credential was not blanked", msg)
@@ -831,16 +817,9 @@ func TestCredentialInTheAnswerByChanceChangesNothing(t *testing.T) {
 		_, _ = io.WriteString(w, `{"status":true,"response_code":1,"message":"Recharge `+tok+` done"}`)
 	})
 	c := newClient(t, srv.URL, func(o *Options) { o.Auth = Bearer(tok) })
-	r, err := c.Recharge(context.Background(), rechargeBody(t, ref))
-	if err != nil {
-		t.Fatalf("Recharge: %v", err)
-	}
+	r, s := rechargeAndStatus(t, c, ref)
 	if r.Class != ClassSuccess || r.Code != 1 {
 		t.Errorf("Recharge: class %s code %d (%s), want success 1", r.Class, r.Code, r.Message)
-	}
-	s, err := c.Status(context.Background(), ref)
-	if err != nil {
-		t.Fatalf("Status: %v", err)
 	}
 	if s.Verdict != VerdictSuccess || s.Data.RefID != ref || s.Data.TxnID != "T"+tok {
 		t.Errorf("Status: %s, refid %q, txnid %q (%s); want success for %s, txnid T%s", s.Verdict, s.Data.RefID, s.Data.TxnID, s.Message, ref, tok)
@@ -848,4 +827,18 @@ func TestCredentialInTheAnswerByChanceChangesNothing(t *testing.T) {
 	if strings.Contains(r.Message, tok) {
 		t.Errorf("Recharge message %q shows the credential", r.Message)
 	}
+}
+
+// rechargeAndStatus makes a Recharge and a status enquiry for ref with c.
+func rechargeAndStatus(t *testing.T, c *Client, ref string) (Result, StatusResult) {
+	t.Helper()
+	r, err := c.Recharge(context.Background(), rechargeBody(t, ref))
+	if err != nil {
+		t.Fatalf("Recharge: %v", err)
+	}
+	s, err := c.Status(context.Background(), ref)
+	if err != nil {
+		t.Fatalf("Status: %v", err)
+	}
+	return r, s
 }
