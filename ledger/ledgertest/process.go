@@ -104,3 +104,36 @@ func (s suite) testAttemptsNameTheirProcess(t *testing.T) {
 		}
 	}
 }
+
+// MigratedAttemptsName checks a ledger l migrated from a version whose
+// attempts named no process, holding ready batch "old" (seq 1) with line
+// 2 pending and one attempt: that attempt reads back with no process, and
+// the next writer's, of o, names o's. Each store's migration test calls it.
+func MigratedAttemptsName(t *testing.T, l ledger.Store, o ledger.Owner) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: "old"}, o, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	w, err := l.NewWriter(ctx, 1, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record(ledger.Update{Line: 2, To: ledger.StateSuccess, Code: 0,
+		Attempt: &ledger.Attempt{Kind: "status", At: time.UnixMilli(9), Code: 0, Class: "success"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var got []ledger.Process
+	if err := l.EachAttempt(ctx, 1, func(a *ledger.AttemptRow) error {
+		got = append(got, a.Process)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []ledger.Process{{}, o.Process()}; !reflect.DeepEqual(got, want) {
+		t.Errorf("processes of the attempts = %q, want %q", got, want)
+	}
+}

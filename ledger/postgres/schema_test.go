@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"reflect"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/ledgertest"
 	"github.com/aopbatch/aopbatch/ledger/postgres/pgtest"
 )
 
@@ -80,32 +80,7 @@ func TestMigrateAttemptsWithoutProcess(t *testing.T) {
 	}
 	c.Close(ctx)
 
-	s := openStore(t, url, Options{})
-	o := ledger.Owner{ID: "next", Host: "host-b.invalid", PID: 7}
-	if _, err := s.Acquire(ctx, ledger.NewBatch{ID: "old"}, o, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	w, err := s.NewWriter(ctx, 1, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Record(ledger.Update{Line: 2, To: ledger.StateSuccess, Code: 0,
-		Attempt: &ledger.Attempt{Kind: "status", At: time.UnixMilli(9), Code: 0, Class: "success"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	var got []ledger.Process
-	if err := s.EachAttempt(ctx, 1, func(a *ledger.AttemptRow) error {
-		got = append(got, a.Process)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if want := []ledger.Process{{}, o.Process()}; !reflect.DeepEqual(got, want) {
-		t.Errorf("processes of the attempts = %q, want %q", got, want)
-	}
+	ledgertest.MigratedAttemptsName(t, openStore(t, url, Options{}), ledger.Owner{ID: "next", Host: "host-b.invalid", PID: 7})
 }
 
 // A role that only uses the ledger, granted what the README lists when

@@ -9,13 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aopbatch/aopbatch/ledger"
+	"github.com/aopbatch/aopbatch/ledger/ledgertest"
 )
 
 const testTTL = time.Minute
@@ -491,28 +491,6 @@ func TestMigrateAttemptsWithoutProcess(t *testing.T) {
 	db.Close()
 
 	l := openAt(t, path, Options{})
-	o := ledger.Owner{ID: "next", Host: "host-b.invalid", PID: 7}
-	acquire(t, l, ledger.NewBatch{ID: "old"}, o)
-	w, err := l.NewWriter(context.Background(), 1, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Record(ledger.Update{Line: 2, To: ledger.StateSuccess, Code: 0,
-		Attempt: &ledger.Attempt{Kind: "status", At: time.UnixMilli(9), Code: 0, Class: "success"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	var got []ledger.Process
-	if err := l.EachAttempt(context.Background(), 1, func(a *ledger.AttemptRow) error {
-		got = append(got, a.Process)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if want := []ledger.Process{{}, o.Process()}; !reflect.DeepEqual(got, want) {
-		t.Errorf("processes of the attempts = %q, want %q", got, want)
-	}
+	ledgertest.MigratedAttemptsName(t, l, ledger.Owner{ID: "next", Host: "host-b.invalid", PID: 7})
 	integrityCheck(t, path)
 }
