@@ -61,14 +61,7 @@ func TestMigrateAttemptsWithoutProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	qs := []string{`CREATE TABLE aopbatch_schema (version INTEGER NOT NULL)`, `INSERT INTO aopbatch_schema (version) VALUES (2)`}
-	for _, name := range []string{"0001_init.sql", "0002_archived_batches.sql"} {
-		body, err := migrations.ReadFile("migrations/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		qs = append(qs, string(body))
-	}
+	qs := schemaV2(t)
 	qs = append(qs, `INSERT INTO batches (seq, id, content_hash, status, created_ms) VALUES (1, 'old', 'h', 'ready', 0)`,
 		`INSERT INTO rows (batch, line, referenceid, amount_paise, request, state, updated_ms)
 			VALUES (1, 2, 'R2', 500, '{"referenceid":"R2"}', 'pending', 7)`,
@@ -100,14 +93,7 @@ func TestMigrateKeepsTheGrantsOfARoleThatUsesTheLedger(t *testing.T) {
 	}
 	defer c.Close(ctx)
 	user := db + "_user"
-	qs := []string{`CREATE TABLE aopbatch_schema (version INTEGER NOT NULL)`, `INSERT INTO aopbatch_schema (version) VALUES (2)`}
-	for _, name := range []string{"0001_init.sql", "0002_archived_batches.sql"} {
-		body, err := migrations.ReadFile("migrations/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		qs = append(qs, string(body))
-	}
+	qs := schemaV2(t)
 	qs = append(qs, fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD 'pw'`, user),
 		fmt.Sprintf(`GRANT USAGE ON SCHEMA public TO %s`, user),
 		fmt.Sprintf(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %s`, user),
@@ -144,4 +130,19 @@ func TestMigrateKeepsTheGrantsOfARoleThatUsesTheLedger(t *testing.T) {
 		t.Fatalf("NewWriter as a role that only uses the ledger, after the upgrade: %v", err)
 	}
 	w.Close()
+}
+
+// schemaV2 are the statements that make a ledger as version 2 of the
+// schema left it, before processes were recorded.
+func schemaV2(t *testing.T) []string {
+	t.Helper()
+	qs := []string{`CREATE TABLE aopbatch_schema (version INTEGER NOT NULL)`, `INSERT INTO aopbatch_schema (version) VALUES (2)`}
+	for _, name := range []string{"0001_init.sql", "0002_archived_batches.sql"} {
+		body, err := migrations.ReadFile("migrations/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		qs = append(qs, string(body))
+	}
+	return qs
 }
