@@ -43,6 +43,12 @@ type Config struct {
 	BreakerWindow   int           // recent requests the breaker looks at
 	BreakerRatio    float64       // share of transient failures that trips it
 	MaxUnknownPaise int64         // stop once this much money is in unknown rows; 0 = no limit
+	// A run stops when KnownRefsTrip of the last KnownRefsWindow rows it
+	// sent for the first time were answered 18 (knownRefs), unless
+	// AllowKnownRefs: a file whose ledger was lost, sent again on purpose.
+	KnownRefsWindow int
+	KnownRefsTrip   int
+	AllowKnownRefs  bool
 	// Account names the provider account the rate belongs to: on a shared
 	// ledger, every process of the account draws from one rate budget.
 	Account        string
@@ -57,17 +63,19 @@ type Config struct {
 // show and use.
 func DefaultConfig() Config {
 	return Config{
-		Workers:        0, // automatic
-		MaxInFlight:    256,
-		Rate:           10,
-		Burst:          1,
-		Timeout:        30 * time.Second,
-		MaxAttempts:    5,
-		HoldAfter:      3,
-		BreakerWindow:  50,
-		BreakerRatio:   0.8,
-		ResolveTimeout: 30 * time.Second,
-		ResolveBackoff: 500 * time.Millisecond,
+		Workers:         0, // automatic
+		MaxInFlight:     256,
+		Rate:            10,
+		Burst:           1,
+		Timeout:         30 * time.Second,
+		MaxAttempts:     5,
+		HoldAfter:       3,
+		BreakerWindow:   50,
+		BreakerRatio:    0.8,
+		KnownRefsWindow: 16,
+		KnownRefsTrip:   8,
+		ResolveTimeout:  30 * time.Second,
+		ResolveBackoff:  500 * time.Millisecond,
 	}
 }
 
@@ -96,6 +104,12 @@ func (c *Config) defaults() {
 	}
 	if c.BreakerRatio <= 0 {
 		c.BreakerRatio = d.BreakerRatio
+	}
+	if c.KnownRefsWindow <= 0 {
+		c.KnownRefsWindow = d.KnownRefsWindow
+	}
+	if c.KnownRefsTrip <= 0 {
+		c.KnownRefsTrip = d.KnownRefsTrip
 	}
 	if c.ResolveTimeout <= 0 {
 		c.ResolveTimeout = d.ResolveTimeout
@@ -135,7 +149,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // StopError says why the engine stopped sending before the batch was done.
 // The remaining rows stay queued; fixing Hint and running again resumes.
 type StopError struct {
-	Reason string // StopAccount, StopAuth, StopTLS, StopBreaker, StopUnknownLimit, StopLedger, StopLease
+	Reason string // StopAccount, StopAuth, StopTLS, StopBreaker, StopKnownRefs, StopUnknownLimit, StopLedger, StopLease
 	Detail string
 	Hint   string
 	// Before is the stop that ended the sending, when this one ended the
@@ -169,6 +183,7 @@ type Engine struct {
 
 	lim   *limiter
 	brk   *breaker
+	known *knownRefs
 	gate  *gate
 	conc  *concurrency
 	thr   *throttle
@@ -241,6 +256,7 @@ func New(l ledger.Store, p Provider, cfg Config) *Engine {
 		l: l, p: p, cfg: cfg,
 		lim:    newLimiter(cfg.Rate, cfg.Burst, cfg.Now),
 		brk:    newBreaker(cfg.BreakerWindow, cfg.BreakerRatio),
+		known:  newKnownRefs(cfg.KnownRefsWindow, cfg.KnownRefsTrip),
 		conc:   newConcurrency(cfg.Workers, cfg.MaxInFlight, cfg.Rate, cfg.Now),
 		thr:    newThrottle(cfg.Rate, cfg.Now),
 		retry:  cfg.Retry,
@@ -862,6 +878,9 @@ func (e *Engine) settle(w ledger.Writer, row ledger.Row, at time.Time, lat time.
 	if o.Stop != StopTLS {
 		e.breakerObserve(o.Transient, res.Message)
 	}
+	if row.State == ledger.StateQueued {
+		e.knownObserve(res.Class)
+	}
 	e.record(w, ledger.Update{Line: row.Line, To: to, Code: res.Code, Message: res.Message, TxnID: res.TxnID,
 		Attempt: attempt("recharge", at, lat, res)})
 	e.count(row, to)
@@ -929,6 +948,30 @@ func (e *Engine) breakerObserve(transient bool, why string) {
 			Hint: "the provider or the network looks broken; run again later to resume"})
 	}
 }
+
+// knownObserve feeds the answer to a row's first send to knownRefs, when
+// the answer says whether the provider knew the referenceid: a timeout or
+// a stop says nothing of it.
+func (e *Engine) knownObserve(c aop.Class) {
+	switch c {
+	case aop.ClassSuccess, aop.ClassPending, aop.ClassDuplicate, aop.ClassFailed, aop.ClassOperatorDown:
+	default:
+		return
+	}
+	if !e.known.observe(c == aop.ClassDuplicate) || e.cfg.AllowKnownRefs {
+		return
+	}
+	n, of := e.known.state()
+	e.stop(&StopError{Reason: StopKnownRefs,
+		Detail: fmt.Sprintf("the provider already held the referenceids of %d of the last %d rows this run sent for the first time (answered 18, duplicate): "+
+			"this file, or one with its referenceids, was sent before, most likely from another ledger", n, of),
+		Hint: knownRefsHint})
+}
+
+// knownRefsHint is what to do about a StopKnownRefs.
+const knownRefsHint = "run it with the ledger that sent it (--ledger); the rows left are not sent from this one. " +
+	"If that ledger is lost and the rest must go, first make sure no failed row of the file was sent again under a new referenceid " +
+	"(a row the provider failed without keeping its referenceid is charged when sent again), then run again with --allow-known-refs"
 
 func (e *Engine) operatorUp(op int64) {
 	e.opMu.Lock()

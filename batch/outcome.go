@@ -34,6 +34,7 @@ const (
 	StopAuth         = "auth"
 	StopTLS          = "tls"
 	StopBreaker      = "breaker"
+	StopKnownRefs    = "known-refs"
 	StopUnknownLimit = "unknown-limit"
 	StopLedger       = "ledger"
 	StopLease        = "lease"

@@ -227,3 +227,52 @@ func (b *breaker) state() (bad, size int) {
 	defer b.mu.Unlock()
 	return b.bad, len(b.window)
 }
+
+// knownRefs trips when most of the rows a run sends for the first time
+// come back 18: the provider already holds their referenceids, so the
+// file was sent before, most likely from another ledger (a mistyped
+// --ledger opens a new, empty one). Rows that failed then without the
+// provider keeping their referenceid would be charged now, and paid
+// twice where a person had already sent them again under new ones.
+// Unlike the breaker it trips before its window is full: the first rows
+// of a file answered 18 are the whole sign.
+type knownRefs struct {
+	mu     sync.Mutex
+	window []bool // ring of recent first sends, true = answered 18
+	next   int
+	filled int
+	known  int
+	trip   int
+}
+
+func newKnownRefs(size, trip int) *knownRefs {
+	size = max(size, 1)
+	return &knownRefs{window: make([]bool, size), trip: min(max(trip, 1), size)}
+}
+
+// observe records one first send's answer and reports whether the rows
+// answered 18 reached the trip count within the window.
+func (k *knownRefs) observe(known bool) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.filled == len(k.window) {
+		if k.window[k.next] {
+			k.known--
+		}
+	} else {
+		k.filled++
+	}
+	k.window[k.next] = known
+	if known {
+		k.known++
+	}
+	k.next = (k.next + 1) % len(k.window)
+	return k.known >= k.trip
+}
+
+// state returns the rows answered 18 in the window and how many it holds.
+func (k *knownRefs) state() (known, filled int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.known, k.filled
+}

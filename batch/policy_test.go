@@ -33,6 +33,47 @@ func TestBreakerTripsOnlyWhenMostRecentFail(t *testing.T) {
 	}
 }
 
+// knownRefs trips on the 8th first send of the last 16 answered 18, full
+// window or not; 18s that slid out of the window no longer count.
+func TestKnownRefsTripsWhenHalfTheRecentFirstSendsWereKnown(t *testing.T) {
+	k := newKnownRefs(16, 8)
+	for i := range 7 {
+		if k.observe(true) {
+			t.Fatalf("tripped at the %d-th 18, want the 8th", i+1)
+		}
+	}
+	if !k.observe(true) {
+		t.Fatal("8 first sends answered 18 in a row did not trip")
+	}
+
+	k = newKnownRefs(16, 8)
+	for range 7 {
+		k.observe(true)
+	}
+	for i := range 16 {
+		if k.observe(false) {
+			t.Fatalf("tripped on fresh answer %d", i+1)
+		}
+	}
+	// The first seven 18s are out of the window: seven more do not trip.
+	for i := range 7 {
+		if k.observe(true) {
+			t.Fatalf("tripped at new 18 number %d with the old ones out of the window", i+1)
+		}
+	}
+	if known, filled := k.state(); known != 7 || filled != 16 {
+		t.Errorf("state: %d known of %d, want 7 of 16", known, filled)
+	}
+
+	// One in two answered 18: the 8th within 16 trips.
+	k = newKnownRefs(16, 8)
+	for i := range 15 {
+		if k.observe(i%2 == 0) != (i == 14) {
+			t.Fatalf("answer %d: tripped %v, want only at the 8th 18 (answer 15)", i+1, i != 14)
+		}
+	}
+}
+
 func TestLimiterWindowNeverHoldsMoreThanRatePlusBurst(t *testing.T) {
 	const perSecond, burst, workers = 40, 4, 8
 	l := newLimiter(perSecond, burst, time.Now)

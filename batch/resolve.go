@@ -170,7 +170,8 @@ func (e *Engine) resolveRound(ctx, wctx context.Context, w ledger.Writer, b ledg
 
 // EnquireAfterStop takes the error Send or Resolve ended with. When it is
 // a stop that leaves status enquiries meaningful (the wallet or the
-// account, SPEC section 2 rule 7, or --max-unknown-amount), it asks the
+// account, SPEC section 2 rule 7, --max-unknown-amount, or rows the
+// provider answered 18 to on their first send), it asks the
 // provider about batch b's pending, duplicate and unknown rows before the
 // run exits. Nothing more is sent: an unknown row the provider has no
 // record of stays unknown, for the next run to send. Without it those
@@ -182,7 +183,7 @@ func (e *Engine) resolveRound(ctx, wctx context.Context, w ledger.Writer, b ledg
 func (e *Engine) EnquireAfterStop(ctx context.Context, b ledger.Batch, ended error) error {
 	s := e.Stopped()
 	if !errors.As(ended, new(*StopError)) || s == nil || ctx.Err() != nil ||
-		s.Reason != StopAccount && s.Reason != StopUnknownLimit {
+		s.Reason != StopAccount && s.Reason != StopUnknownLimit && s.Reason != StopKnownRefs {
 		return ended
 	}
 	n, err := e.countUnsettled(ctx, b)

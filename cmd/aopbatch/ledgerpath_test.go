@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
+	"github.com/aopbatch/aopbatch/ledger"
 )
 
 // TestLedgerPathWithKeyValueNameResumes: a SQLite ledger whose path holds
@@ -84,5 +85,58 @@ func TestMissingLedgerNamedAsResolved(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) > 0 {
 		t.Errorf("a missing --ledger left %v behind", ents)
+	}
+}
+
+// TestNewLedgerStopsAFileSentBefore: a file run again under a mistyped
+// --ledger (a new, empty ledger) stops once most of its first rows come
+// back 18, exit 3, saying why and what to do. Sent whole, the rows the
+// provider failed without keeping their referenceid would be charged
+// again, while the retry file of those very rows has paid them already.
+// With --allow-known-refs (the ledger that sent it is lost) it goes on.
+func TestNewLedgerStopsAFileSentBefore(t *testing.T) {
+	t.Parallel()
+	sb := sandbox(t, func(c *aoptest.Config) { c.FailRate = 0.25 })
+	dir := t.TempDir()
+	csvPath := filepath.Join(dir, "in.csv")
+	rows := goodRows(60, "KR")
+	writeCSV(t, csvPath, rows)
+	first := filepath.Join(dir, "aopbatch.db")
+	if p := aopbatch(t, nil, runArgs(csvPath, first, sb.URL)...); p.code != 2 {
+		t.Fatalf("first run: exit %d, want 2 (some rows failed)\n%s", p.code, p.stderr)
+	}
+	requests := func() int {
+		n := 0
+		for _, r := range rows {
+			n += sb.Requests(r.ref)
+		}
+		return n
+	}
+	before := requests()
+
+	typo := filepath.Join(dir, "aopbtach.db")
+	p := aopbatch(t, nil, runArgs(csvPath, typo, sb.URL)...)
+	if p.code != 3 {
+		t.Fatalf("run under a new ledger: exit %d, want 3\n%s", p.code, p.stderr)
+	}
+	for _, want := range []string{"answered 18", "sent before", "--ledger", "--allow-known-refs"} {
+		if !strings.Contains(p.stderr, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, p.stderr)
+		}
+	}
+	// Recharges and the enquiries about the rows answered 18: the stop
+	// comes at the 8th 18 within 16 first sends, 16 workers in flight.
+	if sent := requests() - before; sent > 2*(16+16) {
+		t.Errorf("%d requests for the file's referenceids from the new ledger, want at most %d: the rest of the file was sent", sent, 2*(16+16))
+	}
+
+	if p := aopbatch(t, nil, runArgs(csvPath, typo, sb.URL, "--allow-known-refs")...); p.code != 0 && p.code != 2 {
+		t.Fatalf("run with --allow-known-refs: exit %d, want 0 or 2\n%s", p.code, p.stderr)
+	}
+	_, _, all := ledgerRows(t, typo)
+	for _, r := range all {
+		if r.State == ledger.StateQueued {
+			t.Errorf("line %d still queued after --allow-known-refs", r.Line)
+		}
 	}
 }

@@ -33,6 +33,7 @@ type runFlags struct {
 	maxRejectRate        float64
 	dryRun               bool
 	payAgain             bool
+	allowKnownRefs       bool
 	progress             string
 	reports              endReports
 	leaseTTL             time.Duration
@@ -51,6 +52,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.BoolVar(&f.allowExtra, "allow-extra-columns", false, "ignore columns aopbatch does not know instead of refusing the file")
 	fs.BoolVar(&f.generateRefs, "generate-refs", false, "derive a stable referenceid from the batch and line for rows without one (needs --batch)")
 	fs.BoolVar(&f.payAgain, "pay-again", false, "with --generate-refs: send a file whose exact content is already a batch as new payments")
+	fs.BoolVar(&f.allowKnownRefs, "allow-known-refs", false, "keep sending when the provider answers 18 (it already holds the referenceid) to most first sends: for a file whose ledger was lost")
 	fs.StringVar(&f.latitude, "latitude", os.Getenv("AOP_LATITUDE"), "latitude for rows without one (env AOP_LATITUDE); every request carries one")
 	fs.StringVar(&f.longitude, "longitude", os.Getenv("AOP_LONGITUDE"), "longitude for rows without one (env AOP_LONGITUDE)")
 	fs.Int64Var(&f.expectRows, "expect-rows", -1, "refuse the file unless it has exactly this many data rows")
@@ -213,6 +215,7 @@ func (f *runFlags) run(ctx context.Context, log *slog.Logger, stdout, stderr io.
 	if err != nil {
 		return start(err)
 	}
+	cfg.AllowKnownRefs = f.allowKnownRefs
 	var client batch.Provider
 	if !f.dryRun {
 		c, err := f.conn.client()

@@ -1,0 +1,129 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/aopbatch/aopbatch/batch/aop"
+	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
+	"github.com/aopbatch/aopbatch/ledger"
+)
+
+// A file sent again from another ledger (a mistyped --ledger opens a new,
+// empty one) stops once most of its first rows come back 18. Sent whole,
+// the rows the provider failed without keeping their referenceid would be
+// charged again: paid twice where a person had already sent them under
+// new referenceids. The rows answered 18 are asked about before the run
+// exits; nothing more is sent.
+func TestFileSentBeforeFromAnotherLedgerStops(t *testing.T) {
+	const rows, workers = 80, 4
+	rec, client, l, b := sentBeforeFromAnotherLedger(t, rows)
+	mark := rec.len()
+	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Workers: workers, Rate: 0, Timeout: 2 * time.Second,
+		ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 10 * time.Second})
+	err := e.Send(context.Background(), b)
+	var stop *StopError
+	if !errors.As(err, &stop) || stop.Reason != StopKnownRefs {
+		t.Fatalf("send: %v, want the known-referenceids stop", err)
+	}
+	recharges := 0
+	for _, a := range rec.since(mark) {
+		if a.path == aop.PathRecharge {
+			recharges++
+		}
+	}
+	// The 8th 18 within 16 first sends trips it; the other workers' rows
+	// were on their way.
+	if limit := DefaultConfig().KnownRefsWindow + workers; recharges < 8 || recharges > limit {
+		t.Errorf("%d Recharges reached the provider from the second ledger, want 8 to %d of the file's %d", recharges, limit, rows)
+	}
+	if n := countState(t, l, b, ledger.StateQueued); n != int64(rows-recharges) {
+		t.Errorf("%d rows left queued, want the %d never sent", n, rows-recharges)
+	}
+
+	mark = rec.len()
+	if err := e.EnquireAfterStop(context.Background(), b, err); !errors.As(err, &stop) || stop.Reason != StopKnownRefs {
+		t.Fatalf("EnquireAfterStop: %v, want the stop again", err)
+	}
+	for _, a := range rec.since(mark) {
+		if a.path == aop.PathRecharge {
+			t.Errorf("Recharge for %s after the stop", a.ref)
+		}
+	}
+	if n := countState(t, l, b, ledger.StateDuplicate); n != 0 {
+		t.Errorf("%d rows still duplicate after the enquiries: the provider's record of each says what it is", n)
+	}
+}
+
+// --allow-known-refs sends such a file whole: a ledger that was lost.
+func TestAllowKnownRefsSendsAFileSentBefore(t *testing.T) {
+	const rows = 40
+	rec, client, l, b := sentBeforeFromAnotherLedger(t, rows)
+	mark := rec.len()
+	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Workers: 4, Timeout: 2 * time.Second, AllowKnownRefs: true,
+		ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 10 * time.Second})
+	if err := e.Send(context.Background(), b); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	recharges := 0
+	for _, a := range rec.since(mark) {
+		if a.path == aop.PathRecharge {
+			recharges++
+		}
+	}
+	if recharges != rows {
+		t.Errorf("%d Recharges, want every one of the %d rows", recharges, rows)
+	}
+}
+
+// A few referenceids the provider already holds (rows paid by hand before
+// the file ran, say) are not a file sent before: each is asked about, and
+// the run goes on.
+func TestAFewKnownReferenceidsDoNotStopTheRun(t *testing.T) {
+	sb := aoptest.New(aoptest.DefaultConfig())
+	rec := &recorder{h: sb}
+	first := openLedger(t)
+	// The first 7 rows of the file, sent alone: 7 of the first 16 of the
+	// file answer 18, one short of the stop.
+	c1, b1 := servedBatchIn(t, rec, first, 7)
+	if err := New(first, c1, Config{Owner: ledger.NewOwner("test"), Workers: 2}).Send(context.Background(), b1); err != nil {
+		t.Fatal(err)
+	}
+	client, l, b := servedBatch(t, rec, 60)
+	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Workers: 4, Timeout: 2 * time.Second,
+		ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 10 * time.Second})
+	if err := e.Send(context.Background(), b); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	if err := e.Resolve(context.Background(), b); err != nil {
+		t.Fatalf("resolve: %v", err)
+	}
+	if n := countState(t, l, b, ledger.StateSuccess); n != 60 {
+		t.Errorf("%d rows success, want all 60 (the 7 known ones confirmed by enquiry)", n)
+	}
+}
+
+// sentBeforeFromAnotherLedger sends a file of n rows from one ledger,
+// against a sandbox that fails a quarter of recharges without keeping
+// their referenceid (14), then records the same file in a second, new
+// ledger: the recorder, a client of the same sandbox, the second ledger
+// and its batch.
+func sentBeforeFromAnotherLedger(t *testing.T, n int) (*recorder, *aop.Client, ledger.Store, ledger.Batch) {
+	t.Helper()
+	cfg := aoptest.DefaultConfig()
+	cfg.Seed = 3
+	cfg.FailRate = 0.25
+	rec := &recorder{h: aoptest.New(cfg)}
+	first := openLedger(t)
+	c1, b1 := servedBatchIn(t, rec, first, n)
+	if err := New(first, c1, Config{Owner: ledger.NewOwner("test"), Workers: 4}).Send(context.Background(), b1); err != nil {
+		t.Fatal(err)
+	}
+	if f := countState(t, first, b1, ledger.StateFailed); f == 0 {
+		t.Fatal("setup: no row failed in the first ledger; the sandbox's --fail-rate did not apply")
+	}
+	client, l, b := servedBatch(t, rec, n)
+	return rec, client, l, b
+}
