@@ -29,6 +29,10 @@ type RunFigures struct {
 	// batch over (paused or stalled past its lease); the batch's figures
 	// are then a moment of that process's run.
 	TakenOver bool
+	// StopReason is why the run stopped sending (the engine's stop
+	// reasons: account, auth, tls, breaker, known-refs, unknown-limit,
+	// ledger, lease), "" when it did not stop.
+	StopReason string
 }
 
 // WriteMetricsWithRun writes what WriteMetrics writes, and the run's
@@ -87,5 +91,13 @@ func (r RunFigures) writeMetrics(w io.Writer, batch string) error {
 	}
 	p.family("aopbatch_run_taken_over", "gauge", "1 when the last run stopped because another process took the batch over: that process runs it now.")
 	p.sample("aopbatch_run_taken_over", itoa(taken))
+	// One sample, its reason a label: an alert routes a wallet stop to
+	// whoever tops it up, a file sent before to whoever owns the ledger.
+	stopped := int64(0)
+	if r.StopReason != "" {
+		stopped = 1
+	}
+	p.family("aopbatch_run_stopped", "gauge", "1 when the last run stopped sending before the batch was done, reason naming why (account, auth, tls, breaker, known-refs, unknown-limit, ledger, lease); 0 with reason \"\" when it did not stop.")
+	p.sample("aopbatch_run_stopped", itoa(stopped), "reason", r.StopReason)
 	return p.err
 }

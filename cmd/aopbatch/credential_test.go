@@ -83,6 +83,9 @@ func TestTokenCommandThatFailsSendsNothing(t *testing.T) {
 			if re := `aopbatch_run_exit_code\{[^}]*\} 3\n`; !regexp.MustCompile(re).Match(m) {
 				t.Errorf("metrics file has no %s:\n%s", re, m)
 			}
+			if re := `aopbatch_run_stopped\{[^}]*reason="auth"\} 1\n`; !regexp.MustCompile(re).Match(m) {
+				t.Errorf("metrics file has no %s:\n%s", re, m)
+			}
 			// The batch's figures, read from the attempts log, agree.
 			if re := `aopbatch_requests\{[^}]*kind="recharge"\} 0\n`; !regexp.MustCompile(re).Match(m) {
 				t.Errorf("metrics file has no %s: the attempts log counts tries without a credential as requests:\n%s", re, m)

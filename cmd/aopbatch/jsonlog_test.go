@@ -84,6 +84,9 @@ func TestJSONLogsAreJSONOnly(t *testing.T) {
 			if tc.wantCode == 3 && !strings.Contains(fmt.Sprint(sum["error"]), "wallet") {
 				t.Errorf("summary error %v, want the stop named", sum["error"])
 			}
+			if want := map[int]string{3: "account"}[tc.wantCode]; sum["stop_reason"] != want {
+				t.Errorf("summary stop_reason %q, want %q", sum["stop_reason"], want)
+			}
 			// The reports say what to fix before the rows left can go: the
 			// wallet, not only "run again".
 			b, err := os.ReadFile(filepath.Join(rep, "report.json"))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -115,9 +116,13 @@ func TestNewLedgerStopsAFileSentBefore(t *testing.T) {
 	before := requests()
 
 	typo := filepath.Join(dir, "aopbtach.db")
-	p := aopbatch(t, nil, runArgs(csvPath, typo, sb.URL)...)
+	metrics := filepath.Join(dir, "aopbatch.prom")
+	p := aopbatch(t, nil, runArgs(csvPath, typo, sb.URL, "--metrics-file", metrics)...)
 	if p.code != 3 {
 		t.Fatalf("run under a new ledger: exit %d, want 3\n%s", p.code, p.stderr)
+	}
+	if prom, err := os.ReadFile(metrics); err != nil || !regexp.MustCompile(`(?m)^aopbatch_run_stopped\{[^}]*reason="known-refs"\} 1$`).Match(prom) {
+		t.Errorf("metrics do not say the run stopped for known referenceids (%v):\n%s", err, prom)
 	}
 	for _, want := range []string{"answered 18", "sent before", "--ledger", "--allow-known-refs"} {
 		if !strings.Contains(p.stderr, want) {

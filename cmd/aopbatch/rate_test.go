@@ -81,7 +81,8 @@ func TestRunSummaryCarriesTheRunsFigures(t *testing.T) {
 	}
 	for _, want := range []string{`aopbatch_run_rate_per_second{batch="`, `kind="configured"} 100`, `kind="achieved"}`,
 		`aopbatch_run_throttled{batch="`, `aopbatch_run_latency_seconds{batch="`, `quantile="0.99"}`, `aopbatch_run_in_flight{batch="`, `kind="peak"}`,
-		`aopbatch_rows{batch="`, "aopbatch_run_exit_code{batch=\"" + sum.Batch + "\"} 0\n"} {
+		`aopbatch_rows{batch="`, "aopbatch_run_exit_code{batch=\"" + sum.Batch + "\"} 0\n",
+		"aopbatch_run_stopped{batch=\"" + sum.Batch + "\",reason=\"\"} 0\n"} {
 		if !strings.Contains(string(prom), want) {
 			t.Errorf("metrics file lacks %q", want)
 		}

@@ -136,6 +136,9 @@ type endReports struct {
 	// takenOver: the run stopped because another process took the batch
 	// over, for the metrics file.
 	takenOver bool
+	// stopReason is why the run stopped sending (batch.StopError's
+	// Reason), "" when it did not stop.
+	stopReason string
 }
 
 func (r *endReports) register(fs *flag.FlagSet) {
@@ -238,7 +241,7 @@ func (r endReports) write(ctx context.Context, l ledger.Store, b ledger.Batch, s
 		write := func() error { return reports.WriteMetrics(r.metrics, s) }
 		if r.run != nil {
 			f := runFigures(*r.run)
-			f.ExitCode, f.TakenOver = r.exitCode(dirErr), r.takenOver
+			f.ExitCode, f.TakenOver, f.StopReason = r.exitCode(dirErr), r.takenOver, r.stopReason
 			write = func() error { return reports.WriteMetricsWithRun(r.metrics, s, f) }
 		}
 		if err := write(); err != nil {

@@ -459,6 +459,7 @@ func finish(ctx context.Context, l ledger.Store, b ledger.Batch, runErr error, r
 	rep.run = run
 	rep.exitCode = func(repErr error) int { return codeOf(endOf(ctx, counts, runErr, repErr)) }
 	rep.takenOver = takenOver(runErr)
+	rep.stopReason = stopReason(runErr)
 	repErr := rep.write(bg, l, b, text)
 	if repErr != nil {
 		reportsFailed(logs, log, stderr, repErr)
@@ -471,13 +472,27 @@ func finish(ctx context.Context, l ledger.Store, b ledger.Batch, runErr error, r
 		}
 		// As the error says in words: the counts are a moment of the
 		// other process's run, not where this one left the batch.
-		extra = append(extra, "taken_over", rep.takenOver)
+		extra = append(extra, "taken_over", rep.takenOver, "stop_reason", rep.stopReason)
 		if rs, err := changing(bg, l, b, counts); err == nil && len(rs) > 0 {
 			extra = append(extra, "running", runnersJSON(rs))
 		}
 		printJSONSummary(stdout, b, counts, codeOf(end), errText(end), extra...)
 	}
 	return end
+}
+
+// stopReason is why the run stopped sending: the Reason of the stop that
+// ended the sending (the first of a chain, when another stop ended the
+// enquiries after it), "" when it did not stop.
+func stopReason(err error) string {
+	var stop *batch.StopError
+	if !errors.As(err, &stop) {
+		return ""
+	}
+	for stop.Before != nil {
+		stop = stop.Before
+	}
+	return stop.Reason
 }
 
 // takenOver says whether the run stopped because another process took
