@@ -14,38 +14,47 @@ import (
 // provider or the network is broken, and burning the rest of the file
 // against it would only turn queued rows into unknown ones.
 type breaker struct {
-	mu     sync.Mutex
-	window []bool // ring of recent outcomes, true = transient failure
-	next   int
-	filled int
-	bad    int
-	ratio  float64
+	mu    sync.Mutex
+	ring  ring // true = transient failure
+	ratio float64
 }
 
 func newBreaker(size int, ratio float64) *breaker {
-	if size < 1 {
-		size = 1
-	}
-	return &breaker{window: make([]bool, size), ratio: ratio}
+	return &breaker{ring: newRing(size), ratio: ratio}
 }
 
 // observe records one outcome and reports whether the breaker trips.
 func (b *breaker) observe(transient bool) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.filled == len(b.window) {
-		if b.window[b.next] {
-			b.bad--
+	b.ring.add(transient)
+	return b.ring.filled == len(b.ring.window) && float64(b.ring.set) >= b.ratio*float64(b.ring.filled)
+}
+
+// ring holds the last len(window) of a run of yes-or-no answers and how
+// many of them were yes.
+type ring struct {
+	window []bool
+	next   int
+	filled int
+	set    int
+}
+
+func newRing(size int) ring { return ring{window: make([]bool, max(size, 1))} }
+
+func (r *ring) add(v bool) {
+	if r.filled == len(r.window) {
+		if r.window[r.next] {
+			r.set--
 		}
 	} else {
-		b.filled++
+		r.filled++
 	}
-	b.window[b.next] = transient
-	if transient {
-		b.bad++
+	r.window[r.next] = v
+	if v {
+		r.set++
 	}
-	b.next = (b.next + 1) % len(b.window)
-	return b.filled == len(b.window) && float64(b.bad) >= b.ratio*float64(b.filled)
+	r.next = (r.next + 1) % len(r.window)
 }
 
 // limiter is the run's send-rate limiter, shared by every request of the
@@ -225,7 +234,7 @@ func (l *limiter) rate() float64 {
 func (b *breaker) state() (bad, size int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.bad, len(b.window)
+	return b.ring.set, len(b.ring.window)
 }
 
 // knownRefs trips when most of the rows a run sends for the first time
@@ -237,17 +246,14 @@ func (b *breaker) state() (bad, size int) {
 // Unlike the breaker it trips before its window is full: the first rows
 // of a file answered 18 are the whole sign.
 type knownRefs struct {
-	mu     sync.Mutex
-	window []bool // ring of recent first sends, true = answered 18
-	next   int
-	filled int
-	known  int
-	trip   int
+	mu   sync.Mutex
+	ring ring // true = answered 18
+	trip int
 }
 
 func newKnownRefs(size, trip int) *knownRefs {
-	size = max(size, 1)
-	return &knownRefs{window: make([]bool, size), trip: min(max(trip, 1), size)}
+	r := newRing(size)
+	return &knownRefs{ring: r, trip: min(max(trip, 1), len(r.window))}
 }
 
 // observe records one first send's answer and reports whether the rows
@@ -255,24 +261,13 @@ func newKnownRefs(size, trip int) *knownRefs {
 func (k *knownRefs) observe(known bool) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.filled == len(k.window) {
-		if k.window[k.next] {
-			k.known--
-		}
-	} else {
-		k.filled++
-	}
-	k.window[k.next] = known
-	if known {
-		k.known++
-	}
-	k.next = (k.next + 1) % len(k.window)
-	return k.known >= k.trip
+	k.ring.add(known)
+	return k.ring.set >= k.trip
 }
 
 // state returns the rows answered 18 in the window and how many it holds.
 func (k *knownRefs) state() (known, filled int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.known, k.filled
+	return k.ring.set, k.ring.filled
 }
