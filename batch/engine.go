@@ -390,24 +390,20 @@ func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 	}
 	wctx, cancelWaits := e.untilStop(ctx)
 	defer cancelWaits()
-	e.feeding.Store(todo > 0)
 	stopMonitor := e.monitor(true)
-	p := newPool(e.poolSize(), e.poolWant, func(j job) { e.work(ctx, wctx, w, j) })
-	g, gctx := errgroup.WithContext(ctx)
-	// The earlier rows are asked about in rounds while queued rows are
-	// handed out; once they all are, Resolve carries on.
-	fctx, fed := context.WithCancel(gctx)
-	defer fed()
-	g.Go(func() error {
-		defer e.feeding.Store(false)
-		defer fed()
-		return e.readQueued(gctx, b, w, p)
-	})
-	if earlier > 0 {
-		g.Go(func() error { return e.feedUnsettled(gctx, fctx, b, w, p, cutoff) })
+	var gerr error
+	if todo > 0 {
+		// A file sent before stops here, before anything is dispatched.
+		if gerr = e.probeKnown(ctx, wctx, b, w); gerr == nil {
+			// The send phase's rate is the sending's: the enquiries
+			// before it wait for their answers, a latency long.
+			e.sendGranted0.Store(e.lim.granted.Load())
+			e.sendBegan.Store(e.cfg.Now().UnixNano())
+		}
 	}
-	gerr := g.Wait()
-	p.close()
+	if gerr == nil {
+		gerr = e.sendAll(ctx, wctx, b, w, todo, earlier, cutoff)
+	}
 	e.sendGranted.Store(e.lim.granted.Load() - e.sendGranted0.Load())
 	e.sendEnded.Store(e.cfg.Now().UnixNano())
 	stopMonitor()
@@ -424,6 +420,29 @@ func (e *Engine) Send(ctx context.Context, b ledger.Batch) error {
 		return gerr
 	}
 	return nil
+}
+
+// sendAll hands batch b's queued rows (todo of them) to the workers, and
+// the earlier runs' unsettled rows meanwhile, until every one is sent or
+// the run stops.
+func (e *Engine) sendAll(ctx, wctx context.Context, b ledger.Batch, w ledger.Writer, todo, earlier int64, cutoff time.Time) error {
+	e.feeding.Store(todo > 0)
+	p := newPool(e.poolSize(), e.poolWant, func(j job) { e.work(ctx, wctx, w, j) })
+	defer p.close()
+	g, gctx := errgroup.WithContext(ctx)
+	// The earlier rows are asked about in rounds while queued rows are
+	// handed out; once they all are, Resolve carries on.
+	fctx, fed := context.WithCancel(gctx)
+	defer fed()
+	g.Go(func() error {
+		defer e.feeding.Store(false)
+		defer fed()
+		return e.readQueued(gctx, b, w, p)
+	})
+	if earlier > 0 {
+		g.Go(func() error { return e.feedUnsettled(gctx, fctx, b, w, p, cutoff) })
+	}
+	return g.Wait()
 }
 
 // noteRefused logs the first outcome the ledger's transition table
@@ -878,7 +897,7 @@ func (e *Engine) settle(w ledger.Writer, row ledger.Row, at time.Time, lat time.
 	if o.Stop != StopTLS {
 		e.breakerObserve(o.Transient, res.Message)
 	}
-	if row.State == ledger.StateQueued {
+	if firstSend(row) {
 		e.knownObserve(res.Class)
 	}
 	e.record(w, ledger.Update{Line: row.Line, To: to, Code: res.Code, Message: res.Message, TxnID: res.TxnID,
@@ -948,30 +967,6 @@ func (e *Engine) breakerObserve(transient bool, why string) {
 			Hint: "the provider or the network looks broken; run again later to resume"})
 	}
 }
-
-// knownObserve feeds the answer to a row's first send to knownRefs, when
-// the answer says whether the provider knew the referenceid: a timeout or
-// a stop says nothing of it.
-func (e *Engine) knownObserve(c aop.Class) {
-	switch c {
-	case aop.ClassSuccess, aop.ClassPending, aop.ClassDuplicate, aop.ClassFailed, aop.ClassOperatorDown:
-	default:
-		return
-	}
-	if !e.known.observe(c == aop.ClassDuplicate) || e.cfg.AllowKnownRefs {
-		return
-	}
-	n, of := e.known.state()
-	e.stop(&StopError{Reason: StopKnownRefs,
-		Detail: fmt.Sprintf("the provider already held the referenceids of %d of the last %d rows this run sent for the first time (answered 18, duplicate): "+
-			"this file, or one with its referenceids, was sent before, most likely from another ledger", n, of),
-		Hint: knownRefsHint})
-}
-
-// knownRefsHint is what to do about a StopKnownRefs.
-const knownRefsHint = "run it with the ledger that sent it (--ledger); the rows left are not sent from this one. " +
-	"If that ledger is lost and the rest must go, first make sure no failed row of the file was sent again under a new referenceid " +
-	"(a row the provider failed without keeping its referenceid is charged when sent again), then run again with --allow-known-refs"
 
 func (e *Engine) operatorUp(op int64) {
 	e.opMu.Lock()

@@ -3,6 +3,9 @@ package batch
 import (
 	"context"
 	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,21 +15,85 @@ import (
 )
 
 // A file sent again from another ledger (a mistyped --ledger opens a new,
-// empty one) stops once most of its first rows come back 18. Sent whole,
-// the rows the provider failed without keeping their referenceid would be
-// charged again: paid twice where a person had already sent them under
-// new referenceids. The rows answered 18 are asked about before the run
-// exits; nothing more is sent.
+// empty one) stops before its first Recharge: status enquiries about its
+// first rows find them at the provider. Sent whole, the rows the provider
+// failed without keeping their referenceid would be charged again: paid
+// twice where a person had already sent them under new referenceids. A
+// rerun on the same ledger asks again and stops again, sending nothing.
 func TestFileSentBeforeFromAnotherLedgerStops(t *testing.T) {
+	const rows = 80
+	rec, client, l, b := sentBeforeFromAnotherLedger(t, rows)
+	for run := 1; run <= 2; run++ {
+		mark := rec.len()
+		e := New(l, client, Config{Owner: ledger.NewOwner("test"), Workers: 4, Timeout: 2 * time.Second,
+			ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 10 * time.Second})
+		err := e.Send(context.Background(), b)
+		var stop *StopError
+		if !errors.As(err, &stop) || stop.Reason != StopKnownRefs {
+			t.Fatalf("run %d: send: %v, want the known-referenceids stop", run, err)
+		}
+		if err := e.EnquireAfterStop(context.Background(), b, err); !errors.As(err, &stop) || stop.Reason != StopKnownRefs {
+			t.Fatalf("run %d: EnquireAfterStop: %v, want the stop again", run, err)
+		}
+		asked := 0
+		for _, a := range rec.since(mark) {
+			switch a.path {
+			case aop.PathRecharge:
+				t.Errorf("run %d: Recharge for %s: a file sent before must stop before its first send", run, a.ref)
+			case aop.PathStatus:
+				asked++
+			}
+		}
+		if want := DefaultConfig().KnownRefsWindow; asked != want {
+			t.Errorf("run %d: %d status enquiries, want one for each of the first %d rows", run, asked, want)
+		}
+		if n := countState(t, l, b, ledger.StateQueued); n != rows {
+			t.Errorf("run %d: %d rows queued, want all %d", run, n, rows)
+		}
+	}
+	// Every request is in the attempts log; the rows asked about stay queued.
+	status := 0
+	err := l.EachAttempt(context.Background(), b.Seq, func(a *ledger.AttemptRow) error {
+		if a.Kind != "status" || a.State != ledger.StateQueued {
+			t.Errorf("line %d: attempt %s logged %s, want status enquiries of queued rows only", a.Line, a.Kind, a.State)
+		}
+		status++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 2 * DefaultConfig().KnownRefsWindow; status != want {
+		t.Errorf("%d attempts logged, want the %d enquiries", status, want)
+	}
+}
+
+// A file sent before only from some line on passes the enquiries about
+// its first rows, and stops once the first sends come back 18: the 8th
+// of the last 16. The rows answered 18 are asked about before the run
+// exits; nothing more is sent.
+func TestFileSentBeforeInPartStopsOnItsFirstSends(t *testing.T) {
 	const rows, workers = 80, 4
 	rec, client, l, b := sentBeforeFromAnotherLedger(t, rows)
+	// Enquiries that say nothing (503) stand for a first part the provider
+	// never saw.
+	var blind atomic.Bool
+	blind.Store(true)
+	h := rec.h
+	rec.h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if blind.Load() && r.URL.Path == aop.PathStatus {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 	mark := rec.len()
-	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Workers: workers, Rate: 0, Timeout: 2 * time.Second,
+	e := New(l, client, Config{Owner: ledger.NewOwner("test"), Workers: workers, Timeout: 2 * time.Second,
 		ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 10 * time.Second})
 	err := e.Send(context.Background(), b)
 	var stop *StopError
-	if !errors.As(err, &stop) || stop.Reason != StopKnownRefs {
-		t.Fatalf("send: %v, want the known-referenceids stop", err)
+	if !errors.As(err, &stop) || stop.Reason != StopKnownRefs || !strings.Contains(stop.Detail, "answered 18") {
+		t.Fatalf("send: %v, want the known-referenceids stop on the answers 18", err)
 	}
 	recharges := 0
 	for _, a := range rec.since(mark) {
@@ -34,15 +101,14 @@ func TestFileSentBeforeFromAnotherLedgerStops(t *testing.T) {
 			recharges++
 		}
 	}
-	// The 8th 18 within 16 first sends trips it; the other workers' rows
-	// were on their way.
+	// The other workers' rows were on their way.
 	if limit := DefaultConfig().KnownRefsWindow + workers; recharges < 8 || recharges > limit {
 		t.Errorf("%d Recharges reached the provider from the second ledger, want 8 to %d of the file's %d", recharges, limit, rows)
 	}
 	if n := countState(t, l, b, ledger.StateQueued); n != int64(rows-recharges) {
 		t.Errorf("%d rows left queued, want the %d never sent", n, rows-recharges)
 	}
-
+	blind.Store(false)
 	mark = rec.len()
 	if err := e.EnquireAfterStop(context.Background(), b, err); !errors.As(err, &stop) || stop.Reason != StopKnownRefs {
 		t.Fatalf("EnquireAfterStop: %v, want the stop again", err)

@@ -229,6 +229,10 @@ type Update struct {
 	// decision taken on an earlier read of the row (an enquiry that found
 	// no record) must not apply once another process has sent it since.
 	IfSends *int
+	// LogAs is the state an attempt-only Update (To "") logs its attempt
+	// with: "" is inflight, a try of a row whose send goes on; queued is
+	// an enquiry about a row not sent yet.
+	LogAs State
 }
 
 // Attempt is one request made for a row.

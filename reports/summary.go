@@ -335,6 +335,11 @@ type Summary struct {
 	// batch's last run stopped on, or 0: rows left unsent then wait for
 	// that fix, not only for a rerun.
 	stopCode int
+	// sentBefore counts the rows the provider already held when the
+	// batch's last run asked about them before its first send (the
+	// engine's check for a file sent before from another ledger): that
+	// run stopped, and a rerun on this ledger stops the same way.
+	sentBefore int64
 	// repeatedRefs counts the rejected rows that repeat the referenceid
 	// of another line of the file: possibly a payment listed twice.
 	repeatedRefs int64
@@ -553,6 +558,10 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 	return s, nil
 }
 
+// foundClasses are the status enquiries' verdicts (aop.Verdict) that
+// found a transaction at the provider.
+var foundClasses = map[string]bool{"success": true, "refunded": true, "failed": true, "pending": true}
+
 // timing reads the attempts log for duration, throughput and latency.
 func (s *Summary) timing(ctx context.Context, l ledger.Reader) error {
 	var first, last time.Time
@@ -562,6 +571,11 @@ func (s *Summary) timing(ctx context.Context, l ledger.Reader) error {
 	// answer later, but none goes after it.
 	var stopAnswer time.Time
 	stopCode := -1
+	// Enquiries about rows not sent yet are the check before a run's
+	// first send; those that found the row at the provider, after every
+	// Recharge, are the last run's stop.
+	found := map[int]bool{}
+	var foundAt time.Time
 	err := l.EachAttempt(ctx, s.seq, func(a *ledger.AttemptRow) error {
 		if (a.Class == "auth" || a.Class == "not-sent") && a.HTTPStatus == 0 {
 			// No credential could be had (a token command that failed), or
@@ -572,6 +586,12 @@ func (s *Summary) timing(ctx context.Context, l ledger.Reader) error {
 		}
 		if a.Kind != "recharge" {
 			s.Throughput.StatusEnquiries++
+			if a.State == ledger.StateQueued && foundClasses[a.Class] {
+				found[a.Line] = true
+				if a.At.After(foundAt) {
+					foundAt = a.At
+				}
+			}
 			return nil
 		}
 		s.Throughput.RechargeAttempts++
@@ -594,6 +614,9 @@ func (s *Summary) timing(ctx context.Context, l ledger.Reader) error {
 	}
 	if stopCode >= 0 && !last.After(stopAnswer) {
 		s.stopCode = stopCode
+	}
+	if len(found) > 0 && foundAt.After(last) {
+		s.sentBefore = int64(len(found))
 	}
 	if !first.IsZero() {
 		f, la := first.In(s.loc), last.In(s.loc)

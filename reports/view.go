@@ -133,6 +133,9 @@ func (s *Summary) view() *view {
 		if fix, ok := accountStops[s.stopCode]; ok {
 			v.Verdict = fmt.Sprintf("%s not sent yet: %s, then run the batch again to send it.", inr(n.AmountPaise), fix)
 		}
+		if s.sentBefore > 0 {
+			v.Verdict = fmt.Sprintf("%s not sent: this file was sent before, most likely from another ledger: send it from the ledger that sent it.", inr(n.AmountPaise))
+		}
 	default:
 		v.Tone, v.Verdict = "ok", "Every row is final; nothing is at risk."
 		if s.Reconciliation.Performed {

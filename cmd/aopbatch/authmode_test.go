@@ -69,8 +69,11 @@ func TestAuthModeFollowsWhatIsConfigured(t *testing.T) {
 	if n := sb.Stats().Requests - before; n != 0 {
 		t.Errorf("%d requests sent with the mode undecided", n)
 	}
-	// An explicit --auth settles it.
-	p = aopbatch(t, both, runArgs(csvPath, db2, sb.URL, "--auth", "bearer", "--resolve-timeout", "5s")...)
+	// An explicit --auth settles it. Another file: the first is paid, and
+	// sent again from a new ledger it would stop as a file sent before.
+	csv2 := filepath.Join(t.TempDir(), "in.csv")
+	writeCSV(t, csv2, goodRows(5, "AB"))
+	p = aopbatch(t, both, runArgs(csv2, db2, sb.URL, "--auth", "bearer", "--resolve-timeout", "5s")...)
 	if p.code != 0 {
 		t.Errorf("two secrets, --auth bearer: exit %d, want 0\n%s", p.code, p.stderr)
 	}

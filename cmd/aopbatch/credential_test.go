@@ -149,8 +149,9 @@ func TestResolveWithAFailingTokenCommandAsksNothing(t *testing.T) {
 
 // TestTokenRefusedThenCommandFailsSaysSo: the provider refused the token
 // the command printed and the command then failed to renew it. That
-// request did reach the provider and stays counted; the stop says the
-// renewal failed, and how, not that a renewed credential was refused.
+// request (the status enquiry a run makes before its first send) did
+// reach the provider and stays counted; the stop says the renewal failed,
+// and how, not that a renewed credential was refused.
 func TestTokenRefusedThenCommandFailsSaysSo(t *testing.T) {
 	sb := sandbox(t, func(c *aoptest.Config) { c.Auth = aoptest.AuthBearer })
 	db, csvPath := batchFiles(t)
@@ -164,14 +165,14 @@ func TestTokenRefusedThenCommandFailsSaysSo(t *testing.T) {
 	if p.code != 3 {
 		t.Fatalf("exit %d, want 3\n%s", p.code, p.stderr)
 	}
-	if n := sb.Stats().Recharges; n != 1 {
-		t.Fatalf("the sandbox saw %d Recharges, want the 1 refused", n)
+	if st := sb.Stats(); st.Recharges != 0 || st.Enquiries != 1 {
+		t.Fatalf("the sandbox saw %d Recharges and %d enquiries, want the 1 enquiry refused and nothing after", st.Recharges, st.Enquiries)
 	}
-	if !strings.Contains(p.stdout, "sent 1 requests (1 recharges, 0 status enquiries)") {
+	if !strings.Contains(p.stdout, "sent 1 requests (0 recharges, 1 status enquiries)") {
 		t.Errorf("the refused request is not counted:\n%s", p.stdout)
 	}
-	if th, _ := reportJSON(t, db, "latest")["throughput"].(map[string]any); th["recharge_attempts"] != float64(1) {
-		t.Errorf("the report counts %v recharge requests, want the 1 refused", th["recharge_attempts"])
+	if th, _ := reportJSON(t, db, "latest")["throughput"].(map[string]any); th["status_enquiries"] != float64(1) {
+		t.Errorf("the report counts %v status enquiries, want the 1 refused", th["status_enquiries"])
 	}
 	stop := lastLine(p.stderr)
 	for _, want := range []string{"refused the credential (HTTP 401", "credential refresh failed", "exit status 4", "token-command"} {

@@ -90,11 +90,12 @@ func TestMissingLedgerNamedAsResolved(t *testing.T) {
 }
 
 // TestNewLedgerStopsAFileSentBefore: a file run again under a mistyped
-// --ledger (a new, empty ledger) stops once most of its first rows come
-// back 18, exit 3, saying why and what to do. Sent whole, the rows the
-// provider failed without keeping their referenceid would be charged
-// again, while the retry file of those very rows has paid them already.
-// With --allow-known-refs (the ledger that sent it is lost) it goes on.
+// --ledger (a new, empty ledger) stops before its first Recharge, exit 3,
+// saying why and what to do: status enquiries find its first rows at the
+// provider. Sent whole, the rows the provider failed without keeping
+// their referenceid would be charged again, while the retry file of those
+// very rows has paid them already. Run again, it stops again. With
+// --allow-known-refs (the ledger that sent it is lost) it goes on.
 func TestNewLedgerStopsAFileSentBefore(t *testing.T) {
 	t.Parallel()
 	sb := sandbox(t, func(c *aoptest.Config) { c.FailRate = 0.25 })
@@ -106,33 +107,42 @@ func TestNewLedgerStopsAFileSentBefore(t *testing.T) {
 	if p := aopbatch(t, nil, runArgs(csvPath, first, sb.URL)...); p.code != 2 {
 		t.Fatalf("first run: exit %d, want 2 (some rows failed)\n%s", p.code, p.stderr)
 	}
-	requests := func() int {
+	recharges := func() int {
 		n := 0
 		for _, r := range rows {
 			n += sb.Requests(r.ref)
 		}
 		return n
 	}
-	before := requests()
+	before := recharges()
 
 	typo := filepath.Join(dir, "aopbtach.db")
 	metrics := filepath.Join(dir, "aopbatch.prom")
-	p := aopbatch(t, nil, runArgs(csvPath, typo, sb.URL, "--metrics-file", metrics)...)
-	if p.code != 3 {
-		t.Fatalf("run under a new ledger: exit %d, want 3\n%s", p.code, p.stderr)
-	}
-	if prom, err := os.ReadFile(metrics); err != nil || !regexp.MustCompile(`(?m)^aopbatch_run_stopped\{[^}]*reason="known-refs"\} 1$`).Match(prom) {
-		t.Errorf("metrics do not say the run stopped for known referenceids (%v):\n%s", err, prom)
-	}
-	for _, want := range []string{"answered 18", "sent before", "--ledger", "--allow-known-refs"} {
-		if !strings.Contains(p.stderr, want) {
-			t.Errorf("stderr does not say %q:\n%s", want, p.stderr)
+	for run := 1; run <= 2; run++ {
+		rep := filepath.Join(dir, "reports")
+		p := aopbatch(t, nil, runArgs(csvPath, typo, sb.URL, "--metrics-file", metrics, "--report", rep)...)
+		if p.code != 3 {
+			t.Fatalf("run %d under a new ledger: exit %d, want 3\n%s", run, p.code, p.stderr)
 		}
-	}
-	// Recharges and the enquiries about the rows answered 18: the stop
-	// comes at the 8th 18 within 16 first sends, 16 workers in flight.
-	if sent := requests() - before; sent > 2*(16+16) {
-		t.Errorf("%d requests for the file's referenceids from the new ledger, want at most %d: the rest of the file was sent", sent, 2*(16+16))
+		for _, want := range []string{"already at the provider", "sent before", "--ledger", "--allow-known-refs"} {
+			if !strings.Contains(p.stderr, want) {
+				t.Errorf("run %d: stderr does not say %q:\n%s", run, want, p.stderr)
+			}
+		}
+		if sent := recharges() - before; sent != 0 {
+			t.Errorf("run %d: %d Recharges for the file's referenceids from the new ledger, want none", run, sent)
+		}
+		if prom, err := os.ReadFile(metrics); err != nil || !regexp.MustCompile(`(?m)^aopbatch_run_stopped\{[^}]*reason="known-refs"\} 1$`).Match(prom) {
+			t.Errorf("run %d: metrics do not say the run stopped for known referenceids (%v):\n%s", run, err, prom)
+		}
+		// Not "run again to resume": the report says why nothing was sent.
+		md, err := os.ReadFile(filepath.Join(rep, "summary.md"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(md), "sent before, most likely from another ledger") || strings.Contains(string(md), "run aopbatch run again to resume") {
+			t.Errorf("run %d: summary.md does not say the file was sent before, or says to run again:\n%s", run, md)
+		}
 	}
 
 	if p := aopbatch(t, nil, runArgs(csvPath, typo, sb.URL, "--allow-known-refs")...); p.code != 0 && p.code != 2 {

@@ -4,6 +4,7 @@ import (
 	"github.com/aopbatch/aopbatch/ledger"
 	"github.com/aopbatch/aopbatch/ledger/internal/groupcommit"
 
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -279,7 +280,7 @@ func (w *Writer) apply(group []*groupcommit.Op, errs []error) error {
 			u := o.Update
 			logged := u.To
 			if u.To == "" {
-				logged = ledger.StateInflight // an attempt that did not settle the row; a retry follows
+				logged = cmp.Or(u.LogAs, ledger.StateInflight) // an attempt that did not settle the row
 			} else if _, ok := w.moves[u.To]; !ok {
 				errs[i] = fmt.Errorf("move line %d to %s: %w", u.Line, u.To, ledger.ErrTransition)
 				w.NoteRejected(errs[i])

@@ -78,13 +78,19 @@ func Row(sc Scanner, r *ledger.Row, extra ...any) error {
 	return nil
 }
 
-// QueuedCols are the columns Queued reads: what sending a row needs.
-const QueuedCols = `line, referenceid, operator, canumber, amount_paise, request`
+// QueuedCols are the columns Queued reads: what sending a row needs, and
+// whether the provider ever answered it (a row declined for the account,
+// 16, is queued again with its code).
+const QueuedCols = `line, referenceid, operator, canumber, amount_paise, request, response_code`
 
 // Queued reads a queued row of batch seq selected with QueuedCols.
 func Queued(sc Scanner, seq int64) (ledger.Row, error) {
 	r := ledger.Row{Batch: seq, State: ledger.StateQueued, ResponseCode: -1}
-	err := sc.Scan(&r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request)
+	var code sql.NullInt64
+	err := sc.Scan(&r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request, &code)
+	if code.Valid {
+		r.ResponseCode = int(code.Int64)
+	}
 	return r, err
 }
 
