@@ -113,6 +113,23 @@ the referenceid is blanked: it may be that line's payment a second time
 			"and a copy of these rows, sent again, would get new ones and could pay them twice; %s", st, b.ID, way))
 	}
 
+	if st2 != nil {
+		// A statement of other days than the batch's leaves out nothing
+		// it should, and reads as a check that was made.
+		covers, sent, err := statementCovers(ctx, l, st2, b)
+		if err != nil {
+			return start(err)
+		}
+		switch _, _, dated := st2.Span(); {
+		case covers || !sent:
+		case dated:
+			return start(fmt.Errorf("--statement %s names none of batch %s's rows, and none of them was sent within its lines' dates: "+
+				"it cannot show a row of this batch that the provider charged after all; export with the statement of the days the batch was sent", statement, b.ID))
+		default:
+			fmt.Fprintf(stderr, "aopbatch: warning: --statement %s names none of batch %s's rows and its lines have no dates to compare with the batch's: "+
+				"if it is not the statement of the days the batch was sent, a row the provider charged after all is not caught by it\n", statement, b.ID)
+		}
+	}
 	o := reports.ExportOptions{KeepRefs: keepRefs, Statement: st2}
 	var res reports.ExportResult
 	dest := "standard output"

@@ -36,4 +36,22 @@ func TestExportFailedWarnsWithoutStatement(t *testing.T) {
 	if p.code != 0 || strings.Contains(p.stderr, warning) {
 		t.Errorf("export --state failed --statement: exit %d, want 0 without %q\n%s", p.code, warning, p.stderr)
 	}
+	// That statement has no line to date it by: it may be of other days.
+	if !strings.Contains(p.stderr, "names none of batch") {
+		t.Errorf("export with a statement naming none of the batch's rows, undated, does not warn:\n%s", p.stderr)
+	}
+	// A statement of other days cannot show a late charge of this batch:
+	// trusted, it would pass the rows as checked.
+	old := filepath.Join(dir, "old.csv")
+	if err := os.WriteFile(old, []byte("refid,txnid,amount,status,refunded,operatorid,dateadded\nOTHER-1,T1,10.00,success,0,OP1,2020-01-01 10:00:00\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "retry3.csv")
+	p = aopbatch(t, nil, "export", "--ledger", db, "--state", "failed", "--statement", old, "--out", out)
+	if p.code != 1 || !strings.Contains(p.stderr, "names none of batch") || !strings.Contains(p.stderr, "the statement of the days the batch was sent") {
+		t.Errorf("export with another day's statement: exit %d, want 1 saying it names none of the batch's rows\n%s", p.code, p.stderr)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("export with another day's statement wrote %s", out)
+	}
 }

@@ -157,8 +157,6 @@ func coveredBatches(ctx context.Context, l ledger.Store, st *reports.Statement, 
 	if err != nil {
 		return nil, err
 	}
-	from, to, dated := st.Span()
-	errFound := errors.New("covered")
 	var out []ledger.Batch
 	for _, b := range all {
 		// An archived batch is finished and kept elsewhere: a statement
@@ -166,22 +164,37 @@ func coveredBatches(ctx context.Context, l ledger.Store, st *reports.Statement, 
 		if !b.Ready || b.Archived != "" {
 			continue
 		}
-		err := l.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
-			if r.State != ledger.StateRejected && r.State != ledger.StateConflict && st.Has(r.ReferenceID) {
-				return errFound
-			}
-			if dated && !r.FirstSent.IsZero() && !r.FirstSent.Before(from) && !r.FirstSent.After(to) {
-				return errFound
-			}
-			return nil
-		})
-		if errors.Is(err, errFound) {
-			out = append(out, b)
-		} else if err != nil {
+		covers, _, err := statementCovers(ctx, l, st, b)
+		if err != nil {
 			return nil, err
+		}
+		if covers {
+			out = append(out, b)
 		}
 	}
 	return out, nil
+}
+
+// statementCovers says whether statement st can show batch b's charges:
+// it names one of b's rows, or one of b's rows was first sent within the
+// span of its lines' dates; and whether any row of b was sent at all.
+func statementCovers(ctx context.Context, l ledger.Reader, st *reports.Statement, b ledger.Batch) (covers, sent bool, err error) {
+	from, to, dated := st.Span()
+	errFound := errors.New("covered")
+	err = l.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
+		sent = sent || !r.FirstSent.IsZero()
+		if r.State != ledger.StateRejected && r.State != ledger.StateConflict && st.Has(r.ReferenceID) {
+			return errFound
+		}
+		if dated && !r.FirstSent.IsZero() && !r.FirstSent.Before(from) && !r.FirstSent.After(to) {
+			return errFound
+		}
+		return nil
+	})
+	if errors.Is(err, errFound) {
+		return true, true, nil
+	}
+	return false, sent, err
 }
 
 // reconcileBatch confirms one batch's disagreements with the provider,
