@@ -115,7 +115,16 @@ func (s *Summary) actions() []string {
 		if r.Performed {
 			how = "aopbatch export --state failed --statement FILE gives a file to correct and send under new referenceids, leaving out any row the statement shows charged"
 		}
-		add("%s failed (%s, nothing taken): %s", rowsText(n), inr(amt.Failed-r.FailedButCharged.AmountPaise), how)
+		switch t := s.failedLater; {
+		case t.Rows >= n:
+			add("%s failed (%s, nothing taken), each held by a later batch of this ledger (sent again already, or offered by that batch's own export): nothing to export from this batch",
+				rowsText(n), inr(amt.Failed-r.FailedButCharged.AmountPaise))
+		case t.Rows > 0:
+			add("%s failed (%s, nothing taken), %d of them (%s) held by a later batch of this ledger (sent again already, or offered by that batch's own export): %s, the other %d",
+				rowsText(n), inr(amt.Failed-r.FailedButCharged.AmountPaise), t.Rows, inr(t.AmountPaise), how, n-t.Rows)
+		default:
+			add("%s failed (%s, nothing taken): %s", rowsText(n), inr(amt.Failed-r.FailedButCharged.AmountPaise), how)
+		}
 	}
 	if c.Refunded > 0 {
 		add("%s charged and refunded (%s returned to the wallet)", rowsText(c.Refunded), inr(amt.Refunded))

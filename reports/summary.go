@@ -340,6 +340,10 @@ type Summary struct {
 	// engine's check for a file sent before from another ledger): that
 	// run stopped, and a rerun on this ledger stops the same way.
 	sentBefore int64
+	// failedLater are the failed rows a later batch of this ledger holds
+	// (paidLater): sent again already, or offered by that batch's own
+	// export. Export leaves them out, and so does the advice.
+	failedLater Tally
 	// repeatedRefs counts the rejected rows that repeat the referenceid
 	// of another line of the file: possibly a payment listed twice.
 	repeatedRefs int64
@@ -552,10 +556,32 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 	if err := s.timing(ctx, l); err != nil {
 		return nil, fmt.Errorf("report on batch %s: %w", b.ID, err)
 	}
+	if s.Counts.Failed > 0 {
+		if err := s.countFailedLater(ctx, l, b); err != nil {
+			return nil, fmt.Errorf("report on batch %s: %w", b.ID, err)
+		}
+	}
 	s.Attention.Actions = s.actions()
 	s.Reconciliation.ControlTotals.LedgerSuccessRows = s.Counts.Success
 	s.Reconciliation.ControlTotals.LedgerSuccessPaise = s.AmountsPaise.Success
 	return s, nil
+}
+
+// countFailedLater sets failedLater: batch b's failed rows that a later
+// batch holds. A batch's report read after its retry ran would otherwise
+// still say to export rows that export leaves out, and the batches'
+// reports together would count each retried payment again.
+func (s *Summary) countFailedLater(ctx context.Context, l ledger.Reader, b ledger.Batch) error {
+	later, err := paidLater(ctx, l, b, ledger.StateFailed)
+	if err != nil || len(later) == 0 {
+		return err
+	}
+	return eachInState(ctx, l, b.Seq, ledger.StateFailed, func(r *ledger.Row) error {
+		if _, ok := later[r.Line]; ok {
+			s.failedLater.add(r.AmountPaise)
+		}
+		return nil
+	})
 }
 
 // foundClasses are the status enquiries' verdicts (aop.Verdict) that

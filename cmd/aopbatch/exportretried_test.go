@@ -21,6 +21,13 @@ func TestExportLeavesOutRowsALaterBatchPaid(t *testing.T) {
 	paying := sandbox(t, nil)
 	db, rows := failedThenRetried(t, "RTY", paying, 0)
 	dir := filepath.Dir(db)
+	// Read after the retry, the first batch's report does not say to
+	// export them again.
+	rep := aopbatch(t, nil, "report", "--ledger", db, "--batch", "orig", "--out", filepath.Join(dir, "orig-reports"))
+	if !strings.Contains(rep.stdout, "3 rows failed") || !strings.Contains(rep.stdout, "each held by a later batch of this ledger") ||
+		strings.Contains(rep.stdout, "gives a file to correct") {
+		t.Errorf("report of the retried batch: exit %d, want its 3 failed rows said held by a later batch, no export advised\n%s%s", rep.code, rep.stdout, rep.stderr)
+	}
 
 	st := filepath.Join(dir, "statement.csv")
 	if err := os.WriteFile(st, []byte("refid,txnid,amount,status,refunded,operatorid,dateadded\n"), 0o600); err != nil {
