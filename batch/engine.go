@@ -73,7 +73,7 @@ func DefaultConfig() Config {
 		BreakerWindow:   50,
 		BreakerRatio:    0.8,
 		KnownRefsWindow: 16,
-		KnownRefsTrip:   8,
+		KnownRefsTrip:   ledger.KnownTrip,
 		ResolveTimeout:  30 * time.Second,
 		ResolveBackoff:  500 * time.Millisecond,
 	}

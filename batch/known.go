@@ -20,10 +20,12 @@ import (
 // before only in part.
 
 // firstSend says whether row goes to the provider for the first time: it
-// is queued and was never answered. A row declined for the account (16,
-// 6, 12) or refused a credential is queued again with the code it got.
+// is queued, was never sent and never answered. A row declined for the
+// account (16, 6, 12) or refused a credential is queued again with the
+// code it got; one held after it was sent (an enquiry found no record,
+// its operator down) is queued again with its sends.
 func firstSend(row ledger.Row) bool {
-	return row.State == ledger.StateQueued && row.ResponseCode < 0
+	return row.State == ledger.StateQueued && row.ResponseCode < 0 && row.Attempts == 0
 }
 
 // probeKnown asks the provider about the first KnownRefsWindow rows of
@@ -65,9 +67,7 @@ func (e *Engine) probeKnown(ctx, wctx context.Context, b ledger.Batch, w ledger.
 	if s := e.Stopped(); s != nil {
 		return s
 	}
-	// A batch with fewer rows left than the trip count stops when every
-	// one of them is known.
-	if n := known.Load(); n > 0 && n >= int64(min(e.cfg.KnownRefsTrip, len(rows))) {
+	if n := known.Load(); ledger.SentBefore(int(n), len(rows), e.cfg.KnownRefsTrip) {
 		e.stop(&StopError{Reason: StopKnownRefs,
 			Detail: fmt.Sprintf("before sending anything, status enquiries found %d of the first %d rows to send already at the provider: "+
 				"this file, or one with its referenceids, was sent before, most likely from another ledger", n, len(rows)),

@@ -123,6 +123,41 @@ func TestFileSentBeforeInPartStopsOnItsFirstSends(t *testing.T) {
 	}
 }
 
+// A small file sent before stops too: its rows that failed without the
+// provider keeping them are never found, so half of those asked is enough.
+func TestSmallFileSentBeforeStops(t *testing.T) {
+	const rows = 6
+	rec, client, l, b := sentBeforeFromAnotherLedger(t, rows)
+	mark := rec.len()
+	err := New(l, client, Config{Owner: ledger.NewOwner("test"), Workers: 4, Timeout: 2 * time.Second}).Send(context.Background(), b)
+	var stop *StopError
+	if !errors.As(err, &stop) || stop.Reason != StopKnownRefs {
+		t.Fatalf("send: %v, want the known-referenceids stop", err)
+	}
+	for _, a := range rec.since(mark) {
+		if a.path == aop.PathRecharge {
+			t.Errorf("Recharge for %s", a.ref)
+		}
+	}
+}
+
+// Only a row never sent and never answered goes for the first time.
+func TestFirstSendIsOfRowsNeverSentNorAnswered(t *testing.T) {
+	for _, tc := range []struct {
+		row  ledger.Row
+		want bool
+	}{
+		{ledger.Row{State: ledger.StateQueued, ResponseCode: -1}, true},
+		{ledger.Row{State: ledger.StateQueued, ResponseCode: 16}, false},               // declined for the account, queued again
+		{ledger.Row{State: ledger.StateQueued, ResponseCode: -1, Attempts: 1}, false},  // held after it was sent, queued again
+		{ledger.Row{State: ledger.StateUnknown, ResponseCode: -1, Attempts: 1}, false}, // sent again after an enquiry
+	} {
+		if got := firstSend(tc.row); got != tc.want {
+			t.Errorf("firstSend(%s, code %d, %d sends) = %v, want %v", tc.row.State, tc.row.ResponseCode, tc.row.Attempts, got, tc.want)
+		}
+	}
+}
+
 // --allow-known-refs sends such a file whole: a ledger that was lost.
 func TestAllowKnownRefsSendsAFileSentBefore(t *testing.T) {
 	const rows = 40

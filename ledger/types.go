@@ -235,6 +235,19 @@ type Update struct {
 	LogAs State
 }
 
+// KnownTrip is how many of the rows a run asks the provider about before
+// its first send must be there already for the file to count as sent
+// before (from another ledger): SentBefore.
+const KnownTrip = 8
+
+// SentBefore says whether found of the asked rows already at the provider
+// make a file sent before: trip of them, or half when fewer were asked (a
+// small file's rows that failed without the provider keeping them are
+// never found).
+func SentBefore(found, asked, trip int) bool {
+	return found > 0 && found >= min(trip, (asked+1)/2)
+}
+
 // Attempt is one request made for a row.
 type Attempt struct {
 	Kind       string // "recharge" or "status"

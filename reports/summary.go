@@ -584,6 +584,47 @@ func (s *Summary) countFailedLater(ctx context.Context, l ledger.Reader, b ledge
 	})
 }
 
+// probe is an enquiry about a row not sent yet, and whether it found the
+// row at the provider.
+type probe struct {
+	line  int
+	at    time.Time
+	found bool
+}
+
+// sentBeforeCheck sets sentBefore when the enquiries made after the last
+// Recharge (at last) about rows not sent yet found enough of them at the
+// provider, by the engine's rule (ledger.SentBefore), and those rows are
+// not sent yet still: the last run stopped for a file sent before, and
+// every rerun on this ledger stops the same way. Fewer found, the run
+// went on (rows paid by hand), or was interrupted.
+func (s *Summary) sentBeforeCheck(ctx context.Context, l ledger.Reader, probes []probe, last time.Time) error {
+	asked, found := map[int]bool{}, map[int]bool{}
+	for _, p := range probes {
+		if p.at.After(last) {
+			asked[p.line] = true
+			found[p.line] = found[p.line] || p.found
+		}
+	}
+	n := 0
+	for line, f := range found {
+		if !f {
+			continue
+		}
+		r, err := l.Row(ctx, s.seq, line)
+		if err != nil {
+			return err
+		}
+		if r.State == ledger.StateQueued && r.Attempts == 0 && r.ResponseCode < 0 {
+			n++
+		}
+	}
+	if ledger.SentBefore(n, len(asked), ledger.KnownTrip) {
+		s.sentBefore = int64(n)
+	}
+	return nil
+}
+
 // foundClasses are the status enquiries' verdicts (aop.Verdict) that
 // found a transaction at the provider.
 var foundClasses = map[string]bool{"success": true, "refunded": true, "failed": true, "pending": true}
@@ -597,11 +638,9 @@ func (s *Summary) timing(ctx context.Context, l ledger.Reader) error {
 	// answer later, but none goes after it.
 	var stopAnswer time.Time
 	stopCode := -1
-	// Enquiries about rows not sent yet are the check before a run's
-	// first send; those that found the row at the provider, after every
-	// Recharge, are the last run's stop.
-	found := map[int]bool{}
-	var foundAt time.Time
+	// Enquiries about rows not sent yet are the check a run makes before
+	// its first send (batch's probeKnown); see sentBeforeCheck.
+	var probes []probe
 	err := l.EachAttempt(ctx, s.seq, func(a *ledger.AttemptRow) error {
 		if (a.Class == "auth" || a.Class == "not-sent") && a.HTTPStatus == 0 {
 			// No credential could be had (a token command that failed), or
@@ -612,11 +651,8 @@ func (s *Summary) timing(ctx context.Context, l ledger.Reader) error {
 		}
 		if a.Kind != "recharge" {
 			s.Throughput.StatusEnquiries++
-			if a.State == ledger.StateQueued && foundClasses[a.Class] {
-				found[a.Line] = true
-				if a.At.After(foundAt) {
-					foundAt = a.At
-				}
+			if a.State == ledger.StateQueued {
+				probes = append(probes, probe{line: a.Line, at: a.At, found: foundClasses[a.Class]})
 			}
 			return nil
 		}
@@ -641,8 +677,8 @@ func (s *Summary) timing(ctx context.Context, l ledger.Reader) error {
 	if stopCode >= 0 && !last.After(stopAnswer) {
 		s.stopCode = stopCode
 	}
-	if len(found) > 0 && foundAt.After(last) {
-		s.sentBefore = int64(len(found))
+	if err := s.sentBeforeCheck(ctx, l, probes, last); err != nil {
+		return err
 	}
 	if !first.IsZero() {
 		f, la := first.In(s.loc), last.In(s.loc)

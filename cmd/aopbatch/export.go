@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/aopbatch/aopbatch/ledger"
 	"github.com/aopbatch/aopbatch/reports"
@@ -115,8 +116,11 @@ the referenceid is blanked: it may be that line's payment a second time
 
 	if st2 != nil {
 		// A statement of other days than the batch's leaves out nothing
-		// it should, and reads as a check that was made.
-		covers, sent, err := statementCovers(ctx, l, st2, b)
+		// it should, and reads as a check that was made. A day and a half
+		// either side of its lines: they span the moments of its first
+		// and last transactions, not its days, and a time without a zone
+		// is read as UTC, which the provider's may be hours off.
+		covers, sent, err := statementCovers(ctx, l, st2, b, 36*time.Hour)
 		if err != nil {
 			return start(err)
 		}

@@ -145,6 +145,13 @@ func TestNewLedgerStopsAFileSentBefore(t *testing.T) {
 		}
 	}
 
+	// Nothing of it was sent from the new ledger: the batch can be dropped
+	// from it (the enquiries before the first send go with it), and a run
+	// with --allow-known-refs records it again.
+	b, _, _ := ledgerRows(t, typo)
+	if p := aopbatch(t, nil, "ledger", "drop", "--ledger", typo, "--batch", b.ID); p.code != 0 {
+		t.Errorf("ledger drop of the batch stopped before its first send: exit %d, want 0\n%s%s", p.code, p.stdout, p.stderr)
+	}
 	if p := aopbatch(t, nil, runArgs(csvPath, typo, sb.URL, "--allow-known-refs")...); p.code != 0 && p.code != 2 {
 		t.Fatalf("run with --allow-known-refs: exit %d, want 0 or 2\n%s", p.code, p.stderr)
 	}

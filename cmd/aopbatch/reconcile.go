@@ -164,7 +164,7 @@ func coveredBatches(ctx context.Context, l ledger.Store, st *reports.Statement, 
 		if !b.Ready || b.Archived != "" {
 			continue
 		}
-		covers, _, err := statementCovers(ctx, l, st, b)
+		covers, _, err := statementCovers(ctx, l, st, b, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -177,9 +177,11 @@ func coveredBatches(ctx context.Context, l ledger.Store, st *reports.Statement, 
 
 // statementCovers says whether statement st can show batch b's charges:
 // it names one of b's rows, or one of b's rows was first sent within the
-// span of its lines' dates; and whether any row of b was sent at all.
-func statementCovers(ctx context.Context, l ledger.Reader, st *reports.Statement, b ledger.Batch) (covers, sent bool, err error) {
+// span of its lines' dates widened by margin either side; and whether any
+// row of b was sent at all.
+func statementCovers(ctx context.Context, l ledger.Reader, st *reports.Statement, b ledger.Batch, margin time.Duration) (covers, sent bool, err error) {
 	from, to, dated := st.Span()
+	from, to = from.Add(-margin), to.Add(margin)
 	errFound := errors.New("covered")
 	err = l.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
 		sent = sent || !r.FirstSent.IsZero()

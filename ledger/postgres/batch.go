@@ -280,9 +280,10 @@ func (s *Store) ClearRows(ctx context.Context, seq int64, o ledger.Owner) error 
 }
 
 // sentCheck is true when something of batch $1 was sent, or may have
-// been: an attempt logged, a row in flight or settled by the provider,
-// one ever dispatched.
-const sentCheck = `(EXISTS (SELECT 1 FROM attempts WHERE batch = $1)
+// been: an attempt logged (but an enquiry about a row not sent yet, which
+// a run makes before its first send), a row in flight or settled by the
+// provider, one ever dispatched.
+const sentCheck = `(EXISTS (SELECT 1 FROM attempts WHERE batch = $1 AND NOT (kind = 'status' AND state = 'queued'))
 		OR EXISTS (SELECT 1 FROM rows WHERE batch = $1 AND (attempts > 0 OR first_sent_ms IS NOT NULL
 			OR state NOT IN ('queued', 'held', 'rejected', 'conflict'))))`
 
@@ -336,15 +337,18 @@ func (s *Store) DropUnsent(ctx context.Context, seq int64, o ledger.Owner) error
 	err = tx.QueryRow(ctx, `WITH gone AS (DELETE FROM rows WHERE batch = $1 RETURNING state, attempts, first_sent_ms)
 		SELECT EXISTS (SELECT 1 FROM gone WHERE attempts > 0 OR first_sent_ms IS NOT NULL
 				OR state NOT IN ('queued', 'held', 'rejected', 'conflict'))
-			OR EXISTS (SELECT 1 FROM attempts WHERE batch = $1)`, seq).Scan(&sent)
+			OR EXISTS (SELECT 1 FROM attempts WHERE batch = $1 AND NOT (kind = 'status' AND state = 'queued'))`, seq).Scan(&sent)
 	switch {
 	case err != nil:
 		return fmt.Errorf("drop batch: %w", err)
 	case sent:
 		return fmt.Errorf("drop batch: %w", ledger.ErrBatchSent)
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM batches WHERE seq = $1`, seq); err != nil {
-		return fmt.Errorf("drop batch: %w", err)
+	// Its only attempts are enquiries made before a first send.
+	for _, q := range []string{`DELETE FROM attempts WHERE batch = $1`, `DELETE FROM batches WHERE seq = $1`} {
+		if _, err := tx.Exec(ctx, q, seq); err != nil {
+			return fmt.Errorf("drop batch: %w", err)
+		}
 	}
 	return tx.Commit(ctx)
 }

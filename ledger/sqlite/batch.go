@@ -169,9 +169,10 @@ func (l *Store) clearRows(ctx context.Context, seq int64, o ledger.Owner, keepSe
 }
 
 // sentCheck is true when something of batch ?1 was sent, or may have
-// been: an attempt logged, a dispatch, a row in flight or settled by the
-// provider, one ever sent.
-const sentCheck = `(EXISTS (SELECT 1 FROM attempts WHERE batch = ?1) OR EXISTS (SELECT 1 FROM dispatches WHERE batch = ?1)
+// been: an attempt logged (but an enquiry about a row not sent yet, which
+// a run makes before its first send), a dispatch, a row in flight or
+// settled by the provider, one ever sent.
+const sentCheck = `(EXISTS (SELECT 1 FROM attempts WHERE batch = ?1 AND NOT (kind = 'status' AND state = 'queued')) OR EXISTS (SELECT 1 FROM dispatches WHERE batch = ?1)
 		OR EXISTS (SELECT 1 FROM rows WHERE batch = ?1 AND (attempts > 0 OR first_sent_ms IS NOT NULL
 			OR NOT (state = 'queued' OR state = 'held' OR state = 'rejected' OR state = 'conflict'))))`
 
@@ -193,7 +194,8 @@ func (l *Store) DropUnsent(ctx context.Context, seq int64, o ledger.Owner) error
 	case sent != 0:
 		return fmt.Errorf("drop batch: %w", ledger.ErrBatchSent)
 	}
-	for _, q := range []string{`DELETE FROM rows WHERE batch = ?`, `DELETE FROM batches WHERE seq = ?`} {
+	// Its only attempts are enquiries made before a first send.
+	for _, q := range []string{`DELETE FROM attempts WHERE batch = ?`, `DELETE FROM rows WHERE batch = ?`, `DELETE FROM batches WHERE seq = ?`} {
 		if _, err := tx.ExecContext(ctx, q, seq); err != nil {
 			return fmt.Errorf("drop batch: %w", err)
 		}

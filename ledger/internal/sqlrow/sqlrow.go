@@ -79,15 +79,16 @@ func Row(sc Scanner, r *ledger.Row, extra ...any) error {
 }
 
 // QueuedCols are the columns Queued reads: what sending a row needs, and
-// whether the provider ever answered it (a row declined for the account,
-// 16, is queued again with its code).
-const QueuedCols = `line, referenceid, operator, canumber, amount_paise, request, response_code`
+// whether it was ever sent or answered (a row declined for the account,
+// 16, is queued again with its code; one held after it was sent keeps its
+// sends).
+const QueuedCols = `line, referenceid, operator, canumber, amount_paise, request, response_code, attempts`
 
 // Queued reads a queued row of batch seq selected with QueuedCols.
 func Queued(sc Scanner, seq int64) (ledger.Row, error) {
 	r := ledger.Row{Batch: seq, State: ledger.StateQueued, ResponseCode: -1}
 	var code sql.NullInt64
-	err := sc.Scan(&r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request, &code)
+	err := sc.Scan(&r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request, &code, &r.Attempts)
 	if code.Valid {
 		r.ResponseCode = int(code.Int64)
 	}
