@@ -546,6 +546,10 @@ func (s *Summary) walk(ctx context.Context, l ledger.Reader, rc *reconState, fn 
 			// (pending, then charged; failed, then charged late; charged,
 			// then refunded).
 			d.Category, d.Note = DuplicatedInStatement, "another status of the payment on statement line "+st.entries[rep].lineText()+", not a second charge"
+			if st.entries[i].status == st.entries[rep].status {
+				// A line listed twice, not a history.
+				d.Note = "the same transaction as statement line " + st.entries[rep].lineText() + ", listed again: not a second charge"
+			}
 		case rep != i:
 			d.Category, d.Note = DuplicatedInStatement, "repeats statement line "+st.entries[rep].lineText()
 		case rc.other[i]:

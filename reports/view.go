@@ -305,7 +305,7 @@ type namedCount struct {
 
 func reconRows(r Reconciliation) []namedCount {
 	rows := []namedCount{
-		{Matched, "matched (success, failed or refunded alike)", r.Matched}, {AmountMismatch, "amount mismatch", r.AmountMismatch}, {StatusMismatch, "status mismatch", r.StatusMismatch},
+		{Matched, "matched (success, failed, refunded or pending alike)", r.Matched}, {AmountMismatch, "amount mismatch", r.AmountMismatch}, {StatusMismatch, "status mismatch", r.StatusMismatch},
 		{MissingInStatement, "missing in statement", r.MissingInStatement}, {MissingInLedger, "missing in ledger", r.MissingInLedger},
 		{DuplicatedInStatement, "duplicated in statement", r.DuplicatedInStatement}, {NotSent, "not sent (rejected, conflict, queued, held)", r.NotSent},
 		{FailedNotInStatement, "failed here, not in statement (nothing taken on either side)", r.FailedNotInStatement},
