@@ -483,3 +483,23 @@ func TestHTMLSaysWhatItLeavesOut(t *testing.T) {
 		}
 	}
 }
+
+// A statement line listed twice (same transaction, same status) is said
+// to be that: not "another status of the payment", which is a history
+// (failed, then charged late).
+func TestStatementLineListedTwiceIsNamedSo(t *testing.T) {
+	f := newFixture(t)
+	stmt := "refid,txnid,amount,status,refunded,operatorid,dateadded\n" +
+		"REF016,T016,40.00,1,0,OPR7,2025-03-01 10:01:08\n" +
+		"REF016,T016,40.00,1,0,OPR7,2025-03-01 10:01:08\n"
+	s, _, _ := reconciled(t, f, stmt, f.options(false))
+	var notes []string
+	for _, d := range s.Reconciliation.Discrepancies {
+		if d.ReferenceID == "REF016" && d.Category == DuplicatedInStatement {
+			notes = append(notes, d.Note)
+		}
+	}
+	if len(notes) != 1 || !strings.Contains(notes[0], "listed again") || strings.Contains(notes[0], "another status") {
+		t.Errorf("REF016's second line: notes %q, want one saying it is the same transaction listed again", notes)
+	}
+}
