@@ -44,6 +44,8 @@ func (e *Engine) probeKnown(ctx, wctx context.Context, b ledger.Batch, w ledger.
 	if err != nil || len(rows) == 0 {
 		return err
 	}
+	e.cfg.Log.Info("asking the provider about the first rows to send before sending any: a file sent before, from another ledger, stops here",
+		"rows", len(rows))
 	// The first alone: a refused credential stops the run after one
 	// request, not one for each row.
 	var known atomic.Int64

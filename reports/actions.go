@@ -79,9 +79,9 @@ func (s *Summary) actions() []string {
 	}
 	if g := s.AtRisk.NotYetSent; g.Rows > 0 {
 		if s.sentBefore > 0 {
-			add("%s (%s) not sent: the provider already held %d of the first rows when the last run asked before sending, so the file was sent before, most likely from another ledger; "+
+			add("%s (%s) not sent: the provider already held %d of the first %d rows when the last run asked before sending, so the file was sent before, most likely from another ledger; "+
 				"run it with the ledger that sent it (every run on this one stops the same way), or, if that ledger is lost, see --allow-known-refs in the README before sending anything",
-				rowsText(g.Rows), inr(g.AmountPaise), s.sentBefore)
+				rowsText(g.Rows), inr(g.AmountPaise), s.sentBefore, s.sentBeforeAsked)
 		} else if n := s.queuedCharged(); n > 0 {
 			add("%s (%s) not sent yet (queued or held), %d of them charged on the statement: find out who sent those before running aopbatch run again to resume",
 				rowsText(g.Rows), inr(g.AmountPaise), n)

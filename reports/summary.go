@@ -339,7 +339,7 @@ type Summary struct {
 	// batch's last run asked about them before its first send (the
 	// engine's check for a file sent before from another ledger): that
 	// run stopped, and a rerun on this ledger stops the same way.
-	sentBefore int64
+	sentBefore, sentBeforeAsked int64
 	// failedLater are the failed rows a later batch of this ledger holds
 	// (paidLater): sent again already, or offered by that batch's own
 	// export. Export leaves them out, and so does the advice.
@@ -620,7 +620,7 @@ func (s *Summary) sentBeforeCheck(ctx context.Context, l ledger.Reader, probes [
 		}
 	}
 	if ledger.SentBefore(n, len(asked), ledger.KnownTrip) {
-		s.sentBefore = int64(n)
+		s.sentBefore, s.sentBeforeAsked = int64(n), int64(len(asked))
 	}
 	return nil
 }

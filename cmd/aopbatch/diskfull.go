@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/aopbatch/aopbatch/batch"
+	"github.com/aopbatch/aopbatch/ledger"
 	"github.com/aopbatch/aopbatch/ledger/postgres"
 )
 
@@ -34,6 +35,23 @@ func explainLedgerStop(name string, err error) error {
 	return &batch.StopError{Reason: stop.Reason, Before: stop.Before,
 		Detail: fmt.Sprintf("the ledger %s could not be written: %s (%s)", abs, why, stop.Detail),
 		Hint:   "make room, then run the same command again to resume: rows in flight are checked with the provider first"}
+}
+
+// explainKnownRefs names the ledger in a stop for a file sent before
+// (batch.StopKnownRefs): which ledger is the wrong one is what a person
+// must find out, and the batch this run recorded in it can be dropped.
+func explainKnownRefs(name string, b ledger.Batch, err error) error {
+	var stop *batch.StopError
+	if !errors.As(err, &stop) || stop.Reason != batch.StopKnownRefs {
+		return err
+	}
+	if postgres.IsURL(name) {
+		name = postgres.Redact(name)
+	}
+	s := *stop
+	s.Hint = fmt.Sprintf("this run's ledger is %s; %s. "+
+		"While nothing of the batch was sent from it, aopbatch ledger drop --ledger %s --batch %s removes it", name, stop.Hint, name, b.ID)
+	return &s
 }
 
 // ledgerWriteCause looks for why the ledger at path cannot be written: a

@@ -124,7 +124,7 @@ func TestNewLedgerStopsAFileSentBefore(t *testing.T) {
 		if p.code != 3 {
 			t.Fatalf("run %d under a new ledger: exit %d, want 3\n%s", run, p.code, p.stderr)
 		}
-		for _, want := range []string{"already at the provider", "sent before", "--ledger", "--allow-known-refs"} {
+		for _, want := range []string{"already at the provider", "sent before", "--ledger", "--allow-known-refs", "this run's ledger is " + typo, "ledger drop"} {
 			if !strings.Contains(p.stderr, want) {
 				t.Errorf("run %d: stderr does not say %q:\n%s", run, want, p.stderr)
 			}

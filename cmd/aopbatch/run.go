@@ -437,6 +437,7 @@ func finish(ctx context.Context, l ledger.Store, b ledger.Batch, runErr error, r
 	bg, cancel := batch.AfterStop(ctx)
 	defer cancel()
 	runErr = explainLedgerStop(ledgerName(l), runErr)
+	runErr = explainKnownRefs(ledgerName(l), b, runErr)
 	counts, err := l.Counts(bg, b.Seq)
 	if err != nil {
 		if runErr != nil { // why the run stopped comes first
