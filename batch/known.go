@@ -109,20 +109,11 @@ func (e *Engine) firstUnsent(ctx context.Context, b ledger.Batch, n int) ([]ledg
 // (collided), not a file sent before. A refused credential stops the run
 // as any enquiry's does.
 func (e *Engine) askKnown(ctx, wctx context.Context, w ledger.Writer, row ledger.Row) bool {
-	tk, err := e.take(wctx)
-	if err != nil {
+	st, at, lat, ok := e.askStatus(ctx, wctx, row.ReferenceID)
+	if !ok {
 		return false
 	}
-	at := e.cfg.Now()
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.Timeout)
-	e.sending(1)
-	st, _ := e.p.Status(rctx, row.ReferenceID)
-	e.sending(-1)
-	cancel()
-	lat := e.cfg.Now().Sub(at)
-	e.answered(tk, st.Wrote, lat, st.Verdict != aop.VerdictNotSent && !st.NoCredential, st.Verdict == aop.VerdictThrottled, st.Timeout, st.HTTPStatus >= 500)
 	if st.MadeRequest() {
-		e.progress.Enquired.Add(1)
 		e.record(w, ledger.Update{Line: row.Line, Code: -1, LogAs: ledger.StateQueued, Attempt: &ledger.Attempt{Kind: "status", At: at, Latency: lat,
 			HTTPStatus: st.HTTPStatus, Code: st.Code, Class: string(st.Verdict), Message: "before the first send: " + st.Message}})
 	}

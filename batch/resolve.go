@@ -208,27 +208,38 @@ func (e *Engine) EnquireAfterStop(ctx context.Context, b ledger.Batch, ended err
 	return s
 }
 
+// askStatus makes one status enquiry about ref through the run's limiter
+// and in-flight gate: its answer, when it was asked and how long the
+// answer took; ok false when no token could be had (stopped, cancelled).
+func (e *Engine) askStatus(ctx, wctx context.Context, ref string) (st aop.StatusResult, at time.Time, lat time.Duration, ok bool) {
+	tk, err := e.take(wctx)
+	if err != nil {
+		return st, at, 0, false
+	}
+	at = e.cfg.Now()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.Timeout)
+	e.sending(1)
+	st, _ = e.p.Status(rctx, ref)
+	e.sending(-1)
+	cancel()
+	lat = e.cfg.Now().Sub(at)
+	if st.MadeRequest() {
+		e.progress.Enquired.Add(1)
+	}
+	e.answered(tk, st.Wrote, lat, st.Verdict != aop.VerdictNotSent && !st.NoCredential, st.Verdict == aop.VerdictThrottled, st.Timeout, st.HTTPStatus >= 500)
+	return st, at, lat, true
+}
+
 // enquire asks the provider about one row and applies the answer,
 // retrying (RetryPolicy) an enquiry that got no decision.
 func (e *Engine) enquire(ctx, wctx context.Context, w ledger.Writer, row ledger.Row) {
 	var first time.Time
 	tries := map[RetryReason]int{}
 	for {
-		tk, err := e.take(wctx)
-		if err != nil {
+		st, at, lat, ok := e.askStatus(ctx, wctx, row.ReferenceID)
+		if !ok {
 			return
 		}
-		at := e.cfg.Now()
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.Timeout)
-		e.sending(1)
-		st, _ := e.p.Status(rctx, row.ReferenceID)
-		e.sending(-1)
-		cancel()
-		lat := e.cfg.Now().Sub(at)
-		if st.MadeRequest() {
-			e.progress.Enquired.Add(1)
-		}
-		e.answered(tk, st.Wrote, lat, st.Verdict != aop.VerdictNotSent && !st.NoCredential, st.Verdict == aop.VerdictThrottled, st.Timeout, st.HTTPStatus >= 500)
 		a := &ledger.Attempt{Kind: "status", At: at, Latency: lat, HTTPStatus: st.HTTPStatus, Code: st.Code,
 			Class: string(st.Verdict), Message: st.Message}
 		o := enquiryOutcome(st.Verdict)
