@@ -30,8 +30,8 @@ func firstSend(row ledger.Row) bool {
 
 // probeKnown asks the provider about the first KnownRefsWindow rows of
 // batch b that would go for the first time, before anything is sent. When
-// KnownRefsTrip of them are already there, the run stops: the file was
-// sent before. Nothing remembers the stop but the provider, so every run
+// enough of them are already there (ledger.SentBefore: KnownRefsTrip, or
+// half when fewer are asked), the run stops: the file was sent before. Nothing remembers the stop but the provider, so every run
 // of the batch asks again and stops the same way. An answer that says
 // nothing (throttled, unreadable, no credential) counts neither way; the
 // first sends' answers are watched all the same. Each enquiry is logged as
