@@ -124,7 +124,7 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 	}
 	// Rows that go out as new payments: their referenceids blanked, or
 	// generated (no column). Kept, a row sent again is a conflict.
-	var later map[int]string
+	var later map[int]heldLater
 	if st != ledger.StateConflict && res.NewRefs() {
 		var err error
 		if later, err = paidLater(ctx, l, b, st); err != nil {
@@ -146,10 +146,10 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 			}
 			return nil
 		}
-		if why, ok := later[r.Line]; ok {
+		if h, ok := later[r.Line]; ok {
 			res.PaidLater++
 			if len(res.PaidLaterRefs) < 20 {
-				res.PaidLaterRefs = append(res.PaidLaterRefs, fmt.Sprintf("line %d: %s", r.Line, why))
+				res.PaidLaterRefs = append(res.PaidLaterRefs, fmt.Sprintf("line %d: %s", r.Line, h.why))
 			}
 			return nil
 		}
@@ -283,7 +283,7 @@ type payee struct {
 // out while this row holds its referenceid.) Only later batches are read,
 // whole: a retry comes after what it retries. An archived batch keeps no
 // canumber and is not read.
-func paidLater(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.State) (map[int]string, error) {
+func paidLater(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.State) (map[int]heldLater, error) {
 	lines := map[payee][]int{}
 	err := eachInState(ctx, l, b.Seq, st, func(r *ledger.Row) error {
 		if r.AmountPaise > 0 {
@@ -302,11 +302,7 @@ func paidLater(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.S
 	// A row that pays or may pay is named before one that its batch's
 	// export offers; among those, the latest batch's, the one whose export
 	// offers it (every earlier one's has a later batch).
-	type found struct {
-		why  string
-		pays bool
-	}
-	got := map[int]found{}
+	got := map[int]heldLater{}
 	for _, ob := range bs {
 		if ob.Seq <= b.Seq || ob.Archived != "" {
 			continue
@@ -325,7 +321,7 @@ func paidLater(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.S
 				if offered {
 					why += fmt.Sprintf(": if the same payment, send it once, from export --state %s --batch %s", r.State, ob.ID)
 				}
-				got[line] = found{why, !offered}
+				got[line] = heldLater{why: why, pays: !offered, paise: r.AmountPaise}
 			}
 			return nil
 		})
@@ -333,11 +329,14 @@ func paidLater(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.S
 			return nil, err
 		}
 	}
-	out := make(map[int]string, len(got))
-	for line, f := range got {
-		out[line] = f.why
-	}
-	return out, nil
+	return got, nil
+}
+
+// heldLater is the row of a later batch that holds a row (paidLater).
+type heldLater struct {
+	why   string // "batch ID line N, success"
+	pays  bool   // it pays or may pay the row; else its batch's export offers it
+	paise int64  // the amount, the row's own
 }
 
 // requestCells flattens the recorded request body into input cells by

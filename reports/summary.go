@@ -573,15 +573,10 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 // reports together would count each retried payment again.
 func (s *Summary) countFailedLater(ctx context.Context, l ledger.Reader, b ledger.Batch) error {
 	later, err := paidLater(ctx, l, b, ledger.StateFailed)
-	if err != nil || len(later) == 0 {
-		return err
+	for _, h := range later {
+		s.failedLater.add(h.paise)
 	}
-	return eachInState(ctx, l, b.Seq, ledger.StateFailed, func(r *ledger.Row) error {
-		if _, ok := later[r.Line]; ok {
-			s.failedLater.add(r.AmountPaise)
-		}
-		return nil
-	})
+	return err
 }
 
 // probe is an enquiry about a row not sent yet, and whether it found the
