@@ -29,13 +29,14 @@ func firstSend(row ledger.Row) bool {
 }
 
 // probeKnown asks the provider about the first KnownRefsWindow rows of
-// batch b that would go for the first time, before anything is sent. When
-// enough of them are already there (ledger.SentBefore: KnownRefsTrip, or
-// half when fewer are asked), the run stops: the file was sent before. Nothing remembers the stop but the provider, so every run
-// of the batch asks again and stops the same way. An answer that says
-// nothing (throttled, unreadable, no credential) counts neither way; the
-// first sends' answers are watched all the same. Each enquiry is logged as
-// an attempt of its row, which stays queued.
+// batch b that would go for the first time, before anything is sent.
+// When enough of them are already there (ledger.SentBefore:
+// KnownRefsTrip, or half when fewer are asked), the run stops: the file
+// was sent before. Nothing remembers the stop but the provider, so every
+// run of the batch asks again and stops the same way. An answer that
+// says nothing (throttled, unreadable, no credential) counts neither
+// way; the first sends' answers are watched all the same. Each enquiry
+// is logged as an attempt of its row, which stays queued.
 func (e *Engine) probeKnown(ctx, wctx context.Context, b ledger.Batch, w ledger.Writer) error {
 	if e.cfg.AllowKnownRefs {
 		return nil
@@ -104,10 +105,10 @@ func (e *Engine) firstUnsent(ctx context.Context, b ledger.Batch, n int) ([]ledg
 
 // askKnown asks the provider about row's referenceid once, through the
 // run's limiter, and reports whether the provider holds this row's
-// payment under it while this ledger never sent it. A record of another payment (another amount, or
-// canumber) is a referenceid used elsewhere first, which sending settles
-// (collided), not a file sent before. A refused credential stops the run
-// as any enquiry's does.
+// payment under it while this ledger never sent it. A record of another
+// payment (another amount, or canumber) is a referenceid used elsewhere
+// first, which sending settles (collided), not a file sent before. A
+// refused credential stops the run as any enquiry's does.
 func (e *Engine) askKnown(ctx, wctx context.Context, w ledger.Writer, row ledger.Row) bool {
 	st, at, lat, ok := e.askStatus(ctx, wctx, row.ReferenceID)
 	if !ok {
@@ -118,9 +119,7 @@ func (e *Engine) askKnown(ctx, wctx context.Context, w ledger.Writer, row ledger
 			HTTPStatus: st.HTTPStatus, Code: st.Code, Class: string(st.Verdict), Message: "before the first send: " + st.Message}})
 	}
 	if o := enquiryOutcome(st.Verdict); o.Stop != "" {
-		s := &StopError{Reason: o.Stop, Detail: fmt.Sprintf("%s (HTTP %d, code %d)", o.Detail, st.HTTPStatus, st.Code), Hint: o.Hint}
-		e.credentialStop(s, "status enquiry: ", st.Message, st.HTTPStatus, st.Code, st.NoCredential, st.RenewFailed)
-		e.stop(s)
+		e.enquiryStop(o, st)
 		return false
 	}
 	switch st.Verdict {
@@ -143,12 +142,14 @@ func (e *Engine) askKnown(ctx, wctx context.Context, w ledger.Writer, row ledger
 // the answer says whether the provider knew the referenceid: a timeout or
 // a stop says nothing of it.
 func (e *Engine) knownObserve(c aop.Class) {
-	switch c {
-	case aop.ClassSuccess, aop.ClassPending, aop.ClassDuplicate, aop.ClassFailed, aop.ClassOperatorDown:
+	switch {
+	case e.cfg.AllowKnownRefs:
+		return
+	case c == aop.ClassSuccess, c == aop.ClassPending, c == aop.ClassDuplicate, c == aop.ClassFailed, c == aop.ClassOperatorDown:
 	default:
 		return
 	}
-	if !e.known.observe(c == aop.ClassDuplicate) || e.cfg.AllowKnownRefs {
+	if !e.known.observe(c == aop.ClassDuplicate) {
 		return
 	}
 	n, of := e.known.state()

@@ -208,6 +208,14 @@ func (e *Engine) EnquireAfterStop(ctx context.Context, b ledger.Batch, ended err
 	return s
 }
 
+// enquiryStop stops the run for status enquiry answer st, whose outcome o
+// is a stop (the credential refused).
+func (e *Engine) enquiryStop(o Outcome, st aop.StatusResult) {
+	s := &StopError{Reason: o.Stop, Detail: fmt.Sprintf("%s (HTTP %d, code %d)", o.Detail, st.HTTPStatus, st.Code), Hint: o.Hint}
+	e.credentialStop(s, "status enquiry: ", st.Message, st.HTTPStatus, st.Code, st.NoCredential, st.RenewFailed)
+	e.stop(s)
+}
+
 // askStatus makes one status enquiry about ref through the run's limiter
 // and in-flight gate: its answer, when it was asked and how long the
 // answer took; ok false when no token could be had (stopped, cancelled).
@@ -274,9 +282,7 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 	switch {
 	case o.Stop != "":
 		e.record(w, unsettled(row, a, ""))
-		s := &StopError{Reason: o.Stop, Detail: fmt.Sprintf("%s (HTTP %d, code %d)", o.Detail, st.HTTPStatus, st.Code), Hint: o.Hint}
-		e.credentialStop(s, "status enquiry: ", st.Message, st.HTTPStatus, st.Code, st.NoCredential, st.RenewFailed)
-		e.stop(s)
+		e.enquiryStop(o, st)
 	case o.Resend:
 		if row.State != ledger.StateUnknown {
 			// The provider said it had this referenceid (18) or accepted it
