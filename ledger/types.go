@@ -159,6 +159,7 @@ type Row struct {
 	ProviderTxnID string
 	FirstSent     time.Time // zero when never sent
 	Updated       time.Time
+	RetryOf       string // the row it retries, "BATCH:LINE", or ""
 	// InFlightSince is when a run last took the row in flight (its
 	// dispatch, claim or mark), for a row in StateInflight as EachRow
 	// reads it; zero for every other row, and from the other reads. A
@@ -190,7 +191,11 @@ type IngestRow struct {
 	AmountPaise int64
 	Request     []byte   // the exact JSON body to send
 	Raw         []string // the cells as they were; kept for rows never sent
-	Problem     *Problem
+	// RetryOf is the row this one retries, "BATCH:LINE" (the file's
+	// retryof column), or "". Like a referenceid, one sendable row in
+	// the ledger may hold it.
+	RetryOf string
+	Problem *Problem
 }
 
 // Problem says why a row is not sent.
@@ -322,4 +327,25 @@ type RefHolder struct {
 	// State is the row's state as stored: a SQLite row covered by a
 	// dispatch reads queued here, not inflight as Row shows it.
 	State State
+}
+
+// RetryHolder is the sendable row that holds a retry_of.
+type RetryHolder struct {
+	BatchID string
+	Batch   int64
+	Line    int
+	State   State
+}
+
+// RetryTaken is what becomes of row r of batch seq, which retries the row
+// h already retries: rejected when h is an earlier line of the same file,
+// a conflict when another batch holds it. Either way it is not sent: the
+// row it retries would be paid twice.
+func RetryTaken(r IngestRow, seq int64, h RetryHolder) (State, *Problem) {
+	if h.Batch == seq {
+		return StateRejected, &Problem{Code: "duplicate_retryof", Column: "retryof", Message: fmt.Sprintf(
+			"line %d, column \"retryof\", value %q: retries the same row as line %d of this file", r.Line, r.RetryOf, h.Line)}
+	}
+	return StateConflict, &Problem{Code: "conflict_retry", Column: "retryof", Message: fmt.Sprintf(
+		"retryof %s is already retried by batch %s line %d (%s): sent from here too, it would be paid twice", r.RetryOf, h.BatchID, h.Line, h.State)}
 }

@@ -379,6 +379,18 @@ func (s suite) testAddManyMatchesOneByOne(t *testing.T) {
 				r.AmountPaise++
 			case i%19 == 7:
 				r = ledger.IngestRow{Line: line, Raw: []string{"x"}, Problem: &ledger.Problem{Code: "bad_amount", Column: "amount", Message: "bad"}}
+			case i%7 == 2: // retries a row no one retries yet
+				r.RetryOf = fmt.Sprintf("orig:%d", line)
+			case i%23 == 9: // retries the row a line a few rows up (i%7 == 2) retries
+				r.RetryOf = fmt.Sprintf("orig:%d", line-1-(i+4)%7)
+			case i%29 == 10: // retries a row the other batch retries
+				r.RetryOf = fmt.Sprintf("orig-o:%d", line)
+			case i%31 == 12: // the referenceid of the row just above, refused for what it retries: free
+				r = okRow(line, fmt.Sprintf("m-%d", line-1))
+			}
+			if i%31 == 11 {
+				r = okRow(line, fmt.Sprintf("m-%d", line))
+				r.RetryOf = fmt.Sprintf("orig-o:%d", line)
 			}
 			rs = append(rs, r)
 		}
@@ -387,7 +399,9 @@ func (s suite) testAddManyMatchesOneByOne(t *testing.T) {
 	other := func(l ledger.Store) {
 		var rs []ledger.IngestRow
 		for line := 2; line < 3*addChunk+9; line++ {
-			rs = append(rs, okRow(line, fmt.Sprintf("o-%d", line)))
+			r := okRow(line, fmt.Sprintf("o-%d", line))
+			r.RetryOf = fmt.Sprintf("orig-o:%d", line)
+			rs = append(rs, r)
 		}
 		ingest(t, l, "other", rs)
 	}
@@ -432,14 +446,19 @@ func (s suite) testAddManyMatchesOneByOne(t *testing.T) {
 	}
 	one, many := run(false), run(true)
 	states := map[ledger.State]int{}
+	codes := map[string]int{}
 	for i := range one {
 		states[one[i].State]++
+		codes[one[i].Row.ErrorCode]++
 		if !reflect.DeepEqual(one[i], many[i]) {
 			t.Errorf("row %d:\n Add     %+v\n AddMany %+v", i, one[i], many[i])
 		}
 	}
 	if states[ledger.StateQueued] == 0 || states[ledger.StateRejected] < 2 || states[ledger.StateConflict] < 2 {
 		t.Errorf("states %v: the mix should hold queued, rejected and conflict rows", states)
+	}
+	if codes["duplicate_retryof"] < 2 || codes["conflict_retry"] < 2 {
+		t.Errorf("codes %v: the mix should hold rows refused for the row they retry", codes)
 	}
 }
 
@@ -452,5 +471,53 @@ func (s suite) testAddManyNeedsBody(t *testing.T) {
 	if _, err := in.AddMany(context.Background(), []ledger.IngestRow{okRow(3, "fine"), r}); err == nil ||
 		!strings.Contains(err.Error(), "line 2") {
 		t.Fatalf("AddMany with a bodiless sendable row: %v, want an error naming line 2", err)
+	}
+}
+
+// testIngestRetry: a row that retries another (RetryOf) holds it as a
+// sendable row holds its referenceid: a second row retrying it, under
+// another referenceid, is a conflict in another batch, rejected in the
+// same one; a row never sent does not hold it.
+func (s suite) testIngestRetry(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := s.open(t, Options{})
+	retry := func(line int, ref, of string) ledger.IngestRow {
+		r := okRow(line, ref)
+		r.RetryOf = of
+		return r
+	}
+	bad := retry(4, "R1-4", "orig:9")
+	bad.Request, bad.Raw = nil, []string{"x"}
+	bad.Problem = &ledger.Problem{Code: "bad_amount", Column: "amount", Message: "bad"}
+	b1, states := ingest(t, l, "r1", []ledger.IngestRow{retry(2, "R1-2", "orig:5"), retry(3, "R1-3", "orig:5"), bad})
+	if want := []ledger.State{ledger.StateQueued, ledger.StateRejected, ledger.StateRejected}; !reflect.DeepEqual(states, want) {
+		t.Fatalf("first retry file: %v, want %v", states, want)
+	}
+	if got := getRow(t, l, b1.Seq, 2); got.RetryOf != "orig:5" {
+		t.Errorf("RetryOf read back %q, want orig:5", got.RetryOf)
+	}
+	if got := getRow(t, l, b1.Seq, 3); got.ErrorCode != "duplicate_retryof" || got.ErrorColumn != "retryof" ||
+		!strings.Contains(got.Message, "line 2 of this file") || got.RetryOf != "orig:5" {
+		t.Errorf("same file, same row retried: %s %s/%s %q (retry of %q)", got.State, got.ErrorCode, got.ErrorColumn, got.Message, got.RetryOf)
+	}
+	// The second export of the same rows, under new referenceids.
+	b2, states := ingest(t, l, "r2", []ledger.IngestRow{retry(2, "R2-2", "orig:5"), retry(3, "R2-3", "orig:9"), okRow(4, "R1-4")})
+	if want := []ledger.State{ledger.StateConflict, ledger.StateQueued, ledger.StateQueued}; !reflect.DeepEqual(states, want) {
+		t.Fatalf("second retry file: %v, want %v", states, want)
+	}
+	got := getRow(t, l, b2.Seq, 2)
+	if got.ErrorCode != "conflict_retry" || got.ErrorColumn != "retryof" || !strings.Contains(got.Message, "batch r1 line 2 (queued)") ||
+		!strings.Contains(got.Message, "paid twice") {
+		t.Errorf("second retry of orig:5: %s %s/%s %q", got.State, got.ErrorCode, got.ErrorColumn, got.Message)
+	}
+	// A conflict row does not hold it either: a third file conflicts
+	// with the first again.
+	b3, states := ingest(t, l, "r3", []ledger.IngestRow{retry(2, "R3-2", "orig:5")})
+	if states[0] != ledger.StateConflict || !strings.Contains(getRow(t, l, b3.Seq, 2).Message, "batch r1 line 2") {
+		t.Errorf("third retry of orig:5: %s %q", states[0], getRow(t, l, b3.Seq, 2).Message)
+	}
+	if _, err := l.Batch(ctx, "r3"); err != nil {
+		t.Fatal(err)
 	}
 }

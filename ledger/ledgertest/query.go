@@ -23,9 +23,13 @@ func mixedBatch(t *testing.T, l ledger.Store) (ledger.Batch, map[int]ledger.Stat
 	want := map[int]ledger.State{}
 	for line := 2; line <= 31; line++ {
 		r := okRow(line, "mx-"+strconv.Itoa(line))
+		if line%3 == 0 {
+			// Some rows retry another's (a copy keeps which).
+			r.RetryOf = "earlier:" + strconv.Itoa(line)
+		}
 		if line%5 == 0 {
 			r = ledger.IngestRow{Line: line, ReferenceID: r.ReferenceID, AmountPaise: r.AmountPaise, Operator: r.Operator,
-				Raw: []string{"bad"}, Problem: &ledger.Problem{Code: "bad", Column: "amount", Message: "bad"}}
+				Raw: []string{"bad"}, RetryOf: r.RetryOf, Problem: &ledger.Problem{Code: "bad", Column: "amount", Message: "bad"}}
 			want[line] = ledger.StateRejected
 		}
 		rows = append(rows, r)

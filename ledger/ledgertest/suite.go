@@ -42,6 +42,7 @@ func Exercise(t *testing.T, newDB func(t *testing.T) DB) {
 		{"IngestQueued", s.testIngestQueued},
 		{"IngestDuplicateInBatch", s.testIngestDuplicateInBatch},
 		{"IngestConflict", s.testIngestConflict},
+		{"IngestRetry", s.testIngestRetry},
 		{"IngestProblemRows", s.testIngestProblemRows},
 		{"IngestChunks", s.testIngestChunks},
 		{"IngestAbort", s.testIngestAbort},

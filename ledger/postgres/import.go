@@ -166,7 +166,7 @@ func (im *batchImport) Rows(ctx context.Context, rows []ledger.Row) error {
 		}
 		src[i] = []any{im.seq, int32(r.Line), r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise, r.StoredRequest(), raw,
 			string(r.State), nullCode32(r.ResponseCode), r.Message, r.ErrorCode, r.ErrorColumn, int32(r.Attempts),
-			r.ProviderTxnID, first, r.Updated.UnixMilli()}
+			r.ProviderTxnID, first, r.Updated.UnixMilli(), nullString(r.RetryOf)}
 	}
 	return im.in(ctx, func(tx pgx.Tx) error {
 		if im.replacing {
@@ -183,10 +183,13 @@ func (im *batchImport) Rows(ctx context.Context, rows []ledger.Row) error {
 		}
 		_, err := tx.CopyFrom(ctx, pgx.Identifier{"rows"}, []string{"batch", "line", "referenceid", "operator", "canumber",
 			"amount_paise", "request", "raw", "state", "response_code", "message", "error_code", "error_column", "attempts",
-			"provider_txnid", "first_sent_ms", "updated_ms"}, pgx.CopyFromRows(src))
+			"provider_txnid", "first_sent_ms", "updated_ms", "retry_of"}, pgx.CopyFromRows(src))
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "rows_referenceid" {
 			return fmt.Errorf("import batch %s: a referenceid of it is already in this ledger under another batch (%s)", im.b.ID, pe.Detail)
+		}
+		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "rows_retry_of" {
+			return fmt.Errorf("import batch %s: a row it retries is already retried in this ledger by another batch (%s)", im.b.ID, pe.Detail)
 		}
 		if err != nil {
 			return fmt.Errorf("import batch %s: %w", im.b.ID, err)

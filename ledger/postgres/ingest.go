@@ -45,7 +45,7 @@ func (s *Store) BeginIngest(ctx context.Context, b ledger.Batch, o ledger.Owner,
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
 	if _, err := conn.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS aopbatch_stage (
-		line INTEGER, referenceid TEXT, operator BIGINT, canumber TEXT, amount_paise BIGINT, request BYTEA)`); err != nil {
+		line INTEGER, referenceid TEXT, operator BIGINT, canumber TEXT, amount_paise BIGINT, request BYTEA, retry_of TEXT)`); err != nil {
 		conn.Release()
 		return nil, fmt.Errorf("ingest: %w", err)
 	}
@@ -102,33 +102,44 @@ func (in *ingest) AddMany(ctx context.Context, rows []ledger.IngestRow) ([]ledge
 	// copy, not the caller's rows.
 	rows = append([]ledger.IngestRow(nil), rows...)
 	out := make([]ledger.Added, len(rows))
-	// The first row of each referenceid in this call is a candidate; a
-	// later one finds its referenceid taken, as it would row by row.
-	first := map[string]bool{}
-	var cand []int
+	// Rows go in in rounds: the first row of each referenceid still to go
+	// is a candidate, and a later one waits for the next round, where it
+	// finds its referenceid taken, or free when the candidate was refused
+	// for the row it retries: as it would row by row.
+	conflicts := map[int]bool{}
+	var pending []int
 	for i, r := range rows {
-		if r.Problem == nil && !first[r.ReferenceID] {
-			first[r.ReferenceID] = true
+		if r.Problem == nil {
+			pending = append(pending, i)
+		}
+	}
+	for len(pending) > 0 {
+		first := map[string]bool{}
+		var cand, later []int
+		for _, i := range pending {
+			if first[rows[i].ReferenceID] {
+				later = append(later, i)
+				continue
+			}
+			first[rows[i].ReferenceID] = true
 			cand = append(cand, i)
 		}
-	}
-	inserted, err := in.insertQueued(ctx, rows, cand)
-	if err != nil {
-		return nil, err
-	}
-	var taken []int
-	for i, r := range rows {
-		switch {
-		case r.Problem != nil:
-		case inserted[r.Line]:
-			out[i] = ledger.Added{State: ledger.StateQueued}
-		default:
-			taken = append(taken, i)
+		inserted, err := in.insertQueued(ctx, rows, cand)
+		if err != nil {
+			return nil, err
 		}
-	}
-	conflicts, err := in.explainTaken(ctx, rows, taken)
-	if err != nil {
-		return nil, err
+		var taken []int
+		for _, i := range cand {
+			if inserted[rows[i].Line] {
+				out[i] = ledger.Added{State: ledger.StateQueued}
+			} else {
+				taken = append(taken, i)
+			}
+		}
+		if err := in.explainTaken(ctx, rows, taken, conflicts); err != nil {
+			return nil, err
+		}
+		pending = later
 	}
 	var unsent []int
 	for i, r := range rows {
@@ -160,7 +171,8 @@ func (in *ingest) AddMany(ctx context.Context, rows []ledger.IngestRow) ([]ledge
 }
 
 // insertQueued stores the candidate rows queued, and returns the lines
-// stored: a row left out holds a referenceid already taken.
+// stored: a row left out holds a referenceid, or retries a row, already
+// taken.
 func (in *ingest) insertQueued(ctx context.Context, rows []ledger.IngestRow, cand []int) (map[int]bool, error) {
 	inserted := map[int]bool{}
 	if len(cand) == 0 {
@@ -172,14 +184,14 @@ func (in *ingest) insertQueued(ctx context.Context, rows []ledger.IngestRow, can
 	src := make([][]any, len(cand))
 	for k, i := range cand {
 		r := rows[i]
-		src[k] = []any{int32(r.Line), r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise, r.Request}
+		src[k] = []any{int32(r.Line), r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise, r.Request, nullString(r.RetryOf)}
 	}
 	if _, err := in.tx.CopyFrom(ctx, pgx.Identifier{"aopbatch_stage"},
-		[]string{"line", "referenceid", "operator", "canumber", "amount_paise", "request"}, pgx.CopyFromRows(src)); err != nil {
+		[]string{"line", "referenceid", "operator", "canumber", "amount_paise", "request", "retry_of"}, pgx.CopyFromRows(src)); err != nil {
 		return nil, fmt.Errorf("ingest lines %d-%d: %w", rows[cand[0]].Line, rows[cand[len(cand)-1]].Line, err)
 	}
-	rs, err := in.tx.Query(ctx, `INSERT INTO rows (batch, line, referenceid, operator, canumber, amount_paise, request, state, updated_ms)
-		SELECT $1, line, referenceid, operator, canumber, amount_paise, request, 'queued', $2 FROM aopbatch_stage ORDER BY line
+	rs, err := in.tx.Query(ctx, `INSERT INTO rows (batch, line, referenceid, operator, canumber, amount_paise, request, state, updated_ms, retry_of)
+		SELECT $1, line, referenceid, operator, canumber, amount_paise, request, 'queued', $2, retry_of FROM aopbatch_stage ORDER BY line
 		ON CONFLICT DO NOTHING RETURNING line`, in.batch.Seq, in.s.nowMS())
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
@@ -198,18 +210,21 @@ func (in *ingest) insertQueued(ctx context.Context, rows []ledger.IngestRow, can
 	return inserted, nil
 }
 
-// explainTaken gives each sendable row whose referenceid is taken its
-// problem: a repeat of an earlier line of this file (rejected), or a
-// referenceid another batch holds (conflict). It returns the lines in
-// conflict.
-func (in *ingest) explainTaken(ctx context.Context, rows []ledger.IngestRow, taken []int) (map[int]bool, error) {
-	conflicts := map[int]bool{}
+// explainTaken gives each sendable row whose insert was refused its
+// problem: a referenceid, or a row to retry, that an earlier line of this
+// file holds (rejected) or another batch does (conflict, noted in
+// conflicts).
+func (in *ingest) explainTaken(ctx context.Context, rows []ledger.IngestRow, taken []int, conflicts map[int]bool) error {
 	if len(taken) == 0 {
-		return conflicts, nil
+		return nil
 	}
 	refs := make([]string, len(taken))
+	var retries []string
 	for k, i := range taken {
 		refs[k] = rows[i].ReferenceID
+		if rows[i].RetryOf != "" {
+			retries = append(retries, rows[i].RetryOf)
+		}
 	}
 	type holder struct {
 		id     string
@@ -222,26 +237,54 @@ func (in *ingest) explainTaken(ctx context.Context, rows []ledger.IngestRow, tak
 	rs, err := in.tx.Query(ctx, `SELECT r.referenceid, b.id, b.seq, r.line, r.amount_paise, r.canumber
 		FROM rows r JOIN batches b ON b.seq = r.batch WHERE r.request IS NOT NULL AND r.referenceid = ANY($1)`, refs)
 	if err != nil {
-		return nil, fmt.Errorf("ingest: %w", err)
+		return fmt.Errorf("ingest: %w", err)
 	}
 	for rs.Next() {
 		var ref string
 		var h holder
 		if err := rs.Scan(&ref, &h.id, &h.seq, &h.line, &h.amount, &h.ca); err != nil {
 			rs.Close()
-			return nil, fmt.Errorf("ingest: %w", err)
+			return fmt.Errorf("ingest: %w", err)
 		}
 		holders[ref] = h
 	}
 	rs.Close()
 	if err := rs.Err(); err != nil {
-		return nil, fmt.Errorf("ingest: %w", err)
+		return fmt.Errorf("ingest: %w", err)
+	}
+	retried := map[string]ledger.RetryHolder{}
+	if len(retries) > 0 {
+		rs, err := in.tx.Query(ctx, `SELECT r.retry_of, b.id, b.seq, r.line, r.state
+			FROM rows r JOIN batches b ON b.seq = r.batch WHERE r.request IS NOT NULL AND r.retry_of = ANY($1)`, retries)
+		if err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
+		for rs.Next() {
+			var of string
+			var h ledger.RetryHolder
+			if err := rs.Scan(&of, &h.BatchID, &h.Batch, &h.Line, &h.State); err != nil {
+				rs.Close()
+				return fmt.Errorf("ingest: %w", err)
+			}
+			retried[of] = h
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
 	}
 	for _, i := range taken {
 		r := &rows[i]
 		h, ok := holders[r.ReferenceID]
 		if !ok {
-			return nil, fmt.Errorf("ingest line %d: line already in batch %s", r.Line, in.batch.ID)
+			rh, ok := retried[r.RetryOf]
+			if r.RetryOf == "" || !ok {
+				return fmt.Errorf("ingest line %d: line already in batch %s", r.Line, in.batch.ID)
+			}
+			var st ledger.State
+			st, r.Problem = ledger.RetryTaken(*r, in.batch.Seq, rh)
+			conflicts[r.Line] = st == ledger.StateConflict
+			continue
 		}
 		if h.seq == in.batch.Seq {
 			msg := ledger.RepeatsLine(r.Line, r.ReferenceID, h.line)
@@ -264,7 +307,7 @@ func (in *ingest) explainTaken(ctx context.Context, rows []ledger.IngestRow, tak
 		r.Problem = &ledger.Problem{Code: code, Column: "referenceid", Message: msg}
 		conflicts[r.Line] = true
 	}
-	return conflicts, nil
+	return nil
 }
 
 // insertUnsent stores rows that are never sent (rejected, conflict) with
@@ -279,6 +322,7 @@ func (in *ingest) insertUnsent(ctx context.Context, rows []ledger.IngestRow, idx
 		refs, cas, states, msgs, codes = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		cols, raws                     = make([]string, n), make([]string, n)
 		ops, amounts                   = make([]int64, n), make([]int64, n)
+		retries                        = make([]*string, n)
 	)
 	for k, i := range idx {
 		r := rows[i]
@@ -289,13 +333,16 @@ func (in *ingest) insertUnsent(ctx context.Context, rows []ledger.IngestRow, idx
 		}
 		lines[k], refs[k], ops[k], cas[k], amounts[k] = int32(r.Line), r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise
 		raws[k], states[k], msgs[k], codes[k], cols[k] = string(raw), string(st), r.Problem.Message, r.Problem.Code, r.Problem.Column
+		if r.RetryOf != "" {
+			retries[k] = &rows[i].RetryOf
+		}
 	}
 	_, err := in.tx.Exec(ctx, `INSERT INTO rows (batch, line, referenceid, operator, canumber, amount_paise, raw, state,
-			message, error_code, error_column, updated_ms)
-		SELECT $1, u.line, u.ref, u.op, u.ca, u.amount, u.raw, u.state, u.msg, u.code, u.col, $2
-		FROM unnest($3::int[], $4::text[], $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
-			AS u(line, ref, op, ca, amount, raw, state, msg, code, col)`,
-		in.batch.Seq, in.s.nowMS(), lines, refs, ops, cas, amounts, raws, states, msgs, codes, cols)
+			message, error_code, error_column, updated_ms, retry_of)
+		SELECT $1, u.line, u.ref, u.op, u.ca, u.amount, u.raw, u.state, u.msg, u.code, u.col, $2, u.retry_of
+		FROM unnest($3::int[], $4::text[], $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+			AS u(line, ref, op, ca, amount, raw, state, msg, code, col, retry_of)`,
+		in.batch.Seq, in.s.nowMS(), lines, refs, ops, cas, amounts, raws, states, msgs, codes, cols, retries)
 	if isUniqueViolation(err) {
 		return fmt.Errorf("ingest lines %d-%d: a line already in batch %s", lines[0], lines[n-1], in.batch.ID)
 	}
@@ -353,4 +400,12 @@ func (in *ingest) release() {
 		in.conn.Release()
 		in.conn = nil
 	}
+}
+
+// nullString stores "" as NULL.
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }

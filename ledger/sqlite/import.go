@@ -133,8 +133,8 @@ func (im *batchImport) Rows(ctx context.Context, rows []ledger.Row) error {
 	}
 	defer tx.Rollback()
 	st, err := tx.PrepareContext(ctx, `INSERT INTO rows (batch, line, referenceid, operator, canumber, amount_paise, request, raw,
-		state, response_code, message, error_code, error_column, attempts, provider_txnid, first_sent_ms, updated_ms)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		state, response_code, message, error_code, error_column, attempts, provider_txnid, first_sent_ms, updated_ms, retry_of)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return fmt.Errorf("import batch %s: %w", im.b.ID, err)
 	}
@@ -162,9 +162,12 @@ func (im *batchImport) Rows(ctx context.Context, rows []ledger.Row) error {
 		}
 		if _, err := st.ExecContext(ctx, im.seq, r.Line, r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise, r.StoredRequest(), raw,
 			string(r.State), nullCode(r.ResponseCode), r.Message, r.ErrorCode, r.ErrorColumn, r.Attempts, r.ProviderTxnID,
-			first, r.Updated.UnixMilli()); err != nil {
+			first, r.Updated.UnixMilli(), nullString(r.RetryOf)); err != nil {
 			if strings.Contains(err.Error(), "UNIQUE") && strings.Contains(err.Error(), "referenceid") {
 				return fmt.Errorf("import batch %s line %d: referenceid %s is already in this ledger under another batch", im.b.ID, r.Line, r.ReferenceID)
+			}
+			if strings.Contains(err.Error(), "UNIQUE") && strings.Contains(err.Error(), "retry_of") {
+				return fmt.Errorf("import batch %s line %d: the row it retries, %s, is already retried in this ledger by another batch", im.b.ID, r.Line, r.RetryOf)
 			}
 			return fmt.Errorf("import batch %s line %d: %w", im.b.ID, r.Line, err)
 		}
@@ -271,4 +274,12 @@ func (im *batchImport) Abort(ctx context.Context) error {
 		return nil // someone took it over: it is theirs to clear
 	}
 	return err
+}
+
+// nullString stores "" as NULL.
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }

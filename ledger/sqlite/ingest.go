@@ -24,6 +24,7 @@ type Ingest struct {
 	insert  *sql.Stmt
 	insertN *sql.Stmt // addChunk rows at once
 	lookup  *sql.Stmt
+	retried *sql.Stmt // the sendable row holding a retry_of
 	inChunk int
 	rows    int64
 	done    bool // Finish committed: Abort must leave the batch alone
@@ -37,9 +38,9 @@ const addChunk = 128
 
 const (
 	rowInsert = `INSERT INTO rows
-		(batch, line, referenceid, operator, canumber, amount_paise, request, raw, state, message, error_code, error_column, updated_ms)
+		(batch, line, referenceid, operator, canumber, amount_paise, request, raw, state, message, error_code, error_column, updated_ms, retry_of)
 		VALUES `
-	rowValues = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	rowValues = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 // BeginIngest starts adding rows to batch b, whose lease o holds; each chunk
@@ -80,6 +81,12 @@ func (in *Ingest) begin(ctx context.Context) error {
 	}
 	in.lookup, err = tx.PrepareContext(ctx, `SELECT b.id, b.seq, r.line, r.amount_paise, r.canumber FROM rows r JOIN batches b ON b.seq = r.batch
 		WHERE r.referenceid = ? AND r.request IS NOT NULL`)
+	if err != nil {
+		tx.Rollback()
+		return fmt.Errorf("ingest: %w", err)
+	}
+	in.retried, err = tx.PrepareContext(ctx, `SELECT b.id, b.seq, r.line, r.state FROM rows r JOIN batches b ON b.seq = r.batch
+		WHERE r.retry_of = ? AND r.request IS NOT NULL`)
 	if err != nil {
 		tx.Rollback()
 		return fmt.Errorf("ingest: %w", err)
@@ -132,15 +139,15 @@ func allSendable(rows []ledger.IngestRow) bool {
 }
 
 // addChunk inserts addChunk sendable rows in one statement. A row the
-// statement skipped holds a referenceid already taken (by an earlier row,
-// possibly of this chunk: rows go in in order) and is added on its own,
-// which records why.
+// statement skipped holds a referenceid, or retries a row, already taken
+// (by an earlier row, possibly of this chunk: rows go in in order) and is
+// added on its own, which records why.
 func (in *Ingest) addChunk(ctx context.Context, rows []ledger.IngestRow, out []ledger.Added) error {
 	now := in.l.nowMS()
-	args := make([]any, 0, 13*len(rows))
+	args := make([]any, 0, 14*len(rows))
 	for _, r := range rows {
 		args = append(args, in.batch.Seq, r.Line, r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise,
-			r.Request, nil, string(ledger.StateQueued), "", "", "", now)
+			r.Request, nil, string(ledger.StateQueued), "", "", "", now, nullString(r.RetryOf))
 	}
 	rs, err := in.insertN.QueryContext(ctx, args...)
 	if err != nil {
@@ -174,14 +181,14 @@ func (in *Ingest) addChunk(ctx context.Context, rows []ledger.IngestRow, out []l
 }
 
 // add records one row. taken says the row is sendable and its insert was
-// already refused because its referenceid is held.
+// already refused because its referenceid, or the row it retries, is held.
 func (in *Ingest) add(ctx context.Context, r ledger.IngestRow, taken bool) (ledger.Added, error) {
 	now := in.l.nowMS()
 	state, msg := ledger.StateQueued, ""
 	if r.Problem == nil {
 		if !taken {
 			res, err := in.insert.ExecContext(ctx, in.batch.Seq, r.Line, r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise,
-				r.Request, nil, string(ledger.StateQueued), "", "", "", now)
+				r.Request, nil, string(ledger.StateQueued), "", "", "", now, nullString(r.RetryOf))
 			if err != nil {
 				return ledger.Added{}, fmt.Errorf("ingest line %d: %w", r.Line, err)
 			}
@@ -189,8 +196,8 @@ func (in *Ingest) add(ctx context.Context, r ledger.IngestRow, taken bool) (ledg
 				return ledger.Added{State: ledger.StateQueued}, nil
 			}
 		}
-		// The referenceid is taken: by an earlier line of this file, or by
-		// another batch.
+		// The referenceid, or the row it retries, is taken: by an earlier
+		// line of this file, or by another batch.
 		var (
 			otherID     string
 			otherSeq    int64
@@ -199,17 +206,12 @@ func (in *Ingest) add(ctx context.Context, r ledger.IngestRow, taken bool) (ledg
 			otherCA     string
 		)
 		err := in.lookup.QueryRowContext(ctx, r.ReferenceID).Scan(&otherID, &otherSeq, &otherLine, &otherAmount, &otherCA)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ledger.Added{}, fmt.Errorf("ingest line %d: line already in batch %s", r.Line, in.batch.ID)
-		}
-		if err != nil {
-			return ledger.Added{}, fmt.Errorf("ingest line %d: %w", r.Line, err)
-		}
-		if otherSeq == in.batch.Seq {
+		switch {
+		case err == nil && otherSeq == in.batch.Seq:
 			state = ledger.StateRejected
 			msg = ledger.RepeatsLine(r.Line, r.ReferenceID, otherLine)
 			r.Problem = &ledger.Problem{Code: "duplicate_referenceid", Column: "referenceid", Message: msg}
-		} else {
+		case err == nil:
 			state = ledger.StateConflict
 			msg = fmt.Sprintf("referenceid already used by batch %s line %d", otherID, otherLine)
 			var drift []string
@@ -225,13 +227,26 @@ func (in *Ingest) add(ctx context.Context, r ledger.IngestRow, taken bool) (ledg
 				msg += fmt.Sprintf(" with different details (%s): a different payment under a reused referenceid", strings.Join(drift, ", "))
 			}
 			r.Problem = &ledger.Problem{Code: code, Column: "referenceid", Message: msg}
+		case errors.Is(err, sql.ErrNoRows) && r.RetryOf != "":
+			// Not the referenceid: the row it retries is taken.
+			var h ledger.RetryHolder
+			if err = in.retried.QueryRowContext(ctx, r.RetryOf).Scan(&h.BatchID, &h.Batch, &h.Line, &h.State); err == nil {
+				state, r.Problem = ledger.RetryTaken(r, in.batch.Seq, h)
+				msg = r.Problem.Message
+			}
+		}
+		if errors.Is(err, sql.ErrNoRows) {
+			return ledger.Added{}, fmt.Errorf("ingest line %d: line already in batch %s", r.Line, in.batch.ID)
+		}
+		if err != nil {
+			return ledger.Added{}, fmt.Errorf("ingest line %d: %w", r.Line, err)
 		}
 	} else {
 		state, msg = ledger.StateRejected, r.Problem.Message
 	}
 	raw, _ := json.Marshal(r.Raw)
 	res, err := in.insert.ExecContext(ctx, in.batch.Seq, r.Line, r.ReferenceID, r.Operator, r.CANumber, r.AmountPaise,
-		nil, string(raw), string(state), msg, r.Problem.Code, r.Problem.Column, now)
+		nil, string(raw), string(state), msg, r.Problem.Code, r.Problem.Column, now, nullString(r.RetryOf))
 	if err != nil {
 		return ledger.Added{}, fmt.Errorf("ingest line %d: %w", r.Line, err)
 	}

@@ -42,7 +42,7 @@ func Header(h []string) string {
 
 // RowCols are the columns Row reads, in its order.
 const RowCols = `batch, line, referenceid, operator, canumber, amount_paise, request, raw, state, response_code,
-	message, error_code, error_column, attempts, provider_txnid, first_sent_ms, updated_ms`
+	message, error_code, error_column, attempts, provider_txnid, first_sent_ms, updated_ms, retry_of`
 
 // Row reads a row selected with RowCols into r, every field set but
 // InFlightSince (zeroed), which the store reads its own way; extra are
@@ -54,9 +54,10 @@ func Row(sc Scanner, r *ledger.Row, extra ...any) error {
 		firstSent sql.NullInt64
 		updated   int64
 		state     string
+		retryOf   sql.NullString
 	)
 	dest := []any{&r.Batch, &r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request, &raw,
-		&state, &code, &r.Message, &r.ErrorCode, &r.ErrorColumn, &r.Attempts, &r.ProviderTxnID, &firstSent, &updated}
+		&state, &code, &r.Message, &r.ErrorCode, &r.ErrorColumn, &r.Attempts, &r.ProviderTxnID, &firstSent, &updated, &retryOf}
 	if err := sc.Scan(append(dest, extra...)...); err != nil {
 		return err
 	}
@@ -74,6 +75,7 @@ func Row(sc Scanner, r *ledger.Row, extra ...any) error {
 		r.FirstSent = time.UnixMilli(firstSent.Int64)
 	}
 	r.Updated = time.UnixMilli(updated)
+	r.RetryOf = retryOf.String
 	r.InFlightSince = time.Time{}
 	return nil
 }
