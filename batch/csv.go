@@ -48,6 +48,7 @@ type Row struct {
 	Line    int // physical line of the record's first line (header = 1)
 	Request aop.RechargeRequest
 	Raw     []string // the record's cells as they were, header order (nil when unknown)
+	RetryOf string   // the row this one retries, "BATCH:LINE" (retryof), or ""
 }
 
 // column is a known CSV column, in canonical order.
@@ -70,6 +71,9 @@ const (
 	colAcceptPartPay
 	colCellNumber
 	colUserName
+	// retryof: the row of an earlier batch this one retries, which
+	// export writes; not part of the request.
+	colRetryOf
 	numColumns
 
 	colExtra column = -1
@@ -81,7 +85,7 @@ var columnNames = [numColumns]string{
 	"operator", "canumber", "amount", "referenceid", "latitude", "longitude",
 	"registrationid", "billamount", "billnetamount", "minbillamount",
 	"maxbillamount", "duedate", "acceptpayment", "acceptpartpay", "cellnumber",
-	"username",
+	"username", "retryof",
 }
 
 func (c column) String() string { return columnNames[c] }
@@ -113,6 +117,7 @@ type csvRow struct {
 	AcceptPartPay  string `csv:"acceptpartpay"`
 	CellNumber     string `csv:"cellnumber"`
 	UserName       string `csv:"username"`
+	RetryOf        string `csv:"retryof"`
 }
 
 func (c *csvRow) values() [numColumns]string {
@@ -120,7 +125,7 @@ func (c *csvRow) values() [numColumns]string {
 		c.Operator, c.CANumber, c.Amount, c.ReferenceID, c.Latitude, c.Longitude,
 		c.RegistrationID, c.BillAmount, c.BillNetAmount, c.MinBillAmount,
 		c.MaxBillAmount, c.DueDate, c.AcceptPayment, c.AcceptPartPay,
-		c.CellNumber, c.UserName,
+		c.CellNumber, c.UserName, c.RetryOf,
 	}
 }
 
@@ -448,12 +453,16 @@ func (r *Reader) next() (Row, error) {
 		}
 	}
 	req, rerr := r.request(line, &vals)
+	var retryOf string
+	if rerr == nil {
+		retryOf, rerr = parseRetryOf(vals[colRetryOf])
+	}
 	if rerr != nil {
 		rerr.Line = line
 		rerr.Raw = raw
 		return Row{}, rerr
 	}
-	return Row{Line: line, Request: req, Raw: raw}, nil
+	return Row{Line: line, Request: req, Raw: raw, RetryOf: retryOf}, nil
 }
 
 // unescapeFormula takes off the one leading "'" that aopbatch's own CSV
@@ -529,6 +538,28 @@ func (r *Reader) request(line int, v *[numColumns]string) (aop.RechargeRequest, 
 	}
 	req.BillFetch, err = billFetch(v)
 	return req, err
+}
+
+// maxRetryOfLen bounds a retryof cell: a batch id and a line number.
+const maxRetryOfLen = 200
+
+// parseRetryOf checks a retryof cell: empty, or "BATCH:LINE", the row of
+// an earlier batch this one retries (export writes it), LINE a data line
+// (2 or more). Whether the ledger holds that row is the ingest's check.
+func parseRetryOf(cell string) (string, *RowError) {
+	s, err := text(colRetryOf, cell, maxRetryOfLen, false)
+	if err != nil || s == "" {
+		return "", err
+	}
+	i := strings.LastIndexByte(s, ':')
+	if i <= 0 {
+		return "", bad(colRetryOf, cell, "must be BATCH:LINE, the row this one retries, as aopbatch export wrote it")
+	}
+	n, perr := strconv.Atoi(s[i+1:])
+	if perr != nil || n < 2 || s[i+1] == '+' {
+		return "", bad(colRetryOf, cell, "must be BATCH:LINE, the row this one retries, as aopbatch export wrote it; the line is a number, 2 or more")
+	}
+	return s, nil
 }
 
 func missing(c column) *RowError {

@@ -236,7 +236,7 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 	if err != nil {
 		return IngestResult{}, err
 	}
-	res, err := ingestRows(ctx, in, rd, o.Controls)
+	res, err := ingestRows(ctx, in, rd, o.Controls, newRetried(l, id))
 	if err == nil {
 		if _, err = io.Copy(h, f); err == nil && hex.EncodeToString(h.Sum(nil)) != hash {
 			err = &FileError{Reason: "the file changed while it was being read"}
@@ -469,7 +469,7 @@ type overLimit struct {
 	n     int
 }
 
-func ingestRows(ctx context.Context, in ledger.Ingest, rd *Reader, c Controls) (IngestResult, error) {
+func ingestRows(ctx context.Context, in ledger.Ingest, rd *Reader, c Controls, rt *retried) (IngestResult, error) {
 	var (
 		res  IngestResult
 		over overLimit
@@ -524,7 +524,7 @@ func ingestRows(ctx context.Context, in ledger.Ingest, rd *Reader, c Controls) (
 					return fmt.Errorf("line %d: encode request: %w", row.Line, err)
 				}
 				ir = ledger.IngestRow{Line: row.Line, ReferenceID: req.ReferenceID, Operator: req.Operator,
-					CANumber: req.CANumber, AmountPaise: req.AmountPaise, Request: body, Raw: row.Raw}
+					CANumber: req.CANumber, AmountPaise: req.AmountPaise, Request: body, Raw: row.Raw, RetryOf: row.RetryOf}
 			}
 			if pending = append(pending, ir); len(pending) == chunk {
 				if err := send(); err != nil {
@@ -544,6 +544,9 @@ func ingestRows(ctx context.Context, in ledger.Ingest, rd *Reader, c Controls) (
 			}
 			// ctx, not gctx: the ledger's open transaction is bound to the
 			// context that began it, and gctx ends with Wait.
+			if err := rt.check(ctx, rows); err != nil {
+				return err
+			}
 			if err := res.add(ctx, in, rows); err != nil {
 				return err
 			}

@@ -12,6 +12,8 @@ import (
 var (
 	// ErrNoBatch means the ledger holds no batch by that id.
 	ErrNoBatch = errors.New("no such batch")
+	// ErrNoRow means the batch holds no row on that line.
+	ErrNoRow = errors.New("no such row")
 	// ErrBatchMismatch means a batch id is reused for different content.
 	ErrBatchMismatch = errors.New("batch id already used for a different file")
 	// ErrBatchLocked means another live process holds the batch's lease.

@@ -51,6 +51,14 @@ type ExportResult struct {
 	// second time, and under a new referenceid it would be paid twice
 	// (rejects.csv marks those rejected as repeats fixable "review").
 	Repeated int64
+	// RetryColumn says the file names, in its retryof column, the row each
+	// of its rows retries (see RetryOfColumn).
+	RetryColumn bool
+	// Retries are rows left out because they were refused for the row
+	// they retry: another row retries it already, or it is not one to
+	// pay again (see Export).
+	Retries    int64
+	RetryLines []string // "line N: reason", the first 20
 }
 
 // NewRefs reports whether the exported rows go out under new
@@ -62,6 +70,25 @@ const exportPage = 1000
 // codeDuplicateRef is the error code of a row rejected for repeating the
 // referenceid of an earlier line of its file (the ledger's).
 const codeDuplicateRef = "duplicate_referenceid"
+
+// RetryOfColumn is the column an export of rows to pay again adds (or
+// fills, when the batch's file had it): "BATCH:LINE", the row each retries.
+// The ledger lets one sendable row retry a row, so a second file exported
+// from the same rows, under other new referenceids, is refused rather
+// than paid; and a retry is refused on a ledger that does not hold the
+// row it retries, or where that row was found paid since.
+const RetryOfColumn = "retryof"
+
+// retriesRows reports whether an export of rows in state st is one of
+// payments to make again: rows the provider answered no charge for, or
+// that were never sent.
+func retriesRows(st ledger.State) bool {
+	switch st {
+	case ledger.StateFailed, ledger.StateRefunded, ledger.StateRejected, ledger.StateConflict:
+		return true
+	}
+	return false
+}
 
 // HasRefColumn reports whether batch b's file had a referenceid column: a
 // batch whose referenceids were all generated (--generate-refs) had none,
@@ -98,11 +125,26 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 	}
 	res.RefColumn = refCol >= 0
 	res.BlankedRefs = res.RefColumn && !o.KeepRefs
+	header := append([]string(nil), b.Header...)
+	retryCol := -1
+	if retriesRows(st) {
+		res.RetryColumn = true
+		for i, n := range names {
+			if n == RetryOfColumn {
+				retryCol = i // a retry's rows: the column is there
+				break
+			}
+		}
+		if retryCol < 0 {
+			retryCol = len(header)
+			header = append(header, RetryOfColumn)
+		}
+	}
 	c := newCSV(w)
-	if err := c.write(append([]string(nil), b.Header...)); err != nil {
+	if err := c.write(header); err != nil {
 		return res, err
 	}
-	rec := make([]string, len(b.Header))
+	rec := make([]string, len(header))
 	var held map[string]string
 	// The rejected rows whose referenceid a sendable row holds: another
 	// line of the file, or a row of another batch. One rejected for a
@@ -136,6 +178,16 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 			res.Charged++
 			if len(res.ChargedRefs) < 20 {
 				res.ChargedRefs = append(res.ChargedRefs, r.ReferenceID)
+			}
+			return nil
+		}
+		if r.ErrorColumn == RetryOfColumn {
+			// Refused for the row it retries: another row retries that
+			// one already, or it is not this ledger's, or was paid. Sent
+			// from here as a retry of this row, it would pay it again.
+			res.Retries++
+			if len(res.RetryLines) < 20 {
+				res.RetryLines = append(res.RetryLines, fmt.Sprintf("line %d: %s", r.Line, r.Message))
 			}
 			return nil
 		}
@@ -187,6 +239,13 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 		}
 		if res.BlankedRefs {
 			rec[refCol] = ""
+		}
+		if retryCol >= 0 && (r.Raw == nil || rec[retryCol] == "") {
+			// A row never sent (its cells kept) that retried another
+			// still retries that one: it held nothing, and a retry of it
+			// that named it instead would leave that one free for another
+			// export to pay again.
+			rec[retryCol] = b.ID + ":" + strconv.Itoa(r.Line)
 		}
 		res.Rows++
 		return c.write(rec)

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -601,28 +602,31 @@ func TestExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "operator,canumber,amount,referenceid,cellNumber,userName\n" +
-		"312,MH01AB1234,5.00,,,\n" +
-		"311,DL01PQ8888,8.00,,,\n" +
-		"313,GJ05ZZ0020,25.00,,,\n"
+	// Each row names the row it retries: a second file of them is refused.
+	want := "operator,canumber,amount,referenceid,cellNumber,userName,retryof\n" +
+		"312,MH01AB1234,5.00,,,,b1:4\n" +
+		"311,DL01PQ8888,8.00,,,,b1:18\n" +
+		"313,GJ05ZZ0020,25.00,,,,b1:20\n"
 	if got := buf.String(); got != want {
 		t.Errorf("export:\n%s\nwant:\n%s", got, want)
 	}
-	if res.Rows != 3 || !res.BlankedRefs {
+	if res.Rows != 3 || !res.BlankedRefs || !res.RetryColumn {
 		t.Errorf("result %+v", res)
 	}
 	buf.Reset()
 	if _, err := Export(ctx, f.l, f.b, ledger.StateSuccess, &buf, ExportOptions{KeepRefs: true}); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Split(buf.String(), "\n")[1], "311,DL12CB4685,10.00,REF002,9812300000,NITESH KUMAR SHARMA"; got != want {
+	// Paid rows are a list, not payments to make again: no retryof.
+	if got, want := strings.Split(buf.String(), "\n")[:2], []string{"operator,canumber,amount,referenceid,cellNumber,userName",
+		"311,DL12CB4685,10.00,REF002,9812300000,NITESH KUMAR SHARMA"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("rebuilt from the request: %q, want %q", got, want)
 	}
 	buf.Reset()
 	if _, err := Export(ctx, f.l, f.b, ledger.StateRejected, &buf, ExportOptions{KeepRefs: true}); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.Split(buf.String(), "\n")[1], "311,KA05XY9999,10.005,REF012,9876543210,RAVI KUMAR"; got != want {
+	if got, want := strings.Split(buf.String(), "\n")[1], "311,KA05XY9999,10.005,REF012,9876543210,RAVI KUMAR,b1:12"; got != want {
 		t.Errorf("from the raw cells: %q, want %q", got, want)
 	}
 	if _, err := Export(ctx, f.l, f.b, ledger.State("gone"), &buf, ExportOptions{}); err == nil {

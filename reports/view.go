@@ -198,7 +198,7 @@ func (s *Summary) view() *view {
 	}
 	v.Files = []string{
 		"rows.csv: every row of the file with its state, the provider's txnid and operator reference, first sent and settled times; amounts in plain rupees",
-		"rejects.csv: the rejected rows as they came, plus line, error_code, reason and fixable (\"review\": a repeated referenceid, possibly the same payment twice; \"no\": the statement shows it charged)",
+		"rejects.csv: the rejected rows as they came, plus line, error_code, reason and fixable (\"review\": a repeated referenceid, possibly the same payment twice, or a retry refused for the row it retries; \"no\": the statement shows it charged)",
 	}
 	if s.Reconciliation.Performed {
 		v.Files = append(v.Files, "reconciliation.csv: every row and statement line with its category")

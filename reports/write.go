@@ -420,7 +420,8 @@ func (s *Summary) writeRejects(ctx context.Context, l ledger.Reader, w io.Writer
 
 // rejectReason is a rejected row's reason and fixable for rejects.csv:
 // fixable is "yes"; "review" for a referenceid repeated in the file (the
-// row may be the same payment twice) or a row with the wrong number of
+// row may be the same payment twice), a retry refused for the row it
+// retries (export leaves it out too), or a row with the wrong number of
 // cells (its cells do not fit the columns as they are); "no" when the
 // statement given shows
 // its referenceid charged (someone sent it: it must not be sent again).
@@ -441,7 +442,9 @@ func (s *Summary) rejectReason(r *ledger.Row) (reason, fixable string) {
 	}
 	fixable = "yes"
 	switch {
-	case r.ErrorCode == codeDuplicateRef:
+	case r.ErrorCode == codeDuplicateRef, r.ErrorColumn == RetryOfColumn:
+		// The same payment twice, or a retry of a row that is not this
+		// ledger's or was paid since: a person decides.
 		fixable = "review"
 	case r.ErrorCode == "field_count": // batch.CodeFieldCount
 		// Its cells do not fall under the header's columns as they are:

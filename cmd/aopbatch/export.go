@@ -163,6 +163,10 @@ the referenceid is blanked: it may be that line's payment a second time
 		fmt.Fprintf(stderr, "aopbatch: left out %d rejected rows that repeat the referenceid of another line of the file or another batch: "+
 			"each may be that line's payment a second time, and under a new referenceid it would be paid twice; one that is truly another payment goes into a new file by hand\n", res.Repeated)
 	}
+	if res.Retries > 0 {
+		fmt.Fprintf(stderr, "aopbatch: left out %d rows refused for the row they retry (another row retries it already, it was paid, or it is not in the ledger): %s. "+
+			"Sent from here, each would pay that row once more\n", res.Retries, strings.Join(res.RetryLines, "; "))
+	}
 	if res.PaidLater > 0 {
 		fmt.Fprintf(stderr, "aopbatch: left out %d rows that a later batch of this ledger holds (the same operator, canumber and amount): %s. "+
 			"Each is most likely this row sent again already, paid there, or failed there and offered by that batch's own export: "+
@@ -189,6 +193,14 @@ the referenceid is blanked: it may be that line's payment a second time
 		// a new referenceid it would be paid a second time.
 		fmt.Fprintln(stderr, "aopbatch: warning: not checked against a provider statement: a row answered failed that the provider charged after all "+
 			"would be paid twice under a new referenceid; export again with --statement FILE, which leaves such rows out")
+	}
+	if res.Rows > 0 && res.RetryColumn {
+		where := "this ledger (" + ledgerName(l) + ")"
+		if isArchive(*ledgerPath) {
+			where = "the live ledger this archive came from (it keeps the archived batch's rows and their states)"
+		}
+		fmt.Fprintf(stderr, "aopbatch: the %s column names the row each one retries (BATCH:LINE): keep it, and run the file on %s, "+
+			"which refuses a second file of the same rows and a row found paid since\n", reports.RetryOfColumn, where)
 	}
 	switch {
 	case res.Rows == 0:

@@ -145,3 +145,143 @@ func failedThenRetried(t *testing.T, prefix string, retryTo *aoptest.TestServer,
 	}
 	return db, rows
 }
+
+// TestTwoExportsOfTheSameFailedRowsPayThemOnce: the failed rows of a
+// batch exported twice before either file was sent (two people, or one
+// who lost the first file), each file sent with new referenceids: both
+// paid every row, as nothing tied the files to the rows they retry. The
+// export names each row's in the retryof column, the ledger lets one
+// sendable row retry a row, and the second file sends nothing. Run on a
+// ledger that does not hold the batch (a mistyped --ledger), a retry file
+// sends nothing either.
+func TestTwoExportsOfTheSameFailedRowsPayThemOnce(t *testing.T) {
+	t.Parallel()
+	failing := sandbox(t, func(c *aoptest.Config) { c.FailRate = 1 })
+	db, csvPath := batchFiles(t)
+	dir := filepath.Dir(db)
+	rows := goodRows(4, "TWO")
+	writeCSV(t, csvPath, rows)
+	if p := aopbatch(t, nil, runArgs(csvPath, db, failing.URL, "--batch", "orig")...); p.code != 2 {
+		t.Fatalf("run: exit %d, want 2 (every row failed)\n%s", p.code, p.stderr)
+	}
+	var files []string
+	for i := range 2 {
+		f := filepath.Join(dir, fmt.Sprintf("retry-%d.csv", i))
+		p := aopbatch(t, nil, "export", "--ledger", db, "--batch", "orig", "--state", "failed", "--out", f)
+		if p.code != 0 || !strings.Contains(p.stderr, "retryof column names the row each one retries") {
+			t.Fatalf("export %d: exit %d, want 0 and the retryof column explained\n%s", i, p.code, p.stderr)
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lines := strings.Split(string(b), "\n"); !strings.HasSuffix(lines[0], ",retryof") || !strings.HasSuffix(lines[1], ",orig:2") {
+			t.Fatalf("export %d: want a retryof column naming orig's rows:\n%s", i, b)
+		}
+		if i == 1 {
+			// Saved by a spreadsheet: the same rows, not the same bytes.
+			if err := os.WriteFile(f, []byte(strings.ReplaceAll(string(b), "\n", "\r\n")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		files = append(files, f)
+	}
+
+	paying := sandbox(t, nil)
+	if p := aopbatch(t, nil, runArgs(files[0], db, paying.URL, "--generate-refs", "--batch", "retry-a")...); p.code != 0 {
+		t.Fatalf("first retry file: exit %d, want 0\n%s", p.code, p.stderr)
+	}
+	before := paying.Stats()
+	if before.Recorded != int64(len(rows)) {
+		t.Fatalf("first retry file: the provider recorded %d payments, want %d", before.Recorded, len(rows))
+	}
+	second := aopbatch(t, nil, runArgs(files[1], db, paying.URL, "--generate-refs", "--batch", "retry-b")...)
+	after := paying.Stats()
+	// Nothing of the second file reached the provider: not a request.
+	if after.Recharges != before.Recharges || after.Recorded != int64(len(rows)) {
+		t.Errorf("second retry file of the same rows: %d more Recharges, %d payments for %d payees; want none sent\n%s",
+			after.Recharges-before.Recharges, after.Recorded, len(rows), second.stderr)
+	}
+	if !strings.Contains(second.stdout+second.stderr, "conflict") {
+		t.Errorf("second retry file: exit %d, want its rows said to be conflicts\n%s%s", second.code, second.stdout, second.stderr)
+	}
+	aopbatch(t, nil, "report", "--ledger", db, "--batch", "retry-b", "--out", filepath.Join(dir, "retry-b-reports"))
+	if b, _ := os.ReadFile(filepath.Join(dir, "retry-b-reports", "rows.csv")); !strings.Contains(string(b), "already retried by batch retry-a line 2") {
+		t.Errorf("rows.csv of the second retry: want its rows named with the row that retries them\n%s", b)
+	}
+	// The first file again, told its rows are new payments.
+	if p := aopbatch(t, nil, runArgs(files[0], db, paying.URL, "--generate-refs", "--batch", "retry-d", "--pay-again")...); paying.Stats().Recharges != before.Recharges {
+		t.Errorf("first retry file again with --pay-again: %d Recharges sent, want none\n%s", paying.Stats().Recharges-before.Recharges, p.stderr)
+	}
+	// And exported again from the refused batch, they are left out.
+	again := aopbatch(t, nil, "export", "--ledger", db, "--batch", "retry-b", "--state", "conflict")
+	if again.code != 0 || !strings.Contains(again.stderr, "left out 4 rows refused for the row they retry") {
+		t.Errorf("export of the refused rows: exit %d, want all 4 left out\n%s", again.code, again.stderr)
+	}
+
+	// The same file on a ledger that never saw batch orig.
+	other := filepath.Join(dir, "other.db")
+	wrong := aopbatch(t, nil, runArgs(files[1], other, paying.URL, "--generate-refs", "--batch", "retry-c")...)
+	if got := paying.Stats().Recharges; got != before.Recharges {
+		t.Errorf("retry file on another ledger: %d Recharges sent, want none\n%s", got-before.Recharges, wrong.stderr)
+	}
+	if !strings.Contains(wrong.stdout+wrong.stderr, "this ledger holds no batch orig") {
+		t.Errorf("retry file on another ledger: exit %d, want the rows refused naming batch orig\n%s%s", wrong.code, wrong.stdout, wrong.stderr)
+	}
+}
+
+// TestARetryRejectedStillRetriesTheFirstRow: a row of a retry file that
+// was rejected (its amount mistyped) was never sent and held nothing.
+// Its batch's export --state rejected names the row it retried, not
+// itself: named itself, the corrected row would be paid and the first
+// row still free for a second export of the first batch to pay again.
+func TestARetryRejectedStillRetriesTheFirstRow(t *testing.T) {
+	t.Parallel()
+	failing := sandbox(t, func(c *aoptest.Config) { c.FailRate = 1 })
+	db, csvPath := batchFiles(t)
+	dir := filepath.Dir(db)
+	writeCSV(t, csvPath, goodRows(6, "RJT"))
+	if p := aopbatch(t, nil, runArgs(csvPath, db, failing.URL, "--batch", "orig")...); p.code != 2 {
+		t.Fatalf("run: exit %d, want 2 (every row failed)\n%s", p.code, p.stderr)
+	}
+	first := aopbatch(t, nil, "export", "--ledger", db, "--batch", "orig", "--state", "failed")
+	if first.code != 0 {
+		t.Fatalf("export: exit %d\n%s", first.code, first.stderr)
+	}
+	// The person mistypes the first row's amount.
+	lines := strings.Split(first.stdout, "\n")
+	cells := strings.Split(lines[1], ",")
+	cells[2] = "10,00"
+	lines[1] = strings.Join(cells[:2], ",") + `,"10,00",` + strings.Join(cells[3:], ",")
+	retry := filepath.Join(dir, "retry.csv")
+	if err := os.WriteFile(retry, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	paying := sandbox(t, nil)
+	p := aopbatch(t, nil, runArgs(retry, db, paying.URL, "--generate-refs", "--batch", "retry-1")...)
+	if n := paying.Stats().Recorded; n != 5 {
+		t.Fatalf("retry with a mistyped amount: %d paid, want 5 (the sixth rejected)\n%s", n, p.stderr)
+	}
+	fix := aopbatch(t, nil, "export", "--ledger", db, "--batch", "retry-1", "--state", "rejected")
+	if fix.code != 0 || !strings.Contains(fix.stdout, ",orig:2\n") {
+		t.Fatalf("export of the rejected retry row: exit %d, want it still retrying orig:2\n%s%s", fix.code, fix.stdout, fix.stderr)
+	}
+	fixed := filepath.Join(dir, "fixed.csv")
+	if err := os.WriteFile(fixed, []byte(strings.Replace(fix.stdout, `"10,00"`, "10.00", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p := aopbatch(t, nil, runArgs(fixed, db, paying.URL, "--generate-refs", "--batch", "retry-2")...); p.code != 0 {
+		t.Fatalf("corrected row: exit %d\n%s", p.code, p.stderr)
+	}
+	// The first export, sent again as it was (saved anew by a spreadsheet),
+	// pays nothing more.
+	again := filepath.Join(dir, "again.csv")
+	if err := os.WriteFile(again, []byte(strings.ReplaceAll(first.stdout, "\n", "\r\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := paying.Stats().Recharges
+	aopbatch(t, nil, runArgs(again, db, paying.URL, "--generate-refs", "--batch", "again")...)
+	if st := paying.Stats(); st.Recharges != before || st.Recorded != 6 {
+		t.Errorf("the first export sent again: %d more Recharges, %d paid for 6 payees; want none sent", st.Recharges-before, st.Recorded)
+	}
+}

@@ -61,7 +61,7 @@ func (s *Store) Row(ctx context.Context, seq int64, line int) (ledger.Row, error
 	var r ledger.Row
 	err := sqlrow.Row(s.pool.QueryRow(ctx, `SELECT `+sqlrow.RowCols+` FROM rows WHERE batch = $1 AND line = $2`, seq, line), &r)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return ledger.Row{}, fmt.Errorf("line %d: no such row", line)
+		return ledger.Row{}, fmt.Errorf("line %d: %w", line, ledger.ErrNoRow)
 	}
 	if err != nil {
 		return ledger.Row{}, fmt.Errorf("read line %d: %w", line, err)

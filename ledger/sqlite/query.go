@@ -143,7 +143,7 @@ func (l *Store) Row(ctx context.Context, seq int64, line int) (ledger.Row, error
 	var r ledger.Row
 	err := sqlrow.Row(l.r.QueryRowContext(ctx, `SELECT `+sqlrow.RowCols+` FROM rows WHERE batch = ? AND line = ?`, seq, line), &r)
 	if errors.Is(err, sql.ErrNoRows) {
-		return ledger.Row{}, fmt.Errorf("line %d: no such row", line)
+		return ledger.Row{}, fmt.Errorf("line %d: %w", line, ledger.ErrNoRow)
 	}
 	if err != nil {
 		return ledger.Row{}, fmt.Errorf("read line %d: %w", line, err)
