@@ -105,10 +105,17 @@ func (s *Summary) actions() []string {
 		if s.repeatedRefs > 0 {
 			msg += fmt.Sprintf("; first check the %d marked fixable \"review\": each repeats the referenceid of another line of the file and may be that payment a second time, so send it only if it is truly another payment", s.repeatedRefs)
 		}
+		if n := s.retryRefused.rejected; n > 0 {
+			msg += fmt.Sprintf("; %d of them retry a row that is not one to pay again, or not this ledger's, or that another line retries (marked \"review\", reason in rejects.csv): "+
+				"correcting them pays that row again", n)
+		}
 		a = append(a, msg)
 	}
-	if c.Conflict > 0 {
-		add("%s in conflict (a referenceid of another batch), not sent: check that batch before paying under a new referenceid", rowsText(c.Conflict))
+	if n := s.retryRefused.conflict; n > 0 {
+		add("%s in conflict: each retries a row another batch retries already (named in rows.csv), so it was not sent: that batch pays it, or its own export offers it again", rowsText(n))
+	}
+	if n := c.Conflict - s.retryRefused.conflict; n > 0 {
+		add("%s in conflict (a referenceid of another batch), not sent: check that batch before paying under a new referenceid", rowsText(n))
 	}
 	if n := c.Failed - r.FailedButCharged.Rows; n > 0 {
 		how := "aopbatch export --state failed gives a file to correct and send under new referenceids"

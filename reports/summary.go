@@ -347,6 +347,10 @@ type Summary struct {
 	// repeatedRefs counts the rejected rows that repeat the referenceid
 	// of another line of the file: possibly a payment listed twice.
 	repeatedRefs int64
+	// retryRefused counts the rejected and conflict rows refused for the
+	// row they retry (retryof): retried already by another row, not this
+	// ledger's, or not one to pay again. Export leaves them out.
+	retryRefused struct{ rejected, conflict int64 }
 	// unreadAmounts counts the rejected rows whose amount could not be
 	// read (for whatever reason they were rejected): their money is not
 	// in the rejected sum.
@@ -497,6 +501,14 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 		}
 		if r.State == ledger.StateRejected && r.ErrorCode == codeDuplicateRef {
 			s.repeatedRefs++
+		}
+		if r.ErrorColumn == RetryOfColumn {
+			switch r.State {
+			case ledger.StateRejected:
+				s.retryRefused.rejected++
+			case ledger.StateConflict:
+				s.retryRefused.conflict++
+			}
 		}
 		// Not only rows rejected for their amount: a row with more or
 		// fewer cells than the header, or one rejected for another column

@@ -384,12 +384,26 @@ func (s *Summary) writeRowFiles(ctx context.Context, l ledger.Reader, dir string
 func (s *Summary) writeRejects(ctx context.Context, l ledger.Reader, w io.Writer) error {
 	c := newCSV(w)
 	width := len(s.header)
-	hdr := append(append([]string(nil), s.header...), RejectsTrailer...)
+	// Each row names the row it retries, as export's do: fed back in
+	// twice, or beside an export of the same rows, it is paid once.
+	cols := append([]string(nil), s.header...)
+	retryCol := -1
+	for i, h := range cols {
+		if normName(h) == RetryOfColumn {
+			retryCol = i
+		}
+	}
+	if retryCol < 0 {
+		retryCol = len(cols)
+		cols = append(cols, RetryOfColumn)
+	}
+	hdr := append(cols, RejectsTrailer...)
 	if err := c.write(hdr); err != nil {
 		return err
 	}
 	pii := s.piiMasked()
-	rec := make([]string, width+len(RejectsTrailer))
+	trailer := len(cols)
+	rec := make([]string, trailer+len(RejectsTrailer))
 	err := eachInState(ctx, l, s.seq, ledger.StateRejected, func(r *ledger.Row) error {
 		// A row whose cells do not fit the header has them in its reason,
 		// and none under the columns: placed there as they came, an
@@ -405,11 +419,19 @@ func (s *Summary) writeRejects(ctx context.Context, l ledger.Reader, w io.Writer
 				}
 			}
 		}
+		if retryCol == width {
+			rec[retryCol] = ""
+		}
+		if rec[retryCol] == "" {
+			// Never sent, a rejected row that retried another still
+			// retries that one (see Export).
+			rec[retryCol] = s.Batch + ":" + strconv.Itoa(r.Line)
+		}
 		reason, fixable := s.rejectReason(r)
-		rec[width] = strconv.Itoa(r.Line)
-		rec[width+1] = r.ErrorCode
-		rec[width+2] = reason
-		rec[width+3] = fixable
+		rec[trailer] = strconv.Itoa(r.Line)
+		rec[trailer+1] = r.ErrorCode
+		rec[trailer+2] = reason
+		rec[trailer+3] = fixable
 		return c.write(rec)
 	})
 	if err != nil {

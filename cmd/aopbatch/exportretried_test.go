@@ -205,7 +205,10 @@ func TestTwoExportsOfTheSameFailedRowsPayThemOnce(t *testing.T) {
 	if !strings.Contains(second.stdout+second.stderr, "conflict") {
 		t.Errorf("second retry file: exit %d, want its rows said to be conflicts\n%s%s", second.code, second.stdout, second.stderr)
 	}
-	aopbatch(t, nil, "report", "--ledger", db, "--batch", "retry-b", "--out", filepath.Join(dir, "retry-b-reports"))
+	rep := aopbatch(t, nil, "report", "--ledger", db, "--batch", "retry-b", "--out", filepath.Join(dir, "retry-b-reports"))
+	if !strings.Contains(rep.stdout, "4 rows in conflict: each retries a row another batch retries already") || strings.Contains(rep.stdout, "paying under a new referenceid") {
+		t.Errorf("report of the second retry: want its conflicts said to be retried already, not to pay under new referenceids\n%s", rep.stdout)
+	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "retry-b-reports", "rows.csv")); !strings.Contains(string(b), "already retried by batch retry-a line 2") {
 		t.Errorf("rows.csv of the second retry: want its rows named with the row that retries them\n%s", b)
 	}
