@@ -455,7 +455,7 @@ func (r *Reader) next() (Row, error) {
 	req, rerr := r.request(line, &vals)
 	var retryOf string
 	if rerr == nil {
-		retryOf, rerr = parseRetryOf(vals[colRetryOf])
+		retryOf, rerr = parseRetryOf(vals[colRetryOf], r.present[colRetryOf])
 	}
 	if rerr != nil {
 		rerr.Line = line
@@ -543,13 +543,25 @@ func (r *Reader) request(line int, v *[numColumns]string) (aop.RechargeRequest, 
 // maxRetryOfLen bounds a retryof cell: a batch id and a line number.
 const maxRetryOfLen = 200
 
-// parseRetryOf checks a retryof cell: empty, or "BATCH:LINE", the row of
-// an earlier batch this one retries (export writes it), LINE a data line
-// (2 or more). Whether the ledger holds that row is the ingest's check.
-func parseRetryOf(cell string) (string, *RowError) {
+// parseRetryOf checks a retryof cell: "BATCH:LINE", the row of an earlier
+// batch this one retries (export writes it), LINE a data line (2 or
+// more). Whether the ledger holds that row is the ingest's check. In a
+// file with the column every row names one: export fills every cell, and
+// a row whose cell was emptied would be paid as a new payment, the row it
+// retried again.
+func parseRetryOf(cell string, column bool) (string, *RowError) {
 	s, err := text(colRetryOf, cell, maxRetryOfLen, false)
-	if err != nil || s == "" {
+	if err != nil {
 		return "", err
+	}
+	if s == "" {
+		if column {
+			e := missing(colRetryOf)
+			e.Reason = "missing value: this file names the row each of its rows pays again, and this one names none; " +
+				"sent, it could pay that row a second time (a new payment goes in a file of its own)"
+			return "", e
+		}
+		return "", nil
 	}
 	i := strings.LastIndexByte(s, ':')
 	if i <= 0 {

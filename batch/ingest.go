@@ -62,6 +62,10 @@ type IngestResult struct {
 	// a refused file is not recorded, so this is all a person gets to see
 	// of them.
 	FirstProblems []string
+	// RetryElsewhere counts the rejected rows that retry a row of a batch
+	// this ledger does not hold; RetryElsewhereBatch names the first.
+	RetryElsewhere      int64
+	RetryElsewhereBatch string
 	// BlankRefs counts the rejected rows refused for a blank referenceid:
 	// when that is all of them, the file is most likely one written by
 	// aopbatch export, to be sent with --generate-refs.
@@ -579,6 +583,11 @@ func (r *IngestResult) add(ctx context.Context, in ledger.Ingest, rows []ledger.
 			if p := rows[i].Problem; p != nil && p.Code == CodeMissingValue && p.Column == colReferenceID.String() {
 				r.BlankRefs++
 			}
+			if p := rows[i].Problem; p != nil && p.Code == CodeRetryElsewhere {
+				if r.RetryElsewhere++; r.RetryElsewhereBatch == "" {
+					r.RetryElsewhereBatch = rows[i].RetryOf[:strings.LastIndexByte(rows[i].RetryOf, ':')]
+				}
+			}
 		case ledger.StateConflict:
 			r.Conflicts++
 		}
@@ -676,6 +685,13 @@ func (r IngestResult) check(c Controls) error {
 	if c.MaxRejectRate >= 0 && float64(r.Rejected) > c.MaxRejectRate*float64(r.Rows) {
 		reason := fmt.Sprintf("%d of %d rows are invalid, more than --max-reject-rate %g allows: is this the right file? (%s)",
 			r.Rejected, r.Rows, c.MaxRejectRate, strings.Join(r.FirstProblems, "; "))
+		if r.RetryElsewhere == r.Rejected {
+			// An export's file run on another ledger (a mistyped
+			// --ledger): say that first, not the rate.
+			reason = fmt.Sprintf("%d of %d rows pay again rows of batch %s (their retryof column), which this ledger does not hold: "+
+				"a file from aopbatch export goes to the ledger of the batch it came from (--ledger); more than --max-reject-rate %g of the rows are refused (%s)",
+				r.Rejected, r.Rows, r.RetryElsewhereBatch, c.MaxRejectRate, strings.Join(r.FirstProblems, "; "))
+		}
 		if r.BlankRefs == r.Rejected {
 			// What aopbatch export writes: its referenceid column blank,
 			// for each row to be sent under a new one.

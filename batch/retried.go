@@ -35,12 +35,12 @@ func (rt *retried) check(ctx context.Context, rows []ledger.IngestRow) error {
 		if r.Problem != nil || r.RetryOf == "" {
 			continue
 		}
-		reason, err := rt.reason(ctx, r.RetryOf)
+		code, reason, err := rt.reason(ctx, r.RetryOf)
 		if err != nil {
 			return fmt.Errorf("line %d: %w", r.Line, err)
 		}
 		if reason != "" {
-			r.Problem = &ledger.Problem{Code: CodeBadRetryOf, Column: colRetryOf.String(),
+			r.Problem = &ledger.Problem{Code: code, Column: colRetryOf.String(),
 				Message: fmt.Sprintf("line %d, column %q, value %q: %s", r.Line, colRetryOf.String(), r.RetryOf, reason)}
 			r.Request = nil
 		}
@@ -48,18 +48,22 @@ func (rt *retried) check(ctx context.Context, rows []ledger.IngestRow) error {
 	return nil
 }
 
-// CodeBadRetryOf is the error code of a row whose retryof names a row
-// that is not this ledger's, or not one to pay again.
-const CodeBadRetryOf = "bad_retryof"
+// Error codes of a row refused for the row it retries: one not to pay
+// again (or not there), and one of a batch this ledger does not hold.
+const (
+	CodeBadRetryOf     = "bad_retryof"
+	CodeRetryElsewhere = "retry_not_in_ledger"
+)
 
 // reason says why the row named by of ("BATCH:LINE", checked by the
-// reader) must not be paid again from this file, or "" when it may.
-func (rt *retried) reason(ctx context.Context, of string) (string, error) {
+// reader) must not be paid again from this file, with its error code, or
+// "" when it may.
+func (rt *retried) reason(ctx context.Context, of string) (code, reason string, err error) {
 	i := strings.LastIndexByte(of, ':')
 	id := of[:i]
 	line, _ := strconv.Atoi(of[i+1:])
 	if id == rt.self {
-		return "a row of this same batch: a retry retries a row of an earlier batch", nil
+		return CodeBadRetryOf, "a row of this same batch: a retry retries a row of an earlier batch", nil
 	}
 	b, ok := rt.batches[id]
 	if !ok {
@@ -67,30 +71,30 @@ func (rt *retried) reason(ctx context.Context, of string) (string, error) {
 		switch {
 		case errors.Is(err, ledger.ErrNoBatch):
 		case err != nil:
-			return "", err
+			return "", "", err
 		default:
 			b = &got
 		}
 		rt.batches[id] = b
 	}
 	if b == nil {
-		return fmt.Sprintf("this ledger holds no batch %s: a file exported to be sent again goes to the ledger of the batch it came from (--ledger)", id), nil
+		return CodeRetryElsewhere, fmt.Sprintf("this ledger holds no batch %s: a file exported to be sent again goes to the ledger of the batch it came from (--ledger)", id), nil
 	}
 	row, err := rt.l.Row(ctx, b.Seq, line)
 	if errors.Is(err, ledger.ErrNoRow) {
-		return fmt.Sprintf("batch %s has no row on line %d", id, line), nil
+		return CodeBadRetryOf, fmt.Sprintf("batch %s has no row on line %d", id, line), nil
 	}
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	switch row.State {
 	case ledger.StateFailed, ledger.StateRefunded, ledger.StateRejected, ledger.StateConflict:
-		return "", nil
+		return "", "", nil
 	case ledger.StateSuccess:
-		return fmt.Sprintf("batch %s line %d is success now: it was paid, and sent again from here it would be paid twice", id, line), nil
+		return CodeBadRetryOf, fmt.Sprintf("batch %s line %d is success now: it was paid, and sent again from here it would be paid twice", id, line), nil
 	case ledger.StateQueued, ledger.StateHeld:
-		return fmt.Sprintf("batch %s line %d is %s now: it is still that batch's to send, under its own referenceid, when the batch runs again", id, line, row.State), nil
+		return CodeBadRetryOf, fmt.Sprintf("batch %s line %d is %s now: it is still that batch's to send, under its own referenceid, when the batch runs again", id, line, row.State), nil
 	}
-	return fmt.Sprintf("batch %s line %d is %s now: it may have been charged; aopbatch resolve settles it under its own referenceid, and export offers it again only if it failed",
+	return CodeBadRetryOf, fmt.Sprintf("batch %s line %d is %s now: it may have been charged; aopbatch resolve settles it under its own referenceid, and export offers it again only if it failed",
 		id, line, row.State), nil
 }

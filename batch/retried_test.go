@@ -84,10 +84,10 @@ func TestIngestChecksWhatARetryRetries(t *testing.T) {
 		{7, ledger.StateRejected, CodeBadRetryOf, "is held now"},
 		{8, ledger.StateQueued, "", ""}, // rejected: never sent
 		{9, ledger.StateRejected, CodeBadRetryOf, "batch orig has no row on line 99"},
-		{10, ledger.StateRejected, CodeBadRetryOf, "this ledger holds no batch elsewhere"},
+		{10, ledger.StateRejected, CodeRetryElsewhere, "this ledger holds no batch elsewhere"},
 		{11, ledger.StateRejected, CodeBadRetryOf, "a row of this same batch"},
 		{12, ledger.StateRejected, "bad_retryof", `value "orig:x": must be BATCH:LINE`},
-		{13, ledger.StateQueued, "", ""}, // retries nothing
+		{13, ledger.StateRejected, CodeMissingValue, "names none"}, // the column is there, the cell empty
 		{14, ledger.StateRejected, "duplicate_retryof", "retries the same row as line 3 of this file"},
 	} {
 		r, err := l.Row(ctx, rb.Seq, tc.line)

@@ -115,7 +115,8 @@ func (s *Summary) actions() []string {
 		add("%s in conflict: each retries a row another batch retries already (named in rows.csv), so it was not sent: that batch pays it, or its own export offers it again", rowsText(n))
 	}
 	if n := c.Conflict - s.retryRefused.conflict; n > 0 {
-		add("%s in conflict (a referenceid of another batch), not sent: check that batch before paying under a new referenceid", rowsText(n))
+		add("%s in conflict, not sent: each has the referenceid of a row of another batch (named in rows.csv), most likely the same payment, paid or offered there; "+
+			"check that row, and pay one under a new referenceid only if it is truly another payment", rowsText(n))
 	}
 	if n := c.Failed - r.FailedButCharged.Rows; n > 0 {
 		how := "aopbatch export --state failed gives a file to correct and send under new referenceids"

@@ -86,7 +86,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		"status --ledger " + ledgerPath,
 		"status --ledger " + ledgerPath + " --batch latest",
 		"report --ledger " + ledgerPath + " --batch latest --out " + filepath.Join(dir, "reports-again"),
-		"export --ledger " + ledgerPath + " --batch latest --state failed --out " + filepath.Join(dir, "failed.csv"),
+		"export --ledger " + ledgerPath + " --batch latest --state failed --statement " + stmt + " --out " + filepath.Join(dir, "failed.csv"),
 	} {
 		fmt.Fprintf(stdout, "  %s %s\n", self, c)
 	}

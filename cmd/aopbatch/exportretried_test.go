@@ -228,7 +228,7 @@ func TestTwoExportsOfTheSameFailedRowsPayThemOnce(t *testing.T) {
 	if got := paying.Stats().Recharges; got != before.Recharges {
 		t.Errorf("retry file on another ledger: %d Recharges sent, want none\n%s", got-before.Recharges, wrong.stderr)
 	}
-	if !strings.Contains(wrong.stdout+wrong.stderr, "this ledger holds no batch orig") {
+	if !strings.Contains(wrong.stderr, "4 of 4 rows pay again rows of batch orig (their retryof column), which this ledger does not hold") {
 		t.Errorf("retry file on another ledger: exit %d, want the rows refused naming batch orig\n%s%s", wrong.code, wrong.stdout, wrong.stderr)
 	}
 }
