@@ -98,18 +98,7 @@ func (s *Summary) actions() []string {
 			// Their amounts count as nothing: the sum is not the file's.
 			money += fmt.Sprintf(", beside %d whose amount could not be read", n)
 		}
-		msg := fmt.Sprintf("%s rejected (%s), not sent: correct rejects.csv and submit it as a new file", rowsText(c.Rejected), money)
-		if s.recon != nil && len(s.recon.rejectedCharged) > 0 {
-			msg += fmt.Sprintf(" (leave out the %d marked fixable \"no\": the statement shows them charged)", len(s.recon.rejectedCharged))
-		}
-		if s.repeatedRefs > 0 {
-			msg += fmt.Sprintf("; first check the %d marked fixable \"review\": each repeats the referenceid of another line of the file and may be that payment a second time, so send it only if it is truly another payment", s.repeatedRefs)
-		}
-		if n := s.retryRefused.rejected; n > 0 {
-			msg += fmt.Sprintf("; %d of them retry a row that is not one to pay again, or not this ledger's, or that another line retries (marked \"review\", reason in rejects.csv): "+
-				"correcting them pays that row again", n)
-		}
-		a = append(a, msg)
+		a = append(a, s.rejectedAction(c.Rejected, money))
 	}
 	if n := s.retryRefused.conflict; n > 0 {
 		add("%s in conflict: each retries a row another batch retries already (named in rows.csv), so it was not sent: that batch pays it, or its own export offers it again", rowsText(n))
@@ -250,4 +239,27 @@ func (s *Summary) runningText() string {
 		rs[i] = ledger.Runner{Host: r.Host, PID: r.PID}
 	}
 	return fmt.Sprintf("A run is working on this batch now (%s)", ledger.RunnersText(rs))
+}
+
+// rejectedAction is the advice for a batch's n rejected rows, of money.
+func (s *Summary) rejectedAction(n int64, money string) string {
+	if int64(len(s.rejectedLater)) >= n {
+		return fmt.Sprintf("%s rejected (%s), not sent here, each held by a later batch of this ledger (corrected and sent already, or offered by that batch's own export): "+
+			"nothing to submit from this batch", rowsText(n), money)
+	}
+	msg := fmt.Sprintf("%s rejected (%s), not sent: correct rejects.csv and submit it as a new file", rowsText(n), money)
+	if k := len(s.rejectedLater); k > 0 {
+		msg += fmt.Sprintf(", leaving out the %d marked fixable \"no\" there: a later batch of this ledger holds each (corrected and sent already, or offered by that batch's own export)", k)
+	}
+	if s.recon != nil && len(s.recon.rejectedCharged) > 0 {
+		msg += fmt.Sprintf(" (leave out the %d marked fixable \"no\": the statement shows them charged)", len(s.recon.rejectedCharged))
+	}
+	if s.repeatedRefs > 0 {
+		msg += fmt.Sprintf("; first check the %d marked fixable \"review\": each repeats the referenceid of another line of the file and may be that payment a second time, so send it only if it is truly another payment", s.repeatedRefs)
+	}
+	if k := s.retryRefused.rejected; k > 0 {
+		msg += fmt.Sprintf("; %d of them retry a row that is not one to pay again, or not this ledger's, or that another line retries (marked \"review\", reason in rejects.csv): "+
+			"correcting them pays that row again", k)
+	}
+	return msg
 }

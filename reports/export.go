@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/aopbatch/aopbatch/ledger"
 )
@@ -344,16 +345,22 @@ type payee struct {
 // canumber and is not read.
 func paidLater(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.State) (map[int]heldLater, error) {
 	lines := map[payee][]int{}
+	paise := map[int]int64{} // every row of the state, by line
 	err := eachInState(ctx, l, b.Seq, st, func(r *ledger.Row) error {
+		paise[r.Line] = r.AmountPaise
 		if r.AmountPaise > 0 {
 			k := payee{r.Operator, r.CANumber, r.AmountPaise}
 			lines[k] = append(lines[k], r.Line)
 		}
 		return nil
 	})
-	if err != nil || len(lines) == 0 {
+	if err != nil || len(paise) == 0 {
 		return nil, err
 	}
+	// A row of a later batch that names one of these as the row it
+	// retries (retryof) is that payment for certain, whatever its amount
+	// (this one's may not have been readable).
+	retryPrefix := b.ID + ":"
 	bs, err := l.Batches(ctx)
 	if err != nil {
 		return nil, err
@@ -368,11 +375,21 @@ func paidLater(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.S
 		}
 		// One pass over the batch, not a page query per state.
 		err := l.EachRow(ctx, ob.Seq, func(r *ledger.Row) error {
-			if r.State == ledger.StateConflict {
+			if r.State == ledger.StateConflict || r.ErrorColumn == RetryOfColumn {
+				// Never sent, and a row refused for the row it retries
+				// holds nothing: its export leaves it out.
 				return nil
 			}
 			offered := r.State == ledger.StateFailed || r.State == ledger.StateRefunded || r.State == ledger.StateRejected
-			for _, line := range lines[payee{r.Operator, r.CANumber, r.AmountPaise}] {
+			same := lines[payee{r.Operator, r.CANumber, r.AmountPaise}]
+			if of, ok := strings.CutPrefix(r.RetryOf, retryPrefix); ok {
+				if line, err := strconv.Atoi(of); err == nil {
+					if _, ok := paise[line]; ok {
+						same = append(same[:len(same):len(same)], line)
+					}
+				}
+			}
+			for _, line := range same {
 				if got[line].pays {
 					continue
 				}
@@ -380,7 +397,7 @@ func paidLater(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.S
 				if offered {
 					why += fmt.Sprintf(": if the same payment, send it once, from export --state %s --batch %s", r.State, ob.ID)
 				}
-				got[line] = heldLater{why: why, pays: !offered, paise: r.AmountPaise}
+				got[line] = heldLater{why: why, pays: !offered, paise: paise[line]}
 			}
 			return nil
 		})

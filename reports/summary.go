@@ -344,6 +344,10 @@ type Summary struct {
 	// (paidLater): sent again already, or offered by that batch's own
 	// export. Export leaves them out, and so does the advice.
 	failedLater Tally
+	// rejectedLater are the rejected rows a later batch holds, by line,
+	// with that batch's row (paidLater): corrected and sent already, or
+	// offered by that batch's own export. rejects.csv marks them.
+	rejectedLater map[int]heldLater
 	// repeatedRefs counts the rejected rows that repeat the referenceid
 	// of another line of the file: possibly a payment listed twice.
 	repeatedRefs int64
@@ -570,6 +574,11 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 	}
 	if s.Counts.Failed > 0 {
 		if err := s.countFailedLater(ctx, l, b); err != nil {
+			return nil, fmt.Errorf("report on batch %s: %w", b.ID, err)
+		}
+	}
+	if s.Counts.Rejected > 0 {
+		if s.rejectedLater, err = paidLater(ctx, l, b, ledger.StateRejected); err != nil {
 			return nil, fmt.Errorf("report on batch %s: %w", b.ID, err)
 		}
 	}

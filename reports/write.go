@@ -481,6 +481,9 @@ func (s *Summary) rejectReason(r *ledger.Row) (reason, fixable string) {
 			fixable, reason = "no", reason+"; "+note
 		}
 	}
+	if h, ok := s.rejectedLater[r.Line]; ok {
+		fixable, reason = "no", reason+"; held by a later batch: "+h.why
+	}
 	return reason, fixable
 }
 

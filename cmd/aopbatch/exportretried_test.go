@@ -288,3 +288,60 @@ func TestARetryRejectedStillRetriesTheFirstRow(t *testing.T) {
 		t.Errorf("the first export sent again: %d more Recharges, %d paid for 6 payees; want none sent", st.Recharges-before, st.Recorded)
 	}
 }
+
+// TestRejectsSubmittedAgainAreNotAdvisedAgain: a batch's rejected rows,
+// corrected in its rejects.csv and submitted, were still advised for
+// correcting and submitting by the batch's report, its rejects.csv
+// listed them fixable, and its export offered them (a new user's
+// walkthrough). The row a later batch names as the one it retries is
+// that payment for certain, whatever its amount was.
+func TestRejectsSubmittedAgainAreNotAdvisedAgain(t *testing.T) {
+	t.Parallel()
+	paying := sandbox(t, nil)
+	db, csvPath := batchFiles(t)
+	dir := filepath.Dir(db)
+	rows := goodRows(6, "RSA")
+	rows[2].amount = "10,00" // unreadable: the row is rejected with no amount
+	var b strings.Builder
+	b.WriteString("operator,canumber,amount,referenceid\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%s,%s,%q,%s\n", r.operator, r.canumber, r.amount, r.ref)
+	}
+	if err := os.WriteFile(csvPath, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p := aopbatch(t, nil, runArgs(csvPath, db, paying.URL, "--batch", "orig")...); p.code != 2 {
+		t.Fatalf("run: exit %d, want 2 (one row rejected)\n%s", p.code, p.stderr)
+	}
+	out := filepath.Join(dir, "reports")
+	if p := aopbatch(t, nil, "report", "--ledger", db, "--batch", "orig", "--out", out); !strings.Contains(p.stdout, "correct rejects.csv and submit it") {
+		t.Fatalf("report: want the rejected row advised for correcting\n%s", p.stdout)
+	}
+	rejects, err := os.ReadFile(filepath.Join(out, "rejects.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed := filepath.Join(dir, "fixed.csv")
+	if err := os.WriteFile(fixed, []byte(strings.Replace(string(rejects), `"10,00"`, "10.00", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p := aopbatch(t, nil, runArgs(fixed, db, paying.URL, "--batch", "fixed")...); p.code != 0 {
+		t.Fatalf("corrected rejects.csv: exit %d, want 0\n%s", p.code, p.stderr)
+	}
+	rep := aopbatch(t, nil, "report", "--ledger", db, "--batch", "orig", "--out", filepath.Join(dir, "reports-after"))
+	if !strings.Contains(rep.stdout, "1 row rejected (₹0.00, beside 1 whose amount could not be read), not sent here, each held by a later batch") ||
+		strings.Contains(rep.stdout, "correct rejects.csv and submit it") {
+		t.Errorf("report after the corrected row was paid: want nothing more to submit\n%s", rep.stdout)
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, "reports-after", "rejects.csv"))
+	if !strings.Contains(string(after), "held by a later batch: batch fixed line 2, success\",no") {
+		t.Errorf("rejects.csv after: want the row marked fixable no, naming batch fixed line 2\n%s", after)
+	}
+	exp := aopbatch(t, nil, "export", "--ledger", db, "--batch", "orig", "--state", "rejected")
+	if exp.code != 0 || !strings.Contains(exp.stderr, "left out 1 rows that a later batch of this ledger holds") {
+		t.Errorf("export --state rejected after: exit %d, want the row left out\n%s", exp.code, exp.stderr)
+	}
+	if n := paying.Stats().Recorded; n != int64(len(rows)) {
+		t.Errorf("the provider recorded %d payments for %d payees", n, len(rows))
+	}
+}
