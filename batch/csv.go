@@ -571,7 +571,8 @@ func parseRetryOf(cell string, column bool) (string, *RowError) {
 	if perr != nil || n < 2 || s[i+1] == '+' {
 		return "", bad(colRetryOf, cell, "must be BATCH:LINE, the row this one retries, as aopbatch export wrote it; the line is a number, 2 or more")
 	}
-	return s, nil
+	// One spelling per row: "b:02" is "b:2", which the ledger holds once.
+	return s[:i+1] + strconv.Itoa(n), nil
 }
 
 func missing(c column) *RowError {

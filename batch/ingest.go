@@ -205,6 +205,9 @@ func Ingest(ctx context.Context, l ledger.Store, path string, o IngestOptions) (
 	}
 	if b.Ready {
 		res, err := resumed(ctx, l, b, o.Controls)
+		if err == nil {
+			err = newRetried(l, b.ID).recheck(ctx, b)
+		}
 		if err != nil {
 			release(ctx, l, b.ID, o.Owner, o.Log)
 			return IngestResult{}, err

@@ -55,46 +55,124 @@ const (
 	CodeRetryElsewhere = "retry_not_in_ledger"
 )
 
+// maxRetryChain bounds the retries of retries reason follows back to
+// the first payment (a chain is as long as the times a row was exported
+// again; a loop cannot be made by export).
+const maxRetryChain = 64
+
 // reason says why the row named by of ("BATCH:LINE", checked by the
 // reader) must not be paid again from this file, with its error code, or
-// "" when it may.
+// "" when it may. It follows the row's own retryof back to the first
+// payment: each row on the way must be one to pay again. A retry of a
+// retry that failed pays the first row too, and that one may have been
+// found charged since (reconcile, resolve).
 func (rt *retried) reason(ctx context.Context, of string) (code, reason string, err error) {
-	i := strings.LastIndexByte(of, ':')
-	id := of[:i]
-	line, _ := strconv.Atoi(of[i+1:])
-	if id == rt.self {
-		return CodeBadRetryOf, "a row of this same batch: a retry retries a row of an earlier batch", nil
-	}
-	b, ok := rt.batches[id]
-	if !ok {
-		got, err := rt.l.Batch(ctx, id)
-		switch {
-		case errors.Is(err, ledger.ErrNoBatch):
-		case err != nil:
-			return "", "", err
-		default:
-			b = &got
+	via := ""
+	for depth := 0; of != ""; depth++ {
+		if depth == maxRetryChain {
+			return CodeBadRetryOf, fmt.Sprintf("it retries a row through more than %d retries: send it by hand after checking them", maxRetryChain), nil
 		}
-		rt.batches[id] = b
+		i := strings.LastIndexByte(of, ':')
+		id := of[:i]
+		line, _ := strconv.Atoi(of[i+1:])
+		if id == rt.self {
+			return CodeBadRetryOf, "a row of this same batch" + via + ": a retry retries a row of an earlier batch", nil
+		}
+		b, err := rt.batch(ctx, id)
+		if err != nil {
+			return "", "", err
+		}
+		if b == nil {
+			if depth == 0 {
+				return CodeRetryElsewhere, fmt.Sprintf("this ledger holds no batch %s: a file exported to be sent again goes to the ledger of the batch it came from (--ledger)", id), nil
+			}
+			return CodeBadRetryOf, fmt.Sprintf("batch %s line %d%s is not in this ledger: whether it was paid since cannot be seen from here; "+
+				"run the file on the ledger that holds it", id, line, via), nil
+		}
+		row, err := rt.l.Row(ctx, b.Seq, line)
+		if errors.Is(err, ledger.ErrNoRow) {
+			return CodeBadRetryOf, fmt.Sprintf("batch %s has no row on line %d%s", id, line, via), nil
+		}
+		if err != nil {
+			return "", "", err
+		}
+		at := fmt.Sprintf("batch %s line %d%s", id, line, via)
+		switch row.State {
+		case ledger.StateFailed, ledger.StateRefunded, ledger.StateRejected, ledger.StateConflict:
+		case ledger.StateSuccess:
+			return CodeBadRetryOf, at + " is success now: it was paid, and sent again from here it would be paid twice", nil
+		case ledger.StateQueued, ledger.StateHeld:
+			return CodeBadRetryOf, fmt.Sprintf("%s is %s now: it is still that batch's to send, under its own referenceid, when the batch runs again", at, row.State), nil
+		default:
+			return CodeBadRetryOf, fmt.Sprintf("%s is %s now: it may have been charged; aopbatch resolve settles it under its own referenceid, and export offers it again only if it failed",
+				at, row.State), nil
+		}
+		via = fmt.Sprintf(" (the row batch %s line %d retried)", id, line)
+		of = row.RetryOf
 	}
-	if b == nil {
-		return CodeRetryElsewhere, fmt.Sprintf("this ledger holds no batch %s: a file exported to be sent again goes to the ledger of the batch it came from (--ledger)", id), nil
+	return "", "", nil
+}
+
+// batch is the batch by id, or nil when the ledger holds none.
+func (rt *retried) batch(ctx context.Context, id string) (*ledger.Batch, error) {
+	if b, ok := rt.batches[id]; ok {
+		return b, nil
 	}
-	row, err := rt.l.Row(ctx, b.Seq, line)
-	if errors.Is(err, ledger.ErrNoRow) {
-		return CodeBadRetryOf, fmt.Sprintf("batch %s has no row on line %d", id, line), nil
+	got, err := rt.l.Batch(ctx, id)
+	var b *ledger.Batch
+	switch {
+	case errors.Is(err, ledger.ErrNoBatch):
+	case err != nil:
+		return nil, err
+	default:
+		b = &got
 	}
-	if err != nil {
-		return "", "", err
+	rt.batches[id] = b
+	return b, nil
+}
+
+// recheck checks again, before a run resumes batch b, the rows it has
+// still to send that retry another: what they retry may have been found
+// charged since they were recorded (a dry run, or a run stopped part way,
+// then reconcile). Any such row refuses the run, nothing sent: the row
+// must not be sent, and only a person can say what becomes of it.
+func (rt *retried) recheck(ctx context.Context, b ledger.Batch) error {
+	has := false
+	for _, h := range b.Header {
+		has = has || ledger.NormalizeColumn(h) == colRetryOf.String()
 	}
-	switch row.State {
-	case ledger.StateFailed, ledger.StateRefunded, ledger.StateRejected, ledger.StateConflict:
-		return "", "", nil
-	case ledger.StateSuccess:
-		return CodeBadRetryOf, fmt.Sprintf("batch %s line %d is success now: it was paid, and sent again from here it would be paid twice", id, line), nil
-	case ledger.StateQueued, ledger.StateHeld:
-		return CodeBadRetryOf, fmt.Sprintf("batch %s line %d is %s now: it is still that batch's to send, under its own referenceid, when the batch runs again", id, line, row.State), nil
+	if !has {
+		return nil
 	}
-	return CodeBadRetryOf, fmt.Sprintf("batch %s line %d is %s now: it may have been charged; aopbatch resolve settles it under its own referenceid, and export offers it again only if it failed",
-		id, line, row.State), nil
+	var bad []string
+	for _, st := range []ledger.State{ledger.StateQueued, ledger.StateHeld} {
+		for after := 0; ; {
+			page, err := rt.l.Page(ctx, b.Seq, st, after, 1000)
+			if err != nil {
+				return err
+			}
+			for _, r := range page {
+				if r.RetryOf == "" {
+					continue
+				}
+				_, reason, err := rt.reason(ctx, r.RetryOf)
+				if err != nil {
+					return fmt.Errorf("line %d: %w", r.Line, err)
+				}
+				if reason != "" && len(bad) < 5 {
+					bad = append(bad, fmt.Sprintf("line %d retries %s, and %s", r.Line, r.RetryOf, reason))
+				}
+			}
+			if len(page) < 1000 {
+				break
+			}
+			after = page[len(page)-1].Line
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("batch %s has rows still to send that pay again a row found paid or unsettled since they were recorded: %s; nothing was sent. "+
+		"While nothing of the batch was sent, aopbatch ledger drop --batch %s removes it, and export offers again what is still to pay",
+		b.ID, strings.Join(bad, "; "), b.ID)
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aopbatch/aopbatch/ledger"
 )
@@ -100,5 +101,151 @@ func TestIngestChecksWhatARetryRetries(t *testing.T) {
 		if tc.state == ledger.StateRejected && (r.ErrorColumn != "retryof" || len(r.Raw) != 5) {
 			t.Errorf("line %d: column %q, %d cells kept; want retryof and all 5", tc.line, r.ErrorColumn, len(r.Raw))
 		}
+	}
+}
+
+// A retry of a retry pays the first row too: the check follows each
+// row's retryof back to it, and refuses once any row on the way was
+// found charged since (a review: reconcile turned the first row into
+// success, and the retry of its failed retry paid it again). "b:02" is
+// "b:2".
+func TestIngestFollowsARetryToTheFirstPayment(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := openLedger(t)
+	record := func(id, body string) ledger.Batch {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), id+".csv")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		o := ingestOpts(NoControls())
+		o.BatchID, o.Owner = id, ledger.NewOwner(id)
+		res, err := Ingest(ctx, l, path, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Release(ctx, id, o.Owner); err != nil {
+			t.Fatal(err)
+		}
+		return res.Batch
+	}
+	fail := func(b ledger.Batch, line int) {
+		t.Helper()
+		o := ledger.NewOwner("fail")
+		if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID}, o, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		w, err := l.NewWriter(ctx, b.Seq, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.MarkInflight(ctx, line, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Record(ledger.Update{Line: line, To: ledger.StateFailed, Code: 13}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Release(ctx, b.ID, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	orig := record("orig", "operator,canumber,amount,referenceid\n1,CA1,10.00,P-1\n1,CA2,10.00,P-2\n")
+	fail(orig, 2)
+	fail(orig, 3)
+	retryA := record("retryA", "operator,canumber,amount,referenceid,retryof\n1,CA1,10.00,RA-1,orig:02\n1,CA2,10.00,RA-2,orig:3\n")
+	fail(retryA, 2)
+	fail(retryA, 3)
+	// The provider's statement shows P-1 charged after all.
+	o := ledger.NewOwner("reconcile")
+	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: "orig"}, o, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Correct(ctx, orig.Seq, o, ledger.Correction{Line: 2, From: ledger.StateFailed, To: ledger.StateSuccess,
+		Evidence: ledger.Attempt{Kind: "status", At: time.Now(), Code: 1, Class: "success"}, Message: "charged after all"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(ctx, "orig", o); err != nil {
+		t.Fatal(err)
+	}
+	retryB := record("retryB", "operator,canumber,amount,referenceid,retryof\n1,CA1,10.00,RB-1,retryA:2\n1,CA2,10.00,RB-2,retryA:3\n1,CA2,10.00,RB-3,orig:003\n")
+	for line, want := range map[int]struct {
+		state ledger.State
+		says  string
+	}{
+		2: {ledger.StateRejected, "batch orig line 2 (the row batch retryA line 2 retried) is success now"},
+		3: {ledger.StateQueued, ""},
+		4: {ledger.StateConflict, "retryof orig:3 is already retried by batch retryA line 3"},
+	} {
+		r, err := l.Row(ctx, retryB.Seq, line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != want.state || !strings.Contains(r.Message, want.says) {
+			t.Errorf("line %d: %s %q, want %s saying %q", line, r.State, r.Message, want.state, want.says)
+		}
+	}
+}
+
+// A retry recorded (a dry run, or a run stopped part way) and then found
+// paying a row charged since is not sent when its batch is resumed: the
+// run is refused, nothing sent.
+func TestResumeRechecksWhatARetryRetries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := openLedger(t)
+	dir := t.TempDir()
+	ingest := func(id, body string) (IngestResult, error) {
+		path := filepath.Join(dir, id+".csv")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		o := ingestOpts(NoControls())
+		o.BatchID, o.Owner = id, ledger.NewOwner(id)
+		res, err := Ingest(ctx, l, path, o)
+		if err == nil {
+			err = l.Release(ctx, id, o.Owner)
+		}
+		return res, err
+	}
+	orig, err := ingest("orig", "operator,canumber,amount,referenceid\n1,CA1,10.00,P-1\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := ledger.NewOwner("run")
+	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: "orig"}, o, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	w, err := l.NewWriter(ctx, orig.Batch.Seq, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.MarkInflight(ctx, 2, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Record(ledger.Update{Line: 2, To: ledger.StateFailed, Code: 13}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	retry := "operator,canumber,amount,referenceid,retryof\n1,CA1,10.00,R-1,orig:2\n"
+	if _, err := ingest("retry", retry); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ingest("retry", retry); err != nil {
+		t.Fatalf("resumed while orig line 2 is still failed: %v", err)
+	}
+	if err := l.Correct(ctx, orig.Batch.Seq, o, ledger.Correction{Line: 2, From: ledger.StateFailed, To: ledger.StateSuccess,
+		Evidence: ledger.Attempt{Kind: "status", At: time.Now(), Code: 1, Class: "success"}, Message: "charged after all"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ingest("retry", retry)
+	if err == nil || !strings.Contains(err.Error(), "line 2 retries orig:2, and batch orig line 2 is success now") ||
+		!strings.Contains(err.Error(), "nothing was sent") {
+		t.Fatalf("resumed after orig line 2 was found charged: %v, want it refused naming the row", err)
 	}
 }

@@ -241,10 +241,11 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 		if res.BlankedRefs {
 			rec[refCol] = ""
 		}
-		if retryCol >= 0 && (r.Raw == nil || rec[retryCol] == "") {
-			// A row never sent (its cells kept) that retried another
-			// still retries that one: it held nothing, and a retry of it
-			// that named it instead would leave that one free for another
+		if retryCol >= 0 && (r.Raw == nil || retryCol == len(b.Header)) {
+			// A row never sent (its cells kept) from a file with the
+			// column keeps its cell: one that retried another still
+			// retries that one. It held nothing, and a retry of it that
+			// named it instead would leave that one free for another
 			// export to pay again.
 			rec[retryCol] = b.ID + ":" + strconv.Itoa(r.Line)
 		}

@@ -420,13 +420,12 @@ func (s *Summary) writeRejects(ctx context.Context, l ledger.Reader, w io.Writer
 			}
 		}
 		if retryCol == width {
-			rec[retryCol] = ""
-		}
-		if rec[retryCol] == "" {
-			// Never sent, a rejected row that retried another still
-			// retries that one (see Export).
 			rec[retryCol] = s.Batch + ":" + strconv.Itoa(r.Line)
 		}
+		// Otherwise the file had the column: never sent, a rejected row
+		// that retried another still retries that one (see Export), and
+		// one whose cells did not fit has it in its reason, for a person
+		// to put back (a run refuses the row while its cell is empty).
 		reason, fixable := s.rejectReason(r)
 		rec[trailer] = strconv.Itoa(r.Line)
 		rec[trailer+1] = r.ErrorCode

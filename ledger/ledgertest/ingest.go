@@ -387,6 +387,9 @@ func (s suite) testAddManyMatchesOneByOne(t *testing.T) {
 				r.RetryOf = fmt.Sprintf("orig-o:%d", line)
 			case i%31 == 12: // the referenceid of the row just above, refused for what it retries: free
 				r = okRow(line, fmt.Sprintf("m-%d", line-1))
+				r.RetryOf = fmt.Sprintf("again:%d", line)
+			case i%31 == 13: // retries what the row above does, which comes first
+				r.RetryOf = fmt.Sprintf("again:%d", line-1)
 			}
 			if i%31 == 11 {
 				r = okRow(line, fmt.Sprintf("m-%d", line))

@@ -102,10 +102,12 @@ func (in *ingest) AddMany(ctx context.Context, rows []ledger.IngestRow) ([]ledge
 	// copy, not the caller's rows.
 	rows = append([]ledger.IngestRow(nil), rows...)
 	out := make([]ledger.Added, len(rows))
-	// Rows go in in rounds: the first row of each referenceid still to go
-	// is a candidate, and a later one waits for the next round, where it
-	// finds its referenceid taken, or free when the candidate was refused
-	// for the row it retries: as it would row by row.
+	// Rows go in in rounds, in line order: a round takes the rows up to
+	// the first that repeats a referenceid of the round, which waits for
+	// the next. There it finds its referenceid taken, or free when the
+	// row before was refused for the row it retries, and whatever a row
+	// retries is taken by the first line that retries it: as row by row.
+	// (A file without repeated referenceids goes in in one round.)
 	conflicts := map[int]bool{}
 	var pending []int
 	for i, r := range rows {
@@ -115,14 +117,13 @@ func (in *ingest) AddMany(ctx context.Context, rows []ledger.IngestRow) ([]ledge
 	}
 	for len(pending) > 0 {
 		first := map[string]bool{}
-		var cand, later []int
-		for _, i := range pending {
+		cand, later := pending, []int(nil)
+		for k, i := range pending {
 			if first[rows[i].ReferenceID] {
-				later = append(later, i)
-				continue
+				cand, later = pending[:k], pending[k:]
+				break
 			}
 			first[rows[i].ReferenceID] = true
-			cand = append(cand, i)
 		}
 		inserted, err := in.insertQueued(ctx, rows, cand)
 		if err != nil {
