@@ -336,3 +336,45 @@ func coversCutShort(ctx context.Context, from Reader, to Store, b Batch) error {
 // ErrCopyMismatch means a copied batch's counts, sums or attempts differ
 // between the two ledgers.
 var ErrCopyMismatch = errors.New("copy does not match its source")
+
+// RetriesLeftBehind names the batches of from, neither among ids nor in
+// to, whose rows retry rows of the batches ids names (their retryof):
+// "retry-1 (retries orig line 2)". Copied without them, the destination
+// holds those rows as failed and retried by nothing, and a retry file of
+// them run there would pay them again.
+func RetriesLeftBehind(ctx context.Context, from Reader, to Reader, ids []string) ([]string, error) {
+	picked := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		picked[id] = true
+	}
+	all, err := from.Batches(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, b := range all {
+		if picked[b.ID] {
+			continue
+		}
+		if _, err := to.Batch(ctx, b.ID); err == nil {
+			continue
+		} else if !errors.Is(err, ErrNoBatch) {
+			return nil, err
+		}
+		first := ""
+		err := from.EachRow(ctx, b.Seq, func(r *Row) error {
+			i := strings.LastIndexByte(r.RetryOf, ':')
+			if first == "" && i > 0 && picked[r.RetryOf[:i]] {
+				first = fmt.Sprintf("%s (retries %s line %s)", b.ID, r.RetryOf[:i], r.RetryOf[i+1:])
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if first != "" {
+			out = append(out, first)
+		}
+	}
+	return out, nil
+}

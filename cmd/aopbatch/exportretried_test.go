@@ -345,3 +345,35 @@ func TestRejectsSubmittedAgainAreNotAdvisedAgain(t *testing.T) {
 		t.Errorf("the provider recorded %d payments for %d payees", n, len(rows))
 	}
 }
+
+// TestCopyTakesABatchWithItsRetries: a batch copied to another ledger
+// without the batch that retried its failed rows arrived there failed and
+// retried by nothing, and a retry file of them run there paid them again
+// (a review). The copy is refused until the retries go with it.
+func TestCopyTakesABatchWithItsRetries(t *testing.T) {
+	t.Parallel()
+	paying := sandbox(t, nil)
+	db, rows := failedThenRetried(t, "CPY", paying, 0)
+	dir := filepath.Dir(db)
+	// The first export's file, run on each copy below: every row of it
+	// retried already.
+	f := filepath.Join(dir, "retry.csv")
+	for i, batches := range [][]string{{"orig"}, {"orig", "retry-1"}} {
+		other := filepath.Join(dir, fmt.Sprintf("other-%d.db", i))
+		args := []string{"ledger", "copy", "--from", db, "--to", other}
+		for _, b := range batches {
+			args = append(args, "--batch", b)
+		}
+		p := aopbatch(t, nil, args...)
+		if len(batches) == 1 && (p.code != 1 || !strings.Contains(p.stderr, "retry-1 (retries orig line 2)") || !strings.Contains(p.stderr, "nothing was copied")) {
+			t.Errorf("copy of orig alone: exit %d, want 1 naming retry-1\n%s%s", p.code, p.stdout, p.stderr)
+		}
+		if len(batches) == 2 && p.code != 0 {
+			t.Fatalf("copy of orig with retry-1: exit %d\n%s", p.code, p.stderr)
+		}
+		aopbatch(t, nil, runArgs(f, other, paying.URL, "--generate-refs", "--batch", "retry-2", "--pay-again")...)
+		if n := paying.Stats().Recorded; n != int64(len(rows)) {
+			t.Errorf("copy of %v: the provider recorded %d payments for %d payees: paid twice", batches, n, len(rows))
+		}
+	}
+}

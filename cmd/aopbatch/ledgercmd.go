@@ -122,6 +122,18 @@ func runLedgerCopy(ctx context.Context, args []string, stdout, stderr io.Writer)
 	o := ledger.CopyOptions{}
 	if len(batches) > 0 {
 		o.IDs = batches
+		// A batch goes with the batches that retry its rows: without
+		// them, its failed rows are retried by nothing there, and a retry
+		// file of them run there pays them again.
+		left, err := ledger.RetriesLeftBehind(ctx, src, dst, batches)
+		if err != nil {
+			return start(err)
+		}
+		if len(left) > 0 {
+			return start(fmt.Errorf("ledger copy: batches of %s retry rows of the batches named, and are neither named nor in %s: %s; "+
+				"copy them too (another --batch each), or a retry file of those rows run on %s would pay them again; nothing was copied",
+				src.Location(), dst.Location(), strings.Join(left, ", "), dst.Location()))
+		}
 	}
 	if _, archive := src.(*archiveStore); !archive {
 		// Each batch's lease while it is copied: no run of it changes what
@@ -158,7 +170,8 @@ func runLedgerCopy(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		return start(fmt.Errorf("ledger copy: %w", err))
 	}
-	fmt.Fprintf(stdout, "note: the batches are now in both ledgers; run each from one of them only (the provider's referenceids keep a mistake from paying twice)\n")
+	fmt.Fprintf(stdout, "note: the batches are now in both ledgers; run each, and send its failed rows again, from one of them only "+
+		"(the provider's referenceids keep a batch run from both from paying twice, but not a retry file, whose rows go out under new referenceids)\n")
 	fmt.Fprintf(stdout, "copied %d %s from %s to %s: %d rows, %s, %d attempts; counts and sums by state agree in both ledgers\n",
 		len(res.Batches), plural(len(res.Batches), "batch", "batches"), src.Location(), dst.Location(), res.Rows, ledger.FormatRupees(res.Paise), res.Attempts)
 	return nil
