@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/aopbatch/aopbatch/ledger"
@@ -12,19 +11,20 @@ import (
 
 // retried checks the rows of a file that retry a row of an earlier batch
 // (the retryof column export writes) against the ledger, before any is
-// recorded: the row retried must be in this ledger and not paid. A retry
+// recorded: the row retried, and each it retried in turn, must be in this
+// ledger and not paid. A retry
 // file run on another ledger (a mistyped --ledger) would pay rows this
 // ledger knows nothing of, and a retry of a row that has since been found
 // charged (resolve, a statement) would pay it twice. That two rows do not
 // retry the same one is the ledger's own check, at the insert.
 type retried struct {
-	l       ledger.Reader
-	self    string                   // the batch being recorded
-	batches map[string]*ledger.Batch // by id; nil: not in this ledger
+	l    ledger.Reader
+	w    *ledger.RetryWalker
+	self string // the batch being recorded
 }
 
 func newRetried(l ledger.Reader, self string) *retried {
-	return &retried{l: l, self: self, batches: map[string]*ledger.Batch{}}
+	return &retried{l: l, w: ledger.NewRetryWalker(l), self: self}
 }
 
 // check gives each sendable row whose retried row will not do its
@@ -55,80 +55,39 @@ const (
 	CodeRetryElsewhere = "retry_not_in_ledger"
 )
 
-// maxRetryChain bounds the retries of retries reason follows back to
-// the first payment (a chain is as long as the times a row was exported
-// again; a loop cannot be made by export).
-const maxRetryChain = 64
-
 // reason says why the row named by of ("BATCH:LINE", checked by the
 // reader) must not be paid again from this file, with its error code, or
-// "" when it may. It follows the row's own retryof back to the first
-// payment: each row on the way must be one to pay again. A retry of a
-// retry that failed pays the first row too, and that one may have been
-// found charged since (reconcile, resolve).
+// "" when it may. Every row on the way back to the first payment must be
+// one to pay again (ledger.RetryWalker).
 func (rt *retried) reason(ctx context.Context, of string) (code, reason string, err error) {
-	via := ""
-	for depth := 0; of != ""; depth++ {
-		if depth == maxRetryChain {
-			return CodeBadRetryOf, fmt.Sprintf("it retries a row through more than %d retries: send it by hand after checking them", maxRetryChain), nil
-		}
-		i := strings.LastIndexByte(of, ':')
-		id := of[:i]
-		line, _ := strconv.Atoi(of[i+1:])
-		if id == rt.self {
-			return CodeBadRetryOf, "a row of this same batch" + via + ": a retry retries a row of an earlier batch", nil
-		}
-		b, err := rt.batch(ctx, id)
-		if err != nil {
-			return "", "", err
-		}
-		if b == nil {
-			if depth == 0 {
-				return CodeRetryElsewhere, fmt.Sprintf("this ledger holds no batch %s: a file exported to be sent again goes to the ledger of the batch it came from (--ledger)", id), nil
-			}
-			return CodeBadRetryOf, fmt.Sprintf("batch %s line %d%s is not in this ledger: whether it was paid since cannot be seen from here; "+
-				"run the file on the ledger that holds it", id, line, via), nil
-		}
-		row, err := rt.l.Row(ctx, b.Seq, line)
-		if errors.Is(err, ledger.ErrNoRow) {
-			return CodeBadRetryOf, fmt.Sprintf("batch %s has no row on line %d%s", id, line, via), nil
-		}
-		if err != nil {
-			return "", "", err
-		}
-		at := fmt.Sprintf("batch %s line %d%s", id, line, via)
-		switch row.State {
-		case ledger.StateFailed, ledger.StateRefunded, ledger.StateRejected, ledger.StateConflict:
-		case ledger.StateSuccess:
-			return CodeBadRetryOf, at + " is success now: it was paid, and sent again from here it would be paid twice", nil
-		case ledger.StateQueued, ledger.StateHeld:
-			return CodeBadRetryOf, fmt.Sprintf("%s is %s now: it is still that batch's to send, under its own referenceid, when the batch runs again", at, row.State), nil
-		default:
-			return CodeBadRetryOf, fmt.Sprintf("%s is %s now: it may have been charged; aopbatch resolve settles it under its own referenceid, and export offers it again only if it failed",
-				at, row.State), nil
-		}
-		via = fmt.Sprintf(" (the row batch %s line %d retried)", id, line)
-		of = row.RetryOf
+	if id := of[:strings.LastIndexByte(of, ':')]; id == rt.self {
+		return CodeBadRetryOf, "a row of this same batch: a retry retries a row of an earlier batch", nil
 	}
-	return "", "", nil
-}
-
-// batch is the batch by id, or nil when the ledger holds none.
-func (rt *retried) batch(ctx context.Context, id string) (*ledger.Batch, error) {
-	if b, ok := rt.batches[id]; ok {
-		return b, nil
+	k, blocked, err := rt.w.Blocker(ctx, of)
+	if err != nil || !blocked {
+		return "", "", err
 	}
-	got, err := rt.l.Batch(ctx, id)
-	var b *ledger.Batch
+	at := fmt.Sprintf("batch %s line %d", k.BatchID, k.Line)
+	if k.Depth > 0 {
+		at += " (the payment behind the row it retries, itself a retry)"
+	}
 	switch {
-	case errors.Is(err, ledger.ErrNoBatch):
-	case err != nil:
-		return nil, err
-	default:
-		b = &got
+	case errors.Is(k.Missing, ledger.ErrNoBatch) && k.Depth == 0:
+		return CodeRetryElsewhere, fmt.Sprintf("this ledger holds no batch %s: a file exported to be sent again goes to the ledger of the batch it came from (--ledger)", k.BatchID), nil
+	case errors.Is(k.Missing, ledger.ErrNoRow) && k.Depth == 0:
+		return CodeBadRetryOf, fmt.Sprintf("batch %s has no row on line %d", k.BatchID, k.Line), nil
+	case k.Missing != nil:
+		return CodeBadRetryOf, at + " is not in this ledger: whether it was paid since cannot be seen from here; run the file on the ledger that holds it", nil
 	}
-	rt.batches[id] = b
-	return b, nil
+	switch st := k.Row.State; st {
+	case ledger.StateSuccess:
+		return CodeBadRetryOf, at + " is success now: it was paid, and sent again from here it would be paid twice", nil
+	case ledger.StateQueued, ledger.StateHeld:
+		return CodeBadRetryOf, fmt.Sprintf("%s is %s now: it is still that batch's to send, under its own referenceid, when the batch runs again", at, st), nil
+	default:
+		return CodeBadRetryOf, fmt.Sprintf("%s is %s now: it may have been charged; aopbatch resolve settles it under its own referenceid, and export offers it again only if it failed",
+			at, st), nil
+	}
 }
 
 // recheck checks again, before a run resumes batch b, the rows it has

@@ -176,7 +176,7 @@ func TestIngestFollowsARetryToTheFirstPayment(t *testing.T) {
 		state ledger.State
 		says  string
 	}{
-		2: {ledger.StateRejected, "batch orig line 2 (the row batch retryA line 2 retried) is success now"},
+		2: {ledger.StateRejected, "batch orig line 2 (the payment behind the row it retries, itself a retry) is success now"},
 		3: {ledger.StateQueued, ""},
 		4: {ledger.StateConflict, "retryof orig:3 is already retried by batch retryA line 3"},
 	} {

@@ -351,3 +351,10 @@ func RetryTaken(r IngestRow, seq int64, h RetryHolder) (State, *Problem) {
 	return StateConflict, &Problem{Code: "conflict_retry", Column: "retryof", Message: fmt.Sprintf(
 		"retryof %s is already retried by batch %s line %d (%s): sent from here too, it would be paid twice", r.RetryOf, h.BatchID, h.Line, h.State)}
 }
+
+// PaysAgain reports whether a row in state s may be paid again, under a
+// new referenceid: the provider answered that it took nothing, or it was
+// never sent.
+func PaysAgain(s State) bool {
+	return s == StateFailed || s == StateRefunded || s == StateRejected || s == StateConflict
+}

@@ -107,7 +107,11 @@ func (s *Summary) actions() []string {
 		add("%s in conflict, not sent: each has the referenceid of a row of another batch (named in rows.csv), most likely the same payment, paid or offered there; "+
 			"check that row, and pay one under a new referenceid only if it is truly another payment", rowsText(n))
 	}
-	if n := c.Failed - r.FailedButCharged.Rows; n > 0 {
+	if t := s.failedPaidBehind; t.Rows > 0 {
+		add("%s failed (%s) that retried a row found charged or not settled since (export names each): do NOT send them again",
+			rowsText(t.Rows), inr(t.AmountPaise))
+	}
+	if n := c.Failed - r.FailedButCharged.Rows - s.failedPaidBehind.Rows; n > 0 {
 		how := "aopbatch export --state failed gives a file to correct and send under new referenceids"
 		if r.Performed {
 			how = "aopbatch export --state failed --statement FILE gives a file to correct and send under new referenceids, leaving out any row the statement shows charged"
@@ -115,12 +119,12 @@ func (s *Summary) actions() []string {
 		switch t := s.failedLater; {
 		case t.Rows >= n:
 			add("%s failed (%s, nothing taken), each held by a later batch of this ledger (sent again already, or offered by that batch's own export): nothing to export from this batch",
-				rowsText(n), inr(amt.Failed-r.FailedButCharged.AmountPaise))
+				rowsText(n), inr(amt.Failed-r.FailedButCharged.AmountPaise-s.failedPaidBehind.AmountPaise))
 		case t.Rows > 0:
 			add("%s failed (%s, nothing taken), %d of them (%s) held by a later batch of this ledger (sent again already, or offered by that batch's own export): %s, the other %d",
-				rowsText(n), inr(amt.Failed-r.FailedButCharged.AmountPaise), t.Rows, inr(t.AmountPaise), how, n-t.Rows)
+				rowsText(n), inr(amt.Failed-r.FailedButCharged.AmountPaise-s.failedPaidBehind.AmountPaise), t.Rows, inr(t.AmountPaise), how, n-t.Rows)
 		default:
-			add("%s failed (%s, nothing taken): %s", rowsText(n), inr(amt.Failed-r.FailedButCharged.AmountPaise), how)
+			add("%s failed (%s, nothing taken): %s", rowsText(n), inr(amt.Failed-r.FailedButCharged.AmountPaise-s.failedPaidBehind.AmountPaise), how)
 		}
 	}
 	if c.Refunded > 0 {

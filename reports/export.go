@@ -174,6 +174,7 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 			return res, fmt.Errorf("export batch %s: %w", b.ID, err)
 		}
 	}
+	walker := ledger.NewRetryWalker(l)
 	err := eachInState(ctx, l, b.Seq, st, func(r *ledger.Row) error {
 		if o.Statement != nil && r.ReferenceID != "" && o.Statement.charged(r.ReferenceID) {
 			res.Charged++
@@ -191,6 +192,21 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 				res.RetryLines = append(res.RetryLines, fmt.Sprintf("line %d: %s", r.Line, r.Message))
 			}
 			return nil
+		}
+		if r.RetryOf != "" && retryCol >= 0 {
+			// A retry that failed in turn pays the rows behind it too:
+			// one found charged since (reconcile) must not be paid again.
+			k, blocked, err := walker.Blocker(ctx, r.RetryOf)
+			if err != nil {
+				return err
+			}
+			if blocked {
+				res.Retries++
+				if len(res.RetryLines) < 20 {
+					res.RetryLines = append(res.RetryLines, fmt.Sprintf("line %d: it retries batch %s line %d, %s", r.Line, k.BatchID, k.Line, linkState(k)))
+				}
+				return nil
+			}
 		}
 		if why, ok := held[r.ReferenceID]; ok {
 			res.HeldElsewhere++
@@ -449,4 +465,13 @@ func requestCells(r *ledger.Row) (map[string]string, error) {
 		cells["amount"] = rupees(r.AmountPaise)
 	}
 	return cells, nil
+}
+
+// linkState says what a row on the way back to a first payment is:
+// "success now", or "not in this ledger".
+func linkState(k ledger.RetryLink) string {
+	if k.Missing != nil {
+		return "not in this ledger"
+	}
+	return string(k.Row.State) + " now"
 }

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -344,6 +345,10 @@ type Summary struct {
 	// (paidLater): sent again already, or offered by that batch's own
 	// export. Export leaves them out, and so does the advice.
 	failedLater Tally
+	// failedPaidBehind are the failed rows, not among failedLater, that
+	// retry a row found charged or unsettled since (ledger.RetryWalker):
+	// export leaves them out.
+	failedPaidBehind Tally
 	// rejectedLater are the rejected rows a later batch holds, by line,
 	// with that batch's row (paidLater): corrected and sent already, or
 	// offered by that batch's own export. rejects.csv marks them.
@@ -594,10 +599,28 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 // reports together would count each retried payment again.
 func (s *Summary) countFailedLater(ctx context.Context, l ledger.Reader, b ledger.Batch) error {
 	later, err := paidLater(ctx, l, b, ledger.StateFailed)
+	if err != nil {
+		return err
+	}
 	for _, h := range later {
 		s.failedLater.add(h.paise)
 	}
-	return err
+	if !slices.ContainsFunc(b.Header, func(h string) bool { return normName(h) == RetryOfColumn }) {
+		return nil
+	}
+	// A retry that failed pays the rows behind it too, and one of those
+	// may have been found charged since: export leaves it out.
+	w := ledger.NewRetryWalker(l)
+	return eachInState(ctx, l, b.Seq, ledger.StateFailed, func(r *ledger.Row) error {
+		if _, held := later[r.Line]; held || r.RetryOf == "" {
+			return nil
+		}
+		_, blocked, err := w.Blocker(ctx, r.RetryOf)
+		if blocked {
+			s.failedPaidBehind.add(r.AmountPaise)
+		}
+		return err
+	})
 }
 
 // probe is an enquiry about a row not sent yet, and whether it found the
