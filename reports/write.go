@@ -384,16 +384,30 @@ func (s *Summary) writeRowFiles(ctx context.Context, l ledger.Reader, dir string
 func (s *Summary) writeRejects(ctx context.Context, l ledger.Reader, w io.Writer) error {
 	c := newCSV(w)
 	width := len(s.header)
+	// The file's columns but the trailer of an earlier rejects.csv fed
+	// back in (a reader ignores them): written again, the trailer would
+	// repeat, once more each round.
+	trailerNames := map[string]bool{}
+	for _, n := range RejectsTrailer {
+		trailerNames[normName(n)] = true
+	}
+	var keep []int
+	var cols []string
+	retryCol := -1
+	for i, h := range s.header {
+		if trailerNames[normName(h)] {
+			continue
+		}
+		if normName(h) == RetryOfColumn {
+			retryCol = len(cols)
+		}
+		keep = append(keep, i)
+		cols = append(cols, h)
+	}
 	// Each row names the row it retries, as export's do: fed back in
 	// twice, or beside an export of the same rows, it is paid once.
-	cols := append([]string(nil), s.header...)
-	retryCol := -1
-	for i, h := range cols {
-		if normName(h) == RetryOfColumn {
-			retryCol = i
-		}
-	}
-	if retryCol < 0 {
+	own := retryCol < 0
+	if own {
 		retryCol = len(cols)
 		cols = append(cols, RetryOfColumn)
 	}
@@ -410,16 +424,16 @@ func (s *Summary) writeRejects(ctx context.Context, l ledger.Reader, w io.Writer
 		// unquoted "1,250.00" made amount 1 and referenceid "250.00", a
 		// valid row that, run as it is, paid the wrong amount.
 		ragged := raggedRow(r, width)
-		for i := 0; i < width; i++ {
-			rec[i] = ""
+		for k, i := range keep {
+			rec[k] = ""
 			if i < len(r.Raw) && !ragged {
-				rec[i] = r.Raw[i]
+				rec[k] = r.Raw[i]
 				if pii[i] {
-					rec[i] = maskTail(rec[i])
+					rec[k] = maskTail(rec[k])
 				}
 			}
 		}
-		if retryCol == width {
+		if own {
 			rec[retryCol] = s.Batch + ":" + strconv.Itoa(r.Line)
 		}
 		// Otherwise the file had the column: never sent, a rejected row

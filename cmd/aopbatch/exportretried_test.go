@@ -377,3 +377,41 @@ func TestCopyTakesABatchWithItsRetries(t *testing.T) {
 		}
 	}
 }
+
+// TestRejectsFedBackKeepOneTrailer: a rejects.csv fed back in as it was
+// (the row still bad) gave a rejects.csv whose header repeated the
+// trailer, once more each round (a new user's walkthrough); its row
+// still names the row it retries.
+func TestRejectsFedBackKeepOneTrailer(t *testing.T) {
+	t.Parallel()
+	paying := sandbox(t, nil)
+	db, csvPath := batchFiles(t)
+	dir := filepath.Dir(db)
+	if err := os.WriteFile(csvPath, []byte("operator,canumber,amount,referenceid\n12,CA1,10.005,FB-1\n12,CA2,10.00,FB-2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	aopbatch(t, nil, append(runArgs(csvPath, db, paying.URL, "--batch", "orig"), "--max-reject-rate", "1")...)
+	prev := csvPath
+	for i, batch := range []string{"orig", "again-1", "again-2"} {
+		out := filepath.Join(dir, "rep-"+batch)
+		aopbatch(t, nil, "report", "--ledger", db, "--batch", batch, "--out", out)
+		b, err := os.ReadFile(filepath.Join(out, "rejects.csv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if want := "operator,canumber,amount,referenceid,retryof,line,error_code,reason,fixable"; lines[0] != want {
+			t.Errorf("rejects.csv of %s: header %q, want %q", batch, lines[0], want)
+		}
+		if len(lines) != 2 || !strings.HasPrefix(lines[1], "12,CA1,10.005,FB-1,orig:2,") {
+			t.Errorf("rejects.csv of %s (from %s): want the row still retrying orig:2\n%s", batch, filepath.Base(prev), b)
+		}
+		if i < 2 {
+			prev = filepath.Join(dir, fmt.Sprintf("fed-%d.csv", i))
+			if err := os.WriteFile(prev, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			aopbatch(t, nil, append(runArgs(prev, db, paying.URL, "--batch", []string{"again-1", "again-2"}[i]), "--max-reject-rate", "1")...)
+		}
+	}
+}
