@@ -206,7 +206,7 @@ the referenceid is blanked: it may be that line's payment a second time
 	case res.Rows == 0:
 	case res.BlankedRefs:
 		fmt.Fprintln(stderr, "aopbatch: the referenceid column is blank: give every row a NEW referenceid before sending, "+
-			"or send the file with --generate-refs --batch NEW-ID, which makes new ones (--keep-refs keeps the old ones)")
+			"or send the file with --generate-refs --batch NEW-ID, which makes new ones (--keep-refs keeps the old ones, for a list: run on this ledger, each row would be a conflict, never sent)")
 	case res.RefColumn:
 		fmt.Fprintln(stderr, "aopbatch: referenceids kept: the provider answers \"duplicate\" for any it already received; a new payment needs a new referenceid")
 	default:
