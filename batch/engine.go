@@ -149,7 +149,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // StopError says why the engine stopped sending before the batch was done.
 // The remaining rows stay queued; fixing Hint and running again resumes.
 type StopError struct {
-	Reason string // StopAccount, StopAuth, StopTLS, StopBreaker, StopKnownRefs, StopUnknownLimit, StopLedger, StopLease
+	Reason string // StopAccount, StopAuth, StopTLS, StopBreaker, StopKnownRefs, StopRetryPaid, StopUnknownLimit, StopLedger, StopLease
 	Detail string
 	Hint   string
 	// Before is the stop that ended the sending, when this one ended the
@@ -184,11 +184,15 @@ type Engine struct {
 	lim   *limiter
 	brk   *breaker
 	known *knownRefs
-	gate  *gate
-	conc  *concurrency
-	thr   *throttle
-	lat   latencies
-	retry RetryPolicy
+	// retryWalk checks a retry's first payment again before it goes
+	// (retryPaid); its batch cache is not safe for concurrent use.
+	retryMu   sync.Mutex
+	retryWalk *retried
+	gate      *gate
+	conc      *concurrency
+	thr       *throttle
+	lat       latencies
+	retry     RetryPolicy
 
 	sendBegan    atomic.Int64 // unix ns
 	claimTook    atomic.Int64 // ns, the last claim of rows on a shared ledger (chunk)
@@ -766,6 +770,11 @@ func (e *Engine) sendRow(ctx, wctx context.Context, w ledger.Writer, row ledger.
 	// for its token, and at a low rate every worker's row is waiting.
 	if e.hold(w, row) {
 		e.untake(tk)
+		return
+	}
+	if e.retryPaid(ctx, row) {
+		e.untake(tk)
+		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1})
 		return
 	}
 	e.deliver(ctx, wctx, w, row, tk)

@@ -35,6 +35,7 @@ const (
 	StopTLS          = "tls"
 	StopBreaker      = "breaker"
 	StopKnownRefs    = "known-refs"
+	StopRetryPaid    = "retry-paid"
 	StopUnknownLimit = "unknown-limit"
 	StopLedger       = "ledger"
 	StopLease        = "lease"

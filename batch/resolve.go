@@ -183,7 +183,7 @@ func (e *Engine) resolveRound(ctx, wctx context.Context, w ledger.Writer, b ledg
 func (e *Engine) EnquireAfterStop(ctx context.Context, b ledger.Batch, ended error) error {
 	s := e.Stopped()
 	if !errors.As(ended, new(*StopError)) || s == nil || ctx.Err() != nil ||
-		s.Reason != StopAccount && s.Reason != StopUnknownLimit && s.Reason != StopKnownRefs {
+		s.Reason != StopAccount && s.Reason != StopUnknownLimit && s.Reason != StopKnownRefs && s.Reason != StopRetryPaid {
 		return ended
 	}
 	n, err := e.countUnsettled(ctx, b)
@@ -337,6 +337,10 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 			return
 		}
 		if e.holdUnfound(w, row, nil) { // its operator went down while it waited
+			e.untake(tk)
+			return
+		}
+		if e.retryPaid(ctx, row) { // still unknown: a person decides
 			e.untake(tk)
 			return
 		}

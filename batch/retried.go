@@ -135,3 +135,33 @@ func (rt *retried) recheck(ctx context.Context, b ledger.Batch) error {
 		"While nothing of the batch was sent, aopbatch ledger drop --batch %s removes it, and export offers again what is still to pay",
 		b.ID, strings.Join(bad, "; "), b.ID)
 }
+
+// retryPaid reports whether row, a retry (its RetryOf set), must not be
+// sent now: a row on the way back to its first payment was found charged
+// or unsettled since the row was recorded (reconcile, resolve, running
+// while this run waited). It then stops the run: the row stays as it is,
+// unsent, and a person decides what becomes of it. Asked right before the
+// row goes, after its wait for a token.
+func (e *Engine) retryPaid(ctx context.Context, row ledger.Row) bool {
+	if row.RetryOf == "" {
+		return false
+	}
+	e.retryMu.Lock()
+	if e.retryWalk == nil {
+		e.retryWalk = newRetried(e.l, "")
+	}
+	_, reason, err := e.retryWalk.reason(ctx, row.RetryOf)
+	e.retryMu.Unlock()
+	if err == nil && reason == "" {
+		return false
+	}
+	if err != nil {
+		// Not known to be paid, but not known not to be: not sent.
+		reason = "it could not be checked: " + err.Error()
+	}
+	e.stop(&StopError{Reason: StopRetryPaid,
+		Detail: fmt.Sprintf("line %d retries %s, and %s", row.Line, row.RetryOf, reason),
+		Hint: "it was not sent, nor is anything more of this batch: a run of it is refused while it holds such a row. " +
+			"Look up the row it retries; if this one must still be paid, send it by hand"})
+	return true
+}

@@ -2,13 +2,17 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/aopbatch/aopbatch/batch/aop"
+	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
 	"github.com/aopbatch/aopbatch/ledger"
 )
 
@@ -247,5 +251,122 @@ func TestResumeRechecksWhatARetryRetries(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "line 2 retries orig:2, and batch orig line 2 is success now") ||
 		!strings.Contains(err.Error(), "nothing was sent") {
 		t.Fatalf("resumed after orig line 2 was found charged: %v, want it refused naming the row", err)
+	}
+}
+
+// setRows moves lines of batch b, as a run (or reconcile) would: queued
+// rows are taken in flight first.
+func setRows(t *testing.T, l ledger.Store, b ledger.Batch, to ledger.State, lines ...int) {
+	t.Helper()
+	ctx := context.Background()
+	o := ledger.NewOwner("set")
+	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID}, o, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := l.Release(ctx, b.ID, o); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	if to == ledger.StateSuccess {
+		for _, line := range lines {
+			if err := l.Correct(ctx, b.Seq, o, ledger.Correction{Line: line, From: ledger.StateFailed, To: ledger.StateSuccess,
+				Evidence: ledger.Attempt{Kind: "status", At: time.Now(), Code: 1, Class: "success"}, Message: "charged after all"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return
+	}
+	w, err := l.NewWriter(ctx, b.Seq, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range lines {
+		if err := w.MarkInflight(ctx, line, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Record(ledger.Update{Line: line, To: to, Code: -1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A retry is checked once more right before it goes, not only when its
+// batch is recorded or resumed: the row it retries may be found charged
+// while its run waits to send it (reconcile of the earlier batch running
+// alongside), or while it is unknown and the provider has no record of it
+// (resolve would send it again). A review paid both twice. Neither goes;
+// the run stops, saying why.
+func TestARetryIsCheckedAgainRightBeforeItGoes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rec := &recorder{h: aoptest.New(aoptest.DefaultConfig())}
+	hs := httptest.NewServer(rec)
+	t.Cleanup(hs.Close)
+	client, err := aop.New(aop.Options{BaseURL: hs.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := openLedger(t)
+	record := func(id, body string) ledger.Batch {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), id+".csv")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		o := ingestOpts(NoControls())
+		o.BatchID = id
+		res, err := Ingest(ctx, l, path, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Release(ctx, id, o.Owner); err != nil {
+			t.Fatal(err)
+		}
+		return res.Batch
+	}
+	orig := record("orig", "operator,canumber,amount,referenceid\n1,CA1,10.00,P-2\n1,CA2,11.00,P-3\n")
+	setRows(t, l, orig, ledger.StateFailed, 2, 3)
+	retry := record("retry", "operator,canumber,amount,referenceid,retryof\n1,CA1,10.00,RT-2,orig:2\n1,CA2,11.00,RT-3,orig:3\n")
+	setRows(t, l, orig, ledger.StateSuccess, 2) // reconcile finds line 2 charged
+
+	engine := func(name string) *Engine {
+		o := ledger.NewOwner(name)
+		if _, err := l.Acquire(ctx, ledger.NewBatch{ID: "retry"}, o, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = l.Release(ctx, "retry", o) })
+		return New(l, client, Config{Owner: o, Workers: 1, Timeout: 2 * time.Second,
+			ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 5 * time.Second})
+	}
+	e := engine("run")
+	err = e.Send(ctx, retry)
+	var stop *StopError
+	if !errors.As(err, &stop) || stop.Reason != StopRetryPaid || !strings.Contains(stop.Detail, "line 2 retries orig:2") {
+		t.Fatalf("send: %v, want the retry-paid stop naming line 2", err)
+	}
+	if err := l.Release(ctx, "retry", e.cfg.Owner); err != nil {
+		t.Fatal(err)
+	}
+	setRows(t, l, retry, ledger.StateUnknown, 3) // sent, no answer: the provider has no record
+	setRows(t, l, orig, ledger.StateSuccess, 3)  // then reconcile finds line 3 charged
+	e = engine("resolve")
+	err = e.Resolve(ctx, retry)
+	if !errors.As(err, &stop) || stop.Reason != StopRetryPaid || !strings.Contains(stop.Detail, "line 3 retries orig:3") {
+		t.Fatalf("resolve: %v, want the retry-paid stop naming line 3", err)
+	}
+	for _, a := range rec.since(0) {
+		if a.path == aop.PathRecharge && strings.HasPrefix(a.ref, "RT-") {
+			t.Errorf("Recharge for %s: its first payment was found charged", a.ref)
+		}
+	}
+	if r, err := l.Row(ctx, retry.Seq, 2); err != nil || r.State != ledger.StateQueued {
+		t.Errorf("line 2: %s %v, want queued, unsent", r.State, err)
+	}
+	if r, err := l.Row(ctx, retry.Seq, 3); err != nil || r.State != ledger.StateUnknown {
+		t.Errorf("line 3: %s %v, want unknown still", r.State, err)
 	}
 }

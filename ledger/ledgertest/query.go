@@ -120,7 +120,7 @@ func (s suite) testQueued(t *testing.T) {
 			}
 			for _, r := range page {
 				want = append(want, ledger.Row{Batch: r.Batch, Line: r.Line, ReferenceID: r.ReferenceID, Operator: r.Operator,
-					CANumber: r.CANumber, AmountPaise: r.AmountPaise, Request: r.Request, State: r.State, ResponseCode: -1})
+					CANumber: r.CANumber, AmountPaise: r.AmountPaise, Request: r.Request, State: r.State, ResponseCode: -1, RetryOf: r.RetryOf})
 			}
 			after = page[len(page)-1].Line
 		}

@@ -389,7 +389,7 @@ func (w *writer) Claim(ctx context.Context, n int) ([]ledger.Row, error) {
 			ORDER BY line LIMIT $2 FOR UPDATE SKIP LOCKED)
 		UPDATE rows SET state = 'inflight', claimed_by = $3, claim = 'dispatch', claimed_ms = $4
 		FROM picked WHERE rows.batch = $1 AND rows.line = picked.line
-		RETURNING rows.line, rows.referenceid, rows.operator, rows.canumber, rows.amount_paise, rows.request, rows.response_code, rows.attempts`, w.batch, n, w.owner.ID, w.s.nowMS())
+		RETURNING rows.line, rows.referenceid, rows.operator, rows.canumber, rows.amount_paise, rows.request, rows.response_code, rows.attempts, rows.retry_of`, w.batch, n, w.owner.ID, w.s.nowMS())
 	if err != nil {
 		return nil, w.failUnlessCanceled(ctx, err)
 	}

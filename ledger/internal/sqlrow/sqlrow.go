@@ -80,20 +80,23 @@ func Row(sc Scanner, r *ledger.Row, extra ...any) error {
 	return nil
 }
 
-// QueuedCols are the columns Queued reads: what sending a row needs, and
+// QueuedCols are the columns Queued reads: what sending a row needs (a
+// retry's first payment is checked again before it goes), and
 // whether it was ever sent or answered (a row declined for the account,
 // 16, is queued again with its code; one held after it was sent keeps its
 // sends).
-const QueuedCols = `line, referenceid, operator, canumber, amount_paise, request, response_code, attempts`
+const QueuedCols = `line, referenceid, operator, canumber, amount_paise, request, response_code, attempts, retry_of`
 
 // Queued reads a queued row of batch seq selected with QueuedCols.
 func Queued(sc Scanner, seq int64) (ledger.Row, error) {
 	r := ledger.Row{Batch: seq, State: ledger.StateQueued, ResponseCode: -1}
 	var code sql.NullInt64
-	err := sc.Scan(&r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request, &code, &r.Attempts)
+	var retryOf sql.NullString
+	err := sc.Scan(&r.Line, &r.ReferenceID, &r.Operator, &r.CANumber, &r.AmountPaise, &r.Request, &code, &r.Attempts, &retryOf)
 	if code.Valid {
 		r.ResponseCode = int(code.Int64)
 	}
+	r.RetryOf = retryOf.String
 	return r, err
 }
 
