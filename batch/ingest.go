@@ -514,7 +514,7 @@ func ingestRows(ctx context.Context, in ledger.Ingest, rd *Reader, c Controls, r
 			case errors.As(err, &rerr):
 				sv := rd.Salvage(rerr.Raw)
 				ir = ledger.IngestRow{Line: rerr.Line, Raw: rerr.Raw, ReferenceID: sv.ReferenceID, Operator: sv.Operator,
-					CANumber: sv.CANumber, AmountPaise: sv.AmountPaise,
+					CANumber: sv.CANumber, AmountPaise: sv.AmountPaise, RetryOf: sv.RetryOf,
 					Problem: &ledger.Problem{Code: rerr.Code, Column: rerr.Column, Message: rerr.Error()}}
 			case err != nil:
 				return err

@@ -9,6 +9,7 @@ type Salvaged struct {
 	Operator    int64
 	CANumber    string
 	AmountPaise int64
+	RetryOf     string // the row it retries, BATCH:LINE
 }
 
 // Salvage reads the cells of a rejected row (RowError.Raw, in header order)
@@ -47,6 +48,13 @@ func (r *Reader) Salvage(raw []string) Salvaged {
 	if v, ok := cell(colAmount); ok {
 		if p, err := parseAmount(v); err == nil {
 			s.AmountPaise = p
+		}
+	}
+	// A rejected retry still names the row it retries: export and the
+	// reports follow it back to the first payment (ledger.RetryWalker).
+	if v, ok := cell(colRetryOf); ok {
+		if of, err := parseRetryOf(v, false); err == nil {
+			s.RetryOf = of
 		}
 	}
 	// A generated referenceid is not taken: the row keeps only what it

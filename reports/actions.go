@@ -247,13 +247,19 @@ func (s *Summary) runningText() string {
 
 // rejectedAction is the advice for a batch's n rejected rows, of money.
 func (s *Summary) rejectedAction(n int64, money string) string {
-	if int64(len(s.rejectedLater)) >= n {
-		return fmt.Sprintf("%s rejected (%s), not sent here, each held by a later batch of this ledger (corrected and sent already, or offered by that batch's own export): "+
-			"nothing to submit from this batch", rowsText(n), money)
+	if int64(len(s.rejectedLater)+len(s.rejectedPaidBehind)) >= n {
+		why := "each held by a later batch of this ledger (corrected and sent already, or offered by that batch's own export)"
+		if len(s.rejectedPaidBehind) > 0 {
+			why = "each held by a later batch of this ledger or retrying a row found charged or not settled since (rejects.csv says which)"
+		}
+		return fmt.Sprintf("%s rejected (%s), not sent here, %s: nothing to submit from this batch", rowsText(n), money, why)
 	}
 	msg := fmt.Sprintf("%s rejected (%s), not sent: correct rejects.csv and submit it as a new file", rowsText(n), money)
 	if k := len(s.rejectedLater); k > 0 {
 		msg += fmt.Sprintf(", leaving out the %d marked fixable \"no\" there: a later batch of this ledger holds each (corrected and sent already, or offered by that batch's own export)", k)
+	}
+	if k := len(s.rejectedPaidBehind); k > 0 {
+		msg += fmt.Sprintf(", leaving out the %d marked fixable \"no\" there: each retries a row found charged or not settled since", k)
 	}
 	if s.recon != nil && len(s.recon.rejectedCharged) > 0 {
 		msg += fmt.Sprintf(" (leave out the %d marked fixable \"no\": the statement shows them charged)", len(s.recon.rejectedCharged))

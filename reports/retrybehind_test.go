@@ -45,6 +45,9 @@ func TestFailedRetryOfARowFoundChargedIsNotOffered(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, r := range rows {
+			if r.Problem != nil {
+				continue
+			}
 			if err := w.MarkInflight(ctx, r.Line, 0); err != nil {
 				t.Fatal(err)
 			}
@@ -71,6 +74,11 @@ func TestFailedRetryOfARowFoundChargedIsNotOffered(t *testing.T) {
 	header := []string{"operator", "canumber", "amount", "referenceid"}
 	orig := record("orig", header, []ledger.IngestRow{row(2, "P-01", "", 1000), row(3, "P-02", "", 2000)})
 	retry := record("retry", append(header, "retryof"), []ledger.IngestRow{row(2, "R-01", "orig:2", 1000), row(3, "R-02", "orig:3", 2000)})
+	// Another file of the same row, rejected for its amount: it names
+	// the row it retries all the same.
+	bad := ledger.IngestRow{Line: 2, ReferenceID: "S-01", Operator: 12, CANumber: "9800000001", RetryOf: "orig:2",
+		Raw: []string{"12", "9800000001", "10.001", "S-01", "orig:2"}, Problem: &ledger.Problem{Code: "bad_amount", Column: "amount", Message: "more than 2 decimals"}}
+	other := record("other", append(header, "retryof"), []ledger.IngestRow{bad})
 	// The provider's statement shows P-01 charged after all.
 	o := ledger.NewOwner("reconcile")
 	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: "orig"}, o, time.Hour); err != nil {
@@ -92,6 +100,21 @@ func TestFailedRetryOfARowFoundChargedIsNotOffered(t *testing.T) {
 	if res.Rows != 1 || res.Retries != 1 || !strings.Contains(strings.Join(res.RetryLines, ";"), "line 2: it retries batch orig line 2, success now") ||
 		strings.Contains(buf.String(), "retry:2") {
 		t.Errorf("export of the retry's failed rows: %+v\n%s\nwant line 2 left out, line 3 offered", res, buf.String())
+	}
+	buf.Reset()
+	if res, err := Export(ctx, l, other, ledger.StateRejected, &buf, ExportOptions{}); err != nil || res.Rows != 0 || res.Retries != 1 {
+		t.Errorf("export of the rejected retry: %+v %v\n%s\nwant it left out", res, err, buf.String())
+	}
+	so, err := Build(ctx, l, other, Options{Now: func() time.Time { return t0.Add(time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := strings.Join(so.Attention.Actions, "\n"); !strings.Contains(a, "nothing to submit from this batch") {
+		t.Errorf("rejected retry's report:\n%s\nwant nothing to submit", a)
+	}
+	buf.Reset()
+	if err := so.writeRejects(ctx, l, &buf); err != nil || !strings.Contains(buf.String(), "it retries batch orig line 2, success now: do not send it\",no") {
+		t.Errorf("rejects.csv of the rejected retry: %v\n%s\nwant it marked fixable no", err, buf.String())
 	}
 	s, err := Build(ctx, l, retry, Options{Now: func() time.Time { return t0.Add(time.Hour) }})
 	if err != nil {

@@ -349,6 +349,10 @@ type Summary struct {
 	// retry a row found charged or unsettled since (ledger.RetryWalker):
 	// export leaves them out.
 	failedPaidBehind Tally
+	// rejectedPaidBehind are the rejected rows that retry a row found
+	// charged or unsettled since, by line, saying which (rejects.csv
+	// marks them, and the advice leaves them out).
+	rejectedPaidBehind map[int]string
 	// rejectedLater are the rejected rows a later batch holds, by line,
 	// with that batch's row (paidLater): corrected and sent already, or
 	// offered by that batch's own export. rejects.csv marks them.
@@ -587,6 +591,11 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 			return nil, fmt.Errorf("report on batch %s: %w", b.ID, err)
 		}
 	}
+	if s.Counts.Failed > 0 || s.Counts.Rejected > 0 {
+		if err := s.countPaidBehind(ctx, l, b); err != nil {
+			return nil, fmt.Errorf("report on batch %s: %w", b.ID, err)
+		}
+	}
 	s.Attention.Actions = s.actions()
 	s.Reconciliation.ControlTotals.LedgerSuccessRows = s.Counts.Success
 	s.Reconciliation.ControlTotals.LedgerSuccessPaise = s.AmountsPaise.Success
@@ -605,22 +614,45 @@ func (s *Summary) countFailedLater(ctx context.Context, l ledger.Reader, b ledge
 	for _, h := range later {
 		s.failedLater.add(h.paise)
 	}
+	return nil
+}
+
+// countPaidBehind sets failedPaidBehind and rejectedPaidBehind: the
+// failed and rejected rows of retry batch b (its file had the retryof
+// column) that retry a row found charged or unsettled since. A retry
+// pays the rows behind it too: export leaves them out.
+func (s *Summary) countPaidBehind(ctx context.Context, l ledger.Reader, b ledger.Batch) error {
 	if !slices.ContainsFunc(b.Header, func(h string) bool { return normName(h) == RetryOfColumn }) {
 		return nil
 	}
-	// A retry that failed pays the rows behind it too, and one of those
-	// may have been found charged since: export leaves it out.
 	w := ledger.NewRetryWalker(l)
-	return eachInState(ctx, l, b.Seq, ledger.StateFailed, func(r *ledger.Row) error {
-		if _, held := later[r.Line]; held || r.RetryOf == "" {
+	for _, st := range []ledger.State{ledger.StateFailed, ledger.StateRejected} {
+		err := eachInState(ctx, l, b.Seq, st, func(r *ledger.Row) error {
+			if r.RetryOf == "" || r.ErrorColumn == RetryOfColumn {
+				return nil
+			}
+			if _, held := s.rejectedLater[r.Line]; held && st == ledger.StateRejected {
+				return nil
+			}
+			k, blocked, err := w.Blocker(ctx, r.RetryOf)
+			if !blocked {
+				return err
+			}
+			if st == ledger.StateFailed {
+				s.failedPaidBehind.add(r.AmountPaise)
+			} else {
+				if s.rejectedPaidBehind == nil {
+					s.rejectedPaidBehind = map[int]string{}
+				}
+				s.rejectedPaidBehind[r.Line] = fmt.Sprintf("it retries batch %s line %d, %s: do not send it", k.BatchID, k.Line, linkState(k))
+			}
 			return nil
+		})
+		if err != nil {
+			return err
 		}
-		_, blocked, err := w.Blocker(ctx, r.RetryOf)
-		if blocked {
-			s.failedPaidBehind.add(r.AmountPaise)
-		}
-		return err
-	})
+	}
+	return nil
 }
 
 // probe is an enquiry about a row not sent yet, and whether it found the

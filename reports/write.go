@@ -497,6 +497,9 @@ func (s *Summary) rejectReason(r *ledger.Row) (reason, fixable string) {
 	if h, ok := s.rejectedLater[r.Line]; ok {
 		fixable, reason = "no", reason+"; held by a later batch: "+h.why
 	}
+	if why, ok := s.rejectedPaidBehind[r.Line]; ok {
+		fixable, reason = "no", reason+"; "+why
+	}
 	return reason, fixable
 }
 
