@@ -343,11 +343,32 @@ var ErrCopyMismatch = errors.New("copy does not match its source")
 // holds those rows as failed and retried by nothing, and a retry file of
 // them run there would pay them again.
 func RetriesLeftBehind(ctx context.Context, from Reader, to Reader, ids []string) ([]string, error) {
+	return retriedBy(ctx, from, ids, func(id string) (bool, error) {
+		if _, err := to.Batch(ctx, id); err == nil {
+			return false, nil
+		} else if !errors.Is(err, ErrNoBatch) {
+			return false, err
+		}
+		return true, nil
+	})
+}
+
+// RetriedBy names the other batches of l whose rows retry rows of batch
+// id: "retry-1 (retries orig line 2)". Dropped while they are there,
+// their rows would retry a row the ledger no longer holds, which nothing
+// then offers or may send.
+func RetriedBy(ctx context.Context, l Reader, id string) ([]string, error) {
+	return retriedBy(ctx, l, []string{id}, func(string) (bool, error) { return true, nil })
+}
+
+// retriedBy names the batches of l, not among ids and that count, whose
+// rows retry rows of the batches ids names, with the first such row.
+func retriedBy(ctx context.Context, l Reader, ids []string, count func(id string) (bool, error)) ([]string, error) {
 	picked := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		picked[id] = true
 	}
-	all, err := from.Batches(ctx)
+	all, err := l.Batches(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -356,13 +377,13 @@ func RetriesLeftBehind(ctx context.Context, from Reader, to Reader, ids []string
 		if picked[b.ID] {
 			continue
 		}
-		if _, err := to.Batch(ctx, b.ID); err == nil {
-			continue
-		} else if !errors.Is(err, ErrNoBatch) {
+		if ok, err := count(b.ID); err != nil {
 			return nil, err
+		} else if !ok {
+			continue
 		}
 		first := ""
-		err := from.EachRow(ctx, b.Seq, func(r *Row) error {
+		err := l.EachRow(ctx, b.Seq, func(r *Row) error {
 			i := strings.LastIndexByte(r.RetryOf, ':')
 			if first == "" && i > 0 && picked[r.RetryOf[:i]] {
 				first = fmt.Sprintf("%s (retries %s line %s)", b.ID, r.RetryOf[:i], r.RetryOf[i+1:])

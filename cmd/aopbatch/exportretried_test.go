@@ -415,3 +415,35 @@ func TestRejectsFedBackKeepOneTrailer(t *testing.T) {
 		}
 	}
 }
+
+// TestDropKeepsABatchItsRetriesName: a batch of which nothing was sent
+// (every row rejected), whose rows a corrected rejects.csv then paid, was
+// dropped: the retries named a row the ledger no longer held, and their
+// own failed rows were offered by nothing (a review). It is kept.
+func TestDropKeepsABatchItsRetriesName(t *testing.T) {
+	t.Parallel()
+	paying := sandbox(t, nil)
+	db, csvPath := batchFiles(t)
+	dir := filepath.Dir(db)
+	if err := os.WriteFile(csvPath, []byte("operator,canumber,amount,referenceid\n12,CA1,10.005,DR-1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	aopbatch(t, nil, append(runArgs(csvPath, db, paying.URL, "--batch", "orig"), "--max-reject-rate", "1")...)
+	out := filepath.Join(dir, "rep")
+	aopbatch(t, nil, "report", "--ledger", db, "--batch", "orig", "--out", out)
+	b, err := os.ReadFile(filepath.Join(out, "rejects.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed := filepath.Join(dir, "fixed.csv")
+	if err := os.WriteFile(fixed, []byte(strings.Replace(string(b), "10.005", "10.00", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p := aopbatch(t, nil, runArgs(fixed, db, paying.URL, "--batch", "fixed")...); p.code != 0 {
+		t.Fatalf("corrected row: exit %d\n%s", p.code, p.stderr)
+	}
+	p := aopbatch(t, nil, "ledger", "drop", "--ledger", db, "--batch", "orig")
+	if p.code != 1 || !strings.Contains(p.stderr, "batches retry its rows (fixed (retries orig line 2))") {
+		t.Errorf("drop of a batch a retry names: exit %d, want 1 naming batch fixed\n%s%s", p.code, p.stdout, p.stderr)
+	}
+}

@@ -68,6 +68,13 @@ func runLedgerDrop(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return start(err)
 	}
+	// Its rows retried by another batch: dropped, those retries would
+	// retry a row the ledger no longer holds, offered and sent by nothing.
+	if by, err := ledger.RetriedBy(ctx, l, b.ID); err != nil {
+		return start(err)
+	} else if len(by) > 0 {
+		return start(fmt.Errorf("batch %s is kept: batches retry its rows (%s); drop them first, if nothing of them was sent either", b.ID, strings.Join(by, ", ")))
+	}
 	owner := ledger.NewOwner(newRunID())
 	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID}, owner, holdLease); err != nil {
 		return start(describeStartError("", err))
