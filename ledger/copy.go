@@ -38,6 +38,12 @@ type CopyOptions struct {
 	// copied (its lease), and returns how to let them back in. Archived
 	// batches, which nothing changes, are not held.
 	Hold func(ctx context.Context, b Batch) (release func(), err error)
+	// ArchivedAs, copying from an archive, names it: each batch arrives
+	// archived there, as it is in the live ledger it came from. The
+	// batches that retried its rows are in that live ledger, not in the
+	// archive: arrived as a batch of its own, its failed rows would be
+	// offered by its export again, and paid twice.
+	ArchivedAs string
 }
 
 // copyChunk is how many rows or attempts go to the destination at once.
@@ -72,6 +78,9 @@ func Copy(ctx context.Context, from Reader, to Store, o CopyOptions) (CopyResult
 		}
 	}
 	for _, b := range pick {
+		if o.ArchivedAs != "" && b.Archived == "" {
+			b.Archived = o.ArchivedAs
+		}
 		if same, err := alreadyThere(ctx, from, to, b); err != nil {
 			return res, err
 		} else if same {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aopbatch/aopbatch/batch/aop/aoptest"
 )
@@ -445,5 +446,56 @@ func TestDropKeepsABatchItsRetriesName(t *testing.T) {
 	p := aopbatch(t, nil, "ledger", "drop", "--ledger", db, "--batch", "orig")
 	if p.code != 1 || !strings.Contains(p.stderr, "batches retry its rows (fixed (retries orig line 2))") {
 		t.Errorf("drop of a batch a retry names: exit %d, want 1 naming batch fixed\n%s%s", p.code, p.stdout, p.stderr)
+	}
+}
+
+// TestCopyFromAnArchiveKeepsItArchived: a batch archived before its
+// failed rows were retried, copied out of the archive into a new ledger,
+// arrived there a batch of its own: the retry is in the live ledger, and
+// the new ledger's export offered the rows again, to be paid twice (a
+// review). It arrives archived, as it is in the live ledger, and its
+// export there is refused.
+func TestCopyFromAnArchiveKeepsItArchived(t *testing.T) {
+	t.Parallel()
+	failing := sandbox(t, func(c *aoptest.Config) { c.FailRate = 1 })
+	paying := sandbox(t, nil)
+	db, csvPath := batchFiles(t)
+	dir := filepath.Dir(db)
+	rows := goodRows(2, "CFA")
+	writeCSV(t, csvPath, rows)
+	if p := aopbatch(t, nil, runArgs(csvPath, db, failing.URL, "--batch", "orig")...); p.code != 2 {
+		t.Fatalf("run: exit %d, want 2 (every row failed)\n%s", p.code, p.stderr)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	cut := time.Now().UTC().Format(time.RFC3339)
+	time.Sleep(1100 * time.Millisecond)
+	retry := filepath.Join(dir, "retry.csv")
+	if p := aopbatch(t, nil, "export", "--ledger", db, "--batch", "orig", "--state", "failed", "--out", retry); p.code != 0 {
+		t.Fatalf("export: exit %d\n%s", p.code, p.stderr)
+	}
+	if p := aopbatch(t, nil, runArgs(retry, db, paying.URL, "--generate-refs", "--batch", "retry-1")...); p.code != 0 {
+		t.Fatalf("retry: exit %d\n%s", p.code, p.stderr)
+	}
+	arch := filepath.Join(dir, "old.ledger.gz")
+	if p := aopbatch(t, nil, "ledger", "archive", "--ledger", db, "--before", cut, "--out", arch); p.code != 0 || !strings.Contains(p.stdout, "orig") {
+		t.Fatalf("archive orig alone: exit %d\n%s%s", p.code, p.stdout, p.stderr)
+	}
+	restored := filepath.Join(dir, "restored.db")
+	if p := aopbatch(t, nil, "ledger", "copy", "--from", arch, "--to", restored); p.code != 0 {
+		t.Fatalf("copy from the archive: exit %d\n%s", p.code, p.stderr)
+	}
+	exp := aopbatch(t, nil, "export", "--ledger", restored, "--batch", "orig", "--state", "failed")
+	if exp.code != 1 || !strings.Contains(exp.stderr, "archived") {
+		t.Errorf("export from the restored copy: exit %d, want it refused, the batch archived\n%s%s", exp.code, exp.stdout, exp.stderr)
+	}
+	if strings.Count(exp.stdout, "\n") > 1 {
+		again := filepath.Join(dir, "again.csv")
+		if err := os.WriteFile(again, []byte(exp.stdout), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		aopbatch(t, nil, runArgs(again, restored, paying.URL, "--generate-refs", "--batch", "again")...)
+	}
+	if n := paying.Stats().Recorded; n != int64(len(rows)) {
+		t.Errorf("the provider recorded %d payments for %d payees: paid twice", n, len(rows))
 	}
 }

@@ -142,7 +142,9 @@ func runLedgerCopy(ctx context.Context, args []string, stdout, stderr io.Writer)
 				src.Location(), dst.Location(), strings.Join(left, ", "), dst.Location()))
 		}
 	}
-	if _, archive := src.(*archiveStore); !archive {
+	if _, archive := src.(*archiveStore); archive {
+		o.ArchivedAs = src.Location()
+	} else {
 		// Each batch's lease while it is copied: no run of it changes what
 		// is being read (on a shared ledger, one that does is found by the
 		// counts compared at the end).
