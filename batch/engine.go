@@ -185,8 +185,7 @@ type Engine struct {
 	brk   *breaker
 	known *knownRefs
 	// retryWalk checks a retry's first payment again before it goes
-	// (retryPaid); its batch cache is not safe for concurrent use.
-	retryMu   sync.Mutex
+	// (retryPaid).
 	retryWalk *retried
 	gate      *gate
 	conc      *concurrency
@@ -258,16 +257,17 @@ func New(l ledger.Store, p Provider, cfg Config) *Engine {
 	cfg.defaults()
 	e := &Engine{
 		l: l, p: p, cfg: cfg,
-		lim:    newLimiter(cfg.Rate, cfg.Burst, cfg.Now),
-		brk:    newBreaker(cfg.BreakerWindow, cfg.BreakerRatio),
-		known:  newKnownRefs(cfg.KnownRefsWindow, cfg.KnownRefsTrip),
-		conc:   newConcurrency(cfg.Workers, cfg.MaxInFlight, cfg.Rate, cfg.Now),
-		thr:    newThrottle(cfg.Rate, cfg.Now),
-		retry:  cfg.Retry,
-		stopCh: make(chan struct{}),
-		haltCh: make(chan struct{}),
-		opDown: map[int64]int{},
-		opHeld: map[int64]bool{},
+		lim:       newLimiter(cfg.Rate, cfg.Burst, cfg.Now),
+		brk:       newBreaker(cfg.BreakerWindow, cfg.BreakerRatio),
+		known:     newKnownRefs(cfg.KnownRefsWindow, cfg.KnownRefsTrip),
+		retryWalk: newRetried(l, ""),
+		conc:      newConcurrency(cfg.Workers, cfg.MaxInFlight, cfg.Rate, cfg.Now),
+		thr:       newThrottle(cfg.Rate, cfg.Now),
+		retry:     cfg.Retry,
+		stopCh:    make(chan struct{}),
+		haltCh:    make(chan struct{}),
+		opDown:    map[int64]int{},
+		opHeld:    map[int64]bool{},
 	}
 	// On a ledger shared by processes the rate is the account's: each
 	// request also takes a slot of the account's budget in the ledger.
@@ -772,7 +772,7 @@ func (e *Engine) sendRow(ctx, wctx context.Context, w ledger.Writer, row ledger.
 		e.untake(tk)
 		return
 	}
-	if e.retryPaid(ctx, row) {
+	if e.retryPaid(ctx, row, retryPaidQueued) {
 		e.untake(tk)
 		e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1})
 		return
@@ -827,6 +827,14 @@ func (e *Engine) deliver(ctx, wctx context.Context, w ledger.Writer, row ledger.
 				// if its operator went down meanwhile, it is held, unsent.
 				if e.hold(w, row) {
 					e.untake(tk)
+					return
+				}
+				// A retry's first payment may have been found charged
+				// meanwhile: it goes back to queued, unsent (retryPaid).
+				if e.retryPaid(ctx, row, retryPaidQueued) {
+					e.untake(tk)
+					e.record(w, ledger.Update{Line: row.Line, To: ledger.StateQueued, Code: -1,
+						Message: "not sent: the row it retries, or one behind it, was found charged or unsettled meanwhile"})
 					return
 				}
 				if !e.stopping() && e.leaseOK() {

@@ -340,7 +340,7 @@ func (e *Engine) apply(ctx, wctx context.Context, w ledger.Writer, row ledger.Ro
 			e.untake(tk)
 			return
 		}
-		if e.retryPaid(ctx, row) { // still unknown: a person decides
+		if e.retryPaid(ctx, row, retryPaidUnknown) { // still unknown: a person decides
 			e.untake(tk)
 			return
 		}

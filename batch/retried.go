@@ -50,8 +50,11 @@ func (rt *retried) check(ctx context.Context, rows []ledger.IngestRow) error {
 
 // Error codes of a row refused for the row it retries: one not to pay
 // again (or not there), and one of a batch this ledger does not hold.
+// (A retryof cell that does not read is bad_retryof, as any bad cell; the
+// ledger's own are conflict_retry and duplicate_retryof.) The reports
+// know them by these names.
 const (
-	CodeBadRetryOf     = "bad_retryof"
+	CodeBadRetryOf     = "retry_refused"
 	CodeRetryElsewhere = "retry_not_in_ledger"
 )
 
@@ -136,24 +139,29 @@ func (rt *retried) recheck(ctx context.Context, b ledger.Batch) error {
 		b.ID, strings.Join(bad, "; "), b.ID)
 }
 
+// What becomes of a retry retryPaid keeps from going, for its stop's hint.
+const (
+	retryPaidQueued  = "it was not sent, nor is anything more of this batch: it stays queued, and a run of the batch is refused while it holds such a row"
+	retryPaidUnknown = "it was not sent again: it stays unknown, and resolve asks about it but never sends it while this holds"
+)
+
 // retryPaid reports whether row, a retry (its RetryOf set), must not be
 // sent now: a row on the way back to its first payment was found charged
 // or unsettled since the row was recorded (reconcile, resolve, running
-// while this run waited). It then stops the run: the row stays as it is,
-// unsent, and a person decides what becomes of it. Asked right before the
-// row goes, after its wait for a token.
-func (e *Engine) retryPaid(ctx context.Context, row ledger.Row) bool {
+// while this run waited). It then stops the run, saying what became of
+// the row (left): a person decides. Asked right before the row goes,
+// after its wait for a token. A run ending meanwhile keeps the row from
+// going too, without a stop of its own.
+func (e *Engine) retryPaid(ctx context.Context, row ledger.Row, left string) bool {
 	if row.RetryOf == "" {
 		return false
 	}
-	e.retryMu.Lock()
-	if e.retryWalk == nil {
-		e.retryWalk = newRetried(e.l, "")
-	}
 	_, reason, err := e.retryWalk.reason(ctx, row.RetryOf)
-	e.retryMu.Unlock()
 	if err == nil && reason == "" {
 		return false
+	}
+	if ctx.Err() != nil {
+		return true
 	}
 	if err != nil {
 		// Not known to be paid, but not known not to be: not sent.
@@ -161,7 +169,6 @@ func (e *Engine) retryPaid(ctx context.Context, row ledger.Row) bool {
 	}
 	e.stop(&StopError{Reason: StopRetryPaid,
 		Detail: fmt.Sprintf("line %d retries %s, and %s", row.Line, row.RetryOf, reason),
-		Hint: "it was not sent, nor is anything more of this batch: a run of it is refused while it holds such a row. " +
-			"Look up the row it retries; if this one must still be paid, send it by hand"})
+		Hint:   left + ". Look up the row it retries; if this one must still be paid, send it by hand"})
 	return true
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -368,5 +370,84 @@ func TestARetryIsCheckedAgainRightBeforeItGoes(t *testing.T) {
 	}
 	if r, err := l.Row(ctx, retry.Seq, 3); err != nil || r.State != ledger.StateUnknown {
 		t.Errorf("line 3: %s %v, want unknown still", r.State, err)
+	}
+}
+
+// A retry whose request got no decision (a 429) goes again after a wait:
+// checked again then too, it does not go once its first payment was
+// found charged during the wait.
+func TestARetryIsCheckedAgainBeforeItsRequestGoesAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := openLedger(t)
+	var orig ledger.Batch
+	var recharges atomic.Int32
+	var corrected atomic.Value
+	sb := aoptest.New(aoptest.DefaultConfig())
+	rec := &recorder{h: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == aop.PathRecharge && recharges.Add(1) == 1 {
+			// Reconcile of the earlier batch finds the first payment
+			// charged while this request is throttled.
+			o := ledger.NewOwner("reconcile")
+			_, err := l.Acquire(ctx, ledger.NewBatch{ID: "orig"}, o, time.Minute)
+			if err == nil {
+				err = l.Correct(ctx, orig.Seq, o, ledger.Correction{Line: 2, From: ledger.StateFailed, To: ledger.StateSuccess,
+					Evidence: ledger.Attempt{Kind: "status", At: time.Now(), Code: 1, Class: "success"}, Message: "charged after all"})
+			}
+			if err == nil {
+				err = l.Release(ctx, "orig", o)
+			}
+			corrected.Store(fmt.Sprint(err))
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		sb.ServeHTTP(w, r)
+	})}
+	hs := httptest.NewServer(rec)
+	t.Cleanup(hs.Close)
+	client, err := aop.New(aop.Options{BaseURL: hs.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record := func(id, body string) ledger.Batch {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), id+".csv")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		o := ingestOpts(NoControls())
+		o.BatchID = id
+		res, err := Ingest(ctx, l, path, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Release(ctx, id, o.Owner); err != nil {
+			t.Fatal(err)
+		}
+		return res.Batch
+	}
+	orig = record("orig", "operator,canumber,amount,referenceid\n1,CA1,10.00,P-2\n")
+	setRows(t, l, orig, ledger.StateFailed, 2)
+	retry := record("retry", "operator,canumber,amount,referenceid,retryof\n1,CA1,10.00,RT-2,orig:2\n")
+	o := ledger.NewOwner("run")
+	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: "retry"}, o, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	e := New(l, client, Config{Owner: o, Workers: 1, Timeout: 2 * time.Second, AllowKnownRefs: true,
+		ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 5 * time.Second})
+	err = e.Send(ctx, retry)
+	if got := corrected.Load(); got != "<nil>" {
+		t.Fatalf("setup: the correction during the 429: %v", got)
+	}
+	var stop *StopError
+	if !errors.As(err, &stop) || stop.Reason != StopRetryPaid || !strings.Contains(stop.Detail, "line 2 retries orig:2") {
+		t.Errorf("send: %v, want the retry-paid stop naming line 2", err)
+	}
+	if n := recharges.Load(); n != 1 {
+		t.Errorf("%d Recharges of RT-2, want the one throttled only", n)
+	}
+	if r, err := l.Row(ctx, retry.Seq, 2); err != nil || r.State != ledger.StateQueued {
+		t.Errorf("line 2: %s %v, want queued, unsent", r.State, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // maxRetryChain bounds the retries of retries a RetryWalker follows back
@@ -23,9 +24,10 @@ type RetryLink struct {
 }
 
 // RetryWalker follows retries back to the first payment, reading each
-// batch once.
+// batch once. It is safe for concurrent use: a run's workers share one.
 type RetryWalker struct {
 	l       Reader
+	mu      sync.Mutex
 	batches map[string]*Batch // by id; nil: not in the ledger
 }
 
@@ -77,11 +79,13 @@ func (w *RetryWalker) Blocker(ctx context.Context, of string) (link RetryLink, o
 }
 
 func (w *RetryWalker) batch(ctx context.Context, id string) (*Batch, error) {
-	if b, ok := w.batches[id]; ok {
+	w.mu.Lock()
+	b, ok := w.batches[id]
+	w.mu.Unlock()
+	if ok {
 		return b, nil
 	}
 	got, err := w.l.Batch(ctx, id)
-	var b *Batch
 	switch {
 	case errors.Is(err, ErrNoBatch):
 	case err != nil:
@@ -89,6 +93,8 @@ func (w *RetryWalker) batch(ctx context.Context, id string) (*Batch, error) {
 	default:
 		b = &got
 	}
+	w.mu.Lock()
 	w.batches[id] = b
+	w.mu.Unlock()
 	return b, nil
 }

@@ -80,6 +80,21 @@ const codeDuplicateRef = "duplicate_referenceid"
 // row it retries, or where that row was found paid since.
 const RetryOfColumn = "retryof"
 
+// refusedForRetry reports whether row r was refused for the row it
+// retries: another row retries it already (conflict_retry,
+// duplicate_retryof, the ledger's), or it is not one to pay again or not
+// this ledger's (retry_refused, retry_not_in_ledger, the run's). Such a
+// row holds nothing, and sent from here it would pay that row again. A
+// retryof cell that did not read (bad_retryof, an empty one) is a bad
+// cell like any other, for a person to correct.
+func refusedForRetry(r *ledger.Row) bool {
+	switch r.ErrorCode {
+	case "conflict_retry", "duplicate_retryof", "retry_refused", "retry_not_in_ledger":
+		return true
+	}
+	return false
+}
+
 // retriesRows reports whether an export of rows in state st is one of
 // payments to make again: rows the provider answered no charge for, or
 // that were never sent.
@@ -183,13 +198,17 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 			}
 			return nil
 		}
-		if r.ErrorColumn == RetryOfColumn {
+		if refusedForRetry(r) {
 			// Refused for the row it retries: another row retries that
 			// one already, or it is not this ledger's, or was paid. Sent
 			// from here as a retry of this row, it would pay it again.
 			res.Retries++
 			if len(res.RetryLines) < 20 {
-				res.RetryLines = append(res.RetryLines, fmt.Sprintf("line %d: %s", r.Line, r.Message))
+				msg := r.Message
+				if !strings.HasPrefix(msg, "line ") {
+					msg = fmt.Sprintf("line %d: %s", r.Line, msg)
+				}
+				res.RetryLines = append(res.RetryLines, msg)
 			}
 			return nil
 		}
@@ -392,7 +411,7 @@ func paidLater(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.S
 		}
 		// One pass over the batch, not a page query per state.
 		err := l.EachRow(ctx, ob.Seq, func(r *ledger.Row) error {
-			if r.State == ledger.StateConflict || r.ErrorColumn == RetryOfColumn {
+			if r.State == ledger.StateConflict || refusedForRetry(r) {
 				// Never sent, and a row refused for the row it retries
 				// holds nothing: its export leaves it out.
 				return nil

@@ -30,7 +30,7 @@ type RunFigures struct {
 	// are then a moment of that process's run.
 	TakenOver bool
 	// StopReason is why the run stopped sending (the engine's stop
-	// reasons: account, auth, tls, breaker, known-refs, unknown-limit,
+	// reasons: account, auth, tls, breaker, known-refs, retry-paid, unknown-limit,
 	// ledger, lease), "" when it did not stop.
 	StopReason string
 }
@@ -97,7 +97,7 @@ func (r RunFigures) writeMetrics(w io.Writer, batch string) error {
 	if r.StopReason != "" {
 		stopped = 1
 	}
-	p.family("aopbatch_run_stopped", "gauge", "1 when the last run stopped sending before the batch was done, reason naming why (account, auth, tls, breaker, known-refs, unknown-limit, ledger, lease); 0 with reason \"\" when it did not stop.")
+	p.family("aopbatch_run_stopped", "gauge", "1 when the last run stopped sending before the batch was done, reason naming why (account, auth, tls, breaker, known-refs, retry-paid, unknown-limit, ledger, lease); 0 with reason \"\" when it did not stop.")
 	p.sample("aopbatch_run_stopped", itoa(stopped), "reason", r.StopReason)
 	return p.err
 }

@@ -344,7 +344,8 @@ type Summary struct {
 	// failedLater are the failed rows a later batch of this ledger holds
 	// (paidLater): sent again already, or offered by that batch's own
 	// export. Export leaves them out, and so does the advice.
-	failedLater Tally
+	failedLater      Tally
+	failedLaterLines map[int]heldLater
 	// failedPaidBehind are the failed rows, not among failedLater, that
 	// retry a row found charged or unsettled since (ledger.RetryWalker):
 	// export leaves them out.
@@ -515,7 +516,7 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 		if r.State == ledger.StateRejected && r.ErrorCode == codeDuplicateRef {
 			s.repeatedRefs++
 		}
-		if r.ErrorColumn == RetryOfColumn {
+		if refusedForRetry(r) {
 			switch r.State {
 			case ledger.StateRejected:
 				s.retryRefused.rejected++
@@ -614,6 +615,7 @@ func (s *Summary) countFailedLater(ctx context.Context, l ledger.Reader, b ledge
 	for _, h := range later {
 		s.failedLater.add(h.paise)
 	}
+	s.failedLaterLines = later
 	return nil
 }
 
@@ -628,10 +630,14 @@ func (s *Summary) countPaidBehind(ctx context.Context, l ledger.Reader, b ledger
 	w := ledger.NewRetryWalker(l)
 	for _, st := range []ledger.State{ledger.StateFailed, ledger.StateRejected} {
 		err := eachInState(ctx, l, b.Seq, st, func(r *ledger.Row) error {
-			if r.RetryOf == "" || r.ErrorColumn == RetryOfColumn {
+			if r.RetryOf == "" || refusedForRetry(r) {
 				return nil
 			}
+			// Counted once: a row a later batch holds is told of there.
 			if _, held := s.rejectedLater[r.Line]; held && st == ledger.StateRejected {
+				return nil
+			}
+			if _, held := s.failedLaterLines[r.Line]; held && st == ledger.StateFailed {
 				return nil
 			}
 			k, blocked, err := w.Blocker(ctx, r.RetryOf)

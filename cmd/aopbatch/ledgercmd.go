@@ -143,7 +143,7 @@ func runLedgerCopy(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 	}
 	if _, archive := src.(*archiveStore); archive {
-		o.ArchivedAs = src.Location()
+		o.ArchivedAs = absPath(src.Location()) // as ledger archive names it
 	} else {
 		// Each batch's lease while it is copied: no run of it changes what
 		// is being read (on a shared ledger, one that does is found by the
