@@ -12,11 +12,11 @@ import (
 // retried checks the rows of a file that retry a row of an earlier batch
 // (the retryof column export writes) against the ledger, before any is
 // recorded: the row retried, and each it retried in turn, must be in this
-// ledger and not paid. A retry
-// file run on another ledger (a mistyped --ledger) would pay rows this
-// ledger knows nothing of, and a retry of a row that has since been found
-// charged (resolve, a statement) would pay it twice. That two rows do not
-// retry the same one is the ledger's own check, at the insert.
+// ledger and not paid. A retry file run on another ledger (a mistyped
+// --ledger) would pay rows this ledger knows nothing of, and a retry of a
+// row that has since been found charged (resolve, a statement) would pay
+// it twice. That two rows do not retry the same one is the ledger's own
+// check, at the insert.
 type retried struct {
 	l    ledger.Reader
 	w    *ledger.RetryWalker
@@ -63,7 +63,7 @@ const (
 // "" when it may. Every row on the way back to the first payment must be
 // one to pay again (ledger.RetryWalker).
 func (rt *retried) reason(ctx context.Context, of string) (code, reason string, err error) {
-	if id := of[:strings.LastIndexByte(of, ':')]; id == rt.self {
+	if i := strings.LastIndexByte(of, ':'); i > 0 && of[:i] == rt.self {
 		return CodeBadRetryOf, "a row of this same batch: a retry retries a row of an earlier batch", nil
 	}
 	k, blocked, err := rt.w.Blocker(ctx, of)
