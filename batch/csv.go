@@ -567,12 +567,12 @@ func parseRetryOf(cell string, column bool) (string, *RowError) {
 	if i <= 0 {
 		return "", bad(colRetryOf, cell, "must be BATCH:LINE, the row this one retries, as aopbatch export wrote it")
 	}
-	n, perr := strconv.Atoi(s[i+1:])
-	if perr != nil || n < 2 || s[i+1] == '+' {
+	id, n, ok := ledger.SplitRetryOf(s)
+	if !ok || n < 2 || s[i+1] == '+' {
 		return "", bad(colRetryOf, cell, "must be BATCH:LINE, the row this one retries, as aopbatch export wrote it; the line is a number, 2 or more")
 	}
 	// One spelling per row: "b:02" is "b:2", which the ledger holds once.
-	return s[:i+1] + strconv.Itoa(n), nil
+	return id + ":" + strconv.Itoa(n), nil
 }
 
 func missing(c column) *RowError {

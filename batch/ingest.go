@@ -588,7 +588,7 @@ func (r *IngestResult) add(ctx context.Context, in ledger.Ingest, rows []ledger.
 			}
 			if p := rows[i].Problem; p != nil && p.Code == CodeRetryElsewhere {
 				if r.RetryElsewhere++; r.RetryElsewhereBatch == "" {
-					r.RetryElsewhereBatch = rows[i].RetryOf[:strings.LastIndexByte(rows[i].RetryOf, ':')]
+					r.RetryElsewhereBatch, _, _ = ledger.SplitRetryOf(rows[i].RetryOf)
 				}
 			}
 		case ledger.StateConflict:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/aopbatch/aopbatch/ledger"
@@ -63,7 +64,7 @@ const (
 // "" when it may. Every row on the way back to the first payment must be
 // one to pay again (ledger.RetryWalker).
 func (rt *retried) reason(ctx context.Context, of string) (code, reason string, err error) {
-	if i := strings.LastIndexByte(of, ':'); i > 0 && of[:i] == rt.self {
+	if id, _, _ := ledger.SplitRetryOf(of); id == rt.self {
 		return CodeBadRetryOf, "a row of this same batch: a retry retries a row of an earlier batch", nil
 	}
 	k, blocked, err := rt.w.Blocker(ctx, of)
@@ -99,40 +100,27 @@ func (rt *retried) reason(ctx context.Context, of string) (code, reason string, 
 // then reconcile). Any such row refuses the run, nothing sent: the row
 // must not be sent, and only a person can say what becomes of it.
 func (rt *retried) recheck(ctx context.Context, b ledger.Batch) error {
-	has := false
-	for _, h := range b.Header {
-		has = has || ledger.NormalizeColumn(h) == colRetryOf.String()
-	}
-	if !has {
+	// Only a file with the column has retries: any other batch, however
+	// big, is not read here.
+	if !slices.ContainsFunc(b.Header, func(h string) bool { return ledger.NormalizeColumn(h) == colRetryOf.String() }) {
 		return nil
 	}
 	var bad []string
-	for _, st := range []ledger.State{ledger.StateQueued, ledger.StateHeld} {
-		for after := 0; ; {
-			page, err := rt.l.Page(ctx, b.Seq, st, after, 1000)
-			if err != nil {
-				return err
-			}
-			for _, r := range page {
-				if r.RetryOf == "" {
-					continue
-				}
-				_, reason, err := rt.reason(ctx, r.RetryOf)
-				if err != nil {
-					return fmt.Errorf("line %d: %w", r.Line, err)
-				}
-				if reason != "" && len(bad) < 5 {
-					bad = append(bad, fmt.Sprintf("line %d retries %s, and %s", r.Line, r.RetryOf, reason))
-				}
-			}
-			if len(page) < 1000 {
-				break
-			}
-			after = page[len(page)-1].Line
+	err := rt.l.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
+		if r.RetryOf == "" || (r.State != ledger.StateQueued && r.State != ledger.StateHeld) {
+			return nil
 		}
-	}
-	if len(bad) == 0 {
+		_, reason, err := rt.reason(ctx, r.RetryOf)
+		if err != nil {
+			return fmt.Errorf("line %d: %w", r.Line, err)
+		}
+		if reason != "" && len(bad) < 5 {
+			bad = append(bad, fmt.Sprintf("line %d retries %s, and %s", r.Line, r.RetryOf, reason))
+		}
 		return nil
+	})
+	if err != nil || len(bad) == 0 {
+		return err
 	}
 	return fmt.Errorf("batch %s has rows still to send that pay again a row found paid or unsettled since they were recorded: %s; nothing was sent. "+
 		"While nothing of the batch was sent, aopbatch ledger drop --batch %s removes it, and export offers again what is still to pay",

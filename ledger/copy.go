@@ -393,9 +393,8 @@ func retriedBy(ctx context.Context, l Reader, ids []string, count func(id string
 		}
 		first := ""
 		err := l.EachRow(ctx, b.Seq, func(r *Row) error {
-			i := strings.LastIndexByte(r.RetryOf, ':')
-			if first == "" && i > 0 && picked[r.RetryOf[:i]] {
-				first = fmt.Sprintf("%s (retries %s line %s)", b.ID, r.RetryOf[:i], r.RetryOf[i+1:])
+			if id, line, ok := SplitRetryOf(r.RetryOf); first == "" && ok && picked[id] {
+				first = fmt.Sprintf("%s (retries %s line %d)", b.ID, id, line)
 			}
 			return nil
 		})

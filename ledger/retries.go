@@ -13,6 +13,17 @@ import (
 // exported again, and export cannot make a loop.
 const maxRetryChain = 64
 
+// SplitRetryOf splits a retryof, "BATCH:LINE", at its last colon (a batch
+// id may hold one); ok is false when it has none or LINE is no number.
+func SplitRetryOf(of string) (batch string, line int, ok bool) {
+	i := strings.LastIndexByte(of, ':')
+	if i < 0 {
+		return "", 0, false
+	}
+	line, err := strconv.Atoi(of[i+1:])
+	return of[:i], line, err == nil
+}
+
 // RetryLink is a row on the way from a retry back to the first payment
 // (each row's RetryOf names the next).
 type RetryLink struct {
@@ -44,12 +55,11 @@ func NewRetryWalker(l Reader) *RetryWalker {
 // when every row on the way may be paid again.
 func (w *RetryWalker) Blocker(ctx context.Context, of string) (link RetryLink, ok bool, err error) {
 	for depth := 0; of != ""; depth++ {
-		i := strings.LastIndexByte(of, ':')
-		if i < 0 {
+		id, line, ok := SplitRetryOf(of)
+		if !ok {
 			return RetryLink{}, false, errors.New("retryof " + strconv.Quote(of) + " is not BATCH:LINE")
 		}
-		link = RetryLink{BatchID: of[:i], Depth: depth}
-		link.Line, _ = strconv.Atoi(of[i+1:])
+		link = RetryLink{BatchID: id, Line: line, Depth: depth}
 		if depth == maxRetryChain {
 			link.Missing = ErrNoRow
 			return link, true, nil

@@ -190,6 +190,13 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 		}
 	}
 	walker := ledger.NewRetryWalker(l)
+	// A row left out for the row it retries, with why ("line N: ...").
+	retryLeftOut := func(why string) {
+		res.Retries++
+		if len(res.RetryLines) < 20 {
+			res.RetryLines = append(res.RetryLines, why)
+		}
+	}
 	err := eachInState(ctx, l, b.Seq, st, func(r *ledger.Row) error {
 		if o.Statement != nil && r.ReferenceID != "" && o.Statement.charged(r.ReferenceID) {
 			res.Charged++
@@ -202,14 +209,11 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 			// Refused for the row it retries: another row retries that
 			// one already, or it is not this ledger's, or was paid. Sent
 			// from here as a retry of this row, it would pay it again.
-			res.Retries++
-			if len(res.RetryLines) < 20 {
-				msg := r.Message
-				if !strings.HasPrefix(msg, "line ") {
-					msg = fmt.Sprintf("line %d: %s", r.Line, msg)
-				}
-				res.RetryLines = append(res.RetryLines, msg)
+			msg := r.Message
+			if !strings.HasPrefix(msg, "line ") {
+				msg = fmt.Sprintf("line %d: %s", r.Line, msg)
 			}
+			retryLeftOut(msg)
 			return nil
 		}
 		if r.RetryOf != "" && retryCol >= 0 {
@@ -220,10 +224,7 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 				return err
 			}
 			if blocked {
-				res.Retries++
-				if len(res.RetryLines) < 20 {
-					res.RetryLines = append(res.RetryLines, fmt.Sprintf("line %d: it retries batch %s line %d, %s", r.Line, k.BatchID, k.Line, linkState(k)))
-				}
+				retryLeftOut(fmt.Sprintf("line %d: it retries batch %s line %d, %s", r.Line, k.BatchID, k.Line, linkState(k)))
 				return nil
 			}
 		}
@@ -365,8 +366,9 @@ type payee struct {
 	paise    int64
 }
 
-// paidLater finds the rows of batch b in state st that a later batch of
-// this ledger holds: one of the same operator, canumber and amount, in
+// paidLater finds the rows of batch b in states sts that a later batch of
+// this ledger holds: one naming it in retryof, or one of the same
+// operator, canumber and amount, in
 // any state but conflict ("batch ID line N, success"), by line. A row
 // exported for sending under a new referenceid and sent (a retry batch)
 // stays failed, rejected or refunded here, and its batch's advice still
@@ -379,24 +381,25 @@ type payee struct {
 // out while this row holds its referenceid.) Only later batches are read,
 // whole: a retry comes after what it retries. An archived batch keeps no
 // canumber and is not read.
-func paidLater(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.State) (map[int]heldLater, error) {
+func paidLater(ctx context.Context, l ledger.Reader, b ledger.Batch, sts ...ledger.State) (map[int]heldLater, error) {
 	lines := map[payee][]int{}
-	paise := map[int]int64{} // every row of the state, by line
-	err := eachInState(ctx, l, b.Seq, st, func(r *ledger.Row) error {
-		paise[r.Line] = r.AmountPaise
-		if r.AmountPaise > 0 {
-			k := payee{r.Operator, r.CANumber, r.AmountPaise}
-			lines[k] = append(lines[k], r.Line)
+	own := map[int]heldLater{} // every row of the states, by line: its amount and state
+	for _, st := range sts {
+		err := eachInState(ctx, l, b.Seq, st, func(r *ledger.Row) error {
+			own[r.Line] = heldLater{paise: r.AmountPaise, state: r.State}
+			if r.AmountPaise > 0 {
+				k := payee{r.Operator, r.CANumber, r.AmountPaise}
+				lines[k] = append(lines[k], r.Line)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		return nil
-	})
-	if err != nil || len(paise) == 0 {
-		return nil, err
 	}
-	// A row of a later batch that names one of these as the row it
-	// retries (retryof) is that payment for certain, whatever its amount
-	// (this one's may not have been readable).
-	retryPrefix := b.ID + ":"
+	if len(own) == 0 {
+		return nil, nil
+	}
 	bs, err := l.Batches(ctx)
 	if err != nil {
 		return nil, err
@@ -418,11 +421,12 @@ func paidLater(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.S
 			}
 			offered := r.State == ledger.StateFailed || r.State == ledger.StateRefunded || r.State == ledger.StateRejected
 			same := lines[payee{r.Operator, r.CANumber, r.AmountPaise}]
-			if of, ok := strings.CutPrefix(r.RetryOf, retryPrefix); ok {
-				if line, err := strconv.Atoi(of); err == nil {
-					if _, ok := paise[line]; ok {
-						same = append(same[:len(same):len(same)], line)
-					}
+			// A row that names one of these as the row it retries
+			// (retryof) is that payment for certain, whatever its amount
+			// (this one's may not have been readable).
+			if id, line, ok := ledger.SplitRetryOf(r.RetryOf); ok && id == b.ID {
+				if _, ok := own[line]; ok {
+					same = append(same[:len(same):len(same)], line)
 				}
 			}
 			for _, line := range same {
@@ -433,7 +437,7 @@ func paidLater(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.S
 				if offered {
 					why += fmt.Sprintf(": if the same payment, send it once, from export --state %s --batch %s", r.State, ob.ID)
 				}
-				got[line] = heldLater{why: why, pays: !offered, paise: paise[line]}
+				got[line] = heldLater{why: why, pays: !offered, paise: own[line].paise, state: own[line].state}
 			}
 			return nil
 		})
@@ -446,9 +450,10 @@ func paidLater(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.S
 
 // heldLater is the row of a later batch that holds a row (paidLater).
 type heldLater struct {
-	why   string // "batch ID line N, success"
-	pays  bool   // it pays or may pay the row; else its batch's export offers it
-	paise int64  // the amount, the row's own
+	why   string       // "batch ID line N, success"
+	pays  bool         // it pays or may pay the row; else its batch's export offers it
+	paise int64        // the amount, the row's own
+	state ledger.State // the row's own state
 }
 
 // requestCells flattens the recorded request body into input cells by

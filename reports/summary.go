@@ -4,7 +4,6 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -344,8 +343,7 @@ type Summary struct {
 	// failedLater are the failed rows a later batch of this ledger holds
 	// (paidLater): sent again already, or offered by that batch's own
 	// export. Export leaves them out, and so does the advice.
-	failedLater      Tally
-	failedLaterLines map[int]heldLater
+	failedLater Tally
 	// failedPaidBehind are the failed rows, not among failedLater, that
 	// retry a row found charged or unsettled since (ledger.RetryWalker):
 	// export leaves them out.
@@ -445,6 +443,7 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 	}
 	ops := map[int64]*OperatorTally{}
 	codes := map[codeKey]*CodeTally{}
+	var retries []retryRow // failed and rejected rows that retry another
 	err = l.EachRow(ctx, b.Seq, func(r *ledger.Row) error {
 		s.Counts.add(r.State, 1)
 		s.AmountsPaise.add(r.State, r.AmountPaise)
@@ -516,13 +515,13 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 		if r.State == ledger.StateRejected && r.ErrorCode == codeDuplicateRef {
 			s.repeatedRefs++
 		}
-		if refusedForRetry(r) {
-			switch r.State {
-			case ledger.StateRejected:
-				s.retryRefused.rejected++
-			case ledger.StateConflict:
-				s.retryRefused.conflict++
-			}
+		switch {
+		case refusedForRetry(r) && r.State == ledger.StateRejected:
+			s.retryRefused.rejected++
+		case refusedForRetry(r) && r.State == ledger.StateConflict:
+			s.retryRefused.conflict++
+		case r.RetryOf != "" && (r.State == ledger.StateFailed || r.State == ledger.StateRejected):
+			retries = append(retries, retryRow{line: r.Line, state: r.State, paise: r.AmountPaise, of: r.RetryOf})
 		}
 		// Not only rows rejected for their amount: a row with more or
 		// fewer cells than the header, or one rejected for another column
@@ -582,18 +581,8 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 	if err := s.timing(ctx, l); err != nil {
 		return nil, fmt.Errorf("report on batch %s: %w", b.ID, err)
 	}
-	if s.Counts.Failed > 0 {
-		if err := s.countFailedLater(ctx, l, b); err != nil {
-			return nil, fmt.Errorf("report on batch %s: %w", b.ID, err)
-		}
-	}
-	if s.Counts.Rejected > 0 {
-		if s.rejectedLater, err = paidLater(ctx, l, b, ledger.StateRejected); err != nil {
-			return nil, fmt.Errorf("report on batch %s: %w", b.ID, err)
-		}
-	}
 	if s.Counts.Failed > 0 || s.Counts.Rejected > 0 {
-		if err := s.countPaidBehind(ctx, l, b); err != nil {
+		if err := s.countLater(ctx, l, b, retries); err != nil {
 			return nil, fmt.Errorf("report on batch %s: %w", b.ID, err)
 		}
 	}
@@ -603,59 +592,54 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 	return s, nil
 }
 
-// countFailedLater sets failedLater: batch b's failed rows that a later
-// batch holds. A batch's report read after its retry ran would otherwise
-// still say to export rows that export leaves out, and the batches'
-// reports together would count each retried payment again.
-func (s *Summary) countFailedLater(ctx context.Context, l ledger.Reader, b ledger.Batch) error {
-	later, err := paidLater(ctx, l, b, ledger.StateFailed)
+// retryRow is a failed or rejected row that retries another (retryof).
+type retryRow struct {
+	line  int
+	state ledger.State
+	paise int64
+	of    string
+}
+
+// countLater sets what of batch b's failed and rejected rows is not to be
+// sent again from it, in one read of the later batches (paidLater):
+// failedLater and rejectedLater, the rows a later batch holds (a batch's
+// report read after its retry ran would otherwise still say to export
+// rows that export leaves out, and the batches' reports together would
+// count each retried payment again); then, of the rest, the retries
+// whose first payment was found charged or unsettled since (a retry pays
+// the rows behind it too: export leaves them out), failedPaidBehind and
+// rejectedPaidBehind.
+func (s *Summary) countLater(ctx context.Context, l ledger.Reader, b ledger.Batch, retries []retryRow) error {
+	later, err := paidLater(ctx, l, b, ledger.StateFailed, ledger.StateRejected)
 	if err != nil {
 		return err
 	}
-	for _, h := range later {
-		s.failedLater.add(h.paise)
-	}
-	s.failedLaterLines = later
-	return nil
-}
-
-// countPaidBehind sets failedPaidBehind and rejectedPaidBehind: the
-// failed and rejected rows of retry batch b (its file had the retryof
-// column) that retry a row found charged or unsettled since. A retry
-// pays the rows behind it too: export leaves them out.
-func (s *Summary) countPaidBehind(ctx context.Context, l ledger.Reader, b ledger.Batch) error {
-	if !slices.ContainsFunc(b.Header, func(h string) bool { return normName(h) == RetryOfColumn }) {
-		return nil
+	s.rejectedLater = map[int]heldLater{}
+	for line, h := range later {
+		if h.state == ledger.StateFailed {
+			s.failedLater.add(h.paise)
+		} else {
+			s.rejectedLater[line] = h
+		}
 	}
 	w := ledger.NewRetryWalker(l)
-	for _, st := range []ledger.State{ledger.StateFailed, ledger.StateRejected} {
-		err := eachInState(ctx, l, b.Seq, st, func(r *ledger.Row) error {
-			if r.RetryOf == "" || refusedForRetry(r) {
-				return nil
-			}
-			// Counted once: a row a later batch holds is told of there.
-			if _, held := s.rejectedLater[r.Line]; held && st == ledger.StateRejected {
-				return nil
-			}
-			if _, held := s.failedLaterLines[r.Line]; held && st == ledger.StateFailed {
-				return nil
-			}
-			k, blocked, err := w.Blocker(ctx, r.RetryOf)
-			if !blocked {
-				return err
-			}
-			if st == ledger.StateFailed {
-				s.failedPaidBehind.add(r.AmountPaise)
-			} else {
-				if s.rejectedPaidBehind == nil {
-					s.rejectedPaidBehind = map[int]string{}
-				}
-				s.rejectedPaidBehind[r.Line] = fmt.Sprintf("it retries batch %s line %d, %s: do not send it", k.BatchID, k.Line, linkState(k))
-			}
-			return nil
-		})
+	for _, r := range retries {
+		if _, held := later[r.line]; held {
+			continue // counted once: told of as held by a later batch
+		}
+		k, blocked, err := w.Blocker(ctx, r.of)
 		if err != nil {
 			return err
+		}
+		switch {
+		case !blocked:
+		case r.state == ledger.StateFailed:
+			s.failedPaidBehind.add(r.paise)
+		default:
+			if s.rejectedPaidBehind == nil {
+				s.rejectedPaidBehind = map[int]string{}
+			}
+			s.rejectedPaidBehind[r.line] = fmt.Sprintf("it retries batch %s line %d, %s: do not send it", k.BatchID, k.Line, linkState(k))
 		}
 	}
 	return nil
