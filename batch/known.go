@@ -81,12 +81,13 @@ func (e *Engine) probeKnown(ctx, wctx context.Context, b ledger.Batch, w ledger.
 }
 
 // firstUnsent returns the first n queued rows of batch b, in line order,
-// that would go for the first time.
+// that would go for the first time, read as sending reads them (Queued:
+// what it needs, and whether the row was sent or answered).
 func (e *Engine) firstUnsent(ctx context.Context, b ledger.Batch, n int) ([]ledger.Row, error) {
 	var out []ledger.Row
 	after := 0
 	for len(out) < n {
-		page, err := e.l.Page(ctx, b.Seq, ledger.StateQueued, after, pageSize)
+		page, err := e.l.Queued(ctx, b.Seq, after, pageSize)
 		if err != nil {
 			return nil, err
 		}

@@ -49,14 +49,12 @@ func (rt *retried) check(ctx context.Context, rows []ledger.IngestRow) error {
 	return nil
 }
 
-// Error codes of a row refused for the row it retries: one not to pay
-// again (or not there), and one of a batch this ledger does not hold.
-// (A retryof cell that does not read is bad_retryof, as any bad cell; the
-// ledger's own are conflict_retry and duplicate_retryof.) The reports
-// know them by these names.
+// Error codes of a row the run refuses for the row it retries: one not to
+// pay again (or not there), and one of a batch this ledger does not hold
+// (ledger.RefusedForRetry).
 const (
-	CodeBadRetryOf     = "retry_refused"
-	CodeRetryElsewhere = "retry_not_in_ledger"
+	CodeBadRetryOf     = ledger.CodeRetryRefused
+	CodeRetryElsewhere = ledger.CodeRetryNotInLedger
 )
 
 // reason says why the row named by of ("BATCH:LINE", checked by the

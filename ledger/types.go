@@ -331,6 +331,35 @@ type RefHolder struct {
 	State State
 }
 
+// RetryOfColumn is the input column naming the row a row retries,
+// "BATCH:LINE": export writes it, the reader keeps it in RetryOf.
+const RetryOfColumn = "retryof"
+
+// The error codes of a row refused for the row it retries (column
+// RetryOfColumn): another row retries it already, an earlier line of the
+// file (CodeDuplicateRetry) or another batch (CodeConflictRetry), which
+// the ledger finds; or the run found it not one to pay again
+// (CodeRetryRefused) or not in the ledger (CodeRetryNotInLedger). A
+// retryof cell that does not read is bad_retryof, a bad cell like any
+// other.
+const (
+	CodeDuplicateRetry   = "duplicate_retryof"
+	CodeConflictRetry    = "conflict_retry"
+	CodeRetryRefused     = "retry_refused"
+	CodeRetryNotInLedger = "retry_not_in_ledger"
+)
+
+// RefusedForRetry reports whether error code code refused a row for the
+// row it retries. Such a row holds nothing, and sent again as a retry of
+// itself it would pay that row again.
+func RefusedForRetry(code string) bool {
+	switch code {
+	case CodeDuplicateRetry, CodeConflictRetry, CodeRetryRefused, CodeRetryNotInLedger:
+		return true
+	}
+	return false
+}
+
 // RetryHolder is the sendable row that holds a retry_of.
 type RetryHolder struct {
 	BatchID string
@@ -345,10 +374,10 @@ type RetryHolder struct {
 // row it retries would be paid twice.
 func RetryTaken(r IngestRow, seq int64, h RetryHolder) (State, *Problem) {
 	if h.Batch == seq {
-		return StateRejected, &Problem{Code: "duplicate_retryof", Column: "retryof", Message: fmt.Sprintf(
+		return StateRejected, &Problem{Code: CodeDuplicateRetry, Column: RetryOfColumn, Message: fmt.Sprintf(
 			"line %d, column \"retryof\", value %q: retries the same row as line %d of this file", r.Line, r.RetryOf, h.Line)}
 	}
-	return StateConflict, &Problem{Code: "conflict_retry", Column: "retryof", Message: fmt.Sprintf(
+	return StateConflict, &Problem{Code: CodeConflictRetry, Column: RetryOfColumn, Message: fmt.Sprintf(
 		"retryof %s is already retried by batch %s line %d (%s): sent from here too, it would be paid twice", r.RetryOf, h.BatchID, h.Line, h.State)}
 }
 

@@ -78,33 +78,7 @@ const codeDuplicateRef = "duplicate_referenceid"
 // from the same rows, under other new referenceids, is refused rather
 // than paid; and a retry is refused on a ledger that does not hold the
 // row it retries, or where that row was found paid since.
-const RetryOfColumn = "retryof"
-
-// refusedForRetry reports whether row r was refused for the row it
-// retries: another row retries it already (conflict_retry,
-// duplicate_retryof, the ledger's), or it is not one to pay again or not
-// this ledger's (retry_refused, retry_not_in_ledger, the run's). Such a
-// row holds nothing, and sent from here it would pay that row again. A
-// retryof cell that did not read (bad_retryof, an empty one) is a bad
-// cell like any other, for a person to correct.
-func refusedForRetry(r *ledger.Row) bool {
-	switch r.ErrorCode {
-	case "conflict_retry", "duplicate_retryof", "retry_refused", "retry_not_in_ledger":
-		return true
-	}
-	return false
-}
-
-// retriesRows reports whether an export of rows in state st is one of
-// payments to make again: rows the provider answered no charge for, or
-// that were never sent.
-func retriesRows(st ledger.State) bool {
-	switch st {
-	case ledger.StateFailed, ledger.StateRefunded, ledger.StateRejected, ledger.StateConflict:
-		return true
-	}
-	return false
-}
+const RetryOfColumn = ledger.RetryOfColumn
 
 // HasRefColumn reports whether batch b's file had a referenceid column: a
 // batch whose referenceids were all generated (--generate-refs) had none,
@@ -143,7 +117,7 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 	res.BlankedRefs = res.RefColumn && !o.KeepRefs
 	header := append([]string(nil), b.Header...)
 	retryCol := -1
-	if retriesRows(st) {
+	if ledger.PaysAgain(st) { // payments to make again: a retry's rows
 		res.RetryColumn = true
 		for i, n := range names {
 			if n == RetryOfColumn {
@@ -205,7 +179,7 @@ func Export(ctx context.Context, l ledger.Reader, b ledger.Batch, st ledger.Stat
 			}
 			return nil
 		}
-		if refusedForRetry(r) {
+		if ledger.RefusedForRetry(r.ErrorCode) {
 			// Refused for the row it retries: another row retries that
 			// one already, or it is not this ledger's, or was paid. Sent
 			// from here as a retry of this row, it would pay it again.
@@ -414,7 +388,7 @@ func paidLater(ctx context.Context, l ledger.Reader, b ledger.Batch, sts ...ledg
 		}
 		// One pass over the batch, not a page query per state.
 		err := l.EachRow(ctx, ob.Seq, func(r *ledger.Row) error {
-			if r.State == ledger.StateConflict || refusedForRetry(r) {
+			if r.State == ledger.StateConflict || ledger.RefusedForRetry(r.ErrorCode) {
 				// Never sent, and a row refused for the row it retries
 				// holds nothing: its export leaves it out.
 				return nil

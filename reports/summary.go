@@ -516,9 +516,9 @@ func Build(ctx context.Context, l ledger.Reader, b ledger.Batch, o Options) (*Su
 			s.repeatedRefs++
 		}
 		switch {
-		case refusedForRetry(r) && r.State == ledger.StateRejected:
+		case ledger.RefusedForRetry(r.ErrorCode) && r.State == ledger.StateRejected:
 			s.retryRefused.rejected++
-		case refusedForRetry(r) && r.State == ledger.StateConflict:
+		case ledger.RefusedForRetry(r.ErrorCode) && r.State == ledger.StateConflict:
 			s.retryRefused.conflict++
 		case r.RetryOf != "" && (r.State == ledger.StateFailed || r.State == ledger.StateRejected):
 			retries = append(retries, retryRow{line: r.Line, state: r.State, paise: r.AmountPaise, of: r.RetryOf})

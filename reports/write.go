@@ -477,7 +477,7 @@ func (s *Summary) rejectReason(r *ledger.Row) (reason, fixable string) {
 	}
 	fixable = "yes"
 	switch {
-	case r.ErrorCode == codeDuplicateRef, refusedForRetry(r):
+	case r.ErrorCode == codeDuplicateRef, ledger.RefusedForRetry(r.ErrorCode):
 		// The same payment twice, or a retry of a row that is not this
 		// ledger's or was paid since: a person decides.
 		fixable = "review"
