@@ -119,65 +119,12 @@ func TestIngestFollowsARetryToTheFirstPayment(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	l := openLedger(t)
-	record := func(id, body string) ledger.Batch {
-		t.Helper()
-		path := filepath.Join(t.TempDir(), id+".csv")
-		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		o := ingestOpts(NoControls())
-		o.BatchID, o.Owner = id, ledger.NewOwner(id)
-		res, err := Ingest(ctx, l, path, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := l.Release(ctx, id, o.Owner); err != nil {
-			t.Fatal(err)
-		}
-		return res.Batch
-	}
-	fail := func(b ledger.Batch, line int) {
-		t.Helper()
-		o := ledger.NewOwner("fail")
-		if _, err := l.Acquire(ctx, ledger.NewBatch{ID: b.ID}, o, time.Minute); err != nil {
-			t.Fatal(err)
-		}
-		w, err := l.NewWriter(ctx, b.Seq, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.MarkInflight(ctx, line, 0); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Record(ledger.Update{Line: line, To: ledger.StateFailed, Code: 13}); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if err := l.Release(ctx, b.ID, o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	orig := record("orig", "operator,canumber,amount,referenceid\n1,CA1,10.00,P-1\n1,CA2,10.00,P-2\n")
-	fail(orig, 2)
-	fail(orig, 3)
-	retryA := record("retryA", "operator,canumber,amount,referenceid,retryof\n1,CA1,10.00,RA-1,orig:02\n1,CA2,10.00,RA-2,orig:3\n")
-	fail(retryA, 2)
-	fail(retryA, 3)
-	// The provider's statement shows P-1 charged after all.
-	o := ledger.NewOwner("reconcile")
-	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: "orig"}, o, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Correct(ctx, orig.Seq, o, ledger.Correction{Line: 2, From: ledger.StateFailed, To: ledger.StateSuccess,
-		Evidence: ledger.Attempt{Kind: "status", At: time.Now(), Code: 1, Class: "success"}, Message: "charged after all"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Release(ctx, "orig", o); err != nil {
-		t.Fatal(err)
-	}
-	retryB := record("retryB", "operator,canumber,amount,referenceid,retryof\n1,CA1,10.00,RB-1,retryA:2\n1,CA2,10.00,RB-2,retryA:3\n1,CA2,10.00,RB-3,orig:003\n")
+	orig := recorded(t, l, "orig", "operator,canumber,amount,referenceid\n1,CA1,10.00,P-1\n1,CA2,10.00,P-2\n")
+	setRows(t, l, orig, ledger.StateFailed, 2, 3)
+	retryA := recorded(t, l, "retryA", "operator,canumber,amount,referenceid,retryof\n1,CA1,10.00,RA-1,orig:02\n1,CA2,10.00,RA-2,orig:3\n")
+	setRows(t, l, retryA, ledger.StateFailed, 2, 3)
+	setRows(t, l, orig, ledger.StateSuccess, 2) // the provider's statement shows P-1 charged after all
+	retryB := recorded(t, l, "retryB", "operator,canumber,amount,referenceid,retryof\n1,CA1,10.00,RB-1,retryA:2\n1,CA2,10.00,RB-2,retryA:3\n1,CA2,10.00,RB-3,orig:003\n")
 	for line, want := range map[int]struct {
 		state ledger.State
 		says  string
@@ -201,55 +148,16 @@ func TestIngestFollowsARetryToTheFirstPayment(t *testing.T) {
 // run is refused, nothing sent.
 func TestResumeRechecksWhatARetryRetries(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	l := openLedger(t)
-	dir := t.TempDir()
-	ingest := func(id, body string) (IngestResult, error) {
-		path := filepath.Join(dir, id+".csv")
-		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		o := ingestOpts(NoControls())
-		o.BatchID, o.Owner = id, ledger.NewOwner(id)
-		res, err := Ingest(ctx, l, path, o)
-		if err == nil {
-			err = l.Release(ctx, id, o.Owner)
-		}
-		return res, err
-	}
-	orig, err := ingest("orig", "operator,canumber,amount,referenceid\n1,CA1,10.00,P-1\n")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := ledger.NewOwner("run")
-	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: "orig"}, o, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	w, err := l.NewWriter(ctx, orig.Batch.Seq, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.MarkInflight(ctx, 2, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Record(ledger.Update{Line: 2, To: ledger.StateFailed, Code: 13}); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	orig := recorded(t, l, "orig", "operator,canumber,amount,referenceid\n1,CA1,10.00,P-1\n")
+	setRows(t, l, orig, ledger.StateFailed, 2)
 	retry := "operator,canumber,amount,referenceid,retryof\n1,CA1,10.00,R-1,orig:2\n"
-	if _, err := ingest("retry", retry); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ingest("retry", retry); err != nil {
+	recorded(t, l, "retry", retry)
+	if _, err := recordFile(t, l, "retry", retry); err != nil {
 		t.Fatalf("resumed while orig line 2 is still failed: %v", err)
 	}
-	if err := l.Correct(ctx, orig.Batch.Seq, o, ledger.Correction{Line: 2, From: ledger.StateFailed, To: ledger.StateSuccess,
-		Evidence: ledger.Attempt{Kind: "status", At: time.Now(), Code: 1, Class: "success"}, Message: "charged after all"}); err != nil {
-		t.Fatal(err)
-	}
-	_, err = ingest("retry", retry)
+	setRows(t, l, orig, ledger.StateSuccess, 2)
+	_, err := recordFile(t, l, "retry", retry)
 	if err == nil || !strings.Contains(err.Error(), "line 2 retries orig:2, and batch orig line 2 is success now") ||
 		!strings.Contains(err.Error(), "nothing was sent") {
 		t.Fatalf("resumed after orig line 2 was found charged: %v, want it refused naming the row", err)
@@ -306,33 +214,11 @@ func TestARetryIsCheckedAgainRightBeforeItGoes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	rec := &recorder{h: aoptest.New(aoptest.DefaultConfig())}
-	hs := httptest.NewServer(rec)
-	t.Cleanup(hs.Close)
-	client, err := aop.New(aop.Options{BaseURL: hs.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := clientOf(t, rec)
 	l := openLedger(t)
-	record := func(id, body string) ledger.Batch {
-		t.Helper()
-		path := filepath.Join(t.TempDir(), id+".csv")
-		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		o := ingestOpts(NoControls())
-		o.BatchID = id
-		res, err := Ingest(ctx, l, path, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := l.Release(ctx, id, o.Owner); err != nil {
-			t.Fatal(err)
-		}
-		return res.Batch
-	}
-	orig := record("orig", "operator,canumber,amount,referenceid\n1,CA1,10.00,P-2\n1,CA2,11.00,P-3\n")
+	orig := recorded(t, l, "orig", "operator,canumber,amount,referenceid\n1,CA1,10.00,P-2\n1,CA2,11.00,P-3\n")
 	setRows(t, l, orig, ledger.StateFailed, 2, 3)
-	retry := record("retry", "operator,canumber,amount,referenceid,retryof\n1,CA1,10.00,RT-2,orig:2\n1,CA2,11.00,RT-3,orig:3\n")
+	retry := recorded(t, l, "retry", "operator,canumber,amount,referenceid,retryof\n1,CA1,10.00,RT-2,orig:2\n1,CA2,11.00,RT-3,orig:3\n")
 	setRows(t, l, orig, ledger.StateSuccess, 2) // reconcile finds line 2 charged
 
 	engine := func(name string) *Engine {
@@ -345,7 +231,7 @@ func TestARetryIsCheckedAgainRightBeforeItGoes(t *testing.T) {
 			ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 5 * time.Second})
 	}
 	e := engine("run")
-	err = e.Send(ctx, retry)
+	err := e.Send(ctx, retry)
 	var stop *StopError
 	if !errors.As(err, &stop) || stop.Reason != StopRetryPaid || !strings.Contains(stop.Detail, "line 2 retries orig:2") {
 		t.Fatalf("send: %v, want the retry-paid stop naming line 2", err)
@@ -404,39 +290,17 @@ func TestARetryIsCheckedAgainBeforeItsRequestGoesAgain(t *testing.T) {
 		}
 		sb.ServeHTTP(w, r)
 	})}
-	hs := httptest.NewServer(rec)
-	t.Cleanup(hs.Close)
-	client, err := aop.New(aop.Options{BaseURL: hs.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	record := func(id, body string) ledger.Batch {
-		t.Helper()
-		path := filepath.Join(t.TempDir(), id+".csv")
-		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		o := ingestOpts(NoControls())
-		o.BatchID = id
-		res, err := Ingest(ctx, l, path, o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := l.Release(ctx, id, o.Owner); err != nil {
-			t.Fatal(err)
-		}
-		return res.Batch
-	}
-	orig = record("orig", "operator,canumber,amount,referenceid\n1,CA1,10.00,P-2\n")
+	client := clientOf(t, rec)
+	orig = recorded(t, l, "orig", "operator,canumber,amount,referenceid\n1,CA1,10.00,P-2\n")
 	setRows(t, l, orig, ledger.StateFailed, 2)
-	retry := record("retry", "operator,canumber,amount,referenceid,retryof\n1,CA1,10.00,RT-2,orig:2\n")
+	retry := recorded(t, l, "retry", "operator,canumber,amount,referenceid,retryof\n1,CA1,10.00,RT-2,orig:2\n")
 	o := ledger.NewOwner("run")
 	if _, err := l.Acquire(ctx, ledger.NewBatch{ID: "retry"}, o, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	e := New(l, client, Config{Owner: o, Workers: 1, Timeout: 2 * time.Second, AllowKnownRefs: true,
 		ResolveBackoff: 20 * time.Millisecond, ResolveTimeout: 5 * time.Second})
-	err = e.Send(ctx, retry)
+	err := e.Send(ctx, retry)
 	if got := corrected.Load(); got != "<nil>" {
 		t.Fatalf("setup: the correction during the 429: %v", got)
 	}
@@ -450,4 +314,43 @@ func TestARetryIsCheckedAgainBeforeItsRequestGoesAgain(t *testing.T) {
 	if r, err := l.Row(ctx, retry.Seq, 2); err != nil || r.State != ledger.StateQueued {
 		t.Errorf("line 2: %s %v, want queued, unsent", r.State, err)
 	}
+}
+
+// recordFile records body as batch id of ledger l, as a run does, and
+// lets go of its lease; the error is Ingest's.
+func recordFile(t *testing.T, l ledger.Store, id, body string) (IngestResult, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), id+".csv")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := ingestOpts(NoControls())
+	o.BatchID, o.Owner = id, ledger.NewOwner(id)
+	res, err := Ingest(context.Background(), l, path, o)
+	if err == nil {
+		err = l.Release(context.Background(), id, o.Owner)
+	}
+	return res, err
+}
+
+// recorded is recordFile's batch; the recording must succeed.
+func recorded(t *testing.T, l ledger.Store, id, body string) ledger.Batch {
+	t.Helper()
+	res, err := recordFile(t, l, id, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Batch
+}
+
+// clientOf is a provider client of handler h, served on loopback.
+func clientOf(t *testing.T, h http.Handler) *aop.Client {
+	t.Helper()
+	hs := httptest.NewServer(h)
+	t.Cleanup(hs.Close)
+	client, err := aop.New(aop.Options{BaseURL: hs.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client
 }

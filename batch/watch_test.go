@@ -5,7 +5,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -291,12 +290,7 @@ func servedBatch(t *testing.T, h http.Handler, rows int) (*aop.Client, ledger.St
 // servedBatchIn is servedBatch on ledger l.
 func servedBatchIn(t *testing.T, h http.Handler, l ledger.Store, rows int) (*aop.Client, ledger.Batch) {
 	t.Helper()
-	hs := httptest.NewServer(h)
-	t.Cleanup(hs.Close)
-	client, err := aop.New(aop.Options{BaseURL: hs.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := clientOf(t, h)
 	res, err := Ingest(context.Background(), l, writeRows(t, rows), ingestOpts(NoControls()))
 	if err != nil {
 		t.Fatal(err)
