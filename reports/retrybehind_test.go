@@ -3,13 +3,11 @@ package reports
 import (
 	"bytes"
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aopbatch/aopbatch/ledger"
-	"github.com/aopbatch/aopbatch/ledger/sqlite"
 )
 
 // A retry that failed in turn pays the row behind it too. Once that row
@@ -18,11 +16,7 @@ import (
 // send it (a money-safety review: exported and run, it paid twice).
 func TestFailedRetryOfARowFoundChargedIsNotOffered(t *testing.T) {
 	ctx := context.Background()
-	l, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ledger.db"), sqlite.Options{Now: func() time.Time { return t0 }, Synchronous: "NORMAL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	l := ledgerAtT0(t)
 	record := func(id string, header []string, rows []ledger.IngestRow) ledger.Batch {
 		t.Helper()
 		o := ledger.NewOwner(id)

@@ -16,13 +16,20 @@ import (
 // cells than the header (an unquoted 1,234.00), or one rejected for its
 // operator before its bad amount. The rejected rows' action must count
 // every such row, or the sum reads as the file's when it is not.
-func TestRejectedActionCountsEveryUnreadAmount(t *testing.T) {
-	ctx := context.Background()
-	l, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ledger.db"), sqlite.Options{Now: func() time.Time { return t0 }, Synchronous: "NORMAL"})
+// ledgerAtT0 is a new SQLite ledger whose clock stands at t0.
+func ledgerAtT0(t *testing.T) ledger.Store {
+	t.Helper()
+	l, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ledger.db"), sqlite.Options{Now: func() time.Time { return t0 }, Synchronous: "NORMAL"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func TestRejectedActionCountsEveryUnreadAmount(t *testing.T) {
+	ctx := context.Background()
+	l := ledgerAtT0(t)
 	owner := ledger.NewOwner("test")
 	header := []string{"operator", "canumber", "amount", "referenceid"}
 	b, err := l.Acquire(ctx, ledger.NewBatch{ID: "u1", ContentHash: "hash-u1", Source: "u1.csv", Header: header}, owner, time.Hour)
